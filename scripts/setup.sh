@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# pt set-up: installs what pt builds and runs against, idempotently, into a cache outside the repo.
+#   - PyTorch 2.11.0 from PyPI (its wheel carries libtorch 2.11.0, the version tch 0.24 binds) plus
+#     transformers/numpy for the parity tests, in a virtualenv under $PT_CACHE (default ~/.cache/pt);
+#   - a link .pt/libtorch -> that torch, which .cargo/config.toml hands to torch-sys as LIBTORCH.
+# A user's own libtorch 2.11 is respected: export LIBTORCH=/path/to/libtorch and this step skips torch.
+set -euo pipefail
+
+TORCH_VERSION=2.11.0
+TRANSFORMERS_VERSION=4.57.1
+PT_CACHE="${PT_CACHE:-$HOME/.cache/pt}"
+VENV="$PT_CACHE/venv-torch-$TORCH_VERSION"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+say() { printf 'pt setup: %s\n' "$*" >&2; }
+die() { printf 'pt setup: error: %s\n' "$*" >&2; exit 1; }
+
+command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain (rustup) first"
+command -v python3 >/dev/null || die "python3 not found: install it (apt-get install -y python3 python3-pip python3-venv)"
+python3 -m pip --version >/dev/null 2>&1 || die "pip not found for python3: install it (apt-get install -y python3-pip)"
+
+mkdir -p "$PT_CACHE"
+stamp="$VENV/.pt-setup-complete"
+if [[ ! -f "$stamp" ]]; then
+  if [[ ! -x "$VENV/bin/python" ]]; then
+    if ! python3 -m venv "$VENV" 2>/dev/null; then
+      rm -rf "$VENV"
+      if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        say "python3 venv module missing; installing python3-venv"
+        apt-get install -y -qq python3-venv >/dev/null || die "apt-get install python3-venv failed"
+        python3 -m venv "$VENV" || die "python3 -m venv $VENV failed"
+      else
+        die "python3 -m venv failed: install python3-venv (as root: apt-get install -y python3-venv)"
+      fi
+    fi
+  fi
+  say "checking that the Python package index is reachable"
+  timeout 120 "$VENV/bin/python" -m pip index versions torch >/dev/null 2>&1 \
+    || die "cannot reach the Python package index (pip index versions torch failed): set-up downloads PyTorch $TORCH_VERSION from PyPI; check network/proxy (pip config list) or export LIBTORCH=/path/to/libtorch-$TORCH_VERSION"
+  say "installing torch==$TORCH_VERSION and transformers into $VENV (about 3 GB, a few minutes the first time)"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+    "torch==$TORCH_VERSION" "transformers==$TRANSFORMERS_VERSION" numpy safetensors \
+    || die "pip install torch==$TORCH_VERSION failed (see above)"
+  touch "$stamp"
+fi
+
+TORCH_DIR="$("$VENV/bin/python" -c 'import torch, os; print(os.path.dirname(torch.__file__))')"
+got="$("$VENV/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])')"
+[[ "$got" == "$TORCH_VERSION" ]] || die "$VENV has torch $got, pt needs $TORCH_VERSION: rm -rf $VENV and rerun"
+
+mkdir -p "$REPO/.pt"
+ln -sfn "$TORCH_DIR" "$REPO/.pt/libtorch"
+ln -sfn "$VENV" "$REPO/.pt/venv"
+say "libtorch $TORCH_VERSION ready: $TORCH_DIR"

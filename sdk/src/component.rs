@@ -1,0 +1,68 @@
+//! What a plugin author implements: one trait per component kind, in plain Rust and tch.
+//! [`crate::export_plugin!`] wraps them for the boundary (catching panics, converting errors).
+
+use crate::{
+    ArchitectureInfo, Config, CreateCtx, DatasetInfo, EvaluatorInfo, ObjectiveInfo, Result, StepCtx, Tensors,
+};
+use tch::Tensor;
+
+/// Shared by every component: its name, a one-line description, its config and constructor.
+pub trait Component: Sized + Send + 'static {
+    /// The name users select it by (`--arch bert`); unique within the plugin.
+    const NAME: &'static str;
+    /// One line for `pt plugin info`.
+    const ABOUT: &'static str;
+    type Config: Config;
+    fn new(config: Self::Config, ctx: &CreateCtx) -> Result<Self>;
+}
+
+/// Random-access samples. The host owns order, shuffling, sharding and the resume cursor: it
+/// asks for batches by sample index, so every dataset resumes in O(1).
+pub trait Dataset: Component + Sync {
+    fn info(&self) -> DatasetInfo;
+    /// Collates the samples at `indices` (each < `info().num_samples`) into CPU tensors. Include
+    /// a `label` field for labelled data.
+    fn get_batch(&self, indices: &[u64], ctx: &StepCtx) -> Result<Tensors>;
+}
+
+/// A model: named parameters (reference-checkpoint names) and a forward over named tensors.
+pub trait Architecture: Component {
+    fn info(&self) -> ArchitectureInfo;
+    fn parameters(&self) -> Vec<(String, Tensor)>;
+    fn buffers(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+    fn set_train(&mut self, train: bool);
+    fn forward(&self, inputs: &Tensors, ctx: &StepCtx) -> Result<Tensors>;
+}
+
+/// A pretraining loss. May own parameters, which the trainer optimises and checkpoints.
+pub trait Objective: Component {
+    fn info(&self) -> ObjectiveInfo;
+    fn parameters(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+    fn buffers(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+    fn set_train(&mut self, _train: bool) {}
+    /// Dataset batch (on the training device) → model inputs. Default: unchanged.
+    fn prepare(&self, batch: Tensors, _ctx: &StepCtx) -> Result<Tensors> {
+        Ok(batch)
+    }
+    /// `loss` (scalar, with grad) and detached scalar metrics.
+    fn loss(&self, batch: &Tensors, outputs: &Tensors, ctx: &StepCtx) -> Result<LossOutput>;
+}
+
+pub struct LossOutput {
+    pub loss: Tensor,
+    /// Detached scalars; read by the host only when it logs, so no sync per step.
+    pub metrics: Vec<(String, Tensor)>,
+}
+
+/// Downstream / transfer evaluation of a model the host lends.
+pub trait Evaluator: Component {
+    fn info(&self) -> EvaluatorInfo;
+    fn evaluate(&mut self, model: &crate::HostModel<'_>, splits: &crate::Splits<'_>, ctx: &StepCtx)
+        -> Result<crate::EvalReport>;
+}

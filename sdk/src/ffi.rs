@@ -1,0 +1,138 @@
+//! The ABI itself: the plugin's root module and the `#[sabi_trait]` objects behind each component.
+#![allow(non_local_definitions)]
+//! Plugin authors never touch this module; they implement the traits in [`crate::component`] and
+//! call [`crate::export_plugin!`]. The host (pt-core) calls through these types.
+
+use crate::{PtError, TensorMap};
+use abi_stable::{
+    declare_root_module_statics,
+    library::RootModule,
+    package_version_strings, sabi_trait,
+    sabi_types::VersionStrings,
+    std_types::{RBox, RResult, RSlice, RStr, RString, RVec, Tuple2},
+    StableAbi,
+};
+
+/// Per-step facts every call on the hot path gets.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct StepCtx {
+    pub seed: u64,
+    pub epoch: u64,
+    /// Optimizer steps taken so far.
+    pub step: u64,
+    pub rank: u32,
+    pub world_size: u32,
+    /// -1 for CPU, n for `cuda:n`.
+    pub device: i64,
+    pub train: bool,
+}
+
+impl StepCtx {
+    pub fn device(&self) -> tch::Device {
+        crate::device_from_code(self.device)
+    }
+}
+
+#[sabi_trait]
+pub trait DatasetFfi: Send + Sync {
+    /// JSON [`crate::DatasetInfo`].
+    fn info(&self) -> RResult<RString, PtError>;
+    /// Collates the samples at `indices` into a batch of CPU tensors.
+    #[sabi(last_prefix_field)]
+    fn get_batch(&self, indices: RSlice<'_, u64>, ctx: &StepCtx) -> RResult<TensorMap, PtError>;
+}
+
+#[sabi_trait]
+pub trait ArchitectureFfi: Send {
+    /// JSON [`crate::ArchitectureInfo`].
+    fn info(&self) -> RResult<RString, PtError>;
+    /// Trainable parameters (shared storage), with reference-checkpoint names.
+    fn parameters(&self) -> RResult<TensorMap, PtError>;
+    /// Non-trainable state saved with the model (BatchNorm statistics...).
+    fn buffers(&self) -> RResult<TensorMap, PtError>;
+    fn set_train(&mut self, train: bool) -> RResult<(), PtError>;
+    #[sabi(last_prefix_field)]
+    fn forward(&self, inputs: &TensorMap, ctx: &StepCtx) -> RResult<TensorMap, PtError>;
+}
+
+#[sabi_trait]
+pub trait ObjectiveFfi: Send {
+    /// JSON [`crate::ObjectiveInfo`].
+    fn info(&self) -> RResult<RString, PtError>;
+    /// Parameters the objective owns (projection heads, quantizers).
+    fn parameters(&self) -> RResult<TensorMap, PtError>;
+    fn buffers(&self) -> RResult<TensorMap, PtError>;
+    fn set_train(&mut self, train: bool) -> RResult<(), PtError>;
+    /// Turns a dataset batch (already on the device) into model inputs: masking, augmentation.
+    fn prepare(&self, batch: TensorMap, ctx: &StepCtx) -> RResult<TensorMap, PtError>;
+    /// Returns `loss` (a scalar with grad) plus detached scalar metrics.
+    #[sabi(last_prefix_field)]
+    fn loss(&self, batch: &TensorMap, outputs: &TensorMap, ctx: &StepCtx) -> RResult<TensorMap, PtError>;
+}
+
+/// The model as the host lends it to an evaluator.
+#[sabi_trait]
+pub trait HostModelFfi {
+    fn info(&self) -> RResult<RString, PtError>;
+    fn parameters(&self) -> RResult<TensorMap, PtError>;
+    fn set_train(&self, train: bool) -> RResult<(), PtError>;
+    #[sabi(last_prefix_field)]
+    fn forward(&self, inputs: &TensorMap, ctx: &StepCtx) -> RResult<TensorMap, PtError>;
+}
+
+/// A dataset split as the host lends it to an evaluator: batches come back on the model's device.
+#[sabi_trait]
+pub trait HostDataFfi {
+    fn info(&self) -> RResult<RString, PtError>;
+    #[sabi(last_prefix_field)]
+    fn get_batch(&self, indices: RSlice<'_, u64>, ctx: &StepCtx) -> RResult<TensorMap, PtError>;
+}
+
+pub type HostModelRef<'a> = HostModelFfi_TO<'a, abi_stable::sabi_types::RRef<'a, ()>>;
+pub type HostDataRef<'a> = HostDataFfi_TO<'a, abi_stable::sabi_types::RRef<'a, ()>>;
+
+#[sabi_trait]
+pub trait EvaluatorFfi: Send {
+    /// JSON [`crate::EvaluatorInfo`].
+    fn info(&self) -> RResult<RString, PtError>;
+    /// Runs the evaluation; returns JSON `{metric: number}` plus optional artefact paths.
+    #[sabi(last_prefix_field)]
+    fn evaluate(
+        &mut self,
+        model: HostModelRef<'_>,
+        splits: RVec<Tuple2<RString, HostDataRef<'_>>>,
+        ctx: &StepCtx,
+    ) -> RResult<RString, PtError>;
+}
+
+pub type DatasetBox = DatasetFfi_TO<'static, RBox<()>>;
+pub type ArchitectureBox = ArchitectureFfi_TO<'static, RBox<()>>;
+pub type ObjectiveBox = ObjectiveFfi_TO<'static, RBox<()>>;
+pub type EvaluatorBox = EvaluatorFfi_TO<'static, RBox<()>>;
+
+/// A plugin's root module: a prefix type, so fields added at the end in later SDK versions keep
+/// older plugins loadable.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = PluginModRef)))]
+#[sabi(missing_field(panic))]
+pub struct PluginMod {
+    /// JSON [`crate::PluginManifest`].
+    pub manifest: extern "C" fn() -> RString,
+    /// Arguments: component name, config JSON, JSON [`crate::CreateCtx`].
+    pub create_dataset: extern "C" fn(RStr<'_>, RStr<'_>, RStr<'_>) -> RResult<DatasetBox, PtError>,
+    pub create_architecture: extern "C" fn(RStr<'_>, RStr<'_>, RStr<'_>) -> RResult<ArchitectureBox, PtError>,
+    pub create_objective: extern "C" fn(RStr<'_>, RStr<'_>, RStr<'_>) -> RResult<ObjectiveBox, PtError>,
+    pub create_evaluator: extern "C" fn(RStr<'_>, RStr<'_>, RStr<'_>) -> RResult<EvaluatorBox, PtError>,
+    /// Net tensor handles made minus dropped in this plugin (see [`crate::live_handles`]).
+    #[sabi(last_prefix_field)]
+    pub live_handles: extern "C" fn() -> i64,
+}
+
+impl RootModule for PluginModRef {
+    declare_root_module_statics! {PluginModRef}
+    const BASE_NAME: &'static str = "pt_plugin";
+    const NAME: &'static str = "pt_plugin";
+    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}

@@ -1,0 +1,175 @@
+//! Component descriptions. They cross the boundary as JSON so new fields (with serde defaults)
+//! never break a plugin built against an older SDK.
+
+use serde::{Deserialize, Serialize};
+
+/// The four kinds of component a plugin can provide.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum ComponentKind {
+    Dataset,
+    Architecture,
+    Objective,
+    Evaluator,
+}
+
+impl ComponentKind {
+    pub const ALL: [ComponentKind; 4] =
+        [ComponentKind::Dataset, ComponentKind::Architecture, ComponentKind::Objective, ComponentKind::Evaluator];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComponentKind::Dataset => "dataset",
+            ComponentKind::Architecture => "architecture",
+            ComponentKind::Objective => "objective",
+            ComponentKind::Evaluator => "evaluator",
+        }
+    }
+    pub fn to_u8(self) -> u8 {
+        self as u8
+    }
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Self::ALL.get(v as usize).copied()
+    }
+}
+
+impl std::fmt::Display for ComponentKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One config key of a component: its default and what it means.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ConfigKey {
+    pub key: String,
+    pub default: serde_json::Value,
+    pub description: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ComponentManifest {
+    pub kind: ComponentKind,
+    pub name: String,
+    pub about: String,
+    pub config: Vec<ConfigKey>,
+}
+
+/// What a plugin says about itself at load time (the handshake beyond abi_stable's layout check).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct PluginManifest {
+    pub name: String,
+    pub version: String,
+    pub sdk_version: String,
+    pub tch_version: String,
+    pub libtorch_version: String,
+    pub components: Vec<ComponentManifest>,
+}
+
+/// A field a dataset provides in each batch.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct FieldInfo {
+    pub name: String,
+    /// libtorch dtype name, e.g. `int64`, `float32`.
+    pub dtype: String,
+    /// Per-sample shape; -1 marks a variable dimension.
+    pub shape: Vec<i64>,
+    #[serde(default)]
+    pub description: String,
+}
+
+impl FieldInfo {
+    pub fn new(name: &str, dtype: &str, shape: &[i64], description: &str) -> Self {
+        FieldInfo { name: name.into(), dtype: dtype.into(), shape: shape.to_vec(), description: description.into() }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(default)]
+pub struct DatasetInfo {
+    /// Samples in this dataset (before sharding).
+    pub num_samples: u64,
+    pub fields: Vec<FieldInfo>,
+    /// For labelled data: the class names (index = label).
+    pub classes: Vec<String>,
+    /// Samples per class (the same order as `classes`), if known.
+    pub class_counts: Vec<u64>,
+    /// Free-form facts worth showing (`tokenizer`, `vocab_size`, `skipped_lines`, ...).
+    pub notes: serde_json::Map<String, serde_json::Value>,
+}
+
+impl DatasetInfo {
+    pub fn field_names(&self) -> Vec<String> {
+        self.fields.iter().map(|f| f.name.clone()).collect()
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(default)]
+pub struct ArchitectureInfo {
+    /// Batch fields forward needs.
+    pub inputs: Vec<String>,
+    /// Batch fields forward uses when present (e.g. `attention_mask`, `mlm_positions`).
+    pub optional_inputs: Vec<String>,
+    /// Output names forward can produce (e.g. `features`, `hidden_states`, `mlm_logits`).
+    pub outputs: Vec<String>,
+    /// Width of the `features` output.
+    pub feature_dim: Option<i64>,
+    /// Training FLOPs (forward + backward) per sample, for MFU; None if unknown.
+    pub train_flops_per_sample: Option<f64>,
+    /// Parameter-name prefixes in input-to-output order, for freezing the first N of them.
+    pub layer_prefixes: Vec<String>,
+    /// The architecture's resolved config, saved with checkpoints and exports.
+    pub config: serde_json::Value,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(default)]
+pub struct ObjectiveInfo {
+    /// Dataset fields the objective reads.
+    pub needs_fields: Vec<String>,
+    /// Architecture outputs the objective reads.
+    pub needs_outputs: Vec<String>,
+    /// Fields `prepare` adds to the batch (so the architecture may need them).
+    pub adds_fields: Vec<String>,
+    /// Metric names the loss reports besides `loss`.
+    pub metrics: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(default)]
+pub struct EvaluatorInfo {
+    /// Dataset splits it wants (`train`, `test`, `validation`...).
+    pub splits: Vec<String>,
+    pub needs_fields: Vec<String>,
+    pub needs_outputs: Vec<String>,
+    /// The metric a checkpoint manager can rank by (e.g. `accuracy`) and whether higher is better.
+    pub primary_metric: Option<String>,
+    pub higher_is_better: bool,
+}
+
+/// What a component gets when it is created.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default)]
+pub struct CreateCtx {
+    /// -1 for CPU, n for `cuda:n`.
+    pub device: i64,
+    pub seed: u64,
+    pub rank: u32,
+    pub world_size: u32,
+    /// The run directory, where a component may keep artefacts (tokenizer, plots).
+    pub run_dir: String,
+    /// Where datasets and caches live (`$PT_DATA`, default `~/.cache/pt/data`).
+    pub data_dir: String,
+}
+
+impl Default for CreateCtx {
+    fn default() -> Self {
+        CreateCtx { device: -1, seed: 0, rank: 0, world_size: 1, run_dir: String::new(), data_dir: String::new() }
+    }
+}
+
+impl CreateCtx {
+    pub fn device(&self) -> tch::Device {
+        crate::device_from_code(self.device)
+    }
+}
