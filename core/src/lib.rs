@@ -1,1 +1,11 @@
+//! pt-core: the host side of pt. It discovers and loads plugins ([`plugin`]), composes their
+//! components ([`components`]), and runs them through one trainer and checkpoint manager.
 
+pub mod checkpoint;
+pub mod components;
+pub mod config;
+pub mod error;
+pub mod plugin;
+pub mod runtime;
+
+pub use error::{Error, Result};

@@ -1,0 +1,140 @@
+//! What a checkpoint directory holds and how it is verified.
+//!
+//! ```text
+//! step-000300/
+//!   model.safetensors       architecture parameters + buffers, reference-implementation names
+//!   objective.safetensors   objective-owned parameters + buffers (heads, quantizers), if any
+//!   optimizer.safetensors   optimizer state (moments...), flat
+//!   assets/                 files the run needs to use the model (tokenizer.json...)
+//!   manifest.json           everything else + sha256 of every file above
+//! ```
+
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+pub const FORMAT_VERSION: u32 = 1;
+pub const MANIFEST: &str = "manifest.json";
+
+/// Where the data stream stands: the next micro-batch to read.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CursorState {
+    pub epoch: u64,
+    pub micro_batch: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct PluginRecord {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct FileEntry {
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CheckpointManifest {
+    pub format_version: u32,
+    pub step: u64,
+    pub cursor: CursorState,
+    /// The schedule is a pure function of the step; recorded for inspection.
+    pub lr: f64,
+    pub seed: u64,
+    pub optimizer: String,
+    pub optimizer_steps: u64,
+    /// Evaluation and training metrics at this step.
+    pub metrics: BTreeMap<String, f64>,
+    /// Non-finite steps skipped so far.
+    pub skipped_steps: u64,
+    /// The resolved recipe (TOML).
+    pub config: String,
+    /// `data` / `arch` / `objective` → `plugin:component`.
+    pub components: BTreeMap<String, String>,
+    pub plugins: Vec<PluginRecord>,
+    pub pt_version: String,
+    pub libtorch_version: String,
+    pub created_unix: u64,
+    /// Relative path → checksum, for every file in the checkpoint.
+    pub files: BTreeMap<String, FileEntry>,
+}
+
+/// A checkpoint on disk whose checksums verified.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub dir: PathBuf,
+    pub manifest: CheckpointManifest,
+}
+
+impl Checkpoint {
+    /// Opens `dir` and verifies every file's size and sha256 against the manifest.
+    pub fn open_verified(dir: &Path) -> Result<Checkpoint> {
+        let manifest = read_manifest(dir)?;
+        for (rel, entry) in &manifest.files {
+            let path = dir.join(rel);
+            let meta = std::fs::metadata(&path)
+                .map_err(|_| Error::Checkpoint(format!("{}: file missing from checkpoint", path.display())))?;
+            if meta.len() != entry.bytes {
+                return Err(Error::Checkpoint(format!(
+                    "{}: truncated or altered ({} bytes, manifest says {})",
+                    path.display(),
+                    meta.len(),
+                    entry.bytes
+                )));
+            }
+            let sha = crate::plugin::loader::sha256_file(&path)?;
+            if sha != entry.sha256 {
+                return Err(Error::Checkpoint(format!("{}: checksum mismatch (file corrupted)", path.display())));
+            }
+        }
+        Ok(Checkpoint { dir: dir.to_path_buf(), manifest })
+    }
+
+    /// Named tensors of one file (`model`, `objective`, `optimizer`); empty if the file is absent.
+    pub fn tensors(&self, stem: &str) -> Result<Vec<(String, Tensor)>> {
+        let path = self.dir.join(format!("{stem}.safetensors"));
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        read_tensors(&path)
+    }
+}
+
+pub fn read_manifest(dir: &Path) -> Result<CheckpointManifest> {
+    let path = dir.join(MANIFEST);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::Checkpoint(format!("{}: cannot read ({e}); is this a pt checkpoint directory?", path.display())))?;
+    let m: CheckpointManifest = serde_json::from_str(&text)
+        .map_err(|e| Error::Checkpoint(format!("{}: not a valid checkpoint manifest ({e})", path.display())))?;
+    if m.format_version > FORMAT_VERSION {
+        return Err(Error::Checkpoint(format!(
+            "{}: checkpoint format {} is newer than this pt understands ({FORMAT_VERSION}); upgrade pt",
+            path.display(),
+            m.format_version
+        )));
+    }
+    Ok(m)
+}
+
+pub fn read_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    Tensor::read_safetensors(path)
+        .map_err(|e| Error::Checkpoint(format!("{}: cannot read tensors ({})", path.display(), first_line(&e.to_string()))))
+}
+
+/// Writes CPU copies of `tensors` to `path` and fsyncs it.
+pub fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    Tensor::write_safetensors(tensors, path)
+        .map_err(|e| Error::Checkpoint(format!("{}: cannot write ({})", path.display(), first_line(&e.to_string()))))?;
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(format!("syncing {}", path.display()), e))
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}

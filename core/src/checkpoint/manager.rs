@@ -1,0 +1,373 @@
+//! Saving checkpoints atomically and deciding which to keep.
+//!
+//! A save snapshots tensors to CPU copies on the training thread, then a writer thread writes
+//! them into `checkpoints/.tmp-step-N-PID/`, fsyncs every file and the directory, renames it to
+//! `step-N`, and only then moves the `latest` pointer — so a crash or `kill -9` at any moment
+//! leaves the previous checkpoint and pointer intact. Retention keeps the last `keep_last`, the
+//! `best` by a chosen metric, and whatever `latest` points at.
+
+use super::format::{Checkpoint, CheckpointManifest, CursorState, FileEntry, PluginRecord, FORMAT_VERSION, MANIFEST};
+use crate::plugin::store::write_atomic;
+use crate::{Error, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use tch::Tensor;
+
+const LATEST: &str = "latest";
+const BEST: &str = "best";
+
+/// Everything one save writes. Tensors must already be CPU copies (not views of live weights).
+pub struct SaveRequest {
+    pub step: u64,
+    pub cursor: CursorState,
+    pub lr: f64,
+    pub seed: u64,
+    pub optimizer: String,
+    pub optimizer_steps: u64,
+    pub metrics: BTreeMap<String, f64>,
+    pub skipped_steps: u64,
+    pub config: String,
+    pub components: BTreeMap<String, String>,
+    pub plugins: Vec<PluginRecord>,
+    pub libtorch_version: String,
+    pub model: Vec<(String, Tensor)>,
+    pub objective: Vec<(String, Tensor)>,
+    pub optimizer_state: Vec<(String, Tensor)>,
+    /// Copied into `assets/` (e.g. the run's tokenizer).
+    pub assets_dir: Option<PathBuf>,
+}
+
+/// Snapshot of tensors for a save: CPU, contiguous, detached copies.
+pub fn snapshot(tensors: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
+    tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), t.detach().to_device(tch::Device::Cpu).contiguous().copy()))
+        .collect()
+}
+
+pub struct CheckpointManager {
+    pub root: PathBuf,
+    keep_last: usize,
+    best_metric: String,
+    higher_is_better: bool,
+    pending: Option<JoinHandle<Result<PathBuf>>>,
+}
+
+pub fn step_dir_name(step: u64) -> String {
+    format!("step-{step:08}")
+}
+
+impl CheckpointManager {
+    pub fn new(run_dir: &Path, keep_last: usize, best_metric: &str, best_mode: &str) -> Result<Self> {
+        let root = run_dir.join("checkpoints");
+        std::fs::create_dir_all(&root).map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
+        // Leftovers of a writer that was killed mid-save: never valid, safe to drop.
+        if let Ok(rd) = std::fs::read_dir(&root) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                    tracing::info!(path = %e.path().display(), "removing an incomplete checkpoint left by an interrupted save");
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        Ok(CheckpointManager {
+            root,
+            keep_last: keep_last.max(1),
+            best_metric: best_metric.to_string(),
+            higher_is_better: best_mode == "max",
+            pending: None,
+        })
+    }
+
+    /// Starts writing `req` in the background (after the previous save has finished).
+    pub fn save(&mut self, req: SaveRequest) -> Result<()> {
+        self.wait()?;
+        let root = self.root.clone();
+        let keep_last = self.keep_last;
+        let best = (self.best_metric.clone(), self.higher_is_better);
+        self.pending = Some(std::thread::spawn(move || {
+            let dir = write_checkpoint(&root, req)?;
+            update_best(&root, &dir, &best.0, best.1)?;
+            prune(&root, keep_last)?;
+            Ok(dir)
+        }));
+        Ok(())
+    }
+
+    /// Waits for the save in flight; returns its directory.
+    pub fn wait(&mut self) -> Result<Option<PathBuf>> {
+        match self.pending.take() {
+            None => Ok(None),
+            Some(h) => match h.join() {
+                Ok(r) => r.map(Some),
+                Err(_) => Err(Error::Checkpoint("the checkpoint writer thread panicked".into())),
+            },
+        }
+    }
+
+    /// Checkpoint directories by step, oldest first.
+    pub fn list(&self) -> Vec<(u64, PathBuf)> {
+        list_steps(&self.root)
+    }
+
+    /// The newest checkpoint that verifies: `latest` first, then older ones, newest first.
+    /// Corrupt ones are reported and skipped.
+    pub fn latest_valid(&self) -> Result<Option<Checkpoint>> {
+        latest_valid(&self.root)
+    }
+}
+
+/// See [`CheckpointManager::latest_valid`]; `root` is a run's `checkpoints/` directory.
+pub fn latest_valid(root: &Path) -> Result<Option<Checkpoint>> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Ok(name) = std::fs::read_to_string(root.join(LATEST)) {
+        candidates.push(root.join(name.trim()));
+    }
+    for (_, dir) in list_steps(root).into_iter().rev() {
+        if !candidates.contains(&dir) {
+            candidates.push(dir);
+        }
+    }
+    for dir in candidates {
+        match Checkpoint::open_verified(&dir) {
+            Ok(c) => return Ok(Some(c)),
+            Err(e) => tracing::warn!("skipping checkpoint {}: {e}", dir.display()),
+        }
+    }
+    Ok(None)
+}
+
+pub fn list_steps(root: &Path) -> Vec<(u64, PathBuf)> {
+    let mut v: Vec<(u64, PathBuf)> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let step = name.strip_prefix("step-")?.parse().ok()?;
+            Some((step, e.path()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dst)?;
+    for e in std::fs::read_dir(src)? {
+        let e = e?;
+        let target = dst.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &target)?;
+        } else {
+            std::fs::copy(e.path(), &target)?;
+            std::fs::File::open(&target)?.sync_all()?;
+        }
+    }
+    Ok(())
+}
+
+fn checksum_tree(base: &Path, dir: &Path, out: &mut BTreeMap<String, FileEntry>) -> Result<()> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            checksum_tree(base, &p, out)?;
+        } else {
+            let rel = p.strip_prefix(base).unwrap_or(&p).to_string_lossy().to_string();
+            let bytes = std::fs::metadata(&p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?.len();
+            out.insert(rel, FileEntry { sha256: crate::plugin::loader::sha256_file(&p)?, bytes });
+        }
+    }
+    Ok(())
+}
+
+fn write_checkpoint(root: &Path, req: SaveRequest) -> Result<PathBuf> {
+    let name = step_dir_name(req.step);
+    let tmp = root.join(format!(".tmp-{name}-{}", std::process::id()));
+    let result = (|| -> Result<PathBuf> {
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+        super::format::write_tensors(&tmp.join("model.safetensors"), &req.model)?;
+        if !req.objective.is_empty() {
+            super::format::write_tensors(&tmp.join("objective.safetensors"), &req.objective)?;
+        }
+        if !req.optimizer_state.is_empty() {
+            super::format::write_tensors(&tmp.join("optimizer.safetensors"), &req.optimizer_state)?;
+        }
+        if let Some(assets) = req.assets_dir.as_ref().filter(|a| a.is_dir()) {
+            copy_dir(assets, &tmp.join("assets")).map_err(|e| Error::io(format!("copying {}", assets.display()), e))?;
+        }
+        let mut files = BTreeMap::new();
+        checksum_tree(&tmp, &tmp, &mut files)?;
+        let manifest = CheckpointManifest {
+            format_version: FORMAT_VERSION,
+            step: req.step,
+            cursor: req.cursor,
+            lr: req.lr,
+            seed: req.seed,
+            optimizer: req.optimizer,
+            optimizer_steps: req.optimizer_steps,
+            metrics: req.metrics,
+            skipped_steps: req.skipped_steps,
+            config: req.config,
+            components: req.components,
+            plugins: req.plugins,
+            pt_version: env!("CARGO_PKG_VERSION").to_string(),
+            libtorch_version: req.libtorch_version,
+            created_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            files,
+        };
+        let text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Checkpoint(e.to_string()))?;
+        write_atomic(&tmp.join(MANIFEST), text.as_bytes())?;
+        sync_dir(&tmp);
+        let dest = root.join(&name);
+        if dest.exists() {
+            std::fs::remove_dir_all(&dest).map_err(|e| Error::io(format!("replacing {}", dest.display()), e))?;
+        }
+        std::fs::rename(&tmp, &dest).map_err(|e| Error::io(format!("renaming into {}", dest.display()), e))?;
+        sync_dir(root);
+        write_atomic(&root.join(LATEST), name.as_bytes())?;
+        tracing::info!(dir = %dest.display(), "checkpoint saved");
+        Ok(dest)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result.map_err(|e| {
+        let previous = std::fs::read_to_string(root.join(LATEST)).map(|s| s.trim().to_string()).ok();
+        Error::Checkpoint(format!(
+            "saving checkpoint {name} failed: {e}. {}",
+            match previous {
+                Some(p) => format!("The previous checkpoint {} is intact.", root.join(p).display()),
+                None => "No earlier checkpoint exists.".to_string(),
+            }
+        ))
+    })
+}
+
+fn update_best(root: &Path, new_dir: &Path, metric: &str, higher_is_better: bool) -> Result<()> {
+    if metric.is_empty() {
+        return Ok(());
+    }
+    let Ok(new) = super::format::read_manifest(new_dir) else { return Ok(()) };
+    let Some(&value) = new.metrics.get(metric) else { return Ok(()) };
+    let current = std::fs::read_to_string(root.join(BEST))
+        .ok()
+        .and_then(|n| super::format::read_manifest(&root.join(n.trim())).ok())
+        .and_then(|m| m.metrics.get(metric).copied());
+    let better = match current {
+        None => true,
+        Some(c) => (higher_is_better && value > c) || (!higher_is_better && value < c),
+    };
+    if better && value.is_finite() {
+        let name = new_dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        write_atomic(&root.join(BEST), name.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn prune(root: &Path, keep_last: usize) -> Result<()> {
+    let keep: Vec<String> = [LATEST, BEST]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(root.join(p)).ok().map(|s| s.trim().to_string()))
+        .collect();
+    let steps = list_steps(root);
+    let n = steps.len();
+    for (i, (_, dir)) in steps.into_iter().enumerate() {
+        let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        if i + keep_last < n && !keep.contains(&name) {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("removing old checkpoint {}", dir.display()), e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(step: u64, loss: f64) -> SaveRequest {
+        SaveRequest {
+            step,
+            cursor: CursorState { epoch: 0, micro_batch: step },
+            lr: 0.1,
+            seed: 1,
+            optimizer: "sgd".into(),
+            optimizer_steps: step,
+            metrics: [("eval/loss".to_string(), loss)].into_iter().collect(),
+            skipped_steps: 0,
+            config: String::new(),
+            components: BTreeMap::new(),
+            plugins: vec![],
+            libtorch_version: "2.11.0".into(),
+            model: vec![("w".into(), Tensor::from_slice(&[step as f32, 2.0]))],
+            objective: vec![],
+            optimizer_state: vec![],
+            assets_dir: None,
+        }
+    }
+
+    #[test]
+    fn keeps_last_and_best_and_falls_back_on_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = CheckpointManager::new(dir.path(), 2, "eval/loss", "min").unwrap();
+        for (s, l) in [(1, 0.5), (2, 0.1), (3, 0.4), (4, 0.3)] {
+            m.save(req(s, l)).unwrap();
+        }
+        m.wait().unwrap();
+        let steps: Vec<u64> = m.list().iter().map(|(s, _)| *s).collect();
+        assert_eq!(steps, vec![2, 3, 4], "last two plus the best (step 2)");
+        let latest = m.latest_valid().unwrap().unwrap();
+        assert_eq!(latest.manifest.step, 4);
+        // Flip a byte in the newest model file: detected, and the previous checkpoint is used.
+        let f = latest.dir.join("model.safetensors");
+        let mut bytes = std::fs::read(&f).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&f, bytes).unwrap();
+        let err = Checkpoint::open_verified(&latest.dir).unwrap_err().to_string();
+        assert!(err.contains("checksum mismatch"), "{err}");
+        assert_eq!(m.latest_valid().unwrap().unwrap().manifest.step, 3);
+        let w = m.latest_valid().unwrap().unwrap().tensors("model").unwrap();
+        assert_eq!(Vec::<f32>::try_from(&w[0].1).unwrap(), vec![3.0, 2.0]);
+    }
+
+    #[test]
+    fn truncated_file_is_reported_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = CheckpointManager::new(dir.path(), 2, "", "min").unwrap();
+        m.save(req(7, 1.0)).unwrap();
+        let d = m.wait().unwrap().unwrap();
+        let f = d.join("model.safetensors");
+        let len = std::fs::metadata(&f).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&f).unwrap().set_len(len - 3).unwrap();
+        let err = Checkpoint::open_verified(&d).unwrap_err().to_string();
+        assert!(err.contains("model.safetensors") && err.contains("truncated"), "{err}");
+        assert!(m.latest_valid().unwrap().is_none());
+    }
+
+    #[test]
+    fn leftover_temp_dir_is_cleaned_and_previous_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = CheckpointManager::new(dir.path(), 2, "", "min").unwrap();
+        m.save(req(1, 1.0)).unwrap();
+        m.wait().unwrap();
+        let stale = dir.path().join("checkpoints/.tmp-step-00000002-999");
+        std::fs::create_dir_all(&stale).unwrap();
+        std::fs::write(stale.join("model.safetensors"), b"partial").unwrap();
+        let m2 = CheckpointManager::new(dir.path(), 2, "", "min").unwrap();
+        assert!(!stale.exists());
+        assert_eq!(m2.latest_valid().unwrap().unwrap().manifest.step, 1);
+    }
+}

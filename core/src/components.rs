@@ -1,0 +1,354 @@
+//! Host-side handles over plugin components: creation with config validation, typed calls,
+//! and the composition check that runs before training.
+
+use crate::plugin::{LoadedPlugin, Registry};
+use crate::{Error, Result};
+use abi_stable::std_types::{RResult, RSlice, RString, RVec, Tuple2};
+use pt_sdk::ffi::{
+    ArchitectureBox, DatasetBox, EvaluatorBox, HostDataFfi, HostDataFfi_TO, HostModelFfi, HostModelFfi_TO,
+    ObjectiveBox, StepCtx,
+};
+use pt_sdk::{
+    ArchitectureInfo, ComponentKind, ComponentManifest, CreateCtx, DatasetInfo, EvalReport, EvaluatorInfo,
+    ObjectiveInfo, PtError, Tensors,
+};
+use serde_json::Value;
+use std::cell::RefCell;
+use std::sync::Arc;
+use tch::Tensor;
+
+/// The key every batch gets from the host: global sample indices, int64 [B].
+pub const SAMPLE_INDEX: &str = "sample_index";
+
+fn rres<T>(r: RResult<T, PtError>) -> Result<T> {
+    r.into_result().map_err(Error::Plugin)
+}
+
+/// Rejects config keys the component does not declare, with a did-you-mean.
+pub fn validate_config(manifest: &ComponentManifest, section: &str, config: &Value) -> Result<()> {
+    let Some(obj) = config.as_object() else {
+        return Err(Error::Config(format!("[{section}] must be a table of keys, got {config}")));
+    };
+    let known: Vec<&str> = manifest.config.iter().map(|k| k.key.as_str()).collect();
+    for key in obj.keys() {
+        if !known.contains(&key.as_str()) {
+            let hint = known
+                .iter()
+                .map(|k| (strsim::jaro_winkler(k, key), *k))
+                .filter(|(s, _)| *s > 0.75)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, k)| format!(" Did you mean '{k}'?"))
+                .unwrap_or_default();
+            return Err(Error::Config(format!(
+                "unknown key '{key}' in [{section}] for {} '{}'.{hint} Accepted keys: {}",
+                manifest.kind,
+                manifest.name,
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A component's manifest entry, resolved through the registry.
+pub struct Resolved {
+    pub plugin: Arc<LoadedPlugin>,
+    pub manifest: ComponentManifest,
+}
+
+impl Resolved {
+    pub fn new(reg: &Registry, kind: ComponentKind, spec: &str) -> Result<Self> {
+        let (plugin, name) = reg.resolve(kind, spec)?;
+        let manifest = plugin
+            .manifest
+            .components
+            .iter()
+            .find(|c| c.kind == kind && c.name == name)
+            .cloned()
+            .ok_or_else(|| Error::Registry(format!("{kind} '{name}' vanished from plugin '{}'", plugin.name())))?;
+        Ok(Resolved { plugin, manifest })
+    }
+    pub fn origin(&self) -> String {
+        format!("{}:{}", self.plugin.name(), self.manifest.name)
+    }
+    /// The default config with `config`'s keys laid over it (what the run will use).
+    pub fn resolved_config(&self, config: &Value) -> Value {
+        let mut out = serde_json::Map::new();
+        for k in &self.manifest.config {
+            out.insert(k.key.clone(), k.default.clone());
+        }
+        if let Some(obj) = config.as_object() {
+            for (k, v) in obj {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+        Value::Object(out)
+    }
+    fn args(&self, section: &str, config: &Value, ctx: &CreateCtx) -> Result<(String, String)> {
+        validate_config(&self.manifest, section, config)?;
+        Ok((config.to_string(), serde_json::to_string(ctx).map_err(|e| Error::Config(e.to_string()))?))
+    }
+}
+
+fn parse_info<T: serde::de::DeserializeOwned>(origin: &str, r: RResult<RString, PtError>) -> Result<T> {
+    let text = rres(r)?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::Plugin(PtError::new(pt_sdk::ErrorKind::Other, format!("unreadable info ({e})")).with_origin(origin)))
+}
+
+pub struct DatasetHandle {
+    inner: DatasetBox,
+    pub origin: String,
+    pub info: DatasetInfo,
+}
+
+impl DatasetHandle {
+    pub fn create(reg: &Registry, spec: &str, section: &str, config: &Value, ctx: &CreateCtx) -> Result<Self> {
+        let r = Resolved::new(reg, ComponentKind::Dataset, spec)?;
+        let (cfg, cx) = r.args(section, config, ctx)?;
+        let inner = rres((r.plugin.module.create_dataset())(r.manifest.name.as_str().into(), cfg.as_str().into(), cx.as_str().into()))?;
+        let origin = r.origin();
+        let info: DatasetInfo = parse_info(&origin, inner.info())?;
+        if info.num_samples == 0 {
+            return Err(Error::Config(format!("dataset {origin} ([{section}]) has no samples: check its files")));
+        }
+        Ok(DatasetHandle { inner, origin, info })
+    }
+    /// A CPU batch for `indices`, with the host's `sample_index` field added.
+    pub fn get_batch(&self, indices: &[u64], ctx: &StepCtx) -> Result<Tensors> {
+        let map = rres(self.inner.get_batch(RSlice::from_slice(indices), ctx))?;
+        let mut t = Tensors::from_ffi(map);
+        let idx: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+        t.insert(SAMPLE_INDEX, Tensor::from_slice(&idx));
+        Ok(t)
+    }
+}
+
+pub struct ArchHandle {
+    inner: ArchitectureBox,
+    pub origin: String,
+    pub info: ArchitectureInfo,
+}
+
+impl ArchHandle {
+    pub fn create(reg: &Registry, spec: &str, section: &str, config: &Value, ctx: &CreateCtx) -> Result<Self> {
+        let r = Resolved::new(reg, ComponentKind::Architecture, spec)?;
+        let (cfg, cx) = r.args(section, config, ctx)?;
+        let inner = rres((r.plugin.module.create_architecture())(r.manifest.name.as_str().into(), cfg.as_str().into(), cx.as_str().into()))?;
+        let origin = r.origin();
+        let info = parse_info(&origin, inner.info())?;
+        Ok(ArchHandle { inner, origin, info })
+    }
+    pub fn parameters(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(Tensors::from_ffi(rres(self.inner.parameters())?).into_iter().collect())
+    }
+    pub fn buffers(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(Tensors::from_ffi(rres(self.inner.buffers())?).into_iter().collect())
+    }
+    pub fn set_train(&mut self, train: bool) -> Result<()> {
+        rres(self.inner.set_train(train))
+    }
+    pub fn forward(&self, inputs: &Tensors, ctx: &StepCtx) -> Result<Tensors> {
+        let map = inputs.share().into_ffi();
+        Ok(Tensors::from_ffi(rres(self.inner.forward(&map, ctx))?))
+    }
+}
+
+pub struct ObjectiveHandle {
+    inner: ObjectiveBox,
+    pub origin: String,
+    pub info: ObjectiveInfo,
+}
+
+/// A loss and the objective's detached metrics.
+pub struct LossValue {
+    pub loss: Tensor,
+    pub metrics: Vec<(String, Tensor)>,
+}
+
+impl ObjectiveHandle {
+    pub fn create(reg: &Registry, spec: &str, section: &str, config: &Value, ctx: &CreateCtx) -> Result<Self> {
+        let r = Resolved::new(reg, ComponentKind::Objective, spec)?;
+        let (cfg, cx) = r.args(section, config, ctx)?;
+        let inner = rres((r.plugin.module.create_objective())(r.manifest.name.as_str().into(), cfg.as_str().into(), cx.as_str().into()))?;
+        let origin = r.origin();
+        let info = parse_info(&origin, inner.info())?;
+        Ok(ObjectiveHandle { inner, origin, info })
+    }
+    pub fn parameters(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(Tensors::from_ffi(rres(self.inner.parameters())?).into_iter().collect())
+    }
+    pub fn buffers(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(Tensors::from_ffi(rres(self.inner.buffers())?).into_iter().collect())
+    }
+    pub fn set_train(&mut self, train: bool) -> Result<()> {
+        rres(self.inner.set_train(train))
+    }
+    pub fn prepare(&self, batch: Tensors, ctx: &StepCtx) -> Result<Tensors> {
+        Ok(Tensors::from_ffi(rres(self.inner.prepare(batch.into_ffi(), ctx))?))
+    }
+    /// The loss, checked to be a scalar.
+    pub fn loss(&self, batch: &Tensors, outputs: &Tensors, ctx: &StepCtx) -> Result<LossValue> {
+        let b = batch.share().into_ffi();
+        let o = outputs.share().into_ffi();
+        let mut out = Tensors::from_ffi(rres(self.inner.loss(&b, &o, ctx))?);
+        let loss = out.remove("loss").ok_or_else(|| {
+            Error::Plugin(PtError::shape("loss() returned no 'loss' tensor").with_origin(&self.origin))
+        })?;
+        if loss.numel() != 1 {
+            return Err(Error::Plugin(
+                PtError::shape(format!("loss must be a scalar, got shape {:?}", loss.size())).with_origin(&self.origin),
+            ));
+        }
+        let metrics = out
+            .into_iter()
+            .filter_map(|(n, t)| n.strip_prefix("metric/").map(|m| (m.to_string(), t)))
+            .collect();
+        Ok(LossValue { loss, metrics })
+    }
+}
+
+pub struct EvaluatorHandle {
+    inner: EvaluatorBox,
+    pub origin: String,
+    pub name: String,
+    pub info: EvaluatorInfo,
+}
+
+impl EvaluatorHandle {
+    pub fn create(reg: &Registry, spec: &str, section: &str, config: &Value, ctx: &CreateCtx) -> Result<Self> {
+        let r = Resolved::new(reg, ComponentKind::Evaluator, spec)?;
+        let (cfg, cx) = r.args(section, config, ctx)?;
+        let inner = rres((r.plugin.module.create_evaluator())(r.manifest.name.as_str().into(), cfg.as_str().into(), cx.as_str().into()))?;
+        let origin = r.origin();
+        let info = parse_info(&origin, inner.info())?;
+        Ok(EvaluatorHandle { inner, origin, name: r.manifest.name.clone(), info })
+    }
+
+    /// Lends `model` and the named splits to the evaluator.
+    pub fn evaluate(
+        &mut self,
+        model: &LentModel<'_>,
+        splits: &[(String, LentData<'_>)],
+        ctx: &StepCtx,
+    ) -> Result<EvalReport> {
+        let model_to = HostModelFfi_TO::from_ptr(model, abi_stable::sabi_trait::TD_Opaque);
+        let splits: RVec<_> = splits
+            .iter()
+            .map(|(n, d)| Tuple2(RString::from(n.as_str()), HostDataFfi_TO::from_ptr(d, abi_stable::sabi_trait::TD_Opaque)))
+            .collect();
+        let text = rres(self.inner.evaluate(model_to, splits, ctx))?;
+        serde_json::from_str(&text).map_err(|e| {
+            Error::Plugin(PtError::new(pt_sdk::ErrorKind::Other, format!("unreadable report ({e})")).with_origin(&self.origin))
+        })
+    }
+}
+
+/// The model as lent to an evaluator.
+pub struct LentModel<'a> {
+    pub arch: RefCell<&'a mut ArchHandle>,
+}
+
+impl HostModelFfi for LentModel<'_> {
+    fn info(&self) -> RResult<RString, PtError> {
+        match serde_json::to_string(&self.arch.borrow().info) {
+            Ok(s) => RResult::ROk(s.into()),
+            Err(e) => RResult::RErr(PtError::new(pt_sdk::ErrorKind::Other, e.to_string())),
+        }
+    }
+    fn parameters(&self) -> RResult<pt_sdk::TensorMap, PtError> {
+        match self.arch.borrow().parameters() {
+            Ok(p) => RResult::ROk(p.into_iter().collect::<Tensors>().into_ffi()),
+            Err(e) => RResult::RErr(to_pt(e)),
+        }
+    }
+    fn set_train(&self, train: bool) -> RResult<(), PtError> {
+        self.arch.borrow_mut().set_train(train).map_err(to_pt).into()
+    }
+    fn forward(&self, inputs: &pt_sdk::TensorMap, ctx: &StepCtx) -> RResult<pt_sdk::TensorMap, PtError> {
+        match self.arch.borrow().forward(&Tensors::share_ffi(inputs), ctx) {
+            Ok(t) => RResult::ROk(t.into_ffi()),
+            Err(e) => RResult::RErr(to_pt(e)),
+        }
+    }
+}
+
+/// A dataset split as lent to an evaluator: batches come on `device` with `sample_index`.
+pub struct LentData<'a> {
+    pub dataset: &'a DatasetHandle,
+    pub device: tch::Device,
+}
+
+impl HostDataFfi for LentData<'_> {
+    fn info(&self) -> RResult<RString, PtError> {
+        match serde_json::to_string(&self.dataset.info) {
+            Ok(s) => RResult::ROk(s.into()),
+            Err(e) => RResult::RErr(PtError::new(pt_sdk::ErrorKind::Other, e.to_string())),
+        }
+    }
+    fn get_batch(&self, indices: RSlice<'_, u64>, ctx: &StepCtx) -> RResult<pt_sdk::TensorMap, PtError> {
+        let r = self
+            .dataset
+            .get_batch(indices.as_slice(), ctx)
+            .map_err(to_pt)
+            .and_then(|b| b.to_device(self.device));
+        match r {
+            Ok(b) => RResult::ROk(b.into_ffi()),
+            Err(e) => RResult::RErr(e),
+        }
+    }
+}
+
+fn to_pt(e: Error) -> PtError {
+    match e {
+        Error::Plugin(p) => p,
+        other => PtError::new(pt_sdk::ErrorKind::Other, other.to_string()),
+    }
+}
+
+/// Checks, before any training, that the dataset provides what the objective and architecture
+/// need and that the architecture outputs what the objective consumes.
+pub fn check_composition(data: &DatasetHandle, arch: &ArchHandle, objective: &ObjectiveHandle) -> Result<()> {
+    let mut problems = Vec::new();
+    let data_fields: Vec<String> = data.info.field_names();
+    let mut available = data_fields.clone();
+    available.push(SAMPLE_INDEX.to_string());
+    for f in &objective.info.needs_fields {
+        if !available.contains(f) {
+            problems.push(format!(
+                "objective {} needs dataset field '{f}', but dataset {} provides only: {}",
+                objective.origin,
+                data.origin,
+                data_fields.join(", ")
+            ));
+        }
+    }
+    available.extend(objective.info.adds_fields.iter().cloned());
+    for f in &arch.info.inputs {
+        if !available.contains(f) {
+            problems.push(format!(
+                "architecture {} needs input '{f}', but dataset {} provides {} and objective {} adds {}",
+                arch.origin,
+                data.origin,
+                data_fields.join(", "),
+                objective.origin,
+                if objective.info.adds_fields.is_empty() { "nothing".to_string() } else { objective.info.adds_fields.join(", ") }
+            ));
+        }
+    }
+    for o in &objective.info.needs_outputs {
+        if !arch.info.outputs.contains(o) {
+            problems.push(format!(
+                "objective {} needs model output '{o}', but architecture {} outputs only: {}",
+                objective.origin,
+                arch.origin,
+                arch.info.outputs.join(", ")
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Composition(format!("these components do not fit together:\n  - {}", problems.join("\n  - "))))
+    }
+}

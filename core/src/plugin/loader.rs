@@ -1,0 +1,129 @@
+//! Loading one plugin file: ELF check, abi_stable's version and layout check, then pt's own
+//! handshake (plugin name/version, SDK, tch and libtorch versions). Libraries are never unloaded.
+
+use crate::{Error, Result};
+use abi_stable::library::{lib_header_from_path, LibraryError, RootModule};
+use pt_sdk::ffi::PluginModRef;
+use pt_sdk::PluginManifest;
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// A plugin in this process: where it came from and what it provides.
+pub struct LoadedPlugin {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub manifest: PluginManifest,
+    pub module: PluginModRef,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin").field("path", &self.path).field("name", &self.manifest.name).finish()
+    }
+}
+
+impl LoadedPlugin {
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+    /// An in-process plugin (built-in components, tests): no file behind it.
+    pub fn in_process(module: PluginModRef, label: &str) -> Result<Self> {
+        let manifest = parse_manifest(Path::new(label), module)?;
+        Ok(LoadedPlugin { path: PathBuf::from(label), sha256: String::new(), manifest, module })
+    }
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn load_error(path: &Path, message: impl Into<String>, detail: impl Into<String>) -> Error {
+    Error::PluginLoad { path: path.to_path_buf(), message: message.into(), detail: detail.into() }
+}
+
+/// Loads and validates a plugin file.
+pub fn load_plugin(path: &Path) -> Result<LoadedPlugin> {
+    let path = path.canonicalize().map_err(|e| load_error(path, format!("cannot open: {e}"), ""))?;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(&path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .map_err(|e| load_error(&path, format!("cannot read: {e}"), ""))?;
+    if &magic != b"\x7fELF" {
+        return Err(load_error(
+            &path,
+            "not a shared library (no ELF header): a pt plugin is a Rust cdylib built against pt-sdk",
+            "",
+        ));
+    }
+    let sha256 = sha256_file(&path)?;
+    let header = lib_header_from_path(&path).map_err(|e| match e {
+        LibraryError::GetSymbolError { .. } => load_error(
+            &path,
+            "is a shared library but not a pt plugin (it exports no pt root module; plugins call pt_sdk::export_plugin!)",
+            e.to_string(),
+        ),
+        LibraryError::OpenError { ref err, .. } => {
+            load_error(&path, format!("cannot be loaded: {}", first_line(&err.to_string())), e.to_string())
+        }
+        other => load_error(&path, "cannot be loaded", other.to_string()),
+    })?;
+    let module: PluginModRef = header.init_root_module::<PluginModRef>().map_err(|e| {
+        let ours = PluginModRef::VERSION_STRINGS.version;
+        match &e {
+            LibraryError::IncompatibleVersionNumber { actual_version, .. } => load_error(
+                &path,
+                format!(
+                    "was built against pt-sdk {actual_version}, but this pt uses pt-sdk {ours}: rebuild the plugin against pt-sdk {ours}"
+                ),
+                e.to_string(),
+            ),
+            LibraryError::AbiInstability(_) => load_error(
+                &path,
+                format!(
+                    "its pt-sdk types do not match this pt's (pt-sdk {ours}): rebuild the plugin against pt-sdk {ours} (run with -v for the layout difference)"
+                ),
+                e.to_string(),
+            ),
+            _ => load_error(&path, "failed the pt handshake", e.to_string()),
+        }
+    })?;
+    let manifest = parse_manifest(&path, module)?;
+    if manifest.libtorch_version != pt_sdk::LIBTORCH_VERSION || manifest.tch_version != pt_sdk::TCH_VERSION {
+        return Err(load_error(
+            &path,
+            format!(
+                "plugin '{}' was built for tch {} / libtorch {}, this pt uses tch {} / libtorch {}: rebuild it against pt-sdk {}",
+                manifest.name,
+                manifest.tch_version,
+                manifest.libtorch_version,
+                pt_sdk::TCH_VERSION,
+                pt_sdk::LIBTORCH_VERSION,
+                pt_sdk::SDK_VERSION
+            ),
+            "",
+        ));
+    }
+    tracing::debug!(plugin = %manifest.name, version = %manifest.version, path = %path.display(), "loaded plugin");
+    Ok(LoadedPlugin { path, sha256, manifest, module })
+}
+
+fn parse_manifest(path: &Path, module: PluginModRef) -> Result<PluginManifest> {
+    let text = (module.manifest())();
+    serde_json::from_str(text.as_str())
+        .map_err(|e| load_error(path, format!("sent an unreadable manifest ({e})"), text.to_string()))
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
