@@ -1,1 +1,61 @@
-fn main(){}
+//! `pt-engine`: the real `pt` command (started by the `pt` launcher once libtorch is checked).
+
+mod checkpoint_cmd;
+mod doctor;
+mod logging;
+mod plugin_cmd;
+mod progress;
+mod recipes;
+mod train_cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "pt", version, about = "Pretrain neural networks from plugins, on libtorch.")]
+struct Cli {
+    /// More output: -v shows info and error details, -vv debug.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Versions, CUDA, threads, plugin search path and the plugins found.
+    Doctor(doctor::Args),
+    /// Install, list, describe and remove plugins.
+    #[command(subcommand)]
+    Plugin(plugin_cmd::PluginCommand),
+    /// Train: `pt train --objective mlm --arch bert`, or a recipe with overrides.
+    Train(train_cmd::Args),
+    /// List and inspect checkpoints.
+    #[command(subcommand)]
+    Checkpoint(checkpoint_cmd::CheckpointCommand),
+    /// Show the built-in recipes (`pt recipes show NAME` prints one).
+    Recipes(recipes::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    logging::init_stderr(cli.verbose);
+    pt_core::runtime::init();
+    let result = match cli.command {
+        Command::Doctor(a) => doctor::run(a),
+        Command::Plugin(c) => plugin_cmd::run(c),
+        Command::Train(a) => train_cmd::run(a, cli.verbose),
+        Command::Checkpoint(c) => checkpoint_cmd::run(c),
+        Command::Recipes(a) => recipes::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("pt: error: {e:#}");
+        if let Some(detail) = e.downcast_ref::<pt_core::Error>().and_then(|e| e.detail()) {
+            if cli.verbose > 0 {
+                eprintln!("detail:\n{detail}");
+            } else {
+                eprintln!("(run with -v for details)");
+            }
+        }
+        std::process::exit(1);
+    }
+}

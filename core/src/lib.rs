@@ -7,5 +7,6 @@ pub mod config;
 pub mod error;
 pub mod plugin;
 pub mod runtime;
+pub mod train;
 
 pub use error::{Error, Result};

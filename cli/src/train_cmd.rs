@@ -1,0 +1,172 @@
+//! `pt train`: resolve the recipe, build the components, train, report.
+
+use crate::progress::Progress;
+use anyhow::Context;
+use pt_core::config::Recipe;
+use pt_core::plugin::Registry;
+use pt_core::train::trainer::TrainOptions;
+use pt_core::train::{Session, Trainer};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A TOML recipe; without one, the built-in recipe for OBJECTIVE-ARCH is used if there is one.
+    #[arg(long)]
+    recipe: Option<PathBuf>,
+    /// Objective (`name` or `plugin:name`).
+    #[arg(long)]
+    objective: Option<String>,
+    /// Architecture (`name` or `plugin:name`).
+    #[arg(long)]
+    arch: Option<String>,
+    /// Training dataset (`name` or `plugin:name`).
+    #[arg(long)]
+    data: Option<String>,
+    /// Override any recipe key: --set optim.lr=3e-4 --set run.batch_size=64.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Where the run lives (default runs/OBJECTIVE-ARCH). An existing run there is resumed.
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// Resume RUN_DIR from its latest valid checkpoint, with its saved config.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["recipe", "run_dir"])]
+    resume: Option<PathBuf>,
+    /// Start from these weights (pt checkpoint, HF model dir or .safetensors); reports missing/unexpected keys.
+    #[arg(long)]
+    init_from: Option<PathBuf>,
+    /// Shorthand for --set run.max_steps=N.
+    #[arg(long)]
+    max_steps: Option<u64>,
+    /// Shorthand for --set run.device=DEVICE (auto, cpu, cuda, cuda:N).
+    #[arg(long)]
+    device: Option<String>,
+    /// Shorthand for --set run.seed=N.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// No progress bar or per-step lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    if STOP.swap(true, Ordering::SeqCst) {
+        // Second signal: the user really wants out.
+        unsafe { libc::_exit(130) };
+    }
+}
+
+fn install_signal_handlers() {
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+fn build_recipe(args: &Args) -> anyhow::Result<(Recipe, PathBuf)> {
+    let mut overrides: Vec<String> = Vec::new();
+    for (key, v) in [("objective.name", &args.objective), ("arch.name", &args.arch), ("data.name", &args.data)] {
+        if let Some(v) = v {
+            overrides.push(format!("{key}=\"{v}\""));
+        }
+    }
+    if let Some(n) = args.max_steps {
+        overrides.push(format!("run.max_steps={n}"));
+    }
+    if let Some(d) = &args.device {
+        overrides.push(format!("run.device=\"{d}\""));
+    }
+    if let Some(s) = args.seed {
+        overrides.push(format!("run.seed={s}"));
+    }
+    overrides.extend(args.set.iter().cloned());
+
+    if let Some(run_dir) = &args.resume {
+        let path = run_dir.join("config.toml");
+        if !path.exists() {
+            anyhow::bail!("{} has no config.toml: is it a pt run directory?", run_dir.display());
+        }
+        return Ok((Recipe::load(&path, &overrides)?, run_dir.clone()));
+    }
+    let (text, origin) = match &args.recipe {
+        Some(p) => (std::fs::read_to_string(p).with_context(|| format!("reading recipe {}", p.display()))?, p.display().to_string()),
+        None => {
+            let (Some(o), Some(a)) = (&args.objective, &args.arch) else {
+                anyhow::bail!("give --recipe FILE, or --objective and --arch (e.g. pt train --objective mlm --arch bert)");
+            };
+            let key = format!("{}-{}", o.rsplit(':').next().unwrap_or(o), a.rsplit(':').next().unwrap_or(a));
+            match crate::recipes::find(&key) {
+                Some(t) => (t.to_string(), format!("built-in recipe {key}")),
+                None => (String::new(), "command line".to_string()),
+            }
+        }
+    };
+    let recipe = Recipe::parse(&text, &origin, &overrides)?;
+    let run_dir = args.run_dir.clone().unwrap_or_else(|| {
+        let short = |s: &str| s.rsplit(':').next().unwrap_or(s).to_string();
+        PathBuf::from("runs").join(format!("{}-{}", short(&recipe.objective.name), short(&recipe.arch.name)))
+    });
+    Ok((recipe, run_dir))
+}
+
+pub fn run(args: Args, verbose: u8) -> anyhow::Result<()> {
+    let (recipe, run_dir) = build_recipe(&args)?;
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating run directory {}", run_dir.display()))?;
+    crate::logging::log_to_file(&run_dir.join("train.log"))?;
+    install_signal_handlers();
+    let reg = Registry::discover();
+    let summary = {
+        let session = Session::build(&reg, recipe, &run_dir)?;
+        let opts = TrainOptions { resume: true, init_from: args.init_from.clone(), stop: Arc::new(AtomicBool::new(false)) };
+        let stop = opts.stop.clone();
+        std::thread::spawn(move || loop {
+            if STOP.load(Ordering::SeqCst) {
+                stop.store(true, Ordering::SeqCst);
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        });
+        let mut trainer = Trainer::new(&reg, session, opts)?;
+        if let Some(r) = &trainer.init_report {
+            eprintln!(
+                "init-from: loaded {} tensors; missing {} {:?}; unexpected {} {:?}",
+                r.loaded,
+                r.missing.len(),
+                r.missing.iter().take(5).collect::<Vec<_>>(),
+                r.unexpected.len(),
+                r.unexpected.iter().take(5).collect::<Vec<_>>()
+            );
+        }
+        let mut progress = Progress::new(!args.quiet);
+        trainer.run(&mut progress)?
+    };
+    let leaked = pt_sdk::live_handles() + reg.plugins.iter().map(|f| (f.plugin.module.live_handles())()).sum::<i64>();
+    let summary = pt_core::train::RunSummary { leaked_tensor_handles: leaked, ..summary };
+    let text = serde_json::to_string_pretty(&summary)?;
+    std::fs::write(run_dir.join("summary.json"), &text).with_context(|| format!("writing {}", run_dir.join("summary.json").display()))?;
+    if leaked != 0 {
+        tracing::warn!(leaked, "tensor handles still alive after the run");
+    }
+    println!("run: {}", run_dir.display());
+    println!(
+        "stopped: {:?} at step {} after {:.1}s; last loss {}",
+        summary.stop,
+        summary.step,
+        summary.seconds,
+        summary.last_loss.map(|l| format!("{l:.4}")).unwrap_or("-".into())
+    );
+    for (name, r) in &summary.evals {
+        let m: Vec<String> = r.metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+        println!("eval {name}: {}", m.join("  "));
+    }
+    if let Some(c) = &summary.checkpoint {
+        println!("checkpoint: {}", c.display());
+    }
+    if verbose > 0 {
+        println!("tensor handles alive: {leaked}");
+    }
+    Ok(())
+}

