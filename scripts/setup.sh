@@ -39,10 +39,15 @@ if [[ ! -f "$stamp" ]]; then
     || die "cannot reach the Python package index (pip index versions torch failed): set-up downloads PyTorch $TORCH_VERSION from PyPI; check network/proxy (pip config list) or export LIBTORCH=/path/to/libtorch-$TORCH_VERSION"
   say "installing torch==$TORCH_VERSION and transformers into $VENV (about 3 GB, a few minutes the first time)"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-    "torch==$TORCH_VERSION" "transformers==$TRANSFORMERS_VERSION" numpy safetensors \
+    "torch==$TORCH_VERSION" "transformers==$TRANSFORMERS_VERSION" numpy safetensors tensorboard \
     || die "pip install torch==$TORCH_VERSION failed (see above)"
   touch "$stamp"
 fi
+# The metrics tests check pt's event files with TensorBoard's own reader; venvs made before
+# tensorboard joined the list above get it here.
+"$VENV/bin/python" -c 'import tensorboard' 2>/dev/null \
+  || "$VENV/bin/python" -m pip install -q --disable-pip-version-check tensorboard \
+  || die "pip install tensorboard failed (see above)"
 
 TORCH_DIR="$("$VENV/bin/python" -c 'import torch, os; print(os.path.dirname(torch.__file__))')"
 got="$("$VENV/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])')"

@@ -143,7 +143,14 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<()> {
         let mut progress = Progress::new(!args.quiet);
         trainer.run(&mut progress)?
     };
-    let leaked = pt_sdk::live_handles() + reg.plugins.iter().map(|f| (f.plugin.module.live_handles())()).sum::<i64>();
+    // Built-in components share the host's counter; every loaded .so has its own.
+    let leaked = pt_sdk::live_handles()
+        + reg
+            .plugins
+            .iter()
+            .filter(|f| f.from != pt_core::plugin::SearchDirKind::Builtin)
+            .map(|f| (f.plugin.module.live_handles())())
+            .sum::<i64>();
     let summary = pt_core::train::RunSummary { leaked_tensor_handles: leaked, ..summary };
     let text = serde_json::to_string_pretty(&summary)?;
     std::fs::write(run_dir.join("summary.json"), &text).with_context(|| format!("writing {}", run_dir.join("summary.json").display()))?;

@@ -17,6 +17,8 @@ pub enum SearchDirKind {
     EnvPath,
     UserDir,
     NextToBinary,
+    /// Compiled into pt itself.
+    Builtin,
 }
 
 impl SearchDirKind {
@@ -24,7 +26,8 @@ impl SearchDirKind {
         match self {
             SearchDirKind::EnvPath => "$PT_PLUGIN_PATH",
             SearchDirKind::UserDir => "installed",
-            SearchDirKind::NextToBinary => "built-in dir",
+            SearchDirKind::NextToBinary => "next to pt",
+            SearchDirKind::Builtin => "built into pt",
         }
     }
 }
@@ -103,7 +106,17 @@ impl Registry {
     /// kept in `failed` (with the reason) rather than stopping discovery; next to the binary only
     /// real pt plugins count, so unrelated shared libraries there are ignored quietly.
     pub fn discover() -> Registry {
-        Self::discover_in(search_dirs())
+        let mut reg = Self::discover_in(search_dirs());
+        reg.add_builtin();
+        reg
+    }
+
+    /// Adds pt's own components (generic transfer evaluators) as the plugin `pt`.
+    pub fn add_builtin(&mut self) {
+        match crate::builtin::plugin() {
+            Ok(p) => self.add(Found { plugin: Arc::new(p), from: SearchDirKind::Builtin }),
+            Err(e) => tracing::error!("built-in components unavailable: {e}"),
+        }
     }
 
     pub fn discover_in(searched: Vec<SearchDir>) -> Registry {

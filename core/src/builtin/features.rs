@@ -1,0 +1,43 @@
+//! Shared pieces of the transfer evaluators: walking a split in batches, frozen features,
+//! accuracy.
+
+use pt_sdk::prelude::*;
+
+/// Batches of sample indices covering `0..n` in order.
+pub fn index_batches(n: u64, batch_size: u64) -> impl Iterator<Item = Vec<u64>> {
+    let bs = batch_size.max(1);
+    (0..n.div_ceil(bs)).map(move |b| (b * bs..((b + 1) * bs).min(n)).collect())
+}
+
+pub fn num_classes(data: &HostData<'_>, split: &str) -> Result<i64> {
+    let info = data.info()?;
+    if !info.fields.iter().any(|f| f.name == "label") {
+        bail!(Config, "the '{split}' split has no 'label' field: transfer evaluators need a labelled dataset");
+    }
+    if info.classes.is_empty() {
+        bail!(Config, "the '{split}' split does not name its classes (DatasetInfo.classes)");
+    }
+    Ok(info.classes.len() as i64)
+}
+
+/// Features of the frozen model (eval mode, no grad) and labels for up to `limit` samples.
+pub fn extract(model: &HostModel<'_>, data: &HostData<'_>, limit: u64, batch_size: u64, ctx: &StepCtx) -> Result<(Tensor, Tensor)> {
+    let n = data.info()?.num_samples.min(if limit == 0 { u64::MAX } else { limit });
+    let _guard = tch::no_grad_guard();
+    model.set_train(false)?;
+    let mut feats = Vec::new();
+    let mut labels = Vec::new();
+    for idx in index_batches(n, batch_size) {
+        let batch = data.get_batch(&idx, ctx)?;
+        let out = model.forward(&batch, ctx)?;
+        feats.push(out.require("features")?.detach().to_kind(Kind::Float));
+        labels.push(batch.require("label")?.to_kind(Kind::Int64));
+    }
+    Ok((Tensor::f_cat(&feats, 0)?, Tensor::f_cat(&labels, 0)?))
+}
+
+/// Fraction of rows of `logits` whose argmax equals `labels`.
+pub fn accuracy(logits: &Tensor, labels: &Tensor) -> Result<f64> {
+    let correct = logits.f_argmax(-1, false)?.f_eq_tensor(labels)?.f_to_kind(Kind::Float)?.f_mean(Kind::Float)?;
+    Ok(correct.f_double_value(&[])?)
+}

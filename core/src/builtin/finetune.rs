@@ -1,0 +1,188 @@
+//! Fine-tuning on a labelled task: a linear head on `features`, trained together with the
+//! encoder (optionally with its first layers frozen and a lower encoder learning rate). Records
+//! test accuracy against step and wall time, so pretrained and random starts can be compared.
+
+use super::features::{accuracy, index_batches, num_classes};
+use pt_optim::{AdamWConfig, Decay, FlatParams, GroupRules, LrMultRule, OptimizerConfig, ScheduleConfig};
+use pt_sdk::prelude::*;
+use pt_sdk::rng::CounterRng;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct FinetuneConfig {
+    pub steps: u64,
+    pub batch_size: u64,
+    pub lr: f64,
+    /// The encoder trains at `lr * encoder_lr_mult` (the head at `lr`).
+    pub encoder_lr_mult: f64,
+    /// Freeze the first N entries of the architecture's `layer_prefixes` (embeddings first).
+    pub freeze_layers: usize,
+    pub weight_decay: f64,
+    pub warmup_ratio: f64,
+    pub grad_clip: f64,
+    /// Test accuracy is measured every N steps (and at the end).
+    pub eval_every: u64,
+    /// Use at most this many test samples (0: all).
+    pub max_test_samples: u64,
+    pub head_dropout: f64,
+}
+
+impl Default for FinetuneConfig {
+    fn default() -> Self {
+        FinetuneConfig {
+            steps: 300,
+            batch_size: 32,
+            lr: 1e-3,
+            encoder_lr_mult: 0.3,
+            freeze_layers: 0,
+            weight_decay: 0.01,
+            warmup_ratio: 0.1,
+            grad_clip: 1.0,
+            eval_every: 50,
+            max_test_samples: 0,
+            head_dropout: 0.1,
+        }
+    }
+}
+
+impl Config for FinetuneConfig {
+    fn describe() -> &'static [(&'static str, &'static str)] {
+        &[
+            ("steps", "optimizer steps of fine-tuning"),
+            ("batch_size", "training samples per step"),
+            ("lr", "peak learning rate of the classification head"),
+            ("encoder_lr_mult", "encoder learning rate as a multiple of lr (lower LR for pretrained layers)"),
+            ("freeze_layers", "freeze the first N layer groups of the architecture (0: train all)"),
+            ("weight_decay", "AdamW weight decay (not on biases and norms)"),
+            ("warmup_ratio", "linear warmup as a fraction of steps, then linear decay"),
+            ("grad_clip", "global gradient-norm clipping (0: off)"),
+            ("eval_every", "measure test accuracy every N steps"),
+            ("max_test_samples", "cap on test samples (0: all)"),
+            ("head_dropout", "dropout on features before the head"),
+        ]
+    }
+}
+
+pub struct Finetune {
+    cfg: FinetuneConfig,
+}
+
+impl Component for Finetune {
+    const NAME: &'static str = "finetune";
+    const ABOUT: &'static str = "fine-tune encoder + linear head on a labelled task; accuracy by step and time";
+    type Config = FinetuneConfig;
+    fn new(cfg: FinetuneConfig, _ctx: &CreateCtx) -> Result<Self> {
+        if cfg.steps == 0 || cfg.batch_size == 0 {
+            bail!(Config, "steps and batch_size must be at least 1");
+        }
+        Ok(Finetune { cfg })
+    }
+}
+
+fn test_accuracy(model: &HostModel<'_>, head: &(Tensor, Tensor), test: &HostData<'_>, limit: u64, ctx: &StepCtx) -> Result<f64> {
+    let _guard = tch::no_grad_guard();
+    model.set_train(false)?;
+    let n = test.info()?.num_samples.min(if limit == 0 { u64::MAX } else { limit });
+    let (mut correct, mut seen) = (0.0, 0.0);
+    for idx in index_batches(n, 128) {
+        let batch = test.get_batch(&idx, ctx)?;
+        let f = model.forward(&batch, ctx)?.require("features")?.to_kind(Kind::Float);
+        let logits = f.f_matmul(&head.0)?.f_add(&head.1)?;
+        correct += accuracy(&logits, batch.require("label")?)? * idx.len() as f64;
+        seen += idx.len() as f64;
+    }
+    model.set_train(true)?;
+    Ok(correct / seen.max(1.0))
+}
+
+impl Evaluator for Finetune {
+    fn info(&self) -> EvaluatorInfo {
+        EvaluatorInfo {
+            splits: vec!["train".into(), "test".into()],
+            needs_fields: vec!["label".into()],
+            needs_outputs: vec!["features".into()],
+            primary_metric: Some("accuracy".into()),
+            higher_is_better: true,
+        }
+    }
+
+    fn evaluate(&mut self, model: &HostModel<'_>, splits: &Splits<'_>, ctx: &StepCtx) -> Result<EvalReport> {
+        let cfg = &self.cfg;
+        let (train, test) = (splits.get("train")?, splits.get("test")?);
+        let classes = num_classes(train, "train")?;
+        let info = model.info()?;
+        let dim = info.feature_dim.ok_or_else(|| PtError::config("the architecture does not report feature_dim"))?;
+        let device = ctx.device();
+        tch::manual_seed(ctx.seed as i64);
+        let w = (Tensor::f_randn([dim, classes], (Kind::Float, device))? * 0.02).set_requires_grad(true);
+        let b = Tensor::f_zeros([classes], (Kind::Float, device))?.set_requires_grad(true);
+        let mut params = model.parameters()?;
+        params.push(("head.weight".into(), w.shallow_clone()));
+        params.push(("head.bias".into(), b.shallow_clone()));
+        let mut rules = GroupRules {
+            weight_decay: cfg.weight_decay,
+            lr_mult: vec![
+                LrMultRule { prefix: "head.".into(), lr_mult: 1.0 },
+                LrMultRule { prefix: String::new(), lr_mult: cfg.encoder_lr_mult },
+            ],
+            freeze: Vec::new(),
+        };
+        rules.freeze = info.layer_prefixes.iter().take(cfg.freeze_layers).cloned().collect();
+        let flat = FlatParams::new(params, &rules)?;
+        let mut opt = pt_optim::build(&OptimizerConfig::AdamW(AdamWConfig { weight_decay: cfg.weight_decay, ..Default::default() }), &flat)?;
+        let schedule = ScheduleConfig { decay: Decay::Linear, warmup_ratio: cfg.warmup_ratio, ..Default::default() };
+        let n = train.info()?.num_samples;
+        let head = (w, b);
+        let mut order: Vec<u64> = (0..n).collect();
+        let (mut epoch, mut pos) = (0u64, usize::MAX);
+        let started = Instant::now();
+        let mut by_step = Vec::new();
+        let mut by_time = Vec::new();
+        let mut train_seconds = 0.0;
+        let mut best: f64 = 0.0;
+        model.set_train(true)?;
+        for step in 0..cfg.steps {
+            let t0 = Instant::now();
+            if pos.saturating_add(cfg.batch_size as usize) > order.len() {
+                CounterRng::new(ctx.seed, &[0x46494E45, epoch]).shuffle(&mut order);
+                epoch += 1;
+                pos = 0;
+            }
+            let idx = &order[pos..pos + (cfg.batch_size as usize).min(order.len())];
+            pos += idx.len();
+            let step_ctx = StepCtx { step, epoch, train: true, ..*ctx };
+            tch::manual_seed(pt_sdk::rng::derive_seed(ctx.seed, &[0x46494E45, step]) as i64);
+            let batch = train.get_batch(idx, &step_ctx)?;
+            let f = model.forward(&batch, &step_ctx)?.require("features")?.to_kind(Kind::Float);
+            let f = f.f_dropout(cfg.head_dropout, true)?;
+            let logits = f.f_matmul(&head.0)?.f_add(&head.1)?;
+            let loss = logits.f_cross_entropy_loss::<Tensor>(batch.require("label")?, None, tch::Reduction::Mean, -100, 0.0)?;
+            loss.f_backward()?;
+            let g = flat.flat_grad()?;
+            if cfg.grad_clip > 0.0 {
+                let _norm = pt_optim::clip_grad_norm(&g, cfg.grad_clip)?;
+            }
+            opt.step(&flat, &g, schedule.lr_at(step, cfg.steps, cfg.lr))?;
+            flat.zero_grad()?;
+            train_seconds += t0.elapsed().as_secs_f64();
+            let last = step + 1 == cfg.steps;
+            if (step + 1) % cfg.eval_every.max(1) == 0 || last {
+                let acc = test_accuracy(model, &head, test, cfg.max_test_samples, &step_ctx)?;
+                by_step.push(((step + 1) as f64, acc));
+                by_time.push((train_seconds, acc));
+                best = best.max(acc);
+            }
+        }
+        let final_acc = by_step.last().map(|p| p.1).unwrap_or(0.0);
+        let mut report = EvalReport::default()
+            .metric("accuracy", final_acc)
+            .metric("best_accuracy", best)
+            .metric("train_seconds", train_seconds)
+            .metric("seconds", started.elapsed().as_secs_f64());
+        report.curves.insert("accuracy_by_step".into(), by_step);
+        report.curves.insert("accuracy_by_seconds".into(), by_time);
+        Ok(report)
+    }
+}

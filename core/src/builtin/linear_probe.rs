@@ -1,0 +1,122 @@
+//! Linear probe: the frozen encoder's `features` computed once per split, then a linear
+//! classifier trained on them (standardised, AdamW, minibatches). Reports test accuracy.
+
+use super::features::{accuracy, extract, num_classes};
+use pt_optim::{default_groups, AdamWConfig, FlatParams, OptimizerConfig};
+use pt_sdk::prelude::*;
+use pt_sdk::rng::CounterRng;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct LinearProbeConfig {
+    pub epochs: u64,
+    pub batch_size: u64,
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// Use at most this many training samples (0: all).
+    pub max_train_samples: u64,
+    /// Use at most this many test samples (0: all).
+    pub max_test_samples: u64,
+}
+
+impl Default for LinearProbeConfig {
+    fn default() -> Self {
+        LinearProbeConfig { epochs: 100, batch_size: 256, lr: 1e-2, weight_decay: 1e-4, max_train_samples: 0, max_test_samples: 0 }
+    }
+}
+
+impl Config for LinearProbeConfig {
+    fn describe() -> &'static [(&'static str, &'static str)] {
+        &[
+            ("epochs", "passes over the training features"),
+            ("batch_size", "samples per step, for feature extraction and for the classifier"),
+            ("lr", "AdamW learning rate of the linear classifier"),
+            ("weight_decay", "AdamW weight decay of the classifier weights"),
+            ("max_train_samples", "cap on training samples (0: all)"),
+            ("max_test_samples", "cap on test samples (0: all)"),
+        ]
+    }
+}
+
+pub struct LinearProbe {
+    cfg: LinearProbeConfig,
+}
+
+impl Component for LinearProbe {
+    const NAME: &'static str = "linear_probe";
+    const ABOUT: &'static str = "linear classifier on frozen `features` (train split -> test accuracy)";
+    type Config = LinearProbeConfig;
+    fn new(cfg: LinearProbeConfig, _ctx: &CreateCtx) -> Result<Self> {
+        if cfg.batch_size == 0 || cfg.epochs == 0 {
+            bail!(Config, "batch_size and epochs must be at least 1");
+        }
+        Ok(LinearProbe { cfg })
+    }
+}
+
+/// Trains `[D] -> [C]` logistic regression on features; returns (test accuracy, train accuracy).
+pub fn fit_linear(
+    train: (&Tensor, &Tensor),
+    test: (&Tensor, &Tensor),
+    classes: i64,
+    cfg: &LinearProbeConfig,
+    seed: u64,
+) -> Result<(f64, f64)> {
+    let (xtr, ytr) = train;
+    let mean = xtr.f_mean_dim(Some(&[0i64][..]), true, Kind::Float)?;
+    let std = xtr.f_std_dim(Some(&[0i64][..]), false, true)?.f_clamp_min(1e-6)?;
+    let norm = |x: &Tensor| -> Result<Tensor> { Ok(x.f_sub(&mean)?.f_div(&std)?) };
+    let (xtr, xte) = (norm(xtr)?, norm(test.0)?);
+    let d = xtr.size()[1];
+    let device = xtr.device();
+    tch::manual_seed(seed as i64);
+    let w = (Tensor::f_randn([d, classes], (Kind::Float, device))? * (1.0 / (d as f64).sqrt())).set_requires_grad(true);
+    let b = Tensor::f_zeros([classes], (Kind::Float, device))?.set_requires_grad(true);
+    let flat = FlatParams::new(vec![("weight".into(), w.shallow_clone()), ("bias".into(), b.shallow_clone())], &default_groups(cfg.weight_decay))?;
+    let mut opt = pt_optim::build(&OptimizerConfig::AdamW(AdamWConfig { weight_decay: cfg.weight_decay, ..Default::default() }), &flat)?;
+    let n = xtr.size()[0] as u64;
+    let mut order: Vec<i64> = (0..n as i64).collect();
+    for epoch in 0..cfg.epochs {
+        CounterRng::new(seed, &[0x50524F42, epoch]).shuffle(&mut order);
+        for chunk in order.chunks(cfg.batch_size as usize) {
+            let idx = Tensor::from_slice(chunk).to_device(device);
+            let logits = xtr.f_index_select(0, &idx)?.f_matmul(&w)?.f_add(&b)?;
+            let loss = logits.f_cross_entropy_loss::<Tensor>(&ytr.f_index_select(0, &idx)?, None, tch::Reduction::Mean, -100, 0.0)?;
+            loss.f_backward()?;
+            let g = flat.flat_grad()?;
+            opt.step(&flat, &g, cfg.lr)?;
+            flat.zero_grad()?;
+        }
+    }
+    let _guard = tch::no_grad_guard();
+    let test_acc = accuracy(&xte.f_matmul(&w)?.f_add(&b)?, test.1)?;
+    let train_acc = accuracy(&xtr.f_matmul(&w)?.f_add(&b)?, ytr)?;
+    Ok((test_acc, train_acc))
+}
+
+impl Evaluator for LinearProbe {
+    fn info(&self) -> EvaluatorInfo {
+        EvaluatorInfo {
+            splits: vec!["train".into(), "test".into()],
+            needs_fields: vec!["label".into()],
+            needs_outputs: vec!["features".into()],
+            primary_metric: Some("accuracy".into()),
+            higher_is_better: true,
+        }
+    }
+
+    fn evaluate(&mut self, model: &HostModel<'_>, splits: &Splits<'_>, ctx: &StepCtx) -> Result<EvalReport> {
+        let (train, test) = (splits.get("train")?, splits.get("test")?);
+        let classes = num_classes(train, "train")?;
+        let started = std::time::Instant::now();
+        let (xtr, ytr) = extract(model, train, self.cfg.max_train_samples, self.cfg.batch_size, ctx)?;
+        let (xte, yte) = extract(model, test, self.cfg.max_test_samples, self.cfg.batch_size, ctx)?;
+        let (test_acc, train_acc) = fit_linear((&xtr, &ytr), (&xte, &yte), classes, &self.cfg, ctx.seed)?;
+        Ok(EvalReport::default()
+            .metric("accuracy", test_acc)
+            .metric("train_accuracy", train_acc)
+            .metric("feature_dim", xtr.size()[1] as f64)
+            .metric("seconds", started.elapsed().as_secs_f64()))
+    }
+}

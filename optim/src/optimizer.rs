@@ -1,0 +1,288 @@
+//! The optimizer interface, its configuration, and [`build`].
+
+use crate::adamw::{AdamW, AdamWConfig};
+use crate::flat::FlatParams;
+use crate::lars::{Lars, LarsConfig};
+use crate::sgd::{Sgd, SgdConfig};
+use pt_sdk::{bail, Result};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+/// An optimizer over a [`FlatParams`] buffer.
+pub trait Optimizer: Send {
+    /// One update of `params` with the flat gradient `grad` (shape `[params.len()]`) at the
+    /// scheduled learning rate `lr`; each group uses `lr * lr_mult`. Nothing waits for the
+    /// device.
+    fn step(&mut self, params: &FlatParams, grad: &Tensor, lr: f64) -> Result<()>;
+    /// The complete state as named tensors (`step`, `layout`, then the optimizer's flat
+    /// buffers), ready for safetensors. The tensors share memory with the live state: copy
+    /// them before the next `step` if they are written in the background.
+    fn state(&self) -> Vec<(String, Tensor)>;
+    /// Restores what [`Optimizer::state`] returned, bit-exactly. Validates every name, shape,
+    /// dtype and the parameter layout before changing anything.
+    fn load_state(&mut self, state: Vec<(String, Tensor)>) -> Result<()>;
+    /// Steps taken so far.
+    fn steps(&self) -> u64;
+    /// `adamw`, `sgd` or `lars`.
+    fn name(&self) -> &'static str;
+}
+
+/// Which optimizer and its hyper-parameters (the learning rate comes from the schedule).
+/// In TOML: `[optimizer]` with `name = "adamw" | "sgd" | "lars"` and that optimizer's fields;
+/// omitted fields take the defaults shown on each config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "lowercase")]
+pub enum OptimizerConfig {
+    #[serde(rename = "adamw")]
+    AdamW(AdamWConfig),
+    Sgd(SgdConfig),
+    Lars(LarsConfig),
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        OptimizerConfig::AdamW(AdamWConfig::default())
+    }
+}
+
+impl OptimizerConfig {
+    pub fn name(&self) -> &'static str {
+        match self {
+            OptimizerConfig::AdamW(_) => "adamw",
+            OptimizerConfig::Sgd(_) => "sgd",
+            OptimizerConfig::Lars(_) => "lars",
+        }
+    }
+
+    /// The configured weight decay, for [`crate::default_groups`]: the optimizers themselves
+    /// use each group's own `weight_decay`.
+    pub fn weight_decay(&self) -> f64 {
+        match self {
+            OptimizerConfig::AdamW(c) => c.weight_decay,
+            OptimizerConfig::Sgd(c) => c.weight_decay,
+            OptimizerConfig::Lars(c) => c.weight_decay,
+        }
+    }
+
+    /// Rejects out-of-range hyper-parameters, naming the field.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            OptimizerConfig::AdamW(c) => c.validate(),
+            OptimizerConfig::Sgd(c) => c.validate(),
+            OptimizerConfig::Lars(c) => c.validate(),
+        }
+    }
+}
+
+/// Creates the configured optimizer for `params`, with zeroed state.
+pub fn build(config: &OptimizerConfig, params: &FlatParams) -> Result<Box<dyn Optimizer>> {
+    config
+        .validate()
+        .map_err(|e| e.context(format!("optimizer `{}`", config.name())))?;
+    Ok(match config {
+        OptimizerConfig::AdamW(c) => Box::new(AdamW::new(c.clone(), params)?),
+        OptimizerConfig::Sgd(c) => Box::new(Sgd::new(c.clone(), params)?),
+        OptimizerConfig::Lars(c) => Box::new(Lars::new(c.clone(), params)?),
+    })
+}
+
+pub(crate) fn check_range(
+    field: &str,
+    value: f64,
+    lo: f64,
+    hi: f64,
+    hi_inclusive: bool,
+) -> Result<()> {
+    let ok = value.is_finite()
+        && value >= lo
+        && if hi_inclusive {
+            value <= hi
+        } else {
+            value < hi
+        };
+    if !ok {
+        let close = if hi_inclusive { "]" } else { ")" };
+        bail!(Config, "{field} must be in [{lo}, {hi}{close}, got {value}");
+    }
+    Ok(())
+}
+
+/// What every optimizer shares: the step counter, the layout it was built for, and checks.
+pub(crate) struct Common {
+    pub steps: u64,
+    pub fingerprint: i64,
+    pub len: i64,
+}
+
+impl Common {
+    pub fn new(params: &FlatParams) -> Self {
+        Common {
+            steps: 0,
+            fingerprint: params.fingerprint(),
+            len: params.len(),
+        }
+    }
+
+    /// Checks the call, then counts the step.
+    pub fn begin_step(
+        &mut self,
+        name: &str,
+        params: &FlatParams,
+        grad: &Tensor,
+        lr: f64,
+    ) -> Result<()> {
+        if params.fingerprint() != self.fingerprint {
+            bail!(
+                Shape,
+                "{name}: step called with parameters other than those it was built for"
+            );
+        }
+        if grad.size() != [self.len]
+            || grad.kind() != Kind::Float
+            || grad.device() != params.device()
+        {
+            bail!(
+                Shape,
+                "{name}: the gradient must be float32 of shape [{}] on {:?} (FlatParams::flat_grad), got {:?} {:?} on {:?}",
+                self.len,
+                params.device(),
+                grad.kind(),
+                grad.size(),
+                grad.device()
+            );
+        }
+        if !(lr.is_finite() && lr >= 0.0) {
+            bail!(
+                Config,
+                "{name}: learning rate must be a finite number >= 0, got {lr}"
+            );
+        }
+        self.steps += 1;
+        Ok(())
+    }
+
+    /// `step` and `layout` entries; the optimizer appends its buffers.
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        vec![
+            ("step".to_string(), Tensor::from(self.steps as i64)),
+            ("layout".to_string(), Tensor::from(self.fingerprint)),
+        ]
+    }
+
+    /// Validates `state` against `buffers` (name → current tensor), then copies it in.
+    pub fn load_state(
+        &mut self,
+        optimizer: &str,
+        state: Vec<(String, Tensor)>,
+        buffers: &mut [(&str, &mut Tensor)],
+    ) -> Result<()> {
+        let mut expected: Vec<&str> = vec!["step", "layout"];
+        expected.extend(buffers.iter().map(|(n, _)| *n));
+        let mut by_name: std::collections::HashMap<String, Tensor> =
+            std::collections::HashMap::new();
+        for (name, tensor) in state {
+            if !expected.contains(&name.as_str()) {
+                bail!(
+                    Shape,
+                    "{optimizer} state: unexpected entry `{name}` (expected {expected:?}); was it saved by another optimizer?"
+                );
+            }
+            if by_name.insert(name.clone(), tensor).is_some() {
+                bail!(Shape, "{optimizer} state: entry `{name}` given twice");
+            }
+        }
+        if let Some(missing) = expected.iter().find(|n| !by_name.contains_key(**n)) {
+            bail!(
+                Shape,
+                "{optimizer} state: missing entry `{missing}` (expected {expected:?})"
+            );
+        }
+        let scalar = |name: &str| -> Result<i64> {
+            let t = &by_name[name];
+            if t.kind() != Kind::Int64 || t.numel() != 1 {
+                bail!(
+                    Shape,
+                    "{optimizer} state: `{name}` must be one int64, got {:?} {:?}",
+                    t.kind(),
+                    t.size()
+                );
+            }
+            Ok(t.f_reshape([1])?.f_int64_value(&[0])?)
+        };
+        let steps = scalar("step")?;
+        if steps < 0 {
+            bail!(Shape, "{optimizer} state: `step` is negative ({steps})");
+        }
+        if scalar("layout")? != self.fingerprint {
+            bail!(
+                Shape,
+                "{optimizer} state was saved for a different parameter layout (parameter names, \
+                 shapes, grouping or freezing changed since); it cannot be restored onto this model"
+            );
+        }
+        for (name, current) in buffers.iter() {
+            let given = &by_name[*name];
+            if given.size() != current.size() || given.kind() != current.kind() {
+                bail!(
+                    Shape,
+                    "{optimizer} state: `{name}` has {:?} {:?}, expected {:?} {:?}",
+                    given.kind(),
+                    given.size(),
+                    current.kind(),
+                    current.size()
+                );
+            }
+        }
+        let _guard = tch::no_grad_guard();
+        for (name, current) in buffers.iter_mut() {
+            current.f_copy_(&by_name[*name])?;
+        }
+        self.steps = steps as u64;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_parse_by_name_with_defaults() {
+        let c: OptimizerConfig = toml::from_str("name = \"adamw\"\nweight_decay = 0.05").unwrap();
+        let OptimizerConfig::AdamW(a) = &c else {
+            panic!("{c:?}")
+        };
+        assert_eq!(
+            (a.beta1, a.beta2, a.eps, a.weight_decay),
+            (0.9, 0.999, 1e-8, 0.05)
+        );
+        let c: OptimizerConfig = toml::from_str("name = \"sgd\"\nnesterov = true").unwrap();
+        assert_eq!(
+            c,
+            OptimizerConfig::Sgd(SgdConfig {
+                nesterov: true,
+                ..Default::default()
+            })
+        );
+        let c: OptimizerConfig = toml::from_str("name = \"lars\"").unwrap();
+        assert_eq!(c.weight_decay(), 1e-6);
+        assert_eq!(OptimizerConfig::default().name(), "adamw");
+        // Round trip through JSON keeps the tag.
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(json.contains("\"name\":\"lars\""), "{json}");
+        assert_eq!(serde_json::from_str::<OptimizerConfig>(&json).unwrap(), c);
+    }
+
+    #[test]
+    fn bad_configs_are_rejected_with_the_field_named() {
+        assert!(toml::from_str::<OptimizerConfig>("name = \"adam\"").is_err());
+        assert!(toml::from_str::<OptimizerConfig>("name = \"adamw\"\nbeta = 0.9").is_err());
+        let c: OptimizerConfig = toml::from_str("name = \"adamw\"\nbeta2 = 1.0").unwrap();
+        assert!(c.validate().unwrap_err().message.contains("beta2"));
+        let c: OptimizerConfig =
+            toml::from_str("name = \"sgd\"\nmomentum = 0.0\nnesterov = true").unwrap();
+        assert!(c.validate().unwrap_err().message.contains("nesterov"));
+        let c: OptimizerConfig = toml::from_str("name = \"lars\"\neta = -1.0").unwrap();
+        assert!(c.validate().unwrap_err().message.contains("eta"));
+    }
+}

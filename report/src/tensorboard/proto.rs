@@ -1,0 +1,253 @@
+//! The few protobuf messages of TensorFlow's `event.proto` / `summary.proto` that scalar logging
+//! needs, encoded and decoded by hand (a protobuf code generator would be a heavy dependency for
+//! six fields).
+//!
+//! Field numbers: `Event { double wall_time = 1; int64 step = 2; string file_version = 3;
+//! Summary summary = 5; }`, `Summary { repeated Value value = 1; }`,
+//! `Summary.Value { string tag = 1; float simple_value = 2; }`.
+
+const WIRE_VARINT: u8 = 0;
+const WIRE_FIXED64: u8 = 1;
+const WIRE_LEN: u8 = 2;
+const WIRE_FIXED32: u8 = 5;
+
+const EVENT_WALL_TIME: u32 = 1;
+const EVENT_STEP: u32 = 2;
+const EVENT_FILE_VERSION: u32 = 3;
+const EVENT_SUMMARY: u32 = 5;
+const SUMMARY_VALUE: u32 = 1;
+const VALUE_TAG: u32 = 1;
+const VALUE_SIMPLE_VALUE: u32 = 2;
+
+/// The version string TensorBoard expects in the first event of a file.
+pub(crate) const FILE_VERSION: &str = "brain.Event:2";
+
+/// One decoded `Event`, keeping only what this crate reads.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Event {
+    pub wall_time: f64,
+    pub step: i64,
+    pub file_version: Option<String>,
+    /// `(tag, simple_value)` of each summary value that is a simple scalar.
+    pub scalars: Vec<(String, f32)>,
+}
+
+/// Encodes `Event{wall_time, file_version}`, the header event of an event file.
+pub(crate) fn encode_file_version_event(wall_time: f64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32);
+    put_fixed64(&mut out, EVENT_WALL_TIME, wall_time.to_bits());
+    put_bytes(&mut out, EVENT_FILE_VERSION, FILE_VERSION.as_bytes());
+    out
+}
+
+/// Encodes `Event{wall_time, step, summary{value{tag, simple_value}}}`.
+pub(crate) fn encode_scalar_event(wall_time: f64, step: i64, tag: &str, value: f32) -> Vec<u8> {
+    let mut summary_value = Vec::with_capacity(tag.len() + 8);
+    put_bytes(&mut summary_value, VALUE_TAG, tag.as_bytes());
+    put_fixed32(&mut summary_value, VALUE_SIMPLE_VALUE, value.to_bits());
+
+    let mut summary = Vec::with_capacity(summary_value.len() + 4);
+    put_bytes(&mut summary, SUMMARY_VALUE, &summary_value);
+
+    let mut out = Vec::with_capacity(summary.len() + 24);
+    put_fixed64(&mut out, EVENT_WALL_TIME, wall_time.to_bits());
+    put_varint(&mut out, EVENT_STEP, step as u64);
+    put_bytes(&mut out, EVENT_SUMMARY, &summary);
+    out
+}
+
+/// Decodes an `Event`, skipping fields this crate does not use.
+pub(crate) fn decode_event(bytes: &[u8]) -> Result<Event, String> {
+    let mut event = Event::default();
+    for field in Fields::new(bytes) {
+        match field? {
+            (EVENT_WALL_TIME, Value::Fixed64(bits)) => event.wall_time = f64::from_bits(bits),
+            (EVENT_STEP, Value::Varint(v)) => event.step = v as i64,
+            (EVENT_FILE_VERSION, Value::Bytes(b)) => {
+                event.file_version = Some(utf8(b, "Event.file_version")?)
+            }
+            (EVENT_SUMMARY, Value::Bytes(b)) => decode_summary(b, &mut event.scalars)?,
+            _ => {}
+        }
+    }
+    Ok(event)
+}
+
+fn decode_summary(bytes: &[u8], scalars: &mut Vec<(String, f32)>) -> Result<(), String> {
+    for field in Fields::new(bytes) {
+        if let (SUMMARY_VALUE, Value::Bytes(value)) = field? {
+            let mut tag = None;
+            let mut simple_value = None;
+            for field in Fields::new(value) {
+                match field? {
+                    (VALUE_TAG, Value::Bytes(b)) => tag = Some(utf8(b, "Summary.Value.tag")?),
+                    (VALUE_SIMPLE_VALUE, Value::Fixed32(bits)) => {
+                        simple_value = Some(f32::from_bits(bits))
+                    }
+                    _ => {}
+                }
+            }
+            // Images, histograms and tensor summaries carry no simple_value: not scalars.
+            if let (Some(tag), Some(v)) = (tag, simple_value) {
+                scalars.push((tag, v));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn utf8(bytes: &[u8], field: &str) -> Result<String, String> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| format!("{field} is not UTF-8"))
+}
+
+fn put_key(out: &mut Vec<u8>, field: u32, wire: u8) {
+    put_raw_varint(out, (u64::from(field) << 3) | u64::from(wire));
+}
+
+fn put_raw_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_varint(out: &mut Vec<u8>, field: u32, v: u64) {
+    put_key(out, field, WIRE_VARINT);
+    put_raw_varint(out, v);
+}
+
+fn put_fixed64(out: &mut Vec<u8>, field: u32, v: u64) {
+    put_key(out, field, WIRE_FIXED64);
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_fixed32(out: &mut Vec<u8>, field: u32, v: u32) {
+    put_key(out, field, WIRE_FIXED32);
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
+    put_key(out, field, WIRE_LEN);
+    put_raw_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+enum Value<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    Bytes(&'a [u8]),
+    Fixed32(u32),
+}
+
+/// Iterates over the `(field number, value)` pairs of one protobuf message.
+struct Fields<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    failed: bool,
+}
+
+impl<'a> Fields<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Fields {
+            bytes,
+            pos: 0,
+            failed: false,
+        }
+    }
+
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = *self.bytes.get(self.pos).ok_or("truncated varint")?;
+            self.pos += 1;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("varint longer than 10 bytes".into())
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&end| end <= self.bytes.len())
+            .ok_or("field runs past the end of the message")?;
+        let slice = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(slice)
+    }
+
+    fn field(&mut self) -> Result<(u32, Value<'a>), String> {
+        let key = self.varint()?;
+        let number = u32::try_from(key >> 3).map_err(|_| "field number out of range")?;
+        let value = match (key & 7) as u8 {
+            WIRE_VARINT => Value::Varint(self.varint()?),
+            WIRE_FIXED64 => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(self.take(8)?);
+                Value::Fixed64(u64::from_le_bytes(b))
+            }
+            WIRE_LEN => {
+                let len = usize::try_from(self.varint()?).map_err(|_| "length out of range")?;
+                Value::Bytes(self.take(len)?)
+            }
+            WIRE_FIXED32 => {
+                let mut b = [0u8; 4];
+                b.copy_from_slice(self.take(4)?);
+                Value::Fixed32(u32::from_le_bytes(b))
+            }
+            wire => return Err(format!("unsupported protobuf wire type {wire}")),
+        };
+        Ok((number, value))
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<(u32, Value<'a>), String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.pos >= self.bytes.len() {
+            return None;
+        }
+        let field = self.field();
+        self.failed = field.is_err();
+        Some(field)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scalar_event_round_trips() {
+        let bytes = encode_scalar_event(1.5e9, 300, "train/loss", 0.25);
+        let event = decode_event(&bytes).unwrap();
+        assert_eq!(event.wall_time, 1.5e9);
+        assert_eq!(event.step, 300);
+        assert_eq!(event.scalars, vec![("train/loss".to_string(), 0.25)]);
+        assert_eq!(event.file_version, None);
+    }
+
+    #[test]
+    fn file_version_event_is_tensorflows_encoding() {
+        // Python: Event(wall_time=1.0, file_version="brain.Event:2").SerializeToString()
+        let expected: Vec<u8> = [
+            &[0x09][..],
+            &1.0f64.to_le_bytes(),
+            &[0x1a, 13],
+            b"brain.Event:2",
+        ]
+        .concat();
+        assert_eq!(encode_file_version_event(1.0), expected);
+    }
+
+    #[test]
+    fn truncated_message_is_an_error() {
+        let bytes = encode_scalar_event(1.0, 1, "loss", 1.0);
+        assert!(decode_event(&bytes[..bytes.len() - 2]).is_err());
+    }
+}
