@@ -18,7 +18,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cuda = tch::Cuda::is_available();
     let devices = if cuda { runtime::cuda_device_names() } else { Vec::new() };
     let reg = Registry::discover();
+    // A real computation through libtorch: [1,2,3]·[4,5,6] = 32.
+    let tensor_check = tch::Tensor::from_slice(&[1f32, 2., 3.])
+        .f_dot(&tch::Tensor::from_slice(&[4f32, 5., 6.]))
+        .and_then(|t| t.f_double_value(&[]))
+        .map_err(|e| anyhow::anyhow!("libtorch failed a basic tensor operation: {e}"))?;
     let report = json!({
+        "tensor_check": tensor_check,
         "pt_version": env!("CARGO_PKG_VERSION"),
         "sdk_version": pt_sdk::SDK_VERSION,
         "abi": "pt_plugin (abi_stable 0.11 prefix module)",
@@ -75,6 +81,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("CUDA: not available (training runs on the CPU)");
     }
     println!("threads: {} intra-op ({} CPUs)", tch::get_num_threads(), report["cpus"]);
+    println!("tensor check: [1,2,3]·[4,5,6] = {tensor_check}");
     println!("PT_HOME: {}", registry::pt_home().display());
     println!("data: {}", pt_core::train::data_dir().display());
     println!("plugin search path:");

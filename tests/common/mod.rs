@@ -1,0 +1,159 @@
+//! Helpers shared by the integration tests: where the built `pt` and plugins are, a private
+//! `PT_HOME`, and running `pt` with its output captured.
+//!
+//! The tests drive the release build (`cargo build --release --workspace` first; the README's
+//! test command does that).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The workspace root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
+}
+
+/// Where cargo put the release build (`$CARGO_TARGET_DIR` or `<repo>/target`).
+pub fn release_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { repo_root().join(p) })
+        .unwrap_or_else(|| repo_root().join("target"))
+        .join("release")
+}
+
+/// The `pt` launcher of the release build; panics with the fix if it was not built.
+pub fn pt_bin() -> PathBuf {
+    let p = release_dir().join("pt");
+    assert!(p.is_file(), "{} not found: run `cargo build --release --workspace` first", p.display());
+    p
+}
+
+/// A first-party plugin built next to `pt` (e.g. `plugin_so("pt_mlm")`).
+pub fn plugin_so(lib: &str) -> PathBuf {
+    let p = release_dir().join(format!("lib{lib}.so"));
+    assert!(p.is_file(), "{} not found: run `cargo build --release --workspace` first", p.display());
+    p
+}
+
+/// `$PT_DATA` or `~/.cache/pt/data`, checked to hold the fetched data set `set` (`text`, `images`).
+pub fn data_dir(set: &str) -> PathBuf {
+    let d = std::env::var_os("PT_DATA")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/pt/data"));
+    assert!(
+        d.join(set).join(".complete").exists() || d.join(set).join("MANIFEST.json").exists(),
+        "data set '{set}' missing under {}: run `python3 scripts/fetch_data.py`",
+        d.display()
+    );
+    d
+}
+
+/// The Python with torch and transformers (`$PT_PYTHON` or `<repo>/.pt/venv/bin/python`).
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("PT_PYTHON").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".pt/venv/bin/python"));
+    assert!(p.exists(), "{} not found: run scripts/setup.sh (it installs torch and transformers)", p.display());
+    p
+}
+
+/// A `pt` command with a private, empty `PT_HOME` and no `PT_PLUGIN_PATH`.
+pub struct Pt {
+    pub home: tempfile::TempDir,
+}
+
+impl Default for Pt {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Pt {
+    pub fn new() -> Self {
+        Pt { home: tempfile::tempdir().expect("temp PT_HOME") }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(pt_bin());
+        c.env("PT_HOME", self.home.path()).env_remove("PT_PLUGIN_PATH").env_remove("PT_LOG");
+        c
+    }
+
+    /// Runs `pt ARGS` and returns its output (whatever the exit status).
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("running pt")
+    }
+
+    /// Runs `pt ARGS`, asserting success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "pt {} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// Runs `pt ARGS`, asserting failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "pt {} should have failed:\nstdout:\n{}\nstderr:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).to_string()
+    }
+}
+
+/// Reads `summary.json` of a finished run.
+pub fn summary(run_dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(run_dir.join("summary.json")).expect("summary.json");
+    serde_json::from_str(&text).expect("summary.json is JSON")
+}
+
+/// A tiny MLM recipe on the fetched tiny text set: trains in seconds on a CPU.
+pub fn tiny_mlm_recipe(data: &Path, max_steps: u64, extra: &str) -> String {
+    format!(
+        r#"
+[run]
+seed = 3
+device = "cpu"
+batch_size = 8
+max_steps = {max_steps}
+log_every = 1
+save_every = 0
+keep_last = 3
+num_threads = 1
+
+[data]
+name = "text"
+files = ["{data}/text/tiny/train.txt"]
+vocab_size = 500
+block_size = 32
+
+[arch]
+name = "bert"
+preset = "tiny"
+max_position_embeddings = 32
+
+[objective]
+name = "mlm"
+
+[optim]
+name = "adamw"
+lr = 1e-3
+
+[schedule]
+decay = "linear"
+warmup_steps = 2
+{extra}
+"#,
+        data = data.display()
+    )
+}
