@@ -316,8 +316,11 @@ pub fn root_module<P: PluginSpec>() -> PluginModRef {
 ///     objectives: [Denoise],
 /// }
 /// ```
+/// Defines the plugin's components (the [`PluginSpec`]) and `pt_plugin_root()` without exporting
+/// the root-module symbol: for components compiled into a host (pt's built-ins) or tests.
+/// Plugins use [`crate::export_plugin!`].
 #[macro_export]
-macro_rules! export_plugin {
+macro_rules! plugin_spec {
     (
         name: $name:literal
         $(, datasets: [$($ds:ty),* $(,)?])?
@@ -379,6 +382,21 @@ macro_rules! export_plugin {
         pub fn pt_plugin_root() -> $crate::ffi::PluginModRef {
             $crate::export::root_module::<__PtPluginSpec>()
         }
+    };
+}
+
+/// Exports a plugin: its name and its components by kind. The plugin crate must be a `cdylib`.
+///
+/// ```ignore
+/// pt_sdk::export_plugin! {
+///     name: "denoise",
+///     objectives: [Denoise],
+/// }
+/// ```
+#[macro_export]
+macro_rules! export_plugin {
+    ($($spec:tt)*) => {
+        $crate::plugin_spec! { $($spec)* }
 
         #[doc(hidden)]
         pub extern "C" fn __pt_erased_root_module() -> $crate::abi_stable::library::RootModuleResult {

@@ -77,6 +77,8 @@ pub mod host_view;
 pub mod info;
 pub mod rng;
 pub mod tensor;
+#[cfg(feature = "text")]
+pub mod text;
 
 pub use abi_stable;
 pub use tch;

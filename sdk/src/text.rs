@@ -1,0 +1,332 @@
+//! Text helpers for plugins and `pt tokenizer train` (cargo feature `text`): BERT-style WordPiece
+//! training and loading with the Hugging Face `tokenizers` crate, and a line reader that keeps
+//! byte offsets and skips lines that are not UTF-8 instead of failing the whole file.
+//!
+//! A trained tokenizer is a standard `tokenizer.json`: `transformers`' `PreTrainedTokenizerFast`
+//! and `tokenizers.Tokenizer.from_file` load it, and [`load_tokenizer`] loads theirs.
+
+use crate::{PtError, Result};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
+use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainer};
+use tokenizers::normalizers::bert::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::processors::template::TemplateProcessing;
+use tokenizers::{AddedToken, TokenizerImpl};
+
+pub use tokenizers;
+pub use tokenizers::Tokenizer;
+
+/// The special tokens of a trained tokenizer; their ids are their positions (`[PAD]` = 0 ...
+/// `[MASK]` = 4), which is what the MLM objective's defaults assume.
+pub const SPECIAL_TOKENS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+
+/// Trains a BERT WordPiece tokenizer (BERT normaliser and pre-tokeniser, `##` continuation
+/// pieces, `[CLS] $A [SEP]` template) on the lines of `files` and writes it to `out` as
+/// `tokenizer.json`, atomically (temp file + rename), creating `out`'s folder. Lines that are not
+/// UTF-8 are skipped with a warning naming the file.
+pub fn train_wordpiece(
+    files: &[PathBuf],
+    vocab_size: usize,
+    min_frequency: u64,
+    lowercase: bool,
+    out: &Path,
+) -> Result<()> {
+    if files.is_empty() {
+        return Err(PtError::config("train_wordpiece: no training files given"));
+    }
+    if vocab_size <= SPECIAL_TOKENS.len() {
+        return Err(PtError::config(format!(
+            "train_wordpiece: vocab_size {vocab_size} leaves no room beyond the {} special tokens",
+            SPECIAL_TOKENS.len()
+        )));
+    }
+    let started = std::time::Instant::now();
+    let mut tokenizer: TokenizerImpl<WordPiece, BertNormalizer, BertPreTokenizer, TemplateProcessing, WordPieceDecoder> =
+        TokenizerImpl::new(WordPiece::default());
+    tokenizer
+        .with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)))
+        .map_err(|e| PtError::data(format!("setting up the tokenizer: {e}")))?;
+    tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
+    tokenizer.with_decoder(Some(WordPieceDecoder::default()));
+
+    let mut trainer = WordPieceTrainer::builder()
+        .vocab_size(vocab_size)
+        .min_frequency(min_frequency)
+        .show_progress(false)
+        // As Hugging Face's BertWordPieceTokenizer: rare characters must not eat the vocabulary.
+        .limit_alphabet(1000)
+        .special_tokens(SPECIAL_TOKENS.iter().map(|t| AddedToken::from(*t, true)).collect())
+        .build();
+
+    let mut lines = CorpusLines::new(files.to_vec());
+    let trained = tokenizer.train(&mut trainer, lines.by_ref());
+    if let Some(err) = lines.error.take() {
+        return Err(err.context("reading the tokenizer's training text"));
+    }
+    trained.map_err(|e| PtError::data(format!("training the WordPiece tokenizer: {e}")))?;
+    if lines.text_lines == 0 {
+        return Err(PtError::data(format!(
+            "no text to train a tokenizer on: {} hold no non-empty UTF-8 lines",
+            display_paths(files)
+        )));
+    }
+
+    let id = |token: &str| {
+        tokenizer
+            .token_to_id(token)
+            .ok_or_else(|| PtError::data(format!("the trained tokenizer lacks the special token {token}")))
+    };
+    let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
+    let template = TemplateProcessing::builder()
+        .try_single("[CLS] $A [SEP]")
+        .and_then(|b| b.try_pair("[CLS] $A [SEP] $B:1 [SEP]:1"))
+        .map_err(|e| PtError::data(format!("tokenizer template: {e}")))?
+        .special_tokens(vec![("[CLS]", cls), ("[SEP]", sep)])
+        .build()
+        .map_err(|e| PtError::data(format!("tokenizer template: {e}")))?;
+    tokenizer.with_post_processor(Some(template));
+
+    let tokenizer: Tokenizer = tokenizer.into();
+    let json = tokenizer
+        .to_string(false)
+        .map_err(|e| PtError::data(format!("serialising the tokenizer: {e}")))?;
+    write_atomically(out, json.as_bytes())?;
+    tracing::info!(
+        path = %out.display(),
+        vocab_size = tokenizer.get_vocab_size(true),
+        lines = lines.text_lines,
+        skipped_non_utf8 = lines.non_utf8_lines,
+        seconds = started.elapsed().as_secs_f64(),
+        "trained WordPiece tokenizer"
+    );
+    Ok(())
+}
+
+/// Loads a `tokenizer.json` (one [`train_wordpiece`] wrote, or any Hugging Face fast tokenizer's).
+pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => PtError::io(
+            path,
+            "tokenizer file not found (train one with `pt tokenizer train`, or point to a Hugging Face tokenizer.json)",
+        ),
+        _ => PtError::io(path, e),
+    })?;
+    Tokenizer::from_bytes(&bytes).map_err(|e| {
+        PtError::data(format!(
+            "{}: not a tokenizer.json that the tokenizers library can load: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// Writes `bytes` to `path` through a temp file in the same folder and a rename, so readers
+/// never see a partial file (and concurrent writers of the same content are harmless).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| PtError::io(dir, e))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}.{}", std::process::id(), unique_suffix()));
+    let written = (|| -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(PtError::io(path, e));
+    }
+    Ok(())
+}
+
+fn unique_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    crate::rng::derive_seed(nanos as u64, &[COUNTER.fetch_add(1, Ordering::Relaxed)])
+}
+
+fn display_paths(files: &[PathBuf]) -> String {
+    files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// One line of a text file: its 1-based number, the byte offset where it starts and its bytes
+/// without the line ending (`\n` or `\r\n`).
+#[derive(Debug, Clone, Copy)]
+pub struct Line<'a> {
+    pub number: u64,
+    pub offset: u64,
+    pub bytes: &'a [u8],
+}
+
+impl<'a> Line<'a> {
+    /// The line as text, or `None` when it is not valid UTF-8.
+    pub fn text(&self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes).ok()
+    }
+}
+
+/// Reads a file line by line with byte offsets (for random access later with `pread`), never
+/// holding more than one line. A UTF-8 byte-order mark at the start is skipped.
+pub struct TextLines {
+    path: PathBuf,
+    reader: BufReader<File>,
+    buf: Vec<u8>,
+    number: u64,
+    offset: u64,
+}
+
+impl TextLines {
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => PtError::io(path, "file not found"),
+            _ => PtError::io(path, e),
+        })?;
+        Ok(TextLines {
+            path: path.to_path_buf(),
+            reader: BufReader::with_capacity(1 << 20, file),
+            buf: Vec::new(),
+            number: 0,
+            offset: 0,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The next line, or `None` at the end of the file.
+    pub fn next_line(&mut self) -> Result<Option<Line<'_>>> {
+        self.buf.clear();
+        let n = self.reader.read_until(b'\n', &mut self.buf).map_err(|e| PtError::io(&self.path, e))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let mut start = 0;
+        if self.number == 0 && self.buf.starts_with(&[0xEF, 0xBB, 0xBF]) {
+            start = 3;
+        }
+        let mut end = self.buf.len();
+        if self.buf[..end].ends_with(b"\n") {
+            end -= 1;
+            if self.buf[start..end].ends_with(b"\r") {
+                end -= 1;
+            }
+        }
+        self.number += 1;
+        let line = Line { number: self.number, offset: self.offset + start as u64, bytes: &self.buf[start..end] };
+        self.offset += n as u64;
+        Ok(Some(line))
+    }
+}
+
+/// The non-empty UTF-8 lines of several files, as an iterator for the tokenizer trainer. An I/O
+/// error ends the iteration and is kept in `error` (the trainer's iterator cannot fail).
+struct CorpusLines {
+    files: std::vec::IntoIter<PathBuf>,
+    current: Option<TextLines>,
+    skipped_in_file: u64,
+    text_lines: u64,
+    non_utf8_lines: u64,
+    error: Option<PtError>,
+}
+
+impl CorpusLines {
+    fn new(files: Vec<PathBuf>) -> Self {
+        CorpusLines {
+            files: files.into_iter(),
+            current: None,
+            skipped_in_file: 0,
+            text_lines: 0,
+            non_utf8_lines: 0,
+            error: None,
+        }
+    }
+
+    fn finish_file(&mut self) {
+        if let Some(done) = self.current.take() {
+            if self.skipped_in_file > 0 {
+                tracing::warn!(
+                    file = %done.path().display(),
+                    lines = self.skipped_in_file,
+                    "skipped lines that are not valid UTF-8"
+                );
+            }
+        }
+        self.skipped_in_file = 0;
+    }
+}
+
+impl Iterator for CorpusLines {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        loop {
+            if self.error.is_some() {
+                return None;
+            }
+            if self.current.is_none() {
+                let path = self.files.next()?;
+                match TextLines::open(&path) {
+                    Ok(lines) => self.current = Some(lines),
+                    Err(e) => {
+                        self.error = Some(e);
+                        return None;
+                    }
+                }
+            }
+            let lines = self.current.as_mut()?;
+            let text = match lines.next_line() {
+                Err(e) => {
+                    self.error = Some(e);
+                    return None;
+                }
+                Ok(None) => None,
+                Ok(Some(line)) => Some(line.text().map(str::to_owned)),
+            };
+            match text {
+                None => self.finish_file(),
+                Some(None) => {
+                    self.non_utf8_lines += 1;
+                    self.skipped_in_file += 1;
+                }
+                Some(Some(t)) if t.trim().is_empty() => {}
+                Some(Some(t)) => {
+                    self.text_lines += 1;
+                    return Some(t);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_keep_offsets_and_strip_endings() {
+        let dir = std::env::temp_dir().join(format!("pt-sdk-text-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.txt");
+        std::fs::write(&path, b"\xEF\xBB\xBFone\r\ntwo\n\xFF\xFEbad\nlast").unwrap();
+        let mut r = TextLines::open(&path).unwrap();
+        let mut got = Vec::new();
+        while let Some(l) = r.next_line().unwrap() {
+            got.push((l.number, l.offset, l.bytes.to_vec(), l.text().is_some()));
+        }
+        assert_eq!(
+            got,
+            vec![
+                (1, 3, b"one".to_vec(), true),
+                (2, 8, b"two".to_vec(), true),
+                (3, 12, b"\xFF\xFEbad".to_vec(), false),
+                (4, 18, b"last".to_vec(), true),
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
