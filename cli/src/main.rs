@@ -2,10 +2,12 @@
 
 mod checkpoint_cmd;
 mod doctor;
+mod export_cmd;
 mod logging;
 mod plugin_cmd;
 mod progress;
 mod recipes;
+mod tokenizer_cmd;
 mod train_cmd;
 
 use clap::{Parser, Subcommand};
@@ -32,8 +34,13 @@ enum Command {
     /// List and inspect checkpoints.
     #[command(subcommand)]
     Checkpoint(checkpoint_cmd::CheckpointCommand),
-    /// Show the built-in recipes (`pt recipes show NAME` prints one).
+    /// Show the built-in recipes (`pt recipes --show NAME` prints one).
     Recipes(recipes::Args),
+    /// Train a WordPiece tokenizer on text files.
+    #[command(subcommand)]
+    Tokenizer(tokenizer_cmd::TokenizerCommand),
+    /// Export a checkpoint's model as a Hugging Face directory (config.json, model.safetensors, tokenizer).
+    Export(export_cmd::Args),
 }
 
 fn main() {
@@ -46,6 +53,8 @@ fn main() {
         Command::Train(a) => train_cmd::run(a, cli.verbose),
         Command::Checkpoint(c) => checkpoint_cmd::run(c),
         Command::Recipes(a) => recipes::run(a),
+        Command::Tokenizer(c) => tokenizer_cmd::run(c),
+        Command::Export(a) => export_cmd::run(a),
     };
     if let Err(e) = result {
         eprintln!("pt: error: {e:#}");

@@ -3,7 +3,8 @@ use std::path::PathBuf;
 /// Errors of the host library. Each says what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{0}")]
+    // Transparent: the PtError is the whole message (as a `source` it would print twice).
+    #[error(transparent)]
     Plugin(#[from] pt_sdk::PtError),
     #[error("{path}: {message}")]
     PluginLoad { path: PathBuf, message: String, detail: String },

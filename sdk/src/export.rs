@@ -37,14 +37,18 @@ fn install_quiet_panic_hook() {
     });
 }
 
-/// libtorch error texts carry a C++ backtrace; keep the message.
+/// libtorch error texts carry a C++ backtrace after "Exception raised from"; keep the message.
+/// tch's panicking methods (`unwrap` on a `TchError`) show it Debug-escaped on one line, so cut
+/// at the marker itself rather than at a line.
 fn first_lines(msg: &str) -> String {
-    msg.lines()
-        .take_while(|l| !l.contains("Exception raised from") && !l.starts_with("frame #"))
+    let head = msg.split("Exception raised from").next().unwrap_or(msg);
+    let head = head.strip_prefix("called `Result::unwrap()` on an `Err` value: Torch(\"").unwrap_or(head);
+    head.replace("\\n", "\n")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("frame #"))
         .collect::<Vec<_>>()
         .join(" ")
-        .trim()
-        .to_string()
 }
 
 /// Runs `f`, turning an error or a panic into a [`PtError`] that names `origin`.
@@ -413,4 +417,18 @@ macro_rules! export_plugin {
             )
         };
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_lines;
+
+    #[test]
+    fn libtorch_backtrace_is_cut_from_plain_and_unwrap_panic_text() {
+        let plain = "The size of tensor a (7) must match the size of tensor b (8)\nException raised from infer_size at x.cpp:1\nframe #0: f()";
+        assert_eq!(first_lines(plain), "The size of tensor a (7) must match the size of tensor b (8)");
+        let unwrapped = "called `Result::unwrap()` on an `Err` value: Torch(\"The size of tensor a (7) must match\\nException raised from infer_size\\nframe #0: f()\")";
+        assert_eq!(first_lines(unwrapped), "The size of tensor a (7) must match");
+        assert_eq!(first_lines("index out of bounds"), "index out of bounds");
+    }
 }

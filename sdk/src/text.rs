@@ -44,8 +44,13 @@ pub fn train_wordpiece(
         )));
     }
     let started = std::time::Instant::now();
-    let mut tokenizer: TokenizerImpl<WordPiece, BertNormalizer, BertPreTokenizer, TemplateProcessing, WordPieceDecoder> =
-        TokenizerImpl::new(WordPiece::default());
+    let mut tokenizer: TokenizerImpl<
+        WordPiece,
+        BertNormalizer,
+        BertPreTokenizer,
+        TemplateProcessing,
+        WordPieceDecoder,
+    > = TokenizerImpl::new(WordPiece::default());
     tokenizer
         .with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)))
         .map_err(|e| PtError::data(format!("setting up the tokenizer: {e}")))?;
@@ -90,9 +95,7 @@ pub fn train_wordpiece(
     tokenizer.with_post_processor(Some(template));
 
     let tokenizer: Tokenizer = tokenizer.into();
-    let json = tokenizer
-        .to_string(false)
-        .map_err(|e| PtError::data(format!("serialising the tokenizer: {e}")))?;
+    let json = tokenizer.to_string(false).map_err(|e| PtError::data(format!("serialising the tokenizer: {e}")))?;
     write_atomically(out, json.as_bytes())?;
     tracing::info!(
         path = %out.display(),
@@ -115,10 +118,7 @@ pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
         _ => PtError::io(path, e),
     })?;
     Tokenizer::from_bytes(&bytes).map_err(|e| {
-        PtError::data(format!(
-            "{}: not a tokenizer.json that the tokenizers library can load: {e}",
-            path.display()
-        ))
+        PtError::data(format!("{}: not a tokenizer.json that the tokenizers library can load: {e}", path.display()))
     })
 }
 

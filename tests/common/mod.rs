@@ -157,3 +157,86 @@ warmup_steps = 2
         data = data.display()
     )
 }
+
+/// Writes `text` to `dir/name` and returns the path.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap_or_else(|e| panic!("writing {}: {e}", p.display()));
+    p
+}
+
+/// `run_dir/checkpoints/step-NNNNNNNN`.
+pub fn checkpoint_dir(run_dir: &Path, step: u64) -> PathBuf {
+    run_dir.join("checkpoints").join(format!("step-{step:08}"))
+}
+
+/// The rows of a run's `metrics.jsonl`.
+pub fn metrics_rows(run_dir: &Path) -> Vec<pt_report::MetricsRow> {
+    pt_report::read_metrics(&run_dir.join("metrics.jsonl")).expect("metrics.jsonl parses")
+}
+
+/// Steps of the training rows (those with a learning rate) of a run's `metrics.jsonl`, in file order.
+pub fn train_steps(run_dir: &Path) -> Vec<u64> {
+    metrics_rows(run_dir).iter().filter(|r| r.get("lr").is_some()).map(|r| r.step).collect()
+}
+
+/// `metric` of the training row logged at `step`.
+pub fn metric_at(run_dir: &Path, step: u64, metric: &str) -> Option<f64> {
+    metrics_rows(run_dir).iter().find(|r| r.step == step && r.get("lr").is_some()).and_then(|r| r.get(metric))
+}
+
+/// A tensor of a safetensors file, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTensor {
+    pub dtype: String,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+}
+
+impl StoredTensor {
+    /// The values of an F32 tensor.
+    pub fn f32s(&self) -> Vec<f32> {
+        assert_eq!(self.dtype, "F32", "not an f32 tensor");
+        self.bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    }
+}
+
+/// Every tensor of a `.safetensors` file by name.
+pub fn read_safetensors(path: &Path) -> std::collections::BTreeMap<String, StoredTensor> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap_or_else(|e| panic!("{}: not safetensors: {e}", path.display()));
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            (name, StoredTensor { dtype: format!("{:?}", view.dtype()), shape: view.shape().to_vec(), bytes: view.data().to_vec() })
+        })
+        .collect()
+}
+
+/// Polls `done` every 2 ms until it holds; panics naming `what` after `limit` (a safety net
+/// against hanging, not a timing assertion).
+pub fn wait_for(limit: std::time::Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "gave up waiting for {what} after {limit:?}");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// Sends `signal` (e.g. `libc::SIGINT`) to a child process.
+pub fn send_signal(child: &std::process::Child, signal: i32) {
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    assert_eq!(rc, 0, "kill({}, {signal}) failed: {}", child.id(), std::io::Error::last_os_error());
+}
+
+/// `pt checkpoint list RUN` as `(name, verified ok)` per checkpoint row.
+pub fn listed_checkpoints(pt: &Pt, run_dir: &Path) -> Vec<(String, bool)> {
+    let out = pt.ok(&["checkpoint", "list", run_dir.to_str().expect("utf-8 path")]);
+    out.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols.len() >= 4 && cols[0].starts_with("step-")).then(|| (cols[0].to_string(), cols[3] == "ok"))
+        })
+        .collect()
+}

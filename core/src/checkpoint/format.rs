@@ -48,7 +48,9 @@ pub struct CheckpointManifest {
     pub seed: u64,
     pub optimizer: String,
     pub optimizer_steps: u64,
-    /// Evaluation and training metrics at this step.
+    /// Evaluation and training metrics at this step (JSON has no NaN: a non-finite value is
+    /// written as `null` and read back as NaN).
+    #[serde(deserialize_with = "metrics_from_json")]
     pub metrics: BTreeMap<String, f64>,
     /// Non-finite steps skipped so far.
     pub skipped_steps: u64,
@@ -62,6 +64,11 @@ pub struct CheckpointManifest {
     pub created_unix: u64,
     /// Relative path → checksum, for every file in the checkpoint.
     pub files: BTreeMap<String, FileEntry>,
+}
+
+fn metrics_from_json<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<BTreeMap<String, f64>, D::Error> {
+    let m: BTreeMap<String, Option<f64>> = Deserialize::deserialize(d)?;
+    Ok(m.into_iter().map(|(k, v)| (k, v.unwrap_or(f64::NAN))).collect())
 }
 
 /// A checkpoint on disk whose checksums verified.

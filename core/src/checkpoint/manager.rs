@@ -62,12 +62,14 @@ impl CheckpointManager {
     pub fn new(run_dir: &Path, keep_last: usize, best_metric: &str, best_mode: &str) -> Result<Self> {
         let root = run_dir.join("checkpoints");
         std::fs::create_dir_all(&root).map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
-        // Leftovers of a writer that was killed mid-save: never valid, safe to drop.
+        // Leftovers of a process killed mid-save or mid-prune (`.tmp-*` directories) or while
+        // moving a pointer (`.latest.tmp-PID`): never valid, safe to drop.
         if let Ok(rd) = std::fs::read_dir(&root) {
             for e in rd.flatten() {
-                if e.file_name().to_string_lossy().starts_with(".tmp-") {
-                    tracing::info!(path = %e.path().display(), "removing an incomplete checkpoint left by an interrupted save");
-                    let _ = std::fs::remove_dir_all(e.path());
+                let name = e.file_name().to_string_lossy().to_string();
+                if name.starts_with(".tmp-") || (name.starts_with('.') && name.contains(".tmp-")) {
+                    tracing::info!(path = %e.path().display(), "removing what an interrupted save left behind");
+                    let _ = if e.path().is_dir() { std::fs::remove_dir_all(e.path()) } else { std::fs::remove_file(e.path()) };
                 }
             }
         }
@@ -153,6 +155,16 @@ pub fn list_steps(root: &Path) -> Vec<(u64, PathBuf)> {
     v
 }
 
+/// Removes a checkpoint directory so that a crash part-way never leaves a half-deleted
+/// `step-N` that looks like a checkpoint: it is renamed to a `.tmp-` name first (cleaned up on
+/// the next start if the removal is cut short).
+fn retire(root: &Path, dir: &Path) -> Result<()> {
+    let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let doomed = root.join(format!(".tmp-retired-{name}-{}", std::process::id()));
+    std::fs::rename(dir, &doomed).map_err(|e| Error::io(format!("removing old checkpoint {}", dir.display()), e))?;
+    std::fs::remove_dir_all(&doomed).map_err(|e| Error::io(format!("removing old checkpoint {}", dir.display()), e))
+}
+
 fn sync_dir(dir: &Path) {
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
@@ -233,7 +245,7 @@ fn write_checkpoint(root: &Path, req: SaveRequest) -> Result<PathBuf> {
         sync_dir(&tmp);
         let dest = root.join(&name);
         if dest.exists() {
-            std::fs::remove_dir_all(&dest).map_err(|e| Error::io(format!("replacing {}", dest.display()), e))?;
+            retire(root, &dest)?;
         }
         std::fs::rename(&tmp, &dest).map_err(|e| Error::io(format!("renaming into {}", dest.display()), e))?;
         sync_dir(root);
@@ -287,7 +299,7 @@ fn prune(root: &Path, keep_last: usize) -> Result<()> {
     for (i, (_, dir)) in steps.into_iter().enumerate() {
         let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         if i + keep_last < n && !keep.contains(&name) {
-            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("removing old checkpoint {}", dir.display()), e))?;
+            retire(root, &dir)?;
         }
     }
     Ok(())
@@ -341,6 +353,19 @@ mod tests {
         assert_eq!(m.latest_valid().unwrap().unwrap().manifest.step, 3);
         let w = m.latest_valid().unwrap().unwrap().tensors("model").unwrap();
         assert_eq!(Vec::<f32>::try_from(&w[0].1).unwrap(), vec![3.0, 2.0]);
+    }
+
+    #[test]
+    fn non_finite_metrics_read_back_as_nan() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = CheckpointManager::new(dir.path(), 2, "", "min").unwrap();
+        let mut r = req(3, 1.0);
+        r.metrics.insert("grad_norm".into(), f64::NAN);
+        m.save(r).unwrap();
+        m.wait().unwrap();
+        let c = m.latest_valid().unwrap().expect("a checkpoint with a NaN metric still loads");
+        assert!(c.manifest.metrics["grad_norm"].is_nan());
+        assert_eq!(c.manifest.metrics["eval/loss"], 1.0);
     }
 
     #[test]

@@ -15,7 +15,12 @@ pub struct RunConfig {
     pub device: String,
     /// Samples per micro-batch (per process).
     pub batch_size: u64,
-    /// Micro-batches accumulated per optimizer step.
+    /// Micro-batches accumulated per optimizer step. The step's loss (and so its gradient) is
+    /// the mean of the micro-batches' losses, as in Lightning (and HF Trainer before 4.46):
+    /// it equals one batch of `batch_size × grad_accum` when the objective's loss is a mean over
+    /// the same number of items in every micro-batch (samples, or tokens of full blocks), and
+    /// weights micro-batches equally when an objective averages over a varying count (e.g.
+    /// MLM's masked tokens).
     pub grad_accum: u64,
     /// Stop after this many optimizer steps (0: no limit).
     pub max_steps: u64,

@@ -78,6 +78,20 @@ pub fn load_plugin(path: &Path) -> Result<LoadedPlugin> {
         }
         other => load_error(&path, "cannot be loaded", other.to_string()),
     })?;
+    // abi_stable itself accepts a newer 0.x minor and then reports only a layout difference;
+    // pt refuses any other minor (0.x) or major SDK, and says so.
+    let (ours, theirs) = (PluginModRef::VERSION_STRINGS.version, header.version_strings().version);
+    if !same_sdk_series(ours.as_str(), theirs.as_str()) {
+        let detail = match header.ensure_layout::<PluginModRef>() {
+            Err(e) => e.to_string(),
+            Ok(()) => format!("root module layouts agree; the versions differ ({theirs} vs {ours})"),
+        };
+        return Err(load_error(
+            &path,
+            format!("was built against pt-sdk {theirs}, but this pt uses pt-sdk {ours}: rebuild the plugin against pt-sdk {ours}"),
+            detail,
+        ));
+    }
     let module: PluginModRef = header.init_root_module::<PluginModRef>().map_err(|e| {
         let ours = PluginModRef::VERSION_STRINGS.version;
         match &e {
@@ -124,6 +138,34 @@ fn parse_manifest(path: &Path, module: PluginModRef) -> Result<PluginManifest> {
         .map_err(|e| load_error(path, format!("sent an unreadable manifest ({e})"), text.to_string()))
 }
 
+/// Same major version, and for 0.x the same minor: the versions whose ABI pt promises to keep.
+fn same_sdk_series(a: &str, b: &str) -> bool {
+    let series = |v: &str| {
+        let mut parts = v.split('.').map(|p| p.parse::<u64>().ok());
+        let (major, minor) = (parts.next().flatten(), parts.next().flatten());
+        if major == Some(0) {
+            (major, minor)
+        } else {
+            (major, None)
+        }
+    };
+    series(a) == series(b)
+}
+
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_sdk_series;
+
+    #[test]
+    fn sdk_series_is_the_minor_below_1_and_the_major_from_1() {
+        assert!(same_sdk_series("0.1.0", "0.1.7"));
+        assert!(!same_sdk_series("0.1.0", "0.2.0"));
+        assert!(!same_sdk_series("0.2.0", "0.1.0"));
+        assert!(same_sdk_series("1.2.0", "1.5.1"));
+        assert!(!same_sdk_series("1.0.0", "2.0.0"));
+    }
 }

@@ -5,7 +5,7 @@ use crate::components::{check_composition, ArchHandle, DatasetHandle, ObjectiveH
 use crate::config::{ComponentSpec, Recipe};
 use crate::plugin::Registry;
 use crate::{runtime, Error, Result};
-use pt_sdk::{ComponentKind, CreateCtx, DatasetInfo};
+use pt_sdk::{ArchitectureInfo, ComponentKind, CreateCtx, DatasetInfo};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,6 +56,31 @@ fn fill_from_dataset(resolved: &Resolved, mut config: Value, info: &DatasetInfo)
     config
 }
 
+/// Writes keys the dataset filled in back into the recipe, so the saved config rebuilds the
+/// same model without the dataset (export, evaluation).
+fn record_filled(spec: &mut ComponentSpec, config: &Value) {
+    let Some(obj) = config.as_object() else { return };
+    for (k, v) in obj {
+        if !spec.config.contains_key(k) {
+            if let Ok(t) = toml::Value::try_from(v) {
+                spec.config.insert(k.clone(), t);
+            }
+        }
+    }
+}
+
+/// What the architecture knows that an objective may leave unset (`null` default):
+/// `feature_dim`, the width of its `features` output, for heads sized to it.
+fn fill_from_arch(resolved: &Resolved, mut config: Value, info: &ArchitectureInfo) -> Value {
+    let Some(obj) = config.as_object_mut() else { return config };
+    let wants = resolved.manifest.config.iter().any(|k| k.key == "feature_dim" && k.default.is_null());
+    if let (true, false, Some(dim)) = (wants, obj.contains_key("feature_dim"), info.feature_dim) {
+        tracing::info!(component = %resolved.origin(), value = dim, "feature_dim set from the architecture");
+        obj.insert("feature_dim".into(), Value::from(dim));
+    }
+    config
+}
+
 impl Session {
     pub fn build(reg: &Registry, recipe: Recipe, run_dir: &Path) -> Result<Session> {
         let device = runtime::resolve_device(&recipe.run.device)?;
@@ -79,12 +104,16 @@ impl Session {
                 )));
             }
         }
+        let mut recipe = recipe;
         let data = DatasetHandle::create(reg, &recipe.data.name, "data", &recipe.data.config_json(&data_dir, run_dir), &ctx)?;
         let arch_r = Resolved::new(reg, ComponentKind::Architecture, &recipe.arch.name)?;
         let arch_config = fill_from_dataset(&arch_r, recipe.arch.config_json(&data_dir, run_dir), &data.info);
+        record_filled(&mut recipe.arch, &arch_config);
         let arch = ArchHandle::create(reg, &recipe.arch.name, "arch", &arch_config, &ctx)?;
         let obj_r = Resolved::new(reg, ComponentKind::Objective, &recipe.objective.name)?;
         let objective_config = fill_from_dataset(&obj_r, recipe.objective.config_json(&data_dir, run_dir), &data.info);
+        let objective_config = fill_from_arch(&obj_r, objective_config, &arch.info);
+        record_filled(&mut recipe.objective, &objective_config);
         let objective = ObjectiveHandle::create(reg, &recipe.objective.name, "objective", &objective_config, &ctx)?;
         check_composition(&data, &arch, &objective)?;
         Ok(Session {

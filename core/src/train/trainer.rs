@@ -10,6 +10,7 @@ use super::session::Session;
 use super::weights::{load_named, read_weights, LoadReport};
 use crate::checkpoint::manager::{latest_valid, snapshot};
 use crate::checkpoint::{Checkpoint, CheckpointManager, CursorState, PluginRecord, SaveRequest};
+use crate::config::{check_keys, keys_of};
 use crate::plugin::Registry;
 use crate::{Error, Result};
 use pt_optim::{FlatParams, GroupRules, LrMultRule, Optimizer, OptimizerConfig, ScheduleConfig};
@@ -84,6 +85,14 @@ impl OptimSettings {
         if !t.contains_key("name") {
             t.insert("name".into(), toml::Value::String("adamw".into()));
         }
+        // Unknown keys get a did-you-mean against the chosen optimizer's fields (an unknown
+        // optimizer name is left to serde, whose message lists the names).
+        let chosen: toml::Table = t.iter().filter(|(k, _)| *k == "name").map(|(k, v)| (k.clone(), v.clone())).collect();
+        if let Ok(defaults) = toml::Value::Table(chosen).try_into::<OptimizerConfig>() {
+            let mut known: Vec<String> = ["lr", "freeze", "lr_mult"].iter().map(|k| k.to_string()).collect();
+            known.extend(keys_of(&defaults));
+            check_keys("optim", &t, &known.iter().map(String::as_str).collect::<Vec<_>>())?;
+        }
         let optimizer: OptimizerConfig = toml::Value::Table(t)
             .try_into()
             .map_err(|e: toml::de::Error| Error::Config(format!("[optim]: {}", e.message())))?;
@@ -116,6 +125,8 @@ pub struct Trainer<'r> {
     skipped: u64,
     bad_in_a_row: u64,
     ckpt: CheckpointManager,
+    /// The step whose state is already in a checkpoint (saved by this process or resumed from).
+    saved_step: Option<u64>,
     metrics: MetricsLog,
     evals: Vec<EvalRunner>,
     stop: Arc<AtomicBool>,
@@ -143,6 +154,8 @@ impl<'r> Trainer<'r> {
     pub fn new(reg: &'r Registry, mut session: Session, opts: TrainOptions) -> Result<Self> {
         let run = session.recipe.run.clone();
         let settings = OptimSettings::from_table(&session.recipe.optim)?;
+        let schedule_keys = keys_of(&ScheduleConfig::default());
+        check_keys("schedule", &session.recipe.schedule, &schedule_keys.iter().map(String::as_str).collect::<Vec<_>>())?;
         let schedule: ScheduleConfig = toml::Value::Table(session.recipe.schedule.clone())
             .try_into()
             .map_err(|e: toml::de::Error| Error::Config(format!("[schedule]: {}", e.message())))?;
@@ -197,12 +210,11 @@ impl<'r> Trainer<'r> {
             )));
         }
         let ckpt = CheckpointManager::new(&session.run_dir, run.keep_last, &run.best_metric, &run.best_mode)?;
-        let metrics = if resume_from.is_some() {
-            MetricsLog::resume(&session.run_dir, step)
-        } else {
-            MetricsLog::open(&session.run_dir)
-        }
-        .map_err(|e| Error::Training(format!("metrics files: {e}")))?;
+        // Rows after the starting step were logged by a process that died before its next
+        // checkpoint (or, on a fresh start, before its first): drop them so no step is logged twice.
+        let metrics =
+            MetricsLog::resume(&session.run_dir, step).map_err(|e| Error::Training(format!("metrics files: {e}")))?;
+        let (loss_curve, eval_curves) = curves_so_far(&session.run_dir);
         let mut evals = Vec::new();
         for (i, spec) in session.recipe.evals.iter().enumerate() {
             evals.push(EvalRunner::create(reg, &session, spec, i)?);
@@ -225,12 +237,13 @@ impl<'r> Trainer<'r> {
             skipped,
             bad_in_a_row: 0,
             ckpt,
+            saved_step: resume_from.as_ref().map(|c| c.manifest.step),
             metrics,
             evals,
             stop: opts.stop,
             latest_metrics: BTreeMap::new(),
-            loss_curve: Vec::new(),
-            eval_curves: BTreeMap::new(),
+            loss_curve,
+            eval_curves,
             eval_reports: BTreeMap::new(),
             last_good_checkpoint: resume_from.map(|c| c.dir),
             init_report,
@@ -325,7 +338,9 @@ impl<'r> Trainer<'r> {
             if run.eval_every > 0 && self.step % run.eval_every == 0 && !done {
                 self.evaluate(obs, false)?;
             }
-            if run.save_every > 0 && self.step % run.save_every == 0 && !done {
+            // During a run of non-finite steps the weights do not move: saving them again would
+            // only push the checkpoints from before the trouble out of retention.
+            if run.save_every > 0 && self.step % run.save_every == 0 && !done && self.bad_in_a_row == 0 {
                 self.save(obs)?;
             }
         };
@@ -333,7 +348,11 @@ impl<'r> Trainer<'r> {
         if stop != StopReason::Interrupted {
             self.evaluate(obs, true)?;
         }
-        self.save(obs)?;
+        // Not again when this step was just saved (an interrupt right after a periodic save, or a
+        // resume of a finished run): rewriting it would only open a window without it.
+        if self.saved_step != Some(self.step) {
+            self.save(obs)?;
+        }
         let checkpoint = self.ckpt.wait()?.or(self.last_good_checkpoint.clone());
         self.metrics.flush().map_err(|e| Error::Training(format!("metrics: {e}")))?;
         self.plot_curves();
@@ -365,7 +384,9 @@ impl<'r> Trainer<'r> {
         let mut loss_sum = 0.0;
         let mut tokens = 0u64;
         let mut finite = true;
-        let mut last_metrics = Vec::new();
+        // Objective metrics summed over the step's micro-batches (on the device: no sync).
+        let mut metric_sums: Vec<(String, Tensor)> = Vec::new();
+        let mut counted = 0u32;
         for micro in 0..run.grad_accum {
             let loaded = loader.next()?;
             self.cursor = self.sampler.next(loaded.cursor);
@@ -383,7 +404,14 @@ impl<'r> Trainer<'r> {
             }
             loss_sum += value;
             (lv.loss / run.grad_accum as f64).f_backward()?;
-            last_metrics = lv.metrics;
+            for (name, t) in lv.metrics {
+                let t = t.detach();
+                match metric_sums.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, sum)) => *sum = sum.f_add(&t)?,
+                    None => metric_sums.push((name, t)),
+                }
+            }
+            counted += 1;
         }
         let lr = self.lr_at(self.step);
         let mut grad_norm = f64::NAN;
@@ -411,9 +439,14 @@ impl<'r> Trainer<'r> {
             self.bad_in_a_row += 1;
             tracing::warn!(step = self.step, "non-finite loss or gradient: step skipped");
             if self.bad_in_a_row >= run.max_bad_steps.max(1) {
+                // A save still being written predates the streak (none are made during one).
+                if let Ok(Some(d)) = self.ckpt.wait() {
+                    self.last_good_checkpoint = Some(d);
+                }
                 return Err(Error::Training(format!(
-                    "{} non-finite steps in a row (last at step {}): the loss or gradients are NaN/Inf. {} Lower the learning rate, check the data, or raise [run] max_bad_steps.",
+                    "{} non-finite steps in a row (steps {} to {}): the loss or gradients are NaN/Inf. {} Lower the learning rate, check the data, or raise [run] max_bad_steps.",
                     self.bad_in_a_row,
+                    self.step + 1 - self.bad_in_a_row,
                     self.step,
                     match &self.last_good_checkpoint {
                         Some(d) => format!("The last good checkpoint is {}.", d.display()),
@@ -422,9 +455,10 @@ impl<'r> Trainer<'r> {
                 )));
             }
         }
-        let metrics = last_metrics
+        // The step's metrics are means over its micro-batches, like its loss.
+        let metrics = metric_sums
             .into_iter()
-            .filter_map(|(n, t)| t.f_double_value(&[]).ok().map(|v| (n, v)))
+            .filter_map(|(n, t)| t.f_double_value(&[]).ok().map(|v| (n, v / counted.max(1) as f64)))
             .collect();
         Ok(StepOutcome {
             loss: if finite { Some(loss_sum / run.grad_accum as f64) } else { None },
@@ -513,6 +547,7 @@ impl<'r> Trainer<'r> {
             self.last_good_checkpoint = Some(prev);
         }
         self.ckpt.save(req)?;
+        self.saved_step = Some(self.step);
         // Surface the write's outcome at the next save or the end of the run; the observer
         // hears of it now with the directory it will have.
         obs.on_checkpoint(self.step, &self.ckpt.root.join(crate::checkpoint::manager::step_dir_name(self.step)));
@@ -541,6 +576,23 @@ impl<'r> Trainer<'r> {
     pub fn run_dir(&self) -> &Path {
         &self.session.run_dir
     }
+}
+
+/// The loss and evaluation curves logged before this process started (a resumed run's plot
+/// covers the whole run, not only its last part).
+fn curves_so_far(run_dir: &Path) -> (Vec<(f64, f64)>, BTreeMap<String, Vec<(f64, f64)>>) {
+    let rows = pt_report::read_metrics(&run_dir.join(pt_report::METRICS_JSONL)).unwrap_or_default();
+    let (mut loss, mut evals) = (Vec::new(), BTreeMap::<String, Vec<(f64, f64)>>::new());
+    for row in rows {
+        for (name, value) in &row.values {
+            if name == "loss" {
+                loss.push((row.step as f64, *value));
+            } else if name.contains('/') {
+                evals.entry(name.clone()).or_default().push((row.step as f64, *value));
+            }
+        }
+    }
+    (loss, evals)
 }
 
 struct StepOutcome {

@@ -1,0 +1,39 @@
+//! `pt tokenizer train`: a WordPiece tokenizer (BERT-style, `[PAD] [UNK] [CLS] [SEP] [MASK]`).
+
+use std::path::PathBuf;
+
+#[derive(clap::Subcommand)]
+pub enum TokenizerCommand {
+    /// Train on text files (one paragraph per line) and write tokenizer.json.
+    Train {
+        /// Text files to learn the vocabulary from.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long, default_value_t = 8000)]
+        vocab_size: usize,
+        #[arg(long, default_value_t = 2)]
+        min_frequency: u64,
+        /// Keep case (default: lowercase and strip accents, like bert-base-uncased).
+        #[arg(long)]
+        cased: bool,
+        #[arg(short, long, default_value = "tokenizer.json")]
+        output: PathBuf,
+    },
+}
+
+pub fn run(cmd: TokenizerCommand) -> anyhow::Result<()> {
+    match cmd {
+        TokenizerCommand::Train { files, vocab_size, min_frequency, cased, output } => {
+            let started = std::time::Instant::now();
+            pt_sdk::text::train_wordpiece(&files, vocab_size, min_frequency, !cased, &output)?;
+            let tok = pt_sdk::text::load_tokenizer(&output)?;
+            println!(
+                "wrote {} ({} tokens) in {:.1}s",
+                output.display(),
+                tok.get_vocab_size(true),
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! `bert`: BERT with its masked-LM head, parameter-compatible with Hugging Face's
+//! `BertForMaskedLM` (same state-dict keys; the decoder is tied to the word embeddings).
+
+pub mod config;
+pub mod layers;
+pub mod model;
+
+use config::{BertArgs, BertConfig};
+use layers::Params;
+use model::BertForMaskedLM;
+use pt_sdk::prelude::*;
+use std::cell::RefCell;
+use tch::nn::VarStore;
+
+/// The masking rate assumed when counting the MLM head's FLOPs (the `mlm` objective's default).
+const ASSUMED_MASK_RATE: f64 = 0.15;
+
+pub struct Bert {
+    config: BertConfig,
+    model: BertForMaskedLM,
+    /// Owns the parameters (the model's tensors share their storage).
+    _vs: VarStore,
+    params: Vec<(String, Tensor)>,
+    train: bool,
+}
+
+impl Component for Bert {
+    const NAME: &'static str = "bert";
+    const ABOUT: &'static str = "BERT encoder + MLM head (Hugging Face BertForMaskedLM parameter names)";
+    type Config = BertArgs;
+
+    fn new(args: BertArgs, ctx: &CreateCtx) -> Result<Self> {
+        let config = args.resolve()?;
+        Self::from_config(config, ctx.seed, ctx.device())
+    }
+}
+
+impl Bert {
+    /// Builds the model on `device` with weights drawn from `seed` (identical on every device).
+    pub fn from_config(config: BertConfig, seed: u64, device: Device) -> Result<Self> {
+        let vs = VarStore::new(device);
+        let created = RefCell::new(Vec::new());
+        let p = Params::new(vs.root(), seed, config.initializer_range, device, &created);
+        let model = BertForMaskedLM::new(&p, &config)?;
+        drop(p);
+        Ok(Bert { config, model, _vs: vs, params: created.into_inner(), train: true })
+    }
+
+    pub fn config(&self) -> &BertConfig {
+        &self.config
+    }
+
+    /// Training FLOPs (forward + backward) per sample of `seq` tokens, counted as 3 × the forward
+    /// matmuls (2 FLOPs per multiply-add): the encoder's weight matmuls (6 · params · seq), the
+    /// attention scores and weighted sums (12 · layers · hidden · seq²), and the MLM head on the
+    /// masked 15 % of positions only (6 · (hidden² + hidden · vocab) · 0.15 · seq). Embedding
+    /// lookups, biases, norms and softmax are left out.
+    pub fn train_flops_per_sample(&self, seq: i64) -> f64 {
+        let c = &self.config;
+        let (h, f, layers, v, l) = (
+            c.hidden_size as f64,
+            c.intermediate_size as f64,
+            c.num_hidden_layers as f64,
+            c.vocab_size as f64,
+            seq as f64,
+        );
+        let encoder_weights = layers * (4.0 * h * h + 2.0 * h * f);
+        let masked = (ASSUMED_MASK_RATE * l).ceil();
+        6.0 * encoder_weights * l + 12.0 * layers * h * l * l + 6.0 * (h * h + h * v) * masked
+    }
+
+    /// Fails when an id is outside the embedding (a tokenizer with a larger vocabulary than the
+    /// model), instead of an index error deep in libtorch (or a device-side assert on CUDA).
+    fn check_ids(&self, ids: &Tensor) -> Result<()> {
+        if ids.numel() == 0 {
+            return Ok(());
+        }
+        let vocab = self.config.vocab_size;
+        let bad = ids.f_ge(vocab)?.f_logical_or(&ids.f_lt(0)?)?.f_any()?.f_int64_value(&[])? != 0;
+        if bad {
+            let max = ids.f_max()?.f_int64_value(&[])?;
+            let min = ids.f_min()?.f_int64_value(&[])?;
+            return Err(PtError::data(format!(
+                "input_ids range over [{min}, {max}] but bert's vocab_size is {vocab}: the tokenizer's vocabulary is \
+                 larger than the model's embedding. Leave architecture vocab_size unset (it then comes from the \
+                 dataset's tokenizer) or set it to at least {}",
+                max + 1
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Architecture for Bert {
+    fn info(&self) -> ArchitectureInfo {
+        let c = &self.config;
+        let mut layer_prefixes = vec!["bert.embeddings".to_string()];
+        layer_prefixes.extend((0..c.num_hidden_layers).map(|i| format!("bert.encoder.layer.{i}")));
+        if c.add_pooling_layer {
+            layer_prefixes.push("bert.pooler".into());
+        }
+        layer_prefixes.push("cls.predictions".into());
+        let mut outputs = vec!["hidden_states".to_string(), "features".into(), "mlm_logits".into()];
+        if c.add_pooling_layer {
+            outputs.push("pooled_output".into());
+        }
+        ArchitectureInfo {
+            inputs: vec!["input_ids".into()],
+            optional_inputs: vec!["attention_mask".into(), "token_type_ids".into(), "mlm_positions".into()],
+            outputs,
+            feature_dim: Some(c.hidden_size),
+            // At the usual pretraining length; the host may rescale for other lengths.
+            train_flops_per_sample: Some(self.train_flops_per_sample(128.min(c.max_position_embeddings))),
+            layer_prefixes,
+            config: c.hf_json(),
+        }
+    }
+
+    fn parameters(&self) -> Vec<(String, Tensor)> {
+        self.params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
+    }
+
+    fn set_train(&mut self, train: bool) {
+        self.train = train;
+    }
+
+    /// Inputs: `input_ids` [B, L]; optional `attention_mask` [B, L] (1 = real), `token_type_ids`
+    /// [B, L], `mlm_positions` [M] (flat indices into B·L). Outputs: `hidden_states` [B, L, H],
+    /// `features` [B, H] (the [CLS] state), `pooled_output` [B, H] (with the pooler) and, given
+    /// `mlm_positions`, `mlm_logits` [M, vocab].
+    fn forward(&self, inputs: &Tensors, _ctx: &StepCtx) -> Result<Tensors> {
+        let ids = inputs.require("input_ids")?;
+        let (_, seq) = ids
+            .size2()
+            .map_err(|_| PtError::shape(format!("bert: input_ids must be [batch, seq], got {:?}", ids.size())))?;
+        if seq > self.config.max_position_embeddings {
+            return Err(PtError::shape(format!(
+                "bert: sequences of {seq} tokens exceed max_position_embeddings {} (lower the dataset's block_size)",
+                self.config.max_position_embeddings
+            )));
+        }
+        let ids = if ids.kind() == Kind::Int64 { ids.shallow_clone() } else { ids.f_to_kind(Kind::Int64)? };
+        self.check_ids(&ids)?;
+        let hidden =
+            self.model.bert.forward(&ids, inputs.get("token_type_ids"), inputs.get("attention_mask"), self.train)?; // [batch, seq, hidden]
+        let mut out = Tensors::new();
+        out.insert("features", hidden.f_select(1, 0)?); // [batch, hidden]
+        if let Some(pooler) = &self.model.bert.pooler {
+            out.insert("pooled_output", pooler.forward(&hidden)?);
+        }
+        if let Some(positions) = inputs.get("mlm_positions") {
+            out.insert("mlm_logits", self.model.mlm_logits(&hidden, positions)?);
+            // [M, vocab]
+        }
+        out.insert("hidden_states", hidden);
+        Ok(out)
+    }
+}

@@ -1,0 +1,276 @@
+//! `text`: plain-text files (one paragraph per line) for MLM pretraining, either packed into
+//! full blocks or one line per sample.
+
+use crate::cache::{cache_key, file_fingerprints, open_or_build, CacheFile, CacheWriter};
+use crate::collate::{collate, single_sequence, text_fields};
+use crate::corpus::{tokenize_files, PassStats};
+use crate::paths;
+use crate::records::{Record, RecordIndex, NO_LABEL};
+use crate::text_tokenizer::{TextTokenizer, TrainSpec};
+use pt_sdk::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TextMode {
+    /// All lines as one token stream, `[SEP]` between lines, cut into full blocks with `[CLS]`
+    /// first (RoBERTa's FULL-SENTENCES): no padding, every token trains.
+    #[default]
+    Packed,
+    /// One line per sample: `[CLS] line [SEP]`, cut to `block_size`, padded per batch.
+    Lines,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TextConfig {
+    pub files: Vec<String>,
+    pub tokenizer: String,
+    pub train_tokenizer: bool,
+    pub vocab_size: usize,
+    pub min_frequency: u64,
+    pub lowercase: bool,
+    pub block_size: usize,
+    pub mode: TextMode,
+}
+
+impl Default for TextConfig {
+    fn default() -> Self {
+        TextConfig {
+            files: Vec::new(),
+            tokenizer: String::new(),
+            train_tokenizer: true,
+            vocab_size: 8000,
+            min_frequency: 2,
+            lowercase: true,
+            block_size: 128,
+            mode: TextMode::Packed,
+        }
+    }
+}
+
+impl Config for TextConfig {
+    fn describe() -> &'static [(&'static str, &'static str)] {
+        &[
+            ("files", "text files, one paragraph per line; `{data}/...` is under the data directory, `~` is home"),
+            (
+                "tokenizer",
+                "tokenizer.json to use; empty: the run's (<run_dir>/assets/tokenizer.json), else one trained on \
+                 `files` and kept under {data}/cache/tokenizers",
+            ),
+            ("train_tokenizer", "train a WordPiece tokenizer on `files` when `tokenizer` does not exist yet"),
+            ("vocab_size", "vocabulary size of a tokenizer trained here"),
+            ("min_frequency", "minimum pair frequency when training a tokenizer here"),
+            ("lowercase", "lowercase (and strip accents) in a tokenizer trained here"),
+            ("block_size", "tokens per sample, [CLS] and [SEP] included"),
+            ("mode", "`packed`: lines joined with [SEP] and cut into full blocks; `lines`: one line per sample"),
+        ]
+    }
+}
+
+pub struct TextDataset {
+    tokenizer: TextTokenizer,
+    block_size: usize,
+    source: Source,
+    num_samples: u64,
+    notes: serde_json::Map<String, serde_json::Value>,
+}
+
+enum Source {
+    /// The token stream (without [CLS]); block i is `[CLS]` + tokens `[i(B-1), (i+1)(B-1))`.
+    Packed(CacheFile),
+    Lines(RecordIndex),
+}
+
+impl Component for TextDataset {
+    const NAME: &'static str = "text";
+    const ABOUT: &'static str = "plain-text files (one paragraph per line), tokenized for MLM";
+    type Config = TextConfig;
+
+    fn new(config: TextConfig, ctx: &CreateCtx) -> Result<Self> {
+        if config.files.is_empty() {
+            return Err(PtError::config("text: `files` is empty; list the text files to read"));
+        }
+        let min_block = if config.mode == TextMode::Packed { 2 } else { 3 };
+        if config.block_size < min_block {
+            return Err(PtError::config(format!(
+                "text: block_size {} is too small (at least {min_block} in {:?} mode)",
+                config.block_size, config.mode
+            )));
+        }
+        let files = config.files.iter().map(|f| paths::expand(f, ctx)).collect::<Result<Vec<PathBuf>>>()?;
+        let fingerprints = file_fingerprints(&files)?; // fails early, naming a missing file
+        let train = config.train_tokenizer.then_some(TrainSpec {
+            files: &files,
+            vocab_size: config.vocab_size,
+            min_frequency: config.min_frequency,
+            lowercase: config.lowercase,
+        });
+        let tokenizer = TextTokenizer::resolve(&config.tokenizer, ctx, train)?;
+        tokenizer.copy_to_run(ctx)?;
+
+        let mode = match config.mode {
+            TextMode::Packed => "packed",
+            TextMode::Lines => "lines",
+        };
+        let kind = format!("text-{mode}");
+        let key = cache_key(&kind, &json!({"files": fingerprints, "tokenizer": tokenizer.fingerprint}));
+        let cache_path = paths::cache_dir(ctx)?.join(format!("{kind}-{}.bin", &key[..16]));
+
+        let mut notes = serde_json::Map::new();
+        tokenizer.notes(&mut notes);
+        notes.insert("mode".into(), json!(mode));
+        notes.insert("block_size".into(), json!(config.block_size));
+        let (source, num_samples, stats, num_tokens) = match config.mode {
+            TextMode::Packed => {
+                let cache = open_or_build(&cache_path, &key, &kind, |w| build_packed(&files, &tokenizer, w))?;
+                let stats: PassStats = serde_json::from_value(cache.header.meta["stats"].clone())?;
+                let tokens = cache.header.items;
+                let span = config.block_size as u64 - 1;
+                (Source::Packed(cache), tokens.div_ceil(span), stats, tokens)
+            }
+            TextMode::Lines => {
+                let index =
+                    RecordIndex::open_or_build(&files, &cache_path, &key, &kind, || build_lines(&files, &tokenizer))?;
+                let stats: PassStats = serde_json::from_value(index.meta["stats"].clone())?;
+                let room = config.block_size as u32 - 2;
+                let truncated = index.records.iter().filter(|r| r.num_tokens > room).count();
+                let tokens: u64 = index.records.iter().map(|r| r.num_tokens as u64).sum();
+                notes.insert("truncated_lines".into(), json!(truncated));
+                let n = index.len() as u64;
+                (Source::Lines(index), n, stats, tokens)
+            }
+        };
+        if num_samples == 0 {
+            return Err(PtError::data(format!(
+                "text: no text in {} (every file is empty or holds only empty / non-UTF-8 lines)",
+                files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        notes.insert("num_tokens".into(), json!(num_tokens));
+        stats.notes(&mut notes);
+        notes.insert(
+            "cache".into(),
+            json!(match &source {
+                Source::Packed(c) => c.path.display().to_string(),
+                Source::Lines(i) => i.cache_path.display().to_string(),
+            }),
+        );
+        tracing::info!(samples = num_samples, tokens = num_tokens, mode, "text dataset ready");
+        Ok(TextDataset { tokenizer, block_size: config.block_size, source, num_samples, notes })
+    }
+}
+
+/// Streams the token ids of every line, each followed by `[SEP]`, into the cache.
+fn build_packed(
+    files: &[PathBuf],
+    tokenizer: &TextTokenizer,
+    writer: &mut CacheWriter,
+) -> Result<(u32, serde_json::Value)> {
+    let wide = tokenizer.vocab_size > 1 << 16;
+    let sep = tokenizer.special.sep;
+    let mut bytes = Vec::new();
+    let stats = tokenize_files(
+        files,
+        tokenizer,
+        false,
+        |t, _| Ok((t.to_string(), ())),
+        |_, ids| {
+            bytes.clear();
+            for line in ids {
+                for &t in line.iter().chain(std::iter::once(&sep)) {
+                    if wide {
+                        bytes.extend_from_slice(&t.to_le_bytes());
+                    } else {
+                        bytes.extend_from_slice(&(t as u16).to_le_bytes());
+                    }
+                }
+            }
+            writer.write(&bytes)
+        },
+    )?;
+    Ok((if wide { 4 } else { 2 }, json!({"stats": stats})))
+}
+
+fn build_lines(files: &[PathBuf], tokenizer: &TextTokenizer) -> Result<(Vec<Record>, serde_json::Value)> {
+    let mut records = Vec::new();
+    let stats = tokenize_files(
+        files,
+        tokenizer,
+        false,
+        |t, _| Ok((t.to_string(), ())),
+        |lines, ids| {
+            records.extend(lines.iter().zip(ids).map(|((line, ()), ids)| Record {
+                line: *line,
+                num_tokens: ids.len() as u32,
+                label: NO_LABEL,
+            }));
+            Ok(())
+        },
+    )?;
+    Ok((records, json!({"stats": stats})))
+}
+
+impl TextDataset {
+    fn check_index(&self, i: u64) -> Result<()> {
+        if i >= self.num_samples {
+            return Err(PtError::data(format!("sample {i} out of range (text dataset has {})", self.num_samples)));
+        }
+        Ok(())
+    }
+
+    fn packed_row(&self, cache: &CacheFile, i: u64, buf: &mut Vec<u8>) -> Result<Vec<i64>> {
+        let span = self.block_size as u64 - 1;
+        let start = i * span;
+        let count = span.min(cache.header.items - start);
+        cache.read_items(start, count, buf)?;
+        let mut row = Vec::with_capacity(self.block_size);
+        row.push(self.tokenizer.special.cls as i64);
+        if cache.header.width == 4 {
+            row.extend(buf.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64));
+        } else {
+            row.extend(buf.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]) as i64));
+        }
+        Ok(row)
+    }
+}
+
+impl Dataset for TextDataset {
+    fn info(&self) -> DatasetInfo {
+        let len = match self.source {
+            Source::Packed(_) => self.block_size as i64,
+            Source::Lines(_) => -1,
+        };
+        DatasetInfo {
+            num_samples: self.num_samples,
+            fields: text_fields(len),
+            notes: self.notes.clone(),
+            ..Default::default()
+        }
+    }
+
+    fn get_batch(&self, indices: &[u64], _ctx: &StepCtx) -> Result<Tensors> {
+        for &i in indices {
+            self.check_index(i)?;
+        }
+        let special = &self.tokenizer.special;
+        let rows = match &self.source {
+            Source::Packed(cache) => {
+                let mut buf = Vec::new();
+                indices.iter().map(|&i| self.packed_row(cache, i, &mut buf)).collect::<Result<Vec<_>>>()?
+            }
+            Source::Lines(index) => {
+                let texts = indices.iter().map(|&i| index.line_text(i as usize)).collect::<Result<Vec<_>>>()?;
+                let ids = self.tokenizer.encode_many(texts.iter().map(String::as_str).collect())?;
+                ids.iter().map(|ids| single_sequence(ids, self.block_size, special).0).collect()
+            }
+        };
+        let len = match self.source {
+            Source::Packed(_) => self.block_size,
+            Source::Lines(_) => 0,
+        };
+        collate(&rows, len, special.pad)
+    }
+}

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The README's test command, from a fresh clone: set-up (idempotent), build, the whole test suite.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/setup.sh
+python3 scripts/fetch_data.py text
+cargo build --release --workspace
+cargo test --release --workspace

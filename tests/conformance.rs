@@ -1,0 +1,315 @@
+//! Plugin conformance: every component of every plugin next to `pt` (plus the example plugin and
+//! the `faulty` fixture, installed) goes through a tiny real training run.
+//!
+//! - every architecture × objective pair that composes trains 2 steps on some dataset, with a
+//!   finite loss, a checkpoint and no leaked tensor handle; pairs whose objective needs an output
+//!   the architecture lacks are reported as not composing;
+//! - every dataset trains at least once;
+//! - every evaluator runs once, at the end of a tiny MLM run;
+//! - every config key of every component has a description.
+//!
+//! Components run with their smallest config from [`TINY`]; unknown components with their
+//! defaults. A component that cannot train with either fails the test with what it printed: give
+//! it a tiny config in [`TINY`] (or [`EVAL_SPLITS`] for an evaluator).
+
+#[path = "support/plugin_builds.rs"]
+#[allow(dead_code)] // the variants built for plugin_host.rs are not used here
+mod plugin_builds;
+
+use plugin_builds::plugins;
+use pt_tests::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// The smallest config of the components pt knows (TOML lines of the component's section).
+/// `{tokenizer}` is the tokenizer of the first tiny text run.
+const TINY: &[(&str, &str)] = &[
+    ("mlm:text", "files = [\"{data}/text/tiny/train.txt\"]\nvocab_size = 500\nblock_size = 32"),
+    ("mlm:jsonl", "files = [\"{data}/text/tiny/cls-train.jsonl\"]\ntokenizer = \"{tokenizer}\"\nblock_size = 32"),
+    // Sized to the tiny tokenizer, so bert and mlm also build with data that has no tokenizer
+    // (the composition check then explains the mismatch).
+    ("mlm:bert", "preset = \"tiny\"\nmax_position_embeddings = 32\nvocab_size = 500"),
+    ("mlm:mlm", "vocab_size = 500"),
+];
+
+/// Objective keys for one (dataset, objective) pairing.
+const PAIRING: &[(&str, &str, &str)] = &[("faulty:toy", "denoise:denoise", "field = \"x\"")];
+
+/// `[[eval]]` entries (host keys, component keys and splits) of the evaluators pt knows.
+const EVAL_SPLITS: &[(&str, &str)] = &[
+    (
+        "mlm:mlm_eval",
+        "max_batches = 2\nsplits.validation = { name = \"mlm:text\", files = [\"{data}/text/tiny/valid.txt\"], tokenizer = \"{run}/assets/tokenizer.json\", block_size = 32 }",
+    ),
+    ("pt:linear_probe", "epochs = 5\nmax_train_samples = 64\nmax_test_samples = 32\n{cls_splits}"),
+    ("pt:finetune", "steps = 2\nbatch_size = 8\neval_every = 1\nmax_test_samples = 32\n{cls_splits}"),
+];
+
+const CLS_SPLITS: &str = "splits.train = { name = \"mlm:jsonl\", files = [\"{data}/text/tiny/cls-train.jsonl\"], tokenizer = \"{run}/assets/tokenizer.json\", block_size = 32 }\n\
+splits.test = { name = \"mlm:jsonl\", files = [\"{data}/text/tiny/cls-test.jsonl\"], tokenizer = \"{run}/assets/tokenizer.json\", block_size = 32 }";
+
+/// The components of the plugins `pt doctor --json` reports, by kind.
+fn discover(pt: &Pt) -> (BTreeMap<String, Vec<String>>, Vec<String>) {
+    let doctor: serde_json::Value = serde_json::from_str(&pt.ok(&["doctor", "--json"])).expect("doctor --json is JSON");
+    let mut by_kind: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut plugin_names = Vec::new();
+    for p in doctor["plugins"].as_array().expect("plugins") {
+        let name = p["name"].as_str().expect("plugin name");
+        plugin_names.push(name.to_string());
+        for c in p["components"].as_array().expect("components") {
+            let (kind, comp) = c.as_str().and_then(|c| c.split_once(':')).expect("kind:name");
+            by_kind.entry(kind.to_string()).or_default().push(format!("{name}:{comp}"));
+        }
+    }
+    (by_kind, plugin_names)
+}
+
+fn tiny(spec: &str) -> &'static str {
+    TINY.iter().find(|(c, _)| *c == spec).map(|(_, t)| *t).unwrap_or("")
+}
+
+fn pairing(dataset: &str, objective: &str) -> &'static str {
+    PAIRING.iter().find(|(d, o, _)| *d == dataset && *o == objective).map(|(_, _, t)| *t).unwrap_or("")
+}
+
+fn recipe(dataset: &str, arch: &str, objective: &str, tokenizer: &str, evals: &str) -> String {
+    format!(
+        "[run]\nseed = 0\ndevice = \"cpu\"\nbatch_size = 8\nmax_steps = 2\nlog_every = 1\nnum_threads = 1\n\n\
+         [data]\nname = \"{dataset}\"\n{}\n\n[arch]\nname = \"{arch}\"\n{}\n\n[objective]\nname = \"{objective}\"\n{}\n{}\n\n\
+         [optim]\nname = \"adamw\"\nlr = 1e-3\n\n{evals}",
+        tiny(dataset).replace("{tokenizer}", tokenizer),
+        tiny(arch),
+        tiny(objective),
+        pairing(dataset, objective),
+    )
+}
+
+enum Outcome {
+    Trained,
+    /// The objective needs an output the architecture lacks: no dataset helps.
+    PairDoesNotCompose(String),
+    /// The dataset lacks what the architecture or objective needs.
+    DataDoesNotFit(String),
+    Failed(String),
+}
+
+struct Runner<'a> {
+    pt: &'a Pt,
+    runs: PathBuf,
+    count: usize,
+    tokenizer: String,
+    log: Vec<String>,
+}
+
+impl Runner<'_> {
+    fn train(&mut self, dataset: &str, arch: &str, objective: &str, evals: &str) -> Outcome {
+        self.count += 1;
+        let dir = self.runs.join(format!("{:02}-{}-{}-{}", self.count, dataset, arch, objective).replace(':', "_"));
+        let path = dir.with_extension("toml");
+        std::fs::write(&path, recipe(dataset, arch, objective, &self.tokenizer, evals)).expect("writing a recipe");
+        let out =
+            self.pt.run(&["train", "--recipe", path.to_str().unwrap(), "--run-dir", dir.to_str().unwrap(), "--quiet"]);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        let what = format!("{dataset} × {arch} × {objective}");
+        let outcome = if out.status.success() {
+            match check_run(&dir) {
+                Ok(()) => Outcome::Trained,
+                Err(e) => Outcome::Failed(format!("{what}: {e}")),
+            }
+        } else if err.contains("do not fit together") {
+            if err.contains("needs model output") {
+                Outcome::PairDoesNotCompose(err.trim().to_string())
+            } else {
+                Outcome::DataDoesNotFit(err.trim().to_string())
+            }
+        } else {
+            Outcome::Failed(format!("{what} failed:\n{err}"))
+        };
+        self.log.push(format!(
+            "{what}: {}",
+            match &outcome {
+                Outcome::Trained => "trained".to_string(),
+                Outcome::PairDoesNotCompose(_) => "pair does not compose".to_string(),
+                Outcome::DataDoesNotFit(_) => "dataset does not fit".to_string(),
+                Outcome::Failed(_) => "FAILED".to_string(),
+            }
+        ));
+        if matches!(outcome, Outcome::Trained)
+            && self.tokenizer.is_empty()
+            && dir.join("assets/tokenizer.json").is_file()
+        {
+            self.tokenizer = dir.join("assets/tokenizer.json").display().to_string();
+        }
+        outcome
+    }
+}
+
+/// Two steps, a finite loss, a verified checkpoint on disk, no leaked tensor handle.
+fn check_run(dir: &Path) -> Result<(), String> {
+    let sum = summary(dir);
+    if sum["step"] != 2 {
+        return Err(format!("stopped at step {} (summary {sum})", sum["step"]));
+    }
+    if !sum["last_loss"].as_f64().is_some_and(f64::is_finite) {
+        return Err(format!("loss is not finite: {sum}"));
+    }
+    if sum["leaked_tensor_handles"] != 0 {
+        return Err(format!("tensor handles outlived the run: {sum}"));
+    }
+    let ckpt = PathBuf::from(sum["checkpoint"].as_str().ok_or_else(|| format!("no checkpoint: {sum}"))?);
+    let ckpt = if ckpt.is_absolute() { ckpt } else { std::env::current_dir().unwrap().join(ckpt) };
+    for f in ["manifest.json", "model.safetensors"] {
+        if !ckpt.join(f).is_file() {
+            return Err(format!("checkpoint {} lacks {f}", ckpt.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Every key line of `pt plugin info NAME` carries a description.
+fn undocumented_keys(pt: &Pt, plugin: &str) -> Vec<String> {
+    let info = pt.ok(&["plugin", "info", plugin]);
+    let mut component = String::new();
+    let mut missing = Vec::new();
+    for line in info.lines() {
+        if !line.starts_with(' ') && line.contains(" — ") {
+            component = line.split(" — ").next().unwrap_or("").to_string();
+        } else if let Some((key, rest)) = line.strip_prefix("  ").and_then(|l| l.split_once(" = ")) {
+            let description = rest.trim_start().split_once(char::is_whitespace).map(|(_, d)| d.trim()).unwrap_or("");
+            if description.is_empty() {
+                missing.push(format!("{plugin} {component}: {}", key.trim()));
+            }
+        }
+    }
+    missing
+}
+
+#[test]
+fn every_component_of_every_plugin_trains_in_a_tiny_run() {
+    let built = plugins();
+    data_dir("text");
+    let pt = Pt::new();
+    for so in [&built.denoise, &built.faulty] {
+        pt.ok(&["plugin", "install", so.to_str().unwrap()]);
+    }
+    let (by_kind, plugin_names) = discover(&pt);
+    for expected in ["mlm", "denoise", "faulty", "pt"] {
+        assert!(plugin_names.iter().any(|n| n == expected), "plugin {expected} found: {plugin_names:?}");
+    }
+    let undocumented: Vec<String> = plugin_names.iter().flat_map(|p| undocumented_keys(&pt, p)).collect();
+    assert!(undocumented.is_empty(), "config keys without a description:\n{}", undocumented.join("\n"));
+
+    let list = |kind: &str| by_kind.get(kind).cloned().unwrap_or_default();
+    let (datasets, archs, objectives, evaluators) =
+        (list("dataset"), list("architecture"), list("objective"), list("evaluator"));
+    let runs = pt.home.path().join("runs");
+    std::fs::create_dir_all(&runs).unwrap();
+    let mut r = Runner { pt: &pt, runs, count: 0, tokenizer: String::new(), log: Vec::new() };
+    let mut failures = Vec::new();
+
+    // Every evaluator, at the end of a tiny MLM run (which also makes the tokenizer the other
+    // text datasets use).
+    let mut evals = String::new();
+    for e in &evaluators {
+        match EVAL_SPLITS.iter().find(|(c, _)| c == e) {
+            Some((_, body)) => {
+                evals.push_str(&format!("[[eval]]\nname = \"{e}\"\n{}\n\n", body.replace("{cls_splits}", CLS_SPLITS)))
+            }
+            None => failures
+                .push(format!("evaluator {e}: no tiny config; add its splits to EVAL_SPLITS in tests/conformance.rs")),
+        }
+    }
+    match r.train("mlm:text", "mlm:bert", "mlm:mlm", &evals) {
+        Outcome::Trained => {
+            let sum = summary(&r.runs.join("01-mlm_text-mlm_bert-mlm_mlm"));
+            for e in evaluators.iter().filter(|e| EVAL_SPLITS.iter().any(|(c, _)| c == *e)) {
+                let metrics = &sum["evals"][e.as_str()]["metrics"];
+                let finite = metrics
+                    .as_object()
+                    .is_some_and(|m| !m.is_empty() && m.values().all(|v| v.as_f64().is_some_and(f64::is_finite)));
+                if !finite {
+                    failures.push(format!("evaluator {e}: no finite metrics in {}", sum["evals"]));
+                }
+            }
+        }
+        Outcome::Failed(e) | Outcome::PairDoesNotCompose(e) | Outcome::DataDoesNotFit(e) => {
+            failures.push(format!("the MLM run with every evaluator failed: {e}"))
+        }
+    }
+
+    // Every architecture × objective pair, on the first dataset it fits (trying first the ones
+    // the architecture already trained on).
+    let mut trained: BTreeSet<(String, String, String)> = BTreeSet::new();
+    trained.insert(("mlm:text".into(), "mlm:bert".into(), "mlm:mlm".into()));
+    let mut pairs_without_data = Vec::new();
+    for arch in &archs {
+        for objective in &objectives {
+            if trained.iter().any(|(_, a, o)| a == arch && o == objective) {
+                continue;
+            }
+            let fits_arch = |d: &String| trained.iter().any(|(td, a, _)| td == d && a == arch);
+            let order: Vec<&String> =
+                datasets.iter().filter(|d| fits_arch(d)).chain(datasets.iter().filter(|d| !fits_arch(d))).collect();
+            let mut found = false;
+            for dataset in order {
+                match r.train(dataset, arch, objective, "") {
+                    Outcome::Trained => {
+                        trained.insert((dataset.clone(), arch.clone(), objective.clone()));
+                        found = true;
+                        break;
+                    }
+                    Outcome::PairDoesNotCompose(_) => break,
+                    Outcome::DataDoesNotFit(_) => {}
+                    Outcome::Failed(e) => failures.push(e),
+                }
+            }
+            if !found {
+                pairs_without_data.push(format!("{arch} × {objective}"));
+            }
+        }
+    }
+    // Every dataset, with the first pair it fits.
+    for dataset in &datasets {
+        if trained.iter().any(|(d, _, _)| d == dataset) {
+            continue;
+        }
+        let pairs: BTreeSet<(String, String)> = trained.iter().map(|(_, a, o)| (a.clone(), o.clone())).collect();
+        let ok = pairs.iter().any(|(a, o)| match r.train(dataset, a, o, "") {
+            Outcome::Trained => true,
+            Outcome::Failed(e) => {
+                failures.push(e);
+                false
+            }
+            _ => false,
+        });
+        if ok {
+            trained.insert((dataset.clone(), String::new(), String::new()));
+        } else {
+            failures.push(format!("dataset {dataset} trained with no architecture × objective pair"));
+        }
+    }
+    for (kind, all) in [("architecture", &archs), ("objective", &objectives)] {
+        for c in all.iter() {
+            let used = trained.iter().any(|(_, a, o)| a == c || o == c);
+            if !used {
+                failures.push(format!("{kind} {c} trained in no combination"));
+            }
+        }
+    }
+    let report = r.log.join("\n");
+    eprintln!(
+        "conformance runs ({}):\n{report}\npairs that do not compose: {}",
+        r.count,
+        pairs_without_data.join(", ")
+    );
+    assert!(failures.is_empty(), "{}\n\nruns:\n{report}", failures.join("\n\n"));
+    // The pairs pt's own components are made for all trained.
+    for (d, a, o) in [
+        ("mlm:text", "mlm:bert", "denoise:denoise"),
+        ("faulty:toy", "faulty:faulty", "faulty:regression"),
+        ("faulty:toy", "faulty:faulty", "denoise:denoise"),
+    ] {
+        assert!(trained.contains(&(d.to_string(), a.to_string(), o.to_string())), "{d} × {a} × {o} trained:\n{report}");
+    }
+    assert!(trained.iter().any(|(d, _, _)| d == "mlm:jsonl"), "the jsonl dataset trained:\n{report}");
+}
