@@ -1,10 +1,29 @@
-//! The tracing subscriber: stderr at a level set by -v, plus `train.log` in a run directory.
+//! The tracing subscriber: stderr at a level set by -v, plus `train.log` in a run directory
+//! (info level) once the run directory is known.
 
+use std::io::Write;
 use std::sync::{Mutex, OnceLock};
-use tracing_subscriber::{fmt, layer::SubscriberExt, reload, util::SubscriberInitExt, EnvFilter, Layer, Registry};
+use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
 
-type FileLayer = Box<dyn Layer<Registry> + Send + Sync>;
-static FILE_LAYER: OnceLock<reload::Handle<Option<FileLayer>, Registry>> = OnceLock::new();
+/// The run's log file; events before it is set are not written anywhere but stderr.
+static LOG_FILE: OnceLock<Mutex<std::fs::File>> = OnceLock::new();
+
+struct RunLog;
+
+impl Write for RunLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match LOG_FILE.get() {
+            Some(f) => f.lock().map_err(|_| std::io::Error::other("log file lock poisoned"))?.write(buf),
+            None => Ok(buf.len()),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match LOG_FILE.get() {
+            Some(f) => f.lock().map_err(|_| std::io::Error::other("log file lock poisoned"))?.flush(),
+            None => Ok(()),
+        }
+    }
+}
 
 pub fn init_stderr(verbose: u8) {
     let level = match verbose {
@@ -13,24 +32,15 @@ pub fn init_stderr(verbose: u8) {
         _ => "debug",
     };
     let filter = EnvFilter::try_from_env("PT_LOG").unwrap_or_else(|_| EnvFilter::new(level));
-    let (file_layer, handle) = reload::Layer::new(None::<FileLayer>);
-    let _ = FILE_LAYER.set(handle);
     tracing_subscriber::registry()
-        .with(file_layer)
+        .with(fmt::layer().with_writer(|| RunLog).with_ansi(false).with_filter(EnvFilter::new("info")))
         .with(fmt::layer().with_writer(std::io::stderr).with_target(false).without_time().with_filter(filter))
         .init();
 }
 
-/// Also log (at info level) to `path`, appending.
+/// From now on, also log (info level) to `path`, appending.
 pub fn log_to_file(path: &std::path::Path) -> anyhow::Result<()> {
     let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-    let layer: FileLayer = fmt::layer()
-        .with_writer(Mutex::new(file))
-        .with_ansi(false)
-        .with_filter(EnvFilter::new("info"))
-        .boxed();
-    if let Some(h) = FILE_LAYER.get() {
-        h.modify(|l| *l = Some(layer))?;
-    }
+    let _ = LOG_FILE.set(Mutex::new(file));
     Ok(())
 }

@@ -111,8 +111,10 @@ pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
                 if c.config.is_empty() {
                     println!("  (no config keys)");
                 }
+                let kw = c.config.iter().map(|k| k.key.len()).max().unwrap_or(0);
+                let dw = c.config.iter().map(|k| k.default.to_string().len()).max().unwrap_or(0).min(28);
                 for k in &c.config {
-                    println!("  {:<20} = {:<24} {}", k.key, k.default.to_string(), k.description);
+                    println!("  {:<kw$} = {:<dw$}  {}", k.key, k.default.to_string(), k.description);
                 }
             }
         }

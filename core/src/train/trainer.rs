@@ -332,6 +332,7 @@ impl<'r> Trainer<'r> {
                 }
                 self.metrics.log(self.step, row.clone()).map_err(|e| Error::Training(format!("metrics: {e}")))?;
                 self.latest_metrics.extend(row.clone());
+                tracing::info!(step = self.step, metrics = ?row, "step");
             }
             obs.on_step(self.step, &row);
             let done = total.is_some_and(|t| self.step >= t);
