@@ -107,8 +107,10 @@ impl Runner<'_> {
         let dir = self.runs.join(format!("{:02}-{}-{}-{}", self.count, dataset, arch, objective).replace(':', "_"));
         let path = dir.with_extension("toml");
         std::fs::write(&path, recipe(dataset, arch, objective, &self.tokenizer, evals)).expect("writing a recipe");
+        let started = std::time::Instant::now();
         let out =
             self.pt.run(&["train", "--recipe", path.to_str().unwrap(), "--run-dir", dir.to_str().unwrap(), "--quiet"]);
+        let seconds = started.elapsed().as_secs_f64();
         let err = String::from_utf8_lossy(&out.stderr).to_string();
         let what = format!("{dataset} × {arch} × {objective}");
         let outcome = if out.status.success() {
@@ -126,7 +128,7 @@ impl Runner<'_> {
             Outcome::Failed(format!("{what} failed:\n{err}"))
         };
         self.log.push(format!(
-            "{what}: {}",
+            "{what} ({seconds:.1} s): {}",
             match &outcome {
                 Outcome::Trained => "trained".to_string(),
                 Outcome::PairDoesNotCompose(_) => "pair does not compose".to_string(),

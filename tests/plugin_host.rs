@@ -9,7 +9,7 @@
 #[path = "support/plugin_builds.rs"]
 mod plugin_builds;
 
-use plugin_builds::{plugins, NEXT_SDK_VERSION};
+use plugin_builds::{plugins, sdk_versions};
 use pt_tests::*;
 use std::path::{Path, PathBuf};
 
@@ -141,7 +141,7 @@ fn example_plugin_installs_describes_trains_and_is_removed() {
 
     // Every config key with its default and description.
     let info = pt.ok(&["plugin", "info", "denoise"]);
-    assert!(info.contains("denoise 0.1.0  (pt-sdk 0.1.0"), "{info}");
+    assert!(info.contains(&format!("denoise 0.1.0  (pt-sdk {}", sdk_versions().0)), "{info}");
     assert!(info.contains("objective denoise — predict clean features"), "{info}");
     for (key, default, words) in [
         ("field", "\"input_ids\"", "the batch field to corrupt"),
@@ -258,20 +258,20 @@ fn a_shared_library_that_is_not_a_plugin_is_refused_in_one_line() {
 fn a_plugin_built_against_another_sdk_version_is_one_line_and_v_shows_the_detail() {
     let built = plugins();
     let pt = Pt::new();
+    let (ours, next) = sdk_versions();
     let err = pt.fails(&["plugin", "install", s(&built.denoise_next_sdk)]);
     assert!(err.trim().ends_with("\n(run with -v for details)"), "points to -v: {err}");
     let line = assert_one_line_error(&err);
     assert!(
-        line.contains(&format!("was built against pt-sdk {NEXT_SDK_VERSION}"))
-            && line.contains("this pt uses pt-sdk 0.1.0")
-            && line.contains("rebuild the plugin against pt-sdk 0.1.0"),
+        line.contains(&format!("was built against pt-sdk {next}, but this pt uses pt-sdk {ours}"))
+            && line.contains(&format!("rebuild the plugin against pt-sdk {ours}")),
         "{line}"
     );
     let verbose = pt.run(&["-v", "plugin", "install", s(&built.denoise_next_sdk)]);
     assert!(!verbose.status.success());
     let detail = stderr(&verbose);
     assert!(detail.contains("detail:") && detail.lines().count() > 2, "-v shows abi_stable's report:\n{detail}");
-    assert!(detail.contains(NEXT_SDK_VERSION), "{detail}");
+    assert!(detail.contains(&next), "{detail}");
     assert!(!pt.home.path().join("plugins/libdenoise.so").exists(), "nothing was installed");
     assert_host_works(&pt);
 }

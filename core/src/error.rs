@@ -14,7 +14,8 @@ pub enum Error {
     Config(String),
     #[error("{0}")]
     Composition(String),
-    #[error("{context}: {source}")]
+    // The cause is printed by the error chain (`{:#}`), so not repeated here.
+    #[error("{context}")]
     Io { context: String, source: std::io::Error },
     #[error("{0}")]
     Checkpoint(String),

@@ -7,15 +7,30 @@
 //! only the plugin crates compile and pt's torch-sys is reused. Cargo copies each result into
 //! `target/release`, where every `pt` would find it as a plugin "next to pt"; so each is moved
 //! to `target/pt-test-plugins/`, and all of them are built once per test process, before any
-//! test runs `pt` (call [`plugins`] first).
+//! test runs `pt` (call [`plugins`] first). `PT_TEST_SHOW_BUILDS=1` prints cargo's output.
 
 use pt_tests::{release_dir, repo_root};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// The SDK version of the "built against another SDK" variant.
-pub const NEXT_SDK_VERSION: &str = "0.2.0";
+/// This pt's SDK version (the workspace's) and the next incompatible one (0.1.0 → 0.2.0), which
+/// the "built against another SDK" variant is built with.
+pub fn sdk_versions() -> (String, String) {
+    let mut root = read_toml(&repo_root().join("Cargo.toml"));
+    let version = table(table(&mut root, "workspace"), "package")
+        .get("version")
+        .and_then(|v| v.as_str())
+        .expect("workspace.package.version")
+        .to_string();
+    let parts: Vec<u64> = version.split('.').map(|p| p.parse().expect("numeric version")).collect();
+    let next = match parts.as_slice() {
+        [0, minor, ..] => format!("0.{}.0", minor + 1),
+        [major, ..] => format!("{}.0.0", major + 1),
+        [] => panic!("empty version"),
+    };
+    (version, next)
+}
 
 pub struct Plugins {
     /// `examples/denoise`: plugin `denoise`, objective `denoise`.
@@ -25,7 +40,7 @@ pub struct Plugins {
     pub faulty: PathBuf,
     /// The example renamed to plugin `denoise_fork`: also provides objective `denoise`.
     pub denoise_fork: PathBuf,
-    /// The example built against pt-sdk [`NEXT_SDK_VERSION`].
+    /// The example built against the next pt-sdk version ([`sdk_versions`]).
     pub denoise_next_sdk: PathBuf,
 }
 
@@ -42,7 +57,7 @@ pub fn plugins() -> &'static Plugins {
         copy_example(&fork_dir, "denoise-fork", "denoise_fork", &root.join("sdk"), Some("denoise_fork"));
         let denoise_fork = build(&fork_dir, "denoise_fork");
         let next_dir = work.join("sdk-next");
-        copy_sdk(&next_dir.join("sdk"), NEXT_SDK_VERSION);
+        copy_sdk(&next_dir.join("sdk"), &sdk_versions().1);
         copy_example(&next_dir.join("denoise"), "denoise-next-sdk", "denoise_next_sdk", &next_dir.join("sdk"), None);
         let denoise_next_sdk = build(&next_dir.join("denoise"), "denoise_next_sdk");
         Plugins { denoise, faulty, denoise_fork, denoise_next_sdk }
@@ -78,6 +93,9 @@ fn build(dir: &Path, lib: &str) -> PathBuf {
         dir.display(),
         String::from_utf8_lossy(&out.stderr)
     );
+    if std::env::var_os("PT_TEST_SHOW_BUILDS").is_some() {
+        eprintln!("cargo build of {}:\n{}", dir.display(), String::from_utf8_lossy(&out.stderr));
+    }
     let built = release_dir().join(format!("lib{lib}.so"));
     let kept = out_dir().join(format!("lib{lib}.so"));
     // Cargo hard-links its output, so an up-to-date build leaves `built` and an earlier `kept`
@@ -178,6 +196,9 @@ fn copy_sdk(dir: &Path, version: &str) {
                 *spec = resolve_workspace_dep(&root, name, spec, &ws_deps);
             }
         }
+    }
+    if manifest.get("lints").is_some_and(is_inherited) {
+        manifest.remove("lints");
     }
     // A standalone package, not a member of the temp directory's parents' workspaces.
     manifest.insert("workspace".into(), toml::Value::Table(toml::Table::new()));
