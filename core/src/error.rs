@@ -14,9 +14,10 @@ pub enum Error {
     Config(String),
     #[error("{0}")]
     Composition(String),
-    // The cause is printed by the error chain (`{:#}`), so not repeated here.
-    #[error("{context}")]
-    Io { context: String, source: std::io::Error },
+    // `cause`, not `source`: the message already includes it, so the error chain must not
+    // print it a second time.
+    #[error("{context}: {cause}")]
+    Io { context: String, cause: std::io::Error },
     #[error("{0}")]
     Checkpoint(String),
     #[error("{0}")]
@@ -27,7 +28,7 @@ pub enum Error {
 
 impl Error {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io { context: context.into(), cause: source }
     }
     /// Extra detail worth showing with `-v` (e.g. abi_stable's full layout report).
     pub fn detail(&self) -> Option<&str> {
