@@ -3,7 +3,7 @@
 
 use crate::plugin::{LoadedPlugin, Registry};
 use crate::{Error, Result};
-use abi_stable::std_types::{RResult, RSlice, RString, RVec, Tuple2};
+use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec, Tuple2};
 use pt_sdk::ffi::{
     ArchitectureBox, DatasetBox, EvaluatorBox, HostDataFfi, HostDataFfi_TO, HostModelFfi, HostModelFfi_TO,
     ObjectiveBox, StepCtx,
@@ -90,6 +90,28 @@ impl Resolved {
     }
 }
 
+/// Resolves `spec`, validates `config` against the component's schema and calls the plugin's
+/// constructor for this kind (`call` picks it from the root module). Returns it and its origin.
+fn construct<T>(
+    reg: &Registry,
+    kind: ComponentKind,
+    spec: &str,
+    section: &str,
+    config: &Value,
+    ctx: &CreateCtx,
+    call: impl FnOnce(&pt_sdk::ffi::PluginModRef, RStr<'_>, RStr<'_>, RStr<'_>) -> RResult<T, PtError>,
+) -> Result<(T, String)> {
+    let r = Resolved::new(reg, kind, spec)?;
+    let (cfg, cx) = r.args(section, config, ctx)?;
+    let inner = rres(call(&r.plugin.module, r.manifest.name.as_str().into(), cfg.as_str().into(), cx.as_str().into()))?;
+    Ok((inner, r.origin()))
+}
+
+/// A plugin's named tensor list as `(name, tensor)` pairs.
+fn named(r: RResult<pt_sdk::TensorMap, PtError>) -> Result<Vec<(String, Tensor)>> {
+    Ok(Tensors::from_ffi(rres(r)?).into_iter().collect())
+}
+
 fn parse_info<T: serde::de::DeserializeOwned>(origin: &str, r: RResult<RString, PtError>) -> Result<T> {
     let text = rres(r)?;
     serde_json::from_str(&text)
@@ -104,10 +126,8 @@ pub struct DatasetHandle {
 
 impl DatasetHandle {
     pub fn create(reg: &Registry, spec: &str, section: &str, config: &Value, ctx: &CreateCtx) -> Result<Self> {
-        let r = Resolved::new(reg, ComponentKind::Dataset, spec)?;
-        let (cfg, cx) = r.args(section, config, ctx)?;
-        let inner = rres((r.plugin.module.create_dataset())(r.manifest.name.as_str().into(), cfg.as_str().into(), cx.as_str().into()))?;
-        let origin = r.origin();
+        let (inner, origin) =
+            construct(reg, ComponentKind::Dataset, spec, section, config, ctx, |m, n, c, x| (m.create_dataset())(n, c, x))?;
         let info: DatasetInfo = parse_info(&origin, inner.info())?;
         if info.num_samples == 0 {
             return Err(Error::Config(format!("dataset {origin} ([{section}]) has no samples: check its files")));
@@ -132,18 +152,16 @@ pub struct ArchHandle {
 
 impl ArchHandle {
     pub fn create(reg: &Registry, spec: &str, section: &str, config: &Value, ctx: &CreateCtx) -> Result<Self> {
-        let r = Resolved::new(reg, ComponentKind::Architecture, spec)?;
-        let (cfg, cx) = r.args(section, config, ctx)?;
-        let inner = rres((r.plugin.module.create_architecture())(r.manifest.name.as_str().into(), cfg.as_str().into(), cx.as_str().into()))?;
-        let origin = r.origin();
+        let (inner, origin) =
+            construct(reg, ComponentKind::Architecture, spec, section, config, ctx, |m, n, c, x| (m.create_architecture())(n, c, x))?;
         let info = parse_info(&origin, inner.info())?;
         Ok(ArchHandle { inner, origin, info })
     }
     pub fn parameters(&self) -> Result<Vec<(String, Tensor)>> {
-        Ok(Tensors::from_ffi(rres(self.inner.parameters())?).into_iter().collect())
+        named(self.inner.parameters())
     }
     pub fn buffers(&self) -> Result<Vec<(String, Tensor)>> {
-        Ok(Tensors::from_ffi(rres(self.inner.buffers())?).into_iter().collect())
+        named(self.inner.buffers())
     }
     pub fn set_train(&mut self, train: bool) -> Result<()> {
         rres(self.inner.set_train(train))
@@ -168,18 +186,16 @@ pub struct LossValue {
 
 impl ObjectiveHandle {
     pub fn create(reg: &Registry, spec: &str, section: &str, config: &Value, ctx: &CreateCtx) -> Result<Self> {
-        let r = Resolved::new(reg, ComponentKind::Objective, spec)?;
-        let (cfg, cx) = r.args(section, config, ctx)?;
-        let inner = rres((r.plugin.module.create_objective())(r.manifest.name.as_str().into(), cfg.as_str().into(), cx.as_str().into()))?;
-        let origin = r.origin();
+        let (inner, origin) =
+            construct(reg, ComponentKind::Objective, spec, section, config, ctx, |m, n, c, x| (m.create_objective())(n, c, x))?;
         let info = parse_info(&origin, inner.info())?;
         Ok(ObjectiveHandle { inner, origin, info })
     }
     pub fn parameters(&self) -> Result<Vec<(String, Tensor)>> {
-        Ok(Tensors::from_ffi(rres(self.inner.parameters())?).into_iter().collect())
+        named(self.inner.parameters())
     }
     pub fn buffers(&self) -> Result<Vec<(String, Tensor)>> {
-        Ok(Tensors::from_ffi(rres(self.inner.buffers())?).into_iter().collect())
+        named(self.inner.buffers())
     }
     pub fn set_train(&mut self, train: bool) -> Result<()> {
         rres(self.inner.set_train(train))
@@ -217,12 +233,11 @@ pub struct EvaluatorHandle {
 
 impl EvaluatorHandle {
     pub fn create(reg: &Registry, spec: &str, section: &str, config: &Value, ctx: &CreateCtx) -> Result<Self> {
-        let r = Resolved::new(reg, ComponentKind::Evaluator, spec)?;
-        let (cfg, cx) = r.args(section, config, ctx)?;
-        let inner = rres((r.plugin.module.create_evaluator())(r.manifest.name.as_str().into(), cfg.as_str().into(), cx.as_str().into()))?;
-        let origin = r.origin();
+        let (inner, origin) =
+            construct(reg, ComponentKind::Evaluator, spec, section, config, ctx, |m, n, c, x| (m.create_evaluator())(n, c, x))?;
         let info = parse_info(&origin, inner.info())?;
-        Ok(EvaluatorHandle { inner, origin, name: r.manifest.name.clone(), info })
+        let name = origin.rsplit(':').next().unwrap_or(&origin).to_string();
+        Ok(EvaluatorHandle { inner, origin, name, info })
     }
 
     /// Lends `model` and the named splits to the evaluator.

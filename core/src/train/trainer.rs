@@ -324,6 +324,13 @@ impl<'r> Trainer<'r> {
             let mut row = BTreeMap::new();
             if self.step % run.log_every.max(1) == 0 || total.is_some_and(|t| self.step >= t) {
                 row = window.drain(&outcome);
+                if let (Some(flops), Some(sps)) = (self.session.arch.info.train_flops_per_sample, row.get("samples_per_s").copied()) {
+                    let achieved = flops * sps;
+                    row.insert("tflops".into(), achieved / 1e12);
+                    if let Some(peak) = peak_flops(self.session.device) {
+                        row.insert("mfu".into(), achieved / peak);
+                    }
+                }
                 row.insert("lr".into(), outcome.lr);
                 row.insert("epoch".into(), self.cursor.epoch as f64 + self.cursor.micro_batch as f64 / self.sampler.micro_batches_per_epoch() as f64);
                 row.insert("skipped_steps".into(), self.skipped as f64);
@@ -602,6 +609,25 @@ struct StepOutcome {
     lr: f64,
     tokens: u64,
     metrics: Vec<(String, f64)>,
+}
+
+/// Dense bf16 peak of the training device, for MFU: `$PT_PEAK_TFLOPS` if set, else known
+/// data-centre GPUs by name. None on CPUs (no meaningful peak).
+fn peak_flops(device: tch::Device) -> Option<f64> {
+    if let Some(t) = std::env::var("PT_PEAK_TFLOPS").ok().and_then(|v| v.parse::<f64>().ok()) {
+        return Some(t * 1e12);
+    }
+    if !device.is_cuda() {
+        return None;
+    }
+    static PEAK: std::sync::OnceLock<Option<f64>> = std::sync::OnceLock::new();
+    *PEAK.get_or_init(|| {
+        let name = crate::runtime::cuda_device_names().first()?.to_ascii_uppercase();
+        [("H200", 989.0), ("H100", 989.0), ("A100", 312.0), ("L40S", 362.0), ("A10", 125.0)]
+            .iter()
+            .find(|(k, _)| name.contains(k))
+            .map(|(_, t)| t * 1e12)
+    })
 }
 
 /// Averages over the steps between two log lines.
