@@ -8,7 +8,7 @@ use pt_core::train::trainer::TrainOptions;
 use pt_core::train::{Session, Trainer};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -50,20 +50,24 @@ pub struct Args {
     quiet: bool,
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
+/// The trainer's stop flag, set by SIGINT/SIGTERM (the handler only does atomic operations).
+static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
 extern "C" fn on_signal(_: libc::c_int) {
-    if STOP.swap(true, Ordering::SeqCst) {
+    let Some(stop) = STOP.get() else { return };
+    if stop.swap(true, Ordering::SeqCst) {
         // Second signal: the user really wants out.
         unsafe { libc::_exit(130) };
     }
 }
 
-fn install_signal_handlers() {
+fn install_signal_handlers() -> Arc<AtomicBool> {
+    let stop = STOP.get_or_init(|| Arc::new(AtomicBool::new(false))).clone();
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
+    stop
 }
 
 fn build_recipe(args: &Args) -> anyhow::Result<(Recipe, PathBuf)> {
@@ -116,19 +120,11 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<()> {
     let (recipe, run_dir) = build_recipe(&args)?;
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating run directory {}", run_dir.display()))?;
     crate::logging::log_to_file(&run_dir.join("train.log"))?;
-    install_signal_handlers();
+    let stop = install_signal_handlers();
     let reg = Registry::discover();
     let summary = {
         let session = Session::build(&reg, recipe, &run_dir)?;
-        let opts = TrainOptions { resume: true, init_from: args.init_from.clone(), stop: Arc::new(AtomicBool::new(false)) };
-        let stop = opts.stop.clone();
-        std::thread::spawn(move || loop {
-            if STOP.load(Ordering::SeqCst) {
-                stop.store(true, Ordering::SeqCst);
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        });
+        let opts = TrainOptions { resume: true, init_from: args.init_from.clone(), stop };
         let mut trainer = Trainer::new(&reg, session, opts)?;
         if let Some(r) = &trainer.init_report {
             eprintln!(

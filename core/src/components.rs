@@ -32,12 +32,8 @@ pub fn validate_config(manifest: &ComponentManifest, section: &str, config: &Val
     let known: Vec<&str> = manifest.config.iter().map(|k| k.key.as_str()).collect();
     for key in obj.keys() {
         if !known.contains(&key.as_str()) {
-            let hint = known
-                .iter()
-                .map(|k| (strsim::jaro_winkler(k, key), *k))
-                .filter(|(s, _)| *s > 0.75)
-                .max_by(|a, b| a.0.total_cmp(&b.0))
-                .map(|(_, k)| format!(" Did you mean '{k}'?"))
+            let hint = crate::config::suggest(key, known.iter().copied())
+                .map(|k| format!(" Did you mean '{k}'?"))
                 .unwrap_or_default();
             return Err(Error::Config(format!(
                 "unknown key '{key}' in [{section}] for {} '{}'.{hint} Accepted keys: {}",

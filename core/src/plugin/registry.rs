@@ -201,7 +201,7 @@ impl Registry {
         } else {
             let names: Vec<String> = all.iter().map(|(p, n)| format!("{n} ({})", p.name())).collect();
             msg.push_str(&format!(" Available {kind}s: {}.", names.join(", ")));
-            let close = all.iter().map(|(_, n)| n).filter(|n| strsim::jaro_winkler(n, spec) > 0.8).next();
+            let close = crate::config::suggest(spec, all.iter().map(|(_, n)| n.as_str()));
             if let Some(c) = close {
                 msg.push_str(&format!(" Did you mean '{c}'?"));
             }

@@ -387,7 +387,11 @@ impl<'r> Trainer<'r> {
     /// One optimizer step over `grad_accum` micro-batches. A non-finite loss or gradient
     /// skips the update (counted); `max_bad_steps` in a row stop the run.
     fn train_step(&mut self, loader: &mut Prefetcher) -> Result<StepOutcome> {
-        let run = self.session.recipe.run.clone();
+        // Copies of the few settings the step needs (no per-step clone of the whole config).
+        let (grad_accum, seed, grad_clip, max_bad_steps) = {
+            let r = &self.session.recipe.run;
+            (r.grad_accum, r.seed, r.grad_clip, r.max_bad_steps)
+        };
         let device = self.session.device;
         let mut loss_sum = 0.0;
         let mut tokens = 0u64;
@@ -395,12 +399,12 @@ impl<'r> Trainer<'r> {
         // Objective metrics summed over the step's micro-batches (on the device: no sync).
         let mut metric_sums: Vec<(String, Tensor)> = Vec::new();
         let mut counted = 0u32;
-        for micro in 0..run.grad_accum {
+        for micro in 0..grad_accum {
             let loaded = loader.next()?;
             self.cursor = self.sampler.next(loaded.cursor);
             tokens += loaded.tokens.unwrap_or(0);
             let ctx = self.step_ctx(loaded.cursor.epoch, true);
-            tch::manual_seed(derive_seed(run.seed, &[STREAM_TORCH, self.step, micro]) as i64);
+            tch::manual_seed(derive_seed(seed, &[STREAM_TORCH, self.step, micro]) as i64);
             let batch = loaded.batch.to_device(device)?;
             let inputs = self.session.objective.prepare(batch, &ctx)?;
             let outputs = self.session.arch.forward(&inputs, &ctx)?;
@@ -411,7 +415,7 @@ impl<'r> Trainer<'r> {
                 break;
             }
             loss_sum += value;
-            (lv.loss / run.grad_accum as f64).f_backward()?;
+            (lv.loss / grad_accum as f64).f_backward()?;
             for (name, t) in lv.metrics {
                 let t = t.detach();
                 match metric_sums.iter_mut().find(|(n, _)| *n == name) {
@@ -425,8 +429,8 @@ impl<'r> Trainer<'r> {
         let mut grad_norm = f64::NAN;
         if finite {
             let grad = self.flat.flat_grad().map_err(Error::Plugin)?;
-            let norm = if run.grad_clip > 0.0 {
-                pt_optim::clip_grad_norm(&grad, run.grad_clip)
+            let norm = if grad_clip > 0.0 {
+                pt_optim::clip_grad_norm(&grad, grad_clip)
             } else {
                 pt_optim::grad_norm(&grad)
             }
@@ -446,7 +450,7 @@ impl<'r> Trainer<'r> {
             self.skipped += 1;
             self.bad_in_a_row += 1;
             tracing::warn!(step = self.step, "non-finite loss or gradient: step skipped");
-            if self.bad_in_a_row >= run.max_bad_steps.max(1) {
+            if self.bad_in_a_row >= max_bad_steps.max(1) {
                 // A save still being written predates the streak (none are made during one).
                 if let Ok(Some(d)) = self.ckpt.wait() {
                     self.last_good_checkpoint = Some(d);
@@ -469,7 +473,7 @@ impl<'r> Trainer<'r> {
             .filter_map(|(n, t)| t.f_double_value(&[]).ok().map(|v| (n, v / counted.max(1) as f64)))
             .collect();
         Ok(StepOutcome {
-            loss: if finite { Some(loss_sum / run.grad_accum as f64) } else { None },
+            loss: if finite { Some(loss_sum / grad_accum as f64) } else { None },
             grad_norm,
             lr,
             tokens,
