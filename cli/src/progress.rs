@@ -14,7 +14,10 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(enabled: bool) -> Self {
-        Progress { bar: None, quiet: !enabled }
+        Progress {
+            bar: None,
+            quiet: !enabled,
+        }
     }
 
     fn line(&self, s: &str) {
@@ -27,13 +30,37 @@ impl Progress {
 
 fn fmt_metrics(m: &BTreeMap<String, f64>) -> String {
     let mut parts = Vec::new();
-    for (k, label) in [("loss", "loss"), ("lr", "lr"), ("grad_norm", "gnorm"), ("tokens_per_s", "tok/s"), ("samples_per_s", "samples/s")] {
+    for (k, label) in [
+        ("loss", "loss"),
+        ("lr", "lr"),
+        ("grad_norm", "gnorm"),
+        ("tokens_per_s", "tok/s"),
+        ("samples_per_s", "samples/s"),
+    ] {
         if let Some(v) = m.get(k) {
-            parts.push(if k == "lr" { format!("{label} {v:.2e}") } else if v.abs() >= 100.0 { format!("{label} {v:.0}") } else { format!("{label} {v:.4}") });
+            parts.push(if k == "lr" {
+                format!("{label} {v:.2e}")
+            } else if v.abs() >= 100.0 {
+                format!("{label} {v:.0}")
+            } else {
+                format!("{label} {v:.4}")
+            });
         }
     }
     for (k, v) in m {
-        if !["loss", "lr", "grad_norm", "tokens_per_s", "samples_per_s", "step_time_s", "epoch", "skipped_steps"].contains(&k.as_str()) && !k.contains('/') {
+        if ![
+            "loss",
+            "lr",
+            "grad_norm",
+            "tokens_per_s",
+            "samples_per_s",
+            "step_time_s",
+            "epoch",
+            "skipped_steps",
+        ]
+        .contains(&k.as_str())
+            && !k.contains('/')
+        {
             parts.push(format!("{k} {v:.4}"));
         }
     }
@@ -51,8 +78,10 @@ impl Observer for Progress {
         }
         let bar = ProgressBar::new(total.unwrap_or(0));
         bar.set_style(
-            ProgressStyle::with_template("{spinner} step {pos}/{len} [{elapsed_precise}<{eta_precise}] {wide_msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{spinner} step {pos}/{len} [{elapsed_precise}<{eta_precise}] {wide_msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.set_position(step);
         self.bar = Some(bar);
@@ -66,13 +95,19 @@ impl Observer for Progress {
                     b.set_message(fmt_metrics(metrics));
                 }
             }
-            None if !metrics.is_empty() && !self.quiet => eprintln!("step {step:>6}  {}", fmt_metrics(metrics)),
+            None if !metrics.is_empty() && !self.quiet => {
+                eprintln!("step {step:>6}  {}", fmt_metrics(metrics))
+            }
             None => {}
         }
     }
 
     fn on_eval(&mut self, step: u64, name: &str, report: &EvalReport) {
-        let m: Vec<String> = report.metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+        let m: Vec<String> = report
+            .metrics
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.4}"))
+            .collect();
         self.line(&format!("eval {name} @ step {step}: {}", m.join("  ")));
     }
 

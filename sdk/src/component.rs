@@ -2,7 +2,8 @@
 //! [`crate::export_plugin!`] wraps them for the boundary (catching panics, converting errors).
 
 use crate::{
-    ArchitectureInfo, Config, CreateCtx, DatasetInfo, EvaluatorInfo, ObjectiveInfo, Result, StepCtx, Tensors,
+    ArchitectureInfo, Config, CreateCtx, DatasetInfo, EvaluatorInfo, ObjectiveInfo, Result,
+    StepCtx, Tensors,
 };
 use tch::Tensor;
 
@@ -63,6 +64,10 @@ pub struct LossOutput {
 /// Downstream / transfer evaluation of a model the host lends.
 pub trait Evaluator: Component {
     fn info(&self) -> EvaluatorInfo;
-    fn evaluate(&mut self, model: &crate::HostModel<'_>, splits: &crate::Splits<'_>, ctx: &StepCtx)
-        -> Result<crate::EvalReport>;
+    fn evaluate(
+        &mut self,
+        model: &crate::HostModel<'_>,
+        splits: &crate::Splits<'_>,
+        ctx: &StepCtx,
+    ) -> Result<crate::EvalReport>;
 }

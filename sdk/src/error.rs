@@ -51,7 +51,11 @@ pub struct PtError {
 
 impl PtError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        PtError { kind, message: message.into().into(), origin: RString::new() }
+        PtError {
+            kind,
+            message: message.into().into(),
+            origin: RString::new(),
+        }
     }
     pub fn config(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Config, message)
@@ -87,7 +91,13 @@ impl fmt::Display for PtError {
         if self.origin.is_empty() {
             write!(f, "{} error: {}", self.kind.as_str(), self.message)
         } else {
-            write!(f, "{} error in {}: {}", self.kind.as_str(), self.origin, self.message)
+            write!(
+                f,
+                "{} error in {}: {}",
+                self.kind.as_str(),
+                self.origin,
+                self.message
+            )
         }
     }
 }

@@ -21,14 +21,18 @@ impl<'a> HostModel<'a> {
         Ok(serde_json::from_str(&text)?)
     }
     pub fn parameters(&self) -> Result<Vec<(String, Tensor)>> {
-        Ok(Tensors::from_ffi(self.inner.parameters().into_result()?).into_iter().collect())
+        Ok(Tensors::from_ffi(self.inner.parameters().into_result()?)
+            .into_iter()
+            .collect())
     }
     pub fn set_train(&self, train: bool) -> Result<()> {
         self.inner.set_train(train).into_result()
     }
     pub fn forward(&self, inputs: &Tensors, ctx: &StepCtx) -> Result<Tensors> {
         let map = inputs.share().into_ffi();
-        Ok(Tensors::from_ffi(self.inner.forward(&map, ctx).into_result()?))
+        Ok(Tensors::from_ffi(
+            self.inner.forward(&map, ctx).into_result()?,
+        ))
     }
 }
 
@@ -46,7 +50,9 @@ impl<'a> HostData<'a> {
         Ok(serde_json::from_str(&text)?)
     }
     pub fn get_batch(&self, indices: &[u64], ctx: &StepCtx) -> Result<Tensors> {
-        Ok(Tensors::from_ffi(self.inner.get_batch(indices.into(), ctx).into_result()?))
+        Ok(Tensors::from_ffi(
+            self.inner.get_batch(indices.into(), ctx).into_result()?,
+        ))
     }
 }
 
@@ -60,23 +66,40 @@ impl<'a> Splits<'a> {
         Splits { entries }
     }
     pub fn get(&self, name: &str) -> Result<&HostData<'a>> {
-        self.entries.iter().find(|(n, _)| n == name).map(|(_, d)| d).ok_or_else(|| {
-            PtError::config(format!(
-                "evaluator needs split '{name}' but the host lent only: {}",
-                self.entries.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
-            ))
-        })
+        self.entries
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, d)| d)
+            .ok_or_else(|| {
+                PtError::config(format!(
+                    "evaluator needs split '{name}' but the host lent only: {}",
+                    self.entries
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })
     }
 }
 
-/// What an evaluator returns: scalar metrics, curves (x, y) such as accuracy by step, and the
-/// paths of any files it wrote into the run directory.
+/// What an evaluator returns: scalar metrics, curves (x, y) such as accuracy by step, a
+/// confusion matrix (which the host draws as a PNG in the run directory), and the paths of any
+/// files it wrote itself.
 #[derive(Serialize, Deserialize, Default, Debug, Clone, PartialEq)]
 #[serde(default)]
 pub struct EvalReport {
     pub metrics: BTreeMap<String, f64>,
     pub curves: BTreeMap<String, Vec<(f64, f64)>>,
     pub artefacts: Vec<String>,
+    pub confusion: Option<ConfusionMatrix>,
+}
+
+/// Counts of (true class, predicted class): `counts[true][predicted]`.
+#[derive(Serialize, Deserialize, Default, Debug, Clone, PartialEq)]
+pub struct ConfusionMatrix {
+    pub classes: Vec<String>,
+    pub counts: Vec<Vec<u64>>,
 }
 
 impl EvalReport {

@@ -75,10 +75,13 @@ pub mod export;
 pub mod ffi;
 pub mod host_view;
 pub mod info;
+pub mod params;
 pub mod rng;
 pub mod tensor;
 #[cfg(feature = "text")]
 pub mod text;
+#[cfg(feature = "vision")]
+pub mod vision;
 
 pub use abi_stable;
 pub use tch;
@@ -87,7 +90,7 @@ pub use component::{Architecture, Component, Dataset, Evaluator, LossOutput, Obj
 pub use config::{Config, NoConfig};
 pub use error::{ErrorKind, PtError, Result};
 pub use ffi::StepCtx;
-pub use host_view::{EvalReport, HostData, HostModel, Splits};
+pub use host_view::{ConfusionMatrix, EvalReport, HostData, HostModel, Splits};
 pub use info::*;
 pub use tensor::{live_handles, PtTensor, TensorEntry, TensorMap, Tensors};
 
@@ -117,9 +120,9 @@ pub fn device_code(device: tch::Device) -> i64 {
 /// Everything a plugin usually needs.
 pub mod prelude {
     pub use crate::{
-        bail, Architecture, ArchitectureInfo, Component, Config, CreateCtx, Dataset, DatasetInfo, ErrorKind,
-        EvalReport, Evaluator, EvaluatorInfo, FieldInfo, HostData, HostModel, LossOutput, NoConfig, Objective,
-        ObjectiveInfo, PtError, Result, Splits, StepCtx, Tensors,
+        bail, Architecture, ArchitectureInfo, Component, Config, CreateCtx, Dataset, DatasetInfo,
+        ErrorKind, EvalReport, Evaluator, EvaluatorInfo, FieldInfo, HostData, HostModel,
+        LossOutput, NoConfig, Objective, ObjectiveInfo, PtError, Result, Splits, StepCtx, Tensors,
     };
     pub use tch::{self, Device, Kind, Tensor};
 }
@@ -128,6 +131,9 @@ pub mod prelude {
 mod tests {
     #[test]
     fn export_symbol_matches_abi_stable() {
-        assert_eq!(abi_stable::library::ROOT_MODULE_LOADER_NAME, "_1as_0lib_1header_0root_bmodule_bloader");
+        assert_eq!(
+            abi_stable::library::ROOT_MODULE_LOADER_NAME,
+            "_1as_0lib_1header_0root_bmodule_bloader"
+        );
     }
 }

@@ -11,7 +11,9 @@ pub fn mix64(mut z: u64) -> u64 {
 
 /// Hashes a seed and counters into one 64-bit seed.
 pub fn derive_seed(seed: u64, counters: &[u64]) -> u64 {
-    counters.iter().fold(mix64(seed), |acc, &c| mix64(acc ^ mix64(c)))
+    counters
+        .iter()
+        .fold(mix64(seed), |acc, &c| mix64(acc ^ mix64(c)))
 }
 
 /// A small deterministic generator (SplitMix64) for per-sample decisions on the CPU.
@@ -22,7 +24,9 @@ pub struct CounterRng {
 
 impl CounterRng {
     pub fn new(seed: u64, counters: &[u64]) -> Self {
-        CounterRng { state: derive_seed(seed, counters) }
+        CounterRng {
+            state: derive_seed(seed, counters),
+        }
     }
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -53,9 +57,24 @@ mod tests {
     use super::*;
     #[test]
     fn same_counters_same_stream_different_counters_differ() {
-        let a: Vec<u64> = (0..4).map({ let mut r = CounterRng::new(7, &[1, 2]); move |_| r.next_u64() }).collect();
-        let b: Vec<u64> = (0..4).map({ let mut r = CounterRng::new(7, &[1, 2]); move |_| r.next_u64() }).collect();
-        let c: Vec<u64> = (0..4).map({ let mut r = CounterRng::new(7, &[1, 3]); move |_| r.next_u64() }).collect();
+        let a: Vec<u64> = (0..4)
+            .map({
+                let mut r = CounterRng::new(7, &[1, 2]);
+                move |_| r.next_u64()
+            })
+            .collect();
+        let b: Vec<u64> = (0..4)
+            .map({
+                let mut r = CounterRng::new(7, &[1, 2]);
+                move |_| r.next_u64()
+            })
+            .collect();
+        let c: Vec<u64> = (0..4)
+            .map({
+                let mut r = CounterRng::new(7, &[1, 3]);
+                move |_| r.next_u64()
+            })
+            .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
     }

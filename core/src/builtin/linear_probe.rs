@@ -22,7 +22,14 @@ pub struct LinearProbeConfig {
 
 impl Default for LinearProbeConfig {
     fn default() -> Self {
-        LinearProbeConfig { epochs: 100, batch_size: 256, lr: 1e-2, weight_decay: 1e-4, max_train_samples: 0, max_test_samples: 0 }
+        LinearProbeConfig {
+            epochs: 100,
+            batch_size: 256,
+            lr: 1e-2,
+            weight_decay: 1e-4,
+            max_train_samples: 0,
+            max_test_samples: 0,
+        }
     }
 }
 
@@ -30,9 +37,15 @@ impl Config for LinearProbeConfig {
     fn describe() -> &'static [(&'static str, &'static str)] {
         &[
             ("epochs", "passes over the training features"),
-            ("batch_size", "samples per step, for feature extraction and for the classifier"),
+            (
+                "batch_size",
+                "samples per step, for feature extraction and for the classifier",
+            ),
             ("lr", "AdamW learning rate of the linear classifier"),
-            ("weight_decay", "AdamW weight decay of the classifier weights"),
+            (
+                "weight_decay",
+                "AdamW weight decay of the classifier weights",
+            ),
             ("max_train_samples", "cap on training samples (0: all)"),
             ("max_test_samples", "cap on test samples (0: all)"),
         ]
@@ -45,7 +58,8 @@ pub struct LinearProbe {
 
 impl Component for LinearProbe {
     const NAME: &'static str = "linear_probe";
-    const ABOUT: &'static str = "linear classifier on frozen `features` (train split -> test accuracy)";
+    const ABOUT: &'static str =
+        "linear classifier on frozen `features` (train split -> test accuracy)";
     type Config = LinearProbeConfig;
     fn new(cfg: LinearProbeConfig, _ctx: &CreateCtx) -> Result<Self> {
         if cfg.batch_size == 0 || cfg.epochs == 0 {
@@ -65,16 +79,31 @@ pub fn fit_linear(
 ) -> Result<(f64, f64)> {
     let (xtr, ytr) = train;
     let mean = xtr.f_mean_dim(Some(&[0i64][..]), true, Kind::Float)?;
-    let std = xtr.f_std_dim(Some(&[0i64][..]), false, true)?.f_clamp_min(1e-6)?;
+    let std = xtr
+        .f_std_dim(Some(&[0i64][..]), false, true)?
+        .f_clamp_min(1e-6)?;
     let norm = |x: &Tensor| -> Result<Tensor> { Ok(x.f_sub(&mean)?.f_div(&std)?) };
     let (xtr, xte) = (norm(xtr)?, norm(test.0)?);
     let d = xtr.size()[1];
     let device = xtr.device();
     tch::manual_seed(seed as i64);
-    let w = (Tensor::f_randn([d, classes], (Kind::Float, device))? * (1.0 / (d as f64).sqrt())).set_requires_grad(true);
+    let w = (Tensor::f_randn([d, classes], (Kind::Float, device))? * (1.0 / (d as f64).sqrt()))
+        .set_requires_grad(true);
     let b = Tensor::f_zeros([classes], (Kind::Float, device))?.set_requires_grad(true);
-    let flat = FlatParams::new(vec![("weight".into(), w.shallow_clone()), ("bias".into(), b.shallow_clone())], &default_groups(cfg.weight_decay))?;
-    let mut opt = pt_optim::build(&OptimizerConfig::AdamW(AdamWConfig { weight_decay: cfg.weight_decay, ..Default::default() }), &flat)?;
+    let flat = FlatParams::new(
+        vec![
+            ("weight".into(), w.shallow_clone()),
+            ("bias".into(), b.shallow_clone()),
+        ],
+        &default_groups(cfg.weight_decay),
+    )?;
+    let mut opt = pt_optim::build(
+        &OptimizerConfig::AdamW(AdamWConfig {
+            weight_decay: cfg.weight_decay,
+            ..Default::default()
+        }),
+        &flat,
+    )?;
     let n = xtr.size()[0] as u64;
     let mut order: Vec<i64> = (0..n as i64).collect();
     for epoch in 0..cfg.epochs {
@@ -82,7 +111,13 @@ pub fn fit_linear(
         for chunk in order.chunks(cfg.batch_size as usize) {
             let idx = Tensor::from_slice(chunk).to_device(device);
             let logits = xtr.f_index_select(0, &idx)?.f_matmul(&w)?.f_add(&b)?;
-            let loss = logits.f_cross_entropy_loss::<Tensor>(&ytr.f_index_select(0, &idx)?, None, tch::Reduction::Mean, -100, 0.0)?;
+            let loss = logits.f_cross_entropy_loss::<Tensor>(
+                &ytr.f_index_select(0, &idx)?,
+                None,
+                tch::Reduction::Mean,
+                -100,
+                0.0,
+            )?;
             loss.f_backward()?;
             let g = flat.flat_grad()?;
             opt.step(&flat, &g, cfg.lr)?;
@@ -106,13 +141,31 @@ impl Evaluator for LinearProbe {
         }
     }
 
-    fn evaluate(&mut self, model: &HostModel<'_>, splits: &Splits<'_>, ctx: &StepCtx) -> Result<EvalReport> {
+    fn evaluate(
+        &mut self,
+        model: &HostModel<'_>,
+        splits: &Splits<'_>,
+        ctx: &StepCtx,
+    ) -> Result<EvalReport> {
         let (train, test) = (splits.get("train")?, splits.get("test")?);
         let classes = num_classes(train, "train")?;
         let started = std::time::Instant::now();
-        let (xtr, ytr) = extract(model, train, self.cfg.max_train_samples, self.cfg.batch_size, ctx)?;
-        let (xte, yte) = extract(model, test, self.cfg.max_test_samples, self.cfg.batch_size, ctx)?;
-        let (test_acc, train_acc) = fit_linear((&xtr, &ytr), (&xte, &yte), classes, &self.cfg, ctx.seed)?;
+        let (xtr, ytr) = extract(
+            model,
+            train,
+            self.cfg.max_train_samples,
+            self.cfg.batch_size,
+            ctx,
+        )?;
+        let (xte, yte) = extract(
+            model,
+            test,
+            self.cfg.max_test_samples,
+            self.cfg.batch_size,
+            ctx,
+        )?;
+        let (test_acc, train_acc) =
+            fit_linear((&xtr, &ytr), (&xte, &yte), classes, &self.cfg, ctx.seed)?;
         Ok(EvalReport::default()
             .metric("accuracy", test_acc)
             .metric("train_accuracy", train_acc)

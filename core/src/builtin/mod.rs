@@ -4,14 +4,16 @@
 
 mod features;
 mod finetune;
+mod knn;
 mod linear_probe;
 
 pub use finetune::Finetune;
+pub use knn::Knn;
 pub use linear_probe::LinearProbe;
 
 pt_sdk::plugin_spec! {
     name: "pt",
-    evaluators: [LinearProbe, Finetune],
+    evaluators: [LinearProbe, Finetune, Knn],
 }
 
 /// The built-in components as a plugin of the registry.

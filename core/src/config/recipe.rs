@@ -87,7 +87,11 @@ impl ComponentSpec {
     fn from_table(section: &str, mut t: Table) -> Result<Self> {
         let name = match t.remove("name") {
             Some(Value::String(s)) => s,
-            Some(other) => return Err(Error::Config(format!("[{section}] name must be a string, got {other}"))),
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "[{section}] name must be a string, got {other}"
+                )))
+            }
             None => String::new(),
         };
         Ok(ComponentSpec { name, config: t })
@@ -100,7 +104,11 @@ impl ComponentSpec {
     }
     /// The config as JSON, with `{data}` and `{run}` expanded in strings.
     pub fn config_json(&self, data_dir: &Path, run_dir: &Path) -> serde_json::Value {
-        expand(toml_to_json(&Value::Table(self.config.clone())), data_dir, run_dir)
+        expand(
+            toml_to_json(&Value::Table(self.config.clone())),
+            data_dir,
+            run_dir,
+        )
     }
 }
 
@@ -117,7 +125,16 @@ pub struct EvalSpec {
 }
 
 const EVAL_HOST_KEYS: [&str; 4] = ["name", "every", "compare_random_init", "splits"];
-const SECTIONS: [&str; 8] = ["run", "data", "arch", "objective", "optim", "schedule", "eval", "checkpoint"];
+const SECTIONS: [&str; 8] = [
+    "run",
+    "data",
+    "arch",
+    "objective",
+    "optim",
+    "schedule",
+    "eval",
+    "checkpoint",
+];
 
 /// A whole run configuration.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -134,8 +151,8 @@ pub struct Recipe {
 impl Recipe {
     /// Parses TOML text (`origin` names it in errors), then applies `--set` overrides.
     pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Recipe> {
-        let mut root: Table =
-            toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {}", e.to_string().trim())))?;
+        let mut root: Table = toml::from_str(text)
+            .map_err(|e| Error::Config(format!("{origin}: {}", e.to_string().trim())))?;
         for o in overrides {
             apply_override(&mut root, o)?;
         }
@@ -146,7 +163,8 @@ impl Recipe {
     }
 
     pub fn load(path: &Path, overrides: &[String]) -> Result<Recipe> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading recipe {}", path.display()), e))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("reading recipe {}", path.display()), e))?;
         Self::parse(&text, &path.display().to_string(), overrides)
     }
 
@@ -156,13 +174,22 @@ impl Recipe {
             match root.remove(key) {
                 None => Ok(Table::new()),
                 Some(Value::Table(t)) => Ok(t),
-                Some(other) => Err(Error::Config(format!("[{key}] must be a table, got {}", other.type_str()))),
+                Some(other) => Err(Error::Config(format!(
+                    "[{key}] must be a table, got {}",
+                    other.type_str()
+                ))),
             }
         };
         let run_table = take(&mut root, "run")?;
         let known: Vec<String> = keys_of(&RunConfig::default());
-        check_keys("run", &run_table, &known.iter().map(String::as_str).collect::<Vec<_>>())?;
-        let run: RunConfig = Value::Table(run_table).try_into().map_err(|e: toml::de::Error| Error::Config(format!("[run]: {}", e.message())))?;
+        check_keys(
+            "run",
+            &run_table,
+            &known.iter().map(String::as_str).collect::<Vec<_>>(),
+        )?;
+        let run: RunConfig = Value::Table(run_table)
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::Config(format!("[run]: {}", e.message())))?;
         let data = ComponentSpec::from_table("data", take(&mut root, "data")?)?;
         let arch = ComponentSpec::from_table("arch", take(&mut root, "arch")?)?;
         let objective = ComponentSpec::from_table("objective", take(&mut root, "objective")?)?;
@@ -179,9 +206,21 @@ impl Recipe {
                     evals.push(parse_eval(i, t)?);
                 }
             }
-            Some(_) => return Err(Error::Config("eval must be an array of tables: write [[eval]]".into())),
+            Some(_) => {
+                return Err(Error::Config(
+                    "eval must be an array of tables: write [[eval]]".into(),
+                ))
+            }
         }
-        let r = Recipe { run, data, arch, objective, optim, schedule, evals };
+        let r = Recipe {
+            run,
+            data,
+            arch,
+            objective,
+            optim,
+            schedule,
+            evals,
+        };
         r.validate()?;
         Ok(r)
     }
@@ -189,16 +228,26 @@ impl Recipe {
     fn validate(&self) -> Result<()> {
         let r = &self.run;
         if r.batch_size == 0 || r.grad_accum == 0 {
-            return Err(Error::Config("[run] batch_size and grad_accum must be at least 1".into()));
+            return Err(Error::Config(
+                "[run] batch_size and grad_accum must be at least 1".into(),
+            ));
         }
         if !["min", "max"].contains(&r.best_mode.as_str()) {
-            return Err(Error::Config(format!("[run] best_mode must be 'min' or 'max', got '{}'", r.best_mode)));
+            return Err(Error::Config(format!(
+                "[run] best_mode must be 'min' or 'max', got '{}'",
+                r.best_mode
+            )));
         }
         if !["auto", "fp32", "bf16"].contains(&r.precision.as_str()) {
-            return Err(Error::Config(format!("[run] precision must be auto, fp32 or bf16, got '{}'", r.precision)));
+            return Err(Error::Config(format!(
+                "[run] precision must be auto, fp32 or bf16, got '{}'",
+                r.precision
+            )));
         }
         if r.max_steps == 0 && r.max_epochs == 0 && r.max_minutes <= 0.0 {
-            return Err(Error::Config("[run] sets no stopping point: give max_steps, max_epochs or max_minutes".into()));
+            return Err(Error::Config(
+                "[run] sets no stopping point: give max_steps, max_epochs or max_minutes".into(),
+            ));
         }
         Ok(())
     }
@@ -206,7 +255,10 @@ impl Recipe {
     /// The recipe as TOML (what `config.toml` in the run directory holds).
     pub fn to_toml(&self) -> String {
         let mut root = Table::new();
-        root.insert("run".into(), Value::try_from(&self.run).unwrap_or(Value::Table(Table::new())));
+        root.insert(
+            "run".into(),
+            Value::try_from(&self.run).unwrap_or(Value::Table(Table::new())),
+        );
         root.insert("data".into(), Value::Table(self.data.to_table()));
         root.insert("arch".into(), Value::Table(self.arch.to_table()));
         root.insert("objective".into(), Value::Table(self.objective.to_table()));
@@ -223,7 +275,11 @@ impl Recipe {
                 if e.compare_random_init {
                     t.insert("compare_random_init".into(), Value::Boolean(true));
                 }
-                let splits: Table = e.splits.iter().map(|(k, v)| (k.clone(), Value::Table(v.to_table()))).collect();
+                let splits: Table = e
+                    .splits
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::Table(v.to_table())))
+                    .collect();
                 t.insert("splits".into(), Value::Table(splits));
                 Value::Table(t)
             })
@@ -239,12 +295,20 @@ fn parse_eval(i: usize, mut t: Table) -> Result<EvalSpec> {
     let every = match t.remove("every") {
         None => None,
         Some(Value::Integer(n)) if n >= 0 => Some(n as u64),
-        Some(v) => return Err(Error::Config(format!("[[eval]] #{i}: every must be a non-negative integer, got {v}"))),
+        Some(v) => {
+            return Err(Error::Config(format!(
+                "[[eval]] #{i}: every must be a non-negative integer, got {v}"
+            )))
+        }
     };
     let compare_random_init = match t.remove("compare_random_init") {
         None => false,
         Some(Value::Boolean(b)) => b,
-        Some(v) => return Err(Error::Config(format!("[[eval]] #{i}: compare_random_init must be true/false, got {v}"))),
+        Some(v) => {
+            return Err(Error::Config(format!(
+                "[[eval]] #{i}: compare_random_init must be true/false, got {v}"
+            )))
+        }
     };
     let mut splits = BTreeMap::new();
     match t.remove("splits") {
@@ -252,12 +316,21 @@ fn parse_eval(i: usize, mut t: Table) -> Result<EvalSpec> {
         Some(Value::Table(s)) => {
             for (split, v) in s {
                 let Value::Table(dt) = v else {
-                    return Err(Error::Config(format!("[[eval]] #{i}: splits.{split} must be a dataset table with a name")));
+                    return Err(Error::Config(format!(
+                        "[[eval]] #{i}: splits.{split} must be a dataset table with a name"
+                    )));
                 };
-                splits.insert(split.clone(), ComponentSpec::from_table(&format!("eval.splits.{split}"), dt)?);
+                splits.insert(
+                    split.clone(),
+                    ComponentSpec::from_table(&format!("eval.splits.{split}"), dt)?,
+                );
             }
         }
-        Some(_) => return Err(Error::Config(format!("[[eval]] #{i}: splits must be a table"))),
+        Some(_) => {
+            return Err(Error::Config(format!(
+                "[[eval]] #{i}: splits must be a table"
+            )))
+        }
     }
     let component = ComponentSpec::from_table("eval", t)?;
     if component.name.is_empty() {
@@ -266,7 +339,12 @@ fn parse_eval(i: usize, mut t: Table) -> Result<EvalSpec> {
             EVAL_HOST_KEYS.join(", ")
         )));
     }
-    Ok(EvalSpec { component, every, compare_random_init, splits })
+    Ok(EvalSpec {
+        component,
+        every,
+        compare_random_init,
+        splits,
+    })
 }
 
 /// The top-level keys a serde struct serialises to.
@@ -279,9 +357,11 @@ pub fn keys_of<T: Serialize>(v: &T) -> Vec<String> {
 
 /// `a.b.c=value`: value parsed as TOML (number, bool, array, quoted string), else a bare string.
 pub fn apply_override(root: &mut Table, spec: &str) -> Result<()> {
-    let (path, raw) = spec
-        .split_once('=')
-        .ok_or_else(|| Error::Config(format!("--set '{spec}': expected KEY=VALUE, e.g. --set optim.lr=1e-3")))?;
+    let (path, raw) = spec.split_once('=').ok_or_else(|| {
+        Error::Config(format!(
+            "--set '{spec}': expected KEY=VALUE, e.g. --set optim.lr=1e-3"
+        ))
+    })?;
     let value = toml::from_str::<Table>(&format!("v = {raw}"))
         .ok()
         .and_then(|mut t| t.remove("v"))
@@ -299,14 +379,18 @@ pub fn apply_override(root: &mut Table, spec: &str) -> Result<()> {
 }
 
 fn set_path(cur: &mut Value, parts: &[&str], value: Value, spec: &str) -> Result<()> {
-    let Some((head, rest)) = parts.split_first() else { return Ok(()) };
+    let Some((head, rest)) = parts.split_first() else {
+        return Ok(());
+    };
     match cur {
         Value::Table(t) => {
             if rest.is_empty() {
                 t.insert(head.to_string(), value);
                 return Ok(());
             }
-            let next = t.entry(head.to_string()).or_insert_with(|| Value::Table(Table::new()));
+            let next = t
+                .entry(head.to_string())
+                .or_insert_with(|| Value::Table(Table::new()));
             set_path(next, rest, value, spec)
         }
         Value::Array(a) => {
@@ -315,7 +399,11 @@ fn set_path(cur: &mut Value, parts: &[&str], value: Value, spec: &str) -> Result
                 .parse::<usize>()
                 .ok()
                 .and_then(|i| a.get_mut(i))
-                .ok_or_else(|| Error::Config(format!("--set '{spec}': '{head}' is not an index below {len}")))?;
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "--set '{spec}': '{head}' is not an index below {len}"
+                    ))
+                })?;
             if rest.is_empty() {
                 *slot = value;
                 Ok(())
@@ -323,7 +411,10 @@ fn set_path(cur: &mut Value, parts: &[&str], value: Value, spec: &str) -> Result
                 set_path(slot, rest, value, spec)
             }
         }
-        other => Err(Error::Config(format!("--set '{spec}': '{head}' is inside a {}, not a table", other.type_str()))),
+        other => Err(Error::Config(format!(
+            "--set '{spec}': '{head}' is inside a {}, not a table",
+            other.type_str()
+        ))),
     }
 }
 
@@ -335,7 +426,11 @@ pub fn toml_to_json(v: &Value) -> serde_json::Value {
         Value::Boolean(b) => serde_json::Value::Bool(*b),
         Value::Datetime(d) => serde_json::Value::String(d.to_string()),
         Value::Array(a) => serde_json::Value::Array(a.iter().map(toml_to_json).collect()),
-        Value::Table(t) => serde_json::Value::Object(t.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect()),
+        Value::Table(t) => serde_json::Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -343,12 +438,19 @@ pub fn toml_to_json(v: &Value) -> serde_json::Value {
 pub fn expand(v: serde_json::Value, data_dir: &Path, run_dir: &Path) -> serde_json::Value {
     match v {
         serde_json::Value::String(s) => serde_json::Value::String(
-            s.replace("{data}", &data_dir.display().to_string()).replace("{run}", &run_dir.display().to_string()),
+            s.replace("{data}", &data_dir.display().to_string())
+                .replace("{run}", &run_dir.display().to_string()),
         ),
-        serde_json::Value::Array(a) => serde_json::Value::Array(a.into_iter().map(|x| expand(x, data_dir, run_dir)).collect()),
-        serde_json::Value::Object(m) => {
-            serde_json::Value::Object(m.into_iter().map(|(k, x)| (k, expand(x, data_dir, run_dir))).collect())
-        }
+        serde_json::Value::Array(a) => serde_json::Value::Array(
+            a.into_iter()
+                .map(|x| expand(x, data_dir, run_dir))
+                .collect(),
+        ),
+        serde_json::Value::Object(m) => serde_json::Value::Object(
+            m.into_iter()
+                .map(|(k, x)| (k, expand(x, data_dir, run_dir)))
+                .collect(),
+        ),
         other => other,
     }
 }
@@ -375,8 +477,16 @@ splits.validation = { name = "text", files = ["{data}/v.txt"] }
 
     #[test]
     fn parses_sections_and_overrides() {
-        let r = Recipe::parse(BASE, "test", &["run.batch_size=8".into(), "data.block_size=32".into(), "arch.preset=tiny".into()])
-            .unwrap();
+        let r = Recipe::parse(
+            BASE,
+            "test",
+            &[
+                "run.batch_size=8".into(),
+                "data.block_size=32".into(),
+                "arch.preset=tiny".into(),
+            ],
+        )
+        .unwrap();
         assert_eq!(r.run.batch_size, 8);
         assert_eq!(r.data.config["block_size"].as_integer(), Some(32));
         assert_eq!(r.arch.config["preset"].as_str(), Some("tiny"));
@@ -390,15 +500,25 @@ splits.validation = { name = "text", files = ["{data}/v.txt"] }
 
     #[test]
     fn unknown_run_key_suggests_the_right_one() {
-        let e = Recipe::parse(BASE, "test", &["run.batch_szie=8".into()]).unwrap_err().to_string();
-        assert!(e.contains("unknown key 'batch_szie' in [run]") && e.contains("Did you mean 'batch_size'?"), "{e}");
-        let e = Recipe::parse("[optimiser]\nlr=1", "r.toml", &[]).unwrap_err().to_string();
+        let e = Recipe::parse(BASE, "test", &["run.batch_szie=8".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown key 'batch_szie' in [run]")
+                && e.contains("Did you mean 'batch_size'?"),
+            "{e}"
+        );
+        let e = Recipe::parse("[optimiser]\nlr=1", "r.toml", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("r.toml") && e.contains("'optimiser'"), "{e}");
     }
 
     #[test]
     fn bad_override_syntax_is_explained() {
-        let e = Recipe::parse(BASE, "t", &["run.max_steps".into()]).unwrap_err().to_string();
+        let e = Recipe::parse(BASE, "t", &["run.max_steps".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("expected KEY=VALUE"), "{e}");
     }
 }

@@ -34,7 +34,9 @@ pub struct PluginStore {
 
 impl Default for PluginStore {
     fn default() -> Self {
-        PluginStore { dir: user_plugin_dir() }
+        PluginStore {
+            dir: user_plugin_dir(),
+        }
     }
 }
 
@@ -78,14 +80,23 @@ impl PluginStore {
                 plugin.manifest.name
             )));
         }
-        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(format!("creating {}", self.dir.display()), e))?;
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| Error::io(format!("creating {}", self.dir.display()), e))?;
         let name = &plugin.manifest.name;
-        let file = format!("lib{}.so", name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_"));
-        let bytes = std::fs::read(&plugin.path).map_err(|e| Error::io(format!("reading {}", src.display()), e))?;
+        let file = format!(
+            "lib{}.so",
+            name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_")
+        );
+        let bytes = std::fs::read(&plugin.path)
+            .map_err(|e| Error::io(format!("reading {}", src.display()), e))?;
         write_atomic(&self.dir.join(&file), &bytes)?;
         let sha = sha256_file(&self.dir.join(&file))?;
         if sha != plugin.sha256 {
-            return Err(Error::Registry(format!("copy of {} in {} is corrupt (checksum differs)", src.display(), self.dir.display())));
+            return Err(Error::Registry(format!(
+                "copy of {} in {} is corrupt (checksum differs)",
+                src.display(),
+                self.dir.display()
+            )));
         }
         let installed = InstalledPlugin {
             name: name.clone(),
@@ -98,16 +109,28 @@ impl PluginStore {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
-            components: plugin.manifest.components.iter().map(|c| format!("{}:{}", c.kind, c.name)).collect(),
+            components: plugin
+                .manifest
+                .components
+                .iter()
+                .map(|c| format!("{}:{}", c.kind, c.name))
+                .collect(),
         };
         let mut m = self.read_manifest()?;
-        let replaced = m.plugins.iter().position(|p| p.name == *name).map(|i| m.plugins.remove(i));
+        let replaced = m
+            .plugins
+            .iter()
+            .position(|p| p.name == *name)
+            .map(|i| m.plugins.remove(i));
         m.format_version = 1;
         m.plugins.push(installed.clone());
         m.plugins.sort_by(|a, b| a.name.cmp(&b.name));
         self.write_manifest(&m)?;
         tracing::info!(plugin = %name, dir = %self.dir.display(), "installed plugin");
-        Ok(InstallOutcome { installed, replaced })
+        Ok(InstallOutcome {
+            installed,
+            replaced,
+        })
     }
 
     pub fn remove(&self, name: &str) -> Result<InstalledPlugin> {
@@ -117,7 +140,11 @@ impl PluginStore {
             return Err(Error::Registry(format!(
                 "no installed plugin called '{name}' in {} (installed: {})",
                 self.dir.display(),
-                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
             )));
         };
         let p = m.plugins.remove(i);
@@ -136,7 +163,11 @@ impl PluginStore {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("file"), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
     let res = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;

@@ -17,10 +17,18 @@ pub struct EvalRunner {
 }
 
 impl EvalRunner {
-    pub fn create(reg: &Registry, session: &Session, spec: &EvalSpec, index: usize) -> Result<Self> {
+    pub fn create(
+        reg: &Registry,
+        session: &Session,
+        spec: &EvalSpec,
+        index: usize,
+    ) -> Result<Self> {
         let section = format!("eval.{index}");
-        let cfg = spec.component.config_json(&session.data_dir, &session.run_dir);
-        let handle = EvaluatorHandle::create(reg, &spec.component.name, &section, &cfg, &session.ctx)?;
+        let cfg = spec
+            .component
+            .config_json(&session.data_dir, &session.run_dir);
+        let handle =
+            EvaluatorHandle::create(reg, &spec.component.name, &section, &cfg, &session.ctx)?;
         let mut splits = Vec::new();
         for want in &handle.info.splits {
             let Some(ds) = spec.splits.get(want) else {
@@ -29,7 +37,10 @@ impl EvalRunner {
                     handle.origin
                 )));
             };
-            splits.push((want.clone(), session.dataset(reg, ds, &format!("{section}.splits.{want}"))?));
+            splits.push((
+                want.clone(),
+                session.dataset(reg, ds, &format!("{section}.splits.{want}"))?,
+            ));
         }
         for out in &handle.info.needs_outputs {
             if !session.arch.info.outputs.contains(out) {
@@ -41,7 +52,11 @@ impl EvalRunner {
                 )));
             }
         }
-        Ok(EvalRunner { spec: spec.clone(), handle, splits })
+        Ok(EvalRunner {
+            spec: spec.clone(),
+            handle,
+            splits,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -49,7 +64,14 @@ impl EvalRunner {
     }
 
     /// Evaluates a copy of `live` (or, with `random_init`, a freshly initialised model).
-    pub fn run(&mut self, reg: &Registry, session: &Session, live: &ArchHandle, step: u64, random_init: bool) -> Result<EvalReport> {
+    pub fn run(
+        &mut self,
+        reg: &Registry,
+        session: &Session,
+        live: &ArchHandle,
+        step: u64,
+        random_init: bool,
+    ) -> Result<EvalReport> {
         let mut copy = session.new_arch(reg)?;
         if !random_init {
             let mut target = copy.parameters()?;
@@ -59,8 +81,19 @@ impl EvalRunner {
             load_named(&target, &source, "model copy for evaluation")?;
         }
         copy.set_train(false)?;
-        let lent_splits: Vec<(String, LentData<'_>)> =
-            self.splits.iter().map(|(n, d)| (n.clone(), LentData { dataset: d, device: session.device })).collect();
+        let lent_splits: Vec<(String, LentData<'_>)> = self
+            .splits
+            .iter()
+            .map(|(n, d)| {
+                (
+                    n.clone(),
+                    LentData {
+                        dataset: d,
+                        device: session.device,
+                    },
+                )
+            })
+            .collect();
         let ctx = StepCtx {
             seed: session.recipe.run.seed,
             epoch: 0,
@@ -70,7 +103,9 @@ impl EvalRunner {
             device: session.ctx.device,
             train: false,
         };
-        let model = LentModel { arch: RefCell::new(&mut copy) };
+        let model = LentModel {
+            arch: RefCell::new(&mut copy),
+        };
         self.handle.evaluate(&model, &lent_splits, &ctx)
     }
 }

@@ -14,7 +14,12 @@ use std::sync::Arc;
 pub fn data_dir() -> PathBuf {
     std::env::var_os("PT_DATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| dirs::cache_dir().unwrap_or_else(|| PathBuf::from(".cache")).join("pt").join("data"))
+        .unwrap_or_else(|| {
+            dirs::cache_dir()
+                .unwrap_or_else(|| PathBuf::from(".cache"))
+                .join("pt")
+                .join("data")
+        })
 }
 
 #[derive(Clone, Debug, Default)]
@@ -39,7 +44,9 @@ pub struct Session {
 /// Values a dataset knows that a component may leave unset (`null` default): `vocab_size`
 /// from a tokenizer, `num_classes` from labels.
 fn fill_from_dataset(resolved: &Resolved, mut config: Value, info: &DatasetInfo) -> Value {
-    let Some(obj) = config.as_object_mut() else { return config };
+    let Some(obj) = config.as_object_mut() else {
+        return config;
+    };
     for key in &resolved.manifest.config {
         if !key.default.is_null() || obj.contains_key(&key.key) {
             continue;
@@ -59,7 +66,9 @@ fn fill_from_dataset(resolved: &Resolved, mut config: Value, info: &DatasetInfo)
 /// Writes keys the dataset filled in back into the recipe, so the saved config rebuilds the
 /// same model without the dataset (export, evaluation).
 fn record_filled(spec: &mut ComponentSpec, config: &Value) {
-    let Some(obj) = config.as_object() else { return };
+    let Some(obj) = config.as_object() else {
+        return;
+    };
     for (k, v) in obj {
         if !spec.config.contains_key(k) {
             if let Ok(t) = toml::Value::try_from(v) {
@@ -72,8 +81,14 @@ fn record_filled(spec: &mut ComponentSpec, config: &Value) {
 /// What the architecture knows that an objective may leave unset (`null` default):
 /// `feature_dim`, the width of its `features` output, for heads sized to it.
 fn fill_from_arch(resolved: &Resolved, mut config: Value, info: &ArchitectureInfo) -> Value {
-    let Some(obj) = config.as_object_mut() else { return config };
-    let wants = resolved.manifest.config.iter().any(|k| k.key == "feature_dim" && k.default.is_null());
+    let Some(obj) = config.as_object_mut() else {
+        return config;
+    };
+    let wants = resolved
+        .manifest
+        .config
+        .iter()
+        .any(|k| k.key == "feature_dim" && k.default.is_null());
     if let (true, false, Some(dim)) = (wants, obj.contains_key("feature_dim"), info.feature_dim) {
         tracing::info!(component = %resolved.origin(), value = dim, "feature_dim set from the architecture");
         obj.insert("feature_dim".into(), Value::from(dim));
@@ -88,7 +103,8 @@ impl Session {
             tch::set_num_threads(recipe.run.num_threads);
         }
         let data_dir = data_dir();
-        std::fs::create_dir_all(run_dir).map_err(|e| Error::io(format!("creating run directory {}", run_dir.display()), e))?;
+        std::fs::create_dir_all(run_dir)
+            .map_err(|e| Error::io(format!("creating run directory {}", run_dir.display()), e))?;
         let ctx = CreateCtx {
             device: pt_sdk::device_code(device),
             seed: recipe.run.seed,
@@ -97,7 +113,11 @@ impl Session {
             run_dir: run_dir.display().to_string(),
             data_dir: data_dir.display().to_string(),
         };
-        for (section, spec) in [("data", &recipe.data), ("arch", &recipe.arch), ("objective", &recipe.objective)] {
+        for (section, spec) in [
+            ("data", &recipe.data),
+            ("arch", &recipe.arch),
+            ("objective", &recipe.objective),
+        ] {
             if spec.name.is_empty() {
                 return Err(Error::Config(format!(
                     "no {section} chosen: set [{section}] name in the recipe or pass --{section} NAME"
@@ -105,16 +125,36 @@ impl Session {
             }
         }
         let mut recipe = recipe;
-        let data = DatasetHandle::create(reg, &recipe.data.name, "data", &recipe.data.config_json(&data_dir, run_dir), &ctx)?;
+        let data = DatasetHandle::create(
+            reg,
+            &recipe.data.name,
+            "data",
+            &recipe.data.config_json(&data_dir, run_dir),
+            &ctx,
+        )?;
         let arch_r = Resolved::new(reg, ComponentKind::Architecture, &recipe.arch.name)?;
-        let arch_config = fill_from_dataset(&arch_r, recipe.arch.config_json(&data_dir, run_dir), &data.info);
+        let arch_config = fill_from_dataset(
+            &arch_r,
+            recipe.arch.config_json(&data_dir, run_dir),
+            &data.info,
+        );
         record_filled(&mut recipe.arch, &arch_config);
         let arch = ArchHandle::create(reg, &recipe.arch.name, "arch", &arch_config, &ctx)?;
         let obj_r = Resolved::new(reg, ComponentKind::Objective, &recipe.objective.name)?;
-        let objective_config = fill_from_dataset(&obj_r, recipe.objective.config_json(&data_dir, run_dir), &data.info);
+        let objective_config = fill_from_dataset(
+            &obj_r,
+            recipe.objective.config_json(&data_dir, run_dir),
+            &data.info,
+        );
         let objective_config = fill_from_arch(&obj_r, objective_config, &arch.info);
         record_filled(&mut recipe.objective, &objective_config);
-        let objective = ObjectiveHandle::create(reg, &recipe.objective.name, "objective", &objective_config, &ctx)?;
+        let objective = ObjectiveHandle::create(
+            reg,
+            &recipe.objective.name,
+            "objective",
+            &objective_config,
+            &ctx,
+        )?;
         check_composition(&data, &arch, &objective)?;
         Ok(Session {
             recipe,
@@ -132,11 +172,28 @@ impl Session {
 
     /// A new instance of the run's architecture, freshly initialised.
     pub fn new_arch(&self, reg: &Registry) -> Result<ArchHandle> {
-        ArchHandle::create(reg, &self.recipe.arch.name, "arch", &self.arch_config, &self.ctx)
+        ArchHandle::create(
+            reg,
+            &self.recipe.arch.name,
+            "arch",
+            &self.arch_config,
+            &self.ctx,
+        )
     }
 
     /// A dataset for an evaluator split.
-    pub fn dataset(&self, reg: &Registry, spec: &ComponentSpec, section: &str) -> Result<DatasetHandle> {
-        DatasetHandle::create(reg, &spec.name, section, &spec.config_json(&self.data_dir, &self.run_dir), &self.ctx)
+    pub fn dataset(
+        &self,
+        reg: &Registry,
+        spec: &ComponentSpec,
+        section: &str,
+    ) -> Result<DatasetHandle> {
+        DatasetHandle::create(
+            reg,
+            &spec.name,
+            section,
+            &spec.config_json(&self.data_dir, &self.run_dir),
+            &self.ctx,
+        )
     }
 }

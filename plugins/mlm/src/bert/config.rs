@@ -122,7 +122,9 @@ impl BertConfig {
         ];
         for (key, v) in positive {
             if v <= 0 {
-                return Err(PtError::config(format!("bert: {key} must be positive, got {v}")));
+                return Err(PtError::config(format!(
+                    "bert: {key} must be positive, got {v}"
+                )));
             }
         }
         if self.hidden_size % self.num_attention_heads != 0 {
@@ -133,14 +135,21 @@ impl BertConfig {
         }
         for (key, p) in [
             ("hidden_dropout_prob", self.hidden_dropout_prob),
-            ("attention_probs_dropout_prob", self.attention_probs_dropout_prob),
+            (
+                "attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob,
+            ),
         ] {
             if !(0.0..1.0).contains(&p) {
-                return Err(PtError::config(format!("bert: {key} must be in [0, 1), got {p}")));
+                return Err(PtError::config(format!(
+                    "bert: {key} must be in [0, 1), got {p}"
+                )));
             }
         }
         if self.initializer_range <= 0.0 || self.layer_norm_eps <= 0.0 {
-            return Err(PtError::config("bert: initializer_range and layer_norm_eps must be positive"));
+            return Err(PtError::config(
+                "bert: initializer_range and layer_norm_eps must be positive",
+            ));
         }
         if self.pad_token_id < 0 || self.pad_token_id >= self.vocab_size {
             return Err(PtError::config(format!(
@@ -155,9 +164,15 @@ impl BertConfig {
     pub fn hf_json(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).unwrap_or_default();
         if let Some(map) = v.as_object_mut() {
-            map.insert("architectures".into(), serde_json::json!(["BertForMaskedLM"]));
+            map.insert(
+                "architectures".into(),
+                serde_json::json!(["BertForMaskedLM"]),
+            );
             map.insert("model_type".into(), serde_json::json!("bert"));
-            map.insert("position_embedding_type".into(), serde_json::json!("absolute"));
+            map.insert(
+                "position_embedding_type".into(),
+                serde_json::json!("absolute"),
+            );
             map.insert("tie_word_embeddings".into(), serde_json::json!(true));
             map.insert("use_cache".into(), serde_json::json!(true));
             map.insert("classifier_dropout".into(), serde_json::Value::Null);
@@ -253,18 +268,41 @@ mod tests {
 
     #[test]
     fn explicit_keys_override_the_preset() {
-        let args: BertArgs =
-            serde_json::from_str(r#"{"preset": "tiny", "vocab_size": 100, "num_hidden_layers": 3}"#).unwrap();
+        let args: BertArgs = serde_json::from_str(
+            r#"{"preset": "tiny", "vocab_size": 100, "num_hidden_layers": 3}"#,
+        )
+        .unwrap();
         let c = args.resolve().unwrap();
-        assert_eq!((c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.vocab_size), (3, 128, 2, 100));
-        assert_eq!(BertArgs { vocab_size: Some(5), ..Default::default() }.resolve().unwrap().hidden_size, 768);
+        assert_eq!(
+            (
+                c.num_hidden_layers,
+                c.hidden_size,
+                c.num_attention_heads,
+                c.vocab_size
+            ),
+            (3, 128, 2, 100)
+        );
+        assert_eq!(
+            BertArgs {
+                vocab_size: Some(5),
+                ..Default::default()
+            }
+            .resolve()
+            .unwrap()
+            .hidden_size,
+            768
+        );
     }
 
     #[test]
     fn missing_vocab_size_and_bad_heads_are_errors() {
         let e = BertArgs::default().resolve().unwrap_err();
         assert!(e.message.contains("vocab_size is not set"), "{e}");
-        let args = BertArgs { vocab_size: Some(10), num_attention_heads: Some(5), ..Default::default() };
+        let args = BertArgs {
+            vocab_size: Some(10),
+            num_attention_heads: Some(5),
+            ..Default::default()
+        };
         assert!(args.resolve().unwrap_err().message.contains("multiple"));
     }
 

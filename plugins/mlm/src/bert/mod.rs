@@ -8,9 +8,8 @@ pub mod model;
 use config::{BertArgs, BertConfig};
 use layers::Params;
 use model::BertForMaskedLM;
+use pt_sdk::params::Created;
 use pt_sdk::prelude::*;
-use std::cell::RefCell;
-use tch::nn::VarStore;
 
 /// The masking rate assumed when counting the MLM head's FLOPs (the `mlm` objective's default).
 const ASSUMED_MASK_RATE: f64 = 0.15;
@@ -18,15 +17,14 @@ const ASSUMED_MASK_RATE: f64 = 0.15;
 pub struct Bert {
     config: BertConfig,
     model: BertForMaskedLM,
-    /// Owns the parameters (the model's tensors share their storage).
-    _vs: VarStore,
     params: Vec<(String, Tensor)>,
     train: bool,
 }
 
 impl Component for Bert {
     const NAME: &'static str = "bert";
-    const ABOUT: &'static str = "BERT encoder + MLM head (Hugging Face BertForMaskedLM parameter names)";
+    const ABOUT: &'static str =
+        "BERT encoder + MLM head (Hugging Face BertForMaskedLM parameter names)";
     type Config = BertArgs;
 
     fn new(args: BertArgs, ctx: &CreateCtx) -> Result<Self> {
@@ -38,12 +36,16 @@ impl Component for Bert {
 impl Bert {
     /// Builds the model on `device` with weights drawn from `seed` (identical on every device).
     pub fn from_config(config: BertConfig, seed: u64, device: Device) -> Result<Self> {
-        let vs = VarStore::new(device);
-        let created = RefCell::new(Vec::new());
-        let p = Params::new(vs.root(), seed, config.initializer_range, device, &created);
+        let created = Created::default();
+        let p = Params::new(seed, config.initializer_range, device, &created);
         let model = BertForMaskedLM::new(&p, &config)?;
         drop(p);
-        Ok(Bert { config, model, _vs: vs, params: created.into_inner(), train: true })
+        Ok(Bert {
+            config,
+            model,
+            params: created.into_parts().0,
+            train: true,
+        })
     }
 
     pub fn config(&self) -> &BertConfig {
@@ -76,7 +78,12 @@ impl Bert {
             return Ok(());
         }
         let vocab = self.config.vocab_size;
-        let bad = ids.f_ge(vocab)?.f_logical_or(&ids.f_lt(0)?)?.f_any()?.f_int64_value(&[])? != 0;
+        let bad = ids
+            .f_ge(vocab)?
+            .f_logical_or(&ids.f_lt(0)?)?
+            .f_any()?
+            .f_int64_value(&[])?
+            != 0;
         if bad {
             let max = ids.f_max()?.f_int64_value(&[])?;
             let min = ids.f_min()?.f_int64_value(&[])?;
@@ -100,24 +107,37 @@ impl Architecture for Bert {
             layer_prefixes.push("bert.pooler".into());
         }
         layer_prefixes.push("cls.predictions".into());
-        let mut outputs = vec!["hidden_states".to_string(), "features".into(), "mlm_logits".into()];
+        let mut outputs = vec![
+            "hidden_states".to_string(),
+            "features".into(),
+            "mlm_logits".into(),
+        ];
         if c.add_pooling_layer {
             outputs.push("pooled_output".into());
         }
         ArchitectureInfo {
             inputs: vec!["input_ids".into()],
-            optional_inputs: vec!["attention_mask".into(), "token_type_ids".into(), "mlm_positions".into()],
+            optional_inputs: vec![
+                "attention_mask".into(),
+                "token_type_ids".into(),
+                "mlm_positions".into(),
+            ],
             outputs,
             feature_dim: Some(c.hidden_size),
             // At the usual pretraining length; the host may rescale for other lengths.
-            train_flops_per_sample: Some(self.train_flops_per_sample(128.min(c.max_position_embeddings))),
+            train_flops_per_sample: Some(
+                self.train_flops_per_sample(128.min(c.max_position_embeddings)),
+            ),
             layer_prefixes,
             config: c.hf_json(),
         }
     }
 
     fn parameters(&self) -> Vec<(String, Tensor)> {
-        self.params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
+        self.params
+            .iter()
+            .map(|(n, t)| (n.clone(), t.shallow_clone()))
+            .collect()
     }
 
     fn set_train(&mut self, train: bool) {
@@ -130,19 +150,30 @@ impl Architecture for Bert {
     /// `mlm_positions`, `mlm_logits` [M, vocab].
     fn forward(&self, inputs: &Tensors, _ctx: &StepCtx) -> Result<Tensors> {
         let ids = inputs.require("input_ids")?;
-        let (_, seq) = ids
-            .size2()
-            .map_err(|_| PtError::shape(format!("bert: input_ids must be [batch, seq], got {:?}", ids.size())))?;
+        let (_, seq) = ids.size2().map_err(|_| {
+            PtError::shape(format!(
+                "bert: input_ids must be [batch, seq], got {:?}",
+                ids.size()
+            ))
+        })?;
         if seq > self.config.max_position_embeddings {
             return Err(PtError::shape(format!(
                 "bert: sequences of {seq} tokens exceed max_position_embeddings {} (lower the dataset's block_size)",
                 self.config.max_position_embeddings
             )));
         }
-        let ids = if ids.kind() == Kind::Int64 { ids.shallow_clone() } else { ids.f_to_kind(Kind::Int64)? };
+        let ids = if ids.kind() == Kind::Int64 {
+            ids.shallow_clone()
+        } else {
+            ids.f_to_kind(Kind::Int64)?
+        };
         self.check_ids(&ids)?;
-        let hidden =
-            self.model.bert.forward(&ids, inputs.get("token_type_ids"), inputs.get("attention_mask"), self.train)?; // [batch, seq, hidden]
+        let hidden = self.model.bert.forward(
+            &ids,
+            inputs.get("token_type_ids"),
+            inputs.get("attention_mask"),
+            self.train,
+        )?; // [batch, seq, hidden]
         let mut out = Tensors::new();
         out.insert("features", hidden.f_select(1, 0)?); // [batch, hidden]
         if let Some(pooler) = &self.model.bert.pooler {

@@ -1,0 +1,18 @@
+//! Images for pt plugins: datasets over MNIST-style IDX files, folder-per-class trees of PNG/JPEG
+//! and CSV pixel tables, and augmentation applied on the training device in batch form.
+//!
+//! Batches carry `image` as float32 `[batch, channels, height, width]`, normalised with the
+//! dataset's per-channel statistics (reported as `mean`/`std` in `DatasetInfo::notes`), and
+//! `label` as int64 `[batch]`. Augmentations take per-sample random streams derived from
+//! (seed, stream, epoch, sample index), so a resumed or resharded run makes the same views.
+
+pub mod augment;
+pub mod folder;
+pub mod idx;
+pub mod pixel_csv;
+pub mod store;
+
+pub use augment::Normalization;
+pub use folder::ImageFolder;
+pub use idx::IdxImages;
+pub use pixel_csv::PixelCsv;

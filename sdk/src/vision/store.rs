@@ -1,0 +1,223 @@
+//! Decoded images held in memory as bytes, batched into normalised float tensors on request.
+
+use super::augment::Normalization;
+use crate::{DatasetInfo, FieldInfo, PtError, Result, Tensors};
+use tch::{Kind, Tensor};
+
+/// `n` images of `[channels, height, width]` bytes, row-major, and their labels.
+pub struct ImageStore {
+    pub pixels: Vec<u8>,
+    pub channels: i64,
+    pub height: i64,
+    pub width: i64,
+    /// Pixel value = byte · `scale` (1/255 for 8-bit images, 1/16 for scikit-learn's digits).
+    pub scale: f64,
+    pub labels: Vec<i64>,
+    pub classes: Vec<String>,
+}
+
+impl ImageStore {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    fn image_bytes(&self) -> usize {
+        (self.channels * self.height * self.width) as usize
+    }
+
+    /// Keeps the first `max_per_class` images of every class (file order), for balanced subsets.
+    pub fn limit_per_class(&mut self, max_per_class: u64) {
+        if max_per_class == 0 {
+            return;
+        }
+        let mut seen = vec![0u64; self.classes.len()];
+        let keep: Vec<usize> = (0..self.len())
+            .filter(|&i| {
+                let c = &mut seen[self.labels[i] as usize];
+                *c += 1;
+                *c <= max_per_class
+            })
+            .collect();
+        self.select(&keep);
+    }
+
+    /// Keeps the first `max` images (0: all).
+    pub fn limit(&mut self, max: u64) {
+        if max > 0 && (max as usize) < self.len() {
+            let keep: Vec<usize> = (0..max as usize).collect();
+            self.select(&keep);
+        }
+    }
+
+    fn select(&mut self, keep: &[usize]) {
+        let size = self.image_bytes();
+        let mut pixels = Vec::with_capacity(keep.len() * size);
+        for &i in keep {
+            pixels.extend_from_slice(&self.pixels[i * size..(i + 1) * size]);
+        }
+        self.labels = keep.iter().map(|&i| self.labels[i]).collect();
+        self.pixels = pixels;
+    }
+
+    /// Per-channel mean and standard deviation of the pixel values (in [0, 1] units).
+    pub fn statistics(&self) -> Normalization {
+        let c = self.channels as usize;
+        let plane = (self.height * self.width) as usize;
+        let mut sum = vec![0f64; c];
+        let mut sq = vec![0f64; c];
+        for image in self.pixels.chunks_exact(self.image_bytes()) {
+            for ch in 0..c {
+                for &v in &image[ch * plane..(ch + 1) * plane] {
+                    let x = v as f64 * self.scale;
+                    sum[ch] += x;
+                    sq[ch] += x * x;
+                }
+            }
+        }
+        let count = (self.len() * plane).max(1) as f64;
+        let mean: Vec<f64> = sum.iter().map(|s| s / count).collect();
+        let std = sq
+            .iter()
+            .zip(&mean)
+            .map(|(q, m)| (q / count - m * m).max(0.0).sqrt().max(1e-6))
+            .collect();
+        Normalization { mean, std }
+    }
+
+    /// Uses `mean`/`std` from the config when both are given (one value or one per channel), else
+    /// this split's own statistics.
+    pub fn normalization(
+        &self,
+        mean: &Option<Vec<f64>>,
+        std: &Option<Vec<f64>>,
+        what: &str,
+    ) -> Result<Normalization> {
+        match (mean, std) {
+            (Some(m), Some(s)) => {
+                let ok = |v: &Vec<f64>| v.len() == 1 || v.len() == self.channels as usize;
+                if !ok(m) || !ok(s) {
+                    return Err(PtError::config(format!(
+                        "{what}: mean and std need 1 or {} values (one per channel), got {} and {}",
+                        self.channels,
+                        m.len(),
+                        s.len()
+                    )));
+                }
+                if s.iter().any(|&v| v <= 0.0) {
+                    return Err(PtError::config(format!(
+                        "{what}: std values must be positive, got {s:?}"
+                    )));
+                }
+                Ok(Normalization {
+                    mean: m.clone(),
+                    std: s.clone(),
+                })
+            }
+            (None, None) => Ok(self.statistics()),
+            _ => Err(PtError::config(format!(
+                "{what}: set both mean and std, or neither (computed from the data)"
+            ))),
+        }
+    }
+
+    /// The dataset description: `image` [C, H, W] float32, `label` int64, class names and counts,
+    /// and the normalisation and size in the notes (objectives read `mean`/`std` from there).
+    pub fn info(
+        &self,
+        norm: &Normalization,
+        mut notes: serde_json::Map<String, serde_json::Value>,
+    ) -> DatasetInfo {
+        let mut counts = vec![0u64; self.classes.len()];
+        for &l in &self.labels {
+            counts[l as usize] += 1;
+        }
+        notes.insert("mean".into(), serde_json::json!(norm.mean));
+        notes.insert("std".into(), serde_json::json!(norm.std));
+        notes.insert("channels".into(), serde_json::json!(self.channels));
+        notes.insert(
+            "image_size".into(),
+            serde_json::json!([self.height, self.width]),
+        );
+        DatasetInfo {
+            num_samples: self.len() as u64,
+            fields: vec![
+                FieldInfo::new(
+                    "image",
+                    "float32",
+                    &[self.channels, self.height, self.width],
+                    "normalised pixels (notes: mean, std)",
+                ),
+                FieldInfo::new("label", "int64", &[], "class index"),
+            ],
+            classes: self.classes.clone(),
+            class_counts: counts,
+            notes,
+        }
+    }
+
+    /// `image` [B, C, H, W] float32 normalised, `label` [B] int64.
+    pub fn batch(&self, indices: &[u64], norm: &Normalization) -> Result<Tensors> {
+        let size = self.image_bytes();
+        let mut bytes = Vec::with_capacity(indices.len() * size);
+        let mut labels = Vec::with_capacity(indices.len());
+        for &i in indices {
+            let i = i as usize;
+            if i >= self.len() {
+                return Err(PtError::data(format!(
+                    "sample index {i} is out of range (dataset has {})",
+                    self.len()
+                )));
+            }
+            bytes.extend_from_slice(&self.pixels[i * size..(i + 1) * size]);
+            labels.push(self.labels[i]);
+        }
+        let shape = [indices.len() as i64, self.channels, self.height, self.width];
+        let raw = Tensor::f_from_slice(&bytes)?
+            .f_view(shape)?
+            .f_to_kind(Kind::Float)?
+            .f_mul_scalar(self.scale)?;
+        let image = norm.normalize(&raw)?; // [batch, channels, height, width]
+        Ok(Tensors::new()
+            .with("image", image)
+            .with("label", Tensor::f_from_slice(&labels)?))
+    }
+}
+
+/// Checks labels against the class list: out of range is an error naming `file`, or with `skip`
+/// a counted skip (returned as the indices to keep and how many were dropped).
+pub fn check_labels(
+    labels: &[i64],
+    classes: usize,
+    file: &str,
+    skip: bool,
+) -> Result<(Vec<usize>, u64)> {
+    let mut keep = Vec::with_capacity(labels.len());
+    let mut dropped = 0;
+    for (i, &l) in labels.iter().enumerate() {
+        if l >= 0 && (l as usize) < classes {
+            keep.push(i);
+        } else if skip {
+            dropped += 1;
+        } else {
+            return Err(PtError::data(format!(
+                "{file}: sample {i} has label {l}, outside the {classes} classes (0..{}); fix the file, set num_classes, \
+                 or set skip_bad = true to skip such samples",
+                classes.saturating_sub(1)
+            )));
+        }
+    }
+    Ok((keep, dropped))
+}
+
+impl ImageStore {
+    /// Drops samples not in `keep` (after [`check_labels`]).
+    pub fn retain(&mut self, keep: &[usize]) {
+        if keep.len() != self.len() {
+            self.select(keep);
+        }
+    }
+}

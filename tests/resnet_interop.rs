@@ -1,0 +1,191 @@
+//! Issue 6 end to end through the `pt` binary: supervised ResNet-18 training on real digits, its
+//! checkpoint loading into torchvision with strict loading (BatchNorm buffers included) and
+//! predicting what pt predicted, torchvision weights importing with `--init-from`, and the
+//! confusion-matrix PNG.
+
+use pt_tests::*;
+use std::process::Command;
+
+fn py(script: &str, args: &[&str]) -> String {
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("running python");
+    assert!(
+        out.status.success(),
+        "python failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+const MEAN: f64 = 0.305;
+const STD: f64 = 0.376;
+
+fn digits_recipe(steps: u64) -> String {
+    let digits = format!(
+        r#"name = "pixel_csv", path = "{{data}}/images/digits/digits.csv", mean = [{MEAN}], std = [{STD}]"#
+    );
+    format!(
+        r#"
+[run]
+seed = 1
+device = "cpu"
+batch_size = 64
+max_steps = {steps}
+log_every = 10
+save_every = 0
+grad_clip = 0.0
+num_threads = 2
+
+[data]
+{data}
+split = "train"
+
+[arch]
+name = "resnet18"
+
+[objective]
+name = "supervised"
+
+[optim]
+name = "sgd"
+lr = 0.05
+weight_decay = 5e-4
+
+[schedule]
+decay = "cosine"
+warmup_steps = 5
+
+[[eval]]
+name = "classification"
+splits.test = {{ {digits}, split = "all" }}
+"#,
+        data = digits.replace(", ", "\n")
+    )
+}
+
+/// Accuracy of torchvision's resnet18 with pt's checkpoint on all 1,797 digits, and whether the
+/// BatchNorm statistics moved from their initial values.
+const TORCHVISION_EVAL: &str = r#"
+import sys, numpy as np, torch, torchvision
+from safetensors.torch import load_file
+torch.set_num_threads(1)
+state = load_file(sys.argv[1])
+model = torchvision.models.resnet18(weights=None, num_classes=10)
+model.load_state_dict(state, strict=True)
+model.eval()
+rows = np.loadtxt(sys.argv[2], delimiter=",")
+x = torch.tensor((rows[:, :64] / 16.0 - float(sys.argv[3])) / float(sys.argv[4]), dtype=torch.float32)
+x = x.view(-1, 1, 8, 8).expand(-1, 3, -1, -1)
+with torch.no_grad():
+    pred = model(x).argmax(1).numpy()
+acc = (pred == rows[:, 64]).mean()
+moved = bool((state["bn1.running_mean"] != 0).any()) and int(state["bn1.num_batches_tracked"]) > 0
+print(f"{acc:.6f} {moved}")
+"#;
+
+#[test]
+fn resnet18_learns_digits_and_its_checkpoint_loads_strictly_in_torchvision() {
+    let data = data_dir("images");
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_file(dir.path(), "r.toml", &digits_recipe(60));
+    let run = dir.path().join("run");
+    let pt = Pt::new();
+    pt.ok(&[
+        "train",
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let report = &summary(&run)["evals"]["classification"];
+    let accuracy = report["metrics"]["accuracy"]
+        .as_f64()
+        .expect("classification accuracy");
+    assert!(
+        accuracy > 0.85,
+        "60 SGD steps of resnet18 on digits reach {accuracy}"
+    );
+    let top5 = report["metrics"]["top5_accuracy"].as_f64().unwrap();
+    let counts = report["confusion"]["counts"].as_array().unwrap();
+    assert_eq!(counts.len(), 10);
+    let diagonal: u64 = (0..10).map(|i| counts[i][i].as_u64().unwrap()).sum();
+    assert_eq!(
+        diagonal as f64 / 1797.0,
+        accuracy,
+        "the confusion matrix's diagonal is the top-1 hits"
+    );
+    assert!(top5 >= accuracy);
+
+    let png = run.join("eval/classification-step60-confusion.png");
+    let img = image::open(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
+    assert!(
+        img.width() >= 400 && img.height() >= 400,
+        "confusion matrix {}×{}",
+        img.width(),
+        img.height()
+    );
+
+    let weights = checkpoint_dir(&run, 60).join("model.safetensors");
+    let csv = data.join("images/digits/digits.csv");
+    let out = py(
+        TORCHVISION_EVAL,
+        &[
+            weights.to_str().unwrap(),
+            csv.to_str().unwrap(),
+            &MEAN.to_string(),
+            &STD.to_string(),
+        ],
+    );
+    let mut parts = out.split_whitespace();
+    let tv_accuracy: f64 = parts.next().unwrap().parse().unwrap();
+    assert_eq!(
+        parts.next(),
+        Some("True"),
+        "BatchNorm running statistics are saved and were updated in training"
+    );
+    assert!(
+        (tv_accuracy - accuracy).abs() <= 2.0 / 1797.0,
+        "torchvision with pt's weights gets {tv_accuracy}, pt got {accuracy} on the same 1797 images"
+    );
+}
+
+#[test]
+fn torchvision_weights_import_with_init_from() {
+    let _data = data_dir("images");
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("tv.safetensors");
+    py(
+        "import sys, torch, torchvision\nfrom safetensors.torch import save_file\ntorch.manual_seed(0)\n\
+         m = torchvision.models.resnet18(weights=None, num_classes=10)\n\
+         save_file({k: v.contiguous() for k, v in m.state_dict().items()}, sys.argv[1])",
+        &[weights.to_str().unwrap()],
+    );
+    let recipe = write_file(dir.path(), "r.toml", &digits_recipe(1));
+    let run = dir.path().join("run");
+    let out = Pt::new().run(&[
+        "train",
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+        "--init-from",
+        weights.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("init-from:"))
+        .expect("an init-from report");
+    assert!(
+        line.contains("loaded 122 tensors; missing 0 [];"),
+        "every parameter and buffer imports: {line}"
+    );
+    assert!(line.contains("unexpected 0 []"), "{line}");
+}

@@ -1,0 +1,152 @@
+//! Issue 7 through the `pt` binary: the SimCLR plugin installs with `pt plugin install` into a
+//! pt that has only the ResNet plugin, then trains the ResNet plugin's encoder with its own
+//! objective on real images, with the linear-probe and kNN evaluators.
+
+use pt_tests::*;
+use std::process::Command;
+
+#[test]
+fn simclr_installs_and_trains_the_resnet_plugins_encoder() {
+    let data = data_dir("images");
+    // A pt installation with the ResNet plugin next to the binary and no SimCLR.
+    let bin = tempfile::tempdir().unwrap();
+    for file in ["pt", "pt-engine", "libpt_resnet.so"] {
+        std::fs::copy(release_dir().join(file), bin.path().join(file)).unwrap();
+    }
+    let home = tempfile::tempdir().unwrap();
+    let pt = |args: &[&str]| {
+        let out = Command::new(bin.path().join("pt"))
+            .env("PT_HOME", home.path())
+            .env_remove("PT_PLUGIN_PATH")
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, err) = pt(&[
+        "train",
+        "--objective",
+        "simclr",
+        "--arch",
+        "resnet18",
+        "--max-steps",
+        "1",
+    ]);
+    assert!(
+        !ok && err.contains("simclr"),
+        "without the plugin the objective is missing: {err}"
+    );
+
+    let (ok, out) = pt(&[
+        "plugin",
+        "install",
+        plugin_so("pt_simclr").to_str().unwrap(),
+    ]);
+    assert!(ok && out.contains("installed simclr"), "{out}");
+
+    let digits = format!(
+        r#"name = "pixel_csv", path = "{}", mean = [0.305], std = [0.376]"#,
+        data.join("images/digits/digits.csv").display()
+    );
+    let recipe = format!(
+        r#"
+[run]
+seed = 2
+device = "cpu"
+batch_size = 32
+max_steps = 6
+log_every = 1
+save_every = 6
+grad_clip = 0.0
+num_threads = 2
+
+[data]
+{data}
+split = "train"
+
+[arch]
+name = "resnet18"
+num_classes = 0
+width = 16
+
+[objective]
+name = "simclr"
+temperature = 0.2
+
+[optim]
+name = "lars"
+lr = 0.1
+
+[[eval]]
+name = "knn"
+k = 20
+splits.train = {{ {digits}, split = "train" }}
+splits.test = {{ {digits}, split = "test" }}
+
+[[eval]]
+name = "linear_probe"
+epochs = 5
+splits.train = {{ {digits}, split = "train" }}
+splits.test = {{ {digits}, split = "test" }}
+"#,
+        data = digits.replace(", ", "\n")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_file(dir.path(), "r.toml", &recipe);
+    let run = dir.path().join("run");
+    let (ok, out) = pt(&[
+        "train",
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(ok, "{out}");
+
+    let rows = metrics_rows(&run);
+    let value = |r: &pt_report::MetricsRow, name: &str| {
+        r.values.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    };
+    let nt_xent: Vec<f64> = rows.iter().filter_map(|r| value(r, "nt_xent")).collect();
+    assert_eq!(nt_xent.len(), 6);
+    assert!(
+        nt_xent.iter().all(|v| v.is_finite() && *v > 0.0),
+        "{nt_xent:?}"
+    );
+    assert!(
+        rows.iter().any(|r| value(r, "probe_accuracy").is_some()),
+        "the online probe reports"
+    );
+    let s = summary(&run);
+    for eval in ["knn", "linear_probe"] {
+        let acc = s["evals"][eval]["metrics"]["accuracy"].as_f64().unwrap();
+        assert!(
+            acc > 0.3,
+            "{eval} accuracy {acc} is far above chance (0.1) even for a barely trained encoder"
+        );
+    }
+    let ckpt = checkpoint_dir(&run, 6);
+    let objective = read_safetensors(&ckpt.join("objective.safetensors"));
+    assert!(
+        objective.contains_key("projector.0.weight")
+            && objective.contains_key("online_probe.weight"),
+        "{:?}",
+        objective.keys()
+    );
+    let model = read_safetensors(&ckpt.join("model.safetensors"));
+    assert!(
+        model.contains_key("layer4.1.bn2.running_mean") && !model.contains_key("fc.weight"),
+        "a headless trunk with BatchNorm buffers"
+    );
+    let manifest = std::fs::read_to_string(ckpt.join("manifest.json")).unwrap();
+    assert!(
+        manifest.contains("\"simclr\"") && manifest.contains("\"resnet\""),
+        "both plugins are recorded"
+    );
+}
