@@ -9,11 +9,7 @@ use std::time::Duration;
 fn setup(max_steps: u64, extra: &str) -> (Pt, tempfile::TempDir, PathBuf) {
     let data = data_dir("text");
     let tmp = tempfile::tempdir().expect("temp dir");
-    let recipe = write_file(
-        tmp.path(),
-        "recipe.toml",
-        &tiny_mlm_recipe(&data, max_steps, extra),
-    );
+    let recipe = write_file(tmp.path(), "recipe.toml", &tiny_mlm_recipe(&data, max_steps, extra));
     (Pt::new(), tmp, recipe)
 }
 
@@ -32,52 +28,29 @@ fn temp_leftovers(run: &Path) -> Vec<String> {
 }
 
 fn file_size(p: &Path) -> u64 {
-    std::fs::metadata(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .len()
+    std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).len()
 }
 
 #[test]
 fn list_and_inspect_show_steps_sizes_verification_plugins_and_metrics() {
     let (pt, tmp, recipe) = setup(8, "");
     let run = tmp.path().join("run");
-    pt.ok(&[
-        "train",
-        "--recipe",
-        s(&recipe),
-        "--run-dir",
-        s(&run),
-        "--set",
-        "run.save_every=4",
-        "--quiet",
-    ]);
+    pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--set", "run.save_every=4", "--quiet"]);
 
     let list = pt.ok(&["checkpoint", "list", s(&run)]);
     let header = list.lines().next().unwrap();
     for col in ["CHECKPOINT", "STEP", "SIZE", "VERIFIED", "TAGS", "METRICS"] {
         assert!(header.contains(col), "{list}");
     }
-    let rows: Vec<Vec<&str>> = list
-        .lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let rows: Vec<Vec<&str>> = list.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(rows.len(), 2, "{list}");
     for (row, step) in rows.iter().zip([4, 8]) {
         assert_eq!(row[0], format!("step-{step:08}"), "{list}");
         assert_eq!(row[1], step.to_string());
         let dir = checkpoint_dir(&run, step);
-        let bytes = file_size(&dir.join("model.safetensors"))
-            + file_size(&dir.join("optimizer.safetensors"));
-        let shown: f64 = row[2]
-            .strip_suffix('M')
-            .expect("size in MB")
-            .parse()
-            .unwrap();
-        assert!(
-            (shown - bytes as f64 / 1e6).abs() < 0.2,
-            "size {shown}M for {bytes} bytes of tensors: {list}"
-        );
+        let bytes = file_size(&dir.join("model.safetensors")) + file_size(&dir.join("optimizer.safetensors"));
+        let shown: f64 = row[2].strip_suffix('M').expect("size in MB").parse().unwrap();
+        assert!((shown - bytes as f64 / 1e6).abs() < 0.2, "size {shown}M for {bytes} bytes of tensors: {list}");
         assert_eq!(row[3], "ok", "{list}");
         assert!(row.iter().any(|c| c.starts_with("loss=")), "{list}");
     }
@@ -86,77 +59,35 @@ fn list_and_inspect_show_steps_sizes_verification_plugins_and_metrics() {
     let ckpt = checkpoint_dir(&run, 8);
     let text = pt.ok(&["checkpoint", "inspect", s(&ckpt)]);
     let json: serde_json::Value =
-        serde_json::from_str(&pt.ok(&["checkpoint", "inspect", s(&ckpt), "--json"]))
-            .expect("--json");
-    assert!(
-        text.contains("step 8") && text.contains("verified ok"),
-        "{text}"
-    );
-    assert!(
-        text.contains("data position: epoch 0, micro-batch 8"),
-        "{text}"
-    );
+        serde_json::from_str(&pt.ok(&["checkpoint", "inspect", s(&ckpt), "--json"])).expect("--json");
+    assert!(text.contains("step 8") && text.contains("verified ok"), "{text}");
+    assert!(text.contains("data position: epoch 0, micro-batch 8"), "{text}");
     assert!(text.contains("optimizer: adamw (8 steps)"), "{text}");
-    assert!(
-        text.contains("model: ") && text.contains(" tensors"),
-        "{text}"
-    );
+    assert!(text.contains("model: ") && text.contains(" tensors"), "{text}");
     assert_eq!(json["step"], 8);
     assert_eq!(json["seed"], 3);
     assert_eq!(json["components"]["arch"], "mlm:bert", "{json}");
-    let plugin = json["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "mlm")
-        .expect("the mlm plugin is recorded");
+    let plugin =
+        json["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "mlm").expect("the mlm plugin is recorded");
     let version = plugin["version"].as_str().unwrap();
-    assert!(
-        !version.is_empty() && plugin["sha256"].as_str().unwrap().len() == 64,
-        "{plugin}"
-    );
-    assert!(
-        text.contains(&format!("mlm {version}")),
-        "the plugin version is shown: {text}"
-    );
-    let loss = json["metrics"]["loss"]
-        .as_f64()
-        .expect("the step's loss is recorded");
+    assert!(!version.is_empty() && plugin["sha256"].as_str().unwrap().len() == 64, "{plugin}");
+    assert!(text.contains(&format!("mlm {version}")), "the plugin version is shown: {text}");
+    let loss = json["metrics"]["loss"].as_f64().expect("the step's loss is recorded");
     assert_eq!(Some(loss), metric_at(&run, 8, "loss"));
     assert!(text.contains("loss"), "{text}");
-    for file in [
-        "model.safetensors",
-        "optimizer.safetensors",
-        "assets/tokenizer.json",
-    ] {
-        assert_eq!(
-            json["files"][file]["bytes"].as_u64(),
-            Some(file_size(&ckpt.join(file))),
-            "{file}: {json}"
-        );
+    for file in ["model.safetensors", "optimizer.safetensors", "assets/tokenizer.json"] {
+        assert_eq!(json["files"][file]["bytes"].as_u64(), Some(file_size(&ckpt.join(file))), "{file}: {json}");
         assert!(text.contains(file), "{text}");
     }
     // The config inside the checkpoint is the run's.
-    assert!(
-        json["config"].as_str().unwrap().contains("save_every = 4"),
-        "{json}"
-    );
+    assert!(json["config"].as_str().unwrap().contains("save_every = 4"), "{json}");
 }
 
 #[test]
 fn corrupt_checkpoints_are_named_and_resume_falls_back_to_the_previous_one() {
     let (pt, tmp, recipe) = setup(12, "");
     let run = tmp.path().join("run");
-    pt.ok(&[
-        "train",
-        "--recipe",
-        s(&recipe),
-        "--run-dir",
-        s(&run),
-        "--set",
-        "run.save_every=4",
-        "--quiet",
-    ]);
+    pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--set", "run.save_every=4", "--quiet"]);
     let model12 = checkpoint_dir(&run, 12).join("model.safetensors");
     let original = read_safetensors(&model12);
 
@@ -171,23 +102,15 @@ fn corrupt_checkpoints_are_named_and_resume_falls_back_to_the_previous_one() {
     drop(f);
 
     let err = pt.fails(&["checkpoint", "inspect", s(&checkpoint_dir(&run, 12))]);
-    assert!(
-        err.contains(s(&model12)) && err.contains("checksum mismatch"),
-        "{err}"
-    );
+    assert!(err.contains(s(&model12)) && err.contains("checksum mismatch"), "{err}");
     let err = pt.fails(&["checkpoint", "inspect", s(&checkpoint_dir(&run, 8))]);
     assert!(err.contains(s(&opt8)) && err.contains("truncated"), "{err}");
     let listed = listed_checkpoints(&pt, &run);
-    let expected: Vec<(String, bool)> = [(4, true), (8, false), (12, false)]
-        .iter()
-        .map(|(s, ok)| (format!("step-{s:08}"), *ok))
-        .collect();
+    let expected: Vec<(String, bool)> =
+        [(4, true), (8, false), (12, false)].iter().map(|(s, ok)| (format!("step-{s:08}"), *ok)).collect();
     assert_eq!(listed, expected);
     let list = pt.ok(&["checkpoint", "list", s(&run)]);
-    assert!(
-        list.contains("CORRUPT") && list.contains("checksum mismatch"),
-        "{list}"
-    );
+    assert!(list.contains("CORRUPT") && list.contains("checksum mismatch"), "{list}");
 
     let out = pt.run(&["train", "--resume", s(&run), "--quiet"]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -201,21 +124,11 @@ fn corrupt_checkpoints_are_named_and_resume_falls_back_to_the_previous_one() {
     }
     assert!(err.contains("resuming at step 4"), "{err}");
     // Steps 5-12 are replayed exactly and the bad checkpoints replaced by good ones.
-    let expected: Vec<(String, bool)> = [4, 8, 12]
-        .iter()
-        .map(|s| (format!("step-{s:08}"), true))
-        .collect();
+    let expected: Vec<(String, bool)> = [4, 8, 12].iter().map(|s| (format!("step-{s:08}"), true)).collect();
     assert_eq!(listed_checkpoints(&pt, &run), expected);
-    assert!(
-        read_safetensors(&model12) == original,
-        "the re-trained step 12 equals the original"
-    );
+    assert!(read_safetensors(&model12) == original, "the re-trained step 12 equals the original");
     assert_eq!(train_steps(&run), (1..=12).collect::<Vec<_>>());
-    assert!(
-        temp_leftovers(&run).is_empty(),
-        "{:?}",
-        temp_leftovers(&run)
-    );
+    assert!(temp_leftovers(&run).is_empty(), "{:?}", temp_leftovers(&run));
 }
 
 /// A counter-based generator for kill timings; the seed is printed so a failure can be replayed
@@ -234,16 +147,9 @@ impl Rng {
 fn kill_9_during_checkpoint_writes_never_loses_the_previous_checkpoint() {
     let (pt, tmp, recipe) = setup(24, "");
     let run = tmp.path().join("run");
-    let seed = std::env::var("PT_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
+    let seed = std::env::var("PT_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+    });
     eprintln!("kill timings from PT_TEST_SEED={seed}");
     let mut rng = Rng(seed);
     // A 40 MB checkpoint every step (BERT mini with its AdamW moments): writes take a while.
@@ -280,11 +186,7 @@ fn kill_9_during_checkpoint_writes_never_loses_the_previous_checkpoint() {
         let own = format!("-{}", child.id());
         let mut seen = std::collections::BTreeSet::new();
         wait_for(Duration::from_secs(120), "checkpoint writes", || {
-            for e in std::fs::read_dir(run.join("checkpoints"))
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
+            for e in std::fs::read_dir(run.join("checkpoints")).into_iter().flatten().flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
                 if name.starts_with(".tmp-step-") && name.ends_with(&own) {
                     seen.insert(name);
@@ -303,61 +205,31 @@ fn kill_9_during_checkpoint_writes_never_loses_the_previous_checkpoint() {
         child.wait().unwrap();
         let err = std::fs::read_to_string(&err_path).unwrap();
         if round > 0 {
-            assert!(
-                err.contains(&format!("resuming at step {latest_step}")),
-                "round {round}: {err}"
-            );
+            assert!(err.contains(&format!("resuming at step {latest_step}")), "round {round}: {err}");
         }
         if !temp_leftovers(&run).is_empty() {
             kills_inside_writes += 1;
         }
         // Whatever the moment, every checkpoint left verifies and `latest` names one of them.
         let listed = listed_checkpoints(&pt, &run);
-        assert!(
-            !listed.is_empty() && listed.iter().all(|(_, ok)| *ok),
-            "round {round} (delay {delay} ms): {listed:?}"
-        );
-        let latest =
-            std::fs::read_to_string(run.join("checkpoints/latest")).expect("a latest pointer");
-        assert!(
-            listed.iter().any(|(n, _)| *n == latest.trim()),
-            "latest = {latest}, listed {listed:?}"
-        );
+        assert!(!listed.is_empty() && listed.iter().all(|(_, ok)| *ok), "round {round} (delay {delay} ms): {listed:?}");
+        let latest = std::fs::read_to_string(run.join("checkpoints/latest")).expect("a latest pointer");
+        assert!(listed.iter().any(|(n, _)| *n == latest.trim()), "latest = {latest}, listed {listed:?}");
         let step: u64 = latest.trim().trim_start_matches("step-").parse().unwrap();
-        assert!(
-            step >= latest_step.max(1),
-            "round {round}: latest went from {latest_step} to {step}"
-        );
+        assert!(step >= latest_step.max(1), "round {round}: latest went from {latest_step} to {step}");
         latest_step = step;
     }
-    assert!(
-        kills_inside_writes > 0,
-        "no kill landed inside a checkpoint write: the test proved nothing"
-    );
+    assert!(kills_inside_writes > 0, "no kill landed inside a checkpoint write: the test proved nothing");
 
     let out = pt.run(&resume);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(
-        err.contains(&format!("resuming at step {latest_step}")),
-        "{err}"
-    );
+    assert!(err.contains(&format!("resuming at step {latest_step}")), "{err}");
     assert_eq!(summary(&run)["step"], 24);
-    assert!(
-        temp_leftovers(&run).is_empty(),
-        "leftovers cleaned: {:?}",
-        temp_leftovers(&run)
-    );
+    assert!(temp_leftovers(&run).is_empty(), "leftovers cleaned: {:?}", temp_leftovers(&run));
     let listed = listed_checkpoints(&pt, &run);
-    assert!(
-        listed.iter().all(|(_, ok)| *ok) && listed.last().unwrap().0 == "step-00000024",
-        "{listed:?}"
-    );
-    assert_eq!(
-        train_steps(&run),
-        (1..=24).collect::<Vec<_>>(),
-        "no step logged twice across the kills"
-    );
+    assert!(listed.iter().all(|(_, ok)| *ok) && listed.last().unwrap().0 == "step-00000024", "{listed:?}");
+    assert_eq!(train_steps(&run), (1..=24).collect::<Vec<_>>(), "no step logged twice across the kills");
 }
 
 /// A small tmpfs at `dir` (root with mount rights only), unmounted on drop.
@@ -365,13 +237,7 @@ struct Tmpfs(PathBuf);
 impl Tmpfs {
     fn mount(dir: &Path, bytes: u64) -> Option<Tmpfs> {
         let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={}k", bytes / 1024),
-                "tmpfs",
-            ])
+            .args(["-t", "tmpfs", "-o", &format!("size={}k", bytes / 1024), "tmpfs"])
             .arg(dir)
             .stderr(Stdio::null())
             .status()
@@ -395,12 +261,7 @@ impl ReadOnly {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).ok()?;
             return Some(ReadOnly(dir.to_path_buf(), false));
         }
-        let ok = Command::new("chattr")
-            .arg("+i")
-            .arg(dir)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
+        let ok = Command::new("chattr").arg("+i").arg(dir).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
         ok.then(|| ReadOnly(dir.to_path_buf(), true))
     }
 }
@@ -419,34 +280,16 @@ fn dir_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .unwrap()
         .flatten()
-        .map(|e| {
-            if e.path().is_dir() {
-                dir_bytes(&e.path())
-            } else {
-                e.metadata().unwrap().len()
-            }
-        })
+        .map(|e| if e.path().is_dir() { dir_bytes(&e.path()) } else { e.metadata().unwrap().len() })
         .sum()
 }
 
 /// Asserts the failed save at step 4 was reported naming both checkpoints, and step 2 survived.
 fn assert_failed_save_kept_previous(pt: &Pt, run: &Path, err: &str, reference: &Path) {
-    assert!(
-        err.contains("saving checkpoint step-00000004 failed"),
-        "{err}"
-    );
+    assert!(err.contains("saving checkpoint step-00000004 failed"), "{err}");
     let previous = checkpoint_dir(run, 2);
-    assert!(
-        err.contains(&format!(
-            "The previous checkpoint {} is intact",
-            previous.display()
-        )),
-        "{err}"
-    );
-    assert_eq!(
-        listed_checkpoints(pt, run),
-        vec![("step-00000002".to_string(), true)]
-    );
+    assert!(err.contains(&format!("The previous checkpoint {} is intact", previous.display())), "{err}");
+    assert_eq!(listed_checkpoints(pt, run), vec![("step-00000002".to_string(), true)]);
     pt.ok(&["checkpoint", "inspect", s(&previous)]);
     assert!(read_safetensors(&previous.join("model.safetensors")) == read_safetensors(reference));
 }
@@ -455,23 +298,9 @@ fn assert_failed_save_kept_previous(pt: &Pt, run: &Path, err: &str, reference: &
 fn a_full_disk_fails_the_save_by_name_and_keeps_the_previous_checkpoint() {
     let (pt, tmp, recipe) = setup(4, "");
     // Constant LR: runs of 2 and 4 steps agree on their first two.
-    let common = [
-        "--set",
-        "schedule.decay=\"constant\"",
-        "--set",
-        "run.save_every=2",
-        "--quiet",
-    ];
+    let common = ["--set", "schedule.decay=\"constant\"", "--set", "run.save_every=2", "--quiet"];
     let reference = tmp.path().join("reference");
-    let mut args = vec![
-        "train",
-        "--recipe",
-        s(&recipe),
-        "--run-dir",
-        s(&reference),
-        "--max-steps",
-        "2",
-    ];
+    let mut args = vec!["train", "--recipe", s(&recipe), "--run-dir", s(&reference), "--max-steps", "2"];
     args.extend(common);
     pt.ok(&args);
     let reference_model = checkpoint_dir(&reference, 2).join("model.safetensors");
@@ -487,24 +316,12 @@ fn a_full_disk_fails_the_save_by_name_and_keeps_the_previous_checkpoint() {
         let err = pt.fails(&args);
         assert!(err.contains("No space left on device"), "{err}");
         assert_failed_save_kept_previous(&pt, &run, &err, &reference_model);
-        assert!(
-            temp_leftovers(&run).is_empty(),
-            "the failed write cleaned up: {:?}",
-            temp_leftovers(&run)
-        );
+        assert!(temp_leftovers(&run).is_empty(), "the failed write cleaned up: {:?}", temp_leftovers(&run));
         return;
     }
     // Without mount rights: a checkpoints/ directory that cannot be written to.
     let run = tmp.path().join("run");
-    let mut args = vec![
-        "train",
-        "--recipe",
-        s(&recipe),
-        "--run-dir",
-        s(&run),
-        "--max-steps",
-        "2",
-    ];
+    let mut args = vec!["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--max-steps", "2"];
     args.extend(common);
     pt.ok(&args);
     let Some(_locked) = ReadOnly::make(&run.join("checkpoints")) else {

@@ -59,60 +59,37 @@ const EVAL_SPLITS: &[(&str, &str)] = &[
 
 /// Evaluators that need another model than the MLM run's (e.g. a classifier's `logits`), with
 /// the dataset × architecture × objective run they are evaluated at the end of.
-const EVAL_RUNS: &[(&str, (&str, &str, &str))] = &[(
-    "resnet:classification",
-    ("resnet:pixel_csv", "resnet:resnet18", "resnet:supervised"),
-)];
+const EVAL_RUNS: &[(&str, (&str, &str, &str))] =
+    &[("resnet:classification", ("resnet:pixel_csv", "resnet:resnet18", "resnet:supervised"))];
 
 const CLS_SPLITS: &str = "splits.train = { name = \"mlm:jsonl\", files = [\"{data}/text/tiny/cls-train.jsonl\"], tokenizer = \"{run}/assets/tokenizer.json\", block_size = 32 }\n\
 splits.test = { name = \"mlm:jsonl\", files = [\"{data}/text/tiny/cls-test.jsonl\"], tokenizer = \"{run}/assets/tokenizer.json\", block_size = 32 }";
 
 /// The components of the plugins `pt doctor --json` reports, by kind.
 fn discover(pt: &Pt) -> (BTreeMap<String, Vec<String>>, Vec<String>) {
-    let doctor: serde_json::Value =
-        serde_json::from_str(&pt.ok(&["doctor", "--json"])).expect("doctor --json is JSON");
+    let doctor: serde_json::Value = serde_json::from_str(&pt.ok(&["doctor", "--json"])).expect("doctor --json is JSON");
     let mut by_kind: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut plugin_names = Vec::new();
     for p in doctor["plugins"].as_array().expect("plugins") {
         let name = p["name"].as_str().expect("plugin name");
         plugin_names.push(name.to_string());
         for c in p["components"].as_array().expect("components") {
-            let (kind, comp) = c
-                .as_str()
-                .and_then(|c| c.split_once(':'))
-                .expect("kind:name");
-            by_kind
-                .entry(kind.to_string())
-                .or_default()
-                .push(format!("{name}:{comp}"));
+            let (kind, comp) = c.as_str().and_then(|c| c.split_once(':')).expect("kind:name");
+            by_kind.entry(kind.to_string()).or_default().push(format!("{name}:{comp}"));
         }
     }
     (by_kind, plugin_names)
 }
 
 fn tiny(spec: &str) -> &'static str {
-    TINY.iter()
-        .find(|(c, _)| *c == spec)
-        .map(|(_, t)| *t)
-        .unwrap_or("")
+    TINY.iter().find(|(c, _)| *c == spec).map(|(_, t)| *t).unwrap_or("")
 }
 
 fn pairing(dataset: &str, objective: &str) -> &'static str {
-    PAIRING
-        .iter()
-        .find(|(d, o, _)| *d == dataset && *o == objective)
-        .map(|(_, _, t)| *t)
-        .unwrap_or("")
+    PAIRING.iter().find(|(d, o, _)| *d == dataset && *o == objective).map(|(_, _, t)| *t).unwrap_or("")
 }
 
-fn recipe(
-    dataset: &str,
-    arch: &str,
-    objective: &str,
-    tokenizer: &str,
-    png_folder: &str,
-    evals: &str,
-) -> String {
+fn recipe(dataset: &str, arch: &str, objective: &str, tokenizer: &str, png_folder: &str, evals: &str) -> String {
     format!(
         "[run]\nseed = 0\ndevice = \"cpu\"\nbatch_size = 8\nmax_steps = 2\nlog_every = 1\nnum_threads = 1\n\n\
          [data]\nname = \"{dataset}\"\n{}\n\n[arch]\nname = \"{arch}\"\n{}\n\n[objective]\nname = \"{objective}\"\n{}\n{}\n\n\
@@ -152,16 +129,8 @@ fn write_png_folder(root: &Path) {
         std::fs::create_dir_all(&dir).unwrap();
         for i in 0..4u32 {
             let img = image::RgbImage::from_fn(12, 12, |x, y| {
-                let on = if c == 0 {
-                    x % 3 == 0
-                } else {
-                    (x / 4 + y / 4) % 2 == 0
-                };
-                let v = if on {
-                    200 - 20 * i as u8
-                } else {
-                    30 + 10 * i as u8
-                };
+                let on = if c == 0 { x % 3 == 0 } else { (x / 4 + y / 4) % 2 == 0 };
+                let v = if on { 200 - 20 * i as u8 } else { 30 + 10 * i as u8 };
                 image::Rgb([v, v / 2, 255 - v])
             });
             img.save(dir.join(format!("{i}.png"))).unwrap();
@@ -172,33 +141,15 @@ fn write_png_folder(root: &Path) {
 impl Runner<'_> {
     fn train(&mut self, dataset: &str, arch: &str, objective: &str, evals: &str) -> Outcome {
         self.count += 1;
-        let dir = self.runs.join(
-            format!("{:02}-{}-{}-{}", self.count, dataset, arch, objective).replace(':', "_"),
-        );
+        let dir = self.runs.join(format!("{:02}-{}-{}-{}", self.count, dataset, arch, objective).replace(':', "_"));
         let path = dir.with_extension("toml");
         self.last_dir = dir.clone();
         let png_folder = self.png_folder.display().to_string();
-        std::fs::write(
-            &path,
-            recipe(
-                dataset,
-                arch,
-                objective,
-                &self.tokenizer,
-                &png_folder,
-                evals,
-            ),
-        )
-        .expect("writing a recipe");
+        std::fs::write(&path, recipe(dataset, arch, objective, &self.tokenizer, &png_folder, evals))
+            .expect("writing a recipe");
         let started = std::time::Instant::now();
-        let out = self.pt.run(&[
-            "train",
-            "--recipe",
-            path.to_str().unwrap(),
-            "--run-dir",
-            dir.to_str().unwrap(),
-            "--quiet",
-        ]);
+        let out =
+            self.pt.run(&["train", "--recipe", path.to_str().unwrap(), "--run-dir", dir.to_str().unwrap(), "--quiet"]);
         let seconds = started.elapsed().as_secs_f64();
         let err = String::from_utf8_lossy(&out.stderr).to_string();
         let what = format!("{dataset} × {arch} × {objective}");
@@ -247,16 +198,8 @@ fn check_run(dir: &Path) -> Result<(), String> {
     if sum["leaked_tensor_handles"] != 0 {
         return Err(format!("tensor handles outlived the run: {sum}"));
     }
-    let ckpt = PathBuf::from(
-        sum["checkpoint"]
-            .as_str()
-            .ok_or_else(|| format!("no checkpoint: {sum}"))?,
-    );
-    let ckpt = if ckpt.is_absolute() {
-        ckpt
-    } else {
-        std::env::current_dir().unwrap().join(ckpt)
-    };
+    let ckpt = PathBuf::from(sum["checkpoint"].as_str().ok_or_else(|| format!("no checkpoint: {sum}"))?);
+    let ckpt = if ckpt.is_absolute() { ckpt } else { std::env::current_dir().unwrap().join(ckpt) };
     for f in ["manifest.json", "model.safetensors"] {
         if !ckpt.join(f).is_file() {
             return Err(format!("checkpoint {} lacks {f}", ckpt.display()));
@@ -273,13 +216,8 @@ fn undocumented_keys(pt: &Pt, plugin: &str) -> Vec<String> {
     for line in info.lines() {
         if !line.starts_with(' ') && line.contains(" — ") {
             component = line.split(" — ").next().unwrap_or("").to_string();
-        } else if let Some((key, rest)) = line.strip_prefix("  ").and_then(|l| l.split_once(" = "))
-        {
-            let description = rest
-                .trim_start()
-                .split_once(char::is_whitespace)
-                .map(|(_, d)| d.trim())
-                .unwrap_or("");
+        } else if let Some((key, rest)) = line.strip_prefix("  ").and_then(|l| l.split_once(" = ")) {
+            let description = rest.trim_start().split_once(char::is_whitespace).map(|(_, d)| d.trim()).unwrap_or("");
             if description.is_empty() {
                 missing.push(format!("{plugin} {component}: {}", key.trim()));
             }
@@ -299,28 +237,14 @@ fn every_component_of_every_plugin_trains_in_a_tiny_run() {
     }
     let (by_kind, plugin_names) = discover(&pt);
     for expected in ["mlm", "resnet", "simclr", "denoise", "faulty", "pt"] {
-        assert!(
-            plugin_names.iter().any(|n| n == expected),
-            "plugin {expected} found: {plugin_names:?}"
-        );
+        assert!(plugin_names.iter().any(|n| n == expected), "plugin {expected} found: {plugin_names:?}");
     }
-    let undocumented: Vec<String> = plugin_names
-        .iter()
-        .flat_map(|p| undocumented_keys(&pt, p))
-        .collect();
-    assert!(
-        undocumented.is_empty(),
-        "config keys without a description:\n{}",
-        undocumented.join("\n")
-    );
+    let undocumented: Vec<String> = plugin_names.iter().flat_map(|p| undocumented_keys(&pt, p)).collect();
+    assert!(undocumented.is_empty(), "config keys without a description:\n{}", undocumented.join("\n"));
 
     let list = |kind: &str| by_kind.get(kind).cloned().unwrap_or_default();
-    let (datasets, archs, objectives, evaluators) = (
-        list("dataset"),
-        list("architecture"),
-        list("objective"),
-        list("evaluator"),
-    );
+    let (datasets, archs, objectives, evaluators) =
+        (list("dataset"), list("architecture"), list("objective"), list("evaluator"));
     let runs = pt.home.path().join("runs");
     std::fs::create_dir_all(&runs).unwrap();
     let png_folder = pt.home.path().join("png-folder");
@@ -339,12 +263,8 @@ fn every_component_of_every_plugin_trains_in_a_tiny_run() {
     // Every evaluator, at the end of a tiny MLM run (which also makes the tokenizer the other
     // text datasets use).
     let mut evals = String::new();
-    let eval_entry = |e: &str, body: &str| {
-        format!(
-            "[[eval]]\nname = \"{e}\"\n{}\n\n",
-            body.replace("{cls_splits}", CLS_SPLITS)
-        )
-    };
+    let eval_entry =
+        |e: &str, body: &str| format!("[[eval]]\nname = \"{e}\"\n{}\n\n", body.replace("{cls_splits}", CLS_SPLITS));
     let own_run = |e: &str| EVAL_RUNS.iter().find(|(c, _)| *c == e).map(|(_, run)| *run);
     for e in &evaluators {
         match EVAL_SPLITS.iter().find(|(c, _)| c == e) {
@@ -357,19 +277,13 @@ fn every_component_of_every_plugin_trains_in_a_tiny_run() {
     match r.train("mlm:text", "mlm:bert", "mlm:mlm", &evals) {
         Outcome::Trained => {
             let sum = summary(&r.runs.join("01-mlm_text-mlm_bert-mlm_mlm"));
-            for e in evaluators
-                .iter()
-                .filter(|e| EVAL_SPLITS.iter().any(|(c, _)| c == *e) && own_run(e).is_none())
-            {
+            for e in evaluators.iter().filter(|e| EVAL_SPLITS.iter().any(|(c, _)| c == *e) && own_run(e).is_none()) {
                 let metrics = &sum["evals"][e.as_str()]["metrics"];
-                let finite = metrics.as_object().is_some_and(|m| {
-                    !m.is_empty() && m.values().all(|v| v.as_f64().is_some_and(f64::is_finite))
-                });
+                let finite = metrics
+                    .as_object()
+                    .is_some_and(|m| !m.is_empty() && m.values().all(|v| v.as_f64().is_some_and(f64::is_finite)));
                 if !finite {
-                    failures.push(format!(
-                        "evaluator {e}: no finite metrics in {}",
-                        sum["evals"]
-                    ));
+                    failures.push(format!("evaluator {e}: no finite metrics in {}", sum["evals"]));
                 }
             }
         }
@@ -381,28 +295,20 @@ fn every_component_of_every_plugin_trains_in_a_tiny_run() {
     let mut trained: BTreeSet<(String, String, String)> = BTreeSet::new();
     trained.insert(("mlm:text".into(), "mlm:bert".into(), "mlm:mlm".into()));
     // Evaluators that need their own model, each at the end of its run.
-    for (e, (d, a, o)) in EVAL_RUNS
-        .iter()
-        .filter(|(e, _)| evaluators.iter().any(|x| x == e))
-    {
-        let body = EVAL_SPLITS
-            .iter()
-            .find(|(c, _)| c == e)
-            .map(|(_, b)| *b)
-            .unwrap_or("");
+    for (e, (d, a, o)) in EVAL_RUNS.iter().filter(|(e, _)| evaluators.iter().any(|x| x == e)) {
+        let body = EVAL_SPLITS.iter().find(|(c, _)| c == e).map(|(_, b)| *b).unwrap_or("");
         match r.train(d, a, o, &eval_entry(e, body)) {
             Outcome::Trained => {
                 trained.insert((d.to_string(), a.to_string(), o.to_string()));
                 let metrics = summary(&r.last_dir)["evals"][*e]["metrics"].clone();
-                if !metrics.as_object().is_some_and(|m| {
-                    !m.is_empty() && m.values().all(|v| v.as_f64().is_some_and(f64::is_finite))
-                }) {
+                if !metrics
+                    .as_object()
+                    .is_some_and(|m| !m.is_empty() && m.values().all(|v| v.as_f64().is_some_and(f64::is_finite)))
+                {
                     failures.push(format!("evaluator {e}: no finite metrics ({metrics})"));
                 }
             }
-            Outcome::Failed(err)
-            | Outcome::PairDoesNotCompose(err)
-            | Outcome::DataDoesNotFit(err) => {
+            Outcome::Failed(err) | Outcome::PairDoesNotCompose(err) | Outcome::DataDoesNotFit(err) => {
                 failures.push(format!("evaluator {e} in its {d} × {a} × {o} run: {err}"))
             }
         }
@@ -417,11 +323,8 @@ fn every_component_of_every_plugin_trains_in_a_tiny_run() {
                 continue;
             }
             let fits_arch = |d: &String| trained.iter().any(|(td, a, _)| td == d && a == arch);
-            let order: Vec<&String> = datasets
-                .iter()
-                .filter(|d| fits_arch(d))
-                .chain(datasets.iter().filter(|d| !fits_arch(d)))
-                .collect();
+            let order: Vec<&String> =
+                datasets.iter().filter(|d| fits_arch(d)).chain(datasets.iter().filter(|d| !fits_arch(d))).collect();
             let mut found = false;
             for dataset in order {
                 match r.train(dataset, arch, objective, "") {
@@ -446,11 +349,8 @@ fn every_component_of_every_plugin_trains_in_a_tiny_run() {
         if trained.iter().any(|(d, _, _)| d == dataset) {
             continue;
         }
-        let pairs: BTreeSet<(String, String)> = trained
-            .iter()
-            .filter(|(_, a, _)| !a.is_empty())
-            .map(|(_, a, o)| (a.clone(), o.clone()))
-            .collect();
+        let pairs: BTreeSet<(String, String)> =
+            trained.iter().filter(|(_, a, _)| !a.is_empty()).map(|(_, a, o)| (a.clone(), o.clone())).collect();
         let ok = pairs.iter().any(|(a, o)| match r.train(dataset, a, o, "") {
             Outcome::Trained => true,
             Outcome::Failed(e) => {
@@ -462,9 +362,7 @@ fn every_component_of_every_plugin_trains_in_a_tiny_run() {
         if ok {
             trained.insert((dataset.clone(), String::new(), String::new()));
         } else {
-            failures.push(format!(
-                "dataset {dataset} trained with no architecture × objective pair"
-            ));
+            failures.push(format!("dataset {dataset} trained with no architecture × objective pair"));
         }
     }
     for (kind, all) in [("architecture", &archs), ("objective", &objectives)] {
@@ -481,34 +379,21 @@ fn every_component_of_every_plugin_trains_in_a_tiny_run() {
         r.count,
         pairs_without_data.join(", ")
     );
-    assert!(
-        failures.is_empty(),
-        "{}\n\nruns:\n{report}",
-        failures.join("\n\n")
-    );
+    assert!(failures.is_empty(), "{}\n\nruns:\n{report}", failures.join("\n\n"));
     // The pairs pt's own components are made for all trained.
     for (d, a, o) in [
         ("mlm:text", "mlm:bert", "denoise:denoise"),
         ("faulty:toy", "faulty:faulty", "faulty:regression"),
         ("faulty:toy", "faulty:faulty", "denoise:denoise"),
     ] {
-        assert!(
-            trained.contains(&(d.to_string(), a.to_string(), o.to_string())),
-            "{d} × {a} × {o} trained:\n{report}"
-        );
+        assert!(trained.contains(&(d.to_string(), a.to_string(), o.to_string())), "{d} × {a} × {o} trained:\n{report}");
     }
     for (a, o) in [
         ("resnet:resnet50", "resnet:supervised"),
         ("resnet:resnet18", "simclr:simclr"),
         ("resnet:resnet50", "simclr:simclr"),
     ] {
-        assert!(
-            trained.iter().any(|(_, ta, to)| ta == a && to == o),
-            "{a} × {o} trained on some dataset:\n{report}"
-        );
+        assert!(trained.iter().any(|(_, ta, to)| ta == a && to == o), "{a} × {o} trained on some dataset:\n{report}");
     }
-    assert!(
-        trained.iter().any(|(d, _, _)| d == "mlm:jsonl"),
-        "the jsonl dataset trained:\n{report}"
-    );
+    assert!(trained.iter().any(|(d, _, _)| d == "mlm:jsonl"), "the jsonl dataset trained:\n{report}");
 }

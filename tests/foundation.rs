@@ -8,30 +8,13 @@ fn doctor_reports_versions_and_plugins() {
     let out = pt.ok(&["doctor", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out).expect("doctor --json prints JSON");
     assert_eq!(v["tch_version"], "0.24.0");
-    assert!(
-        v["libtorch_version"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("2.11.0"),
-        "{v}"
-    );
+    assert!(v["libtorch_version"].as_str().unwrap_or("").starts_with("2.11.0"), "{v}");
     assert!(v["threads"].as_i64().unwrap_or(0) >= 1);
-    let names: Vec<&str> = v["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["name"].as_str())
-        .collect();
-    assert!(
-        names.contains(&"mlm"),
-        "the plugin built next to pt is found: {names:?}"
-    );
+    let names: Vec<&str> = v["plugins"].as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
+    assert!(names.contains(&"mlm"), "the plugin built next to pt is found: {names:?}");
     // The human form names the same facts.
     let text = pt.ok(&["doctor"]);
-    assert!(
-        text.contains("libtorch 2.11.0") && text.contains("plugin search path"),
-        "{text}"
-    );
+    assert!(text.contains("libtorch 2.11.0") && text.contains("plugin search path"), "{text}");
 }
 
 #[test]
@@ -44,18 +27,12 @@ fn libtorch_cuda_is_forced_into_the_process() {
     // The engine links libtorch (NEEDED) with an rpath, so no LD_LIBRARY_PATH is needed; the
     // launcher links nothing of libtorch, so a missing one is its clear message, not a loader error.
     let dynamic = |bin: &std::path::Path| {
-        let out = std::process::Command::new("readelf")
-            .arg("-d")
-            .arg(bin)
-            .output()
-            .expect("readelf (binutils) is installed");
+        let out =
+            std::process::Command::new("readelf").arg("-d").arg(bin).output().expect("readelf (binutils) is installed");
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     let engine = dynamic(&release_dir().join("pt-engine"));
-    assert!(
-        engine.contains("[libtorch_cpu.so]") && engine.contains("RUNPATH"),
-        "{engine}"
-    );
+    assert!(engine.contains("[libtorch_cpu.so]") && engine.contains("RUNPATH"), "{engine}");
     let launcher = dynamic(&pt_bin());
     assert!(!launcher.contains("libtorch"), "{launcher}");
 }
@@ -70,26 +47,13 @@ fn tensor_op_runs_through_tch() {
 #[test]
 fn missing_libtorch_is_one_clear_line() {
     let pt = Pt::new();
-    let out = pt
-        .cmd()
-        .args(["doctor"])
-        .env("LIBTORCH", "/nonexistent/libtorch")
-        .output()
-        .unwrap();
+    let out = pt.cmd().args(["doctor"]).env("LIBTORCH", "/nonexistent/libtorch").output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
-    assert!(
-        err.contains("libtorch not found") && err.contains("scripts/setup.sh"),
-        "{err}"
-    );
+    assert!(err.contains("libtorch not found") && err.contains("scripts/setup.sh"), "{err}");
     // Every command, not only doctor.
-    let out = pt
-        .cmd()
-        .args(["plugin", "list"])
-        .env("LIBTORCH", "/nonexistent/libtorch")
-        .output()
-        .unwrap();
+    let out = pt.cmd().args(["plugin", "list"]).env("LIBTORCH", "/nonexistent/libtorch").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("libtorch not found"));
 }
 
@@ -98,22 +62,10 @@ fn wrong_libtorch_version_is_one_clear_line() {
     let fake = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(fake.path().join("lib")).unwrap();
     std::fs::write(fake.path().join("lib/libtorch_cpu.so"), b"").unwrap();
-    std::fs::write(
-        fake.path().join("version.py"),
-        "__version__ = '2.10.0+cpu'\n",
-    )
-    .unwrap();
-    let out = Pt::new()
-        .cmd()
-        .args(["doctor"])
-        .env("LIBTORCH", fake.path())
-        .output()
-        .unwrap();
+    std::fs::write(fake.path().join("version.py"), "__version__ = '2.10.0+cpu'\n").unwrap();
+    let out = Pt::new().cmd().args(["doctor"]).env("LIBTORCH", fake.path()).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(
-        err.contains("version 2.10.0+cpu") && err.contains("needs 2.11.0"),
-        "{err}"
-    );
+    assert!(err.contains("version 2.10.0+cpu") && err.contains("needs 2.11.0"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }

@@ -5,17 +5,8 @@ use pt_tests::*;
 use std::process::Command;
 
 fn py(script: &str, args: &[&str]) -> String {
-    let out = Command::new(python())
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("running python");
-    assert!(
-        out.status.success(),
-        "python failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(python()).arg("-c").arg(script).args(args).output().expect("running python");
+    assert!(out.status.success(), "python failed:\n{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
@@ -43,18 +34,9 @@ fn tokenizer_train_writes_a_wordpiece_tokenizer_transformers_reads() {
     let mut lines = ids.lines();
     assert_eq!(lines.next(), Some("[0, 1, 2, 3, 4]"));
     let enc = lines.next().unwrap();
-    assert!(
-        enc.starts_with("[2,") && enc.ends_with(", 3]"),
-        "[CLS] ... [SEP]: {enc}"
-    );
+    assert!(enc.starts_with("[2,") && enc.ends_with(", 3]"), "[CLS] ... [SEP]: {enc}");
     // Bad input: no such file.
-    let err = Pt::new().fails(&[
-        "tokenizer",
-        "train",
-        "/nonexistent.txt",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let err = Pt::new().fails(&["tokenizer", "train", "/nonexistent.txt", "-o", out.to_str().unwrap()]);
     assert!(err.contains("/nonexistent.txt"), "{err}");
 }
 
@@ -66,20 +48,10 @@ fn export_loads_in_transformers_and_hf_weights_import() {
     std::fs::write(&recipe, tiny_mlm_recipe(&data, 3, "")).unwrap();
     let run = dir.path().join("run");
     let pt = Pt::new();
-    pt.ok(&[
-        "train",
-        "--recipe",
-        recipe.to_str().unwrap(),
-        "--run-dir",
-        run.to_str().unwrap(),
-        "--quiet",
-    ]);
+    pt.ok(&["train", "--recipe", recipe.to_str().unwrap(), "--run-dir", run.to_str().unwrap(), "--quiet"]);
     let hf = dir.path().join("hf");
     let out = pt.ok(&["export", run.to_str().unwrap(), hf.to_str().unwrap()]);
-    assert!(
-        out.contains("config.json") && out.contains("tokenizer.json"),
-        "{out}"
-    );
+    assert!(out.contains("config.json") && out.contains("tokenizer.json"), "{out}");
     let report = py(
         "import sys, torch; from transformers import BertForMaskedLM, AutoTokenizer\n\
 m, info = BertForMaskedLM.from_pretrained(sys.argv[1], output_loading_info=True)\n\
@@ -88,16 +60,9 @@ x = t('and god said let there be light', return_tensors='pt')\n\
 y = m(**x).logits\n\
 print(len(info['missing_keys']), bool(torch.isfinite(y).all()), y.shape[-1])\n\
 m.save_pretrained(sys.argv[2])",
-        &[
-            hf.to_str().unwrap(),
-            dir.path().join("hf2").to_str().unwrap(),
-        ],
+        &[hf.to_str().unwrap(), dir.path().join("hf2").to_str().unwrap()],
     );
-    assert_eq!(
-        report.trim(),
-        "0 True 500",
-        "no missing keys, finite logits over the 500-token vocab"
-    );
+    assert_eq!(report.trim(), "0 True 500", "no missing keys, finite logits over the 500-token vocab");
     // And back: weights saved by transformers import with --init-from.
     let run2 = dir.path().join("run2");
     let out = pt.run(&[
@@ -114,12 +79,6 @@ m.save_pretrained(sys.argv[2])",
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    let line = err
-        .lines()
-        .find(|l| l.starts_with("init-from:"))
-        .expect("an init-from report");
-    assert!(
-        line.contains("missing 2") || line.contains("missing 0"),
-        "only the pooler may be missing: {line}"
-    );
+    let line = err.lines().find(|l| l.starts_with("init-from:")).expect("an init-from report");
+    assert!(line.contains("missing 2") || line.contains("missing 0"), "only the pooler may be missing: {line}");
 }

@@ -35,40 +35,15 @@ fn tiny_text_bert_sets() -> Vec<String> {
 }
 
 /// `pt train --objective OBJ --arch bert --data text` on the tiny text set.
-fn train_text_bert(
-    pt: &Pt,
-    objective: &str,
-    run_dir: &Path,
-    steps: u64,
-    extra_sets: &[&str],
-) -> std::process::Output {
+fn train_text_bert(pt: &Pt, objective: &str, run_dir: &Path, steps: u64, extra_sets: &[&str]) -> std::process::Output {
     data_dir("text");
-    let mut args: Vec<String> = [
-        "train",
-        "--objective",
-        objective,
-        "--arch",
-        "bert",
-        "--data",
-        "text",
-        "--device",
-        "cpu",
-        "--quiet",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend([
-        "--run-dir".into(),
-        s(run_dir).into(),
-        "--max-steps".into(),
-        steps.to_string(),
-    ]);
-    for set in tiny_text_bert_sets()
-        .iter()
-        .map(String::as_str)
-        .chain(extra_sets.iter().copied())
-    {
+    let mut args: Vec<String> =
+        ["train", "--objective", objective, "--arch", "bert", "--data", "text", "--device", "cpu", "--quiet"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    args.extend(["--run-dir".into(), s(run_dir).into(), "--max-steps".into(), steps.to_string()]);
+    for set in tiny_text_bert_sets().iter().map(String::as_str).chain(extra_sets.iter().copied()) {
         args.extend(["--set".into(), set.into()]);
     }
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -124,42 +99,19 @@ fn assert_ok(out: &std::process::Output, what: &str) {
 /// pointer to `-v`, preceded at most by `pt train`'s "training ..." header, and no Rust panic
 /// report or C++ backtrace anywhere.
 fn assert_one_line_error(err: &str) -> &str {
-    for wall in [
-        "stack backtrace",
-        "RUST_BACKTRACE",
-        "thread '",
-        "Exception raised from",
-        "frame #",
-        "libc10.so",
-    ] {
-        assert!(
-            !err.contains(wall),
-            "a backtrace or panic report leaked ('{wall}'):\n{err}"
-        );
+    for wall in ["stack backtrace", "RUST_BACKTRACE", "thread '", "Exception raised from", "frame #", "libc10.so"] {
+        assert!(!err.contains(wall), "a backtrace or panic report leaked ('{wall}'):\n{err}");
     }
-    let lines: Vec<&str> = err
-        .trim()
-        .lines()
-        .filter(|l| !l.starts_with("training "))
-        .collect();
-    assert!(
-        !lines.is_empty() && lines[0].starts_with("pt: error: "),
-        "the error comes first and alone:\n{err}"
-    );
-    assert!(
-        lines[1..].iter().all(|l| *l == "(run with -v for details)"),
-        "one line expected:\n{err}"
-    );
+    let lines: Vec<&str> = err.trim().lines().filter(|l| !l.starts_with("training ")).collect();
+    assert!(!lines.is_empty() && lines[0].starts_with("pt: error: "), "the error comes first and alone:\n{err}");
+    assert!(lines[1..].iter().all(|l| *l == "(run with -v for details)"), "one line expected:\n{err}");
     lines[0]
 }
 
 /// The host still lists its plugins (after a failure, in the same PT_HOME).
 fn assert_host_works(pt: &Pt) -> String {
     let list = pt.ok(&["plugin", "list"]);
-    assert!(
-        list.lines().any(|l| l.starts_with("mlm ")),
-        "the mlm plugin next to pt is still listed:\n{list}"
-    );
+    assert!(list.lines().any(|l| l.starts_with("mlm ")), "the mlm plugin next to pt is still listed:\n{list}");
     list
 }
 
@@ -170,10 +122,7 @@ fn assert_clean_finish(run_dir: &Path, steps: u64) -> serde_json::Value {
     assert_eq!(sum["step"], steps, "{sum}");
     let loss = sum["last_loss"].as_f64().unwrap_or(f64::NAN);
     assert!(loss.is_finite(), "last loss {loss}: {sum}");
-    assert_eq!(
-        sum["leaked_tensor_handles"], 0,
-        "tensor handles outlived the run: {sum}"
-    );
+    assert_eq!(sum["leaked_tensor_handles"], 0, "tensor handles outlived the run: {sum}");
     sum
 }
 
@@ -183,46 +132,24 @@ fn example_plugin_installs_describes_trains_and_is_removed() {
     let pt = Pt::new();
     let installed = pt.ok(&["plugin", "install", s(&built.denoise)]);
     assert!(installed.contains("installed denoise 0.1.0"), "{installed}");
-    assert!(
-        installed.contains("components: objective:denoise"),
-        "{installed}"
-    );
-    assert!(
-        pt.home.path().join("plugins/libdenoise.so").is_file(),
-        "copied into PT_HOME/plugins"
-    );
+    assert!(installed.contains("components: objective:denoise"), "{installed}");
+    assert!(pt.home.path().join("plugins/libdenoise.so").is_file(), "copied into PT_HOME/plugins");
 
     let list = pt.ok(&["plugin", "list"]);
-    let row = list
-        .lines()
-        .find(|l| l.starts_with("denoise "))
-        .unwrap_or_else(|| panic!("denoise listed:\n{list}"));
-    assert!(
-        row.contains(" denoise ") && row.contains("installed"),
-        "{row}"
-    );
+    let row = list.lines().find(|l| l.starts_with("denoise ")).unwrap_or_else(|| panic!("denoise listed:\n{list}"));
+    assert!(row.contains(" denoise ") && row.contains("installed"), "{row}");
 
     // Every config key with its default and description.
     let info = pt.ok(&["plugin", "info", "denoise"]);
-    assert!(
-        info.contains(&format!("denoise 0.1.0  (pt-sdk {}", sdk_versions().0)),
-        "{info}"
-    );
-    assert!(
-        info.contains("objective denoise — predict clean features"),
-        "{info}"
-    );
+    assert!(info.contains(&format!("denoise 0.1.0  (pt-sdk {}", sdk_versions().0)), "{info}");
+    assert!(info.contains("objective denoise — predict clean features"), "{info}");
     for (key, default, words) in [
         ("field", "\"input_ids\"", "the batch field to corrupt"),
         ("corrupt_prob", "0.15", "replaced by [MASK]"),
         ("noise_std", "0.5", "Gaussian noise"),
         ("mask_token_id", "null", "notes.mask_token_id"),
         ("special_token_ids", "null", "never corrupted"),
-        (
-            "feature_dim",
-            "null",
-            "filled in by pt from the architecture",
-        ),
+        ("feature_dim", "null", "filled in by pt from the architecture"),
         ("predictor_hidden", "512", "predictor head"),
         ("variance_weight", "1.0", "collapsing"),
     ] {
@@ -230,21 +157,12 @@ fn example_plugin_installs_describes_trains_and_is_removed() {
             .lines()
             .find(|l| l.split_whitespace().next() == Some(key))
             .unwrap_or_else(|| panic!("key {key} in:\n{info}"));
-        assert!(
-            line.contains(&format!("= {default}")) && line.contains(words),
-            "{key}: {line}"
-        );
+        assert!(line.contains(&format!("= {default}")) && line.contains(words), "{key}: {line}");
     }
 
     // Trains with bert on real text; the head is the objective's and is optimised.
     let run = pt.home.path().join("run-denoise");
-    let out = train_text_bert(
-        &pt,
-        "denoise",
-        &run,
-        3,
-        &["run.save_every=1", "run.keep_last=5"],
-    );
+    let out = train_text_bert(&pt, "denoise", &run, 3, &["run.save_every=1", "run.keep_last=5"]);
     assert_ok(&out, "pt train --objective denoise --arch bert");
     assert_clean_finish(&run, 3);
     let cosine = metric_at(&run, 3, "cosine").expect("the objective's metrics are logged");
@@ -252,35 +170,15 @@ fn example_plugin_installs_describes_trains_and_is_removed() {
     let first = read_safetensors(&checkpoint_dir(&run, 1).join("objective.safetensors"));
     let last = read_safetensors(&checkpoint_dir(&run, 3).join("objective.safetensors"));
     let names: Vec<&str> = last.keys().map(String::as_str).collect();
-    assert_eq!(
-        names,
-        [
-            "predictor.0.bias",
-            "predictor.0.weight",
-            "predictor.2.bias",
-            "predictor.2.weight"
-        ]
-    );
+    assert_eq!(names, ["predictor.0.bias", "predictor.0.weight", "predictor.2.bias", "predictor.2.weight"]);
     // feature_dim came from bert tiny (hidden 128).
     assert_eq!(last["predictor.0.weight"].shape, [512, 128]);
     assert_eq!(last["predictor.2.weight"].shape, [128, 512]);
-    assert!(last["predictor.0.weight"]
-        .f32s()
-        .iter()
-        .all(|v| v.is_finite()));
-    assert_ne!(
-        first["predictor.2.weight"], last["predictor.2.weight"],
-        "the trainer updates the head"
-    );
+    assert!(last["predictor.0.weight"].f32s().iter().all(|v| v.is_finite()));
+    assert_ne!(first["predictor.2.weight"], last["predictor.2.weight"], "the trainer updates the head");
     let model = read_safetensors(&checkpoint_dir(&run, 3).join("model.safetensors"));
-    assert!(
-        model.contains_key("bert.embeddings.word_embeddings.weight"),
-        "the encoder is saved as the model"
-    );
-    assert!(
-        !model.keys().any(|k| k.starts_with("predictor.")),
-        "the head is not part of the model"
-    );
+    assert!(model.contains_key("bert.embeddings.word_embeddings.weight"), "the encoder is saved as the model");
+    assert!(!model.keys().any(|k| k.starts_with("predictor.")), "the head is not part of the model");
 
     let removed = pt.ok(&["plugin", "remove", "denoise"]);
     assert!(removed.contains("removed denoise 0.1.0"), "{removed}");
@@ -290,38 +188,21 @@ fn example_plugin_installs_describes_trains_and_is_removed() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("no objective called 'denoise'"), "{err}");
-    assert!(
-        err.contains("Available objectives: mlm (mlm)"),
-        "lists what there is: {err}"
-    );
+    assert!(err.contains("Available objectives: mlm (mlm)"), "lists what there is: {err}");
     assert!(
         err.contains("Searched:") && err.contains(s(&pt.home.path().join("plugins"))),
         "says where it looked: {err}"
     );
-    assert!(
-        err.contains("pt plugin install"),
-        "says how to fix it: {err}"
-    );
+    assert!(err.contains("pt plugin install"), "says how to fix it: {err}");
 }
 
 #[test]
 fn mlm_run_leaks_no_tensor_handles() {
     plugins();
     let pt = Pt::new();
-    let recipe = write_file(
-        pt.home.path(),
-        "mlm.toml",
-        &tiny_mlm_recipe(&data_dir("text"), 3, ""),
-    );
+    let recipe = write_file(pt.home.path(), "mlm.toml", &tiny_mlm_recipe(&data_dir("text"), 3, ""));
     let run = pt.home.path().join("run-mlm");
-    pt.ok(&[
-        "train",
-        "--recipe",
-        s(&recipe),
-        "--run-dir",
-        s(&run),
-        "--quiet",
-    ]);
+    pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--quiet"]);
     assert_clean_finish(&run, 3);
 }
 
@@ -333,55 +214,30 @@ fn a_file_that_is_not_a_shared_library_is_refused_in_one_line() {
     std::fs::write(&fake, "this is text, not a plugin\n").unwrap();
     let err = pt.fails(&["plugin", "install", s(&fake)]);
     let line = assert_one_line_error(&err);
-    assert!(
-        line.contains("x.so") && line.contains("not a shared library"),
-        "{line}"
-    );
+    assert!(line.contains("x.so") && line.contains("not a shared library"), "{line}");
     assert_host_works(&pt);
     // Copied into the plugin directory by hand: listed as failed, the rest still works.
     std::fs::create_dir_all(pt.home.path().join("plugins")).unwrap();
     std::fs::copy(&fake, pt.home.path().join("plugins/x.so")).unwrap();
     let list = assert_host_works(&pt);
-    assert!(
-        list.lines()
-            .any(|l| l.starts_with("failed: ") && l.contains("not a shared library")),
-        "{list}"
-    );
-    let recipe = write_file(
-        pt.home.path(),
-        "mlm.toml",
-        &tiny_mlm_recipe(&data_dir("text"), 1, ""),
-    );
-    pt.ok(&[
-        "train",
-        "--recipe",
-        s(&recipe),
-        "--run-dir",
-        s(&pt.home.path().join("run")),
-        "--quiet",
-    ]);
+    assert!(list.lines().any(|l| l.starts_with("failed: ") && l.contains("not a shared library")), "{list}");
+    let recipe = write_file(pt.home.path(), "mlm.toml", &tiny_mlm_recipe(&data_dir("text"), 1, ""));
+    pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&pt.home.path().join("run")), "--quiet"]);
 }
 
 /// A real shared library that is no pt plugin: the system's zlib, else one built with `cc`.
 fn foreign_shared_library(dir: &Path) -> PathBuf {
     let dest = dir.join("libforeign.so");
-    for candidate in [
-        "/usr/lib/x86_64-linux-gnu/libz.so.1",
-        "/lib/x86_64-linux-gnu/libz.so.1",
-        "/usr/lib64/libz.so.1",
-    ] {
+    for candidate in ["/usr/lib/x86_64-linux-gnu/libz.so.1", "/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib64/libz.so.1"]
+    {
         if std::fs::copy(candidate, &dest).is_ok() {
             return dest;
         }
     }
     let src = dir.join("foreign.c");
     std::fs::write(&src, "int foreign_answer(void) { return 42; }\n").unwrap();
-    let st = std::process::Command::new("cc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&dest)
-        .arg(&src)
-        .status()
-        .expect("cc");
+    let st =
+        std::process::Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(&dest).arg(&src).status().expect("cc");
     assert!(st.success(), "cc -shared failed");
     dest
 }
@@ -393,14 +249,8 @@ fn a_shared_library_that_is_not_a_plugin_is_refused_in_one_line() {
     let lib = foreign_shared_library(pt.home.path());
     let err = pt.fails(&["plugin", "install", s(&lib)]);
     let line = assert_one_line_error(&err);
-    assert!(
-        line.contains("libforeign.so") && line.contains("not a pt plugin"),
-        "{line}"
-    );
-    assert!(
-        line.contains("export_plugin!"),
-        "says what a plugin needs: {line}"
-    );
+    assert!(line.contains("libforeign.so") && line.contains("not a pt plugin"), "{line}");
+    assert!(line.contains("export_plugin!"), "says what a plugin needs: {line}");
     assert_host_works(&pt);
 }
 
@@ -410,29 +260,19 @@ fn a_plugin_built_against_another_sdk_version_is_one_line_and_v_shows_the_detail
     let pt = Pt::new();
     let (ours, next) = sdk_versions();
     let err = pt.fails(&["plugin", "install", s(&built.denoise_next_sdk)]);
-    assert!(
-        err.trim().ends_with("\n(run with -v for details)"),
-        "points to -v: {err}"
-    );
+    assert!(err.trim().ends_with("\n(run with -v for details)"), "points to -v: {err}");
     let line = assert_one_line_error(&err);
     assert!(
-        line.contains(&format!(
-            "was built against pt-sdk {next}, but this pt uses pt-sdk {ours}"
-        )) && line.contains(&format!("rebuild the plugin against pt-sdk {ours}")),
+        line.contains(&format!("was built against pt-sdk {next}, but this pt uses pt-sdk {ours}"))
+            && line.contains(&format!("rebuild the plugin against pt-sdk {ours}")),
         "{line}"
     );
     let verbose = pt.run(&["-v", "plugin", "install", s(&built.denoise_next_sdk)]);
     assert!(!verbose.status.success());
     let detail = stderr(&verbose);
-    assert!(
-        detail.contains("detail:") && detail.lines().count() > 2,
-        "-v shows abi_stable's report:\n{detail}"
-    );
+    assert!(detail.contains("detail:") && detail.lines().count() > 2, "-v shows abi_stable's report:\n{detail}");
     assert!(detail.contains(&next), "{detail}");
-    assert!(
-        !pt.home.path().join("plugins/libdenoise.so").exists(),
-        "nothing was installed"
-    );
+    assert!(!pt.home.path().join("plugins/libdenoise.so").exists(), "nothing was installed");
     assert_host_works(&pt);
 }
 
@@ -447,20 +287,10 @@ fn with_faulty() -> Pt {
 fn a_panic_in_forward_is_one_line_naming_the_component() {
     let pt = with_faulty();
     let recipe = toy_recipe(pt.home.path(), 4, "fault = \"panic\"");
-    let err = pt.fails(&[
-        "train",
-        "--recipe",
-        s(&recipe),
-        "--run-dir",
-        s(&pt.home.path().join("run")),
-        "--quiet",
-    ]);
+    let err = pt.fails(&["train", "--recipe", s(&recipe), "--run-dir", s(&pt.home.path().join("run")), "--quiet"]);
     let line = assert_one_line_error(&err);
     assert!(line.contains("panic error in faulty:faulty"), "{line}");
-    assert!(
-        line.contains("deliberate fault in forward at step 0"),
-        "the panic message is kept: {line}"
-    );
+    assert!(line.contains("deliberate fault in forward at step 0"), "the panic message is kept: {line}");
     assert_host_works(&pt);
     // The same component without the fault trains (nothing stuck from the panic).
     let ok = toy_recipe(pt.home.path(), 4, "fault = \"none\"");
@@ -475,14 +305,7 @@ fn a_wrong_shaped_output_is_one_line_without_the_cpp_backtrace() {
     pt.ok(&["plugin", "install", s(&plugins().denoise)]);
     let recipe = toy_recipe(pt.home.path(), 4, "fault = \"wrong_shape\"");
     // The fixture's objective feeds it straight to libtorch, whose error has a C++ backtrace.
-    let err = pt.fails(&[
-        "train",
-        "--recipe",
-        s(&recipe),
-        "--run-dir",
-        s(&pt.home.path().join("run")),
-        "--quiet",
-    ]);
+    let err = pt.fails(&["train", "--recipe", s(&recipe), "--run-dir", s(&pt.home.path().join("run")), "--quiet"]);
     let line = assert_one_line_error(&err);
     assert!(line.contains("faulty:regression"), "{line}");
     assert!(
@@ -504,9 +327,7 @@ fn a_wrong_shaped_output_is_one_line_without_the_cpp_backtrace() {
     ]);
     let line = assert_one_line_error(&err);
     assert!(
-        line.contains("shape error in denoise:denoise")
-            && line.contains("[2·batch, 16]")
-            && line.contains("[16, 17]"),
+        line.contains("shape error in denoise:denoise") && line.contains("[2·batch, 16]") && line.contains("[16, 17]"),
         "{line}"
     );
     assert_host_works(&pt);
@@ -518,51 +339,22 @@ fn nan_steps_are_skipped_and_counted_then_stop_the_run_naming_the_step() {
     // One NaN step (the second) is skipped and counted; training goes on.
     let once = toy_recipe(pt.home.path(), 5, "fault = \"nan\"\nfault_steps = [1]");
     let run = pt.home.path().join("run-once");
-    pt.ok(&[
-        "train",
-        "--recipe",
-        s(&once),
-        "--run-dir",
-        s(&run),
-        "--quiet",
-    ]);
+    pt.ok(&["train", "--recipe", s(&once), "--run-dir", s(&run), "--quiet"]);
     let sum = assert_clean_finish(&run, 5);
     assert_eq!(sum["skipped_steps"], 1, "{sum}");
     assert_eq!(metric_at(&run, 5, "skipped_steps"), Some(1.0));
-    assert!(
-        metric_at(&run, 2, "loss").is_none(),
-        "the NaN step logs no loss"
-    );
+    assert!(metric_at(&run, 2, "loss").is_none(), "the NaN step logs no loss");
 
     // NaN every step: max_bad_steps (3) in a row stop the run with a diagnostic.
     let always = toy_recipe(pt.home.path(), 10, "fault = \"nan\"");
-    let out = pt.run(&[
-        "train",
-        "--recipe",
-        s(&always),
-        "--run-dir",
-        s(&pt.home.path().join("run-always")),
-        "--quiet",
-    ]);
+    let out = pt.run(&["train", "--recipe", s(&always), "--run-dir", s(&pt.home.path().join("run-always")), "--quiet"]);
     assert!(!out.status.success());
     let err = stderr(&out);
     let last = err.trim().lines().last().unwrap_or("");
-    assert!(
-        last.starts_with("pt: error: 3 non-finite steps in a row"),
-        "{err}"
-    );
-    assert!(
-        last.contains("to 3") || last.contains("step 3"),
-        "names the step: {last}"
-    );
-    assert!(
-        last.contains("max_bad_steps"),
-        "says what to change: {last}"
-    );
-    assert!(
-        err.lines().filter(|l| l.contains("step skipped")).count() == 3,
-        "each skipped step is reported: {err}"
-    );
+    assert!(last.starts_with("pt: error: 3 non-finite steps in a row"), "{err}");
+    assert!(last.contains("to 3") || last.contains("step 3"), "names the step: {last}");
+    assert!(last.contains("max_bad_steps"), "says what to change: {last}");
+    assert!(err.lines().filter(|l| l.contains("step skipped")).count() == 3, "each skipped step is reported: {err}");
     assert_host_works(&pt);
 }
 
@@ -572,37 +364,20 @@ fn a_component_name_two_plugins_provide_needs_the_plugin_prefix() {
     let pt = Pt::new();
     pt.ok(&["plugin", "install", s(&built.denoise)]);
     let out = pt.ok(&["plugin", "install", s(&built.denoise_fork)]);
-    assert!(
-        out.contains(
-            "objective 'denoise' is also provided by denoise: select with denoise_fork:denoise"
-        ),
-        "{out}"
-    );
+    assert!(out.contains("objective 'denoise' is also provided by denoise: select with denoise_fork:denoise"), "{out}");
     let run = pt.home.path().join("run");
     let out = train_text_bert(&pt, "denoise", &run, 1, &[]);
     assert!(!out.status.success());
     let err = stderr(&out);
     let line = assert_one_line_error(&err);
-    assert!(
-        line.contains("objective 'denoise' is provided by more than one plugin"),
-        "{line}"
-    );
-    assert!(
-        line.contains("'denoise' (") && line.contains("'denoise_fork' ("),
-        "names both plugins: {line}"
-    );
-    assert!(
-        line.contains("--objective PLUGIN:denoise"),
-        "says how to choose: {line}"
-    );
+    assert!(line.contains("objective 'denoise' is provided by more than one plugin"), "{line}");
+    assert!(line.contains("'denoise' (") && line.contains("'denoise_fork' ("), "names both plugins: {line}");
+    assert!(line.contains("--objective PLUGIN:denoise"), "says how to choose: {line}");
     let out = train_text_bert(&pt, "denoise_fork:denoise", &run, 2, &[]);
     assert_ok(&out, "pt train --objective denoise_fork:denoise");
     assert_clean_finish(&run, 2);
     let manifest = std::fs::read_to_string(checkpoint_dir(&run, 2).join("manifest.json")).unwrap();
-    assert!(
-        manifest.contains("\"objective\": \"denoise_fork:denoise\""),
-        "{manifest}"
-    );
+    assert!(manifest.contains("\"objective\": \"denoise_fork:denoise\""), "{manifest}");
 }
 
 #[test]
@@ -648,9 +423,7 @@ fn components_that_do_not_fit_are_named_with_what_is_missing() {
         "arch.vocab_size=100",
     ]);
     assert!(
-        err.contains(
-            "architecture mlm:bert needs input 'input_ids', but dataset faulty:toy provides x, y"
-        ),
+        err.contains("architecture mlm:bert needs input 'input_ids', but dataset faulty:toy provides x, y"),
         "{err}"
     );
     assert!(
@@ -685,27 +458,12 @@ fn the_example_plugins_own_unit_tests_pass() {
     // What docs/plugin-authoring.md tells authors to run: the objective tested in-process.
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = std::process::Command::new(cargo)
-        .args([
-            "test",
-            "--release",
-            "--manifest-path",
-            "examples/denoise/Cargo.toml",
-        ])
-        .env(
-            "CARGO_TARGET_DIR",
-            release_dir().parent().expect("target dir"),
-        )
+        .args(["test", "--release", "--manifest-path", "examples/denoise/Cargo.toml"])
+        .env("CARGO_TARGET_DIR", release_dir().parent().expect("target dir"))
         .current_dir(repo_root())
         .output()
         .expect("running cargo test");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}");
-    assert!(
-        text.contains("the_loss_trains_the_predictor_head ... ok"),
-        "{text}"
-    );
+    assert!(text.contains("the_loss_trains_the_predictor_head ... ok"), "{text}");
 }

@@ -7,17 +7,8 @@ use pt_tests::*;
 use std::process::Command;
 
 fn py(script: &str, args: &[&str]) -> String {
-    let out = Command::new(python())
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("running python");
-    assert!(
-        out.status.success(),
-        "python failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(python()).arg("-c").arg(script).args(args).output().expect("running python");
+    assert!(out.status.success(), "python failed:\n{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
@@ -25,9 +16,8 @@ const MEAN: f64 = 0.305;
 const STD: f64 = 0.376;
 
 fn digits_recipe(steps: u64) -> String {
-    let digits = format!(
-        r#"name = "pixel_csv", path = "{{data}}/images/digits/digits.csv", mean = [{MEAN}], std = [{STD}]"#
-    );
+    let digits =
+        format!(r#"name = "pixel_csv", path = "{{data}}/images/digits/digits.csv", mean = [{MEAN}], std = [{STD}]"#);
     format!(
         r#"
 [run]
@@ -94,60 +84,28 @@ fn resnet18_learns_digits_and_its_checkpoint_loads_strictly_in_torchvision() {
     let recipe = write_file(dir.path(), "r.toml", &digits_recipe(60));
     let run = dir.path().join("run");
     let pt = Pt::new();
-    pt.ok(&[
-        "train",
-        "--recipe",
-        recipe.to_str().unwrap(),
-        "--run-dir",
-        run.to_str().unwrap(),
-        "--quiet",
-    ]);
+    pt.ok(&["train", "--recipe", recipe.to_str().unwrap(), "--run-dir", run.to_str().unwrap(), "--quiet"]);
     let report = &summary(&run)["evals"]["classification"];
-    let accuracy = report["metrics"]["accuracy"]
-        .as_f64()
-        .expect("classification accuracy");
-    assert!(
-        accuracy > 0.85,
-        "60 SGD steps of resnet18 on digits reach {accuracy}"
-    );
+    let accuracy = report["metrics"]["accuracy"].as_f64().expect("classification accuracy");
+    assert!(accuracy > 0.85, "60 SGD steps of resnet18 on digits reach {accuracy}");
     let top5 = report["metrics"]["top5_accuracy"].as_f64().unwrap();
     let counts = report["confusion"]["counts"].as_array().unwrap();
     assert_eq!(counts.len(), 10);
     let diagonal: u64 = (0..10).map(|i| counts[i][i].as_u64().unwrap()).sum();
-    assert_eq!(
-        diagonal as f64 / 1797.0,
-        accuracy,
-        "the confusion matrix's diagonal is the top-1 hits"
-    );
+    assert_eq!(diagonal as f64 / 1797.0, accuracy, "the confusion matrix's diagonal is the top-1 hits");
     assert!(top5 >= accuracy);
 
     let png = run.join("eval/classification-step60-confusion.png");
     let img = image::open(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
-    assert!(
-        img.width() >= 400 && img.height() >= 400,
-        "confusion matrix {}×{}",
-        img.width(),
-        img.height()
-    );
+    assert!(img.width() >= 400 && img.height() >= 400, "confusion matrix {}×{}", img.width(), img.height());
 
     let weights = checkpoint_dir(&run, 60).join("model.safetensors");
     let csv = data.join("images/digits/digits.csv");
-    let out = py(
-        TORCHVISION_EVAL,
-        &[
-            weights.to_str().unwrap(),
-            csv.to_str().unwrap(),
-            &MEAN.to_string(),
-            &STD.to_string(),
-        ],
-    );
+    let out =
+        py(TORCHVISION_EVAL, &[weights.to_str().unwrap(), csv.to_str().unwrap(), &MEAN.to_string(), &STD.to_string()]);
     let mut parts = out.split_whitespace();
     let tv_accuracy: f64 = parts.next().unwrap().parse().unwrap();
-    assert_eq!(
-        parts.next(),
-        Some("True"),
-        "BatchNorm running statistics are saved and were updated in training"
-    );
+    assert_eq!(parts.next(), Some("True"), "BatchNorm running statistics are saved and were updated in training");
     assert!(
         (tv_accuracy - accuracy).abs() <= 2.0 / 1797.0,
         "torchvision with pt's weights gets {tv_accuracy}, pt got {accuracy} on the same 1797 images"
@@ -179,13 +137,7 @@ fn torchvision_weights_import_with_init_from() {
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    let line = err
-        .lines()
-        .find(|l| l.starts_with("init-from:"))
-        .expect("an init-from report");
-    assert!(
-        line.contains("loaded 122 tensors; missing 0 [];"),
-        "every parameter and buffer imports: {line}"
-    );
+    let line = err.lines().find(|l| l.starts_with("init-from:")).expect("an init-from report");
+    assert!(line.contains("loaded 122 tensors; missing 0 [];"), "every parameter and buffer imports: {line}");
     assert!(line.contains("unexpected 0 []"), "{line}");
 }

@@ -11,11 +11,7 @@ use std::time::Duration;
 fn setup(max_steps: u64, extra: &str) -> (Pt, tempfile::TempDir, PathBuf) {
     let data = data_dir("text");
     let tmp = tempfile::tempdir().expect("temp dir");
-    let recipe = write_file(
-        tmp.path(),
-        "recipe.toml",
-        &tiny_mlm_recipe(&data, max_steps, extra),
-    );
+    let recipe = write_file(tmp.path(), "recipe.toml", &tiny_mlm_recipe(&data, max_steps, extra));
     (Pt::new(), tmp, recipe)
 }
 
@@ -45,15 +41,11 @@ fn stderr(out: &Output) -> String {
 
 /// The step of the first per-step progress line (`step      9  loss ...`) on stderr.
 fn first_logged_step(err: &str) -> Option<u64> {
-    err.lines().find_map(|l| {
-        l.strip_prefix("step ")
-            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-    })
+    err.lines().find_map(|l| l.strip_prefix("step ").and_then(|rest| rest.split_whitespace().next()?.parse().ok()))
 }
 
 fn manifest(run_dir: &Path, step: u64) -> serde_json::Value {
-    let text = std::fs::read_to_string(checkpoint_dir(run_dir, step).join("manifest.json"))
-        .expect("manifest.json");
+    let text = std::fs::read_to_string(checkpoint_dir(run_dir, step).join("manifest.json")).expect("manifest.json");
     serde_json::from_str(&text).expect("manifest is JSON")
 }
 
@@ -62,11 +54,7 @@ fn assert_same_steps(a: &Path, b: &Path, steps: std::ops::RangeInclusive<u64>) {
     for step in steps {
         for metric in ["loss", "grad_norm"] {
             let (x, y) = (metric_at(a, step, metric), metric_at(b, step, metric));
-            assert!(
-                x.is_some(),
-                "{} has no {metric} at step {step}",
-                a.display()
-            );
+            assert!(x.is_some(), "{} has no {metric} at step {step}", a.display());
             assert_eq!(
                 x.map(f64::to_bits),
                 y.map(f64::to_bits),
@@ -79,18 +67,9 @@ fn assert_same_steps(a: &Path, b: &Path, steps: std::ops::RangeInclusive<u64>) {
 fn assert_same_tensors(a: &Path, b: &Path) {
     let (ta, tb) = (read_safetensors(a), read_safetensors(b));
     assert!(!ta.is_empty(), "{} holds no tensors", a.display());
-    assert_eq!(
-        ta.keys().collect::<Vec<_>>(),
-        tb.keys().collect::<Vec<_>>(),
-        "tensor names differ"
-    );
+    assert_eq!(ta.keys().collect::<Vec<_>>(), tb.keys().collect::<Vec<_>>(), "tensor names differ");
     for (name, t) in &ta {
-        assert!(
-            tb[name] == *t,
-            "tensor {name} differs between {} and {}",
-            a.display(),
-            b.display()
-        );
+        assert!(tb[name] == *t, "tensor {name} differs between {} and {}", a.display(), b.display());
     }
 }
 
@@ -114,14 +93,7 @@ fn resume_continues_bit_identically_from_the_saved_cursor() {
     let mut args = vec!["--recipe", s(&recipe), "--run-dir", s(&a)];
     args.extend(common);
     train_ok(&pt, &args);
-    let mut args = vec![
-        "--recipe",
-        s(&recipe),
-        "--run-dir",
-        s(&b),
-        "--max-steps",
-        "8",
-    ];
+    let mut args = vec!["--recipe", s(&recipe), "--run-dir", s(&b), "--max-steps", "8"];
     args.extend(common);
     train_ok(&pt, &args);
 
@@ -130,38 +102,20 @@ fn resume_continues_bit_identically_from_the_saved_cursor() {
     let m = manifest(&b, 8);
     assert_eq!(m["step"], 8);
     assert_eq!(m["optimizer_steps"], 8);
-    assert_eq!(
-        m["cursor"],
-        serde_json::json!({"epoch": 0, "micro_batch": 16}),
-        "{m}"
-    );
+    assert_eq!(m["cursor"], serde_json::json!({"epoch": 0, "micro_batch": 16}), "{m}");
     assert!(metric_at(&b, 8, "epoch").unwrap() < 1.0);
 
     let out = train_ok(&pt, &["--resume", s(&b), "--max-steps", "12"]);
     let err = stderr(&out);
     assert!(err.contains("resuming at step 8"), "{err}");
-    assert_eq!(
-        first_logged_step(&err),
-        Some(9),
-        "the resumed run starts at step 9, replaying nothing:\n{err}"
-    );
+    assert_eq!(first_logged_step(&err), Some(9), "the resumed run starts at step 9, replaying nothing:\n{err}");
     assert_eq!(summary(&b)["step"], 12);
 
     assert_same_steps(&a, &b, 1..=12);
-    assert_eq!(
-        train_steps(&b),
-        (1..=12).collect::<Vec<_>>(),
-        "each step logged once"
-    );
-    assert_eq!(
-        manifest(&b, 12)["cursor"],
-        serde_json::json!({"epoch": 0, "micro_batch": 24})
-    );
+    assert_eq!(train_steps(&b), (1..=12).collect::<Vec<_>>(), "each step logged once");
+    assert_eq!(manifest(&b, 12)["cursor"], serde_json::json!({"epoch": 0, "micro_batch": 24}));
     for file in ["model.safetensors", "optimizer.safetensors"] {
-        assert_same_tensors(
-            &checkpoint_dir(&a, 12).join(file),
-            &checkpoint_dir(&b, 12).join(file),
-        );
+        assert_same_tensors(&checkpoint_dir(&a, 12).join(file), &checkpoint_dir(&b, 12).join(file));
     }
 }
 
@@ -170,10 +124,7 @@ fn sigint_finishes_the_step_saves_and_resumes_exactly() {
     // Linear decay over 150 steps, no periodic saves: the checkpoint is the interrupt's own.
     let (pt, tmp, recipe) = setup(150, "");
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    train_ok(
-        &pt,
-        &["--recipe", s(&recipe), "--run-dir", s(&a), "--quiet"],
-    );
+    train_ok(&pt, &["--recipe", s(&recipe), "--run-dir", s(&a), "--quiet"]);
 
     let err_path = tmp.path().join("b.stderr");
     let mut child = pt
@@ -189,29 +140,16 @@ fn sigint_finishes_the_step_saves_and_resumes_exactly() {
     send_signal(&child, libc::SIGINT);
     let status = child.wait().expect("waiting for pt");
     let err = std::fs::read_to_string(&err_path).expect("stderr");
-    assert!(
-        status.success(),
-        "an interrupted run exits 0, got {status}:\n{err}"
-    );
+    assert!(status.success(), "an interrupted run exits 0, got {status}:\n{err}");
 
     let stopped = summary(&b);
     assert_eq!(stopped["stop"], "interrupted", "{stopped}");
     let k = stopped["step"].as_u64().expect("step");
     assert!((3..150).contains(&k), "interrupted at step {k}");
     assert!(err.contains(&format!("interrupted at step {k}")), "{err}");
-    assert!(
-        err.contains(&format!("Resume with: pt train --resume {}", b.display())),
-        "{err}"
-    );
-    assert_eq!(
-        listed_checkpoints(&pt, &b),
-        vec![(format!("step-{k:08}"), true)]
-    );
-    assert_eq!(
-        train_steps(&b),
-        (1..=k).collect::<Vec<_>>(),
-        "the step in flight was finished and logged"
-    );
+    assert!(err.contains(&format!("Resume with: pt train --resume {}", b.display())), "{err}");
+    assert_eq!(listed_checkpoints(&pt, &b), vec![(format!("step-{k:08}"), true)]);
+    assert_eq!(train_steps(&b), (1..=k).collect::<Vec<_>>(), "the step in flight was finished and logged");
 
     let out = train_ok(&pt, &["--resume", s(&b)]);
     let err = stderr(&out);
@@ -264,12 +202,7 @@ fn gradient_accumulation_matches_one_large_batch() {
         "schedule.warmup_steps=0",
         "--quiet",
     ];
-    let every_token = [
-        "--set",
-        "objective.mask_prob=1.0",
-        "--set",
-        "objective.special_token_ids=[0]",
-    ];
+    let every_token = ["--set", "objective.mask_prob=1.0", "--set", "objective.special_token_ids=[0]"];
     let run = |name: &str, extra: &[&str]| -> PathBuf {
         let dir = tmp.path().join(name);
         let mut args = vec!["--recipe", s(&recipe), "--run-dir", s(&dir)];
@@ -278,101 +211,43 @@ fn gradient_accumulation_matches_one_large_batch() {
         train_ok(&pt, &args);
         dir
     };
-    let big = run(
-        "big",
-        &[
-            &every_token[..],
-            &["--set", "run.batch_size=32", "--set", "optim.lr=0.5"],
-        ]
-        .concat(),
-    );
+    let big = run("big", &[&every_token[..], &["--set", "run.batch_size=32", "--set", "optim.lr=0.5"]].concat());
     let accum = run(
         "accum",
-        &[
-            &every_token[..],
-            &[
-                "--set",
-                "run.batch_size=8",
-                "--set",
-                "run.grad_accum=4",
-                "--set",
-                "optim.lr=0.5",
-            ],
-        ]
-        .concat(),
+        &[&every_token[..], &["--set", "run.batch_size=8", "--set", "run.grad_accum=4", "--set", "optim.lr=0.5"]]
+            .concat(),
     );
     // lr 0: four micro-batches of 8, each scored by the initial weights (which stay put).
-    let frozen = run(
-        "frozen",
-        &[
-            "--set",
-            "run.batch_size=8",
-            "--set",
-            "optim.lr=0.0",
-            "--max-steps",
-            "4",
-        ],
-    );
+    let frozen = run("frozen", &["--set", "run.batch_size=8", "--set", "optim.lr=0.0", "--max-steps", "4"]);
 
     for step in 1..=2 {
-        let (l_big, l_acc) = (
-            metric_at(&big, step, "loss").unwrap(),
-            metric_at(&accum, step, "loss").unwrap(),
-        );
-        assert!(
-            (l_big - l_acc).abs() <= 1e-6 * l_big.abs(),
-            "step {step}: loss {l_big} (batch 32) vs {l_acc} (8 × 4)"
-        );
+        let (l_big, l_acc) = (metric_at(&big, step, "loss").unwrap(), metric_at(&accum, step, "loss").unwrap());
+        assert!((l_big - l_acc).abs() <= 1e-6 * l_big.abs(), "step {step}: loss {l_big} (batch 32) vs {l_acc} (8 × 4)");
     }
     // Every token of 32-token blocks is masked: 1024 per batch of 32, 256 per micro-batch of 8
     // (metrics are averaged over a step's micro-batches).
     assert_eq!(metric_at(&big, 1, "masked_tokens"), Some(1024.0));
     assert_eq!(metric_at(&accum, 1, "masked_tokens"), Some(256.0));
     let init = checkpoint_dir(&frozen, 4).join("model.safetensors");
-    let (w_big, w_acc) = (
-        checkpoint_dir(&big, 2).join("model.safetensors"),
-        checkpoint_dir(&accum, 2).join("model.safetensors"),
-    );
+    let (w_big, w_acc) =
+        (checkpoint_dir(&big, 2).join("model.safetensors"), checkpoint_dir(&accum, 2).join("model.safetensors"));
     let moved = distance(&w_big, &init);
     let apart = distance(&w_big, &w_acc);
-    assert!(
-        moved > 1e-2,
-        "two SGD steps moved the weights by only {moved}"
-    );
-    assert!(
-        apart <= 1e-5 * moved,
-        "batch 32 and 8 × 4 ended {apart} apart after moving {moved}"
-    );
+    assert!(moved > 1e-2, "two SGD steps moved the weights by only {moved}");
+    assert!(apart <= 1e-5 * moved, "batch 32 and 8 × 4 ended {apart} apart after moving {moved}");
 
     // Random masking: micro-batches hold different numbers of masked tokens.
-    let one_step_big = run(
-        "one_step_big",
-        &["--set", "run.batch_size=32", "--max-steps", "1"],
-    );
-    let one_step_accum = run(
-        "one_step_accum",
-        &[
-            "--set",
-            "run.batch_size=8",
-            "--set",
-            "run.grad_accum=4",
-            "--max-steps",
-            "1",
-        ],
-    );
-    let losses: Vec<f64> = (1..=4)
-        .map(|s| metric_at(&frozen, s, "loss").unwrap())
-        .collect();
-    let counts: Vec<f64> = (1..=4)
-        .map(|s| metric_at(&frozen, s, "masked_tokens").unwrap())
-        .collect();
+    let one_step_big = run("one_step_big", &["--set", "run.batch_size=32", "--max-steps", "1"]);
+    let one_step_accum =
+        run("one_step_accum", &["--set", "run.batch_size=8", "--set", "run.grad_accum=4", "--max-steps", "1"]);
+    let losses: Vec<f64> = (1..=4).map(|s| metric_at(&frozen, s, "loss").unwrap()).collect();
+    let counts: Vec<f64> = (1..=4).map(|s| metric_at(&frozen, s, "masked_tokens").unwrap()).collect();
     assert!(
         counts.iter().any(|c| *c != counts[0]),
         "masked counts {counts:?} happen to be equal: the check below means nothing"
     );
     let mean_of_means = losses.iter().sum::<f64>() / 4.0;
-    let token_weighted =
-        losses.iter().zip(&counts).map(|(l, c)| l * c).sum::<f64>() / counts.iter().sum::<f64>();
+    let token_weighted = losses.iter().zip(&counts).map(|(l, c)| l * c).sum::<f64>() / counts.iter().sum::<f64>();
     let l_acc = metric_at(&one_step_accum, 1, "loss").unwrap();
     let l_big = metric_at(&one_step_big, 1, "loss").unwrap();
     assert!(
@@ -383,10 +258,7 @@ fn gradient_accumulation_matches_one_large_batch() {
         (l_big - token_weighted).abs() < 1e-5,
         "one batch's loss {l_big} is the token-weighted mean {token_weighted}"
     );
-    assert!(
-        (mean_of_means - token_weighted).abs() > 1e-5,
-        "the two semantics coincide here: {mean_of_means}"
-    );
+    assert!((mean_of_means - token_weighted).abs() > 1e-5, "the two semantics coincide here: {mean_of_means}");
 }
 
 #[test]
@@ -394,42 +266,20 @@ fn non_finite_steps_are_skipped_counted_and_a_streak_stops_the_run() {
     // lr 1e30 (reached after two warm-up steps) wrecks the weights at step 2; from step 3 on every
     // loss is NaN.
     let (pt, tmp, recipe) = setup(5, "");
-    let common = [
-        "--set",
-        "optim.lr=1e30",
-        "--set",
-        "schedule.decay=\"constant\"",
-        "--set",
-        "run.save_every=1",
-        "--quiet",
-    ];
+    let common =
+        ["--set", "optim.lr=1e30", "--set", "schedule.decay=\"constant\"", "--set", "run.save_every=1", "--quiet"];
     let tolerant = tmp.path().join("tolerant");
-    let mut args = vec![
-        "--recipe",
-        s(&recipe),
-        "--run-dir",
-        s(&tolerant),
-        "--set",
-        "run.max_bad_steps=100",
-    ];
+    let mut args = vec!["--recipe", s(&recipe), "--run-dir", s(&tolerant), "--set", "run.max_bad_steps=100"];
     args.extend(common);
     train_ok(&pt, &args);
     let sum = summary(&tolerant);
     assert_eq!(sum["skipped_steps"], 3, "{sum}");
     assert_eq!(sum["step"], 5);
     for (step, skipped) in [(2, 0.0), (3, 1.0), (4, 2.0), (5, 3.0)] {
-        assert_eq!(
-            metric_at(&tolerant, step, "skipped_steps"),
-            Some(skipped),
-            "step {step}"
-        );
+        assert_eq!(metric_at(&tolerant, step, "skipped_steps"), Some(skipped), "step {step}");
     }
     assert!(metric_at(&tolerant, 2, "loss").is_some_and(f64::is_finite));
-    assert_eq!(
-        metric_at(&tolerant, 3, "loss"),
-        None,
-        "a skipped step logs no loss"
-    );
+    assert_eq!(metric_at(&tolerant, 3, "loss"), None, "a skipped step logs no loss");
     // No periodic saves while steps are being skipped: the weights are not moving.
     let names: Vec<String> = listed_checkpoints(&pt, &tolerant)
         .into_iter()
@@ -454,15 +304,9 @@ fn non_finite_steps_are_skipped_counted_and_a_streak_stops_the_run() {
     ];
     args.extend(common);
     let err = pt.fails(&args);
-    assert!(
-        err.contains("3 non-finite steps in a row (steps 3 to 5)"),
-        "{err}"
-    );
+    assert!(err.contains("3 non-finite steps in a row (steps 3 to 5)"), "{err}");
     let good = checkpoint_dir(&strict, 2);
-    assert!(
-        err.contains(&format!("The last good checkpoint is {}", good.display())),
-        "{err}"
-    );
+    assert!(err.contains(&format!("The last good checkpoint is {}", good.display())), "{err}");
     assert!(listed_checkpoints(&pt, &strict).contains(&("step-00000002".to_string(), true)));
 }
 
@@ -470,57 +314,31 @@ fn non_finite_steps_are_skipped_counted_and_a_streak_stops_the_run() {
 fn unknown_config_keys_suggest_the_intended_one() {
     let (pt, tmp, recipe) = setup(3, "");
     let run_dir = tmp.path().join("run");
-    let fails = |set: &str| {
-        pt.fails(&[
-            "train",
-            "--recipe",
-            s(&recipe),
-            "--run-dir",
-            s(&run_dir),
-            "--set",
-            set,
-        ])
-    };
+    let fails = |set: &str| pt.fails(&["train", "--recipe", s(&recipe), "--run-dir", s(&run_dir), "--set", set]);
 
     let err = fails("arch.hiden_size=8");
+    assert!(err.contains("unknown key 'hiden_size' in [arch]") && err.contains("Did you mean 'hidden_size'?"), "{err}");
     assert!(
-        err.contains("unknown key 'hiden_size' in [arch]")
-            && err.contains("Did you mean 'hidden_size'?"),
-        "{err}"
-    );
-    assert!(
-        err.contains("Accepted keys:")
-            && err.contains("num_hidden_layers")
-            && err.contains("hidden_dropout_prob"),
+        err.contains("Accepted keys:") && err.contains("num_hidden_layers") && err.contains("hidden_dropout_prob"),
         "{err}"
     );
     let err = fails("run.batch_szie=8");
-    assert!(
-        err.contains("unknown key 'batch_szie' in [run]")
-            && err.contains("Did you mean 'batch_size'?"),
-        "{err}"
-    );
-    assert!(
-        err.contains(s(&recipe)) && err.contains("grad_accum"),
-        "names the recipe and lists the keys: {err}"
-    );
+    assert!(err.contains("unknown key 'batch_szie' in [run]") && err.contains("Did you mean 'batch_size'?"), "{err}");
+    assert!(err.contains(s(&recipe)) && err.contains("grad_accum"), "names the recipe and lists the keys: {err}");
     let err = fails("objective.mask_prb=0.2");
     assert!(
-        err.contains("unknown key 'mask_prb' in [objective]")
-            && err.contains("Did you mean 'mask_prob'?"),
+        err.contains("unknown key 'mask_prb' in [objective]") && err.contains("Did you mean 'mask_prob'?"),
         "{err}"
     );
     let err = fails("optim.wieght_decay=0.1");
     assert!(
-        err.contains("unknown key 'wieght_decay' in [optim]")
-            && err.contains("Did you mean 'weight_decay'?"),
+        err.contains("unknown key 'wieght_decay' in [optim]") && err.contains("Did you mean 'weight_decay'?"),
         "{err}"
     );
     assert!(err.contains("lr_mult") && err.contains("beta2"), "{err}");
     let err = fails("schedule.warmup_step=3");
     assert!(
-        err.contains("unknown key 'warmup_step' in [schedule]")
-            && err.contains("Did you mean 'warmup_steps'?"),
+        err.contains("unknown key 'warmup_step' in [schedule]") && err.contains("Did you mean 'warmup_steps'?"),
         "{err}"
     );
 
@@ -528,15 +346,10 @@ fn unknown_config_keys_suggest_the_intended_one() {
     let typo = write_file(
         tmp.path(),
         "typo.toml",
-        &std::fs::read_to_string(&recipe)
-            .unwrap()
-            .replace("log_every", "log_evry"),
+        &std::fs::read_to_string(&recipe).unwrap().replace("log_every", "log_evry"),
     );
     let err = pt.fails(&["train", "--recipe", s(&typo), "--run-dir", s(&run_dir)]);
-    assert!(
-        err.contains(s(&typo)) && err.contains("Did you mean 'log_every'?"),
-        "{err}"
-    );
+    assert!(err.contains(s(&typo)) && err.contains("Did you mean 'log_every'?"), "{err}");
     assert!(!run_dir.join("metrics.jsonl").exists(), "nothing trained");
 }
 
@@ -544,73 +357,36 @@ fn unknown_config_keys_suggest_the_intended_one() {
 fn run_files_record_each_step_once_across_a_resume() {
     let (pt, tmp, recipe) = setup(6, "");
     let run = tmp.path().join("run");
-    train_ok(
-        &pt,
-        &[
-            "--recipe",
-            s(&recipe),
-            "--run-dir",
-            s(&run),
-            "--set",
-            "run.save_every=3",
-            "--quiet",
-        ],
-    );
+    train_ok(&pt, &["--recipe", s(&recipe), "--run-dir", s(&run), "--set", "run.save_every=3", "--quiet"]);
     assert_eq!(train_steps(&run), (1..=6).collect::<Vec<_>>());
     // As if the process had died after logging steps 4-6 but before checkpointing step 6.
     std::fs::remove_dir_all(checkpoint_dir(&run, 6)).unwrap();
     let out = train_ok(&pt, &["--resume", s(&run), "--max-steps", "8", "--quiet"]);
-    assert!(
-        stderr(&out).contains("resuming at step 3"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("resuming at step 3"), "{}", stderr(&out));
 
     let steps: Vec<u64> = (1..=8).collect();
     assert_eq!(train_steps(&run), steps, "metrics.jsonl");
     let rows = metrics_rows(&run);
-    assert!(rows
-        .iter()
-        .all(|r| r.get("loss").is_some_and(f64::is_finite) && r.get("grad_norm").is_some()));
+    assert!(rows.iter().all(|r| r.get("loss").is_some_and(f64::is_finite) && r.get("grad_norm").is_some()));
     let csv = std::fs::read_to_string(run.join("metrics.csv")).expect("metrics.csv");
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
     assert_eq!(&header[..2], ["step", "wall_time"]);
-    assert!(
-        header.contains(&"loss") && header.contains(&"lr"),
-        "{header:?}"
-    );
-    let csv_steps: Vec<u64> = csv
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').next().unwrap().parse().unwrap())
-        .collect();
+    assert!(header.contains(&"loss") && header.contains(&"lr"), "{header:?}");
+    let csv_steps: Vec<u64> = csv.lines().skip(1).map(|l| l.split(',').next().unwrap().parse().unwrap()).collect();
     assert_eq!(csv_steps, steps, "metrics.csv");
-    let scalars = pt_report::tensorboard::read_scalars(&run.join("tb"))
-        .expect("tb/ event files read back with valid CRCs");
-    let mut tb_steps: Vec<u64> = scalars
-        .iter()
-        .filter(|s| s.tag == "loss")
-        .map(|s| s.step as u64)
-        .collect();
+    let scalars =
+        pt_report::tensorboard::read_scalars(&run.join("tb")).expect("tb/ event files read back with valid CRCs");
+    let mut tb_steps: Vec<u64> = scalars.iter().filter(|s| s.tag == "loss").map(|s| s.step as u64).collect();
     tb_steps.sort();
     assert_eq!(tb_steps, steps, "TensorBoard loss scalars");
     for r in &rows {
-        let tb = scalars
-            .iter()
-            .find(|s| s.tag == "loss" && s.step as u64 == r.step)
-            .unwrap();
+        let tb = scalars.iter().find(|s| s.tag == "loss" && s.step as u64 == r.step).unwrap();
         assert_eq!(tb.value, r.get("loss").unwrap() as f32, "step {}", r.step);
     }
 
-    let config: toml::Table = std::fs::read_to_string(run.join("config.toml"))
-        .unwrap()
-        .parse()
-        .expect("config.toml parses");
-    assert_eq!(
-        config["run"]["max_steps"].as_integer(),
-        Some(8),
-        "the resumed run's settings"
-    );
+    let config: toml::Table =
+        std::fs::read_to_string(run.join("config.toml")).unwrap().parse().expect("config.toml parses");
+    assert_eq!(config["run"]["max_steps"].as_integer(), Some(8), "the resumed run's settings");
     assert_eq!(config["run"]["save_every"].as_integer(), Some(3));
     assert_eq!(config["arch"]["name"].as_str(), Some("bert"));
     assert_eq!(config["data"]["block_size"].as_integer(), Some(32));
@@ -619,17 +395,8 @@ fn run_files_record_each_step_once_across_a_resume() {
     assert_eq!(sum["leaked_tensor_handles"], 0, "{sum}");
     // pt reads its own config.toml back: a resume with nothing left to do.
     let out = train_ok(&pt, &["--resume", s(&run), "--quiet"]);
-    assert!(
-        stderr(&out).contains("resuming at step 8"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("resuming at step 8"), "{}", stderr(&out));
     assert_eq!(train_steps(&run), steps);
     let png = image::open(run.join("loss.png")).expect("loss.png decodes");
-    assert!(
-        png.width() >= 200 && png.height() >= 100,
-        "{}x{}",
-        png.width(),
-        png.height()
-    );
+    assert!(png.width() >= 200 && png.height() >= 100, "{}x{}", png.width(), png.height());
 }

@@ -21,13 +21,7 @@ fn dir_size(p: &std::path::Path) -> u64 {
         .into_iter()
         .flatten()
         .flatten()
-        .map(|e| {
-            if e.path().is_dir() {
-                dir_size(&e.path())
-            } else {
-                e.metadata().map(|m| m.len()).unwrap_or(0)
-            }
-        })
+        .map(|e| if e.path().is_dir() { dir_size(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) })
         .sum()
 }
 
@@ -36,26 +30,13 @@ pub fn run(cmd: CheckpointCommand) -> anyhow::Result<()> {
         CheckpointCommand::List { run_dir } => {
             let root = run_dir.join("checkpoints");
             if !root.is_dir() {
-                anyhow::bail!(
-                    "{} has no checkpoints/ directory: is it a pt run directory?",
-                    run_dir.display()
-                );
+                anyhow::bail!("{} has no checkpoints/ directory: is it a pt run directory?", run_dir.display());
             }
-            let pointer = |n: &str| {
-                std::fs::read_to_string(root.join(n))
-                    .ok()
-                    .map(|s| s.trim().to_string())
-            };
+            let pointer = |n: &str| std::fs::read_to_string(root.join(n)).ok().map(|s| s.trim().to_string());
             let (latest, best) = (pointer("latest"), pointer("best"));
-            println!(
-                "{:<16} {:>8} {:>10} {:<10} {:<8} METRICS",
-                "CHECKPOINT", "STEP", "SIZE", "VERIFIED", "TAGS"
-            );
+            println!("{:<16} {:>8} {:>10} {:<10} {:<8} METRICS", "CHECKPOINT", "STEP", "SIZE", "VERIFIED", "TAGS");
             for (step, dir) in list_steps(&root) {
-                let name = dir
-                    .file_name()
-                    .map(|n| n.to_string_lossy().to_string())
-                    .unwrap_or_default();
+                let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
                 let (ok, metrics) = match Checkpoint::open_verified(&dir) {
                     Ok(c) => (
                         "ok".to_string(),
@@ -90,16 +71,8 @@ pub fn run(cmd: CheckpointCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(m)?);
                 return Ok(());
             }
-            println!(
-                "{}: step {}, format {}, verified ok",
-                checkpoint.display(),
-                m.step,
-                m.format_version
-            );
-            println!(
-                "data position: epoch {}, micro-batch {}",
-                m.cursor.epoch, m.cursor.micro_batch
-            );
+            println!("{}: step {}, format {}, verified ok", checkpoint.display(), m.step, m.format_version);
+            println!("data position: epoch {}, micro-batch {}", m.cursor.epoch, m.cursor.micro_batch);
             println!(
                 "optimizer: {} ({} steps), lr at this step {:.3e}, seed {}",
                 m.optimizer, m.optimizer_steps, m.lr, m.seed
@@ -112,12 +85,7 @@ pub fn run(cmd: CheckpointCommand) -> anyhow::Result<()> {
             }
             println!("plugins:");
             for p in &m.plugins {
-                println!(
-                    "  {} {}  sha256 {}",
-                    p.name,
-                    p.version,
-                    &p.sha256[..p.sha256.len().min(16)]
-                );
+                println!("  {} {}  sha256 {}", p.name, p.version, &p.sha256[..p.sha256.len().min(16)]);
             }
             println!("metrics:");
             for (k, v) in &m.metrics {
@@ -125,19 +93,11 @@ pub fn run(cmd: CheckpointCommand) -> anyhow::Result<()> {
             }
             println!("files:");
             for (f, e) in &m.files {
-                println!(
-                    "  {f:<32} {:>12} bytes  sha256 {}",
-                    e.bytes,
-                    &e.sha256[..16]
-                );
+                println!("  {f:<32} {:>12} bytes  sha256 {}", e.bytes, &e.sha256[..16]);
             }
             let model = c.tensors("model")?;
             let numel: i64 = model.iter().map(|(_, t)| t.numel() as i64).sum();
-            println!(
-                "model: {} tensors, {:.2}M values",
-                model.len(),
-                numel as f64 / 1e6
-            );
+            println!("model: {} tensors, {:.2}M values", model.len(), numel as f64 / 1e6);
         }
     }
     Ok(())

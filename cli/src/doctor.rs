@@ -16,11 +16,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let lib_dir = runtime::libtorch_lib_dir();
     let libtorch_version = lib_dir.as_deref().and_then(runtime::libtorch_version);
     let cuda = tch::Cuda::is_available();
-    let devices = if cuda {
-        runtime::cuda_device_names()
-    } else {
-        Vec::new()
-    };
+    let devices = if cuda { runtime::cuda_device_names() } else { Vec::new() };
     let reg = Registry::discover();
     // A real computation through libtorch: [1,2,3]·[4,5,6] = 32.
     let tensor_check = tch::Tensor::from_slice(&[1f32, 2., 3.])
@@ -69,10 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "tch {}  libtorch {}  at {}",
         pt_sdk::TCH_VERSION,
         libtorch_version.as_deref().unwrap_or("(version unknown)"),
-        lib_dir
-            .as_ref()
-            .map(|d| d.display().to_string())
-            .unwrap_or_else(|| "?".into())
+        lib_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "?".into())
     );
     match (&cuda_lib.loaded, &cuda_lib.error) {
         (true, _) => println!("libtorch_cuda.so: loaded"),
@@ -95,11 +88,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         println!("CUDA: not available (training runs on the CPU)");
     }
-    println!(
-        "threads: {} intra-op ({} CPUs)",
-        tch::get_num_threads(),
-        report["cpus"]
-    );
+    println!("threads: {} intra-op ({} CPUs)", tch::get_num_threads(), report["cpus"]);
     println!("tensor check: [1,2,3]·[4,5,6] = {tensor_check}");
     println!("PT_HOME: {}", registry::pt_home().display());
     println!("data: {}", pt_core::train::data_dir().display());

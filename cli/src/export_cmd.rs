@@ -22,27 +22,17 @@ fn resolve(path: &Path) -> anyhow::Result<Checkpoint> {
         return Ok(Checkpoint::open_verified(path)?);
     }
     pt_core::checkpoint::manager::latest_valid(&path.join("checkpoints"))?.with_context(|| {
-        format!(
-            "{} is neither a checkpoint nor a run directory with a valid checkpoint",
-            path.display()
-        )
+        format!("{} is neither a checkpoint nor a run directory with a valid checkpoint", path.display())
     })
 }
 
 /// For a tokenizer.json without its Hugging Face companion file, the minimal one
 /// `AutoTokenizer` needs, with the special tokens the tokenizer defines.
-fn tokenizer_config(
-    tokenizer_json: &Path,
-    max_len: Option<i64>,
-) -> anyhow::Result<serde_json::Value> {
+fn tokenizer_config(tokenizer_json: &Path, max_len: Option<i64>) -> anyhow::Result<serde_json::Value> {
     let tok: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tokenizer_json)?)?;
     let added: Vec<String> = tok["added_tokens"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| t["content"].as_str().map(String::from))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|t| t["content"].as_str().map(String::from)).collect())
         .unwrap_or_default();
     let mut cfg = serde_json::json!({ "tokenizer_class": "PreTrainedTokenizerFast" });
     for (key, token) in [
@@ -64,38 +54,18 @@ fn tokenizer_config(
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let ckpt = resolve(&args.checkpoint)?;
-    let recipe = Recipe::parse(
-        &ckpt.manifest.config,
-        &format!("{} (saved config)", ckpt.dir.display()),
-        &[],
-    )?;
+    let recipe = Recipe::parse(&ckpt.manifest.config, &format!("{} (saved config)", ckpt.dir.display()), &[])?;
     let reg = Registry::discover();
-    let ctx = pt_sdk::CreateCtx {
-        device: -1,
-        seed: recipe.run.seed,
-        ..Default::default()
-    };
-    let arch_config = recipe
-        .arch
-        .config_json(&pt_core::train::data_dir(), &ckpt.dir);
+    let ctx = pt_sdk::CreateCtx { device: -1, seed: recipe.run.seed, ..Default::default() };
+    let arch_config = recipe.arch.config_json(&pt_core::train::data_dir(), &ckpt.dir);
     let arch = ArchHandle::create(&reg, &recipe.arch.name, "arch", &arch_config, &ctx)?;
     if arch.info.config.is_null() {
-        anyhow::bail!(
-            "architecture {} does not describe a reference config, so it cannot be exported",
-            arch.origin
-        );
+        anyhow::bail!("architecture {} does not describe a reference config, so it cannot be exported", arch.origin);
     }
-    std::fs::create_dir_all(&args.output)
-        .with_context(|| format!("creating {}", args.output.display()))?;
-    std::fs::write(
-        args.output.join("config.json"),
-        serde_json::to_string_pretty(&arch.info.config)?,
-    )?;
-    std::fs::copy(
-        ckpt.dir.join("model.safetensors"),
-        args.output.join("model.safetensors"),
-    )
-    .with_context(|| format!("copying {}", ckpt.dir.join("model.safetensors").display()))?;
+    std::fs::create_dir_all(&args.output).with_context(|| format!("creating {}", args.output.display()))?;
+    std::fs::write(args.output.join("config.json"), serde_json::to_string_pretty(&arch.info.config)?)?;
+    std::fs::copy(ckpt.dir.join("model.safetensors"), args.output.join("model.safetensors"))
+        .with_context(|| format!("copying {}", ckpt.dir.join("model.safetensors").display()))?;
     let assets = ckpt.dir.join("assets");
     let mut files = vec!["config.json".to_string(), "model.safetensors".to_string()];
     if assets.is_dir() {

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// The libtorch version tch 0.24 binds.
 const LIBTORCH_VERSION: &str = "2.11.0";
-const FIX: &str =
-    "Fix: run scripts/setup.sh in the pt repository (installs PyTorch 2.11.0 into ~/.cache/pt) \
+const FIX: &str = "Fix: run scripts/setup.sh in the pt repository (installs PyTorch 2.11.0 into ~/.cache/pt) \
 and rebuild, or export LIBTORCH=/path/to/libtorch-2.11.0";
 
 fn fail(msg: String) -> ! {
@@ -19,17 +18,9 @@ fn fail(msg: String) -> ! {
 fn installed_version(root: &Path) -> Option<String> {
     if let Ok(text) = std::fs::read_to_string(root.join("version.py")) {
         let line = text.lines().find(|l| l.starts_with("__version__"))?;
-        return Some(
-            line.split_once('=')?
-                .1
-                .trim()
-                .trim_matches(['\'', '"'])
-                .to_string(),
-        );
+        return Some(line.split_once('=')?.1.trim().trim_matches(['\'', '"']).to_string());
     }
-    std::fs::read_to_string(root.join("build-version"))
-        .ok()
-        .map(|s| s.trim().to_string())
+    std::fs::read_to_string(root.join("build-version")).ok().map(|s| s.trim().to_string())
 }
 
 fn main() {
@@ -37,9 +28,7 @@ fn main() {
         Some(root) if !root.is_empty() => (PathBuf::from(root).join("lib"), "$LIBTORCH"),
         _ => match option_env!("PT_BUILD_LIBTORCH_LIB") {
             Some(dir) => (PathBuf::from(dir), "the build"),
-            None => fail(format!(
-                "this pt was built without knowing where libtorch is. {FIX}"
-            )),
+            None => fail(format!("this pt was built without knowing where libtorch is. {FIX}")),
         },
     };
     if !lib_dir.join("libtorch_cpu.so").is_file() {
@@ -57,14 +46,10 @@ fn main() {
             ));
         }
     }
-    let exe = std::env::current_exe()
-        .unwrap_or_else(|e| fail(format!("cannot locate the pt binary: {e}")));
+    let exe = std::env::current_exe().unwrap_or_else(|e| fail(format!("cannot locate the pt binary: {e}")));
     let engine = exe.with_file_name("pt-engine");
     if !engine.is_file() {
-        fail(format!(
-            "{} is missing: rebuild pt (cargo build --release)",
-            engine.display()
-        ));
+        fail(format!("{} is missing: rebuild pt (cargo build --release)", engine.display()));
     }
     // A $LIBTORCH given at run time must win over the rpath baked into pt-engine.
     let mut ld = std::ffi::OsString::from(&lib_dir);

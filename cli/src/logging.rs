@@ -13,19 +13,13 @@ struct RunLog;
 impl Write for RunLog {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match LOG_FILE.get() {
-            Some(f) => f
-                .lock()
-                .map_err(|_| std::io::Error::other("log file lock poisoned"))?
-                .write(buf),
+            Some(f) => f.lock().map_err(|_| std::io::Error::other("log file lock poisoned"))?.write(buf),
             None => Ok(buf.len()),
         }
     }
     fn flush(&mut self) -> std::io::Result<()> {
         match LOG_FILE.get() {
-            Some(f) => f
-                .lock()
-                .map_err(|_| std::io::Error::other("log file lock poisoned"))?
-                .flush(),
+            Some(f) => f.lock().map_err(|_| std::io::Error::other("log file lock poisoned"))?.flush(),
             None => Ok(()),
         }
     }
@@ -39,28 +33,14 @@ pub fn init_stderr(verbose: u8) {
     };
     let filter = EnvFilter::try_from_env("PT_LOG").unwrap_or_else(|_| EnvFilter::new(level));
     tracing_subscriber::registry()
-        .with(
-            fmt::layer()
-                .with_writer(|| RunLog)
-                .with_ansi(false)
-                .with_filter(EnvFilter::new("info")),
-        )
-        .with(
-            fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_target(false)
-                .without_time()
-                .with_filter(filter),
-        )
+        .with(fmt::layer().with_writer(|| RunLog).with_ansi(false).with_filter(EnvFilter::new("info")))
+        .with(fmt::layer().with_writer(std::io::stderr).with_target(false).without_time().with_filter(filter))
         .init();
 }
 
 /// From now on, also log (info level) to `path`, appending.
 pub fn log_to_file(path: &std::path::Path) -> anyhow::Result<()> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
     let _ = LOG_FILE.set(Mutex::new(file));
     Ok(())
 }

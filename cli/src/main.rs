@@ -9,15 +9,13 @@ mod progress;
 mod recipes;
 mod tokenizer_cmd;
 mod train_cmd;
+mod transfer_cmd;
+mod visualize_cmd;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "pt",
-    version,
-    about = "Pretrain neural networks from plugins, on libtorch."
-)]
+#[command(name = "pt", version, about = "Pretrain neural networks from plugins, on libtorch.")]
 struct Cli {
     /// More output: -v shows info and error details, -vv debug.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -45,6 +43,10 @@ enum Command {
     Tokenizer(tokenizer_cmd::TokenizerCommand),
     /// Export a checkpoint's model as a Hugging Face directory (config.json, model.safetensors, tokenizer).
     Export(export_cmd::Args),
+    /// Does pretraining help? A checkpoint against random init on a downstream task, with curves.
+    Transfer(transfer_cmd::Args),
+    /// Pictures of what an encoder learned: PCA of features by class, first-layer filters.
+    Visualize(visualize_cmd::Args),
 }
 
 fn main() {
@@ -59,6 +61,8 @@ fn main() {
         Command::Recipes(a) => recipes::run(a),
         Command::Tokenizer(c) => tokenizer_cmd::run(c),
         Command::Export(a) => export_cmd::run(a),
+        Command::Transfer(a) => transfer_cmd::run(a),
+        Command::Visualize(a) => visualize_cmd::run(a),
     };
     if let Err(e) = result {
         eprintln!("pt: error: {e:#}");

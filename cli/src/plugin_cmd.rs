@@ -18,12 +18,7 @@ pub enum PluginCommand {
 }
 
 fn components_by_kind(m: &pt_sdk::PluginManifest, kind: ComponentKind) -> String {
-    let v: Vec<&str> = m
-        .components
-        .iter()
-        .filter(|c| c.kind == kind)
-        .map(|c| c.name.as_str())
-        .collect();
+    let v: Vec<&str> = m.components.iter().filter(|c| c.kind == kind).map(|c| c.name.as_str()).collect();
     if v.is_empty() {
         "-".into()
     } else {
@@ -38,10 +33,7 @@ pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
             let out = store.install(&path)?;
             let p = &out.installed;
             match &out.replaced {
-                Some(old) => println!(
-                    "replaced {} {} with {} from {}",
-                    old.name, old.version, p.version, p.source
-                ),
+                Some(old) => println!("replaced {} {} with {} from {}", old.name, old.version, p.version, p.source),
                 None => println!("installed {} {} from {}", p.name, p.version, p.source),
             }
             println!("  into {}", store.dir.join(&p.file).display());
@@ -54,13 +46,7 @@ pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
                     .plugins
                     .iter()
                     .filter(|f| f.plugin.name() != p.name)
-                    .filter(|f| {
-                        f.plugin
-                            .manifest
-                            .components
-                            .iter()
-                            .any(|x| x.kind.as_str() == kind && x.name == name)
-                    })
+                    .filter(|f| f.plugin.manifest.components.iter().any(|x| x.kind.as_str() == kind && x.name == name))
                     .map(|f| f.plugin.name().to_string())
                     .collect();
                 if !others.is_empty() {
@@ -77,13 +63,7 @@ pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
             let installed = PluginStore::default().read_manifest().unwrap_or_default();
             println!(
                 "{:<12} {:<8} {:<22} {:<18} {:<12} {:<22} {}",
-                "PLUGIN",
-                "VERSION",
-                "DATASETS",
-                "ARCHITECTURES",
-                "OBJECTIVES",
-                "EVALUATORS",
-                "FROM"
+                "PLUGIN", "VERSION", "DATASETS", "ARCHITECTURES", "OBJECTIVES", "EVALUATORS", "FROM"
             );
             for f in &reg.plugins {
                 let m = &f.plugin.manifest;
@@ -121,11 +101,7 @@ pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
             if reg.plugins.is_empty() {
                 println!(
                     "(no plugins found; searched {})",
-                    reg.searched
-                        .iter()
-                        .map(|d| d.path.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    reg.searched.iter().map(|d| d.path.display().to_string()).collect::<Vec<_>>().join(", ")
                 );
             }
         }
@@ -134,11 +110,7 @@ pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
             let f = reg.plugin(&name).ok_or_else(|| {
                 anyhow::anyhow!(
                     "no plugin called '{name}' (found: {})",
-                    reg.plugins
-                        .iter()
-                        .map(|f| f.plugin.name().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    reg.plugins.iter().map(|f| f.plugin.name().to_string()).collect::<Vec<_>>().join(", ")
                 )
             })?;
             let m = &f.plugin.manifest;
@@ -155,20 +127,9 @@ pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
                     println!("  (no config keys)");
                 }
                 let kw = c.config.iter().map(|k| k.key.len()).max().unwrap_or(0);
-                let dw = c
-                    .config
-                    .iter()
-                    .map(|k| k.default.to_string().len())
-                    .max()
-                    .unwrap_or(0)
-                    .min(28);
+                let dw = c.config.iter().map(|k| k.default.to_string().len()).max().unwrap_or(0).min(28);
                 for k in &c.config {
-                    println!(
-                        "  {:<kw$} = {:<dw$}  {}",
-                        k.key,
-                        k.default.to_string(),
-                        k.description
-                    );
+                    println!("  {:<kw$} = {:<dw$}  {}", k.key, k.default.to_string(), k.description);
                 }
             }
         }

@@ -14,10 +14,7 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(enabled: bool) -> Self {
-        Progress {
-            bar: None,
-            quiet: !enabled,
-        }
+        Progress { bar: None, quiet: !enabled }
     }
 
     fn line(&self, s: &str) {
@@ -48,17 +45,8 @@ fn fmt_metrics(m: &BTreeMap<String, f64>) -> String {
         }
     }
     for (k, v) in m {
-        if ![
-            "loss",
-            "lr",
-            "grad_norm",
-            "tokens_per_s",
-            "samples_per_s",
-            "step_time_s",
-            "epoch",
-            "skipped_steps",
-        ]
-        .contains(&k.as_str())
+        if !["loss", "lr", "grad_norm", "tokens_per_s", "samples_per_s", "step_time_s", "epoch", "skipped_steps"]
+            .contains(&k.as_str())
             && !k.contains('/')
         {
             parts.push(format!("{k} {v:.4}"));
@@ -78,10 +66,8 @@ impl Observer for Progress {
         }
         let bar = ProgressBar::new(total.unwrap_or(0));
         bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} step {pos}/{len} [{elapsed_precise}<{eta_precise}] {wide_msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template("{spinner} step {pos}/{len} [{elapsed_precise}<{eta_precise}] {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.set_position(step);
         self.bar = Some(bar);
@@ -103,11 +89,7 @@ impl Observer for Progress {
     }
 
     fn on_eval(&mut self, step: u64, name: &str, report: &EvalReport) {
-        let m: Vec<String> = report
-            .metrics
-            .iter()
-            .map(|(k, v)| format!("{k} {v:.4}"))
-            .collect();
+        let m: Vec<String> = report.metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
         self.line(&format!("eval {name} @ step {step}: {}", m.join("  ")));
     }
 

@@ -3,14 +3,8 @@
 
 pub const BUILT_IN: &[(&str, &str)] = &[
     ("mlm-bert", include_str!("../../recipes/mlm-bert.toml")),
-    (
-        "supervised-resnet18",
-        include_str!("../../recipes/supervised-resnet18.toml"),
-    ),
-    (
-        "simclr-resnet18",
-        include_str!("../../recipes/simclr-resnet18.toml"),
-    ),
+    ("supervised-resnet18", include_str!("../../recipes/supervised-resnet18.toml")),
+    ("simclr-resnet18", include_str!("../../recipes/simclr-resnet18.toml")),
 ];
 
 pub fn find(name: &str) -> Option<&'static str> {
@@ -30,23 +24,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let text = find(&name).ok_or_else(|| {
                 anyhow::anyhow!(
                     "no built-in recipe '{name}' (have: {})",
-                    BUILT_IN
-                        .iter()
-                        .map(|(n, _)| *n)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    BUILT_IN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
                 )
             })?;
             print!("{text}");
         }
         None => {
             for (name, text) in BUILT_IN {
-                let first = text
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .trim_start_matches('#')
-                    .trim();
+                let first = text.lines().next().unwrap_or("").trim_start_matches('#').trim();
                 println!("{name:<16} {first}");
             }
         }

@@ -23,13 +23,7 @@ pub enum TokenizerCommand {
 
 pub fn run(cmd: TokenizerCommand) -> anyhow::Result<()> {
     match cmd {
-        TokenizerCommand::Train {
-            files,
-            vocab_size,
-            min_frequency,
-            cased,
-            output,
-        } => {
+        TokenizerCommand::Train { files, vocab_size, min_frequency, cased, output } => {
             let started = std::time::Instant::now();
             pt_sdk::text::train_wordpiece(&files, vocab_size, min_frequency, !cased, &output)?;
             let tok = pt_sdk::text::load_tokenizer(&output)?;

@@ -62,9 +62,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 fn install_signal_handlers() -> Arc<AtomicBool> {
-    let stop = STOP
-        .get_or_init(|| Arc::new(AtomicBool::new(false)))
-        .clone();
+    let stop = STOP.get_or_init(|| Arc::new(AtomicBool::new(false))).clone();
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
@@ -74,11 +72,7 @@ fn install_signal_handlers() -> Arc<AtomicBool> {
 
 fn build_recipe(args: &Args) -> anyhow::Result<(Recipe, PathBuf)> {
     let mut overrides: Vec<String> = Vec::new();
-    for (key, v) in [
-        ("objective.name", &args.objective),
-        ("arch.name", &args.arch),
-        ("data.name", &args.data),
-    ] {
+    for (key, v) in [("objective.name", &args.objective), ("arch.name", &args.arch), ("data.name", &args.data)] {
         if let Some(v) = v {
             overrides.push(format!("{key}=\"{v}\""));
         }
@@ -97,28 +91,22 @@ fn build_recipe(args: &Args) -> anyhow::Result<(Recipe, PathBuf)> {
     if let Some(run_dir) = &args.resume {
         let path = run_dir.join("config.toml");
         if !path.exists() {
-            anyhow::bail!(
-                "{} has no config.toml: is it a pt run directory?",
-                run_dir.display()
-            );
+            anyhow::bail!("{} has no config.toml: is it a pt run directory?", run_dir.display());
         }
         return Ok((Recipe::load(&path, &overrides)?, run_dir.clone()));
     }
     let (text, origin) = match &args.recipe {
         Some(p) => (
-            std::fs::read_to_string(p)
-                .with_context(|| format!("reading recipe {}", p.display()))?,
+            std::fs::read_to_string(p).with_context(|| format!("reading recipe {}", p.display()))?,
             p.display().to_string(),
         ),
         None => {
             let (Some(o), Some(a)) = (&args.objective, &args.arch) else {
-                anyhow::bail!("give --recipe FILE, or --objective and --arch (e.g. pt train --objective mlm --arch bert)");
+                anyhow::bail!(
+                    "give --recipe FILE, or --objective and --arch (e.g. pt train --objective mlm --arch bert)"
+                );
             };
-            let key = format!(
-                "{}-{}",
-                o.rsplit(':').next().unwrap_or(o),
-                a.rsplit(':').next().unwrap_or(a)
-            );
+            let key = format!("{}-{}", o.rsplit(':').next().unwrap_or(o), a.rsplit(':').next().unwrap_or(a));
             match crate::recipes::find(&key) {
                 Some(t) => (t.to_string(), format!("built-in recipe {key}")),
                 None => (String::new(), "command line".to_string()),
@@ -128,29 +116,21 @@ fn build_recipe(args: &Args) -> anyhow::Result<(Recipe, PathBuf)> {
     let recipe = Recipe::parse(&text, &origin, &overrides)?;
     let run_dir = args.run_dir.clone().unwrap_or_else(|| {
         let short = |s: &str| s.rsplit(':').next().unwrap_or(s).to_string();
-        PathBuf::from("runs").join(format!(
-            "{}-{}",
-            short(&recipe.objective.name),
-            short(&recipe.arch.name)
-        ))
+        let objective = if recipe.mix.is_empty() { short(&recipe.objective.name) } else { "mix".to_string() };
+        PathBuf::from("runs").join(format!("{objective}-{}", short(&recipe.arch.name)))
     });
     Ok((recipe, run_dir))
 }
 
 pub fn run(args: Args, verbose: u8) -> anyhow::Result<()> {
     let (recipe, run_dir) = build_recipe(&args)?;
-    std::fs::create_dir_all(&run_dir)
-        .with_context(|| format!("creating run directory {}", run_dir.display()))?;
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating run directory {}", run_dir.display()))?;
     crate::logging::log_to_file(&run_dir.join("train.log"))?;
     let stop = install_signal_handlers();
     let reg = Registry::discover();
     let summary = {
         let session = Session::build(&reg, recipe, &run_dir)?;
-        let opts = TrainOptions {
-            resume: true,
-            init_from: args.init_from.clone(),
-            stop,
-        };
+        let opts = TrainOptions { resume: true, init_from: args.init_from.clone(), stop };
         let mut trainer = Trainer::new(&reg, session, opts)?;
         if let Some(r) = &trainer.init_report {
             eprintln!(
@@ -173,10 +153,7 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<()> {
             .filter(|f| f.from != pt_core::plugin::SearchDirKind::Builtin)
             .map(|f| (f.plugin.module.live_handles())())
             .sum::<i64>();
-    let summary = pt_core::train::RunSummary {
-        leaked_tensor_handles: leaked,
-        ..summary
-    };
+    let summary = pt_core::train::RunSummary { leaked_tensor_handles: leaked, ..summary };
     let text = serde_json::to_string_pretty(&summary)?;
     std::fs::write(run_dir.join("summary.json"), &text)
         .with_context(|| format!("writing {}", run_dir.join("summary.json").display()))?;
@@ -189,17 +166,10 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<()> {
         summary.stop,
         summary.step,
         summary.seconds,
-        summary
-            .last_loss
-            .map(|l| format!("{l:.4}"))
-            .unwrap_or("-".into())
+        summary.last_loss.map(|l| format!("{l:.4}")).unwrap_or("-".into())
     );
     for (name, r) in &summary.evals {
-        let m: Vec<String> = r
-            .metrics
-            .iter()
-            .map(|(k, v)| format!("{k} {v:.4}"))
-            .collect();
+        let m: Vec<String> = r.metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
         println!("eval {name}: {}", m.join("  "));
     }
     if let Some(c) = &summary.checkpoint {

@@ -5,12 +5,12 @@ use crate::plugin::{LoadedPlugin, Registry};
 use crate::{Error, Result};
 use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec, Tuple2};
 use pt_sdk::ffi::{
-    ArchitectureBox, DatasetBox, EvaluatorBox, HostDataFfi, HostDataFfi_TO, HostModelFfi,
-    HostModelFfi_TO, ObjectiveBox, StepCtx,
+    ArchitectureBox, DatasetBox, EvaluatorBox, HostDataFfi, HostDataFfi_TO, HostModelFfi, HostModelFfi_TO,
+    ObjectiveBox, StepCtx,
 };
 use pt_sdk::{
-    ArchitectureInfo, ComponentKind, ComponentManifest, CreateCtx, DatasetInfo, EvalReport,
-    EvaluatorInfo, ObjectiveInfo, PtError, Tensors,
+    ArchitectureInfo, ComponentKind, ComponentManifest, CreateCtx, DatasetInfo, EvalReport, EvaluatorInfo,
+    ObjectiveInfo, PtError, Tensors,
 };
 use serde_json::Value;
 use std::cell::RefCell;
@@ -27,9 +27,7 @@ fn rres<T>(r: RResult<T, PtError>) -> Result<T> {
 /// Rejects config keys the component does not declare, with a did-you-mean.
 pub fn validate_config(manifest: &ComponentManifest, section: &str, config: &Value) -> Result<()> {
     let Some(obj) = config.as_object() else {
-        return Err(Error::Config(format!(
-            "[{section}] must be a table of keys, got {config}"
-        )));
+        return Err(Error::Config(format!("[{section}] must be a table of keys, got {config}")));
     };
     let known: Vec<&str> = manifest.config.iter().map(|k| k.key.as_str()).collect();
     for key in obj.keys() {
@@ -41,11 +39,7 @@ pub fn validate_config(manifest: &ComponentManifest, section: &str, config: &Val
                 "unknown key '{key}' in [{section}] for {} '{}'.{hint} Accepted keys: {}",
                 manifest.kind,
                 manifest.name,
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
             )));
         }
     }
@@ -67,12 +61,7 @@ impl Resolved {
             .iter()
             .find(|c| c.kind == kind && c.name == name)
             .cloned()
-            .ok_or_else(|| {
-                Error::Registry(format!(
-                    "{kind} '{name}' vanished from plugin '{}'",
-                    plugin.name()
-                ))
-            })?;
+            .ok_or_else(|| Error::Registry(format!("{kind} '{name}' vanished from plugin '{}'", plugin.name())))?;
         Ok(Resolved { plugin, manifest })
     }
     pub fn origin(&self) -> String {
@@ -93,10 +82,7 @@ impl Resolved {
     }
     fn args(&self, section: &str, config: &Value, ctx: &CreateCtx) -> Result<(String, String)> {
         validate_config(&self.manifest, section, config)?;
-        Ok((
-            config.to_string(),
-            serde_json::to_string(ctx).map_err(|e| Error::Config(e.to_string()))?,
-        ))
+        Ok((config.to_string(), serde_json::to_string(ctx).map_err(|e| Error::Config(e.to_string()))?))
     }
 }
 
@@ -113,12 +99,7 @@ fn construct<T>(
 ) -> Result<(T, String)> {
     let r = Resolved::new(reg, kind, spec)?;
     let (cfg, cx) = r.args(section, config, ctx)?;
-    let inner = rres(call(
-        &r.plugin.module,
-        r.manifest.name.as_str().into(),
-        cfg.as_str().into(),
-        cx.as_str().into(),
-    ))?;
+    let inner = rres(call(&r.plugin.module, r.manifest.name.as_str().into(), cfg.as_str().into(), cx.as_str().into()))?;
     Ok((inner, r.origin()))
 }
 
@@ -127,16 +108,10 @@ fn named(r: RResult<pt_sdk::TensorMap, PtError>) -> Result<Vec<(String, Tensor)>
     Ok(Tensors::from_ffi(rres(r)?).into_iter().collect())
 }
 
-fn parse_info<T: serde::de::DeserializeOwned>(
-    origin: &str,
-    r: RResult<RString, PtError>,
-) -> Result<T> {
+fn parse_info<T: serde::de::DeserializeOwned>(origin: &str, r: RResult<RString, PtError>) -> Result<T> {
     let text = rres(r)?;
     serde_json::from_str(&text).map_err(|e| {
-        Error::Plugin(
-            PtError::new(pt_sdk::ErrorKind::Other, format!("unreadable info ({e})"))
-                .with_origin(origin),
-        )
+        Error::Plugin(PtError::new(pt_sdk::ErrorKind::Other, format!("unreadable info ({e})")).with_origin(origin))
     })
 }
 
@@ -147,33 +122,15 @@ pub struct DatasetHandle {
 }
 
 impl DatasetHandle {
-    pub fn create(
-        reg: &Registry,
-        spec: &str,
-        section: &str,
-        config: &Value,
-        ctx: &CreateCtx,
-    ) -> Result<Self> {
-        let (inner, origin) = construct(
-            reg,
-            ComponentKind::Dataset,
-            spec,
-            section,
-            config,
-            ctx,
-            |m, n, c, x| (m.create_dataset())(n, c, x),
-        )?;
+    pub fn create(reg: &Registry, spec: &str, section: &str, config: &Value, ctx: &CreateCtx) -> Result<Self> {
+        let (inner, origin) = construct(reg, ComponentKind::Dataset, spec, section, config, ctx, |m, n, c, x| {
+            (m.create_dataset())(n, c, x)
+        })?;
         let info: DatasetInfo = parse_info(&origin, inner.info())?;
         if info.num_samples == 0 {
-            return Err(Error::Config(format!(
-                "dataset {origin} ([{section}]) has no samples: check its files"
-            )));
+            return Err(Error::Config(format!("dataset {origin} ([{section}]) has no samples: check its files")));
         }
-        Ok(DatasetHandle {
-            inner,
-            origin,
-            info,
-        })
+        Ok(DatasetHandle { inner, origin, info })
     }
     /// A CPU batch for `indices`, with the host's `sample_index` field added.
     pub fn get_batch(&self, indices: &[u64], ctx: &StepCtx) -> Result<Tensors> {
@@ -192,28 +149,12 @@ pub struct ArchHandle {
 }
 
 impl ArchHandle {
-    pub fn create(
-        reg: &Registry,
-        spec: &str,
-        section: &str,
-        config: &Value,
-        ctx: &CreateCtx,
-    ) -> Result<Self> {
-        let (inner, origin) = construct(
-            reg,
-            ComponentKind::Architecture,
-            spec,
-            section,
-            config,
-            ctx,
-            |m, n, c, x| (m.create_architecture())(n, c, x),
-        )?;
+    pub fn create(reg: &Registry, spec: &str, section: &str, config: &Value, ctx: &CreateCtx) -> Result<Self> {
+        let (inner, origin) = construct(reg, ComponentKind::Architecture, spec, section, config, ctx, |m, n, c, x| {
+            (m.create_architecture())(n, c, x)
+        })?;
         let info = parse_info(&origin, inner.info())?;
-        Ok(ArchHandle {
-            inner,
-            origin,
-            info,
-        })
+        Ok(ArchHandle { inner, origin, info })
     }
     pub fn parameters(&self) -> Result<Vec<(String, Tensor)>> {
         named(self.inner.parameters())
@@ -243,28 +184,12 @@ pub struct LossValue {
 }
 
 impl ObjectiveHandle {
-    pub fn create(
-        reg: &Registry,
-        spec: &str,
-        section: &str,
-        config: &Value,
-        ctx: &CreateCtx,
-    ) -> Result<Self> {
-        let (inner, origin) = construct(
-            reg,
-            ComponentKind::Objective,
-            spec,
-            section,
-            config,
-            ctx,
-            |m, n, c, x| (m.create_objective())(n, c, x),
-        )?;
+    pub fn create(reg: &Registry, spec: &str, section: &str, config: &Value, ctx: &CreateCtx) -> Result<Self> {
+        let (inner, origin) = construct(reg, ComponentKind::Objective, spec, section, config, ctx, |m, n, c, x| {
+            (m.create_objective())(n, c, x)
+        })?;
         let info = parse_info(&origin, inner.info())?;
-        Ok(ObjectiveHandle {
-            inner,
-            origin,
-            info,
-        })
+        Ok(ObjectiveHandle { inner, origin, info })
     }
     pub fn parameters(&self) -> Result<Vec<(String, Tensor)>> {
         named(self.inner.parameters())
@@ -276,9 +201,7 @@ impl ObjectiveHandle {
         rres(self.inner.set_train(train))
     }
     pub fn prepare(&self, batch: Tensors, ctx: &StepCtx) -> Result<Tensors> {
-        Ok(Tensors::from_ffi(rres(
-            self.inner.prepare(batch.into_ffi(), ctx),
-        )?))
+        Ok(Tensors::from_ffi(rres(self.inner.prepare(batch.into_ffi(), ctx))?))
     }
     /// The loss, checked to be a scalar.
     pub fn loss(&self, batch: &Tensors, outputs: &Tensors, ctx: &StepCtx) -> Result<LossValue> {
@@ -286,23 +209,15 @@ impl ObjectiveHandle {
         let o = outputs.share().into_ffi();
         let mut out = Tensors::from_ffi(rres(self.inner.loss(&b, &o, ctx))?);
         let loss = out.remove("loss").ok_or_else(|| {
-            Error::Plugin(
-                PtError::shape("loss() returned no 'loss' tensor").with_origin(&self.origin),
-            )
+            Error::Plugin(PtError::shape("loss() returned no 'loss' tensor").with_origin(&self.origin))
         })?;
         if loss.numel() != 1 {
             return Err(Error::Plugin(
-                PtError::shape(format!(
-                    "loss must be a scalar, got shape {:?}",
-                    loss.size()
-                ))
-                .with_origin(&self.origin),
+                PtError::shape(format!("loss must be a scalar, got shape {:?}", loss.size())).with_origin(&self.origin),
             ));
         }
-        let metrics = out
-            .into_iter()
-            .filter_map(|(n, t)| n.strip_prefix("metric/").map(|m| (m.to_string(), t)))
-            .collect();
+        let metrics =
+            out.into_iter().filter_map(|(n, t)| n.strip_prefix("metric/").map(|m| (m.to_string(), t))).collect();
         Ok(LossValue { loss, metrics })
     }
 }
@@ -315,30 +230,13 @@ pub struct EvaluatorHandle {
 }
 
 impl EvaluatorHandle {
-    pub fn create(
-        reg: &Registry,
-        spec: &str,
-        section: &str,
-        config: &Value,
-        ctx: &CreateCtx,
-    ) -> Result<Self> {
-        let (inner, origin) = construct(
-            reg,
-            ComponentKind::Evaluator,
-            spec,
-            section,
-            config,
-            ctx,
-            |m, n, c, x| (m.create_evaluator())(n, c, x),
-        )?;
+    pub fn create(reg: &Registry, spec: &str, section: &str, config: &Value, ctx: &CreateCtx) -> Result<Self> {
+        let (inner, origin) = construct(reg, ComponentKind::Evaluator, spec, section, config, ctx, |m, n, c, x| {
+            (m.create_evaluator())(n, c, x)
+        })?;
         let info = parse_info(&origin, inner.info())?;
         let name = origin.rsplit(':').next().unwrap_or(&origin).to_string();
-        Ok(EvaluatorHandle {
-            inner,
-            origin,
-            name,
-            info,
-        })
+        Ok(EvaluatorHandle { inner, origin, name, info })
     }
 
     /// Lends `model` and the named splits to the evaluator.
@@ -352,17 +250,13 @@ impl EvaluatorHandle {
         let splits: RVec<_> = splits
             .iter()
             .map(|(n, d)| {
-                Tuple2(
-                    RString::from(n.as_str()),
-                    HostDataFfi_TO::from_ptr(d, abi_stable::sabi_trait::TD_Opaque),
-                )
+                Tuple2(RString::from(n.as_str()), HostDataFfi_TO::from_ptr(d, abi_stable::sabi_trait::TD_Opaque))
             })
             .collect();
         let text = rres(self.inner.evaluate(model_to, splits, ctx))?;
         serde_json::from_str(&text).map_err(|e| {
             Error::Plugin(
-                PtError::new(pt_sdk::ErrorKind::Other, format!("unreadable report ({e})"))
-                    .with_origin(&self.origin),
+                PtError::new(pt_sdk::ErrorKind::Other, format!("unreadable report ({e})")).with_origin(&self.origin),
             )
         })
     }
@@ -387,17 +281,9 @@ impl HostModelFfi for LentModel<'_> {
         }
     }
     fn set_train(&self, train: bool) -> RResult<(), PtError> {
-        self.arch
-            .borrow_mut()
-            .set_train(train)
-            .map_err(to_pt)
-            .into()
+        self.arch.borrow_mut().set_train(train).map_err(to_pt).into()
     }
-    fn forward(
-        &self,
-        inputs: &pt_sdk::TensorMap,
-        ctx: &StepCtx,
-    ) -> RResult<pt_sdk::TensorMap, PtError> {
+    fn forward(&self, inputs: &pt_sdk::TensorMap, ctx: &StepCtx) -> RResult<pt_sdk::TensorMap, PtError> {
         match self.arch.borrow().forward(&Tensors::share_ffi(inputs), ctx) {
             Ok(t) => RResult::ROk(t.into_ffi()),
             Err(e) => RResult::RErr(to_pt(e)),
@@ -418,16 +304,8 @@ impl HostDataFfi for LentData<'_> {
             Err(e) => RResult::RErr(PtError::new(pt_sdk::ErrorKind::Other, e.to_string())),
         }
     }
-    fn get_batch(
-        &self,
-        indices: RSlice<'_, u64>,
-        ctx: &StepCtx,
-    ) -> RResult<pt_sdk::TensorMap, PtError> {
-        let r = self
-            .dataset
-            .get_batch(indices.as_slice(), ctx)
-            .map_err(to_pt)
-            .and_then(|b| b.to_device(self.device));
+    fn get_batch(&self, indices: RSlice<'_, u64>, ctx: &StepCtx) -> RResult<pt_sdk::TensorMap, PtError> {
+        let r = self.dataset.get_batch(indices.as_slice(), ctx).map_err(to_pt).and_then(|b| b.to_device(self.device));
         match r {
             Ok(b) => RResult::ROk(b.into_ffi()),
             Err(e) => RResult::RErr(e),
@@ -444,11 +322,7 @@ fn to_pt(e: Error) -> PtError {
 
 /// Checks, before any training, that the dataset provides what the objective and architecture
 /// need and that the architecture outputs what the objective consumes.
-pub fn check_composition(
-    data: &DatasetHandle,
-    arch: &ArchHandle,
-    objective: &ObjectiveHandle,
-) -> Result<()> {
+pub fn check_composition(data: &DatasetHandle, arch: &ArchHandle, objective: &ObjectiveHandle) -> Result<()> {
     let mut problems = Vec::new();
     let data_fields: Vec<String> = data.info.field_names();
     let mut available = data_fields.clone();
@@ -472,7 +346,11 @@ pub fn check_composition(
                 data.origin,
                 data_fields.join(", "),
                 objective.origin,
-                if objective.info.adds_fields.is_empty() { "nothing".to_string() } else { objective.info.adds_fields.join(", ") }
+                if objective.info.adds_fields.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    objective.info.adds_fields.join(", ")
+                }
             ));
         }
     }
@@ -489,9 +367,6 @@ pub fn check_composition(
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(Error::Composition(format!(
-            "these components do not fit together:\n  - {}",
-            problems.join("\n  - ")
-        )))
+        Err(Error::Composition(format!("these components do not fit together:\n  - {}", problems.join("\n  - "))))
     }
 }

@@ -7,11 +7,7 @@ pub enum Error {
     #[error(transparent)]
     Plugin(#[from] pt_sdk::PtError),
     #[error("{path}: {message}")]
-    PluginLoad {
-        path: PathBuf,
-        message: String,
-        detail: String,
-    },
+    PluginLoad { path: PathBuf, message: String, detail: String },
     #[error("{0}")]
     Registry(String),
     #[error("{0}")]
@@ -21,10 +17,7 @@ pub enum Error {
     // `cause`, not `source`: the message already includes it, so the error chain must not
     // print it a second time.
     #[error("{context}: {cause}")]
-    Io {
-        context: String,
-        cause: std::io::Error,
-    },
+    Io { context: String, cause: std::io::Error },
     #[error("{0}")]
     Checkpoint(String),
     #[error("{0}")]
@@ -35,10 +28,7 @@ pub enum Error {
 
 impl Error {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io {
-            context: context.into(),
-            cause: source,
-        }
+        Error::Io { context: context.into(), cause: source }
     }
     /// Extra detail worth showing with `-v` (e.g. abi_stable's full layout report).
     pub fn detail(&self) -> Option<&str> {

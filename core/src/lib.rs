@@ -9,5 +9,7 @@ pub mod error;
 pub mod plugin;
 pub mod runtime;
 pub mod train;
+pub mod transfer;
+pub mod visualize;
 
 pub use error::{Error, Result};

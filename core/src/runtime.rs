@@ -19,18 +19,11 @@ pub fn libtorch_version(lib_dir: &std::path::Path) -> Option<String> {
     if let Ok(text) = std::fs::read_to_string(root.join("version.py")) {
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("__version__") {
-                return Some(
-                    rest.trim_start_matches([' ', '='])
-                        .trim()
-                        .trim_matches(['\'', '"'])
-                        .to_string(),
-                );
+                return Some(rest.trim_start_matches([' ', '=']).trim().trim_matches(['\'', '"']).to_string());
             }
         }
     }
-    std::fs::read_to_string(root.join("build-version"))
-        .ok()
-        .map(|s| s.trim().to_string())
+    std::fs::read_to_string(root.join("build-version")).ok().map(|s| s.trim().to_string())
 }
 
 /// Whether libtorch_cuda.so was loaded, and why not.
@@ -51,11 +44,7 @@ static CUDA_LIB: OnceLock<CudaLibStatus> = OnceLock::new();
 pub fn init() -> &'static CudaLibStatus {
     CUDA_LIB.get_or_init(|| {
         let Some(dir) = libtorch_lib_dir() else {
-            return CudaLibStatus {
-                loaded: false,
-                path: None,
-                error: Some("libtorch_cpu.so not mapped".into()),
-            };
+            return CudaLibStatus { loaded: false, path: None, error: Some("libtorch_cpu.so not mapped".into()) };
         };
         let path = dir.join("libtorch_cuda.so");
         if !path.exists() {
@@ -66,24 +55,14 @@ pub fn init() -> &'static CudaLibStatus {
             };
         }
         // SAFETY: loading libtorch's own CUDA library; its initialisers only register kernels.
-        let lib = unsafe {
-            libloading::os::unix::Library::open(Some(&path), libc::RTLD_NOW | libc::RTLD_GLOBAL)
-        };
+        let lib = unsafe { libloading::os::unix::Library::open(Some(&path), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
         match lib {
             Ok(lib) => {
                 std::mem::forget(lib); // never unloaded
                 tracing::debug!(path = %path.display(), "loaded libtorch_cuda.so");
-                CudaLibStatus {
-                    loaded: true,
-                    path: Some(path),
-                    error: None,
-                }
+                CudaLibStatus { loaded: true, path: Some(path), error: None }
             }
-            Err(e) => CudaLibStatus {
-                loaded: false,
-                path: Some(path),
-                error: Some(e.to_string()),
-            },
+            Err(e) => CudaLibStatus { loaded: false, path: Some(path), error: Some(e.to_string()) },
         }
     })
 }
@@ -92,20 +71,14 @@ pub fn init() -> &'static CudaLibStatus {
 pub fn resolve_device(name: &str) -> crate::Result<tch::Device> {
     init();
     match name {
-        "auto" => Ok(if tch::Cuda::is_available() {
-            tch::Device::Cuda(0)
-        } else {
-            tch::Device::Cpu
-        }),
+        "auto" => Ok(if tch::Cuda::is_available() { tch::Device::Cuda(0) } else { tch::Device::Cpu }),
         "cpu" => Ok(tch::Device::Cpu),
         "cuda" => resolve_device("cuda:0"),
         other => {
             let idx = other
                 .strip_prefix("cuda:")
                 .and_then(|i| i.parse::<usize>().ok())
-                .ok_or_else(|| {
-                    crate::Error::Config(format!("device '{other}': use auto, cpu, cuda or cuda:N"))
-                })?;
+                .ok_or_else(|| crate::Error::Config(format!("device '{other}': use auto, cpu, cuda or cuda:N")))?;
             if !tch::Cuda::is_available() {
                 return Err(crate::Error::Config(format!(
                     "device '{other}' asked for but CUDA is not available here (see `pt doctor`); use --device cpu"
@@ -129,11 +102,6 @@ pub fn cuda_device_names() -> Vec<String> {
         .output()
         .ok()
         .filter(|o| o.status.success())
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .map(|l| l.trim().to_string())
-                .collect()
-        })
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().to_string()).collect())
         .unwrap_or_default()
 }

@@ -24,12 +24,7 @@ pub struct AdamWConfig {
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        AdamWConfig {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.01,
-        }
+        AdamWConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }
     }
 }
 
@@ -65,9 +60,7 @@ impl Optimizer for AdamW {
     fn step(&mut self, params: &FlatParams, grad: &Tensor, lr: f64) -> Result<()> {
         self.common.begin_step("adamw", params, grad, lr)?;
         let _guard = tch::no_grad_guard();
-        let AdamWConfig {
-            beta1, beta2, eps, ..
-        } = self.config;
+        let AdamWConfig { beta1, beta2, eps, .. } = self.config;
         let step = self.common.steps as f64;
         let bias_correction1 = 1.0 - beta1.powf(step);
         let bias_correction2_sqrt = (1.0 - beta2.powf(step)).sqrt();
@@ -110,10 +103,7 @@ impl Optimizer for AdamW {
         self.common.load_state(
             "adamw",
             state,
-            &mut [
-                ("exp_avg", &mut self.exp_avg),
-                ("exp_avg_sq", &mut self.exp_avg_sq),
-            ],
+            &mut [("exp_avg", &mut self.exp_avg), ("exp_avg_sq", &mut self.exp_avg_sq)],
         )
     }
 

@@ -16,18 +16,11 @@ pub fn grad_norm(flat_grad: &Tensor) -> Result<Tensor> {
 /// (`error_if_nonfinite=False`), a non-finite norm is returned, not raised.
 pub fn clip_grad_norm(flat_grad: &Tensor, max_norm: f64) -> Result<Tensor> {
     if !(max_norm.is_finite() && max_norm > 0.0) {
-        bail!(
-            Config,
-            "max_grad_norm must be a finite number > 0, got {max_norm}"
-        );
+        bail!(Config, "max_grad_norm must be a finite number > 0, got {max_norm}");
     }
     let _guard = tch::no_grad_guard();
     let norm = flat_grad.f_norm()?;
-    let coef = norm
-        .f_add_scalar(1e-6)?
-        .f_reciprocal_()?
-        .f_mul_scalar_(max_norm)?
-        .f_clamp_max_(1.0)?;
+    let coef = norm.f_add_scalar(1e-6)?.f_reciprocal_()?.f_mul_scalar_(max_norm)?.f_clamp_max_(1.0)?;
     let _ = flat_grad.shallow_clone().f_mul_(&coef)?;
     Ok(norm)
 }

@@ -170,8 +170,7 @@ impl FlatParams {
                     groups.len() - 1
                 }
             };
-            let view_strides =
-                dense_strides(&shape, &strides).unwrap_or_else(|| contiguous_strides(&shape));
+            let view_strides = dense_strides(&shape, &strides).unwrap_or_else(|| contiguous_strides(&shape));
             pending.push(Pending {
                 name,
                 tensor,
@@ -183,26 +182,15 @@ impl FlatParams {
             });
         }
         let Some(device) = device else {
-            bail!(
-                Config,
-                "no trainable parameters ({} frozen); check the freeze rules",
-                frozen.len()
-            );
+            bail!(Config, "no trainable parameters ({} frozen); check the freeze rules", frozen.len());
         };
 
         // Group-major order so every group is one contiguous slice.
         let mut order: Vec<usize> = (0..pending.len()).collect();
         order.sort_by_key(|&i| pending[i].group); // stable: parameters keep their order within a group
         let mut segments = Vec::with_capacity(order.len());
-        let mut slices: Vec<GroupSlice> = groups
-            .iter()
-            .map(|g| GroupSlice {
-                group: g.clone(),
-                offset: 0,
-                len: 0,
-                segments: 0..0,
-            })
-            .collect();
+        let mut slices: Vec<GroupSlice> =
+            groups.iter().map(|g| GroupSlice { group: g.clone(), offset: 0, len: 0, segments: 0..0 }).collect();
         let mut cursor = 0i64;
         for (gi, slice) in slices.iter_mut().enumerate() {
             slice.offset = cursor;
@@ -233,9 +221,7 @@ impl FlatParams {
         let mut grad_views = Vec::with_capacity(segments.len());
         let mut pending: Vec<Option<Pending>> = pending.into_iter().map(Some).collect();
         for (seg, &i) in segments.iter().zip(&order) {
-            let p = pending[i]
-                .take()
-                .ok_or_else(|| PtError::config("internal: parameter placed twice"))?;
+            let p = pending[i].take().ok_or_else(|| PtError::config("internal: parameter placed twice"))?;
             params.push(p.tensor);
             param_views.push(buffer.f_as_strided(&seg.shape[..], &seg.strides[..], seg.offset)?);
             grad_views.push(grad.f_as_strided(&seg.shape[..], &seg.strides[..], seg.offset)?);
@@ -245,11 +231,8 @@ impl FlatParams {
             let _guard = tch::no_grad_guard();
             for ((param, view), seg) in params.iter_mut().zip(&param_views).zip(&segments) {
                 let mut v = view.shallow_clone();
-                v.f_copy_(param)
-                    .map_err(|e| PtError::from(e).context(format!("copying `{}`", seg.name)))?;
-                param
-                    .f_set_data(view)
-                    .map_err(|e| PtError::from(e).context(format!("re-pointing `{}`", seg.name)))?;
+                v.f_copy_(param).map_err(|e| PtError::from(e).context(format!("copying `{}`", seg.name)))?;
+                param.f_set_data(view).map_err(|e| PtError::from(e).context(format!("re-pointing `{}`", seg.name)))?;
                 let _ = param.f_set_requires_grad(true)?;
             }
         }
@@ -398,12 +381,7 @@ impl FlatParams {
         let flat = flat.f_contiguous()?;
         self.segments
             .iter()
-            .map(|s| {
-                Ok((
-                    s.name.clone(),
-                    flat.f_as_strided(&s.shape[..], &s.strides[..], s.offset)?,
-                ))
-            })
+            .map(|s| Ok((s.name.clone(), flat.f_as_strided(&s.shape[..], &s.strides[..], s.offset)?)))
             .collect()
     }
 
@@ -418,16 +396,9 @@ impl FlatParams {
                 bail!(Shape, "flatten: no tensor for parameter `{}`", s.name);
             };
             if t.size() != s.shape {
-                bail!(
-                    Shape,
-                    "flatten: `{}` has shape {:?}, expected {:?}",
-                    s.name,
-                    t.size(),
-                    s.shape
-                );
+                bail!(Shape, "flatten: `{}` has shape {:?}, expected {:?}", s.name, t.size(), s.shape);
             }
-            flat.f_as_strided(&s.shape[..], &s.strides[..], s.offset)?
-                .f_copy_(t)?;
+            flat.f_as_strided(&s.shape[..], &s.strides[..], s.offset)?.f_copy_(t)?;
         }
         Ok(flat)
     }
@@ -479,11 +450,7 @@ fn attach_grads(params: &[Tensor], grad_views: &[Tensor], segments: &[Segment]) 
     for (((p, view), had), seg) in params.iter().zip(grad_views).zip(had_grad).zip(segments) {
         let mut g = p.f_grad()?;
         if !g.defined() {
-            bail!(
-                Torch,
-                "parameter `{}` got no gradient from the set-up backward pass",
-                seg.name
-            );
+            bail!(Torch, "parameter `{}` got no gradient from the set-up backward pass", seg.name);
         }
         if had {
             view.shallow_clone().f_copy_(&g)?;
@@ -511,12 +478,8 @@ fn dense_strides(shape: &[i64], strides: &[i64]) -> Option<Vec<i64>> {
     if shape.contains(&0) {
         return None;
     }
-    let mut dims: Vec<(i64, i64)> = shape
-        .iter()
-        .zip(strides)
-        .filter(|(&size, _)| size > 1)
-        .map(|(&size, &stride)| (stride, size))
-        .collect();
+    let mut dims: Vec<(i64, i64)> =
+        shape.iter().zip(strides).filter(|(&size, _)| size > 1).map(|(&size, &stride)| (stride, size)).collect();
     dims.sort_unstable();
     let mut expected = 1i64;
     for (stride, size) in dims {
@@ -557,10 +520,7 @@ mod tests {
     fn dense_strides_accepts_permutations_only() {
         assert_eq!(dense_strides(&[2, 3], &[3, 1]), Some(vec![3, 1]));
         // channels_last [N, C, H, W]
-        assert_eq!(
-            dense_strides(&[4, 3, 2, 2], &[12, 1, 6, 3]),
-            Some(vec![12, 1, 6, 3])
-        );
+        assert_eq!(dense_strides(&[4, 3, 2, 2], &[12, 1, 6, 3]), Some(vec![12, 1, 6, 3]));
         assert_eq!(dense_strides(&[2, 3], &[1, 2]), Some(vec![1, 2]));
         assert_eq!(dense_strides(&[2, 3], &[6, 1]), None); // gaps
         assert_eq!(dense_strides(&[2, 3], &[0, 1]), None); // expanded

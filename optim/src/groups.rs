@@ -70,20 +70,13 @@ impl Default for GroupRules {
 
 /// [`GroupRules`] with the given weight decay for ndim >= 2 parameters, no lr rules, nothing frozen.
 pub fn default_groups(weight_decay: f64) -> GroupRules {
-    GroupRules {
-        weight_decay,
-        lr_mult: Vec::new(),
-        freeze: Vec::new(),
-    }
+    GroupRules { weight_decay, lr_mult: Vec::new(), freeze: Vec::new() }
 }
 
 impl GroupRules {
     /// Adds a rule: parameters named `prefix…` train with `lr_mult` times the learning rate.
     pub fn with_lr_mult(mut self, prefix: impl Into<String>, lr_mult: f64) -> Self {
-        self.lr_mult.push(LrMultRule {
-            prefix: prefix.into(),
-            lr_mult,
-        });
+        self.lr_mult.push(LrMultRule { prefix: prefix.into(), lr_mult });
         self
     }
 
@@ -96,11 +89,7 @@ impl GroupRules {
     /// Rejects negative or non-finite values, naming the offending field.
     pub fn validate(&self) -> pt_sdk::Result<()> {
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            pt_sdk::bail!(
-                Config,
-                "weight_decay must be a finite number >= 0, got {}",
-                self.weight_decay
-            );
+            pt_sdk::bail!(Config, "weight_decay must be a finite number >= 0, got {}", self.weight_decay);
         }
         for rule in &self.lr_mult {
             if !(rule.lr_mult.is_finite() && rule.lr_mult >= 0.0) {
@@ -123,10 +112,7 @@ impl Grouping for GroupRules {
         }
         let matrix = shape.len() >= 2;
         let base = if matrix { "decay" } else { "no_decay" };
-        let rule = self
-            .lr_mult
-            .iter()
-            .find(|r| name.starts_with(r.prefix.as_str()));
+        let rule = self.lr_mult.iter().find(|r| name.starts_with(r.prefix.as_str()));
         Assignment::Train(ParamGroup {
             name: match rule {
                 Some(r) => format!("{base}@{}", r.prefix),
@@ -145,50 +131,23 @@ mod tests {
 
     #[test]
     fn default_rules_split_by_ndim_and_apply_prefixes() {
-        let rules = default_groups(0.05)
-            .with_lr_mult("encoder.", 0.1)
-            .with_frozen("embeddings.");
-        assert_eq!(
-            rules.assign("embeddings.word", &[10, 4]),
-            Assignment::Frozen
-        );
-        let Assignment::Train(g) = rules.assign("encoder.layer0.weight", &[4, 4]) else {
-            panic!()
-        };
-        assert_eq!(
-            (g.name.as_str(), g.lr_mult, g.weight_decay, g.lars_exclude),
-            ("decay@encoder.", 0.1, 0.05, false)
-        );
-        let Assignment::Train(g) = rules.assign("head.bias", &[4]) else {
-            panic!()
-        };
-        assert_eq!(
-            (g.name.as_str(), g.lr_mult, g.weight_decay, g.lars_exclude),
-            ("no_decay", 1.0, 0.0, true)
-        );
-        let Assignment::Train(g) = rules.assign("scale", &[]) else {
-            panic!()
-        };
+        let rules = default_groups(0.05).with_lr_mult("encoder.", 0.1).with_frozen("embeddings.");
+        assert_eq!(rules.assign("embeddings.word", &[10, 4]), Assignment::Frozen);
+        let Assignment::Train(g) = rules.assign("encoder.layer0.weight", &[4, 4]) else { panic!() };
+        assert_eq!((g.name.as_str(), g.lr_mult, g.weight_decay, g.lars_exclude), ("decay@encoder.", 0.1, 0.05, false));
+        let Assignment::Train(g) = rules.assign("head.bias", &[4]) else { panic!() };
+        assert_eq!((g.name.as_str(), g.lr_mult, g.weight_decay, g.lars_exclude), ("no_decay", 1.0, 0.0, true));
+        let Assignment::Train(g) = rules.assign("scale", &[]) else { panic!() };
         assert!(g.lars_exclude && g.weight_decay == 0.0);
     }
 
     #[test]
     fn rules_parse_from_toml_and_reject_bad_values() {
-        let rules: GroupRules = toml::from_str(
-            "weight_decay = 0.01\nfreeze = [\"a.\"]\n[[lr_mult]]\nprefix = \"enc.\"\nlr_mult = 0.5\n",
-        )
-        .unwrap();
-        assert_eq!(
-            rules,
-            default_groups(0.01)
-                .with_lr_mult("enc.", 0.5)
-                .with_frozen("a.")
-        );
-        assert!(default_groups(-1.0)
-            .validate()
-            .unwrap_err()
-            .message
-            .contains("weight_decay"));
+        let rules: GroupRules =
+            toml::from_str("weight_decay = 0.01\nfreeze = [\"a.\"]\n[[lr_mult]]\nprefix = \"enc.\"\nlr_mult = 0.5\n")
+                .unwrap();
+        assert_eq!(rules, default_groups(0.01).with_lr_mult("enc.", 0.5).with_frozen("a."));
+        assert!(default_groups(-1.0).validate().unwrap_err().message.contains("weight_decay"));
         assert!(toml::from_str::<GroupRules>("weight_decai = 0.1").is_err());
     }
 }

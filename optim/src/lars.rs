@@ -28,11 +28,7 @@ pub struct LarsConfig {
 
 impl Default for LarsConfig {
     fn default() -> Self {
-        LarsConfig {
-            momentum: 0.9,
-            eta: 0.001,
-            weight_decay: 1e-6,
-        }
+        LarsConfig { momentum: 0.9, eta: 0.001, weight_decay: 1e-6 }
     }
 }
 
@@ -60,10 +56,7 @@ impl Lars {
             spans.push(if slice.group.lars_exclude {
                 None
             } else {
-                let lengths: Vec<i64> = params.segments()[slice.segments.clone()]
-                    .iter()
-                    .map(|s| s.span)
-                    .collect();
+                let lengths: Vec<i64> = params.segments()[slice.segments.clone()].iter().map(|s| s.span).collect();
                 Some(Tensor::f_from_slice(&lengths)?.f_to_device(device)?)
             });
         }
@@ -80,8 +73,7 @@ impl Lars {
 fn segment_norms(x: &Tensor, spans: &Tensor) -> Result<Tensor> {
     // `unsafe_ = true` skips the length validation, which would read the lengths back on the
     // host (a device sync); the spans come from our own layout.
-    let mut sums =
-        Tensor::f_segment_reduce(&x.f_square()?, "sum", Some(spans), None, None, 0, true, 0.0)?;
+    let mut sums = Tensor::f_segment_reduce(&x.f_square()?, "sum", Some(spans), None, None, 0, true, 0.0)?;
     Ok(sums.f_sqrt_()?)
 }
 
@@ -99,41 +91,24 @@ impl Optimizer for Lars {
                 let p_norm = segment_norms(&p, spans)?;
                 let d_norm = segment_norms(&d, spans)?;
                 let both_positive = p_norm.f_gt(0.0)?.f_logical_and(&d_norm.f_gt(0.0)?)?;
-                let trust = p_norm
-                    .f_mul_scalar(eta)?
-                    .f_div(&d_norm)?
-                    .f_where_scalarother(&both_positive, 1.0)?;
+                let trust = p_norm.f_mul_scalar(eta)?.f_div(&d_norm)?.f_where_scalarother(&both_positive, 1.0)?;
                 let per_element = trust.f_repeat_interleave_self_tensor(spans, 0, len)?;
                 d = d.f_mul(&per_element)?;
             }
             let mut buf = self.momentum_buffer.f_narrow(0, off, len)?;
-            momentum_update(
-                &mut p,
-                &d,
-                Some(&mut buf),
-                momentum,
-                false,
-                lr * slice.group.lr_mult,
-            )?;
+            momentum_update(&mut p, &d, Some(&mut buf), momentum, false, lr * slice.group.lr_mult)?;
         }
         Ok(())
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
         let mut state = self.common.state();
-        state.push((
-            "momentum_buffer".into(),
-            self.momentum_buffer.shallow_clone(),
-        ));
+        state.push(("momentum_buffer".into(), self.momentum_buffer.shallow_clone()));
         state
     }
 
     fn load_state(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
-        self.common.load_state(
-            "lars",
-            state,
-            &mut [("momentum_buffer", &mut self.momentum_buffer)],
-        )
+        self.common.load_state("lars", state, &mut [("momentum_buffer", &mut self.momentum_buffer)])
     }
 
     fn steps(&self) -> u64 {

@@ -76,9 +76,7 @@ impl OptimizerConfig {
 
 /// Creates the configured optimizer for `params`, with zeroed state.
 pub fn build(config: &OptimizerConfig, params: &FlatParams) -> Result<Box<dyn Optimizer>> {
-    config
-        .validate()
-        .map_err(|e| e.context(format!("optimizer `{}`", config.name())))?;
+    config.validate().map_err(|e| e.context(format!("optimizer `{}`", config.name())))?;
     Ok(match config {
         OptimizerConfig::AdamW(c) => Box::new(AdamW::new(c.clone(), params)?),
         OptimizerConfig::Sgd(c) => Box::new(Sgd::new(c.clone(), params)?),
@@ -86,20 +84,8 @@ pub fn build(config: &OptimizerConfig, params: &FlatParams) -> Result<Box<dyn Op
     })
 }
 
-pub(crate) fn check_range(
-    field: &str,
-    value: f64,
-    lo: f64,
-    hi: f64,
-    hi_inclusive: bool,
-) -> Result<()> {
-    let ok = value.is_finite()
-        && value >= lo
-        && if hi_inclusive {
-            value <= hi
-        } else {
-            value < hi
-        };
+pub(crate) fn check_range(field: &str, value: f64, lo: f64, hi: f64, hi_inclusive: bool) -> Result<()> {
+    let ok = value.is_finite() && value >= lo && if hi_inclusive { value <= hi } else { value < hi };
     if !ok {
         let close = if hi_inclusive { "]" } else { ")" };
         bail!(Config, "{field} must be in [{lo}, {hi}{close}, got {value}");
@@ -116,31 +102,15 @@ pub(crate) struct Common {
 
 impl Common {
     pub fn new(params: &FlatParams) -> Self {
-        Common {
-            steps: 0,
-            fingerprint: params.fingerprint(),
-            len: params.len(),
-        }
+        Common { steps: 0, fingerprint: params.fingerprint(), len: params.len() }
     }
 
     /// Checks the call, then counts the step.
-    pub fn begin_step(
-        &mut self,
-        name: &str,
-        params: &FlatParams,
-        grad: &Tensor,
-        lr: f64,
-    ) -> Result<()> {
+    pub fn begin_step(&mut self, name: &str, params: &FlatParams, grad: &Tensor, lr: f64) -> Result<()> {
         if params.fingerprint() != self.fingerprint {
-            bail!(
-                Shape,
-                "{name}: step called with parameters other than those it was built for"
-            );
+            bail!(Shape, "{name}: step called with parameters other than those it was built for");
         }
-        if grad.size() != [self.len]
-            || grad.kind() != Kind::Float
-            || grad.device() != params.device()
-        {
+        if grad.size() != [self.len] || grad.kind() != Kind::Float || grad.device() != params.device() {
             bail!(
                 Shape,
                 "{name}: the gradient must be float32 of shape [{}] on {:?} (FlatParams::flat_grad), got {:?} {:?} on {:?}",
@@ -152,10 +122,7 @@ impl Common {
             );
         }
         if !(lr.is_finite() && lr >= 0.0) {
-            bail!(
-                Config,
-                "{name}: learning rate must be a finite number >= 0, got {lr}"
-            );
+            bail!(Config, "{name}: learning rate must be a finite number >= 0, got {lr}");
         }
         self.steps += 1;
         Ok(())
@@ -178,8 +145,7 @@ impl Common {
     ) -> Result<()> {
         let mut expected: Vec<&str> = vec!["step", "layout"];
         expected.extend(buffers.iter().map(|(n, _)| *n));
-        let mut by_name: std::collections::HashMap<String, Tensor> =
-            std::collections::HashMap::new();
+        let mut by_name: std::collections::HashMap<String, Tensor> = std::collections::HashMap::new();
         for (name, tensor) in state {
             if !expected.contains(&name.as_str()) {
                 bail!(
@@ -192,20 +158,12 @@ impl Common {
             }
         }
         if let Some(missing) = expected.iter().find(|n| !by_name.contains_key(**n)) {
-            bail!(
-                Shape,
-                "{optimizer} state: missing entry `{missing}` (expected {expected:?})"
-            );
+            bail!(Shape, "{optimizer} state: missing entry `{missing}` (expected {expected:?})");
         }
         let scalar = |name: &str| -> Result<i64> {
             let t = &by_name[name];
             if t.kind() != Kind::Int64 || t.numel() != 1 {
-                bail!(
-                    Shape,
-                    "{optimizer} state: `{name}` must be one int64, got {:?} {:?}",
-                    t.kind(),
-                    t.size()
-                );
+                bail!(Shape, "{optimizer} state: `{name}` must be one int64, got {:?} {:?}", t.kind(), t.size());
             }
             Ok(t.f_reshape([1])?.f_int64_value(&[0])?)
         };
@@ -249,21 +207,10 @@ mod tests {
     #[test]
     fn configs_parse_by_name_with_defaults() {
         let c: OptimizerConfig = toml::from_str("name = \"adamw\"\nweight_decay = 0.05").unwrap();
-        let OptimizerConfig::AdamW(a) = &c else {
-            panic!("{c:?}")
-        };
-        assert_eq!(
-            (a.beta1, a.beta2, a.eps, a.weight_decay),
-            (0.9, 0.999, 1e-8, 0.05)
-        );
+        let OptimizerConfig::AdamW(a) = &c else { panic!("{c:?}") };
+        assert_eq!((a.beta1, a.beta2, a.eps, a.weight_decay), (0.9, 0.999, 1e-8, 0.05));
         let c: OptimizerConfig = toml::from_str("name = \"sgd\"\nnesterov = true").unwrap();
-        assert_eq!(
-            c,
-            OptimizerConfig::Sgd(SgdConfig {
-                nesterov: true,
-                ..Default::default()
-            })
-        );
+        assert_eq!(c, OptimizerConfig::Sgd(SgdConfig { nesterov: true, ..Default::default() }));
         let c: OptimizerConfig = toml::from_str("name = \"lars\"").unwrap();
         assert_eq!(c.weight_decay(), 1e-6);
         assert_eq!(OptimizerConfig::default().name(), "adamw");
@@ -279,8 +226,7 @@ mod tests {
         assert!(toml::from_str::<OptimizerConfig>("name = \"adamw\"\nbeta = 0.9").is_err());
         let c: OptimizerConfig = toml::from_str("name = \"adamw\"\nbeta2 = 1.0").unwrap();
         assert!(c.validate().unwrap_err().message.contains("beta2"));
-        let c: OptimizerConfig =
-            toml::from_str("name = \"sgd\"\nmomentum = 0.0\nnesterov = true").unwrap();
+        let c: OptimizerConfig = toml::from_str("name = \"sgd\"\nmomentum = 0.0\nnesterov = true").unwrap();
         assert!(c.validate().unwrap_err().message.contains("nesterov"));
         let c: OptimizerConfig = toml::from_str("name = \"lars\"\neta = -1.0").unwrap();
         assert!(c.validate().unwrap_err().message.contains("eta"));

@@ -39,13 +39,7 @@ pub struct ScheduleConfig {
 
 impl Default for ScheduleConfig {
     fn default() -> Self {
-        ScheduleConfig {
-            decay: Decay::Constant,
-            warmup_steps: 0,
-            warmup_ratio: 0.0,
-            min_lr_ratio: 0.0,
-            power: 1.0,
-        }
+        ScheduleConfig { decay: Decay::Constant, warmup_steps: 0, warmup_ratio: 0.0, min_lr_ratio: 0.0, power: 1.0 }
     }
 }
 
@@ -53,35 +47,19 @@ impl ScheduleConfig {
     /// Rejects values out of range, naming the field.
     pub fn validate(&self) -> Result<()> {
         if !(self.warmup_ratio.is_finite() && (0.0..=1.0).contains(&self.warmup_ratio)) {
-            bail!(
-                Config,
-                "warmup_ratio must be in [0, 1], got {}",
-                self.warmup_ratio
-            );
+            bail!(Config, "warmup_ratio must be in [0, 1], got {}", self.warmup_ratio);
         }
         if self.warmup_steps > 0 && self.warmup_ratio > 0.0 {
             bail!(Config, "set warmup_steps or warmup_ratio, not both");
         }
         if !(self.min_lr_ratio.is_finite() && (0.0..=1.0).contains(&self.min_lr_ratio)) {
-            bail!(
-                Config,
-                "min_lr_ratio must be in [0, 1], got {}",
-                self.min_lr_ratio
-            );
+            bail!(Config, "min_lr_ratio must be in [0, 1], got {}", self.min_lr_ratio);
         }
         if !(self.power.is_finite() && self.power > 0.0) {
-            bail!(
-                Config,
-                "power must be a finite number > 0, got {}",
-                self.power
-            );
+            bail!(Config, "power must be a finite number > 0, got {}", self.power);
         }
         if self.power != 1.0 && self.decay != Decay::Polynomial {
-            bail!(
-                Config,
-                "power only applies to decay = \"polynomial\" (decay is {:?})",
-                self.decay
-            );
+            bail!(Config, "power only applies to decay = \"polynomial\" (decay is {:?})", self.decay);
         }
         Ok(())
     }
@@ -103,8 +81,7 @@ impl ScheduleConfig {
         if step < warmup {
             return step as f64 / warmup.max(1) as f64;
         }
-        let progress =
-            ((step - warmup) as f64 / total_steps.saturating_sub(warmup).max(1) as f64).min(1.0);
+        let progress = ((step - warmup) as f64 / total_steps.saturating_sub(warmup).max(1) as f64).min(1.0);
         let remaining = match self.decay {
             Decay::Constant => return 1.0,
             Decay::Linear => 1.0 - progress,
@@ -126,12 +103,7 @@ mod tests {
 
     #[test]
     fn warmup_then_decays_hit_their_end_points() {
-        let cfg = |decay, min| ScheduleConfig {
-            decay,
-            warmup_steps: 10,
-            min_lr_ratio: min,
-            ..Default::default()
-        };
+        let cfg = |decay, min| ScheduleConfig { decay, warmup_steps: 10, min_lr_ratio: min, ..Default::default() };
         for decay in [Decay::Linear, Decay::Cosine, Decay::Polynomial] {
             let c = cfg(decay, 0.1);
             assert_eq!(c.lr_at(0, 110, 2.0), 0.0);
@@ -139,10 +111,7 @@ mod tests {
             assert_eq!(c.lr_at(10, 110, 2.0), 2.0);
             assert!((c.lr_at(110, 110, 2.0) - 0.2).abs() < 1e-12, "{decay:?}");
             assert!((c.lr_at(500, 110, 2.0) - 0.2).abs() < 1e-12, "{decay:?}");
-            assert!(
-                (c.lr_at(60, 110, 2.0) - 2.0 * (0.1 + 0.9 * 0.5)).abs() < 1e-12,
-                "{decay:?} midpoint"
-            );
+            assert!((c.lr_at(60, 110, 2.0) - 2.0 * (0.1 + 0.9 * 0.5)).abs() < 1e-12, "{decay:?} midpoint");
         }
         assert_eq!(ScheduleConfig::default().lr_at(7, 0, 3.0), 3.0);
         assert_eq!(cfg(Decay::Constant, 0.0).lr_at(1000, 10, 3.0), 3.0);
@@ -154,16 +123,8 @@ mod tests {
         assert_eq!(c.warmup_steps(1000), 60);
         assert_eq!(c.warmup_steps(10), 1);
         c.validate().unwrap();
-        let both = ScheduleConfig {
-            warmup_steps: 5,
-            warmup_ratio: 0.1,
-            ..Default::default()
-        };
-        assert!(both
-            .validate()
-            .unwrap_err()
-            .message
-            .contains("warmup_steps"));
+        let both = ScheduleConfig { warmup_steps: 5, warmup_ratio: 0.1, ..Default::default() };
+        assert!(both.validate().unwrap_err().message.contains("warmup_steps"));
         let bad: ScheduleConfig = toml::from_str("min_lr_ratio = 2.0").unwrap();
         assert!(bad.validate().unwrap_err().message.contains("min_lr_ratio"));
         assert!(toml::from_str::<ScheduleConfig>("decay = \"exponential\"").is_err());

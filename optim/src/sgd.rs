@@ -22,11 +22,7 @@ pub struct SgdConfig {
 
 impl Default for SgdConfig {
     fn default() -> Self {
-        SgdConfig {
-            momentum: 0.9,
-            nesterov: false,
-            weight_decay: 0.0,
-        }
+        SgdConfig { momentum: 0.9, nesterov: false, weight_decay: 0.0 }
     }
 }
 
@@ -51,18 +47,11 @@ pub struct Sgd {
 impl Sgd {
     pub fn new(config: SgdConfig, params: &FlatParams) -> Result<Self> {
         let momentum_buffer = if config.momentum > 0.0 {
-            Some(Tensor::f_zeros(
-                [params.len()],
-                (Kind::Float, params.device()),
-            )?)
+            Some(Tensor::f_zeros([params.len()], (Kind::Float, params.device()))?)
         } else {
             None
         };
-        Ok(Sgd {
-            config,
-            common: Common::new(params),
-            momentum_buffer,
-        })
+        Ok(Sgd { config, common: Common::new(params), momentum_buffer })
     }
 }
 

@@ -4,10 +4,7 @@
 mod common;
 
 use common::*;
-use pt_optim::{
-    build, default_groups, Assignment, FlatParams, OptimizerConfig, ParamGroup, SgdConfig,
-    SEGMENT_ALIGN,
-};
+use pt_optim::{build, default_groups, Assignment, FlatParams, OptimizerConfig, ParamGroup, SgdConfig, SEGMENT_ALIGN};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
@@ -30,13 +27,8 @@ impl Model {
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
-        let h = self
-            .conv
-            .forward(x)
-            .relu()
-            .mean_dim([2i64, 3].as_slice(), false, Kind::Float);
-        self.head
-            .forward(&self.norm.forward(&self.enc.forward(&h)).relu())
+        let h = self.conv.forward(x).relu().mean_dim([2i64, 3].as_slice(), false, Kind::Float);
+        self.head.forward(&self.norm.forward(&self.enc.forward(&h)).relu())
     }
 }
 
@@ -47,9 +39,7 @@ fn sorted_variables(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
 }
 
 fn shallow(vars: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
-    vars.iter()
-        .map(|(n, t)| (n.clone(), t.shallow_clone()))
-        .collect()
+    vars.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
 }
 
 fn input() -> Tensor {
@@ -60,10 +50,7 @@ fn input() -> Tensor {
 fn assert_close(a: &Tensor, b: &Tensor, what: &str) {
     let diff = max_abs_diff(a, b);
     let scale = b.abs().max().double_value(&[]).max(1e-3);
-    assert!(
-        diff <= 1e-5 * scale,
-        "{what}: max difference {diff:e} at scale {scale:e}"
-    );
+    assert!(diff <= 1e-5 * scale, "{what}: max difference {diff:e} at scale {scale:e}");
 }
 
 /// Model A (to be flattened, conv kernel in channels_last) and an identical reference R.
@@ -92,9 +79,7 @@ fn two_models() -> (nn::VarStore, Model, nn::VarStore, Model) {
 }
 
 fn grads_of(vars: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
-    vars.iter()
-        .map(|(n, t)| (n.clone(), t.grad().copy()))
-        .collect()
+    vars.iter().map(|(n, t)| (n.clone(), t.grad().copy())).collect()
 }
 
 #[test]
@@ -105,29 +90,18 @@ fn repointed_parameters_keep_autograd_and_reach_the_model() {
 
     let vars = sorted_variables(&vs_a);
     let flat = FlatParams::new(shallow(&vars), &default_groups(0.0)).unwrap();
-    assert_eq!(
-        flat.num_params(),
-        vars.iter().map(|(_, t)| t.numel() as i64).sum::<i64>()
-    );
+    assert_eq!(flat.num_params(), vars.iter().map(|(_, t)| t.numel() as i64).sum::<i64>());
 
     // The model's tensors now live in the buffer, memory format kept.
     let base = flat.buffer().data_ptr() as usize;
     for seg in flat.segments() {
         assert_eq!(seg.offset % SEGMENT_ALIGN, 0);
         let (_, t) = vars.iter().find(|(n, _)| *n == seg.name).unwrap();
-        assert_eq!(
-            t.data_ptr() as usize,
-            base + 4 * seg.offset as usize,
-            "`{}` not in the buffer",
-            seg.name
-        );
+        assert_eq!(t.data_ptr() as usize, base + 4 * seg.offset as usize, "`{}` not in the buffer", seg.name);
         assert!(t.requires_grad() && t.is_leaf());
     }
     assert_eq!(a.conv.ws.stride(), [27, 1, 9, 3]);
-    assert!(
-        bit_equal(&a.forward(&x), &before),
-        "flattening changed the forward pass"
-    );
+    assert!(bit_equal(&a.forward(&x), &before), "flattening changed the forward pass");
 
     // Backward through the model fills the flat gradient exactly as the reference's grads.
     a.forward(&x).square().sum(Kind::Float).backward();
@@ -135,20 +109,11 @@ fn repointed_parameters_keep_autograd_and_reach_the_model() {
     let flat_grad = flat.flat_grad().unwrap();
     let expected = flat.flatten(&grads_of(&sorted_variables(&vs_r))).unwrap();
     assert!(expected.abs().sum(Kind::Float).double_value(&[]) > 0.0);
-    assert_close(
-        &flat_grad,
-        &expected,
-        "flat gradient vs the reference model's gradients",
-    );
+    assert_close(&flat_grad, &expected, "flat gradient vs the reference model's gradients");
     let grad_base = flat_grad.data_ptr() as usize;
     for seg in flat.segments() {
         let (_, t) = vars.iter().find(|(n, _)| *n == seg.name).unwrap();
-        assert_eq!(
-            t.grad().data_ptr() as usize,
-            grad_base + 4 * seg.offset as usize,
-            "`{}`.grad not a view",
-            seg.name
-        );
+        assert_eq!(t.grad().data_ptr() as usize, grad_base + 4 * seg.offset as usize, "`{}`.grad not a view", seg.name);
     }
 
     // A second backward accumulates in place.
@@ -159,29 +124,18 @@ fn repointed_parameters_keep_autograd_and_reach_the_model() {
     // zero_grad clears every parameter's gradient with one kernel.
     flat.zero_grad().unwrap();
     for (name, t) in &vars {
-        assert_eq!(
-            t.grad().abs().sum(Kind::Float).double_value(&[]),
-            0.0,
-            "`{name}` grad not zeroed"
-        );
+        assert_eq!(t.grad().abs().sum(Kind::Float).double_value(&[]), 0.0, "`{name}` grad not zeroed");
     }
 
     // One SGD step (first momentum step = plain SGD) changes the model exactly like p -= lr * g.
     a.forward(&x).square().sum(Kind::Float).backward();
     let grad = flat.flat_grad().unwrap();
-    let config = OptimizerConfig::Sgd(SgdConfig {
-        momentum: 0.9,
-        nesterov: false,
-        weight_decay: 0.0,
-    });
+    let config = OptimizerConfig::Sgd(SgdConfig { momentum: 0.9, nesterov: false, weight_decay: 0.0 });
     let mut optimizer = build(&config, &flat).unwrap();
     let lr = 0.1;
     optimizer.step(&flat, &grad, lr).unwrap();
     let after = a.forward(&x);
-    assert!(
-        max_abs_diff(&after, &before) > 1e-4,
-        "the step did not change the model's output"
-    );
+    assert!(max_abs_diff(&after, &before) > 1e-4, "the step did not change the model's output");
     tch::no_grad(|| {
         for (name, t) in sorted_variables(&vs_r) {
             let mut t = t;
@@ -204,20 +158,14 @@ fn parameters_moved_after_flattening_are_reported() {
     let mut t = t.shallow_clone();
     tch::no_grad(|| t.set_data(&t.copy()));
     let err = flat.flat_grad().unwrap_err();
-    assert!(
-        err.message.contains(name.as_str()) && err.message.contains("no longer views"),
-        "{err}"
-    );
+    assert!(err.message.contains(name.as_str()) && err.message.contains("no longer views"), "{err}");
 }
 
 #[test]
 fn groups_are_contiguous_slices_with_their_settings() {
     let (flat, _) = flatten_problem(0.05);
-    let names: Vec<(&str, &str)> = flat
-        .segments()
-        .iter()
-        .map(|s| (flat.groups()[s.group].group.name.as_str(), s.name.as_str()))
-        .collect();
+    let names: Vec<(&str, &str)> =
+        flat.segments().iter().map(|s| (flat.groups()[s.group].group.name.as_str(), s.name.as_str())).collect();
     assert_eq!(
         names,
         [
@@ -241,19 +189,9 @@ fn groups_are_contiguous_slices_with_their_settings() {
     }
     assert_eq!(end, flat.len());
     let decay = &flat.groups()[0].group;
-    assert_eq!(
-        (decay.lr_mult, decay.weight_decay, decay.lars_exclude),
-        (0.5, 0.05, false)
-    );
+    assert_eq!((decay.lr_mult, decay.weight_decay, decay.lars_exclude), (0.5, 0.05, false));
     let no_decay = &flat.groups()[3].group;
-    assert_eq!(
-        (
-            no_decay.lr_mult,
-            no_decay.weight_decay,
-            no_decay.lars_exclude
-        ),
-        (1.0, 0.0, true)
-    );
+    assert_eq!((no_decay.lr_mult, no_decay.weight_decay, no_decay.lars_exclude), (1.0, 0.0, true));
 
     // unflatten / flatten / load_flat round trip, padding stays zero.
     let views = flat.unflatten(flat.buffer()).unwrap();
@@ -265,13 +203,8 @@ fn groups_are_contiguous_slices_with_their_settings() {
     let doubled = flat.buffer() * 2.0;
     flat.load_flat(&doubled).unwrap();
     assert!(bit_equal(flat.buffer(), &doubled));
-    assert!(bit_equal(
-        &flat.flatten(&flat.unflatten(&doubled).unwrap()).unwrap(),
-        &doubled
-    ));
-    let err = flat
-        .load_flat(&Tensor::zeros([3], (Kind::Float, Device::Cpu)))
-        .unwrap_err();
+    assert!(bit_equal(&flat.flatten(&flat.unflatten(&doubled).unwrap()).unwrap(), &doubled));
+    let err = flat.load_flat(&Tensor::zeros([3], (Kind::Float, Device::Cpu))).unwrap_err();
     assert!(err.message.contains(&format!("[{}]", flat.len())), "{err}");
 }
 
@@ -290,10 +223,7 @@ fn frozen_and_tied_parameters() {
     let names: Vec<&str> = flat.segments().iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["emb.weight", "bias"]);
     assert_eq!(flat.frozen(), ["frozen.weight"]);
-    assert_eq!(
-        flat.aliases(),
-        [("decoder.weight".to_string(), "emb.weight".to_string())]
-    );
+    assert_eq!(flat.aliases(), [("decoder.weight".to_string(), "emb.weight".to_string())]);
     assert!(!frozen.requires_grad());
     assert_eq!(emb.data_ptr(), flat.buffer().data_ptr());
 
@@ -306,11 +236,7 @@ fn frozen_and_tied_parameters() {
         + x.matmul(&frozen).sum(Kind::Float))
     .backward();
     let grads = flat.unflatten(&flat.flat_grad().unwrap()).unwrap();
-    let expected = x
-        .sum_dim_intlist([0i64].as_slice(), false, Kind::Float)
-        .unsqueeze(0)
-        .expand([5, 4], false)
-        * 2.0;
+    let expected = x.sum_dim_intlist([0i64].as_slice(), false, Kind::Float).unsqueeze(0).expand([5, 4], false) * 2.0;
     assert!(max_abs_diff(&grads[0].1, &expected) < 1e-6);
     assert!(!frozen.grad().defined());
 }
@@ -319,33 +245,18 @@ fn frozen_and_tied_parameters() {
 fn bad_parameters_are_rejected_clearly() {
     let ok = || pseudo_random(&[2, 2], 1).set_requires_grad(true);
     let err = |params: Vec<(&str, Tensor)>| {
-        let params = params
-            .into_iter()
-            .map(|(n, t)| (n.to_string(), t))
-            .collect();
-        FlatParams::new(params, &default_groups(0.0).with_frozen("frozen"))
-            .err()
-            .expect("should fail")
-            .to_string()
+        let params = params.into_iter().map(|(n, t)| (n.to_string(), t)).collect();
+        FlatParams::new(params, &default_groups(0.0).with_frozen("frozen")).err().expect("should fail").to_string()
     };
-    let e = err(vec![
-        ("w", ok()),
-        ("d", ok().to_kind(Kind::Double).detach()),
-    ]);
+    let e = err(vec![("w", ok()), ("d", ok().to_kind(Kind::Double).detach())]);
     assert!(e.contains("`d`") && e.contains("float32"), "{e}");
     let e = err(vec![("w", ok()), ("nonleaf", ok() * 2.0)]);
     assert!(e.contains("`nonleaf`") && e.contains("leaf"), "{e}");
     let e = err(vec![("frozen.a", ok())]);
     assert!(e.contains("no trainable parameters"), "{e}");
     let shared = pseudo_random(&[2, 3], 5);
-    let e = err(vec![
-        ("a", shared.shallow_clone()),
-        ("b", shared.view([3, 2])),
-    ]);
-    assert!(
-        e.contains("`a`") && e.contains("`b`") && e.contains("share memory"),
-        "{e}"
-    );
+    let e = err(vec![("a", shared.shallow_clone()), ("b", shared.view([3, 2]))]);
+    assert!(e.contains("`a`") && e.contains("`b`") && e.contains("share memory"), "{e}");
 
     // A custom grouping that gives one group name two settings.
     let conflicting = |name: &str, _shape: &[i64]| {
@@ -357,9 +268,6 @@ fn bad_parameters_are_rejected_clearly() {
         })
     };
     let params = vec![("a".to_string(), ok()), ("b".to_string(), ok())];
-    let e = FlatParams::new(params, &conflicting)
-        .err()
-        .unwrap()
-        .to_string();
+    let e = FlatParams::new(params, &conflicting).err().unwrap().to_string();
     assert!(e.contains("group `all`") && e.contains("`b`"), "{e}");
 }

@@ -4,28 +4,14 @@
 mod common;
 
 use common::*;
-use pt_optim::{
-    build, default_groups, AdamWConfig, FlatParams, LarsConfig, Optimizer, OptimizerConfig,
-    SgdConfig,
-};
+use pt_optim::{build, default_groups, AdamWConfig, FlatParams, LarsConfig, Optimizer, OptimizerConfig, SgdConfig};
 use tch::{Device, Kind, Tensor};
 
 fn configs() -> Vec<OptimizerConfig> {
     vec![
-        OptimizerConfig::AdamW(AdamWConfig {
-            weight_decay: 0.05,
-            ..Default::default()
-        }),
-        OptimizerConfig::Sgd(SgdConfig {
-            momentum: 0.9,
-            nesterov: true,
-            weight_decay: 0.01,
-        }),
-        OptimizerConfig::Sgd(SgdConfig {
-            momentum: 0.0,
-            nesterov: false,
-            weight_decay: 0.0,
-        }),
+        OptimizerConfig::AdamW(AdamWConfig { weight_decay: 0.05, ..Default::default() }),
+        OptimizerConfig::Sgd(SgdConfig { momentum: 0.9, nesterov: true, weight_decay: 0.01 }),
+        OptimizerConfig::Sgd(SgdConfig { momentum: 0.0, nesterov: false, weight_decay: 0.0 }),
         OptimizerConfig::Lars(LarsConfig::default()),
     ]
 }
@@ -40,9 +26,7 @@ fn train(
         flat.zero_grad().unwrap();
         backward_with(handles, &gradients(t));
         let grad = flat.flat_grad().unwrap();
-        optimizer
-            .step(flat, &grad, 0.01 * (1.0 + t as f64))
-            .unwrap();
+        optimizer.step(flat, &grad, 0.01 * (1.0 + t as f64)).unwrap();
     }
 }
 
@@ -59,11 +43,7 @@ fn save_and_load_continue_bit_identically() {
         let names: Vec<&str> = state.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(&names[..2], ["step", "layout"]);
         Tensor::write_safetensors(&state, dir.path().join("optim.safetensors")).unwrap();
-        Tensor::write_safetensors(
-            &[("params", flat.buffer())],
-            dir.path().join("params.safetensors"),
-        )
-        .unwrap();
+        Tensor::write_safetensors(&[("params", flat.buffer())], dir.path().join("params.safetensors")).unwrap();
 
         train(&flat, &handles, optimizer.as_mut(), 3..6);
         let continued = flat.buffer().copy();
@@ -74,23 +54,13 @@ fn save_and_load_continue_bit_identically() {
         let params = Tensor::read_safetensors(dir.path().join("params.safetensors")).unwrap();
         flat2.load_flat(get(&params, "params")).unwrap();
         let mut optimizer2 = build(&config, &flat2).unwrap();
-        optimizer2
-            .load_state(Tensor::read_safetensors(dir.path().join("optim.safetensors")).unwrap())
-            .unwrap();
+        optimizer2.load_state(Tensor::read_safetensors(dir.path().join("optim.safetensors")).unwrap()).unwrap();
         assert_eq!(optimizer2.steps(), 3);
         train(&flat2, &handles2, optimizer2.as_mut(), 3..6);
 
-        assert!(
-            bit_equal(flat2.buffer(), &continued),
-            "{}: resumed parameters differ",
-            config.name()
-        );
+        assert!(bit_equal(flat2.buffer(), &continued), "{}: resumed parameters differ", config.name());
         for ((name, a), (_, b)) in optimizer2.state().iter().zip(&continued_state) {
-            let same = if a.kind() == Kind::Float {
-                bit_equal(a, b)
-            } else {
-                a.equal(b)
-            };
+            let same = if a.kind() == Kind::Float { bit_equal(a, b) } else { a.equal(b) };
             assert!(same, "{}: resumed state `{name}` differs", config.name());
         }
         assert_eq!(optimizer2.steps(), 6);
@@ -99,10 +69,7 @@ fn save_and_load_continue_bit_identically() {
 }
 
 fn load_error(optimizer: &mut dyn Optimizer, state: Vec<(String, Tensor)>) -> String {
-    optimizer
-        .load_state(state)
-        .expect_err("load_state should fail")
-        .to_string()
+    optimizer.load_state(state).expect_err("load_state should fail").to_string()
 }
 
 #[test]
@@ -111,24 +78,9 @@ fn bad_state_is_refused_without_changing_anything() {
     let (flat, handles) = flatten_problem(0.01);
     let mut optimizer = build(&config, &flat).unwrap();
     train(&flat, &handles, optimizer.as_mut(), 0..2);
-    let good = optimizer
-        .state()
-        .into_iter()
-        .map(|(n, t)| (n, t.copy()))
-        .collect::<Vec<_>>();
+    let good = optimizer.state().into_iter().map(|(n, t)| (n, t.copy())).collect::<Vec<_>>();
     let with = |name: &str, replacement: Tensor| -> Vec<(String, Tensor)> {
-        good.iter()
-            .map(|(n, t)| {
-                (
-                    n.clone(),
-                    if n == name {
-                        replacement.shallow_clone()
-                    } else {
-                        t.copy()
-                    },
-                )
-            })
-            .collect()
+        good.iter().map(|(n, t)| (n.clone(), if n == name { replacement.shallow_clone() } else { t.copy() })).collect()
     };
 
     let short = Tensor::zeros([flat.len() - 1], (Kind::Float, Device::Cpu));
@@ -146,19 +98,12 @@ fn bad_state_is_refused_without_changing_anything() {
 
     let e = load_error(
         optimizer.as_mut(),
-        good.iter()
-            .filter(|(n, _)| n != "exp_avg")
-            .map(|(n, t)| (n.clone(), t.copy()))
-            .collect(),
+        good.iter().filter(|(n, _)| n != "exp_avg").map(|(n, t)| (n.clone(), t.copy())).collect(),
     );
     assert!(e.contains("missing entry `exp_avg`"), "{e}");
 
-    let mut extra: Vec<(String, Tensor)> =
-        good.iter().map(|(n, t)| (n.clone(), t.copy())).collect();
-    extra.push((
-        "momentum_buffer".into(),
-        Tensor::zeros([flat.len()], (Kind::Float, Device::Cpu)),
-    ));
+    let mut extra: Vec<(String, Tensor)> = good.iter().map(|(n, t)| (n.clone(), t.copy())).collect();
+    extra.push(("momentum_buffer".into(), Tensor::zeros([flat.len()], (Kind::Float, Device::Cpu))));
     let e = load_error(optimizer.as_mut(), extra);
     assert!(e.contains("unexpected entry `momentum_buffer`"), "{e}");
 
@@ -172,10 +117,8 @@ fn bad_state_is_refused_without_changing_anything() {
 
     // State for another layout (different grouping, same sizes).
     let (other, _) = {
-        let params: Vec<(String, Tensor)> = initial_params()
-            .into_iter()
-            .map(|(n, t)| (n, t.set_requires_grad(true)))
-            .collect();
+        let params: Vec<(String, Tensor)> =
+            initial_params().into_iter().map(|(n, t)| (n, t.set_requires_grad(true))).collect();
         (FlatParams::new(params, &default_groups(0.01)).unwrap(), ())
     };
     let foreign = build(&config, &other).unwrap();
@@ -191,9 +134,6 @@ fn bad_state_is_refused_without_changing_anything() {
     let g = other.flat_grad().unwrap();
     let e = optimizer.step(&other, &g, 0.1).unwrap_err().to_string();
     assert!(e.contains("other than those it was built for"), "{e}");
-    let e = optimizer
-        .step(&flat, &Tensor::zeros([3], (Kind::Float, Device::Cpu)), 0.1)
-        .unwrap_err()
-        .to_string();
+    let e = optimizer.step(&flat, &Tensor::zeros([3], (Kind::Float, Device::Cpu)), 0.1).unwrap_err().to_string();
     assert!(e.contains("gradient must be float32"), "{e}");
 }

@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use pt_optim::{
-    build, clip_grad_norm, grad_norm, AdamWConfig, Decay, FlatParams, LarsConfig, OptimizerConfig,
-    ScheduleConfig, SgdConfig,
+    build, clip_grad_norm, grad_norm, AdamWConfig, Decay, FlatParams, LarsConfig, OptimizerConfig, ScheduleConfig,
+    SgdConfig,
 };
 use serde_json::json;
 use tch::Tensor;
@@ -25,10 +25,7 @@ fn spec_groups(flat: &FlatParams) -> serde_json::Value {
         .groups()
         .iter()
         .map(|g| {
-            let names: Vec<&str> = flat.segments()[g.segments.clone()]
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect();
+            let names: Vec<&str> = flat.segments()[g.segments.clone()].iter().map(|s| s.name.as_str()).collect();
             json!({
                 "name": g.group.name,
                 "params": names,
@@ -64,16 +61,10 @@ fn compare_with_torch(case: Case) {
         "steps": STEPS,
         "clip": case.clip,
     });
-    let mut problem: Vec<(String, Tensor)> = initial_params()
-        .into_iter()
-        .map(|(n, t)| (format!("init.{n}"), t))
-        .collect();
+    let mut problem: Vec<(String, Tensor)> =
+        initial_params().into_iter().map(|(n, t)| (format!("init.{n}"), t)).collect();
     for t in 0..STEPS {
-        problem.extend(
-            gradients(t)
-                .into_iter()
-                .map(|(n, g)| (format!("grad.{t}.{n}"), g)),
-        );
+        problem.extend(gradients(t).into_iter().map(|(n, g)| (format!("grad.{t}.{n}"), g)));
     }
     let reference = run_reference(&spec, &problem);
 
@@ -89,10 +80,7 @@ fn compare_with_torch(case: Case) {
         };
         let torch_norm = get(&reference, &format!("norm.{t}")).double_value(&[0]);
         let norm = norm.double_value(&[]);
-        assert!(
-            (norm - torch_norm).abs() <= 1e-6 * torch_norm,
-            "step {t}: grad norm {norm} vs torch {torch_norm}"
-        );
+        assert!((norm - torch_norm).abs() <= 1e-6 * torch_norm, "step {t}: grad norm {norm} vs torch {torch_norm}");
 
         let lr = case.schedule.lr_at(t as u64, STEPS as u64, case.base_lr);
         optimizer.step(&flat, &grad, lr).unwrap();
@@ -102,11 +90,7 @@ fn compare_with_torch(case: Case) {
             let diff = max_abs_diff(p, expected);
             let scale = expected.abs().max().double_value(&[]).max(1.0);
             worst = worst.max(diff / scale);
-            assert!(
-                diff <= 1e-6 * scale,
-                "{} step {t} `{name}`: max |rust - torch| = {diff:e}",
-                optimizer.name()
-            );
+            assert!(diff <= 1e-6 * scale, "{} step {t} `{name}`: max |rust - torch| = {diff:e}", optimizer.name());
         }
     }
     assert_eq!(optimizer.steps(), STEPS as u64);
@@ -114,27 +98,14 @@ fn compare_with_torch(case: Case) {
     for ((name, p), (_, init)) in handles.iter().zip(initial_params()) {
         assert!(max_abs_diff(p, &init) > 1e-4, "`{name}` did not move");
     }
-    eprintln!(
-        "{}: worst relative difference to torch {worst:e}",
-        optimizer.name()
-    );
+    eprintln!("{}: worst relative difference to torch {worst:e}", optimizer.name());
 }
 
 #[test]
 fn adamw_matches_torch_with_cosine_warmup_and_clipping() {
     compare_with_torch(Case {
-        optimizer: OptimizerConfig::AdamW(AdamWConfig {
-            beta1: 0.9,
-            beta2: 0.98,
-            eps: 1e-6,
-            weight_decay: 0.05,
-        }),
-        schedule: ScheduleConfig {
-            decay: Decay::Cosine,
-            warmup_steps: 2,
-            min_lr_ratio: 0.1,
-            ..Default::default()
-        },
+        optimizer: OptimizerConfig::AdamW(AdamWConfig { beta1: 0.9, beta2: 0.98, eps: 1e-6, weight_decay: 0.05 }),
+        schedule: ScheduleConfig { decay: Decay::Cosine, warmup_steps: 2, min_lr_ratio: 0.1, ..Default::default() },
         base_lr: 0.01,
         clip: Some(1.0),
     });
@@ -153,16 +124,8 @@ fn adamw_defaults_match_torch_with_constant_lr_and_inactive_clipping() {
 #[test]
 fn sgd_momentum_matches_torch_with_linear_decay() {
     compare_with_torch(Case {
-        optimizer: OptimizerConfig::Sgd(SgdConfig {
-            momentum: 0.9,
-            nesterov: false,
-            weight_decay: 0.01,
-        }),
-        schedule: ScheduleConfig {
-            decay: Decay::Linear,
-            warmup_steps: 3,
-            ..Default::default()
-        },
+        optimizer: OptimizerConfig::Sgd(SgdConfig { momentum: 0.9, nesterov: false, weight_decay: 0.01 }),
+        schedule: ScheduleConfig { decay: Decay::Linear, warmup_steps: 3, ..Default::default() },
         base_lr: 0.05,
         clip: Some(5.0),
     });
@@ -171,11 +134,7 @@ fn sgd_momentum_matches_torch_with_linear_decay() {
 #[test]
 fn sgd_nesterov_matches_torch_with_polynomial_decay() {
     compare_with_torch(Case {
-        optimizer: OptimizerConfig::Sgd(SgdConfig {
-            momentum: 0.8,
-            nesterov: true,
-            weight_decay: 0.1,
-        }),
+        optimizer: OptimizerConfig::Sgd(SgdConfig { momentum: 0.8, nesterov: true, weight_decay: 0.1 }),
         schedule: ScheduleConfig {
             decay: Decay::Polynomial,
             warmup_steps: 1,
@@ -191,11 +150,7 @@ fn sgd_nesterov_matches_torch_with_polynomial_decay() {
 #[test]
 fn sgd_without_momentum_matches_torch() {
     compare_with_torch(Case {
-        optimizer: OptimizerConfig::Sgd(SgdConfig {
-            momentum: 0.0,
-            nesterov: false,
-            weight_decay: 0.02,
-        }),
+        optimizer: OptimizerConfig::Sgd(SgdConfig { momentum: 0.0, nesterov: false, weight_decay: 0.02 }),
         schedule: ScheduleConfig::default(),
         base_lr: 0.02,
         clip: None,
@@ -205,16 +160,8 @@ fn sgd_without_momentum_matches_torch() {
 #[test]
 fn lars_matches_torch_reference() {
     compare_with_torch(Case {
-        optimizer: OptimizerConfig::Lars(LarsConfig {
-            momentum: 0.9,
-            eta: 0.02,
-            weight_decay: 0.1,
-        }),
-        schedule: ScheduleConfig {
-            decay: Decay::Cosine,
-            warmup_steps: 2,
-            ..Default::default()
-        },
+        optimizer: OptimizerConfig::Lars(LarsConfig { momentum: 0.9, eta: 0.02, weight_decay: 0.1 }),
+        schedule: ScheduleConfig { decay: Decay::Cosine, warmup_steps: 2, ..Default::default() },
         base_lr: 0.5,
         clip: None,
     });
@@ -224,30 +171,11 @@ fn lars_matches_torch_reference() {
 fn schedules_match_hugging_face_lambda_lr() {
     let total = 40u64;
     let configs = [
-        ScheduleConfig {
-            warmup_steps: 5,
-            ..Default::default()
-        },
-        ScheduleConfig {
-            decay: Decay::Linear,
-            warmup_steps: 4,
-            ..Default::default()
-        },
-        ScheduleConfig {
-            decay: Decay::Linear,
-            ..Default::default()
-        },
-        ScheduleConfig {
-            decay: Decay::Cosine,
-            warmup_ratio: 0.1,
-            ..Default::default()
-        },
-        ScheduleConfig {
-            decay: Decay::Cosine,
-            warmup_steps: 3,
-            min_lr_ratio: 0.1,
-            ..Default::default()
-        },
+        ScheduleConfig { warmup_steps: 5, ..Default::default() },
+        ScheduleConfig { decay: Decay::Linear, warmup_steps: 4, ..Default::default() },
+        ScheduleConfig { decay: Decay::Linear, ..Default::default() },
+        ScheduleConfig { decay: Decay::Cosine, warmup_ratio: 0.1, ..Default::default() },
+        ScheduleConfig { decay: Decay::Cosine, warmup_steps: 3, min_lr_ratio: 0.1, ..Default::default() },
         ScheduleConfig {
             decay: Decay::Polynomial,
             warmup_steps: 6,
@@ -255,11 +183,7 @@ fn schedules_match_hugging_face_lambda_lr() {
             min_lr_ratio: 0.05,
             ..Default::default()
         },
-        ScheduleConfig {
-            decay: Decay::Polynomial,
-            power: 0.5,
-            ..Default::default()
-        },
+        ScheduleConfig { decay: Decay::Polynomial, power: 0.5, ..Default::default() },
     ];
     let base_lr = 3e-4;
     let spec = json!({
@@ -279,10 +203,7 @@ fn schedules_match_hugging_face_lambda_lr() {
         for step in 0..=total {
             let expected = lrs.double_value(&[step as i64]);
             let got = c.lr_at(step, total, base_lr);
-            assert!(
-                (got - expected).abs() <= 1e-12 * base_lr,
-                "config {c:?} step {step}: {got} vs HF {expected}"
-            );
+            assert!((got - expected).abs() <= 1e-12 * base_lr, "config {c:?} step {step}: {got} vs HF {expected}");
         }
     }
 }

@@ -15,19 +15,11 @@ pub enum ReportError {
 
     /// A line of a metrics file is not what this crate writes.
     #[error("{}:{line}: {message}", path.display())]
-    Malformed {
-        path: PathBuf,
-        line: usize,
-        message: String,
-    },
+    Malformed { path: PathBuf, line: usize, message: String },
 
     /// A TensorBoard event file failed a CRC check or holds an undecodable record.
     #[error("{}: corrupt record at byte {offset}: {message}", path.display())]
-    CorruptRecord {
-        path: PathBuf,
-        offset: u64,
-        message: String,
-    },
+    CorruptRecord { path: PathBuf, offset: u64, message: String },
 
     /// The caller passed something this crate cannot record or draw.
     #[error("{0}")]
@@ -42,18 +34,11 @@ pub type Result<T, E = ReportError> = std::result::Result<T, E>;
 
 impl ReportError {
     pub(crate) fn io(path: &Path, action: &'static str, source: std::io::Error) -> Self {
-        ReportError::Io {
-            path: path.to_path_buf(),
-            action,
-            source,
-        }
+        ReportError::Io { path: path.to_path_buf(), action, source }
     }
 
     pub(crate) fn plot(path: &Path, err: impl std::fmt::Display) -> Self {
-        ReportError::Plot {
-            path: path.to_path_buf(),
-            message: err.to_string(),
-        }
+        ReportError::Plot { path: path.to_path_buf(), message: err.to_string() }
     }
 }
 

@@ -2,17 +2,14 @@
 //! colours, the series / class colours, rendered text).
 
 use pt_report::{
-    plot_confusion, plot_image_grid, plot_lines, plot_scatter, smooth, LinePlot, ReportError,
-    RgbImage, Series,
+    plot_confusion, plot_image_grid, plot_lines, plot_scatter, smooth, LinePlot, ReportError, RgbImage, Series,
 };
 use std::collections::HashSet;
 use std::path::Path;
 
 fn decode(path: &Path) -> image::RgbImage {
     assert!(path.is_file(), "{} was not written", path.display());
-    image::open(path)
-        .unwrap_or_else(|e| panic!("{} does not decode as an image: {e}", path.display()))
-        .to_rgb8()
+    image::open(path).unwrap_or_else(|e| panic!("{} does not decode as an image: {e}", path.display())).to_rgb8()
 }
 
 fn distinct_colours(img: &image::RgbImage) -> usize {
@@ -57,14 +54,8 @@ fn line_plot_has_size_series_legend_and_text() {
             x_label: "step".into(),
             y_label: "loss".into(),
             series: vec![
-                Series {
-                    name: "train/loss".into(),
-                    points: points.clone(),
-                },
-                Series {
-                    name: "smoothed".into(),
-                    points: smooth(&points, 25),
-                },
+                Series { name: "train/loss".into(), points: points.clone() },
+                Series { name: "smoothed".into(), points: smooth(&points, 25) },
             ],
             ..Default::default()
         },
@@ -72,21 +63,13 @@ fn line_plot_has_size_series_legend_and_text() {
     .unwrap();
     let img = decode(&path);
     assert_eq!(img.dimensions(), (800, 500));
-    assert!(
-        distinct_colours(&img) > 20,
-        "{} colours",
-        distinct_colours(&img)
-    );
+    assert!(distinct_colours(&img) > 20, "{} colours", distinct_colours(&img));
     assert!(count_colour(&img, TAB_BLUE) > 500, "first series not drawn");
-    assert!(
-        count_colour(&img, TAB_ORANGE) > 500,
-        "second series not drawn"
-    );
+    assert!(count_colour(&img, TAB_ORANGE) > 500, "second series not drawn");
     assert!(dark_pixels(&img, 0..40) > 40, "title not rendered");
     // The non-finite points did not blow up the y range: the curve spans most of the height.
-    let blue_rows: Vec<u32> = (0..img.height())
-        .filter(|&y| (0..img.width()).any(|x| img.get_pixel(x, y).0 == TAB_BLUE))
-        .collect();
+    let blue_rows: Vec<u32> =
+        (0..img.height()).filter(|&y| (0..img.width()).any(|x| img.get_pixel(x, y).0 == TAB_BLUE)).collect();
     let span = blue_rows.last().unwrap() - blue_rows.first().unwrap();
     assert!(span > 250, "curve spans only {span} pixel rows");
 }
@@ -95,19 +78,14 @@ fn line_plot_has_size_series_legend_and_text() {
 fn log_plot_of_a_custom_size_skips_non_positive_values() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lr.png");
-    let mut points: Vec<(f64, f64)> = (0..300)
-        .map(|i| (i as f64, 1e-3 * 0.98f64.powi(i)))
-        .collect();
+    let mut points: Vec<(f64, f64)> = (0..300).map(|i| (i as f64, 1e-3 * 0.98f64.powi(i))).collect();
     points[0].1 = 0.0; // warm-up starts at lr = 0, which a log axis cannot show
     points[1].1 = -1.0;
     plot_lines(
         &path,
         &LinePlot {
             title: "lr".into(),
-            series: vec![Series {
-                name: "lr".into(),
-                points,
-            }],
+            series: vec![Series { name: "lr".into(), points }],
             log_y: true,
             width: 640,
             height: 360,
@@ -126,37 +104,20 @@ fn confusion_matrix_is_a_heat_map_with_counts() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("confusion.png");
     let matrix = vec![vec![50, 2, 1], vec![3, 40, 7], vec![0, 5, 45]];
-    plot_confusion(
-        &path,
-        &matrix,
-        &["negative", "neutral", "positive"],
-        "Sentiment",
-    )
-    .unwrap();
+    plot_confusion(&path, &matrix, &["negative", "neutral", "positive"], "Sentiment").unwrap();
     let img = decode(&path);
     let (w, h) = img.dimensions();
-    assert!(
-        (320..=900).contains(&w) && (200..=900).contains(&h),
-        "{w}x{h}"
-    );
+    assert!((320..=900).contains(&w) && (200..=900).contains(&h), "{w}x{h}");
     assert!(distinct_colours(&img) > 20);
     // The largest count's cell is the darkest heat colour; white counts are drawn on it.
     let darkest = [8, 48, 107];
-    assert!(
-        count_colour(&img, darkest) > 1000,
-        "no cell at full intensity"
-    );
+    assert!(count_colour(&img, darkest) > 1000, "no cell at full intensity");
     assert!(dark_pixels(&img, 0..35) > 40, "title not rendered");
 
     // Many classes make a larger image with square cells.
     let n = 40;
-    let big: Vec<Vec<u64>> = (0..n)
-        .map(|t| {
-            (0..n)
-                .map(|p| if t == p { 90 } else { (t + p) as u64 % 4 })
-                .collect()
-        })
-        .collect();
+    let big: Vec<Vec<u64>> =
+        (0..n).map(|t| (0..n).map(|p| if t == p { 90 } else { (t + p) as u64 % 4 }).collect()).collect();
     let names: Vec<String> = (0..n).map(|i| format!("class {i}")).collect();
     let big_path = dir.path().join("confusion40.png");
     plot_confusion(&big_path, &big, &names, "40 classes").unwrap();
@@ -169,13 +130,9 @@ fn confusion_rejects_bad_shapes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.png");
     let ragged = vec![vec![1, 2], vec![3]];
-    let err = plot_confusion(&path, &ragged, &["a", "b"], "t")
-        .err()
-        .unwrap();
+    let err = plot_confusion(&path, &ragged, &["a", "b"], "t").err().unwrap();
     assert!(err.to_string().contains("row 1 has 1 entries"), "{err}");
-    let err = plot_confusion(&path, &[vec![1, 2], vec![3, 4]], &["a"], "t")
-        .err()
-        .unwrap();
+    let err = plot_confusion(&path, &[vec![1, 2], vec![3, 4]], &["a"], "t").err().unwrap();
     assert!(err.to_string().contains("class names"), "{err}");
     assert!(!path.exists());
 }
@@ -198,17 +155,12 @@ fn scatter_colours_each_class() {
     assert_eq!(img.dimensions(), (800, 500));
     // Legend markers are drawn opaque in the class colours (points are translucent).
     for colour in [TAB_BLUE, TAB_ORANGE, [44, 160, 44]] {
-        assert!(
-            count_colour(&img, colour) > 20,
-            "class colour {colour:?} missing"
-        );
+        assert!(count_colour(&img, colour) > 20, "class colour {colour:?} missing");
     }
     assert!(distinct_colours(&img) > 30);
     assert!(dark_pixels(&img, 0..35) > 40, "title not rendered");
 
-    let err = plot_scatter(&path, &[(0.0, 0.0, 5)], &["a"], "t")
-        .err()
-        .unwrap();
+    let err = plot_scatter(&path, &[(0.0, 0.0, 5)], &["a"], "t").err().unwrap();
     assert!(matches!(err, ReportError::InvalidInput(_)), "{err}");
 }
 
@@ -219,9 +171,7 @@ fn image_grid_tiles_scaled_images() {
     // Four 3x2 images, each pixel a distinct colour.
     let images: Vec<RgbImage> = (0..4u8)
         .map(|k| {
-            let pixels = (0..6u8)
-                .flat_map(|p| [k * 60, p * 40, 255 - p * 40])
-                .collect();
+            let pixels = (0..6u8).flat_map(|p| [k * 60, p * 40, 255 - p * 40]).collect();
             (3, 2, pixels)
         })
         .collect();
@@ -234,39 +184,21 @@ fn image_grid_tiles_scaled_images() {
     assert_eq!(img.get_pixel(5, 5).0, [0, 0, 255], "pixel scaled to 4x4");
     assert_eq!(img.get_pixel(6, 2).0, [0, 40, 215], "image 0, pixel (1,0)");
     assert_eq!(img.get_pixel(2, 6).0, [0, 120, 135], "image 0, pixel (0,1)");
-    assert_eq!(
-        img.get_pixel(16, 2).0,
-        [60, 0, 255],
-        "image 1 in the second column"
-    );
-    assert_eq!(
-        img.get_pixel(2, 12).0,
-        [120, 0, 255],
-        "image 2 in the second row"
-    );
+    assert_eq!(img.get_pixel(16, 2).0, [60, 0, 255], "image 1 in the second column");
+    assert_eq!(img.get_pixel(2, 12).0, [120, 0, 255], "image 2 in the second row");
     assert!(distinct_colours(&img) > 5);
 }
 
 #[test]
 fn bad_plot_inputs_are_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let err = plot_image_grid(&dir.path().join("g.png"), &[(2, 2, vec![0; 11])], 1, 1)
-        .err()
-        .unwrap();
-    assert!(
-        err.to_string().contains("image 0 is 2x2 but has 11 bytes"),
-        "{err}"
-    );
+    let err = plot_image_grid(&dir.path().join("g.png"), &[(2, 2, vec![0; 11])], 1, 1).err().unwrap();
+    assert!(err.to_string().contains("image 0 is 2x2 but has 11 bytes"), "{err}");
     assert!(plot_image_grid(&dir.path().join("g.png"), &[], 1, 1).is_err());
     assert!(plot_image_grid(&dir.path().join("g.png"), &[(1, 1, vec![0; 3])], 0, 1).is_err());
-    let err = plot_lines(&dir.path().join("plot.jpg"), &LinePlot::default())
-        .err()
-        .unwrap();
+    let err = plot_lines(&dir.path().join("plot.jpg"), &LinePlot::default()).err().unwrap();
     assert!(err.to_string().contains(".png"), "{err}");
-    let huge = LinePlot {
-        width: 100_000,
-        ..Default::default()
-    };
+    let huge = LinePlot { width: 100_000, ..Default::default() };
     assert!(plot_lines(&dir.path().join("huge.png"), &huge).is_err());
 }
 
@@ -276,10 +208,7 @@ fn an_empty_plot_still_renders_axes_and_title() {
     let path = dir.path().join("empty.png");
     let plot = LinePlot {
         title: "no data yet".into(),
-        series: vec![Series {
-            name: "loss".into(),
-            points: vec![(f64::NAN, f64::NAN)],
-        }],
+        series: vec![Series { name: "loss".into(), points: vec![(f64::NAN, f64::NAN)] }],
         ..Default::default()
     };
     plot_lines(&path, &plot).unwrap();

@@ -11,8 +11,7 @@ fn write_run(dir: &Path) -> PathBuf {
     let mut log = MetricsLog::open(dir).unwrap();
     log.log(0, [("train/loss", 2.5), ("lr", 0.0)]).unwrap();
     log.log(100, [("train/loss", 1.25), ("lr", 3e-4)]).unwrap();
-    log.log(200, [("train/loss", f64::NAN), ("lr", 2e-4)])
-        .unwrap();
+    log.log(200, [("train/loss", f64::NAN), ("lr", 2e-4)]).unwrap();
     log.log(200, [("eval/accuracy", 0.875)]).unwrap();
     log.tensorboard_path().to_path_buf()
 }
@@ -26,10 +25,7 @@ fn event_file_round_trips_through_the_reader() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_run(dir.path());
     let name = path.file_name().unwrap().to_string_lossy().to_string();
-    assert!(
-        name.starts_with("events.out.tfevents.") && name.ends_with(".pt"),
-        "{name}"
-    );
+    assert!(name.starts_with("events.out.tfevents.") && name.ends_with(".pt"), "{name}");
     assert_eq!(path.parent().unwrap(), dir.path().join("tb"));
 
     let scalars = read_scalars(&path).unwrap();
@@ -47,10 +43,7 @@ fn event_file_round_trips_through_the_reader() {
     .map(|&(tag, step, value)| (tag.to_string(), step, value.to_bits()))
     .collect();
     assert_eq!(got, expected);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     assert!(scalars.iter().all(|s| (now - s.wall_time).abs() < 600.0));
 }
 
@@ -117,12 +110,8 @@ for tag in acc.Tags()["scalars"]:
 
 /// Scalars as TensorBoard's own reader sees them, sorted.
 fn load_with_tensorboard(path: &Path) -> Vec<(String, i64, u32)> {
-    let output = Command::new(python())
-        .arg("-c")
-        .arg(LOAD_WITH_TENSORBOARD)
-        .arg(path)
-        .output()
-        .expect("cannot run python");
+    let output =
+        Command::new(python()).arg("-c").arg(LOAD_WITH_TENSORBOARD).arg(path).output().expect("cannot run python");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
@@ -176,11 +165,10 @@ fn tensorboard_sees_a_resumed_run_without_the_abandoned_steps() {
     let tb = dir.path().join("tb");
     assert_eq!(event_files(&tb).unwrap().len(), 2);
     let seen = load_with_tensorboard(&tb);
-    let expected: Vec<(String, i64, u32)> =
-        [(1, 10.0f32), (2, 5.0), (3, 1.0 / 3.0), (4, 0.25), (5, 0.2)]
-            .iter()
-            .map(|&(step, value)| ("loss".to_string(), step, value.to_bits()))
-            .collect();
+    let expected: Vec<(String, i64, u32)> = [(1, 10.0f32), (2, 5.0), (3, 1.0 / 3.0), (4, 0.25), (5, 0.2)]
+        .iter()
+        .map(|&(step, value)| ("loss".to_string(), step, value.to_bits()))
+        .collect();
     assert_eq!(seen, expected);
     assert_eq!(sorted(&read_scalars(&tb).unwrap()), expected);
 }

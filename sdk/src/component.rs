@@ -1,10 +1,7 @@
 //! What a plugin author implements: one trait per component kind, in plain Rust and tch.
 //! [`crate::export_plugin!`] wraps them for the boundary (catching panics, converting errors).
 
-use crate::{
-    ArchitectureInfo, Config, CreateCtx, DatasetInfo, EvaluatorInfo, ObjectiveInfo, Result,
-    StepCtx, Tensors,
-};
+use crate::{ArchitectureInfo, Config, CreateCtx, DatasetInfo, EvaluatorInfo, ObjectiveInfo, Result, StepCtx, Tensors};
 use tch::Tensor;
 
 /// Shared by every component: its name, a one-line description, its config and constructor.

@@ -17,24 +17,12 @@ pub trait Config: Serialize + DeserializeOwned + Default {
         let mut keys: Vec<ConfigKey> = map
             .into_iter()
             .map(|(key, default)| {
-                let description = Self::describe()
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .map(|(_, d)| d.to_string())
-                    .unwrap_or_default();
-                ConfigKey {
-                    key,
-                    default,
-                    description,
-                }
+                let description =
+                    Self::describe().iter().find(|(k, _)| *k == key).map(|(_, d)| d.to_string()).unwrap_or_default();
+                ConfigKey { key, default, description }
             })
             .collect();
-        let order = |k: &str| {
-            Self::describe()
-                .iter()
-                .position(|(d, _)| *d == k)
-                .unwrap_or(usize::MAX)
-        };
+        let order = |k: &str| Self::describe().iter().position(|(d, _)| *d == k).unwrap_or(usize::MAX);
         keys.sort_by_key(|k| order(&k.key));
         keys
     }

@@ -51,11 +51,7 @@ pub struct PtError {
 
 impl PtError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        PtError {
-            kind,
-            message: message.into().into(),
-            origin: RString::new(),
-        }
+        PtError { kind, message: message.into().into(), origin: RString::new() }
     }
     pub fn config(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Config, message)
@@ -91,13 +87,7 @@ impl fmt::Display for PtError {
         if self.origin.is_empty() {
             write!(f, "{} error: {}", self.kind.as_str(), self.message)
         } else {
-            write!(
-                f,
-                "{} error in {}: {}",
-                self.kind.as_str(),
-                self.origin,
-                self.message
-            )
+            write!(f, "{} error in {}: {}", self.kind.as_str(), self.origin, self.message)
         }
     }
 }
@@ -108,10 +98,8 @@ impl From<tch::TchError> for PtError {
     fn from(e: tch::TchError) -> Self {
         // libtorch messages carry a C++ backtrace after the first lines; keep the useful head.
         let text = e.to_string();
-        let head: Vec<&str> = text
-            .lines()
-            .take_while(|l| !l.contains("Exception raised from") && !l.starts_with("frame #"))
-            .collect();
+        let head: Vec<&str> =
+            text.lines().take_while(|l| !l.contains("Exception raised from") && !l.starts_with("frame #")).collect();
         PtError::new(ErrorKind::Torch, head.join(" ").trim().to_string())
     }
 }

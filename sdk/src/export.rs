@@ -5,9 +5,7 @@
 use crate::component::{Architecture, Component, Dataset, Evaluator, Objective};
 use crate::ffi::*;
 use crate::host_view::{HostData, HostModel, Splits};
-use crate::{
-    ComponentKind, ComponentManifest, Config, CreateCtx, ErrorKind, PtError, Result, Tensors,
-};
+use crate::{ComponentKind, ComponentManifest, Config, CreateCtx, ErrorKind, PtError, Result, Tensors};
 use abi_stable::{
     sabi_trait::TD_Opaque,
     std_types::{RErr, ROk, RResult, RSlice, RString, RVec, Tuple2},
@@ -33,10 +31,7 @@ fn install_quiet_panic_hook() {
             } else {
                 "unknown panic payload".to_string()
             };
-            let place = info
-                .location()
-                .map(|l| format!(" at {}:{}", l.file(), l.line()))
-                .unwrap_or_default();
+            let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
             LAST_PANIC.with(|p| *p.borrow_mut() = Some(format!("{}{place}", first_lines(&msg))));
         }));
     });
@@ -47,9 +42,7 @@ fn install_quiet_panic_hook() {
 /// at the marker itself rather than at a line.
 fn first_lines(msg: &str) -> String {
     let head = msg.split("Exception raised from").next().unwrap_or(msg);
-    let head = head
-        .strip_prefix("called `Result::unwrap()` on an `Err` value: Torch(\"")
-        .unwrap_or(head);
+    let head = head.strip_prefix("called `Result::unwrap()` on an `Err` value: Torch(\"").unwrap_or(head);
     head.replace("\\n", "\n")
         .lines()
         .map(str::trim)
@@ -65,18 +58,14 @@ pub fn guard<T>(origin: &str, f: impl FnOnce() -> Result<T>) -> RResult<T, PtErr
         Ok(Ok(v)) => ROk(v),
         Ok(Err(e)) => RErr(e.with_origin(origin)),
         Err(_) => {
-            let msg = LAST_PANIC
-                .with(|p| p.borrow_mut().take())
-                .unwrap_or_else(|| "panic".into());
+            let msg = LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| "panic".into());
             RErr(PtError::new(ErrorKind::Panic, format!("panicked: {msg}")).with_origin(origin))
         }
     }
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<RString> {
-    Ok(serde_json::to_string(v)
-        .map_err(|e| PtError::new(ErrorKind::Other, e.to_string()))?
-        .into())
+    Ok(serde_json::to_string(v).map_err(|e| PtError::new(ErrorKind::Other, e.to_string()))?.into())
 }
 
 fn named(v: Vec<(String, tch::Tensor)>) -> crate::TensorMap {
@@ -96,11 +85,8 @@ fn construct<C: Component>(origin: &str, config: RStr, ctx: RStr) -> RResult<C, 
     guard(origin, || {
         let cfg = <C::Config as Config>::from_json(config.as_str())
             .map_err(|e| e.context(format!("config of {}", C::NAME)))?;
-        let ctx: CreateCtx = if ctx.as_str().trim().is_empty() {
-            CreateCtx::default()
-        } else {
-            serde_json::from_str(ctx.as_str())?
-        };
+        let ctx: CreateCtx =
+            if ctx.as_str().trim().is_empty() { CreateCtx::default() } else { serde_json::from_str(ctx.as_str())? };
         C::new(cfg, &ctx)
     })
 }
@@ -115,14 +101,8 @@ impl<D: Dataset> DatasetFfi for DatasetAdapter<D> {
     fn info(&self) -> RResult<RString, PtError> {
         guard(&self.origin, || to_json(&self.inner.info()))
     }
-    fn get_batch(
-        &self,
-        indices: RSlice<'_, u64>,
-        ctx: &StepCtx,
-    ) -> RResult<crate::TensorMap, PtError> {
-        guard(&self.origin, || {
-            Ok(self.inner.get_batch(indices.as_slice(), ctx)?.into_ffi())
-        })
+    fn get_batch(&self, indices: RSlice<'_, u64>, ctx: &StepCtx) -> RResult<crate::TensorMap, PtError> {
+        guard(&self.origin, || Ok(self.inner.get_batch(indices.as_slice(), ctx)?.into_ffi()))
     }
 }
 
@@ -148,17 +128,8 @@ impl<A: Architecture> ArchitectureFfi for ArchitectureAdapter<A> {
             Ok(())
         })
     }
-    fn forward(
-        &self,
-        inputs: &crate::TensorMap,
-        ctx: &StepCtx,
-    ) -> RResult<crate::TensorMap, PtError> {
-        guard(&self.origin, || {
-            Ok(self
-                .inner
-                .forward(&Tensors::share_ffi(inputs), ctx)?
-                .into_ffi())
-        })
+    fn forward(&self, inputs: &crate::TensorMap, ctx: &StepCtx) -> RResult<crate::TensorMap, PtError> {
+        guard(&self.origin, || Ok(self.inner.forward(&Tensors::share_ffi(inputs), ctx)?.into_ffi()))
     }
 }
 
@@ -184,17 +155,8 @@ impl<O: Objective> ObjectiveFfi for ObjectiveAdapter<O> {
             Ok(())
         })
     }
-    fn prepare(
-        &self,
-        batch: crate::TensorMap,
-        ctx: &StepCtx,
-    ) -> RResult<crate::TensorMap, PtError> {
-        guard(&self.origin, || {
-            Ok(self
-                .inner
-                .prepare(Tensors::from_ffi(batch), ctx)?
-                .into_ffi())
-        })
+    fn prepare(&self, batch: crate::TensorMap, ctx: &StepCtx) -> RResult<crate::TensorMap, PtError> {
+        guard(&self.origin, || Ok(self.inner.prepare(Tensors::from_ffi(batch), ctx)?.into_ffi()))
     }
     fn loss(
         &self,
@@ -203,11 +165,7 @@ impl<O: Objective> ObjectiveFfi for ObjectiveAdapter<O> {
         ctx: &StepCtx,
     ) -> RResult<crate::TensorMap, PtError> {
         guard(&self.origin, || {
-            let out = self.inner.loss(
-                &Tensors::share_ffi(batch),
-                &Tensors::share_ffi(outputs),
-                ctx,
-            )?;
+            let out = self.inner.loss(&Tensors::share_ffi(batch), &Tensors::share_ffi(outputs), ctx)?;
             let mut map = Tensors::new().with("loss", out.loss);
             for (name, value) in out.metrics {
                 map.insert(format!("metric/{name}"), value);
@@ -236,10 +194,7 @@ impl<E: Evaluator> EvaluatorFfi for EvaluatorAdapter<E> {
         guard(&origin, || {
             let model = HostModel::new(model);
             let splits = Splits::new(
-                splits
-                    .into_iter()
-                    .map(|Tuple2(name, data)| (name.into_string(), HostData::new(data)))
-                    .collect(),
+                splits.into_iter().map(|Tuple2(name, data)| (name.into_string(), HostData::new(data))).collect(),
             );
             to_json(&self.inner.evaluate(&model, &splits, ctx)?)
         })
@@ -253,69 +208,41 @@ pub trait PluginSpec: 'static {
     const VERSION: &'static str;
     fn components() -> Vec<ComponentManifest>;
     fn create_dataset(name: &str, config: RStr, ctx: RStr) -> Option<RResult<DatasetBox, PtError>>;
-    fn create_architecture(
-        name: &str,
-        config: RStr,
-        ctx: RStr,
-    ) -> Option<RResult<ArchitectureBox, PtError>>;
-    fn create_objective(
-        name: &str,
-        config: RStr,
-        ctx: RStr,
-    ) -> Option<RResult<ObjectiveBox, PtError>>;
-    fn create_evaluator(
-        name: &str,
-        config: RStr,
-        ctx: RStr,
-    ) -> Option<RResult<EvaluatorBox, PtError>>;
+    fn create_architecture(name: &str, config: RStr, ctx: RStr) -> Option<RResult<ArchitectureBox, PtError>>;
+    fn create_objective(name: &str, config: RStr, ctx: RStr) -> Option<RResult<ObjectiveBox, PtError>>;
+    fn create_evaluator(name: &str, config: RStr, ctx: RStr) -> Option<RResult<EvaluatorBox, PtError>>;
 }
 
 fn origin_of<P: PluginSpec>(name: &str) -> String {
     format!("{}:{}", P::NAME, name)
 }
 
-pub fn make_dataset<P: PluginSpec, D: Dataset>(
-    config: RStr,
-    ctx: RStr,
-) -> RResult<DatasetBox, PtError> {
+pub fn make_dataset<P: PluginSpec, D: Dataset>(config: RStr, ctx: RStr) -> RResult<DatasetBox, PtError> {
     let origin = origin_of::<P>(D::NAME);
     construct::<D>(&origin, config, ctx)
         .map(|inner| DatasetFfi_TO::from_value(DatasetAdapter { inner, origin }, TD_Opaque))
 }
 
-pub fn make_architecture<P: PluginSpec, A: Architecture>(
-    config: RStr,
-    ctx: RStr,
-) -> RResult<ArchitectureBox, PtError> {
+pub fn make_architecture<P: PluginSpec, A: Architecture>(config: RStr, ctx: RStr) -> RResult<ArchitectureBox, PtError> {
     let origin = origin_of::<P>(A::NAME);
-    construct::<A>(&origin, config, ctx).map(|inner| {
-        ArchitectureFfi_TO::from_value(ArchitectureAdapter { inner, origin }, TD_Opaque)
-    })
+    construct::<A>(&origin, config, ctx)
+        .map(|inner| ArchitectureFfi_TO::from_value(ArchitectureAdapter { inner, origin }, TD_Opaque))
 }
 
-pub fn make_objective<P: PluginSpec, O: Objective>(
-    config: RStr,
-    ctx: RStr,
-) -> RResult<ObjectiveBox, PtError> {
+pub fn make_objective<P: PluginSpec, O: Objective>(config: RStr, ctx: RStr) -> RResult<ObjectiveBox, PtError> {
     let origin = origin_of::<P>(O::NAME);
     construct::<O>(&origin, config, ctx)
         .map(|inner| ObjectiveFfi_TO::from_value(ObjectiveAdapter { inner, origin }, TD_Opaque))
 }
 
-pub fn make_evaluator<P: PluginSpec, E: Evaluator>(
-    config: RStr,
-    ctx: RStr,
-) -> RResult<EvaluatorBox, PtError> {
+pub fn make_evaluator<P: PluginSpec, E: Evaluator>(config: RStr, ctx: RStr) -> RResult<EvaluatorBox, PtError> {
     let origin = origin_of::<P>(E::NAME);
     construct::<E>(&origin, config, ctx)
         .map(|inner| EvaluatorFfi_TO::from_value(EvaluatorAdapter { inner, origin }, TD_Opaque))
 }
 
 fn not_found<P: PluginSpec, T>(kind: ComponentKind, name: RStr) -> RResult<T, PtError> {
-    RErr(PtError::config(format!(
-        "plugin '{}' has no {kind} called '{name}'",
-        P::NAME
-    )))
+    RErr(PtError::config(format!("plugin '{}' has no {kind} called '{name}'", P::NAME)))
 }
 
 extern "C" fn manifest<P: PluginSpec>() -> RString {
@@ -331,18 +258,11 @@ extern "C" fn manifest<P: PluginSpec>() -> RString {
     serde_json::to_string(&m).unwrap_or_default().into()
 }
 
-extern "C" fn create_dataset<P: PluginSpec>(
-    name: RStr,
-    config: RStr,
-    ctx: RStr,
-) -> RResult<DatasetBox, PtError> {
+extern "C" fn create_dataset<P: PluginSpec>(name: RStr, config: RStr, ctx: RStr) -> RResult<DatasetBox, PtError> {
     match catch_unwind(|| P::create_dataset(name.as_str(), config, ctx)) {
         Ok(Some(r)) => r,
         Ok(None) => not_found::<P, _>(ComponentKind::Dataset, name),
-        Err(_) => RErr(PtError::new(
-            ErrorKind::Panic,
-            "panicked while creating a dataset",
-        )),
+        Err(_) => RErr(PtError::new(ErrorKind::Panic, "panicked while creating a dataset")),
     }
 }
 
@@ -354,40 +274,23 @@ extern "C" fn create_architecture<P: PluginSpec>(
     match catch_unwind(|| P::create_architecture(name.as_str(), config, ctx)) {
         Ok(Some(r)) => r,
         Ok(None) => not_found::<P, _>(ComponentKind::Architecture, name),
-        Err(_) => RErr(PtError::new(
-            ErrorKind::Panic,
-            "panicked while creating an architecture",
-        )),
+        Err(_) => RErr(PtError::new(ErrorKind::Panic, "panicked while creating an architecture")),
     }
 }
 
-extern "C" fn create_objective<P: PluginSpec>(
-    name: RStr,
-    config: RStr,
-    ctx: RStr,
-) -> RResult<ObjectiveBox, PtError> {
+extern "C" fn create_objective<P: PluginSpec>(name: RStr, config: RStr, ctx: RStr) -> RResult<ObjectiveBox, PtError> {
     match catch_unwind(|| P::create_objective(name.as_str(), config, ctx)) {
         Ok(Some(r)) => r,
         Ok(None) => not_found::<P, _>(ComponentKind::Objective, name),
-        Err(_) => RErr(PtError::new(
-            ErrorKind::Panic,
-            "panicked while creating an objective",
-        )),
+        Err(_) => RErr(PtError::new(ErrorKind::Panic, "panicked while creating an objective")),
     }
 }
 
-extern "C" fn create_evaluator<P: PluginSpec>(
-    name: RStr,
-    config: RStr,
-    ctx: RStr,
-) -> RResult<EvaluatorBox, PtError> {
+extern "C" fn create_evaluator<P: PluginSpec>(name: RStr, config: RStr, ctx: RStr) -> RResult<EvaluatorBox, PtError> {
     match catch_unwind(|| P::create_evaluator(name.as_str(), config, ctx)) {
         Ok(Some(r)) => r,
         Ok(None) => not_found::<P, _>(ComponentKind::Evaluator, name),
-        Err(_) => RErr(PtError::new(
-            ErrorKind::Panic,
-            "panicked while creating an evaluator",
-        )),
+        Err(_) => RErr(PtError::new(ErrorKind::Panic, "panicked while creating an evaluator")),
     }
 }
 
@@ -523,15 +426,9 @@ mod tests {
     #[test]
     fn libtorch_backtrace_is_cut_from_plain_and_unwrap_panic_text() {
         let plain = "The size of tensor a (7) must match the size of tensor b (8)\nException raised from infer_size at x.cpp:1\nframe #0: f()";
-        assert_eq!(
-            first_lines(plain),
-            "The size of tensor a (7) must match the size of tensor b (8)"
-        );
+        assert_eq!(first_lines(plain), "The size of tensor a (7) must match the size of tensor b (8)");
         let unwrapped = "called `Result::unwrap()` on an `Err` value: Torch(\"The size of tensor a (7) must match\\nException raised from infer_size\\nframe #0: f()\")";
-        assert_eq!(
-            first_lines(unwrapped),
-            "The size of tensor a (7) must match"
-        );
+        assert_eq!(first_lines(unwrapped), "The size of tensor a (7) must match");
         assert_eq!(first_lines("index out of bounds"), "index out of bounds");
     }
 }

@@ -68,12 +68,7 @@ pub trait ObjectiveFfi: Send {
     fn prepare(&self, batch: TensorMap, ctx: &StepCtx) -> RResult<TensorMap, PtError>;
     /// Returns `loss` (a scalar with grad) plus detached scalar metrics.
     #[sabi(last_prefix_field)]
-    fn loss(
-        &self,
-        batch: &TensorMap,
-        outputs: &TensorMap,
-        ctx: &StepCtx,
-    ) -> RResult<TensorMap, PtError>;
+    fn loss(&self, batch: &TensorMap, outputs: &TensorMap, ctx: &StepCtx) -> RResult<TensorMap, PtError>;
 }
 
 /// The model as the host lends it to an evaluator.
@@ -127,12 +122,9 @@ pub struct PluginMod {
     pub manifest: extern "C" fn() -> RString,
     /// Arguments: component name, config JSON, JSON [`crate::CreateCtx`].
     pub create_dataset: extern "C" fn(RStr<'_>, RStr<'_>, RStr<'_>) -> RResult<DatasetBox, PtError>,
-    pub create_architecture:
-        extern "C" fn(RStr<'_>, RStr<'_>, RStr<'_>) -> RResult<ArchitectureBox, PtError>,
-    pub create_objective:
-        extern "C" fn(RStr<'_>, RStr<'_>, RStr<'_>) -> RResult<ObjectiveBox, PtError>,
-    pub create_evaluator:
-        extern "C" fn(RStr<'_>, RStr<'_>, RStr<'_>) -> RResult<EvaluatorBox, PtError>,
+    pub create_architecture: extern "C" fn(RStr<'_>, RStr<'_>, RStr<'_>) -> RResult<ArchitectureBox, PtError>,
+    pub create_objective: extern "C" fn(RStr<'_>, RStr<'_>, RStr<'_>) -> RResult<ObjectiveBox, PtError>,
+    pub create_evaluator: extern "C" fn(RStr<'_>, RStr<'_>, RStr<'_>) -> RResult<EvaluatorBox, PtError>,
     /// Net tensor handles made minus dropped in this plugin (see [`crate::live_handles`]).
     #[sabi(last_prefix_field)]
     pub live_handles: extern "C" fn() -> i64,

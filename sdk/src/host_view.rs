@@ -21,18 +21,14 @@ impl<'a> HostModel<'a> {
         Ok(serde_json::from_str(&text)?)
     }
     pub fn parameters(&self) -> Result<Vec<(String, Tensor)>> {
-        Ok(Tensors::from_ffi(self.inner.parameters().into_result()?)
-            .into_iter()
-            .collect())
+        Ok(Tensors::from_ffi(self.inner.parameters().into_result()?).into_iter().collect())
     }
     pub fn set_train(&self, train: bool) -> Result<()> {
         self.inner.set_train(train).into_result()
     }
     pub fn forward(&self, inputs: &Tensors, ctx: &StepCtx) -> Result<Tensors> {
         let map = inputs.share().into_ffi();
-        Ok(Tensors::from_ffi(
-            self.inner.forward(&map, ctx).into_result()?,
-        ))
+        Ok(Tensors::from_ffi(self.inner.forward(&map, ctx).into_result()?))
     }
 }
 
@@ -50,9 +46,7 @@ impl<'a> HostData<'a> {
         Ok(serde_json::from_str(&text)?)
     }
     pub fn get_batch(&self, indices: &[u64], ctx: &StepCtx) -> Result<Tensors> {
-        Ok(Tensors::from_ffi(
-            self.inner.get_batch(indices.into(), ctx).into_result()?,
-        ))
+        Ok(Tensors::from_ffi(self.inner.get_batch(indices.into(), ctx).into_result()?))
     }
 }
 
@@ -66,20 +60,12 @@ impl<'a> Splits<'a> {
         Splits { entries }
     }
     pub fn get(&self, name: &str) -> Result<&HostData<'a>> {
-        self.entries
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, d)| d)
-            .ok_or_else(|| {
-                PtError::config(format!(
-                    "evaluator needs split '{name}' but the host lent only: {}",
-                    self.entries
-                        .iter()
-                        .map(|(n, _)| n.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })
+        self.entries.iter().find(|(n, _)| n == name).map(|(_, d)| d).ok_or_else(|| {
+            PtError::config(format!(
+                "evaluator needs split '{name}' but the host lent only: {}",
+                self.entries.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+        })
     }
 }
 

@@ -14,12 +14,8 @@ pub enum ComponentKind {
 }
 
 impl ComponentKind {
-    pub const ALL: [ComponentKind; 4] = [
-        ComponentKind::Dataset,
-        ComponentKind::Architecture,
-        ComponentKind::Objective,
-        ComponentKind::Evaluator,
-    ];
+    pub const ALL: [ComponentKind; 4] =
+        [ComponentKind::Dataset, ComponentKind::Architecture, ComponentKind::Objective, ComponentKind::Evaluator];
     pub fn as_str(self) -> &'static str {
         match self {
             ComponentKind::Dataset => "dataset",
@@ -83,12 +79,7 @@ pub struct FieldInfo {
 
 impl FieldInfo {
     pub fn new(name: &str, dtype: &str, shape: &[i64], description: &str) -> Self {
-        FieldInfo {
-            name: name.into(),
-            dtype: dtype.into(),
-            shape: shape.to_vec(),
-            description: description.into(),
-        }
+        FieldInfo { name: name.into(), dtype: dtype.into(), shape: shape.to_vec(), description: description.into() }
     }
 }
 
@@ -173,14 +164,7 @@ pub struct CreateCtx {
 
 impl Default for CreateCtx {
     fn default() -> Self {
-        CreateCtx {
-            device: -1,
-            seed: 0,
-            rank: 0,
-            world_size: 1,
-            run_dir: String::new(),
-            data_dir: String::new(),
-        }
+        CreateCtx { device: -1, seed: 0, rank: 0, world_size: 1, run_dir: String::new(), data_dir: String::new() }
     }
 }
 
@@ -192,8 +176,6 @@ impl CreateCtx {
     /// Expands `{data}` and `{run}` in a setting, as the host does for recipe values; components
     /// call it on their defaults (e.g. a dataset's default `{data}/images/mnist`).
     pub fn expand(&self, setting: &str) -> String {
-        setting
-            .replace("{data}", &self.data_dir)
-            .replace("{run}", &self.run_dir)
+        setting.replace("{data}", &self.data_dir).replace("{run}", &self.run_dir)
     }
 }

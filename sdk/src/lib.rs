@@ -75,6 +75,7 @@ pub mod export;
 pub mod ffi;
 pub mod host_view;
 pub mod info;
+pub mod losses;
 pub mod params;
 pub mod rng;
 pub mod tensor;
@@ -120,9 +121,9 @@ pub fn device_code(device: tch::Device) -> i64 {
 /// Everything a plugin usually needs.
 pub mod prelude {
     pub use crate::{
-        bail, Architecture, ArchitectureInfo, Component, Config, CreateCtx, Dataset, DatasetInfo,
-        ErrorKind, EvalReport, Evaluator, EvaluatorInfo, FieldInfo, HostData, HostModel,
-        LossOutput, NoConfig, Objective, ObjectiveInfo, PtError, Result, Splits, StepCtx, Tensors,
+        bail, Architecture, ArchitectureInfo, Component, Config, CreateCtx, Dataset, DatasetInfo, ErrorKind,
+        EvalReport, Evaluator, EvaluatorInfo, FieldInfo, HostData, HostModel, LossOutput, NoConfig, Objective,
+        ObjectiveInfo, PtError, Result, Splits, StepCtx, Tensors,
     };
     pub use tch::{self, Device, Kind, Tensor};
 }
@@ -131,9 +132,6 @@ pub mod prelude {
 mod tests {
     #[test]
     fn export_symbol_matches_abi_stable() {
-        assert_eq!(
-            abi_stable::library::ROOT_MODULE_LOADER_NAME,
-            "_1as_0lib_1header_0root_bmodule_bloader"
-        );
+        assert_eq!(abi_stable::library::ROOT_MODULE_LOADER_NAME, "_1as_0lib_1header_0root_bmodule_bloader");
     }
 }

@@ -36,13 +36,7 @@ pub struct Params<'a> {
 
 impl<'a> Params<'a> {
     pub fn new(seed: u64, std: f64, device: Device, created: &'a Created) -> Self {
-        Params {
-            prefix: String::new(),
-            seed,
-            std,
-            device,
-            created,
-        }
+        Params { prefix: String::new(), seed, std, device, created }
     }
 
     pub fn sub(&self, name: impl ToString) -> Params<'a> {
@@ -73,14 +67,8 @@ impl<'a> Params<'a> {
     }
 
     fn add(&self, name: &str, dims: &[i64], values: Vec<f32>) -> Result<Tensor> {
-        let t = Tensor::f_from_slice(&values)?
-            .f_view(dims)?
-            .f_to_device(self.device)?
-            .set_requires_grad(true);
-        self.created
-            .parameters
-            .borrow_mut()
-            .push((self.path(name), t.shallow_clone()));
+        let t = Tensor::f_from_slice(&values)?.f_view(dims)?.f_to_device(self.device)?.set_requires_grad(true);
+        self.created.parameters.borrow_mut().push((self.path(name), t.shallow_clone()));
         Ok(t)
     }
 
@@ -90,13 +78,7 @@ impl<'a> Params<'a> {
     }
 
     /// Normal(0, `std`) by Box-Muller over the parameter's own stream.
-    pub fn normal_std(
-        &self,
-        name: &str,
-        dims: &[i64],
-        std: f64,
-        zero_row: Option<i64>,
-    ) -> Result<Tensor> {
+    pub fn normal_std(&self, name: &str, dims: &[i64], std: f64, zero_row: Option<i64>) -> Result<Tensor> {
         let n: i64 = dims.iter().product();
         let mut rng = self.stream(name);
         let mut values = Vec::with_capacity(n as usize + 1);
@@ -120,27 +102,18 @@ impl<'a> Params<'a> {
     pub fn uniform(&self, name: &str, dims: &[i64], bound: f64) -> Result<Tensor> {
         let n: i64 = dims.iter().product();
         let mut rng = self.stream(name);
-        let values = (0..n)
-            .map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32)
-            .collect();
+        let values = (0..n).map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32).collect();
         self.add(name, dims, values)
     }
 
     pub fn constant(&self, name: &str, dims: &[i64], value: f32) -> Result<Tensor> {
-        self.add(
-            name,
-            dims,
-            vec![value; dims.iter().product::<i64>() as usize],
-        )
+        self.add(name, dims, vec![value; dims.iter().product::<i64>() as usize])
     }
 
     /// A non-trainable tensor saved with the model (running statistics, counters).
     pub fn buffer(&self, name: &str, dims: &[i64], value: f64, kind: Kind) -> Result<Tensor> {
         let t = Tensor::f_full(dims, value, (kind, self.device))?;
-        self.created
-            .buffers
-            .borrow_mut()
-            .push((self.path(name), t.shallow_clone()));
+        self.created.buffers.borrow_mut().push((self.path(name), t.shallow_clone()));
         Ok(t)
     }
 }
@@ -155,10 +128,7 @@ pub struct Linear {
 impl Linear {
     pub fn new(p: &Params, cin: i64, cout: i64) -> Result<Self> {
         let bound = 1.0 / (cin as f64).sqrt();
-        Ok(Linear {
-            weight: p.uniform("weight", &[cout, cin], bound)?,
-            bias: p.uniform("bias", &[cout], bound)?,
-        })
+        Ok(Linear { weight: p.uniform("weight", &[cout, cin], bound)?, bias: p.uniform("bias", &[cout], bound)? })
     }
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
@@ -167,10 +137,7 @@ impl Linear {
 }
 
 fn name_hash(name: &str) -> u64 {
-    name.bytes()
-        .fold(derive_seed(0, &[name.len() as u64]), |h, b| {
-            derive_seed(h, &[b as u64])
-        })
+    name.bytes().fold(derive_seed(0, &[name.len() as u64]), |h, b| derive_seed(h, &[b as u64]))
 }
 
 #[cfg(test)]
@@ -181,11 +148,7 @@ mod tests {
     fn names_nest_and_draws_depend_only_on_the_name() {
         let (a, b) = (Created::default(), Created::default());
         let pa = Params::new(3, 0.02, Device::Cpu, &a);
-        let x = pa
-            .sub("encoder")
-            .sub(0)
-            .normal("weight", &[4, 4], None)
-            .unwrap();
+        let x = pa.sub("encoder").sub(0).normal("weight", &[4, 4], None).unwrap();
         let pb = Params::new(3, 0.02, Device::Cpu, &b);
         pb.constant("other", &[2], 1.0).unwrap();
         let y = pb.sub("encoder.0").normal("weight", &[4, 4], None).unwrap();

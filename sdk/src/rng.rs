@@ -11,9 +11,7 @@ pub fn mix64(mut z: u64) -> u64 {
 
 /// Hashes a seed and counters into one 64-bit seed.
 pub fn derive_seed(seed: u64, counters: &[u64]) -> u64 {
-    counters
-        .iter()
-        .fold(mix64(seed), |acc, &c| mix64(acc ^ mix64(c)))
+    counters.iter().fold(mix64(seed), |acc, &c| mix64(acc ^ mix64(c)))
 }
 
 /// A small deterministic generator (SplitMix64) for per-sample decisions on the CPU.
@@ -24,9 +22,7 @@ pub struct CounterRng {
 
 impl CounterRng {
     pub fn new(seed: u64, counters: &[u64]) -> Self {
-        CounterRng {
-            state: derive_seed(seed, counters),
-        }
+        CounterRng { state: derive_seed(seed, counters) }
     }
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);

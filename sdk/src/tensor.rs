@@ -51,9 +51,7 @@ impl PtTensor {
     /// A new handle sharing storage and autograd identity (`shallow_clone`).
     pub fn share(&self) -> Tensor {
         // SAFETY: borrow the tensor without taking ownership.
-        let t = std::mem::ManuallyDrop::new(unsafe {
-            Tensor::from_ptr(self.ptr as *mut torch_sys::C_tensor)
-        });
+        let t = std::mem::ManuallyDrop::new(unsafe { Tensor::from_ptr(self.ptr as *mut torch_sys::C_tensor) });
         t.shallow_clone()
     }
 }
@@ -136,23 +134,13 @@ impl Tensors {
     }
     /// Shallow copies (same storage) of every tensor.
     pub fn share(&self) -> Tensors {
-        Tensors {
-            entries: self
-                .entries
-                .iter()
-                .map(|(n, t)| (n.clone(), t.shallow_clone()))
-                .collect(),
-        }
+        Tensors { entries: self.entries.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect() }
     }
     /// Moves every tensor to `device` (non-blocking where the source is pinned).
     pub fn to_device(self, device: tch::Device) -> crate::Result<Tensors> {
         let mut out = Tensors::new();
         for (n, t) in self.entries {
-            let t = if t.device() == device {
-                t
-            } else {
-                t.f_to_device_(device, t.kind(), true, false)?
-            };
+            let t = if t.device() == device { t } else { t.f_to_device_(device, t.kind(), true, false)? };
             out.entries.push((n, t));
         }
         Ok(out)
@@ -162,31 +150,16 @@ impl Tensors {
             entries: self
                 .entries
                 .into_iter()
-                .map(|(name, t)| TensorEntry {
-                    name: name.into(),
-                    tensor: PtTensor::from_tch(t),
-                })
+                .map(|(name, t)| TensorEntry { name: name.into(), tensor: PtTensor::from_tch(t) })
                 .collect(),
         }
     }
     pub fn from_ffi(map: TensorMap) -> Self {
-        Tensors {
-            entries: map
-                .entries
-                .into_iter()
-                .map(|e| (e.name.into_string(), e.tensor.into_tch()))
-                .collect(),
-        }
+        Tensors { entries: map.entries.into_iter().map(|e| (e.name.into_string(), e.tensor.into_tch())).collect() }
     }
     /// Shallow copies out of a borrowed map (the map keeps its handles).
     pub fn share_ffi(map: &TensorMap) -> Self {
-        Tensors {
-            entries: map
-                .entries
-                .iter()
-                .map(|e| (e.name.to_string(), e.tensor.share()))
-                .collect(),
-        }
+        Tensors { entries: map.entries.iter().map(|e| (e.name.to_string(), e.tensor.share())).collect() }
     }
 }
 

@@ -63,12 +63,7 @@ pub fn train_wordpiece(
         .show_progress(false)
         // As Hugging Face's BertWordPieceTokenizer: rare characters must not eat the vocabulary.
         .limit_alphabet(1000)
-        .special_tokens(
-            SPECIAL_TOKENS
-                .iter()
-                .map(|t| AddedToken::from(*t, true))
-                .collect(),
-        )
+        .special_tokens(SPECIAL_TOKENS.iter().map(|t| AddedToken::from(*t, true)).collect())
         .build();
 
     let mut lines = CorpusLines::new(files.to_vec());
@@ -85,11 +80,9 @@ pub fn train_wordpiece(
     }
 
     let id = |token: &str| {
-        tokenizer.token_to_id(token).ok_or_else(|| {
-            PtError::data(format!(
-                "the trained tokenizer lacks the special token {token}"
-            ))
-        })
+        tokenizer
+            .token_to_id(token)
+            .ok_or_else(|| PtError::data(format!("the trained tokenizer lacks the special token {token}")))
     };
     let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
     let template = TemplateProcessing::builder()
@@ -102,9 +95,7 @@ pub fn train_wordpiece(
     tokenizer.with_post_processor(Some(template));
 
     let tokenizer: Tokenizer = tokenizer.into();
-    let json = tokenizer
-        .to_string(false)
-        .map_err(|e| PtError::data(format!("serialising the tokenizer: {e}")))?;
+    let json = tokenizer.to_string(false).map_err(|e| PtError::data(format!("serialising the tokenizer: {e}")))?;
     write_atomically(out, json.as_bytes())?;
     tracing::info!(
         path = %out.display(),
@@ -127,30 +118,17 @@ pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
         _ => PtError::io(path, e),
     })?;
     Tokenizer::from_bytes(&bytes).map_err(|e| {
-        PtError::data(format!(
-            "{}: not a tokenizer.json that the tokenizers library can load: {e}",
-            path.display()
-        ))
+        PtError::data(format!("{}: not a tokenizer.json that the tokenizers library can load: {e}", path.display()))
     })
 }
 
 /// Writes `bytes` to `path` through a temp file in the same folder and a rename, so readers
 /// never see a partial file (and concurrent writers of the same content are harmless).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| PtError::io(dir, e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{name}.tmp.{}.{}",
-        std::process::id(),
-        unique_suffix()
-    ));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}.{}", std::process::id(), unique_suffix()));
     let written = (|| -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -167,19 +145,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 fn unique_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     crate::rng::derive_seed(nanos as u64, &[COUNTER.fetch_add(1, Ordering::Relaxed)])
 }
 
 fn display_paths(files: &[PathBuf]) -> String {
-    files
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// One line of a text file: its 1-based number, the byte offset where it starts and its bytes
@@ -230,10 +201,7 @@ impl TextLines {
     /// The next line, or `None` at the end of the file.
     pub fn next_line(&mut self) -> Result<Option<Line<'_>>> {
         self.buf.clear();
-        let n = self
-            .reader
-            .read_until(b'\n', &mut self.buf)
-            .map_err(|e| PtError::io(&self.path, e))?;
+        let n = self.reader.read_until(b'\n', &mut self.buf).map_err(|e| PtError::io(&self.path, e))?;
         if n == 0 {
             return Ok(None);
         }
@@ -249,11 +217,7 @@ impl TextLines {
             }
         }
         self.number += 1;
-        let line = Line {
-            number: self.number,
-            offset: self.offset + start as u64,
-            bytes: &self.buf[start..end],
-        };
+        let line = Line { number: self.number, offset: self.offset + start as u64, bytes: &self.buf[start..end] };
         self.offset += n as u64;
         Ok(Some(line))
     }

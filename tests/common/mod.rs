@@ -9,23 +9,14 @@ use std::process::{Command, Output};
 
 /// The workspace root.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is inside the workspace")
-        .to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
 }
 
 /// Where cargo put the release build (`$CARGO_TARGET_DIR` or `<repo>/target`).
 pub fn release_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .map(|p| {
-            if p.is_absolute() {
-                p
-            } else {
-                repo_root().join(p)
-            }
-        })
+        .map(|p| if p.is_absolute() { p } else { repo_root().join(p) })
         .unwrap_or_else(|| repo_root().join("target"))
         .join("release")
 }
@@ -33,22 +24,14 @@ pub fn release_dir() -> PathBuf {
 /// The `pt` launcher of the release build; panics with the fix if it was not built.
 pub fn pt_bin() -> PathBuf {
     let p = release_dir().join("pt");
-    assert!(
-        p.is_file(),
-        "{} not found: run `cargo build --release --workspace` first",
-        p.display()
-    );
+    assert!(p.is_file(), "{} not found: run `cargo build --release --workspace` first", p.display());
     p
 }
 
 /// A first-party plugin built next to `pt` (e.g. `plugin_so("pt_mlm")`).
 pub fn plugin_so(lib: &str) -> PathBuf {
     let p = release_dir().join(format!("lib{lib}.so"));
-    assert!(
-        p.is_file(),
-        "{} not found: run `cargo build --release --workspace` first",
-        p.display()
-    );
+    assert!(p.is_file(), "{} not found: run `cargo build --release --workspace` first", p.display());
     p
 }
 
@@ -57,9 +40,7 @@ pub fn data_dir(set: &str) -> PathBuf {
     let d = std::env::var_os("PT_DATA")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/pt/data")
-        });
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/pt/data"));
     assert!(
         d.join(set).join(".complete").exists() || d.join(set).join("MANIFEST.json").exists(),
         "data set '{set}' missing under {}: run `python3 scripts/fetch_data.py`",
@@ -70,14 +51,8 @@ pub fn data_dir(set: &str) -> PathBuf {
 
 /// The Python with torch and transformers (`$PT_PYTHON` or `<repo>/.pt/venv/bin/python`).
 pub fn python() -> PathBuf {
-    let p = std::env::var_os("PT_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".pt/venv/bin/python"));
-    assert!(
-        p.exists(),
-        "{} not found: run scripts/setup.sh (it installs torch and transformers)",
-        p.display()
-    );
+    let p = std::env::var_os("PT_PYTHON").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".pt/venv/bin/python"));
+    assert!(p.exists(), "{} not found: run scripts/setup.sh (it installs torch and transformers)", p.display());
     p
 }
 
@@ -94,16 +69,12 @@ impl Default for Pt {
 
 impl Pt {
     pub fn new() -> Self {
-        Pt {
-            home: tempfile::tempdir().expect("temp PT_HOME"),
-        }
+        Pt { home: tempfile::tempdir().expect("temp PT_HOME") }
     }
 
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(pt_bin());
-        c.env("PT_HOME", self.home.path())
-            .env_remove("PT_PLUGIN_PATH")
-            .env_remove("PT_LOG");
+        c.env("PT_HOME", self.home.path()).env_remove("PT_PLUGIN_PATH").env_remove("PT_LOG");
         c
     }
 
@@ -206,19 +177,12 @@ pub fn metrics_rows(run_dir: &Path) -> Vec<pt_report::MetricsRow> {
 
 /// Steps of the training rows (those with a learning rate) of a run's `metrics.jsonl`, in file order.
 pub fn train_steps(run_dir: &Path) -> Vec<u64> {
-    metrics_rows(run_dir)
-        .iter()
-        .filter(|r| r.get("lr").is_some())
-        .map(|r| r.step)
-        .collect()
+    metrics_rows(run_dir).iter().filter(|r| r.get("lr").is_some()).map(|r| r.step).collect()
 }
 
 /// `metric` of the training row logged at `step`.
 pub fn metric_at(run_dir: &Path, step: u64, metric: &str) -> Option<f64> {
-    metrics_rows(run_dir)
-        .iter()
-        .find(|r| r.step == step && r.get("lr").is_some())
-        .and_then(|r| r.get(metric))
+    metrics_rows(run_dir).iter().find(|r| r.step == step && r.get("lr").is_some()).and_then(|r| r.get(metric))
 }
 
 /// A tensor of a safetensors file, as stored.
@@ -233,10 +197,7 @@ impl StoredTensor {
     /// The values of an F32 tensor.
     pub fn f32s(&self) -> Vec<f32> {
         assert_eq!(self.dtype, "F32", "not an f32 tensor");
-        self.bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
+        self.bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
     }
 }
 
@@ -265,10 +226,7 @@ pub fn read_safetensors(path: &Path) -> std::collections::BTreeMap<String, Store
 pub fn wait_for(limit: std::time::Duration, what: &str, mut done: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
     while !done() {
-        assert!(
-            start.elapsed() < limit,
-            "gave up waiting for {what} after {limit:?}"
-        );
+        assert!(start.elapsed() < limit, "gave up waiting for {what} after {limit:?}");
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
@@ -276,13 +234,7 @@ pub fn wait_for(limit: std::time::Duration, what: &str, mut done: impl FnMut() -
 /// Sends `signal` (e.g. `libc::SIGINT`) to a child process.
 pub fn send_signal(child: &std::process::Child, signal: i32) {
     let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
-    assert_eq!(
-        rc,
-        0,
-        "kill({}, {signal}) failed: {}",
-        child.id(),
-        std::io::Error::last_os_error()
-    );
+    assert_eq!(rc, 0, "kill({}, {signal}) failed: {}", child.id(), std::io::Error::last_os_error());
 }
 
 /// `pt checkpoint list RUN` as `(name, verified ok)` per checkpoint row.
@@ -292,8 +244,7 @@ pub fn listed_checkpoints(pt: &Pt, run_dir: &Path) -> Vec<(String, bool)> {
         .skip(1)
         .filter_map(|l| {
             let cols: Vec<&str> = l.split_whitespace().collect();
-            (cols.len() >= 4 && cols[0].starts_with("step-"))
-                .then(|| (cols[0].to_string(), cols[3] == "ok"))
+            (cols.len() >= 4 && cols[0].starts_with("step-")).then(|| (cols[0].to_string(), cols[3] == "ok"))
         })
         .collect()
 }

@@ -23,10 +23,7 @@ pub fn sdk_versions() -> (String, String) {
         .and_then(|v| v.as_str())
         .expect("workspace.package.version")
         .to_string();
-    let parts: Vec<u64> = version
-        .split('.')
-        .map(|p| p.parse().expect("numeric version"))
-        .collect();
+    let parts: Vec<u64> = version.split('.').map(|p| p.parse().expect("numeric version")).collect();
     let next = match parts.as_slice() {
         [0, minor, ..] => format!("0.{}.0", minor + 1),
         [major, ..] => format!("{}.0.0", major + 1),
@@ -57,39 +54,19 @@ pub fn plugins() -> &'static Plugins {
         let denoise = build(&root.join("examples/denoise"), "denoise");
         let faulty = build(&root.join("tests/fixtures/faulty_plugin"), "faulty_plugin");
         let fork_dir = work.join("denoise-fork");
-        copy_example(
-            &fork_dir,
-            "denoise-fork",
-            "denoise_fork",
-            &root.join("sdk"),
-            Some("denoise_fork"),
-        );
+        copy_example(&fork_dir, "denoise-fork", "denoise_fork", &root.join("sdk"), Some("denoise_fork"));
         let denoise_fork = build(&fork_dir, "denoise_fork");
         let next_dir = work.join("sdk-next");
         copy_sdk(&next_dir.join("sdk"), &sdk_versions().1);
-        copy_example(
-            &next_dir.join("denoise"),
-            "denoise-next-sdk",
-            "denoise_next_sdk",
-            &next_dir.join("sdk"),
-            None,
-        );
+        copy_example(&next_dir.join("denoise"), "denoise-next-sdk", "denoise_next_sdk", &next_dir.join("sdk"), None);
         let denoise_next_sdk = build(&next_dir.join("denoise"), "denoise_next_sdk");
-        Plugins {
-            denoise,
-            faulty,
-            denoise_fork,
-            denoise_next_sdk,
-        }
+        Plugins { denoise, faulty, denoise_fork, denoise_next_sdk }
     })
 }
 
 /// The cargo target directory `pt` was built in.
 fn target_root() -> PathBuf {
-    release_dir()
-        .parent()
-        .expect("release dir has a parent")
-        .to_path_buf()
+    release_dir().parent().expect("release dir has a parent").to_path_buf()
 }
 
 /// Where the built plugins are kept (out of `pt`'s sight).
@@ -117,25 +94,16 @@ fn build(dir: &Path, lib: &str) -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     if std::env::var_os("PT_TEST_SHOW_BUILDS").is_some() {
-        eprintln!(
-            "cargo build of {}:\n{}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        eprintln!("cargo build of {}:\n{}", dir.display(), String::from_utf8_lossy(&out.stderr));
     }
     let built = release_dir().join(format!("lib{lib}.so"));
     let kept = out_dir().join(format!("lib{lib}.so"));
     // Cargo hard-links its output, so an up-to-date build leaves `built` and an earlier `kept`
     // as one file, and rename() between two links of one file does nothing: unlink first.
     if let Err(e) = std::fs::remove_file(&kept) {
-        assert!(
-            e.kind() == std::io::ErrorKind::NotFound,
-            "removing {}: {e}",
-            kept.display()
-        );
+        assert!(e.kind() == std::io::ErrorKind::NotFound, "removing {}: {e}", kept.display());
     }
-    std::fs::rename(&built, &kept)
-        .unwrap_or_else(|e| panic!("moving {} to {}: {e}", built.display(), kept.display()));
+    std::fs::rename(&built, &kept).unwrap_or_else(|e| panic!("moving {} to {}: {e}", built.display(), kept.display()));
     kept
 }
 
@@ -145,17 +113,14 @@ fn write_if_changed(path: &Path, bytes: &[u8]) {
         return;
     }
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .unwrap_or_else(|e| panic!("creating {}: {e}", parent.display()));
+        std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("creating {}: {e}", parent.display()));
     }
     std::fs::write(path, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
 
 /// Copies the files under `from` into `to` (skipping `skip` names at the top level).
 fn copy_tree(from: &Path, to: &Path, skip: &[&str]) {
-    for entry in
-        std::fs::read_dir(from).unwrap_or_else(|e| panic!("reading {}: {e}", from.display()))
-    {
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("reading {}: {e}", from.display())) {
         let entry = entry.expect("directory entry");
         let name = entry.file_name();
         if skip.iter().any(|s| name == *s) {
@@ -165,24 +130,18 @@ fn copy_tree(from: &Path, to: &Path, skip: &[&str]) {
         if src.is_dir() {
             copy_tree(&src, &to.join(&name), &[]);
         } else {
-            write_if_changed(
-                &to.join(&name),
-                &std::fs::read(&src).expect("reading a source file"),
-            );
+            write_if_changed(&to.join(&name), &std::fs::read(&src).expect("reading a source file"));
         }
     }
 }
 
 fn read_toml(path: &Path) -> toml::Table {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn table<'a>(t: &'a mut toml::Table, key: &str) -> &'a mut toml::Table {
-    t.get_mut(key)
-        .and_then(|v| v.as_table_mut())
-        .unwrap_or_else(|| panic!("manifest has no [{key}]"))
+    t.get_mut(key).and_then(|v| v.as_table_mut()).unwrap_or_else(|| panic!("manifest has no [{key}]"))
 }
 
 /// The example project copied to `dir` as package `package` with library `lib`, depending on
@@ -201,25 +160,14 @@ fn copy_example(dir: &Path, package: &str, lib: &str, sdk: &Path, plugin_name: O
     table(&mut manifest, "package").insert("name".into(), package.into());
     table(&mut manifest, "lib").insert("name".into(), lib.into());
     let deps = table(&mut manifest, "dependencies");
-    let sdk_dep = deps
-        .get_mut("pt-sdk")
-        .and_then(|v| v.as_table_mut())
-        .expect("the example depends on pt-sdk by path");
+    let sdk_dep = deps.get_mut("pt-sdk").and_then(|v| v.as_table_mut()).expect("the example depends on pt-sdk by path");
     sdk_dep.insert("path".into(), sdk.display().to_string().into());
-    write_if_changed(
-        &dir.join("Cargo.toml"),
-        toml::to_string(&manifest)
-            .expect("manifest serialises")
-            .as_bytes(),
-    );
+    write_if_changed(&dir.join("Cargo.toml"), toml::to_string(&manifest).expect("manifest serialises").as_bytes());
     if let Some(name) = plugin_name {
         let lib_rs = dir.join("src/lib.rs");
         let text = std::fs::read_to_string(&lib_rs).expect("src/lib.rs");
         let renamed = text.replace("name: \"denoise\"", &format!("name: \"{name}\""));
-        assert_ne!(
-            text, renamed,
-            "examples/denoise/src/lib.rs no longer exports `name: \"denoise\"`"
-        );
+        assert_ne!(text, renamed, "examples/denoise/src/lib.rs no longer exports `name: \"denoise\"`");
         write_if_changed(&lib_rs, renamed.as_bytes());
     }
 }
@@ -231,24 +179,13 @@ fn copy_sdk(dir: &Path, version: &str) {
     copy_tree(&root.join("sdk"), dir, &["Cargo.toml", "target"]);
     let mut workspace = read_toml(&root.join("Cargo.toml"));
     let ws = table(&mut workspace, "workspace").clone();
-    let ws_package = ws
-        .get("package")
-        .and_then(|v| v.as_table())
-        .cloned()
-        .unwrap_or_default();
-    let ws_deps = ws
-        .get("dependencies")
-        .and_then(|v| v.as_table())
-        .cloned()
-        .unwrap_or_default();
+    let ws_package = ws.get("package").and_then(|v| v.as_table()).cloned().unwrap_or_default();
+    let ws_deps = ws.get("dependencies").and_then(|v| v.as_table()).cloned().unwrap_or_default();
     let mut manifest = read_toml(&root.join("sdk/Cargo.toml"));
     let package = table(&mut manifest, "package");
     for (key, value) in package.iter_mut() {
         if is_inherited(value) {
-            *value = ws_package
-                .get(key)
-                .cloned()
-                .unwrap_or_else(|| panic!("workspace.package has no {key}"));
+            *value = ws_package.get(key).cloned().unwrap_or_else(|| panic!("workspace.package has no {key}"));
         }
     }
     package.insert("version".into(), version.into());
@@ -267,12 +204,7 @@ fn copy_sdk(dir: &Path, version: &str) {
     }
     // A standalone package, not a member of the temp directory's parents' workspaces.
     manifest.insert("workspace".into(), toml::Value::Table(toml::Table::new()));
-    write_if_changed(
-        &dir.join("Cargo.toml"),
-        toml::to_string(&manifest)
-            .expect("manifest serialises")
-            .as_bytes(),
-    );
+    write_if_changed(&dir.join("Cargo.toml"), toml::to_string(&manifest).expect("manifest serialises").as_bytes());
 }
 
 fn is_inherited(v: &toml::Value) -> bool {
@@ -281,12 +213,7 @@ fn is_inherited(v: &toml::Value) -> bool {
 
 /// `name = { workspace = true, features = [...], optional = true }` → the workspace's entry
 /// with the member's additions.
-fn resolve_workspace_dep(
-    root: &Path,
-    name: &str,
-    spec: &toml::Value,
-    ws_deps: &toml::Table,
-) -> toml::Value {
+fn resolve_workspace_dep(root: &Path, name: &str, spec: &toml::Value, ws_deps: &toml::Table) -> toml::Value {
     let mut out = match ws_deps.get(name) {
         Some(toml::Value::String(v)) => {
             toml::Table::from_iter([("version".to_string(), toml::Value::String(v.clone()))])
@@ -297,16 +224,9 @@ fn resolve_workspace_dep(
     if let Some(path) = out.get("path").and_then(|p| p.as_str()) {
         out.insert("path".into(), root.join(path).display().to_string().into());
     }
-    for (key, value) in spec
-        .as_table()
-        .into_iter()
-        .flatten()
-        .filter(|(k, _)| *k != "workspace")
-    {
+    for (key, value) in spec.as_table().into_iter().flatten().filter(|(k, _)| *k != "workspace") {
         match (key.as_str(), out.get_mut(key)) {
-            ("features", Some(toml::Value::Array(have))) => {
-                have.extend(value.as_array().cloned().unwrap_or_default())
-            }
+            ("features", Some(toml::Value::Array(have))) => have.extend(value.as_array().cloned().unwrap_or_default()),
             _ => {
                 out.insert(key.clone(), value.clone());
             }
@@ -331,13 +251,7 @@ impl DirLock {
             .open(&path)
             .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-        assert_eq!(
-            rc,
-            0,
-            "locking {}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        );
+        assert_eq!(rc, 0, "locking {}: {}", path.display(), std::io::Error::last_os_error());
         DirLock { _file: file }
     }
 }

@@ -12,16 +12,10 @@ pub fn index_batches(n: u64, batch_size: u64) -> impl Iterator<Item = Vec<u64>> 
 pub fn num_classes(data: &HostData<'_>, split: &str) -> Result<i64> {
     let info = data.info()?;
     if !info.fields.iter().any(|f| f.name == "label") {
-        bail!(
-            Config,
-            "the '{split}' split has no 'label' field: transfer evaluators need a labelled dataset"
-        );
+        bail!(Config, "the '{split}' split has no 'label' field: transfer evaluators need a labelled dataset");
     }
     if info.classes.is_empty() {
-        bail!(
-            Config,
-            "the '{split}' split does not name its classes (DatasetInfo.classes)"
-        );
+        bail!(Config, "the '{split}' split does not name its classes (DatasetInfo.classes)");
     }
     Ok(info.classes.len() as i64)
 }
@@ -34,10 +28,7 @@ pub fn extract(
     batch_size: u64,
     ctx: &StepCtx,
 ) -> Result<(Tensor, Tensor)> {
-    let n = data
-        .info()?
-        .num_samples
-        .min(if limit == 0 { u64::MAX } else { limit });
+    let n = data.info()?.num_samples.min(if limit == 0 { u64::MAX } else { limit });
     let _guard = tch::no_grad_guard();
     model.set_train(false)?;
     let mut feats = Vec::new();
@@ -53,10 +44,6 @@ pub fn extract(
 
 /// Fraction of rows of `logits` whose argmax equals `labels`.
 pub fn accuracy(logits: &Tensor, labels: &Tensor) -> Result<f64> {
-    let correct = logits
-        .f_argmax(-1, false)?
-        .f_eq_tensor(labels)?
-        .f_to_kind(Kind::Float)?
-        .f_mean(Kind::Float)?;
+    let correct = logits.f_argmax(-1, false)?.f_eq_tensor(labels)?.f_to_kind(Kind::Float)?.f_mean(Kind::Float)?;
     Ok(correct.f_double_value(&[])?)
 }

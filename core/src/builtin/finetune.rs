@@ -3,9 +3,7 @@
 //! test accuracy against step and wall time, so pretrained and random starts can be compared.
 
 use super::features::{accuracy, index_batches, num_classes};
-use pt_optim::{
-    AdamWConfig, Decay, FlatParams, GroupRules, LrMultRule, OptimizerConfig, ScheduleConfig,
-};
+use pt_optim::{AdamWConfig, Decay, FlatParams, GroupRules, LrMultRule, OptimizerConfig, ScheduleConfig};
 use pt_sdk::prelude::*;
 use pt_sdk::rng::CounterRng;
 use serde::{Deserialize, Serialize};
@@ -55,22 +53,10 @@ impl Config for FinetuneConfig {
             ("steps", "optimizer steps of fine-tuning"),
             ("batch_size", "training samples per step"),
             ("lr", "peak learning rate of the classification head"),
-            (
-                "encoder_lr_mult",
-                "encoder learning rate as a multiple of lr (lower LR for pretrained layers)",
-            ),
-            (
-                "freeze_layers",
-                "freeze the first N layer groups of the architecture (0: train all)",
-            ),
-            (
-                "weight_decay",
-                "AdamW weight decay (not on biases and norms)",
-            ),
-            (
-                "warmup_ratio",
-                "linear warmup as a fraction of steps, then linear decay",
-            ),
+            ("encoder_lr_mult", "encoder learning rate as a multiple of lr (lower LR for pretrained layers)"),
+            ("freeze_layers", "freeze the first N layer groups of the architecture (0: train all)"),
+            ("weight_decay", "AdamW weight decay (not on biases and norms)"),
+            ("warmup_ratio", "linear warmup as a fraction of steps, then linear decay"),
             ("grad_clip", "global gradient-norm clipping (0: off)"),
             ("eval_every", "measure test accuracy every N steps"),
             ("max_test_samples", "cap on test samples (0: all)"),
@@ -85,8 +71,7 @@ pub struct Finetune {
 
 impl Component for Finetune {
     const NAME: &'static str = "finetune";
-    const ABOUT: &'static str =
-        "fine-tune encoder + linear head on a labelled task; accuracy by step and time";
+    const ABOUT: &'static str = "fine-tune encoder + linear head on a labelled task; accuracy by step and time";
     type Config = FinetuneConfig;
     fn new(cfg: FinetuneConfig, _ctx: &CreateCtx) -> Result<Self> {
         if cfg.steps == 0 || cfg.batch_size == 0 {
@@ -105,17 +90,11 @@ fn test_accuracy(
 ) -> Result<f64> {
     let _guard = tch::no_grad_guard();
     model.set_train(false)?;
-    let n = test
-        .info()?
-        .num_samples
-        .min(if limit == 0 { u64::MAX } else { limit });
+    let n = test.info()?.num_samples.min(if limit == 0 { u64::MAX } else { limit });
     let (mut correct, mut seen) = (0.0, 0.0);
     for idx in index_batches(n, 128) {
         let batch = test.get_batch(&idx, ctx)?;
-        let f = model
-            .forward(&batch, ctx)?
-            .require("features")?
-            .to_kind(Kind::Float);
+        let f = model.forward(&batch, ctx)?.require("features")?.to_kind(Kind::Float);
         let logits = f.f_matmul(&head.0)?.f_add(&head.1)?;
         correct += accuracy(&logits, batch.require("label")?)? * idx.len() as f64;
         seen += idx.len() as f64;
@@ -135,23 +114,15 @@ impl Evaluator for Finetune {
         }
     }
 
-    fn evaluate(
-        &mut self,
-        model: &HostModel<'_>,
-        splits: &Splits<'_>,
-        ctx: &StepCtx,
-    ) -> Result<EvalReport> {
+    fn evaluate(&mut self, model: &HostModel<'_>, splits: &Splits<'_>, ctx: &StepCtx) -> Result<EvalReport> {
         let cfg = &self.cfg;
         let (train, test) = (splits.get("train")?, splits.get("test")?);
         let classes = num_classes(train, "train")?;
         let info = model.info()?;
-        let dim = info
-            .feature_dim
-            .ok_or_else(|| PtError::config("the architecture does not report feature_dim"))?;
+        let dim = info.feature_dim.ok_or_else(|| PtError::config("the architecture does not report feature_dim"))?;
         let device = ctx.device();
         tch::manual_seed(ctx.seed as i64);
-        let w = (Tensor::f_randn([dim, classes], (Kind::Float, device))? * 0.02)
-            .set_requires_grad(true);
+        let w = (Tensor::f_randn([dim, classes], (Kind::Float, device))? * 0.02).set_requires_grad(true);
         let b = Tensor::f_zeros([classes], (Kind::Float, device))?.set_requires_grad(true);
         let mut params = model.parameters()?;
         params.push(("head.weight".into(), w.shallow_clone()));
@@ -159,36 +130,18 @@ impl Evaluator for Finetune {
         let mut rules = GroupRules {
             weight_decay: cfg.weight_decay,
             lr_mult: vec![
-                LrMultRule {
-                    prefix: "head.".into(),
-                    lr_mult: 1.0,
-                },
-                LrMultRule {
-                    prefix: String::new(),
-                    lr_mult: cfg.encoder_lr_mult,
-                },
+                LrMultRule { prefix: "head.".into(), lr_mult: 1.0 },
+                LrMultRule { prefix: String::new(), lr_mult: cfg.encoder_lr_mult },
             ],
             freeze: Vec::new(),
         };
-        rules.freeze = info
-            .layer_prefixes
-            .iter()
-            .take(cfg.freeze_layers)
-            .cloned()
-            .collect();
+        rules.freeze = info.layer_prefixes.iter().take(cfg.freeze_layers).cloned().collect();
         let flat = FlatParams::new(params, &rules)?;
         let mut opt = pt_optim::build(
-            &OptimizerConfig::AdamW(AdamWConfig {
-                weight_decay: cfg.weight_decay,
-                ..Default::default()
-            }),
+            &OptimizerConfig::AdamW(AdamWConfig { weight_decay: cfg.weight_decay, ..Default::default() }),
             &flat,
         )?;
-        let schedule = ScheduleConfig {
-            decay: Decay::Linear,
-            warmup_ratio: cfg.warmup_ratio,
-            ..Default::default()
-        };
+        let schedule = ScheduleConfig { decay: Decay::Linear, warmup_ratio: cfg.warmup_ratio, ..Default::default() };
         let n = train.info()?.num_samples;
         let head = (w, b);
         let mut order: Vec<u64> = (0..n).collect();
@@ -208,18 +161,10 @@ impl Evaluator for Finetune {
             }
             let idx = &order[pos..pos + (cfg.batch_size as usize).min(order.len())];
             pos += idx.len();
-            let step_ctx = StepCtx {
-                step,
-                epoch,
-                train: true,
-                ..*ctx
-            };
+            let step_ctx = StepCtx { step, epoch, train: true, ..*ctx };
             tch::manual_seed(pt_sdk::rng::derive_seed(ctx.seed, &[0x46494E45, step]) as i64);
             let batch = train.get_batch(idx, &step_ctx)?;
-            let f = model
-                .forward(&batch, &step_ctx)?
-                .require("features")?
-                .to_kind(Kind::Float);
+            let f = model.forward(&batch, &step_ctx)?.require("features")?.to_kind(Kind::Float);
             let f = f.f_dropout(cfg.head_dropout, true)?;
             let logits = f.f_matmul(&head.0)?.f_add(&head.1)?;
             let loss = logits.f_cross_entropy_loss::<Tensor>(

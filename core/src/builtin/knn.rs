@@ -19,13 +19,7 @@ pub struct KnnConfig {
 
 impl Default for KnnConfig {
     fn default() -> Self {
-        KnnConfig {
-            k: 200,
-            temperature: 0.1,
-            batch_size: 256,
-            max_train_samples: 0,
-            max_test_samples: 0,
-        }
+        KnnConfig { k: 200, temperature: 0.1, batch_size: 256, max_train_samples: 0, max_test_samples: 0 }
     }
 }
 
@@ -33,18 +27,9 @@ impl Config for KnnConfig {
     fn describe() -> &'static [(&'static str, &'static str)] {
         &[
             ("k", "neighbours that vote"),
-            (
-                "temperature",
-                "vote weight exp(cosine similarity / temperature)",
-            ),
-            (
-                "batch_size",
-                "samples per forward pass and per similarity block",
-            ),
-            (
-                "max_train_samples",
-                "cap on memory-bank (train) samples (0: all)",
-            ),
+            ("temperature", "vote weight exp(cosine similarity / temperature)"),
+            ("batch_size", "samples per forward pass and per similarity block"),
+            ("max_train_samples", "cap on memory-bank (train) samples (0: all)"),
             ("max_test_samples", "cap on test samples (0: all)"),
         ]
     }
@@ -56,14 +41,12 @@ pub struct Knn {
 
 impl Component for Knn {
     const NAME: &'static str = "knn";
-    const ABOUT: &'static str = "weighted kNN (cosine, k = 200) on frozen `features` (train split as memory bank -> test accuracy)";
+    const ABOUT: &'static str =
+        "weighted kNN (cosine, k = 200) on frozen `features` (train split as memory bank -> test accuracy)";
     type Config = KnnConfig;
     fn new(cfg: KnnConfig, _ctx: &CreateCtx) -> Result<Self> {
         if cfg.k < 1 || cfg.temperature <= 0.0 || cfg.batch_size == 0 {
-            bail!(
-                Config,
-                "k and batch_size must be at least 1 and temperature positive"
-            );
+            bail!(Config, "k and batch_size must be at least 1 and temperature positive");
         }
         Ok(Knn { cfg })
     }
@@ -81,9 +64,7 @@ pub fn knn_predict(
     block: i64,
 ) -> Result<Tensor> {
     let unit = |x: &Tensor| -> Result<Tensor> {
-        let norm = x
-            .f_norm_scalaropt_dim(2, [1i64].as_slice(), true)?
-            .f_clamp_min(1e-12)?;
+        let norm = x.f_norm_scalaropt_dim(2, [1i64].as_slice(), true)?.f_clamp_min(1e-12)?;
         Ok(x.f_div(&norm)?)
     };
     let bank = unit(bank)?;
@@ -93,9 +74,7 @@ pub fn knn_predict(
         let rows = unit(&test.f_narrow(0, start, block.min(test.size()[0] - start))?)?;
         let sim = rows.f_matmul(&bank.f_transpose(0, 1)?)?; // [m, N]
         let (top, idx) = sim.f_topk(k, 1, true, true)?; // [m, k]
-        let votes_for = bank_labels
-            .f_index_select(0, &idx.f_flatten(0, -1)?)?
-            .f_view_as(&idx)?; // [m, k]
+        let votes_for = bank_labels.f_index_select(0, &idx.f_flatten(0, -1)?)?.f_view_as(&idx)?; // [m, k]
         let weights = top.f_div_scalar(temperature)?.f_exp()?;
         let scores = Tensor::f_zeros([idx.size()[0], classes], (Kind::Float, bank.device()))?
             .f_scatter_add(1, &votes_for, &weights)?;
@@ -115,29 +94,12 @@ impl Evaluator for Knn {
         }
     }
 
-    fn evaluate(
-        &mut self,
-        model: &HostModel<'_>,
-        splits: &Splits<'_>,
-        ctx: &StepCtx,
-    ) -> Result<EvalReport> {
+    fn evaluate(&mut self, model: &HostModel<'_>, splits: &Splits<'_>, ctx: &StepCtx) -> Result<EvalReport> {
         let (train, test) = (splits.get("train")?, splits.get("test")?);
         let classes = num_classes(train, "train")?;
         let started = std::time::Instant::now();
-        let (bank, bank_labels) = extract(
-            model,
-            train,
-            self.cfg.max_train_samples,
-            self.cfg.batch_size,
-            ctx,
-        )?;
-        let (xte, yte) = extract(
-            model,
-            test,
-            self.cfg.max_test_samples,
-            self.cfg.batch_size,
-            ctx,
-        )?;
+        let (bank, bank_labels) = extract(model, train, self.cfg.max_train_samples, self.cfg.batch_size, ctx)?;
+        let (xte, yte) = extract(model, test, self.cfg.max_test_samples, self.cfg.batch_size, ctx)?;
         let pred = knn_predict(
             &bank,
             &bank_labels,
@@ -147,11 +109,7 @@ impl Evaluator for Knn {
             self.cfg.temperature,
             self.cfg.batch_size as i64,
         )?;
-        let accuracy = pred
-            .f_eq_tensor(&yte)?
-            .f_to_kind(Kind::Float)?
-            .f_mean(None)?
-            .f_double_value(&[])?;
+        let accuracy = pred.f_eq_tensor(&yte)?.f_to_kind(Kind::Float)?.f_mean(None)?.f_double_value(&[])?;
         Ok(EvalReport::default()
             .metric("accuracy", accuracy)
             .metric("k", self.cfg.k.min(bank.size()[0]) as f64)
@@ -170,11 +128,7 @@ mod tests {
         let labels = Tensor::from_slice(&[0i64, 0, 1]);
         let test = Tensor::from_slice(&[2.0f32, 0.0, 0.1, 3.0]).view([2, 2]);
         let pred = knn_predict(&bank, &labels, &test, 2, 3, 0.1, 1).unwrap();
-        assert_eq!(
-            Vec::<i64>::try_from(&pred).unwrap(),
-            [0, 1],
-            "with k = all, the closer class wins by weight"
-        );
+        assert_eq!(Vec::<i64>::try_from(&pred).unwrap(), [0, 1], "with k = all, the closer class wins by weight");
         // k = 1 with a very low temperature is plain nearest neighbour.
         let pred = knn_predict(&bank, &labels, &test, 2, 1, 0.01, 8).unwrap();
         assert_eq!(Vec::<i64>::try_from(&pred).unwrap(), [0, 1]);

@@ -37,15 +37,9 @@ impl Config for LinearProbeConfig {
     fn describe() -> &'static [(&'static str, &'static str)] {
         &[
             ("epochs", "passes over the training features"),
-            (
-                "batch_size",
-                "samples per step, for feature extraction and for the classifier",
-            ),
+            ("batch_size", "samples per step, for feature extraction and for the classifier"),
             ("lr", "AdamW learning rate of the linear classifier"),
-            (
-                "weight_decay",
-                "AdamW weight decay of the classifier weights",
-            ),
+            ("weight_decay", "AdamW weight decay of the classifier weights"),
             ("max_train_samples", "cap on training samples (0: all)"),
             ("max_test_samples", "cap on test samples (0: all)"),
         ]
@@ -58,8 +52,7 @@ pub struct LinearProbe {
 
 impl Component for LinearProbe {
     const NAME: &'static str = "linear_probe";
-    const ABOUT: &'static str =
-        "linear classifier on frozen `features` (train split -> test accuracy)";
+    const ABOUT: &'static str = "linear classifier on frozen `features` (train split -> test accuracy)";
     type Config = LinearProbeConfig;
     fn new(cfg: LinearProbeConfig, _ctx: &CreateCtx) -> Result<Self> {
         if cfg.batch_size == 0 || cfg.epochs == 0 {
@@ -79,29 +72,20 @@ pub fn fit_linear(
 ) -> Result<(f64, f64)> {
     let (xtr, ytr) = train;
     let mean = xtr.f_mean_dim(Some(&[0i64][..]), true, Kind::Float)?;
-    let std = xtr
-        .f_std_dim(Some(&[0i64][..]), false, true)?
-        .f_clamp_min(1e-6)?;
+    let std = xtr.f_std_dim(Some(&[0i64][..]), false, true)?.f_clamp_min(1e-6)?;
     let norm = |x: &Tensor| -> Result<Tensor> { Ok(x.f_sub(&mean)?.f_div(&std)?) };
     let (xtr, xte) = (norm(xtr)?, norm(test.0)?);
     let d = xtr.size()[1];
     let device = xtr.device();
     tch::manual_seed(seed as i64);
-    let w = (Tensor::f_randn([d, classes], (Kind::Float, device))? * (1.0 / (d as f64).sqrt()))
-        .set_requires_grad(true);
+    let w = (Tensor::f_randn([d, classes], (Kind::Float, device))? * (1.0 / (d as f64).sqrt())).set_requires_grad(true);
     let b = Tensor::f_zeros([classes], (Kind::Float, device))?.set_requires_grad(true);
     let flat = FlatParams::new(
-        vec![
-            ("weight".into(), w.shallow_clone()),
-            ("bias".into(), b.shallow_clone()),
-        ],
+        vec![("weight".into(), w.shallow_clone()), ("bias".into(), b.shallow_clone())],
         &default_groups(cfg.weight_decay),
     )?;
     let mut opt = pt_optim::build(
-        &OptimizerConfig::AdamW(AdamWConfig {
-            weight_decay: cfg.weight_decay,
-            ..Default::default()
-        }),
+        &OptimizerConfig::AdamW(AdamWConfig { weight_decay: cfg.weight_decay, ..Default::default() }),
         &flat,
     )?;
     let n = xtr.size()[0] as u64;
@@ -141,31 +125,13 @@ impl Evaluator for LinearProbe {
         }
     }
 
-    fn evaluate(
-        &mut self,
-        model: &HostModel<'_>,
-        splits: &Splits<'_>,
-        ctx: &StepCtx,
-    ) -> Result<EvalReport> {
+    fn evaluate(&mut self, model: &HostModel<'_>, splits: &Splits<'_>, ctx: &StepCtx) -> Result<EvalReport> {
         let (train, test) = (splits.get("train")?, splits.get("test")?);
         let classes = num_classes(train, "train")?;
         let started = std::time::Instant::now();
-        let (xtr, ytr) = extract(
-            model,
-            train,
-            self.cfg.max_train_samples,
-            self.cfg.batch_size,
-            ctx,
-        )?;
-        let (xte, yte) = extract(
-            model,
-            test,
-            self.cfg.max_test_samples,
-            self.cfg.batch_size,
-            ctx,
-        )?;
-        let (test_acc, train_acc) =
-            fit_linear((&xtr, &ytr), (&xte, &yte), classes, &self.cfg, ctx.seed)?;
+        let (xtr, ytr) = extract(model, train, self.cfg.max_train_samples, self.cfg.batch_size, ctx)?;
+        let (xte, yte) = extract(model, test, self.cfg.max_test_samples, self.cfg.batch_size, ctx)?;
+        let (test_acc, train_acc) = fit_linear((&xtr, &ytr), (&xte, &yte), classes, &self.cfg, ctx.seed)?;
         Ok(EvalReport::default()
             .metric("accuracy", test_acc)
             .metric("train_accuracy", train_acc)

@@ -66,13 +66,9 @@ pub struct CheckpointManifest {
     pub files: BTreeMap<String, FileEntry>,
 }
 
-fn metrics_from_json<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<BTreeMap<String, f64>, D::Error> {
+fn metrics_from_json<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<BTreeMap<String, f64>, D::Error> {
     let m: BTreeMap<String, Option<f64>> = Deserialize::deserialize(d)?;
-    Ok(m.into_iter()
-        .map(|(k, v)| (k, v.unwrap_or(f64::NAN)))
-        .collect())
+    Ok(m.into_iter().map(|(k, v)| (k, v.unwrap_or(f64::NAN))).collect())
 }
 
 /// A checkpoint on disk whose checksums verified.
@@ -88,9 +84,8 @@ impl Checkpoint {
         let manifest = read_manifest(dir)?;
         for (rel, entry) in &manifest.files {
             let path = dir.join(rel);
-            let meta = std::fs::metadata(&path).map_err(|_| {
-                Error::Checkpoint(format!("{}: file missing from checkpoint", path.display()))
-            })?;
+            let meta = std::fs::metadata(&path)
+                .map_err(|_| Error::Checkpoint(format!("{}: file missing from checkpoint", path.display())))?;
             if meta.len() != entry.bytes {
                 return Err(Error::Checkpoint(format!(
                     "{}: truncated or altered ({} bytes, manifest says {})",
@@ -101,16 +96,10 @@ impl Checkpoint {
             }
             let sha = crate::plugin::loader::sha256_file(&path)?;
             if sha != entry.sha256 {
-                return Err(Error::Checkpoint(format!(
-                    "{}: checksum mismatch (file corrupted)",
-                    path.display()
-                )));
+                return Err(Error::Checkpoint(format!("{}: checksum mismatch (file corrupted)", path.display())));
             }
         }
-        Ok(Checkpoint {
-            dir: dir.to_path_buf(),
-            manifest,
-        })
+        Ok(Checkpoint { dir: dir.to_path_buf(), manifest })
     }
 
     /// Named tensors of one file (`model`, `objective`, `optimizer`); empty if the file is absent.
@@ -126,17 +115,10 @@ impl Checkpoint {
 pub fn read_manifest(dir: &Path) -> Result<CheckpointManifest> {
     let path = dir.join(MANIFEST);
     let text = std::fs::read_to_string(&path).map_err(|e| {
-        Error::Checkpoint(format!(
-            "{}: cannot read ({e}); is this a pt checkpoint directory?",
-            path.display()
-        ))
+        Error::Checkpoint(format!("{}: cannot read ({e}); is this a pt checkpoint directory?", path.display()))
     })?;
-    let m: CheckpointManifest = serde_json::from_str(&text).map_err(|e| {
-        Error::Checkpoint(format!(
-            "{}: not a valid checkpoint manifest ({e})",
-            path.display()
-        ))
-    })?;
+    let m: CheckpointManifest = serde_json::from_str(&text)
+        .map_err(|e| Error::Checkpoint(format!("{}: not a valid checkpoint manifest ({e})", path.display())))?;
     if m.format_version > FORMAT_VERSION {
         return Err(Error::Checkpoint(format!(
             "{}: checkpoint format {} is newer than this pt understands ({FORMAT_VERSION}); upgrade pt",
@@ -149,23 +131,14 @@ pub fn read_manifest(dir: &Path) -> Result<CheckpointManifest> {
 
 pub fn read_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
     Tensor::read_safetensors(path).map_err(|e| {
-        Error::Checkpoint(format!(
-            "{}: cannot read tensors ({})",
-            path.display(),
-            first_line(&e.to_string())
-        ))
+        Error::Checkpoint(format!("{}: cannot read tensors ({})", path.display(), first_line(&e.to_string())))
     })
 }
 
 /// Writes CPU copies of `tensors` to `path` and fsyncs it.
 pub fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
-    Tensor::write_safetensors(tensors, path).map_err(|e| {
-        Error::Checkpoint(format!(
-            "{}: cannot write ({})",
-            path.display(),
-            first_line(&e.to_string())
-        ))
-    })?;
+    Tensor::write_safetensors(tensors, path)
+        .map_err(|e| Error::Checkpoint(format!("{}: cannot write ({})", path.display(), first_line(&e.to_string()))))?;
     std::fs::File::open(path)
         .and_then(|f| f.sync_all())
         .map_err(|e| Error::io(format!("syncing {}", path.display()), e))

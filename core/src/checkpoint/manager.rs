@@ -6,9 +6,7 @@
 //! leaves the previous checkpoint and pointer intact. Retention keeps the last `keep_last`, the
 //! `best` by a chosen metric, and whatever `latest` points at.
 
-use super::format::{
-    Checkpoint, CheckpointManifest, CursorState, FileEntry, PluginRecord, FORMAT_VERSION, MANIFEST,
-};
+use super::format::{Checkpoint, CheckpointManifest, CursorState, FileEntry, PluginRecord, FORMAT_VERSION, MANIFEST};
 use crate::plugin::store::write_atomic;
 use crate::{Error, Result};
 use std::collections::BTreeMap;
@@ -42,15 +40,7 @@ pub struct SaveRequest {
 
 /// Snapshot of tensors for a save: CPU, contiguous, detached copies.
 pub fn snapshot(tensors: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
-    tensors
-        .iter()
-        .map(|(n, t)| {
-            (
-                n.clone(),
-                t.detach().to_device(tch::Device::Cpu).contiguous().copy(),
-            )
-        })
-        .collect()
+    tensors.iter().map(|(n, t)| (n.clone(), t.detach().to_device(tch::Device::Cpu).contiguous().copy())).collect()
 }
 
 pub struct CheckpointManager {
@@ -66,15 +56,9 @@ pub fn step_dir_name(step: u64) -> String {
 }
 
 impl CheckpointManager {
-    pub fn new(
-        run_dir: &Path,
-        keep_last: usize,
-        best_metric: &str,
-        best_mode: &str,
-    ) -> Result<Self> {
+    pub fn new(run_dir: &Path, keep_last: usize, best_metric: &str, best_mode: &str) -> Result<Self> {
         let root = run_dir.join("checkpoints");
-        std::fs::create_dir_all(&root)
-            .map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
+        std::fs::create_dir_all(&root).map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
         // Leftovers of a process killed mid-save or mid-prune (`.tmp-*` directories) or while
         // moving a pointer (`.latest.tmp-PID`): never valid, safe to drop.
         if let Ok(rd) = std::fs::read_dir(&root) {
@@ -120,9 +104,7 @@ impl CheckpointManager {
             None => Ok(None),
             Some(h) => match h.join() {
                 Ok(r) => r.map(Some),
-                Err(_) => Err(Error::Checkpoint(
-                    "the checkpoint writer thread panicked".into(),
-                )),
+                Err(_) => Err(Error::Checkpoint("the checkpoint writer thread panicked".into())),
             },
         }
     }
@@ -178,15 +160,10 @@ pub fn list_steps(root: &Path) -> Vec<(u64, PathBuf)> {
 /// `step-N` that looks like a checkpoint: it is renamed to a `.tmp-` name first (cleaned up on
 /// the next start if the removal is cut short).
 fn retire(root: &Path, dir: &Path) -> Result<()> {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
+    let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let doomed = root.join(format!(".tmp-retired-{name}-{}", std::process::id()));
-    std::fs::rename(dir, &doomed)
-        .map_err(|e| Error::io(format!("removing old checkpoint {}", dir.display()), e))?;
-    std::fs::remove_dir_all(&doomed)
-        .map_err(|e| Error::io(format!("removing old checkpoint {}", dir.display()), e))
+    std::fs::rename(dir, &doomed).map_err(|e| Error::io(format!("removing old checkpoint {}", dir.display()), e))?;
+    std::fs::remove_dir_all(&doomed).map_err(|e| Error::io(format!("removing old checkpoint {}", dir.display()), e))
 }
 
 fn sync_dir(dir: &Path) {
@@ -211,28 +188,15 @@ fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {
 }
 
 fn checksum_tree(base: &Path, dir: &Path, out: &mut BTreeMap<String, FileEntry>) -> Result<()> {
-    let rd =
-        std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
             checksum_tree(base, &p, out)?;
         } else {
-            let rel = p
-                .strip_prefix(base)
-                .unwrap_or(&p)
-                .to_string_lossy()
-                .to_string();
-            let bytes = std::fs::metadata(&p)
-                .map_err(|e| Error::io(format!("reading {}", p.display()), e))?
-                .len();
-            out.insert(
-                rel,
-                FileEntry {
-                    sha256: crate::plugin::loader::sha256_file(&p)?,
-                    bytes,
-                },
-            );
+            let rel = p.strip_prefix(base).unwrap_or(&p).to_string_lossy().to_string();
+            let bytes = std::fs::metadata(&p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?.len();
+            out.insert(rel, FileEntry { sha256: crate::plugin::loader::sha256_file(&p)?, bytes });
         }
     }
     Ok(())
@@ -243,8 +207,7 @@ fn write_checkpoint(root: &Path, req: SaveRequest) -> Result<PathBuf> {
     let tmp = root.join(format!(".tmp-{name}-{}", std::process::id()));
     let result = (|| -> Result<PathBuf> {
         let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp)
-            .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
         super::format::write_tensors(&tmp.join("model.safetensors"), &req.model)?;
         if !req.objective.is_empty() {
             super::format::write_tensors(&tmp.join("objective.safetensors"), &req.objective)?;
@@ -253,8 +216,7 @@ fn write_checkpoint(root: &Path, req: SaveRequest) -> Result<PathBuf> {
             super::format::write_tensors(&tmp.join("optimizer.safetensors"), &req.optimizer_state)?;
         }
         if let Some(assets) = req.assets_dir.as_ref().filter(|a| a.is_dir()) {
-            copy_dir(assets, &tmp.join("assets"))
-                .map_err(|e| Error::io(format!("copying {}", assets.display()), e))?;
+            copy_dir(assets, &tmp.join("assets")).map_err(|e| Error::io(format!("copying {}", assets.display()), e))?;
         }
         let mut files = BTreeMap::new();
         checksum_tree(&tmp, &tmp, &mut files)?;
@@ -279,16 +241,14 @@ fn write_checkpoint(root: &Path, req: SaveRequest) -> Result<PathBuf> {
                 .unwrap_or(0),
             files,
         };
-        let text = serde_json::to_string_pretty(&manifest)
-            .map_err(|e| Error::Checkpoint(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Checkpoint(e.to_string()))?;
         write_atomic(&tmp.join(MANIFEST), text.as_bytes())?;
         sync_dir(&tmp);
         let dest = root.join(&name);
         if dest.exists() {
             retire(root, &dest)?;
         }
-        std::fs::rename(&tmp, &dest)
-            .map_err(|e| Error::io(format!("renaming into {}", dest.display()), e))?;
+        std::fs::rename(&tmp, &dest).map_err(|e| Error::io(format!("renaming into {}", dest.display()), e))?;
         sync_dir(root);
         write_atomic(&root.join(LATEST), name.as_bytes())?;
         tracing::info!(dir = %dest.display(), "checkpoint saved");
@@ -298,16 +258,11 @@ fn write_checkpoint(root: &Path, req: SaveRequest) -> Result<PathBuf> {
         let _ = std::fs::remove_dir_all(&tmp);
     }
     result.map_err(|e| {
-        let previous = std::fs::read_to_string(root.join(LATEST))
-            .map(|s| s.trim().to_string())
-            .ok();
+        let previous = std::fs::read_to_string(root.join(LATEST)).map(|s| s.trim().to_string()).ok();
         Error::Checkpoint(format!(
             "saving checkpoint {name} failed: {e}. {}",
             match previous {
-                Some(p) => format!(
-                    "The previous checkpoint {} is intact.",
-                    root.join(p).display()
-                ),
+                Some(p) => format!("The previous checkpoint {} is intact.", root.join(p).display()),
                 None => "No earlier checkpoint exists.".to_string(),
             }
         ))
@@ -333,10 +288,7 @@ fn update_best(root: &Path, new_dir: &Path, metric: &str, higher_is_better: bool
         Some(c) => (higher_is_better && value > c) || (!higher_is_better && value < c),
     };
     if better && value.is_finite() {
-        let name = new_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
+        let name = new_dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         write_atomic(&root.join(BEST), name.as_bytes())?;
     }
     Ok(())
@@ -345,19 +297,12 @@ fn update_best(root: &Path, new_dir: &Path, metric: &str, higher_is_better: bool
 fn prune(root: &Path, keep_last: usize) -> Result<()> {
     let keep: Vec<String> = [LATEST, BEST]
         .iter()
-        .filter_map(|p| {
-            std::fs::read_to_string(root.join(p))
-                .ok()
-                .map(|s| s.trim().to_string())
-        })
+        .filter_map(|p| std::fs::read_to_string(root.join(p)).ok().map(|s| s.trim().to_string()))
         .collect();
     let steps = list_steps(root);
     let n = steps.len();
     for (i, (_, dir)) in steps.into_iter().enumerate() {
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
+        let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         if i + keep_last < n && !keep.contains(&name) {
             retire(root, &dir)?;
         }
@@ -372,10 +317,7 @@ mod tests {
     fn req(step: u64, loss: f64) -> SaveRequest {
         SaveRequest {
             step,
-            cursor: CursorState {
-                epoch: 0,
-                micro_batch: step,
-            },
+            cursor: CursorState { epoch: 0, micro_batch: step },
             lr: 0.1,
             seed: 1,
             optimizer: "sgd".into(),
@@ -411,9 +353,7 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         std::fs::write(&f, bytes).unwrap();
-        let err = Checkpoint::open_verified(&latest.dir)
-            .unwrap_err()
-            .to_string();
+        let err = Checkpoint::open_verified(&latest.dir).unwrap_err().to_string();
         assert!(err.contains("checksum mismatch"), "{err}");
         assert_eq!(m.latest_valid().unwrap().unwrap().manifest.step, 3);
         let w = m.latest_valid().unwrap().unwrap().tensors("model").unwrap();
@@ -428,10 +368,7 @@ mod tests {
         r.metrics.insert("grad_norm".into(), f64::NAN);
         m.save(r).unwrap();
         m.wait().unwrap();
-        let c = m
-            .latest_valid()
-            .unwrap()
-            .expect("a checkpoint with a NaN metric still loads");
+        let c = m.latest_valid().unwrap().expect("a checkpoint with a NaN metric still loads");
         assert!(c.manifest.metrics["grad_norm"].is_nan());
         assert_eq!(c.manifest.metrics["eval/loss"], 1.0);
     }
@@ -444,17 +381,9 @@ mod tests {
         let d = m.wait().unwrap().unwrap();
         let f = d.join("model.safetensors");
         let len = std::fs::metadata(&f).unwrap().len();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&f)
-            .unwrap()
-            .set_len(len - 3)
-            .unwrap();
+        std::fs::OpenOptions::new().write(true).open(&f).unwrap().set_len(len - 3).unwrap();
         let err = Checkpoint::open_verified(&d).unwrap_err().to_string();
-        assert!(
-            err.contains("model.safetensors") && err.contains("truncated"),
-            "{err}"
-        );
+        assert!(err.contains("model.safetensors") && err.contains("truncated"), "{err}");
         assert!(m.latest_valid().unwrap().is_none());
     }
 

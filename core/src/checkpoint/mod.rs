@@ -4,7 +4,5 @@
 pub mod format;
 pub mod manager;
 
-pub use format::{
-    Checkpoint, CheckpointManifest, CursorState, FileEntry, PluginRecord, FORMAT_VERSION,
-};
+pub use format::{Checkpoint, CheckpointManifest, CursorState, FileEntry, PluginRecord, FORMAT_VERSION};
 pub use manager::{CheckpointManager, SaveRequest};

@@ -14,9 +14,7 @@ pub fn suggest<'a>(key: &str, candidates: impl IntoIterator<Item = &'a str>) -> 
 pub fn check_keys(section: &str, table: &toml::Table, known: &[&str]) -> Result<()> {
     for key in table.keys() {
         if !known.contains(&key.as_str()) {
-            let hint = suggest(key, known.iter().copied())
-                .map(|k| format!(" Did you mean '{k}'?"))
-                .unwrap_or_default();
+            let hint = suggest(key, known.iter().copied()).map(|k| format!(" Did you mean '{k}'?")).unwrap_or_default();
             return Err(Error::Config(format!(
                 "unknown key '{key}' in [{section}].{hint} Accepted keys: {}",
                 known.join(", ")

@@ -87,11 +87,7 @@ impl ComponentSpec {
     fn from_table(section: &str, mut t: Table) -> Result<Self> {
         let name = match t.remove("name") {
             Some(Value::String(s)) => s,
-            Some(other) => {
-                return Err(Error::Config(format!(
-                    "[{section}] name must be a string, got {other}"
-                )))
-            }
+            Some(other) => return Err(Error::Config(format!("[{section}] name must be a string, got {other}"))),
             None => String::new(),
         };
         Ok(ComponentSpec { name, config: t })
@@ -104,11 +100,7 @@ impl ComponentSpec {
     }
     /// The config as JSON, with `{data}` and `{run}` expanded in strings.
     pub fn config_json(&self, data_dir: &Path, run_dir: &Path) -> serde_json::Value {
-        expand(
-            toml_to_json(&Value::Table(self.config.clone())),
-            data_dir,
-            run_dir,
-        )
+        expand(toml_to_json(&Value::Table(self.config.clone())), data_dir, run_dir)
     }
 }
 
@@ -120,21 +112,22 @@ pub struct EvalSpec {
     pub every: Option<u64>,
     /// Also evaluate a randomly initialised copy of the architecture, side by side.
     pub compare_random_init: bool,
+    /// The name its metrics are logged under (default: the evaluator's name); tells apart two
+    /// entries of one evaluator, e.g. probes on two datasets.
+    pub label: Option<String>,
     /// split name -> dataset.
     pub splits: BTreeMap<String, ComponentSpec>,
 }
 
-const EVAL_HOST_KEYS: [&str; 4] = ["name", "every", "compare_random_init", "splits"];
-const SECTIONS: [&str; 8] = [
-    "run",
-    "data",
-    "arch",
-    "objective",
-    "optim",
-    "schedule",
-    "eval",
-    "checkpoint",
-];
+impl EvalSpec {
+    /// What its metrics are logged under: the label, else the evaluator's name.
+    pub fn label(&self) -> &str {
+        self.label.as_deref().unwrap_or(&self.component.name)
+    }
+}
+
+const EVAL_HOST_KEYS: [&str; 5] = ["name", "label", "every", "compare_random_init", "splits"];
+const SECTIONS: [&str; 8] = ["run", "data", "arch", "objective", "optim", "schedule", "eval", "checkpoint"];
 
 /// A whole run configuration.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -143,16 +136,34 @@ pub struct Recipe {
     pub data: ComponentSpec,
     pub arch: ComponentSpec,
     pub objective: ComponentSpec,
+    /// A weighted sum of objectives over one architecture (`[[objective.mix]]`); when set,
+    /// `objective` is empty.
+    pub mix: Vec<ObjectiveSpec>,
     pub optim: Table,
     pub schedule: Table,
     pub evals: Vec<EvalSpec>,
 }
 
+/// One term of an objective mix.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObjectiveSpec {
+    pub component: ComponentSpec,
+    pub weight: f64,
+    /// The prefix of its metrics and parameters (default: the objective's name).
+    pub label: Option<String>,
+}
+
+impl ObjectiveSpec {
+    pub fn label(&self) -> &str {
+        self.label.as_deref().unwrap_or_else(|| self.component.name.rsplit(':').next().unwrap_or(&self.component.name))
+    }
+}
+
 impl Recipe {
     /// Parses TOML text (`origin` names it in errors), then applies `--set` overrides.
     pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Recipe> {
-        let mut root: Table = toml::from_str(text)
-            .map_err(|e| Error::Config(format!("{origin}: {}", e.to_string().trim())))?;
+        let mut root: Table =
+            toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {}", e.to_string().trim())))?;
         for o in overrides {
             apply_override(&mut root, o)?;
         }
@@ -162,9 +173,31 @@ impl Recipe {
         })
     }
 
+    /// Parses a file of `[[eval]]` entries only (a `pt transfer` task), then applies overrides
+    /// (`eval.0.lr=1e-3`); evaluator names stay unique as in a recipe.
+    pub fn parse_evals(text: &str, origin: &str, overrides: &[String]) -> Result<Vec<EvalSpec>> {
+        let mut root: Table =
+            toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {}", e.to_string().trim())))?;
+        for o in overrides {
+            apply_override(&mut root, o)?;
+        }
+        let in_origin = |e: Error| match e {
+            Error::Config(m) => Error::Config(format!("{origin}: {m}")),
+            other => other,
+        };
+        check_keys("top level", &root, &["eval"]).map_err(in_origin)?;
+        let evals = parse_eval_array(root.remove("eval")).map_err(in_origin)?;
+        if evals.is_empty() {
+            return Err(Error::Config(format!("{origin}: no [[eval]] entries")));
+        }
+        let probe = Recipe { evals, ..Recipe::default() };
+        probe.check_eval_labels().map_err(in_origin)?;
+        Ok(probe.evals)
+    }
+
     pub fn load(path: &Path, overrides: &[String]) -> Result<Recipe> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io(format!("reading recipe {}", path.display()), e))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading recipe {}", path.display()), e))?;
         Self::parse(&text, &path.display().to_string(), overrides)
     }
 
@@ -174,75 +207,72 @@ impl Recipe {
             match root.remove(key) {
                 None => Ok(Table::new()),
                 Some(Value::Table(t)) => Ok(t),
-                Some(other) => Err(Error::Config(format!(
-                    "[{key}] must be a table, got {}",
-                    other.type_str()
-                ))),
+                Some(other) => Err(Error::Config(format!("[{key}] must be a table, got {}", other.type_str()))),
             }
         };
         let run_table = take(&mut root, "run")?;
         let known: Vec<String> = keys_of(&RunConfig::default());
-        check_keys(
-            "run",
-            &run_table,
-            &known.iter().map(String::as_str).collect::<Vec<_>>(),
-        )?;
+        check_keys("run", &run_table, &known.iter().map(String::as_str).collect::<Vec<_>>())?;
         let run: RunConfig = Value::Table(run_table)
             .try_into()
             .map_err(|e: toml::de::Error| Error::Config(format!("[run]: {}", e.message())))?;
         let data = ComponentSpec::from_table("data", take(&mut root, "data")?)?;
         let arch = ComponentSpec::from_table("arch", take(&mut root, "arch")?)?;
-        let objective = ComponentSpec::from_table("objective", take(&mut root, "objective")?)?;
+        let mut objective_table = take(&mut root, "objective")?;
+        let mix = parse_mix(objective_table.remove("mix"))?;
+        if !mix.is_empty() && !objective_table.is_empty() {
+            let keys: Vec<&str> = objective_table.keys().map(String::as_str).collect();
+            return Err(Error::Config(format!(
+                "[objective] holds either one objective (name = ...) or a mix ([[objective.mix]] entries), not both: move {} into a mix entry",
+                keys.join(", ")
+            )));
+        }
+        let objective = ComponentSpec::from_table("objective", objective_table)?;
         let optim = take(&mut root, "optim")?;
         let schedule = take(&mut root, "schedule")?;
-        let mut evals = Vec::new();
-        match root.remove("eval") {
-            None => {}
-            Some(Value::Array(items)) => {
-                for (i, item) in items.into_iter().enumerate() {
-                    let Value::Table(t) = item else {
-                        return Err(Error::Config(format!("[[eval]] #{i} must be a table")));
-                    };
-                    evals.push(parse_eval(i, t)?);
-                }
-            }
-            Some(_) => {
-                return Err(Error::Config(
-                    "eval must be an array of tables: write [[eval]]".into(),
-                ))
-            }
-        }
-        let r = Recipe {
-            run,
-            data,
-            arch,
-            objective,
-            optim,
-            schedule,
-            evals,
-        };
+        let evals = parse_eval_array(root.remove("eval"))?;
+        let r = Recipe { run, data, arch, objective, mix, optim, schedule, evals };
         r.validate()?;
         Ok(r)
     }
 
     fn validate(&self) -> Result<()> {
+        self.check_eval_labels()?;
+        self.check_run()
+    }
+
+    /// The objectives the run optimises: the mix, or the one `[objective]` with weight 1.
+    pub fn objectives(&self) -> Vec<ObjectiveSpec> {
+        if self.mix.is_empty() {
+            vec![ObjectiveSpec { component: self.objective.clone(), weight: 1.0, label: None }]
+        } else {
+            self.mix.clone()
+        }
+    }
+
+    fn check_eval_labels(&self) -> Result<()> {
+        let mut seen = std::collections::BTreeSet::new();
+        for e in &self.evals {
+            if !seen.insert(e.label()) {
+                return Err(Error::Config(format!(
+                    "two [[eval]] entries are named '{}': give one a label (label = \"...\") so their metrics stay apart",
+                    e.label()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_run(&self) -> Result<()> {
         let r = &self.run;
         if r.batch_size == 0 || r.grad_accum == 0 {
-            return Err(Error::Config(
-                "[run] batch_size and grad_accum must be at least 1".into(),
-            ));
+            return Err(Error::Config("[run] batch_size and grad_accum must be at least 1".into()));
         }
         if !["min", "max"].contains(&r.best_mode.as_str()) {
-            return Err(Error::Config(format!(
-                "[run] best_mode must be 'min' or 'max', got '{}'",
-                r.best_mode
-            )));
+            return Err(Error::Config(format!("[run] best_mode must be 'min' or 'max', got '{}'", r.best_mode)));
         }
         if !["auto", "fp32", "bf16"].contains(&r.precision.as_str()) {
-            return Err(Error::Config(format!(
-                "[run] precision must be auto, fp32 or bf16, got '{}'",
-                r.precision
-            )));
+            return Err(Error::Config(format!("[run] precision must be auto, fp32 or bf16, got '{}'", r.precision)));
         }
         if r.max_steps == 0 && r.max_epochs == 0 && r.max_minutes <= 0.0 {
             return Err(Error::Config(
@@ -255,13 +285,28 @@ impl Recipe {
     /// The recipe as TOML (what `config.toml` in the run directory holds).
     pub fn to_toml(&self) -> String {
         let mut root = Table::new();
-        root.insert(
-            "run".into(),
-            Value::try_from(&self.run).unwrap_or(Value::Table(Table::new())),
-        );
+        root.insert("run".into(), Value::try_from(&self.run).unwrap_or(Value::Table(Table::new())));
         root.insert("data".into(), Value::Table(self.data.to_table()));
         root.insert("arch".into(), Value::Table(self.arch.to_table()));
-        root.insert("objective".into(), Value::Table(self.objective.to_table()));
+        if self.mix.is_empty() {
+            root.insert("objective".into(), Value::Table(self.objective.to_table()));
+        } else {
+            let entries = self
+                .mix
+                .iter()
+                .map(|m| {
+                    let mut t = m.component.to_table();
+                    t.insert("weight".into(), Value::Float(m.weight));
+                    if let Some(label) = &m.label {
+                        t.insert("label".into(), Value::String(label.clone()));
+                    }
+                    Value::Table(t)
+                })
+                .collect();
+            let mut t = Table::new();
+            t.insert("mix".into(), Value::Array(entries));
+            root.insert("objective".into(), Value::Table(t));
+        }
         root.insert("optim".into(), Value::Table(self.optim.clone()));
         root.insert("schedule".into(), Value::Table(self.schedule.clone()));
         let evals: Vec<Value> = self
@@ -272,14 +317,13 @@ impl Recipe {
                 if let Some(every) = e.every {
                     t.insert("every".into(), Value::Integer(every as i64));
                 }
+                if let Some(label) = &e.label {
+                    t.insert("label".into(), Value::String(label.clone()));
+                }
                 if e.compare_random_init {
                     t.insert("compare_random_init".into(), Value::Boolean(true));
                 }
-                let splits: Table = e
-                    .splits
-                    .iter()
-                    .map(|(k, v)| (k.clone(), Value::Table(v.to_table())))
-                    .collect();
+                let splits: Table = e.splits.iter().map(|(k, v)| (k.clone(), Value::Table(v.to_table()))).collect();
                 t.insert("splits".into(), Value::Table(splits));
                 Value::Table(t)
             })
@@ -291,23 +335,87 @@ impl Recipe {
     }
 }
 
+fn parse_mix(value: Option<Value>) -> Result<Vec<ObjectiveSpec>> {
+    let items = match value {
+        None => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            return Err(Error::Config("objective.mix must be an array of tables: write [[objective.mix]]".into()))
+        }
+    };
+    let mut mix = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let Value::Table(mut t) = item else {
+            return Err(Error::Config(format!("[[objective.mix]] #{i} must be a table")));
+        };
+        let weight = match t.remove("weight") {
+            None => 1.0,
+            Some(Value::Float(w)) if w.is_finite() && w > 0.0 => w,
+            Some(Value::Integer(w)) if w > 0 => w as f64,
+            Some(v) => {
+                return Err(Error::Config(format!("[[objective.mix]] #{i}: weight must be a positive number, got {v}")))
+            }
+        };
+        let label = match t.remove("label") {
+            None => None,
+            Some(Value::String(l)) if !l.is_empty() && !l.contains(['/', '.']) => Some(l),
+            Some(v) => {
+                return Err(Error::Config(format!(
+                    "[[objective.mix]] #{i}: label must be a non-empty string without '/' or '.', got {v}"
+                )))
+            }
+        };
+        let component = ComponentSpec::from_table(&format!("objective.mix.{i}"), t)?;
+        if component.name.is_empty() {
+            return Err(Error::Config(format!("[[objective.mix]] #{i} has no name")));
+        }
+        mix.push(ObjectiveSpec { component, weight, label });
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for m in &mix {
+        if !seen.insert(m.label().to_string()) {
+            return Err(Error::Config(format!(
+                "two [[objective.mix]] entries are named '{}': give one a label (label = \"...\")",
+                m.label()
+            )));
+        }
+    }
+    Ok(mix)
+}
+
+fn parse_eval_array(value: Option<Value>) -> Result<Vec<EvalSpec>> {
+    match value {
+        None => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::Table(t) => parse_eval(i, t),
+                _ => Err(Error::Config(format!("[[eval]] #{i} must be a table"))),
+            })
+            .collect(),
+        Some(_) => Err(Error::Config("eval must be an array of tables: write [[eval]]".into())),
+    }
+}
+
 fn parse_eval(i: usize, mut t: Table) -> Result<EvalSpec> {
     let every = match t.remove("every") {
         None => None,
         Some(Value::Integer(n)) if n >= 0 => Some(n as u64),
-        Some(v) => {
-            return Err(Error::Config(format!(
-                "[[eval]] #{i}: every must be a non-negative integer, got {v}"
-            )))
-        }
+        Some(v) => return Err(Error::Config(format!("[[eval]] #{i}: every must be a non-negative integer, got {v}"))),
     };
     let compare_random_init = match t.remove("compare_random_init") {
         None => false,
         Some(Value::Boolean(b)) => b,
         Some(v) => {
-            return Err(Error::Config(format!(
-                "[[eval]] #{i}: compare_random_init must be true/false, got {v}"
-            )))
+            return Err(Error::Config(format!("[[eval]] #{i}: compare_random_init must be true/false, got {v}")))
+        }
+    };
+    let label = match t.remove("label") {
+        None => None,
+        Some(Value::String(l)) if !l.is_empty() && !l.contains('/') => Some(l),
+        Some(v) => {
+            return Err(Error::Config(format!("[[eval]] #{i}: label must be a non-empty string without '/', got {v}")))
         }
     };
     let mut splits = BTreeMap::new();
@@ -320,31 +428,16 @@ fn parse_eval(i: usize, mut t: Table) -> Result<EvalSpec> {
                         "[[eval]] #{i}: splits.{split} must be a dataset table with a name"
                     )));
                 };
-                splits.insert(
-                    split.clone(),
-                    ComponentSpec::from_table(&format!("eval.splits.{split}"), dt)?,
-                );
+                splits.insert(split.clone(), ComponentSpec::from_table(&format!("eval.splits.{split}"), dt)?);
             }
         }
-        Some(_) => {
-            return Err(Error::Config(format!(
-                "[[eval]] #{i}: splits must be a table"
-            )))
-        }
+        Some(_) => return Err(Error::Config(format!("[[eval]] #{i}: splits must be a table"))),
     }
     let component = ComponentSpec::from_table("eval", t)?;
     if component.name.is_empty() {
-        return Err(Error::Config(format!(
-            "[[eval]] #{i} has no name (host keys: {})",
-            EVAL_HOST_KEYS.join(", ")
-        )));
+        return Err(Error::Config(format!("[[eval]] #{i} has no name (host keys: {})", EVAL_HOST_KEYS.join(", "))));
     }
-    Ok(EvalSpec {
-        component,
-        every,
-        compare_random_init,
-        splits,
-    })
+    Ok(EvalSpec { component, every, compare_random_init, label, splits })
 }
 
 /// The top-level keys a serde struct serialises to.
@@ -357,11 +450,9 @@ pub fn keys_of<T: Serialize>(v: &T) -> Vec<String> {
 
 /// `a.b.c=value`: value parsed as TOML (number, bool, array, quoted string), else a bare string.
 pub fn apply_override(root: &mut Table, spec: &str) -> Result<()> {
-    let (path, raw) = spec.split_once('=').ok_or_else(|| {
-        Error::Config(format!(
-            "--set '{spec}': expected KEY=VALUE, e.g. --set optim.lr=1e-3"
-        ))
-    })?;
+    let (path, raw) = spec
+        .split_once('=')
+        .ok_or_else(|| Error::Config(format!("--set '{spec}': expected KEY=VALUE, e.g. --set optim.lr=1e-3")))?;
     let value = toml::from_str::<Table>(&format!("v = {raw}"))
         .ok()
         .and_then(|mut t| t.remove("v"))
@@ -388,9 +479,7 @@ fn set_path(cur: &mut Value, parts: &[&str], value: Value, spec: &str) -> Result
                 t.insert(head.to_string(), value);
                 return Ok(());
             }
-            let next = t
-                .entry(head.to_string())
-                .or_insert_with(|| Value::Table(Table::new()));
+            let next = t.entry(head.to_string()).or_insert_with(|| Value::Table(Table::new()));
             set_path(next, rest, value, spec)
         }
         Value::Array(a) => {
@@ -399,11 +488,7 @@ fn set_path(cur: &mut Value, parts: &[&str], value: Value, spec: &str) -> Result
                 .parse::<usize>()
                 .ok()
                 .and_then(|i| a.get_mut(i))
-                .ok_or_else(|| {
-                    Error::Config(format!(
-                        "--set '{spec}': '{head}' is not an index below {len}"
-                    ))
-                })?;
+                .ok_or_else(|| Error::Config(format!("--set '{spec}': '{head}' is not an index below {len}")))?;
             if rest.is_empty() {
                 *slot = value;
                 Ok(())
@@ -411,10 +496,7 @@ fn set_path(cur: &mut Value, parts: &[&str], value: Value, spec: &str) -> Result
                 set_path(slot, rest, value, spec)
             }
         }
-        other => Err(Error::Config(format!(
-            "--set '{spec}': '{head}' is inside a {}, not a table",
-            other.type_str()
-        ))),
+        other => Err(Error::Config(format!("--set '{spec}': '{head}' is inside a {}, not a table", other.type_str()))),
     }
 }
 
@@ -426,11 +508,7 @@ pub fn toml_to_json(v: &Value) -> serde_json::Value {
         Value::Boolean(b) => serde_json::Value::Bool(*b),
         Value::Datetime(d) => serde_json::Value::String(d.to_string()),
         Value::Array(a) => serde_json::Value::Array(a.iter().map(toml_to_json).collect()),
-        Value::Table(t) => serde_json::Value::Object(
-            t.iter()
-                .map(|(k, v)| (k.clone(), toml_to_json(v)))
-                .collect(),
-        ),
+        Value::Table(t) => serde_json::Value::Object(t.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect()),
     }
 }
 
@@ -438,19 +516,14 @@ pub fn toml_to_json(v: &Value) -> serde_json::Value {
 pub fn expand(v: serde_json::Value, data_dir: &Path, run_dir: &Path) -> serde_json::Value {
     match v {
         serde_json::Value::String(s) => serde_json::Value::String(
-            s.replace("{data}", &data_dir.display().to_string())
-                .replace("{run}", &run_dir.display().to_string()),
+            s.replace("{data}", &data_dir.display().to_string()).replace("{run}", &run_dir.display().to_string()),
         ),
-        serde_json::Value::Array(a) => serde_json::Value::Array(
-            a.into_iter()
-                .map(|x| expand(x, data_dir, run_dir))
-                .collect(),
-        ),
-        serde_json::Value::Object(m) => serde_json::Value::Object(
-            m.into_iter()
-                .map(|(k, x)| (k, expand(x, data_dir, run_dir)))
-                .collect(),
-        ),
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.into_iter().map(|x| expand(x, data_dir, run_dir)).collect())
+        }
+        serde_json::Value::Object(m) => {
+            serde_json::Value::Object(m.into_iter().map(|(k, x)| (k, expand(x, data_dir, run_dir))).collect())
+        }
         other => other,
     }
 }
@@ -476,15 +549,44 @@ splits.validation = { name = "text", files = ["{data}/v.txt"] }
 "#;
 
     #[test]
+    fn objective_mixes_parse_with_weights_and_labels() {
+        let base = BASE.replace("[objective]\nname = \"mlm\"\n", "");
+        let mixed = format!(
+            "{base}[[objective.mix]]\nname = \"simclr\"\ntemperature = 0.2\n[[objective.mix]]\nname = \"resnet:supervised\"\nweight = 0.5\n"
+        );
+        let r = Recipe::parse(&mixed, "t", &[]).unwrap();
+        let o = r.objectives();
+        assert_eq!(o.len(), 2);
+        assert_eq!((o[0].label(), o[0].weight), ("simclr", 1.0));
+        assert_eq!((o[1].label(), o[1].weight), ("supervised", 0.5));
+        assert_eq!(o[0].component.config["temperature"].as_float(), Some(0.2));
+        assert_eq!(Recipe::parse(&r.to_toml(), "again", &[]).unwrap(), r);
+        let both = format!("{BASE}[[objective.mix]]\nname = \"simclr\"\n");
+        let e = Recipe::parse(&both, "t", &[]).unwrap_err().to_string();
+        assert!(e.contains("not both"), "{e}");
+        let twice = format!("{base}[[objective.mix]]\nname = \"simclr\"\n[[objective.mix]]\nname = \"simclr\"\n");
+        assert!(Recipe::parse(&twice, "t", &[]).unwrap_err().to_string().contains("label"));
+        assert_eq!(Recipe::parse(BASE, "t", &[]).unwrap().objectives()[0].weight, 1.0);
+    }
+
+    #[test]
+    fn eval_labels_keep_two_entries_of_one_evaluator_apart() {
+        let twice = format!("{BASE}[[eval]]\nname = \"mlm_eval\"\n");
+        let e = Recipe::parse(&twice, "t", &[]).unwrap_err().to_string();
+        assert!(e.contains("named 'mlm_eval'") && e.contains("label"), "{e}");
+        let labelled = format!("{BASE}[[eval]]\nname = \"mlm_eval\"\nlabel = \"mlm_eval_kjv\"\n");
+        let r = Recipe::parse(&labelled, "t", &[]).unwrap();
+        assert_eq!(r.evals[1].label(), "mlm_eval_kjv");
+        assert_eq!(r.evals[0].label(), "mlm_eval");
+        assert_eq!(Recipe::parse(&r.to_toml(), "again", &[]).unwrap(), r);
+    }
+
+    #[test]
     fn parses_sections_and_overrides() {
         let r = Recipe::parse(
             BASE,
             "test",
-            &[
-                "run.batch_size=8".into(),
-                "data.block_size=32".into(),
-                "arch.preset=tiny".into(),
-            ],
+            &["run.batch_size=8".into(), "data.block_size=32".into(), "arch.preset=tiny".into()],
         )
         .unwrap();
         assert_eq!(r.run.batch_size, 8);
@@ -500,25 +602,15 @@ splits.validation = { name = "text", files = ["{data}/v.txt"] }
 
     #[test]
     fn unknown_run_key_suggests_the_right_one() {
-        let e = Recipe::parse(BASE, "test", &["run.batch_szie=8".into()])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("unknown key 'batch_szie' in [run]")
-                && e.contains("Did you mean 'batch_size'?"),
-            "{e}"
-        );
-        let e = Recipe::parse("[optimiser]\nlr=1", "r.toml", &[])
-            .unwrap_err()
-            .to_string();
+        let e = Recipe::parse(BASE, "test", &["run.batch_szie=8".into()]).unwrap_err().to_string();
+        assert!(e.contains("unknown key 'batch_szie' in [run]") && e.contains("Did you mean 'batch_size'?"), "{e}");
+        let e = Recipe::parse("[optimiser]\nlr=1", "r.toml", &[]).unwrap_err().to_string();
         assert!(e.contains("r.toml") && e.contains("'optimiser'"), "{e}");
     }
 
     #[test]
     fn bad_override_syntax_is_explained() {
-        let e = Recipe::parse(BASE, "t", &["run.max_steps".into()])
-            .unwrap_err()
-            .to_string();
+        let e = Recipe::parse(BASE, "t", &["run.max_steps".into()]).unwrap_err().to_string();
         assert!(e.contains("expected KEY=VALUE"), "{e}");
     }
 }

@@ -19,10 +19,7 @@ pub struct LoadedPlugin {
 
 impl std::fmt::Debug for LoadedPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedPlugin")
-            .field("path", &self.path)
-            .field("name", &self.manifest.name)
-            .finish()
+        f.debug_struct("LoadedPlugin").field("path", &self.path).field("name", &self.manifest.name).finish()
     }
 }
 
@@ -33,24 +30,16 @@ impl LoadedPlugin {
     /// An in-process plugin (built-in components, tests): no file behind it.
     pub fn in_process(module: PluginModRef, label: &str) -> Result<Self> {
         let manifest = parse_manifest(Path::new(label), module)?;
-        Ok(LoadedPlugin {
-            path: PathBuf::from(label),
-            sha256: String::new(),
-            manifest,
-            module,
-        })
+        Ok(LoadedPlugin { path: PathBuf::from(label), sha256: String::new(), manifest, module })
     }
 }
 
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path)
-        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let n = f.read(&mut buf).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         if n == 0 {
             break;
         }
@@ -60,18 +49,12 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 }
 
 fn load_error(path: &Path, message: impl Into<String>, detail: impl Into<String>) -> Error {
-    Error::PluginLoad {
-        path: path.to_path_buf(),
-        message: message.into(),
-        detail: detail.into(),
-    }
+    Error::PluginLoad { path: path.to_path_buf(), message: message.into(), detail: detail.into() }
 }
 
 /// Loads and validates a plugin file.
 pub fn load_plugin(path: &Path) -> Result<LoadedPlugin> {
-    let path = path
-        .canonicalize()
-        .map_err(|e| load_error(path, format!("cannot open: {e}"), ""))?;
+    let path = path.canonicalize().map_err(|e| load_error(path, format!("cannot open: {e}"), ""))?;
     let mut magic = [0u8; 4];
     std::fs::File::open(&path)
         .and_then(|mut f| f.read_exact(&mut magic))
@@ -97,10 +80,7 @@ pub fn load_plugin(path: &Path) -> Result<LoadedPlugin> {
     })?;
     // abi_stable itself accepts a newer 0.x minor and then reports only a layout difference;
     // pt refuses any other minor (0.x) or major SDK, and says so.
-    let (ours, theirs) = (
-        PluginModRef::VERSION_STRINGS.version,
-        header.version_strings().version,
-    );
+    let (ours, theirs) = (PluginModRef::VERSION_STRINGS.version, header.version_strings().version);
     if !same_sdk_series(ours.as_str(), theirs.as_str()) {
         let detail = match header.ensure_layout::<PluginModRef>() {
             Err(e) => e.to_string(),
@@ -135,9 +115,7 @@ pub fn load_plugin(path: &Path) -> Result<LoadedPlugin> {
         }
     })?;
     let manifest = parse_manifest(&path, module)?;
-    if manifest.libtorch_version != pt_sdk::LIBTORCH_VERSION
-        || manifest.tch_version != pt_sdk::TCH_VERSION
-    {
+    if manifest.libtorch_version != pt_sdk::LIBTORCH_VERSION || manifest.tch_version != pt_sdk::TCH_VERSION {
         return Err(load_error(
             &path,
             format!(
@@ -153,23 +131,13 @@ pub fn load_plugin(path: &Path) -> Result<LoadedPlugin> {
         ));
     }
     tracing::debug!(plugin = %manifest.name, version = %manifest.version, path = %path.display(), "loaded plugin");
-    Ok(LoadedPlugin {
-        path,
-        sha256,
-        manifest,
-        module,
-    })
+    Ok(LoadedPlugin { path, sha256, manifest, module })
 }
 
 fn parse_manifest(path: &Path, module: PluginModRef) -> Result<PluginManifest> {
     let text = (module.manifest())();
-    serde_json::from_str(text.as_str()).map_err(|e| {
-        load_error(
-            path,
-            format!("sent an unreadable manifest ({e})"),
-            text.to_string(),
-        )
-    })
+    serde_json::from_str(text.as_str())
+        .map_err(|e| load_error(path, format!("sent an unreadable manifest ({e})"), text.to_string()))
 }
 
 /// Same major version, and for 0.x the same minor: the versions whose ABI pt promises to keep.

@@ -42,11 +42,7 @@ pub struct SearchDir {
 pub fn pt_home() -> PathBuf {
     std::env::var_os("PT_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            dirs::data_dir()
-                .unwrap_or_else(|| PathBuf::from("."))
-                .join("pt")
-        })
+        .unwrap_or_else(|| dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("pt"))
 }
 
 pub fn user_plugin_dir() -> PathBuf {
@@ -58,24 +54,12 @@ pub fn search_dirs() -> Vec<SearchDir> {
     let mut dirs = Vec::new();
     if let Some(var) = std::env::var_os("PT_PLUGIN_PATH") {
         for p in std::env::split_paths(&var).filter(|p| !p.as_os_str().is_empty()) {
-            dirs.push(SearchDir {
-                path: p,
-                kind: SearchDirKind::EnvPath,
-            });
+            dirs.push(SearchDir { path: p, kind: SearchDirKind::EnvPath });
         }
     }
-    dirs.push(SearchDir {
-        path: user_plugin_dir(),
-        kind: SearchDirKind::UserDir,
-    });
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
-    {
-        dirs.push(SearchDir {
-            path: dir,
-            kind: SearchDirKind::NextToBinary,
-        });
+    dirs.push(SearchDir { path: user_plugin_dir(), kind: SearchDirKind::UserDir });
+    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+        dirs.push(SearchDir { path: dir, kind: SearchDirKind::NextToBinary });
     }
     dirs
 }
@@ -132,45 +116,28 @@ impl Registry {
     /// Adds pt's own components (generic transfer evaluators) as the plugin `pt`.
     pub fn add_builtin(&mut self) {
         match crate::builtin::plugin() {
-            Ok(p) => self.add(Found {
-                plugin: Arc::new(p),
-                from: SearchDirKind::Builtin,
-            }),
+            Ok(p) => self.add(Found { plugin: Arc::new(p), from: SearchDirKind::Builtin }),
             Err(e) => tracing::error!("built-in components unavailable: {e}"),
         }
     }
 
     pub fn discover_in(searched: Vec<SearchDir>) -> Registry {
-        let mut reg = Registry {
-            searched: searched.clone(),
-            ..Default::default()
-        };
+        let mut reg = Registry { searched: searched.clone(), ..Default::default() };
         for dir in &searched {
             for file in candidate_files(dir) {
-                if reg
-                    .plugins
-                    .iter()
-                    .chain(&reg.shadowed)
-                    .any(|f| same_file(&f.plugin.path, &file))
-                {
+                if reg.plugins.iter().chain(&reg.shadowed).any(|f| same_file(&f.plugin.path, &file)) {
                     continue;
                 }
                 match load_plugin(&file) {
-                    Ok(p) => reg.add(Found {
-                        plugin: Arc::new(p),
-                        from: dir.kind,
-                    }),
+                    Ok(p) => reg.add(Found { plugin: Arc::new(p), from: dir.kind }),
                     Err(error) => {
-                        let not_a_plugin = matches!(&error, Error::PluginLoad { message, .. } if message.contains("not a pt plugin"));
+                        let not_a_plugin =
+                            matches!(&error, Error::PluginLoad { message, .. } if message.contains("not a pt plugin"));
                         if dir.kind == SearchDirKind::NextToBinary && not_a_plugin {
                             tracing::debug!(path = %file.display(), "skipping non-plugin shared library");
                         } else {
                             tracing::warn!(path = %file.display(), "{error}");
-                            reg.failed.push(Failed {
-                                path: file,
-                                error,
-                                from: dir.kind,
-                            });
+                            reg.failed.push(Failed { path: file, error, from: dir.kind });
                         }
                     }
                 }
@@ -181,11 +148,7 @@ impl Registry {
 
     /// Adds a plugin, shadowing a later one of the same name.
     pub fn add(&mut self, found: Found) {
-        if self
-            .plugins
-            .iter()
-            .any(|f| f.plugin.name() == found.plugin.name())
-        {
+        if self.plugins.iter().any(|f| f.plugin.name() == found.plugin.name()) {
             self.shadowed.push(found);
         } else {
             self.plugins.push(found);
@@ -200,13 +163,7 @@ impl Registry {
     pub fn components(&self, kind: ComponentKind) -> Vec<(Arc<LoadedPlugin>, String)> {
         let mut out = Vec::new();
         for f in &self.plugins {
-            for c in f
-                .plugin
-                .manifest
-                .components
-                .iter()
-                .filter(|c| c.kind == kind)
-            {
+            for c in f.plugin.manifest.components.iter().filter(|c| c.kind == kind) {
                 out.push((f.plugin.clone(), c.name.clone()));
             }
         }
@@ -220,11 +177,8 @@ impl Registry {
             None => (None, spec),
         };
         let all = self.components(kind);
-        let matches: Vec<_> = all
-            .iter()
-            .filter(|(p, n)| n == name && plugin_name.is_none_or(|pn| p.name() == pn))
-            .cloned()
-            .collect();
+        let matches: Vec<_> =
+            all.iter().filter(|(p, n)| n == name && plugin_name.is_none_or(|pn| p.name() == pn)).cloned().collect();
         match matches.len() {
             1 => Ok(matches.into_iter().next().expect("one match")),
             0 => Err(Error::Registry(self.not_found_message(kind, spec, &all))),
@@ -240,20 +194,12 @@ impl Registry {
         }
     }
 
-    fn not_found_message(
-        &self,
-        kind: ComponentKind,
-        spec: &str,
-        all: &[(Arc<LoadedPlugin>, String)],
-    ) -> String {
+    fn not_found_message(&self, kind: ComponentKind, spec: &str, all: &[(Arc<LoadedPlugin>, String)]) -> String {
         let mut msg = format!("no {kind} called '{spec}'.");
         if all.is_empty() {
             msg.push_str(&format!(" No loaded plugin provides any {kind}."));
         } else {
-            let names: Vec<String> = all
-                .iter()
-                .map(|(p, n)| format!("{n} ({})", p.name()))
-                .collect();
+            let names: Vec<String> = all.iter().map(|(p, n)| format!("{n} ({})", p.name())).collect();
             msg.push_str(&format!(" Available {kind}s: {}.", names.join(", ")));
             let close = crate::config::suggest(spec, all.iter().map(|(_, n)| n.as_str()));
             if let Some(c) = close {
@@ -269,10 +215,7 @@ impl Registry {
                 .join(", ")
         ));
         if !self.failed.is_empty() {
-            msg.push_str(&format!(
-                " {} plugin file(s) failed to load (see `pt plugin list`).",
-                self.failed.len()
-            ));
+            msg.push_str(&format!(" {} plugin file(s) failed to load (see `pt plugin list`).", self.failed.len()));
         }
         msg.push_str(" Install a plugin with `pt plugin install PATH.so` or add its directory to $PT_PLUGIN_PATH.");
         msg

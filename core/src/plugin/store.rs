@@ -34,9 +34,7 @@ pub struct PluginStore {
 
 impl Default for PluginStore {
     fn default() -> Self {
-        PluginStore {
-            dir: user_plugin_dir(),
-        }
+        PluginStore { dir: user_plugin_dir() }
     }
 }
 
@@ -60,7 +58,9 @@ impl PluginStore {
                     path.display()
                 ))
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StoreManifest { format_version: 1, plugins: vec![] }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(StoreManifest { format_version: 1, plugins: vec![] })
+            }
             Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
         }
     }
@@ -80,15 +80,10 @@ impl PluginStore {
                 plugin.manifest.name
             )));
         }
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|e| Error::io(format!("creating {}", self.dir.display()), e))?;
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(format!("creating {}", self.dir.display()), e))?;
         let name = &plugin.manifest.name;
-        let file = format!(
-            "lib{}.so",
-            name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_")
-        );
-        let bytes = std::fs::read(&plugin.path)
-            .map_err(|e| Error::io(format!("reading {}", src.display()), e))?;
+        let file = format!("lib{}.so", name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_"));
+        let bytes = std::fs::read(&plugin.path).map_err(|e| Error::io(format!("reading {}", src.display()), e))?;
         write_atomic(&self.dir.join(&file), &bytes)?;
         let sha = sha256_file(&self.dir.join(&file))?;
         if sha != plugin.sha256 {
@@ -109,28 +104,16 @@ impl PluginStore {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
-            components: plugin
-                .manifest
-                .components
-                .iter()
-                .map(|c| format!("{}:{}", c.kind, c.name))
-                .collect(),
+            components: plugin.manifest.components.iter().map(|c| format!("{}:{}", c.kind, c.name)).collect(),
         };
         let mut m = self.read_manifest()?;
-        let replaced = m
-            .plugins
-            .iter()
-            .position(|p| p.name == *name)
-            .map(|i| m.plugins.remove(i));
+        let replaced = m.plugins.iter().position(|p| p.name == *name).map(|i| m.plugins.remove(i));
         m.format_version = 1;
         m.plugins.push(installed.clone());
         m.plugins.sort_by(|a, b| a.name.cmp(&b.name));
         self.write_manifest(&m)?;
         tracing::info!(plugin = %name, dir = %self.dir.display(), "installed plugin");
-        Ok(InstallOutcome {
-            installed,
-            replaced,
-        })
+        Ok(InstallOutcome { installed, replaced })
     }
 
     pub fn remove(&self, name: &str) -> Result<InstalledPlugin> {
@@ -140,11 +123,7 @@ impl PluginStore {
             return Err(Error::Registry(format!(
                 "no installed plugin called '{name}' in {} (installed: {})",
                 self.dir.display(),
-                if names.is_empty() {
-                    "none".to_string()
-                } else {
-                    names.join(", ")
-                }
+                if names.is_empty() { "none".to_string() } else { names.join(", ") }
             )));
         };
         let p = m.plugins.remove(i);

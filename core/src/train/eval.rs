@@ -17,18 +17,10 @@ pub struct EvalRunner {
 }
 
 impl EvalRunner {
-    pub fn create(
-        reg: &Registry,
-        session: &Session,
-        spec: &EvalSpec,
-        index: usize,
-    ) -> Result<Self> {
+    pub fn create(reg: &Registry, session: &Session, spec: &EvalSpec, index: usize) -> Result<Self> {
         let section = format!("eval.{index}");
-        let cfg = spec
-            .component
-            .config_json(&session.data_dir, &session.run_dir);
-        let handle =
-            EvaluatorHandle::create(reg, &spec.component.name, &section, &cfg, &session.ctx)?;
+        let cfg = spec.component.config_json(&session.data_dir, &session.run_dir);
+        let handle = EvaluatorHandle::create(reg, &spec.component.name, &section, &cfg, &session.ctx)?;
         let mut splits = Vec::new();
         for want in &handle.info.splits {
             let Some(ds) = spec.splits.get(want) else {
@@ -37,10 +29,7 @@ impl EvalRunner {
                     handle.origin
                 )));
             };
-            splits.push((
-                want.clone(),
-                session.dataset(reg, ds, &format!("{section}.splits.{want}"))?,
-            ));
+            splits.push((want.clone(), session.dataset(reg, ds, &format!("{section}.splits.{want}"))?));
         }
         for out in &handle.info.needs_outputs {
             if !session.arch.info.outputs.contains(out) {
@@ -52,15 +41,12 @@ impl EvalRunner {
                 )));
             }
         }
-        Ok(EvalRunner {
-            spec: spec.clone(),
-            handle,
-            splits,
-        })
+        Ok(EvalRunner { spec: spec.clone(), handle, splits })
     }
 
+    /// The label its metrics are logged under.
     pub fn name(&self) -> &str {
-        &self.spec.component.name
+        self.spec.label()
     }
 
     /// Evaluates a copy of `live` (or, with `random_init`, a freshly initialised model).
@@ -81,19 +67,8 @@ impl EvalRunner {
             load_named(&target, &source, "model copy for evaluation")?;
         }
         copy.set_train(false)?;
-        let lent_splits: Vec<(String, LentData<'_>)> = self
-            .splits
-            .iter()
-            .map(|(n, d)| {
-                (
-                    n.clone(),
-                    LentData {
-                        dataset: d,
-                        device: session.device,
-                    },
-                )
-            })
-            .collect();
+        let lent_splits: Vec<(String, LentData<'_>)> =
+            self.splits.iter().map(|(n, d)| (n.clone(), LentData { dataset: d, device: session.device })).collect();
         let ctx = StepCtx {
             seed: session.recipe.run.seed,
             epoch: 0,
@@ -103,9 +78,7 @@ impl EvalRunner {
             device: session.ctx.device,
             train: false,
         };
-        let model = LentModel {
-            arch: RefCell::new(&mut copy),
-        };
+        let model = LentModel { arch: RefCell::new(&mut copy) };
         self.handle.evaluate(&model, &lent_splits, &ctx)
     }
 }

@@ -24,11 +24,7 @@ pub struct Prefetcher {
 
 fn count_tokens(b: &Tensors) -> Option<u64> {
     if let Some(m) = b.get("attention_mask") {
-        return m
-            .f_sum(tch::Kind::Int64)
-            .ok()
-            .and_then(|s| s.f_int64_value(&[]).ok())
-            .map(|v| v as u64);
+        return m.f_sum(tch::Kind::Int64).ok().and_then(|s| s.f_int64_value(&[]).ok()).map(|v| v as u64);
     }
     b.get("input_ids").map(|t| t.numel() as u64)
 }
@@ -48,25 +44,15 @@ impl Prefetcher {
             .name("pt-loader".into())
             .spawn(move || loop {
                 let indices = sampler.indices(cursor);
-                let ctx = StepCtx {
-                    epoch: cursor.epoch,
-                    ..ctx
-                };
+                let ctx = StepCtx { epoch: cursor.epoch, ..ctx };
                 let item = dataset.get_batch(&indices, &ctx).and_then(|batch| {
                     let tokens = count_tokens(&batch);
                     let batch = if pin {
-                        batch
-                            .into_iter()
-                            .map(|(n, t)| (n, t.pin_memory(tch::Device::Cuda(0))))
-                            .collect()
+                        batch.into_iter().map(|(n, t)| (n, t.pin_memory(tch::Device::Cuda(0)))).collect()
                     } else {
                         batch
                     };
-                    Ok(Loaded {
-                        cursor,
-                        batch,
-                        tokens,
-                    })
+                    Ok(Loaded { cursor, batch, tokens })
                 });
                 let failed = item.is_err();
                 if tx.send(item).is_err() || failed {
@@ -75,21 +61,14 @@ impl Prefetcher {
                 cursor = sampler.next(cursor);
             })
             .expect("spawning the loader thread");
-        Prefetcher {
-            rx: Some(rx),
-            handle: Some(handle),
-        }
+        Prefetcher { rx: Some(rx), handle: Some(handle) }
     }
 
     pub fn next(&mut self) -> Result<Loaded> {
         self.rx
             .as_ref()
             .and_then(|rx| rx.recv().ok())
-            .unwrap_or_else(|| {
-                Err(Error::Training(
-                    "the data loader thread stopped unexpectedly".into(),
-                ))
-            })
+            .unwrap_or_else(|| Err(Error::Training("the data loader thread stopped unexpectedly".into())))
     }
 }
 

@@ -21,23 +21,8 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    pub fn new(
-        num_samples: u64,
-        batch_size: u64,
-        rank: u64,
-        world_size: u64,
-        seed: u64,
-        shuffle: bool,
-    ) -> Self {
-        Sampler {
-            num_samples,
-            batch_size,
-            rank,
-            world_size,
-            seed,
-            shuffle,
-            cached: None,
-        }
+    pub fn new(num_samples: u64, batch_size: u64, rank: u64, world_size: u64, seed: u64, shuffle: bool) -> Self {
+        Sampler { num_samples, batch_size, rank, world_size, seed, shuffle, cached: None }
     }
 
     /// Global micro-batches per epoch (the incomplete last one is dropped).
@@ -67,15 +52,9 @@ impl Sampler {
     /// The cursor after `cursor`.
     pub fn next(&self, cursor: CursorState) -> CursorState {
         if cursor.micro_batch + 1 >= self.micro_batches_per_epoch() {
-            CursorState {
-                epoch: cursor.epoch + 1,
-                micro_batch: 0,
-            }
+            CursorState { epoch: cursor.epoch + 1, micro_batch: 0 }
         } else {
-            CursorState {
-                epoch: cursor.epoch,
-                micro_batch: cursor.micro_batch + 1,
-            }
+            CursorState { epoch: cursor.epoch, micro_batch: cursor.micro_batch + 1 }
         }
     }
 }
@@ -93,13 +72,7 @@ mod tests {
             e0.extend(s.indices(c));
             c = s.next(c);
         }
-        assert_eq!(
-            c,
-            CursorState {
-                epoch: 1,
-                micro_batch: 0
-            }
-        );
+        assert_eq!(c, CursorState { epoch: 1, micro_batch: 0 });
         let mut sorted = e0.clone();
         sorted.sort();
         assert_eq!(sorted, (0..10).collect::<Vec<_>>());
@@ -112,10 +85,7 @@ mod tests {
         let mut one = Sampler::new(12, 4, 0, 1, 9, true);
         let mut r0 = Sampler::new(12, 2, 0, 2, 9, true);
         let mut r1 = Sampler::new(12, 2, 1, 2, 9, true);
-        let c = CursorState {
-            epoch: 2,
-            micro_batch: 1,
-        };
+        let c = CursorState { epoch: 2, micro_batch: 1 };
         let mut both = r0.indices(c);
         both.extend(r1.indices(c));
         assert_eq!(both, one.indices(c));

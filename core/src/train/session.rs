@@ -14,12 +14,17 @@ use std::sync::Arc;
 pub fn data_dir() -> PathBuf {
     std::env::var_os("PT_DATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            dirs::cache_dir()
-                .unwrap_or_else(|| PathBuf::from(".cache"))
-                .join("pt")
-                .join("data")
-        })
+        .unwrap_or_else(|| dirs::cache_dir().unwrap_or_else(|| PathBuf::from(".cache")).join("pt").join("data"))
+}
+
+/// One objective of the run.
+pub struct SessionObjective {
+    /// Prefix of its metrics and parameters in a mix (`simclr/loss`, `supervised.fc...`).
+    pub label: String,
+    pub weight: f64,
+    pub handle: ObjectiveHandle,
+    /// Its config as used (after filling from the dataset and architecture).
+    pub config: Value,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -37,8 +42,8 @@ pub struct Session {
     pub arch: ArchHandle,
     /// The architecture config actually used (after filling from the dataset).
     pub arch_config: Value,
-    pub objective: ObjectiveHandle,
-    pub objective_config: Value,
+    /// The objectives (one, or the terms of a mix) with their weights.
+    pub objectives: Vec<SessionObjective>,
 }
 
 /// Values a dataset knows that a component may leave unset (`null` default): `vocab_size`
@@ -84,11 +89,7 @@ fn fill_from_arch(resolved: &Resolved, mut config: Value, info: &ArchitectureInf
     let Some(obj) = config.as_object_mut() else {
         return config;
     };
-    let wants = resolved
-        .manifest
-        .config
-        .iter()
-        .any(|k| k.key == "feature_dim" && k.default.is_null());
+    let wants = resolved.manifest.config.iter().any(|k| k.key == "feature_dim" && k.default.is_null());
     if let (true, false, Some(dim)) = (wants, obj.contains_key("feature_dim"), info.feature_dim) {
         tracing::info!(component = %resolved.origin(), value = dim, "feature_dim set from the architecture");
         obj.insert("feature_dim".into(), Value::from(dim));
@@ -113,49 +114,42 @@ impl Session {
             run_dir: run_dir.display().to_string(),
             data_dir: data_dir.display().to_string(),
         };
-        for (section, spec) in [
-            ("data", &recipe.data),
-            ("arch", &recipe.arch),
-            ("objective", &recipe.objective),
-        ] {
+        let no_objective = recipe.mix.is_empty() && recipe.objective.name.is_empty();
+        for (section, spec) in [("data", &recipe.data), ("arch", &recipe.arch)] {
             if spec.name.is_empty() {
                 return Err(Error::Config(format!(
                     "no {section} chosen: set [{section}] name in the recipe or pass --{section} NAME"
                 )));
             }
         }
+        if no_objective {
+            return Err(Error::Config(
+                "no objective chosen: set [objective] name (or [[objective.mix]] entries) in the recipe or pass --objective NAME"
+                    .into(),
+            ));
+        }
         let mut recipe = recipe;
-        let data = DatasetHandle::create(
-            reg,
-            &recipe.data.name,
-            "data",
-            &recipe.data.config_json(&data_dir, run_dir),
-            &ctx,
-        )?;
+        let data =
+            DatasetHandle::create(reg, &recipe.data.name, "data", &recipe.data.config_json(&data_dir, run_dir), &ctx)?;
         let arch_r = Resolved::new(reg, ComponentKind::Architecture, &recipe.arch.name)?;
-        let arch_config = fill_from_dataset(
-            &arch_r,
-            recipe.arch.config_json(&data_dir, run_dir),
-            &data.info,
-        );
+        let arch_config = fill_from_dataset(&arch_r, recipe.arch.config_json(&data_dir, run_dir), &data.info);
         record_filled(&mut recipe.arch, &arch_config);
         let arch = ArchHandle::create(reg, &recipe.arch.name, "arch", &arch_config, &ctx)?;
-        let obj_r = Resolved::new(reg, ComponentKind::Objective, &recipe.objective.name)?;
-        let objective_config = fill_from_dataset(
-            &obj_r,
-            recipe.objective.config_json(&data_dir, run_dir),
-            &data.info,
-        );
-        let objective_config = fill_from_arch(&obj_r, objective_config, &arch.info);
-        record_filled(&mut recipe.objective, &objective_config);
-        let objective = ObjectiveHandle::create(
-            reg,
-            &recipe.objective.name,
-            "objective",
-            &objective_config,
-            &ctx,
-        )?;
-        check_composition(&data, &arch, &objective)?;
+        let mut objectives = Vec::new();
+        for (i, term) in recipe.objectives().into_iter().enumerate() {
+            let section = if recipe.mix.is_empty() { "objective".to_string() } else { format!("objective.mix.{i}") };
+            let spec = &term.component;
+            let obj_r = Resolved::new(reg, ComponentKind::Objective, &spec.name)?;
+            let config = fill_from_dataset(&obj_r, spec.config_json(&data_dir, run_dir), &data.info);
+            let config = fill_from_arch(&obj_r, config, &arch.info);
+            match recipe.mix.get_mut(i) {
+                Some(m) => record_filled(&mut m.component, &config),
+                None => record_filled(&mut recipe.objective, &config),
+            }
+            let handle = ObjectiveHandle::create(reg, &spec.name, &section, &config, &ctx)?;
+            check_composition(&data, &arch, &handle)?;
+            objectives.push(SessionObjective { label: term.label().to_string(), weight: term.weight, handle, config });
+        }
         Ok(Session {
             recipe,
             run_dir: run_dir.to_path_buf(),
@@ -165,35 +159,50 @@ impl Session {
             data: Arc::new(data),
             arch,
             arch_config,
-            objective,
-            objective_config,
+            objectives,
         })
+    }
+
+    /// Whether the run optimises a mix (its objectives' names are then prefixed by their labels).
+    pub fn is_mix(&self) -> bool {
+        !self.recipe.mix.is_empty()
+    }
+
+    /// The objectives' parameters (with `buffers`, also their buffers), prefixed `label.` in a mix.
+    pub fn objective_tensors(&self, buffers: bool) -> Result<Vec<(String, tch::Tensor)>> {
+        let mut all = Vec::new();
+        for o in &self.objectives {
+            let mut v = o.handle.parameters()?;
+            if buffers {
+                v.extend(o.handle.buffers()?);
+            }
+            all.extend(
+                v.into_iter().map(|(n, t)| if self.is_mix() { (format!("{}.{n}", o.label), t) } else { (n, t) }),
+            );
+        }
+        Ok(all)
+    }
+
+    /// `plugin:objective`, or the terms of a mix joined with ` + `.
+    pub fn objective_origin(&self) -> String {
+        self.objectives.iter().map(|o| o.handle.origin.clone()).collect::<Vec<_>>().join(" + ")
+    }
+
+    pub fn set_train(&mut self, train: bool) -> Result<()> {
+        self.arch.set_train(train)?;
+        for o in &mut self.objectives {
+            o.handle.set_train(train)?;
+        }
+        Ok(())
     }
 
     /// A new instance of the run's architecture, freshly initialised.
     pub fn new_arch(&self, reg: &Registry) -> Result<ArchHandle> {
-        ArchHandle::create(
-            reg,
-            &self.recipe.arch.name,
-            "arch",
-            &self.arch_config,
-            &self.ctx,
-        )
+        ArchHandle::create(reg, &self.recipe.arch.name, "arch", &self.arch_config, &self.ctx)
     }
 
     /// A dataset for an evaluator split.
-    pub fn dataset(
-        &self,
-        reg: &Registry,
-        spec: &ComponentSpec,
-        section: &str,
-    ) -> Result<DatasetHandle> {
-        DatasetHandle::create(
-            reg,
-            &spec.name,
-            section,
-            &spec.config_json(&self.data_dir, &self.run_dir),
-            &self.ctx,
-        )
+    pub fn dataset(&self, reg: &Registry, spec: &ComponentSpec, section: &str) -> Result<DatasetHandle> {
+        DatasetHandle::create(reg, &spec.name, section, &spec.config_json(&self.data_dir, &self.run_dir), &self.ctx)
     }
 }

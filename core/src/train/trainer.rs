@@ -70,9 +70,9 @@ impl OptimSettings {
         };
         let freeze: Vec<String> = match t.remove("freeze") {
             None => Vec::new(),
-            Some(v) => v.try_into().map_err(|_| {
-                Error::Config("[optim] freeze must be a list of parameter-name prefixes".into())
-            })?,
+            Some(v) => v
+                .try_into()
+                .map_err(|_| Error::Config("[optim] freeze must be a list of parameter-name prefixes".into()))?,
         };
         let lr_mult: Vec<LrMultRule> = match t.remove("lr_mult") {
             None => Vec::new(),
@@ -81,62 +81,30 @@ impl OptimSettings {
                 .map(|(prefix, v)| {
                     v.as_float()
                         .or(v.as_integer().map(|i| i as f64))
-                        .map(|lr_mult| LrMultRule {
-                            prefix: prefix.clone(),
-                            lr_mult,
-                        })
-                        .ok_or_else(|| {
-                            Error::Config(format!("[optim] lr_mult.\"{prefix}\" must be a number"))
-                        })
+                        .map(|lr_mult| LrMultRule { prefix: prefix.clone(), lr_mult })
+                        .ok_or_else(|| Error::Config(format!("[optim] lr_mult.\"{prefix}\" must be a number")))
                 })
                 .collect::<Result<_>>()?,
-            Some(_) => {
-                return Err(Error::Config(
-                    "[optim] lr_mult must be a table of prefix = multiplier".into(),
-                ))
-            }
+            Some(_) => return Err(Error::Config("[optim] lr_mult must be a table of prefix = multiplier".into())),
         };
         if !t.contains_key("name") {
             t.insert("name".into(), toml::Value::String("adamw".into()));
         }
         // Unknown keys get a did-you-mean against the chosen optimizer's fields (an unknown
         // optimizer name is left to serde, whose message lists the names).
-        let chosen: toml::Table = t
-            .iter()
-            .filter(|(k, _)| *k == "name")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let chosen: toml::Table = t.iter().filter(|(k, _)| *k == "name").map(|(k, v)| (k.clone(), v.clone())).collect();
         if let Ok(defaults) = toml::Value::Table(chosen).try_into::<OptimizerConfig>() {
-            let mut known: Vec<String> = ["lr", "freeze", "lr_mult"]
-                .iter()
-                .map(|k| k.to_string())
-                .collect();
+            let mut known: Vec<String> = ["lr", "freeze", "lr_mult"].iter().map(|k| k.to_string()).collect();
             known.extend(keys_of(&defaults));
-            check_keys(
-                "optim",
-                &t,
-                &known.iter().map(String::as_str).collect::<Vec<_>>(),
-            )?;
+            check_keys("optim", &t, &known.iter().map(String::as_str).collect::<Vec<_>>())?;
         }
         let optimizer: OptimizerConfig = toml::Value::Table(t)
             .try_into()
             .map_err(|e: toml::de::Error| Error::Config(format!("[optim]: {}", e.message())))?;
-        optimizer
-            .validate()
-            .map_err(|e| Error::Config(format!("[optim]: {}", e.message)))?;
-        let rules = GroupRules {
-            weight_decay: optimizer.weight_decay(),
-            lr_mult,
-            freeze,
-        };
-        rules
-            .validate()
-            .map_err(|e| Error::Config(format!("[optim]: {}", e.message)))?;
-        Ok(OptimSettings {
-            lr,
-            rules,
-            optimizer,
-        })
+        optimizer.validate().map_err(|e| Error::Config(format!("[optim]: {}", e.message)))?;
+        let rules = GroupRules { weight_decay: optimizer.weight_decay(), lr_mult, freeze };
+        rules.validate().map_err(|e| Error::Config(format!("[optim]: {}", e.message)))?;
+        Ok(OptimSettings { lr, rules, optimizer })
     }
 }
 
@@ -182,9 +150,7 @@ fn named_model(session: &Session) -> Result<Vec<(String, Tensor)>> {
 }
 
 fn named_objective(session: &Session) -> Result<Vec<(String, Tensor)>> {
-    let mut v = session.objective.parameters()?;
-    v.extend(session.objective.buffers()?);
-    Ok(v)
+    session.objective_tensors(true)
 }
 
 impl<'r> Trainer<'r> {
@@ -200,30 +166,17 @@ impl<'r> Trainer<'r> {
         let schedule: ScheduleConfig = toml::Value::Table(session.recipe.schedule.clone())
             .try_into()
             .map_err(|e: toml::de::Error| Error::Config(format!("[schedule]: {}", e.message())))?;
-        schedule
-            .validate()
-            .map_err(|e| Error::Config(format!("[schedule]: {}", e.message)))?;
+        schedule.validate().map_err(|e| Error::Config(format!("[schedule]: {}", e.message)))?;
 
-        let resume_from: Option<Checkpoint> = if opts.resume {
-            latest_valid(&session.run_dir.join("checkpoints"))?
-        } else {
-            None
-        };
+        let resume_from: Option<Checkpoint> =
+            if opts.resume { latest_valid(&session.run_dir.join("checkpoints"))? } else { None };
         let mut init_report = None;
         if let Some(c) = &resume_from {
             load_named(&named_model(&session)?, &c.tensors("model")?, "resume")?;
-            load_named(
-                &named_objective(&session)?,
-                &c.tensors("objective")?,
-                "resume",
-            )?;
+            load_named(&named_objective(&session)?, &c.tensors("objective")?, "resume")?;
         } else if let Some(path) = &opts.init_from {
             let src = read_weights(path)?;
-            let report = load_named(
-                &named_model(&session)?,
-                &src,
-                &format!("--init-from {}", path.display()),
-            )?;
+            let report = load_named(&named_model(&session)?, &src, &format!("--init-from {}", path.display()))?;
             if report.loaded == 0 {
                 return Err(Error::Checkpoint(format!(
                     "--init-from {}: none of its {} tensors match the model's parameter names (e.g. model has '{}', file has '{}')",
@@ -236,10 +189,9 @@ impl<'r> Trainer<'r> {
             init_report = Some(report);
         }
 
-        session.arch.set_train(true)?;
-        session.objective.set_train(true)?;
+        session.set_train(true)?;
         let mut trainable = session.arch.parameters()?;
-        for (n, t) in session.objective.parameters()? {
+        for (n, t) in session.objective_tensors(false)? {
             trainable.push((format!("{OBJECTIVE_PREFIX}{n}"), t));
         }
         let flat = FlatParams::new(trainable, &settings.rules).map_err(Error::Plugin)?;
@@ -260,30 +212,18 @@ impl<'r> Trainer<'r> {
             cursor = c.manifest.cursor;
             skipped = c.manifest.skipped_steps;
         }
-        let sampler = Sampler::new(
-            session.data.info.num_samples,
-            run.batch_size,
-            0,
-            1,
-            run.seed,
-            true,
-        );
+        let sampler = Sampler::new(session.data.info.num_samples, run.batch_size, 0, 1, run.seed, true);
         if sampler.micro_batches_per_epoch() == 0 {
             return Err(Error::Config(format!(
                 "dataset {} has {} samples, fewer than one batch of {}: lower [run] batch_size",
                 session.data.origin, session.data.info.num_samples, run.batch_size
             )));
         }
-        let ckpt = CheckpointManager::new(
-            &session.run_dir,
-            run.keep_last,
-            &run.best_metric,
-            &run.best_mode,
-        )?;
+        let ckpt = CheckpointManager::new(&session.run_dir, run.keep_last, &run.best_metric, &run.best_mode)?;
         // Rows after the starting step were logged by a process that died before its next
         // checkpoint (or, on a fresh start, before its first): drop them so no step is logged twice.
-        let metrics = MetricsLog::resume(&session.run_dir, step)
-            .map_err(|e| Error::Training(format!("metrics files: {e}")))?;
+        let metrics =
+            MetricsLog::resume(&session.run_dir, step).map_err(|e| Error::Training(format!("metrics files: {e}")))?;
         let (loss_curve, eval_curves) = curves_so_far(&session.run_dir);
         let mut evals = Vec::new();
         for (i, spec) in session.recipe.evals.iter().enumerate() {
@@ -293,10 +233,7 @@ impl<'r> Trainer<'r> {
             tracing::info!(step, dir = %c.dir.display(), "resuming");
         }
         // The resolved config goes to the run directory before any training.
-        crate::plugin::store::write_atomic(
-            &session.run_dir.join("config.toml"),
-            session.recipe.to_toml().as_bytes(),
-        )?;
+        crate::plugin::store::write_atomic(&session.run_dir.join("config.toml"), session.recipe.to_toml().as_bytes())?;
         Ok(Trainer {
             reg,
             base_lr: settings.lr,
@@ -339,8 +276,7 @@ impl<'r> Trainer<'r> {
     }
 
     fn lr_at(&self, step: u64) -> f64 {
-        self.schedule
-            .lr_at(step, self.total_steps().unwrap_or(0), self.base_lr)
+        self.schedule.lr_at(step, self.total_steps().unwrap_or(0), self.base_lr)
     }
 
     fn step_ctx(&self, epoch: u64, train: bool) -> StepCtx {
@@ -365,7 +301,7 @@ impl<'r> Trainer<'r> {
             total,
             &format!(
                 "{} + {} on {} ({} samples, {} params)",
-                self.session.objective.origin,
+                self.session.objective_origin(),
                 self.session.arch.origin,
                 self.session.data.origin,
                 self.session.data.info.num_samples,
@@ -398,18 +334,13 @@ impl<'r> Trainer<'r> {
             }
             let t0 = Instant::now();
             let outcome = self.train_step(&mut loader)?;
-            window.add(
-                &outcome,
-                t0.elapsed().as_secs_f64(),
-                run.batch_size * run.grad_accum,
-            );
+            window.add(&outcome, t0.elapsed().as_secs_f64(), run.batch_size * run.grad_accum);
             let mut row = BTreeMap::new();
             if self.step % run.log_every.max(1) == 0 || total.is_some_and(|t| self.step >= t) {
                 row = window.drain(&outcome);
-                if let (Some(flops), Some(sps)) = (
-                    self.session.arch.info.train_flops_per_sample,
-                    row.get("samples_per_s").copied(),
-                ) {
+                if let (Some(flops), Some(sps)) =
+                    (self.session.arch.info.train_flops_per_sample, row.get("samples_per_s").copied())
+                {
                     let achieved = flops * sps;
                     row.insert("tflops".into(), achieved / 1e12);
                     if let Some(peak) = peak_flops(self.session.device) {
@@ -420,16 +351,13 @@ impl<'r> Trainer<'r> {
                 row.insert(
                     "epoch".into(),
                     self.cursor.epoch as f64
-                        + self.cursor.micro_batch as f64
-                            / self.sampler.micro_batches_per_epoch() as f64,
+                        + self.cursor.micro_batch as f64 / self.sampler.micro_batches_per_epoch() as f64,
                 );
                 row.insert("skipped_steps".into(), self.skipped as f64);
                 if let Some(l) = row.get("loss") {
                     self.loss_curve.push((self.step as f64, *l));
                 }
-                self.metrics
-                    .log(self.step, row.clone())
-                    .map_err(|e| Error::Training(format!("metrics: {e}")))?;
+                self.metrics.log(self.step, row.clone()).map_err(|e| Error::Training(format!("metrics: {e}")))?;
                 self.latest_metrics.extend(row.clone());
                 tracing::info!(step = self.step, metrics = ?row, "step");
             }
@@ -440,11 +368,7 @@ impl<'r> Trainer<'r> {
             }
             // During a run of non-finite steps the weights do not move: saving them again would
             // only push the checkpoints from before the trouble out of retention.
-            if run.save_every > 0
-                && self.step % run.save_every == 0
-                && !done
-                && self.bad_in_a_row == 0
-            {
+            if run.save_every > 0 && self.step % run.save_every == 0 && !done && self.bad_in_a_row == 0 {
                 self.save(obs)?;
             }
         };
@@ -458,9 +382,7 @@ impl<'r> Trainer<'r> {
             self.save(obs)?;
         }
         let checkpoint = self.ckpt.wait()?.or(self.last_good_checkpoint.clone());
-        self.metrics
-            .flush()
-            .map_err(|e| Error::Training(format!("metrics: {e}")))?;
+        self.metrics.flush().map_err(|e| Error::Training(format!("metrics: {e}")))?;
         self.plot_curves();
         if stop == StopReason::Interrupted {
             obs.on_message(&format!(
@@ -504,40 +426,51 @@ impl<'r> Trainer<'r> {
             let ctx = self.step_ctx(loaded.cursor.epoch, true);
             tch::manual_seed(derive_seed(seed, &[STREAM_TORCH, self.step, micro]) as i64);
             let batch = loaded.batch.to_device(device)?;
-            let inputs = self.session.objective.prepare(batch, &ctx)?;
-            let outputs = self.session.arch.forward(&inputs, &ctx)?;
-            let lv = self.session.objective.loss(&inputs, &outputs, &ctx)?;
-            let value = lv.loss.f_double_value(&[])?;
-            if !value.is_finite() {
-                finite = false;
-                break;
-            }
-            loss_sum += value;
-            (lv.loss / grad_accum as f64).f_backward()?;
-            for (name, t) in lv.metrics {
-                let t = t.detach();
-                match metric_sums.iter_mut().find(|(n, _)| *n == name) {
-                    Some((_, sum)) => *sum = sum.f_add(&t)?,
-                    None => metric_sums.push((name, t)),
+            // Each objective prepares its own inputs from the batch and gets its own forward;
+            // their weighted losses' gradients accumulate (one backward each keeps memory flat).
+            let mix = self.session.is_mix();
+            let mut micro_loss = 0.0;
+            for o in &self.session.objectives {
+                let inputs = o.handle.prepare(batch.share(), &ctx)?;
+                let outputs = self.session.arch.forward(&inputs, &ctx)?;
+                let lv = o.handle.loss(&inputs, &outputs, &ctx)?;
+                let value = lv.loss.f_double_value(&[])?;
+                if !value.is_finite() {
+                    finite = false;
+                    break;
+                }
+                micro_loss += o.weight * value;
+                let scaled = if o.weight == 1.0 { lv.loss.shallow_clone() } else { lv.loss.f_mul_scalar(o.weight)? };
+                (scaled / grad_accum as f64).f_backward()?;
+                let mut metrics = lv.metrics;
+                if mix {
+                    metrics = metrics.into_iter().map(|(n, t)| (format!("{}/{n}", o.label), t)).collect();
+                    metrics.push((format!("{}/loss", o.label), lv.loss.detach()));
+                }
+                for (name, t) in metrics {
+                    let t = t.detach();
+                    match metric_sums.iter_mut().find(|(n, _)| *n == name) {
+                        Some((_, sum)) => *sum = sum.f_add(&t)?,
+                        None => metric_sums.push((name, t)),
+                    }
                 }
             }
+            if !finite {
+                break;
+            }
+            loss_sum += micro_loss;
             counted += 1;
         }
         let lr = self.lr_at(self.step);
         let mut grad_norm = f64::NAN;
         if finite {
             let grad = self.flat.flat_grad().map_err(Error::Plugin)?;
-            let norm = if grad_clip > 0.0 {
-                pt_optim::clip_grad_norm(&grad, grad_clip)
-            } else {
-                pt_optim::grad_norm(&grad)
-            }
-            .map_err(Error::Plugin)?;
+            let norm =
+                if grad_clip > 0.0 { pt_optim::clip_grad_norm(&grad, grad_clip) } else { pt_optim::grad_norm(&grad) }
+                    .map_err(Error::Plugin)?;
             grad_norm = norm.f_double_value(&[])?;
             if grad_norm.is_finite() {
-                self.optimizer
-                    .step(&self.flat, &grad, lr)
-                    .map_err(Error::Plugin)?;
+                self.optimizer.step(&self.flat, &grad, lr).map_err(Error::Plugin)?;
             } else {
                 finite = false;
             }
@@ -549,10 +482,7 @@ impl<'r> Trainer<'r> {
         } else {
             self.skipped += 1;
             self.bad_in_a_row += 1;
-            tracing::warn!(
-                step = self.step,
-                "non-finite loss or gradient: step skipped"
-            );
+            tracing::warn!(step = self.step, "non-finite loss or gradient: step skipped");
             if self.bad_in_a_row >= max_bad_steps.max(1) {
                 // A save still being written predates the streak (none are made during one).
                 if let Ok(Some(d)) = self.ckpt.wait() {
@@ -573,18 +503,10 @@ impl<'r> Trainer<'r> {
         // The step's metrics are means over its micro-batches, like its loss.
         let metrics = metric_sums
             .into_iter()
-            .filter_map(|(n, t)| {
-                t.f_double_value(&[])
-                    .ok()
-                    .map(|v| (n, v / counted.max(1) as f64))
-            })
+            .filter_map(|(n, t)| t.f_double_value(&[]).ok().map(|v| (n, v / counted.max(1) as f64)))
             .collect();
         Ok(StepOutcome {
-            loss: if finite {
-                Some(loss_sum / grad_accum as f64)
-            } else {
-                None
-            },
+            loss: if finite { Some(loss_sum / grad_accum as f64) } else { None },
             grad_norm,
             lr,
             tokens,
@@ -607,19 +529,10 @@ impl<'r> Trainer<'r> {
                 variants.push((format!("{name}/random_init"), true));
             }
             for (label, random) in variants {
-                let report = self.evals[i].run(
-                    self.reg,
-                    &self.session,
-                    &self.session.arch,
-                    self.step,
-                    random,
-                )?;
+                let report = self.evals[i].run(self.reg, &self.session, &self.session.arch, self.step, random)?;
                 for (k, v) in &report.metrics {
                     row.insert(format!("{label}/{k}"), *v);
-                    self.eval_curves
-                        .entry(format!("{label}/{k}"))
-                        .or_default()
-                        .push((self.step as f64, *v));
+                    self.eval_curves.entry(format!("{label}/{k}")).or_default().push((self.step as f64, *v));
                 }
                 if let Some(confusion) = &report.confusion {
                     self.plot_confusion(&label, confusion);
@@ -629,9 +542,7 @@ impl<'r> Trainer<'r> {
             }
         }
         if !row.is_empty() {
-            self.metrics
-                .log(self.step, row.clone())
-                .map_err(|e| Error::Training(format!("metrics: {e}")))?;
+            self.metrics.log(self.step, row.clone()).map_err(|e| Error::Training(format!("metrics: {e}")))?;
             self.latest_metrics.extend(row);
         }
         Ok(())
@@ -658,7 +569,7 @@ impl<'r> Trainer<'r> {
         let mut components = BTreeMap::new();
         components.insert("data".to_string(), s.data.origin.clone());
         components.insert("arch".to_string(), s.arch.origin.clone());
-        components.insert("objective".to_string(), s.objective.origin.clone());
+        components.insert("objective".to_string(), s.objective_origin());
         let assets = s.run_dir.join("assets");
         let req = SaveRequest {
             step: self.step,
@@ -687,13 +598,7 @@ impl<'r> Trainer<'r> {
         self.saved_step = Some(self.step);
         // Surface the write's outcome at the next save or the end of the run; the observer
         // hears of it now with the directory it will have.
-        obs.on_checkpoint(
-            self.step,
-            &self
-                .ckpt
-                .root
-                .join(crate::checkpoint::manager::step_dir_name(self.step)),
-        );
+        obs.on_checkpoint(self.step, &self.ckpt.root.join(crate::checkpoint::manager::step_dir_name(self.step)));
         Ok(())
     }
 
@@ -712,23 +617,14 @@ impl<'r> Trainer<'r> {
     }
 
     fn plot_curves(&self) {
-        let mut series = vec![Series {
-            name: "train loss".into(),
-            points: self.loss_curve.clone(),
-        }];
+        let mut series = vec![Series { name: "train loss".into(), points: self.loss_curve.clone() }];
         for (name, points) in &self.eval_curves {
             if name.ends_with("loss") {
-                series.push(Series {
-                    name: format!("held-out {name}"),
-                    points: points.clone(),
-                });
+                series.push(Series { name: format!("held-out {name}"), points: points.clone() });
             }
         }
         let plot = LinePlot {
-            title: format!(
-                "{} + {}",
-                self.session.objective.origin, self.session.arch.origin
-            ),
+            title: format!("{} + {}", self.session.objective_origin(), self.session.arch.origin),
             x_label: "step".into(),
             y_label: "loss".into(),
             series,
@@ -754,10 +650,7 @@ fn curves_so_far(run_dir: &Path) -> (Vec<(f64, f64)>, BTreeMap<String, Vec<(f64,
             if name == "loss" {
                 loss.push((row.step as f64, *value));
             } else if name.contains('/') {
-                evals
-                    .entry(name.clone())
-                    .or_default()
-                    .push((row.step as f64, *value));
+                evals.entry(name.clone()).or_default().push((row.step as f64, *value));
             }
         }
     }
@@ -775,10 +668,7 @@ struct StepOutcome {
 /// Dense bf16 peak of the training device, for MFU: `$PT_PEAK_TFLOPS` if set, else known
 /// data-centre GPUs by name. None on CPUs (no meaningful peak).
 fn peak_flops(device: tch::Device) -> Option<f64> {
-    if let Some(t) = std::env::var("PT_PEAK_TFLOPS")
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-    {
+    if let Some(t) = std::env::var("PT_PEAK_TFLOPS").ok().and_then(|v| v.parse::<f64>().ok()) {
         return Some(t * 1e12);
     }
     if !device.is_cuda() {
@@ -786,19 +676,11 @@ fn peak_flops(device: tch::Device) -> Option<f64> {
     }
     static PEAK: std::sync::OnceLock<Option<f64>> = std::sync::OnceLock::new();
     *PEAK.get_or_init(|| {
-        let name = crate::runtime::cuda_device_names()
-            .first()?
-            .to_ascii_uppercase();
-        [
-            ("H200", 989.0),
-            ("H100", 989.0),
-            ("A100", 312.0),
-            ("L40S", 362.0),
-            ("A10", 125.0),
-        ]
-        .iter()
-        .find(|(k, _)| name.contains(k))
-        .map(|(_, t)| t * 1e12)
+        let name = crate::runtime::cuda_device_names().first()?.to_ascii_uppercase();
+        [("H200", 989.0), ("H100", 989.0), ("A100", 312.0), ("L40S", 362.0), ("A10", 125.0)]
+            .iter()
+            .find(|(k, _)| name.contains(k))
+            .map(|(_, t)| t * 1e12)
     })
 }
 
@@ -826,10 +708,7 @@ impl Window {
     fn drain(&mut self, last: &StepOutcome) -> BTreeMap<String, f64> {
         let mut row = BTreeMap::new();
         if !self.losses.is_empty() {
-            row.insert(
-                "loss".into(),
-                self.losses.iter().sum::<f64>() / self.losses.len() as f64,
-            );
+            row.insert("loss".into(), self.losses.iter().sum::<f64>() / self.losses.len() as f64);
         }
         row.insert("grad_norm".into(), last.grad_norm);
         if self.seconds > 0.0 {
@@ -837,10 +716,7 @@ impl Window {
             if self.tokens > 0 {
                 row.insert("tokens_per_s".into(), self.tokens as f64 / self.seconds);
             }
-            row.insert(
-                "step_time_s".into(),
-                self.seconds / self.steps.max(1) as f64,
-            );
+            row.insert("step_time_s".into(), self.seconds / self.steps.max(1) as f64);
         }
         for (n, v) in &last.metrics {
             row.insert(n.clone(), *v);

@@ -15,11 +15,7 @@ pub struct LoadReport {
 
 /// Copies `source` into `target` by name (under no_grad, into the existing storage, so flat
 /// optimizer buffers and plugin-side modules see the new values). A shape mismatch is an error.
-pub fn load_named(
-    target: &[(String, Tensor)],
-    source: &[(String, Tensor)],
-    what: &str,
-) -> Result<LoadReport> {
+pub fn load_named(target: &[(String, Tensor)], source: &[(String, Tensor)], what: &str) -> Result<LoadReport> {
     let mut report = LoadReport::default();
     let _guard = tch::no_grad_guard();
     for (name, dst) in target {
@@ -39,11 +35,8 @@ pub fn load_named(
             }
         }
     }
-    report.unexpected = source
-        .iter()
-        .filter(|(n, _)| !target.iter().any(|(t, _)| t == n))
-        .map(|(n, _)| n.clone())
-        .collect();
+    report.unexpected =
+        source.iter().filter(|(n, _)| !target.iter().any(|(t, _)| t == n)).map(|(n, _)| n.clone()).collect();
     Ok(report)
 }
 

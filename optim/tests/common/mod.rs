@@ -11,11 +11,7 @@ use tch::{Kind, Tensor};
 pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("PT_PYTHON") {
         let p = PathBuf::from(p);
-        assert!(
-            p.exists(),
-            "PT_PYTHON={} does not exist; run scripts/setup.sh or fix PT_PYTHON",
-            p.display()
-        );
+        assert!(p.exists(), "PT_PYTHON={} does not exist; run scripts/setup.sh or fix PT_PYTHON", p.display());
         return p;
     }
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.pt/venv/bin/python");
@@ -29,28 +25,15 @@ pub fn python() -> PathBuf {
 }
 
 /// Runs tests/torch_reference.py on `spec` (+ `problem` tensors) and returns its output tensors.
-pub fn run_reference(
-    spec: &serde_json::Value,
-    problem: &[(String, Tensor)],
-) -> Vec<(String, Tensor)> {
+pub fn run_reference(spec: &serde_json::Value, problem: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
     let dir = tempfile::tempdir().unwrap();
     let spec_path = dir.path().join("spec.json");
     let problem_path = dir.path().join("problem.safetensors");
     let out_path = dir.path().join("out.safetensors");
     std::fs::write(&spec_path, serde_json::to_vec_pretty(spec).unwrap()).unwrap();
-    let problem: Vec<(String, Tensor)> = problem
-        .iter()
-        .map(|(n, t)| (n.clone(), t.contiguous()))
-        .collect();
-    let placeholder = [(
-        "none".to_string(),
-        Tensor::zeros([1], (Kind::Float, tch::Device::Cpu)),
-    )];
-    let to_write: &[(String, Tensor)] = if problem.is_empty() {
-        &placeholder
-    } else {
-        &problem
-    };
+    let problem: Vec<(String, Tensor)> = problem.iter().map(|(n, t)| (n.clone(), t.contiguous())).collect();
+    let placeholder = [("none".to_string(), Tensor::zeros([1], (Kind::Float, tch::Device::Cpu)))];
+    let to_write: &[(String, Tensor)] = if problem.is_empty() { &placeholder } else { &problem };
     Tensor::write_safetensors(to_write, &problem_path).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/torch_reference.py");
     let output = Command::new(python())
@@ -70,11 +53,7 @@ pub fn run_reference(
 }
 
 pub fn get<'a>(tensors: &'a [(String, Tensor)], name: &str) -> &'a Tensor {
-    &tensors
-        .iter()
-        .find(|(n, _)| n == name)
-        .unwrap_or_else(|| panic!("no tensor `{name}`"))
-        .1
+    &tensors.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no tensor `{name}`")).1
 }
 
 /// Deterministic values in [-1, 1) without touching libtorch's global RNG (tests run in parallel).
@@ -128,10 +107,7 @@ pub fn gradients(t: usize) -> Vec<(String, Tensor)> {
         .enumerate()
         .map(|(i, (name, shape))| {
             let scale = 0.5 + i as f64 * 0.4;
-            (
-                name.to_string(),
-                pseudo_random(shape, 1000 + 31 * t as u64 + i as u64) * scale,
-            )
+            (name.to_string(), pseudo_random(shape, 1000 + 31 * t as u64 + i as u64) * scale)
         })
         .collect()
 }
@@ -142,14 +118,9 @@ pub fn grouping(weight_decay: f64) -> GroupRules {
 
 /// Fresh copies of the initial parameters, flattened. Returns the tensors the "model" holds too.
 pub fn flatten_problem(weight_decay: f64) -> (FlatParams, Vec<(String, Tensor)>) {
-    let params: Vec<(String, Tensor)> = initial_params()
-        .into_iter()
-        .map(|(n, t)| (n, t.set_requires_grad(true)))
-        .collect();
-    let handles: Vec<(String, Tensor)> = params
-        .iter()
-        .map(|(n, t)| (n.clone(), t.shallow_clone()))
-        .collect();
+    let params: Vec<(String, Tensor)> =
+        initial_params().into_iter().map(|(n, t)| (n, t.set_requires_grad(true))).collect();
+    let handles: Vec<(String, Tensor)> = params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
     let flat = FlatParams::new(params, &grouping(weight_decay)).unwrap();
     (flat, handles)
 }

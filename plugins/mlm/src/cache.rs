@@ -46,11 +46,7 @@ pub fn file_fingerprints(files: &[PathBuf]) -> Result<serde_json::Value> {
 
 /// The key of a cache: a hash of a JSON description of its inputs.
 pub fn cache_key(kind: &str, inputs: &serde_json::Value) -> String {
-    sha256_hex(
-        serde_json::json!({"format": FORMAT_VERSION, "kind": kind, "inputs": inputs})
-            .to_string()
-            .as_bytes(),
-    )
+    sha256_hex(serde_json::json!({"format": FORMAT_VERSION, "kind": kind, "inputs": inputs}).to_string().as_bytes())
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -89,17 +85,12 @@ impl CacheFile {
         }
         let header_at = u64::from_le_bytes(head[8..16].try_into().unwrap_or_default());
         if header_at < PAYLOAD_START || header_at > len {
-            return Err(bad(format!(
-                "header offset {header_at} outside the file ({len} bytes)"
-            )));
+            return Err(bad(format!("header offset {header_at} outside the file ({len} bytes)")));
         }
         let mut json = Vec::with_capacity((len - header_at) as usize);
-        file.seek(SeekFrom::Start(header_at))
-            .map_err(|e| PtError::io(path, e))?;
-        file.read_to_end(&mut json)
-            .map_err(|e| PtError::io(path, e))?;
-        let header: CacheHeader =
-            serde_json::from_slice(&json).map_err(|e| bad(format!("unreadable header: {e}")))?;
+        file.seek(SeekFrom::Start(header_at)).map_err(|e| PtError::io(path, e))?;
+        file.read_to_end(&mut json).map_err(|e| PtError::io(path, e))?;
+        let header: CacheHeader = serde_json::from_slice(&json).map_err(|e| bad(format!("unreadable header: {e}")))?;
         if header.version != FORMAT_VERSION || header.kind != kind || header.key != key {
             return Err(bad("made from other inputs (key mismatch)".into()));
         }
@@ -110,37 +101,27 @@ impl CacheFile {
                 header.items, header.width
             )));
         }
-        let crc =
-            crc_of_range(&file, PAYLOAD_START, payload_len).map_err(|e| PtError::io(path, e))?;
+        let crc = crc_of_range(&file, PAYLOAD_START, payload_len).map_err(|e| PtError::io(path, e))?;
         if crc != header.crc32c {
             return Err(bad("checksum mismatch (damaged)".into()));
         }
-        Ok(Some(CacheFile {
-            path: path.to_path_buf(),
-            header,
-            file,
-        }))
+        Ok(Some(CacheFile { path: path.to_path_buf(), header, file }))
     }
 
     /// Reads items `[first, first + count)` into `buf` (cleared first).
     pub fn read_items(&self, first: u64, count: u64, buf: &mut Vec<u8>) -> Result<()> {
-        let end = first
-            .checked_add(count)
-            .filter(|&e| e <= self.header.items)
-            .ok_or_else(|| {
-                PtError::data(format!(
-                    "cache {}: items {first}..{} beyond its {}",
-                    self.path.display(),
-                    first.saturating_add(count),
-                    self.header.items
-                ))
-            })?;
+        let end = first.checked_add(count).filter(|&e| e <= self.header.items).ok_or_else(|| {
+            PtError::data(format!(
+                "cache {}: items {first}..{} beyond its {}",
+                self.path.display(),
+                first.saturating_add(count),
+                self.header.items
+            ))
+        })?;
         let width = self.header.width as u64;
         buf.clear();
         buf.resize(((end - first) * width) as usize, 0);
-        self.file
-            .read_exact_at(buf, PAYLOAD_START + first * width)
-            .map_err(|e| PtError::io(&self.path, e))
+        self.file.read_exact_at(buf, PAYLOAD_START + first * width).map_err(|e| PtError::io(&self.path, e))
     }
 }
 
@@ -171,69 +152,39 @@ impl CacheWriter {
     pub fn create(path: &Path) -> Result<Self> {
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| PtError::io(dir, e))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let nonce = pt_sdk::rng::derive_seed(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
             &[std::process::id() as u64],
         );
         let tmp = dir.join(format!(".{name}.tmp.{}.{nonce:x}", std::process::id()));
         let file = File::create(&tmp).map_err(|e| PtError::io(&tmp, e))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
-        out.write_all(MAGIC)
-            .and_then(|_| out.write_all(&0u64.to_le_bytes()))
-            .map_err(|e| PtError::io(&tmp, e))?;
-        Ok(CacheWriter {
-            path: path.to_path_buf(),
-            tmp,
-            out: Some(out),
-            crc: 0,
-            bytes: 0,
-        })
+        out.write_all(MAGIC).and_then(|_| out.write_all(&0u64.to_le_bytes())).map_err(|e| PtError::io(&tmp, e))?;
+        Ok(CacheWriter { path: path.to_path_buf(), tmp, out: Some(out), crc: 0, bytes: 0 })
     }
 
     pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        let out = self
-            .out
-            .as_mut()
-            .ok_or_else(|| PtError::io(&self.tmp, "cache writer already finished"))?;
-        out.write_all(bytes)
-            .map_err(|e| PtError::io(&self.tmp, e))?;
+        let out = self.out.as_mut().ok_or_else(|| PtError::io(&self.tmp, "cache writer already finished"))?;
+        out.write_all(bytes).map_err(|e| PtError::io(&self.tmp, e))?;
         self.crc = crc32c::crc32c_append(self.crc, bytes);
         self.bytes += bytes.len() as u64;
         Ok(())
     }
 
-    pub fn finish(
-        mut self,
-        key: &str,
-        kind: &str,
-        width: u32,
-        meta: serde_json::Value,
-    ) -> Result<PathBuf> {
+    pub fn finish(mut self, key: &str, kind: &str, width: u32, meta: serde_json::Value) -> Result<PathBuf> {
         let header = CacheHeader {
             version: FORMAT_VERSION,
             key: key.to_string(),
             kind: kind.to_string(),
             width,
-            items: if width == 0 {
-                0
-            } else {
-                self.bytes / width as u64
-            },
+            items: if width == 0 { 0 } else { self.bytes / width as u64 },
             crc32c: self.crc,
             meta,
         };
         let json = serde_json::to_vec(&header).map_err(|e| PtError::data(e.to_string()))?;
         let tmp = self.tmp.clone();
-        let out = self
-            .out
-            .take()
-            .ok_or_else(|| PtError::io(&tmp, "cache writer already finished"))?;
+        let out = self.out.take().ok_or_else(|| PtError::io(&tmp, "cache writer already finished"))?;
         let done = (|| -> std::io::Result<()> {
             let mut file = out.into_inner().map_err(|e| e.into_error())?;
             file.write_all(&json)?;
@@ -276,6 +227,5 @@ pub fn open_or_build(
     let (width, meta) = build(&mut writer)?;
     writer.finish(key, kind, width, meta)?;
     tracing::info!(cache = %path.display(), seconds = started.elapsed().as_secs_f64(), "built token cache");
-    CacheFile::open(path, key, kind)?
-        .ok_or_else(|| PtError::io(path, "the cache just written has disappeared"))
+    CacheFile::open(path, key, kind)?.ok_or_else(|| PtError::io(path, "the cache just written has disappeared"))
 }

@@ -31,33 +31,15 @@ pub fn collate(rows: &[Vec<i64>], len: usize, pad: u32) -> Result<Tensors> {
     Ok(Tensors::new()
         .with("input_ids", Tensor::from_slice(&ids).f_view(shape)?)
         .with("attention_mask", Tensor::from_slice(&mask).f_view(shape)?)
-        .with(
-            "token_type_ids",
-            Tensor::f_zeros(shape, (tch::Kind::Int64, tch::Device::Cpu))?,
-        ))
+        .with("token_type_ids", Tensor::f_zeros(shape, (tch::Kind::Int64, tch::Device::Cpu))?))
 }
 
 /// The fields of a text batch; `len` -1 when rows are padded per batch.
 pub fn text_fields(len: i64) -> Vec<FieldInfo> {
     vec![
-        FieldInfo::new(
-            "input_ids",
-            "int64",
-            &[len],
-            "token ids, [CLS] first, [PAD]-padded",
-        ),
-        FieldInfo::new(
-            "attention_mask",
-            "int64",
-            &[len],
-            "1 for real tokens, 0 for padding",
-        ),
-        FieldInfo::new(
-            "token_type_ids",
-            "int64",
-            &[len],
-            "segment ids (all 0: one segment)",
-        ),
+        FieldInfo::new("input_ids", "int64", &[len], "token ids, [CLS] first, [PAD]-padded"),
+        FieldInfo::new("attention_mask", "int64", &[len], "1 for real tokens, 0 for padding"),
+        FieldInfo::new("token_type_ids", "int64", &[len], "segment ids (all 0: one segment)"),
     ]
 }
 
@@ -65,24 +47,12 @@ pub fn text_fields(len: i64) -> Vec<FieldInfo> {
 mod tests {
     use super::*;
 
-    const SPECIAL: SpecialIds = SpecialIds {
-        pad: 0,
-        unk: 1,
-        cls: 2,
-        sep: 3,
-        mask: 4,
-    };
+    const SPECIAL: SpecialIds = SpecialIds { pad: 0, unk: 1, cls: 2, sep: 3, mask: 4 };
 
     #[test]
     fn single_sequence_cuts_to_block_size() {
-        assert_eq!(
-            single_sequence(&[7, 8, 9], 8, &SPECIAL),
-            (vec![2, 7, 8, 9, 3], false)
-        );
-        assert_eq!(
-            single_sequence(&[7, 8, 9, 10], 5, &SPECIAL),
-            (vec![2, 7, 8, 9, 3], true)
-        );
+        assert_eq!(single_sequence(&[7, 8, 9], 8, &SPECIAL), (vec![2, 7, 8, 9, 3], false));
+        assert_eq!(single_sequence(&[7, 8, 9, 10], 5, &SPECIAL), (vec![2, 7, 8, 9, 3], true));
     }
 
     #[test]
@@ -90,10 +60,7 @@ mod tests {
         let t = collate(&[vec![2, 7, 3], vec![2, 3]], 0, 0).unwrap();
         let ids = t.get("input_ids").unwrap();
         assert_eq!(ids.size(), vec![2, 3]);
-        assert_eq!(
-            Vec::<i64>::try_from(ids.flatten(0, -1)).unwrap(),
-            vec![2, 7, 3, 2, 3, 0]
-        );
+        assert_eq!(Vec::<i64>::try_from(ids.flatten(0, -1)).unwrap(), vec![2, 7, 3, 2, 3, 0]);
         let mask = t.get("attention_mask").unwrap().flatten(0, -1);
         assert_eq!(Vec::<i64>::try_from(mask).unwrap(), vec![1, 1, 1, 1, 1, 0]);
     }

@@ -78,13 +78,8 @@ pub fn tokenize_files<T>(
                 stats.empty_lines += 1;
                 continue;
             }
-            let len = u32::try_from(line.bytes.len()).map_err(|_| {
-                PtError::data(format!(
-                    "{}:{}: a line longer than 4 GiB",
-                    path.display(),
-                    line.number
-                ))
-            })?;
+            let len = u32::try_from(line.bytes.len())
+                .map_err(|_| PtError::data(format!("{}:{}: a line longer than 4 GiB", path.display(), line.number)))?;
             let (text, extra) = match extract(text, line.number) {
                 Ok(v) => v,
                 Err(why) if skip_bad => {
@@ -104,14 +99,7 @@ pub fn tokenize_files<T>(
             };
             chunk_bytes += text.len();
             texts.push(text);
-            items.push((
-                LineRef {
-                    file: file_index as u32,
-                    offset: line.offset,
-                    len,
-                },
-                extra,
-            ));
+            items.push((LineRef { file: file_index as u32, offset: line.offset, len }, extra));
             kept_here += 1;
             if chunk_bytes >= CHUNK_BYTES || texts.len() >= CHUNK_LINES {
                 flush(&mut items, &mut texts)?;
@@ -126,9 +114,7 @@ pub fn tokenize_files<T>(
                 "skipped lines that are not valid UTF-8"
             );
             stats.non_utf8_lines += non_utf8_here;
-            stats
-                .non_utf8_by_file
-                .insert(path.display().to_string(), non_utf8_here);
+            stats.non_utf8_by_file.insert(path.display().to_string(), non_utf8_here);
         }
         if kept_here == 0 {
             tracing::warn!(file = %path.display(), "no text in this file");
@@ -151,10 +137,7 @@ impl PassStats {
         notes.insert("skipped_empty_lines".into(), json!(self.empty_lines));
         notes.insert("skipped_non_utf8_lines".into(), json!(self.non_utf8_lines));
         if !self.non_utf8_by_file.is_empty() {
-            notes.insert(
-                "non_utf8_lines_by_file".into(),
-                json!(self.non_utf8_by_file),
-            );
+            notes.insert("non_utf8_lines_by_file".into(), json!(self.non_utf8_by_file));
         }
         if self.bad_lines > 0 {
             notes.insert("skipped_bad_lines".into(), json!(self.bad_lines));

@@ -44,8 +44,7 @@ impl Default for MlmEvalConfig {
 
 impl Config for MlmEvalConfig {
     fn describe() -> &'static [(&'static str, &'static str)] {
-        static KEYS: std::sync::OnceLock<Vec<(&'static str, &'static str)>> =
-            std::sync::OnceLock::new();
+        static KEYS: std::sync::OnceLock<Vec<(&'static str, &'static str)>> = std::sync::OnceLock::new();
         KEYS.get_or_init(|| {
             let mut keys = vec![
                 ("batch_size", "samples per forward pass"),
@@ -89,11 +88,7 @@ impl Component for MlmEval {
 impl MlmEval {
     /// The masking, with null keys taken from the split's notes (the tokenizer's ids) and the
     /// vocabulary size from the model.
-    fn masking(
-        &self,
-        notes: &serde_json::Map<String, serde_json::Value>,
-        model_vocab: Option<i64>,
-    ) -> Result<Masking> {
+    fn masking(&self, notes: &serde_json::Map<String, serde_json::Value>, model_vocab: Option<i64>) -> Result<Masking> {
         let c = &self.config;
         let note = |key: &str| notes.get(key).and_then(|v| v.as_i64());
         let note_ids = notes
@@ -127,25 +122,14 @@ impl Evaluator for MlmEval {
     }
 
     /// Leaves the model in eval mode; the trainer sets the mode it needs before training on.
-    fn evaluate(
-        &mut self,
-        model: &HostModel<'_>,
-        splits: &Splits<'_>,
-        ctx: &StepCtx,
-    ) -> Result<EvalReport> {
+    fn evaluate(&mut self, model: &HostModel<'_>, splits: &Splits<'_>, ctx: &StepCtx) -> Result<EvalReport> {
         let data = splits.get("validation")?;
         let info = data.info()?;
         let num_samples = info.num_samples;
-        let model_vocab = model
-            .info()?
-            .config
-            .get("vocab_size")
-            .and_then(|v| v.as_i64());
+        let model_vocab = model.info()?.config.get("vocab_size").and_then(|v| v.as_i64());
         let masking = self.masking(&info.notes, model_vocab)?;
         let batch_size = self.config.batch_size as u64;
-        let batches = num_samples
-            .div_ceil(batch_size)
-            .min(self.config.max_batches.unwrap_or(u64::MAX));
+        let batches = num_samples.div_ceil(batch_size).min(self.config.max_batches.unwrap_or(u64::MAX));
         if batches == 0 {
             return Err(PtError::data("mlm_eval: the validation split is empty"));
         }
@@ -154,24 +138,16 @@ impl Evaluator for MlmEval {
         let _no_grad = tch::no_grad_guard();
         let (mut nll, mut correct, mut tokens) = (0f64, 0f64, 0u64);
         for b in 0..batches {
-            let indices: Vec<u64> =
-                (b * batch_size..((b + 1) * batch_size).min(num_samples)).collect();
+            let indices: Vec<u64> = (b * batch_size..((b + 1) * batch_size).min(num_samples)).collect();
             let batch = data.get_batch(&indices, ctx)?;
             let seed = self.config.seed;
-            let inputs = mask_batch(&masking, batch, |row| {
-                CounterRng::new(seed, &[STREAM_MLM_EVAL, indices[row]])
-            })?;
+            let inputs = mask_batch(&masking, batch, |row| CounterRng::new(seed, &[STREAM_MLM_EVAL, indices[row]]))?;
             let outputs = model.forward(&inputs, ctx)?;
             let logits = outputs.require("mlm_logits")?.f_to_kind(Kind::Float)?;
             let labels = inputs.require("mlm_labels")?;
-            nll += logits
-                .f_cross_entropy_loss::<Tensor>(labels, None, Reduction::Sum, -100, 0.0)?
-                .f_double_value(&[])?;
-            correct += logits
-                .f_argmax(-1, false)?
-                .f_eq_tensor(labels)?
-                .f_sum(Kind::Float)?
-                .f_double_value(&[])?;
+            nll +=
+                logits.f_cross_entropy_loss::<Tensor>(labels, None, Reduction::Sum, -100, 0.0)?.f_double_value(&[])?;
+            correct += logits.f_argmax(-1, false)?.f_eq_tensor(labels)?.f_sum(Kind::Float)?.f_double_value(&[])?;
             tokens += labels.size()[0] as u64;
         }
         let loss = nll / tokens as f64;

@@ -72,34 +72,22 @@ pub struct JsonlDataset {
 
 impl Component for JsonlDataset {
     const NAME: &'static str = "jsonl";
-    const ABOUT: &'static str =
-        "JSON-lines text with optional labels (classification, probes, fine-tuning)";
+    const ABOUT: &'static str = "JSON-lines text with optional labels (classification, probes, fine-tuning)";
     type Config = JsonlConfig;
 
     fn new(config: JsonlConfig, ctx: &CreateCtx) -> Result<Self> {
         if config.files.is_empty() {
-            return Err(PtError::config(
-                "jsonl: `files` is empty; list the JSON-lines files to read",
-            ));
+            return Err(PtError::config("jsonl: `files` is empty; list the JSON-lines files to read"));
         }
         if config.block_size < 3 {
-            return Err(PtError::config(format!(
-                "jsonl: block_size {} is too small (at least 3)",
-                config.block_size
-            )));
+            return Err(PtError::config(format!("jsonl: block_size {} is too small (at least 3)", config.block_size)));
         }
         if let Some(labels) = &config.labels {
             if labels.is_empty() {
-                return Err(PtError::config(
-                    "jsonl: `labels` is an empty list; list the classes or set it to null",
-                ));
+                return Err(PtError::config("jsonl: `labels` is an empty list; list the classes or set it to null"));
             }
         }
-        let files = config
-            .files
-            .iter()
-            .map(|f| paths::expand(f, ctx))
-            .collect::<Result<Vec<PathBuf>>>()?;
+        let files = config.files.iter().map(|f| paths::expand(f, ctx)).collect::<Result<Vec<PathBuf>>>()?;
         let fingerprints = file_fingerprints(&files)?;
         let tokenizer = TextTokenizer::resolve(&config.tokenizer, ctx, None)?;
 
@@ -116,17 +104,11 @@ impl Component for JsonlDataset {
             }),
         );
         let cache_path = paths::cache_dir(ctx)?.join(format!("{kind}-{}.bin", &key[..16]));
-        let index = RecordIndex::open_or_build(&files, &cache_path, &key, kind, || {
-            build(&files, &tokenizer, &config)
-        })?;
+        let index = RecordIndex::open_or_build(&files, &cache_path, &key, kind, || build(&files, &tokenizer, &config))?;
         if index.is_empty() {
             return Err(PtError::data(format!(
                 "jsonl: no samples in {}",
-                files
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
             )));
         }
 
@@ -138,23 +120,10 @@ impl Component for JsonlDataset {
         stats.notes(&mut notes);
         let room = config.block_size as u32 - 2;
         notes.insert("block_size".into(), json!(config.block_size));
-        notes.insert(
-            "truncated_lines".into(),
-            json!(index.records.iter().filter(|r| r.num_tokens > room).count()),
-        );
-        notes.insert(
-            "num_tokens".into(),
-            json!(index
-                .records
-                .iter()
-                .map(|r| r.num_tokens as u64)
-                .sum::<u64>()),
-        );
+        notes.insert("truncated_lines".into(), json!(index.records.iter().filter(|r| r.num_tokens > room).count()));
+        notes.insert("num_tokens".into(), json!(index.records.iter().map(|r| r.num_tokens as u64).sum::<u64>()));
         notes.insert("labelled".into(), json!(!classes.is_empty()));
-        notes.insert(
-            "cache".into(),
-            json!(index.cache_path.display().to_string()),
-        );
+        notes.insert("cache".into(), json!(index.cache_path.display().to_string()));
         Ok(JsonlDataset {
             tokenizer,
             text_field: config.text_field,
@@ -214,11 +183,7 @@ struct Pending {
     label: Option<u32>,
 }
 
-fn build(
-    files: &[PathBuf],
-    tokenizer: &TextTokenizer,
-    config: &JsonlConfig,
-) -> Result<(Vec<Record>, Value)> {
+fn build(files: &[PathBuf], tokenizer: &TextTokenizer, config: &JsonlConfig) -> Result<(Vec<Record>, Value)> {
     let label_field = config.label_field.as_deref();
     let mut seen: HashMap<String, u32> = HashMap::new();
     let mut pending: Vec<Pending> = Vec::new();
@@ -235,28 +200,19 @@ fn build(
             Ok((text, (number, label)))
         },
         |lines, ids| {
-            pending.extend(
-                lines
-                    .into_iter()
-                    .zip(ids)
-                    .map(|((line, (number, label)), ids)| Pending {
-                        line,
-                        number,
-                        num_tokens: ids.len() as u32,
-                        label,
-                    }),
-            );
+            pending.extend(lines.into_iter().zip(ids).map(|((line, (number, label)), ids)| Pending {
+                line,
+                number,
+                num_tokens: ids.len() as u32,
+                label,
+            }));
             Ok(())
         },
     )?;
 
     let file_of = |p: &Pending| files[p.line.file as usize].display().to_string();
     let labelled = !seen.is_empty();
-    let classes = if labelled {
-        class_list(config.labels.as_ref(), &seen)
-    } else {
-        Vec::new()
-    };
+    let classes = if labelled { class_list(config.labels.as_ref(), &seen) } else { Vec::new() };
     // Seen-order label index → class id (None: not in an explicit `labels`).
     let mut by_name: HashMap<&str, i32> = HashMap::new();
     for (i, c) in classes.iter().enumerate() {
@@ -266,10 +222,7 @@ fn build(
     for (name, &i) in &seen {
         seen_names[i as usize] = name.clone();
     }
-    let remap: Vec<Option<i32>> = seen_names
-        .iter()
-        .map(|n| by_name.get(n.as_str()).copied())
-        .collect();
+    let remap: Vec<Option<i32>> = seen_names.iter().map(|n| by_name.get(n.as_str()).copied()).collect();
 
     let mut records = Vec::with_capacity(pending.len());
     let mut class_counts = vec![0u64; classes.len()];
@@ -284,62 +237,32 @@ fn build(
                         seen_names[seen_index as usize],
                         classes.join(", ")
                     );
-                    skip_or_fail(
-                        config.skip_bad_lines,
-                        &mut stats,
-                        &file_of(&p),
-                        p.number,
-                        &why,
-                    )?;
+                    skip_or_fail(config.skip_bad_lines, &mut stats, &file_of(&p), p.number, &why)?;
                     continue;
                 }
             },
             (true, None) => {
-                let why = format!(
-                    "no '{}' field, while other lines are labelled",
-                    label_field.unwrap_or_default()
-                );
-                skip_or_fail(
-                    config.skip_bad_lines,
-                    &mut stats,
-                    &file_of(&p),
-                    p.number,
-                    &why,
-                )?;
+                let why = format!("no '{}' field, while other lines are labelled", label_field.unwrap_or_default());
+                skip_or_fail(config.skip_bad_lines, &mut stats, &file_of(&p), p.number, &why)?;
                 continue;
             }
         };
         if label >= 0 {
             class_counts[label as usize] += 1;
         }
-        records.push(Record {
-            line: p.line,
-            num_tokens: p.num_tokens,
-            label,
-        });
+        records.push(Record { line: p.line, num_tokens: p.num_tokens, label });
     }
     if labelled {
         if let Some(empty) = classes.iter().zip(&class_counts).find(|(_, &n)| n == 0) {
             tracing::warn!(class = %empty.0, "a class in `labels` has no samples");
         }
     }
-    Ok((
-        records,
-        json!({"stats": stats, "classes": classes, "class_counts": class_counts}),
-    ))
+    Ok((records, json!({"stats": stats, "classes": classes, "class_counts": class_counts})))
 }
 
-fn skip_or_fail(
-    skip: bool,
-    stats: &mut PassStats,
-    file: &str,
-    number: u64,
-    why: &str,
-) -> Result<()> {
+fn skip_or_fail(skip: bool, stats: &mut PassStats, file: &str, number: u64, why: &str) -> Result<()> {
     if !skip {
-        return Err(PtError::data(format!(
-            "{file}:{number}: {why} (set skip_bad_lines = true to skip such lines)"
-        )));
+        return Err(PtError::data(format!("{file}:{number}: {why} (set skip_bad_lines = true to skip such lines)")));
     }
     stats.bad_lines += 1;
     tracing::warn!("skipping {file}:{number}: {why}");
@@ -350,12 +273,7 @@ impl Dataset for JsonlDataset {
     fn info(&self) -> DatasetInfo {
         let mut fields = text_fields(-1);
         if !self.classes.is_empty() {
-            fields.push(FieldInfo::new(
-                "label",
-                "int64",
-                &[],
-                "class id (index into classes)",
-            ));
+            fields.push(FieldInfo::new("label", "int64", &[], "class id (index into classes)"));
         }
         DatasetInfo {
             num_samples: self.index.len() as u64,
@@ -371,25 +289,16 @@ impl Dataset for JsonlDataset {
         for &i in indices {
             let line = self.index.line_text(i as usize)?;
             let (text, _) = parse_line(&line, &self.text_field, None).map_err(|why| {
-                PtError::data(format!(
-                    "jsonl sample {i}: {why} (has the file changed since it was indexed?)"
-                ))
+                PtError::data(format!("jsonl sample {i}: {why} (has the file changed since it was indexed?)"))
             })?;
             texts.push(text);
         }
-        let ids = self
-            .tokenizer
-            .encode_many(texts.iter().map(String::as_str).collect())?;
-        let rows: Vec<Vec<i64>> = ids
-            .iter()
-            .map(|ids| single_sequence(ids, self.block_size, &self.tokenizer.special).0)
-            .collect();
+        let ids = self.tokenizer.encode_many(texts.iter().map(String::as_str).collect())?;
+        let rows: Vec<Vec<i64>> =
+            ids.iter().map(|ids| single_sequence(ids, self.block_size, &self.tokenizer.special).0).collect();
         let mut batch = collate(&rows, 0, self.tokenizer.special.pad)?;
         if !self.classes.is_empty() {
-            let labels: Vec<i64> = indices
-                .iter()
-                .map(|&i| self.index.records[i as usize].label as i64)
-                .collect();
+            let labels: Vec<i64> = indices.iter().map(|&i| self.index.records[i as usize].label as i64).collect();
             batch.insert("label", Tensor::from_slice(&labels));
         }
         Ok(batch)

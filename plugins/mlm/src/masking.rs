@@ -86,25 +86,16 @@ impl Masking {
     pub fn new(config: MaskingConfig, who: &str) -> Result<Self> {
         let c = &config;
         if !(c.mask_prob > 0.0 && c.mask_prob <= 1.0) {
-            return Err(PtError::config(format!(
-                "{who}: mask_prob must be in (0, 1], got {}",
-                c.mask_prob
-            )));
+            return Err(PtError::config(format!("{who}: mask_prob must be in (0, 1], got {}", c.mask_prob)));
         }
-        if c.mask_token_prob < 0.0
-            || c.random_token_prob < 0.0
-            || c.mask_token_prob + c.random_token_prob > 1.0
-        {
+        if c.mask_token_prob < 0.0 || c.random_token_prob < 0.0 || c.mask_token_prob + c.random_token_prob > 1.0 {
             return Err(PtError::config(format!(
                 "{who}: mask_token_prob ({}) and random_token_prob ({}) must be >= 0 and sum to at most 1",
                 c.mask_token_prob, c.random_token_prob
             )));
         }
         let mask_token_id = c.mask_token_id.unwrap_or(DEFAULT_MASK_TOKEN_ID);
-        let mut never = c
-            .special_token_ids
-            .clone()
-            .unwrap_or_else(|| DEFAULT_SPECIAL_TOKEN_IDS.to_vec());
+        let mut never = c.special_token_ids.clone().unwrap_or_else(|| DEFAULT_SPECIAL_TOKEN_IDS.to_vec());
         never.push(c.pad_token_id.unwrap_or(DEFAULT_PAD_TOKEN_ID));
         never.push(mask_token_id);
         never.sort_unstable();
@@ -125,15 +116,9 @@ impl Masking {
             }
         }
         if c.mask_token_prob > 0.0 && mask_token_id < 0 {
-            return Err(PtError::config(format!(
-                "{who}: mask_token_id {mask_token_id} is negative"
-            )));
+            return Err(PtError::config(format!("{who}: mask_token_id {mask_token_id} is negative")));
         }
-        Ok(Masking {
-            config,
-            mask_token_id,
-            never,
-        })
+        Ok(Masking { config, mask_token_id, never })
     }
 
     pub fn config(&self) -> &MaskingConfig {
@@ -169,12 +154,8 @@ impl Masking {
     ) -> Result<Masked> {
         let c = &self.config;
         let rows = ids.len().checked_div(len).unwrap_or(0);
-        let candidate =
-            |i: usize, ids: &[i64]| real.is_none_or(|r| r[i] != 0) && self.maskable(ids[i]);
-        let mut masked = Masked {
-            positions: Vec::new(),
-            labels: Vec::new(),
-        };
+        let candidate = |i: usize, ids: &[i64]| real.is_none_or(|r| r[i] != 0) && self.maskable(ids[i]);
+        let mut masked = Masked { positions: Vec::new(), labels: Vec::new() };
         for row in 0..rows {
             let mut rng = rng_for_row(row);
             for i in row * len..(row + 1) * len {
@@ -185,9 +166,7 @@ impl Masking {
         }
         if masked.positions.is_empty() {
             let first = (0..rows).find_map(|row| {
-                let cands: Vec<usize> = (row * len..(row + 1) * len)
-                    .filter(|&i| candidate(i, ids))
-                    .collect();
+                let cands: Vec<usize> = (row * len..(row + 1) * len).filter(|&i| candidate(i, ids)).collect();
                 (!cands.is_empty()).then_some((row, cands))
             });
             let Some((row, cands)) = first else {
@@ -222,29 +201,16 @@ mod tests {
     use super::*;
 
     fn masking() -> Masking {
-        Masking::new(
-            MaskingConfig {
-                vocab_size: Some(100),
-                ..Default::default()
-            },
-            "test",
-        )
-        .unwrap()
+        Masking::new(MaskingConfig { vocab_size: Some(100), ..Default::default() }, "test").unwrap()
     }
 
     #[test]
     fn padding_and_specials_are_never_chosen() {
         let m = masking();
-        let mut ids: Vec<i64> = (0..64)
-            .map(|i| if i % 8 == 0 { 2 } else { 10 + i % 50 })
-            .collect();
+        let mut ids: Vec<i64> = (0..64).map(|i| if i % 8 == 0 { 2 } else { 10 + i % 50 }).collect();
         let real: Vec<i64> = (0..64).map(|i| (i % 32 < 28) as i64).collect();
         let before = ids.clone();
-        let out = m
-            .apply(&mut ids, 32, Some(&real), |r| {
-                CounterRng::new(1, &[r as u64])
-            })
-            .unwrap();
+        let out = m.apply(&mut ids, 32, Some(&real), |r| CounterRng::new(1, &[r as u64])).unwrap();
         for &p in &out.positions {
             assert_ne!(before[p as usize], 2);
             assert_eq!(real[p as usize], 1);
@@ -258,44 +224,23 @@ mod tests {
 
     #[test]
     fn at_least_one_position_and_an_error_when_none_is_possible() {
-        let m = Masking::new(
-            MaskingConfig {
-                mask_prob: 1e-9,
-                vocab_size: Some(100),
-                ..Default::default()
-            },
-            "t",
-        )
-        .unwrap();
+        let m =
+            Masking::new(MaskingConfig { mask_prob: 1e-9, vocab_size: Some(100), ..Default::default() }, "t").unwrap();
         let mut ids = vec![2, 50, 51, 3];
-        let out = m
-            .apply(&mut ids, 4, None, |r| CounterRng::new(1, &[r as u64]))
-            .unwrap();
+        let out = m.apply(&mut ids, 4, None, |r| CounterRng::new(1, &[r as u64])).unwrap();
         assert_eq!(out.positions.len(), 1);
         assert!([1, 2].contains(&out.positions[0]));
         let mut specials = vec![2, 3, 0, 0];
-        assert!(m
-            .apply(&mut specials, 4, None, |r| CounterRng::new(1, &[r as u64]))
-            .is_err());
+        assert!(m.apply(&mut specials, 4, None, |r| CounterRng::new(1, &[r as u64])).is_err());
     }
 
     #[test]
     fn bad_configs_are_rejected() {
-        assert!(Masking::new(MaskingConfig::default(), "t")
-            .unwrap_err()
-            .message
-            .contains("vocab_size"));
-        let c = MaskingConfig {
-            mask_token_prob: 0.9,
-            random_token_prob: 0.2,
-            vocab_size: Some(9),
-            ..Default::default()
-        };
+        assert!(Masking::new(MaskingConfig::default(), "t").unwrap_err().message.contains("vocab_size"));
+        let c =
+            MaskingConfig { mask_token_prob: 0.9, random_token_prob: 0.2, vocab_size: Some(9), ..Default::default() };
         assert!(Masking::new(c, "t").is_err());
-        let no_random = MaskingConfig {
-            random_token_prob: 0.0,
-            ..Default::default()
-        };
+        let no_random = MaskingConfig { random_token_prob: 0.0, ..Default::default() };
         assert!(Masking::new(no_random, "t").is_ok());
     }
 }

@@ -12,23 +12,17 @@ pub struct Mlm {
 
 impl Component for Mlm {
     const NAME: &'static str = "mlm";
-    const ABOUT: &'static str =
-        "masked-language modelling (BERT's 80/10/10 masking, loss on masked tokens only)";
+    const ABOUT: &'static str = "masked-language modelling (BERT's 80/10/10 masking, loss on masked tokens only)";
     type Config = MaskingConfig;
 
     fn new(config: MaskingConfig, _ctx: &CreateCtx) -> Result<Self> {
-        Ok(Mlm {
-            masking: Masking::new(config, "mlm")?,
-        })
+        Ok(Mlm { masking: Masking::new(config, "mlm")? })
     }
 }
 
 /// A [B, L] (or [B]) integer tensor as a CPU `Vec<i64>`, row-major.
 pub(crate) fn to_cpu_vec(t: &Tensor) -> Result<Vec<i64>> {
-    let flat = t
-        .f_to_device(Device::Cpu)?
-        .f_to_kind(Kind::Int64)?
-        .f_flatten(0, -1)?;
+    let flat = t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Int64)?.f_flatten(0, -1)?;
     Ok(Vec::<i64>::try_from(&flat)?)
 }
 
@@ -41,12 +35,9 @@ pub(crate) fn mask_batch(
     rng_for_row: impl Fn(usize) -> CounterRng,
 ) -> Result<Tensors> {
     let ids = batch.require("input_ids")?;
-    let (rows, len) = ids.size2().map_err(|_| {
-        PtError::shape(format!(
-            "mlm: input_ids must be [batch, seq], got {:?}",
-            ids.size()
-        ))
-    })?;
+    let (rows, len) = ids
+        .size2()
+        .map_err(|_| PtError::shape(format!("mlm: input_ids must be [batch, seq], got {:?}", ids.size())))?;
     let device = ids.device();
     let mut cpu_ids = to_cpu_vec(ids)?;
     let real = match batch.get("attention_mask") {
@@ -54,12 +45,9 @@ pub(crate) fn mask_batch(
         None => None,
     };
     if real.as_ref().is_some_and(|r| r.len() != cpu_ids.len()) {
-        return Err(PtError::shape(
-            "mlm: attention_mask and input_ids differ in shape",
-        ));
+        return Err(PtError::shape("mlm: attention_mask and input_ids differ in shape"));
     }
-    let Masked { positions, labels } =
-        masking.apply(&mut cpu_ids, len as usize, real.as_deref(), rng_for_row)?;
+    let Masked { positions, labels } = masking.apply(&mut cpu_ids, len as usize, real.as_deref(), rng_for_row)?;
     let on_device = |v: &[i64]| Tensor::from_slice(v).f_to_device(device);
     batch.insert("input_ids", on_device(&cpu_ids)?.f_view([rows, len])?);
     batch.insert("mlm_positions", on_device(&positions)?);
@@ -84,21 +72,11 @@ impl Objective for Mlm {
     /// (seed, STREAM_MLM, epoch, i), so it is re-drawn every epoch and independent of batching.
     fn prepare(&self, batch: Tensors, ctx: &StepCtx) -> Result<Tensors> {
         let index = to_cpu_vec(batch.require("sample_index")?)?;
-        let rows = batch
-            .require("input_ids")?
-            .size()
-            .first()
-            .copied()
-            .unwrap_or(0);
+        let rows = batch.require("input_ids")?.size().first().copied().unwrap_or(0);
         if index.len() as i64 != rows {
-            return Err(PtError::shape(format!(
-                "mlm: sample_index has {} entries for {rows} samples",
-                index.len()
-            )));
+            return Err(PtError::shape(format!("mlm: sample_index has {} entries for {rows} samples", index.len())));
         }
-        mask_batch(&self.masking, batch, |row| {
-            CounterRng::new(ctx.seed, &[STREAM_MLM, ctx.epoch, index[row] as u64])
-        })
+        mask_batch(&self.masking, batch, |row| CounterRng::new(ctx.seed, &[STREAM_MLM, ctx.epoch, index[row] as u64]))
     }
 
     fn loss(&self, batch: &Tensors, outputs: &Tensors, _ctx: &StepCtx) -> Result<LossOutput> {
@@ -112,22 +90,11 @@ impl Objective for Mlm {
             )));
         }
         // In fp32 even under autocast: log-softmax over the vocabulary needs the range.
-        let loss = logits
-            .f_to_kind(Kind::Float)?
-            .f_cross_entropy_loss::<Tensor>(labels, None, Reduction::Mean, -100, 0.0)?;
-        let accuracy = logits
-            .detach()
-            .f_argmax(-1, false)?
-            .f_eq_tensor(labels)?
-            .f_to_kind(Kind::Float)?
-            .f_mean(None)?;
+        let loss =
+            logits.f_to_kind(Kind::Float)?.f_cross_entropy_loss::<Tensor>(labels, None, Reduction::Mean, -100, 0.0)?;
+        let accuracy =
+            logits.detach().f_argmax(-1, false)?.f_eq_tensor(labels)?.f_to_kind(Kind::Float)?.f_mean(None)?;
         let masked = Tensor::from(labels.size()[0] as f32);
-        Ok(LossOutput {
-            loss,
-            metrics: vec![
-                ("mlm_accuracy".into(), accuracy),
-                ("masked_tokens".into(), masked),
-            ],
-        })
+        Ok(LossOutput { loss, metrics: vec![("mlm_accuracy".into(), accuracy), ("masked_tokens".into(), masked)] })
     }
 }

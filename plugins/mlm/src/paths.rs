@@ -23,9 +23,7 @@ pub fn data_dir(ctx: &CreateCtx) -> Result<PathBuf> {
 pub fn expand(path: &str, ctx: &CreateCtx) -> Result<PathBuf> {
     if let Some(rest) = path.strip_prefix("{run}") {
         if ctx.run_dir.is_empty() {
-            return Err(PtError::config(format!(
-                "cannot expand '{path}': no run directory here"
-            )));
+            return Err(PtError::config(format!("cannot expand '{path}': no run directory here")));
         }
         return Ok(PathBuf::from(&ctx.run_dir).join(rest.trim_start_matches('/')));
     }
@@ -38,9 +36,8 @@ pub fn expand(path: &str, ctx: &CreateCtx) -> Result<PathBuf> {
     }
     if let Some(rest) = path.strip_prefix('~') {
         if rest.is_empty() || rest.starts_with('/') {
-            let home = dirs::home_dir().ok_or_else(|| {
-                PtError::config(format!("cannot expand '{path}': no home directory"))
-            })?;
+            let home = dirs::home_dir()
+                .ok_or_else(|| PtError::config(format!("cannot expand '{path}': no home directory")))?;
             return Ok(home.join(rest.trim_start_matches('/')));
         }
     }
@@ -54,11 +51,7 @@ pub fn cache_dir(ctx: &CreateCtx) -> Result<PathBuf> {
 
 /// `<run_dir>/assets/tokenizer.json`, or `None` outside a run.
 pub fn run_tokenizer(ctx: &CreateCtx) -> Option<PathBuf> {
-    (!ctx.run_dir.is_empty()).then(|| {
-        PathBuf::from(&ctx.run_dir)
-            .join("assets")
-            .join("tokenizer.json")
-    })
+    (!ctx.run_dir.is_empty()).then(|| PathBuf::from(&ctx.run_dir).join("assets").join("tokenizer.json"))
 }
 
 #[cfg(test)]
@@ -67,31 +60,16 @@ mod tests {
 
     #[test]
     fn expands_data_prefixes_and_home() {
-        let ctx = CreateCtx {
-            data_dir: "/d".into(),
-            ..Default::default()
-        };
-        assert_eq!(
-            expand("{data}/text/a.txt", &ctx).unwrap(),
-            PathBuf::from("/d/text/a.txt")
-        );
+        let ctx = CreateCtx { data_dir: "/d".into(), ..Default::default() };
+        assert_eq!(expand("{data}/text/a.txt", &ctx).unwrap(), PathBuf::from("/d/text/a.txt"));
         assert_eq!(expand("$PT_DATA/a", &ctx).unwrap(), PathBuf::from("/d/a"));
         assert_eq!(expand("${PT_DATA}/a", &ctx).unwrap(), PathBuf::from("/d/a"));
         assert_eq!(expand("/abs/a", &ctx).unwrap(), PathBuf::from("/abs/a"));
         assert_eq!(expand("rel/a", &ctx).unwrap(), PathBuf::from("rel/a"));
         assert!(expand("{run}/a", &ctx).is_err());
-        let in_run = CreateCtx {
-            run_dir: "/r".into(),
-            ..Default::default()
-        };
-        assert_eq!(
-            expand("{run}/assets/t.json", &in_run).unwrap(),
-            PathBuf::from("/r/assets/t.json")
-        );
-        assert_eq!(
-            expand("$PT_DATAX/a", &ctx).unwrap(),
-            PathBuf::from("$PT_DATAX/a")
-        );
+        let in_run = CreateCtx { run_dir: "/r".into(), ..Default::default() };
+        assert_eq!(expand("{run}/assets/t.json", &in_run).unwrap(), PathBuf::from("/r/assets/t.json"));
+        assert_eq!(expand("$PT_DATAX/a", &ctx).unwrap(), PathBuf::from("$PT_DATAX/a"));
         let home = dirs::home_dir().unwrap();
         assert_eq!(expand("~/x", &ctx).unwrap(), home.join("x"));
     }

@@ -36,11 +36,7 @@ impl Record {
         let mut offset = [0u8; 8];
         offset.copy_from_slice(&b[0..8]);
         Record {
-            line: LineRef {
-                offset: u64::from_le_bytes(offset),
-                file: u32_at(8),
-                len: u32_at(12),
-            },
+            line: LineRef { offset: u64::from_le_bytes(offset), file: u32_at(8), len: u32_at(12) },
             num_tokens: u32_at(16),
             label: u32_at(20) as i32,
         }
@@ -75,17 +71,11 @@ impl RecordIndex {
             Ok((RECORD_WIDTH, meta))
         })?;
         if cache.header.width != RECORD_WIDTH {
-            return Err(PtError::data(format!(
-                "cache {}: unexpected record width",
-                cache.path.display()
-            )));
+            return Err(PtError::data(format!("cache {}: unexpected record width", cache.path.display())));
         }
         let mut bytes = Vec::new();
         cache.read_items(0, cache.header.items, &mut bytes)?;
-        let records = bytes
-            .chunks_exact(RECORD_WIDTH as usize)
-            .map(Record::from_bytes)
-            .collect::<Vec<_>>();
+        let records = bytes.chunks_exact(RECORD_WIDTH as usize).map(Record::from_bytes).collect::<Vec<_>>();
         if let Some(r) = records.iter().find(|r| r.line.file as usize >= files.len()) {
             return Err(PtError::data(format!(
                 "cache {}: record names file #{} of {}",
@@ -94,10 +84,7 @@ impl RecordIndex {
                 files.len()
             )));
         }
-        let handles = files
-            .iter()
-            .map(|p| File::open(p).map_err(|e| PtError::io(p, e)))
-            .collect::<Result<Vec<_>>>()?;
+        let handles = files.iter().map(|p| File::open(p).map_err(|e| PtError::io(p, e))).collect::<Result<Vec<_>>>()?;
         Ok(RecordIndex {
             paths: files.to_vec(),
             files: handles,
@@ -117,22 +104,15 @@ impl RecordIndex {
 
     /// The text of record `i`'s line (as it is in the file).
     pub fn line_text(&self, i: usize) -> Result<String> {
-        let r = self.records.get(i).ok_or_else(|| {
-            PtError::data(format!(
-                "sample {i} out of range (dataset has {})",
-                self.records.len()
-            ))
-        })?;
+        let r = self
+            .records
+            .get(i)
+            .ok_or_else(|| PtError::data(format!("sample {i} out of range (dataset has {})", self.records.len())))?;
         let path = &self.paths[r.line.file as usize];
         let mut buf = vec![0u8; r.line.len as usize];
         self.files[r.line.file as usize]
             .read_exact_at(&mut buf, r.line.offset)
-            .map_err(|e| {
-                PtError::io(
-                    path,
-                    format!("{e} (has the file changed since it was indexed?)"),
-                )
-            })?;
+            .map_err(|e| PtError::io(path, format!("{e} (has the file changed since it was indexed?)")))?;
         String::from_utf8(buf).map_err(|_| {
             PtError::data(format!(
                 "{}: bytes at offset {} are no longer UTF-8: the file changed after it was indexed",

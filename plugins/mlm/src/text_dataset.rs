@@ -91,26 +91,16 @@ impl Component for TextDataset {
 
     fn new(config: TextConfig, ctx: &CreateCtx) -> Result<Self> {
         if config.files.is_empty() {
-            return Err(PtError::config(
-                "text: `files` is empty; list the text files to read",
-            ));
+            return Err(PtError::config("text: `files` is empty; list the text files to read"));
         }
-        let min_block = if config.mode == TextMode::Packed {
-            2
-        } else {
-            3
-        };
+        let min_block = if config.mode == TextMode::Packed { 2 } else { 3 };
         if config.block_size < min_block {
             return Err(PtError::config(format!(
                 "text: block_size {} is too small (at least {min_block} in {:?} mode)",
                 config.block_size, config.mode
             )));
         }
-        let files = config
-            .files
-            .iter()
-            .map(|f| paths::expand(f, ctx))
-            .collect::<Result<Vec<PathBuf>>>()?;
+        let files = config.files.iter().map(|f| paths::expand(f, ctx)).collect::<Result<Vec<PathBuf>>>()?;
         let fingerprints = file_fingerprints(&files)?; // fails early, naming a missing file
         let train = config.train_tokenizer.then_some(TrainSpec {
             files: &files,
@@ -126,10 +116,7 @@ impl Component for TextDataset {
             TextMode::Lines => "lines",
         };
         let kind = format!("text-{mode}");
-        let key = cache_key(
-            &kind,
-            &json!({"files": fingerprints, "tokenizer": tokenizer.fingerprint}),
-        );
+        let key = cache_key(&kind, &json!({"files": fingerprints, "tokenizer": tokenizer.fingerprint}));
         let cache_path = paths::cache_dir(ctx)?.join(format!("{kind}-{}.bin", &key[..16]));
 
         let mut notes = serde_json::Map::new();
@@ -138,18 +125,15 @@ impl Component for TextDataset {
         notes.insert("block_size".into(), json!(config.block_size));
         let (source, num_samples, stats, num_tokens) = match config.mode {
             TextMode::Packed => {
-                let cache = open_or_build(&cache_path, &key, &kind, |w| {
-                    build_packed(&files, &tokenizer, w)
-                })?;
+                let cache = open_or_build(&cache_path, &key, &kind, |w| build_packed(&files, &tokenizer, w))?;
                 let stats: PassStats = serde_json::from_value(cache.header.meta["stats"].clone())?;
                 let tokens = cache.header.items;
                 let span = config.block_size as u64 - 1;
                 (Source::Packed(cache), tokens.div_ceil(span), stats, tokens)
             }
             TextMode::Lines => {
-                let index = RecordIndex::open_or_build(&files, &cache_path, &key, &kind, || {
-                    build_lines(&files, &tokenizer)
-                })?;
+                let index =
+                    RecordIndex::open_or_build(&files, &cache_path, &key, &kind, || build_lines(&files, &tokenizer))?;
                 let stats: PassStats = serde_json::from_value(index.meta["stats"].clone())?;
                 let room = config.block_size as u32 - 2;
                 let truncated = index.records.iter().filter(|r| r.num_tokens > room).count();
@@ -162,11 +146,7 @@ impl Component for TextDataset {
         if num_samples == 0 {
             return Err(PtError::data(format!(
                 "text: no text in {} (every file is empty or holds only empty / non-UTF-8 lines)",
-                files
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
             )));
         }
         notes.insert("num_tokens".into(), json!(num_tokens));
@@ -178,19 +158,8 @@ impl Component for TextDataset {
                 Source::Lines(i) => i.cache_path.display().to_string(),
             }),
         );
-        tracing::info!(
-            samples = num_samples,
-            tokens = num_tokens,
-            mode,
-            "text dataset ready"
-        );
-        Ok(TextDataset {
-            tokenizer,
-            block_size: config.block_size,
-            source,
-            num_samples,
-            notes,
-        })
+        tracing::info!(samples = num_samples, tokens = num_tokens, mode, "text dataset ready");
+        Ok(TextDataset { tokenizer, block_size: config.block_size, source, num_samples, notes })
     }
 }
 
@@ -225,10 +194,7 @@ fn build_packed(
     Ok((if wide { 4 } else { 2 }, json!({"stats": stats})))
 }
 
-fn build_lines(
-    files: &[PathBuf],
-    tokenizer: &TextTokenizer,
-) -> Result<(Vec<Record>, serde_json::Value)> {
+fn build_lines(files: &[PathBuf], tokenizer: &TextTokenizer) -> Result<(Vec<Record>, serde_json::Value)> {
     let mut records = Vec::new();
     let stats = tokenize_files(
         files,
@@ -250,10 +216,7 @@ fn build_lines(
 impl TextDataset {
     fn check_index(&self, i: u64) -> Result<()> {
         if i >= self.num_samples {
-            return Err(PtError::data(format!(
-                "sample {i} out of range (text dataset has {})",
-                self.num_samples
-            )));
+            return Err(PtError::data(format!("sample {i} out of range (text dataset has {})", self.num_samples)));
         }
         Ok(())
     }
@@ -266,15 +229,9 @@ impl TextDataset {
         let mut row = Vec::with_capacity(self.block_size);
         row.push(self.tokenizer.special.cls as i64);
         if cache.header.width == 4 {
-            row.extend(
-                buf.chunks_exact(4)
-                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64),
-            );
+            row.extend(buf.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64));
         } else {
-            row.extend(
-                buf.chunks_exact(2)
-                    .map(|b| u16::from_le_bytes([b[0], b[1]]) as i64),
-            );
+            row.extend(buf.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]) as i64));
         }
         Ok(row)
     }
@@ -302,22 +259,12 @@ impl Dataset for TextDataset {
         let rows = match &self.source {
             Source::Packed(cache) => {
                 let mut buf = Vec::new();
-                indices
-                    .iter()
-                    .map(|&i| self.packed_row(cache, i, &mut buf))
-                    .collect::<Result<Vec<_>>>()?
+                indices.iter().map(|&i| self.packed_row(cache, i, &mut buf)).collect::<Result<Vec<_>>>()?
             }
             Source::Lines(index) => {
-                let texts = indices
-                    .iter()
-                    .map(|&i| index.line_text(i as usize))
-                    .collect::<Result<Vec<_>>>()?;
-                let ids = self
-                    .tokenizer
-                    .encode_many(texts.iter().map(String::as_str).collect())?;
-                ids.iter()
-                    .map(|ids| single_sequence(ids, self.block_size, special).0)
-                    .collect()
+                let texts = indices.iter().map(|&i| index.line_text(i as usize)).collect::<Result<Vec<_>>>()?;
+                let ids = self.tokenizer.encode_many(texts.iter().map(String::as_str).collect())?;
+                ids.iter().map(|ids| single_sequence(ids, self.block_size, special).0).collect()
             }
         };
         let len = match self.source {

@@ -72,15 +72,9 @@ impl TextTokenizer {
         // A Hugging Face tokenizer.json may carry padding/truncation settings; datasets do their
         // own, on token ids.
         tokenizer.with_padding(None);
-        tokenizer
-            .with_truncation(None)
-            .map_err(|e| PtError::data(format!("{}: {e}", path.display())))?;
+        tokenizer.with_truncation(None).map_err(|e| PtError::data(format!("{}: {e}", path.display())))?;
         let bytes = std::fs::read(path).map_err(|e| PtError::io(path, e))?;
-        let vocab_size = tokenizer
-            .get_vocab(true)
-            .values()
-            .max()
-            .map_or(0, |&m| m as usize + 1);
+        let vocab_size = tokenizer.get_vocab(true).values().max().map_or(0, |&m| m as usize + 1);
         let special = SpecialIds::find(&tokenizer, path)?;
         Ok(TextTokenizer {
             tokenizer,
@@ -140,10 +134,7 @@ impl TextTokenizer {
             .tokenizer
             .encode_batch_fast(texts, false)
             .map_err(|e| PtError::data(format!("tokenizing with {}: {e}", self.path.display())))?;
-        Ok(encodings
-            .into_iter()
-            .map(|e| e.get_ids().to_vec())
-            .collect())
+        Ok(encodings.into_iter().map(|e| e.get_ids().to_vec()).collect())
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {
@@ -192,9 +183,5 @@ fn default_trained_path(spec: &TrainSpec, ctx: &CreateCtx) -> Result<PathBuf> {
         "lowercase": spec.lowercase,
     });
     let hash = sha256_hex(key.to_string().as_bytes());
-    Ok(paths::cache_dir(ctx)?.join("tokenizers").join(format!(
-        "wordpiece-{}-{}.json",
-        spec.vocab_size,
-        &hash[..16]
-    )))
+    Ok(paths::cache_dir(ctx)?.join("tokenizers").join(format!("wordpiece-{}-{}.json", spec.vocab_size, &hash[..16])))
 }

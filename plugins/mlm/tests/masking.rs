@@ -34,13 +34,7 @@ fn setup(mode: &str) -> Setup {
         &scratch.ctx(),
     )
     .unwrap();
-    Setup {
-        _scratch: scratch,
-        data,
-        mlm,
-        vocab,
-        specials,
-    }
+    Setup { _scratch: scratch, data, mlm, vocab, specials }
 }
 
 fn prepared(s: &Setup, indices: &[u64], epoch: u64) -> (Tensors, Tensors) {
@@ -48,10 +42,7 @@ fn prepared(s: &Setup, indices: &[u64], epoch: u64) -> (Tensors, Tensors) {
     let index: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
     batch.insert("sample_index", Tensor::from_slice(&index));
     let original = batch.share();
-    let ctx = StepCtx {
-        epoch,
-        ..step(true)
-    };
+    let ctx = StepCtx { epoch, ..step(true) };
     (original, s.mlm.prepare(batch, &ctx).unwrap())
 }
 
@@ -65,17 +56,11 @@ fn masking_rates_follow_bert_and_skip_special_tokens() {
     let positions = ivec(batch.get("mlm_positions").unwrap());
     let labels = ivec(batch.get("mlm_labels").unwrap());
     assert_eq!(positions.len(), labels.len());
-    assert!(
-        batch.get("attention_mask").is_none(),
-        "an all-real mask is dropped (mask-free attention)"
-    );
+    assert!(batch.get("attention_mask").is_none(), "an all-real mask is dropped (mask-free attention)");
 
     let candidates = before.iter().filter(|t| !s.specials.contains(t)).count();
     let rate = positions.len() as f64 / candidates as f64;
-    assert!(
-        (rate - 0.15).abs() < 0.01,
-        "chosen {rate} of {candidates} candidates"
-    );
+    assert!((rate - 0.15).abs() < 0.01, "chosen {rate} of {candidates} candidates");
 
     let chosen: std::collections::HashSet<i64> = positions.iter().copied().collect();
     let (mut masked, mut random, mut kept) = (0, 0, 0);
@@ -86,10 +71,7 @@ fn masking_rates_follow_bert_and_skip_special_tokens() {
             4 => masked += 1,
             t if t == label => kept += 1,
             t => {
-                assert!(
-                    !s.specials.contains(&t) && (0..s.vocab).contains(&t),
-                    "bad random token {t}"
-                );
+                assert!(!s.specials.contains(&t) && (0..s.vocab).contains(&t), "bad random token {t}");
                 random += 1;
             }
         }
@@ -109,19 +91,11 @@ fn masking_rates_follow_bert_and_skip_special_tokens() {
 #[test]
 fn masks_depend_on_seed_epoch_and_sample_only() {
     let s = setup("packed");
-    let row = |batch: &Tensors, r: usize| {
-        ivec(batch.get("input_ids").unwrap())[r * 128..(r + 1) * 128].to_vec()
-    };
+    let row = |batch: &Tensors, r: usize| ivec(batch.get("input_ids").unwrap())[r * 128..(r + 1) * 128].to_vec();
     let (_, a) = prepared(&s, &[3, 10], 0);
     let (_, again) = prepared(&s, &[3, 10], 0);
-    assert_eq!(
-        ivec(a.get("input_ids").unwrap()),
-        ivec(again.get("input_ids").unwrap())
-    );
-    assert_eq!(
-        ivec(a.get("mlm_positions").unwrap()),
-        ivec(again.get("mlm_positions").unwrap())
-    );
+    assert_eq!(ivec(a.get("input_ids").unwrap()), ivec(again.get("input_ids").unwrap()));
+    assert_eq!(ivec(a.get("mlm_positions").unwrap()), ivec(again.get("mlm_positions").unwrap()));
     // Sample 10 is masked the same in another batch, at another row.
     let (_, other) = prepared(&s, &[20, 10, 7], 0);
     assert_eq!(row(&a, 1), row(&other, 1));
@@ -132,16 +106,7 @@ fn masks_depend_on_seed_epoch_and_sample_only() {
     // As does another run seed.
     let mut batch = s.data.get_batch(&[3, 10], &step(true)).unwrap();
     batch.insert("sample_index", Tensor::from_slice(&[3i64, 10]));
-    let reseeded = s
-        .mlm
-        .prepare(
-            batch,
-            &StepCtx {
-                seed: 8,
-                ..step(true)
-            },
-        )
-        .unwrap();
+    let reseeded = s.mlm.prepare(batch, &StepCtx { seed: 8, ..step(true) }).unwrap();
     assert_ne!(row(&a, 1), row(&reseeded, 1));
 }
 
@@ -152,39 +117,23 @@ fn padding_is_never_chosen_and_the_loss_is_cross_entropy_at_the_chosen_tokens() 
     let (original, batch) = prepared(&s, &indices, 0);
     let mask = ivec(original.get("attention_mask").unwrap());
     assert!(mask.contains(&0), "lines are padded");
-    assert!(
-        batch.get("attention_mask").is_some(),
-        "a mask with padding is kept"
-    );
+    assert!(batch.get("attention_mask").is_some(), "a mask with padding is kept");
     for p in ivec(batch.get("mlm_positions").unwrap()) {
         assert_eq!(mask[p as usize], 1, "padding chosen at {p}");
     }
 
-    let bert: Bert = make(
-        json!({"preset": "tiny", "vocab_size": s.vocab}),
-        &CreateCtx::default(),
-    )
-    .unwrap();
+    let bert: Bert = make(json!({"preset": "tiny", "vocab_size": s.vocab}), &CreateCtx::default()).unwrap();
     let out = bert.forward(&batch, &step(true)).unwrap();
     let logits = out.get("mlm_logits").unwrap();
     let labels = batch.get("mlm_labels").unwrap();
     assert_eq!(logits.size(), vec![labels.size()[0], s.vocab]);
     let loss = s.mlm.loss(&batch, &out, &step(true)).unwrap();
-    let expected = -logits
-        .log_softmax(-1, Kind::Float)
-        .gather(1, &labels.unsqueeze(1), false)
-        .mean(Kind::Float);
+    let expected = -logits.log_softmax(-1, Kind::Float).gather(1, &labels.unsqueeze(1), false).mean(Kind::Float);
     assert!((loss.loss.double_value(&[]) - expected.double_value(&[])).abs() < 1e-5);
-    assert!(
-        (loss.loss.double_value(&[]) - (s.vocab as f64).ln()).abs() < 1.0,
-        "untrained loss near ln(vocab)"
-    );
+    assert!((loss.loss.double_value(&[]) - (s.vocab as f64).ln()).abs() < 1.0, "untrained loss near ln(vocab)");
     assert!(loss.loss.requires_grad());
     let metrics: std::collections::HashMap<_, _> = loss.metrics.into_iter().collect();
-    assert_eq!(
-        metrics["masked_tokens"].double_value(&[]),
-        labels.size()[0] as f64
-    );
+    assert_eq!(metrics["masked_tokens"].double_value(&[]), labels.size()[0] as f64);
     let acc = metrics["mlm_accuracy"].double_value(&[]);
     assert!((0.0..=1.0).contains(&acc) && !metrics["mlm_accuracy"].requires_grad());
 

@@ -23,27 +23,16 @@ impl ResNet {
     /// Builds the model on `device` with weights drawn from `seed` (identical on every device).
     pub fn new(depth: Depth, config: ResNetConfig, seed: u64, device: Device) -> Result<Self> {
         if config.width < 1 || config.in_channels < 1 {
-            bail!(
-                Config,
-                "{}: width and in_channels must be positive",
-                depth.name()
-            );
+            bail!(Config, "{}: width and in_channels must be positive", depth.name());
         }
         let num_classes = config.num_classes.unwrap_or(0);
         if num_classes < 0 {
-            bail!(
-                Config,
-                "{}: num_classes must be 0 (headless) or positive, got {num_classes}",
-                depth.name()
-            );
+            bail!(Config, "{}: num_classes must be 0 (headless) or positive, got {num_classes}", depth.name());
         }
         let created = Created::default();
         let p = Params::new(seed, 0.0, device, &created);
-        let bn = BnArgs {
-            momentum: config.bn_momentum,
-            eps: config.bn_eps,
-            zero_init_residual: config.zero_init_residual,
-        };
+        let bn =
+            BnArgs { momentum: config.bn_momentum, eps: config.bn_eps, zero_init_residual: config.zero_init_residual };
         let w = config.width;
         let conv1 = if config.small_stem {
             Conv2d::new(&p.sub("conv1"), config.in_channels, w, 3, 1, 1)?
@@ -59,37 +48,15 @@ impl ResNet {
             let mut stage = Vec::new();
             for b in 0..blocks {
                 let stride = if s > 0 && b == 0 { 2 } else { 1 };
-                stage.push(Block::new(
-                    &stage_p.sub(b),
-                    cin,
-                    width,
-                    stride,
-                    depth.bottleneck(),
-                    bn,
-                )?);
+                stage.push(Block::new(&stage_p.sub(b), cin, width, stride, depth.bottleneck(), bn)?);
                 cin = width * depth.expansion();
             }
             stages.push(stage);
         }
-        let fc = if num_classes > 0 {
-            Some(Linear::new(&p.sub("fc"), cin, num_classes)?)
-        } else {
-            None
-        };
+        let fc = if num_classes > 0 { Some(Linear::new(&p.sub("fc"), cin, num_classes)?) } else { None };
         drop(p);
         let (params, buffers) = created.into_parts();
-        Ok(ResNet {
-            depth,
-            config,
-            conv1,
-            bn1,
-            stages,
-            fc,
-            feature_dim: cin,
-            params,
-            buffers,
-            train: true,
-        })
+        Ok(ResNet { depth, config, conv1, bn1, stages, fc, feature_dim: cin, params, buffers, train: true })
     }
 
     /// Training FLOPs per sample (3 × forward, 2 per multiply-add) of the convolutions and `fc`
@@ -111,17 +78,11 @@ impl ResNet {
     }
 
     pub fn parameters(&self) -> Vec<(String, Tensor)> {
-        self.params
-            .iter()
-            .map(|(n, t)| (n.clone(), t.shallow_clone()))
-            .collect()
+        self.params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
     }
 
     pub fn buffers(&self) -> Vec<(String, Tensor)> {
-        self.buffers
-            .iter()
-            .map(|(n, t)| (n.clone(), t.shallow_clone()))
-            .collect()
+        self.buffers.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
     }
 
     pub fn set_train(&mut self, train: bool) {
@@ -131,9 +92,7 @@ impl ResNet {
     pub fn info(&self) -> ArchitectureInfo {
         let mut outputs = vec!["features".to_string()];
         let mut layer_prefixes: Vec<String> =
-            ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4"]
-                .map(String::from)
-                .to_vec();
+            ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4"].map(String::from).to_vec();
         if self.fc.is_some() {
             outputs.push("logits".into());
             layer_prefixes.push("fc".into());
@@ -163,11 +122,7 @@ impl ResNet {
         let image = inputs.require("image")?;
         let size = image.size();
         if size.len() != 4 {
-            bail!(
-                Shape,
-                "{}: image must be [batch, channels, height, width], got {size:?}",
-                self.depth.name()
-            );
+            bail!(Shape, "{}: image must be [batch, channels, height, width], got {size:?}", self.depth.name());
         }
         let want = self.config.in_channels;
         let xs = if size[1] == want {
@@ -175,22 +130,10 @@ impl ResNet {
         } else if size[1] == 1 {
             image.f_expand([size[0], want, size[2], size[3]], false)? // grayscale → `want` channels
         } else {
-            bail!(
-                Shape,
-                "{}: images have {} channels but in_channels is {want}",
-                self.depth.name(),
-                size[1]
-            );
+            bail!(Shape, "{}: images have {} channels but in_channels is {want}", self.depth.name(), size[1]);
         };
-        let xs = if xs.kind() == Kind::Float {
-            xs
-        } else {
-            xs.f_to_kind(Kind::Float)?
-        };
-        let mut xs = self
-            .bn1
-            .forward(&self.conv1.forward(&xs)?, self.train)?
-            .f_relu()?; // [B, w, H/2, W/2]
+        let xs = if xs.kind() == Kind::Float { xs } else { xs.f_to_kind(Kind::Float)? };
+        let mut xs = self.bn1.forward(&self.conv1.forward(&xs)?, self.train)?.f_relu()?; // [B, w, H/2, W/2]
         if !self.config.small_stem {
             xs = xs.f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?; // [B, w, H/4, W/4]
         }
@@ -241,18 +184,6 @@ macro_rules! resnet_component {
     };
 }
 
-resnet_component!(
-    ResNet18,
-    Depth::R18,
-    "ResNet-18 (torchvision names; BasicBlock ×[2,2,2,2])"
-);
-resnet_component!(
-    ResNet34,
-    Depth::R34,
-    "ResNet-34 (torchvision names; BasicBlock ×[3,4,6,3])"
-);
-resnet_component!(
-    ResNet50,
-    Depth::R50,
-    "ResNet-50 (torchvision names; Bottleneck ×[3,4,6,3])"
-);
+resnet_component!(ResNet18, Depth::R18, "ResNet-18 (torchvision names; BasicBlock ×[2,2,2,2])");
+resnet_component!(ResNet34, Depth::R34, "ResNet-34 (torchvision names; BasicBlock ×[3,4,6,3])");
+resnet_component!(ResNet50, Depth::R50, "ResNet-50 (torchvision names; Bottleneck ×[3,4,6,3])");

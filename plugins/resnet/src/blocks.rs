@@ -15,32 +15,14 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
-    pub fn new(
-        p: &Params,
-        cin: i64,
-        cout: i64,
-        kernel: i64,
-        stride: i64,
-        padding: i64,
-    ) -> Result<Self> {
+    pub fn new(p: &Params, cin: i64, cout: i64, kernel: i64, stride: i64, padding: i64) -> Result<Self> {
         // kaiming_normal_(mode="fan_out", nonlinearity="relu")
         let std = (2.0 / (cout * kernel * kernel) as f64).sqrt();
-        Ok(Conv2d {
-            weight: p.normal_std("weight", &[cout, cin, kernel, kernel], std, None)?,
-            stride,
-            padding,
-        })
+        Ok(Conv2d { weight: p.normal_std("weight", &[cout, cin, kernel, kernel], std, None)?, stride, padding })
     }
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        Ok(xs.f_conv2d::<Tensor>(
-            &self.weight,
-            None,
-            [self.stride; 2],
-            [self.padding; 2],
-            [1, 1],
-            1,
-        )?)
+        Ok(xs.f_conv2d::<Tensor>(&self.weight, None, [self.stride; 2], [self.padding; 2], [1, 1], 1)?)
     }
 
     /// Forward multiply-adds for an input of `h`×`w`; returns them and the output size.
@@ -65,13 +47,7 @@ pub struct BatchNorm2d {
 }
 
 impl BatchNorm2d {
-    pub fn new(
-        p: &Params,
-        channels: i64,
-        momentum: f64,
-        eps: f64,
-        zero_weight: bool,
-    ) -> Result<Self> {
+    pub fn new(p: &Params, channels: i64, momentum: f64, eps: f64, zero_weight: bool) -> Result<Self> {
         Ok(BatchNorm2d {
             weight: p.constant("weight", &[channels], if zero_weight { 0.0 } else { 1.0 })?,
             bias: p.constant("bias", &[channels], 0.0)?,
@@ -134,22 +110,11 @@ pub struct Block {
 }
 
 impl Block {
-    pub fn new(
-        p: &Params,
-        cin: i64,
-        width: i64,
-        stride: i64,
-        bottleneck: bool,
-        bn: BnArgs,
-    ) -> Result<Self> {
+    pub fn new(p: &Params, cin: i64, width: i64, stride: i64, bottleneck: bool, bn: BnArgs) -> Result<Self> {
         let expansion = if bottleneck { 4 } else { 1 };
         let cout = width * expansion;
         let shapes: Vec<(i64, i64, i64, i64, i64)> = if bottleneck {
-            vec![
-                (cin, width, 1, 1, 0),
-                (width, width, 3, stride, 1),
-                (width, cout, 1, 1, 0),
-            ]
+            vec![(cin, width, 1, 1, 0), (width, width, 3, stride, 1), (width, cout, 1, 1, 0)]
         } else {
             vec![(cin, width, 3, stride, 1), (width, width, 3, 1, 1)]
         };
@@ -167,13 +132,7 @@ impl Block {
             })
             .collect::<Result<Vec<_>>>()?;
         let downsample = if stride != 1 || cin != cout {
-            Some(Downsample::new(
-                &p.sub("downsample"),
-                cin,
-                cout,
-                stride,
-                bn,
-            )?)
+            Some(Downsample::new(&p.sub("downsample"), cin, cout, stride, bn)?)
         } else {
             None
         };

@@ -1,6 +1,7 @@
 //! `supervised`: cross-entropy on the architecture's `logits`, with optional label smoothing and
 //! train-time random crop / flip made on the device in batch form.
 
+use pt_sdk::losses::labelled_cross_entropy;
 use pt_sdk::prelude::*;
 use pt_sdk::vision::augment::{crop_flip, sample_rngs, CropFlip};
 use serde::{Deserialize, Serialize};
@@ -18,11 +19,7 @@ pub struct SupervisedConfig {
 
 impl Default for SupervisedConfig {
     fn default() -> Self {
-        SupervisedConfig {
-            label_smoothing: 0.0,
-            crop_padding: 0,
-            hflip_p: 0.0,
-        }
+        SupervisedConfig { label_smoothing: 0.0, crop_padding: 0, hflip_p: 0.0 }
     }
 }
 
@@ -30,14 +27,8 @@ impl Config for SupervisedConfig {
     fn describe() -> &'static [(&'static str, &'static str)] {
         &[
             ("label_smoothing", "cross-entropy label smoothing in [0, 1)"),
-            (
-                "crop_padding",
-                "random translation by up to N pixels (RandomCrop with zero padding N; 0: off)",
-            ),
-            (
-                "hflip_p",
-                "probability of a horizontal flip (0 for digits and text)",
-            ),
+            ("crop_padding", "random translation by up to N pixels (RandomCrop with zero padding N; 0: off)"),
+            ("hflip_p", "probability of a horizontal flip (0 for digits and text)"),
         ]
     }
 }
@@ -48,16 +39,11 @@ pub struct Supervised {
 
 impl Component for Supervised {
     const NAME: &'static str = "supervised";
-    const ABOUT: &'static str =
-        "supervised classification: cross-entropy on `logits` (label smoothing, crop/flip)";
+    const ABOUT: &'static str = "supervised classification: cross-entropy on `logits` (label smoothing, crop/flip)";
     type Config = SupervisedConfig;
     fn new(cfg: SupervisedConfig, _ctx: &CreateCtx) -> Result<Self> {
         if !(0.0..1.0).contains(&cfg.label_smoothing) {
-            bail!(
-                Config,
-                "label_smoothing must be in [0, 1), got {}",
-                cfg.label_smoothing
-            );
+            bail!(Config, "label_smoothing must be in [0, 1), got {}", cfg.label_smoothing);
         }
         if cfg.crop_padding < 0 || !(0.0..=1.0).contains(&cfg.hflip_p) {
             bail!(Config, "crop_padding must be >= 0 and hflip_p in [0, 1]");
@@ -82,48 +68,21 @@ impl Objective for Supervised {
         if !ctx.train || (self.cfg.crop_padding == 0 && self.cfg.hflip_p == 0.0) {
             return Ok(batch);
         }
-        let index =
-            Vec::<i64>::try_from(&batch.require("sample_index")?.f_to_device(Device::Cpu)?)?;
+        let index = Vec::<i64>::try_from(&batch.require("sample_index")?.f_to_device(Device::Cpu)?)?;
         let mut rngs = sample_rngs(ctx.seed, STREAM_CROP_FLIP, ctx.epoch, &index, 0);
-        let cfg = CropFlip {
-            padding: self.cfg.crop_padding,
-            hflip_p: self.cfg.hflip_p,
-        };
+        let cfg = CropFlip { padding: self.cfg.crop_padding, hflip_p: self.cfg.hflip_p };
         let images = crop_flip(batch.require("image")?, &mut rngs, &cfg)?;
         batch.insert("image", images);
         Ok(batch)
     }
 
+    /// Cross-entropy over the labelled samples (label -100 marks an unlabelled one in
+    /// semi-supervised runs).
     fn loss(&self, batch: &Tensors, outputs: &Tensors, _ctx: &StepCtx) -> Result<LossOutput> {
         let logits = outputs.require("logits")?; // [B, classes]
         let labels = batch.require("label")?; // [B]
-        if logits.dim() != 2 || logits.size()[0] != labels.size().first().copied().unwrap_or(-1) {
-            bail!(
-                Shape,
-                "supervised: logits {:?} do not match labels {:?}",
-                logits.size(),
-                labels.size()
-            );
-        }
-        let labels = labels.f_to_kind(Kind::Int64)?;
-        let loss = logits
-            .f_to_kind(Kind::Float)?
-            .f_cross_entropy_loss::<Tensor>(
-                &labels,
-                None,
-                tch::Reduction::Mean,
-                -100,
-                self.cfg.label_smoothing,
-            )?;
-        let accuracy = logits
-            .detach()
-            .f_argmax(-1, false)?
-            .f_eq_tensor(&labels)?
-            .f_to_kind(Kind::Float)?
-            .f_mean(None)?;
-        Ok(LossOutput {
-            loss,
-            metrics: vec![("accuracy".into(), accuracy)],
-        })
+        let (loss, accuracy) =
+            labelled_cross_entropy(logits, labels, self.cfg.label_smoothing).map_err(|e| e.context("supervised"))?;
+        Ok(LossOutput { loss, metrics: vec![("accuracy".into(), accuracy)] })
     }
 }

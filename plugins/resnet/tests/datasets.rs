@@ -11,12 +11,7 @@ use std::path::{Path, PathBuf};
 fn images_dir() -> PathBuf {
     let root = std::env::var_os("PT_DATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap()
-                .join(".cache/pt/data")
-        });
+        .unwrap_or_else(|| std::env::var_os("HOME").map(PathBuf::from).unwrap().join(".cache/pt/data"));
     let dir = root.join("images");
     assert!(
         dir.join("mnist/t10k-images-idx3-ubyte").is_file(),
@@ -32,11 +27,7 @@ fn ctx() -> StepCtx {
 
 fn idx(split: &str, dir: &Path) -> Result<IdxImages> {
     IdxImages::new(
-        IdxConfig {
-            path: dir.display().to_string(),
-            split: split.into(),
-            ..Default::default()
-        },
+        IdxConfig { path: dir.display().to_string(), split: split.into(), ..Default::default() },
         &CreateCtx::default(),
     )
 }
@@ -52,10 +43,7 @@ fn mnist_idx_loads_with_labels_statistics_and_normalised_batches() {
     assert_eq!(info.class_counts[1], 1135, "MNIST's test set has 1135 ones");
     let mean = info.notes["mean"][0].as_f64().unwrap();
     let std = info.notes["std"][0].as_f64().unwrap();
-    assert!(
-        (mean - 0.1325).abs() < 2e-3 && (std - 0.3105).abs() < 2e-3,
-        "MNIST test statistics {mean} {std}"
-    );
+    assert!((mean - 0.1325).abs() < 2e-3 && (std - 0.3105).abs() < 2e-3, "MNIST test statistics {mean} {std}");
     let batch = test.get_batch(&[0, 1, 9999], &ctx()).unwrap();
     let image = batch.get("image").unwrap();
     assert_eq!(image.size(), [3, 1, 28, 28]);
@@ -92,26 +80,13 @@ fn a_truncated_or_mismatched_idx_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let images = std::fs::read(src.join("t10k-images-idx3-ubyte")).unwrap();
     let labels = std::fs::read(src.join("t10k-labels-idx1-ubyte")).unwrap();
-    std::fs::write(
-        dir.path().join("t10k-images-idx3-ubyte"),
-        &images[..images.len() - 100],
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), &images[..images.len() - 100]).unwrap();
     std::fs::write(dir.path().join("t10k-labels-idx1-ubyte"), &labels).unwrap();
     let err = idx("test", dir.path()).err().unwrap().to_string();
-    assert!(
-        err.contains("t10k-images-idx3-ubyte")
-            && err.contains("10000×28×28")
-            && err.contains("re-fetch"),
-        "{err}"
-    );
+    assert!(err.contains("t10k-images-idx3-ubyte") && err.contains("10000×28×28") && err.contains("re-fetch"), "{err}");
 
     std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), &images).unwrap();
-    std::fs::write(
-        dir.path().join("t10k-labels-idx1-ubyte"),
-        &labels[..labels.len() - 10],
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("t10k-labels-idx1-ubyte"), &labels[..labels.len() - 10]).unwrap();
     let err = idx("test", dir.path()).err().unwrap().to_string();
     assert!(err.contains("t10k-labels-idx1-ubyte"), "{err}");
 
@@ -125,22 +100,13 @@ fn a_truncated_or_mismatched_idx_file_is_a_clear_error() {
         skip_bad: skip,
         ..Default::default()
     };
-    let err = IdxImages::new(cfg(false), &CreateCtx::default())
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        err.contains("sample 5 has label 12") && err.contains("skip_bad"),
-        "{err}"
-    );
+    let err = IdxImages::new(cfg(false), &CreateCtx::default()).err().unwrap().to_string();
+    assert!(err.contains("sample 5 has label 12") && err.contains("skip_bad"), "{err}");
     let skipped = IdxImages::new(cfg(true), &CreateCtx::default()).unwrap();
     assert_eq!(skipped.info().num_samples, 9_999);
     assert_eq!(skipped.info().notes["skipped_bad_labels"], 1);
 
-    let err = idx("test", &dir.path().join("missing"))
-        .err()
-        .unwrap()
-        .to_string();
+    let err = idx("test", &dir.path().join("missing")).err().unwrap().to_string();
     assert!(err.contains("fetch_data.py images"), "{err}");
 }
 
@@ -174,19 +140,9 @@ fn a_malformed_csv_row_names_the_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("px.csv");
     std::fs::write(&path, "0,1,2,3,1\n0,1,x,3,0\n4,4,4,4,1\n").unwrap();
-    let cfg = |skip| PixelCsvConfig {
-        path: path.display().to_string(),
-        skip_bad: skip,
-        ..Default::default()
-    };
-    let err = PixelCsv::new(cfg(false), &CreateCtx::default())
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        err.contains("px.csv:2") && err.contains("not a number"),
-        "{err}"
-    );
+    let cfg = |skip| PixelCsvConfig { path: path.display().to_string(), skip_bad: skip, ..Default::default() };
+    let err = PixelCsv::new(cfg(false), &CreateCtx::default()).err().unwrap().to_string();
+    assert!(err.contains("px.csv:2") && err.contains("not a number"), "{err}");
     let ok = PixelCsv::new(cfg(true), &CreateCtx::default()).unwrap();
     assert_eq!(ok.info().num_samples, 2);
     assert_eq!(ok.info().notes["skipped_rows"], 1);
@@ -196,10 +152,7 @@ fn a_malformed_csv_row_names_the_file_and_line() {
 fn digit_pngs(root: &Path, per_class: usize) {
     let data = digits("all");
     let info = data.info();
-    let (mean, std) = (
-        info.notes["mean"][0].as_f64().unwrap(),
-        info.notes["std"][0].as_f64().unwrap(),
-    );
+    let (mean, std) = (info.notes["mean"][0].as_f64().unwrap(), info.notes["std"][0].as_f64().unwrap());
     let mut written = vec![0; 10];
     for i in 0..info.num_samples {
         let b = data.get_batch(&[i], &ctx()).unwrap();
@@ -208,17 +161,10 @@ fn digit_pngs(root: &Path, per_class: usize) {
             continue;
         }
         let px = (b.get("image").unwrap() * std + mean).clamp(0.0, 1.0) * 255.0;
-        let bytes: Vec<u8> = Vec::<f32>::try_from(px.flatten(0, -1))
-            .unwrap()
-            .iter()
-            .map(|v| v.round() as u8)
-            .collect();
+        let bytes: Vec<u8> = Vec::<f32>::try_from(px.flatten(0, -1)).unwrap().iter().map(|v| v.round() as u8).collect();
         let dir = root.join(format!("digit{label}"));
         std::fs::create_dir_all(&dir).unwrap();
-        image::GrayImage::from_raw(8, 8, bytes)
-            .unwrap()
-            .save(dir.join(format!("{i:04}.png")))
-            .unwrap();
+        image::GrayImage::from_raw(8, 8, bytes).unwrap().save(dir.join(format!("{i:04}.png"))).unwrap();
         written[label] += 1;
     }
 }
@@ -237,32 +183,15 @@ fn image_folder_reads_class_trees_resizes_and_reports_bad_files() {
     let info = ds.info();
     assert_eq!(info.num_samples, 30);
     assert_eq!(info.classes[0], "digit0");
-    assert_eq!(
-        info.fields[0].shape,
-        [3, 8, 8],
-        "grayscale PNGs become RGB with channels = 3"
-    );
+    assert_eq!(info.fields[0].shape, [3, 8, 8], "grayscale PNGs become RGB with channels = 3");
     let b = ds.get_batch(&[0, 29], &ctx()).unwrap();
-    assert_eq!(
-        Vec::<i64>::try_from(b.get("label").unwrap()).unwrap(),
-        [0, 9]
-    );
+    assert_eq!(Vec::<i64>::try_from(b.get("label").unwrap()).unwrap(), [0, 9]);
     let resized = ImageFolder::new(cfg(Some(16), false), &CreateCtx::default()).unwrap();
     assert_eq!(resized.info().fields[0].shape, [3, 16, 16]);
 
-    std::fs::write(
-        dir.path().join("digit3/zz-corrupt.png"),
-        b"\x89PNG\r\n\x1a\nnot really",
-    )
-    .unwrap();
-    let err = ImageFolder::new(cfg(None, false), &CreateCtx::default())
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        err.contains("zz-corrupt.png") && err.contains("skip_bad"),
-        "{err}"
-    );
+    std::fs::write(dir.path().join("digit3/zz-corrupt.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    let err = ImageFolder::new(cfg(None, false), &CreateCtx::default()).err().unwrap().to_string();
+    assert!(err.contains("zz-corrupt.png") && err.contains("skip_bad"), "{err}");
     let skipped = ImageFolder::new(cfg(None, true), &CreateCtx::default()).unwrap();
     assert_eq!(skipped.info().num_samples, 30);
     assert_eq!(skipped.info().notes["skipped_images"], 1);
@@ -272,12 +201,6 @@ fn image_folder_reads_class_trees_resizes_and_reports_bad_files() {
         .map(|d| d.info().notes["skipped_empty_classes"].clone());
     assert_eq!(err.unwrap(), serde_json::json!(["empty_class"]));
     std::fs::remove_file(dir.path().join("digit3/zz-corrupt.png")).unwrap();
-    let err = ImageFolder::new(cfg(None, false), &CreateCtx::default())
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        err.contains("empty_class") && err.contains("no .png"),
-        "{err}"
-    );
+    let err = ImageFolder::new(cfg(None, false), &CreateCtx::default()).err().unwrap().to_string();
+    assert!(err.contains("empty_class") && err.contains("no .png"), "{err}");
 }

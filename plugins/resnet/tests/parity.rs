@@ -12,24 +12,15 @@ use std::process::Command;
 
 fn python() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let p = std::env::var_os("PT_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join(".pt/venv/bin/python"));
-    assert!(
-        p.exists(),
-        "no Python with torch + torchvision at {} (set PT_PYTHON): run scripts/setup.sh",
-        p.display()
-    );
+    let p = std::env::var_os("PT_PYTHON").map(PathBuf::from).unwrap_or_else(|| root.join(".pt/venv/bin/python"));
+    assert!(p.exists(), "no Python with torch + torchvision at {} (set PT_PYTHON): run scripts/setup.sh", p.display());
     p
 }
 
 const CLASSES: i64 = 7;
 
 fn check(depth: Depth) {
-    let config = ResNetConfig {
-        num_classes: Some(CLASSES),
-        ..Default::default()
-    };
+    let config = ResNetConfig { num_classes: Some(CLASSES), ..Default::default() };
     let mut model = ResNet::new(depth, config, 5, Device::Cpu).unwrap();
     // Fresh BatchNorms are 1/0 with statistics 0/1, which would hide a miswired one: perturb all.
     tch::manual_seed(1);
@@ -54,11 +45,7 @@ fn check(depth: Depth) {
     let mut state = model.parameters();
     state.extend(model.buffers());
     Tensor::write_safetensors(&state, dir.path().join("weights.safetensors")).unwrap();
-    Tensor::write_safetensors(
-        &[("image", image.shallow_clone())],
-        dir.path().join("inputs.safetensors"),
-    )
-    .unwrap();
+    Tensor::write_safetensors(&[("image", image.shallow_clone())], dir.path().join("inputs.safetensors")).unwrap();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/tv_resnet_reference.py");
     let out = Command::new(python())
         .arg(&script)
@@ -67,52 +54,26 @@ fn check(depth: Depth) {
         .arg(CLASSES.to_string())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "torchvision reference failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "torchvision reference failed:\n{}", String::from_utf8_lossy(&out.stderr));
     let tv: HashMap<String, Tensor> =
-        Tensor::read_safetensors(dir.path().join("tv_outputs.safetensors"))
-            .unwrap()
-            .into_iter()
-            .collect();
+        Tensor::read_safetensors(dir.path().join("tv_outputs.safetensors")).unwrap().into_iter().collect();
 
     let inputs = Tensors::new().with("image", image);
     let ctx = StepCtx::default();
     let close = |a: &Tensor, b: &Tensor, what: &str| {
         let d = (a - b).abs().max().double_value(&[]);
         let scale = b.abs().max().double_value(&[]);
-        assert!(
-            d < 1e-4,
-            "{}: {what} differs from torchvision's by {d} (largest value {scale})",
-            depth.name()
-        );
+        assert!(d < 1e-4, "{}: {what} differs from torchvision's by {d} (largest value {scale})", depth.name());
     };
     model.set_train(false);
     let eval = tch::no_grad(|| model.forward(&inputs, &ctx)).unwrap();
-    close(
-        eval.get("logits").unwrap(),
-        &tv["eval_logits"],
-        "eval logits",
-    );
-    close(
-        eval.get("features").unwrap(),
-        &tv["eval_features"],
-        "eval features",
-    );
+    close(eval.get("logits").unwrap(), &tv["eval_logits"], "eval logits");
+    close(eval.get("features").unwrap(), &tv["eval_features"], "eval features");
     model.set_train(true);
     let train = tch::no_grad(|| model.forward(&inputs, &ctx)).unwrap();
-    close(
-        train.get("logits").unwrap(),
-        &tv["train_logits"],
-        "train logits",
-    );
+    close(train.get("logits").unwrap(), &tv["train_logits"], "train logits");
     let buffers = model.buffers();
-    assert_eq!(
-        buffers.len(),
-        tv.keys().filter(|k| k.starts_with("after_train.")).count()
-    );
+    assert_eq!(buffers.len(), tv.keys().filter(|k| k.starts_with("after_train.")).count());
     for (name, t) in buffers {
         let reference = &tv[&format!("after_train.{name}")];
         if name.ends_with("num_batches_tracked") {

@@ -80,20 +80,12 @@ impl SimclrConfig {
             }
         };
         let mut aug = match self.augment.as_str() {
-            "imagenet" => SimclrAugment {
-                out_size: size,
-                ..SimclrAugment::imagenet()
-            },
+            "imagenet" => SimclrAugment { out_size: size, ..SimclrAugment::imagenet() },
             "small" => SimclrAugment::small(size),
             "auto" if size < 64 => SimclrAugment::small(size),
-            "auto" => SimclrAugment {
-                out_size: size,
-                ..SimclrAugment::imagenet()
-            },
+            "auto" => SimclrAugment { out_size: size, ..SimclrAugment::imagenet() },
             other => {
-                return Err(PtError::config(format!(
-                    "simclr: augment must be auto, small or imagenet, got '{other}'"
-                )))
+                return Err(PtError::config(format!("simclr: augment must be auto, small or imagenet, got '{other}'")))
             }
         };
         if let Some(s) = self.strength {

@@ -4,6 +4,7 @@
 
 use crate::config::SimclrConfig;
 use crate::loss::nt_xent;
+use pt_sdk::losses::labelled_cross_entropy;
 use pt_sdk::params::{Created, Linear, Params};
 use pt_sdk::prelude::*;
 use pt_sdk::vision::augment::{sample_rngs, simclr_view, Normalization, SimclrAugment};
@@ -48,7 +49,10 @@ impl Component for SimClr {
             return Err(e.clone());
         }
         let Some(dim) = cfg.feature_dim.filter(|&d| d > 0) else {
-            bail!(Config, "simclr: feature_dim is unknown: use an architecture that reports it or set objective.feature_dim");
+            bail!(
+                Config,
+                "simclr: feature_dim is unknown: use an architecture that reports it or set objective.feature_dim"
+            );
         };
         if cfg.proj_dim < 1 || cfg.temperature <= 0.0 {
             bail!(Config, "simclr: proj_dim must be >= 1 and temperature > 0");
@@ -61,9 +65,7 @@ impl Component for SimClr {
             out: Linear::new(&p.sub("projector.2"), hidden, cfg.proj_dim)?,
         };
         let probe = match (cfg.online_probe, cfg.num_classes) {
-            (true, Some(classes)) if classes > 0 => {
-                Some(Linear::new(&p.sub("online_probe"), dim, classes)?)
-            }
+            (true, Some(classes)) if classes > 0 => Some(Linear::new(&p.sub("online_probe"), dim, classes)?),
             (true, _) => {
                 tracing::info!("simclr: no class count from the dataset; the online probe is off");
                 None
@@ -72,13 +74,7 @@ impl Component for SimClr {
         };
         drop(p);
         let params = created.into_parts().0;
-        Ok(SimClr {
-            views,
-            temperature: cfg.temperature,
-            projector,
-            probe,
-            params,
-        })
+        Ok(SimClr { views, temperature: cfg.temperature, projector, probe, params })
     }
 }
 
@@ -125,24 +121,15 @@ impl Objective for SimClr {
     }
 
     fn parameters(&self) -> Vec<(String, Tensor)> {
-        self.params
-            .iter()
-            .map(|(n, t)| (n.clone(), t.shallow_clone()))
-            .collect()
+        self.params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
     }
 
     /// Views of sample i come from (seed, stream, epoch, i, view), so a resumed run sees the same ones.
     fn prepare(&self, mut batch: Tensors, ctx: &StepCtx) -> Result<Tensors> {
-        let index =
-            Vec::<i64>::try_from(&batch.require("sample_index")?.f_to_device(Device::Cpu)?)?;
+        let index = Vec::<i64>::try_from(&batch.require("sample_index")?.f_to_device(Device::Cpu)?)?;
         let images = batch.require("image")?;
         if images.size().first() != Some(&(index.len() as i64)) {
-            bail!(
-                Shape,
-                "simclr: {} sample indices for images {:?}",
-                index.len(),
-                images.size()
-            );
+            bail!(Shape, "simclr: {} sample indices for images {:?}", index.len(), images.size());
         }
         let views = self.views(images, &index, ctx)?;
         batch.insert("image", views);
@@ -153,31 +140,13 @@ impl Objective for SimClr {
         let features = outputs.require("features")?; // [2B, D]
         let z = self.projector.forward(&features.f_to_kind(Kind::Float)?)?; // [2B, proj_dim]
         let (mut loss, accuracy) = nt_xent(&z, self.temperature)?;
-        let mut metrics = vec![
-            ("nt_xent".to_string(), loss.detach()),
-            ("contrastive_accuracy".to_string(), accuracy),
-        ];
+        let mut metrics = vec![("nt_xent".to_string(), loss.detach()), ("contrastive_accuracy".to_string(), accuracy)];
         if let (Some(probe), Some(labels)) = (&self.probe, batch.get("label")) {
             let b = labels.size()[0];
-            let first_view = features
-                .f_narrow(0, 0, b)?
-                .f_detach()?
-                .f_to_kind(Kind::Float)?; // [B, D]
+            let first_view = features.f_narrow(0, 0, b)?.f_detach()?.f_to_kind(Kind::Float)?; // [B, D]
             let logits = probe.forward(&first_view)?;
-            let labels = labels.f_to_kind(Kind::Int64)?;
-            let probe_loss = logits.f_cross_entropy_loss::<Tensor>(
-                &labels,
-                None,
-                tch::Reduction::Mean,
-                -100,
-                0.0,
-            )?;
-            let probe_accuracy = logits
-                .detach()
-                .f_argmax(-1, false)?
-                .f_eq_tensor(&labels)?
-                .f_to_kind(Kind::Float)?
-                .f_mean(None)?;
+            // Over labelled samples only (-100 marks unlabelled ones in semi-supervised data).
+            let (probe_loss, probe_accuracy) = labelled_cross_entropy(&logits, labels, 0.0)?;
             // Features are detached: this term trains only the probe.
             loss = loss.f_add(&probe_loss)?;
             metrics.push(("probe_accuracy".into(), probe_accuracy));

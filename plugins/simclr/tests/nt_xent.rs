@@ -10,14 +10,8 @@ use std::process::Command;
 
 fn python() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let p = std::env::var_os("PT_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join(".pt/venv/bin/python"));
-    assert!(
-        p.exists(),
-        "no Python with torch at {} (set PT_PYTHON): run scripts/setup.sh",
-        p.display()
-    );
+    let p = std::env::var_os("PT_PYTHON").map(PathBuf::from).unwrap_or_else(|| root.join(".pt/venv/bin/python"));
+    assert!(p.exists(), "no Python with torch at {} (set PT_PYTHON): run scripts/setup.sh", p.display());
     p
 }
 
@@ -46,35 +40,19 @@ fn nt_xent_matches_the_papers_formula() {
     let path = dir.path().join("z.safetensors");
     Tensor::write_safetensors(&[("z", z.shallow_clone())], &path).unwrap();
     for tau in [0.1, 0.5] {
-        let out = Command::new(python())
-            .arg("-c")
-            .arg(PAPER_FORMULA)
-            .arg(&path)
-            .arg(tau.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = Command::new(python()).arg("-c").arg(PAPER_FORMULA).arg(&path).arg(tau.to_string()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let reference: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
         let (loss, _) = nt_xent(&z, tau).unwrap();
         let ours = loss.double_value(&[]);
-        assert!(
-            (ours - reference).abs() < 1e-5,
-            "tau {tau}: {ours} vs the formula's {reference}"
-        );
+        assert!((ours - reference).abs() < 1e-5, "tau {tau}: {ours} vs the formula's {reference}");
     }
     // Identical views of well-separated embeddings: every positive is found.
     let base = Tensor::eye(6, (Kind::Float, Device::Cpu));
     let (loss, acc) = nt_xent(&Tensor::cat(&[&base, &base], 0), 0.1).unwrap();
     assert_eq!(acc.double_value(&[]), 1.0);
     assert!(loss.double_value(&[]) < 0.01);
-    assert!(
-        nt_xent(&Tensor::zeros([3, 4], (Kind::Float, Device::Cpu)), 0.5).is_err(),
-        "odd row count"
-    );
+    assert!(nt_xent(&Tensor::zeros([3, 4], (Kind::Float, Device::Cpu)), 0.5).is_err(), "odd row count");
 }
 
 fn objective(size: i64) -> SimClr {
@@ -86,14 +64,7 @@ fn objective(size: i64) -> SimClr {
         num_classes: Some(10),
         ..Default::default()
     };
-    SimClr::new(
-        cfg,
-        &CreateCtx {
-            seed: 9,
-            ..Default::default()
-        },
-    )
-    .unwrap()
+    SimClr::new(cfg, &CreateCtx { seed: 9, ..Default::default() }).unwrap()
 }
 
 #[test]
@@ -107,34 +78,18 @@ fn prepare_makes_two_reproducible_views_per_image() {
             .with("label", Tensor::from_slice(&[1i64, 2, 3, 4]))
             .with("sample_index", Tensor::from_slice(&[10i64, 11, 12, 13]))
     };
-    let ctx = StepCtx {
-        seed: 3,
-        epoch: 1,
-        train: true,
-        ..Default::default()
-    };
+    let ctx = StepCtx { seed: 3, epoch: 1, train: true, ..Default::default() };
     let a = sim.prepare(batch(), &ctx).unwrap();
     let views = a.get("image").unwrap();
     assert_eq!(views.size(), [8, 1, 16, 16]);
     // Pixel range after undoing the normalisation stays in [0, 1].
     let pixels = views * 0.25 + 0.5;
-    assert!(
-        pixels.min().double_value(&[]) >= -1e-5 && pixels.max().double_value(&[]) <= 1.0 + 1e-5
-    );
-    assert!(
-        !views.narrow(0, 0, 4).equal(&views.narrow(0, 4, 4)),
-        "the two views differ"
-    );
+    assert!(pixels.min().double_value(&[]) >= -1e-5 && pixels.max().double_value(&[]) <= 1.0 + 1e-5);
+    assert!(!views.narrow(0, 0, 4).equal(&views.narrow(0, 4, 4)), "the two views differ");
     let b = sim.prepare(batch(), &ctx).unwrap();
-    assert!(
-        views.equal(b.get("image").unwrap()),
-        "same seed, epoch and indices: same views"
-    );
+    assert!(views.equal(b.get("image").unwrap()), "same seed, epoch and indices: same views");
     let next_epoch = sim.prepare(batch(), &StepCtx { epoch: 2, ..ctx }).unwrap();
-    assert!(
-        !views.equal(next_epoch.get("image").unwrap()),
-        "a new epoch draws new views"
-    );
+    assert!(!views.equal(next_epoch.get("image").unwrap()), "a new epoch draws new views");
 
     // The loss trains the projector and the probe; the probe sees detached features.
     let features = Tensor::randn([8, 32], (Kind::Float, Device::Cpu)).set_requires_grad(true);
@@ -160,60 +115,24 @@ fn prepare_makes_two_reproducible_views_per_image() {
         );
     }
     let metrics: Vec<&str> = loss.metrics.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(
-        metrics,
-        [
-            "nt_xent",
-            "contrastive_accuracy",
-            "probe_accuracy",
-            "probe_loss"
-        ]
-    );
+    assert_eq!(metrics, ["nt_xent", "contrastive_accuracy", "probe_accuracy", "probe_loss"]);
 }
 
 #[test]
 fn missing_statistics_or_sizes_are_config_errors_that_say_what_to_set() {
     let batch = || {
         Tensors::new()
-            .with(
-                "image",
-                Tensor::zeros([2, 1, 8, 8], (Kind::Float, Device::Cpu)),
-            )
+            .with("image", Tensor::zeros([2, 1, 8, 8], (Kind::Float, Device::Cpu)))
             .with("sample_index", Tensor::from_slice(&[0i64, 1]))
     };
-    let make = |cfg: SimclrConfig| {
-        SimClr::new(
-            SimclrConfig {
-                feature_dim: Some(8),
-                ..cfg
-            },
-            &CreateCtx::default(),
-        )
-    };
+    let make = |cfg: SimclrConfig| SimClr::new(SimclrConfig { feature_dim: Some(8), ..cfg }, &CreateCtx::default());
     // Without an image dataset's description the objective still builds (so the host can say
     // the dataset has no images); a batch then gets the error that says what to set.
-    let no_size = make(SimclrConfig {
-        mean: Some(vec![0.5]),
-        std: Some(vec![0.2]),
-        ..Default::default()
-    })
-    .unwrap();
-    let err = no_size
-        .prepare(batch(), &StepCtx::default())
-        .err()
-        .unwrap()
-        .to_string();
+    let no_size = make(SimclrConfig { mean: Some(vec![0.5]), std: Some(vec![0.2]), ..Default::default() }).unwrap();
+    let err = no_size.prepare(batch(), &StepCtx::default()).err().unwrap().to_string();
     assert!(err.contains("objective.image_size"), "{err}");
-    let no_stats = make(SimclrConfig {
-        image_size: Some(vec![8, 8]),
-        ..Default::default()
-    })
-    .unwrap();
-    let err = no_stats
-        .prepare(batch(), &StepCtx::default())
-        .err()
-        .unwrap()
-        .to_string();
+    let no_stats = make(SimclrConfig { image_size: Some(vec![8, 8]), ..Default::default() }).unwrap();
+    let err = no_stats.prepare(batch(), &StepCtx::default()).err().unwrap().to_string();
     assert!(err.contains("objective.mean"), "{err}");
     // Given but wrong is an error at once.
     let cfg = SimclrConfig {

@@ -38,9 +38,7 @@ impl Columns {
     }
 
     pub fn contains_all(&self, row: &MetricsRow) -> bool {
-        row.values
-            .iter()
-            .all(|(name, _)| self.index.contains_key(name))
+        row.values.iter().all(|(name, _)| self.index.contains_key(name))
     }
 
     pub fn header(&self) -> String {
@@ -104,11 +102,7 @@ mod tests {
     #[test]
     fn missing_cells_are_empty_and_names_are_quoted() {
         let rows = vec![
-            MetricsRow {
-                step: 1,
-                wall_time: 10.5,
-                values: vec![("loss".into(), 2.0)],
-            },
+            MetricsRow { step: 1, wall_time: 10.5, values: vec![("loss".into(), 2.0)] },
             MetricsRow {
                 step: 2,
                 wall_time: 11.0,
@@ -116,9 +110,6 @@ mod tests {
             },
         ];
         let text = Columns::from_rows(&rows).render(&rows);
-        assert_eq!(
-            text,
-            "step,wall_time,loss,\"acc, top-1\"\n1,10.5,2.0,\n2,11.0,NaN,0.5\n"
-        );
+        assert_eq!(text, "step,wall_time,loss,\"acc, top-1\"\n1,10.5,2.0,\n2,11.0,NaN,0.5\n");
     }
 }

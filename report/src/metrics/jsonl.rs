@@ -28,11 +28,7 @@ impl MetricsRow {
 
     /// The row as one JSONL line, newline included.
     pub(crate) fn to_json_line(&self) -> String {
-        let mut line = format!(
-            "{{\"{STEP_KEY}\":{},\"{WALL_TIME_KEY}\":{}",
-            self.step,
-            json_number(self.wall_time)
-        );
+        let mut line = format!("{{\"{STEP_KEY}\":{},\"{WALL_TIME_KEY}\":{}", self.step, json_number(self.wall_time));
         for (name, value) in &self.values {
             line.push(',');
             line.push_str(&json_string(name));
@@ -72,10 +68,7 @@ pub(crate) fn load_rows(path: &Path) -> Result<LoadedRows> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(LoadedRows {
-                rows: Vec::new(),
-                needs_rewrite: false,
-            })
+            return Ok(LoadedRows { rows: Vec::new(), needs_rewrite: false })
         }
         Err(e) => return Err(ReportError::io(path, "read metrics file", e)),
     };
@@ -90,11 +83,7 @@ pub(crate) fn load_rows(path: &Path) -> Result<LoadedRows> {
             Ok(row) => rows.push(row),
             // A process killed mid-write leaves a partial last line: drop it, keep the rest.
             Err(message) if index + 1 == line_count && !text.ends_with('\n') => {
-                tracing::warn!(
-                    "{}:{}: dropping incomplete last row ({message})",
-                    path.display(),
-                    index + 1
-                );
+                tracing::warn!("{}:{}: dropping incomplete last row ({message})", path.display(), index + 1);
                 needs_rewrite = true;
             }
             Err(message) => {
@@ -108,24 +97,22 @@ pub(crate) fn load_rows(path: &Path) -> Result<LoadedRows> {
             }
         }
     }
-    Ok(LoadedRows {
-        rows,
-        needs_rewrite,
-    })
+    Ok(LoadedRows { rows, needs_rewrite })
 }
 
 fn parse_row(line: &str) -> std::result::Result<MetricsRow, String> {
-    let OrderedObject(fields) =
-        serde_json::from_str(line).map_err(|e| format!("not a JSON object: {e}"))?;
+    let OrderedObject(fields) = serde_json::from_str(line).map_err(|e| format!("not a JSON object: {e}"))?;
     let mut step = None;
     let mut wall_time = None;
     let mut values = Vec::with_capacity(fields.len());
     for (key, value) in fields {
         match key.as_str() {
             STEP_KEY => {
-                step = Some(value.as_u64().ok_or_else(|| {
-                    format!("\"{STEP_KEY}\" must be a non-negative integer, got {value}")
-                })?)
+                step = Some(
+                    value
+                        .as_u64()
+                        .ok_or_else(|| format!("\"{STEP_KEY}\" must be a non-negative integer, got {value}"))?,
+                )
             }
             WALL_TIME_KEY => wall_time = Some(number(&key, &value)?),
             _ => {
@@ -144,9 +131,7 @@ fn parse_row(line: &str) -> std::result::Result<MetricsRow, String> {
 fn number(key: &str, value: &serde_json::Value) -> std::result::Result<f64, String> {
     match value {
         serde_json::Value::Null => Ok(f64::NAN),
-        serde_json::Value::Number(n) => n
-            .as_f64()
-            .ok_or_else(|| format!("\"{key}\" is not representable as f64")),
+        serde_json::Value::Number(n) => n.as_f64().ok_or_else(|| format!("\"{key}\" is not representable as f64")),
         other => Err(format!("\"{key}\" must be a number or null, got {other}")),
     }
 }
@@ -163,10 +148,7 @@ impl<'de> serde::Deserialize<'de> for OrderedObject {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> std::result::Result<OrderedObject, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<OrderedObject, A::Error> {
                 let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
                 while let Some(entry) = map.next_entry::<String, serde_json::Value>()? {
                     fields.push(entry);
@@ -193,11 +175,7 @@ mod tests {
         let row = MetricsRow {
             step: 7,
             wall_time: 1.7e9,
-            values: vec![
-                ("z/loss".into(), 0.5),
-                ("a,b \"q\"".into(), f64::NAN),
-                ("lr".into(), 1e-7),
-            ],
+            values: vec![("z/loss".into(), 0.5), ("a,b \"q\"".into(), f64::NAN), ("lr".into(), 1e-7)],
         };
         let line = row.to_json_line();
         let back = parse_row(line.trim_end()).unwrap();

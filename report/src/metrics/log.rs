@@ -100,20 +100,13 @@ impl MetricsLog {
         let row = MetricsRow {
             step,
             wall_time: now(),
-            values: values
-                .into_iter()
-                .map(|(k, v)| (k.as_ref().to_string(), *v.borrow()))
-                .collect(),
+            values: values.into_iter().map(|(k, v)| (k.as_ref().to_string(), *v.borrow())).collect(),
         };
         validate_row(&row)?;
 
-        self.jsonl
-            .write_all(row.to_json_line().as_bytes())
-            .at(&self.jsonl_path, "append to metrics file")?;
+        self.jsonl.write_all(row.to_json_line().as_bytes()).at(&self.jsonl_path, "append to metrics file")?;
         if self.columns.contains_all(&row) {
-            self.csv
-                .write_all(self.columns.line(&row).as_bytes())
-                .at(&self.csv_path, "append to metrics file")?;
+            self.csv.write_all(self.columns.line(&row).as_bytes()).at(&self.csv_path, "append to metrics file")?;
         } else {
             self.columns.add_missing(&row);
             self.rewrite_csv()?;
@@ -143,9 +136,7 @@ impl MetricsLog {
 
     /// Writes buffered data of all three files to disk.
     pub fn flush(&mut self) -> Result<()> {
-        self.jsonl
-            .flush()
-            .at(&self.jsonl_path, "write metrics file")?;
+        self.jsonl.flush().at(&self.jsonl_path, "write metrics file")?;
         self.csv.flush().at(&self.csv_path, "write metrics file")?;
         self.tb.flush()
     }
@@ -169,9 +160,7 @@ impl MetricsLog {
 
     /// Regenerates the CSV from the JSONL with the current (wider) header.
     fn rewrite_csv(&mut self) -> Result<()> {
-        self.jsonl
-            .flush()
-            .at(&self.jsonl_path, "write metrics file")?;
+        self.jsonl.flush().at(&self.jsonl_path, "write metrics file")?;
         let rows = jsonl::read_metrics(&self.jsonl_path)?;
         replace_file(&self.csv_path, self.columns.render(&rows).as_bytes())?;
         self.csv = append(&self.csv_path)?;
@@ -203,10 +192,7 @@ fn validate_row(row: &MetricsRow) -> Result<()> {
             )));
         }
         if !seen.insert(name.as_str()) {
-            return Err(ReportError::InvalidInput(format!(
-                "metric {name:?} given twice at step {}",
-                row.step
-            )));
+            return Err(ReportError::InvalidInput(format!("metric {name:?} given twice at step {}", row.step)));
         }
     }
     Ok(())
@@ -222,8 +208,5 @@ fn append(path: &Path) -> Result<BufWriter<File>> {
 }
 
 fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }

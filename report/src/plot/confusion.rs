@@ -20,18 +20,10 @@ const AXIS_DESC: u32 = 26;
 
 /// Draws `matrix[true][predicted]` as a heat map with the count in each cell (when it fits) and
 /// a colour bar. The image is sized to the class count: square cells of 14 to 60 pixels.
-pub fn plot_confusion<S: AsRef<str>>(
-    path: &Path,
-    matrix: &[Vec<u64>],
-    class_names: &[S],
-    title: &str,
-) -> Result<()> {
+pub fn plot_confusion<S: AsRef<str>>(path: &Path, matrix: &[Vec<u64>], class_names: &[S], title: &str) -> Result<()> {
     let n = matrix.len();
     if n == 0 {
-        return Err(ReportError::InvalidInput(format!(
-            "{}: the confusion matrix is empty",
-            path.display()
-        )));
+        return Err(ReportError::InvalidInput(format!("{}: the confusion matrix is empty", path.display())));
     }
     if let Some((row, r)) = matrix.iter().enumerate().find(|(_, r)| r.len() != n) {
         return Err(ReportError::InvalidInput(format!(
@@ -41,11 +33,7 @@ pub fn plot_confusion<S: AsRef<str>>(
         )));
     }
     check_class_names(path, class_names.len(), n, "the confusion matrix")?;
-    let labels: Vec<String> = class_names
-        .iter()
-        .take(n)
-        .map(|s| short_label(s.as_ref()))
-        .collect();
+    let labels: Vec<String> = class_names.iter().take(n).map(|s| short_label(s.as_ref())).collect();
     let names: Vec<&str> = labels.iter().map(String::as_str).collect();
     let layout = Layout::new(&names, matrix);
     prepare(path, layout.size)?;
@@ -74,28 +62,14 @@ impl Layout {
         let grid = (cell * n).min(MAX_SIDE - 400);
         let cell = grid / n;
         let font = (FAMILY, LABEL_SIZE).into_font();
-        let widest_name = names
-            .iter()
-            .filter_map(|s| font.box_size(s).ok())
-            .map(|(w, _)| w)
-            .max()
-            .unwrap_or(0)
-            .min(220);
+        let widest_name =
+            names.iter().filter_map(|s| font.box_size(s).ok()).map(|(w, _)| w).max().unwrap_or(0).min(220);
         let rotate_x_labels = widest_name + 4 > cell;
         let x_label_area = if rotate_x_labels { widest_name } else { 16 } + 12 + AXIS_DESC;
         let y_label_area = widest_name + 12 + AXIS_DESC;
-        let max_count = matrix
-            .iter()
-            .flatten()
-            .copied()
-            .max()
-            .unwrap_or(0)
-            .to_string();
+        let max_count = matrix.iter().flatten().copied().max().unwrap_or(0).to_string();
         let count_font = [13.0, 11.0, 9.0].into_iter().find(|&size| {
-            (FAMILY, size)
-                .into_font()
-                .box_size(&max_count)
-                .is_ok_and(|(w, h)| w + 4 <= cell && h + 2 <= cell)
+            (FAMILY, size).into_font().box_size(&max_count).is_ok_and(|(w, h)| w + 4 <= cell && h + 2 <= cell)
         });
         let width = 2 * MARGIN + y_label_area + grid + COLORBAR_WIDTH + MARGIN;
         let height = TITLE_HEIGHT + 2 * MARGIN + grid + x_label_area;
@@ -132,21 +106,10 @@ fn draw(
         .build_cartesian_2d(ClassAxis { classes: n }, ClassAxis { classes: n })
         .map_err(err)?;
     // Row t (true class) is drawn at the top when t = 0: y runs bottom-up.
-    let column_name = |v: &f64| {
-        names
-            .get(v.floor() as usize)
-            .copied()
-            .unwrap_or("")
-            .to_string()
-    };
+    let column_name = |v: &f64| names.get(v.floor() as usize).copied().unwrap_or("").to_string();
     let row_name = |v: &f64| {
         let t = n as i64 - 1 - v.floor() as i64;
-        usize::try_from(t)
-            .ok()
-            .and_then(|t| names.get(t))
-            .copied()
-            .unwrap_or("")
-            .to_string()
+        usize::try_from(t).ok().and_then(|t| names.get(t)).copied().unwrap_or("").to_string()
     };
     // Rotated labels are drawn below by hand: plotters anchors them at their middle, which
     // pushes half of each label up into the grid.
@@ -179,8 +142,7 @@ fn draw(
             .pos(Pos::new(HPos::Right, VPos::Center));
         for (p, name) in names.iter().enumerate() {
             let (x, y) = chart.backend_coord(&(p as f64 + 0.5, 0.0));
-            root.draw(&Text::new(*name, (x, y + 10), style.clone()))
-                .map_err(err)?;
+            root.draw(&Text::new(*name, (x, y + 10), style.clone())).map_err(err)?;
         }
     }
 
@@ -192,10 +154,8 @@ fn draw(
             count as f64 / max as f64
         }
     };
-    let cells = matrix
-        .iter()
-        .enumerate()
-        .flat_map(|(t, row)| row.iter().enumerate().map(move |(p, &count)| (t, p, count)));
+    let cells =
+        matrix.iter().enumerate().flat_map(|(t, row)| row.iter().enumerate().map(move |(p, &count)| (t, p, count)));
     let bottom = |t: usize| nf - 1.0 - t as f64;
     chart
         .draw_series(cells.clone().map(|(t, p, count)| {
@@ -207,10 +167,7 @@ fn draw(
         chart
             .draw_series(cells.map(|(t, p, count)| {
                 let ink = if fraction(count) > 0.5 { WHITE } else { BLACK };
-                let style = (FAMILY, size)
-                    .into_font()
-                    .color(&ink)
-                    .pos(Pos::new(HPos::Center, VPos::Center));
+                let style = (FAMILY, size).into_font().color(&ink).pos(Pos::new(HPos::Center, VPos::Center));
                 Text::new(count.to_string(), (p as f64 + 0.5, bottom(t) + 0.5), style)
             }))
             .map_err(err)?;
@@ -274,9 +231,6 @@ fn draw_colorbar(
         .y_label_formatter(&|v| format_tick(v.round()))
         .draw()
         .map_err(err)?;
-    chart
-        .plotting_area()
-        .draw(&Rectangle::new([(0.0, 0.0), (1.0, top)], BLACK.mix(0.4)))
-        .map_err(err)?;
+    chart.plotting_area().draw(&Rectangle::new([(0.0, 0.0), (1.0, top)], BLACK.mix(0.4))).map_err(err)?;
     Ok(())
 }

@@ -18,8 +18,6 @@ pub(crate) fn ensure_registered() -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(ReportError::InvalidInput(
-            "the embedded DejaVu Sans font could not be parsed (corrupt build?)".into(),
-        ))
+        Err(ReportError::InvalidInput("the embedded DejaVu Sans font could not be parsed (corrupt build?)".into()))
     }
 }

@@ -20,9 +20,7 @@ pub fn plot_image_grid(path: &Path, images: &[RgbImage], cols: usize, scale: u32
         return Err(invalid("no images to tile".into()));
     }
     if cols == 0 || scale == 0 {
-        return Err(invalid(format!(
-            "cols ({cols}) and scale ({scale}) must be at least 1"
-        )));
+        return Err(invalid(format!("cols ({cols}) and scale ({scale}) must be at least 1")));
     }
     for (i, (w, h, pixels)) in images.iter().enumerate() {
         let expected = w.checked_mul(*h).and_then(|p| p.checked_mul(3));
@@ -36,33 +34,17 @@ pub fn plot_image_grid(path: &Path, images: &[RgbImage], cols: usize, scale: u32
     let scale = scale as usize;
     let cols = cols.min(images.len());
     let rows = images.len().div_ceil(cols);
-    let tile_w = images
-        .iter()
-        .map(|i| i.0)
-        .max()
-        .unwrap_or(1)
-        .saturating_mul(scale);
-    let tile_h = images
-        .iter()
-        .map(|i| i.1)
-        .max()
-        .unwrap_or(1)
-        .saturating_mul(scale);
+    let tile_w = images.iter().map(|i| i.0).max().unwrap_or(1).saturating_mul(scale);
+    let tile_h = images.iter().map(|i| i.1).max().unwrap_or(1).saturating_mul(scale);
     let width = cols.saturating_mul(tile_w + GAP).saturating_add(GAP);
     let height = rows.saturating_mul(tile_h + GAP).saturating_add(GAP);
-    let size = (
-        u32::try_from(width).unwrap_or(u32::MAX),
-        u32::try_from(height).unwrap_or(u32::MAX),
-    );
+    let size = (u32::try_from(width).unwrap_or(u32::MAX), u32::try_from(height).unwrap_or(u32::MAX));
     prepare(path, size)?;
 
     // Compose the picture in memory and hand it to plotters as one bitmap.
     let mut canvas: Vec<u8> = BACKGROUND.repeat(width * height);
     for (index, (w, h, pixels)) in images.iter().enumerate() {
-        let (left, top) = (
-            GAP + (index % cols) * (tile_w + GAP),
-            GAP + (index / cols) * (tile_h + GAP),
-        );
+        let (left, top) = (GAP + (index % cols) * (tile_w + GAP), GAP + (index / cols) * (tile_h + GAP));
         for y in 0..h * scale {
             let src_row = &pixels[(y / scale) * w * 3..(y / scale + 1) * w * 3];
             let dst_start = ((top + y) * width + left) * 3;
@@ -77,7 +59,5 @@ pub fn plot_image_grid(path: &Path, images: &[RgbImage], cols: usize, scale: u32
     let root = BitMapBackend::new(path, size).into_drawing_area();
     let picture = BitMapElement::<(i32, i32)>::with_owned_buffer((0, 0), size, canvas)
         .ok_or_else(|| ReportError::plot(path, "image buffer does not match the plot size"))?;
-    root.draw(&picture)
-        .and_then(|()| root.present())
-        .map_err(|e| ReportError::plot(path, e))
+    root.draw(&picture).and_then(|()| root.present()).map_err(|e| ReportError::plot(path, e))
 }

@@ -50,18 +50,9 @@ impl Default for LinePlot {
 /// Draws `plot` to the PNG file `path`, with a legend when any series is named.
 pub fn plot_lines(path: &Path, plot: &LinePlot) -> Result<()> {
     prepare(path, (plot.width, plot.height))?;
-    let drawable =
-        |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && (!plot.log_y || y > 0.0);
-    let series: Vec<(&str, Vec<(f64, f64)>)> = plot
-        .series
-        .iter()
-        .map(|s| {
-            (
-                s.name.as_str(),
-                s.points.iter().copied().filter(drawable).collect(),
-            )
-        })
-        .collect();
+    let drawable = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && (!plot.log_y || y > 0.0);
+    let series: Vec<(&str, Vec<(f64, f64)>)> =
+        plot.series.iter().map(|s| (s.name.as_str(), s.points.iter().copied().filter(drawable).collect())).collect();
     let all = || series.iter().flat_map(|(_, pts)| pts.iter());
     let (x0, x1) = tight_range(all().map(|p| p.0));
     let (y0, y1) = axis_range(all().map(|p| p.1), plot.log_y);
@@ -72,9 +63,7 @@ pub fn plot_lines(path: &Path, plot: &LinePlot) -> Result<()> {
     } else {
         draw(&root, plot, &series, x0..x1, y0..y1)
     };
-    drawn
-        .and_then(|()| root.present().map_err(|e| e.to_string()))
-        .map_err(|e| ReportError::plot(path, e))?;
+    drawn.and_then(|()| root.present().map_err(|e| e.to_string())).map_err(|e| ReportError::plot(path, e))?;
     tracing::debug!("plot written: {}", path.display());
     Ok(())
 }
@@ -119,19 +108,13 @@ where
     let n = series.len();
     for (i, (name, points)) in series.iter().enumerate() {
         let c = color(i, n);
-        let line = chart
-            .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))
-            .map_err(err)?;
+        let line = chart.draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2))).map_err(err)?;
         if !name.is_empty() {
-            line.label(*name).legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 22, y)], c.stroke_width(3))
-            });
+            line.label(*name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], c.stroke_width(3)));
         }
         // A single point draws no line: mark it.
         if points.len() == 1 {
-            chart
-                .draw_series(points.iter().map(|&p| Circle::new(p, 4, c.filled())))
-                .map_err(err)?;
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, c.filled()))).map_err(err)?;
         }
     }
     if series.iter().any(|(name, _)| !name.is_empty()) {

@@ -95,10 +95,7 @@ mod tests {
         assert!(narrow.len() >= 2, "{narrow:?}");
         assert!(narrow.iter().all(|t| (1.9..=8.4).contains(t)));
         let mid = LogAxis::new(0.05, 30.0).major_ticks(8);
-        assert!(
-            mid.contains(&0.1) && mid.contains(&1.0) && mid.contains(&10.0),
-            "{mid:?}"
-        );
+        assert!(mid.contains(&0.1) && mid.contains(&1.0) && mid.contains(&10.0), "{mid:?}");
         let wide = LogAxis::new(1e-9, 1e3).major_ticks(8);
         assert!(wide.len() >= 2 && wide.len() <= 8, "{wide:?}");
     }

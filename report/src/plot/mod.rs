@@ -31,9 +31,7 @@ const MAX_SIDE: u32 = 16_384;
 /// Shared checks before drawing: a `.png` path (plotters picks the encoder by extension), a sane
 /// size, the font registered and the parent directory present.
 fn prepare(path: &Path, (width, height): (u32, u32)) -> Result<()> {
-    let is_png = path
-        .extension()
-        .is_some_and(|ext| ext.eq_ignore_ascii_case("png"));
+    let is_png = path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("png"));
     if !is_png {
         return Err(ReportError::InvalidInput(format!(
             "{}: plots are written as PNG; give the file a .png extension",

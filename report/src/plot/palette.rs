@@ -35,11 +35,7 @@ fn hsl_to_rgb(c: HSLColor) -> RGBColor {
 
 /// Sequential white → dark blue ramp for heat maps; `t` in [0, 1].
 pub(crate) fn heat(t: f64) -> RGBColor {
-    let t = if t.is_finite() {
-        t.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
+    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
     let lerp = |a: f64, b: f64| (a + (b - a) * t).round() as u8;
     RGBColor(lerp(247.0, 8.0), lerp(251.0, 48.0), lerp(255.0, 107.0))
 }

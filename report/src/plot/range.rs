@@ -17,11 +17,7 @@ pub(crate) fn axis_range(values: impl Iterator<Item = f64>, log: bool) -> (f64, 
         let pad = if lhi > llo { (lhi - llo) * 0.05 } else { 0.5 };
         (10f64.powf(llo - pad), 10f64.powf(lhi + pad))
     } else {
-        let pad = if hi > lo {
-            (hi - lo) * 0.05
-        } else {
-            lo.abs().max(1.0) * 0.5
-        };
+        let pad = if hi > lo { (hi - lo) * 0.05 } else { lo.abs().max(1.0) * 0.5 };
         (lo - pad, hi + pad)
     }
 }

@@ -27,10 +27,7 @@ pub fn plot_scatter<S: AsRef<str>>(
     prepare(path, DEFAULT_SIZE)?;
     let classes = points.iter().map(|p| p.2 + 1).max().unwrap_or(0);
     check_class_names(path, class_names.len(), classes, "the scatter plot")?;
-    let labels: Vec<String> = class_names
-        .iter()
-        .map(|s| short_label(s.as_ref()))
-        .collect();
+    let labels: Vec<String> = class_names.iter().map(|s| short_label(s.as_ref())).collect();
     let names: Vec<&str> = labels.iter().map(String::as_str).collect();
 
     let root = BitMapBackend::new(path, DEFAULT_SIZE).into_drawing_area();
@@ -47,11 +44,7 @@ fn draw(
 ) -> std::result::Result<(), String> {
     let err = |e: DrawingAreaErrorKind<_>| e.to_string();
     root.fill(&WHITE).map_err(err)?;
-    let area = if title.is_empty() {
-        root.clone()
-    } else {
-        root.titled(title, (FAMILY, 22)).map_err(err)?
-    };
+    let area = if title.is_empty() { root.clone() } else { root.titled(title, (FAMILY, 22)).map_err(err)? };
 
     let label_font = (FAMILY, 14).into_font();
     let widest = names
@@ -64,10 +57,7 @@ fn draw(
     let legend_width = (widest + 44).clamp(80, 260);
     let (plot_area, legend_area) = area.split_horizontally(area.dim_in_pixel().0 - legend_width);
 
-    let finite: Vec<_> = points
-        .iter()
-        .filter(|p| p.0.is_finite() && p.1.is_finite())
-        .collect();
+    let finite: Vec<_> = points.iter().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
     let (x0, x1) = axis_range(finite.iter().map(|p| p.0), false);
     let (y0, y1) = axis_range(finite.iter().map(|p| p.1), false);
     let mut chart = ChartBuilder::on(&plot_area)
@@ -88,36 +78,22 @@ fn draw(
     let n = names.len();
     // Translucent markers so dense clusters show their density and overlaps stay visible.
     chart
-        .draw_series(
-            finite
-                .iter()
-                .map(|&&(x, y, class)| Circle::new((x, y), 3, color(class, n).mix(0.75).filled())),
-        )
+        .draw_series(finite.iter().map(|&&(x, y, class)| Circle::new((x, y), 3, color(class, n).mix(0.75).filled())))
         .map_err(err)?;
 
     let row_height = 20;
     let top = 24;
     for (i, name) in names.iter().take(MAX_LEGEND_ROWS).enumerate() {
         let y = top + i as i32 * row_height;
-        legend_area
-            .draw(&Circle::new((12, y), 5, color(i, n).filled()))
-            .map_err(err)?;
-        let style = label_font
-            .color(&BLACK)
-            .pos(Pos::new(HPos::Left, VPos::Center));
-        legend_area
-            .draw(&Text::new(*name, (24, y), style))
-            .map_err(err)?;
+        legend_area.draw(&Circle::new((12, y), 5, color(i, n).filled())).map_err(err)?;
+        let style = label_font.color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center));
+        legend_area.draw(&Text::new(*name, (24, y), style)).map_err(err)?;
     }
     if n > MAX_LEGEND_ROWS {
         let y = top + MAX_LEGEND_ROWS as i32 * row_height;
         let more = format!("(+{} more)", n - MAX_LEGEND_ROWS);
-        let style = label_font
-            .color(&BLACK)
-            .pos(Pos::new(HPos::Left, VPos::Center));
-        legend_area
-            .draw(&Text::new(more, (8, y), style))
-            .map_err(err)?;
+        let style = label_font.color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center));
+        legend_area.draw(&Text::new(more, (8, y), style)).map_err(err)?;
     }
     Ok(())
 }

@@ -3,11 +3,7 @@
 pub(crate) fn format_tick(v: f64) -> String {
     let a = v.abs();
     if a == 0.0 || !v.is_finite() {
-        return if v.is_finite() {
-            "0".into()
-        } else {
-            v.to_string()
-        };
+        return if v.is_finite() { "0".into() } else { v.to_string() };
     }
     if !(1e-3..1e6).contains(&a) {
         return scientific(v);

@@ -63,9 +63,7 @@ pub(crate) fn decode_event(bytes: &[u8]) -> Result<Event, String> {
         match field? {
             (EVENT_WALL_TIME, Value::Fixed64(bits)) => event.wall_time = f64::from_bits(bits),
             (EVENT_STEP, Value::Varint(v)) => event.step = v as i64,
-            (EVENT_FILE_VERSION, Value::Bytes(b)) => {
-                event.file_version = Some(utf8(b, "Event.file_version")?)
-            }
+            (EVENT_FILE_VERSION, Value::Bytes(b)) => event.file_version = Some(utf8(b, "Event.file_version")?),
             (EVENT_SUMMARY, Value::Bytes(b)) => decode_summary(b, &mut event.scalars)?,
             _ => {}
         }
@@ -81,9 +79,7 @@ fn decode_summary(bytes: &[u8], scalars: &mut Vec<(String, f32)>) -> Result<(), 
             for field in Fields::new(value) {
                 match field? {
                     (VALUE_TAG, Value::Bytes(b)) => tag = Some(utf8(b, "Summary.Value.tag")?),
-                    (VALUE_SIMPLE_VALUE, Value::Fixed32(bits)) => {
-                        simple_value = Some(f32::from_bits(bits))
-                    }
+                    (VALUE_SIMPLE_VALUE, Value::Fixed32(bits)) => simple_value = Some(f32::from_bits(bits)),
                     _ => {}
                 }
             }
@@ -149,11 +145,7 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn new(bytes: &'a [u8]) -> Self {
-        Fields {
-            bytes,
-            pos: 0,
-            failed: false,
-        }
+        Fields { bytes, pos: 0, failed: false }
     }
 
     fn varint(&mut self) -> Result<u64, String> {
@@ -235,13 +227,7 @@ mod tests {
     #[test]
     fn file_version_event_is_tensorflows_encoding() {
         // Python: Event(wall_time=1.0, file_version="brain.Event:2").SerializeToString()
-        let expected: Vec<u8> = [
-            &[0x09][..],
-            &1.0f64.to_le_bytes(),
-            &[0x1a, 13],
-            b"brain.Event:2",
-        ]
-        .concat();
+        let expected: Vec<u8> = [&[0x09][..], &1.0f64.to_le_bytes(), &[0x1a, 13], b"brain.Event:2"].concat();
         assert_eq!(encode_file_version_event(1.0), expected);
     }
 

@@ -18,20 +18,15 @@ pub struct Scalar {
 /// all its event files in name order (their names start with the creation time). Fails on a CRC
 /// mismatch or an undecodable event; a record cut short at the end of a file is ignored.
 pub fn read_scalars(path: &Path) -> Result<Vec<Scalar>> {
-    let files = if path.is_dir() {
-        event_files(path)?
-    } else {
-        vec![path.to_path_buf()]
-    };
+    let files = if path.is_dir() { event_files(path)? } else { vec![path.to_path_buf()] };
     let mut scalars = Vec::new();
     for file in &files {
         for record in read_records(file, OnCorrupt::Fail)? {
-            let event =
-                decode_event(&record.data).map_err(|message| ReportError::CorruptRecord {
-                    path: file.clone(),
-                    offset: record.offset,
-                    message: format!("undecodable event: {message}"),
-                })?;
+            let event = decode_event(&record.data).map_err(|message| ReportError::CorruptRecord {
+                path: file.clone(),
+                offset: record.offset,
+                message: format!("undecodable event: {message}"),
+            })?;
             scalars.extend(event.scalars.into_iter().map(|(tag, value)| Scalar {
                 step: event.step,
                 tag,

@@ -10,9 +10,7 @@ const FOOTER_LEN: usize = 4;
 
 /// TensorFlow masks stored CRCs so that a CRC of data that itself contains CRCs stays strong.
 pub(crate) fn masked_crc(bytes: &[u8]) -> u32 {
-    crc32c::crc32c(bytes)
-        .rotate_right(15)
-        .wrapping_add(MASK_DELTA)
+    crc32c::crc32c(bytes).rotate_right(15).wrapping_add(MASK_DELTA)
 }
 
 /// Appends one framed record to `out`.
@@ -45,26 +43,20 @@ pub(crate) enum OnCorrupt {
 /// the file with a warning rather than an error, as TensorFlow's own reader treats it.
 pub(crate) fn read_records(path: &Path, on_corrupt: OnCorrupt) -> Result<Vec<Record>> {
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .at(path, "read TensorBoard event file")?;
+    std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).at(path, "read TensorBoard event file")?;
 
     let mut records = Vec::new();
     let mut pos = 0usize;
     while pos < bytes.len() {
-        let corrupt = |message: String| ReportError::CorruptRecord {
-            path: path.to_path_buf(),
-            offset: pos as u64,
-            message,
-        };
+        let corrupt =
+            |message: String| ReportError::CorruptRecord { path: path.to_path_buf(), offset: pos as u64, message };
         let rest = &bytes[pos..];
         if rest.len() < HEADER_LEN {
             warn_torn_tail(path, pos);
             break;
         }
         let (len_bytes, crc_bytes) = (&rest[..8], &rest[8..12]);
-        let stored_len_crc =
-            u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
+        let stored_len_crc = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
         if masked_crc(len_bytes) != stored_len_crc {
             let err = corrupt("length CRC mismatch".into());
             match on_corrupt {
@@ -97,20 +89,14 @@ pub(crate) fn read_records(path: &Path, on_corrupt: OnCorrupt) -> Result<Vec<Rec
                 }
             }
         }
-        records.push(Record {
-            offset: pos as u64,
-            data: data.to_vec(),
-        });
+        records.push(Record { offset: pos as u64, data: data.to_vec() });
         pos += HEADER_LEN + len + FOOTER_LEN;
     }
     Ok(records)
 }
 
 fn warn_torn_tail(path: &Path, offset: usize) {
-    tracing::warn!(
-        "{}: incomplete record at byte {offset} (writer interrupted?); ignoring it",
-        path.display()
-    );
+    tracing::warn!("{}: incomplete record at byte {offset} (writer interrupted?); ignoring it", path.display());
 }
 
 #[cfg(test)]

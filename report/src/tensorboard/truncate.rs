@@ -18,9 +18,7 @@ pub(crate) fn truncate_event_files(dir: &Path, step: u64) -> Result<()> {
     let limit = i64::try_from(step).unwrap_or(i64::MAX);
     for file in event_files(dir)? {
         let records = read_records(&file, OnCorrupt::StopReading)?;
-        let total_len = std::fs::metadata(&file)
-            .at(&file, "read TensorBoard event file")?
-            .len();
+        let total_len = std::fs::metadata(&file).at(&file, "read TensorBoard event file")?.len();
         let kept: Vec<_> = records
             .iter()
             .filter(|record| match decode_event(&record.data) {
@@ -44,11 +42,7 @@ pub(crate) fn truncate_event_files(dir: &Path, step: u64) -> Result<()> {
             write_record(&mut bytes, &record.data).at(&file, "rewrite TensorBoard event file")?;
         }
         replace_file(&file, &bytes)?;
-        tracing::info!(
-            "{}: dropped {} events after step {step}",
-            file.display(),
-            records.len() - kept.len()
-        );
+        tracing::info!("{}: dropped {} events after step {step}", file.display(), records.len() - kept.len());
     }
     Ok(())
 }

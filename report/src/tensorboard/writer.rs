@@ -29,10 +29,7 @@ impl EventWriter {
                 Err(e) => return Err(ReportError::io(&path, "create TensorBoard event file", e)),
             }
         };
-        let mut writer = EventWriter {
-            path,
-            out: BufWriter::new(file),
-        };
+        let mut writer = EventWriter { path, out: BufWriter::new(file) };
         writer.write_event(&encode_file_version_event(wall_time))?;
         writer.flush()?;
         tracing::debug!("TensorBoard events: {}", writer.path.display());
@@ -41,14 +38,8 @@ impl EventWriter {
 
     /// Opens an existing event file (one this crate created) to append to it.
     pub(crate) fn append_to(path: &Path) -> Result<Self> {
-        let file = OpenOptions::new()
-            .append(true)
-            .open(path)
-            .at(path, "open TensorBoard event file for appending")?;
-        Ok(EventWriter {
-            path: path.to_path_buf(),
-            out: BufWriter::new(file),
-        })
+        let file = OpenOptions::new().append(true).open(path).at(path, "open TensorBoard event file for appending")?;
+        Ok(EventWriter { path: path.to_path_buf(), out: BufWriter::new(file) })
     }
 
     pub fn path(&self) -> &Path {
@@ -57,17 +48,14 @@ impl EventWriter {
 
     /// Records `Event{wall_time, step, summary{value{tag, simple_value}}}`.
     pub fn write_scalar(&mut self, wall_time: f64, step: u64, tag: &str, value: f64) -> Result<()> {
-        let step = i64::try_from(step).map_err(|_| {
-            ReportError::InvalidInput(format!("step {step} exceeds TensorBoard's int64 range"))
-        })?;
+        let step = i64::try_from(step)
+            .map_err(|_| ReportError::InvalidInput(format!("step {step} exceeds TensorBoard's int64 range")))?;
         // TensorBoard stores scalars as f32; finite values beyond its range become ±inf.
         self.write_event(&encode_scalar_event(wall_time, step, tag, value as f32))
     }
 
     pub fn flush(&mut self) -> Result<()> {
-        self.out
-            .flush()
-            .at(&self.path, "write TensorBoard event file")
+        self.out.flush().at(&self.path, "write TensorBoard event file")
     }
 
     fn write_event(&mut self, event: &[u8]) -> Result<()> {
@@ -82,17 +70,8 @@ fn hostname() -> String {
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_default();
-    let clean: String = raw
-        .trim()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let clean: String =
+        raw.trim().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
     if clean.is_empty() {
         "localhost".to_string()
     } else {

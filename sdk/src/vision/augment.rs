@@ -25,17 +25,8 @@ const PAD_BORDER: i64 = 1;
 
 /// Per-sample random streams: sample `i` uses `CounterRng::new(seed, &[stream, epoch,
 /// indices[i], view])`. `view` tells apart the two views of one image in contrastive learning.
-pub fn sample_rngs(
-    seed: u64,
-    stream: u64,
-    epoch: u64,
-    indices: &[i64],
-    view: u64,
-) -> Vec<CounterRng> {
-    indices
-        .iter()
-        .map(|&i| CounterRng::new(seed, &[stream, epoch, i as u64, view]))
-        .collect()
+pub fn sample_rngs(seed: u64, stream: u64, epoch: u64, indices: &[i64], view: u64) -> Vec<CounterRng> {
+    indices.iter().map(|&i| CounterRng::new(seed, &[stream, epoch, i as u64, view])).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -52,10 +43,7 @@ pub struct Normalization {
 impl Normalization {
     /// The ImageNet RGB statistics used by torchvision's pretrained models.
     pub fn imagenet() -> Self {
-        Normalization {
-            mean: vec![0.485, 0.456, 0.406],
-            std: vec![0.229, 0.224, 0.225],
-        }
+        Normalization { mean: vec![0.485, 0.456, 0.406], std: vec![0.229, 0.224, 0.225] }
     }
 
     /// Checks the statistics: same non-zero length, finite, std > 0.
@@ -68,16 +56,10 @@ impl Normalization {
             )));
         }
         if self.mean.iter().any(|m| !m.is_finite()) {
-            return Err(PtError::config(format!(
-                "normalization: mean {:?} is not finite",
-                self.mean
-            )));
+            return Err(PtError::config(format!("normalization: mean {:?} is not finite", self.mean)));
         }
         if self.std.iter().any(|s| !s.is_finite() || *s <= 0.0) {
-            return Err(PtError::config(format!(
-                "normalization: std {:?} must be finite and > 0",
-                self.std
-            )));
+            return Err(PtError::config(format!("normalization: std {:?} must be finite and > 0", self.std)));
         }
         Ok(())
     }
@@ -99,15 +81,10 @@ impl Normalization {
         self.validate()?;
         let size = x.size();
         if size.len() < 2 {
-            return Err(PtError::shape(format!(
-                "normalization: expected [batch, channels, ...], got shape {size:?}"
-            )));
+            return Err(PtError::shape(format!("normalization: expected [batch, channels, ...], got shape {size:?}")));
         }
         if !x.f_is_floating_point()? {
-            return Err(PtError::shape(format!(
-                "normalization: expected floating-point pixels, got {:?}",
-                x.kind()
-            )));
+            return Err(PtError::shape(format!("normalization: expected floating-point pixels, got {:?}", x.kind())));
         }
         let channels = size[1];
         let n = self.mean.len() as i64;
@@ -120,10 +97,7 @@ impl Normalization {
         let mut shape = vec![1i64; size.len()];
         shape[1] = n;
         let to = |v: &[f64]| -> Result<Tensor> {
-            Ok(Tensor::f_from_slice(v)?
-                .f_reshape(&shape)?
-                .f_to_device(x.device())?
-                .f_to_kind(x.kind())?)
+            Ok(Tensor::f_from_slice(v)?.f_reshape(&shape)?.f_to_device(x.device())?.f_to_kind(x.kind())?)
         };
         Ok((to(&self.mean)?, to(&self.std)?))
     }
@@ -145,10 +119,7 @@ pub struct CropFlip {
 impl Default for CropFlip {
     /// The CIFAR ResNet recipe (He et al. 2016): pad 4, flip half the time.
     fn default() -> Self {
-        CropFlip {
-            padding: 4,
-            hflip_p: 0.5,
-        }
+        CropFlip { padding: 4, hflip_p: 0.5 }
     }
 }
 
@@ -164,10 +135,7 @@ pub struct CropFlipParams {
 impl CropFlip {
     pub fn validate(&self) -> Result<()> {
         if self.padding < 0 {
-            return Err(PtError::config(format!(
-                "crop_flip.padding is {}; must be >= 0",
-                self.padding
-            )));
+            return Err(PtError::config(format!("crop_flip.padding is {}; must be >= 0", self.padding)));
         }
         check_probability("crop_flip.hflip_p", self.hflip_p)
     }
@@ -256,12 +224,7 @@ pub enum JitterOp {
 }
 
 impl JitterOp {
-    pub const ALL: [JitterOp; 4] = [
-        JitterOp::Brightness,
-        JitterOp::Contrast,
-        JitterOp::Saturation,
-        JitterOp::Hue,
-    ];
+    pub const ALL: [JitterOp; 4] = [JitterOp::Brightness, JitterOp::Contrast, JitterOp::Saturation, JitterOp::Hue];
 }
 
 /// One sample's colour-jitter factors (1, 1, 1, 0 is the identity) and the order to apply them.
@@ -315,20 +278,12 @@ impl SimclrAugment {
 
     /// The paper's CIFAR-10 setting for small (28-32 px) images: strength 0.5, no blur.
     pub fn small(size: i64) -> Self {
-        SimclrAugment {
-            out_size: size,
-            strength: 0.5,
-            blur_p: 0.0,
-            ..Self::imagenet()
-        }
+        SimclrAugment { out_size: size, strength: 0.5, blur_p: 0.0, ..Self::imagenet() }
     }
 
     pub fn validate(&self) -> Result<()> {
         if self.out_size < 1 {
-            return Err(PtError::config(format!(
-                "simclr.out_size is {}; must be >= 1",
-                self.out_size
-            )));
+            return Err(PtError::config(format!("simclr.out_size is {}; must be >= 1", self.out_size)));
         }
         let (lo, hi) = self.scale;
         if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
@@ -383,13 +338,7 @@ impl SimclrAugment {
         SimclrParams {
             crop,
             flip,
-            jitter: jitter_on.then_some(JitterParams {
-                brightness,
-                contrast,
-                saturation,
-                hue,
-                order,
-            }),
+            jitter: jitter_on.then_some(JitterParams { brightness, contrast, saturation, hue, order }),
             grayscale,
             blur_sigma: blur_on.then_some(sigma),
         }
@@ -400,38 +349,22 @@ impl SimclrAugment {
 /// output are in [0, 1] pixel space, `[batch, channels, H, W]` with 1 or 3 channels (for 1
 /// channel, saturation, hue and grayscale are skipped); the output is `out_size` square, float32,
 /// on the input's device.
-pub fn simclr_view(
-    images: &Tensor,
-    rngs: &mut [CounterRng],
-    cfg: &SimclrAugment,
-) -> Result<Tensor> {
+pub fn simclr_view(images: &Tensor, rngs: &mut [CounterRng], cfg: &SimclrAugment) -> Result<Tensor> {
     cfg.validate()?;
     let (batch, _, height, width) = images.size4().map_err(|_| {
-        PtError::shape(format!(
-            "simclr_view: images must be [batch, channels, height, width], got {:?}",
-            images.size()
-        ))
+        PtError::shape(format!("simclr_view: images must be [batch, channels, height, width], got {:?}", images.size()))
     })?;
     check_rngs(rngs.len(), batch, "simclr_view")?;
     if height < 1 || width < 1 {
-        return Err(PtError::shape(format!(
-            "simclr_view: images are {height}x{width}; nothing to crop"
-        )));
+        return Err(PtError::shape(format!("simclr_view: images are {height}x{width}; nothing to crop")));
     }
-    let params: Vec<SimclrParams> = rngs
-        .iter_mut()
-        .map(|rng| cfg.sample(rng, height, width))
-        .collect();
+    let params: Vec<SimclrParams> = rngs.iter_mut().map(|rng| cfg.sample(rng, height, width)).collect();
     simclr_view_with(images, &params, cfg)
 }
 
 /// [`simclr_view`] with given parameters. Order: resized crop + flip, colour jitter (each
 /// sample's own op order), grayscale, blur, final clamp to [0, 1].
-pub fn simclr_view_with(
-    images: &Tensor,
-    params: &[SimclrParams],
-    cfg: &SimclrAugment,
-) -> Result<Tensor> {
+pub fn simclr_view_with(images: &Tensor, params: &[SimclrParams], cfg: &SimclrAugment) -> Result<Tensor> {
     cfg.validate()?;
     let _no_grad = tch::no_grad_guard();
     let (x, [batch, channels, height, width]) = float_images(images, "simclr_view")?;
@@ -469,14 +402,11 @@ pub fn simclr_view_with(
             if channels == 1 && matches!(op, JitterOp::Saturation | JitterOp::Hue) {
                 continue;
             }
-            let selected: Vec<usize> = (0..params.len())
-                .filter(|&i| params[i].jitter.is_some_and(|j| j.order[stage] == op))
-                .collect();
+            let selected: Vec<usize> =
+                (0..params.len()).filter(|&i| params[i].jitter.is_some_and(|j| j.order[stage] == op)).collect();
             x = on_subset(&x, &selected, |sub| {
-                let factors: Vec<f64> = selected
-                    .iter()
-                    .filter_map(|&i| params[i].jitter.map(|j| j.factor(op)))
-                    .collect();
+                let factors: Vec<f64> =
+                    selected.iter().filter_map(|&i| params[i].jitter.map(|j| j.factor(op))).collect();
                 match op {
                     JitterOp::Brightness => adjust_brightness(sub, &factors),
                     JitterOp::Contrast => adjust_contrast(sub, &factors),
@@ -489,21 +419,14 @@ pub fn simclr_view_with(
 
     if channels == 3 {
         let selected: Vec<usize> = (0..params.len()).filter(|&i| params[i].grayscale).collect();
-        x = on_subset(&x, &selected, |sub| {
-            Ok(rgb_to_grayscale(sub)?.f_expand([-1, 3, -1, -1], false)?)
-        })?;
+        x = on_subset(&x, &selected, |sub| Ok(rgb_to_grayscale(sub)?.f_expand([-1, 3, -1, -1], false)?))?;
     }
 
-    let selected: Vec<usize> = (0..params.len())
-        .filter(|&i| params[i].blur_sigma.is_some())
-        .collect();
+    let selected: Vec<usize> = (0..params.len()).filter(|&i| params[i].blur_sigma.is_some()).collect();
     let kernel = cfg.blur_kernel_size().min(odd_below(side));
     if kernel >= 3 {
         x = on_subset(&x, &selected, |sub| {
-            let sigmas: Vec<f64> = selected
-                .iter()
-                .filter_map(|&i| params[i].blur_sigma)
-                .collect();
+            let sigmas: Vec<f64> = selected.iter().filter_map(|&i| params[i].blur_sigma).collect();
             gaussian_blur(sub, &sigmas, kernel)
         })?;
     }
@@ -529,51 +452,25 @@ pub fn random_resized_crop_box(
         if 0 < w && w <= width && 0 < h && h <= height {
             let top = rng.below((height - h + 1) as u64) as i64;
             let left = rng.below((width - w + 1) as u64) as i64;
-            return CropBox {
-                top,
-                left,
-                height: h,
-                width: w,
-            };
+            return CropBox { top, left, height: h, width: w };
         }
     }
     let in_ratio = width as f64 / height as f64;
     let (w, h) = if in_ratio < ratio.0 {
-        (
-            width,
-            ((width as f64 / ratio.0).round() as i64)
-                .max(1)
-                .min(height.max(1)),
-        )
+        (width, ((width as f64 / ratio.0).round() as i64).max(1).min(height.max(1)))
     } else if in_ratio > ratio.1 {
-        (
-            ((height as f64 * ratio.1).round() as i64)
-                .max(1)
-                .min(width.max(1)),
-            height,
-        )
+        (((height as f64 * ratio.1).round() as i64).max(1).min(width.max(1)), height)
     } else {
         (width, height)
     };
-    CropBox {
-        top: (height - h) / 2,
-        left: (width - w) / 2,
-        height: h,
-        width: w,
-    }
+    CropBox { top: (height - h) / 2, left: (width - w) / 2, height: h, width: w }
 }
 
 /// Resamples each sample's crop box (optionally mirrored) to `out_h` x `out_w` with bilinear
 /// interpolation, as torchvision's `resized_crop(..., antialias=False)`: sampling points are
 /// clamped to the box's outer pixel centres, so pixels outside the box never bleed in. (Unlike
 /// torchvision's default, large downscales are not antialiased.)
-pub fn resized_crop(
-    images: &Tensor,
-    boxes: &[CropBox],
-    flips: &[bool],
-    out_h: i64,
-    out_w: i64,
-) -> Result<Tensor> {
+pub fn resized_crop(images: &Tensor, boxes: &[CropBox], flips: &[bool], out_h: i64, out_w: i64) -> Result<Tensor> {
     let (x, [batch, _, height, width]) = float_images(images, "resized_crop")?;
     if boxes.len() as i64 != batch || flips.len() as i64 != batch {
         return Err(PtError::shape(format!(
@@ -599,23 +496,11 @@ pub fn resized_crop(
         .collect();
     // Normalised coordinates of the box's first and last pixel centres, (x, y) as in the grid.
     let centre = |pixel: i64, side: f64| ((2 * pixel + 1) as f64 / side - 1.0) as f32;
-    let lowest: Vec<f32> = boxes
-        .iter()
-        .flat_map(|b| [centre(b.left, w), centre(b.top, h)])
-        .collect();
-    let highest: Vec<f32> = boxes
-        .iter()
-        .flat_map(|b| {
-            [
-                centre(b.left + b.width - 1, w),
-                centre(b.top + b.height - 1, h),
-            ]
-        })
-        .collect();
+    let lowest: Vec<f32> = boxes.iter().flat_map(|b| [centre(b.left, w), centre(b.top, h)]).collect();
+    let highest: Vec<f32> =
+        boxes.iter().flat_map(|b| [centre(b.left + b.width - 1, w), centre(b.top + b.height - 1, h)]).collect();
     let bound = |v: &[f32]| -> Result<Tensor> {
-        Ok(Tensor::f_from_slice(v)?
-            .f_reshape([batch, 1, 1, 2])?
-            .f_to_device(x.device())?)
+        Ok(Tensor::f_from_slice(v)?.f_reshape([batch, 1, 1, 2])?.f_to_device(x.device())?)
     };
     let grid = affine_grid(&x, &theta, out_h, out_w)?
         .f_clamp_min_tensor(&bound(&lowest)?)?
@@ -637,11 +522,7 @@ pub fn adjust_brightness(x: &Tensor, factors: &[f64]) -> Result<Tensor> {
 /// sample (torchvision `adjust_contrast`).
 pub fn adjust_contrast(x: &Tensor, factors: &[f64]) -> Result<Tensor> {
     let f = per_sample(x, factors, "adjust_contrast")?;
-    let gray = if x.size()[1] == 3 {
-        rgb_to_grayscale(x)?
-    } else {
-        x.shallow_clone()
-    };
+    let gray = if x.size()[1] == 3 { rgb_to_grayscale(x)? } else { x.shallow_clone() };
     let mean = gray.f_mean_dim([1i64, 2, 3].as_slice(), true, Kind::Float)?;
     blend(x, &mean, &f)
 }
@@ -661,9 +542,7 @@ pub fn adjust_saturation(x: &Tensor, factors: &[f64]) -> Result<Tensor> {
 pub fn adjust_hue(x: &Tensor, factors: &[f64]) -> Result<Tensor> {
     let f = per_sample(x, factors, "adjust_hue")?;
     if let Some(bad) = factors.iter().find(|h| !(-0.5..=0.5).contains(*h)) {
-        return Err(PtError::config(format!(
-            "adjust_hue: hue factor {bad} is outside [-0.5, 0.5]"
-        )));
+        return Err(PtError::config(format!("adjust_hue: hue factor {bad} is outside [-0.5, 0.5]")));
     }
     if x.size()[1] == 1 {
         return Ok(x.shallow_clone());
@@ -678,9 +557,7 @@ pub fn adjust_hue(x: &Tensor, factors: &[f64]) -> Result<Tensor> {
 /// (0.2989, 0.587, 0.114).
 pub fn rgb_to_grayscale(x: &Tensor) -> Result<Tensor> {
     let [r, g, b] = rgb_planes(x, "rgb_to_grayscale")?;
-    Ok(r.f_mul_scalar(0.2989)?
-        .f_add(&g.f_mul_scalar(0.587)?)?
-        .f_add(&b.f_mul_scalar(0.114)?)?)
+    Ok(r.f_mul_scalar(0.2989)?.f_add(&g.f_mul_scalar(0.587)?)?.f_add(&b.f_mul_scalar(0.114)?)?)
 }
 
 /// RGB `[B, 3, H, W]` in [0, 1] to HSV with hue in [0, 1) turns (torchvision's `_rgb2hsv`).
@@ -701,21 +578,13 @@ pub fn rgb_to_hsv(x: &Tensor) -> Result<Tensor> {
     let max_g = maxc.f_eq_tensor(&g)?;
     let not_r = max_r.f_logical_not()?;
     let hr = max_r.f_to_kind(Kind::Float)?.f_mul(&bc.f_sub(&gc)?)?;
-    let hg = max_g
-        .f_logical_and(&not_r)?
-        .f_to_kind(Kind::Float)?
-        .f_mul(&rc.f_sub(&bc)?.f_add_scalar(2.0)?)?;
+    let hg = max_g.f_logical_and(&not_r)?.f_to_kind(Kind::Float)?.f_mul(&rc.f_sub(&bc)?.f_add_scalar(2.0)?)?;
     let hb = max_g
         .f_logical_not()?
         .f_logical_and(&not_r)?
         .f_to_kind(Kind::Float)?
         .f_mul(&gc.f_sub(&rc)?.f_add_scalar(4.0)?)?;
-    let hue = hr
-        .f_add(&hg)?
-        .f_add(&hb)?
-        .f_div_scalar(6.0)?
-        .f_add_scalar(1.0)?
-        .f_fmod(1.0)?;
+    let hue = hr.f_add(&hg)?.f_add(&hb)?.f_div_scalar(6.0)?.f_add_scalar(1.0)?.f_fmod(1.0)?;
     Ok(Tensor::f_cat(&[hue, saturation, maxc], 1)?)
 }
 
@@ -726,12 +595,8 @@ pub fn hsv_to_rgb(x: &Tensor) -> Result<Tensor> {
     let sector = h6.f_floor()?;
     let frac = h6.f_sub(&sector)?;
     let p = v.f_mul(&s.f_rsub_scalar(1.0)?)?.f_clamp(0.0, 1.0)?;
-    let q = v
-        .f_mul(&s.f_mul(&frac)?.f_rsub_scalar(1.0)?)?
-        .f_clamp(0.0, 1.0)?;
-    let t = v
-        .f_mul(&s.f_mul(&frac.f_rsub_scalar(1.0)?)?.f_rsub_scalar(1.0)?)?
-        .f_clamp(0.0, 1.0)?;
+    let q = v.f_mul(&s.f_mul(&frac)?.f_rsub_scalar(1.0)?)?.f_clamp(0.0, 1.0)?;
+    let t = v.f_mul(&s.f_mul(&frac.f_rsub_scalar(1.0)?)?.f_rsub_scalar(1.0)?)?.f_clamp(0.0, 1.0)?;
     let sector = sector.f_to_kind(Kind::Int64)?.f_remainder(6)?;
     let pick = |candidates: [&Tensor; 6]| -> Result<Tensor> {
         Ok(Tensor::f_cat(&candidates, 1)?.f_gather(1, &sector, false)?)
@@ -746,17 +611,12 @@ pub fn hsv_to_rgb(x: &Tensor) -> Result<Tensor> {
 /// `gaussian_blur`), as two grouped convolutions over `[1, B*C, H, W]`. `kernel_size` must be
 /// odd and smaller than twice each image side.
 pub fn gaussian_blur(x: &Tensor, sigmas: &[f64], kernel_size: i64) -> Result<Tensor> {
-    let (batch, channels, height, width) = x.size4().map_err(|_| {
-        PtError::shape(format!(
-            "gaussian_blur: expected [batch, channels, H, W], got {:?}",
-            x.size()
-        ))
-    })?;
+    let (batch, channels, height, width) = x
+        .size4()
+        .map_err(|_| PtError::shape(format!("gaussian_blur: expected [batch, channels, H, W], got {:?}", x.size())))?;
     check_rngs(sigmas.len(), batch, "gaussian_blur")?;
     if kernel_size < 1 || kernel_size % 2 == 0 {
-        return Err(PtError::config(format!(
-            "gaussian_blur: kernel size {kernel_size} must be odd and positive"
-        )));
+        return Err(PtError::config(format!("gaussian_blur: kernel size {kernel_size} must be odd and positive")));
     }
     let pad = kernel_size / 2;
     if pad >= height || pad >= width {
@@ -766,9 +626,7 @@ pub fn gaussian_blur(x: &Tensor, sigmas: &[f64], kernel_size: i64) -> Result<Ten
         )));
     }
     if let Some(bad) = sigmas.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
-        return Err(PtError::config(format!(
-            "gaussian_blur: sigma {bad} must be finite and > 0"
-        )));
+        return Err(PtError::config(format!("gaussian_blur: sigma {bad} must be finite and > 0")));
     }
     if batch == 0 {
         return Ok(x.shallow_clone());
@@ -792,12 +650,22 @@ pub fn gaussian_blur(x: &Tensor, sigmas: &[f64], kernel_size: i64) -> Result<Ten
     let across = weight.f_reshape([groups, 1, 1, kernel_size])?;
     let down = weight.f_reshape([groups, 1, kernel_size, 1])?;
     let flat = x.f_reshape([1, groups, height, width])?;
-    let rows = flat
-        .f_pad([pad, pad, 0, 0], "reflect", None::<f64>)?
-        .f_conv2d(&across, None::<Tensor>, [1, 1], [0, 0], [1, 1], groups)?;
-    let both = rows
-        .f_pad([0, 0, pad, pad], "reflect", None::<f64>)?
-        .f_conv2d(&down, None::<Tensor>, [1, 1], [0, 0], [1, 1], groups)?;
+    let rows = flat.f_pad([pad, pad, 0, 0], "reflect", None::<f64>)?.f_conv2d(
+        &across,
+        None::<Tensor>,
+        [1, 1],
+        [0, 0],
+        [1, 1],
+        groups,
+    )?;
+    let both = rows.f_pad([0, 0, pad, pad], "reflect", None::<f64>)?.f_conv2d(
+        &down,
+        None::<Tensor>,
+        [1, 1],
+        [0, 0],
+        [1, 1],
+        groups,
+    )?;
     Ok(both.f_reshape([batch, channels, height, width])?)
 }
 
@@ -808,10 +676,7 @@ pub fn gaussian_blur(x: &Tensor, sigmas: &[f64], kernel_size: i64) -> Result<Ten
 /// Checks `[B, C, H, W]` floating-point images and returns them as float32 with their sizes.
 fn float_images(images: &Tensor, what: &str) -> Result<(Tensor, [i64; 4])> {
     let (b, c, h, w) = images.size4().map_err(|_| {
-        PtError::shape(format!(
-            "{what}: images must be [batch, channels, height, width], got {:?}",
-            images.size()
-        ))
+        PtError::shape(format!("{what}: images must be [batch, channels, height, width], got {:?}", images.size()))
     })?;
     if !images.f_is_floating_point()? {
         return Err(PtError::shape(format!(
@@ -820,11 +685,7 @@ fn float_images(images: &Tensor, what: &str) -> Result<(Tensor, [i64; 4])> {
             images.kind()
         )));
     }
-    let x = if images.kind() == Kind::Float {
-        images.shallow_clone()
-    } else {
-        images.f_to_kind(Kind::Float)?
-    };
+    let x = if images.kind() == Kind::Float { images.shallow_clone() } else { images.f_to_kind(Kind::Float)? };
     Ok((x, [b, c, h, w]))
 }
 
@@ -849,9 +710,7 @@ fn check_rngs(given: usize, batch: i64, what: &str) -> Result<()> {
 
 fn check_probability(field: &str, p: f64) -> Result<()> {
     if !(0.0..=1.0).contains(&p) {
-        return Err(PtError::config(format!(
-            "{field} is {p}; must be a probability in [0, 1]"
-        )));
+        return Err(PtError::config(format!("{field} is {p}; must be a probability in [0, 1]")));
     }
     Ok(())
 }
@@ -869,14 +728,7 @@ fn odd_below(n: i64) -> i64 {
 
 /// Warps each sample by its 2x3 affine `theta` (row-major, 6 per sample, normalised
 /// coordinates, align_corners = false) onto an `out_h` x `out_w` grid.
-fn affine_sample(
-    x: &Tensor,
-    theta: &[f32],
-    out_h: i64,
-    out_w: i64,
-    mode: i64,
-    padding: i64,
-) -> Result<Tensor> {
+fn affine_sample(x: &Tensor, theta: &[f32], out_h: i64, out_w: i64, mode: i64, padding: i64) -> Result<Tensor> {
     let grid = affine_grid(x, theta, out_h, out_w)?;
     Ok(x.f_grid_sampler(&grid, mode, padding, false)?)
 }
@@ -884,59 +736,37 @@ fn affine_sample(
 /// The `[B, out_h, out_w, 2]` sampling grid (x, y normalised) of per-sample affines `theta`.
 fn affine_grid(x: &Tensor, theta: &[f32], out_h: i64, out_w: i64) -> Result<Tensor> {
     let (batch, channels, _, _) = x.size4()?;
-    let theta = Tensor::f_from_slice(theta)?
-        .f_reshape([batch, 2, 3])?
-        .f_to_device(x.device())?;
-    Ok(Tensor::f_affine_grid_generator(
-        &theta,
-        [batch, channels, out_h, out_w],
-        false,
-    )?)
+    let theta = Tensor::f_from_slice(theta)?.f_reshape([batch, 2, 3])?.f_to_device(x.device())?;
+    Ok(Tensor::f_affine_grid_generator(&theta, [batch, channels, out_h, out_w], false)?)
 }
 
 /// Per-sample factors as a `[B, 1, 1, 1]` float32 tensor on `x`'s device.
 fn per_sample(x: &Tensor, factors: &[f64], what: &str) -> Result<Tensor> {
     let size = x.size();
     if size.len() != 4 {
-        return Err(PtError::shape(format!(
-            "{what}: expected [batch, channels, H, W], got {size:?}"
-        )));
+        return Err(PtError::shape(format!("{what}: expected [batch, channels, H, W], got {size:?}")));
     }
     check_rngs(factors.len(), size[0], what)?;
     let values: Vec<f32> = factors.iter().map(|&f| f as f32).collect();
-    Ok(Tensor::f_from_slice(&values)?
-        .f_reshape([size[0], 1, 1, 1])?
-        .f_to_device(x.device())?)
+    Ok(Tensor::f_from_slice(&values)?.f_reshape([size[0], 1, 1, 1])?.f_to_device(x.device())?)
 }
 
 /// `clamp(ratio * a + (1 - ratio) * b, 0, 1)`, torchvision's `_blend`.
 fn blend(a: &Tensor, b: &Tensor, ratio: &Tensor) -> Result<Tensor> {
-    Ok(a.f_mul(ratio)?
-        .f_add(&b.f_mul(&ratio.f_rsub_scalar(1.0)?)?)?
-        .f_clamp(0.0, 1.0)?)
+    Ok(a.f_mul(ratio)?.f_add(&b.f_mul(&ratio.f_rsub_scalar(1.0)?)?)?.f_clamp(0.0, 1.0)?)
 }
 
 /// The three channel planes of a `[B, 3, H, W]` tensor, each `[B, 1, H, W]`.
 fn rgb_planes(x: &Tensor, what: &str) -> Result<[Tensor; 3]> {
     let size = x.size();
     if size.len() != 4 || size[1] != 3 {
-        return Err(PtError::shape(format!(
-            "{what}: expected [batch, 3, H, W], got {size:?}"
-        )));
+        return Err(PtError::shape(format!("{what}: expected [batch, 3, H, W], got {size:?}")));
     }
-    Ok([
-        x.f_narrow(1, 0, 1)?,
-        x.f_narrow(1, 1, 1)?,
-        x.f_narrow(1, 2, 1)?,
-    ])
+    Ok([x.f_narrow(1, 0, 1)?, x.f_narrow(1, 1, 1)?, x.f_narrow(1, 2, 1)?])
 }
 
 /// Applies `op` to the samples in `selected` (ascending indices) and leaves the rest as they are.
-fn on_subset(
-    x: &Tensor,
-    selected: &[usize],
-    op: impl FnOnce(&Tensor) -> Result<Tensor>,
-) -> Result<Tensor> {
+fn on_subset(x: &Tensor, selected: &[usize], op: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
     let batch = x.size()[0];
     if selected.is_empty() {
         return Ok(x.shallow_clone());
@@ -1011,12 +841,7 @@ mod tests {
     fn no_op_params(n: usize, h: i64, w: i64) -> Vec<SimclrParams> {
         vec![
             SimclrParams {
-                crop: CropBox {
-                    top: 0,
-                    left: 0,
-                    height: h,
-                    width: w
-                },
+                crop: CropBox { top: 0, left: 0, height: h, width: w },
                 flip: false,
                 jitter: None,
                 grayscale: false,
@@ -1030,59 +855,36 @@ mod tests {
     fn sample_rngs_follow_the_documented_counters() {
         let mut rngs = sample_rngs(5, 2, 3, &[10, 42], 1);
         assert_eq!(rngs.len(), 2);
-        assert_eq!(
-            rngs[0].next_u64(),
-            CounterRng::new(5, &[2, 3, 10, 1]).next_u64()
-        );
-        assert_eq!(
-            rngs[1].next_u64(),
-            CounterRng::new(5, &[2, 3, 42, 1]).next_u64()
-        );
+        assert_eq!(rngs[0].next_u64(), CounterRng::new(5, &[2, 3, 10, 1]).next_u64());
+        assert_eq!(rngs[1].next_u64(), CounterRng::new(5, &[2, 3, 42, 1]).next_u64());
         // The view counter gives the second view of an image its own stream.
         let mut second_view = sample_rngs(5, 2, 3, &[42], 2);
-        assert_ne!(
-            second_view[0].next_u64(),
-            CounterRng::new(5, &[2, 3, 42, 1]).next_u64()
-        );
+        assert_ne!(second_view[0].next_u64(), CounterRng::new(5, &[2, 3, 42, 1]).next_u64());
     }
 
     #[test]
     fn normalize_uses_channel_stats_and_round_trips() {
-        let norm = Normalization {
-            mean: vec![0.5, 0.25, 0.0],
-            std: vec![0.5, 0.25, 2.0],
-        };
+        let norm = Normalization { mean: vec![0.5, 0.25, 0.0], std: vec![0.5, 0.25, 2.0] };
         let x = Tensor::from_slice(&[1.0f32, 0.5, 1.0]).reshape([1, 3, 1, 1]);
         let y = norm.normalize(&x).unwrap();
         assert_eq!(values(&y), vec![1.0, 1.0, 0.5]);
         let x = images([2, 3, 4, 5], 1);
         assert!(max_diff(&norm.denormalize(&norm.normalize(&x).unwrap()).unwrap(), &x) < 1e-6);
 
-        let one = Normalization {
-            mean: vec![0.5],
-            std: vec![0.25],
-        };
-        let y = one
-            .normalize(&Tensor::from_slice(&[0.75f32, 0.25]).reshape([1, 2, 1, 1]))
-            .unwrap();
+        let one = Normalization { mean: vec![0.5], std: vec![0.25] };
+        let y = one.normalize(&Tensor::from_slice(&[0.75f32, 0.25]).reshape([1, 2, 1, 1])).unwrap();
         assert_eq!(values(&y), vec![1.0, -1.0]);
 
         let err = norm.normalize(&images([1, 2, 2, 2], 0)).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Shape);
-        let bad = Normalization {
-            mean: vec![0.0],
-            std: vec![0.0],
-        };
+        let bad = Normalization { mean: vec![0.0], std: vec![0.0] };
         assert_eq!(bad.normalize(&x).unwrap_err().kind, ErrorKind::Config);
     }
 
     #[test]
     fn crop_flip_without_padding_or_flip_is_exact_identity() {
         let x = images([3, 3, 8, 6], 2);
-        let cfg = CropFlip {
-            padding: 0,
-            hflip_p: 0.0,
-        };
+        let cfg = CropFlip { padding: 0, hflip_p: 0.0 };
         let y = crop_flip(&x, &mut sample_rngs(1, 0, 0, &[0, 1, 2], 0), &cfg).unwrap();
         assert!(y.equal(&x));
     }
@@ -1090,10 +892,7 @@ mod tests {
     #[test]
     fn crop_flip_always_flipping_equals_flip() {
         let x = images([3, 1, 5, 7], 3);
-        let cfg = CropFlip {
-            padding: 0,
-            hflip_p: 1.0,
-        };
+        let cfg = CropFlip { padding: 0, hflip_p: 1.0 };
         let y = crop_flip(&x, &mut sample_rngs(1, 0, 0, &[0, 1, 2], 0), &cfg).unwrap();
         assert!(y.equal(&x.flip([3])));
     }
@@ -1101,32 +900,19 @@ mod tests {
     #[test]
     fn crop_flip_copies_the_padded_window_exactly() {
         let x = images([6, 3, 8, 9], 4);
-        let cfg = CropFlip {
-            padding: 3,
-            hflip_p: 0.5,
-        };
+        let cfg = CropFlip { padding: 3, hflip_p: 0.5 };
         let indices: Vec<i64> = (0..6).collect();
-        let drawn: Vec<CropFlipParams> = sample_rngs(9, 1, 0, &indices, 0)
-            .iter_mut()
-            .map(|r| cfg.sample(r))
-            .collect();
+        let drawn: Vec<CropFlipParams> = sample_rngs(9, 1, 0, &indices, 0).iter_mut().map(|r| cfg.sample(r)).collect();
         assert!(drawn.iter().any(|p| p.flip) && drawn.iter().any(|p| !p.flip));
         assert!(drawn.iter().any(|p| p.dy != 0 || p.dx != 0));
         assert!(drawn.iter().all(|p| p.dy.abs() <= 3 && p.dx.abs() <= 3));
         let y = crop_flip(&x, &mut sample_rngs(9, 1, 0, &indices, 0), &cfg).unwrap();
         for (i, p) in drawn.iter().enumerate() {
             let expected = padded_window(&x.narrow(0, i as i64, 1), *p, 3);
-            assert!(
-                y.narrow(0, i as i64, 1).equal(&expected),
-                "sample {i} with {p:?}"
-            );
+            assert!(y.narrow(0, i as i64, 1).equal(&expected), "sample {i} with {p:?}");
         }
         // Extreme shifts: everything but one row/column is fill.
-        let edge = [CropFlipParams {
-            dy: 7,
-            dx: -8,
-            flip: true,
-        }];
+        let edge = [CropFlipParams { dy: 7, dx: -8, flip: true }];
         let y = crop_flip_with(&x.narrow(0, 0, 1), &edge).unwrap();
         assert!(y.equal(&padded_window(&x.narrow(0, 0, 1), edge[0], 8)));
     }
@@ -1150,35 +936,17 @@ mod tests {
         let err = crop_flip(&x, &mut sample_rngs(1, 0, 0, &[0], 0), &cfg).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Shape);
         assert!(err.message.contains("batch of 2"), "{}", err.message);
-        let err = crop_flip(
-            &x.to_kind(Kind::Uint8),
-            &mut sample_rngs(1, 0, 0, &[0, 1], 0),
-            &cfg,
-        )
-        .unwrap_err();
+        let err = crop_flip(&x.to_kind(Kind::Uint8), &mut sample_rngs(1, 0, 0, &[0, 1], 0), &cfg).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Shape);
-        let err = crop_flip(
-            &x,
-            &mut sample_rngs(1, 0, 0, &[0, 1], 0),
-            &CropFlip {
-                padding: -1,
-                hflip_p: 0.5,
-            },
-        )
-        .unwrap_err();
+        let err =
+            crop_flip(&x, &mut sample_rngs(1, 0, 0, &[0, 1], 0), &CropFlip { padding: -1, hflip_p: 0.5 }).unwrap_err();
         assert!(err.message.contains("crop_flip.padding"), "{}", err.message);
-        let cfg = SimclrAugment {
-            jitter_p: 1.5,
-            ..SimclrAugment::small(8)
-        };
+        let cfg = SimclrAugment { jitter_p: 1.5, ..SimclrAugment::small(8) };
         let err = simclr_view(&x, &mut sample_rngs(1, 0, 0, &[0, 1], 0), &cfg).unwrap_err();
         assert!(err.message.contains("simclr.jitter_p"), "{}", err.message);
-        let err = simclr_view(
-            &images([2, 2, 8, 8], 0),
-            &mut sample_rngs(1, 0, 0, &[0, 1], 0),
-            &SimclrAugment::small(8),
-        )
-        .unwrap_err();
+        let err =
+            simclr_view(&images([2, 2, 8, 8], 0), &mut sample_rngs(1, 0, 0, &[0, 1], 0), &SimclrAugment::small(8))
+                .unwrap_err();
         assert!(err.message.contains("2 channels"), "{}", err.message);
     }
 
@@ -1186,15 +954,9 @@ mod tests {
     fn presets_match_the_paper_and_serialize() {
         let imagenet = SimclrAugment::imagenet();
         assert_eq!(imagenet.blur_kernel_size(), 23);
-        assert_eq!(
-            (imagenet.strength, imagenet.blur_p, imagenet.out_size),
-            (1.0, 0.5, 224)
-        );
+        assert_eq!((imagenet.strength, imagenet.blur_p, imagenet.out_size), (1.0, 0.5, 224));
         let small = SimclrAugment::small(32);
-        assert_eq!(
-            (small.strength, small.blur_p, small.out_size),
-            (0.5, 0.0, 32)
-        );
+        assert_eq!((small.strength, small.blur_p, small.out_size), (0.5, 0.0, 32));
         let json = serde_json::to_string(&small).unwrap();
         assert_eq!(serde_json::from_str::<SimclrAugment>(&json).unwrap(), small);
         small.validate().unwrap();
@@ -1203,10 +965,7 @@ mod tests {
     #[test]
     fn simclr_view_is_reproducible_in_range_and_batch_independent() {
         let x = images([6, 3, 20, 16], 7);
-        let cfg = SimclrAugment {
-            blur_p: 0.5,
-            ..SimclrAugment::small(12)
-        };
+        let cfg = SimclrAugment { blur_p: 0.5, ..SimclrAugment::small(12) };
         let indices: Vec<i64> = (100..106).collect();
         let a = simclr_view(&x, &mut sample_rngs(3, 0, 0, &indices, 0), &cfg).unwrap();
         let b = simclr_view(&x, &mut sample_rngs(3, 0, 0, &indices, 0), &cfg).unwrap();
@@ -1220,26 +979,13 @@ mod tests {
         let v = values(&a);
         assert!(v.iter().all(|p| (0.0..=1.0).contains(p)));
         // The same sample gets the same view in a different batch.
-        let part = simclr_view(
-            &x.narrow(0, 2, 3),
-            &mut sample_rngs(3, 0, 0, &indices[2..5], 0),
-            &cfg,
-        )
-        .unwrap();
+        let part = simclr_view(&x.narrow(0, 2, 3), &mut sample_rngs(3, 0, 0, &indices[2..5], 0), &cfg).unwrap();
         assert!(max_diff(&part, &a.narrow(0, 2, 3)) < 1e-6);
 
-        let gray = simclr_view(
-            &x.narrow(1, 0, 1),
-            &mut sample_rngs(3, 0, 0, &indices, 0),
-            &cfg,
-        )
-        .unwrap();
+        let gray = simclr_view(&x.narrow(1, 0, 1), &mut sample_rngs(3, 0, 0, &indices, 0), &cfg).unwrap();
         assert_eq!(gray.size(), vec![6, 1, 12, 12]);
         assert!(values(&gray).iter().all(|p| (0.0..=1.0).contains(p)));
-        assert!(
-            x.equal(&images([6, 3, 20, 16], 7)),
-            "the input was modified"
-        );
+        assert!(x.equal(&images([6, 3, 20, 16], 7)), "the input was modified");
     }
 
     #[test]
@@ -1261,20 +1007,10 @@ mod tests {
         let left = Tensor::full([1, 1, 6, 4], 0.25, (Kind::Float, tch::Device::Cpu));
         let right = Tensor::full([1, 1, 6, 4], 0.75, (Kind::Float, tch::Device::Cpu));
         let x = Tensor::cat(&[left, right], 3);
-        let crop = CropBox {
-            top: 1,
-            left: 0,
-            height: 4,
-            width: 4,
-        };
+        let crop = CropBox { top: 1, left: 0, height: 4, width: 4 };
         let y = resized_crop(&x, &[crop], &[false], 10, 10).unwrap();
         assert!(values(&y).iter().all(|v| (v - 0.25).abs() < 1e-6));
-        let crop = CropBox {
-            top: 0,
-            left: 4,
-            height: 6,
-            width: 4,
-        };
+        let crop = CropBox { top: 0, left: 4, height: 6, width: 4 };
         let y = resized_crop(&x, &[crop], &[true], 3, 5).unwrap();
         assert_eq!(y.size(), vec![1, 1, 3, 5]);
         assert!(values(&y).iter().all(|v| (v - 0.75).abs() < 1e-6));
@@ -1285,10 +1021,7 @@ mod tests {
         let mut rng = CounterRng::new(4, &[]);
         for _ in 0..500 {
             let b = random_resized_crop_box(&mut rng, 30, 40, (0.08, 1.0), (0.75, 4.0 / 3.0));
-            assert!(
-                b.top >= 0 && b.left >= 0 && b.top + b.height <= 30 && b.left + b.width <= 40,
-                "{b:?}"
-            );
+            assert!(b.top >= 0 && b.left >= 0 && b.top + b.height <= 30 && b.left + b.width <= 40, "{b:?}");
             let area = (b.height * b.width) as f64 / 1200.0;
             // Rounding the sides to pixels moves area and ratio a little.
             assert!((0.06..=1.0).contains(&area), "{b:?}");
@@ -1297,15 +1030,7 @@ mod tests {
         }
         // No sample can fit a 3:1 box covering 99% of a square: centre-crop fallback.
         let b = random_resized_crop_box(&mut rng, 30, 30, (0.99, 1.0), (3.0, 4.0));
-        assert_eq!(
-            b,
-            CropBox {
-                top: 10,
-                left: 0,
-                height: 10,
-                width: 30
-            }
-        );
+        assert_eq!(b, CropBox { top: 10, left: 0, height: 10, width: 30 });
     }
 
     #[test]
@@ -1333,12 +1058,7 @@ mod tests {
         assert!(max_diff(&flat, &mean.expand_as(&x)) < 1e-6);
         // A third of a turn maps pure red to pure green.
         let red = Tensor::from_slice(&[1.0f32, 0.0, 0.0]).reshape([1, 3, 1, 1]);
-        assert!(
-            max_diff(
-                &adjust_hue(&red, &[1.0 / 3.0]).unwrap(),
-                &red.roll([1], [1])
-            ) < 1e-5
-        );
+        assert!(max_diff(&adjust_hue(&red, &[1.0 / 3.0]).unwrap(), &red.roll([1], [1])) < 1e-5);
         // Brightness scales, then clamps.
         let bright = adjust_brightness(&x, &[2.0; 4]).unwrap();
         assert!(max_diff(&bright, &x.f_mul_scalar(2.0).unwrap().clamp(0.0, 1.0)) < 1e-7);
@@ -1354,10 +1074,7 @@ mod tests {
         // Pure blue: hue 2/3, full saturation and value.
         let blue = Tensor::from_slice(&[0.0f32, 0.0, 1.0]).reshape([1, 3, 1, 1]);
         let hsv = values(&rgb_to_hsv(&blue).unwrap());
-        assert!(
-            (hsv[0] - 2.0 / 3.0).abs() < 1e-6 && hsv[1] == 1.0 && hsv[2] == 1.0,
-            "{hsv:?}"
-        );
+        assert!((hsv[0] - 2.0 / 3.0).abs() < 1e-6 && hsv[1] == 1.0 && hsv[2] == 1.0, "{hsv:?}");
     }
 
     #[test]
@@ -1371,10 +1088,7 @@ mod tests {
             let s = y.get(i);
             assert!(max_diff(&s.get(0), &s.get(1)) < 1e-7 && max_diff(&s.get(1), &s.get(2)) < 1e-7);
         }
-        assert!(
-            max_diff(&y.get(1), &x.get(1)) < 1e-5,
-            "sample 1 was not grayscaled"
-        );
+        assert!(max_diff(&y.get(1), &x.get(1)) < 1e-5, "sample 1 was not grayscaled");
         let red = Tensor::from_slice(&[1.0f32, 0.0, 0.0]).reshape([1, 3, 1, 1]);
         assert!((values(&rgb_to_grayscale(&red).unwrap())[0] - 0.2989).abs() < 1e-7);
     }
@@ -1399,10 +1113,7 @@ mod tests {
         assert!(max_diff(&y.narrow(0, 0, 1), &x.narrow(0, 0, 1)) < 1e-5);
         assert!(max_diff(&y.narrow(0, 2, 1), &x.narrow(0, 2, 1)) < 1e-5);
         assert!(max_diff(&y.narrow(0, 1, 1), &x.narrow(0, 1, 1)) > 0.05);
-        assert!(
-            gaussian_blur(&x, &[1.0; 3], 21).is_err(),
-            "kernel too large for reflect padding"
-        );
+        assert!(gaussian_blur(&x, &[1.0; 3], 21).is_err(), "kernel too large for reflect padding");
     }
 
     #[test]
@@ -1415,22 +1126,12 @@ mod tests {
             [Hue, Saturation, Contrast, Brightness],
             [Contrast, Hue, Brightness, Saturation],
         ];
-        let factors = [
-            (1.6, 0.5, 1.7, 0.3),
-            (0.4, 1.8, 0.2, -0.4),
-            (1.3, 1.4, 0.6, 0.1),
-        ];
+        let factors = [(1.6, 0.5, 1.7, 0.3), (0.4, 1.8, 0.2, -0.4), (1.3, 1.4, 0.6, 0.1)];
         let mut params = no_op_params(4, 6, 6);
         for (p, ((brightness, contrast, saturation, hue), order)) in
             params.iter_mut().zip(factors.into_iter().zip(orders))
         {
-            p.jitter = Some(JitterParams {
-                brightness,
-                contrast,
-                saturation,
-                hue,
-                order,
-            });
+            p.jitter = Some(JitterParams { brightness, contrast, saturation, hue, order });
         }
         let y = simclr_view_with(&x, &params, &SimclrAugment::small(6)).unwrap();
         for (i, p) in params.iter().enumerate() {
@@ -1447,10 +1148,7 @@ mod tests {
                     .unwrap();
                 }
             }
-            assert!(
-                max_diff(&y.narrow(0, i as i64, 1), &expected) < 1e-5,
-                "sample {i}"
-            );
+            assert!(max_diff(&y.narrow(0, i as i64, 1), &expected) < 1e-5, "sample {i}");
         }
     }
 
@@ -1465,25 +1163,12 @@ mod tests {
         let indices: Vec<i64> = (0..8).collect();
         let cfg = CropFlip::default();
         let cpu = crop_flip(&x, &mut sample_rngs(1, 0, 0, &indices, 0), &cfg).unwrap();
-        let gpu = crop_flip(
-            &x.to_device(cuda),
-            &mut sample_rngs(1, 0, 0, &indices, 0),
-            &cfg,
-        )
-        .unwrap();
+        let gpu = crop_flip(&x.to_device(cuda), &mut sample_rngs(1, 0, 0, &indices, 0), &cfg).unwrap();
         assert_eq!(gpu.device(), cuda);
         assert!(gpu.to_device(tch::Device::Cpu).equal(&cpu));
-        let cfg = SimclrAugment {
-            blur_p: 0.5,
-            ..SimclrAugment::small(24)
-        };
+        let cfg = SimclrAugment { blur_p: 0.5, ..SimclrAugment::small(24) };
         let cpu = simclr_view(&x, &mut sample_rngs(1, 0, 0, &indices, 0), &cfg).unwrap();
-        let gpu = simclr_view(
-            &x.to_device(cuda),
-            &mut sample_rngs(1, 0, 0, &indices, 0),
-            &cfg,
-        )
-        .unwrap();
+        let gpu = simclr_view(&x.to_device(cuda), &mut sample_rngs(1, 0, 0, &indices, 0), &cfg).unwrap();
         assert_eq!((gpu.device(), gpu.kind()), (cuda, Kind::Float));
         assert!(max_diff(&gpu.to_device(tch::Device::Cpu), &cpu) < 1e-4);
     }
@@ -1523,7 +1208,9 @@ json.dump(out, open(sys.argv[2], "w"))
     #[test]
     fn colour_ops_blur_and_resized_crop_match_torchvision() {
         let Some(python) = python() else {
-            eprintln!("skipping the torchvision parity check: no Python at $PT_PYTHON or .pt/venv (run scripts/setup.sh)");
+            eprintln!(
+                "skipping the torchvision parity check: no Python at $PT_PYTHON or .pt/venv (run scripts/setup.sh)"
+            );
             return;
         };
         let x = colour_images();
@@ -1535,30 +1222,10 @@ json.dump(out, open(sys.argv[2], "w"))
         let kernel = 5;
         // Heights shrink (6 -> 4 rows), widths grow (to 9 columns).
         let boxes = [
-            CropBox {
-                top: 0,
-                left: 0,
-                height: 6,
-                width: 7,
-            },
-            CropBox {
-                top: 1,
-                left: 2,
-                height: 3,
-                width: 4,
-            },
-            CropBox {
-                top: 2,
-                left: 1,
-                height: 4,
-                width: 5,
-            },
-            CropBox {
-                top: 0,
-                left: 3,
-                height: 5,
-                width: 2,
-            },
+            CropBox { top: 0, left: 0, height: 6, width: 7 },
+            CropBox { top: 1, left: 2, height: 3, width: 4 },
+            CropBox { top: 2, left: 1, height: 4, width: 5 },
+            CropBox { top: 0, left: 3, height: 5, width: 2 },
         ];
         let flips = [false, true, false, true];
         let (out_h, out_w) = (4, 9);
@@ -1579,14 +1246,8 @@ json.dump(out, open(sys.argv[2], "w"))
             .arg(&output)
             .output()
             .unwrap();
-        assert!(
-            run.status.success(),
-            "{} failed: {}",
-            python.display(),
-            String::from_utf8_lossy(&run.stderr)
-        );
-        let reference: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&output).unwrap()).unwrap();
+        assert!(run.status.success(), "{} failed: {}", python.display(), String::from_utf8_lossy(&run.stderr));
+        let reference: serde_json::Value = serde_json::from_slice(&std::fs::read(&output).unwrap()).unwrap();
         let _ = std::fs::remove_file(&input);
         let _ = std::fs::remove_file(&output);
 
@@ -1597,20 +1258,13 @@ json.dump(out, open(sys.argv[2], "w"))
             ("hue", adjust_hue(&x, &hue).unwrap()),
             ("grayscale", rgb_to_grayscale(&x).unwrap()),
             ("blur", gaussian_blur(&x, &sigma, kernel).unwrap()),
-            (
-                "resized_crop",
-                resized_crop(&x, &boxes, &flips, out_h, out_w).unwrap(),
-            ),
+            ("resized_crop", resized_crop(&x, &boxes, &flips, out_h, out_w).unwrap()),
         ];
         for (name, tensor) in ours {
             let expected: Vec<f64> = serde_json::from_value(reference[name].clone()).unwrap();
             let got = values(&tensor);
             assert_eq!(got.len(), expected.len(), "{name}");
-            let worst = got
-                .iter()
-                .zip(&expected)
-                .map(|(a, b)| (*a as f64 - b).abs())
-                .fold(0.0, f64::max);
+            let worst = got.iter().zip(&expected).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
             assert!(worst < 1e-4, "{name}: differs from torchvision by {worst}");
         }
     }

@@ -3,9 +3,7 @@
 
 use super::augment::Normalization;
 use super::store::ImageStore;
-use crate::{
-    Component, Config, CreateCtx, Dataset, DatasetInfo, PtError, Result, StepCtx, Tensors,
-};
+use crate::{Component, Config, CreateCtx, Dataset, DatasetInfo, PtError, Result, StepCtx, Tensors};
 use image::imageops::FilterType;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -20,6 +18,7 @@ pub struct ImageFolderConfig {
     pub std: Option<Vec<f64>>,
     pub max_per_class: u64,
     pub skip_bad: bool,
+    pub label_fraction: f64,
 }
 
 impl Default for ImageFolderConfig {
@@ -32,6 +31,7 @@ impl Default for ImageFolderConfig {
             std: None,
             max_per_class: 0,
             skip_bad: false,
+            label_fraction: 1.0,
         }
     }
 }
@@ -39,13 +39,17 @@ impl Default for ImageFolderConfig {
 impl Config for ImageFolderConfig {
     fn describe() -> &'static [(&'static str, &'static str)] {
         &[
-            ("path", "root folder with one sub-folder of .png/.jpg/.jpeg images per class (sorted names = class order)"),
+            (
+                "path",
+                "root folder with one sub-folder of .png/.jpg/.jpeg images per class (sorted names = class order)",
+            ),
             ("image_size", "resize every image to this square size (null: all images must share one size)"),
             ("channels", "3 (RGB) or 1 (grayscale)"),
             ("mean", "per-channel mean in [0, 1] units (null: computed from the images)"),
             ("std", "per-channel standard deviation (null: computed from the images)"),
             ("max_per_class", "keep the first N images of each class, in file-name order (0: all)"),
             ("skip_bad", "skip unreadable images and empty class folders (counted) instead of failing"),
+            ("label_fraction", "keep the labels of this fraction of each class (file order) and serve -100 for the rest, for semi-supervised runs"),
         ]
     }
 }
@@ -63,20 +67,14 @@ fn is_image(path: &Path) -> bool {
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| PtError::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(dir).map_err(|e| PtError::io(dir, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     Ok(entries)
 }
 
 /// Decodes `path` into `[channels, size, size]` (or native size) bytes.
-fn decode(
-    path: &Path,
-    channels: i64,
-    size: Option<i64>,
-) -> std::result::Result<(Vec<u8>, i64, i64), String> {
+fn decode(path: &Path, channels: i64, size: Option<i64>) -> std::result::Result<(Vec<u8>, i64, i64), String> {
     let img = image::open(path).map_err(|e| e.to_string())?;
     let img = match size {
         Some(s) if img.width() as i64 != s || img.height() as i64 != s => {
@@ -85,11 +83,7 @@ fn decode(
         _ => img,
     };
     let (w, h) = (img.width() as i64, img.height() as i64);
-    let interleaved = if channels == 1 {
-        img.to_luma8().into_raw()
-    } else {
-        img.to_rgb8().into_raw()
-    };
+    let interleaved = if channels == 1 { img.to_luma8().into_raw() } else { img.to_rgb8().into_raw() };
     // HWC → CHW
     let plane = (w * h) as usize;
     let c = channels as usize;
@@ -105,21 +99,13 @@ fn decode(
 impl ImageFolder {
     pub fn load(cfg: &ImageFolderConfig) -> Result<Self> {
         if cfg.path.is_empty() {
-            return Err(PtError::config(
-                "image_folder: set path to the root folder (one sub-folder per class)",
-            ));
+            return Err(PtError::config("image_folder: set path to the root folder (one sub-folder per class)"));
         }
         if cfg.channels != 1 && cfg.channels != 3 {
-            return Err(PtError::config(format!(
-                "image_folder: channels must be 1 or 3, got {}",
-                cfg.channels
-            )));
+            return Err(PtError::config(format!("image_folder: channels must be 1 or 3, got {}", cfg.channels)));
         }
         let root = Path::new(&cfg.path);
-        let class_dirs: Vec<PathBuf> = sorted_entries(root)?
-            .into_iter()
-            .filter(|p| p.is_dir())
-            .collect();
+        let class_dirs: Vec<PathBuf> = sorted_entries(root)?.into_iter().filter(|p| p.is_dir()).collect();
         if class_dirs.is_empty() {
             return Err(PtError::data(format!(
                 "{}: no class sub-folders (expected root/<class>/<image>.png)",
@@ -132,14 +118,8 @@ impl ImageFolder {
         let mut shape: Option<(i64, i64)> = cfg.image_size.map(|s| (s, s));
         let (mut bad_files, mut empty_classes) = (0u64, Vec::new());
         for dir in &class_dirs {
-            let name = dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let files: Vec<PathBuf> = sorted_entries(dir)?
-                .into_iter()
-                .filter(|p| is_image(p))
-                .collect();
+            let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let files: Vec<PathBuf> = sorted_entries(dir)?.into_iter().filter(|p| is_image(p)).collect();
             if files.is_empty() {
                 if cfg.skip_bad {
                     empty_classes.push(name);
@@ -163,11 +143,11 @@ impl ImageFolder {
                             None => shape = Some((h, w)),
                             Some(s) if s != (h, w) => {
                                 return Err(PtError::data(format!(
-                                    "{}: {w}×{h} pixels but earlier images are {}×{}; set image_size to resize all images",
-                                    file.display(),
-                                    s.1,
-                                    s.0
-                                )))
+                                "{}: {w}×{h} pixels but earlier images are {}×{}; set image_size to resize all images",
+                                file.display(),
+                                s.1,
+                                s.0
+                            )))
                             }
                             _ => {}
                         }
@@ -189,12 +169,9 @@ impl ImageFolder {
             }
         }
         let Some((height, width)) = shape.filter(|_| !labels.is_empty()) else {
-            return Err(PtError::data(format!(
-                "{}: no readable images",
-                root.display()
-            )));
+            return Err(PtError::data(format!("{}: no readable images", root.display())));
         };
-        let store = ImageStore {
+        let mut store = ImageStore {
             pixels,
             channels: cfg.channels,
             height,
@@ -202,17 +179,16 @@ impl ImageFolder {
             scale: 1.0 / 255.0,
             labels,
             classes,
+            labelled: None,
         };
+        store.keep_label_fraction(cfg.label_fraction)?;
         let norm = store.normalization(&cfg.mean, &cfg.std, "image_folder")?;
         let mut notes = serde_json::Map::new();
         if bad_files > 0 {
             notes.insert("skipped_images".into(), bad_files.into());
         }
         if !empty_classes.is_empty() {
-            notes.insert(
-                "skipped_empty_classes".into(),
-                serde_json::json!(empty_classes),
-            );
+            notes.insert("skipped_empty_classes".into(), serde_json::json!(empty_classes));
         }
         Ok(ImageFolder { store, norm, notes })
     }

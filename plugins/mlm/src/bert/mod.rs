@@ -5,7 +5,7 @@ pub mod config;
 pub mod layers;
 pub mod model;
 
-use config::{BertArgs, BertConfig};
+use config::{BertArgs, BertConfig, FeaturePooling};
 use layers::Params;
 use model::BertForMaskedLM;
 use pt_sdk::params::Created;
@@ -23,8 +23,7 @@ pub struct Bert {
 
 impl Component for Bert {
     const NAME: &'static str = "bert";
-    const ABOUT: &'static str =
-        "BERT encoder + MLM head (Hugging Face BertForMaskedLM parameter names)";
+    const ABOUT: &'static str = "BERT encoder + MLM head (Hugging Face BertForMaskedLM parameter names)";
     type Config = BertArgs;
 
     fn new(args: BertArgs, ctx: &CreateCtx) -> Result<Self> {
@@ -40,12 +39,7 @@ impl Bert {
         let p = Params::new(seed, config.initializer_range, device, &created);
         let model = BertForMaskedLM::new(&p, &config)?;
         drop(p);
-        Ok(Bert {
-            config,
-            model,
-            params: created.into_parts().0,
-            train: true,
-        })
+        Ok(Bert { config, model, params: created.into_parts().0, train: true })
     }
 
     pub fn config(&self) -> &BertConfig {
@@ -78,12 +72,7 @@ impl Bert {
             return Ok(());
         }
         let vocab = self.config.vocab_size;
-        let bad = ids
-            .f_ge(vocab)?
-            .f_logical_or(&ids.f_lt(0)?)?
-            .f_any()?
-            .f_int64_value(&[])?
-            != 0;
+        let bad = ids.f_ge(vocab)?.f_logical_or(&ids.f_lt(0)?)?.f_any()?.f_int64_value(&[])? != 0;
         if bad {
             let max = ids.f_max()?.f_int64_value(&[])?;
             let min = ids.f_min()?.f_int64_value(&[])?;
@@ -98,6 +87,21 @@ impl Bert {
     }
 }
 
+impl Bert {
+    /// `features` from `hidden` [batch, seq, hidden]: the [CLS] state or the mean over real tokens.
+    fn pool(&self, hidden: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        Ok(match (self.config.feature_pooling, mask) {
+            (FeaturePooling::Cls, _) => hidden.f_select(1, 0)?,
+            (FeaturePooling::Mean, None) => hidden.f_mean_dim(1, false, None)?,
+            (FeaturePooling::Mean, Some(mask)) => {
+                let weights = mask.f_to_kind(hidden.kind())?.f_unsqueeze(-1)?; // [batch, seq, 1]
+                let count = weights.f_sum_dim_intlist(1, false, None)?.f_clamp_min(1.0)?; // [batch, 1]
+                hidden.f_mul(&weights)?.f_sum_dim_intlist(1, false, None)?.f_div(&count)?
+            }
+        })
+    }
+}
+
 impl Architecture for Bert {
     fn info(&self) -> ArchitectureInfo {
         let c = &self.config;
@@ -107,37 +111,24 @@ impl Architecture for Bert {
             layer_prefixes.push("bert.pooler".into());
         }
         layer_prefixes.push("cls.predictions".into());
-        let mut outputs = vec![
-            "hidden_states".to_string(),
-            "features".into(),
-            "mlm_logits".into(),
-        ];
+        let mut outputs = vec!["hidden_states".to_string(), "features".into(), "mlm_logits".into()];
         if c.add_pooling_layer {
             outputs.push("pooled_output".into());
         }
         ArchitectureInfo {
             inputs: vec!["input_ids".into()],
-            optional_inputs: vec![
-                "attention_mask".into(),
-                "token_type_ids".into(),
-                "mlm_positions".into(),
-            ],
+            optional_inputs: vec!["attention_mask".into(), "token_type_ids".into(), "mlm_positions".into()],
             outputs,
             feature_dim: Some(c.hidden_size),
             // At the usual pretraining length; the host may rescale for other lengths.
-            train_flops_per_sample: Some(
-                self.train_flops_per_sample(128.min(c.max_position_embeddings)),
-            ),
+            train_flops_per_sample: Some(self.train_flops_per_sample(128.min(c.max_position_embeddings))),
             layer_prefixes,
             config: c.hf_json(),
         }
     }
 
     fn parameters(&self) -> Vec<(String, Tensor)> {
-        self.params
-            .iter()
-            .map(|(n, t)| (n.clone(), t.shallow_clone()))
-            .collect()
+        self.params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
     }
 
     fn set_train(&mut self, train: bool) {
@@ -146,36 +137,25 @@ impl Architecture for Bert {
 
     /// Inputs: `input_ids` [B, L]; optional `attention_mask` [B, L] (1 = real), `token_type_ids`
     /// [B, L], `mlm_positions` [M] (flat indices into B·L). Outputs: `hidden_states` [B, L, H],
-    /// `features` [B, H] (the [CLS] state), `pooled_output` [B, H] (with the pooler) and, given
+    /// `features` [B, H] (the [CLS] state, or the mean over real tokens with `feature_pooling = "mean"`), `pooled_output` [B, H] (with the pooler) and, given
     /// `mlm_positions`, `mlm_logits` [M, vocab].
     fn forward(&self, inputs: &Tensors, _ctx: &StepCtx) -> Result<Tensors> {
         let ids = inputs.require("input_ids")?;
-        let (_, seq) = ids.size2().map_err(|_| {
-            PtError::shape(format!(
-                "bert: input_ids must be [batch, seq], got {:?}",
-                ids.size()
-            ))
-        })?;
+        let (_, seq) = ids
+            .size2()
+            .map_err(|_| PtError::shape(format!("bert: input_ids must be [batch, seq], got {:?}", ids.size())))?;
         if seq > self.config.max_position_embeddings {
             return Err(PtError::shape(format!(
                 "bert: sequences of {seq} tokens exceed max_position_embeddings {} (lower the dataset's block_size)",
                 self.config.max_position_embeddings
             )));
         }
-        let ids = if ids.kind() == Kind::Int64 {
-            ids.shallow_clone()
-        } else {
-            ids.f_to_kind(Kind::Int64)?
-        };
+        let ids = if ids.kind() == Kind::Int64 { ids.shallow_clone() } else { ids.f_to_kind(Kind::Int64)? };
         self.check_ids(&ids)?;
-        let hidden = self.model.bert.forward(
-            &ids,
-            inputs.get("token_type_ids"),
-            inputs.get("attention_mask"),
-            self.train,
-        )?; // [batch, seq, hidden]
+        let hidden =
+            self.model.bert.forward(&ids, inputs.get("token_type_ids"), inputs.get("attention_mask"), self.train)?; // [batch, seq, hidden]
         let mut out = Tensors::new();
-        out.insert("features", hidden.f_select(1, 0)?); // [batch, hidden]
+        out.insert("features", self.pool(&hidden, inputs.get("attention_mask"))?); // [batch, hidden]
         if let Some(pooler) = &self.model.bert.pooler {
             out.insert("pooled_output", pooler.forward(&hidden)?);
         }

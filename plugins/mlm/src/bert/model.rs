@@ -27,10 +27,7 @@ impl AttentionMask {
                 Some(m.f_ne(0)?.f_view([b, 1, 1, l])?)
             }
         };
-        Ok(AttentionMask {
-            keep,
-            additive: RefCell::new(None),
-        })
+        Ok(AttentionMask { keep, additive: RefCell::new(None) })
     }
 
     fn for_kind(&self, kind: Kind) -> Result<Option<Tensor>> {
@@ -89,12 +86,7 @@ impl BertEmbeddings {
     }
 
     /// input_ids, token_type_ids: [batch, seq] → [batch, seq, hidden]
-    pub fn forward(
-        &self,
-        input_ids: &Tensor,
-        token_type_ids: Option<&Tensor>,
-        train: bool,
-    ) -> Result<Tensor> {
+    pub fn forward(&self, input_ids: &Tensor, token_type_ids: Option<&Tensor>, train: bool) -> Result<Tensor> {
         let seq = input_ids.size2()?.1;
         let positions = Tensor::f_arange(seq, (Kind::Int64, input_ids.device()))?; // [seq]
         let words = self.word_embeddings.forward(input_ids)?; // [batch, seq, hidden]
@@ -135,8 +127,7 @@ impl BertSelfAttention {
     pub fn forward(&self, hidden: &Tensor, mask: &AttentionMask, train: bool) -> Result<Tensor> {
         let (b, l, h) = hidden.size3()?;
         let heads = |x: Tensor| -> Result<Tensor> {
-            Ok(x.f_view([b, l, self.num_heads, self.head_dim])?
-                .f_transpose(1, 2)?)
+            Ok(x.f_view([b, l, self.num_heads, self.head_dim])?.f_transpose(1, 2)?)
             // [batch, heads, seq, head_dim]
         };
         let q = heads(self.query.forward(hidden)?)?;
@@ -144,16 +135,7 @@ impl BertSelfAttention {
         let v = heads(self.value.forward(hidden)?)?;
         let mask = mask.for_kind(q.kind())?; // [batch, 1, 1, seq]
         let p = if train { self.dropout } else { 0.0 };
-        let ctx = Tensor::f_scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            mask.as_ref(),
-            p,
-            false,
-            None::<f64>,
-            false,
-        )?;
+        let ctx = Tensor::f_scaled_dot_product_attention(&q, &k, &v, mask.as_ref(), p, false, None::<f64>, false)?;
         Ok(ctx.f_transpose(1, 2)?.f_reshape([b, l, h])?) // [batch, seq, hidden]
     }
 }
@@ -272,9 +254,7 @@ pub struct BertEncoder {
 impl BertEncoder {
     pub fn new(p: &Params, c: &BertConfig) -> Result<Self> {
         let layer = p.sub("layer");
-        let layers = (0..c.num_hidden_layers)
-            .map(|i| BertLayer::new(&layer.sub(i), c))
-            .collect::<Result<_>>()?;
+        let layers = (0..c.num_hidden_layers).map(|i| BertLayer::new(&layer.sub(i), c)).collect::<Result<_>>()?;
         Ok(BertEncoder { layers })
     }
 
@@ -295,9 +275,7 @@ pub struct BertPooler {
 
 impl BertPooler {
     pub fn new(p: &Params, c: &BertConfig) -> Result<Self> {
-        Ok(BertPooler {
-            dense: Linear::new(&p.sub("dense"), c.hidden_size, c.hidden_size)?,
-        })
+        Ok(BertPooler { dense: Linear::new(&p.sub("dense"), c.hidden_size, c.hidden_size)? })
     }
 
     /// [batch, seq, hidden] → [batch, hidden]
@@ -317,11 +295,7 @@ impl BertModel {
         Ok(BertModel {
             embeddings: BertEmbeddings::new(&p.sub("embeddings"), c)?,
             encoder: BertEncoder::new(&p.sub("encoder"), c)?,
-            pooler: if c.add_pooling_layer {
-                Some(BertPooler::new(&p.sub("pooler"), c)?)
-            } else {
-                None
-            },
+            pooler: if c.add_pooling_layer { Some(BertPooler::new(&p.sub("pooler"), c)?) } else { None },
         })
     }
 
@@ -357,8 +331,7 @@ impl BertPredictionHeadTransform {
 
     /// [rows, hidden] → [rows, hidden]
     pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
-        self.layer_norm
-            .forward(&self.act.forward(&self.dense.forward(hidden)?)?)
+        self.layer_norm.forward(&self.act.forward(&self.dense.forward(hidden)?)?)
     }
 }
 
@@ -379,10 +352,7 @@ impl BertLMPredictionHead {
 
     /// hidden [rows, hidden], decoder weight [vocab, hidden] → logits [rows, vocab]
     pub fn forward(&self, hidden: &Tensor, decoder_weight: &Tensor) -> Result<Tensor> {
-        Ok(self
-            .transform
-            .forward(hidden)?
-            .f_linear(decoder_weight, Some(&self.bias))?)
+        Ok(self.transform.forward(hidden)?.f_linear(decoder_weight, Some(&self.bias))?)
     }
 }
 
@@ -403,13 +373,8 @@ impl BertForMaskedLM {
     /// indices into batch * seq): the vocabulary projection, the largest matmul, runs on M rows
     /// instead of batch * seq. → [M, vocab]
     pub fn mlm_logits(&self, hidden: &Tensor, positions: &Tensor) -> Result<Tensor> {
-        let h = hidden
-            .size()
-            .last()
-            .copied()
-            .ok_or_else(|| PtError::shape("hidden states without dimensions"))?;
+        let h = hidden.size().last().copied().ok_or_else(|| PtError::shape("hidden states without dimensions"))?;
         let rows = hidden.f_reshape([-1, h])?.f_index_select(0, positions)?; // [M, hidden]
-        self.cls
-            .forward(&rows, &self.bert.embeddings.word_embeddings.weight)
+        self.cls.forward(&rows, &self.bert.embeddings.word_embeddings.weight)
     }
 }

@@ -17,14 +17,8 @@ pub fn repo_root() -> PathBuf {
 
 /// The venv python with torch + transformers; missing is a test failure, not a skip.
 pub fn python() -> PathBuf {
-    let p = std::env::var_os("PT_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".pt/venv/bin/python"));
-    assert!(
-        p.exists(),
-        "no Python with torch + transformers at {} (set PT_PYTHON): run scripts/setup.sh",
-        p.display()
-    );
+    let p = std::env::var_os("PT_PYTHON").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".pt/venv/bin/python"));
+    assert!(p.exists(), "no Python with torch + transformers at {} (set PT_PYTHON): run scripts/setup.sh", p.display());
     p
 }
 
@@ -49,9 +43,7 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Self {
-        Scratch {
-            dir: tempfile::tempdir().unwrap(),
-        }
+        Scratch { dir: tempfile::tempdir().unwrap() }
     }
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
@@ -76,18 +68,15 @@ impl Scratch {
 /// `n` lines of varied sentences from a fixed word list: deterministic, English-like.
 pub fn generated_lines(n: usize, seed: u64) -> Vec<String> {
     const WORDS: &[&str] = &[
-        "the", "a", "river", "stone", "quickly", "runs", "over", "bright", "light", "of",
-        "morning", "and", "evening", "king", "people", "said", "unto", "them", "computer",
-        "program", "memory", "file", "returns", "value", "every", "small", "world", "garden",
-        "green", "tree", "under", "sky", "water", "fire", "north", "south",
+        "the", "a", "river", "stone", "quickly", "runs", "over", "bright", "light", "of", "morning", "and", "evening",
+        "king", "people", "said", "unto", "them", "computer", "program", "memory", "file", "returns", "value", "every",
+        "small", "world", "garden", "green", "tree", "under", "sky", "water", "fire", "north", "south",
     ];
     let mut rng = pt_sdk::rng::CounterRng::new(seed, &[]);
     (0..n)
         .map(|_| {
             let len = 3 + rng.below(20) as usize;
-            let words: Vec<&str> = (0..len)
-                .map(|_| WORDS[rng.below(WORDS.len() as u64) as usize])
-                .collect();
+            let words: Vec<&str> = (0..len).map(|_| WORDS[rng.below(WORDS.len() as u64) as usize]).collect();
             let mut s = words.join(" ");
             s.push('.');
             s
@@ -106,13 +95,7 @@ pub fn make<C: Component>(config: serde_json::Value, ctx: &CreateCtx) -> Result<
 }
 
 pub fn step(train: bool) -> StepCtx {
-    StepCtx {
-        seed: 7,
-        train,
-        world_size: 1,
-        device: -1,
-        ..Default::default()
-    }
+    StepCtx { seed: 7, train, world_size: 1, device: -1, ..Default::default() }
 }
 
 pub fn ivec(t: &Tensor) -> Vec<i64> {
@@ -130,34 +113,17 @@ pub struct LentModel<'a, A: Architecture> {
 
 impl<A: Architecture> HostModelFfi for LentModel<'_, A> {
     fn info(&self) -> RResult<RString, PtError> {
-        RResult::ROk(
-            serde_json::to_string(&self.arch.lock().unwrap().info())
-                .unwrap()
-                .into(),
-        )
+        RResult::ROk(serde_json::to_string(&self.arch.lock().unwrap().info()).unwrap().into())
     }
     fn parameters(&self) -> RResult<TensorMap, PtError> {
-        RResult::ROk(
-            self.arch
-                .lock()
-                .unwrap()
-                .parameters()
-                .into_iter()
-                .collect::<Tensors>()
-                .into_ffi(),
-        )
+        RResult::ROk(self.arch.lock().unwrap().parameters().into_iter().collect::<Tensors>().into_ffi())
     }
     fn set_train(&self, train: bool) -> RResult<(), PtError> {
         self.arch.lock().unwrap().set_train(train);
         RResult::ROk(())
     }
     fn forward(&self, inputs: &TensorMap, ctx: &StepCtx) -> RResult<TensorMap, PtError> {
-        self.arch
-            .lock()
-            .unwrap()
-            .forward(&Tensors::share_ffi(inputs), ctx)
-            .map(Tensors::into_ffi)
-            .into()
+        self.arch.lock().unwrap().forward(&Tensors::share_ffi(inputs), ctx).map(Tensors::into_ffi).into()
     }
 }
 
@@ -171,10 +137,7 @@ impl<D: Dataset> HostDataFfi for LentData<'_, D> {
         RResult::ROk(serde_json::to_string(&self.data.info()).unwrap().into())
     }
     fn get_batch(&self, indices: RSlice<'_, u64>, ctx: &StepCtx) -> RResult<TensorMap, PtError> {
-        self.data
-            .get_batch(indices.as_slice(), ctx)
-            .map(Tensors::into_ffi)
-            .into()
+        self.data.get_batch(indices.as_slice(), ctx).map(Tensors::into_ffi).into()
     }
 }
 
@@ -185,9 +148,7 @@ pub fn evaluate<E: Evaluator, A: Architecture, D: Dataset>(
     data: &D,
     ctx: &StepCtx,
 ) -> Result<EvalReport> {
-    let model = LentModel {
-        arch: Mutex::new(arch),
-    };
+    let model = LentModel { arch: Mutex::new(arch) };
     let lent = LentData { data };
     let model_ref = HostModelFfi_TO::from_ptr(RRef::new(&model), TD_Opaque);
     let data_ref = HostDataFfi_TO::from_ptr(RRef::new(&lent), TD_Opaque);

@@ -1,0 +1,77 @@
+//! `pt transfer FROM --task TASK`: the checkpoint against random initialisation on a downstream
+//! task (fine-tune, linear probe, kNN), with learning curves and the speed-up.
+
+use anyhow::Context;
+use pt_core::config::Recipe;
+use pt_core::plugin::Registry;
+use std::path::PathBuf;
+
+/// Tasks built into the binary (`recipes/tasks/`), by name.
+pub const BUILT_IN: &[(&str, &str)] = &[
+    ("fashion-mnist", include_str!("../../recipes/tasks/fashion-mnist.toml")),
+    ("mnist", include_str!("../../recipes/tasks/mnist.toml")),
+    ("fortunes", include_str!("../../recipes/tasks/fortunes.toml")),
+];
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A pt run directory (its latest valid checkpoint) or a checkpoint directory.
+    from: PathBuf,
+    /// A task file of [[eval]] entries, or a built-in task: fashion-mnist, mnist, fortunes.
+    #[arg(long)]
+    task: String,
+    /// Override a task setting, e.g. --set eval.0.steps=500 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Where the report goes (default: FROM's run directory, transfer-TASK/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let (text, name) = match BUILT_IN.iter().find(|(n, _)| *n == args.task) {
+        Some((n, t)) => (t.to_string(), n.to_string()),
+        None => {
+            let path = PathBuf::from(&args.task);
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "reading task {} (built-in tasks: {})",
+                    path.display(),
+                    BUILT_IN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                )
+            })?;
+            (text, path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
+        }
+    };
+    let task = Recipe::parse_evals(&text, &args.task, &args.set)?;
+    let (run_dir, _) = pt_core::transfer::locate(&args.from)?;
+    let out = args.out.unwrap_or_else(|| run_dir.join(format!("transfer-{name}")));
+    std::fs::create_dir_all(&out)?;
+    crate::logging::log_to_file(&out.join("transfer.log"))?;
+    let reg = Registry::discover();
+    let report = pt_core::transfer::run(&reg, &args.from, task, &name, &out)?;
+    println!("transfer {} from {} (step {})", name, report.checkpoint.display(), report.checkpoint_step);
+    let pct = |v: Option<f64>| v.map(|a| format!("{:.1} %", a * 100.0)).unwrap_or_else(|| "-".into());
+    println!("{:<20} {:>12} {:>12}", "evaluator", "pretrained", "random init");
+    for (evaluator, (p, r)) in pt_core::transfer::accuracy_table(&report) {
+        println!("{evaluator:<20} {:>12} {:>12}", pct(p), pct(r));
+    }
+    for c in &report.comparisons {
+        if let Some(s) = &c.speedup {
+            match (s.step_speedup, s.time_speedup) {
+                (Some(x), Some(y)) => println!(
+                    "{}: reaches the from-scratch best ({:.1} %) {x:.1}× sooner in steps, {y:.1}× in time",
+                    c.evaluator,
+                    s.random_best_accuracy * 100.0
+                ),
+                _ => println!(
+                    "{}: does not reach the from-scratch best ({:.1} %)",
+                    c.evaluator,
+                    s.random_best_accuracy * 100.0
+                ),
+            }
+        }
+    }
+    println!("report: {}", out.join("transfer.md").display());
+    Ok(())
+}

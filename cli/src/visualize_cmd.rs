@@ -1,0 +1,30 @@
+//! `pt visualize FROM`: PCA of the encoder's features coloured by class and first-layer filters,
+//! for the checkpoint and for the same architecture at random initialisation.
+
+use pt_core::plugin::Registry;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A pt run directory (its latest valid checkpoint) or a checkpoint directory.
+    from: PathBuf,
+    /// Samples of the run's dataset to project.
+    #[arg(long, default_value_t = 2000)]
+    samples: u64,
+    /// Where the pictures go (default: FROM's run directory, visualize/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let reg = Registry::discover();
+    let (session, ckpt) = pt_core::transfer::open(&reg, &args.from, Vec::new())?;
+    let out = args.out.unwrap_or_else(|| session.run_dir.join("visualize"));
+    let weights = ckpt.tensors("model")?;
+    let files = pt_core::visualize::run(&reg, &session, &weights, args.samples, &out)?;
+    println!("pictures of {} (step {}) and of random initialisation:", ckpt.dir.display(), ckpt.manifest.step);
+    for f in files {
+        println!("  {}", f.display());
+    }
+    Ok(())
+}

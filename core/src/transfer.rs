@@ -1,0 +1,266 @@
+//! `pt transfer`: is the pretrained encoder worth it? Runs a downstream task's evaluators
+//! (fine-tuning, linear probe, kNN: the `[[eval]]` entries of a task file) on a pretraining run's
+//! checkpoint and on the same architecture at random initialisation, and reports final accuracy,
+//! learning curves by step and by wall time, and how much sooner the pretrained model reaches
+//! the from-scratch model's best accuracy.
+
+use crate::checkpoint::manager::latest_valid;
+use crate::checkpoint::Checkpoint;
+use crate::config::{EvalSpec, Recipe};
+use crate::plugin::Registry;
+use crate::train::eval::EvalRunner;
+use crate::train::weights::load_named;
+use crate::train::Session;
+use crate::{Error, Result};
+use pt_report::{plot_lines, LinePlot, Series};
+use pt_sdk::EvalReport;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The run and checkpoint a transfer starts from: a run directory (its latest valid checkpoint)
+/// or a checkpoint directory inside one.
+pub fn locate(from: &Path) -> Result<(PathBuf, Checkpoint)> {
+    if from.join(crate::checkpoint::format::MANIFEST).is_file() {
+        let ckpt = Checkpoint::open_verified(from)?;
+        let run_dir = from.parent().and_then(Path::parent).map(Path::to_path_buf).ok_or_else(|| {
+            Error::Config(format!("{}: a checkpoint must sit in RUN_DIR/checkpoints/", from.display()))
+        })?;
+        return Ok((run_dir, ckpt));
+    }
+    match latest_valid(&from.join("checkpoints"))? {
+        Some(ckpt) => Ok((from.to_path_buf(), ckpt)),
+        None => Err(Error::Config(format!(
+            "{}: no checkpoint here; give a pt run directory (with checkpoints/) or a checkpoint directory",
+            from.display()
+        ))),
+    }
+}
+
+/// The pretraining run's session (its recipe, with `evals` instead of its own) with the
+/// checkpoint's weights loaded into the architecture.
+pub fn open(reg: &Registry, from: &Path, evals: Vec<EvalSpec>) -> Result<(Session, Checkpoint)> {
+    let (run_dir, ckpt) = locate(from)?;
+    let mut recipe = Recipe::load(&run_dir.join("config.toml"), &[])?;
+    recipe.evals = evals;
+    let session = Session::build(reg, recipe, &run_dir)?;
+    let mut target = session.arch.parameters()?;
+    target.extend(session.arch.buffers()?);
+    load_named(&target, &ckpt.tensors("model")?, &format!("checkpoint {}", ckpt.dir.display()))?;
+    Ok((session, ckpt))
+}
+
+/// One evaluator's result for both starting points.
+#[derive(Serialize, Debug, Clone)]
+pub struct Comparison {
+    pub evaluator: String,
+    pub pretrained: EvalReport,
+    pub random_init: EvalReport,
+    /// For evaluators with an `accuracy_by_step` curve (fine-tuning).
+    pub speedup: Option<Speedup>,
+}
+
+/// When the pretrained run first reaches the from-scratch run's best accuracy.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct Speedup {
+    pub random_best_accuracy: f64,
+    pub random_best_step: f64,
+    pub random_best_seconds: f64,
+    /// None: the pretrained run never got there.
+    pub pretrained_step: Option<f64>,
+    pub pretrained_seconds: Option<f64>,
+    pub step_speedup: Option<f64>,
+    pub time_speedup: Option<f64>,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct TransferReport {
+    pub run_dir: PathBuf,
+    pub checkpoint: PathBuf,
+    pub checkpoint_step: u64,
+    pub task: String,
+    pub comparisons: Vec<Comparison>,
+    pub files: Vec<PathBuf>,
+}
+
+/// The first point of `curve` at or above `target`.
+fn first_reaching(curve: &[(f64, f64)], target: f64) -> Option<f64> {
+    curve.iter().find(|(_, acc)| *acc >= target - 1e-12).map(|(x, _)| *x)
+}
+
+pub fn speedup(pretrained: &EvalReport, random: &EvalReport) -> Option<Speedup> {
+    let (p_step, r_step) = (pretrained.curves.get("accuracy_by_step")?, random.curves.get("accuracy_by_step")?);
+    let (p_time, r_time) = (pretrained.curves.get("accuracy_by_seconds")?, random.curves.get("accuracy_by_seconds")?);
+    let best = r_step.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    if !best.is_finite() {
+        return None;
+    }
+    let random_best_step = first_reaching(r_step, best)?;
+    let random_best_seconds = first_reaching(r_time, best)?;
+    let pretrained_step = first_reaching(p_step, best);
+    let pretrained_seconds = first_reaching(p_time, best);
+    Some(Speedup {
+        random_best_accuracy: best,
+        random_best_step,
+        random_best_seconds,
+        pretrained_step,
+        pretrained_seconds,
+        step_speedup: pretrained_step.map(|s| random_best_step / s.max(1e-9)),
+        time_speedup: pretrained_seconds.map(|s| random_best_seconds / s.max(1e-9)),
+    })
+}
+
+/// Runs `task` (`[[eval]]` entries) on the checkpoint and at random initialisation; writes
+/// `transfer.json`, `transfer.md` and the learning-curve PNGs into `out`.
+pub fn run(reg: &Registry, from: &Path, task: Vec<EvalSpec>, task_name: &str, out: &Path) -> Result<TransferReport> {
+    let (session, ckpt) = open(reg, from, task.clone())?;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
+
+    let mut comparisons = Vec::new();
+    for (i, spec) in task.iter().enumerate() {
+        let mut runner = EvalRunner::create(reg, &session, spec, i)?;
+        tracing::info!(evaluator = spec.label(), "transfer: from the checkpoint");
+        let pretrained = runner.run(reg, &session, &session.arch, ckpt.manifest.step, false)?;
+        tracing::info!(evaluator = spec.label(), "transfer: from random initialisation");
+        let random_init = runner.run(reg, &session, &session.arch, ckpt.manifest.step, true)?;
+        let speedup = speedup(&pretrained, &random_init);
+        comparisons.push(Comparison { evaluator: spec.label().to_string(), pretrained, random_init, speedup });
+    }
+    let mut report = TransferReport {
+        run_dir: session.run_dir.clone(),
+        checkpoint: ckpt.dir.clone(),
+        checkpoint_step: ckpt.manifest.step,
+        task: task_name.to_string(),
+        comparisons,
+        files: Vec::new(),
+    };
+    report.files = write_report(&report, out)?;
+    Ok(report)
+}
+
+fn write_report(report: &TransferReport, out: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for c in &report.comparisons {
+        for (curve, x_label, suffix) in [
+            ("accuracy_by_step", "fine-tuning step", "steps"),
+            ("accuracy_by_seconds", "seconds of fine-tuning", "time"),
+        ] {
+            let (Some(p), Some(r)) = (c.pretrained.curves.get(curve), c.random_init.curves.get(curve)) else {
+                continue;
+            };
+            let plot = LinePlot {
+                title: format!("{}: {} from step {} vs random init", report.task, c.evaluator, report.checkpoint_step),
+                x_label: x_label.into(),
+                y_label: "test accuracy".into(),
+                series: vec![
+                    Series { name: "pretrained".into(), points: p.clone() },
+                    Series { name: "random init".into(), points: r.clone() },
+                ],
+                ..Default::default()
+            };
+            let path = out.join(format!("{}-{suffix}.png", c.evaluator));
+            plot_lines(&path, &plot).map_err(|e| Error::Training(format!("drawing {}: {e}", path.display())))?;
+            files.push(path);
+        }
+    }
+    let json = out.join("transfer.json");
+    let text = serde_json::to_string_pretty(report).map_err(|e| Error::Training(e.to_string()))?;
+    std::fs::write(&json, text).map_err(|e| Error::io(format!("writing {}", json.display()), e))?;
+    files.push(json);
+    let md = out.join("transfer.md");
+    std::fs::write(&md, markdown(report, &files)).map_err(|e| Error::io(format!("writing {}", md.display()), e))?;
+    files.push(md);
+    Ok(files)
+}
+
+fn pct(v: Option<&f64>) -> String {
+    v.map(|a| format!("{:.1} %", a * 100.0)).unwrap_or_else(|| "-".into())
+}
+
+/// The summary as Markdown: a table of accuracies and the fine-tuning speed-up.
+pub fn markdown(report: &TransferReport, files: &[PathBuf]) -> String {
+    let mut s = format!(
+        "# Transfer: {}\n\nCheckpoint `{}` (step {}) against the same architecture at random initialisation.\n\n\
+         | evaluator | pretrained | random init | best (pretrained / random) |\n|---|---|---|---|\n",
+        report.task,
+        report.checkpoint.display(),
+        report.checkpoint_step
+    );
+    for c in &report.comparisons {
+        let (p, r) = (&c.pretrained.metrics, &c.random_init.metrics);
+        s.push_str(&format!(
+            "| {} | {} | {} | {} / {} |\n",
+            c.evaluator,
+            pct(p.get("accuracy")),
+            pct(r.get("accuracy")),
+            pct(p.get("best_accuracy")),
+            pct(r.get("best_accuracy"))
+        ));
+    }
+    for c in &report.comparisons {
+        if let Some(sp) = &c.speedup {
+            s.push_str(&format!(
+                "\n**{}**: from scratch the best test accuracy is {:.1} % (step {}, {:.1} s). ",
+                c.evaluator,
+                sp.random_best_accuracy * 100.0,
+                sp.random_best_step,
+                sp.random_best_seconds
+            ));
+            match (sp.pretrained_step, sp.pretrained_seconds, sp.step_speedup, sp.time_speedup) {
+                (Some(st), Some(se), Some(x), Some(y)) => s.push_str(&format!(
+                    "The pretrained encoder reaches it at step {st} ({se:.1} s): {x:.1}× fewer steps, {y:.1}× less time.\n"
+                )),
+                _ => s.push_str("The pretrained encoder does not reach it within the run.\n"),
+            }
+        }
+    }
+    let pngs: Vec<String> = files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "png"))
+        .filter_map(|f| f.file_name().map(|n| format!("![{0}]({0})", n.to_string_lossy())))
+        .collect();
+    if !pngs.is_empty() {
+        s.push_str(&format!("\n{}\n", pngs.join("\n")));
+    }
+    s
+}
+
+/// Metrics of one comparison by name, for printing: `evaluator → (pretrained, random)`.
+pub fn accuracy_table(report: &TransferReport) -> BTreeMap<String, (Option<f64>, Option<f64>)> {
+    report
+        .comparisons
+        .iter()
+        .map(|c| {
+            (
+                c.evaluator.clone(),
+                (c.pretrained.metrics.get("accuracy").copied(), c.random_init.metrics.get("accuracy").copied()),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(by_step: &[(f64, f64)], by_time: &[(f64, f64)]) -> EvalReport {
+        let mut r = EvalReport::default();
+        r.curves.insert("accuracy_by_step".into(), by_step.to_vec());
+        r.curves.insert("accuracy_by_seconds".into(), by_time.to_vec());
+        r
+    }
+
+    #[test]
+    fn speedup_is_measured_at_the_from_scratch_best() {
+        let random = report(&[(50.0, 0.4), (100.0, 0.6), (150.0, 0.6)], &[(5.0, 0.4), (10.0, 0.6), (15.0, 0.6)]);
+        let pretrained = report(&[(50.0, 0.62), (100.0, 0.7)], &[(4.0, 0.62), (8.0, 0.7)]);
+        let s = speedup(&pretrained, &random).unwrap();
+        assert_eq!((s.random_best_step, s.random_best_seconds, s.pretrained_step), (100.0, 10.0, Some(50.0)));
+        assert_eq!(s.step_speedup, Some(2.0));
+        assert_eq!(s.time_speedup, Some(2.5));
+        let worse = report(&[(50.0, 0.3), (100.0, 0.5)], &[(4.0, 0.3), (8.0, 0.5)]);
+        let s = speedup(&worse, &random).unwrap();
+        assert_eq!((s.pretrained_step, s.step_speedup), (None, None));
+        assert!(speedup(&EvalReport::default(), &random).is_none(), "no curves, no speed-up");
+    }
+}

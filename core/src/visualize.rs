@@ -1,0 +1,150 @@
+//! `pt visualize`: pictures of what an encoder learned, for a checkpoint next to the same
+//! architecture at random initialisation — a 2-D PCA of its `features` on labelled samples
+//! coloured by class, and the first convolution's filters as an image grid (ResNets).
+
+use crate::components::{ArchHandle, DatasetHandle};
+use crate::train::weights::load_named;
+use crate::train::Session;
+use crate::{Error, Result};
+use pt_report::{plot_image_grid, plot_scatter, RgbImage};
+use pt_sdk::{StepCtx, Tensors};
+use std::path::{Path, PathBuf};
+use tch::{Kind, Tensor};
+
+/// Features of the first `limit` samples of `data` (eval mode, no grad) and their labels
+/// (all 0 for unlabelled data).
+pub fn features(
+    arch: &mut ArchHandle,
+    data: &DatasetHandle,
+    limit: u64,
+    ctx: &StepCtx,
+) -> Result<(Tensor, Vec<usize>)> {
+    let n = data.info.num_samples.min(limit);
+    let _no_grad = tch::no_grad_guard();
+    arch.set_train(false)?;
+    let (mut feats, mut labels) = (Vec::new(), Vec::new());
+    for start in (0..n).step_by(256) {
+        let idx: Vec<u64> = (start..(start + 256).min(n)).collect();
+        let batch = data.get_batch(&idx, ctx)?.to_device(ctx.device()).map_err(Error::Plugin)?;
+        let out: Tensors = arch.forward(&batch, ctx)?;
+        let f = out.require("features").map_err(Error::Plugin)?;
+        feats.push(f.to_kind(Kind::Float).to_device(tch::Device::Cpu));
+        labels.extend(match batch.get("label") {
+            Some(l) => Vec::<i64>::try_from(&l.to_device(tch::Device::Cpu).to_kind(Kind::Int64).flatten(0, -1))
+                .map_err(|e| Error::Training(e.to_string()))?
+                .into_iter()
+                .map(|v| v.max(0) as usize)
+                .collect(),
+            None => vec![0; idx.len()],
+        });
+    }
+    let feats = Tensor::f_cat(&feats, 0).map_err(|e| Error::Training(e.to_string()))?;
+    Ok((feats, labels))
+}
+
+/// The first two principal components of the rows of `x` [N, D] → [N, 2].
+pub fn pca2(x: &Tensor) -> Result<Tensor> {
+    // libtorch's messages carry a C++ backtrace; PtError keeps the useful head.
+    let torch = |e: tch::TchError| Error::Training(format!("PCA: {}", pt_sdk::PtError::from(e).message));
+    let centred = x.f_sub(&x.f_mean_dim(0, true, Kind::Float).map_err(torch)?).map_err(torch)?;
+    let (_, _, v) = centred.f_svd(true, true).map_err(torch)?; // v: [D, k], columns by singular value
+    let top = v.f_narrow(1, 0, 2.min(v.size()[1])).map_err(torch)?; // [D, 2]
+    centred.f_matmul(&top).map_err(torch)
+}
+
+/// A first-layer convolution's filters [out, in, k, k] as RGB tiles, each scaled to its own range.
+pub fn filter_tiles(weight: &Tensor) -> Result<Vec<RgbImage>> {
+    let w = weight.to_kind(Kind::Float).to_device(tch::Device::Cpu);
+    let size = w.size();
+    let (out, cin, kh, kw) = (size[0], size[1], size[2] as usize, size[3] as usize);
+    let mut tiles = Vec::new();
+    for o in 0..out {
+        let f = w.get(o); // [in, k, k]
+        let (lo, hi) = (f.min().double_value(&[]), f.max().double_value(&[]));
+        let scaled = ((f - lo) / (hi - lo).max(1e-12) * 255.0).clamp(0.0, 255.0);
+        let channels: Vec<Vec<f32>> =
+            (0..cin.min(3)).map(|c| Vec::<f32>::try_from(scaled.get(c).flatten(0, -1)).unwrap_or_default()).collect();
+        let mut pixels = Vec::with_capacity(kh * kw * 3);
+        for p in 0..kh * kw {
+            for c in 0..3 {
+                let ch = &channels[if cin >= 3 { c } else { 0 }];
+                pixels.push(ch.get(p).copied().unwrap_or(0.0) as u8);
+            }
+        }
+        tiles.push((kw, kh, pixels));
+    }
+    Ok(tiles)
+}
+
+/// Writes `pca-{pretrained,random_init}.png` and, for convolutional stems,
+/// `filters-{pretrained,random_init}.png` into `out`.
+pub fn run(
+    reg: &crate::plugin::Registry,
+    session: &Session,
+    weights: &[(String, Tensor)],
+    limit: u64,
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
+    let ctx = StepCtx { seed: session.recipe.run.seed, device: session.ctx.device, ..Default::default() };
+    let mut files = Vec::new();
+    let classes: Vec<String> = if session.data.info.classes.is_empty() {
+        vec!["all samples".into()]
+    } else {
+        session.data.info.classes.clone()
+    };
+    for (label, pretrained) in [("pretrained", true), ("random_init", false)] {
+        let mut arch = session.new_arch(reg)?;
+        if pretrained {
+            let mut target = arch.parameters()?;
+            target.extend(arch.buffers()?);
+            load_named(&target, weights, "visualize")?;
+        }
+        let (feats, labels) = features(&mut arch, &session.data, limit, &ctx)?;
+        let xy = pca2(&feats)?;
+        let xs = Vec::<f32>::try_from(xy.select(1, 0)).map_err(|e| Error::Training(e.to_string()))?;
+        let ys =
+            Vec::<f32>::try_from(xy.select(1, 1.min(xy.size()[1] - 1))).map_err(|e| Error::Training(e.to_string()))?;
+        let points: Vec<(f64, f64, usize)> =
+            xs.iter().zip(&ys).zip(&labels).map(|((x, y), c)| (*x as f64, *y as f64, *c)).collect();
+        let path = out.join(format!("pca-{label}.png"));
+        let title = format!("{}: PCA of features ({} samples), {label}", session.arch.origin, points.len());
+        plot_scatter(&path, &points, &classes, &title)
+            .map_err(|e| Error::Training(format!("{}: {e}", path.display())))?;
+        files.push(path);
+        // The first 4-D parameter in creation order is a convolutional stem's filters.
+        if let Some((_, w)) = arch.parameters()?.into_iter().find(|(_, t)| t.dim() == 4) {
+            let tiles = filter_tiles(&w)?;
+            let path = out.join(format!("filters-{label}.png"));
+            plot_image_grid(&path, &tiles, 8, 8).map_err(|e| Error::Training(format!("{}: {e}", path.display())))?;
+            files.push(path);
+        }
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pca_finds_the_direction_of_largest_variance() {
+        // Points spread along (1, 1, 0) with a little noise in the other directions.
+        let t = Tensor::arange(50, (Kind::Float, tch::Device::Cpu)).unsqueeze(1);
+        let x = Tensor::cat(&[&t, &t, &(t.sin() * 0.01)], 1);
+        let xy = pca2(&x).unwrap();
+        assert_eq!(xy.size(), [50, 2]);
+        let spread0 = xy.select(1, 0).std(false).double_value(&[]);
+        let spread1 = xy.select(1, 1).std(false).double_value(&[]);
+        assert!(spread0 > 100.0 * spread1, "{spread0} {spread1}");
+    }
+
+    #[test]
+    fn filters_become_one_tile_each_scaled_to_bytes() {
+        let w = Tensor::randn([4, 3, 5, 5], (Kind::Float, tch::Device::Cpu));
+        let tiles = filter_tiles(&w).unwrap();
+        assert_eq!(tiles.len(), 4);
+        assert_eq!((tiles[0].0, tiles[0].1, tiles[0].2.len()), (5, 5, 75));
+        assert!(tiles[0].2.contains(&255) && tiles[0].2.contains(&0), "each filter spans the full range");
+    }
+}

@@ -1,0 +1,190 @@
+//! Issue 9 through the `pt` binary on real digits: `pt transfer` (checkpoint against random
+//! init, curves, speed-up, report files), `pt visualize` (PCA by class, first-layer filters), and
+//! a semi-supervised objective mix (SimCLR on every image + cross-entropy on the labelled 20 %).
+
+use pt_tests::*;
+
+fn digits(split: &str, extra: &str) -> String {
+    format!(
+        r#"{{ name = "pixel_csv", path = "{{data}}/images/digits/digits.csv", split = "{split}", mean = [0.305], std = [0.376]{extra} }}"#
+    )
+}
+
+fn supervised_run(dir: &std::path::Path, pt: &Pt) -> std::path::PathBuf {
+    let recipe = format!(
+        r#"
+[run]
+seed = 4
+device = "cpu"
+batch_size = 64
+max_steps = 30
+log_every = 10
+save_every = 30
+grad_clip = 0.0
+num_threads = 2
+
+[data]
+name = "pixel_csv"
+path = "{{data}}/images/digits/digits.csv"
+split = "train"
+mean = [0.305]
+std = [0.376]
+
+[arch]
+name = "resnet18"
+width = 16
+
+[objective]
+name = "supervised"
+
+[optim]
+name = "sgd"
+lr = 0.05
+"#
+    );
+    let path = write_file(dir, "pretrain.toml", &recipe);
+    let run = dir.join("pretrain");
+    pt.ok(&["train", "--recipe", path.to_str().unwrap(), "--run-dir", run.to_str().unwrap(), "--quiet"]);
+    run
+}
+
+fn png_size(path: &std::path::Path) -> (u32, u32) {
+    let img = image::open(path).unwrap_or_else(|e| panic!("{} does not decode: {e}", path.display()));
+    (img.width(), img.height())
+}
+
+#[test]
+fn transfer_compares_the_checkpoint_with_random_init_and_visualize_draws_features() {
+    let _data = data_dir("images");
+    let dir = tempfile::tempdir().unwrap();
+    let pt = Pt::new();
+    let run = supervised_run(dir.path(), &pt);
+
+    let task = format!(
+        "[[eval]]\nname = \"finetune\"\nsteps = 20\nbatch_size = 32\neval_every = 5\nsplits.train = {}\nsplits.test = {}\n\n\
+         [[eval]]\nname = \"linear_probe\"\nepochs = 20\nsplits.train = {}\nsplits.test = {}\n\n\
+         [[eval]]\nname = \"knn\"\nk = 10\nsplits.train = {}\nsplits.test = {}\n",
+        digits("train", ""),
+        digits("test", ""),
+        digits("train", ""),
+        digits("test", ""),
+        digits("train", ""),
+        digits("test", "")
+    );
+    let task = write_file(dir.path(), "task.toml", &task);
+    let out = pt.ok(&["transfer", run.to_str().unwrap(), "--task", task.to_str().unwrap()]);
+    for evaluator in ["finetune", "linear_probe", "knn"] {
+        assert!(out.lines().any(|l| l.starts_with(evaluator) && l.matches('%').count() == 2), "{evaluator} row: {out}");
+    }
+    let report_dir = run.join("transfer-task");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report_dir.join("transfer.json")).unwrap()).unwrap();
+    assert_eq!(report["checkpoint_step"], 30);
+    let comparisons = report["comparisons"].as_array().unwrap();
+    assert_eq!(comparisons.len(), 3);
+    let finetune = &comparisons[0];
+    let curve = finetune["pretrained"]["curves"]["accuracy_by_step"].as_array().unwrap();
+    assert_eq!(curve.len(), 4, "accuracy every 5 of 20 steps");
+    assert!(finetune["speedup"]["random_best_accuracy"].as_f64().is_some());
+    // 30 supervised steps on the same digits: the pretrained encoder's probe is far ahead.
+    let probe = &comparisons[1];
+    let (p, r) = (
+        probe["pretrained"]["metrics"]["accuracy"].as_f64().unwrap(),
+        probe["random_init"]["metrics"]["accuracy"].as_f64().unwrap(),
+    );
+    assert!(p > r, "linear probe: pretrained {p} vs random init {r}");
+    for png in ["finetune-steps.png", "finetune-time.png"] {
+        assert_eq!(png_size(&report_dir.join(png)), (800, 500), "{png}");
+    }
+    let md = std::fs::read_to_string(report_dir.join("transfer.md")).unwrap();
+    assert!(md.contains("| finetune |") && md.contains("![finetune-steps.png]"), "{md}");
+
+    // Bad input: a task without [[eval]] entries, and a directory that is no run.
+    let empty = write_file(dir.path(), "empty.toml", "# nothing\n");
+    let err = pt.fails(&["transfer", run.to_str().unwrap(), "--task", empty.to_str().unwrap()]);
+    assert!(err.contains("no [[eval]] entries"), "{err}");
+    let err = pt.fails(&["transfer", dir.path().to_str().unwrap(), "--task", "mnist"]);
+    assert!(err.contains("no checkpoint here"), "{err}");
+
+    let out = pt.ok(&["visualize", run.to_str().unwrap(), "--samples", "300"]);
+    assert!(out.contains("pca-pretrained.png"), "{out}");
+    for png in ["pca-pretrained.png", "pca-random_init.png"] {
+        assert_eq!(png_size(&run.join("visualize").join(png)), (800, 500), "{png}");
+    }
+    // 16 filters of 7×7 drawn at 8× in 8 columns with 2-pixel gaps.
+    let (w, h) = png_size(&run.join("visualize/filters-pretrained.png"));
+    assert!(w > 8 * 7 * 8 && h > 2 * 7 * 8, "filters grid {w}×{h}");
+}
+
+#[test]
+fn an_objective_mix_trains_simclr_and_supervised_on_partly_labelled_data() {
+    let _data = data_dir("images");
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = r#"
+[run]
+seed = 5
+device = "cpu"
+batch_size = 32
+max_steps = 4
+log_every = 1
+save_every = 4
+grad_clip = 0.0
+num_threads = 2
+
+[data]
+name = "pixel_csv"
+path = "{data}/images/digits/digits.csv"
+split = "train"
+label_fraction = 0.2
+mean = [0.305]
+std = [0.376]
+
+[arch]
+name = "resnet18"
+width = 8
+
+[[objective.mix]]
+name = "simclr"
+online_probe = false
+
+[[objective.mix]]
+name = "supervised"
+weight = 0.5
+
+[optim]
+name = "sgd"
+lr = 0.05
+"#;
+    let path = write_file(dir.path(), "mix.toml", recipe);
+    let run = dir.path().join("mix");
+    let pt = Pt::new();
+    pt.ok(&["train", "--recipe", path.to_str().unwrap(), "--run-dir", run.to_str().unwrap(), "--quiet"]);
+    let rows = metrics_rows(&run);
+    let value = |r: &pt_report::MetricsRow, name: &str| r.values.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+    let first = rows.iter().find(|r| value(r, "loss").is_some()).unwrap();
+    let (total, simclr, supervised) =
+        (value(first, "loss").unwrap(), value(first, "simclr/loss").unwrap(), value(first, "supervised/loss").unwrap());
+    assert!(
+        (total - (simclr + 0.5 * supervised)).abs() < 1e-4 * total.abs().max(1.0),
+        "loss {total} = simclr {simclr} + 0.5 × supervised {supervised}"
+    );
+    assert!(value(first, "supervised/accuracy").is_some() && value(first, "simclr/contrastive_accuracy").is_some());
+    let objective = read_safetensors(&checkpoint_dir(&run, 4).join("objective.safetensors"));
+    assert!(objective.contains_key("simclr.projector.0.weight"), "{:?}", objective.keys());
+    // Resuming a mix restores every term: two more steps continue from step 4.
+    pt.ok(&[
+        "train",
+        "--recipe",
+        path.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+        "--max-steps",
+        "6",
+    ]);
+    assert_eq!(summary(&run)["step"], 6);
+
+    // Only about 20 % of each class carries a label.
+    let info = pt.ok(&["plugin", "info", "resnet"]);
+    assert!(info.contains("label_fraction"), "{info}");
+}
