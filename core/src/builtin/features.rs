@@ -3,6 +3,18 @@
 
 use pt_sdk::prelude::*;
 
+/// What every transfer evaluator asks for: labelled `train` and `test` splits and the model's
+/// `features`; ranked by test accuracy.
+pub fn transfer_info() -> EvaluatorInfo {
+    EvaluatorInfo {
+        splits: vec!["train".into(), "test".into()],
+        needs_fields: vec!["label".into()],
+        needs_outputs: vec!["features".into()],
+        primary_metric: Some("accuracy".into()),
+        higher_is_better: true,
+    }
+}
+
 /// Batches of sample indices covering `0..n` in order.
 pub fn index_batches(n: u64, batch_size: u64) -> impl Iterator<Item = Vec<u64>> {
     let bs = batch_size.max(1);

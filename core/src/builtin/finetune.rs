@@ -2,7 +2,7 @@
 //! encoder (optionally with its first layers frozen and a lower encoder learning rate). Records
 //! test accuracy against step and wall time, so pretrained and random starts can be compared.
 
-use super::features::{accuracy, index_batches, num_classes};
+use super::features::{accuracy, index_batches, num_classes, transfer_info};
 use pt_optim::{AdamWConfig, Decay, FlatParams, GroupRules, LrMultRule, OptimizerConfig, ScheduleConfig};
 use pt_sdk::prelude::*;
 use pt_sdk::rng::CounterRng;
@@ -105,13 +105,7 @@ fn test_accuracy(
 
 impl Evaluator for Finetune {
     fn info(&self) -> EvaluatorInfo {
-        EvaluatorInfo {
-            splits: vec!["train".into(), "test".into()],
-            needs_fields: vec!["label".into()],
-            needs_outputs: vec!["features".into()],
-            primary_metric: Some("accuracy".into()),
-            higher_is_better: true,
-        }
+        transfer_info()
     }
 
     fn evaluate(&mut self, model: &HostModel<'_>, splits: &Splits<'_>, ctx: &StepCtx) -> Result<EvalReport> {

@@ -3,7 +3,7 @@
 //! each test sample's k most cosine-similar train samples vote for their class with weight
 //! exp(similarity / temperature).
 
-use super::features::{extract, num_classes};
+use super::features::{extract, num_classes, transfer_info};
 use pt_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -85,13 +85,7 @@ pub fn knn_predict(
 
 impl Evaluator for Knn {
     fn info(&self) -> EvaluatorInfo {
-        EvaluatorInfo {
-            splits: vec!["train".into(), "test".into()],
-            needs_fields: vec!["label".into()],
-            needs_outputs: vec!["features".into()],
-            primary_metric: Some("accuracy".into()),
-            higher_is_better: true,
-        }
+        transfer_info()
     }
 
     fn evaluate(&mut self, model: &HostModel<'_>, splits: &Splits<'_>, ctx: &StepCtx) -> Result<EvalReport> {

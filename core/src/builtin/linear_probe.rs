@@ -1,7 +1,7 @@
 //! Linear probe: the frozen encoder's `features` computed once per split, then a linear
 //! classifier trained on them (standardised, AdamW, minibatches). Reports test accuracy.
 
-use super::features::{accuracy, extract, num_classes};
+use super::features::{accuracy, extract, num_classes, transfer_info};
 use pt_optim::{default_groups, AdamWConfig, FlatParams, OptimizerConfig};
 use pt_sdk::prelude::*;
 use pt_sdk::rng::CounterRng;
@@ -116,13 +116,7 @@ pub fn fit_linear(
 
 impl Evaluator for LinearProbe {
     fn info(&self) -> EvaluatorInfo {
-        EvaluatorInfo {
-            splits: vec!["train".into(), "test".into()],
-            needs_fields: vec!["label".into()],
-            needs_outputs: vec!["features".into()],
-            primary_metric: Some("accuracy".into()),
-            higher_is_better: true,
-        }
+        transfer_info()
     }
 
     fn evaluate(&mut self, model: &HostModel<'_>, splits: &Splits<'_>, ctx: &StepCtx) -> Result<EvalReport> {

@@ -133,7 +133,8 @@ impl ResNet {
             bail!(Shape, "{}: images have {} channels but in_channels is {want}", self.depth.name(), size[1]);
         };
         let xs = if xs.kind() == Kind::Float { xs } else { xs.f_to_kind(Kind::Float)? };
-        let mut xs = self.bn1.forward(&self.conv1.forward(&xs)?, self.train)?.f_relu()?; // [B, w, H/2, W/2]
+        let mut xs = self.bn1.forward(&self.conv1.forward(&xs)?, self.train)?;
+        let _ = xs.f_relu_()?; // in place, as torchvision's ReLU(inplace=True): [B, w, H/2, W/2]
         if !self.config.small_stem {
             xs = xs.f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?; // [B, w, H/4, W/4]
         }

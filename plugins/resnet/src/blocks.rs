@@ -145,14 +145,17 @@ impl Block {
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
             out = bn.forward(&conv.forward(&out)?, train)?;
             if i != last {
-                out = out.f_relu()?;
+                let _ = out.f_relu_()?; // in place, as torchvision
             }
         }
         let identity = match &self.downsample {
             Some(d) => d.bn.forward(&d.conv.forward(xs)?, train)?,
             None => xs.shallow_clone(),
         };
-        Ok(out.f_add(&identity)?.f_relu()?)
+        // In place, as torchvision's `out += identity; relu(out)`: less memory traffic.
+        let _ = out.f_add_(&identity)?;
+        let _ = out.f_relu_()?;
+        Ok(out)
     }
 
     pub fn macs(&self, h: i64, w: i64) -> (f64, i64, i64) {

@@ -128,19 +128,16 @@ impl ImageStore {
     pub fn normalization(&self, mean: &Option<Vec<f64>>, std: &Option<Vec<f64>>, what: &str) -> Result<Normalization> {
         match (mean, std) {
             (Some(m), Some(s)) => {
-                let ok = |v: &Vec<f64>| v.len() == 1 || v.len() == self.channels as usize;
-                if !ok(m) || !ok(s) {
+                let norm = Normalization { mean: m.clone(), std: s.clone() };
+                norm.validate().map_err(|e| e.context(what))?;
+                if m.len() != 1 && m.len() != self.channels as usize {
                     return Err(PtError::config(format!(
-                        "{what}: mean and std need 1 or {} values (one per channel), got {} and {}",
+                        "{what}: mean and std need 1 or {} values (one per channel), got {}",
                         self.channels,
-                        m.len(),
-                        s.len()
+                        m.len()
                     )));
                 }
-                if s.iter().any(|&v| v <= 0.0) {
-                    return Err(PtError::config(format!("{what}: std values must be positive, got {s:?}")));
-                }
-                Ok(Normalization { mean: m.clone(), std: s.clone() })
+                Ok(norm)
             }
             (None, None) => Ok(self.statistics()),
             _ => Err(PtError::config(format!("{what}: set both mean and std, or neither (computed from the data)"))),
