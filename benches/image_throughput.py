@@ -65,7 +65,7 @@ name = "sgd"
 lr = 0.01
 """
     (run_dir / "bench.toml").write_text(recipe)
-    cmd = [str(REPO / "target/release/pt"), "train", "--recipe", str(run_dir / "bench.toml"),
+    cmd = [os.environ.get("PT_BIN", str(REPO / "target/release/pt")), "train", "--recipe", str(run_dir / "bench.toml"),
            "--run-dir", str(run_dir / "run"), "--quiet"]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     rows = [json.loads(l) for l in (run_dir / "run/metrics.jsonl").read_text().splitlines()]
