@@ -44,12 +44,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let task = Recipe::parse_evals(&text, &args.task, &args.set)?;
-    let (run_dir, _) = pt_core::transfer::locate(&args.from)?;
+    let (run_dir, ckpt) = pt_core::transfer::locate(&args.from)?;
     let out = args.out.unwrap_or_else(|| run_dir.join(format!("transfer-{name}")));
     std::fs::create_dir_all(&out)?;
     crate::logging::log_to_file(&out.join("transfer.log"))?;
     let reg = Registry::discover();
-    let report = pt_core::transfer::run(&reg, &args.from, task, &name, &out)?;
+    let report = pt_core::transfer::run(&reg, &run_dir, ckpt, task, &name, &out)?;
     println!("transfer {} from {} (step {})", name, report.checkpoint.display(), report.checkpoint_step);
     let pct = |v: Option<f64>| v.map(|a| format!("{:.1} %", a * 100.0)).unwrap_or_else(|| "-".into());
     println!("{:<20} {:>12} {:>12}", "evaluator", "pretrained", "random init");

@@ -18,10 +18,10 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let reg = Registry::discover();
-    let (session, ckpt) = pt_core::transfer::open(&reg, &args.from, Vec::new())?;
+    let (run_dir, ckpt) = pt_core::transfer::locate(&args.from)?;
+    let (session, ckpt) = pt_core::transfer::open(&reg, &run_dir, ckpt, Vec::new())?;
     let out = args.out.unwrap_or_else(|| session.run_dir.join("visualize"));
-    let weights = ckpt.tensors("model")?;
-    let files = pt_core::visualize::run(&reg, &session, &weights, args.samples, &out)?;
+    let files = pt_core::visualize::run(&reg, &session, args.samples, &out)?;
     println!("pictures of {} (step {}) and of random initialisation:", ckpt.dir.display(), ckpt.manifest.step);
     for f in files {
         println!("  {}", f.display());

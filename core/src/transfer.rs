@@ -39,11 +39,10 @@ pub fn locate(from: &Path) -> Result<(PathBuf, Checkpoint)> {
 
 /// The pretraining run's session (its recipe, with `evals` instead of its own) with the
 /// checkpoint's weights loaded into the architecture.
-pub fn open(reg: &Registry, from: &Path, evals: Vec<EvalSpec>) -> Result<(Session, Checkpoint)> {
-    let (run_dir, ckpt) = locate(from)?;
+pub fn open(reg: &Registry, run_dir: &Path, ckpt: Checkpoint, evals: Vec<EvalSpec>) -> Result<(Session, Checkpoint)> {
     let mut recipe = Recipe::load(&run_dir.join("config.toml"), &[])?;
     recipe.evals = evals;
-    let session = Session::build(reg, recipe, &run_dir)?;
+    let session = Session::build(reg, recipe, run_dir)?;
     let mut target = session.arch.parameters()?;
     target.extend(session.arch.buffers()?);
     load_named(&target, &ckpt.tensors("model")?, &format!("checkpoint {}", ckpt.dir.display()))?;
@@ -112,8 +111,16 @@ pub fn speedup(pretrained: &EvalReport, random: &EvalReport) -> Option<Speedup> 
 
 /// Runs `task` (`[[eval]]` entries) on the checkpoint and at random initialisation; writes
 /// `transfer.json`, `transfer.md` and the learning-curve PNGs into `out`.
-pub fn run(reg: &Registry, from: &Path, task: Vec<EvalSpec>, task_name: &str, out: &Path) -> Result<TransferReport> {
-    let (session, ckpt) = open(reg, from, task.clone())?;
+/// `run_dir` and `ckpt` come from [`locate`].
+pub fn run(
+    reg: &Registry,
+    run_dir: &Path,
+    ckpt: Checkpoint,
+    task: Vec<EvalSpec>,
+    task_name: &str,
+    out: &Path,
+) -> Result<TransferReport> {
+    let (session, ckpt) = open(reg, run_dir, ckpt, task.clone())?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
 
     let mut comparisons = Vec::new();

@@ -77,14 +77,11 @@ pub fn filter_tiles(weight: &Tensor) -> Result<Vec<RgbImage>> {
 }
 
 /// Writes `pca-{pretrained,random_init}.png` and, for convolutional stems,
-/// `filters-{pretrained,random_init}.png` into `out`.
-pub fn run(
-    reg: &crate::plugin::Registry,
-    session: &Session,
-    weights: &[(String, Tensor)],
-    limit: u64,
-    out: &Path,
-) -> Result<Vec<PathBuf>> {
+/// `filters-{pretrained,random_init}.png` into `out`. `session.arch` holds the checkpoint's
+/// weights (see `transfer::open`); each picture gets a fresh copy of the architecture.
+pub fn run(reg: &crate::plugin::Registry, session: &Session, limit: u64, out: &Path) -> Result<Vec<PathBuf>> {
+    let mut weights = session.arch.parameters()?;
+    weights.extend(session.arch.buffers()?);
     std::fs::create_dir_all(out).map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
     let ctx = StepCtx { seed: session.recipe.run.seed, device: session.ctx.device, ..Default::default() };
     let mut files = Vec::new();
@@ -98,7 +95,7 @@ pub fn run(
         if pretrained {
             let mut target = arch.parameters()?;
             target.extend(arch.buffers()?);
-            load_named(&target, weights, "visualize")?;
+            load_named(&target, &weights, "visualize")?;
         }
         let (feats, labels) = features(&mut arch, &session.data, limit, &ctx)?;
         let xy = pca2(&feats)?;

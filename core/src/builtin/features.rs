@@ -54,6 +54,22 @@ pub fn extract(
     Ok((Tensor::f_cat(&feats, 0)?, Tensor::f_cat(&labels, 0)?))
 }
 
+/// Frozen features and labels of the `train` and `test` splits (capped at `max_train` /
+/// `max_test` samples, 0: all) and the number of classes: what linear probes and kNN start from.
+pub fn extract_train_test(
+    model: &HostModel<'_>,
+    splits: &Splits<'_>,
+    (max_train, max_test): (u64, u64),
+    batch_size: u64,
+    ctx: &StepCtx,
+) -> Result<((Tensor, Tensor), (Tensor, Tensor), i64)> {
+    let (train, test) = (splits.get("train")?, splits.get("test")?);
+    let classes = num_classes(train, "train")?;
+    let train = extract(model, train, max_train, batch_size, ctx)?;
+    let test = extract(model, test, max_test, batch_size, ctx)?;
+    Ok((train, test, classes))
+}
+
 /// Fraction of rows of `logits` whose argmax equals `labels`.
 pub fn accuracy(logits: &Tensor, labels: &Tensor) -> Result<f64> {
     let correct = logits.f_argmax(-1, false)?.f_eq_tensor(labels)?.f_to_kind(Kind::Float)?.f_mean(Kind::Float)?;

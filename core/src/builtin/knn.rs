@@ -3,7 +3,7 @@
 //! each test sample's k most cosine-similar train samples vote for their class with weight
 //! exp(similarity / temperature).
 
-use super::features::{extract, num_classes, transfer_info};
+use super::features::{extract_train_test, transfer_info};
 use pt_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -89,11 +89,10 @@ impl Evaluator for Knn {
     }
 
     fn evaluate(&mut self, model: &HostModel<'_>, splits: &Splits<'_>, ctx: &StepCtx) -> Result<EvalReport> {
-        let (train, test) = (splits.get("train")?, splits.get("test")?);
-        let classes = num_classes(train, "train")?;
         let started = std::time::Instant::now();
-        let (bank, bank_labels) = extract(model, train, self.cfg.max_train_samples, self.cfg.batch_size, ctx)?;
-        let (xte, yte) = extract(model, test, self.cfg.max_test_samples, self.cfg.batch_size, ctx)?;
+        let limits = (self.cfg.max_train_samples, self.cfg.max_test_samples);
+        let ((bank, bank_labels), (xte, yte), classes) =
+            extract_train_test(model, splits, limits, self.cfg.batch_size, ctx)?;
         let pred = knn_predict(
             &bank,
             &bank_labels,

@@ -1,7 +1,7 @@
 //! Linear probe: the frozen encoder's `features` computed once per split, then a linear
 //! classifier trained on them (standardised, AdamW, minibatches). Reports test accuracy.
 
-use super::features::{accuracy, extract, num_classes, transfer_info};
+use super::features::{accuracy, extract_train_test, transfer_info};
 use pt_optim::{default_groups, AdamWConfig, FlatParams, OptimizerConfig};
 use pt_sdk::prelude::*;
 use pt_sdk::rng::CounterRng;
@@ -120,11 +120,9 @@ impl Evaluator for LinearProbe {
     }
 
     fn evaluate(&mut self, model: &HostModel<'_>, splits: &Splits<'_>, ctx: &StepCtx) -> Result<EvalReport> {
-        let (train, test) = (splits.get("train")?, splits.get("test")?);
-        let classes = num_classes(train, "train")?;
         let started = std::time::Instant::now();
-        let (xtr, ytr) = extract(model, train, self.cfg.max_train_samples, self.cfg.batch_size, ctx)?;
-        let (xte, yte) = extract(model, test, self.cfg.max_test_samples, self.cfg.batch_size, ctx)?;
+        let limits = (self.cfg.max_train_samples, self.cfg.max_test_samples);
+        let ((xtr, ytr), (xte, yte), classes) = extract_train_test(model, splits, limits, self.cfg.batch_size, ctx)?;
         let (test_acc, train_acc) = fit_linear((&xtr, &ytr), (&xte, &yte), classes, &self.cfg, ctx.seed)?;
         Ok(EvalReport::default()
             .metric("accuracy", test_acc)
