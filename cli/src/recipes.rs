@@ -5,6 +5,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("mlm-bert", include_str!("../../recipes/mlm-bert.toml")),
     ("supervised-resnet18", include_str!("../../recipes/supervised-resnet18.toml")),
     ("simclr-resnet18", include_str!("../../recipes/simclr-resnet18.toml")),
+    ("wav2vec2-wav2vec2", include_str!("../../recipes/wav2vec2-wav2vec2.toml")),
 ];
 
 pub fn find(name: &str) -> Option<&'static str> {

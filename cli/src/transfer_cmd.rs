@@ -11,6 +11,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("fashion-mnist", include_str!("../../recipes/tasks/fashion-mnist.toml")),
     ("mnist", include_str!("../../recipes/tasks/mnist.toml")),
     ("fortunes", include_str!("../../recipes/tasks/fortunes.toml")),
+    ("spoken-digits", include_str!("../../recipes/tasks/spoken-digits.toml")),
 ];
 
 #[derive(clap::Args)]

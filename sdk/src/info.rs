@@ -95,6 +95,9 @@ pub struct DatasetInfo {
     pub class_counts: Vec<u64>,
     /// Free-form facts worth showing (`tokenizer`, `vocab_size`, `skipped_lines`, ...).
     pub notes: serde_json::Map<String, serde_json::Value>,
+    /// Per-sample lengths (in the dataset's own unit, e.g. audio samples after cropping) so the
+    /// host can bucket batches by length; empty when samples are fixed-size.
+    pub lengths: Vec<u64>,
 }
 
 impl DatasetInfo {

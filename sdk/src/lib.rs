@@ -68,6 +68,8 @@
 //! outputs are named tensor maps ([`Tensors`] on your side). Configs and descriptions cross as
 //! JSON. Every call returns `RResult<_, PtError>`.
 
+#[cfg(feature = "audio")]
+pub mod audio;
 pub mod component;
 pub mod config;
 pub mod error;

@@ -131,9 +131,39 @@ impl Linear {
         Ok(Linear { weight: p.uniform("weight", &[cout, cin], bound)?, bias: p.uniform("bias", &[cout], bound)? })
     }
 
+    /// Weight normal(0, the builder's std), bias zero: transformers' `_init_weights` for `nn.Linear`.
+    pub fn normal(p: &Params, cin: i64, cout: i64) -> Result<Self> {
+        Ok(Linear { weight: p.normal("weight", &[cout, cin], None)?, bias: p.constant("bias", &[cout], 0.0)? })
+    }
+
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         Ok(xs.f_linear(&self.weight, Some(&self.bias))?)
     }
+}
+
+/// `nn.LayerNorm(dim, eps)` over the last dimension, weight 1 and bias 0.
+pub struct LayerNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(p: &Params, dim: i64, eps: f64) -> Result<Self> {
+        Ok(LayerNorm { weight: p.constant("weight", &[dim], 1.0)?, bias: p.constant("bias", &[dim], 0.0)?, eps })
+    }
+
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        Ok(xs.f_layer_norm([self.weight.size()[0]], Some(&self.weight), Some(&self.bias), self.eps, true)?)
+    }
+}
+
+/// Dropout in training with `p > 0`; the identity otherwise (no kernel launched).
+pub fn dropout(xs: Tensor, p: f64, train: bool) -> Result<Tensor> {
+    if !train || p == 0.0 {
+        return Ok(xs);
+    }
+    Ok(xs.f_dropout(p, true)?)
 }
 
 fn name_hash(name: &str) -> u64 {

@@ -23,10 +23,11 @@ pub struct Prefetcher {
 }
 
 fn count_tokens(b: &Tensors) -> Option<u64> {
+    let ids = b.get("input_ids")?; // only text has tokens (audio's attention_mask counts samples)
     if let Some(m) = b.get("attention_mask") {
         return m.f_sum(tch::Kind::Int64).ok().and_then(|s| s.f_int64_value(&[]).ok()).map(|v| v as u64);
     }
-    b.get("input_ids").map(|t| t.numel() as u64)
+    Some(ids.numel() as u64)
 }
 
 impl Prefetcher {

@@ -83,16 +83,26 @@ fn record_filled(spec: &mut ComponentSpec, config: &Value) {
     }
 }
 
-/// What the architecture knows that an objective may leave unset (`null` default):
-/// `feature_dim`, the width of its `features` output, for heads sized to it.
+/// What the architecture knows that an objective may leave unset (`null` default): `feature_dim`,
+/// the width of its `features` output, for heads sized to it; and any key of the architecture's
+/// own config of the same name (e.g. wav2vec2's `conv_kernel`/`conv_stride`, which its objective
+/// needs to know how many frames a clip gives).
 fn fill_from_arch(resolved: &Resolved, mut config: Value, info: &ArchitectureInfo) -> Value {
     let Some(obj) = config.as_object_mut() else {
         return config;
     };
-    let wants = resolved.manifest.config.iter().any(|k| k.key == "feature_dim" && k.default.is_null());
-    if let (true, false, Some(dim)) = (wants, obj.contains_key("feature_dim"), info.feature_dim) {
-        tracing::info!(component = %resolved.origin(), value = dim, "feature_dim set from the architecture");
-        obj.insert("feature_dim".into(), Value::from(dim));
+    for key in resolved.manifest.config.iter().filter(|k| k.default.is_null()) {
+        if obj.get(&key.key).is_some_and(|v| !v.is_null()) {
+            continue; // set by the user
+        }
+        let value = match key.key.as_str() {
+            "feature_dim" => info.feature_dim.map(Value::from),
+            name => info.config.get(name).filter(|v| !v.is_null()).cloned(),
+        };
+        if let Some(value) = value {
+            tracing::info!(component = %resolved.origin(), key = %key.key, %value, "set from the architecture");
+            obj.insert(key.key.clone(), value);
+        }
     }
     config
 }

@@ -212,7 +212,8 @@ impl<'r> Trainer<'r> {
             cursor = c.manifest.cursor;
             skipped = c.manifest.skipped_steps;
         }
-        let sampler = Sampler::new(session.data.info.num_samples, run.batch_size, 0, 1, run.seed, true);
+        let sampler = Sampler::new(session.data.info.num_samples, run.batch_size, 0, 1, run.seed, true)
+            .bucketed_by(&session.data.info.lengths);
         if sampler.micro_batches_per_epoch() == 0 {
             return Err(Error::Config(format!(
                 "dataset {} has {} samples, fewer than one batch of {}: lower [run] batch_size",

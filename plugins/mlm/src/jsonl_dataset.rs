@@ -281,6 +281,7 @@ impl Dataset for JsonlDataset {
             classes: self.classes.clone(),
             class_counts: self.class_counts.clone(),
             notes: self.notes.clone(),
+            ..Default::default()
         }
     }
 

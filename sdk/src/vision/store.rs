@@ -172,6 +172,7 @@ impl ImageStore {
             classes: self.classes.clone(),
             class_counts: counts,
             notes,
+            ..Default::default()
         }
     }
 

@@ -114,9 +114,9 @@ impl BertSelfAttention {
     pub fn new(p: &Params, c: &BertConfig) -> Result<Self> {
         let h = c.hidden_size;
         Ok(BertSelfAttention {
-            query: Linear::new(&p.sub("query"), h, h)?,
-            key: Linear::new(&p.sub("key"), h, h)?,
-            value: Linear::new(&p.sub("value"), h, h)?,
+            query: Linear::normal(&p.sub("query"), h, h)?,
+            key: Linear::normal(&p.sub("key"), h, h)?,
+            value: Linear::normal(&p.sub("value"), h, h)?,
             num_heads: c.num_attention_heads,
             head_dim: c.head_dim(),
             dropout: c.attention_probs_dropout_prob,
@@ -150,7 +150,7 @@ pub struct BertSelfOutput {
 impl BertSelfOutput {
     pub fn new(p: &Params, c: &BertConfig) -> Result<Self> {
         Ok(BertSelfOutput {
-            dense: Linear::new(&p.sub("dense"), c.hidden_size, c.hidden_size)?,
+            dense: Linear::normal(&p.sub("dense"), c.hidden_size, c.hidden_size)?,
             layer_norm: LayerNorm::new(&p.sub("LayerNorm"), c.hidden_size, c.layer_norm_eps)?,
             dropout: c.hidden_dropout_prob,
         })
@@ -191,7 +191,7 @@ pub struct BertIntermediate {
 impl BertIntermediate {
     pub fn new(p: &Params, c: &BertConfig) -> Result<Self> {
         Ok(BertIntermediate {
-            dense: Linear::new(&p.sub("dense"), c.hidden_size, c.intermediate_size)?,
+            dense: Linear::normal(&p.sub("dense"), c.hidden_size, c.intermediate_size)?,
             act: c.hidden_act,
         })
     }
@@ -211,7 +211,7 @@ pub struct BertOutput {
 impl BertOutput {
     pub fn new(p: &Params, c: &BertConfig) -> Result<Self> {
         Ok(BertOutput {
-            dense: Linear::new(&p.sub("dense"), c.intermediate_size, c.hidden_size)?,
+            dense: Linear::normal(&p.sub("dense"), c.intermediate_size, c.hidden_size)?,
             layer_norm: LayerNorm::new(&p.sub("LayerNorm"), c.hidden_size, c.layer_norm_eps)?,
             dropout: c.hidden_dropout_prob,
         })
@@ -275,7 +275,7 @@ pub struct BertPooler {
 
 impl BertPooler {
     pub fn new(p: &Params, c: &BertConfig) -> Result<Self> {
-        Ok(BertPooler { dense: Linear::new(&p.sub("dense"), c.hidden_size, c.hidden_size)? })
+        Ok(BertPooler { dense: Linear::normal(&p.sub("dense"), c.hidden_size, c.hidden_size)? })
     }
 
     /// [batch, seq, hidden] → [batch, hidden]
@@ -323,7 +323,7 @@ pub struct BertPredictionHeadTransform {
 impl BertPredictionHeadTransform {
     pub fn new(p: &Params, c: &BertConfig) -> Result<Self> {
         Ok(BertPredictionHeadTransform {
-            dense: Linear::new(&p.sub("dense"), c.hidden_size, c.hidden_size)?,
+            dense: Linear::normal(&p.sub("dense"), c.hidden_size, c.hidden_size)?,
             act: c.hidden_act,
             layer_norm: LayerNorm::new(&p.sub("LayerNorm"), c.hidden_size, c.layer_norm_eps)?,
         })

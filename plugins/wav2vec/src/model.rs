@@ -1,0 +1,223 @@
+//! `wav2vec2`: transformers' `Wav2Vec2Model` — feature encoder, feature projection, optional
+//! time masking with a learned embedding, transformer encoder.
+//! Reference: <https://github.com/huggingface/transformers/blob/main/src/transformers/models/wav2vec2/modeling_wav2vec2.py>
+//!
+//! Inputs: `input_values` [batch, samples] (f32), optional `attention_mask` [batch, samples]
+//! (1 = real sample) and `mask_time_indices` [batch, frames] (bool; frames replaced by
+//! `masked_spec_embed`, what a pretraining objective supplies).
+//! Outputs: `last_hidden_state` [batch, frames, hidden], `extract_features` [batch, frames, conv]
+//! (the layer-normed conv features a quantiser reads), `frame_mask` [batch, frames] (bool),
+//! `feature_penalty` (mean square of the conv features, wav2vec 2.0's L2 penalty) and `features`
+//! [batch, hidden] (mean over real frames) for probes and fine-tuning.
+
+use crate::config::{FeaturePooling, Wav2Vec2Args, Wav2Vec2Config};
+use crate::encoder::Encoder;
+use crate::feature_encoder::FeatureEncoder;
+use pt_sdk::params::dropout;
+use pt_sdk::params::{Created, LayerNorm, Params};
+use pt_sdk::prelude::*;
+
+/// `feature_projection`: LayerNorm over conv channels, then a linear map to the model width.
+struct FeatureProjection {
+    layer_norm: LayerNorm,
+    projection: pt_sdk::params::Linear,
+    dropout: f64,
+}
+
+pub struct Wav2Vec2 {
+    pub config: Wav2Vec2Config,
+    pooling: FeaturePooling,
+    feature_extractor: FeatureEncoder,
+    feature_projection: FeatureProjection,
+    masked_spec_embed: Tensor,
+    encoder: Encoder,
+    params: Vec<(String, Tensor)>,
+    train: bool,
+}
+
+impl Wav2Vec2 {
+    pub fn new(config: Wav2Vec2Config, pooling: FeaturePooling, seed: u64, device: Device) -> Result<Self> {
+        config.validate()?;
+        let created = Created::default();
+        let p = Params::new(seed, config.initializer_range, device, &created);
+        let conv_out = *config.conv_dim.last().unwrap_or(&1);
+        let feature_extractor = FeatureEncoder::new(&p.sub("feature_extractor.conv_layers"), &config)?;
+        let fp = p.sub("feature_projection");
+        let bound = 1.0 / (conv_out as f64).sqrt(); // transformers: uniform(±1/sqrt(in)) here
+        let feature_projection = FeatureProjection {
+            layer_norm: LayerNorm::new(&fp.sub("layer_norm"), conv_out, config.layer_norm_eps)?,
+            projection: pt_sdk::params::Linear {
+                weight: fp.sub("projection").uniform("weight", &[config.hidden_size, conv_out], bound)?,
+                bias: fp.sub("projection").uniform("bias", &[config.hidden_size], bound)?,
+            },
+            dropout: config.feat_proj_dropout,
+        };
+        let mut masked_spec_embed = p.uniform("masked_spec_embed", &[config.hidden_size], 1.0)?;
+        // transformers draws it from uniform(0, 1).
+        let _ = tch::no_grad(|| masked_spec_embed.f_abs_())?;
+        let encoder = Encoder::new(&p.sub("encoder"), &config)?;
+        drop(p);
+        let params = created.into_parts().0;
+        Ok(Wav2Vec2 {
+            config,
+            pooling,
+            feature_extractor,
+            feature_projection,
+            masked_spec_embed,
+            encoder,
+            params,
+            train: true,
+        })
+    }
+
+    /// The parameters under their transformers names.
+    pub fn params_named(&self) -> Vec<(String, Tensor)> {
+        self.params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
+    }
+
+    pub fn set_train(&mut self, train: bool) {
+        self.train = train;
+    }
+
+    /// Frames per clip of `samples` audio samples.
+    pub fn frames(&self, samples: i64) -> i64 {
+        self.feature_extractor.output_length(samples)
+    }
+
+    /// `[batch, frames]` bool: frames computed only from real (unpadded) samples.
+    fn frame_mask(&self, attention_mask: Option<&Tensor>, batch: i64, frames: i64, device: Device) -> Result<Tensor> {
+        let Some(mask) = attention_mask else {
+            return Ok(Tensor::f_ones([batch, frames], (Kind::Bool, device))?);
+        };
+        let lengths = Vec::<i64>::try_from(&mask.f_sum_dim_intlist(-1, false, Kind::Int64)?.f_to_device(Device::Cpu)?)?;
+        let frame_lengths: Vec<i64> = lengths.iter().map(|&l| self.frames(l)).collect();
+        if let Some(i) = frame_lengths.iter().position(|&f| f == 0) {
+            bail!(
+                Shape,
+                "wav2vec2: clip {i} of the batch has {} samples, fewer than the feature encoder's receptive field ({}): \
+                 raise the dataset's min_samples",
+                lengths[i],
+                self.config.receptive_field()
+            );
+        }
+        let lengths = Tensor::f_from_slice(&frame_lengths)?.f_to_device(device)?;
+        let positions = Tensor::f_arange(frames, (Kind::Int64, device))?;
+        Ok(positions.f_unsqueeze(0)?.f_lt_tensor(&lengths.f_unsqueeze(1)?)?)
+    }
+
+    pub fn forward(&self, inputs: &Tensors, ctx: &StepCtx) -> Result<Tensors> {
+        let audio = inputs.require("input_values")?;
+        let (batch, samples) = audio.size2().map_err(|_| {
+            PtError::new(
+                ErrorKind::Shape,
+                format!("wav2vec2: input_values must be [batch, samples], got {:?}", audio.size()),
+            )
+        })?;
+        if self.frames(samples) == 0 {
+            bail!(
+                Shape,
+                "wav2vec2: clips of {samples} samples are shorter than the feature encoder's receptive field ({})",
+                self.config.receptive_field()
+            );
+        }
+        let audio = if audio.kind() == Kind::Float { audio.shallow_clone() } else { audio.f_to_kind(Kind::Float)? };
+        let mut conv = self.feature_extractor.forward(&audio)?; // [batch, conv, frames]
+        let mult = self.config.feature_grad_mult;
+        if self.train && mult != 1.0 && conv.requires_grad() {
+            // Identity forward, gradient × mult backward (fairseq's GradMultiply): the difference
+            // term is exactly zero in value.
+            let fixed = conv.f_detach()?;
+            conv = fixed.f_add(&conv.f_sub(&fixed)?.f_mul_scalar(mult)?)?;
+        }
+        let conv = conv.f_transpose(1, 2)?; // [batch, frames, conv]
+        let frames = conv.size()[1];
+        let feature_penalty = conv.f_to_kind(Kind::Float)?.f_square()?.f_mean(Kind::Float)?;
+        let extract_features = self.feature_projection.layer_norm.forward(&conv)?; // [batch, frames, conv]
+        let hidden = self.feature_projection.projection.forward(&extract_features)?;
+        let mut hidden = dropout(hidden, self.feature_projection.dropout, self.train)?; // [batch, frames, hidden]
+        if let Some(mask) = inputs.get("mask_time_indices") {
+            if mask.size() != [batch, frames] {
+                bail!(Shape, "wav2vec2: mask_time_indices is {:?}, expected [{batch}, {frames}]", mask.size());
+            }
+            let mask = mask.f_to_kind(Kind::Bool)?.f_unsqueeze(-1)?;
+            hidden = hidden.f_where_self(&mask.f_logical_not()?, &self.masked_spec_embed.f_to_kind(hidden.kind())?)?;
+        }
+        let attention_mask = inputs.get("attention_mask");
+        let frame_mask = self.frame_mask(attention_mask, batch, frames, audio.device())?;
+        let last = self.encoder.forward(&hidden, attention_mask.map(|_| &frame_mask), ctx, self.train)?;
+        let pooled_from = match self.pooling {
+            FeaturePooling::Mean => &last,
+            FeaturePooling::Conv => &extract_features,
+        };
+        let weights = frame_mask.f_unsqueeze(-1)?.f_to_kind(pooled_from.kind())?; // [batch, frames, 1]
+        let counts = weights.f_sum_dim_intlist(1, false, pooled_from.kind())?; // [batch, 1]
+        let features = pooled_from.f_mul(&weights)?.f_sum_dim_intlist(1, false, pooled_from.kind())?.f_div(&counts)?;
+        let mut out = Tensors::new();
+        out.insert("last_hidden_state", last);
+        out.insert("extract_features", extract_features);
+        out.insert("frame_mask", frame_mask);
+        out.insert("feature_penalty", feature_penalty);
+        out.insert("features", features); // [batch, hidden or conv]
+        Ok(out)
+    }
+
+    pub fn feature_dim(&self) -> i64 {
+        match self.pooling {
+            FeaturePooling::Mean => self.config.hidden_size,
+            FeaturePooling::Conv => *self.config.conv_dim.last().unwrap_or(&0),
+        }
+    }
+}
+
+/// The `wav2vec2` component.
+pub struct Wav2Vec2Arch(pub Wav2Vec2);
+
+impl Component for Wav2Vec2Arch {
+    const NAME: &'static str = "wav2vec2";
+    const ABOUT: &'static str =
+        "wav2vec 2.0 (Hugging Face Wav2Vec2Model names): conv feature encoder + transformer, presets tiny..base";
+    type Config = Wav2Vec2Args;
+    fn new(args: Wav2Vec2Args, ctx: &CreateCtx) -> Result<Self> {
+        Ok(Wav2Vec2Arch(Wav2Vec2::new(args.resolve()?, args.feature_pooling, ctx.seed, ctx.device())?))
+    }
+}
+
+impl Architecture for Wav2Vec2Arch {
+    fn info(&self) -> ArchitectureInfo {
+        let m = &self.0;
+        let mut layer_prefixes: Vec<String> = [
+            "feature_extractor",
+            "feature_projection",
+            "masked_spec_embed",
+            "encoder.pos_conv_embed",
+            "encoder.layer_norm",
+        ]
+        .map(String::from)
+        .to_vec();
+        layer_prefixes.extend((0..m.config.num_hidden_layers).map(|i| format!("encoder.layers.{i}")));
+        ArchitectureInfo {
+            inputs: vec!["input_values".into()],
+            optional_inputs: vec!["attention_mask".into(), "mask_time_indices".into()],
+            outputs: ["last_hidden_state", "extract_features", "frame_mask", "feature_penalty", "features"]
+                .map(String::from)
+                .to_vec(),
+            feature_dim: Some(m.feature_dim()),
+            // Clips vary in length, so FLOPs per sample would mislead MFU: not reported.
+            train_flops_per_sample: None,
+            layer_prefixes,
+            config: m.config.hf_json(),
+        }
+    }
+
+    fn parameters(&self) -> Vec<(String, Tensor)> {
+        self.0.params_named()
+    }
+
+    fn set_train(&mut self, train: bool) {
+        self.0.set_train(train)
+    }
+
+    fn forward(&self, inputs: &Tensors, ctx: &StepCtx) -> Result<Tensors> {
+        self.0.forward(inputs, ctx)
+    }
+}

@@ -1,0 +1,315 @@
+//! `wav2vec2`: the self-supervised objective of wav2vec 2.0 (Baevski et al., 2020). `prepare`
+//! draws span masks over the frames the architecture will make and the negatives of each masked
+//! frame; `loss` quantises the masked frames' (layer-normed) conv features with a Gumbel product
+//! quantiser it owns, and combines the contrastive loss, the diversity loss and the feature
+//! penalty per masked frame, as fairseq normalises them:
+//! `L = L_m / M + α · L_d + β · mean(conv features²)`.
+//! Parameter names follow transformers' `Wav2Vec2ForPreTraining` (`quantizer.*`, `project_hid`,
+//! `project_q`).
+
+use crate::feature_encoder::output_length;
+use crate::loss::{contrastive_loss, diversity_loss};
+use crate::masking::{draw_batch, SpanMasking};
+use crate::quantizer::GumbelQuantizer;
+use pt_sdk::params::{Created, Linear, Params};
+use pt_sdk::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Wav2Vec2ObjectiveConfig {
+    pub mask_time_prob: f64,
+    pub mask_time_length: usize,
+    pub mask_time_min_masks: usize,
+    pub num_negatives: usize,
+    pub num_codevector_groups: i64,
+    pub num_codevectors_per_group: i64,
+    pub codevector_dim: i64,
+    pub proj_codevector_dim: i64,
+    pub contrastive_logits_temperature: f64,
+    pub diversity_loss_weight: f64,
+    pub feature_penalty_weight: f64,
+    pub max_gumbel_temperature: f64,
+    pub min_gumbel_temperature: f64,
+    pub gumbel_temperature_decay: f64,
+    pub feat_quantizer_dropout: f64,
+    /// Filled from the architecture (its config keys of the same names).
+    pub conv_kernel: Option<Vec<i64>>,
+    pub conv_stride: Option<Vec<i64>>,
+    pub conv_dim: Option<Vec<i64>>,
+    pub hidden_size: Option<i64>,
+}
+
+impl Default for Wav2Vec2ObjectiveConfig {
+    fn default() -> Self {
+        Wav2Vec2ObjectiveConfig {
+            mask_time_prob: 0.65,
+            mask_time_length: 10,
+            mask_time_min_masks: 2,
+            num_negatives: 100,
+            num_codevector_groups: 2,
+            num_codevectors_per_group: 320,
+            codevector_dim: 256,
+            proj_codevector_dim: 256,
+            contrastive_logits_temperature: 0.1,
+            diversity_loss_weight: 0.1,
+            feature_penalty_weight: 10.0,
+            max_gumbel_temperature: 2.0,
+            min_gumbel_temperature: 0.5,
+            gumbel_temperature_decay: 0.999995,
+            feat_quantizer_dropout: 0.1,
+            conv_kernel: None,
+            conv_stride: None,
+            conv_dim: None,
+            hidden_size: None,
+        }
+    }
+}
+
+impl Config for Wav2Vec2ObjectiveConfig {
+    fn describe() -> &'static [(&'static str, &'static str)] {
+        &[
+            ("mask_time_prob", "share of frames that start a masked span (overlaps make ~half the frames masked)"),
+            ("mask_time_length", "frames per masked span"),
+            ("mask_time_min_masks", "spans per utterance at least"),
+            ("num_negatives", "distractors per masked frame, from masked frames of the same utterance"),
+            ("num_codevector_groups", "codebooks of the product quantiser (G)"),
+            ("num_codevectors_per_group", "codewords per codebook (V)"),
+            ("codevector_dim", "width of a quantised vector (all groups together)"),
+            ("proj_codevector_dim", "width of the space context and targets are compared in"),
+            ("contrastive_logits_temperature", "kappa: cosine similarities are divided by it"),
+            ("diversity_loss_weight", "alpha: weight of the codebook diversity loss"),
+            ("feature_penalty_weight", "weight of the L2 penalty on the conv features"),
+            ("max_gumbel_temperature", "Gumbel-softmax temperature at step 0"),
+            ("min_gumbel_temperature", "floor of the annealed temperature"),
+            ("gumbel_temperature_decay", "temperature = max(max * decay^step, min)"),
+            ("feat_quantizer_dropout", "dropout on the features before quantisation"),
+            ("conv_kernel", "feature-encoder kernels (null: the architecture's)"),
+            ("conv_stride", "feature-encoder strides (null: the architecture's)"),
+            ("conv_dim", "feature-encoder widths (null: the architecture's)"),
+            ("hidden_size", "transformer width (null: the architecture's)"),
+        ]
+    }
+}
+
+/// What the objective builds from the architecture's geometry.
+struct Parts {
+    kernels: Vec<i64>,
+    strides: Vec<i64>,
+    quantizer: GumbelQuantizer,
+    project_hid: Linear,
+    project_q: Linear,
+}
+
+pub struct Wav2Vec2Objective {
+    cfg: Wav2Vec2ObjectiveConfig,
+    spans: SpanMasking,
+    /// The model parts, or why they could not be built (an architecture that does not report its
+    /// conv geometry): reported when a batch arrives, so the host's composition check can first
+    /// name an architecture without the outputs this objective needs.
+    parts: std::result::Result<Parts, PtError>,
+    params: Vec<(String, Tensor)>,
+    train: bool,
+}
+
+/// The architecture's geometry the host filled in: conv kernels, strides, conv width, hidden width.
+struct Geometry {
+    kernels: Vec<i64>,
+    strides: Vec<i64>,
+    conv_out: i64,
+    hidden: i64,
+}
+
+fn geometry(cfg: &Wav2Vec2ObjectiveConfig) -> Result<Geometry> {
+    let missing = |key: &str| {
+        PtError::config(format!(
+            "wav2vec2 objective: {key} is unknown: use the wav2vec2 architecture (pt fills it from there) or set objective.{key}"
+        ))
+    };
+    let kernels = cfg.conv_kernel.clone().ok_or_else(|| missing("conv_kernel"))?;
+    let strides = cfg.conv_stride.clone().ok_or_else(|| missing("conv_stride"))?;
+    let conv_out = *cfg.conv_dim.as_ref().and_then(|d| d.last()).ok_or_else(|| missing("conv_dim"))?;
+    let hidden = cfg.hidden_size.ok_or_else(|| missing("hidden_size"))?;
+    Ok(Geometry { kernels, strides, conv_out, hidden })
+}
+
+impl Component for Wav2Vec2Objective {
+    const NAME: &'static str = "wav2vec2";
+    const ABOUT: &'static str =
+        "wav2vec 2.0: span masking, Gumbel product quantiser, contrastive + diversity loss (arch wav2vec2)";
+    type Config = Wav2Vec2ObjectiveConfig;
+
+    fn new(cfg: Wav2Vec2ObjectiveConfig, ctx: &CreateCtx) -> Result<Self> {
+        if !(0.0..=1.0).contains(&cfg.mask_time_prob) || cfg.mask_time_length == 0 {
+            bail!(Config, "wav2vec2 objective: mask_time_prob must be in [0, 1] and mask_time_length >= 1");
+        }
+        if cfg.num_negatives == 0 || cfg.contrastive_logits_temperature <= 0.0 {
+            bail!(Config, "wav2vec2 objective: num_negatives must be >= 1 and contrastive_logits_temperature > 0");
+        }
+        if cfg.min_gumbel_temperature <= 0.0 || cfg.max_gumbel_temperature < cfg.min_gumbel_temperature {
+            bail!(Config, "wav2vec2 objective: need 0 < min_gumbel_temperature <= max_gumbel_temperature");
+        }
+        let created = Created::default();
+        let parts = match geometry(&cfg) {
+            Ok(g) => Ok(build_parts(&cfg, g, ctx, &created)?),
+            Err(e) => Err(e),
+        };
+        let params = created.into_parts().0;
+        let spans =
+            SpanMasking { prob: cfg.mask_time_prob, length: cfg.mask_time_length, min_masks: cfg.mask_time_min_masks };
+        Ok(Wav2Vec2Objective { cfg, spans, parts, params, train: true })
+    }
+}
+
+/// The quantiser and projections (transformers' `Wav2Vec2ForPreTraining` names).
+fn build_parts(cfg: &Wav2Vec2ObjectiveConfig, g: Geometry, ctx: &CreateCtx, created: &Created) -> Result<Parts> {
+    if g.kernels.len() != g.strides.len() || g.kernels.is_empty() {
+        bail!(Config, "wav2vec2 objective: conv_kernel and conv_stride must have the same, non-zero length");
+    }
+    let p = Params::new(ctx.seed ^ 0x5741_5632, 1.0, ctx.device(), created);
+    let quantizer = GumbelQuantizer::new(
+        &p.sub("quantizer"),
+        g.conv_out,
+        cfg.num_codevector_groups,
+        cfg.num_codevectors_per_group,
+        cfg.codevector_dim,
+    )?;
+    let project_hid = Linear::new(&p.sub("project_hid"), g.hidden, cfg.proj_codevector_dim)?;
+    let project_q = Linear::new(&p.sub("project_q"), cfg.codevector_dim, cfg.proj_codevector_dim)?;
+    Ok(Parts { kernels: g.kernels, strides: g.strides, quantizer, project_hid, project_q })
+}
+
+impl Wav2Vec2Objective {
+    /// max(max · decay^step, min), fairseq's annealing.
+    pub fn gumbel_temperature(&self, step: u64) -> f64 {
+        let c = &self.cfg;
+        (c.max_gumbel_temperature * c.gumbel_temperature_decay.powf(step as f64)).max(c.min_gumbel_temperature)
+    }
+}
+
+impl Objective for Wav2Vec2Objective {
+    fn info(&self) -> ObjectiveInfo {
+        ObjectiveInfo {
+            needs_fields: vec!["input_values".into()],
+            needs_outputs: vec!["last_hidden_state".into(), "extract_features".into(), "feature_penalty".into()],
+            adds_fields: ["mask_time_indices", "negative_indices", "masked_frames", "masked_fraction"]
+                .map(String::from)
+                .to_vec(),
+            metrics: [
+                "contrastive_loss",
+                "diversity_loss",
+                "feature_penalty",
+                "contrastive_accuracy",
+                "code_perplexity",
+                "prob_perplexity",
+                "gumbel_temperature",
+                "masked_fraction",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+
+    fn parameters(&self) -> Vec<(String, Tensor)> {
+        self.params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
+    }
+
+    fn set_train(&mut self, train: bool) {
+        self.train = train;
+    }
+
+    /// Masks the frames the architecture will compute from each clip's real samples.
+    fn prepare(&self, mut batch: Tensors, ctx: &StepCtx) -> Result<Tensors> {
+        let audio = batch.require("input_values")?;
+        let (b, samples) = audio.size2().map_err(|_| {
+            PtError::new(
+                ErrorKind::Shape,
+                format!("wav2vec2: input_values must be [batch, samples], got {:?}", audio.size()),
+            )
+        })?;
+        let device = audio.device();
+        let lengths: Vec<i64> = match batch.get("attention_mask") {
+            Some(m) => Vec::<i64>::try_from(&m.f_sum_dim_intlist(-1, false, Kind::Int64)?.f_to_device(Device::Cpu)?)?,
+            None => vec![samples; b as usize],
+        };
+        let index = Vec::<i64>::try_from(&batch.require("sample_index")?.f_to_device(Device::Cpu)?)?;
+        let parts = self.parts.as_ref().map_err(Clone::clone)?;
+        let frames = output_length(&parts.kernels, &parts.strides, samples);
+        let frame_lengths: Vec<usize> =
+            lengths.iter().map(|&l| output_length(&parts.kernels, &parts.strides, l) as usize).collect();
+        let masks = draw_batch(
+            &self.spans,
+            self.cfg.num_negatives,
+            &frame_lengths,
+            frames as usize,
+            &index,
+            ctx.seed,
+            ctx.epoch,
+        );
+        let mask = Tensor::f_from_slice(&masks.mask)?.f_view([b, frames])?.f_to_device(device)?;
+        let negatives = Tensor::f_from_slice(&masks.negatives)?
+            .f_view([masks.masked as i64, self.cfg.num_negatives as i64])?
+            .f_to_device(device)?;
+        // Flat [B × F] positions of the masked frames, known here, so `loss` needs no device sync.
+        let masked: Vec<i64> = (0..masks.mask.len()).filter(|&i| masks.mask[i]).map(|i| i as i64).collect();
+        let real = frame_lengths.iter().sum::<usize>().max(1) as f64;
+        batch.insert("mask_time_indices", mask);
+        batch.insert("negative_indices", negatives);
+        batch.insert("masked_frames", Tensor::f_from_slice(&masked)?.f_to_device(device)?);
+        batch.insert("masked_fraction", Tensor::f_from_slice(&[(masked.len() as f64 / real) as f32])?);
+        Ok(batch)
+    }
+
+    fn loss(&self, batch: &Tensors, outputs: &Tensors, ctx: &StepCtx) -> Result<LossOutput> {
+        let Parts { quantizer, project_hid, project_q, .. } = self.parts.as_ref().map_err(Clone::clone)?;
+        let hidden = outputs.require("last_hidden_state")?; // [B, F, H]
+        let conv = outputs.require("extract_features")?; // [B, F, C]
+        let penalty = outputs.require("feature_penalty")?.f_to_kind(Kind::Float)?;
+        let mask = batch.require("mask_time_indices")?; // [B, F]
+        let negatives = batch.require("negative_indices")?; // [M, K]
+        if mask.size()[..] != hidden.size()[..2] {
+            bail!(
+                Shape,
+                "wav2vec2: mask_time_indices {:?} does not fit the model's frames {:?}",
+                mask.size(),
+                hidden.size()
+            );
+        }
+        let masked = batch.require("masked_frames")?; // [M], row-major positions in [B × F]
+        let m = masked.size()[0];
+        let temperature = self.gumbel_temperature(ctx.step);
+        let penalty_term = penalty.f_mul_scalar(self.cfg.feature_penalty_weight)?;
+        let scalar = |v: f64| Tensor::f_from_slice(&[v as f32]).and_then(|t| t.f_reshape([]));
+        if m == 0 {
+            // Every clip too short to mask: only the penalty trains (the step still counts).
+            return Ok(LossOutput {
+                loss: penalty_term,
+                metrics: vec![("feature_penalty".into(), penalty.detach()), ("masked_fraction".into(), scalar(0.0)?)],
+            });
+        }
+        let h = hidden.size()[2];
+        let c = conv.size()[2];
+        let context = project_hid.forward(&hidden.f_reshape([-1, h])?.f_index_select(0, masked)?)?; // [M, P]
+        let features = conv.f_reshape([-1, c])?.f_index_select(0, masked)?; // [M, C]
+        let features = pt_sdk::params::dropout(features, self.cfg.feat_quantizer_dropout, self.train)?;
+        let q = quantizer.forward(&features, temperature, self.train)?;
+        let targets = project_q.forward(&q.vectors.f_to_kind(project_q.weight.kind())?)?; // [M, P]
+        let (contrastive_sum, accuracy) =
+            contrastive_loss(&context, &targets, negatives, self.cfg.contrastive_logits_temperature)?;
+        let contrastive = contrastive_sum.f_div_scalar(m as f64)?;
+        let codewords = quantizer.groups * quantizer.vars;
+        let diversity = diversity_loss(&q.prob_perplexity, codewords)?;
+        let loss = contrastive.f_add(&diversity.f_mul_scalar(self.cfg.diversity_loss_weight)?)?.f_add(&penalty_term)?;
+        let metrics = vec![
+            ("contrastive_loss".to_string(), contrastive.detach()),
+            ("diversity_loss".into(), diversity.detach()),
+            ("feature_penalty".into(), penalty.detach()),
+            ("contrastive_accuracy".into(), accuracy),
+            ("code_perplexity".into(), q.code_perplexity),
+            ("prob_perplexity".into(), q.prob_perplexity.detach()),
+            ("gumbel_temperature".into(), scalar(temperature)?),
+            ("masked_fraction".into(), batch.require("masked_fraction")?.f_reshape([])?),
+        ];
+        Ok(LossOutput { loss, metrics })
+    }
+}

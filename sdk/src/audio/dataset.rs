@@ -1,0 +1,454 @@
+//! `audio`: speech/audio clips from a folder of WAV files or a fairseq-style `.tsv` manifest, for
+//! wav2vec2-style pretraining and audio classification. Headers are read (and checked) when the
+//! dataset opens; audio is decoded, resampled, cropped and normalised per batch.
+
+use super::clip::{collate, crop_offset, cropped_len, normalize};
+use super::manifest::{is_manifest, read_manifest, scan_wavs, ClipSource};
+use super::wav::{read_wav, read_wav_header, WavFacts};
+use crate::{Component, Config, CreateCtx, Dataset, DatasetInfo, FieldInfo, PtError, Result, StepCtx, Tensors};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+/// Where class labels come from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LabelSource {
+    /// A manifest's third column when it has one; a folder is unlabelled.
+    #[default]
+    Auto,
+    /// No labels, even if the manifest has a third column.
+    #[serde(rename = "none")]
+    Unlabelled,
+    /// The name of the sub-folder of the root that holds the clip (`root/<class>/.../clip.wav`).
+    Folder,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct AudioConfig {
+    pub path: String,
+    pub sample_rate: u32,
+    pub min_samples: u64,
+    pub max_seconds: f64,
+    pub normalize: bool,
+    pub labels: LabelSource,
+    pub max_samples: u64,
+    pub skip_bad: bool,
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        AudioConfig {
+            path: String::new(),
+            sample_rate: 16_000,
+            // 25 ms at 16 kHz: the receptive field of wav2vec2's convolutional feature encoder.
+            min_samples: 400,
+            max_seconds: 15.0,
+            normalize: true,
+            labels: LabelSource::Auto,
+            max_samples: 0,
+            skip_bad: false,
+        }
+    }
+}
+
+impl Config for AudioConfig {
+    fn describe() -> &'static [(&'static str, &'static str)] {
+        &[
+            (
+                "path",
+                "a folder (searched recursively for .wav files, sorted by path) or a .tsv manifest: first line the \
+                 root directory (relative to the manifest's folder, or absolute), then path<TAB>num_samples[<TAB>label]",
+            ),
+            ("sample_rate", "the rate clips are served at (Hz); clips at other rates are resampled, multichannel clips averaged to mono"),
+            ("min_samples", "shortest clip accepted, in samples at sample_rate (400 = 25 ms at 16 kHz, wav2vec2's receptive field)"),
+            ("max_seconds", "longer clips are cropped to this length: at a random offset in training, from the start in evaluation (0: no limit)"),
+            ("normalize", "scale each clip to zero mean and unit variance (as Wav2Vec2FeatureExtractor's do_normalize)"),
+            ("labels", "auto (a manifest's third column, if any), none, or folder (the root's sub-folder holding the clip)"),
+            ("max_samples", "keep the first N clips, in path / manifest order (0: all)"),
+            ("skip_bad", "skip (and count) unreadable or unsupported files, bad manifest lines and too-short clips instead of failing"),
+        ]
+    }
+}
+
+/// One usable clip.
+struct Clip {
+    path: PathBuf,
+    facts: WavFacts,
+    /// Samples at the dataset's rate, before cropping.
+    len: u64,
+    label: Option<String>,
+}
+
+pub struct AudioFiles {
+    clips: Vec<Clip>,
+    /// Per clip: index into `classes`.
+    labels: Option<Vec<i64>>,
+    classes: Vec<String>,
+    sample_rate: u32,
+    /// Crop length in samples (0: no limit).
+    max_len: u64,
+    normalize: bool,
+    notes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Why a candidate clip was rejected: the short reason (for the skip summary) and the message.
+struct Rejection {
+    reason: &'static str,
+    message: String,
+}
+
+/// Names a candidate in messages: `train.tsv: line 7: ` for manifests, nothing for folders
+/// (their messages start with the file's path).
+fn where_listed(manifest: Option<&Path>, line: Option<usize>) -> String {
+    match (manifest, line) {
+        (Some(m), Some(l)) => format!("{}: line {l}: ", m.display()),
+        _ => String::new(),
+    }
+}
+
+/// ` (skipped: 2 shorter than min_samples, 1 bad manifest line)`, or nothing.
+fn skip_summary(skipped: &BTreeMap<&'static str, u64>) -> String {
+    if skipped.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = skipped.iter().map(|(reason, n)| format!("{n} {reason}")).collect();
+    format!(" (skipped: {})", parts.join(", "))
+}
+
+/// The `root/<class>/...` folder name of `path`, for `labels = "folder"`.
+fn class_folder(root: &Path, path: &Path) -> std::result::Result<String, String> {
+    let relative =
+        path.strip_prefix(root).map_err(|_| format!("{} is not under {}", path.display(), root.display()))?;
+    let mut components = relative.components();
+    match (components.next(), components.next()) {
+        (Some(class), Some(_)) => Ok(class.as_os_str().to_string_lossy().into_owned()),
+        _ => Err(format!(
+            "{} is not inside a class sub-folder of {} (labels = \"folder\" expects root/<class>/.../clip.wav)",
+            path.display(),
+            root.display()
+        )),
+    }
+}
+
+impl AudioFiles {
+    pub fn open(cfg: &AudioConfig) -> Result<Self> {
+        if cfg.path.is_empty() {
+            return Err(PtError::config("audio: set path to a folder of .wav files or a .tsv manifest"));
+        }
+        if cfg.sample_rate == 0 {
+            return Err(PtError::config("audio: sample_rate must be positive"));
+        }
+        if !cfg.max_seconds.is_finite() || cfg.max_seconds < 0.0 {
+            return Err(PtError::config(format!(
+                "audio: max_seconds must be ≥ 0 (0: no limit), got {}",
+                cfg.max_seconds
+            )));
+        }
+        let max_len = (cfg.max_seconds * cfg.sample_rate as f64).round() as u64;
+        if cfg.max_seconds > 0.0 && max_len < cfg.min_samples.max(1) {
+            return Err(PtError::config(format!(
+                "audio: max_seconds = {} is {max_len} samples at {} Hz, below min_samples = {}",
+                cfg.max_seconds, cfg.sample_rate, cfg.min_samples
+            )));
+        }
+        let source = Path::new(&cfg.path);
+        let mut skipped: BTreeMap<&'static str, u64> = BTreeMap::new();
+        let mut reject = |r: Rejection| -> Result<()> {
+            if !cfg.skip_bad {
+                return Err(PtError::data(r.message));
+            }
+            let count = skipped.entry(r.reason).or_default();
+            *count += 1;
+            if *count <= 5 {
+                tracing::warn!(reason = r.reason, "skipping: {}", r.message);
+            }
+            Ok(())
+        };
+
+        // Candidates in order, with the root their class folders are under.
+        let (candidates, root, manifest) = if is_manifest(source) {
+            let manifest = read_manifest(source)?;
+            let mut candidates = Vec::new();
+            for line in manifest.lines {
+                match line {
+                    Ok(clip) => candidates.push(clip),
+                    Err(bad) => reject(Rejection {
+                        reason: "bad manifest line",
+                        message: format!(
+                            "{}: line {}: {}; fix the line or set skip_bad = true to skip bad lines",
+                            source.display(),
+                            bad.line,
+                            bad.why
+                        ),
+                    })?,
+                }
+            }
+            (candidates, manifest.root, Some(source))
+        } else {
+            let files = scan_wavs(source)?;
+            let candidates = files
+                .into_iter()
+                .map(|path| ClipSource { path, line: None, declared_frames: None, label: None })
+                .collect();
+            (candidates, source.to_path_buf(), None)
+        };
+        if candidates.is_empty() {
+            return Err(PtError::data(match manifest {
+                Some(m) => format!("{}: the manifest lists no usable clips{}", m.display(), skip_summary(&skipped)),
+                None => format!("{}: no .wav files found (searched recursively)", source.display()),
+            }));
+        }
+        // With labels = auto, the first listed clip decides whether the manifest is labelled.
+        let first_labelled = candidates.first().map(|c| (c.line, c.label.is_some()));
+
+        let mut clips = Vec::new();
+        for candidate in candidates {
+            if cfg.max_samples > 0 && clips.len() as u64 >= cfg.max_samples {
+                break;
+            }
+            let at = where_listed(manifest, candidate.line);
+            let label = match cfg.labels {
+                LabelSource::Unlabelled => None,
+                LabelSource::Folder => match class_folder(&root, &candidate.path) {
+                    Ok(class) => Some(class),
+                    Err(why) => {
+                        reject(Rejection {
+                            reason: "not in a class folder",
+                            message: format!("{at}{why}; move it or set skip_bad = true to skip such clips"),
+                        })?;
+                        continue;
+                    }
+                },
+                LabelSource::Auto => {
+                    if let Some((first_line, labelled)) = first_labelled {
+                        if candidate.label.is_some() != labelled {
+                            let (this, first) = if labelled { ("no", "one") } else { ("a", "none") };
+                            reject(Rejection {
+                                reason: "label column missing or unexpected",
+                                message: format!(
+                                    "{at}has {this} label column but line {} has {first}; every line needs the same \
+                                     columns (or set labels = \"none\" to ignore labels, or skip_bad = true)",
+                                    first_line.unwrap_or(0)
+                                ),
+                            })?;
+                            continue;
+                        }
+                    }
+                    candidate.label.clone()
+                }
+            };
+            let facts = match read_wav_header(&candidate.path) {
+                Ok(facts) => facts,
+                Err(e) => {
+                    reject(Rejection {
+                        reason: "unreadable or unsupported WAV",
+                        message: format!("{at}{}; fix or remove it, or set skip_bad = true", e.message),
+                    })?;
+                    continue;
+                }
+            };
+            if let Some(declared) = candidate.declared_frames {
+                if declared != facts.frames {
+                    reject(Rejection {
+                        reason: "num_samples does not match the file",
+                        message: format!(
+                            "{at}num_samples is {declared} but {} has {} frames at {} Hz; regenerate the manifest or \
+                             set skip_bad = true",
+                            candidate.path.display(),
+                            facts.frames,
+                            facts.sample_rate
+                        ),
+                    })?;
+                    continue;
+                }
+            }
+            let len = facts.len_at(cfg.sample_rate);
+            if len < cfg.min_samples {
+                reject(Rejection {
+                    reason: "shorter than min_samples",
+                    message: format!(
+                        "{at}{}: {len} samples at {} Hz ({:.3} s) is shorter than min_samples = {}; remove it, lower \
+                         min_samples, or set skip_bad = true to skip such clips",
+                        candidate.path.display(),
+                        cfg.sample_rate,
+                        len as f64 / cfg.sample_rate as f64,
+                        cfg.min_samples
+                    ),
+                })?;
+                continue;
+            }
+            clips.push(Clip { path: candidate.path, facts, len, label });
+        }
+        if clips.is_empty() {
+            return Err(PtError::data(format!("{}: no usable clips{}", source.display(), skip_summary(&skipped))));
+        }
+
+        let mut classes: Vec<String> = clips.iter().filter_map(|c| c.label.clone()).collect();
+        classes.sort();
+        classes.dedup();
+        let labels = if classes.is_empty() {
+            None
+        } else {
+            // Every kept clip has a label here: auto mode rejects mixed manifests, folder mode
+            // labels all clips.
+            Some(
+                clips
+                    .iter()
+                    .map(|c| c.label.as_ref().and_then(|l| classes.binary_search(l).ok()).map_or(-1, |i| i as i64))
+                    .collect(),
+            )
+        };
+
+        let mut notes = serde_json::Map::new();
+        let rate = cfg.sample_rate;
+        let total: u64 = clips.iter().map(|c| c.len).sum();
+        notes.insert("source".into(), cfg.path.clone().into());
+        if manifest.is_some() {
+            notes.insert("manifest_root".into(), root.display().to_string().into());
+        }
+        notes.insert("sample_rate".into(), rate.into());
+        notes.insert("total_seconds".into(), ((total as f64 / rate as f64 * 100.0).round() / 100.0).into());
+        notes.insert("resampled".into(), clips.iter().filter(|c| c.facts.sample_rate != rate).count().into());
+        notes.insert("downmixed".into(), clips.iter().filter(|c| c.facts.channels > 1).count().into());
+        notes.insert("max_seconds".into(), cfg.max_seconds.into());
+        notes.insert("cropped".into(), clips.iter().filter(|c| max_len > 0 && c.len > max_len).count().into());
+        notes.insert("min_samples".into(), cfg.min_samples.into());
+        notes.insert("normalize".into(), cfg.normalize.into());
+        let skipped_total: u64 = skipped.values().sum();
+        notes.insert("skipped".into(), skipped_total.into());
+        if skipped_total > 0 {
+            tracing::warn!(skipped = skipped_total, source = %source.display(), "skipped bad audio clips: {skipped:?}");
+            notes.insert("skipped_reasons".into(), serde_json::json!(skipped));
+        }
+        Ok(AudioFiles { clips, labels, classes, sample_rate: rate, max_len, normalize: cfg.normalize, notes })
+    }
+
+    pub fn len(&self) -> usize {
+        self.clips.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.clips.is_empty()
+    }
+
+    /// The file behind sample `index`.
+    pub fn path(&self, index: usize) -> Option<&Path> {
+        self.clips.get(index).map(|c| c.path.as_path())
+    }
+
+    /// Sample `index` as served in a batch: decoded, resampled, mono, cropped (per `ctx`), and
+    /// normalised if configured — without padding.
+    pub fn clip(&self, index: u64, ctx: &crate::StepCtx) -> Result<Vec<f32>> {
+        let Some(clip) = self.clips.get(index as usize) else {
+            return Err(PtError::data(format!(
+                "audio: sample index {index} is out of range (dataset has {})",
+                self.clips.len()
+            )));
+        };
+        let (mut samples, facts) = read_wav(&clip.path, self.sample_rate)?;
+        if samples.len() as u64 != clip.len || facts != clip.facts {
+            return Err(PtError::data(format!(
+                "{}: the file changed since the dataset was opened ({} → {}, {} → {} samples)",
+                clip.path.display(),
+                clip.facts.encoding(),
+                facts.encoding(),
+                clip.len,
+                samples.len()
+            )));
+        }
+        let offset = crop_offset(clip.len, self.max_len, ctx.train, ctx.seed, ctx.epoch, index) as usize;
+        let keep = cropped_len(clip.len, self.max_len) as usize;
+        if offset > 0 || keep < samples.len() {
+            samples.drain(..offset);
+            samples.truncate(keep);
+        }
+        if self.normalize {
+            normalize(&mut samples);
+        }
+        Ok(samples)
+    }
+}
+
+impl Component for AudioFiles {
+    const NAME: &'static str = "audio";
+    const ABOUT: &'static str =
+        "audio clips from a folder of WAV files or a fairseq .tsv manifest, mono at a fixed rate";
+    type Config = AudioConfig;
+    fn new(mut cfg: AudioConfig, ctx: &CreateCtx) -> Result<Self> {
+        cfg.path = ctx.expand(&cfg.path);
+        Self::open(&cfg)
+    }
+}
+
+impl Dataset for AudioFiles {
+    fn info(&self) -> DatasetInfo {
+        let mut fields = vec![
+            FieldInfo::new(
+                "input_values",
+                "float32",
+                &[-1],
+                "mono waveform at notes.sample_rate, cropped to max_seconds, normalised if configured, zero-padded \
+                 on the right to the batch's longest clip",
+            ),
+            FieldInfo::new("attention_mask", "int64", &[-1], "1 for real samples, 0 for padding"),
+        ];
+        let mut class_counts = Vec::new();
+        if let Some(labels) = &self.labels {
+            fields.push(FieldInfo::new("label", "int64", &[], "class index (into classes)"));
+            class_counts = vec![0u64; self.classes.len()];
+            for &l in labels {
+                class_counts[l as usize] += 1;
+            }
+        }
+        DatasetInfo {
+            num_samples: self.clips.len() as u64,
+            fields,
+            classes: self.classes.clone(),
+            class_counts,
+            notes: self.notes.clone(),
+            lengths: self.clips.iter().map(|c| cropped_len(c.len, self.max_len)).collect(),
+        }
+    }
+
+    fn get_batch(&self, indices: &[u64], ctx: &StepCtx) -> Result<Tensors> {
+        let clips = indices.iter().map(|&i| self.clip(i, ctx)).collect::<Result<Vec<_>>>()?;
+        let (values, mask, longest) = collate(&clips);
+        let shape = [clips.len() as i64, longest as i64];
+        let mut batch = Tensors::new()
+            .with("input_values", Tensor::f_from_slice(&values)?.f_view(shape)?)
+            .with("attention_mask", Tensor::f_from_slice(&mask)?.f_view(shape)?);
+        if let Some(labels) = &self.labels {
+            let picked: Vec<i64> = indices.iter().map(|&i| labels[i as usize]).collect();
+            batch.insert("label", Tensor::f_from_slice(&picked)?);
+        }
+        Ok(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_folder_is_the_first_sub_folder() {
+        let root = Path::new("/data/digits");
+        assert_eq!(class_folder(root, Path::new("/data/digits/seven/a.wav")).unwrap(), "seven");
+        assert_eq!(class_folder(root, Path::new("/data/digits/seven/spk1/a.wav")).unwrap(), "seven");
+        assert!(class_folder(root, Path::new("/data/digits/a.wav")).unwrap_err().contains("class sub-folder"));
+        assert!(class_folder(root, Path::new("/elsewhere/x/a.wav")).unwrap_err().contains("not under"));
+    }
+
+    #[test]
+    fn labels_setting_parses_and_rejects_unknown_values() {
+        let cfg = AudioConfig::from_json(r#"{"path": "x", "labels": "none"}"#).unwrap();
+        assert_eq!(cfg.labels, LabelSource::Unlabelled);
+        assert_eq!(AudioConfig::from_json(r#"{"labels": "folder"}"#).unwrap().labels, LabelSource::Folder);
+        let err = AudioConfig::from_json(r#"{"labels": "dirs"}"#).unwrap_err();
+        assert!(err.message.contains("auto"), "{}", err.message);
+        let defaults = serde_json::to_value(AudioConfig::default()).unwrap();
+        assert_eq!(defaults["labels"], "auto");
+    }
+}

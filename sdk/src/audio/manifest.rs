@@ -1,0 +1,167 @@
+//! Where clips come from: a folder scanned for `*.wav`, or a fairseq-style `.tsv` manifest
+//! (first line: the root directory; then `path<TAB>num_samples[<TAB>label]` per clip).
+
+use crate::{PtError, Result};
+use std::path::{Component, Path, PathBuf};
+
+/// One clip to read, before its header is checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClipSource {
+    pub path: PathBuf,
+    /// The manifest line (1-based) that listed it; `None` for a scanned folder.
+    pub line: Option<usize>,
+    /// Frames per channel at the file's own rate, as the manifest states them.
+    pub declared_frames: Option<u64>,
+    /// The manifest's third column.
+    pub label: Option<String>,
+}
+
+/// A manifest line that could not be used.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BadLine {
+    pub line: usize,
+    pub why: String,
+}
+
+/// A parsed manifest: the root its paths are relative to, and each non-blank line.
+#[derive(Clone, Debug)]
+pub struct Manifest {
+    pub file: PathBuf,
+    pub root: PathBuf,
+    pub lines: Vec<std::result::Result<ClipSource, BadLine>>,
+}
+
+pub fn is_manifest(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("tsv"))
+}
+
+fn is_wav(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("wav"))
+}
+
+/// Every `*.wav` under `root` (recursively), sorted by path.
+pub fn scan_wavs(root: &Path) -> Result<Vec<PathBuf>> {
+    if !root.exists() {
+        return Err(PtError::io(root, "does not exist (path must be a folder of .wav files or a .tsv manifest)"));
+    }
+    if !root.is_dir() {
+        return Err(PtError::io(root, "not a directory (path must be a folder of .wav files or a .tsv manifest)"));
+    }
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| PtError::io(&dir, e))? {
+            let path = entry.map_err(|e| PtError::io(&dir, e))?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if is_wav(&path) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Parses one clip line: `path<TAB>num_samples[<TAB>label]`.
+pub fn parse_line(text: &str) -> std::result::Result<(String, u64, Option<String>), String> {
+    let columns: Vec<&str> = text.split('\t').collect();
+    if columns.len() < 2 {
+        return Err(format!(
+            "expected path<TAB>num_samples[<TAB>label] but found {} column (are the columns separated by tabs?)",
+            columns.len()
+        ));
+    }
+    if columns.len() > 3 {
+        return Err(format!("expected path<TAB>num_samples[<TAB>label] but found {} columns", columns.len()));
+    }
+    let path = columns[0].trim();
+    if path.is_empty() {
+        return Err("the path column is empty".into());
+    }
+    let count = columns[1].trim();
+    let frames = count.parse::<u64>().map_err(|_| format!("num_samples '{count}' is not a whole number"))?;
+    let label = match columns.get(2).map(|l| l.trim()) {
+        None => None,
+        Some("") => return Err("the label column is empty".into()),
+        Some(l) => Some(l.to_string()),
+    };
+    Ok((path.to_string(), frames, label))
+}
+
+/// Reads `file`. The root line is required (an error otherwise, whatever `skip_bad` says);
+/// clip lines that do not parse come back as [`BadLine`]s for the caller to report or skip.
+pub fn read_manifest(file: &Path) -> Result<Manifest> {
+    let text = std::fs::read_to_string(file).map_err(|e| PtError::io(file, e))?;
+    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim_end_matches('\r')));
+    let Some((_, root_line)) = lines.by_ref().find(|(_, l)| !l.trim().is_empty()) else {
+        return Err(PtError::data(format!(
+            "{}: empty manifest (expected a root directory line, then path<TAB>num_samples lines)",
+            file.display()
+        )));
+    };
+    let root_text = root_line.trim();
+    if root_text.contains('\t') {
+        return Err(PtError::data(format!(
+            "{}: the first line must be the root directory the paths are relative to (fairseq manifest format), \
+             but it has tab-separated columns: '{root_text}'",
+            file.display()
+        )));
+    }
+    let manifest_dir = file.parent().unwrap_or(Path::new("."));
+    // An absolute root replaces manifest_dir; `.` components are dropped so messages show
+    // clean paths.
+    let root: PathBuf = manifest_dir.join(root_text).components().filter(|c| !matches!(c, Component::CurDir)).collect();
+    let root = if root.as_os_str().is_empty() { PathBuf::from(".") } else { root };
+    if !root.is_dir() {
+        return Err(PtError::data(format!(
+            "{}: line 1: root directory {} does not exist (a relative root is relative to the manifest's folder)",
+            file.display(),
+            root.display()
+        )));
+    }
+    let lines = lines
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(line, text)| {
+            parse_line(text)
+                .map(|(path, frames, label)| ClipSource {
+                    path: root.join(path),
+                    line: Some(line),
+                    declared_frames: Some(frames),
+                    label,
+                })
+                .map_err(|why| BadLine { line, why })
+        })
+        .collect();
+    Ok(Manifest { file: file.to_path_buf(), root, lines })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_two_and_three_columns() {
+        assert_eq!(parse_line("a/b.wav\t16000"), Ok(("a/b.wav".into(), 16000, None)));
+        assert_eq!(parse_line("a.wav\t5\tyes"), Ok(("a.wav".into(), 5, Some("yes".into()))));
+    }
+
+    #[test]
+    fn rejects_malformed_lines_with_reasons() {
+        assert!(parse_line("a.wav").unwrap_err().contains("1 column"));
+        assert!(parse_line("a.wav 16000").unwrap_err().contains("tabs"));
+        assert!(parse_line("a.wav\tabc").unwrap_err().contains("'abc' is not a whole number"));
+        assert!(parse_line("a.wav\t-3").unwrap_err().contains("not a whole number"));
+        assert!(parse_line("\t10").unwrap_err().contains("path column is empty"));
+        assert!(parse_line("a.wav\t10\t").unwrap_err().contains("label column is empty"));
+        assert!(parse_line("a.wav\t10\tx\ty").unwrap_err().contains("4 columns"));
+    }
+
+    #[test]
+    fn manifest_and_wav_extensions() {
+        assert!(is_manifest(Path::new("train.TSV")));
+        assert!(!is_manifest(Path::new("train.csv")));
+        assert!(is_wav(Path::new("x/a.Wav")));
+        assert!(!is_wav(Path::new("x/a.flac")));
+    }
+}
