@@ -400,3 +400,32 @@ fn run_files_record_each_step_once_across_a_resume() {
     let png = image::open(run.join("loss.png")).expect("loss.png decodes");
     assert!(png.width() >= 200 && png.height() >= 100, "{}x{}", png.width(), png.height());
 }
+
+#[test]
+fn bf16_autocast_computes_in_bf16_over_fp32_master_weights() {
+    // On the CPU `precision = "bf16"` runs libtorch's CPU autocast (on CUDA, `auto` picks it).
+    let (pt, tmp, recipe) = setup(6, "");
+    let (a, b) = (tmp.path().join("fp32"), tmp.path().join("bf16"));
+    train_ok(&pt, &["--recipe", s(&recipe), "--run-dir", s(&a), "--set", "run.save_every=6"]);
+    let out = train_ok(
+        &pt,
+        &["--recipe", s(&recipe), "--run-dir", s(&b), "--set", "run.save_every=6", "--set", "run.precision=\"bf16\""],
+    );
+    let (mut differ, mut close) = (false, true);
+    for step in 1..=6 {
+        let (x, y) = (metric_at(&a, step, "loss").unwrap(), metric_at(&b, step, "loss").unwrap());
+        assert!(y.is_finite(), "bf16 loss at step {step}: {y}\n{}", stderr(&out));
+        differ |= x != y;
+        close &= (x - y).abs() < 0.05 * x.abs();
+    }
+    assert!(differ, "bf16 autocast changed nothing: the forward did not run in bf16");
+    assert!(close, "bf16 losses stray more than 5 % from fp32's");
+    // The optimizer updates fp32 master weights: the checkpoint holds float32 tensors only.
+    let weights = read_safetensors(&checkpoint_dir(&b, 6).join("model.safetensors"));
+    assert!(!weights.is_empty());
+    for (name, t) in &weights {
+        assert_eq!(t.dtype, "F32", "{name} saved as {}", t.dtype);
+    }
+    let config = std::fs::read_to_string(b.join("config.toml")).unwrap();
+    assert!(config.contains("precision = \"bf16\""), "{config}");
+}

@@ -1,6 +1,7 @@
 //! pt-core: the host side of pt. It discovers and loads plugins ([`plugin`]), composes their
 //! components ([`components`]), and runs them through one trainer and checkpoint manager.
 
+pub mod autocast;
 pub mod builtin;
 pub mod checkpoint;
 pub mod components;

@@ -8,6 +8,7 @@ use super::prefetch::Prefetcher;
 use super::sampler::Sampler;
 use super::session::Session;
 use super::weights::{load_named, read_weights, LoadReport};
+use crate::autocast::Precision;
 use crate::checkpoint::manager::{latest_valid, snapshot};
 use crate::checkpoint::{Checkpoint, CheckpointManager, CursorState, PluginRecord, SaveRequest};
 use crate::config::{check_keys, keys_of};
@@ -141,6 +142,8 @@ pub struct Trainer<'r> {
     eval_reports: BTreeMap<String, EvalReport>,
     last_good_checkpoint: Option<PathBuf>,
     pub init_report: Option<LoadReport>,
+    /// fp32, or bf16 autocast over fp32 master weights (`[run] precision`).
+    pub precision: Precision,
 }
 
 fn named_model(session: &Session) -> Result<Vec<(String, Tensor)>> {
@@ -233,6 +236,8 @@ impl<'r> Trainer<'r> {
         if let Some(c) = &resume_from {
             tracing::info!(step, dir = %c.dir.display(), "resuming");
         }
+        let precision = Precision::resolve(&session.recipe.run.precision, session.device)?;
+        tracing::info!(precision = precision.name(), "forward precision");
         // The resolved config goes to the run directory before any training.
         crate::plugin::store::write_atomic(&session.run_dir.join("config.toml"), session.recipe.to_toml().as_bytes())?;
         Ok(Trainer {
@@ -258,6 +263,7 @@ impl<'r> Trainer<'r> {
             eval_reports: BTreeMap::new(),
             last_good_checkpoint: resume_from.map(|c| c.dir),
             init_report,
+            precision,
         })
     }
 
@@ -432,9 +438,12 @@ impl<'r> Trainer<'r> {
             let mix = self.session.is_mix();
             let mut micro_loss = 0.0;
             for o in &self.session.objectives {
+                // Forward and loss under autocast (bf16); backward outside it.
+                let autocast = self.precision.scope(device)?;
                 let inputs = o.handle.prepare(batch.share(), &ctx)?;
                 let outputs = self.session.arch.forward(&inputs, &ctx)?;
                 let lv = o.handle.loss(&inputs, &outputs, &ctx)?;
+                drop(autocast);
                 let value = lv.loss.f_double_value(&[])?;
                 if !value.is_finite() {
                     finite = false;
