@@ -86,7 +86,15 @@ splits.test = { name = "audio", path = "{data}/audio/digits/test.tsv" }
     }
     let ppl = metric_at(&a, 12, "prob_perplexity").unwrap();
     assert!(ppl > 1.0 && ppl <= 64.0 + 1e-3, "prob perplexity {ppl} outside [1, G·V = 64]");
-    let acc = summary(&a)["evals"]["linear_probe"]["metrics"]["accuracy"].as_f64();
+    // Codebook usage over the run's last steps: drawn, and its counts add up to the masked frames.
+    let png = image::open(a.join("code_usage.png")).expect("code_usage.png decodes");
+    assert_eq!((png.width(), png.height()), (800, 500));
+    let usage: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.join("code_usage.json")).unwrap()).unwrap();
+    let counts = usage["counts"].as_array().unwrap();
+    assert_eq!(counts.len(), 2, "one row per codebook group");
+    assert_eq!(counts[0].as_array().unwrap().len(), 32);
+    assert!(usage["first_step"].as_u64().unwrap() >= 10, "the last tenth of a 12-step run: {usage}");
+        let acc = summary(&a)["evals"]["linear_probe"]["metrics"]["accuracy"].as_f64();
     assert!(acc.is_some_and(|x| (0.0..=1.0).contains(&x)), "linear probe accuracy: {}", summary(&a));
 
     // Stopped at 6 and resumed: the same losses bit for bit, the same final weights.
@@ -121,6 +129,9 @@ from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining, Wav2Vec2Model
 ckpt, exported = sys.argv[1], sys.argv[2]
 model, info = Wav2Vec2Model.from_pretrained(exported, output_loading_info=True)
 assert not any(info.values()), info
+from transformers import AutoFeatureExtractor
+fe = AutoFeatureExtractor.from_pretrained(exported)
+assert fe.sampling_rate == 16000 and fe.do_normalize, fe
 config = json.load(open(f"{exported}/config.json"))
 config.update(num_codevectors_per_group=32, codevector_dim=64, proj_codevector_dim=64)
 pre = Wav2Vec2ForPreTraining(Wav2Vec2Config(**config))

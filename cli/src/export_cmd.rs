@@ -85,6 +85,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             files.push("tokenizer_config.json".into());
         }
     }
+    if arch.info.config["model_type"] == "wav2vec2" {
+        // What `AutoFeatureExtractor` needs to turn raw audio into the model's input as pt's
+        // `audio` dataset does (16 kHz, per-clip normalisation, zero padding).
+        let normalize = recipe.data.config.get("normalize").and_then(|v| v.as_bool()).unwrap_or(true);
+        let rate = recipe.data.config.get("sample_rate").and_then(|v| v.as_integer()).unwrap_or(16000);
+        let preprocessor = serde_json::json!({
+            "feature_extractor_type": "Wav2Vec2FeatureExtractor",
+            "feature_size": 1,
+            "sampling_rate": rate,
+            "padding_value": 0.0,
+            "padding_side": "right",
+            "do_normalize": normalize,
+            "return_attention_mask": true,
+        });
+        std::fs::write(args.output.join("preprocessor_config.json"), serde_json::to_string_pretty(&preprocessor)?)?;
+        files.push("preprocessor_config.json".into());
+    }
     println!(
         "exported step {} of {} to {}: {}",
         ckpt.manifest.step,

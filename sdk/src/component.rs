@@ -54,7 +54,10 @@ pub trait Objective: Component {
 
 pub struct LossOutput {
     pub loss: Tensor,
-    /// Detached scalars; read by the host only when it logs, so no sync per step.
+    /// Detached scalars, logged as step means. A metric with more than one element is a vector
+    /// of counts (e.g. how often each codeword was chosen): the host sums it over the last tenth
+    /// of the run and draws `<name>.png` (entries by share of use) with `<name>.json` in the run
+    /// directory.
     pub metrics: Vec<(String, Tensor)>,
 }
 

@@ -144,6 +144,17 @@ pub struct Trainer<'r> {
     pub init_report: Option<LoadReport>,
     /// fp32, or bf16 autocast over fp32 master weights (`[run] precision`).
     pub precision: Precision,
+    /// Objective metrics that are not scalars (e.g. wav2vec2's `code_usage` counts), summed
+    /// over the last tenth of the run (the whole run when its length is unknown) and drawn at
+    /// the end: which entries of a codebook are used.
+    histograms: BTreeMap<String, Histogram>,
+}
+
+/// A vector metric summed over steps `first..=last`.
+struct Histogram {
+    counts: Tensor,
+    first: u64,
+    last: u64,
 }
 
 fn named_model(session: &Session) -> Result<Vec<(String, Tensor)>> {
@@ -264,6 +275,7 @@ impl<'r> Trainer<'r> {
             last_good_checkpoint: resume_from.map(|c| c.dir),
             init_report,
             precision,
+            histograms: BTreeMap::new(),
         })
     }
 
@@ -391,6 +403,7 @@ impl<'r> Trainer<'r> {
         let checkpoint = self.ckpt.wait()?.or(self.last_good_checkpoint.clone());
         self.metrics.flush().map_err(|e| Error::Training(format!("metrics: {e}")))?;
         self.plot_curves();
+        self.plot_histograms();
         if stop == StopReason::Interrupted {
             obs.on_message(&format!(
                 "interrupted at step {}; checkpoint saved. Resume with: pt train --resume {}",
@@ -510,8 +523,13 @@ impl<'r> Trainer<'r> {
                 )));
             }
         }
-        // The step's metrics are means over its micro-batches, like its loss.
-        let metrics = metric_sums
+        // The step's metrics are means over its micro-batches, like its loss; vector metrics are
+        // counts, summed into their histograms.
+        let (vectors, scalars): (Vec<_>, Vec<_>) = metric_sums.into_iter().partition(|(_, t)| t.numel() > 1);
+        if finite {
+            self.add_histograms(vectors)?;
+        }
+        let metrics = scalars
             .into_iter()
             .filter_map(|(n, t)| t.f_double_value(&[]).ok().map(|v| (n, v / counted.max(1) as f64)))
             .collect();
@@ -623,6 +641,70 @@ impl<'r> Trainer<'r> {
         match pt_report::plot_confusion(&path, &confusion.counts, &confusion.classes, &title) {
             Ok(()) => tracing::info!(path = %path.display(), "confusion matrix written"),
             Err(e) => tracing::warn!("could not draw {}: {e}", path.display()),
+        }
+    }
+
+    /// Adds this step's vector metrics; from 90 % of a known run length on, the sums restart
+    /// once so the picture shows how the run ends, not how it began.
+    fn add_histograms(&mut self, vectors: Vec<(String, Tensor)>) -> Result<()> {
+        let step = self.step; // already counted
+        let tail_start = self.total_steps().map(|t| (t * 9 / 10).max(1));
+        for (name, t) in vectors {
+            let t = t.f_detach()?.f_to_device(tch::Device::Cpu)?.f_to_kind(tch::Kind::Double)?;
+            let restart = tail_start == Some(step);
+            match self.histograms.get_mut(&name) {
+                Some(h) if !restart && h.counts.size() == t.size() => {
+                    h.counts = h.counts.f_add(&t)?;
+                    h.last = step;
+                }
+                _ => {
+                    self.histograms.insert(name, Histogram { counts: t, first: step, last: step });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `<name>.png` per vector metric: each row's entries by share of the counts, largest first
+    /// (flat: every entry used; a cliff: a collapsed codebook), and `<name>.json` with the counts.
+    fn plot_histograms(&self) {
+        for (name, h) in &self.histograms {
+            let rows = match h.counts.size().len() {
+                1 => h.counts.unsqueeze(0),
+                _ => h.counts.flatten(1, -1),
+            };
+            let counts: Vec<Vec<f64>> = (0..rows.size()[0])
+                .filter_map(|r| Vec::<f64>::try_from(&rows.get(r)).ok())
+                .collect();
+            let series = counts
+                .iter()
+                .enumerate()
+                .map(|(r, row)| {
+                    let total: f64 = row.iter().sum::<f64>().max(1e-12);
+                    let mut shares: Vec<f64> = row.iter().map(|c| c / total).collect();
+                    shares.sort_by(|a, b| b.total_cmp(a));
+                    let used = row.iter().filter(|&&c| c > 0.0).count();
+                    Series {
+                        name: format!("row {r}: {used} of {} used", row.len()),
+                        points: shares.iter().enumerate().map(|(i, &v)| ((i + 1) as f64, v)).collect(),
+                    }
+                })
+                .collect();
+            let plot = LinePlot {
+                title: format!("{name}, steps {}-{}", h.first, h.last),
+                x_label: "entry, by use (most used first)".into(),
+                y_label: "share of uses".into(),
+                series,
+                ..Default::default()
+            };
+            let base = self.session.run_dir.join(name.replace('/', "-"));
+            if let Err(e) = pt_report::plot_lines(&base.with_extension("png"), &plot) {
+                tracing::warn!("could not draw {name}.png: {e}");
+            }
+            let json = serde_json::json!({ "name": name, "first_step": h.first, "last_step": h.last, "counts": counts });
+            if let Err(e) = std::fs::write(base.with_extension("json"), json.to_string()) {
+                tracing::warn!("could not write {name}.json: {e}");
+            }
         }
     }
 

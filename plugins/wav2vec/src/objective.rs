@@ -204,6 +204,7 @@ impl Objective for Wav2Vec2Objective {
                 "prob_perplexity",
                 "gumbel_temperature",
                 "masked_fraction",
+                "code_usage",
             ]
             .map(String::from)
             .to_vec(),
@@ -309,6 +310,8 @@ impl Objective for Wav2Vec2Objective {
             ("prob_perplexity".into(), q.prob_perplexity.detach()),
             ("gumbel_temperature".into(), scalar(temperature)?),
             ("masked_fraction".into(), batch.require("masked_fraction")?.f_reshape([])?),
+            // [G, V] counts: the host sums them and draws `code_usage.png` at the end of the run.
+            ("code_usage".into(), q.code_counts),
         ];
         Ok(LossOutput { loss, metrics })
     }

@@ -22,6 +22,8 @@ pub struct Quantized {
     pub prob_perplexity: Tensor,
     /// The same over the hard (argmax) choices: how many codewords are really used.
     pub code_perplexity: Tensor,
+    /// [G, V] how often each codeword was the argmax choice.
+    pub code_counts: Tensor,
 }
 
 /// exp of the entropy of the per-group marginal of `probs` [frames, G, V], summed over groups.
@@ -76,6 +78,7 @@ impl GumbelQuantizer {
             vectors,
             prob_perplexity: perplexity(&soft)?,
             code_perplexity: tch::no_grad(|| perplexity(&hard))?,
+            code_counts: hard.f_sum_dim_intlist(0, false, Kind::Float)?.f_detach()?,
         })
     }
 }
