@@ -188,3 +188,25 @@ lr = 0.05
     let info = pt.ok(&["plugin", "info", "resnet"]);
     assert!(info.contains("label_fraction"), "{info}");
 }
+
+#[test]
+fn visualize_draws_bert_attention_with_the_runs_tokens() {
+    let data = data_dir("text");
+    let dir = tempfile::tempdir().unwrap();
+    let pt = Pt::new();
+    let recipe = write_file(dir.path(), "mlm.toml", &tiny_mlm_recipe(&data, 4, ""));
+    let run = dir.path().join("mlm");
+    pt.ok(&["train", "--recipe", recipe.to_str().unwrap(), "--run-dir", run.to_str().unwrap()]);
+    let out = pt.ok(&["visualize", run.to_str().unwrap(), "--samples", "64"]);
+    let (a, b) = (run.join("visualize/attention-pretrained.png"), run.join("visualize/attention-random_init.png"));
+    assert!(out.contains("attention-pretrained.png"), "{out}");
+    // 24 tokens of a block of 32: a square grid of cells plus labels and a colour bar.
+    let (w, h) = png_size(&a);
+    assert!(w > 24 * 14 && h > 24 * 14, "attention map {w}×{h}");
+    assert_eq!(png_size(&b), (w, h));
+    assert_ne!(
+        std::fs::read(&a).unwrap(),
+        std::fs::read(&b).unwrap(),
+        "pretrained and random maps are the same picture"
+    );
+}

@@ -89,12 +89,13 @@ splits.test = { name = "audio", path = "{data}/audio/digits/test.tsv" }
     // Codebook usage over the run's last steps: drawn, and its counts add up to the masked frames.
     let png = image::open(a.join("code_usage.png")).expect("code_usage.png decodes");
     assert_eq!((png.width(), png.height()), (800, 500));
-    let usage: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.join("code_usage.json")).unwrap()).unwrap();
+    let usage: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("code_usage.json")).unwrap()).unwrap();
     let counts = usage["counts"].as_array().unwrap();
     assert_eq!(counts.len(), 2, "one row per codebook group");
     assert_eq!(counts[0].as_array().unwrap().len(), 32);
     assert!(usage["first_step"].as_u64().unwrap() >= 10, "the last tenth of a 12-step run: {usage}");
-        let acc = summary(&a)["evals"]["linear_probe"]["metrics"]["accuracy"].as_f64();
+    let acc = summary(&a)["evals"]["linear_probe"]["metrics"]["accuracy"].as_f64();
     assert!(acc.is_some_and(|x| (0.0..=1.0).contains(&x)), "linear probe accuracy: {}", summary(&a));
 
     // Stopped at 6 and resumed: the same losses bit for bit, the same final weights.

@@ -1,6 +1,7 @@
 //! `pt visualize`: pictures of what an encoder learned, for a checkpoint next to the same
 //! architecture at random initialisation — a 2-D PCA of its `features` on labelled samples
-//! coloured by class, and the first convolution's filters as an image grid (ResNets).
+//! coloured by class, the first convolution's filters as an image grid (ResNets), and the last
+//! layer's attention among a sample's tokens (architectures that take `output_attentions`: BERT).
 
 use crate::components::{ArchHandle, DatasetHandle};
 use crate::train::weights::load_named;
@@ -116,8 +117,60 @@ pub fn run(reg: &crate::plugin::Registry, session: &Session, limit: u64, out: &P
             plot_image_grid(&path, &tiles, 8, 8).map_err(|e| Error::Training(format!("{}: {e}", path.display())))?;
             files.push(path);
         }
+        if arch.info.optional_inputs.iter().any(|i| i == "output_attentions") {
+            let path = out.join(format!("attention-{label}.png"));
+            attention_map(&mut arch, session, &ctx, &path, label)?;
+            files.push(path);
+        }
     }
     Ok(files)
+}
+
+/// Tokens shown in an attention picture at most.
+const ATTENTION_TOKENS: i64 = 24;
+
+/// The last layer's attention (mean over heads) among the first tokens of the dataset's first
+/// sample, as a heat map labelled with the run's tokenizer (`assets/tokenizer.json`) when it has one.
+fn attention_map(arch: &mut ArchHandle, session: &Session, ctx: &StepCtx, path: &Path, label: &str) -> Result<()> {
+    let _no_grad = tch::no_grad_guard();
+    arch.set_train(false)?;
+    let torch = |e: tch::TchError| Error::Training(format!("attention map: {}", pt_sdk::PtError::from(e).message));
+    let mut batch = session.data.get_batch(&[0], ctx)?.to_device(ctx.device()).map_err(Error::Plugin)?;
+    batch.insert("output_attentions", Tensor::from(1i64));
+    let out = arch.forward(&batch, ctx)?;
+    let maps = out.require("attentions").map_err(Error::Plugin)?; // [layers, 1, heads, L, L]
+    let ids = batch.require("input_ids").map_err(Error::Plugin)?.get(0); // [L]
+    let real = match batch.get("attention_mask") {
+        Some(m) => m.get(0).sum(Kind::Int64).int64_value(&[]),
+        None => ids.size()[0],
+    };
+    let n = real.min(ATTENTION_TOKENS);
+    let last = maps.size()[0] - 1;
+    let map =
+        maps.f_get(last).and_then(|m| m.f_get(0)).and_then(|m| m.f_mean_dim(0, false, Kind::Float)).map_err(torch)?; // [L, L]
+    let map = map.f_narrow(0, 0, n).and_then(|m| m.f_narrow(1, 0, n)).map_err(torch)?.to_device(tch::Device::Cpu);
+    let rows: Vec<Vec<u64>> = (0..n)
+        .map(|r| Vec::<f32>::try_from(map.get(r)).map(|v| v.iter().map(|p| (p * 1000.0).round() as u64).collect()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(torch)?;
+    let ids = Vec::<i64>::try_from(ids.narrow(0, 0, n).to_device(tch::Device::Cpu)).map_err(torch)?;
+    let vocab = token_names(&session.run_dir.join("assets/tokenizer.json"));
+    let names: Vec<String> = ids.iter().map(|id| vocab.get(id).cloned().unwrap_or_else(|| id.to_string())).collect();
+    let title = format!("last layer's attention, mean over heads (x1000), {label}");
+    pt_report::plot_heatmap(path, &rows, &names, &title, ("attends to", "token"))
+        .map_err(|e| Error::Training(format!("{}: {e}", path.display())))
+}
+
+/// id → token from a Hugging Face `tokenizer.json` (its `model.vocab`); empty when there is none.
+fn token_names(path: &Path) -> std::collections::HashMap<i64, String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Default::default();
+    };
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    json["model"]["vocab"]
+        .as_object()
+        .map(|v| v.iter().filter_map(|(tok, id)| Some((id.as_i64()?, tok.clone()))).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -16,4 +16,6 @@ pub mod tensorboard;
 
 pub use error::{ReportError, Result};
 pub use metrics::{read_metrics, MetricsLog, MetricsRow, METRICS_CSV, METRICS_JSONL, TENSORBOARD_DIR};
-pub use plot::{plot_confusion, plot_image_grid, plot_lines, plot_scatter, smooth, LinePlot, RgbImage, Series};
+pub use plot::{
+    plot_confusion, plot_heatmap, plot_image_grid, plot_lines, plot_scatter, smooth, LinePlot, RgbImage, Series,
+};

@@ -673,9 +673,8 @@ impl<'r> Trainer<'r> {
                 1 => h.counts.unsqueeze(0),
                 _ => h.counts.flatten(1, -1),
             };
-            let counts: Vec<Vec<f64>> = (0..rows.size()[0])
-                .filter_map(|r| Vec::<f64>::try_from(&rows.get(r)).ok())
-                .collect();
+            let counts: Vec<Vec<f64>> =
+                (0..rows.size()[0]).filter_map(|r| Vec::<f64>::try_from(&rows.get(r)).ok()).collect();
             let series = counts
                 .iter()
                 .enumerate()
@@ -701,7 +700,8 @@ impl<'r> Trainer<'r> {
             if let Err(e) = pt_report::plot_lines(&base.with_extension("png"), &plot) {
                 tracing::warn!("could not draw {name}.png: {e}");
             }
-            let json = serde_json::json!({ "name": name, "first_step": h.first, "last_step": h.last, "counts": counts });
+            let json =
+                serde_json::json!({ "name": name, "first_step": h.first, "last_step": h.last, "counts": counts });
             if let Err(e) = std::fs::write(base.with_extension("json"), json.to_string()) {
                 tracing::warn!("could not write {name}.json: {e}");
             }

@@ -21,6 +21,18 @@ const AXIS_DESC: u32 = 26;
 /// Draws `matrix[true][predicted]` as a heat map with the count in each cell (when it fits) and
 /// a colour bar. The image is sized to the class count: square cells of 14 to 60 pixels.
 pub fn plot_confusion<S: AsRef<str>>(path: &Path, matrix: &[Vec<u64>], class_names: &[S], title: &str) -> Result<()> {
+    plot_heatmap(path, matrix, class_names, title, ("predicted", "true"))
+}
+
+/// A square heat map of `matrix[row][column]` with the same `names` on both axes (e.g. attention
+/// weights between tokens, scaled to integers), rows top to bottom; `axes` = (x, y) descriptions.
+pub fn plot_heatmap<S: AsRef<str>>(
+    path: &Path,
+    matrix: &[Vec<u64>],
+    class_names: &[S],
+    title: &str,
+    axes: (&str, &str),
+) -> Result<()> {
     let n = matrix.len();
     if n == 0 {
         return Err(ReportError::InvalidInput(format!("{}: the confusion matrix is empty", path.display())));
@@ -39,7 +51,7 @@ pub fn plot_confusion<S: AsRef<str>>(path: &Path, matrix: &[Vec<u64>], class_nam
     prepare(path, layout.size)?;
 
     let root = BitMapBackend::new(path, layout.size).into_drawing_area();
-    draw(&root, matrix, &names, title, &layout)
+    draw(&root, matrix, &names, title, axes, &layout)
         .and_then(|()| root.present().map_err(|e| e.to_string()))
         .map_err(|e| ReportError::plot(path, e))
 }
@@ -89,6 +101,7 @@ fn draw(
     matrix: &[Vec<u64>],
     names: &[&str],
     title: &str,
+    axes: (&str, &str),
     layout: &Layout,
 ) -> std::result::Result<(), String> {
     let err = |e: DrawingAreaErrorKind<_>| e.to_string();
@@ -124,8 +137,8 @@ fn draw(
     chart
         .configure_mesh()
         .disable_mesh()
-        .x_desc("predicted")
-        .y_desc("true")
+        .x_desc(axes.0)
+        .y_desc(axes.1)
         .axis_desc_style((FAMILY, 15))
         .x_label_style((FAMILY, LABEL_SIZE))
         .y_label_style((FAMILY, LABEL_SIZE))

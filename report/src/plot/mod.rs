@@ -12,7 +12,7 @@ mod scatter;
 mod smooth;
 mod ticks;
 
-pub use confusion::plot_confusion;
+pub use confusion::{plot_confusion, plot_heatmap};
 pub use image_grid::{plot_image_grid, RgbImage};
 pub use lines::{plot_lines, LinePlot, Series};
 pub use scatter::plot_scatter;

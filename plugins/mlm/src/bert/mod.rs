@@ -117,7 +117,9 @@ impl Architecture for Bert {
         }
         ArchitectureInfo {
             inputs: vec!["input_ids".into()],
-            optional_inputs: vec!["attention_mask".into(), "token_type_ids".into(), "mlm_positions".into()],
+            optional_inputs: ["attention_mask", "token_type_ids", "mlm_positions", "output_attentions"]
+                .map(String::from)
+                .to_vec(),
             outputs,
             feature_dim: Some(c.hidden_size),
             // At the usual pretraining length; the host may rescale for other lengths.
@@ -138,7 +140,8 @@ impl Architecture for Bert {
     /// Inputs: `input_ids` [B, L]; optional `attention_mask` [B, L] (1 = real), `token_type_ids`
     /// [B, L], `mlm_positions` [M] (flat indices into B·L). Outputs: `hidden_states` [B, L, H],
     /// `features` [B, H] (the [CLS] state, or the mean over real tokens with `feature_pooling = "mean"`), `pooled_output` [B, H] (with the pooler) and, given
-    /// `mlm_positions`, `mlm_logits` [M, vocab].
+    /// `mlm_positions`, `mlm_logits` [M, vocab]; given `output_attentions` (any tensor), every
+    /// layer's attention weights `attentions` [layers, B, heads, L, L] (for pictures).
     fn forward(&self, inputs: &Tensors, _ctx: &StepCtx) -> Result<Tensors> {
         let ids = inputs.require("input_ids")?;
         let (_, seq) = ids
@@ -162,6 +165,12 @@ impl Architecture for Bert {
         if let Some(positions) = inputs.get("mlm_positions") {
             out.insert("mlm_logits", self.model.mlm_logits(&hidden, positions)?);
             // [M, vocab]
+        }
+        if inputs.contains("output_attentions") {
+            let maps = tch::no_grad(|| {
+                self.model.bert.attention_maps(&ids, inputs.get("token_type_ids"), inputs.get("attention_mask"))
+            })?;
+            out.insert("attentions", maps);
         }
         out.insert("hidden_states", hidden);
         Ok(out)

@@ -138,6 +138,22 @@ impl BertSelfAttention {
         let ctx = Tensor::f_scaled_dot_product_attention(&q, &k, &v, mask.as_ref(), p, false, None::<f64>, false)?;
         Ok(ctx.f_transpose(1, 2)?.f_reshape([b, l, h])?) // [batch, seq, hidden]
     }
+
+    /// The attention weights `forward` applies (evaluation): softmax(q·kᵀ/√d + mask),
+    /// [batch, heads, seq, seq], computed explicitly (SDPA does not return them).
+    pub fn probabilities(&self, hidden: &Tensor, mask: &AttentionMask) -> Result<Tensor> {
+        let (b, l, _) = hidden.size3()?;
+        let heads =
+            |x: Tensor| -> Result<Tensor> { Ok(x.f_view([b, l, self.num_heads, self.head_dim])?.f_transpose(1, 2)?) };
+        let q = heads(self.query.forward(hidden)?)?;
+        let k = heads(self.key.forward(hidden)?)?;
+        let scores = q.f_matmul(&k.f_transpose(-2, -1)?)?.f_div_scalar((self.head_dim as f64).sqrt())?;
+        let scores = match mask.for_kind(scores.kind())? {
+            Some(m) => scores.f_add(&m)?,
+            None => scores,
+        };
+        Ok(scores.f_softmax(-1, scores.kind())?)
+    }
 }
 
 /// Dense + dropout + residual + LayerNorm after self-attention.
@@ -266,6 +282,17 @@ impl BertEncoder {
         }
         Ok(xs)
     }
+
+    /// Every layer's attention weights in evaluation: [layers, batch, heads, seq, seq].
+    pub fn attention_maps(&self, hidden: &Tensor, mask: &AttentionMask) -> Result<Tensor> {
+        let mut xs = hidden.shallow_clone();
+        let mut maps = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            maps.push(layer.attention.self_attention.probabilities(&xs, mask)?);
+            xs = layer.forward(&xs, mask, false)?;
+        }
+        Ok(Tensor::f_stack(&maps, 0)?)
+    }
 }
 
 /// tanh(dense(hidden of [CLS])).
@@ -310,6 +337,18 @@ impl BertModel {
         let mask = AttentionMask::new(attention_mask)?;
         let xs = self.embeddings.forward(input_ids, token_type_ids, train)?;
         self.encoder.forward(&xs, &mask, train)
+    }
+
+    /// [layers, batch, heads, seq, seq] attention weights (evaluation mode).
+    pub fn attention_maps(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        attention_mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let mask = AttentionMask::new(attention_mask)?;
+        let xs = self.embeddings.forward(input_ids, token_type_ids, false)?;
+        self.encoder.attention_maps(&xs, &mask)
     }
 }
 
