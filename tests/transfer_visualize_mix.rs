@@ -184,9 +184,24 @@ lr = 0.05
     ]);
     assert_eq!(summary(&run)["step"], 6);
 
-    // Only about 20 % of each class carries a label.
+    // Only about 20 % of each class carries a label: a batch drawn from all samples holds about
+    // that share, one with `labelled_per_batch = 16` of 32 at least half.
     let info = pt.ok(&["plugin", "info", "resnet"]);
     assert!(info.contains("label_fraction"), "{info}");
+    let share = |run: &std::path::Path| {
+        let rows = metrics_rows(run);
+        let v: Vec<f64> = rows.iter().filter_map(|r| value(r, "supervised/labelled_fraction")).collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    assert!(share(&run) < 0.4, "labelled share without labelled_per_batch: {}", share(&run));
+    let fixed = dir.path().join("fixed");
+    let args = ["train", "--recipe", path.to_str().unwrap(), "--run-dir", fixed.to_str().unwrap(), "--quiet"];
+    pt.ok(&[&args[..], &["--set", "run.labelled_per_batch=16"]].concat());
+    assert!(share(&fixed) >= 0.5, "labelled share with 16 of 32 drawn from the labelled: {}", share(&fixed));
+    let bad = dir.path().join("bad");
+    let args = ["train", "--recipe", path.to_str().unwrap(), "--run-dir", bad.to_str().unwrap(), "--quiet"];
+    let err = pt.fails(&[&args[..], &["--set", "run.labelled_per_batch=32"]].concat());
+    assert!(err.contains("labelled_per_batch"), "{err}");
 }
 
 #[test]

@@ -98,6 +98,9 @@ pub struct DatasetInfo {
     /// Per-sample lengths (in the dataset's own unit, e.g. audio samples after cropping) so the
     /// host can bucket batches by length; empty when samples are fixed-size.
     pub lengths: Vec<u64>,
+    /// When only some samples carry a label (semi-supervised data): their indices, so the host
+    /// can put a fixed number of them in every batch (`[run] labelled_per_batch`).
+    pub labelled: Vec<u64>,
 }
 
 impl DatasetInfo {

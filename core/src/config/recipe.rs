@@ -49,6 +49,9 @@ pub struct RunConfig {
     pub num_threads: i32,
     /// Batches prepared ahead on the loader thread.
     pub prefetch: usize,
+    /// With partly labelled data (e.g. `label_fraction`): samples of every micro-batch drawn
+    /// from the labelled ones (their own shuffled stream), the rest from all samples (0: none).
+    pub labelled_per_batch: u64,
 }
 
 impl Default for RunConfig {
@@ -72,6 +75,7 @@ impl Default for RunConfig {
             max_bad_steps: 5,
             num_threads: 0,
             prefetch: 4,
+            labelled_per_batch: 0,
         }
     }
 }

@@ -7,12 +7,18 @@
 //! order is cut into windows of [`BUCKET_WINDOW`] global batches, each window sorted by length
 //! and cut into batches whose order is shuffled again, so a batch pads little yet every epoch
 //! still sees a fresh random mix (as fairseq's and the HF Trainer's `group_by_length` do).
+//!
+//! With a labelled subset (semi-supervised data), each micro-batch holds `labelled_per_batch`
+//! samples from a second stream over the labelled indices only — its own permutation per pass,
+//! positioned by the global micro-batch count, so still O(1) to resume — and the rest from the
+//! main order; an epoch is a pass of the main order.
 
 use crate::checkpoint::CursorState;
 use pt_sdk::rng::CounterRng;
 
 const STREAM_SHUFFLE: u64 = 0x5348_5546; // "SHUF"
 const STREAM_BUCKETS: u64 = 0x4255_434B; // "BUCK"
+const STREAM_LABELLED: u64 = 0x4C41_424C; // "LABL"
 /// Global batches per length-sorted window when bucketing.
 pub const BUCKET_WINDOW: usize = 32;
 
@@ -27,12 +33,28 @@ pub struct Sampler {
     pub shuffle: bool,
     /// Per-sample lengths for bucketing (empty: no bucketing).
     lengths: std::sync::Arc<[u64]>,
+    /// Indices of the labelled samples and how many of them each micro-batch takes.
+    labelled: std::sync::Arc<[u64]>,
+    labelled_per_batch: u64,
+    labelled_cache: Option<(u64, Vec<u64>)>,
     cached: Option<(u64, Vec<u64>)>,
 }
 
 impl Sampler {
     pub fn new(num_samples: u64, batch_size: u64, rank: u64, world_size: u64, seed: u64, shuffle: bool) -> Self {
-        Sampler { num_samples, batch_size, rank, world_size, seed, shuffle, lengths: Vec::new().into(), cached: None }
+        Sampler {
+            num_samples,
+            batch_size,
+            rank,
+            world_size,
+            seed,
+            shuffle,
+            lengths: Vec::new().into(),
+            labelled: Vec::new().into(),
+            labelled_per_batch: 0,
+            labelled_cache: None,
+            cached: None,
+        }
     }
 
     /// Buckets batches by these per-sample lengths (one per sample; otherwise ignored).
@@ -43,9 +65,24 @@ impl Sampler {
         self
     }
 
+    /// Puts `per_batch` of the `labelled` samples in every micro-batch (ignored when either is
+    /// empty or zero; the caller checks `per_batch < batch_size`).
+    pub fn with_labelled(mut self, labelled: &[u64], per_batch: u64) -> Self {
+        if !labelled.is_empty() && per_batch > 0 && per_batch < self.batch_size {
+            self.labelled = labelled.into();
+            self.labelled_per_batch = per_batch;
+        }
+        self
+    }
+
+    /// Samples per micro-batch from the main order.
+    fn main_per_batch(&self) -> u64 {
+        self.batch_size - self.labelled_per_batch
+    }
+
     /// Global micro-batches per epoch (the incomplete last one is dropped).
     pub fn micro_batches_per_epoch(&self) -> u64 {
-        self.num_samples / (self.batch_size * self.world_size)
+        self.num_samples / (self.main_per_batch() * self.world_size)
     }
 
     fn permutation(&mut self, epoch: u64) -> &[u64] {
@@ -76,12 +113,37 @@ impl Sampler {
         }
     }
 
-    /// This rank's sample indices for the micro-batch at `cursor`.
+    /// This rank's sample indices for the micro-batch at `cursor`: its labelled ones first.
     pub fn indices(&mut self, cursor: CursorState) -> Vec<u64> {
-        let global = self.batch_size * self.world_size;
-        let start = (cursor.micro_batch * global + self.rank * self.batch_size) as usize;
-        let bs = self.batch_size as usize;
-        self.permutation(cursor.epoch)[start..start + bs].to_vec()
+        let main = self.main_per_batch();
+        let global = main * self.world_size;
+        let start = (cursor.micro_batch * global + self.rank * main) as usize;
+        let mut out = self.labelled_part(cursor);
+        out.extend_from_slice(&self.permutation(cursor.epoch)[start..start + main as usize]);
+        out
+    }
+
+    /// The labelled samples of the micro-batch at `cursor`: positions in an endless sequence of
+    /// shuffled passes over the labelled indices, counted from the run's first micro-batch.
+    fn labelled_part(&mut self, cursor: CursorState) -> Vec<u64> {
+        let k = self.labelled_per_batch;
+        if k == 0 {
+            return Vec::new();
+        }
+        let n = self.labelled.len() as u64;
+        let global_batch = cursor.epoch * self.micro_batches_per_epoch() + cursor.micro_batch;
+        let first = global_batch * k * self.world_size + self.rank * k;
+        (first..first + k)
+            .map(|q| {
+                let pass = q / n;
+                if self.labelled_cache.as_ref().is_none_or(|(p, _)| *p != pass) {
+                    let mut order = self.labelled.to_vec();
+                    CounterRng::new(self.seed, &[STREAM_LABELLED, pass]).shuffle(&mut order);
+                    self.labelled_cache = Some((pass, order));
+                }
+                self.labelled_cache.as_ref().expect("just set").1[(q % n) as usize]
+            })
+            .collect()
     }
 
     /// The cursor after `cursor`.
@@ -124,6 +186,38 @@ mod tests {
         let mut both = r0.indices(c);
         both.extend(r1.indices(c));
         assert_eq!(both, one.indices(c));
+    }
+
+    #[test]
+    fn labelled_stream_fills_part_of_every_batch_and_splits_across_ranks() {
+        let labelled: Vec<u64> = (0..100).filter(|i| i % 10 == 0).collect(); // 10 labelled
+        let mut s = Sampler::new(100, 8, 0, 1, 4, true).with_labelled(&labelled, 3);
+        assert_eq!(s.micro_batches_per_epoch(), 20, "100 samples, 5 from the main order per batch");
+        let mut c = CursorState::default();
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            let b = s.indices(c);
+            assert_eq!(b.len(), 8);
+            assert!(b[..3].iter().all(|i| i % 10 == 0), "first 3 labelled: {b:?}");
+            seen.extend_from_slice(&b[..3]);
+            c = s.next(c);
+        }
+        // 30 labelled draws = 3 full passes, each a permutation of the 10.
+        for pass in seen.chunks(10) {
+            let mut p = pass.to_vec();
+            p.sort();
+            assert_eq!(p, labelled);
+        }
+        let mut r0 = Sampler::new(100, 4, 0, 2, 4, true).with_labelled(&labelled, 1);
+        let mut r1 = Sampler::new(100, 4, 1, 2, 4, true).with_labelled(&labelled, 1);
+        let mut one = Sampler::new(100, 8, 0, 1, 4, true).with_labelled(&labelled, 2);
+        let c = CursorState { epoch: 1, micro_batch: 3 };
+        let (a, b, both) = (r0.indices(c), r1.indices(c), one.indices(c));
+        let mut ranks: Vec<u64> = [&a[..1], &b[..1], &a[1..], &b[1..]].concat();
+        let mut single = both.clone();
+        ranks.sort();
+        single.sort();
+        assert_eq!(ranks, single, "two ranks hold the one-process batch");
     }
 
     #[test]

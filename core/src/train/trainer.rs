@@ -227,7 +227,22 @@ impl<'r> Trainer<'r> {
             skipped = c.manifest.skipped_steps;
         }
         let sampler = Sampler::new(session.data.info.num_samples, run.batch_size, 0, 1, run.seed, true)
-            .bucketed_by(&session.data.info.lengths);
+            .bucketed_by(&session.data.info.lengths)
+            .with_labelled(&session.data.info.labelled, run.labelled_per_batch);
+        if run.labelled_per_batch > 0 {
+            if session.data.info.labelled.is_empty() {
+                return Err(Error::Config(format!(
+                    "[run] labelled_per_batch = {} but dataset {} marks no labelled subset (all or none of its samples are labelled): set its label_fraction, or set labelled_per_batch = 0",
+                    run.labelled_per_batch, session.data.origin
+                )));
+            }
+            if run.labelled_per_batch >= run.batch_size {
+                return Err(Error::Config(format!(
+                    "[run] labelled_per_batch ({}) must be smaller than batch_size ({})",
+                    run.labelled_per_batch, run.batch_size
+                )));
+            }
+        }
         if sampler.micro_batches_per_epoch() == 0 {
             return Err(Error::Config(format!(
                 "dataset {} has {} samples, fewer than one batch of {}: lower [run] batch_size",

@@ -58,7 +58,7 @@ impl Objective for Supervised {
             needs_fields: vec!["image".into(), "label".into()],
             needs_outputs: vec!["logits".into()],
             adds_fields: vec![],
-            metrics: vec!["accuracy".into()],
+            metrics: vec!["accuracy".into(), "labelled_fraction".into()],
         }
     }
 
@@ -83,6 +83,8 @@ impl Objective for Supervised {
         let labels = batch.require("label")?; // [B]
         let (loss, accuracy) =
             labelled_cross_entropy(logits, labels, self.cfg.label_smoothing).map_err(|e| e.context("supervised"))?;
-        Ok(LossOutput { loss, metrics: vec![("accuracy".into(), accuracy)] })
+        // Share of the batch that carries a label (1 unless the data is partly labelled).
+        let labelled = labels.f_ne(pt_sdk::losses::IGNORE_LABEL)?.f_to_kind(Kind::Float)?.f_mean(Kind::Float)?;
+        Ok(LossOutput { loss, metrics: vec![("accuracy".into(), accuracy), ("labelled_fraction".into(), labelled)] })
     }
 }

@@ -410,6 +410,7 @@ impl Dataset for AudioFiles {
             class_counts,
             notes: self.notes.clone(),
             lengths: self.clips.iter().map(|c| cropped_len(c.len, self.max_len)).collect(),
+            ..Default::default()
         }
     }
 

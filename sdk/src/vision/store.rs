@@ -172,6 +172,11 @@ impl ImageStore {
             classes: self.classes.clone(),
             class_counts: counts,
             notes,
+            labelled: self
+                .labelled
+                .as_ref()
+                .map(|keep| (0..keep.len() as u64).filter(|&i| keep[i as usize]).collect())
+                .unwrap_or_default(),
             ..Default::default()
         }
     }
