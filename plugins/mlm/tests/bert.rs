@@ -63,7 +63,7 @@ fn info_describes_inputs_outputs_layers_and_flops() {
     let bert = tiny(0);
     let info = bert.info();
     assert_eq!(info.inputs, vec!["input_ids"]);
-    assert_eq!(info.optional_inputs, vec!["attention_mask", "token_type_ids", "mlm_positions"]);
+    assert_eq!(info.optional_inputs, vec!["attention_mask", "token_type_ids", "mlm_positions", "output_attentions"]);
     for out in ["hidden_states", "features", "mlm_logits", "pooled_output"] {
         assert!(info.outputs.iter().any(|o| o == out), "{out}");
     }
