@@ -108,6 +108,18 @@ impl FeatureEncoder {
     }
 }
 
+/// `input_values` [batch, samples] of a batch and its shape, or a shape error naming the field.
+pub fn audio_input(inputs: &Tensors) -> Result<(&Tensor, i64, i64)> {
+    let audio = inputs.require("input_values")?;
+    let (batch, samples) = audio.size2().map_err(|_| {
+        PtError::new(
+            ErrorKind::Shape,
+            format!("wav2vec2: input_values must be [batch, samples], got {:?}", audio.size()),
+        )
+    })?;
+    Ok((audio, batch, samples))
+}
+
 /// The conv stack's output length: floor((L - k) / s) + 1 per layer, as `torch.nn.Conv1d`.
 pub fn output_length(kernels: &[i64], strides: &[i64], samples: i64) -> i64 {
     let mut len = samples;

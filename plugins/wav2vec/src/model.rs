@@ -12,7 +12,7 @@
 
 use crate::config::{FeaturePooling, Wav2Vec2Args, Wav2Vec2Config};
 use crate::encoder::Encoder;
-use crate::feature_encoder::FeatureEncoder;
+use crate::feature_encoder::{audio_input, FeatureEncoder};
 use pt_sdk::params::dropout;
 use pt_sdk::params::{Created, LayerNorm, Params};
 use pt_sdk::prelude::*;
@@ -106,13 +106,7 @@ impl Wav2Vec2 {
     }
 
     pub fn forward(&self, inputs: &Tensors, ctx: &StepCtx) -> Result<Tensors> {
-        let audio = inputs.require("input_values")?;
-        let (batch, samples) = audio.size2().map_err(|_| {
-            PtError::new(
-                ErrorKind::Shape,
-                format!("wav2vec2: input_values must be [batch, samples], got {:?}", audio.size()),
-            )
-        })?;
+        let (audio, batch, samples) = audio_input(inputs)?;
         if self.frames(samples) == 0 {
             bail!(
                 Shape,

@@ -7,7 +7,7 @@
 //! Parameter names follow transformers' `Wav2Vec2ForPreTraining` (`quantizer.*`, `project_hid`,
 //! `project_q`).
 
-use crate::feature_encoder::output_length;
+use crate::feature_encoder::{audio_input, output_length};
 use crate::loss::{contrastive_loss, diversity_loss};
 use crate::masking::{draw_batch, SpanMasking};
 use crate::quantizer::GumbelQuantizer;
@@ -221,13 +221,7 @@ impl Objective for Wav2Vec2Objective {
 
     /// Masks the frames the architecture will compute from each clip's real samples.
     fn prepare(&self, mut batch: Tensors, ctx: &StepCtx) -> Result<Tensors> {
-        let audio = batch.require("input_values")?;
-        let (b, samples) = audio.size2().map_err(|_| {
-            PtError::new(
-                ErrorKind::Shape,
-                format!("wav2vec2: input_values must be [batch, samples], got {:?}", audio.size()),
-            )
-        })?;
+        let (audio, b, samples) = audio_input(&batch)?;
         let device = audio.device();
         let lengths: Vec<i64> = match batch.get("attention_mask") {
             Some(m) => Vec::<i64>::try_from(&m.f_sum_dim_intlist(-1, false, Kind::Int64)?.f_to_device(Device::Cpu)?)?,
