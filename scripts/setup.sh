@@ -32,6 +32,18 @@ if ! command -v npm >/dev/null; then
   fi
 fi
 
+# pt's c10d shim (multi-process training) compiles against gloo's headers; Debian ships them in
+# libgloo-dev (headers only are used: libtorch links its own gloo).
+if [[ ! -f /usr/include/gloo/algorithm.h ]]; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    say "installing gloo's headers (libgloo-dev) with apt-get"
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends libgloo-dev; } >/dev/null \
+      || die "apt-get install libgloo-dev failed"
+  else
+    die "gloo's headers are missing (/usr/include/gloo) and pt's build needs them: as root, apt-get install -y libgloo-dev"
+  fi
+fi
+
 # The speech data is synthesised locally (espeak-ng, flite) and converted with sox / opusdec.
 AUDIO_TOOLS=(espeak-ng sox flite opusdec)
 missing_audio=()

@@ -3,6 +3,7 @@
 mod checkpoint_cmd;
 mod doctor;
 mod export_cmd;
+mod launch_cmd;
 mod logging;
 mod plugin_cmd;
 mod progress;
@@ -33,6 +34,8 @@ enum Command {
     Plugin(plugin_cmd::PluginCommand),
     /// Train: `pt train --objective mlm --arch bert`, or a recipe with overrides.
     Train(train_cmd::Args),
+    /// Run a pt command as N ranks of one data-parallel job: `pt launch --nproc-per-node 2 -- train …`.
+    Launch(launch_cmd::Args),
     /// List and inspect checkpoints.
     #[command(subcommand)]
     Checkpoint(checkpoint_cmd::CheckpointCommand),
@@ -57,6 +60,7 @@ fn main() {
         Command::Doctor(a) => doctor::run(a),
         Command::Plugin(c) => plugin_cmd::run(c),
         Command::Train(a) => train_cmd::run(a, cli.verbose),
+        Command::Launch(a) => launch_cmd::run(a),
         Command::Checkpoint(c) => checkpoint_cmd::run(c),
         Command::Recipes(a) => recipes::run(a),
         Command::Tokenizer(c) => tokenizer_cmd::run(c),

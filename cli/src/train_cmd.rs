@@ -3,12 +3,14 @@
 use crate::progress::Progress;
 use anyhow::Context;
 use pt_core::config::Recipe;
+use pt_core::dist::{DistEnv, Group};
 use pt_core::plugin::Registry;
 use pt_core::train::trainer::TrainOptions;
 use pt_core::train::{Session, Trainer};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -124,13 +126,21 @@ fn build_recipe(args: &Args) -> anyhow::Result<(Recipe, PathBuf)> {
 
 pub fn run(args: Args, verbose: u8) -> anyhow::Result<()> {
     let (recipe, run_dir) = build_recipe(&args)?;
+    // Under torchrun or `pt launch` this process is one rank of several.
+    let dist_env = DistEnv::from_env()?;
+    let rank = dist_env.as_ref().map_or(0, |e| e.rank);
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating run directory {}", run_dir.display()))?;
-    crate::logging::log_to_file(&run_dir.join("train.log"))?;
+    let log_name = if rank == 0 { "train.log".to_string() } else { format!("train.rank{rank}.log") };
+    crate::logging::log_to_file(&run_dir.join(log_name))?;
     let stop = install_signal_handlers();
+    let dist = match &dist_env {
+        Some(env) => Some(Arc::new(Group::connect(env, Duration::from_secs(recipe.run.dist_timeout_s.max(1)))?)),
+        None => None,
+    };
     let reg = Registry::discover();
     let summary = {
         let session = Session::build(&reg, recipe, &run_dir)?;
-        let opts = TrainOptions { resume: true, init_from: args.init_from.clone(), stop };
+        let opts = TrainOptions { resume: true, init_from: args.init_from.clone(), stop, dist };
         let mut trainer = Trainer::new(&reg, session, opts)?;
         if let Some(r) = &trainer.init_report {
             eprintln!(
@@ -142,9 +152,15 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<()> {
                 r.unexpected.iter().take(5).collect::<Vec<_>>()
             );
         }
-        let mut progress = Progress::new(!args.quiet);
-        trainer.run(&mut progress)?
+        if rank == 0 {
+            trainer.run(&mut Progress::new(!args.quiet))?
+        } else {
+            trainer.run(&mut pt_core::train::NullObserver)? // rank 0 reports for all
+        }
     };
+    if rank != 0 {
+        return Ok(()); // rank 0 reports and writes the summary
+    }
     // Built-in components share the host's counter; every loaded .so has its own.
     let leaked = pt_sdk::live_handles()
         + reg

@@ -24,6 +24,9 @@ pub enum Error {
     Training(String),
     #[error("libtorch: {0}")]
     Torch(String),
+    /// A multi-process run's rendezvous, agreement check or collective failed.
+    #[error("{0}")]
+    Distributed(String),
 }
 
 impl Error {

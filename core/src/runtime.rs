@@ -68,12 +68,21 @@ pub fn init() -> &'static CudaLibStatus {
 }
 
 /// The device training runs on: `auto` picks CUDA when available.
+/// The GPU of this process: `LOCAL_RANK` in a multi-process run (torchrun, `pt launch`), else 0.
+fn local_cuda_index() -> u64 {
+    match crate::dist::DistEnv::from_env() {
+        Ok(Some(env)) => env.local_rank,
+        _ => 0,
+    }
+}
+
 pub fn resolve_device(name: &str) -> crate::Result<tch::Device> {
     init();
     match name {
-        "auto" => Ok(if tch::Cuda::is_available() { tch::Device::Cuda(0) } else { tch::Device::Cpu }),
+        "auto" if tch::Cuda::is_available() => resolve_device(&format!("cuda:{}", local_cuda_index())),
+        "auto" => Ok(tch::Device::Cpu),
         "cpu" => Ok(tch::Device::Cpu),
-        "cuda" => resolve_device("cuda:0"),
+        "cuda" => resolve_device(&format!("cuda:{}", local_cuda_index())),
         other => {
             let idx = other
                 .strip_prefix("cuda:")

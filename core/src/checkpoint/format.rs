@@ -43,6 +43,10 @@ pub struct CheckpointManifest {
     pub format_version: u32,
     pub step: u64,
     pub cursor: CursorState,
+    /// Processes that trained it: the cursor counts global micro-batches of
+    /// batch_size × world_size samples (older checkpoints: one process).
+    #[serde(default = "one_process")]
+    pub world_size: u64,
     /// The schedule is a pure function of the step; recorded for inspection.
     pub lr: f64,
     pub seed: u64,
@@ -64,6 +68,10 @@ pub struct CheckpointManifest {
     pub created_unix: u64,
     /// Relative path → checksum, for every file in the checkpoint.
     pub files: BTreeMap<String, FileEntry>,
+}
+
+fn one_process() -> u64 {
+    1
 }
 
 fn metrics_from_json<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<BTreeMap<String, f64>, D::Error> {

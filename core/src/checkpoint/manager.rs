@@ -21,6 +21,7 @@ const BEST: &str = "best";
 pub struct SaveRequest {
     pub step: u64,
     pub cursor: CursorState,
+    pub world_size: u64,
     pub lr: f64,
     pub seed: u64,
     pub optimizer: String,
@@ -224,6 +225,7 @@ fn write_checkpoint(root: &Path, req: SaveRequest) -> Result<PathBuf> {
             format_version: FORMAT_VERSION,
             step: req.step,
             cursor: req.cursor,
+            world_size: req.world_size,
             lr: req.lr,
             seed: req.seed,
             optimizer: req.optimizer,
@@ -318,6 +320,7 @@ mod tests {
         SaveRequest {
             step,
             cursor: CursorState { epoch: 0, micro_batch: step },
+            world_size: 1,
             lr: 0.1,
             seed: 1,
             optimizer: "sgd".into(),

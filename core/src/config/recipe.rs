@@ -52,6 +52,9 @@ pub struct RunConfig {
     /// With partly labelled data (e.g. `label_fraction`): samples of every micro-batch drawn
     /// from the labelled ones (their own shuffled stream), the rest from all samples (0: none).
     pub labelled_per_batch: u64,
+    /// Multi-process runs: seconds a collective, the rendezvous or rank 0's evaluation may take
+    /// before the other ranks give up with an error (a dead or hung rank).
+    pub dist_timeout_s: u64,
 }
 
 impl Default for RunConfig {
@@ -76,6 +79,7 @@ impl Default for RunConfig {
             num_threads: 0,
             prefetch: 4,
             labelled_per_batch: 0,
+            dist_timeout_s: 1800,
         }
     }
 }

@@ -49,7 +49,7 @@ impl Prefetcher {
                 let item = dataset.get_batch(&indices, &ctx).and_then(|batch| {
                     let tokens = count_tokens(&batch);
                     let batch = if pin {
-                        batch.into_iter().map(|(n, t)| (n, t.pin_memory(tch::Device::Cuda(0)))).collect()
+                        batch.into_iter().map(|(n, t)| Ok((n, crate::pinned::pinned(&t)?))).collect::<Result<_>>()?
                     } else {
                         batch
                     };

@@ -12,6 +12,7 @@ use crate::autocast::Precision;
 use crate::checkpoint::manager::{latest_valid, snapshot};
 use crate::checkpoint::{Checkpoint, CheckpointManager, CursorState, PluginRecord, SaveRequest};
 use crate::config::{check_keys, keys_of};
+use crate::dist::{check_agreement, Fingerprint, Group};
 use crate::plugin::Registry;
 use crate::{Error, Result};
 use pt_optim::{FlatParams, GroupRules, LrMultRule, Optimizer, OptimizerConfig, ScheduleConfig};
@@ -116,6 +117,8 @@ pub struct TrainOptions {
     pub init_from: Option<PathBuf>,
     /// Set by a signal handler: finish the step, save, stop.
     pub stop: Arc<AtomicBool>,
+    /// This process's place in a multi-process run (`None`: training alone).
+    pub dist: Option<Arc<Group>>,
 }
 
 pub struct Trainer<'r> {
@@ -131,9 +134,11 @@ pub struct Trainer<'r> {
     skipped: u64,
     bad_in_a_row: u64,
     ckpt: CheckpointManager,
+    dist: Option<Arc<Group>>,
     /// The step whose state is already in a checkpoint (saved by this process or resumed from).
     saved_step: Option<u64>,
-    metrics: MetricsLog,
+    /// Rank 0's metrics files (other ranks log nothing: their metrics are reduced into rank 0's).
+    metrics: Option<MetricsLog>,
     evals: Vec<EvalRunner>,
     stop: Arc<AtomicBool>,
     latest_metrics: BTreeMap<String, f64>,
@@ -182,6 +187,15 @@ impl<'r> Trainer<'r> {
             .map_err(|e: toml::de::Error| Error::Config(format!("[schedule]: {}", e.message())))?;
         schedule.validate().map_err(|e| Error::Config(format!("[schedule]: {}", e.message)))?;
 
+        let (rank, world_size) = opts.dist.as_ref().map_or((0, 1), |g| (g.rank, g.world_size));
+        if let Some(group) = &opts.dist {
+            let fingerprint = Fingerprint {
+                world_size,
+                plugins: plugin_records(reg).into_iter().map(|p| (p.name, p.version, p.sha256)).collect(),
+                config: session.recipe.to_toml(),
+            };
+            check_agreement(group, &fingerprint)?;
+        }
         let resume_from: Option<Checkpoint> =
             if opts.resume { latest_valid(&session.run_dir.join("checkpoints"))? } else { None };
         let mut init_report = None;
@@ -223,10 +237,10 @@ impl<'r> Trainer<'r> {
                 })?;
             }
             step = c.manifest.step;
-            cursor = c.manifest.cursor;
+            cursor = rescale_cursor(c.manifest.cursor, c.manifest.world_size, world_size);
             skipped = c.manifest.skipped_steps;
         }
-        let sampler = Sampler::new(session.data.info.num_samples, run.batch_size, 0, 1, run.seed, true)
+        let sampler = Sampler::new(session.data.info.num_samples, run.batch_size, rank, world_size, run.seed, true)
             .bucketed_by(&session.data.info.lengths)
             .with_labelled(&session.data.info.labelled, run.labelled_per_batch);
         if run.labelled_per_batch > 0 {
@@ -252,11 +266,18 @@ impl<'r> Trainer<'r> {
         let ckpt = CheckpointManager::new(&session.run_dir, run.keep_last, &run.best_metric, &run.best_mode)?;
         // Rows after the starting step were logged by a process that died before its next
         // checkpoint (or, on a fresh start, before its first): drop them so no step is logged twice.
-        let metrics =
-            MetricsLog::resume(&session.run_dir, step).map_err(|e| Error::Training(format!("metrics files: {e}")))?;
+        let metrics = if rank == 0 {
+            Some(
+                MetricsLog::resume(&session.run_dir, step)
+                    .map_err(|e| Error::Training(format!("metrics files: {e}")))?,
+            )
+        } else {
+            None
+        };
         let (loss_curve, eval_curves) = curves_so_far(&session.run_dir);
+        // Rank 0 evaluates (the weights are the same on every rank); the others wait for it.
         let mut evals = Vec::new();
-        for (i, spec) in session.recipe.evals.iter().enumerate() {
+        for (i, spec) in session.recipe.evals.iter().enumerate().filter(|_| rank == 0) {
             evals.push(EvalRunner::create(reg, &session, spec, i)?);
         }
         if let Some(c) = &resume_from {
@@ -265,7 +286,12 @@ impl<'r> Trainer<'r> {
         let precision = Precision::resolve(&session.recipe.run.precision, session.device)?;
         tracing::info!(precision = precision.name(), "forward precision");
         // The resolved config goes to the run directory before any training.
-        crate::plugin::store::write_atomic(&session.run_dir.join("config.toml"), session.recipe.to_toml().as_bytes())?;
+        if rank == 0 {
+            crate::plugin::store::write_atomic(
+                &session.run_dir.join("config.toml"),
+                session.recipe.to_toml().as_bytes(),
+            )?;
+        }
         Ok(Trainer {
             reg,
             base_lr: settings.lr,
@@ -279,6 +305,7 @@ impl<'r> Trainer<'r> {
             skipped,
             bad_in_a_row: 0,
             ckpt,
+            dist: opts.dist,
             saved_step: resume_from.as_ref().map(|c| c.manifest.step),
             metrics,
             evals,
@@ -318,11 +345,29 @@ impl<'r> Trainer<'r> {
             seed: self.session.recipe.run.seed,
             epoch,
             step: self.step,
-            rank: 0,
-            world_size: 1,
+            rank: self.rank() as u32,
+            world_size: self.world_size() as u32,
             device: self.session.ctx.device,
             train,
         }
+    }
+
+    pub fn rank(&self) -> u64 {
+        self.dist.as_ref().map_or(0, |g| g.rank)
+    }
+
+    fn world_size(&self) -> u64 {
+        self.dist.as_ref().map_or(1, |g| g.world_size)
+    }
+
+    /// Stop requests (a signal, the time limit) on any rank stop every rank at the same step.
+    fn agree_to_stop(&self, timed_out: bool, interrupted: bool) -> Result<(bool, bool)> {
+        let Some(group) = &self.dist else {
+            return Ok((timed_out, interrupted));
+        };
+        let votes = Tensor::from_slice(&[timed_out as i64, interrupted as i64]);
+        group.all_reduce_sum(std::slice::from_ref(&votes))?;
+        Ok((votes.int64_value(&[0]) > 0, votes.int64_value(&[1]) > 0))
     }
 
     /// Trains until a stopping condition; evaluates and saves at the end.
@@ -360,10 +405,14 @@ impl<'r> Trainer<'r> {
                     StopReason::MaxEpochs
                 };
             }
-            if run.max_minutes > 0.0 && started.elapsed().as_secs_f64() >= run.max_minutes * 60.0 {
+            let (timed_out, interrupted) = self.agree_to_stop(
+                run.max_minutes > 0.0 && started.elapsed().as_secs_f64() >= run.max_minutes * 60.0,
+                self.stop.load(Ordering::SeqCst),
+            )?;
+            if timed_out {
                 break StopReason::MaxTime;
             }
-            if self.stop.load(Ordering::SeqCst) {
+            if interrupted {
                 break StopReason::Interrupted;
             }
             let t0 = Instant::now();
@@ -391,7 +440,7 @@ impl<'r> Trainer<'r> {
                 if let Some(l) = row.get("loss") {
                     self.loss_curve.push((self.step as f64, *l));
                 }
-                self.metrics.log(self.step, row.clone()).map_err(|e| Error::Training(format!("metrics: {e}")))?;
+                self.log_row(row.clone())?;
                 self.latest_metrics.extend(row.clone());
                 tracing::info!(step = self.step, metrics = ?row, "step");
             }
@@ -416,9 +465,11 @@ impl<'r> Trainer<'r> {
             self.save(obs)?;
         }
         let checkpoint = self.ckpt.wait()?.or(self.last_good_checkpoint.clone());
-        self.metrics.flush().map_err(|e| Error::Training(format!("metrics: {e}")))?;
-        self.plot_curves();
-        self.plot_histograms();
+        if let Some(m) = &mut self.metrics {
+            m.flush().map_err(|e| Error::Training(format!("metrics: {e}")))?;
+            self.plot_curves();
+            self.plot_histograms();
+        }
         if stop == StopReason::Interrupted {
             obs.on_message(&format!(
                 "interrupted at step {}; checkpoint saved. Resume with: pt train --resume {}",
@@ -459,16 +510,20 @@ impl<'r> Trainer<'r> {
             self.cursor = self.sampler.next(loaded.cursor);
             tokens += loaded.tokens.unwrap_or(0);
             let ctx = self.step_ctx(loaded.cursor.epoch, true);
-            tch::manual_seed(derive_seed(seed, &[STREAM_TORCH, self.step, micro]) as i64);
+            // Numbered across ranks as the global batch is, so N ranks draw what one process
+            // with N-fold accumulation would.
+            let stream = micro * self.world_size() + self.rank();
+            tch::manual_seed(derive_seed(seed, &[STREAM_TORCH, self.step, stream]) as i64);
             let batch = loaded.batch.to_device(device)?;
             // Each objective prepares its own inputs from the batch and gets its own forward;
             // their weighted losses' gradients accumulate (one backward each keeps memory flat).
             let mix = self.session.is_mix();
             let mut micro_loss = 0.0;
             for o in &self.session.objectives {
-                // Forward and loss under autocast (bf16); backward outside it.
-                let autocast = self.precision.scope(device)?;
+                // Forward and loss under autocast (bf16); data preparation (augmentation, masking)
+                // and backward outside it.
                 let inputs = o.handle.prepare(batch.share(), &ctx)?;
+                let autocast = self.precision.scope(device)?;
                 let outputs = self.session.arch.forward(&inputs, &ctx)?;
                 let lv = o.handle.loss(&inputs, &outputs, &ctx)?;
                 drop(autocast);
@@ -501,8 +556,20 @@ impl<'r> Trainer<'r> {
         }
         let lr = self.lr_at(self.step);
         let mut grad_norm = f64::NAN;
+        let grad = self.flat.flat_grad().map_err(Error::Plugin)?;
+        let mut allreduce_s = 0.0;
+        if let Some(group) = &self.dist {
+            // Every rank takes part whatever its own loss was: a non-finite one poisons the sum,
+            // so all ranks see the same non-finite norm and skip the same step.
+            if !finite {
+                let _ = grad.shallow_clone().f_fill_(f64::NAN)?;
+            }
+            let t0 = Instant::now();
+            reduce_gradients(group, &grad)?;
+            allreduce_s = t0.elapsed().as_secs_f64();
+            finite = true;
+        }
         if finite {
-            let grad = self.flat.flat_grad().map_err(Error::Plugin)?;
             let norm =
                 if grad_clip > 0.0 { pt_optim::clip_grad_norm(&grad, grad_clip) } else { pt_optim::grad_norm(&grad) }
                     .map_err(Error::Plugin)?;
@@ -544,21 +611,45 @@ impl<'r> Trainer<'r> {
         if finite {
             self.add_histograms(vectors)?;
         }
-        let metrics = scalars
+        let mut metrics: Vec<(String, f64)> = scalars
             .into_iter()
             .filter_map(|(n, t)| t.f_double_value(&[]).ok().map(|v| (n, v / counted.max(1) as f64)))
             .collect();
-        Ok(StepOutcome {
-            loss: if finite { Some(loss_sum / grad_accum as f64) } else { None },
-            grad_norm,
-            lr,
-            tokens,
-            metrics,
-        })
+        let mut loss = loss_sum / grad_accum as f64;
+        if let (Some(group), true) = (&self.dist, finite) {
+            // The logged loss and metrics are means over ranks (same names on every rank).
+            let mut values = vec![loss];
+            values.extend(metrics.iter().map(|(_, v)| *v));
+            let t = Tensor::from_slice(&values);
+            group.all_reduce_sum(std::slice::from_ref(&t))?;
+            let mean: Vec<f64> = Vec::<f64>::try_from(&t)?.iter().map(|v| v / group.world_size as f64).collect();
+            loss = mean[0];
+            for ((_, v), m) in metrics.iter_mut().zip(&mean[1..]) {
+                *v = *m;
+            }
+        }
+        Ok(StepOutcome { loss: if finite { Some(loss) } else { None }, grad_norm, lr, tokens, metrics, allreduce_s })
+    }
+
+    /// Multi-process runs: each rank's BatchNorm running statistics come from its own part of
+    /// the batch; their mean (over ranks) is what gets evaluated and saved.
+    fn average_buffers(&self) -> Result<()> {
+        let Some(group) = &self.dist else { return Ok(()) };
+        let buffers: Vec<Tensor> =
+            self.session.arch.buffers()?.into_iter().map(|(_, t)| t).filter(|t| t.is_floating_point()).collect();
+        if !buffers.is_empty() {
+            let _guard = tch::no_grad_guard();
+            group.all_reduce_sum(&buffers)?;
+            for b in &buffers {
+                let _ = b.shallow_clone().f_div_scalar_(group.world_size as f64)?;
+            }
+        }
+        Ok(())
     }
 
     /// Runs every evaluator due now (all of them when `at_end`).
     pub fn evaluate(&mut self, obs: &mut dyn Observer, at_end: bool) -> Result<()> {
+        self.average_buffers()?;
         let run_every = self.session.recipe.run.eval_every;
         let mut row = BTreeMap::new();
         for i in 0..self.evals.len() {
@@ -585,29 +676,30 @@ impl<'r> Trainer<'r> {
             }
         }
         if !row.is_empty() {
-            self.metrics.log(self.step, row.clone()).map_err(|e| Error::Training(format!("metrics: {e}")))?;
+            self.log_row(row.clone())?;
             self.latest_metrics.extend(row);
+        }
+        if let Some(group) = &self.dist {
+            group.barrier()?;
         }
         Ok(())
     }
 
-    fn plugin_records(&self) -> Vec<PluginRecord> {
-        let mut v: Vec<PluginRecord> = self
-            .reg
-            .plugins
-            .iter()
-            .map(|f| PluginRecord {
-                name: f.plugin.manifest.name.clone(),
-                version: f.plugin.manifest.version.clone(),
-                sha256: f.plugin.sha256.clone(),
-            })
-            .collect();
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        v
+    fn log_row(&mut self, row: BTreeMap<String, f64>) -> Result<()> {
+        match &mut self.metrics {
+            Some(m) => m.log(self.step, row).map_err(|e| Error::Training(format!("metrics: {e}"))),
+            None => Ok(()),
+        }
     }
 
-    /// Snapshots the state and hands it to the checkpoint writer.
+    /// Snapshots the state and hands it to the checkpoint writer (rank 0; the weights are the
+    /// same on every rank).
     pub fn save(&mut self, obs: &mut dyn Observer) -> Result<()> {
+        self.average_buffers()?;
+        if self.rank() != 0 {
+            self.saved_step = Some(self.step);
+            return Ok(());
+        }
         let s = &self.session;
         let mut components = BTreeMap::new();
         components.insert("data".to_string(), s.data.origin.clone());
@@ -617,6 +709,7 @@ impl<'r> Trainer<'r> {
         let req = SaveRequest {
             step: self.step,
             cursor: self.cursor,
+            world_size: self.world_size(),
             lr: self.lr_at(self.step),
             seed: s.recipe.run.seed,
             optimizer: self.optimizer.name().to_string(),
@@ -625,7 +718,7 @@ impl<'r> Trainer<'r> {
             skipped_steps: self.skipped,
             config: s.recipe.to_toml(),
             components,
-            plugins: self.plugin_records(),
+            plugins: plugin_records(self.reg),
             libtorch_version: crate::runtime::libtorch_lib_dir()
                 .and_then(|d| crate::runtime::libtorch_version(&d))
                 .unwrap_or_default(),
@@ -747,6 +840,60 @@ impl<'r> Trainer<'r> {
     }
 }
 
+fn plugin_records(reg: &Registry) -> Vec<PluginRecord> {
+    let mut v: Vec<PluginRecord> = reg
+        .plugins
+        .iter()
+        .map(|f| PluginRecord {
+            name: f.plugin.manifest.name.clone(),
+            version: f.plugin.manifest.version.clone(),
+            sha256: f.plugin.sha256.clone(),
+        })
+        .collect();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
+/// A checkpoint's cursor for a different number of processes. The cursor counts global
+/// micro-batches of batch_size × world_size samples; the samples consumed stay the same, rounded
+/// down to a whole global batch of the new world (those few samples are seen again).
+fn rescale_cursor(cursor: CursorState, saved_world: u64, world: u64) -> CursorState {
+    if saved_world == world || world == 0 {
+        return cursor;
+    }
+    let micro_batch = cursor.micro_batch * saved_world.max(1) / world;
+    if micro_batch * world != cursor.micro_batch * saved_world.max(1) {
+        tracing::warn!(
+            saved_world,
+            world,
+            "resuming with another world size: the epoch's position is rounded down to a whole global batch"
+        );
+    }
+    tracing::info!(
+        saved_world,
+        world,
+        from = cursor.micro_batch,
+        to = micro_batch,
+        "cursor rescaled for the new world size"
+    );
+    CursorState { micro_batch, ..cursor }
+}
+
+/// Bucket size for gradient all-reduce (as DDP's default 25 MB of fp32).
+const BUCKET_ELEMENTS: i64 = 25 * 1024 * 1024 / 4;
+
+/// Averages the flat gradient across ranks: buckets of it summed together, then divided.
+fn reduce_gradients(group: &Group, grad: &Tensor) -> Result<()> {
+    let n = grad.numel() as i64;
+    let buckets: Vec<Tensor> = (0..n)
+        .step_by(BUCKET_ELEMENTS as usize)
+        .map(|start| grad.narrow(0, start, BUCKET_ELEMENTS.min(n - start)))
+        .collect();
+    group.all_reduce_sum(&buckets)?;
+    let _ = grad.shallow_clone().f_div_scalar_(group.world_size as f64)?;
+    Ok(())
+}
+
 /// The loss and evaluation curves logged before this process started (a resumed run's plot
 /// covers the whole run, not only its last part).
 fn curves_so_far(run_dir: &Path) -> (Vec<(f64, f64)>, BTreeMap<String, Vec<(f64, f64)>>) {
@@ -770,6 +917,8 @@ struct StepOutcome {
     lr: f64,
     tokens: u64,
     metrics: Vec<(String, f64)>,
+    /// Seconds spent in the gradient all-reduce (multi-process runs).
+    allreduce_s: f64,
 }
 
 /// Dense bf16 peak of the training device, for MFU: `$PT_PEAK_TFLOPS` if set, else known
@@ -799,6 +948,7 @@ struct Window {
     samples: u64,
     tokens: u64,
     steps: u64,
+    allreduce_s: f64,
 }
 
 impl Window {
@@ -810,6 +960,7 @@ impl Window {
         self.samples += samples;
         self.tokens += o.tokens;
         self.steps += 1;
+        self.allreduce_s += o.allreduce_s;
     }
 
     fn drain(&mut self, last: &StepOutcome) -> BTreeMap<String, f64> {
@@ -824,6 +975,10 @@ impl Window {
                 row.insert("tokens_per_s".into(), self.tokens as f64 / self.seconds);
             }
             row.insert("step_time_s".into(), self.seconds / self.steps.max(1) as f64);
+            if self.allreduce_s > 0.0 {
+                // Share of step time spent all-reducing gradients (not overlapped with backward).
+                row.insert("allreduce_share".into(), self.allreduce_s / self.seconds);
+            }
         }
         for (n, v) in &last.metrics {
             row.insert(n.clone(), *v);

@@ -777,7 +777,8 @@ fn on_subset(x: &Tensor, selected: &[usize], op: impl FnOnce(&Tensor) -> Result<
     let index: Vec<i64> = selected.iter().map(|&i| i as i64).collect();
     let index = Tensor::f_from_slice(&index)?.f_to_device(x.device())?;
     let part = op(&x.f_index_select(0, &index)?)?;
-    Ok(x.f_index_copy(0, &index, &part.f_contiguous()?)?)
+    // Under autocast `op` may compute in bf16: the batch keeps its own dtype.
+    Ok(x.f_index_copy(0, &index, &part.f_to_kind(x.kind())?.f_contiguous()?)?)
 }
 
 #[cfg(test)]
@@ -801,6 +802,16 @@ mod tests {
     fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
         assert_eq!(a.size(), b.size(), "shapes differ");
         a.f_sub(b).unwrap().abs().max().double_value(&[])
+    }
+
+    #[test]
+    fn a_transform_on_a_subset_keeps_the_batch_dtype_when_it_computes_in_bf16() {
+        // As under bf16 autocast on CUDA, where a blur's conv returns bf16 into an fp32 batch.
+        let x = images([4, 3, 5, 5], 3);
+        let out = on_subset(&x, &[1, 3], |part| Ok(part.f_mul_scalar(0.5)?.f_to_kind(Kind::BFloat16)?)).unwrap();
+        assert_eq!(out.kind(), Kind::Float);
+        assert!(max_diff(&out.narrow(0, 0, 1), &x.narrow(0, 0, 1)) == 0.0, "unselected samples untouched");
+        assert!(max_diff(&out.narrow(0, 1, 1), &x.narrow(0, 1, 1).f_mul_scalar(0.5).unwrap()) < 4e-3);
     }
 
     /// torchvision's `RandomCrop(padding)` reference: zero-pad, cut the window at (p+dy, p+dx).

@@ -1,0 +1,209 @@
+//! A c10d process group (TCPStore rendezvous + ProcessGroupGloo) through the C++ shim
+//! `csrc/dist.cpp`. Gloo reduces CPU tensors and CUDA tensors alike. Every collective and store
+//! read fails after the group's timeout, so a dead or hung peer is an error, never a hang.
+
+use super::DistEnv;
+use crate::{Error, Result};
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::time::Duration;
+use tch::Tensor;
+use torch_sys::C_tensor;
+
+#[repr(C)]
+struct PtGroup {
+    _opaque: [u8; 0],
+}
+
+extern "C" {
+    fn pt_dist_new(
+        host: *const c_char,
+        port: c_int,
+        rank: c_int,
+        world: c_int,
+        timeout_ms: i64,
+        out: *mut *mut PtGroup,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    fn pt_dist_free(g: *mut PtGroup);
+    fn pt_dist_allreduce_sum(
+        g: *mut PtGroup,
+        ts: *const *mut C_tensor,
+        n: usize,
+        err: *mut c_char,
+        len: usize,
+    ) -> c_int;
+    fn pt_dist_allgather(
+        g: *mut PtGroup,
+        src: *const C_tensor,
+        out: *mut *mut C_tensor,
+        err: *mut c_char,
+        len: usize,
+    ) -> c_int;
+    fn pt_dist_broadcast(g: *mut PtGroup, t: *mut C_tensor, root: c_int, err: *mut c_char, len: usize) -> c_int;
+    fn pt_dist_barrier(g: *mut PtGroup, err: *mut c_char, len: usize) -> c_int;
+    fn pt_dist_store_set(
+        g: *mut PtGroup,
+        key: *const c_char,
+        data: *const u8,
+        len: usize,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    fn pt_dist_store_get(
+        g: *mut PtGroup,
+        key: *const c_char,
+        data: *mut *mut u8,
+        len: *mut usize,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    fn pt_dist_free_bytes(data: *mut u8);
+}
+
+/// Runs one shim call with an error buffer; a non-zero return becomes an error saying what was
+/// being done and by which rank.
+fn call(what: impl FnOnce() -> String, f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<()> {
+    let mut err = [0 as c_char; 1024];
+    if f(err.as_mut_ptr(), err.len()) == 0 {
+        return Ok(());
+    }
+    // SAFETY: the shim NUL-terminates what it wrote into the buffer.
+    let msg = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
+    // c10d's messages carry a C++ backtrace after the first line: keep the sentence.
+    let first = msg.lines().next().unwrap_or("").trim().to_string();
+    Err(Error::Distributed(format!("{}: {first}", what())))
+}
+
+/// This process's membership of a group of `world_size` ranks.
+pub struct Group {
+    ptr: *mut PtGroup,
+    pub rank: u64,
+    pub world_size: u64,
+    pub timeout: Duration,
+}
+
+// SAFETY: the c10d objects are thread-safe for the calls made here, and the trainer uses a group
+// from one thread at a time.
+unsafe impl Send for Group {}
+unsafe impl Sync for Group {}
+
+impl Group {
+    /// Rendezvous with the other ranks at MASTER_ADDR:MASTER_PORT (rank 0 serves the store).
+    pub fn connect(env: &DistEnv, timeout: Duration) -> Result<Group> {
+        let host = CString::new(env.master_addr.clone())
+            .map_err(|_| Error::Config(format!("MASTER_ADDR {:?} contains a NUL byte", env.master_addr)))?;
+        let mut ptr = std::ptr::null_mut();
+        tracing::info!(rank = env.rank, world_size = env.world_size, addr = %env.master_addr, port = env.master_port, "joining the process group");
+        call(
+            || {
+                format!(
+                    "rank {} could not join the group of {} at {}:{} within {} s (are all ranks started, with the same MASTER_ADDR/MASTER_PORT?)",
+                    env.rank,
+                    env.world_size,
+                    env.master_addr,
+                    env.master_port,
+                    timeout.as_secs()
+                )
+            },
+            // SAFETY: valid C string and out-pointer; the shim writes a new group or nothing.
+            |err, len| unsafe {
+                pt_dist_new(
+                    host.as_ptr(),
+                    env.master_port as c_int,
+                    env.rank as c_int,
+                    env.world_size as c_int,
+                    timeout.as_millis() as i64,
+                    &mut ptr,
+                    err,
+                    len,
+                )
+            },
+        )?;
+        Ok(Group { ptr, rank: env.rank, world_size: env.world_size, timeout })
+    }
+
+    fn what(&self, op: &str) -> String {
+        format!(
+            "rank {} of {}: {op} failed (a peer died, hung past {} s, or left)",
+            self.rank,
+            self.world_size,
+            self.timeout.as_secs()
+        )
+    }
+
+    /// Sums the tensors in place across ranks (started together, awaited together).
+    pub fn all_reduce_sum(&self, tensors: &[Tensor]) -> Result<()> {
+        let ptrs: Vec<*mut C_tensor> = tensors.iter().map(|t| t.as_ptr() as *mut C_tensor).collect();
+        // SAFETY: live tensors for the duration of the call; reduced in place.
+        call(
+            || self.what("all-reduce"),
+            |err, len| unsafe { pt_dist_allreduce_sum(self.ptr, ptrs.as_ptr(), ptrs.len(), err, len) },
+        )
+    }
+
+    /// Every rank's `t`, concatenated along dim 0 in rank order.
+    pub fn all_gather(&self, t: &Tensor) -> Result<Tensor> {
+        let mut out = std::ptr::null_mut();
+        // SAFETY: live input; the shim writes one new owning handle.
+        call(
+            || self.what("all-gather"),
+            |err, len| unsafe { pt_dist_allgather(self.ptr, t.as_ptr(), &mut out, err, len) },
+        )?;
+        // SAFETY: a fresh handle this Tensor now owns.
+        Ok(unsafe { Tensor::from_ptr(out) })
+    }
+
+    /// Overwrites `t` with rank `root`'s values.
+    pub fn broadcast(&self, t: &Tensor, root: u64) -> Result<()> {
+        // SAFETY: live tensor, written in place.
+        call(
+            || self.what("broadcast"),
+            |err, len| unsafe { pt_dist_broadcast(self.ptr, t.as_ptr() as *mut C_tensor, root as c_int, err, len) },
+        )
+    }
+
+    /// Waits until every rank is here.
+    pub fn barrier(&self) -> Result<()> {
+        // SAFETY: no pointers but the group's.
+        call(|| self.what("barrier"), |err, len| unsafe { pt_dist_barrier(self.ptr, err, len) })
+    }
+
+    /// Whether any rank passed `true` (one tiny all-reduce).
+    pub fn any(&self, flag: bool) -> Result<bool> {
+        let t = Tensor::from_slice(&[flag as i64]);
+        self.all_reduce_sum(std::slice::from_ref(&t))?;
+        Ok(t.int64_value(&[0]) > 0)
+    }
+
+    pub fn store_set(&self, key: &str, value: &[u8]) -> Result<()> {
+        let key_c = CString::new(key).map_err(|_| Error::Distributed(format!("store key {key:?} has a NUL byte")))?;
+        // SAFETY: valid C string and byte slice for the call.
+        call(
+            || self.what(&format!("store write of '{key}'")),
+            |err, len| unsafe { pt_dist_store_set(self.ptr, key_c.as_ptr(), value.as_ptr(), value.len(), err, len) },
+        )
+    }
+
+    /// Waits (up to the timeout) until some rank has set `key`.
+    pub fn store_get(&self, key: &str) -> Result<Vec<u8>> {
+        let key_c = CString::new(key).map_err(|_| Error::Distributed(format!("store key {key:?} has a NUL byte")))?;
+        let (mut data, mut n) = (std::ptr::null_mut(), 0usize);
+        // SAFETY: valid C string and out-pointers; the shim mallocs `n` bytes into `data`.
+        call(
+            || self.what(&format!("store read of '{key}'")),
+            |err, len| unsafe { pt_dist_store_get(self.ptr, key_c.as_ptr(), &mut data, &mut n, err, len) },
+        )?;
+        // SAFETY: `data` holds `n` bytes from malloc; copied, then freed by the shim's free.
+        let bytes = unsafe { std::slice::from_raw_parts(data, n) }.to_vec();
+        unsafe { pt_dist_free_bytes(data) };
+        Ok(bytes)
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // SAFETY: created by pt_dist_new, freed once.
+        unsafe { pt_dist_free(self.ptr) };
+    }
+}

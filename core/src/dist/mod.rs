@@ -1,0 +1,104 @@
+//! Multi-process data parallelism on PyTorch's c10d (TCPStore + Gloo): the torchrun environment,
+//! the process group, and the start-up agreement check. The trainer shards data by rank from
+//! the same seed counters, all-reduces the flat gradient buffer in buckets, reduces metrics and
+//! lets rank 0 write checkpoints; `pt launch` starts the processes. docs/distributed.md.
+
+mod env;
+mod group;
+
+pub use env::DistEnv;
+pub use group::Group;
+
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// What every rank must agree on before training: world size, plugin builds, resolved config.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub world_size: u64,
+    /// (name, version, sha256) of every loaded plugin, sorted.
+    pub plugins: Vec<(String, String, String)>,
+    pub config: String,
+}
+
+/// Publishes this rank's fingerprint and compares every other rank's with it; a mismatch is
+/// the same one-line error on every rank, naming the rank and what differs.
+pub fn check_agreement(group: &Group, mine: &Fingerprint) -> Result<()> {
+    let json = serde_json::to_vec(mine).map_err(|e| Error::Distributed(format!("fingerprint: {e}")))?;
+    group.store_set(&format!("pt/fingerprint/{}", group.rank), &json)?;
+    let mut problems = Vec::new();
+    let rank0: Fingerprint = read(group, 0)?;
+    for r in 1..group.world_size {
+        let other: Fingerprint = read(group, r)?;
+        if let Some(d) = difference(&rank0, &other) {
+            problems.push(format!("rank {r} differs from rank 0: {d}"));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Distributed(format!(
+        "the ranks disagree, so none will train: {}. Give every rank the same plugin files, recipe and WORLD_SIZE",
+        problems.join("; ")
+    )))
+}
+
+fn read(group: &Group, rank: u64) -> Result<Fingerprint> {
+    let bytes = group.store_get(&format!("pt/fingerprint/{rank}"))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Distributed(format!("rank {rank}'s fingerprint: {e}")))
+}
+
+/// The first thing that differs, in words.
+fn difference(a: &Fingerprint, b: &Fingerprint) -> Option<String> {
+    if a.world_size != b.world_size {
+        return Some(format!("WORLD_SIZE {} vs {}", b.world_size, a.world_size));
+    }
+    for (name, version, sha) in &a.plugins {
+        match b.plugins.iter().find(|(n, _, _)| n == name) {
+            None => return Some(format!("plugin {name} is not loaded there")),
+            Some((_, v, s)) if v != version || s != sha => {
+                return Some(format!(
+                    "plugin {name} {v} (sha256 {}) there vs {version} (sha256 {}) on rank 0",
+                    &s[..s.len().min(12)],
+                    &sha[..sha.len().min(12)]
+                ))
+            }
+            _ => {}
+        }
+    }
+    if let Some((name, _, _)) = b.plugins.iter().find(|(n, _, _)| !a.plugins.iter().any(|(m, _, _)| m == n)) {
+        return Some(format!("plugin {name} is loaded there but not on rank 0"));
+    }
+    if a.config != b.config {
+        let line = a.config.lines().zip(b.config.lines()).find(|(x, y)| x != y);
+        return Some(match line {
+            Some((x, y)) => format!("config line `{y}` there vs `{x}` on rank 0"),
+            None => "the resolved config differs".to_string(),
+        });
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differences_are_named() {
+        let a = Fingerprint {
+            world_size: 2,
+            plugins: vec![("resnet".into(), "0.1.0".into(), "abcdef0123456789".into())],
+            config: "[run]\nseed = 0\n".into(),
+        };
+        assert_eq!(difference(&a, &a.clone()), None);
+        let mut b = a.clone();
+        b.plugins[0].2 = "ffffff0123456789".into();
+        assert!(difference(&a, &b).unwrap().contains("plugin resnet 0.1.0 (sha256 ffffff012345) there"));
+        let mut c = a.clone();
+        c.config = "[run]\nseed = 1\n".into();
+        assert!(difference(&a, &c).unwrap().contains("`seed = 1` there vs `seed = 0`"));
+        let mut d = a.clone();
+        d.plugins.clear();
+        assert!(difference(&a, &d).unwrap().contains("not loaded there"));
+    }
+}

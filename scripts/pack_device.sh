@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Packs what a lent GPU machine needs (it has PyTorch but no Rust toolchain and no network) into
+# the git-ignored folder .gpu/ of the repo, under the device tool's 64 MiB limit: the release
+# binaries and plugins (stripped, xz), Fashion-MNIST + MNIST (xz) and the first 4 MB of the text
+# set. There, scripts/gpu_check.sh and scripts/gpu_experiments.sh unpack it.
+#   cargo build --release --workspace && bash scripts/pack_device.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA="${PT_DATA:-$HOME/.cache/pt/data}"
+grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
+rm -rf .gpu && mkdir -p .gpu/bin .gpu/data/text
+for f in pt pt-engine libpt_mlm.so libpt_resnet.so libpt_simclr.so libpt_wav2vec.so; do
+  strip -o ".gpu/bin/$f" "target/release/$f"
+done
+tar -C .gpu -cJf .gpu/bin.tar.xz bin && rm -rf .gpu/bin
+for set in fashion-mnist mnist; do
+  mkdir -p ".gpu/data/images/$set"
+  cp "$DATA/images/$set"/*.txt ".gpu/data/images/$set/" 2>/dev/null || true
+  for f in "$DATA/images/$set"/*-ubyte; do xz -9 -T2 -c "$f" > ".gpu/data/images/$set/$(basename "$f").xz"; done
+done
+head -c 4000000 "$DATA/text/train.txt" | xz -9 > .gpu/data/text/train.txt.xz
+cp "$DATA/text/valid.txt" .gpu/data/text/
+du -sh .gpu

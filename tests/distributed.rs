@@ -1,0 +1,239 @@
+//! Issue 10 through the real `pt` binary: data parallelism on c10d's Gloo over loopback.
+//! Two ranks train the weights one process trains with the same global batch; a killed or
+//! hung rank stops the others with an error; ranks with different plugin builds refuse to train;
+//! a run resumes with a different number of processes.
+
+use pt_tests::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A free TCP port on loopback for the rendezvous (bound once, released for pt to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).lines().filter(|l| !l.starts_with("[W")).collect::<Vec<_>>().join("\n")
+}
+
+/// The tiny MLM recipe (bert tiny: dropout, AdamW, no BatchNorm) with a per-rank batch of 8.
+fn recipe(dir: &Path, max_steps: u64, extra: &str) -> PathBuf {
+    let text = tiny_mlm_recipe(&data_dir("text"), max_steps, &format!("{extra}\n"))
+        .replace("save_every = 0", "save_every = 2")
+        .replace("[run]\n", "[run]\ndist_timeout_s = 20\n");
+    write_file(dir, "recipe.toml", &text)
+}
+
+/// Parameters of a checkpoint's model (BatchNorm statistics and counters excluded).
+fn params(run: &Path, step: u64) -> Vec<(String, Vec<f32>)> {
+    read_safetensors(&checkpoint_dir(run, step).join("model.safetensors"))
+        .into_iter()
+        .filter(|(n, t)| t.dtype == "F32" && !n.contains("running_"))
+        .map(|(n, t)| (n, t.f32s()))
+        .collect()
+}
+
+fn max_difference(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .flat_map(|((na, x), (nb, y))| {
+            assert_eq!(na, nb);
+            x.iter().zip(y).map(|(p, q)| (p - q).abs())
+        })
+        .fold(0.0, f32::max)
+}
+
+/// `pt train` as one rank, started directly with the torchrun environment.
+fn rank(pt: &Pt, rank: u64, port: u16, args: &[&str]) -> Command {
+    let mut c = pt.cmd();
+    c.env("WORLD_SIZE", "2")
+        .env("RANK", rank.to_string())
+        .env("LOCAL_RANK", rank.to_string())
+        .env("MASTER_ADDR", "127.0.0.1")
+        .env("MASTER_PORT", port.to_string())
+        .args(args);
+    c
+}
+
+#[test]
+fn two_ranks_train_what_one_process_trains_with_the_same_global_batch_and_resume_as_one() {
+    let pt = Pt::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = recipe(tmp.path(), 6, "");
+    let (one, two, resumed) = (tmp.path().join("one"), tmp.path().join("two"), tmp.path().join("resumed"));
+    // One process: 2 micro-batches of 8 per step = the global batch of 2 ranks × 8.
+    pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&one), "--set", "run.grad_accum=2"]);
+    let port = free_port().to_string();
+    let out = pt.run(&[
+        "launch",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        &port,
+        "--",
+        "train",
+        "--recipe",
+        s(&recipe),
+        "--run-dir",
+        s(&two),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "pt launch failed:\n{}", stderr_of(&out));
+
+    // Same samples, same dropout streams, gradients averaged over ranks: the same weights.
+    let diff = max_difference(&params(&one, 6), &params(&two, 6));
+    assert!(diff < 1e-5, "2 ranks vs 1 process: weights differ by {diff}");
+    for step in 1..=6 {
+        let (a, b) = (metric_at(&one, step, "loss").unwrap(), metric_at(&two, step, "loss").unwrap());
+        assert!((a - b).abs() < 1e-5, "step {step}: loss {a} (1 process) vs {b} (2 ranks, mean over ranks)");
+    }
+    // Rank 0 writes the run; rank 1 only its log.
+    assert!(two.join("train.rank1.log").is_file() && two.join("config.toml").is_file());
+    assert_eq!(train_steps(&two), (1..=6).collect::<Vec<_>>(), "one row per step, from rank 0 only");
+    let manifest = std::fs::read_to_string(checkpoint_dir(&two, 4).join("manifest.json")).unwrap();
+    assert!(manifest.contains("\"world_size\": 2"), "{manifest}");
+
+    // The 2-rank run's step-4 checkpoint resumed by one process (same global batch) ends where
+    // the 1-process run did.
+    copy_dir(&two, &resumed);
+    std::fs::remove_dir_all(checkpoint_dir(&resumed, 6)).unwrap();
+    pt.ok(&["train", "--resume", s(&resumed), "--set", "run.grad_accum=2"]);
+    let diff = max_difference(&params(&one, 6), &params(&resumed, 6));
+    assert!(diff < 1e-5, "resumed with another world size: weights differ by {diff} from the 1-process run");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// The child of `parent` whose environment says RANK=`rank`.
+fn child_with_rank(parent: u32, rank: u64) -> Option<i32> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command's closing parenthesis: state, ppid, ...
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if ppid != Some(parent) {
+            continue;
+        }
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        if env.split(|&b| b == 0).any(|v| v == format!("RANK={rank}").as_bytes()) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_killed_rank_stops_the_other_and_launch_names_it_with_the_checkpoints_intact() {
+    let pt = Pt::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = recipe(tmp.path(), 1_000_000, "");
+    let run = tmp.path().join("run");
+    let port = free_port().to_string();
+    let launch: Child = pt
+        .cmd()
+        .args([
+            "launch",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            &port,
+            "--",
+            "train",
+            "--recipe",
+            s(&recipe),
+            "--run-dir",
+            s(&run),
+            "--quiet",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(120), "a few logged steps", || {
+        run.join("metrics.jsonl").exists() && train_steps(&run).len() >= 3
+    });
+    let victim = child_with_rank(launch.id(), 1).expect("rank 1 is a child of pt launch");
+    // SAFETY: killing the test's own grandchild.
+    assert_eq!(unsafe { libc::kill(victim, libc::SIGKILL) }, 0);
+    let out = launch.wait_with_output().unwrap();
+    let err = stderr_of(&out);
+    assert!(!out.status.success(), "pt launch succeeded after a rank was killed:\n{err}");
+    assert!(err.contains("rank 1 failed first: it was killed by signal 9"), "{err}");
+    assert!(err.contains("rank 0 of 2:") && err.contains("failed"), "rank 0 stops with an error:\n{err}");
+    assert!(!err.contains("frame #"), "no C++ backtrace:\n{err}");
+    let listed = listed_checkpoints(&pt, &run);
+    assert!(!listed.is_empty() && listed.iter().all(|(_, ok)| *ok), "checkpoints intact: {listed:?}");
+}
+
+#[test]
+fn a_hung_rank_times_the_other_out_within_the_configured_timeout() {
+    let pt = Pt::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = recipe(tmp.path(), 1_000_000, "");
+    let run = tmp.path().join("run");
+    let port = free_port();
+    let args = ["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--quiet", "--set", "run.dist_timeout_s=3"];
+    let r0 = rank(&pt, 0, port, &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut r1 = rank(&pt, 1, port, &args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for(Duration::from_secs(120), "a few logged steps", || {
+        run.join("metrics.jsonl").exists() && train_steps(&run).len() >= 3
+    });
+    send_signal(&r1, libc::SIGSTOP); // alive, but answers nothing
+    let out = r0.wait_with_output().unwrap();
+    send_signal(&r1, libc::SIGKILL);
+    let _ = r1.wait();
+    let err = stderr_of(&out);
+    assert!(!out.status.success(), "rank 0 went on without its peer:\n{err}");
+    assert!(err.contains("rank 0 of 2:") && err.contains("hung past 3 s"), "{err}");
+}
+
+#[test]
+fn ranks_with_different_plugin_builds_refuse_to_train_and_a_half_set_environment_is_named() {
+    let pt = Pt::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = recipe(tmp.path(), 2, "");
+    let run = tmp.path().join("run");
+    // Rank 1 loads another build of the mlm plugin (same name and version, other bytes).
+    let other = tmp.path().join("other-build");
+    std::fs::create_dir_all(&other).unwrap();
+    let so = other.join("libpt_mlm.so");
+    std::fs::copy(plugin_so("pt_mlm"), &so).unwrap();
+    let mut bytes = std::fs::read(&so).unwrap();
+    bytes.extend_from_slice(b"another build");
+    std::fs::write(&so, bytes).unwrap();
+    let port = free_port();
+    let args = ["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--quiet"];
+    let r0 = rank(&pt, 0, port, &args).stderr(Stdio::piped()).spawn().unwrap();
+    let r1 = rank(&pt, 1, port, &args).env("PT_PLUGIN_PATH", &other).stderr(Stdio::piped()).spawn().unwrap();
+    for (r, child) in [(0, r0), (1, r1)] {
+        let out = child.wait_with_output().unwrap();
+        let err = stderr_of(&out);
+        assert!(!out.status.success(), "rank {r} trained despite the mismatch");
+        assert!(
+            err.contains("the ranks disagree") && err.contains("rank 1 differs from rank 0: plugin mlm 0.1.0"),
+            "rank {r}: {err}"
+        );
+    }
+    assert!(!checkpoint_dir(&run, 2).exists(), "nothing was trained");
+
+    let out = pt.cmd().env("WORLD_SIZE", "2").args(args).output().unwrap();
+    assert!(!out.status.success());
+    assert!(stderr_of(&out).contains("WORLD_SIZE=2 but RANK is not set"), "{}", stderr_of(&out));
+}
