@@ -7,7 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA="${PT_DATA:-$HOME/.cache/pt/data}"
-grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
 rm -rf .gpu && mkdir -p .gpu/bin .gpu/data/text
 for f in pt pt-engine libpt_mlm.so libpt_resnet.so libpt_simclr.so libpt_wav2vec.so; do
   strip -o ".gpu/bin/$f" "target/release/$f"

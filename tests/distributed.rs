@@ -237,3 +237,108 @@ fn ranks_with_different_plugin_builds_refuse_to_train_and_a_half_set_environment
     assert!(!out.status.success());
     assert!(stderr_of(&out).contains("WORLD_SIZE=2 but RANK is not set"), "{}", stderr_of(&out));
 }
+
+#[test]
+fn simclr_contrasts_against_the_views_of_every_rank() {
+    let pt = Pt::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let digits = data_dir("images").join("images/digits/digits.csv");
+    let recipe = write_file(
+        tmp.path(),
+        "simclr.toml",
+        &format!(
+            r#"
+[run]
+device = "cpu"
+batch_size = 8
+max_steps = 2
+log_every = 1
+num_threads = 1
+dist_timeout_s = 20
+
+[data]
+name = "pixel_csv"
+path = "{}"
+mean = [0.305]
+std = [0.376]
+
+[arch]
+name = "resnet18"
+num_classes = 0
+width = 8
+
+[objective]
+name = "simclr"
+
+[optim]
+name = "lars"
+lr = 0.1
+"#,
+            digits.display()
+        ),
+    );
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&one), "--quiet"]);
+    let port = free_port().to_string();
+    let out = pt.run(&[
+        "launch",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        &port,
+        "--",
+        "train",
+        "--recipe",
+        s(&recipe),
+        "--run-dir",
+        s(&two),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "pt launch failed:\n{}", stderr_of(&out));
+    // 8 images per rank, 2 views each: alone 16 rows, with 2 ranks the 32 of the global batch.
+    assert_eq!(metric_at(&one, 2, "nt_xent_views"), Some(16.0));
+    assert_eq!(metric_at(&two, 2, "nt_xent_views"), Some(32.0));
+    let loss = metric_at(&two, 2, "nt_xent").unwrap();
+    assert!(loss.is_finite() && loss > 0.0, "{loss}");
+}
+
+#[test]
+fn ctrl_c_to_launch_stops_every_rank_at_the_same_step_with_a_checkpoint() {
+    let pt = Pt::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = recipe(tmp.path(), 1_000_000, "");
+    let run = tmp.path().join("run");
+    let port = free_port().to_string();
+    let launch = pt
+        .cmd()
+        .args([
+            "launch",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            &port,
+            "--",
+            "train",
+            "--recipe",
+            s(&recipe),
+            "--run-dir",
+            s(&run),
+            "--quiet",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(120), "a few logged steps", || {
+        run.join("metrics.jsonl").exists() && train_steps(&run).len() >= 3
+    });
+    send_signal(&launch, libc::SIGINT);
+    let out = launch.wait_with_output().unwrap();
+    assert!(out.status.success(), "an interrupted run is not a failure:\n{}", stderr_of(&out));
+    // Both ranks agreed on the step to stop at (otherwise one would wait in a collective
+    // and fail); rank 0 saved it and the run resumes from there.
+    let summary = summary(&run);
+    assert_eq!(summary["stop"], "interrupted", "{summary}");
+    let step = summary["step"].as_u64().unwrap();
+    assert!(checkpoint_dir(&run, step).join("manifest.json").is_file(), "checkpoint at step {step}");
+}

@@ -134,7 +134,11 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<()> {
     crate::logging::log_to_file(&run_dir.join(log_name))?;
     let stop = install_signal_handlers();
     let dist = match &dist_env {
-        Some(env) => Some(Arc::new(Group::connect(env, Duration::from_secs(recipe.run.dist_timeout_s.max(1)))?)),
+        Some(env) => {
+            let group = Arc::new(Group::connect(env, Duration::from_secs(recipe.run.dist_timeout_s.max(1)))?);
+            pt_core::dist::set_current(group.clone());
+            Some(group)
+        }
         None => None,
     };
     let reg = Registry::discover();

@@ -308,6 +308,7 @@ pub fn root_module<P: PluginSpec>() -> PluginModRef {
         create_objective: create_objective::<P>,
         create_evaluator: create_evaluator::<P>,
         live_handles,
+        install_host: crate::host::install,
     }
     .leak_into_prefix()
 }

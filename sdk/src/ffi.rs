@@ -3,7 +3,7 @@
 //! Plugin authors never touch this module; they implement the traits in [`crate::component`] and
 //! call [`crate::export_plugin!`]. The host (pt-core) calls through these types.
 
-use crate::{PtError, TensorMap};
+use crate::{PtError, PtTensor, TensorMap};
 use abi_stable::{
     declare_root_module_statics,
     library::RootModule,
@@ -128,6 +128,19 @@ pub struct PluginMod {
     /// Net tensor handles made minus dropped in this plugin (see [`crate::live_handles`]).
     #[sabi(last_prefix_field)]
     pub live_handles: extern "C" fn() -> i64,
+    /// Receives what the host offers (collectives of a multi-process run), once, after loading.
+    /// Optional: plugins built before it was added load without it.
+    #[sabi(missing_field(option))]
+    pub install_host: extern "C" fn(HostServices),
+}
+
+/// What the host offers plugins beyond the component calls.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy)]
+pub struct HostServices {
+    /// Every rank's tensor concatenated along dim 0, in rank order (a single process: the tensor
+    /// itself). Not differentiable: the result is detached.
+    pub all_gather: extern "C" fn(&PtTensor) -> RResult<PtTensor, PtError>,
 }
 
 impl RootModule for PluginModRef {

@@ -75,6 +75,7 @@ pub mod config;
 pub mod error;
 pub mod export;
 pub mod ffi;
+pub mod host;
 pub mod host_view;
 pub mod info;
 pub mod losses;

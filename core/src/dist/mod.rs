@@ -10,7 +10,39 @@ pub use env::DistEnv;
 pub use group::Group;
 
 use crate::{Error, Result};
+use pt_sdk::abi_stable::std_types::RResult;
+use pt_sdk::ffi::HostServices;
+use pt_sdk::{ErrorKind, PtError, PtTensor};
 use serde::{Deserialize, Serialize};
+use std::sync::{Arc, OnceLock};
+
+/// The process group of this process, once joined (plugins reach it through [`host_services`]).
+static CURRENT: OnceLock<Arc<Group>> = OnceLock::new();
+
+/// Makes `group` the one plugins' collectives use (set once, when the process joins).
+pub fn set_current(group: Arc<Group>) {
+    let _ = CURRENT.set(group);
+}
+
+/// What the host offers every plugin it loads.
+pub fn host_services() -> HostServices {
+    HostServices { all_gather: host_all_gather }
+}
+
+extern "C" fn host_all_gather(t: &PtTensor) -> RResult<PtTensor, PtError> {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let input = t.share().detach();
+        match CURRENT.get() {
+            None => Ok(input),
+            Some(group) => group.all_gather(&input),
+        }
+    }));
+    match result {
+        Ok(Ok(out)) => RResult::ROk(PtTensor::from_tch(out)),
+        Ok(Err(e)) => RResult::RErr(PtError::new(ErrorKind::Other, e.to_string())),
+        Err(_) => RResult::RErr(PtError::new(ErrorKind::Panic, "the host's all_gather panicked")),
+    }
+}
 
 /// What every rank must agree on before training: world size, plugin builds, resolved config.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

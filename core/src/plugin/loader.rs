@@ -30,6 +30,7 @@ impl LoadedPlugin {
     /// An in-process plugin (built-in components, tests): no file behind it.
     pub fn in_process(module: PluginModRef, label: &str) -> Result<Self> {
         let manifest = parse_manifest(Path::new(label), module)?;
+        install_host_services(module);
         Ok(LoadedPlugin { path: PathBuf::from(label), sha256: String::new(), manifest, module })
     }
 }
@@ -131,7 +132,15 @@ pub fn load_plugin(path: &Path) -> Result<LoadedPlugin> {
         ));
     }
     tracing::debug!(plugin = %manifest.name, version = %manifest.version, path = %path.display(), "loaded plugin");
+    install_host_services(module);
     Ok(LoadedPlugin { path, sha256, manifest, module })
+}
+
+/// Hands the plugin the host's services (a plugin built before they existed has no slot).
+fn install_host_services(module: PluginModRef) {
+    if let Some(install) = module.install_host() {
+        install(crate::dist::host_services());
+    }
 }
 
 fn parse_manifest(path: &Path, module: PluginModRef) -> Result<PluginManifest> {

@@ -419,7 +419,7 @@ impl<'r> Trainer<'r> {
             let outcome = self.train_step(&mut loader)?;
             window.add(&outcome, t0.elapsed().as_secs_f64(), run.batch_size * run.grad_accum);
             let mut row = BTreeMap::new();
-            if self.step % run.log_every.max(1) == 0 || total.is_some_and(|t| self.step >= t) {
+            if self.step.is_multiple_of(run.log_every.max(1)) || total.is_some_and(|t| self.step >= t) {
                 row = window.drain(&outcome);
                 if let (Some(flops), Some(sps)) =
                     (self.session.arch.info.train_flops_per_sample, row.get("samples_per_s").copied())
@@ -446,12 +446,12 @@ impl<'r> Trainer<'r> {
             }
             obs.on_step(self.step, &row);
             let done = total.is_some_and(|t| self.step >= t);
-            if run.eval_every > 0 && self.step % run.eval_every == 0 && !done {
+            if run.eval_every > 0 && self.step.is_multiple_of(run.eval_every) && !done {
                 self.evaluate(obs, false)?;
             }
             // During a run of non-finite steps the weights do not move: saving them again would
             // only push the checkpoints from before the trouble out of retention.
-            if run.save_every > 0 && self.step % run.save_every == 0 && !done && self.bad_in_a_row == 0 {
+            if run.save_every > 0 && self.step.is_multiple_of(run.save_every) && !done && self.bad_in_a_row == 0 {
                 self.save(obs)?;
             }
         };
@@ -654,7 +654,7 @@ impl<'r> Trainer<'r> {
         let mut row = BTreeMap::new();
         for i in 0..self.evals.len() {
             let every = self.evals[i].spec.every.unwrap_or(run_every);
-            if !at_end && (every == 0 || self.step % every != 0) {
+            if !at_end && (every == 0 || !self.step.is_multiple_of(every)) {
                 continue;
             }
             let name = self.evals[i].name().to_string();
@@ -758,7 +758,8 @@ impl<'r> Trainer<'r> {
         let step = self.step; // already counted
         let tail_start = self.total_steps().map(|t| (t * 9 / 10).max(1));
         for (name, t) in vectors {
-            let t = t.f_detach()?.f_to_device(tch::Device::Cpu)?.f_to_kind(tch::Kind::Double)?;
+            // Summed where they are (no host sync per step); copied to the CPU when drawn.
+            let t = t.f_detach()?.f_to_kind(tch::Kind::Double)?;
             let restart = tail_start == Some(step);
             match self.histograms.get_mut(&name) {
                 Some(h) if !restart && h.counts.size() == t.size() => {
@@ -777,9 +778,10 @@ impl<'r> Trainer<'r> {
     /// (flat: every entry used; a cliff: a collapsed codebook), and `<name>.json` with the counts.
     fn plot_histograms(&self) {
         for (name, h) in &self.histograms {
-            let rows = match h.counts.size().len() {
-                1 => h.counts.unsqueeze(0),
-                _ => h.counts.flatten(1, -1),
+            let counts = h.counts.to_device(tch::Device::Cpu);
+            let rows = match counts.size().len() {
+                1 => counts.unsqueeze(0),
+                _ => counts.flatten(1, -1),
             };
             let counts: Vec<Vec<f64>> =
                 (0..rows.size()[0]).filter_map(|r| Vec::<f64>::try_from(&rows.get(r)).ok()).collect();

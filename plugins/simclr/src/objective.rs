@@ -3,7 +3,7 @@
 //! detached features when labels are present.
 
 use crate::config::SimclrConfig;
-use crate::loss::nt_xent;
+use crate::loss::{global_embeddings, nt_xent, scale_gradient};
 use pt_sdk::losses::labelled_cross_entropy;
 use pt_sdk::params::{Created, Linear, Params};
 use pt_sdk::prelude::*;
@@ -108,7 +108,7 @@ impl SimClr {
 
 impl Objective for SimClr {
     fn info(&self) -> ObjectiveInfo {
-        let mut metrics = vec!["nt_xent".to_string(), "contrastive_accuracy".to_string()];
+        let mut metrics = vec!["nt_xent".to_string(), "contrastive_accuracy".to_string(), "nt_xent_views".to_string()];
         if self.probe.is_some() {
             metrics.extend(["probe_accuracy".to_string(), "probe_loss".to_string()]);
         }
@@ -136,11 +136,23 @@ impl Objective for SimClr {
         Ok(batch)
     }
 
-    fn loss(&self, batch: &Tensors, outputs: &Tensors, _ctx: &StepCtx) -> Result<LossOutput> {
+    fn loss(&self, batch: &Tensors, outputs: &Tensors, ctx: &StepCtx) -> Result<LossOutput> {
         let features = outputs.require("features")?; // [2B, D]
-        let z = self.projector.forward(&features.f_to_kind(Kind::Float)?)?; // [2B, proj_dim]
-        let (mut loss, accuracy) = nt_xent(&z, self.temperature)?;
-        let mut metrics = vec![("nt_xent".to_string(), loss.detach()), ("contrastive_accuracy".to_string(), accuracy)];
+        let mut z = self.projector.forward(&features.f_to_kind(Kind::Float)?)?; // [2B, proj_dim]
+        let world = i64::from(ctx.world_size.max(1));
+        if world > 1 {
+            // Negatives from every rank: [2 × global batch, proj_dim], this rank's rows live.
+            let gathered = pt_sdk::host::all_gather(&z.f_detach()?)?;
+            z = global_embeddings(&z, &gathered, i64::from(ctx.rank), world)?;
+        }
+        let (nt, accuracy) = nt_xent(&z, self.temperature)?;
+        let views = Tensor::from(z.size()[0] as f64).f_to_device(z.device())?;
+        let mut metrics = vec![
+            ("nt_xent".to_string(), nt.detach()),
+            ("contrastive_accuracy".to_string(), accuracy),
+            ("nt_xent_views".to_string(), views),
+        ];
+        let mut loss = scale_gradient(&nt, world as f64)?;
         if let (Some(probe), Some(labels)) = (&self.probe, batch.get("label")) {
             let b = labels.size()[0];
             let first_view = features.f_narrow(0, 0, b)?.f_detach()?.f_to_kind(Kind::Float)?; // [B, D]

@@ -115,7 +115,7 @@ fn prepare_makes_two_reproducible_views_per_image() {
         );
     }
     let metrics: Vec<&str> = loss.metrics.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(metrics, ["nt_xent", "contrastive_accuracy", "probe_accuracy", "probe_loss"]);
+    assert_eq!(metrics, ["nt_xent", "contrastive_accuracy", "nt_xent_views", "probe_accuracy", "probe_loss"]);
 }
 
 #[test]
@@ -150,4 +150,35 @@ fn missing_statistics_or_sizes_are_config_errors_that_say_what_to_set() {
         ..Default::default()
     };
     assert!(make(cfg).is_err(), "std 0");
+}
+
+/// Two ranks, each with its own rows live and the others' gathered, compute the one-process
+/// NT-Xent of the global batch, and their gradients (scaled by the world size, then averaged as
+/// the all-reduce does) are the one-process gradient.
+#[test]
+fn global_negatives_across_ranks_give_the_one_process_loss_and_gradient() {
+    use pt_simclr::loss::{global_embeddings, scale_gradient};
+    let (b, d, world, tau) = (3i64, 5i64, 2i64, 0.5);
+    tch::manual_seed(7);
+    let first = Tensor::randn([b * world, d], (Kind::Float, Device::Cpu)); // global batch, view 1
+    let second = Tensor::randn([b * world, d], (Kind::Float, Device::Cpu)); // view 2
+    let global = Tensor::cat(&[&first, &second], 0).set_requires_grad(true);
+    let (one_process, _) = nt_xent(&global, tau).unwrap();
+    one_process.backward();
+    let full_grad = global.grad();
+    // Rank r holds [its first views; its second views], as `prepare` makes them.
+    let local = |r: i64| Tensor::cat(&[first.narrow(0, r * b, b), second.narrow(0, r * b, b)], 0);
+    let gathered = Tensor::cat(&[local(0), local(1)], 0);
+    for r in 0..world {
+        let z = local(r).set_requires_grad(true);
+        let z_global = global_embeddings(&z, &gathered, r, world).unwrap();
+        let (loss, _) = nt_xent(&z_global, tau).unwrap();
+        assert!((loss.double_value(&[]) - one_process.double_value(&[])).abs() < 1e-6, "rank {r}: the global loss");
+        scale_gradient(&loss, world as f64).unwrap().backward();
+        // Averaged over ranks (÷ world), rank r's rows get the one-process gradient of those rows.
+        let mine = Tensor::cat(&[full_grad.narrow(0, r * b, b), full_grad.narrow(0, world * b + r * b, b)], 0);
+        let diff = (z.grad() / world as f64 - mine).abs().max().double_value(&[]);
+        assert!(diff < 1e-6, "rank {r}: gradient differs by {diff}");
+    }
+    assert!(global_embeddings(&local(0), &local(1), 0, world).is_err(), "a short gather is a shape error");
 }

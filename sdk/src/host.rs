@@ -1,0 +1,30 @@
+//! What the host lends plugins outside the component calls: today the collectives of a
+//! multi-process run (docs/distributed.md), so an objective can, e.g., contrast against the
+//! whole global batch. Each binary (host, every plugin) has its own copy of these statics; the
+//! host installs its services into each plugin after loading it.
+
+use crate::ffi::HostServices;
+use crate::{PtError, PtTensor, Result};
+use std::sync::OnceLock;
+use tch::Tensor;
+
+static SERVICES: OnceLock<HostServices> = OnceLock::new();
+
+/// Called by the host (through the plugin's root module) once after loading.
+pub extern "C" fn install(services: HostServices) {
+    let _ = SERVICES.set(services);
+}
+
+/// Every rank's `t`, concatenated along dim 0 in rank order; `t` itself (shared) when training
+/// alone or when the host installed no services. The result is detached: keep this rank's own
+/// rows live by putting `t` back in its slice (`StepCtx::rank`).
+pub fn all_gather(t: &Tensor) -> Result<Tensor> {
+    match SERVICES.get() {
+        None => Ok(t.shallow_clone()),
+        Some(s) => {
+            let handle = PtTensor::from_tch(t.shallow_clone());
+            let out: std::result::Result<PtTensor, PtError> = (s.all_gather)(&handle).into_result();
+            Ok(out?.into_tch())
+        }
+    }
+}
