@@ -61,6 +61,37 @@ fn rank(pt: &Pt, rank: u64, port: u16, args: &[&str]) -> Command {
     c
 }
 
+/// `pt launch` of 2 ranks training `recipe` into `run`, output captured.
+fn launch_two_ranks(pt: &Pt, recipe: &Path, run: &Path) -> Child {
+    let port = free_port().to_string();
+    pt.cmd()
+        .args([
+            "launch",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            &port,
+            "--",
+            "train",
+            "--recipe",
+            s(recipe),
+            "--run-dir",
+            s(run),
+            "--quiet",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until rank 0 has logged `n` training steps (a safety net of 2 minutes, not a timing).
+fn wait_for_steps(run: &Path, n: usize) {
+    wait_for(Duration::from_secs(120), "a few logged steps", || {
+        run.join("metrics.jsonl").exists() && train_steps(run).len() >= n
+    });
+}
+
 #[test]
 fn two_ranks_train_what_one_process_trains_with_the_same_global_batch_and_resume_as_one() {
     let pt = Pt::new();
@@ -69,21 +100,7 @@ fn two_ranks_train_what_one_process_trains_with_the_same_global_batch_and_resume
     let (one, two, resumed) = (tmp.path().join("one"), tmp.path().join("two"), tmp.path().join("resumed"));
     // One process: 2 micro-batches of 8 per step = the global batch of 2 ranks × 8.
     pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&one), "--set", "run.grad_accum=2"]);
-    let port = free_port().to_string();
-    let out = pt.run(&[
-        "launch",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        &port,
-        "--",
-        "train",
-        "--recipe",
-        s(&recipe),
-        "--run-dir",
-        s(&two),
-        "--quiet",
-    ]);
+    let out = launch_two_ranks(&pt, &recipe, &two).wait_with_output().unwrap();
     assert!(out.status.success(), "pt launch failed:\n{}", stderr_of(&out));
 
     // Same samples, same dropout streams, gradients averaged over ranks: the same weights.
@@ -145,30 +162,8 @@ fn a_killed_rank_stops_the_other_and_launch_names_it_with_the_checkpoints_intact
     let tmp = tempfile::tempdir().unwrap();
     let recipe = recipe(tmp.path(), 1_000_000, "");
     let run = tmp.path().join("run");
-    let port = free_port().to_string();
-    let launch: Child = pt
-        .cmd()
-        .args([
-            "launch",
-            "--nproc-per-node",
-            "2",
-            "--master-port",
-            &port,
-            "--",
-            "train",
-            "--recipe",
-            s(&recipe),
-            "--run-dir",
-            s(&run),
-            "--quiet",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for(Duration::from_secs(120), "a few logged steps", || {
-        run.join("metrics.jsonl").exists() && train_steps(&run).len() >= 3
-    });
+    let launch = launch_two_ranks(&pt, &recipe, &run);
+    wait_for_steps(&run, 3);
     let victim = child_with_rank(launch.id(), 1).expect("rank 1 is a child of pt launch");
     // SAFETY: killing the test's own grandchild.
     assert_eq!(unsafe { libc::kill(victim, libc::SIGKILL) }, 0);
@@ -192,9 +187,7 @@ fn a_hung_rank_times_the_other_out_within_the_configured_timeout() {
     let args = ["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--quiet", "--set", "run.dist_timeout_s=3"];
     let r0 = rank(&pt, 0, port, &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let mut r1 = rank(&pt, 1, port, &args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    wait_for(Duration::from_secs(120), "a few logged steps", || {
-        run.join("metrics.jsonl").exists() && train_steps(&run).len() >= 3
-    });
+    wait_for_steps(&run, 3);
     send_signal(&r1, libc::SIGSTOP); // alive, but answers nothing
     let out = r0.wait_with_output().unwrap();
     send_signal(&r1, libc::SIGKILL);
@@ -279,21 +272,7 @@ lr = 0.1
     );
     let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
     pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&one), "--quiet"]);
-    let port = free_port().to_string();
-    let out = pt.run(&[
-        "launch",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        &port,
-        "--",
-        "train",
-        "--recipe",
-        s(&recipe),
-        "--run-dir",
-        s(&two),
-        "--quiet",
-    ]);
+    let out = launch_two_ranks(&pt, &recipe, &two).wait_with_output().unwrap();
     assert!(out.status.success(), "pt launch failed:\n{}", stderr_of(&out));
     // 8 images per rank, 2 views each: alone 16 rows, with 2 ranks the 32 of the global batch.
     assert_eq!(metric_at(&one, 2, "nt_xent_views"), Some(16.0));
@@ -308,30 +287,8 @@ fn ctrl_c_to_launch_stops_every_rank_at_the_same_step_with_a_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
     let recipe = recipe(tmp.path(), 1_000_000, "");
     let run = tmp.path().join("run");
-    let port = free_port().to_string();
-    let launch = pt
-        .cmd()
-        .args([
-            "launch",
-            "--nproc-per-node",
-            "2",
-            "--master-port",
-            &port,
-            "--",
-            "train",
-            "--recipe",
-            s(&recipe),
-            "--run-dir",
-            s(&run),
-            "--quiet",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for(Duration::from_secs(120), "a few logged steps", || {
-        run.join("metrics.jsonl").exists() && train_steps(&run).len() >= 3
-    });
+    let launch = launch_two_ranks(&pt, &recipe, &run);
+    wait_for_steps(&run, 3);
     send_signal(&launch, libc::SIGINT);
     let out = launch.wait_with_output().unwrap();
     assert!(out.status.success(), "an interrupted run is not a failure:\n{}", stderr_of(&out));

@@ -5,54 +5,36 @@
 #include <ATen/autocast_mode.h>
 
 #include <cstddef>
-#include <cstring>
-#include <exception>
+
+#include "shim_error.h"
 
 namespace {
 
 at::DeviceType device_type(int device) { return device == 1 ? at::kCUDA : at::kCPU; }
-
-int fail(char* err, size_t len, const char* what) {
-  if (err != nullptr && len > 0) {
-    std::strncpy(err, what, len - 1);
-    err[len - 1] = '\0';
-  }
-  return 1;
-}
 
 }  // namespace
 
 // Enables bf16 autocast on `device` (0 CPU, 1 CUDA) for this thread; `previous` receives whether
 // it was enabled before, for pt_autocast_exit.
 extern "C" int pt_autocast_enter(int device, int* previous, char* err, size_t err_len) {
-  try {
+  return pt_shim::guarded(err, err_len, [&] {
     const auto type = device_type(device);
     *previous = at::autocast::is_autocast_enabled(type) ? 1 : 0;
     at::autocast::set_autocast_dtype(type, at::kBFloat16);
     at::autocast::set_autocast_enabled(type, true);
     at::autocast::increment_nesting();
-    return 0;
-  } catch (const std::exception& e) {
-    return fail(err, err_len, e.what());
-  } catch (...) {
-    return fail(err, err_len, "unknown C++ exception");
-  }
+  });
 }
 
 // Restores the state before the matching pt_autocast_enter; the outermost exit drops the cache
 // of bf16 weight copies, as torch.autocast's __exit__ does.
 extern "C" int pt_autocast_exit(int device, int previous, char* err, size_t err_len) {
-  try {
+  return pt_shim::guarded(err, err_len, [&] {
     at::autocast::set_autocast_enabled(device_type(device), previous != 0);
     if (at::autocast::decrement_nesting() == 0) {
       at::autocast::clear_cache();
     }
-    return 0;
-  } catch (const std::exception& e) {
-    return fail(err, err_len, e.what());
-  } catch (...) {
-    return fail(err, err_len, "unknown C++ exception");
-  }
+  });
 }
 
 // 1 when autocast is enabled on `device` for this thread.

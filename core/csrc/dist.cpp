@@ -6,38 +6,17 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include "shim_error.h"
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <exception>
 #include <string>
 #include <vector>
 
-namespace {
-
-int fail(char* err, size_t len, const char* what) {
-  if (err != nullptr && len > 0) {
-    std::strncpy(err, what, len - 1);
-    err[len - 1] = '\0';
-  }
-  return 1;
-}
-
-template <typename F>
-int guarded(char* err, size_t len, F&& body) {
-  try {
-    body();
-    return 0;
-  } catch (const std::exception& e) {
-    return fail(err, len, e.what());
-  } catch (...) {
-    return fail(err, len, "unknown C++ exception");
-  }
-}
-
-}  // namespace
+using pt_shim::guarded;
 
 struct PtGroup {
   c10::intrusive_ptr<c10d::Store> store;

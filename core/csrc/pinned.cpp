@@ -5,30 +5,12 @@
 #include <ATen/ATen.h>
 
 #include <cstddef>
-#include <cstring>
-#include <exception>
 
-namespace {
+#include "shim_error.h"
 
-int fail(char* err, size_t len, const char* what) {
-  if (err != nullptr && len > 0) {
-    std::strncpy(err, what, len - 1);
-    err[len - 1] = '\0';
-  }
-  return 1;
-}
-
-}  // namespace
 
 // `*out` receives a new owning handle (tch's `at::Tensor*` layout) to a pinned copy of `*src`,
 // or `src` itself shared when it is already pinned.
 extern "C" int pt_pin_memory(const at::Tensor* src, at::Tensor** out, char* err, size_t err_len) {
-  try {
-    *out = new at::Tensor(src->is_pinned() ? *src : src->pin_memory());
-    return 0;
-  } catch (const std::exception& e) {
-    return fail(err, err_len, e.what());
-  } catch (...) {
-    return fail(err, err_len, "unknown C++ exception");
-  }
+  return pt_shim::guarded(err, err_len, [&] { *out = new at::Tensor(src->is_pinned() ? *src : src->pin_memory()); });
 }
