@@ -108,7 +108,7 @@ fn transfer_compares_the_checkpoint_with_random_init_and_visualize_draws_feature
 
     let out = pt.ok(&["visualize", run.to_str().unwrap(), "--samples", "300"]);
     assert!(out.contains("pca-pretrained.png"), "{out}");
-    for png in ["pca-pretrained.png", "pca-random_init.png"] {
+    for png in ["pca-pretrained.png", "pca-random_init.png", "tsne-pretrained.png", "tsne-random_init.png"] {
         assert_eq!(png_size(&run.join("visualize").join(png)), (800, 500), "{png}");
     }
     // 16 filters of 7×7 drawn at 8× in 8 columns with 2-pixel gaps.

@@ -1,6 +1,6 @@
 //! `pt visualize`: pictures of what an encoder learned, for a checkpoint next to the same
-//! architecture at random initialisation — a 2-D PCA of its `features` on labelled samples
-//! coloured by class, the first convolution's filters as an image grid (ResNets), and the last
+//! architecture at random initialisation — 2-D PCA and t-SNE maps of its `features` on labelled
+//! samples coloured by class, the first convolution's filters as an image grid (ResNets), and the last
 //! layer's attention among a sample's tokens (architectures that take `output_attentions`: BERT).
 
 use crate::components::{ArchHandle, DatasetHandle};
@@ -77,7 +77,50 @@ pub fn filter_tiles(weight: &Tensor) -> Result<Vec<RgbImage>> {
     Ok(tiles)
 }
 
-/// Writes `pca-{pretrained,random_init}.png` and, for convolutional stems,
+/// Fewest samples a t-SNE map is drawn for (its perplexity needs a neighbourhood).
+const TSNE_MIN_SAMPLES: usize = 10;
+
+/// 2-D t-SNE of `x` [N, D] (Barnes-Hut, θ = 0.5, the `bhtsne` crate; perplexity 30, or less for
+/// small N; 1000 epochs), started from `init` [N, 2] — the PCA coordinates, scaled to a standard
+/// deviation of 1e-4 as openTSNE and scikit-learn's `init="pca"` do: deterministic, and it keeps
+/// the global layout that a random start loses. Returns [N, 2].
+pub fn tsne2(x: &Tensor, init: &Tensor) -> Result<Tensor> {
+    let (n, d) = x.size2().map_err(|e| Error::Training(format!("t-SNE input: {e}")))?;
+    let (n, d) = (n as usize, d as usize);
+    if n < TSNE_MIN_SAMPLES {
+        return Err(Error::Config(format!("t-SNE needs at least {TSNE_MIN_SAMPLES} samples, got {n}")));
+    }
+    let flat = |t: &Tensor| -> Result<Vec<f32>> {
+        Vec::<f32>::try_from(t.to_kind(Kind::Float).contiguous().flatten(0, -1))
+            .map_err(|e| Error::Training(e.to_string()))
+    };
+    let data = flat(x)?;
+    let scale = init.select(1, 0).std(true).double_value(&[]).max(1e-12);
+    let start = flat(&(init.to_kind(Kind::Float) * (1e-4 / scale)))?;
+    let samples: Vec<&[f32]> = data.chunks(d.max(1)).collect();
+    let perplexity = 30f32.min((n as f32 - 1.0) / 3.0);
+    let fit = std::panic::catch_unwind(|| {
+        bhtsne::tSNE::<f32, &[f32], 2>::new(&samples)
+            .perplexity(perplexity)
+            .epochs(1000)
+            .initial_embedding(start.clone())
+            .barnes_hut(0.5, |a, b| a.iter().zip(b.iter()).map(|(p, q)| (p - q).powi(2)).sum::<f32>().sqrt())
+            .embedding()
+    })
+    .map_err(|_| Error::Training("t-SNE failed (non-finite features?)".into()))?;
+    Ok(Tensor::from_slice(&fit).reshape([n as i64, 2]))
+}
+
+/// A scatter of `xy` [N, 2] coloured by `labels`.
+fn draw_map(path: &Path, xy: &Tensor, labels: &[usize], classes: &[String], title: &str) -> Result<()> {
+    let xs = Vec::<f32>::try_from(xy.select(1, 0)).map_err(|e| Error::Training(e.to_string()))?;
+    let ys = Vec::<f32>::try_from(xy.select(1, 1.min(xy.size()[1] - 1))).map_err(|e| Error::Training(e.to_string()))?;
+    let points: Vec<(f64, f64, usize)> =
+        xs.iter().zip(&ys).zip(labels).map(|((x, y), c)| (*x as f64, *y as f64, *c)).collect();
+    plot_scatter(path, &points, classes, title).map_err(|e| Error::Training(format!("{}: {e}", path.display())))
+}
+
+/// Writes `pca-` and `tsne-{pretrained,random_init}.png` and, for convolutional stems,
 /// `filters-{pretrained,random_init}.png` into `out`. `session.arch` holds the checkpoint's
 /// weights (see `transfer::open`); each picture gets a fresh copy of the architecture.
 pub fn run(reg: &crate::plugin::Registry, session: &Session, limit: u64, out: &Path) -> Result<Vec<PathBuf>> {
@@ -100,16 +143,16 @@ pub fn run(reg: &crate::plugin::Registry, session: &Session, limit: u64, out: &P
         }
         let (feats, labels) = features(&mut arch, &session.data, limit, &ctx)?;
         let xy = pca2(&feats)?;
-        let xs = Vec::<f32>::try_from(xy.select(1, 0)).map_err(|e| Error::Training(e.to_string()))?;
-        let ys =
-            Vec::<f32>::try_from(xy.select(1, 1.min(xy.size()[1] - 1))).map_err(|e| Error::Training(e.to_string()))?;
-        let points: Vec<(f64, f64, usize)> =
-            xs.iter().zip(&ys).zip(&labels).map(|((x, y), c)| (*x as f64, *y as f64, *c)).collect();
         let path = out.join(format!("pca-{label}.png"));
-        let title = format!("{}: PCA of features ({} samples), {label}", session.arch.origin, points.len());
-        plot_scatter(&path, &points, &classes, &title)
-            .map_err(|e| Error::Training(format!("{}: {e}", path.display())))?;
+        let title = format!("{}: PCA of features ({} samples), {label}", session.arch.origin, labels.len());
+        draw_map(&path, &xy, &labels, &classes, &title)?;
         files.push(path);
+        if labels.len() >= TSNE_MIN_SAMPLES && xy.size()[1] == 2 {
+            let path = out.join(format!("tsne-{label}.png"));
+            let title = format!("{}: t-SNE of features ({} samples), {label}", session.arch.origin, labels.len());
+            draw_map(&path, &tsne2(&feats, &xy)?, &labels, &classes, &title)?;
+            files.push(path);
+        }
         // The first 4-D parameter in creation order is a convolutional stem's filters.
         if let Some((_, w)) = arch.parameters()?.into_iter().find(|(_, t)| t.dim() == 4) {
             let tiles = filter_tiles(&w)?;
@@ -187,6 +230,30 @@ mod tests {
         let spread0 = xy.select(1, 0).std(false).double_value(&[]);
         let spread1 = xy.select(1, 1).std(false).double_value(&[]);
         assert!(spread0 > 100.0 * spread1, "{spread0} {spread1}");
+    }
+
+    #[test]
+    fn tsne_keeps_two_separated_clusters_apart() {
+        // 30 points around each of two centres 10 apart in 16-D.
+        let centres = Tensor::zeros([2, 16], (Kind::Float, tch::Device::Cpu));
+        let _ = centres.get(1).fill_(10.0 / 4.0); // |c1 - c0| = 2.5 × √16 = 10
+        let labels: Vec<i64> = (0..60).map(|i| i % 2).collect();
+        let x = centres.index_select(0, &Tensor::from_slice(&labels))
+            + Tensor::randn([60, 16], (Kind::Float, tch::Device::Cpu)) * 0.5;
+        let xy = tsne2(&x, &pca2(&x).unwrap()).unwrap();
+        assert_eq!(xy.size(), [60, 2]);
+        // Every point is nearer its own cluster's centroid in the map.
+        let mask = Tensor::from_slice(&labels).to_kind(Kind::Bool);
+        let (c1, c0) = (
+            xy.index_select(0, &mask.nonzero().squeeze_dim(1)).mean_dim(0, false, Kind::Float),
+            xy.index_select(0, &mask.logical_not().nonzero().squeeze_dim(1)).mean_dim(0, false, Kind::Float),
+        );
+        let nearer_1 = (&xy - &c1)
+            .square()
+            .sum_dim_intlist(1, false, Kind::Float)
+            .lt_tensor(&(&xy - &c0).square().sum_dim_intlist(1, false, Kind::Float));
+        assert!(nearer_1.equal(&mask), "t-SNE mixed the clusters");
+        assert!(tsne2(&x.narrow(0, 0, 5), &pca2(&x.narrow(0, 0, 5)).unwrap()).is_err(), "too few samples");
     }
 
     #[test]
