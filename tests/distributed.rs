@@ -85,6 +85,15 @@ fn launch_two_ranks(pt: &Pt, recipe: &Path, run: &Path) -> Child {
         .unwrap()
 }
 
+/// `pt launch` of 2 ranks on a run with no step limit, once rank 0 has logged 3 steps.
+fn endless_two_rank_run(pt: &Pt, dir: &Path) -> (Child, PathBuf) {
+    let recipe = recipe(dir, 1_000_000, "");
+    let run = dir.join("run");
+    let launch = launch_two_ranks(pt, &recipe, &run);
+    wait_for_steps(&run, 3);
+    (launch, run)
+}
+
 /// Waits until rank 0 has logged `n` training steps (a safety net of 2 minutes, not a timing).
 fn wait_for_steps(run: &Path, n: usize) {
     wait_for(Duration::from_secs(120), "a few logged steps", || {
@@ -160,10 +169,7 @@ fn child_with_rank(parent: u32, rank: u64) -> Option<i32> {
 fn a_killed_rank_stops_the_other_and_launch_names_it_with_the_checkpoints_intact() {
     let pt = Pt::new();
     let tmp = tempfile::tempdir().unwrap();
-    let recipe = recipe(tmp.path(), 1_000_000, "");
-    let run = tmp.path().join("run");
-    let launch = launch_two_ranks(&pt, &recipe, &run);
-    wait_for_steps(&run, 3);
+    let (launch, run) = endless_two_rank_run(&pt, tmp.path());
     let victim = child_with_rank(launch.id(), 1).expect("rank 1 is a child of pt launch");
     // SAFETY: killing the test's own grandchild.
     assert_eq!(unsafe { libc::kill(victim, libc::SIGKILL) }, 0);
@@ -285,10 +291,7 @@ lr = 0.1
 fn ctrl_c_to_launch_stops_every_rank_at_the_same_step_with_a_checkpoint() {
     let pt = Pt::new();
     let tmp = tempfile::tempdir().unwrap();
-    let recipe = recipe(tmp.path(), 1_000_000, "");
-    let run = tmp.path().join("run");
-    let launch = launch_two_ranks(&pt, &recipe, &run);
-    wait_for_steps(&run, 3);
+    let (launch, run) = endless_two_rank_run(&pt, tmp.path());
     send_signal(&launch, libc::SIGINT);
     let out = launch.wait_with_output().unwrap();
     assert!(out.status.success(), "an interrupted run is not a failure:\n{}", stderr_of(&out));

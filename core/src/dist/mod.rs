@@ -9,6 +9,7 @@ mod group;
 pub use env::DistEnv;
 pub use group::Group;
 
+use crate::checkpoint::PluginRecord;
 use crate::{Error, Result};
 use pt_sdk::abi_stable::std_types::RResult;
 use pt_sdk::ffi::HostServices;
@@ -45,11 +46,11 @@ extern "C" fn host_all_gather(t: &PtTensor) -> RResult<PtTensor, PtError> {
 }
 
 /// What every rank must agree on before training: world size, plugin builds, resolved config.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Fingerprint {
     pub world_size: u64,
-    /// (name, version, sha256) of every loaded plugin, sorted.
-    pub plugins: Vec<(String, String, String)>,
+    /// Every loaded plugin, sorted by name (as recorded in checkpoints).
+    pub plugins: Vec<PluginRecord>,
     pub config: String,
 }
 
@@ -85,21 +86,25 @@ fn difference(a: &Fingerprint, b: &Fingerprint) -> Option<String> {
     if a.world_size != b.world_size {
         return Some(format!("WORLD_SIZE {} vs {}", b.world_size, a.world_size));
     }
-    for (name, version, sha) in &a.plugins {
-        match b.plugins.iter().find(|(n, _, _)| n == name) {
-            None => return Some(format!("plugin {name} is not loaded there")),
-            Some((_, v, s)) if v != version || s != sha => {
+    let short = |sha: &str| sha[..sha.len().min(12)].to_string();
+    for mine in &a.plugins {
+        match b.plugins.iter().find(|p| p.name == mine.name) {
+            None => return Some(format!("plugin {} is not loaded there", mine.name)),
+            Some(theirs) if theirs != mine => {
                 return Some(format!(
-                    "plugin {name} {v} (sha256 {}) there vs {version} (sha256 {}) on rank 0",
-                    &s[..s.len().min(12)],
-                    &sha[..sha.len().min(12)]
+                    "plugin {} {} (sha256 {}) there vs {} (sha256 {}) on rank 0",
+                    mine.name,
+                    theirs.version,
+                    short(&theirs.sha256),
+                    mine.version,
+                    short(&mine.sha256)
                 ))
             }
             _ => {}
         }
     }
-    if let Some((name, _, _)) = b.plugins.iter().find(|(n, _, _)| !a.plugins.iter().any(|(m, _, _)| m == n)) {
-        return Some(format!("plugin {name} is loaded there but not on rank 0"));
+    if let Some(extra) = b.plugins.iter().find(|p| !a.plugins.iter().any(|m| m.name == p.name)) {
+        return Some(format!("plugin {} is loaded there but not on rank 0", extra.name));
     }
     if a.config != b.config {
         let line = a.config.lines().zip(b.config.lines()).find(|(x, y)| x != y);
@@ -119,12 +124,16 @@ mod tests {
     fn differences_are_named() {
         let a = Fingerprint {
             world_size: 2,
-            plugins: vec![("resnet".into(), "0.1.0".into(), "abcdef0123456789".into())],
+            plugins: vec![PluginRecord {
+                name: "resnet".into(),
+                version: "0.1.0".into(),
+                sha256: "abcdef0123456789".into(),
+            }],
             config: "[run]\nseed = 0\n".into(),
         };
         assert_eq!(difference(&a, &a.clone()), None);
         let mut b = a.clone();
-        b.plugins[0].2 = "ffffff0123456789".into();
+        b.plugins[0].sha256 = "ffffff0123456789".into();
         assert!(difference(&a, &b).unwrap().contains("plugin resnet 0.1.0 (sha256 ffffff012345) there"));
         let mut c = a.clone();
         c.config = "[run]\nseed = 1\n".into();

@@ -189,11 +189,8 @@ impl<'r> Trainer<'r> {
 
         let (rank, world_size) = opts.dist.as_ref().map_or((0, 1), |g| (g.rank, g.world_size));
         if let Some(group) = &opts.dist {
-            let fingerprint = Fingerprint {
-                world_size,
-                plugins: plugin_records(reg).into_iter().map(|p| (p.name, p.version, p.sha256)).collect(),
-                config: session.recipe.to_toml(),
-            };
+            let fingerprint =
+                Fingerprint { world_size, plugins: plugin_records(reg), config: session.recipe.to_toml() };
             check_agreement(group, &fingerprint)?;
         }
         let resume_from: Option<Checkpoint> =

@@ -123,16 +123,18 @@ impl BertSelfAttention {
         })
     }
 
+    /// A projection of `hidden` [batch, seq, hidden] split into heads: [batch, heads, seq, head_dim].
+    fn heads(&self, projection: &Linear, hidden: &Tensor) -> Result<Tensor> {
+        let (b, l, _) = hidden.size3()?;
+        Ok(projection.forward(hidden)?.f_view([b, l, self.num_heads, self.head_dim])?.f_transpose(1, 2)?)
+    }
+
     /// [batch, seq, hidden] → [batch, seq, hidden]
     pub fn forward(&self, hidden: &Tensor, mask: &AttentionMask, train: bool) -> Result<Tensor> {
         let (b, l, h) = hidden.size3()?;
-        let heads = |x: Tensor| -> Result<Tensor> {
-            Ok(x.f_view([b, l, self.num_heads, self.head_dim])?.f_transpose(1, 2)?)
-            // [batch, heads, seq, head_dim]
-        };
-        let q = heads(self.query.forward(hidden)?)?;
-        let k = heads(self.key.forward(hidden)?)?;
-        let v = heads(self.value.forward(hidden)?)?;
+        let q = self.heads(&self.query, hidden)?;
+        let k = self.heads(&self.key, hidden)?;
+        let v = self.heads(&self.value, hidden)?;
         let mask = mask.for_kind(q.kind())?; // [batch, 1, 1, seq]
         let p = if train { self.dropout } else { 0.0 };
         let ctx = Tensor::f_scaled_dot_product_attention(&q, &k, &v, mask.as_ref(), p, false, None::<f64>, false)?;
@@ -142,11 +144,8 @@ impl BertSelfAttention {
     /// The attention weights `forward` applies (evaluation): softmax(q·kᵀ/√d + mask),
     /// [batch, heads, seq, seq], computed explicitly (SDPA does not return them).
     pub fn probabilities(&self, hidden: &Tensor, mask: &AttentionMask) -> Result<Tensor> {
-        let (b, l, _) = hidden.size3()?;
-        let heads =
-            |x: Tensor| -> Result<Tensor> { Ok(x.f_view([b, l, self.num_heads, self.head_dim])?.f_transpose(1, 2)?) };
-        let q = heads(self.query.forward(hidden)?)?;
-        let k = heads(self.key.forward(hidden)?)?;
+        let q = self.heads(&self.query, hidden)?;
+        let k = self.heads(&self.key, hidden)?;
         let scores = q.f_matmul(&k.f_transpose(-2, -1)?)?.f_div_scalar((self.head_dim as f64).sqrt())?;
         let scores = match mask.for_kind(scores.kind())? {
             Some(m) => scores.f_add(&m)?,
