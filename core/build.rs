@@ -6,6 +6,8 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc/autocast.cpp");
     println!("cargo:rerun-if-changed=csrc/pinned.cpp");
     println!("cargo:rerun-if-changed=csrc/dist.cpp");
+    println!("cargo:rerun-if-changed=csrc/dist.h");
+    println!("cargo:rerun-if-changed=csrc/overlap.cpp");
     println!("cargo:rerun-if-changed=csrc/shim_error.h");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         panic!("torch-sys did not report its libtorch (DEP_TCH_LIBTORCH_LIB): run scripts/setup.sh");
@@ -24,6 +26,7 @@ fn main() {
         .file("csrc/autocast.cpp")
         .file("csrc/pinned.cpp")
         .file("csrc/dist.cpp")
+        .file("csrc/overlap.cpp")
         // c10d's Gloo process group; its headers include gloo's, from Debian's libgloo-dev
         // (scripts/setup.sh installs it). libtorch links its own gloo: never -lgloo.
         .define("USE_C10D_GLOO", None)

@@ -7,9 +7,10 @@
 #     many steps as fit in $SIMCLR_SECONDS (measured on 40 steps first); then the recipe's linear
 #     probe and kNN, each next to random init; then `pt transfer` to Fashion-MNIST and MNIST.
 #  2. 10 % of the labels (the first 600 images of each class): supervised-only on them, against
-#     the mix SimCLR (all images) + cross-entropy with 128 labelled images in every batch; the same
-#     steps, optimizer and labelled images per step.
-#  3. `pt launch` of 2 ranks on the one GPU next to 1 process: step time, all-reduce share.
+#     the mixes SimCLR (all images) + cross-entropy and FixMatch (cross-entropy + fixmatch), with
+#     128 labelled images in every batch; the same steps, optimizer and labelled images per step.
+#  3. `pt launch` of 2 ranks on the one GPU next to 1 process: step time, all-reduce share, with
+#     and without the overlap, and with synchronised BatchNorm.
 # Run directories (without checkpoints) come back in $OUT/runs.tar.gz.
 set -uo pipefail
 source scripts/device_env.sh
@@ -35,18 +36,25 @@ LIMIT=240 t pt train --recipe recipes/supervised-resnet18-fashion.toml --set dat
 LIMIT=240 t pt train --recipe recipes/semi-supervised-resnet18.toml --set arch.small_stem=true \
   --set run.batch_size=256 --set run.labelled_per_batch=128 --max-steps $LABELLED_STEPS \
   --set run.log_every=50 --set run.save_every=0 --set run.max_minutes=3.5 --run-dir "$RUNS/mix-10pct" > "$RUNS/mix.log" 2>&1 &
+LIMIT=240 t pt train --recipe recipes/semi-supervised-fixmatch-resnet18.toml \
+  --set run.batch_size=256 --set run.labelled_per_batch=128 --max-steps $LABELLED_STEPS \
+  --set run.log_every=50 --set run.save_every=0 --set run.max_minutes=3.5 --run-dir "$RUNS/fixmatch-10pct" > "$RUNS/fixmatch.log" 2>&1 &
 wait
-cat "$RUNS"/transfer.log "$RUNS"/supervised.log "$RUNS"/mix.log | grep -v '^\[W' | tail -60
-results "$RUNS/simclr-resnet18" "$RUNS/supervised-600-per-class" "$RUNS/mix-10pct"
+cat "$RUNS"/transfer.log "$RUNS"/supervised.log "$RUNS"/mix.log "$RUNS"/fixmatch.log | grep -v '^\[W' | tail -60
+results "$RUNS/simclr-resnet18" "$RUNS/supervised-600-per-class" "$RUNS/mix-10pct" "$RUNS/fixmatch-10pct"
 for d in "$RUNS"/simclr-resnet18/transfer-*; do
   echo "$d"; cat "$d"/transfer.md 2>/dev/null | head -30
 done
 
-# 3. Two data-parallel ranks on the one GPU (Gloo all-reduce of CUDA tensors), next to one process.
-for n in 1 2; do
-  LIMIT=120 t pt launch --nproc-per-node $n --master-port 29555 -- train --recipe recipes/supervised-resnet18-fashion.toml \
+# 3. Two data-parallel ranks on the one GPU (Gloo all-reduce of CUDA tensors), next to one process;
+#    with the all-reduce overlapped with backward (default), without, and with SyncBatchNorm.
+for v in "1 on" "2 on" "2 off" "2 sync"; do
+  set -- $v
+  LIMIT=120 t pt launch --nproc-per-node $1 --master-port 29555 -- train --recipe recipes/supervised-resnet18-fashion.toml \
     --device cuda:0 --max-steps 100 --set run.batch_size=256 --set run.log_every=25 --set 'eval=[]' \
-    --run-dir "$RUNS/ddp-$n" --quiet
-  step_time "$RUNS/ddp-$n" > /dev/null
+    --set run.overlap_allreduce=$([ "$2" = off ] && echo false || echo true) \
+    --set arch.sync_batchnorm=$([ "$2" = sync ] && echo true || echo false) \
+    --run-dir "$RUNS/ddp-$1-$2" --quiet
+  step_time "$RUNS/ddp-$1-$2" > /dev/null
 done
 tar -C "$RUNS/.." --exclude=checkpoints --exclude=tb -czf "$OUT/runs.tar.gz" runs 2>/dev/null || true

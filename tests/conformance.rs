@@ -403,6 +403,7 @@ fn every_component_of_every_plugin_trains_in_a_tiny_run() {
     }
     for (a, o) in [
         ("resnet:resnet50", "resnet:supervised"),
+        ("resnet:resnet18", "resnet:fixmatch"),
         ("resnet:resnet18", "simclr:simclr"),
         ("resnet:resnet50", "simclr:simclr"),
     ] {

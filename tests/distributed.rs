@@ -109,8 +109,20 @@ fn two_ranks_train_what_one_process_trains_with_the_same_global_batch_and_resume
     let (one, two, resumed) = (tmp.path().join("one"), tmp.path().join("two"), tmp.path().join("resumed"));
     // One process: 2 micro-batches of 8 per step = the global batch of 2 ranks × 8.
     pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&one), "--set", "run.grad_accum=2"]);
-    let out = launch_two_ranks(&pt, &recipe, &two).wait_with_output().unwrap();
+    // Small all-reduce buckets, so several start during backward, in the same order on both
+    // ranks, while earlier layers' gradients are still being computed.
+    let text = std::fs::read_to_string(&recipe).unwrap().replace("[run]\n", "[run]\nbucket_mb = 0.1\n");
+    let bucketed = write_file(tmp.path(), "bucketed.toml", &text);
+    let out = launch_two_ranks(&pt, &bucketed, &two).wait_with_output().unwrap();
     assert!(out.status.success(), "pt launch failed:\n{}", stderr_of(&out));
+    let log = std::fs::read_to_string(two.join("train.log")).unwrap();
+    let buckets: u32 = log
+        .split("buckets=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no bucket count in rank 0's log:\n{log}"));
+    assert!(buckets >= 4, "{buckets} buckets");
 
     // Same samples, same dropout streams, gradients averaged over ranks: the same weights.
     let diff = max_difference(&params(&one, 6), &params(&two, 6));
@@ -132,6 +144,56 @@ fn two_ranks_train_what_one_process_trains_with_the_same_global_batch_and_resume
     pt.ok(&["train", "--resume", s(&resumed), "--set", "run.grad_accum=2"]);
     let diff = max_difference(&params(&one, 6), &params(&resumed, 6));
     assert!(diff < 1e-5, "resumed with another world size: weights differ by {diff} from the 1-process run");
+}
+
+/// Supervised ResNet-18 (width 8) on the digits with `batch` images per process, 4 SGD steps.
+fn resnet_recipe(dir: &Path, name: &str, batch: u64, sync_batchnorm: bool) -> PathBuf {
+    let text = digits_resnet_recipe(
+        &format!(
+            "seed = 3\nbatch_size = {batch}\nmax_steps = 4\nlog_every = 1\nsave_every = 4\nnum_threads = 1\ndist_timeout_s = 20"
+        ),
+        &format!("width = 8\nsync_batchnorm = {sync_batchnorm}"),
+        "lr = 0.1\nmomentum = 0.9",
+    );
+    write_file(dir, name, &text)
+}
+
+/// Every float tensor of a checkpoint's model, BatchNorm running statistics included.
+fn weights_and_statistics(run: &Path, step: u64) -> Vec<(String, Vec<f32>)> {
+    read_safetensors(&checkpoint_dir(run, step).join("model.safetensors"))
+        .into_iter()
+        .filter(|(_, t)| t.dtype == "F32")
+        .map(|(n, t)| (n, t.f32s()))
+        .collect()
+}
+
+#[test]
+fn synchronised_batchnorm_over_two_ranks_trains_what_one_batch_of_both_trains() {
+    let _data = data_dir("images");
+    let pt = Pt::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // One process with the global batch of 16 in one micro-batch: BatchNorm sees all 16.
+    let one = dir.join("one");
+    pt.ok(&["train", "--recipe", s(&resnet_recipe(dir, "one.toml", 16, false)), "--run-dir", s(&one), "--quiet"]);
+    let two_ranks = |recipe: PathBuf, run: &Path| {
+        let out = launch_two_ranks(&pt, &recipe, run).wait_with_output().unwrap();
+        assert!(out.status.success(), "pt launch failed:\n{}", stderr_of(&out));
+        max_difference(&weights_and_statistics(&one, 4), &weights_and_statistics(run, 4))
+    };
+    // Two ranks of 8 with synchronised BatchNorm: statistics (and their gradients) over all 16,
+    // so the same losses, weights and running statistics (to float rounding: the statistics
+    // are summed moments here, two-pass in libtorch's BatchNorm).
+    let synced_run = dir.join("synced");
+    let synced = two_ranks(resnet_recipe(dir, "synced.toml", 8, true), &synced_run);
+    assert!(synced < 5e-4, "synchronised BatchNorm, 2 ranks vs 1 process: weights differ by {synced}");
+    for step in 1..=4 {
+        let (a, b) = (metric_at(&one, step, "loss").unwrap(), metric_at(&synced_run, step, "loss").unwrap());
+        assert!((a - b).abs() < 1e-4 * a, "step {step}: loss {a} (1 process) vs {b} (2 ranks, synced)");
+    }
+    // Without it each rank normalises its own 8: a different model (the check above can fail).
+    let local = two_ranks(resnet_recipe(dir, "local.toml", 8, false), &dir.join("local"));
+    assert!(local > 100.0 * synced.max(1e-6), "per-rank BatchNorm differs by only {local} (synced: {synced})");
 }
 
 fn copy_dir(from: &Path, to: &Path) {

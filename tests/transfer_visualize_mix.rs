@@ -11,36 +11,10 @@ fn digits(split: &str, extra: &str) -> String {
 }
 
 fn supervised_run(dir: &std::path::Path, pt: &Pt) -> std::path::PathBuf {
-    let recipe = format!(
-        r#"
-[run]
-seed = 4
-device = "cpu"
-batch_size = 64
-max_steps = 30
-log_every = 10
-save_every = 30
-grad_clip = 0.0
-num_threads = 2
-
-[data]
-name = "pixel_csv"
-path = "{{data}}/images/digits/digits.csv"
-split = "train"
-mean = [0.305]
-std = [0.376]
-
-[arch]
-name = "resnet18"
-width = 16
-
-[objective]
-name = "supervised"
-
-[optim]
-name = "sgd"
-lr = 0.05
-"#
+    let recipe = digits_resnet_recipe(
+        "seed = 4\nbatch_size = 64\nmax_steps = 30\nlog_every = 10\nsave_every = 30\nnum_threads = 2",
+        "width = 16",
+        "lr = 0.05",
     );
     let path = write_file(dir, "pretrain.toml", &recipe);
     let run = dir.join("pretrain");
@@ -184,24 +158,44 @@ lr = 0.05
     ]);
     assert_eq!(summary(&run)["step"], 6);
 
-    // Only about 20 % of each class carries a label: a batch drawn from all samples holds about
-    // that share, one with `labelled_per_batch = 16` of 32 at least half.
+    // Only about 20 % of each class carries a label: a batch of 32 drawn from all samples holds
+    // about 6 labelled ones, one with `labelled_per_batch = 16` at least 16.
     let info = pt.ok(&["plugin", "info", "resnet"]);
     assert!(info.contains("label_fraction"), "{info}");
-    let share = |run: &std::path::Path| {
+    let labelled = |run: &std::path::Path| {
         let rows = metrics_rows(run);
-        let v: Vec<f64> = rows.iter().filter_map(|r| value(r, "supervised/labelled_fraction")).collect();
+        let v: Vec<f64> = rows.iter().filter_map(|r| value(r, "supervised/labelled_samples")).collect();
         v.iter().sum::<f64>() / v.len() as f64
     };
-    assert!(share(&run) < 0.4, "labelled share without labelled_per_batch: {}", share(&run));
+    assert!(labelled(&run) < 0.4 * 32.0, "labelled samples without labelled_per_batch: {}", labelled(&run));
     let fixed = dir.path().join("fixed");
     let args = ["train", "--recipe", path.to_str().unwrap(), "--run-dir", fixed.to_str().unwrap(), "--quiet"];
     pt.ok(&[&args[..], &["--set", "run.labelled_per_batch=16"]].concat());
-    assert!(share(&fixed) >= 0.5, "labelled share with 16 of 32 drawn from the labelled: {}", share(&fixed));
+    assert!(labelled(&fixed) >= 16.0, "labelled samples with 16 of 32 drawn from the labelled: {}", labelled(&fixed));
     let bad = dir.path().join("bad");
     let args = ["train", "--recipe", path.to_str().unwrap(), "--run-dir", bad.to_str().unwrap(), "--quiet"];
     let err = pt.fails(&[&args[..], &["--set", "run.labelled_per_batch=32"]].concat());
     assert!(err.contains("labelled_per_batch"), "{err}");
+
+    // `update_buffers = false` keeps a term's forwards out of the BatchNorm running statistics:
+    // with both terms so marked they stay at their initial values (mean 0, variance 1), which
+    // the run above moved.
+    let stats = |run: &std::path::Path| {
+        let model = read_safetensors(&checkpoint_dir(run, 4).join("model.safetensors"));
+        (model["bn1.running_mean"].f32s(), model["layer1.0.bn2.running_var"].f32s())
+    };
+    let (mean, var) = stats(&run);
+    assert!(mean.iter().any(|m| *m != 0.0) && var.iter().any(|v| *v != 1.0), "{mean:?} {var:?}");
+    let frozen_recipe = recipe
+        .replace("weight = 0.5", "weight = 0.5\nupdate_buffers = false")
+        .replace("online_probe = false", "online_probe = false\nupdate_buffers = false");
+    let path = write_file(dir.path(), "mix-frozen.toml", &frozen_recipe);
+    let frozen = dir.path().join("frozen-stats");
+    pt.ok(&["train", "--recipe", path.to_str().unwrap(), "--run-dir", frozen.to_str().unwrap(), "--quiet"]);
+    let (mean, var) = stats(&frozen);
+    assert!(mean.iter().all(|m| *m == 0.0) && var.iter().all(|v| *v == 1.0), "{mean:?} {var:?}");
+    let saved = std::fs::read_to_string(frozen.join("config.toml")).unwrap();
+    assert_eq!(saved.matches("update_buffers = false").count(), 2, "{saved}");
 }
 
 #[test]

@@ -3,10 +3,10 @@
 // Debian's libgloo-dev headers; gloo types stay opaque here (those headers are older than
 // libtorch's own gloo, which is what links). Every entry point catches C++ exceptions and
 // returns their message: one reaching Rust would abort the process.
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
-
+#include "dist.h"
 #include "shim_error.h"
+
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <chrono>
 #include <cstddef>
@@ -17,12 +17,6 @@
 #include <vector>
 
 using pt_shim::guarded;
-
-struct PtGroup {
-  c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
-  std::chrono::milliseconds timeout;
-};
 
 // Rendezvous at host:port (rank 0 serves the store) and a Gloo group of `world` ranks whose
 // collectives and store reads fail after `timeout_ms`.
@@ -80,6 +74,40 @@ extern "C" int pt_dist_allgather(PtGroup* g, const at::Tensor* src, at::Tensor**
     }
     g->pg->allgather(outputs, input)->wait(g->timeout);
     *out = new at::Tensor(at::cat(outputs[0], 0));
+  });
+}
+
+namespace {
+
+void allreduce_now(PtGroup* g, at::Tensor& t) {
+  std::vector<at::Tensor> one{t};
+  g->pg->allreduce(one, c10d::AllreduceOptions{})->wait(g->timeout);
+}
+
+// y = sum over ranks of x, differentiable: every rank's loss depends on y, so the gradient of x
+// is the sum over ranks of the gradients of y (as torch.distributed.nn.functional.all_reduce).
+struct AllReduceSum : public torch::autograd::Function<AllReduceSum> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, int64_t group) {
+    ctx->saved_data["group"] = group;
+    at::Tensor out = x.contiguous().clone();
+    allreduce_now(reinterpret_cast<PtGroup*>(group), out);
+    return out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    at::Tensor grad = grads[0].contiguous().clone();
+    allreduce_now(reinterpret_cast<PtGroup*>(ctx->saved_data["group"].toInt()), grad);
+    return {grad, at::Tensor()};
+  }
+};
+
+}  // namespace
+
+// `*out`: the sum of `src` over ranks, with a backward that sums the gradient over ranks.
+extern "C" int pt_dist_allreduce_autograd(PtGroup* g, const at::Tensor* src, at::Tensor** out, char* err,
+                                          size_t err_len) {
+  return guarded(err, err_len, [&] {
+    *out = new at::Tensor(AllReduceSum::apply(*src, reinterpret_cast<int64_t>(g)));
   });
 }
 

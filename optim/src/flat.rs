@@ -321,6 +321,12 @@ impl FlatParams {
         &self.segments
     }
 
+    /// The trainable parameters (the model's own tensors) and their gradients' views of the
+    /// flat gradient buffer, in segment order (e.g. to hook gradient accumulation).
+    pub fn params_and_grad_views(&self) -> (&[Tensor], &[Tensor]) {
+        (&self.params, &self.grad_views)
+    }
+
     /// The groups, in buffer order.
     pub fn groups(&self) -> &[GroupSlice] {
         &self.groups

@@ -141,6 +141,9 @@ pub struct HostServices {
     /// Every rank's tensor concatenated along dim 0, in rank order (a single process: the tensor
     /// itself). Not differentiable: the result is detached.
     pub all_gather: extern "C" fn(&PtTensor) -> RResult<PtTensor, PtError>,
+    /// The tensor summed over ranks (a single process: the tensor itself). Differentiable: its
+    /// backward sums the gradient over ranks.
+    pub all_reduce_sum: extern "C" fn(&PtTensor) -> RResult<PtTensor, PtError>,
 }
 
 impl RootModule for PluginModRef {

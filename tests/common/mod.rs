@@ -117,6 +117,38 @@ pub fn summary(run_dir: &Path) -> serde_json::Value {
     serde_json::from_str(&text).expect("summary.json is JSON")
 }
 
+/// Supervised ResNet-18 on the 8×8 digits (fetched `images` set) on the CPU, SGD: `run` holds the
+/// `[run]` keys beyond device and clipping, `arch` the `[arch]` keys beyond the name, `optim`
+/// the `[optim]` keys beyond the name.
+pub fn digits_resnet_recipe(run: &str, arch: &str, optim: &str) -> String {
+    format!(
+        r#"
+[run]
+device = "cpu"
+grad_clip = 0.0
+{run}
+
+[data]
+name = "pixel_csv"
+path = "{{data}}/images/digits/digits.csv"
+split = "train"
+mean = [0.305]
+std = [0.376]
+
+[arch]
+name = "resnet18"
+{arch}
+
+[objective]
+name = "supervised"
+
+[optim]
+name = "sgd"
+{optim}
+"#
+    )
+}
+
 /// A tiny MLM recipe on the fetched tiny text set: trains in seconds on a CPU.
 pub fn tiny_mlm_recipe(data: &Path, max_steps: u64, extra: &str) -> String {
     format!(

@@ -55,6 +55,11 @@ pub struct RunConfig {
     /// Multi-process runs: seconds a collective, the rendezvous or rank 0's evaluation may take
     /// before the other ranks give up with an error (a dead or hung rank).
     pub dist_timeout_s: u64,
+    /// Multi-process runs: start each gradient bucket's all-reduce during backward, as soon as
+    /// its gradients are final (false: all buckets after backward).
+    pub overlap_allreduce: bool,
+    /// Multi-process runs: size of a gradient all-reduce bucket (whole parameters, MB).
+    pub bucket_mb: f64,
 }
 
 impl Default for RunConfig {
@@ -80,6 +85,8 @@ impl Default for RunConfig {
             prefetch: 4,
             labelled_per_batch: 0,
             dist_timeout_s: 1800,
+            overlap_allreduce: true,
+            bucket_mb: 25.0,
         }
     }
 }
@@ -159,6 +166,10 @@ pub struct ObjectiveSpec {
     pub weight: f64,
     /// The prefix of its metrics and parameters (default: the objective's name).
     pub label: Option<String>,
+    /// Whether its forward may change the architecture's buffers (BatchNorm running
+    /// statistics). False keeps statistics from views that evaluation never sees (e.g.
+    /// SimCLR's strong augmentations) out of the ones the model is evaluated with.
+    pub update_buffers: bool,
 }
 
 impl ObjectiveSpec {
@@ -252,7 +263,7 @@ impl Recipe {
     /// The objectives the run optimises: the mix, or the one `[objective]` with weight 1.
     pub fn objectives(&self) -> Vec<ObjectiveSpec> {
         if self.mix.is_empty() {
-            vec![ObjectiveSpec { component: self.objective.clone(), weight: 1.0, label: None }]
+            vec![ObjectiveSpec { component: self.objective.clone(), weight: 1.0, label: None, update_buffers: true }]
         } else {
             self.mix.clone()
         }
@@ -307,6 +318,9 @@ impl Recipe {
                     t.insert("weight".into(), Value::Float(m.weight));
                     if let Some(label) = &m.label {
                         t.insert("label".into(), Value::String(label.clone()));
+                    }
+                    if !m.update_buffers {
+                        t.insert("update_buffers".into(), Value::Boolean(false));
                     }
                     Value::Table(t)
                 })
@@ -373,11 +387,20 @@ fn parse_mix(value: Option<Value>) -> Result<Vec<ObjectiveSpec>> {
                 )))
             }
         };
+        let update_buffers = match t.remove("update_buffers") {
+            None => true,
+            Some(Value::Boolean(b)) => b,
+            Some(v) => {
+                return Err(Error::Config(format!(
+                    "[[objective.mix]] #{i}: update_buffers must be true or false, got {v}"
+                )))
+            }
+        };
         let component = ComponentSpec::from_table(&format!("objective.mix.{i}"), t)?;
         if component.name.is_empty() {
             return Err(Error::Config(format!("[[objective.mix]] #{i} has no name")));
         }
-        mix.push(ObjectiveSpec { component, weight, label });
+        mix.push(ObjectiveSpec { component, weight, label, update_buffers });
     }
     let mut seen = std::collections::BTreeSet::new();
     for m in &mix {

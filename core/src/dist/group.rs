@@ -10,7 +10,7 @@ use tch::Tensor;
 use torch_sys::C_tensor;
 
 #[repr(C)]
-struct PtGroup {
+pub(super) struct PtGroup {
     _opaque: [u8; 0],
 }
 
@@ -40,6 +40,13 @@ extern "C" {
         err: *mut c_char,
         len: usize,
     ) -> c_int;
+    fn pt_dist_allreduce_autograd(
+        g: *mut PtGroup,
+        src: *const C_tensor,
+        out: *mut *mut C_tensor,
+        err: *mut c_char,
+        len: usize,
+    ) -> c_int;
     fn pt_dist_broadcast(g: *mut PtGroup, t: *mut C_tensor, root: c_int, err: *mut c_char, len: usize) -> c_int;
     fn pt_dist_barrier(g: *mut PtGroup, err: *mut c_char, len: usize) -> c_int;
     fn pt_dist_store_set(
@@ -63,7 +70,7 @@ extern "C" {
 
 /// Runs one shim call with an error buffer; a non-zero return becomes an error saying what was
 /// being done and by which rank.
-fn call(what: impl FnOnce() -> String, f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<()> {
+pub(super) fn call(what: impl FnOnce() -> String, f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<()> {
     let mut err = [0 as c_char; 1024];
     if f(err.as_mut_ptr(), err.len()) == 0 {
         return Ok(());
@@ -123,7 +130,11 @@ impl Group {
         Ok(Group { ptr, rank: env.rank, world_size: env.world_size, timeout })
     }
 
-    fn what(&self, op: &str) -> String {
+    pub(super) fn raw(&self) -> *mut PtGroup {
+        self.ptr
+    }
+
+    pub(super) fn what(&self, op: &str) -> String {
         format!(
             "rank {} of {}: {op} failed (a peer died, hung past {} s, or left)",
             self.rank,
@@ -144,12 +155,23 @@ impl Group {
 
     /// Every rank's `t`, concatenated along dim 0 in rank order.
     pub fn all_gather(&self, t: &Tensor) -> Result<Tensor> {
-        let mut out = std::ptr::null_mut();
         // SAFETY: live input; the shim writes one new owning handle.
-        call(
-            || self.what("all-gather"),
-            |err, len| unsafe { pt_dist_allgather(self.ptr, t.as_ptr(), &mut out, err, len) },
-        )?;
+        self.new_tensor("all-gather", |out, err, len| unsafe { pt_dist_allgather(self.ptr, t.as_ptr(), out, err, len) })
+    }
+
+    /// The sum of `t` over ranks, differentiable: its backward sums the gradient over ranks
+    /// (what synchronised BatchNorm's statistics need).
+    pub fn all_reduce_sum_differentiable(&self, t: &Tensor) -> Result<Tensor> {
+        // SAFETY: live input; the shim writes one new owning handle.
+        self.new_tensor("all-reduce", |out, err, len| unsafe {
+            pt_dist_allreduce_autograd(self.ptr, t.as_ptr(), out, err, len)
+        })
+    }
+
+    /// A shim call that writes one new tensor handle into its out-pointer.
+    fn new_tensor(&self, op: &str, f: impl FnOnce(*mut *mut C_tensor, *mut c_char, usize) -> c_int) -> Result<Tensor> {
+        let mut out = std::ptr::null_mut();
+        call(|| self.what(op), |err, len| f(&mut out, err, len))?;
         // SAFETY: a fresh handle this Tensor now owns.
         Ok(unsafe { Tensor::from_ptr(out) })
     }

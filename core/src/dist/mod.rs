@@ -1,13 +1,16 @@
 //! Multi-process data parallelism on PyTorch's c10d (TCPStore + Gloo): the torchrun environment,
 //! the process group, and the start-up agreement check. The trainer shards data by rank from
-//! the same seed counters, all-reduces the flat gradient buffer in buckets, reduces metrics and
-//! lets rank 0 write checkpoints; `pt launch` starts the processes. docs/distributed.md.
+//! the same seed counters, all-reduces the flat gradient buffer in buckets (overlapped with
+//! backward), reduces metrics and lets rank 0 write checkpoints; `pt launch` starts the
+//! processes. docs/distributed.md.
 
 mod env;
 mod group;
+mod overlap;
 
 pub use env::DistEnv;
 pub use group::Group;
+pub use overlap::GradReducer;
 
 use crate::checkpoint::PluginRecord;
 use crate::{Error, Result};
@@ -27,21 +30,32 @@ pub fn set_current(group: Arc<Group>) {
 
 /// What the host offers every plugin it loads.
 pub fn host_services() -> HostServices {
-    HostServices { all_gather: host_all_gather }
+    HostServices { all_gather: host_all_gather, all_reduce_sum: host_all_reduce_sum }
 }
 
 extern "C" fn host_all_gather(t: &PtTensor) -> RResult<PtTensor, PtError> {
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    host_collective("all_gather", || {
         let input = t.share().detach();
         match CURRENT.get() {
             None => Ok(input),
             Some(group) => group.all_gather(&input),
         }
-    }));
-    match result {
+    })
+}
+
+extern "C" fn host_all_reduce_sum(t: &PtTensor) -> RResult<PtTensor, PtError> {
+    host_collective("all_reduce_sum", || match CURRENT.get() {
+        None => Ok(t.share()),
+        Some(group) => group.all_reduce_sum_differentiable(&t.share()),
+    })
+}
+
+/// A collective for a plugin: errors and panics become the plugin's `PtError`.
+fn host_collective(name: &str, body: impl FnOnce() -> Result<tch::Tensor>) -> RResult<PtTensor, PtError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
         Ok(Ok(out)) => RResult::ROk(PtTensor::from_tch(out)),
         Ok(Err(e)) => RResult::RErr(PtError::new(ErrorKind::Other, e.to_string())),
-        Err(_) => RResult::RErr(PtError::new(ErrorKind::Panic, "the host's all_gather panicked")),
+        Err(_) => RResult::RErr(PtError::new(ErrorKind::Panic, format!("the host's {name} panicked"))),
     }
 }
 

@@ -22,6 +22,8 @@ pub struct SessionObjective {
     /// Prefix of its metrics and parameters in a mix (`simclr/loss`, `supervised.fc...`).
     pub label: String,
     pub weight: f64,
+    /// Whether its forward may change the architecture's buffers (`update_buffers`).
+    pub update_buffers: bool,
     pub handle: ObjectiveHandle,
     /// Its config as used (after filling from the dataset and architecture).
     pub config: Value,
@@ -158,7 +160,13 @@ impl Session {
             }
             let handle = ObjectiveHandle::create(reg, &spec.name, &section, &config, &ctx)?;
             check_composition(&data, &arch, &handle)?;
-            objectives.push(SessionObjective { label: term.label().to_string(), weight: term.weight, handle, config });
+            objectives.push(SessionObjective {
+                label: term.label().to_string(),
+                weight: term.weight,
+                update_buffers: term.update_buffers,
+                handle,
+                config,
+            });
         }
         Ok(Session {
             recipe,

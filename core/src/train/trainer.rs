@@ -12,7 +12,7 @@ use crate::autocast::Precision;
 use crate::checkpoint::manager::{latest_valid, snapshot};
 use crate::checkpoint::{Checkpoint, CheckpointManager, CursorState, PluginRecord, SaveRequest};
 use crate::config::{check_keys, keys_of};
-use crate::dist::{check_agreement, Fingerprint, Group};
+use crate::dist::{check_agreement, Fingerprint, GradReducer, Group};
 use crate::plugin::Registry;
 use crate::{Error, Result};
 use pt_optim::{FlatParams, GroupRules, LrMultRule, Optimizer, OptimizerConfig, ScheduleConfig};
@@ -135,6 +135,8 @@ pub struct Trainer<'r> {
     bad_in_a_row: u64,
     ckpt: CheckpointManager,
     dist: Option<Arc<Group>>,
+    /// Multi-process runs: the flat gradient's bucketed all-reduce.
+    reducer: Option<GradReducer>,
     /// The step whose state is already in a checkpoint (saved by this process or resumed from).
     saved_step: Option<u64>,
     /// Rank 0's metrics files (other ranks log nothing: their metrics are reduced into rank 0's).
@@ -289,6 +291,19 @@ impl<'r> Trainer<'r> {
                 session.recipe.to_toml().as_bytes(),
             )?;
         }
+        let reducer = match &opts.dist {
+            Some(group) => {
+                let mb = session.recipe.run.bucket_mb;
+                if !(mb.is_finite() && mb > 0.0) {
+                    return Err(Error::Config(format!(
+                        "[run] bucket_mb = {mb}: the gradient all-reduce bucket size must be a positive number of MB (default 25)"
+                    )));
+                }
+                let bucket_bytes = (mb * 1024.0 * 1024.0) as u64;
+                Some(GradReducer::new(group.clone(), &flat, bucket_bytes)?)
+            }
+            None => None,
+        };
         Ok(Trainer {
             reg,
             base_lr: settings.lr,
@@ -303,6 +318,7 @@ impl<'r> Trainer<'r> {
             bad_in_a_row: 0,
             ckpt,
             dist: opts.dist,
+            reducer,
             saved_step: resume_from.as_ref().map(|c| c.manifest.step),
             metrics,
             evals,
@@ -491,9 +507,9 @@ impl<'r> Trainer<'r> {
     /// skips the update (counted); `max_bad_steps` in a row stop the run.
     fn train_step(&mut self, loader: &mut Prefetcher) -> Result<StepOutcome> {
         // Copies of the few settings the step needs (no per-step clone of the whole config).
-        let (grad_accum, seed, grad_clip, max_bad_steps) = {
+        let (grad_accum, seed, grad_clip, max_bad_steps, overlap) = {
             let r = &self.session.recipe.run;
-            (r.grad_accum, r.seed, r.grad_clip, r.max_bad_steps)
+            (r.grad_accum, r.seed, r.grad_clip, r.max_bad_steps, r.overlap_allreduce)
         };
         let device = self.session.device;
         let mut loss_sum = 0.0;
@@ -516,22 +532,34 @@ impl<'r> Trainer<'r> {
             // their weighted losses' gradients accumulate (one backward each keeps memory flat).
             let mix = self.session.is_mix();
             let mut micro_loss = 0.0;
-            for o in &self.session.objectives {
+            let n_objectives = self.session.objectives.len();
+            for (i, o) in self.session.objectives.iter().enumerate() {
                 // Forward and loss under autocast (bf16); data preparation (augmentation, masking)
                 // and backward outside it.
                 let inputs = o.handle.prepare(batch.share(), &ctx)?;
+                // Buffers this term may not change are put back after its backward (autograd
+                // saved them as they were: restoring earlier would fail its version check).
+                let kept = if o.update_buffers { None } else { Some(self.snapshot_buffers()?) };
                 let autocast = self.precision.scope(device)?;
                 let outputs = self.session.arch.forward(&inputs, &ctx)?;
                 let lv = o.handle.loss(&inputs, &outputs, &ctx)?;
                 drop(autocast);
                 let value = lv.loss.f_double_value(&[])?;
                 if !value.is_finite() {
+                    restore_buffers(kept)?;
                     finite = false;
                     break;
                 }
                 micro_loss += o.weight * value;
                 let scaled = if o.weight == 1.0 { lv.loss.shallow_clone() } else { lv.loss.f_mul_scalar(o.weight)? };
+                if let (Some(reducer), true) = (&self.reducer, overlap) {
+                    // The step's last backward: buckets start reducing as their gradients finish.
+                    if micro + 1 == grad_accum && i + 1 == n_objectives {
+                        reducer.arm();
+                    }
+                }
                 (scaled / grad_accum as f64).f_backward()?;
+                restore_buffers(kept)?;
                 let mut metrics = lv.metrics;
                 if mix {
                     metrics = metrics.into_iter().map(|(n, t)| (format!("{}/{n}", o.label), t)).collect();
@@ -555,14 +583,13 @@ impl<'r> Trainer<'r> {
         let mut grad_norm = f64::NAN;
         let grad = self.flat.flat_grad().map_err(Error::Plugin)?;
         let mut allreduce_s = 0.0;
-        if let Some(group) = &self.dist {
+        if let (Some(group), Some(reducer)) = (&self.dist, &self.reducer) {
             // Every rank takes part whatever its own loss was: a non-finite one poisons the sum,
-            // so all ranks see the same non-finite norm and skip the same step.
-            if !finite {
-                let _ = grad.shallow_clone().f_fill_(f64::NAN)?;
-            }
+            // so all ranks see the same non-finite norm and skip the same step. The time is what
+            // the all-reduce adds after backward (not what it overlapped).
             let t0 = Instant::now();
-            reduce_gradients(group, &grad)?;
+            reducer.finish(!finite)?;
+            let _ = grad.shallow_clone().f_div_scalar_(group.world_size as f64)?;
             allreduce_s = t0.elapsed().as_secs_f64();
             finite = true;
         }
@@ -626,6 +653,13 @@ impl<'r> Trainer<'r> {
             }
         }
         Ok(StepOutcome { loss: if finite { Some(loss) } else { None }, grad_norm, lr, tokens, metrics, allreduce_s })
+    }
+
+    /// The architecture's buffers and a copy of each (see [`restore_buffers`]).
+    fn snapshot_buffers(&self) -> Result<Vec<(Tensor, Tensor)>> {
+        let _guard = tch::no_grad_guard();
+        let buffers = self.session.arch.buffers()?;
+        Ok(buffers.into_iter().map(|(_, b)| (b.copy(), b)).collect())
     }
 
     /// Multi-process runs: each rank's BatchNorm running statistics come from its own part of
@@ -878,18 +912,13 @@ fn rescale_cursor(cursor: CursorState, saved_world: u64, world: u64) -> CursorSt
     CursorState { micro_batch, ..cursor }
 }
 
-/// Bucket size for gradient all-reduce (as DDP's default 25 MB of fp32).
-const BUCKET_ELEMENTS: i64 = 25 * 1024 * 1024 / 4;
-
-/// Averages the flat gradient across ranks: buckets of it summed together, then divided.
-fn reduce_gradients(group: &Group, grad: &Tensor) -> Result<()> {
-    let n = grad.numel() as i64;
-    let buckets: Vec<Tensor> = (0..n)
-        .step_by(BUCKET_ELEMENTS as usize)
-        .map(|start| grad.narrow(0, start, BUCKET_ELEMENTS.min(n - start)))
-        .collect();
-    group.all_reduce_sum(&buckets)?;
-    let _ = grad.shallow_clone().f_div_scalar_(group.world_size as f64)?;
+/// Puts back buffers saved by `Trainer::snapshot_buffers`, if any (in place: the model keeps
+/// them).
+fn restore_buffers(kept: Option<Vec<(Tensor, Tensor)>>) -> Result<()> {
+    let _guard = tch::no_grad_guard();
+    for (copy, mut live) in kept.into_iter().flatten() {
+        live.f_copy_(&copy)?;
+    }
     Ok(())
 }
 

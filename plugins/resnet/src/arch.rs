@@ -1,7 +1,7 @@
 //! `resnet18`, `resnet34`, `resnet50`: torchvision's ResNets with its state-dict names, an
 //! optional small-image stem, and a headless mode whose `features` other objectives use.
 
-use crate::blocks::{BatchNorm2d, Block, BnArgs, Conv2d, Linear};
+use crate::blocks::{BatchNorm2d, Block, BnArgs, Conv2d, Linear, Norm};
 use crate::config::{Depth, ResNetConfig};
 use pt_sdk::params::{Created, Params};
 use pt_sdk::prelude::*;
@@ -118,7 +118,7 @@ impl ResNet {
 
     /// `image` [B, C, H, W] → `features` [B, D] (global average pool) and, with a head,
     /// `logits` [B, classes].
-    pub fn forward(&self, inputs: &Tensors, _ctx: &StepCtx) -> Result<Tensors> {
+    pub fn forward(&self, inputs: &Tensors, ctx: &StepCtx) -> Result<Tensors> {
         let image = inputs.require("image")?;
         let size = image.size();
         if size.len() != 4 {
@@ -133,13 +133,18 @@ impl ResNet {
             bail!(Shape, "{}: images have {} channels but in_channels is {want}", self.depth.name(), size[1]);
         };
         let xs = if xs.kind() == Kind::Float { xs } else { xs.f_to_kind(Kind::Float)? };
-        let mut xs = self.bn1.forward(&self.conv1.forward(&xs)?, self.train)?;
+        let norm = match (self.train, self.config.sync_batchnorm && ctx.world_size > 1) {
+            (false, _) => Norm::Running,
+            (true, false) => Norm::Batch,
+            (true, true) => Norm::SyncedBatch,
+        };
+        let mut xs = self.bn1.forward(&self.conv1.forward(&xs)?, norm)?;
         let _ = xs.f_relu_()?; // in place, as torchvision's ReLU(inplace=True): [B, w, H/2, W/2]
         if !self.config.small_stem {
             xs = xs.f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?; // [B, w, H/4, W/4]
         }
         for block in self.stages.iter().flatten() {
-            xs = block.forward(&xs, self.train)?;
+            xs = block.forward(&xs, norm)?;
         }
         let features = xs.f_mean_dim(Some(&[2i64, 3][..]), false, None)?; // [B, D]
         let mut out = Tensors::new();

@@ -34,8 +34,19 @@ impl Conv2d {
     }
 }
 
+/// Which statistics BatchNorm normalises with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Norm {
+    /// The running statistics (evaluation).
+    Running,
+    /// This batch's (training), updating the running ones.
+    Batch,
+    /// The global batch's, over every rank of a multi-process run (`nn.SyncBatchNorm`).
+    SyncedBatch,
+}
+
 /// `nn.BatchNorm2d`: batch statistics in training (updating the running ones), running
-/// statistics in evaluation.
+/// statistics in evaluation; `nn.SyncBatchNorm` with [`Norm::SyncedBatch`].
 pub struct BatchNorm2d {
     pub weight: Tensor,
     pub bias: Tensor,
@@ -59,10 +70,14 @@ impl BatchNorm2d {
         })
     }
 
-    pub fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+    pub fn forward(&self, xs: &Tensor, norm: Norm) -> Result<Tensor> {
+        let train = norm != Norm::Running;
         if train {
             let _no_grad = tch::no_grad_guard();
             let _ = self.num_batches_tracked.shallow_clone().f_add_scalar_(1)?;
+        }
+        if norm == Norm::SyncedBatch {
+            return self.forward_synced(xs);
         }
         // In training libtorch updates running_mean/var in place (unbiased variance), as PyTorch does.
         Ok(Tensor::f_batch_norm(
@@ -76,6 +91,40 @@ impl BatchNorm2d {
             self.eps,
             true,
         )?)
+    }
+
+    /// Statistics of the global batch: per-channel sums, sums of squares and the count, summed
+    /// over ranks by the host's differentiable all-reduce (one collective per layer), so the
+    /// gradient flows through every rank's share as in `nn.SyncBatchNorm`. Float32 statistics.
+    fn forward_synced(&self, xs: &Tensor) -> Result<Tensor> {
+        let c = self.weight.size()[0];
+        let x = xs.f_to_kind(Kind::Float)?; // [B, C, H, W]
+        let local_count = (x.numel() as i64 / c) as f64;
+        let dims: &[i64] = &[0, 2, 3];
+        let sums = Tensor::f_cat(
+            &[
+                x.f_sum_dim_intlist(Some(dims), false, Kind::Float)?, // [C]
+                x.f_square()?.f_sum_dim_intlist(Some(dims), false, Kind::Float)?, // [C]
+                Tensor::f_full([1], local_count, (Kind::Float, x.device()))?,
+            ],
+            0,
+        )?;
+        let global = pt_sdk::host::all_reduce_sum(&sums)?; // [2C + 1]
+        let count = global.f_narrow(0, 2 * c, 1)?; // [1]
+        let mean = global.f_narrow(0, 0, c)?.f_div(&count)?; // [C]
+        let var = global.f_narrow(0, c, c)?.f_div(&count)?.f_sub(&mean.f_square()?)?.f_clamp_min(0.0)?; // biased
+        {
+            let _no_grad = tch::no_grad_guard();
+            // × n / (n − 1), on the device (no host sync per layer).
+            let unbiased = var.f_mul(&count)?.f_div(&count.f_sub_scalar(1.0)?.f_clamp_min(1.0)?)?;
+            let m = self.momentum;
+            let _ = self.running_mean.shallow_clone().f_mul_scalar_(1.0 - m)?.f_add_(&mean.f_mul_scalar(m)?)?;
+            let _ = self.running_var.shallow_clone().f_mul_scalar_(1.0 - m)?.f_add_(&unbiased.f_mul_scalar(m)?)?;
+        }
+        let shape = [1, c, 1, 1];
+        let scale = var.f_add_scalar(self.eps)?.f_rsqrt()?.f_mul(&self.weight)?; // [C]
+        let y = x.f_sub(&mean.f_view(shape)?)?.f_mul(&scale.f_view(shape)?)?.f_add(&self.bias.f_view(shape)?)?;
+        Ok(if xs.kind() == Kind::Float { y } else { y.f_to_kind(xs.kind())? })
     }
 }
 
@@ -139,17 +188,17 @@ impl Block {
         Ok(Block { convs, downsample })
     }
 
-    pub fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+    pub fn forward(&self, xs: &Tensor, norm: Norm) -> Result<Tensor> {
         let mut out = xs.shallow_clone();
         let last = self.convs.len() - 1;
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
-            out = bn.forward(&conv.forward(&out)?, train)?;
+            out = bn.forward(&conv.forward(&out)?, norm)?;
             if i != last {
                 let _ = out.f_relu_()?; // in place, as torchvision
             }
         }
         let identity = match &self.downsample {
-            Some(d) => d.bn.forward(&d.conv.forward(xs)?, train)?,
+            Some(d) => d.bn.forward(&d.conv.forward(xs)?, norm)?,
             None => xs.shallow_clone(),
         };
         // In place, as torchvision's `out += identity; relu(out)`: less memory traffic.

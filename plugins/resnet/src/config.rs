@@ -50,6 +50,7 @@ pub struct ResNetConfig {
     pub image_size: Option<Vec<i64>>,
     pub bn_momentum: f64,
     pub bn_eps: f64,
+    pub sync_batchnorm: bool,
 }
 
 impl Default for ResNetConfig {
@@ -63,6 +64,7 @@ impl Default for ResNetConfig {
             image_size: None,
             bn_momentum: 0.1,
             bn_eps: 1e-5,
+            sync_batchnorm: false,
         }
     }
 }
@@ -78,6 +80,7 @@ impl Config for ResNetConfig {
             ("image_size", "[height, width] of the inputs, for the FLOPs count (null: from the dataset)"),
             ("bn_momentum", "BatchNorm running-statistics momentum (PyTorch convention: 0.1)"),
             ("bn_eps", "BatchNorm epsilon"),
+            ("sync_batchnorm", "multi-process runs: BatchNorm statistics over the global batch, every rank's samples (nn.SyncBatchNorm)"),
         ]
     }
 }

@@ -1,15 +1,18 @@
 //! pt's ResNet plugin: torchvision-compatible `resnet18`/`resnet34`/`resnet50`, the `supervised`
-//! (cross-entropy) objective, the `classification` evaluator (top-1/top-5 and a confusion matrix),
-//! and the SDK's image datasets (`idx_images`, `image_folder`, `pixel_csv`).
+//! (cross-entropy) and `fixmatch` (semi-supervised consistency) objectives, the `classification`
+//! evaluator (top-1/top-5 and a confusion matrix), and the SDK's image datasets (`idx_images`,
+//! `image_folder`, `pixel_csv`).
 
 pub mod arch;
 pub mod blocks;
 pub mod config;
 pub mod evaluator;
+pub mod fixmatch;
 pub mod objective;
 
 pub use arch::{ResNet18, ResNet34, ResNet50};
 pub use evaluator::Classification;
+pub use fixmatch::FixMatch;
 pub use objective::Supervised;
 use pt_sdk::vision::{IdxImages, ImageFolder, PixelCsv};
 
@@ -17,6 +20,6 @@ pt_sdk::export_plugin! {
     name: "resnet",
     datasets: [IdxImages, ImageFolder, PixelCsv],
     architectures: [ResNet18, ResNet34, ResNet50],
-    objectives: [Supervised],
+    objectives: [Supervised, FixMatch],
     evaluators: [Classification],
 }

@@ -1,9 +1,9 @@
 //! `supervised`: cross-entropy on the architecture's `logits`, with optional label smoothing and
 //! train-time random crop / flip made on the device in batch form.
 
-use pt_sdk::losses::labelled_cross_entropy;
+use pt_sdk::losses::{labelled_cross_entropy, IGNORE_LABEL};
 use pt_sdk::prelude::*;
-use pt_sdk::vision::augment::{crop_flip, sample_rngs, CropFlip};
+use pt_sdk::vision::augment::{crop_flip, images_and_indices, sample_rngs, CropFlip};
 use serde::{Deserialize, Serialize};
 
 /// Random stream of the supervised augmentation (see `pt_sdk::rng`).
@@ -58,20 +58,26 @@ impl Objective for Supervised {
             needs_fields: vec!["image".into(), "label".into()],
             needs_outputs: vec!["logits".into()],
             adds_fields: vec![],
-            metrics: vec!["accuracy".into(), "labelled_fraction".into()],
+            metrics: vec!["accuracy".into(), "labelled_samples".into()],
         }
     }
 
-    /// In training, each image is translated / flipped with randomness from
-    /// (seed, stream, epoch, sample index), so a resumed run makes the same views.
-    fn prepare(&self, mut batch: Tensors, ctx: &StepCtx) -> Result<Tensors> {
-        if !ctx.train || (self.cfg.crop_padding == 0 && self.cfg.hflip_p == 0.0) {
+    /// In training, a partly labelled batch keeps only its labelled samples (the others add
+    /// nothing to the loss: no need to run the model on them), and each image is translated /
+    /// flipped with randomness from (seed, stream, epoch, sample index), so a resumed run makes
+    /// the same views.
+    fn prepare(&self, batch: Tensors, ctx: &StepCtx) -> Result<Tensors> {
+        if !ctx.train {
             return Ok(batch);
         }
-        let index = Vec::<i64>::try_from(&batch.require("sample_index")?.f_to_device(Device::Cpu)?)?;
+        let mut batch = labelled_rows(batch)?;
+        if self.cfg.crop_padding == 0 && self.cfg.hflip_p == 0.0 {
+            return Ok(batch);
+        }
+        let (images, index) = images_and_indices(&batch, "supervised")?;
         let mut rngs = sample_rngs(ctx.seed, STREAM_CROP_FLIP, ctx.epoch, &index, 0);
         let cfg = CropFlip { padding: self.cfg.crop_padding, hflip_p: self.cfg.hflip_p };
-        let images = crop_flip(batch.require("image")?, &mut rngs, &cfg)?;
+        let images = crop_flip(images, &mut rngs, &cfg)?;
         batch.insert("image", images);
         Ok(batch)
     }
@@ -83,8 +89,51 @@ impl Objective for Supervised {
         let labels = batch.require("label")?; // [B]
         let (loss, accuracy) =
             labelled_cross_entropy(logits, labels, self.cfg.label_smoothing).map_err(|e| e.context("supervised"))?;
-        // Share of the batch that carries a label (1 unless the data is partly labelled).
-        let labelled = labels.f_ne(pt_sdk::losses::IGNORE_LABEL)?.f_to_kind(Kind::Float)?.f_mean(Kind::Float)?;
-        Ok(LossOutput { loss, metrics: vec![("accuracy".into(), accuracy), ("labelled_fraction".into(), labelled)] })
+        // Samples of the batch that carry a label (all of them unless the data is partly labelled).
+        let labelled = labels.f_ne(IGNORE_LABEL)?.f_to_kind(Kind::Float)?.f_sum(Kind::Float)?;
+        Ok(LossOutput { loss, metrics: vec![("accuracy".into(), accuracy), ("labelled_samples".into(), labelled)] })
+    }
+}
+
+/// The batch's labelled samples: every tensor with the batch's first dimension narrowed to the
+/// rows whose label is not [`IGNORE_LABEL`]. A batch with none (or all) labelled is returned
+/// whole (its loss is then zero, or uses every sample).
+fn labelled_rows(batch: Tensors) -> Result<Tensors> {
+    let labels = batch.require("label")?;
+    let rows = labels.size()[0];
+    let keep = labels.f_ne(IGNORE_LABEL)?.f_nonzero()?.f_squeeze_dim(1)?; // [kept]
+    let kept = keep.size()[0];
+    if kept == 0 || kept == rows {
+        return Ok(batch);
+    }
+    let mut out = Tensors::new();
+    for (name, t) in batch.iter() {
+        let t = if t.dim() > 0 && t.size()[0] == rows {
+            t.f_index_select(0, &keep.to_device(t.device()))?
+        } else {
+            t.shallow_clone()
+        };
+        out.insert(name, t);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn training_keeps_only_labelled_rows() {
+        let batch = Tensors::new()
+            .with("image", Tensor::arange(4, (Kind::Float, Device::Cpu)).view([4, 1, 1, 1]))
+            .with("label", Tensor::from_slice(&[3i64, IGNORE_LABEL, 1, IGNORE_LABEL]))
+            .with("sample_index", Tensor::from_slice(&[10i64, 11, 12, 13]));
+        let kept = labelled_rows(batch.share()).unwrap();
+        assert_eq!(Vec::<i64>::try_from(kept.require("label").unwrap()).unwrap(), vec![3, 1]);
+        assert_eq!(Vec::<i64>::try_from(kept.require("sample_index").unwrap()).unwrap(), vec![10, 12]);
+        assert_eq!(Vec::<f32>::try_from(kept.require("image").unwrap().flatten(0, -1)).unwrap(), vec![0.0, 2.0]);
+        // No labelled sample: the batch as it was.
+        let none = Tensors::new().with("label", Tensor::from_slice(&[IGNORE_LABEL, IGNORE_LABEL]));
+        assert_eq!(labelled_rows(none).unwrap().require("label").unwrap().size(), vec![2]);
     }
 }

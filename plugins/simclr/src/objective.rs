@@ -7,7 +7,7 @@ use crate::loss::{global_embeddings, nt_xent, scale_gradient};
 use pt_sdk::losses::labelled_cross_entropy;
 use pt_sdk::params::{Created, Linear, Params};
 use pt_sdk::prelude::*;
-use pt_sdk::vision::augment::{sample_rngs, simclr_view, Normalization, SimclrAugment};
+use pt_sdk::vision::augment::{images_and_indices, sample_rngs, simclr_view, Normalization, SimclrAugment};
 
 /// Random stream of the views (see `pt_sdk::rng`).
 const STREAM_VIEWS: u64 = 0x51C1;
@@ -126,11 +126,7 @@ impl Objective for SimClr {
 
     /// Views of sample i come from (seed, stream, epoch, i, view), so a resumed run sees the same ones.
     fn prepare(&self, mut batch: Tensors, ctx: &StepCtx) -> Result<Tensors> {
-        let index = Vec::<i64>::try_from(&batch.require("sample_index")?.f_to_device(Device::Cpu)?)?;
-        let images = batch.require("image")?;
-        if images.size().first() != Some(&(index.len() as i64)) {
-            bail!(Shape, "simclr: {} sample indices for images {:?}", index.len(), images.size());
-        }
+        let (images, index) = images_and_indices(&batch, "simclr")?;
         let views = self.views(images, &index, ctx)?;
         batch.insert("image", views);
         Ok(batch)

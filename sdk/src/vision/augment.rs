@@ -29,6 +29,17 @@ pub fn sample_rngs(seed: u64, stream: u64, epoch: u64, indices: &[i64], view: u6
     indices.iter().map(|&i| CounterRng::new(seed, &[stream, epoch, i as u64, view])).collect()
 }
 
+/// A batch's `image` tensor and its `sample_index` values (on the CPU), checked to match: what
+/// an objective's per-sample augmentation draws from. `who` names the objective in errors.
+pub fn images_and_indices<'a>(batch: &'a crate::Tensors, who: &str) -> Result<(&'a Tensor, Vec<i64>)> {
+    let index = Vec::<i64>::try_from(&batch.require("sample_index")?.f_to_device(tch::Device::Cpu)?)?;
+    let images = batch.require("image")?;
+    if images.size().first() != Some(&(index.len() as i64)) {
+        return Err(PtError::shape(format!("{who}: {} sample indices for images {:?}", index.len(), images.size())));
+    }
+    Ok((images, index))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Normalisation
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,287 @@
+//! `fixmatch`: semi-supervised consistency from unlabelled images (Sohn et al. 2020, "FixMatch",
+//! <https://arxiv.org/abs/2001.07685>). Each image is seen twice in one forward: weakly augmented
+//! (translate + flip) and strongly augmented (SimCLR's crop and colour jitter, then Cutout). Where
+//! the model's prediction on the weak view is confident (max probability ≥ `threshold`), its
+//! arg-max is a pseudo-label that the strong view is trained to predict. Labels are not used, so
+//! it learns from every image; mixed with `supervised` on the labelled fraction
+//! (`[[objective.mix]]`) it is FixMatch's semi-supervised loss `ℓs + λu·ℓu`.
+
+use pt_sdk::losses::IGNORE_LABEL;
+use pt_sdk::prelude::*;
+use pt_sdk::rng::CounterRng;
+use pt_sdk::vision::augment::{crop_flip, images_and_indices, sample_rngs, simclr_view, CropFlip, SimclrAugment};
+use pt_sdk::vision::Normalization;
+use serde::{Deserialize, Serialize};
+
+/// Random streams of the two views (see `pt_sdk::rng`).
+const STREAM_WEAK: u64 = 0xF1C5;
+const STREAM_STRONG: u64 = 0xF1C6;
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FixMatchConfig {
+    pub threshold: f64,
+    pub crop_padding: i64,
+    pub hflip_p: f64,
+    pub min_scale: f64,
+    pub strength: f64,
+    pub cutout: f64,
+    pub image_size: Option<Vec<i64>>,
+    pub mean: Option<Vec<f64>>,
+    pub std: Option<Vec<f64>>,
+}
+
+impl Default for FixMatchConfig {
+    /// The paper's: threshold 0.95, weak = flip + translation by up to 12.5 % (4 px of 32),
+    /// Cutout of up to half the side.
+    fn default() -> Self {
+        FixMatchConfig {
+            threshold: 0.95,
+            crop_padding: 4,
+            hflip_p: 0.5,
+            min_scale: 0.2,
+            strength: 0.5,
+            cutout: 0.5,
+            image_size: None,
+            mean: None,
+            std: None,
+        }
+    }
+}
+
+impl Config for FixMatchConfig {
+    fn describe() -> &'static [(&'static str, &'static str)] {
+        &[
+            ("threshold", "confidence (max softmax probability on the weak view) that makes a pseudo-label"),
+            ("crop_padding", "weak view: random translation by up to N pixels"),
+            ("hflip_p", "weak and strong views: probability of a horizontal flip (0 for digits and text)"),
+            ("min_scale", "strong view: smallest random-resized-crop area, as a fraction of the image"),
+            ("strength", "strong view: colour-jitter strength (SimCLR's s)"),
+            ("cutout", "strong view: side of the Cutout square as a fraction of the image side (0: off)"),
+            ("image_size", "[height, width] of the images (null: from the dataset)"),
+            ("mean", "per-channel mean the dataset normalised with (null: from the dataset)"),
+            ("std", "per-channel std the dataset normalised with (null: from the dataset)"),
+        ]
+    }
+}
+
+pub struct FixMatch {
+    cfg: FixMatchConfig,
+    /// The strong augmentation and the dataset's normalisation, or why they are unknown.
+    views: std::result::Result<(SimclrAugment, Normalization), PtError>,
+}
+
+impl Component for FixMatch {
+    const NAME: &'static str = "fixmatch";
+    const ABOUT: &'static str =
+        "semi-supervised consistency (FixMatch): confident predictions on weak views are pseudo-labels for strong views";
+    type Config = FixMatchConfig;
+    fn new(cfg: FixMatchConfig, _ctx: &CreateCtx) -> Result<Self> {
+        if !(cfg.threshold > 0.0 && cfg.threshold <= 1.0) {
+            bail!(Config, "fixmatch: threshold must be in (0, 1], got {}", cfg.threshold);
+        }
+        if cfg.crop_padding < 0 || !(0.0..=1.0).contains(&cfg.hflip_p) || !(0.0..1.0).contains(&cfg.cutout) {
+            bail!(Config, "fixmatch: crop_padding must be >= 0, hflip_p in [0, 1] and cutout in [0, 1)");
+        }
+        let views = Self::views(&cfg);
+        Ok(FixMatch { cfg, views })
+    }
+}
+
+impl FixMatch {
+    fn views(cfg: &FixMatchConfig) -> std::result::Result<(SimclrAugment, Normalization), PtError> {
+        let size = match cfg.image_size.as_deref() {
+            Some([h, w]) if h == w && *h > 0 => *h,
+            Some(other) => return Err(PtError::config(format!("fixmatch: image_size {other:?} is not square"))),
+            None => {
+                return Err(PtError::config(
+                    "fixmatch: image_size is unknown: use an image dataset that reports it or set objective.image_size = [h, w]",
+                ))
+            }
+        };
+        let (Some(mean), Some(std)) = (cfg.mean.clone(), cfg.std.clone()) else {
+            return Err(PtError::config(
+                "fixmatch: mean/std are unknown: use a dataset that reports its normalisation or set objective.mean and objective.std",
+            ));
+        };
+        let augment = SimclrAugment {
+            scale: (cfg.min_scale, 1.0),
+            strength: cfg.strength,
+            hflip_p: cfg.hflip_p,
+            ..SimclrAugment::small(size)
+        };
+        augment.validate()?;
+        let norm = Normalization { mean, std };
+        norm.validate()?;
+        Ok((augment, norm))
+    }
+
+    /// Weak and strong views of `images` ([B, C, H, W], normalised) stacked as [2B, C, H, W].
+    fn two_views(&self, images: &Tensor, index: &[i64], ctx: &StepCtx) -> Result<Tensor> {
+        let (augment, norm) = self.views.as_ref().map_err(Clone::clone)?;
+        let pixels = norm.denormalize(images)?.f_clamp(0.0, 1.0)?; // [B, C, H, W] in [0, 1]
+        let mut weak_rngs = sample_rngs(ctx.seed, STREAM_WEAK, ctx.epoch, index, 0);
+        let weak_cfg = CropFlip { padding: self.cfg.crop_padding, hflip_p: self.cfg.hflip_p };
+        let weak = crop_flip(&pixels, &mut weak_rngs, &weak_cfg)?;
+        let mut strong_rngs = sample_rngs(ctx.seed, STREAM_STRONG, ctx.epoch, index, 0);
+        let strong = simclr_view(&pixels, &mut strong_rngs, augment)?;
+        let strong = cutout(&strong, &mut strong_rngs, self.cfg.cutout)?;
+        Ok(Tensor::f_cat(&[norm.normalize(&weak)?, norm.normalize(&strong)?], 0)?)
+    }
+}
+
+/// Cutout (DeVries & Taylor 2017) as FixMatch uses it: a grey (0.5) square of side `fraction`
+/// of the image side at a uniformly drawn centre, clipped at the borders; pixel space [0, 1].
+pub fn cutout(images: &Tensor, rngs: &mut [CounterRng], fraction: f64) -> Result<Tensor> {
+    let (b, _, h, w) = images.size4()?;
+    if fraction <= 0.0 {
+        return Ok(images.shallow_clone());
+    }
+    let side = ((fraction * h.min(w) as f64).round() as i64).max(1);
+    let mut keep = vec![1f32; (b * h * w) as usize];
+    for (i, rng) in rngs.iter_mut().enumerate() {
+        let (cy, cx) = (rng.below(h as u64) as i64, rng.below(w as u64) as i64);
+        for y in (cy - side / 2).max(0)..(cy - side / 2 + side).min(h) {
+            for x in (cx - side / 2).max(0)..(cx - side / 2 + side).min(w) {
+                keep[(i as i64 * h * w + y * w + x) as usize] = 0.0;
+            }
+        }
+    }
+    let keep = Tensor::f_from_slice(&keep)?.f_view([b, 1, h, w])?.f_to_device(images.device())?;
+    // keep · x + (1 − keep) · 0.5
+    Ok(images.f_sub_scalar(0.5)?.f_mul(&keep)?.f_add_scalar(0.5)?)
+}
+
+impl Objective for FixMatch {
+    fn info(&self) -> ObjectiveInfo {
+        ObjectiveInfo {
+            needs_fields: vec!["image".into()],
+            needs_outputs: vec!["logits".into()],
+            adds_fields: vec![],
+            metrics: vec!["confident_share".into(), "pseudo_label_accuracy".into()],
+        }
+    }
+
+    /// In training, the batch's images become [weak views; strong views]; views of sample i come
+    /// from (seed, stream, epoch, i), so a resumed run makes the same ones.
+    fn prepare(&self, mut batch: Tensors, ctx: &StepCtx) -> Result<Tensors> {
+        if !ctx.train {
+            return Ok(batch);
+        }
+        let (images, index) = images_and_indices(&batch, "fixmatch")?;
+        let views = self.two_views(images, &index, ctx)?;
+        batch.insert("image", views);
+        Ok(batch)
+    }
+
+    /// Cross-entropy of the strong views against the confident weak views' arg-max, averaged
+    /// over all B images (unconfident ones count zero, as in the paper). Outside training (one
+    /// view per image) the views are the same images.
+    fn loss(&self, batch: &Tensors, outputs: &Tensors, ctx: &StepCtx) -> Result<LossOutput> {
+        let logits = outputs.require("logits")?.f_to_kind(Kind::Float)?; // [2B, classes] (training)
+        let rows = logits.size()[0];
+        let (weak, strong) = if ctx.train {
+            if rows % 2 != 0 {
+                bail!(Shape, "fixmatch: expected weak and strong views (an even number of rows), got {rows}");
+            }
+            (logits.f_narrow(0, 0, rows / 2)?, logits.f_narrow(0, rows / 2, rows / 2)?)
+        } else {
+            (logits.shallow_clone(), logits.shallow_clone())
+        };
+        let (confidence, pseudo) = weak.f_detach()?.f_softmax(-1, Kind::Float)?.f_max_dim(1, false)?; // [B], [B]
+        let confident = confidence.f_ge(self.cfg.threshold)?; // [B] bool
+        let mask = confident.f_to_kind(Kind::Float)?;
+        let nll = strong
+            .f_log_softmax(-1, Kind::Float)?
+            .f_gather(1, &pseudo.f_unsqueeze(1)?, false)?
+            .f_squeeze_dim(1)?
+            .f_neg()?; // [B]
+        let loss = nll.f_mul(&mask)?.f_mean(Kind::Float)?;
+        let mut metrics = vec![("confident_share".to_string(), mask.f_mean(Kind::Float)?)];
+        // How often confident pseudo-labels are right, where the true label is known.
+        if let Some(labels) = batch.get("label") {
+            let known = labels.f_ne(IGNORE_LABEL)?.f_logical_and(&confident)?;
+            let right = pseudo.f_eq_tensor(labels)?.f_logical_and(&known)?.f_sum(Kind::Float)?;
+            let accuracy = right.f_div(&known.f_sum(Kind::Float)?.f_clamp_min(1.0)?)?;
+            metrics.push(("pseudo_label_accuracy".to_string(), accuracy));
+        }
+        Ok(LossOutput { loss, metrics })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(train: bool) -> StepCtx {
+        StepCtx { seed: 1, epoch: 0, step: 0, rank: 0, world_size: 1, device: -1, train }
+    }
+
+    fn objective(threshold: f64) -> FixMatch {
+        let cfg = FixMatchConfig {
+            threshold,
+            image_size: Some(vec![8, 8]),
+            mean: Some(vec![0.5]),
+            std: Some(vec![0.25]),
+            ..FixMatchConfig::default()
+        };
+        FixMatch::new(cfg, &CreateCtx::default()).unwrap()
+    }
+
+    #[test]
+    fn confident_weak_predictions_train_the_strong_views() {
+        let fm = objective(0.9);
+        // Weak views: row 0 confident in class 2, row 1 unsure; strong views: anything.
+        let weak = Tensor::from_slice(&[0.0f32, 0.0, 10.0, 1.0, 1.0, 1.0]).view([2, 3]);
+        let strong = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 5.0, 0.0, 0.0]).view([2, 3]);
+        let logits = Tensor::cat(&[weak, strong.shallow_clone()], 0);
+        let batch = Tensors::new().with("label", Tensor::from_slice(&[2i64, IGNORE_LABEL]));
+        let out = fm.loss(&batch, &Tensors::new().with("logits", logits), &ctx(true)).unwrap();
+        // Only row 0 counts: −log softmax(strong[0])[2], averaged over both rows.
+        let expected = -f64::try_from(strong.log_softmax(-1, Kind::Float).get(0).get(2)).unwrap() / 2.0;
+        assert!((f64::try_from(&out.loss).unwrap() - expected).abs() < 1e-6);
+        let metric = |name: &str| f64::try_from(&out.metrics.iter().find(|(n, _)| n == name).unwrap().1).unwrap();
+        assert_eq!(metric("confident_share"), 0.5);
+        assert_eq!(metric("pseudo_label_accuracy"), 1.0);
+        // Nothing confident: no loss, no pseudo-labels.
+        let out = objective(1.0)
+            .loss(&batch, &Tensors::new().with("logits", Tensor::cat(&[strong.shallow_clone(), strong], 0)), &ctx(true))
+            .unwrap();
+        assert_eq!(f64::try_from(&out.loss).unwrap(), 0.0);
+    }
+
+    #[test]
+    fn training_batches_hold_weak_then_strong_views_that_repeat_per_sample() {
+        let fm = objective(0.95);
+        let images = Tensor::rand([3, 1, 8, 8], (Kind::Float, Device::Cpu))
+            .f_sub_scalar(0.5)
+            .unwrap()
+            .f_mul_scalar(4.0)
+            .unwrap();
+        let batch = || {
+            Tensors::new().with("image", images.shallow_clone()).with("sample_index", Tensor::from_slice(&[4i64, 9, 2]))
+        };
+        let out = fm.prepare(batch(), &ctx(true)).unwrap();
+        let views = out.require("image").unwrap();
+        assert_eq!(views.size(), vec![6, 1, 8, 8]);
+        assert!(views
+            .f_allclose(fm.prepare(batch(), &ctx(true)).unwrap().require("image").unwrap(), 0.0, 0.0, false)
+            .unwrap());
+        // The strong views differ from the weak ones; evaluation leaves the images alone.
+        assert!(!views.narrow(0, 0, 3).allclose(&views.narrow(0, 3, 3), 1e-3, 1e-3, false));
+        assert_eq!(fm.prepare(batch(), &ctx(false)).unwrap().require("image").unwrap().size(), vec![3, 1, 8, 8]);
+    }
+
+    #[test]
+    fn cutout_greys_a_square_of_the_given_side() {
+        let images = Tensor::zeros([2, 1, 10, 10], (Kind::Float, Device::Cpu));
+        let mut rngs = sample_rngs(0, 1, 0, &[0, 1], 0);
+        let out = cutout(&images, &mut rngs, 0.4).unwrap();
+        for i in 0..2 {
+            let grey = f64::try_from(out.get(i).eq(0.5).sum(Kind::Float)).unwrap();
+            // A 4×4 square, clipped if its centre is near a border.
+            assert!((1.0..=16.0).contains(&grey), "sample {i}: {grey} grey pixels");
+        }
+        assert!(cutout(&images, &mut rngs, 0.0).unwrap().equal(&images));
+    }
+}
