@@ -67,7 +67,6 @@ pub fn init() -> &'static CudaLibStatus {
     })
 }
 
-/// The device training runs on: `auto` picks CUDA when available.
 /// The GPU of this process: `LOCAL_RANK` in a multi-process run (torchrun, `pt launch`), else 0.
 fn local_cuda_index() -> u64 {
     match crate::dist::DistEnv::from_env() {
@@ -76,6 +75,7 @@ fn local_cuda_index() -> u64 {
     }
 }
 
+/// The device training runs on: `auto` picks CUDA when available.
 pub fn resolve_device(name: &str) -> crate::Result<tch::Device> {
     init();
     match name {

@@ -137,6 +137,9 @@ pub struct Trainer<'r> {
     dist: Option<Arc<Group>>,
     /// Multi-process runs: the flat gradient's bucketed all-reduce.
     reducer: Option<GradReducer>,
+    /// When a mix term has `update_buffers = false`: the architecture's buffers and a copy of
+    /// each, kept across steps (see [`Trainer::keep_buffers`]).
+    kept_buffers: Vec<(Tensor, Tensor)>,
     /// The step whose state is already in a checkpoint (saved by this process or resumed from).
     saved_step: Option<u64>,
     /// Rank 0's metrics files (other ranks log nothing: their metrics are reduced into rank 0's).
@@ -304,6 +307,12 @@ impl<'r> Trainer<'r> {
             }
             None => None,
         };
+        let kept_buffers = if session.objectives.iter().all(|o| o.update_buffers) {
+            Vec::new()
+        } else {
+            let _guard = tch::no_grad_guard();
+            session.arch.buffers()?.into_iter().map(|(_, b)| (b.copy(), b)).collect()
+        };
         Ok(Trainer {
             reg,
             base_lr: settings.lr,
@@ -319,6 +328,7 @@ impl<'r> Trainer<'r> {
             ckpt,
             dist: opts.dist,
             reducer,
+            kept_buffers,
             saved_step: resume_from.as_ref().map(|c| c.manifest.step),
             metrics,
             evals,
@@ -539,14 +549,19 @@ impl<'r> Trainer<'r> {
                 let inputs = o.handle.prepare(batch.share(), &ctx)?;
                 // Buffers this term may not change are put back after its backward (autograd
                 // saved them as they were: restoring earlier would fail its version check).
-                let kept = if o.update_buffers { None } else { Some(self.snapshot_buffers()?) };
+                let keep = !o.update_buffers;
+                if keep {
+                    self.keep_buffers(true)?;
+                }
                 let autocast = self.precision.scope(device)?;
                 let outputs = self.session.arch.forward(&inputs, &ctx)?;
                 let lv = o.handle.loss(&inputs, &outputs, &ctx)?;
                 drop(autocast);
                 let value = lv.loss.f_double_value(&[])?;
                 if !value.is_finite() {
-                    restore_buffers(kept)?;
+                    if keep {
+                        self.keep_buffers(false)?;
+                    }
                     finite = false;
                     break;
                 }
@@ -559,7 +574,9 @@ impl<'r> Trainer<'r> {
                     }
                 }
                 (scaled / grad_accum as f64).f_backward()?;
-                restore_buffers(kept)?;
+                if keep {
+                    self.keep_buffers(false)?;
+                }
                 let mut metrics = lv.metrics;
                 if mix {
                     metrics = metrics.into_iter().map(|(n, t)| (format!("{}/{n}", o.label), t)).collect();
@@ -655,11 +672,15 @@ impl<'r> Trainer<'r> {
         Ok(StepOutcome { loss: if finite { Some(loss) } else { None }, grad_norm, lr, tokens, metrics, allreduce_s })
     }
 
-    /// The architecture's buffers and a copy of each (see [`restore_buffers`]).
-    fn snapshot_buffers(&self) -> Result<Vec<(Tensor, Tensor)>> {
+    /// Saves the architecture's buffers into their copies (`save`), or puts the copies back
+    /// (in place: the model keeps its tensors).
+    fn keep_buffers(&self, save: bool) -> Result<()> {
         let _guard = tch::no_grad_guard();
-        let buffers = self.session.arch.buffers()?;
-        Ok(buffers.into_iter().map(|(_, b)| (b.copy(), b)).collect())
+        for (copy, live) in &self.kept_buffers {
+            let (mut to, from) = if save { (copy.shallow_clone(), live) } else { (live.shallow_clone(), copy) };
+            to.f_copy_(from)?;
+        }
+        Ok(())
     }
 
     /// Multi-process runs: each rank's BatchNorm running statistics come from its own part of
@@ -910,16 +931,6 @@ fn rescale_cursor(cursor: CursorState, saved_world: u64, world: u64) -> CursorSt
         "cursor rescaled for the new world size"
     );
     CursorState { micro_batch, ..cursor }
-}
-
-/// Puts back buffers saved by `Trainer::snapshot_buffers`, if any (in place: the model keeps
-/// them).
-fn restore_buffers(kept: Option<Vec<(Tensor, Tensor)>>) -> Result<()> {
-    let _guard = tch::no_grad_guard();
-    for (copy, mut live) in kept.into_iter().flatten() {
-        live.f_copy_(&copy)?;
-    }
-    Ok(())
 }
 
 /// The loss and evaluation curves logged before this process started (a resumed run's plot

@@ -3,7 +3,7 @@
 
 use pt_sdk::losses::{labelled_cross_entropy, IGNORE_LABEL};
 use pt_sdk::prelude::*;
-use pt_sdk::vision::augment::{crop_flip, images_and_indices, sample_rngs, CropFlip};
+use pt_sdk::vision::augment::{crop_flip, sample_rngs, CropFlip};
 use serde::{Deserialize, Serialize};
 
 /// Random stream of the supervised augmentation (see `pt_sdk::rng`).
@@ -70,14 +70,18 @@ impl Objective for Supervised {
         if !ctx.train {
             return Ok(batch);
         }
-        let mut batch = labelled_rows(batch)?;
-        if self.cfg.crop_padding == 0 && self.cfg.hflip_p == 0.0 {
+        let augment = self.cfg.crop_padding != 0 || self.cfg.hflip_p != 0.0;
+        let (labels, index) = host_labels_and_indices(&batch, augment)?;
+        let (mut batch, index) = match labelled_positions(&labels) {
+            Some(keep) => (select_rows(&batch, &keep)?, keep.iter().filter_map(|&k| index.get(k).copied()).collect()),
+            None => (batch, index),
+        };
+        if !augment {
             return Ok(batch);
         }
-        let (images, index) = images_and_indices(&batch, "supervised")?;
         let mut rngs = sample_rngs(ctx.seed, STREAM_CROP_FLIP, ctx.epoch, &index, 0);
         let cfg = CropFlip { padding: self.cfg.crop_padding, hflip_p: self.cfg.hflip_p };
-        let images = crop_flip(images, &mut rngs, &cfg)?;
+        let images = crop_flip(batch.require("image")?, &mut rngs, &cfg)?;
         batch.insert("image", images);
         Ok(batch)
     }
@@ -95,21 +99,36 @@ impl Objective for Supervised {
     }
 }
 
-/// The batch's labelled samples: every tensor with the batch's first dimension narrowed to the
-/// rows whose label is not [`IGNORE_LABEL`]. A batch with none (or all) labelled is returned
-/// whole (its loss is then zero, or uses every sample).
-fn labelled_rows(batch: Tensors) -> Result<Tensors> {
-    let labels = batch.require("label")?;
-    let rows = labels.size()[0];
-    let keep = labels.f_ne(IGNORE_LABEL)?.f_nonzero()?.f_squeeze_dim(1)?; // [kept]
-    let kept = keep.size()[0];
-    if kept == 0 || kept == rows {
-        return Ok(batch);
+/// The batch's labels and, with `indices`, its sample indices, copied to the host together:
+/// the one device-to-host copy of a training step.
+fn host_labels_and_indices(batch: &Tensors, indices: bool) -> Result<(Vec<i64>, Vec<i64>)> {
+    let labels = batch.require("label")?.f_to_kind(Kind::Int64)?; // [B]
+    if !indices {
+        return Ok((Vec::<i64>::try_from(&labels.f_to_device(Device::Cpu)?)?, Vec::new()));
     }
+    let index = batch.require("sample_index")?;
+    if index.size() != labels.size() {
+        bail!(Shape, "supervised: sample indices {:?} do not match labels {:?}", index.size(), labels.size());
+    }
+    let host = Tensor::f_stack(&[&labels, &index.f_to_kind(Kind::Int64)?], 0)?.f_to_device(Device::Cpu)?; // [2, B]
+    Ok((Vec::<i64>::try_from(&host.get(0))?, Vec::<i64>::try_from(&host.get(1))?))
+}
+
+/// The rows that carry a label, when some but not all do (otherwise the whole batch is kept:
+/// its loss then is zero, or uses every sample).
+fn labelled_positions(labels: &[i64]) -> Option<Vec<usize>> {
+    let keep: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] != IGNORE_LABEL).collect();
+    (!keep.is_empty() && keep.len() < labels.len()).then_some(keep)
+}
+
+/// Every tensor with the batch's first dimension narrowed to the rows `keep`.
+fn select_rows(batch: &Tensors, keep: &[usize]) -> Result<Tensors> {
+    let rows = batch.require("label")?.size()[0];
+    let keep = Tensor::f_from_slice(&keep.iter().map(|&k| k as i64).collect::<Vec<_>>())?; // [kept], host
     let mut out = Tensors::new();
     for (name, t) in batch.iter() {
         let t = if t.dim() > 0 && t.size()[0] == rows {
-            t.f_index_select(0, &keep.to_device(t.device()))?
+            t.f_index_select(0, &keep.f_to_device(t.device())?)?
         } else {
             t.shallow_clone()
         };
@@ -128,12 +147,31 @@ mod tests {
             .with("image", Tensor::arange(4, (Kind::Float, Device::Cpu)).view([4, 1, 1, 1]))
             .with("label", Tensor::from_slice(&[3i64, IGNORE_LABEL, 1, IGNORE_LABEL]))
             .with("sample_index", Tensor::from_slice(&[10i64, 11, 12, 13]));
-        let kept = labelled_rows(batch.share()).unwrap();
+        let ctx = StepCtx { seed: 0, epoch: 0, step: 0, rank: 0, world_size: 1, device: -1, train: true };
+        let plain = Supervised::new(SupervisedConfig::default(), &CreateCtx::default()).unwrap();
+        let kept = plain.prepare(batch.share(), &ctx).unwrap();
         assert_eq!(Vec::<i64>::try_from(kept.require("label").unwrap()).unwrap(), vec![3, 1]);
         assert_eq!(Vec::<i64>::try_from(kept.require("sample_index").unwrap()).unwrap(), vec![10, 12]);
         assert_eq!(Vec::<f32>::try_from(kept.require("image").unwrap().flatten(0, -1)).unwrap(), vec![0.0, 2.0]);
         // No labelled sample: the batch as it was.
         let none = Tensors::new().with("label", Tensor::from_slice(&[IGNORE_LABEL, IGNORE_LABEL]));
-        assert_eq!(labelled_rows(none).unwrap().require("label").unwrap().size(), vec![2]);
+        assert_eq!(plain.prepare(none, &ctx).unwrap().require("label").unwrap().size(), vec![2]);
+        // Augmented, the kept rows get the views of their own sample indices: the same as a
+        // batch of just those rows.
+        let cfg = SupervisedConfig { crop_padding: 1, hflip_p: 0.5, ..SupervisedConfig::default() };
+        let augmenting = Supervised::new(cfg, &CreateCtx::default()).unwrap();
+        let images = Tensor::rand([4, 1, 5, 5], (Kind::Float, Device::Cpu));
+        let rows = Tensor::from_slice(&[0i64, 2]);
+        let partial = Tensors::new()
+            .with("image", images.shallow_clone())
+            .with("label", Tensor::from_slice(&[3i64, IGNORE_LABEL, 1, IGNORE_LABEL]))
+            .with("sample_index", Tensor::from_slice(&[10i64, 11, 12, 13]));
+        let labelled = Tensors::new()
+            .with("image", images.index_select(0, &rows))
+            .with("label", Tensor::from_slice(&[3i64, 1]))
+            .with("sample_index", Tensor::from_slice(&[10i64, 12]));
+        let a = augmenting.prepare(partial, &ctx).unwrap();
+        let b = augmenting.prepare(labelled, &ctx).unwrap();
+        assert!(a.require("image").unwrap().equal(b.require("image").unwrap()));
     }
 }
