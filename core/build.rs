@@ -9,6 +9,8 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc/dist.h");
     println!("cargo:rerun-if-changed=csrc/overlap.cpp");
     println!("cargo:rerun-if-changed=csrc/shim_error.h");
+    println!("cargo:rerun-if-changed=csrc/nccl.cpp");
+    println!("cargo:rerun-if-env-changed=CUDA_HOME");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         panic!("torch-sys did not report its libtorch (DEP_TCH_LIBTORCH_LIB): run scripts/setup.sh");
     };
@@ -20,18 +22,66 @@ fn main() {
              Install Debian's libgloo-dev (apt-get install -y libgloo-dev), as scripts/setup.sh does"
         );
     }
-    cc::Build::new()
+    let nccl = nccl_headers(Path::new(&lib));
+    let mut build = cc::Build::new();
+    build
         .cpp(true)
         .std("c++17")
         .file("csrc/autocast.cpp")
         .file("csrc/pinned.cpp")
         .file("csrc/dist.cpp")
         .file("csrc/overlap.cpp")
+        .file("csrc/nccl.cpp")
         // c10d's Gloo process group; its headers include gloo's, from Debian's libgloo-dev
         // (scripts/setup.sh installs it). libtorch links its own gloo: never -lgloo.
         .define("USE_C10D_GLOO", None)
         .include(root.join("include"))
         .include(root.join("include/torch/csrc/api/include"))
-        .flag_if_supported("-w") // libtorch's headers warn a lot; the shims themselves are small
-        .compile("pt_shim");
+        .flag_if_supported("-w"); // libtorch's headers warn a lot; the shims themselves are small
+    if let Some(dirs) = &nccl {
+        // c10d's NCCL process group lives in libtorch_cuda (and c10_cuda): nccl.cpp is built
+        // with it, and the binaries link both (the CUDA libtorch's own RUNPATH finds CUDA).
+        build.define("PT_WITH_NCCL", None).includes(dirs);
+    }
+    build.compile("pt_shim");
+    if nccl.is_some() {
+        println!("cargo:rustc-link-search=native={lib}");
+        println!("cargo:rustc-link-lib=dylib=torch_cuda");
+        println!("cargo:rustc-link-lib=dylib=c10_cuda");
+    }
+}
+
+/// The include directories nccl.cpp needs (CUDA runtime, crt, cccl, NCCL), when this libtorch
+/// has CUDA and they are all found: in the nvidia-* wheels beside a pip-installed torch (what
+/// scripts/setup.sh installs), else under $CUDA_HOME or /usr/local/cuda and /usr/include.
+/// `None` builds pt without NCCL (Gloo serves CPU and CUDA tensors alike).
+fn nccl_headers(lib: &Path) -> Option<Vec<std::path::PathBuf>> {
+    if !lib.join("libtorch_cuda.so").exists() {
+        return None;
+    }
+    // .pt/libtorch is a link to the wheel's torch/: its siblings are the nvidia-* packages.
+    let lib = lib.canonicalize().unwrap_or_else(|_| lib.to_path_buf());
+    let site = lib.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+    let cuda_home = std::env::var("CUDA_HOME").unwrap_or_else(|_| "/usr/local/cuda".into());
+    let candidates = [
+        site.join("nvidia/cu13/include"),
+        site.join("nvidia/cuda_runtime/include"),
+        site.join("nvidia/nccl/include"),
+        Path::new(&cuda_home).join("include"),
+        "/usr/include".into(),
+    ];
+    let find = |file: &str| candidates.iter().find(|d| d.join(file).exists()).cloned();
+    let wanted = ["cuda_runtime_api.h", "crt/host_config.h", "nccl.h"];
+    let found: Vec<_> = wanted.iter().map(|f| find(f)).collect();
+    if let Some(missing) = wanted.iter().zip(&found).find(|(_, d)| d.is_none()).map(|(f, _)| f) {
+        println!(
+            "cargo:warning=pt builds without NCCL: {missing} was not found beside the CUDA libtorch \
+             (rerun scripts/setup.sh, which installs the nvidia-* header wheels); Gloo still serves"
+        );
+        return None;
+    }
+    let mut dirs: Vec<_> = found.into_iter().flatten().collect();
+    dirs.extend(dirs.iter().map(|d| d.join("cccl")).filter(|d| d.exists()).collect::<Vec<_>>());
+    dirs.dedup();
+    Some(dirs)
 }

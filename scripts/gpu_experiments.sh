@@ -1,60 +1,108 @@
 #!/usr/bin/env bash
-# The GPU experiments behind the README's SimCLR (issue 7) and semi-supervised (issue 9) results,
-# as one script for a lent GPU machine. Here: cargo build --release --workspace &&
-# bash scripts/pack_device.sh. There (repo root, `.gpu/` carried): bash scripts/gpu_experiments.sh
-#  1. SimCLR on Fashion-MNIST's 60k images: resnet18 with the CIFAR-style stem the SimCLR paper
-#     uses for small images, 2 x 512 views, LARS (0.075 x sqrt(batch)), warmup + cosine, for as
-#     many steps as fit in $SIMCLR_SECONDS (measured on 40 steps first); then the recipe's linear
-#     probe and kNN, each next to random init; then `pt transfer` to Fashion-MNIST and MNIST.
-#  2. 10 % of the labels (the first 600 images of each class): supervised-only on them, against
-#     the mixes SimCLR (all images) + cross-entropy and FixMatch (cross-entropy + fixmatch), with
-#     128 labelled images in every batch; the same steps, optimizer and labelled images per step.
-#  3. `pt launch` of 2 ranks on the one GPU next to 1 process: step time, all-reduce share, with
-#     and without the overlap, and with synchronised BatchNorm.
+# The GPU experiments behind the README's SimCLR (issue 7), semi-supervised (issue 9) and
+# distributed (issue 10) results, as one script for a lent GPU machine. Here:
+# cargo build --release --workspace && bash scripts/pack_device.sh. There (repo root, `.gpu/`
+# carried): bash scripts/gpu_experiments.sh [ddp] [semi] [simclr]   (default: all three)
+#  ddp    `pt launch` of 1 process with NCCL (the multi-GPU code path on the one GPU) next to a
+#         plain process (same losses?) and to Gloo; 2 Gloo ranks sharing the GPU with and without
+#         the overlapped all-reduce and with synchronised BatchNorm; SimCLR's gather and SyncBN
+#         over NCCL. Step time and all-reduce share of each. Alone on the GPU, so timings hold.
+#  semi   10 % of the labels (the first 600 images of each class), 64 labelled images per step:
+#         supervised-only on them (N and 2N steps) against FixMatch mixes with 448 unlabelled
+#         images per step (FixMatch's mu = 7), N steps, two strong augmentations; N fitted to
+#         $SEMI_SECONDS from a calibration run. In parallel (accuracy only).
+#  simclr SimCLR on Fashion-MNIST's 60k images (resnet18, CIFAR-style stem, 2 x 512 views, LARS),
+#         as many steps as fit in $SIMCLR_SECONDS; the probes; `pt transfer` to two tasks.
 # Run directories (without checkpoints) come back in $OUT/runs.tar.gz.
 set -uo pipefail
 source scripts/device_env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-SIMCLR_SECONDS="${SIMCLR_SECONDS:-220}"
-SIMCLR=(--recipe recipes/simclr-resnet18.toml --set arch.small_stem=true --set run.batch_size=512
-        --set optim.lr=1.7 --quiet)
-LIMIT=60 t pt train "${SIMCLR[@]}" --max-steps 40 --set run.log_every=10 --set 'eval=[]' --run-dir "$RUNS/simclr-calibration"
-per_step=$(step_time "$RUNS/simclr-calibration") || exit 1
-steps=$(python3 -c "print(max(100, min(30000, int($SIMCLR_SECONDS / $per_step) // 50 * 50)))")
-echo "SimCLR: $per_step s/step alone -> $steps steps ($(python3 -c "print(round($steps * 512 / 60000, 1))") epochs)"
-LIMIT=$((SIMCLR_SECONDS * 2)) t pt train "${SIMCLR[@]}" --max-steps "$steps" --set run.log_every=50 \
-  --set run.save_every=$((steps / 2)) --set run.max_minutes=$(python3 -c "print($SIMCLR_SECONDS * 1.4 / 60)") \
-  --run-dir "$RUNS/simclr-resnet18"
-results "$RUNS/simclr-resnet18"
+ddp() {
+  pt doctor | head -4
+  local base=(--recipe recipes/supervised-resnet18-fashion.toml --device cuda:0 --max-steps 80
+              --set run.batch_size=256 --set run.log_every=20 --set 'eval=[]' --set run.save_every=0 --quiet)
+  LIMIT=90 t pt train "${base[@]}" --run-dir "$RUNS/ddp-plain"
+  step_time "$RUNS/ddp-plain" > /dev/null
+  # name | ranks | extra train arguments
+  while IFS='|' read -r name n extra; do
+    LIMIT=90 t pt launch --nproc-per-node "$n" --master-port 29555 -- train "${base[@]}" $extra --run-dir "$RUNS/ddp-$name"
+    step_time "$RUNS/ddp-$name" > /dev/null
+  done <<'RUNS'
+nccl-1|1|--set run.dist_backend=nccl
+nccl-1-no-overlap|1|--set run.dist_backend=nccl --set run.overlap_allreduce=false
+nccl-1-syncbn|1|--set run.dist_backend=nccl --set arch.sync_batchnorm=true
+gloo-1|1|--set run.dist_backend=gloo
+gloo-2|2|--set run.dist_backend=gloo
+gloo-2-no-overlap|2|--set run.dist_backend=gloo --set run.overlap_allreduce=false
+gloo-2-syncbn|2|--set run.dist_backend=gloo --set arch.sync_batchnorm=true
+RUNS
+  # A group of one over NCCL trains what one plain process trains (same batches, gradients
+  # summed over one rank): per-step losses side by side.
+  python3 - "$RUNS/ddp-plain" "$RUNS/ddp-nccl-1" <<'PY'
+import json, sys
+loss = lambda d: {r["step"]: r["loss"] for r in map(json.loads, open(d + "/metrics.jsonl")) if "loss" in r}
+a, b = loss(sys.argv[1]), loss(sys.argv[2])
+gap = max((abs(a[s] - b[s]) / abs(a[s]) for s in a if s in b), default=float("nan"))
+print(f"plain vs NCCL group of 1: {len(a)} logged steps, largest relative loss gap {gap:.2e}")
+PY
+  LIMIT=90 t pt launch --nproc-per-node 1 --master-port 29556 -- train --recipe recipes/simclr-resnet18.toml \
+    --device cuda:0 --max-steps 40 --set run.log_every=20 --set 'eval=[]' --set run.save_every=0 \
+    --set run.dist_backend=nccl --run-dir "$RUNS/ddp-nccl-1-simclr" --quiet
+  step_time "$RUNS/ddp-nccl-1-simclr" > /dev/null
+}
 
-(LIMIT=200 t pt transfer "$RUNS/simclr-resnet18" --task fashion-mnist > "$RUNS/transfer.log" 2>&1
- LIMIT=200 t pt transfer "$RUNS/simclr-resnet18" --task mnist >> "$RUNS/transfer.log" 2>&1) &
-LABELLED_STEPS="${LABELLED_STEPS:-1880}"   # 40 passes over the 6k labelled images at 128 per step
-LIMIT=240 t pt train --recipe recipes/supervised-resnet18-fashion.toml --set data.max_per_class=600 \
-  --set arch.small_stem=true --max-steps $LABELLED_STEPS --set run.log_every=50 --set run.save_every=0 \
-  --set run.max_minutes=3.5 --run-dir "$RUNS/supervised-600-per-class" > "$RUNS/supervised.log" 2>&1 &
-LIMIT=240 t pt train --recipe recipes/semi-supervised-resnet18.toml --set arch.small_stem=true \
-  --set run.batch_size=256 --set run.labelled_per_batch=128 --max-steps $LABELLED_STEPS \
-  --set run.log_every=50 --set run.save_every=0 --set run.max_minutes=3.5 --run-dir "$RUNS/mix-10pct" > "$RUNS/mix.log" 2>&1 &
-LIMIT=240 t pt train --recipe recipes/semi-supervised-fixmatch-resnet18.toml \
-  --set run.batch_size=256 --set run.labelled_per_batch=128 --max-steps $LABELLED_STEPS \
-  --set run.log_every=50 --set run.save_every=0 --set run.max_minutes=3.5 --run-dir "$RUNS/fixmatch-10pct" > "$RUNS/fixmatch.log" 2>&1 &
-wait
-cat "$RUNS"/transfer.log "$RUNS"/supervised.log "$RUNS"/mix.log "$RUNS"/fixmatch.log | grep -v '^\[W' | tail -60
-results "$RUNS/simclr-resnet18" "$RUNS/supervised-600-per-class" "$RUNS/mix-10pct" "$RUNS/fixmatch-10pct"
-for d in "$RUNS"/simclr-resnet18/transfer-*; do
-  echo "$d"; cat "$d"/transfer.md 2>/dev/null | head -30
-done
+semi() {
+  SEMI_SECONDS="${SEMI_SECONDS:-300}"
+  local sup=(--recipe recipes/supervised-resnet18-fashion.toml --set data.max_per_class=600
+             --set arch.small_stem=true --set run.batch_size=64 --set run.log_every=100 --set run.save_every=0 --quiet)
+  local fix=(--recipe recipes/semi-supervised-fixmatch-resnet18.toml --set run.batch_size=512
+             --set run.labelled_per_batch=64 --set run.log_every=100 --set run.save_every=0 --quiet)
+  LIMIT=90 t pt train "${fix[@]}" --max-steps 60 --set run.log_every=20 --set 'eval=[]' --run-dir "$RUNS/fixmatch-calibration"
+  local per_step
+  per_step=$(step_time "$RUNS/fixmatch-calibration") || return 1
+  # Two FixMatch runs share the GPU with two cheap supervised ones: assume each runs 2x slower.
+  local n
+  n=$(python3 -c "print(max(500, min(20000, int($SEMI_SECONDS / (2 * $per_step)) // 100 * 100)))")
+  echo "semi: FixMatch $per_step s/step alone -> N = $n steps ($((n * 64 / 6000)) passes over the labelled images)"
+  local cap
+  cap=$(python3 -c "print(round($SEMI_SECONDS * 1.3 / 60, 2))")
+  LIMIT=$((SEMI_SECONDS * 2)) t pt train "${sup[@]}" --max-steps "$n" --set run.max_minutes="$cap" --run-dir "$RUNS/sup-N" > "$RUNS/sup-N.log" 2>&1 &
+  LIMIT=$((SEMI_SECONDS * 2)) t pt train "${sup[@]}" --max-steps $((2 * n)) --set run.max_minutes="$cap" --run-dir "$RUNS/sup-2N" > "$RUNS/sup-2N.log" 2>&1 &
+  LIMIT=$((SEMI_SECONDS * 2)) t pt train "${fix[@]}" --max-steps "$n" --set run.max_minutes="$cap" --run-dir "$RUNS/fixmatch-N" > "$RUNS/fixmatch-N.log" 2>&1 &
+  LIMIT=$((SEMI_SECONDS * 2)) t pt train "${fix[@]}" --max-steps "$n" --set run.max_minutes="$cap" \
+    --set objective.mix.1.min_scale=0.5 --run-dir "$RUNS/fixmatch-N-crops50" > "$RUNS/fixmatch-N-crops50.log" 2>&1 &
+  wait
+  cat "$RUNS"/sup-N.log "$RUNS"/sup-2N.log "$RUNS"/fixmatch-N.log "$RUNS"/fixmatch-N-crops50.log | grep -v '^\[W' | tail -40
+  results "$RUNS/sup-N" "$RUNS/sup-2N" "$RUNS/fixmatch-N" "$RUNS/fixmatch-N-crops50"
+}
 
-# 3. Two data-parallel ranks on the one GPU (Gloo all-reduce of CUDA tensors), next to one process;
-#    with the all-reduce overlapped with backward (default), without, and with SyncBatchNorm.
-for v in "1 on" "2 on" "2 off" "2 sync"; do
-  set -- $v
-  LIMIT=120 t pt launch --nproc-per-node $1 --master-port 29555 -- train --recipe recipes/supervised-resnet18-fashion.toml \
-    --device cuda:0 --max-steps 100 --set run.batch_size=256 --set run.log_every=25 --set 'eval=[]' \
-    --set run.overlap_allreduce=$([ "$2" = off ] && echo false || echo true) \
-    --set arch.sync_batchnorm=$([ "$2" = sync ] && echo true || echo false) \
-    --run-dir "$RUNS/ddp-$1-$2" --quiet
-  step_time "$RUNS/ddp-$1-$2" > /dev/null
+simclr() {
+  SIMCLR_SECONDS="${SIMCLR_SECONDS:-220}"
+  SIMCLR=(--recipe recipes/simclr-resnet18.toml --set arch.small_stem=true --set run.batch_size=512
+          --set optim.lr=1.7 --quiet)
+  LIMIT=60 t pt train "${SIMCLR[@]}" --max-steps 40 --set run.log_every=10 --set 'eval=[]' --run-dir "$RUNS/simclr-calibration"
+  per_step=$(step_time "$RUNS/simclr-calibration") || return 1
+  steps=$(python3 -c "print(max(100, min(30000, int($SIMCLR_SECONDS / $per_step) // 50 * 50)))")
+  echo "SimCLR: $per_step s/step alone -> $steps steps ($(python3 -c "print(round($steps * 512 / 60000, 1))") epochs)"
+  LIMIT=$((SIMCLR_SECONDS * 2)) t pt train "${SIMCLR[@]}" --max-steps "$steps" --set run.log_every=50 \
+    --set run.save_every=$((steps / 2)) --set run.max_minutes=$(python3 -c "print($SIMCLR_SECONDS * 1.4 / 60)") \
+    --run-dir "$RUNS/simclr-resnet18"
+  results "$RUNS/simclr-resnet18"
+
+  (LIMIT=200 t pt transfer "$RUNS/simclr-resnet18" --task fashion-mnist > "$RUNS/transfer.log" 2>&1
+   LIMIT=200 t pt transfer "$RUNS/simclr-resnet18" --task mnist >> "$RUNS/transfer.log" 2>&1) &
+  wait
+  grep -v '^\[W' "$RUNS"/transfer.log | tail -40
+  results "$RUNS/simclr-resnet18"
+  for d in "$RUNS"/simclr-resnet18/transfer-*; do
+    echo "$d"; cat "$d"/transfer.md 2>/dev/null | head -30
+  done
+}
+
+SECTIONS=("$@")
+[[ ${#SECTIONS[@]} -eq 0 ]] && SECTIONS=(ddp semi simclr)
+for section in "${SECTIONS[@]}"; do
+  echo "=== $section ($(date +%T))"
+  "$section"
 done
 tar -C "$RUNS/.." --exclude=checkpoints --exclude=tb -czf "$OUT/runs.tar.gz" runs 2>/dev/null || true

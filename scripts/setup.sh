@@ -2,6 +2,8 @@
 # pt set-up: installs what pt builds and runs against, idempotently, into a cache outside the repo.
 #   - PyTorch 2.11.0 from PyPI (its wheel carries libtorch 2.11.0, the version tch 0.24 binds) plus
 #     transformers/numpy for the parity tests, in a virtualenv under $PT_CACHE (default ~/.cache/pt);
+#   - with a CUDA torch wheel, CUDA's crt and cccl headers (two small wheels), which pt's NCCL
+#     backend compiles against together with the nccl and CUDA runtime wheels torch brings;
 #   - a link .pt/libtorch -> that torch, which .cargo/config.toml hands to torch-sys as LIBTORCH.
 # A user's own libtorch 2.11 is respected: export LIBTORCH=/path/to/libtorch and this step skips torch.
 set -euo pipefail
@@ -92,6 +94,16 @@ fi
 "$VENV/bin/python" -c 'import torchvision' 2>/dev/null \
   || "$VENV/bin/python" -m pip install -q --disable-pip-version-check "torchvision==$TORCHVISION_VERSION" \
   || die "pip install torchvision==$TORCHVISION_VERSION failed (see above)"
+
+# A CUDA torch wheel (the default one on Linux) brings NCCL and the CUDA runtime; the headers
+# pt's NCCL shim also needs (crt, cccl) are two small wheels of the same CUDA toolkit release.
+toolkit="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("cuda-toolkit"))' 2>/dev/null || true)"
+if [[ -n "$toolkit" && ! -f "$VENV/.pt-cuda-headers-$toolkit" ]]; then
+  say "installing CUDA $toolkit's crt and cccl headers (for the NCCL backend)"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "cuda-toolkit[crt,cccl]==$toolkit" \
+    || die "pip install cuda-toolkit[crt,cccl]==$toolkit failed (see above)"
+  touch "$VENV/.pt-cuda-headers-$toolkit"
+fi
 
 TORCH_DIR="$("$VENV/bin/python" -c 'import torch, os; print(os.path.dirname(torch.__file__))')"
 got="$("$VENV/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])')"

@@ -63,12 +63,17 @@ fn rank(pt: &Pt, rank: u64, port: u16, args: &[&str]) -> Command {
 
 /// `pt launch` of 2 ranks training `recipe` into `run`, output captured.
 fn launch_two_ranks(pt: &Pt, recipe: &Path, run: &Path) -> Child {
+    launch_ranks(pt, 2, recipe, run, &[])
+}
+
+/// `pt launch` of `n` ranks training `recipe` into `run`, with `extra` arguments to `train`.
+fn launch_ranks(pt: &Pt, n: u32, recipe: &Path, run: &Path, extra: &[&str]) -> Child {
     let port = free_port().to_string();
     pt.cmd()
         .args([
             "launch",
             "--nproc-per-node",
-            "2",
+            &n.to_string(),
             "--master-port",
             &port,
             "--",
@@ -79,6 +84,7 @@ fn launch_two_ranks(pt: &Pt, recipe: &Path, run: &Path) -> Child {
             s(run),
             "--quiet",
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -136,6 +142,20 @@ fn two_ranks_train_what_one_process_trains_with_the_same_global_batch_and_resume
     assert_eq!(train_steps(&two), (1..=6).collect::<Vec<_>>(), "one row per step, from rank 0 only");
     let manifest = std::fs::read_to_string(checkpoint_dir(&two, 4).join("manifest.json")).unwrap();
     assert!(manifest.contains("\"world_size\": 2"), "{manifest}");
+
+    // One launched process is a group of one (the path NCCL takes on one GPU): same weights.
+    let single = tmp.path().join("single");
+    let out = launch_ranks(&pt, 1, &recipe, &single, &["--set", "run.grad_accum=2"]).wait_with_output().unwrap();
+    assert!(out.status.success(), "pt launch of 1 rank failed:\n{}", stderr_of(&out));
+    let log = std::fs::read_to_string(single.join("train.log")).unwrap();
+    assert!(log.contains("joining the process group") && log.contains("world_size=1"), "{log}");
+    let diff = max_difference(&params(&one, 6), &params(&single, 6));
+    assert!(diff < 1e-6, "a group of 1 vs 1 process: weights differ by {diff}");
+    // NCCL needs CUDA: asked for on the CPU, the error says what to use.
+    let nccl = ["--set", "run.dist_backend=nccl", "--device", "cpu"];
+    let out = launch_ranks(&pt, 1, &recipe, &tmp.path().join("nccl"), &nccl).wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(stderr_of(&out).contains("dist_backend = \"nccl\" needs a CUDA device"), "{}", stderr_of(&out));
 
     // The 2-rank run's step-4 checkpoint resumed by one process (same global batch) ends where
     // the 1-process run did.

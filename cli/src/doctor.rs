@@ -35,6 +35,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "cuda_available": cuda,
         "cuda_device_count": if cuda { tch::Cuda::device_count() } else { 0 },
         "cuda_devices": devices,
+        "nccl_built": pt_core::dist::Backend::nccl_built(),
         "cudnn_available": cuda && tch::Cuda::cudnn_is_available(),
         "cudnn_version": if cuda { Some(tch::utils::version_cudnn()) } else { None },
         "threads": tch::get_num_threads(),
@@ -72,6 +73,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (false, Some(e)) => println!("libtorch_cuda.so: not loaded ({e})"),
         (false, None) => println!("libtorch_cuda.so: not loaded"),
     }
+    println!(
+        "distributed backends: gloo{}",
+        if pt_core::dist::Backend::nccl_built() { ", nccl" } else { " (this pt was built without NCCL)" }
+    );
     if cuda {
         println!("CUDA: {} device(s)", tch::Cuda::device_count());
         for d in &devices {

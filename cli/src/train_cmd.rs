@@ -3,7 +3,7 @@
 use crate::progress::Progress;
 use anyhow::Context;
 use pt_core::config::Recipe;
-use pt_core::dist::{DistEnv, Group};
+use pt_core::dist::{Backend, DistEnv, Group};
 use pt_core::plugin::Registry;
 use pt_core::train::trainer::TrainOptions;
 use pt_core::train::{Session, Trainer};
@@ -135,12 +135,25 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<()> {
     let stop = install_signal_handlers();
     let dist = match &dist_env {
         Some(env) => {
-            let group = Arc::new(Group::connect(env, Duration::from_secs(recipe.run.dist_timeout_s.max(1)))?);
+            let device = pt_core::runtime::resolve_device(&recipe.run.device)?;
+            let backend = Backend::choose(&recipe.run.dist_backend, device)?;
+            let timeout = Duration::from_secs(recipe.run.dist_timeout_s.max(1));
+            let group = Arc::new(Group::connect(env, timeout, backend)?);
             pt_core::dist::set_current(group.clone());
             Some(group)
         }
         None => None,
     };
+    // However this function returns, the group's communicators end before the process does.
+    struct ShutdownAtEnd(Option<Arc<Group>>);
+    impl Drop for ShutdownAtEnd {
+        fn drop(&mut self) {
+            if let Some(g) = &self.0 {
+                g.shutdown();
+            }
+        }
+    }
+    let _shutdown = ShutdownAtEnd(dist.clone());
     let reg = Registry::discover();
     let summary = {
         let session = Session::build(&reg, recipe, &run_dir)?;

@@ -1,5 +1,5 @@
-// pt's c10d shim: PyTorch's own distributed engine (TCPStore rendezvous, ProcessGroupGloo), which
-// tch 0.24 does not bind. Compiled with -DUSE_C10D_GLOO against the libtorch headers plus
+// pt's c10d shim: PyTorch's own distributed engine (TCPStore rendezvous, ProcessGroupGloo, and
+// ProcessGroupNCCL through nccl.cpp), which tch 0.24 does not bind. Compiled with -DUSE_C10D_GLOO against the libtorch headers plus
 // Debian's libgloo-dev headers; gloo types stay opaque here (those headers are older than
 // libtorch's own gloo, which is what links). Every entry point catches C++ exceptions and
 // returns their message: one reaching Rust would abort the process.
@@ -7,6 +7,8 @@
 #include "shim_error.h"
 
 #include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -18,10 +20,11 @@
 
 using pt_shim::guarded;
 
-// Rendezvous at host:port (rank 0 serves the store) and a Gloo group of `world` ranks whose
-// collectives and store reads fail after `timeout_ms`.
-extern "C" int pt_dist_new(const char* host, int port, int rank, int world, int64_t timeout_ms, PtGroup** out,
-                           char* err, size_t err_len) {
+// Rendezvous at host:port (rank 0 serves the store) and a group of `world` ranks whose
+// collectives and store reads fail after `timeout_ms`: Gloo when `cuda_device` < 0, else NCCL
+// on that CUDA device.
+extern "C" int pt_dist_new(const char* host, int port, int rank, int world, int64_t timeout_ms, int cuda_device,
+                           PtGroup** out, char* err, size_t err_len) {
   return guarded(err, err_len, [&] {
     const std::chrono::milliseconds timeout(timeout_ms);
     c10d::TCPStoreOptions opts;
@@ -30,7 +33,11 @@ extern "C" int pt_dist_new(const char* host, int port, int rank, int world, int6
     opts.numWorkers = static_cast<std::size_t>(world);
     opts.waitWorkers = true;
     opts.timeout = timeout;
-    auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
+    c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
+    if (cuda_device >= 0) {
+      *out = new PtGroup{store, pt_nccl_backend(store, rank, world, cuda_device, timeout), kNoTimeout};
+      return;
+    }
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
     const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
     options->devices.push_back(ifname != nullptr && *ifname != '\0'
@@ -41,7 +48,20 @@ extern "C" int pt_dist_new(const char* host, int port, int rank, int world, int6
   });
 }
 
+// Ends the group's communicators cleanly (NCCL's watchdog and communicators; libtorch warns at
+// exit otherwise). Once; later calls do nothing.
+extern "C" void pt_dist_shutdown(PtGroup* g) {
+  try {
+    if (!g->shut_down) {
+      g->shut_down = true;
+      g->pg->shutdown();
+    }
+  } catch (...) {
+  }
+}
+
 extern "C" void pt_dist_free(PtGroup* g) {
+  pt_dist_shutdown(g);
   try {
     delete g;
   } catch (...) {
@@ -59,7 +79,7 @@ extern "C" int pt_dist_allreduce_sum(PtGroup* g, at::Tensor** tensors, size_t n,
       works.push_back(g->pg->allreduce(one, c10d::AllreduceOptions{}));
     }
     for (auto& w : works) {
-      w->wait(g->timeout);
+      w->wait(g->wait_timeout);
     }
   });
 }
@@ -72,7 +92,7 @@ extern "C" int pt_dist_allgather(PtGroup* g, const at::Tensor* src, at::Tensor**
     for (int r = 0; r < g->pg->getSize(); ++r) {
       outputs[0].push_back(at::empty_like(input[0]));
     }
-    g->pg->allgather(outputs, input)->wait(g->timeout);
+    g->pg->allgather(outputs, input)->wait(g->wait_timeout);
     *out = new at::Tensor(at::cat(outputs[0], 0));
   });
 }
@@ -81,7 +101,7 @@ namespace {
 
 void allreduce_now(PtGroup* g, at::Tensor& t) {
   std::vector<at::Tensor> one{t};
-  g->pg->allreduce(one, c10d::AllreduceOptions{})->wait(g->timeout);
+  g->pg->allreduce(one, c10d::AllreduceOptions{})->wait(g->wait_timeout);
 }
 
 // y = sum over ranks of x, differentiable: every rank's loss depends on y, so the gradient of x
@@ -117,12 +137,12 @@ extern "C" int pt_dist_broadcast(PtGroup* g, at::Tensor* t, int root, char* err,
     std::vector<at::Tensor> one{*t};
     c10d::BroadcastOptions opts;
     opts.rootRank = root;
-    g->pg->broadcast(one, opts)->wait(g->timeout);
+    g->pg->broadcast(one, opts)->wait(g->wait_timeout);
   });
 }
 
 extern "C" int pt_dist_barrier(PtGroup* g, char* err, size_t err_len) {
-  return guarded(err, err_len, [&] { g->pg->barrier(c10d::BarrierOptions{})->wait(g->timeout); });
+  return guarded(err, err_len, [&] { g->pg->barrier(c10d::BarrierOptions{})->wait(g->wait_timeout); });
 }
 
 extern "C" int pt_dist_store_set(PtGroup* g, const char* key, const uint8_t* data, size_t len, char* err,

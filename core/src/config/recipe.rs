@@ -60,6 +60,9 @@ pub struct RunConfig {
     pub overlap_allreduce: bool,
     /// Multi-process runs: size of a gradient all-reduce bucket (whole parameters, MB).
     pub bucket_mb: f64,
+    /// Multi-process runs: the c10d backend — `auto` (NCCL on CUDA when pt was built with it,
+    /// else Gloo), `nccl` or `gloo`.
+    pub dist_backend: String,
 }
 
 impl Default for RunConfig {
@@ -87,6 +90,7 @@ impl Default for RunConfig {
             dist_timeout_s: 1800,
             overlap_allreduce: true,
             bucket_mb: 25.0,
+            dist_backend: "auto".into(),
         }
     }
 }
@@ -289,6 +293,12 @@ impl Recipe {
         }
         if !["min", "max"].contains(&r.best_mode.as_str()) {
             return Err(Error::Config(format!("[run] best_mode must be 'min' or 'max', got '{}'", r.best_mode)));
+        }
+        if !["auto", "nccl", "gloo"].contains(&r.dist_backend.as_str()) {
+            return Err(Error::Config(format!(
+                "[run] dist_backend must be auto, nccl or gloo, got '{}'",
+                r.dist_backend
+            )));
         }
         if !["auto", "fp32", "bf16"].contains(&r.precision.as_str()) {
             return Err(Error::Config(format!("[run] precision must be auto, fp32 or bf16, got '{}'", r.precision)));

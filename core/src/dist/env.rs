@@ -13,8 +13,8 @@ pub struct DistEnv {
 }
 
 impl DistEnv {
-    /// `None` for a single process (no `WORLD_SIZE`, or 1); an error naming the variable when
-    /// the environment is half set or malformed.
+    /// `None` for a single process (no `WORLD_SIZE`, or 1 without `MASTER_ADDR`); an error
+    /// naming the variable when the environment is half set or malformed.
     pub fn from_env() -> Result<Option<DistEnv>> {
         Self::from_vars(|k| std::env::var(k).ok())
     }
@@ -28,8 +28,12 @@ impl DistEnv {
                 }),
             }
         };
+        // A launcher (torchrun, `pt launch`) sets MASTER_ADDR even for one process, which then
+        // forms a group of one: the same code path as many ranks (NCCL on one GPU, say).
+        let launched = get("MASTER_ADDR").is_some_and(|v| !v.is_empty());
         let world_size = match number("WORLD_SIZE")? {
-            None | Some(1) => return Ok(None),
+            None => return Ok(None),
+            Some(1) if !launched => return Ok(None),
             Some(0) => return Err(Error::Config("environment variable WORLD_SIZE=0: it must be at least 1".into())),
             Some(w) => w,
         };
@@ -68,6 +72,8 @@ mod tests {
     fn reads_torchrun_variables_and_names_what_is_wrong() {
         assert_eq!(parse(&[]).unwrap(), None);
         assert_eq!(parse(&[("WORLD_SIZE", "1"), ("RANK", "0")]).unwrap(), None);
+        let one = [("WORLD_SIZE", "1"), ("RANK", "0"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29500")];
+        assert_eq!(parse(&one).unwrap().unwrap().world_size, 1);
         let env = parse(&[
             ("WORLD_SIZE", "4"),
             ("RANK", "3"),

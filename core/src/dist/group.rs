@@ -1,12 +1,14 @@
-//! A c10d process group (TCPStore rendezvous + ProcessGroupGloo) through the C++ shim
-//! `csrc/dist.cpp`. Gloo reduces CPU tensors and CUDA tensors alike. Every collective and store
-//! read fails after the group's timeout, so a dead or hung peer is an error, never a hang.
+//! A c10d process group (TCPStore rendezvous + ProcessGroupGloo or ProcessGroupNCCL) through the
+//! C++ shims `csrc/dist.cpp` and `csrc/nccl.cpp`. Gloo reduces CPU and CUDA tensors alike, NCCL
+//! CUDA tensors only. Gloo's collectives and every store read fail after the group's timeout;
+//! NCCL's watchdog aborts a rank whose collective runs past it. A dead or hung peer is an error,
+//! never a hang.
 
 use super::DistEnv;
 use crate::{Error, Result};
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::time::Duration;
-use tch::Tensor;
+use tch::{Device, Tensor};
 use torch_sys::C_tensor;
 
 #[repr(C)]
@@ -21,11 +23,14 @@ extern "C" {
         rank: c_int,
         world: c_int,
         timeout_ms: i64,
+        cuda_device: c_int,
         out: *mut *mut PtGroup,
         err: *mut c_char,
         err_len: usize,
     ) -> c_int;
     fn pt_dist_free(g: *mut PtGroup);
+    fn pt_dist_shutdown(g: *mut PtGroup);
+    fn pt_dist_has_nccl() -> c_int;
     fn pt_dist_allreduce_sum(
         g: *mut PtGroup,
         ts: *const *mut C_tensor,
@@ -82,12 +87,56 @@ pub(super) fn call(what: impl FnOnce() -> String, f: impl FnOnce(*mut c_char, us
     Err(Error::Distributed(format!("{}: {first}", what())))
 }
 
+/// The c10d backend a group's collectives run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Gloo,
+    /// NCCL on this CUDA device.
+    Nccl {
+        cuda_device: usize,
+    },
+}
+
+impl Backend {
+    /// Whether this pt was built with NCCL (a CUDA libtorch and NCCL's headers at build time).
+    pub fn nccl_built() -> bool {
+        // SAFETY: no arguments, no state.
+        unsafe { pt_dist_has_nccl() != 0 }
+    }
+
+    /// `[run] dist_backend` for a run on `device`: `auto` is NCCL on CUDA when built with it,
+    /// else Gloo.
+    pub fn choose(name: &str, device: Device) -> Result<Backend> {
+        match (name, device) {
+            ("gloo", _) => Ok(Backend::Gloo),
+            ("nccl" | "auto", Device::Cuda(i)) if name == "nccl" || Self::nccl_built() => {
+                Ok(Backend::Nccl { cuda_device: i })
+            }
+            ("auto", _) => Ok(Backend::Gloo),
+            ("nccl", _) => Err(Error::Config(format!(
+                "[run] dist_backend = \"nccl\" needs a CUDA device, and this run is on {device:?}: \
+                 use dist_backend = \"gloo\" (or \"auto\") on CPU"
+            ))),
+            (other, _) => Err(Error::Config(format!("[run] dist_backend must be auto, nccl or gloo, got '{other}'"))),
+        }
+    }
+
+    /// Where tensors of this backend's collectives must live.
+    fn device(self) -> Device {
+        match self {
+            Backend::Gloo => Device::Cpu,
+            Backend::Nccl { cuda_device } => Device::Cuda(cuda_device),
+        }
+    }
+}
+
 /// This process's membership of a group of `world_size` ranks.
 pub struct Group {
     ptr: *mut PtGroup,
     pub rank: u64,
     pub world_size: u64,
     pub timeout: Duration,
+    pub backend: Backend,
 }
 
 // SAFETY: the c10d objects are thread-safe for the calls made here, and the trainer uses a group
@@ -97,11 +146,15 @@ unsafe impl Sync for Group {}
 
 impl Group {
     /// Rendezvous with the other ranks at MASTER_ADDR:MASTER_PORT (rank 0 serves the store).
-    pub fn connect(env: &DistEnv, timeout: Duration) -> Result<Group> {
+    pub fn connect(env: &DistEnv, timeout: Duration, backend: Backend) -> Result<Group> {
         let host = CString::new(env.master_addr.clone())
             .map_err(|_| Error::Config(format!("MASTER_ADDR {:?} contains a NUL byte", env.master_addr)))?;
         let mut ptr = std::ptr::null_mut();
-        tracing::info!(rank = env.rank, world_size = env.world_size, addr = %env.master_addr, port = env.master_port, "joining the process group");
+        tracing::info!(rank = env.rank, world_size = env.world_size, addr = %env.master_addr, port = env.master_port, ?backend, "joining the process group");
+        let cuda_device = match backend {
+            Backend::Gloo => -1,
+            Backend::Nccl { cuda_device } => cuda_device as c_int,
+        };
         call(
             || {
                 format!(
@@ -121,13 +174,14 @@ impl Group {
                     env.rank as c_int,
                     env.world_size as c_int,
                     timeout.as_millis() as i64,
+                    cuda_device,
                     &mut ptr,
                     err,
                     len,
                 )
             },
         )?;
-        Ok(Group { ptr, rank: env.rank, world_size: env.world_size, timeout })
+        Ok(Group { ptr, rank: env.rank, world_size: env.world_size, timeout, backend })
     }
 
     pub(super) fn raw(&self) -> *mut PtGroup {
@@ -185,17 +239,25 @@ impl Group {
         )
     }
 
+    /// Ends the backend's communicators (NCCL's must end before the process exits; the group
+    /// also lives on in plugins' [`super::set_current`], so dropping it is not enough). Later
+    /// collectives fail.
+    pub fn shutdown(&self) {
+        // SAFETY: the group's own pointer; the shim makes a second call a no-op.
+        unsafe { pt_dist_shutdown(self.ptr) };
+    }
+
     /// Waits until every rank is here.
     pub fn barrier(&self) -> Result<()> {
         // SAFETY: no pointers but the group's.
         call(|| self.what("barrier"), |err, len| unsafe { pt_dist_barrier(self.ptr, err, len) })
     }
 
-    /// Whether any rank passed `true` (one tiny all-reduce).
-    pub fn any(&self, flag: bool) -> Result<bool> {
-        let t = Tensor::from_slice(&[flag as i64]);
+    /// The sums over ranks of a few host values (one small all-reduce, on the backend's device).
+    pub fn all_reduce_host(&self, values: &[f64]) -> Result<Vec<f64>> {
+        let t = Tensor::from_slice(values).to_device(self.backend.device());
         self.all_reduce_sum(std::slice::from_ref(&t))?;
-        Ok(t.int64_value(&[0]) > 0)
+        Vec::<f64>::try_from(&t.to_device(Device::Cpu)).map_err(Error::from)
     }
 
     pub fn store_set(&self, key: &str, value: &[u8]) -> Result<()> {
@@ -227,5 +289,23 @@ impl Drop for Group {
     fn drop(&mut self) {
         // SAFETY: created by pt_dist_new, freed once.
         unsafe { pt_dist_free(self.ptr) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backend_follows_the_device_and_what_was_built() {
+        assert_eq!(Backend::choose("gloo", Device::Cuda(0)).unwrap(), Backend::Gloo);
+        assert_eq!(Backend::choose("auto", Device::Cpu).unwrap(), Backend::Gloo);
+        assert_eq!(Backend::choose("nccl", Device::Cuda(1)).unwrap(), Backend::Nccl { cuda_device: 1 });
+        let auto_cuda = Backend::choose("auto", Device::Cuda(1)).unwrap();
+        let expected = if Backend::nccl_built() { Backend::Nccl { cuda_device: 1 } } else { Backend::Gloo };
+        assert_eq!(auto_cuda, expected);
+        let err = Backend::choose("nccl", Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains("needs a CUDA device") && err.contains("gloo"), "{err}");
+        assert!(Backend::choose("mpi", Device::Cpu).unwrap_err().to_string().contains("auto, nccl or gloo"));
     }
 }

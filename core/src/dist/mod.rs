@@ -1,4 +1,4 @@
-//! Multi-process data parallelism on PyTorch's c10d (TCPStore + Gloo): the torchrun environment,
+//! Multi-process data parallelism on PyTorch's c10d (TCPStore + Gloo or NCCL): the torchrun environment,
 //! the process group, and the start-up agreement check. The trainer shards data by rank from
 //! the same seed counters, all-reduces the flat gradient buffer in buckets (overlapped with
 //! backward), reduces metrics and lets rank 0 write checkpoints; `pt launch` starts the
@@ -9,7 +9,7 @@ mod group;
 mod overlap;
 
 pub use env::DistEnv;
-pub use group::Group;
+pub use group::{Backend, Group};
 pub use overlap::GradReducer;
 
 use crate::checkpoint::PluginRecord;

@@ -388,9 +388,8 @@ impl<'r> Trainer<'r> {
         let Some(group) = &self.dist else {
             return Ok((timed_out, interrupted));
         };
-        let votes = Tensor::from_slice(&[timed_out as i64, interrupted as i64]);
-        group.all_reduce_sum(std::slice::from_ref(&votes))?;
-        Ok((votes.int64_value(&[0]) > 0, votes.int64_value(&[1]) > 0))
+        let votes = group.all_reduce_host(&[timed_out as u8 as f64, interrupted as u8 as f64])?;
+        Ok((votes[0] > 0.0, votes[1] > 0.0))
     }
 
     /// Trains until a stopping condition; evaluates and saves at the end.
@@ -661,9 +660,7 @@ impl<'r> Trainer<'r> {
             // The logged loss and metrics are means over ranks (same names on every rank).
             let mut values = vec![loss];
             values.extend(metrics.iter().map(|(_, v)| *v));
-            let t = Tensor::from_slice(&values);
-            group.all_reduce_sum(std::slice::from_ref(&t))?;
-            let mean: Vec<f64> = Vec::<f64>::try_from(&t)?.iter().map(|v| v / group.world_size as f64).collect();
+            let mean: Vec<f64> = group.all_reduce_host(&values)?.iter().map(|v| v / group.world_size as f64).collect();
             loss = mean[0];
             for ((_, v), m) in metrics.iter_mut().zip(&mean[1..]) {
                 *v = *m;
