@@ -1,8 +1,9 @@
 // pt's c10d shim: PyTorch's own distributed engine (TCPStore rendezvous, ProcessGroupGloo, and
-// ProcessGroupNCCL through nccl.cpp), which tch 0.24 does not bind. Compiled with -DUSE_C10D_GLOO against the libtorch headers plus
-// Debian's libgloo-dev headers; gloo types stay opaque here (those headers are older than
-// libtorch's own gloo, which is what links). Every entry point catches C++ exceptions and
-// returns their message: one reaching Rust would abort the process.
+// ProcessGroupNCCL through nccl.cpp), which tch 0.24 does not bind. Compiled with
+// -DUSE_C10D_GLOO against the libtorch headers plus Debian's libgloo-dev headers; gloo types
+// stay opaque here (those headers are older than libtorch's own gloo, which is what links).
+// Every entry point catches C++ exceptions and returns their message: one reaching Rust would
+// abort the process.
 #include "dist.h"
 #include "shim_error.h"
 

@@ -2,9 +2,10 @@
 // parameter gets a post-accumulate-grad hook; once armed (for the step's last backward), a
 // hook marks its parameter's gradient final, and when every parameter of a bucket (a contiguous
 // range of the flat gradient buffer) is final, that bucket's all-reduce starts (on Gloo's
-// threads, or NCCL's stream) while backward goes on with earlier layers. Buckets start in one fixed order on every rank,
-// last bucket first (backward reaches the last layers first), because c10d matches collectives
-// by the order they are issued: a bucket that is ready early waits for the ones before it.
+// threads, or NCCL's stream) while backward goes on with earlier layers. Buckets start in one
+// fixed order on every rank, last bucket first (backward reaches the last layers first),
+// because c10d matches collectives by the order they are issued: a bucket that is ready early
+// waits for the ones before it.
 // `finish` starts what the hooks did not (parameters the last backward did not reach, or all of
 // them when the step had no backward) and waits for every bucket.
 #include "dist.h"

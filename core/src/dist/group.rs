@@ -109,9 +109,8 @@ impl Backend {
     pub fn choose(name: &str, device: Device) -> Result<Backend> {
         match (name, device) {
             ("gloo", _) => Ok(Backend::Gloo),
-            ("nccl" | "auto", Device::Cuda(i)) if name == "nccl" || Self::nccl_built() => {
-                Ok(Backend::Nccl { cuda_device: i })
-            }
+            ("nccl", Device::Cuda(i)) => Ok(Backend::Nccl { cuda_device: i }),
+            ("auto", Device::Cuda(i)) if Self::nccl_built() => Ok(Backend::Nccl { cuda_device: i }),
             ("auto", _) => Ok(Backend::Gloo),
             ("nccl", _) => Err(Error::Config(format!(
                 "[run] dist_backend = \"nccl\" needs a CUDA device, and this run is on {device:?}: \
