@@ -166,6 +166,33 @@ fn two_ranks_train_what_one_process_trains_with_the_same_global_batch_and_resume
     assert!(diff < 1e-5, "resumed with another world size: weights differ by {diff} from the 1-process run");
 }
 
+#[test]
+fn torchrun_starts_pt_train_unchanged() {
+    let pt = Pt::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = recipe(tmp.path(), 4, "");
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&one), "--set", "run.grad_accum=2", "--quiet"]);
+    // PyTorch's own launcher: its agent serves the store, the ranks join it as clients.
+    let torchrun = python().with_file_name("torchrun");
+    let port = free_port().to_string();
+    let pt_bin = pt_bin();
+    let args = ["--nproc-per-node", "2", "--master-port", &port, "--no-python", s(&pt_bin)];
+    let out = Command::new(&torchrun)
+        .args(args)
+        .args(["train", "--recipe", s(&recipe), "--run-dir", s(&two), "--quiet"])
+        .env("PT_HOME", pt.home.path())
+        .env_remove("PT_PLUGIN_PATH")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "torchrun failed:\n{stderr}");
+    assert!(!stderr.contains("failed to bind"), "a rank tried to serve the agent's store:\n{stderr}");
+    assert!(two.join("train.rank1.log").is_file());
+    let diff = max_difference(&params(&one, 4), &params(&two, 4));
+    assert!(diff < 1e-5, "torchrun's 2 ranks vs 1 process: weights differ by {diff}");
+}
+
 /// Supervised ResNet-18 (width 8) on the digits with `batch` images per process, 4 SGD steps.
 fn resnet_recipe(dir: &Path, name: &str, batch: u64, sync_batchnorm: bool) -> PathBuf {
     let text = digits_resnet_recipe(

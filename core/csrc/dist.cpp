@@ -30,7 +30,10 @@ extern "C" int pt_dist_new(const char* host, int port, int rank, int world, int6
     const std::chrono::milliseconds timeout(timeout_ms);
     c10d::TCPStoreOptions opts;
     opts.port = static_cast<std::uint16_t>(port);
-    opts.isServer = rank == 0;
+    // Under torchrun the agent already serves the store at MASTER_PORT: every rank is a client
+    // (as torch.distributed's env:// rendezvous does).
+    const char* agent_store = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+    opts.isServer = rank == 0 && !(agent_store != nullptr && std::string(agent_store) == "True");
     opts.numWorkers = static_cast<std::size_t>(world);
     opts.waitWorkers = true;
     opts.timeout = timeout;
