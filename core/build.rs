@@ -81,7 +81,8 @@ fn nccl_headers(lib: &Path) -> Option<Vec<std::path::PathBuf>> {
         return None;
     }
     let mut dirs: Vec<_> = found.into_iter().flatten().collect();
-    dirs.extend(dirs.iter().map(|d| d.join("cccl")).filter(|d| d.exists()).collect::<Vec<_>>());
-    dirs.dedup();
+    dirs.dedup(); // cuda_runtime_api.h and crt/ share a directory in the wheels
+    let cccl: Vec<_> = dirs.iter().map(|d| d.join("cccl")).filter(|d| d.exists()).collect();
+    dirs.extend(cccl);
     Some(dirs)
 }
