@@ -48,8 +48,9 @@ batch_size = {args.batch}
 max_steps = {args.warmup + args.steps}
 log_every = 1
 num_threads = {args.threads}
-save_every = 0
 grad_clip = 0.0
+[checkpoint]
+every = 0
 [data]
 name = "image_folder"
 path = "{images}"

@@ -30,7 +30,8 @@ batch_size = {args.batch}
 max_steps = {args.warmup + args.steps}
 log_every = 1
 num_threads = {args.threads}
-save_every = 0
+[checkpoint]
+every = 0
 [data]
 name = "text"
 files = ["{data}/text/train.txt"]

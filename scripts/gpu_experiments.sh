@@ -21,7 +21,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 ddp() {
   pt doctor | head -4
   local base=(--recipe recipes/supervised-resnet18-fashion.toml --device cuda:0 --max-steps 80
-              --set run.batch_size=256 --set run.log_every=20 --set 'eval=[]' --set run.save_every=0 --quiet)
+              --set run.batch_size=256 --set run.log_every=20 --set 'eval=[]' --set checkpoint.every=0 --quiet)
   LIMIT=90 t pt train "${base[@]}" --run-dir "$RUNS/ddp-plain"
   step_time "$RUNS/ddp-plain" > /dev/null
   # name | ranks | extra train arguments
@@ -47,7 +47,7 @@ gap = max((abs(a[s] - b[s]) / abs(a[s]) for s in a if s in b), default=float("na
 print(f"plain vs NCCL group of 1: {len(a)} logged steps, largest relative loss gap {gap:.2e}")
 PY
   LIMIT=90 t pt launch --nproc-per-node 1 --master-port 29556 -- train --recipe recipes/simclr-resnet18.toml \
-    --device cuda:0 --max-steps 40 --set run.log_every=20 --set 'eval=[]' --set run.save_every=0 \
+    --device cuda:0 --max-steps 40 --set run.log_every=20 --set 'eval=[]' --set checkpoint.every=0 \
     --set run.dist_backend=nccl --run-dir "$RUNS/ddp-nccl-1-simclr" --quiet
   step_time "$RUNS/ddp-nccl-1-simclr" > /dev/null
 }
@@ -56,8 +56,8 @@ semi() {
   # The README's table: SEED=1 for the second column. Six runs share the GPU (~7 min on an H100).
   local seed="${SEED:-0}"
   local sup=(--recipe recipes/supervised-resnet18-fashion.toml --set data.max_per_class=600 --set arch.small_stem=true
-             --set run.batch_size=64 --set run.log_every=100 --set run.save_every=0 --set run.seed="$seed" --quiet)
-  local fix=(--recipe recipes/semi-supervised-fixmatch-resnet18.toml --set run.save_every=0 --set run.seed="$seed" --quiet)
+             --set run.batch_size=64 --set run.log_every=100 --set checkpoint.every=0 --set run.seed="$seed" --quiet)
+  local fix=(--recipe recipes/semi-supervised-fixmatch-resnet18.toml --set checkpoint.every=0 --set run.seed="$seed" --quiet)
   local runs=()
   for steps in 1600 3200 6400; do
     LIMIT=900 t pt train "${sup[@]}" --max-steps $steps --run-dir "$RUNS/sup-$steps-seed$seed" > "$RUNS/sup-$steps.log" 2>&1 &
@@ -82,7 +82,7 @@ simclr() {
   steps=$(python3 -c "print(max(100, min(30000, int($SIMCLR_SECONDS / $per_step) // 50 * 50)))")
   echo "SimCLR: $per_step s/step alone -> $steps steps ($(python3 -c "print(round($steps * 512 / 60000, 1))") epochs)"
   LIMIT=$((SIMCLR_SECONDS * 2)) t pt train "${SIMCLR[@]}" --max-steps "$steps" --set run.log_every=50 \
-    --set run.save_every=$((steps / 2)) --set run.max_minutes=$(python3 -c "print($SIMCLR_SECONDS * 1.4 / 60)") \
+    --set checkpoint.every=$((steps / 2)) --set run.max_minutes=$(python3 -c "print($SIMCLR_SECONDS * 1.4 / 60)") \
     --run-dir "$RUNS/simclr-resnet18"
   results "$RUNS/simclr-resnet18"
 

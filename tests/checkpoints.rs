@@ -35,7 +35,7 @@ fn file_size(p: &Path) -> u64 {
 fn list_and_inspect_show_steps_sizes_verification_plugins_and_metrics() {
     let (pt, tmp, recipe) = setup(8, "");
     let run = tmp.path().join("run");
-    pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--set", "run.save_every=4", "--quiet"]);
+    pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--set", "checkpoint.every=4", "--quiet"]);
 
     let list = pt.ok(&["checkpoint", "list", s(&run)]);
     let header = list.lines().next().unwrap();
@@ -80,14 +80,14 @@ fn list_and_inspect_show_steps_sizes_verification_plugins_and_metrics() {
         assert!(text.contains(file), "{text}");
     }
     // The config inside the checkpoint is the run's.
-    assert!(json["config"].as_str().unwrap().contains("save_every = 4"), "{json}");
+    assert!(json["config"].as_str().unwrap().contains("[checkpoint]\nevery = 4"), "{json}");
 }
 
 #[test]
 fn corrupt_checkpoints_are_named_and_resume_falls_back_to_the_previous_one() {
     let (pt, tmp, recipe) = setup(12, "");
     let run = tmp.path().join("run");
-    pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--set", "run.save_every=4", "--quiet"]);
+    pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--set", "checkpoint.every=4", "--quiet"]);
     let model12 = checkpoint_dir(&run, 12).join("model.safetensors");
     let original = read_safetensors(&model12);
 
@@ -162,9 +162,9 @@ fn kill_9_during_checkpoint_writes_never_loses_the_previous_checkpoint() {
         "--set",
         "arch.preset=\"mini\"",
         "--set",
-        "run.save_every=1",
+        "checkpoint.every=1",
         "--set",
-        "run.keep_last=2",
+        "checkpoint.keep_last=2",
         "--quiet",
     ];
     let resume = ["train", "--resume", s(&run), "--quiet"];
@@ -298,7 +298,7 @@ fn assert_failed_save_kept_previous(pt: &Pt, run: &Path, err: &str, reference: &
 fn a_full_disk_fails_the_save_by_name_and_keeps_the_previous_checkpoint() {
     let (pt, tmp, recipe) = setup(4, "");
     // Constant LR: runs of 2 and 4 steps agree on their first two.
-    let common = ["--set", "schedule.decay=\"constant\"", "--set", "run.save_every=2", "--quiet"];
+    let common = ["--set", "schedule.decay=\"constant\"", "--set", "checkpoint.every=2", "--quiet"];
     let reference = tmp.path().join("reference");
     let mut args = vec!["train", "--recipe", s(&recipe), "--run-dir", s(&reference), "--max-steps", "2"];
     args.extend(common);

@@ -24,7 +24,7 @@ fn stderr_of(out: &std::process::Output) -> String {
 /// The tiny MLM recipe (bert tiny: dropout, AdamW, no BatchNorm) with a per-rank batch of 8.
 fn recipe(dir: &Path, max_steps: u64, extra: &str) -> PathBuf {
     let text = tiny_mlm_recipe(&data_dir("text"), max_steps, &format!("{extra}\n"))
-        .replace("save_every = 0", "save_every = 2")
+        .replace("[checkpoint]\nevery = 0", "[checkpoint]\nevery = 2")
         .replace("[run]\n", "[run]\ndist_timeout_s = 20\n");
     write_file(dir, "recipe.toml", &text)
 }
@@ -197,7 +197,7 @@ fn torchrun_starts_pt_train_unchanged() {
 fn resnet_recipe(dir: &Path, name: &str, batch: u64, sync_batchnorm: bool) -> PathBuf {
     let text = digits_resnet_recipe(
         &format!(
-            "seed = 3\nbatch_size = {batch}\nmax_steps = 4\nlog_every = 1\nsave_every = 4\nnum_threads = 1\ndist_timeout_s = 20"
+            "seed = 3\nbatch_size = {batch}\nmax_steps = 4\nlog_every = 1\nnum_threads = 1\ndist_timeout_s = 20\n\n[checkpoint]\nevery = 4"
         ),
         &format!("width = 8\nsync_batchnorm = {sync_batchnorm}"),
         "lr = 0.1\nmomentum = 0.9",

@@ -162,7 +162,7 @@ fn example_plugin_installs_describes_trains_and_is_removed() {
 
     // Trains with bert on real text; the head is the objective's and is optimised.
     let run = pt.home.path().join("run-denoise");
-    let out = train_text_bert(&pt, "denoise", &run, 3, &["run.save_every=1", "run.keep_last=5"]);
+    let out = train_text_bert(&pt, "denoise", &run, 3, &["checkpoint.every=1", "checkpoint.keep_last=5"]);
     assert_ok(&out, "pt train --objective denoise --arch bert");
     assert_clean_finish(&run, 3);
     let cosine = metric_at(&run, 3, "cosine").expect("the objective's metrics are logged");
@@ -466,4 +466,23 @@ fn the_example_plugins_own_unit_tests_pass() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}");
     assert!(text.contains("the_loss_trains_the_predictor_head ... ok"), "{text}");
+}
+
+#[test]
+fn components_are_created_with_the_real_rank_and_world_size() {
+    let pt = with_faulty();
+    let recipe = toy_recipe(pt.home.path(), 2, "");
+    let run = pt.home.path().join("run-ranks");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    pt.ok(&[
+        "launch", "--nproc-per-node", "2", "--master-port", &port, "--", "train", "--recipe", s(&recipe), "--run-dir",
+        s(&run), "--quiet", "--set", "data.record_ctx=true", "--set", "run.dist_timeout_s=60",
+    ]);
+    for rank in 0..2u64 {
+        let path = run.join(format!("create-ctx-rank{rank}.json"));
+        let ctx: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!((ctx["rank"].as_u64(), ctx["world_size"].as_u64()), (Some(rank), Some(2)), "{ctx}");
+        assert_eq!(ctx["device"].as_i64(), Some(-1), "{ctx}");
+        assert_eq!(ctx["run_dir"].as_str(), Some(s(&run)), "{ctx}");
+    }
 }

@@ -26,10 +26,11 @@ device = "cpu"
 batch_size = 64
 max_steps = {steps}
 log_every = 10
-save_every = 0
 grad_clip = 0.0
 num_threads = 2
 
+[checkpoint]
+every = 0
 [data]
 {data}
 split = "train"

@@ -54,10 +54,11 @@ device = "cpu"
 batch_size = 32
 max_steps = 6
 log_every = 1
-save_every = 6
 grad_clip = 0.0
 num_threads = 2
 
+[checkpoint]
+every = 6
 [data]
 {data}
 split = "train"

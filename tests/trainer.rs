@@ -85,7 +85,7 @@ fn resume_continues_bit_identically_from_the_saved_cursor() {
         "--set",
         "run.grad_accum=2",
         "--set",
-        "run.save_every=4",
+        "checkpoint.every=4",
         "--set",
         "schedule.decay=\"constant\"",
     ];
@@ -267,7 +267,7 @@ fn non_finite_steps_are_skipped_counted_and_a_streak_stops_the_run() {
     // loss is NaN.
     let (pt, tmp, recipe) = setup(5, "");
     let common =
-        ["--set", "optim.lr=1e30", "--set", "schedule.decay=\"constant\"", "--set", "run.save_every=1", "--quiet"];
+        ["--set", "optim.lr=1e30", "--set", "schedule.decay=\"constant\"", "--set", "checkpoint.every=1", "--quiet"];
     let tolerant = tmp.path().join("tolerant");
     let mut args = vec!["--recipe", s(&recipe), "--run-dir", s(&tolerant), "--set", "run.max_bad_steps=100"];
     args.extend(common);
@@ -357,7 +357,7 @@ fn unknown_config_keys_suggest_the_intended_one() {
 fn run_files_record_each_step_once_across_a_resume() {
     let (pt, tmp, recipe) = setup(6, "");
     let run = tmp.path().join("run");
-    train_ok(&pt, &["--recipe", s(&recipe), "--run-dir", s(&run), "--set", "run.save_every=3", "--quiet"]);
+    train_ok(&pt, &["--recipe", s(&recipe), "--run-dir", s(&run), "--set", "checkpoint.every=3", "--quiet"]);
     assert_eq!(train_steps(&run), (1..=6).collect::<Vec<_>>());
     // As if the process had died after logging steps 4-6 but before checkpointing step 6.
     std::fs::remove_dir_all(checkpoint_dir(&run, 6)).unwrap();
@@ -387,7 +387,7 @@ fn run_files_record_each_step_once_across_a_resume() {
     let config: toml::Table =
         std::fs::read_to_string(run.join("config.toml")).unwrap().parse().expect("config.toml parses");
     assert_eq!(config["run"]["max_steps"].as_integer(), Some(8), "the resumed run's settings");
-    assert_eq!(config["run"]["save_every"].as_integer(), Some(3));
+    assert_eq!(config["checkpoint"]["every"].as_integer(), Some(3));
     assert_eq!(config["arch"]["name"].as_str(), Some("bert"));
     assert_eq!(config["data"]["block_size"].as_integer(), Some(32));
     let sum = summary(&run);
@@ -406,10 +406,10 @@ fn bf16_autocast_computes_in_bf16_over_fp32_master_weights() {
     // On the CPU `precision = "bf16"` runs libtorch's CPU autocast (on CUDA, `auto` picks it).
     let (pt, tmp, recipe) = setup(6, "");
     let (a, b) = (tmp.path().join("fp32"), tmp.path().join("bf16"));
-    train_ok(&pt, &["--recipe", s(&recipe), "--run-dir", s(&a), "--set", "run.save_every=6"]);
+    train_ok(&pt, &["--recipe", s(&recipe), "--run-dir", s(&a), "--set", "checkpoint.every=6"]);
     let out = train_ok(
         &pt,
-        &["--recipe", s(&recipe), "--run-dir", s(&b), "--set", "run.save_every=6", "--set", "run.precision=\"bf16\""],
+        &["--recipe", s(&recipe), "--run-dir", s(&b), "--set", "checkpoint.every=6", "--set", "run.precision=\"bf16\""],
     );
     let (mut differ, mut close) = (false, true);
     for step in 1..=6 {

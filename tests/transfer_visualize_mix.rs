@@ -12,7 +12,7 @@ fn digits(split: &str, extra: &str) -> String {
 
 fn supervised_run(dir: &std::path::Path, pt: &Pt) -> std::path::PathBuf {
     let recipe = digits_resnet_recipe(
-        "seed = 4\nbatch_size = 64\nmax_steps = 30\nlog_every = 10\nsave_every = 30\nnum_threads = 2",
+        "seed = 4\nbatch_size = 64\nmax_steps = 30\nlog_every = 10\nnum_threads = 2\n\n[checkpoint]\nevery = 30",
         "width = 16",
         "lr = 0.05",
     );
@@ -101,10 +101,11 @@ device = "cpu"
 batch_size = 32
 max_steps = 4
 log_every = 1
-save_every = 4
 grad_clip = 0.0
 num_threads = 2
 
+[checkpoint]
+every = 4
 [data]
 name = "pixel_csv"
 path = "{data}/images/digits/digits.csv"

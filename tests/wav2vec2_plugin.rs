@@ -18,13 +18,14 @@ device = "cpu"
 batch_size = 4
 max_steps = {steps}
 log_every = 1
-save_every = 6
-keep_last = 3
 grad_clip = 10.0
 # One intra-op thread: with two, libtorch's CPU kernels now and then split a reduction
 # differently (about 1 run in 5 ended a step 1e-7 apart), and this test asserts bit identity.
 num_threads = 1
 
+[checkpoint]
+every = 6
+keep_last = 3
 [data]
 name = "audio"
 path = "{{data}}/audio/pretrain.tsv"

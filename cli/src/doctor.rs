@@ -41,7 +41,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "threads": tch::get_num_threads(),
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "pt_home": registry::pt_home(),
-        "data_dir": pt_core::train::data_dir(),
+        "data_dir": pt_sdk::default_data_dir(),
         "search_path": reg.searched,
         "plugins": reg.plugins.iter().map(|f| json!({
             "name": f.plugin.manifest.name,
@@ -96,7 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("threads: {} intra-op ({} CPUs)", tch::get_num_threads(), report["cpus"]);
     println!("tensor check: [1,2,3]·[4,5,6] = {tensor_check}");
     println!("PT_HOME: {}", registry::pt_home().display());
-    println!("data: {}", pt_core::train::data_dir().display());
+    println!("data: {}", pt_sdk::default_data_dir().display());
     println!("plugin search path:");
     for d in &reg.searched {
         println!("  {:<16} {}", d.kind.label(), d.path.display());

@@ -5,7 +5,8 @@
 use anyhow::Context;
 use pt_core::checkpoint::Checkpoint;
 use pt_core::components::ArchHandle;
-use pt_core::config::Recipe;
+use pt_core::config::{DeviceSetting, Recipe};
+use pt_core::plan::{RunPlan, World};
 use pt_core::plugin::Registry;
 use std::path::{Path, PathBuf};
 
@@ -54,11 +55,16 @@ fn tokenizer_config(tokenizer_json: &Path, max_len: Option<i64>) -> anyhow::Resu
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let ckpt = resolve(&args.checkpoint)?;
-    let recipe = Recipe::parse(&ckpt.manifest.config, &format!("{} (saved config)", ckpt.dir.display()), &[])?;
+    let mut recipe = Recipe::parse_saved(&ckpt.manifest.config, &format!("{} (saved config)", ckpt.dir.display()), &[])?;
+    recipe.run.device = DeviceSetting::Cpu;
     let reg = Registry::discover();
-    let ctx = pt_sdk::CreateCtx { device: -1, seed: recipe.run.seed, ..Default::default() };
-    let arch_config = recipe.arch.config_json(&pt_core::train::data_dir(), &ckpt.dir);
-    let arch = ArchHandle::create(&reg, &recipe.arch.name, "arch", &arch_config, &ctx)?;
+    // The saved config holds every value the run used, so the plan wires nothing.
+    let plan = RunPlan::resolve(&reg, recipe, &ckpt.dir, World::default())?;
+    let (Some(spec), [(_, arch_plan)]) = (plan.recipe.arch.iter().first().map(|(_, s)| *s), plan.archs.as_slice()) else {
+        anyhow::bail!("{}: a run with several architectures: export one role at a time (not supported yet)", ckpt.dir.display());
+    };
+    let arch = ArchHandle::create(arch_plan, &plan.build_config(spec, &Default::default()), &plan.create_ctx())?;
+    let recipe = &plan.recipe;
     if arch.info.config.is_null() {
         anyhow::bail!("architecture {} does not describe a reference config, so it cannot be exported", arch.origin);
     }

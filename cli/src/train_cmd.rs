@@ -4,6 +4,7 @@ use crate::progress::Progress;
 use anyhow::Context;
 use pt_core::config::Recipe;
 use pt_core::dist::{Backend, DistEnv, Group};
+use pt_core::plan::{RunPlan, World};
 use pt_core::plugin::Registry;
 use pt_core::train::trainer::TrainOptions;
 use pt_core::train::{Session, Trainer};
@@ -14,9 +15,10 @@ use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A TOML recipe; without one, the built-in recipe for OBJECTIVE-ARCH is used if there is one.
+    /// A TOML recipe file, or a built-in recipe by name (`pt recipes` lists them); without one,
+    /// the built-in recipe OBJECTIVE-ARCH is used if there is one.
     #[arg(long)]
-    recipe: Option<PathBuf>,
+    recipe: Option<String>,
     /// Objective (`name` or `plugin:name`).
     #[arg(long)]
     objective: Option<String>,
@@ -26,9 +28,14 @@ pub struct Args {
     /// Training dataset (`name` or `plugin:name`).
     #[arg(long)]
     data: Option<String>,
-    /// Override any recipe key: --set optim.lr=3e-4 --set run.batch_size=64.
+    /// Override any recipe key: --set optim.lr=3e-4 --set run.batch_size=64; --set ~KEY removes
+    /// a key (its default applies).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Print the resolved run plan as TOML (every default filled in, plugin configs included)
+    /// and exit without building or training anything.
+    #[arg(long)]
+    print_config: bool,
     /// Where the run lives (default runs/OBJECTIVE-ARCH). An existing run there is resumed.
     #[arg(long)]
     run_dir: Option<PathBuf>,
@@ -72,6 +79,33 @@ fn install_signal_handlers() -> Arc<AtomicBool> {
     stop
 }
 
+/// The recipe text named by `--recipe` (a file, else a built-in name) or implied by
+/// `--objective`/`--arch` (their built-in recipe, else an empty one), and where it came from.
+fn recipe_text(args: &Args) -> anyhow::Result<(String, String)> {
+    if let Some(r) = &args.recipe {
+        let path = std::path::Path::new(r);
+        if path.is_file() {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading recipe {r}"))?;
+            return Ok((text, r.clone()));
+        }
+        return match crate::recipes::find(r) {
+            Some(text) => Ok((text.to_string(), format!("built-in recipe {r}"))),
+            None => anyhow::bail!(
+                "--recipe {r}: no such file, and no built-in recipe of that name (built-in: {})",
+                crate::recipes::names().join(", ")
+            ),
+        };
+    }
+    let (Some(o), Some(a)) = (&args.objective, &args.arch) else {
+        anyhow::bail!("give --recipe FILE|NAME, or --objective and --arch (e.g. pt train --objective mlm --arch bert)");
+    };
+    let key = format!("{}-{}", o.rsplit(':').next().unwrap_or(o), a.rsplit(':').next().unwrap_or(a));
+    Ok(match crate::recipes::find(&key) {
+        Some(t) => (t.to_string(), format!("built-in recipe {key}")),
+        None => (String::new(), "command line".to_string()),
+    })
+}
+
 fn build_recipe(args: &Args) -> anyhow::Result<(Recipe, PathBuf)> {
     let mut overrides: Vec<String> = Vec::new();
     for (key, v) in [("objective.name", &args.objective), ("arch.name", &args.arch), ("data.name", &args.data)] {
@@ -95,49 +129,44 @@ fn build_recipe(args: &Args) -> anyhow::Result<(Recipe, PathBuf)> {
         if !path.exists() {
             anyhow::bail!("{} has no config.toml: is it a pt run directory?", run_dir.display());
         }
-        return Ok((Recipe::load(&path, &overrides)?, run_dir.clone()));
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        return Ok((Recipe::parse_saved(&text, &path.display().to_string(), &overrides)?, run_dir.clone()));
     }
-    let (text, origin) = match &args.recipe {
-        Some(p) => (
-            std::fs::read_to_string(p).with_context(|| format!("reading recipe {}", p.display()))?,
-            p.display().to_string(),
-        ),
-        None => {
-            let (Some(o), Some(a)) = (&args.objective, &args.arch) else {
-                anyhow::bail!(
-                    "give --recipe FILE, or --objective and --arch (e.g. pt train --objective mlm --arch bert)"
-                );
-            };
-            let key = format!("{}-{}", o.rsplit(':').next().unwrap_or(o), a.rsplit(':').next().unwrap_or(a));
-            match crate::recipes::find(&key) {
-                Some(t) => (t.to_string(), format!("built-in recipe {key}")),
-                None => (String::new(), "command line".to_string()),
-            }
-        }
-    };
+    let (text, origin) = recipe_text(args)?;
     let recipe = Recipe::parse(&text, &origin, &overrides)?;
-    let run_dir = args.run_dir.clone().unwrap_or_else(|| {
-        let short = |s: &str| s.rsplit(':').next().unwrap_or(s).to_string();
-        let objective = if recipe.mix.is_empty() { short(&recipe.objective.name) } else { "mix".to_string() };
-        PathBuf::from("runs").join(format!("{objective}-{}", short(&recipe.arch.name)))
-    });
+    let run_dir = args.run_dir.clone().unwrap_or_else(|| PathBuf::from("runs").join(default_run_name(&recipe)));
     Ok((recipe, run_dir))
+}
+
+/// `OBJECTIVE-ARCH` (`mix-ARCH` for a mix; roles' architectures joined with `+`).
+fn default_run_name(recipe: &Recipe) -> String {
+    let short = |s: &str| s.rsplit(':').next().unwrap_or(s).to_string();
+    let objective = if recipe.mix.is_empty() { short(&recipe.objective.name) } else { "mix".to_string() };
+    let archs: Vec<String> = recipe.arch.iter().into_iter().map(|(_, s)| short(&s.name)).collect();
+    format!("{objective}-{}", archs.join("+"))
 }
 
 pub fn run(args: Args, verbose: u8) -> anyhow::Result<()> {
     let (recipe, run_dir) = build_recipe(&args)?;
     // Under torchrun or `pt launch` this process is one rank of several.
     let dist_env = DistEnv::from_env()?;
-    let rank = dist_env.as_ref().map_or(0, |e| e.rank);
+    let world = dist_env.as_ref().map_or(World::default(), |e| World { rank: e.rank, world_size: e.world_size });
+    let reg = Registry::discover();
+    // Everything is resolved and checked here, before anything is created or built.
+    let plan = RunPlan::resolve(&reg, recipe, &run_dir, world)?;
+    if args.print_config {
+        print!("{}", plan.to_toml(None));
+        return Ok(());
+    }
+    let rank = world.rank;
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating run directory {}", run_dir.display()))?;
     let log_name = if rank == 0 { "train.log".to_string() } else { format!("train.rank{rank}.log") };
     crate::logging::log_to_file(&run_dir.join(log_name))?;
     let stop = install_signal_handlers();
     let dist = match &dist_env {
         Some(env) => {
-            let device = pt_core::runtime::resolve_device(&recipe.run.device)?;
-            let backend = Backend::choose(&recipe.run.dist_backend, device)?;
-            let timeout = Duration::from_secs(recipe.run.dist_timeout_s.max(1));
+            let backend = Backend::choose(plan.recipe.run.dist_backend, plan.device)?;
+            let timeout = Duration::from_secs(plan.recipe.run.dist_timeout_s);
             let group = Arc::new(Group::connect(env, timeout, backend)?);
             pt_core::dist::set_current(group.clone());
             Some(group)
@@ -154,9 +183,8 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<()> {
         }
     }
     let _shutdown = ShutdownAtEnd(dist.clone());
-    let reg = Registry::discover();
     let summary = {
-        let session = Session::build(&reg, recipe, &run_dir)?;
+        let session = Session::build(plan)?;
         let opts = TrainOptions { resume: true, init_from: args.init_from.clone(), stop, dist };
         let mut trainer = Trainer::new(&reg, session, opts)?;
         if let Some(r) = &trainer.init_report {

@@ -7,6 +7,7 @@
 //! sensitive ops (softmax, layer norm, losses) stay fp32. Backward runs outside the scope, as
 //! PyTorch recommends. The state is per thread: enter it on the thread that runs the forward.
 
+use crate::config::PrecisionSetting;
 use crate::{Error, Result};
 use std::ffi::{c_char, c_int, CStr};
 use tch::Device;
@@ -28,11 +29,10 @@ pub enum Precision {
 impl Precision {
     /// `[run] precision`: `auto` is bf16 on CUDA and fp32 on the CPU; `fp32`; `bf16` (also on the
     /// CPU, where libtorch's CPU autocast supports it).
-    pub fn resolve(name: &str, device: Device) -> Result<Precision> {
-        match (name, device) {
-            ("fp32", _) | ("auto", Device::Cpu) => Ok(Precision::Fp32),
-            ("bf16", _) | ("auto", _) => Ok(Precision::Bf16),
-            (other, _) => Err(Error::Config(format!("[run] precision must be auto, fp32 or bf16, got '{other}'"))),
+    pub fn resolve(setting: PrecisionSetting, device: Device) -> Precision {
+        match (setting, device) {
+            (PrecisionSetting::Fp32, _) | (PrecisionSetting::Auto, Device::Cpu) => Precision::Fp32,
+            (PrecisionSetting::Bf16, _) | (PrecisionSetting::Auto, _) => Precision::Bf16,
         }
     }
 
@@ -127,8 +127,8 @@ mod tests {
         }
         assert!(!Autocast::is_enabled(Device::Cpu));
         assert_eq!(a.matmul(&b).kind(), Kind::Float);
-        assert_eq!(Precision::resolve("auto", Device::Cpu).unwrap(), Precision::Fp32);
-        assert_eq!(Precision::resolve("auto", Device::Cuda(0)).unwrap(), Precision::Bf16);
-        assert!(Precision::resolve("fp16", Device::Cpu).is_err());
+        assert_eq!(Precision::resolve(PrecisionSetting::Auto, Device::Cpu), Precision::Fp32);
+        assert_eq!(Precision::resolve(PrecisionSetting::Auto, Device::Cuda(0)), Precision::Bf16);
+        assert_eq!(Precision::resolve(PrecisionSetting::Bf16, Device::Cpu), Precision::Bf16);
     }
 }

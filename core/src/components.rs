@@ -1,7 +1,7 @@
 //! Host-side handles over plugin components: creation with config validation, typed calls,
 //! and the composition check that runs before training.
 
-use crate::plugin::{LoadedPlugin, Registry};
+use crate::plan::ComponentPlan;
 use crate::{Error, Result};
 use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec, Tuple2};
 use pt_sdk::ffi::{
@@ -9,12 +9,11 @@ use pt_sdk::ffi::{
     ObjectiveBox, StepCtx,
 };
 use pt_sdk::{
-    ArchitectureInfo, ComponentKind, ComponentManifest, CreateCtx, DatasetInfo, EvalReport, EvaluatorInfo,
-    ObjectiveInfo, PtError, Tensors,
+    ArchitectureInfo, ComponentManifest, CreateCtx, DatasetInfo, EvalReport, EvaluatorInfo, ObjectiveInfo, PtError,
+    Tensors,
 };
 use serde_json::Value;
 use std::cell::RefCell;
-use std::sync::Arc;
 use tch::Tensor;
 
 /// The key every batch gets from the host: global sample indices, int64 [B].
@@ -46,61 +45,18 @@ pub fn validate_config(manifest: &ComponentManifest, section: &str, config: &Val
     Ok(())
 }
 
-/// A component's manifest entry, resolved through the registry.
-pub struct Resolved {
-    pub plugin: Arc<LoadedPlugin>,
-    pub manifest: ComponentManifest,
-}
-
-impl Resolved {
-    pub fn new(reg: &Registry, kind: ComponentKind, spec: &str) -> Result<Self> {
-        let (plugin, name) = reg.resolve(kind, spec)?;
-        let manifest = plugin
-            .manifest
-            .components
-            .iter()
-            .find(|c| c.kind == kind && c.name == name)
-            .cloned()
-            .ok_or_else(|| Error::Registry(format!("{kind} '{name}' vanished from plugin '{}'", plugin.name())))?;
-        Ok(Resolved { plugin, manifest })
-    }
-    pub fn origin(&self) -> String {
-        format!("{}:{}", self.plugin.name(), self.manifest.name)
-    }
-    /// The default config with `config`'s keys laid over it (what the run will use).
-    pub fn resolved_config(&self, config: &Value) -> Value {
-        let mut out = serde_json::Map::new();
-        for k in &self.manifest.config {
-            out.insert(k.key.clone(), k.default.clone());
-        }
-        if let Some(obj) = config.as_object() {
-            for (k, v) in obj {
-                out.insert(k.clone(), v.clone());
-            }
-        }
-        Value::Object(out)
-    }
-    fn args(&self, section: &str, config: &Value, ctx: &CreateCtx) -> Result<(String, String)> {
-        validate_config(&self.manifest, section, config)?;
-        Ok((config.to_string(), serde_json::to_string(ctx).map_err(|e| Error::Config(e.to_string()))?))
-    }
-}
-
-/// Resolves `spec`, validates `config` against the component's schema and calls the plugin's
-/// constructor for this kind (`call` picks it from the root module). Returns it and its origin.
+/// Calls the plugin's constructor for `plan`'s component (`call` picks it from the root
+/// module) with its built config. Returns it and its origin.
 fn construct<T>(
-    reg: &Registry,
-    kind: ComponentKind,
-    spec: &str,
-    section: &str,
+    plan: &ComponentPlan,
     config: &Value,
     ctx: &CreateCtx,
     call: impl FnOnce(&pt_sdk::ffi::PluginModRef, RStr<'_>, RStr<'_>, RStr<'_>) -> RResult<T, PtError>,
 ) -> Result<(T, String)> {
-    let r = Resolved::new(reg, kind, spec)?;
-    let (cfg, cx) = r.args(section, config, ctx)?;
-    let inner = rres(call(&r.plugin.module, r.manifest.name.as_str().into(), cfg.as_str().into(), cx.as_str().into()))?;
-    Ok((inner, r.origin()))
+    let ctx = serde_json::to_string(ctx).map_err(|e| Error::Config(e.to_string()))?;
+    let cfg = config.to_string();
+    let inner = rres(call(&plan.plugin.module, plan.manifest.name.as_str().into(), cfg.as_str().into(), ctx.as_str().into()))?;
+    Ok((inner, plan.origin()))
 }
 
 /// A plugin's named tensor list as `(name, tensor)` pairs.
@@ -122,13 +78,13 @@ pub struct DatasetHandle {
 }
 
 impl DatasetHandle {
-    pub fn create(reg: &Registry, spec: &str, section: &str, config: &Value, ctx: &CreateCtx) -> Result<Self> {
-        let (inner, origin) = construct(reg, ComponentKind::Dataset, spec, section, config, ctx, |m, n, c, x| {
+    pub fn create(plan: &ComponentPlan, config: &Value, ctx: &CreateCtx) -> Result<Self> {
+        let (inner, origin) = construct(plan, config, ctx, |m, n, c, x| {
             (m.create_dataset())(n, c, x)
         })?;
         let info: DatasetInfo = parse_info(&origin, inner.info())?;
         if info.num_samples == 0 {
-            return Err(Error::Config(format!("dataset {origin} ([{section}]) has no samples: check its files")));
+            return Err(Error::Config(format!("dataset {origin} ([{}]) has no samples: check its files", plan.section)));
         }
         Ok(DatasetHandle { inner, origin, info })
     }
@@ -149,8 +105,8 @@ pub struct ArchHandle {
 }
 
 impl ArchHandle {
-    pub fn create(reg: &Registry, spec: &str, section: &str, config: &Value, ctx: &CreateCtx) -> Result<Self> {
-        let (inner, origin) = construct(reg, ComponentKind::Architecture, spec, section, config, ctx, |m, n, c, x| {
+    pub fn create(plan: &ComponentPlan, config: &Value, ctx: &CreateCtx) -> Result<Self> {
+        let (inner, origin) = construct(plan, config, ctx, |m, n, c, x| {
             (m.create_architecture())(n, c, x)
         })?;
         let info = parse_info(&origin, inner.info())?;
@@ -184,8 +140,8 @@ pub struct LossValue {
 }
 
 impl ObjectiveHandle {
-    pub fn create(reg: &Registry, spec: &str, section: &str, config: &Value, ctx: &CreateCtx) -> Result<Self> {
-        let (inner, origin) = construct(reg, ComponentKind::Objective, spec, section, config, ctx, |m, n, c, x| {
+    pub fn create(plan: &ComponentPlan, config: &Value, ctx: &CreateCtx) -> Result<Self> {
+        let (inner, origin) = construct(plan, config, ctx, |m, n, c, x| {
             (m.create_objective())(n, c, x)
         })?;
         let info = parse_info(&origin, inner.info())?;
@@ -230,8 +186,8 @@ pub struct EvaluatorHandle {
 }
 
 impl EvaluatorHandle {
-    pub fn create(reg: &Registry, spec: &str, section: &str, config: &Value, ctx: &CreateCtx) -> Result<Self> {
-        let (inner, origin) = construct(reg, ComponentKind::Evaluator, spec, section, config, ctx, |m, n, c, x| {
+    pub fn create(plan: &ComponentPlan, config: &Value, ctx: &CreateCtx) -> Result<Self> {
+        let (inner, origin) = construct(plan, config, ctx, |m, n, c, x| {
             (m.create_evaluator())(n, c, x)
         })?;
         let info = parse_info(&origin, inner.info())?;

@@ -9,6 +9,7 @@ pub mod config;
 pub mod dist;
 pub mod error;
 pub mod pinned;
+pub mod plan;
 pub mod plugin;
 pub mod runtime;
 pub mod train;

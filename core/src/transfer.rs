@@ -10,6 +10,7 @@ use crate::config::{EvalSpec, Recipe};
 use crate::plugin::Registry;
 use crate::train::eval::EvalRunner;
 use crate::train::weights::load_named;
+use crate::plan::{RunPlan, World};
 use crate::train::Session;
 use crate::{Error, Result};
 use pt_report::{plot_lines, LinePlot, Series};
@@ -40,9 +41,10 @@ pub fn locate(from: &Path) -> Result<(PathBuf, Checkpoint)> {
 /// The pretraining run's session (its recipe, with `evals` instead of its own) with the
 /// checkpoint's weights loaded into the architecture.
 pub fn open(reg: &Registry, run_dir: &Path, ckpt: Checkpoint, evals: Vec<EvalSpec>) -> Result<(Session, Checkpoint)> {
-    let mut recipe = Recipe::load(&run_dir.join("config.toml"), &[])?;
+    let mut recipe = Recipe::load_saved(&run_dir.join("config.toml"))?;
     recipe.evals = evals;
-    let session = Session::build(reg, recipe, run_dir)?;
+    let plan = RunPlan::resolve(reg, recipe, run_dir, World::default())?;
+    let session = Session::build(plan)?;
     let mut target = session.arch.parameters()?;
     target.extend(session.arch.buffers()?);
     load_named(&target, &ckpt.tensors("model")?, &format!("checkpoint {}", ckpt.dir.display()))?;
@@ -125,16 +127,16 @@ pub fn run(
 
     let mut comparisons = Vec::new();
     for (i, spec) in task.iter().enumerate() {
-        let mut runner = EvalRunner::create(reg, &session, spec, i)?;
+        let mut runner = EvalRunner::create(&session, i)?;
         tracing::info!(evaluator = spec.label(), "transfer: from the checkpoint");
-        let pretrained = runner.run(reg, &session, &session.arch, ckpt.manifest.step, false)?;
+        let pretrained = runner.run(&session, &session.arch, ckpt.manifest.step, false)?;
         tracing::info!(evaluator = spec.label(), "transfer: from random initialisation");
-        let random_init = runner.run(reg, &session, &session.arch, ckpt.manifest.step, true)?;
+        let random_init = runner.run(&session, &session.arch, ckpt.manifest.step, true)?;
         let speedup = speedup(&pretrained, &random_init);
         comparisons.push(Comparison { evaluator: spec.label().to_string(), pretrained, random_init, speedup });
     }
     let mut report = TransferReport {
-        run_dir: session.run_dir.clone(),
+        run_dir: session.run_dir().to_path_buf(),
         checkpoint: ckpt.dir.clone(),
         checkpoint_step: ckpt.manifest.step,
         task: task_name.to_string(),

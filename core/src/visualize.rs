@@ -123,11 +123,11 @@ fn draw_map(path: &Path, xy: &Tensor, labels: &[usize], classes: &[String], titl
 /// Writes `pca-` and `tsne-{pretrained,random_init}.png` and, for convolutional stems,
 /// `filters-{pretrained,random_init}.png` into `out`. `session.arch` holds the checkpoint's
 /// weights (see `transfer::open`); each picture gets a fresh copy of the architecture.
-pub fn run(reg: &crate::plugin::Registry, session: &Session, limit: u64, out: &Path) -> Result<Vec<PathBuf>> {
+pub fn run(session: &Session, limit: u64, out: &Path) -> Result<Vec<PathBuf>> {
     let mut weights = session.arch.parameters()?;
     weights.extend(session.arch.buffers()?);
     std::fs::create_dir_all(out).map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
-    let ctx = StepCtx { seed: session.recipe.run.seed, device: session.ctx.device, ..Default::default() };
+    let ctx = StepCtx { seed: session.plan.recipe.run.seed, device: session.ctx.device, ..Default::default() };
     let mut files = Vec::new();
     let classes: Vec<String> = if session.data.info.classes.is_empty() {
         vec!["all samples".into()]
@@ -135,7 +135,7 @@ pub fn run(reg: &crate::plugin::Registry, session: &Session, limit: u64, out: &P
         session.data.info.classes.clone()
     };
     for (label, pretrained) in [("pretrained", true), ("random_init", false)] {
-        let mut arch = session.new_arch(reg)?;
+        let mut arch = session.new_arch()?;
         if pretrained {
             let mut target = arch.parameters()?;
             target.extend(arch.buffers()?);
@@ -197,7 +197,7 @@ fn attention_map(arch: &mut ArchHandle, session: &Session, ctx: &StepCtx, path: 
         .collect::<std::result::Result<_, _>>()
         .map_err(torch)?;
     let ids = Vec::<i64>::try_from(ids.narrow(0, 0, n).to_device(tch::Device::Cpu)).map_err(torch)?;
-    let vocab = token_names(&session.run_dir.join("assets/tokenizer.json"));
+    let vocab = token_names(&session.run_dir().join("assets/tokenizer.json"));
     let names: Vec<String> = ids.iter().map(|id| vocab.get(id).cloned().unwrap_or_else(|| id.to_string())).collect();
     let title = format!("last layer's attention, mean over heads (x1000), {label}");
     pt_report::plot_heatmap(path, &rows, &names, &title, ("attends to", "token"))

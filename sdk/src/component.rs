@@ -10,6 +10,14 @@ pub trait Component: Sized + Send + 'static {
     const NAME: &'static str;
     /// One line for `pt plugin info`.
     const ABOUT: &'static str;
+    /// Facts it publishes once built, which other components may declare as inputs (see
+    /// [`Config::inputs`]): a dataset's are read from its `DatasetInfo` (`notes`, and
+    /// `num_classes` from `classes`), an architecture's from its `ArchitectureInfo`
+    /// (`feature_dim`, keys of `config`).
+    const PROVIDES: &'static [&'static str] = &[];
+    /// An objective over several architectures names their roles (`["image", "text"]`); it
+    /// then gets outputs prefixed by role (`image/features`). Empty: one architecture.
+    const ROLES: &'static [&'static str] = &[];
     type Config: Config;
     fn new(config: Self::Config, ctx: &CreateCtx) -> Result<Self>;
 }

@@ -1,6 +1,6 @@
 //! Component configs: a serde struct with `Default`, described key by key for `pt plugin info`.
 
-use crate::{ConfigKey, PtError};
+use crate::{ConfigKey, InputDecl, PtError};
 use serde::{de::DeserializeOwned, Serialize};
 
 /// Implement for a component's config struct (`#[derive(Serialize, Deserialize, Default)]`,
@@ -9,6 +9,20 @@ use serde::{de::DeserializeOwned, Serialize};
 pub trait Config: Serialize + DeserializeOwned + Default {
     /// `(key, description)` for every field.
     fn describe() -> &'static [(&'static str, &'static str)];
+
+    /// Keys the host fills from another component of the run when the recipe leaves them unset
+    /// (their default is `null`): e.g. `vocab_size` from the dataset's tokenizer,
+    /// `feature_dim` from the architecture. Only a component that declares it provides the
+    /// fact fills it; a required input nothing provides stops the run before anything is built.
+    fn inputs() -> Vec<InputDecl> {
+        Vec::new()
+    }
+
+    /// Checks values the types cannot (ranges, combinations), naming the key. The host calls
+    /// it when it plans a run, before any component is built, and again at construction.
+    fn validate(&self) -> Result<(), PtError> {
+        Ok(())
+    }
 
     /// The keys with defaults and descriptions.
     fn schema() -> Vec<ConfigKey> {
@@ -30,10 +44,12 @@ pub trait Config: Serialize + DeserializeOwned + Default {
     /// Parses a JSON object, naming the bad key and the accepted ones on error.
     fn from_json(text: &str) -> Result<Self, PtError> {
         let text = if text.trim().is_empty() { "{}" } else { text };
-        serde_json::from_str(text).map_err(|e| {
+        let config: Self = serde_json::from_str(text).map_err(|e| {
             let keys: Vec<&str> = Self::describe().iter().map(|(k, _)| *k).collect();
             PtError::config(format!("{e} (accepted keys: {})", keys.join(", ")))
-        })
+        })?;
+        config.validate()?;
+        Ok(config)
     }
 }
 

@@ -78,7 +78,19 @@ pub fn manifest_of<C: Component>(kind: ComponentKind) -> ComponentManifest {
         name: C::NAME.to_string(),
         about: C::ABOUT.to_string(),
         config: <C::Config as Config>::schema(),
+        inputs: <C::Config as Config>::inputs(),
+        provides: C::PROVIDES.iter().map(|p| p.to_string()).collect(),
+        roles: C::ROLES.iter().map(|r| r.to_string()).collect(),
     }
+}
+
+/// Parses and validates a config for `C` without building it (the host's plan-time check).
+pub fn check_component_config<P: PluginSpec, C: Component>(config: RStr) -> RResult<(), PtError> {
+    let origin = origin_of::<P>(C::NAME);
+    guard(&origin, || {
+        <C::Config as Config>::from_json(config.as_str()).map_err(|e| e.context(format!("config of {}", C::NAME)))?;
+        Ok(())
+    })
 }
 
 fn construct<C: Component>(origin: &str, config: RStr, ctx: RStr) -> RResult<C, PtError> {
@@ -211,6 +223,8 @@ pub trait PluginSpec: 'static {
     fn create_architecture(name: &str, config: RStr, ctx: RStr) -> Option<RResult<ArchitectureBox, PtError>>;
     fn create_objective(name: &str, config: RStr, ctx: RStr) -> Option<RResult<ObjectiveBox, PtError>>;
     fn create_evaluator(name: &str, config: RStr, ctx: RStr) -> Option<RResult<EvaluatorBox, PtError>>;
+    /// Parses and validates the config of component `name` of `kind` (None: no such component).
+    fn check_config(kind: ComponentKind, name: &str, config: RStr) -> Option<RResult<(), PtError>>;
 }
 
 fn origin_of<P: PluginSpec>(name: &str) -> String {
@@ -294,6 +308,17 @@ extern "C" fn create_evaluator<P: PluginSpec>(name: RStr, config: RStr, ctx: RSt
     }
 }
 
+extern "C" fn check_config<P: PluginSpec>(kind: u8, name: RStr, config: RStr) -> RResult<(), PtError> {
+    let Some(kind) = ComponentKind::from_u8(kind) else {
+        return RErr(PtError::config(format!("unknown component kind {kind}")));
+    };
+    match catch_unwind(|| P::check_config(kind, name.as_str(), config)) {
+        Ok(Some(r)) => r,
+        Ok(None) => not_found::<P, _>(kind, name),
+        Err(_) => RErr(PtError::new(ErrorKind::Panic, "panicked while checking a config")),
+    }
+}
+
 extern "C" fn live_handles() -> i64 {
     crate::live_handles()
 }
@@ -309,6 +334,7 @@ pub fn root_module<P: PluginSpec>() -> PluginModRef {
         create_evaluator: create_evaluator::<P>,
         live_handles,
         install_host: crate::host::install,
+        check_config: check_config::<P>,
     }
     .leak_into_prefix()
 }
@@ -378,6 +404,23 @@ macro_rules! plugin_spec {
                 -> Option<$crate::abi_stable::std_types::RResult<$crate::ffi::EvaluatorBox, $crate::PtError>> {
                 $($( if name == <$ev as $crate::Component>::NAME {
                     return Some($crate::export::make_evaluator::<Self, $ev>(config, ctx));
+                } )*)?
+                None
+            }
+            #[allow(unused_variables)]
+            fn check_config(kind: $crate::ComponentKind, name: &str, config: $crate::abi_stable::std_types::RStr)
+                -> Option<$crate::abi_stable::std_types::RResult<(), $crate::PtError>> {
+                $($( if kind == $crate::ComponentKind::Dataset && name == <$ds as $crate::Component>::NAME {
+                    return Some($crate::export::check_component_config::<Self, $ds>(config));
+                } )*)?
+                $($( if kind == $crate::ComponentKind::Architecture && name == <$ar as $crate::Component>::NAME {
+                    return Some($crate::export::check_component_config::<Self, $ar>(config));
+                } )*)?
+                $($( if kind == $crate::ComponentKind::Objective && name == <$ob as $crate::Component>::NAME {
+                    return Some($crate::export::check_component_config::<Self, $ob>(config));
+                } )*)?
+                $($( if kind == $crate::ComponentKind::Evaluator && name == <$ev as $crate::Component>::NAME {
+                    return Some($crate::export::check_component_config::<Self, $ev>(config));
                 } )*)?
                 None
             }

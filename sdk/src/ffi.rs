@@ -132,6 +132,11 @@ pub struct PluginMod {
     /// Optional: plugins built before it was added load without it.
     #[sabi(missing_field(option))]
     pub install_host: extern "C" fn(HostServices),
+    /// Arguments: component kind (`ComponentKind::to_u8`), name, config JSON. Parses and
+    /// validates a config without building the component, so a run's plan is checked before
+    /// anything is built. Optional: plugins built before it was added load without it.
+    #[sabi(missing_field(option))]
+    pub check_config: extern "C" fn(u8, RStr<'_>, RStr<'_>) -> RResult<(), PtError>,
 }
 
 /// What the host offers plugins beyond the component calls.

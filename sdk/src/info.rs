@@ -46,12 +46,58 @@ pub struct ConfigKey {
     pub description: String,
 }
 
+/// A config key the host fills from another component of the run when the recipe leaves it
+/// unset: `fact` (default: the key itself) as published by a component that declares it
+/// provides it (`role.fact` names one architecture of a multi-architecture run).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct InputDecl {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fact: String,
+    /// An optional input may stay unset when no component of the run provides it.
+    #[serde(default)]
+    pub optional: bool,
+}
+
+impl InputDecl {
+    /// A required input filled from the fact of the same name.
+    pub fn key(key: &str) -> Self {
+        InputDecl { key: key.into(), fact: String::new(), optional: false }
+    }
+    /// Filled from another fact (`feature_dim`, or `image.feature_dim` for one role).
+    pub fn from(mut self, fact: &str) -> Self {
+        self.fact = fact.into();
+        self
+    }
+    /// May stay unset when nothing provides it.
+    pub fn optional(mut self) -> Self {
+        self.optional = true;
+        self
+    }
+    /// The fact it is filled from.
+    pub fn fact(&self) -> &str {
+        if self.fact.is_empty() { &self.key } else { &self.fact }
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct ComponentManifest {
     pub kind: ComponentKind,
     pub name: String,
     pub about: String,
     pub config: Vec<ConfigKey>,
+    /// Config keys the host fills from other components (declared, never matched by name).
+    #[serde(default)]
+    pub inputs: Vec<InputDecl>,
+    /// Facts this component publishes once built, for other components' inputs: a dataset's
+    /// from its `DatasetInfo` (`notes`, `num_classes` from `classes`), an architecture's from
+    /// its `ArchitectureInfo` (`feature_dim`, keys of `config`).
+    #[serde(default)]
+    pub provides: Vec<String>,
+    /// Objectives over several architectures: the role names they need (`image`, `text`);
+    /// empty: one architecture.
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 /// What a plugin says about itself at load time (the handshake beyond abi_stable's layout check).
@@ -179,9 +225,34 @@ impl CreateCtx {
         crate::device_from_code(self.device)
     }
 
-    /// Expands `{data}` and `{run}` in a setting, as the host does for recipe values; components
-    /// call it on their defaults (e.g. a dataset's default `{data}/images/mnist`).
+    /// Expands a setting as the host expands every recipe value (see [`expand_setting`]);
+    /// components call it on values that reach them another way.
     pub fn expand(&self, setting: &str) -> String {
-        setting.replace("{data}", &self.data_dir).replace("{run}", &self.run_dir)
+        expand_setting(setting, &self.data_dir, &self.run_dir)
+    }
+}
+
+/// `$PT_DATA`, else `$HOME/.cache/pt/data`: where pt's fetch script puts data and where
+/// components keep caches. The host resolves it once per run and passes it in
+/// [`CreateCtx::data_dir`].
+pub fn default_data_dir() -> std::path::PathBuf {
+    match std::env::var_os("PT_DATA").filter(|d| !d.is_empty()) {
+        Some(dir) => dir.into(),
+        None => std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".cache/pt/data"),
+    }
+}
+
+/// The one expansion rule of settings, shared by host and plugins: `{data}` and `{run}`
+/// anywhere, `$PT_DATA` / `${PT_DATA}` and `~` at the start of a path.
+pub fn expand_setting(setting: &str, data_dir: &str, run_dir: &str) -> String {
+    let s = setting.replace("{data}", data_dir).replace("{run}", run_dir);
+    for prefix in ["${PT_DATA}", "$PT_DATA"] {
+        if let Some(rest) = s.strip_prefix(prefix).filter(|r| r.is_empty() || r.starts_with('/')) {
+            return format!("{data_dir}{rest}");
+        }
+    }
+    match (s.strip_prefix('~'), std::env::var("HOME")) {
+        (Some(rest), Ok(home)) if rest.is_empty() || rest.starts_with('/') => format!("{home}{rest}"),
+        _ => s,
     }
 }

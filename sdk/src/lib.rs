@@ -125,7 +125,7 @@ pub fn device_code(device: tch::Device) -> i64 {
 pub mod prelude {
     pub use crate::{
         bail, Architecture, ArchitectureInfo, Component, Config, CreateCtx, Dataset, DatasetInfo, ErrorKind,
-        EvalReport, Evaluator, EvaluatorInfo, FieldInfo, HostData, HostModel, LossOutput, NoConfig, Objective,
+        EvalReport, Evaluator, EvaluatorInfo, FieldInfo, HostData, HostModel, InputDecl, LossOutput, NoConfig, Objective,
         ObjectiveInfo, PtError, Result, Splits, StepCtx, Tensors,
     };
     pub use tch::{self, Device, Kind, Tensor};

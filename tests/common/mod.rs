@@ -159,10 +159,11 @@ device = "cpu"
 batch_size = 8
 max_steps = {max_steps}
 log_every = 1
-save_every = 0
-keep_last = 3
 num_threads = 1
 
+[checkpoint]
+every = 0
+keep_last = 3
 [data]
 name = "text"
 files = ["{data}/text/tiny/train.txt"]

@@ -57,7 +57,7 @@ pub fn step_dir_name(step: u64) -> String {
 }
 
 impl CheckpointManager {
-    pub fn new(run_dir: &Path, keep_last: usize, best_metric: &str, best_mode: &str) -> Result<Self> {
+    pub fn new(run_dir: &Path, keep_last: usize, best_metric: &str, higher_is_better: bool) -> Result<Self> {
         let root = run_dir.join("checkpoints");
         std::fs::create_dir_all(&root).map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
         // Leftovers of a process killed mid-save or mid-prune (`.tmp-*` directories) or while
@@ -79,7 +79,7 @@ impl CheckpointManager {
             root,
             keep_last: keep_last.max(1),
             best_metric: best_metric.to_string(),
-            higher_is_better: best_mode == "max",
+            higher_is_better,
             pending: None,
         })
     }
@@ -341,7 +341,7 @@ mod tests {
     #[test]
     fn keeps_last_and_best_and_falls_back_on_corruption() {
         let dir = tempfile::tempdir().unwrap();
-        let mut m = CheckpointManager::new(dir.path(), 2, "eval/loss", "min").unwrap();
+        let mut m = CheckpointManager::new(dir.path(), 2, "eval/loss", false).unwrap();
         for (s, l) in [(1, 0.5), (2, 0.1), (3, 0.4), (4, 0.3)] {
             m.save(req(s, l)).unwrap();
         }
@@ -366,7 +366,7 @@ mod tests {
     #[test]
     fn non_finite_metrics_read_back_as_nan() {
         let dir = tempfile::tempdir().unwrap();
-        let mut m = CheckpointManager::new(dir.path(), 2, "", "min").unwrap();
+        let mut m = CheckpointManager::new(dir.path(), 2, "", false).unwrap();
         let mut r = req(3, 1.0);
         r.metrics.insert("grad_norm".into(), f64::NAN);
         m.save(r).unwrap();
@@ -379,7 +379,7 @@ mod tests {
     #[test]
     fn truncated_file_is_reported_with_its_path() {
         let dir = tempfile::tempdir().unwrap();
-        let mut m = CheckpointManager::new(dir.path(), 2, "", "min").unwrap();
+        let mut m = CheckpointManager::new(dir.path(), 2, "", false).unwrap();
         m.save(req(7, 1.0)).unwrap();
         let d = m.wait().unwrap().unwrap();
         let f = d.join("model.safetensors");
@@ -393,13 +393,13 @@ mod tests {
     #[test]
     fn leftover_temp_dir_is_cleaned_and_previous_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let mut m = CheckpointManager::new(dir.path(), 2, "", "min").unwrap();
+        let mut m = CheckpointManager::new(dir.path(), 2, "", false).unwrap();
         m.save(req(1, 1.0)).unwrap();
         m.wait().unwrap();
         let stale = dir.path().join("checkpoints/.tmp-step-00000002-999");
         std::fs::create_dir_all(&stale).unwrap();
         std::fs::write(stale.join("model.safetensors"), b"partial").unwrap();
-        let m2 = CheckpointManager::new(dir.path(), 2, "", "min").unwrap();
+        let m2 = CheckpointManager::new(dir.path(), 2, "", false).unwrap();
         assert!(!stale.exists());
         assert_eq!(m2.latest_valid().unwrap().unwrap().manifest.step, 1);
     }

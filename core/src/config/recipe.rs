@@ -1,99 +1,18 @@
+//! A recipe as typed values: every section parsed and range-checked, nothing left as an untyped
+//! table but the components' own keys (which the run plan checks against each component).
+
+use super::checkpoint::CheckpointConfig;
 use super::keys::check_keys;
+use super::optim::OptimSettings;
+use super::overrides::apply_override;
+use super::run::RunConfig;
+use super::section::{parse_section, to_table};
 use crate::{Error, Result};
+use pt_optim::ScheduleConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use toml::{Table, Value};
-
-/// Host settings of a run (`[run]`).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct RunConfig {
-    /// Seed of every random stream (shuffle, masking, augmentation, dropout, init).
-    pub seed: u64,
-    /// `auto` (CUDA when available), `cpu`, `cuda`, `cuda:N`.
-    pub device: String,
-    /// Samples per micro-batch (per process).
-    pub batch_size: u64,
-    /// Micro-batches accumulated per optimizer step. The step's loss (and so its gradient) is
-    /// the mean of the micro-batches' losses, as in Lightning (and HF Trainer before 4.46):
-    /// it equals one batch of `batch_size × grad_accum` when the objective's loss is a mean over
-    /// the same number of items in every micro-batch (samples, or tokens of full blocks), and
-    /// weights micro-batches equally when an objective averages over a varying count (e.g.
-    /// MLM's masked tokens).
-    pub grad_accum: u64,
-    /// Stop after this many optimizer steps (0: no limit).
-    pub max_steps: u64,
-    /// Stop after this many epochs (0: no limit).
-    pub max_epochs: u64,
-    /// Stop after this much wall time (0: no limit).
-    pub max_minutes: f64,
-    pub log_every: u64,
-    /// Run evaluators every N steps (0: only at the end).
-    pub eval_every: u64,
-    /// Save a checkpoint every N steps (0: only at the end).
-    pub save_every: u64,
-    /// Checkpoints kept besides the best one.
-    pub keep_last: usize,
-    /// Metric that picks the best checkpoint (e.g. `mlm_eval/mlm_loss`); empty: none.
-    pub best_metric: String,
-    /// `min` or `max`.
-    pub best_mode: String,
-    /// Global gradient-norm clipping (0: off).
-    pub grad_clip: f64,
-    /// `auto` (bf16 autocast on CUDA, fp32 on CPU), `fp32`, `bf16`.
-    pub precision: String,
-    /// Non-finite losses in a row that stop the run.
-    pub max_bad_steps: u64,
-    /// libtorch intra-op threads (0: libtorch's default).
-    pub num_threads: i32,
-    /// Batches prepared ahead on the loader thread.
-    pub prefetch: usize,
-    /// With partly labelled data (e.g. `label_fraction`): samples of every micro-batch drawn
-    /// from the labelled ones (their own shuffled stream), the rest from all samples (0: none).
-    pub labelled_per_batch: u64,
-    /// Multi-process runs: seconds a collective, the rendezvous or rank 0's evaluation may take
-    /// before the other ranks give up with an error (a dead or hung rank).
-    pub dist_timeout_s: u64,
-    /// Multi-process runs: start each gradient bucket's all-reduce during backward, as soon as
-    /// its gradients are final (false: all buckets after backward).
-    pub overlap_allreduce: bool,
-    /// Multi-process runs: size of a gradient all-reduce bucket (whole parameters, MB).
-    pub bucket_mb: f64,
-    /// Multi-process runs: the c10d backend — `auto` (NCCL on CUDA when pt was built with it,
-    /// else Gloo), `nccl` or `gloo`.
-    pub dist_backend: String,
-}
-
-impl Default for RunConfig {
-    fn default() -> Self {
-        RunConfig {
-            seed: 0,
-            device: "auto".into(),
-            batch_size: 32,
-            grad_accum: 1,
-            max_steps: 1000,
-            max_epochs: 0,
-            max_minutes: 0.0,
-            log_every: 10,
-            eval_every: 0,
-            save_every: 0,
-            keep_last: 2,
-            best_metric: String::new(),
-            best_mode: "min".into(),
-            grad_clip: 1.0,
-            precision: "auto".into(),
-            max_bad_steps: 5,
-            num_threads: 0,
-            prefetch: 4,
-            labelled_per_batch: 0,
-            dist_timeout_s: 1800,
-            overlap_allreduce: true,
-            bucket_mb: 25.0,
-            dist_backend: "auto".into(),
-        }
-    }
-}
 
 /// `name` plus the component's own config keys.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -111,17 +30,66 @@ impl ComponentSpec {
         };
         Ok(ComponentSpec { name, config: t })
     }
-    fn to_table(&self) -> Table {
+    pub fn to_table(&self) -> Table {
         let mut t = Table::new();
         t.insert("name".into(), Value::String(self.name.clone()));
         t.extend(self.config.clone());
         t
     }
-    /// The config as JSON, with `{data}` and `{run}` expanded in strings.
-    pub fn config_json(&self, data_dir: &Path, run_dir: &Path) -> serde_json::Value {
-        expand(toml_to_json(&Value::Table(self.config.clone())), data_dir, run_dir)
+}
+
+/// The run's architectures: one (`[arch]` with a `name`), or several under role names
+/// (`[arch.image]`, `[arch.text]`, each with its own `name`), for objectives that train
+/// several architectures together.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Archs {
+    One(ComponentSpec),
+    Roles(BTreeMap<String, ComponentSpec>),
+}
+
+impl Default for Archs {
+    fn default() -> Self {
+        Archs::One(ComponentSpec::default())
     }
 }
+
+impl Archs {
+    fn parse(t: Table) -> Result<Archs> {
+        let all_tables = !t.is_empty() && t.values().all(Value::is_table);
+        if t.contains_key("name") || !all_tables {
+            return Ok(Archs::One(ComponentSpec::from_table("arch", t)?));
+        }
+        let mut roles = BTreeMap::new();
+        for (role, v) in t {
+            let Value::Table(spec) = v else { continue };
+            if role.contains('/') {
+                return Err(Error::Config(format!("[arch.{role}]: a role name cannot contain '/'")));
+            }
+            let spec = ComponentSpec::from_table(&format!("arch.{role}"), spec)?;
+            if spec.name.is_empty() {
+                return Err(Error::Config(format!("[arch.{role}] has no name: set name = \"...\" (e.g. resnet18)")));
+            }
+            roles.insert(role, spec);
+        }
+        Ok(Archs::Roles(roles))
+    }
+
+    /// `(role, spec)` pairs; the single architecture has no role.
+    pub fn iter(&self) -> Vec<(Option<&str>, &ComponentSpec)> {
+        match self {
+            Archs::One(s) => vec![(None, s)],
+            Archs::Roles(m) => m.iter().map(|(r, s)| (Some(r.as_str()), s)).collect(),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        match self {
+            Archs::One(s) => Value::Table(s.to_table()),
+            Archs::Roles(m) => Value::Table(m.iter().map(|(r, s)| (r.clone(), Value::Table(s.to_table()))).collect()),
+        }
+    }
+}
+
 
 /// An evaluator entry (`[[eval]]`).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -146,20 +114,25 @@ impl EvalSpec {
 }
 
 const EVAL_HOST_KEYS: [&str; 5] = ["name", "label", "every", "compare_random_init", "splits"];
-const SECTIONS: [&str; 8] = ["run", "data", "arch", "objective", "optim", "schedule", "eval", "checkpoint"];
+const SECTIONS: [&str; 8] = ["run", "checkpoint", "data", "arch", "objective", "optim", "schedule", "eval"];
+
+/// Keys that moved from `[run]` to `[checkpoint]`, for a one-line hint.
+const MOVED_TO_CHECKPOINT: [(&str, &str); 4] =
+    [("save_every", "every"), ("keep_last", "keep_last"), ("best_metric", "best_metric"), ("best_mode", "best_mode")];
 
 /// A whole run configuration.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Recipe {
     pub run: RunConfig,
+    pub checkpoint: CheckpointConfig,
     pub data: ComponentSpec,
-    pub arch: ComponentSpec,
+    pub arch: Archs,
     pub objective: ComponentSpec,
     /// A weighted sum of objectives over one architecture (`[[objective.mix]]`); when set,
     /// `objective` is empty.
     pub mix: Vec<ObjectiveSpec>,
-    pub optim: Table,
-    pub schedule: Table,
+    pub optim: OptimSettings,
+    pub schedule: ScheduleConfig,
     pub evals: Vec<EvalSpec>,
 }
 
@@ -190,10 +163,7 @@ impl Recipe {
         for o in overrides {
             apply_override(&mut root, o)?;
         }
-        Self::from_table(root).map_err(|e| match e {
-            Error::Config(m) => Error::Config(format!("{origin}: {m}")),
-            other => other,
-        })
+        Self::from_table(root).map_err(|e| in_origin(origin, e))
     }
 
     /// Parses a file of `[[eval]]` entries only (a `pt transfer` task), then applies overrides
@@ -204,10 +174,7 @@ impl Recipe {
         for o in overrides {
             apply_override(&mut root, o)?;
         }
-        let in_origin = |e: Error| match e {
-            Error::Config(m) => Error::Config(format!("{origin}: {m}")),
-            other => other,
-        };
+        let in_origin = |e: Error| in_origin(origin, e);
         check_keys("top level", &root, &["eval"]).map_err(in_origin)?;
         let evals = parse_eval_array(root.remove("eval")).map_err(in_origin)?;
         if evals.is_empty() {
@@ -216,6 +183,32 @@ impl Recipe {
         let probe = Recipe { evals, ..Recipe::default() };
         probe.check_eval_labels().map_err(in_origin)?;
         Ok(probe.evals)
+    }
+
+    /// A run's saved `config.toml` (or a checkpoint's config). Configs saved before
+    /// `[checkpoint]` existed keep their `[run]` checkpoint keys: they are moved, not refused.
+    pub fn parse_saved(text: &str, origin: &str, overrides: &[String]) -> Result<Recipe> {
+        let mut root: Table =
+            toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {}", e.to_string().trim())))?;
+        if let Some(Value::Table(run)) = root.get_mut("run") {
+            let moved: Table = MOVED_TO_CHECKPOINT
+                .iter()
+                .filter_map(|(old, new)| run.remove(*old).map(|v| (new.to_string(), v)))
+                .collect();
+            if !moved.is_empty() {
+                root.insert("checkpoint".into(), Value::Table(moved));
+            }
+        }
+        for o in overrides {
+            apply_override(&mut root, o)?;
+        }
+        Self::from_table(root).map_err(|e| in_origin(origin, e))
+    }
+
+    pub fn load_saved(path: &Path) -> Result<Recipe> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        Self::parse_saved(&text, &path.display().to_string(), &[])
     }
 
     pub fn load(path: &Path, overrides: &[String]) -> Result<Recipe> {
@@ -234,13 +227,18 @@ impl Recipe {
             }
         };
         let run_table = take(&mut root, "run")?;
-        let known: Vec<String> = keys_of(&RunConfig::default());
-        check_keys("run", &run_table, &known.iter().map(String::as_str).collect::<Vec<_>>())?;
-        let run: RunConfig = Value::Table(run_table)
-            .try_into()
-            .map_err(|e: toml::de::Error| Error::Config(format!("[run]: {}", e.message())))?;
+        if let Some((old, new)) = MOVED_TO_CHECKPOINT.iter().find(|(old, _)| run_table.contains_key(*old)) {
+            return Err(Error::Config(format!("[run] {old} is now [checkpoint] {new}: move it there")));
+        }
+        let run: RunConfig = parse_section("run", run_table)?;
+        run.validate()?;
+        let checkpoint: CheckpointConfig = parse_section("checkpoint", take(&mut root, "checkpoint")?)?;
+        checkpoint.validate()?;
+        let optim = OptimSettings::parse(take(&mut root, "optim")?)?;
+        let schedule: ScheduleConfig = parse_section("schedule", take(&mut root, "schedule")?)?;
+        schedule.validate().map_err(|e| Error::Config(format!("[schedule] {}", e.message)))?;
         let data = ComponentSpec::from_table("data", take(&mut root, "data")?)?;
-        let arch = ComponentSpec::from_table("arch", take(&mut root, "arch")?)?;
+        let arch = Archs::parse(take(&mut root, "arch")?)?;
         let mut objective_table = take(&mut root, "objective")?;
         let mix = parse_mix(objective_table.remove("mix"))?;
         if !mix.is_empty() && !objective_table.is_empty() {
@@ -251,17 +249,10 @@ impl Recipe {
             )));
         }
         let objective = ComponentSpec::from_table("objective", objective_table)?;
-        let optim = take(&mut root, "optim")?;
-        let schedule = take(&mut root, "schedule")?;
         let evals = parse_eval_array(root.remove("eval"))?;
-        let r = Recipe { run, data, arch, objective, mix, optim, schedule, evals };
-        r.validate()?;
+        let r = Recipe { run, checkpoint, data, arch, objective, mix, optim, schedule, evals };
+        r.check_eval_labels()?;
         Ok(r)
-    }
-
-    fn validate(&self) -> Result<()> {
-        self.check_eval_labels()?;
-        self.check_run()
     }
 
     /// The objectives the run optimises: the mix, or the one `[objective]` with weight 1.
@@ -286,37 +277,13 @@ impl Recipe {
         Ok(())
     }
 
-    fn check_run(&self) -> Result<()> {
-        let r = &self.run;
-        if r.batch_size == 0 || r.grad_accum == 0 {
-            return Err(Error::Config("[run] batch_size and grad_accum must be at least 1".into()));
-        }
-        if !["min", "max"].contains(&r.best_mode.as_str()) {
-            return Err(Error::Config(format!("[run] best_mode must be 'min' or 'max', got '{}'", r.best_mode)));
-        }
-        if !["auto", "nccl", "gloo"].contains(&r.dist_backend.as_str()) {
-            return Err(Error::Config(format!(
-                "[run] dist_backend must be auto, nccl or gloo, got '{}'",
-                r.dist_backend
-            )));
-        }
-        if !["auto", "fp32", "bf16"].contains(&r.precision.as_str()) {
-            return Err(Error::Config(format!("[run] precision must be auto, fp32 or bf16, got '{}'", r.precision)));
-        }
-        if r.max_steps == 0 && r.max_epochs == 0 && r.max_minutes <= 0.0 {
-            return Err(Error::Config(
-                "[run] sets no stopping point: give max_steps, max_epochs or max_minutes".into(),
-            ));
-        }
-        Ok(())
-    }
-
     /// The recipe as TOML (what `config.toml` in the run directory holds).
     pub fn to_toml(&self) -> String {
         let mut root = Table::new();
-        root.insert("run".into(), Value::try_from(&self.run).unwrap_or(Value::Table(Table::new())));
+        root.insert("run".into(), Value::Table(to_table(&self.run)));
+        root.insert("checkpoint".into(), Value::Table(to_table(&self.checkpoint)));
         root.insert("data".into(), Value::Table(self.data.to_table()));
-        root.insert("arch".into(), Value::Table(self.arch.to_table()));
+        root.insert("arch".into(), self.arch.to_value());
         if self.mix.is_empty() {
             root.insert("objective".into(), Value::Table(self.objective.to_table()));
         } else {
@@ -339,8 +306,8 @@ impl Recipe {
             t.insert("mix".into(), Value::Array(entries));
             root.insert("objective".into(), Value::Table(t));
         }
-        root.insert("optim".into(), Value::Table(self.optim.clone()));
-        root.insert("schedule".into(), Value::Table(self.schedule.clone()));
+        root.insert("optim".into(), Value::Table(self.optim.to_table()));
+        root.insert("schedule".into(), Value::Table(to_table(&self.schedule)));
         let evals: Vec<Value> = self
             .evals
             .iter()
@@ -364,6 +331,14 @@ impl Recipe {
             root.insert("eval".into(), Value::Array(evals));
         }
         toml::to_string_pretty(&root).unwrap_or_default()
+    }
+}
+
+/// A config error prefixed with where the recipe came from.
+fn in_origin(origin: &str, e: Error) -> Error {
+    match e {
+        Error::Config(m) => Error::Config(format!("{origin}: {m}")),
+        other => other,
     }
 }
 
@@ -481,66 +456,6 @@ fn parse_eval(i: usize, mut t: Table) -> Result<EvalSpec> {
     Ok(EvalSpec { component, every, compare_random_init, label, splits })
 }
 
-/// The top-level keys a serde struct serialises to.
-pub fn keys_of<T: Serialize>(v: &T) -> Vec<String> {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// `a.b.c=value`: value parsed as TOML (number, bool, array, quoted string), else a bare string.
-pub fn apply_override(root: &mut Table, spec: &str) -> Result<()> {
-    let (path, raw) = spec
-        .split_once('=')
-        .ok_or_else(|| Error::Config(format!("--set '{spec}': expected KEY=VALUE, e.g. --set optim.lr=1e-3")))?;
-    let value = toml::from_str::<Table>(&format!("v = {raw}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| Value::String(raw.to_string()));
-    let parts: Vec<&str> = path.trim().split('.').collect();
-    if parts.iter().any(|p| p.is_empty()) {
-        return Err(Error::Config(format!("--set '{spec}': empty key segment")));
-    }
-    let mut tree = Value::Table(std::mem::take(root));
-    let result = set_path(&mut tree, &parts, value, spec);
-    if let Value::Table(t) = tree {
-        *root = t;
-    }
-    result
-}
-
-fn set_path(cur: &mut Value, parts: &[&str], value: Value, spec: &str) -> Result<()> {
-    let Some((head, rest)) = parts.split_first() else {
-        return Ok(());
-    };
-    match cur {
-        Value::Table(t) => {
-            if rest.is_empty() {
-                t.insert(head.to_string(), value);
-                return Ok(());
-            }
-            let next = t.entry(head.to_string()).or_insert_with(|| Value::Table(Table::new()));
-            set_path(next, rest, value, spec)
-        }
-        Value::Array(a) => {
-            let len = a.len();
-            let slot = head
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| a.get_mut(i))
-                .ok_or_else(|| Error::Config(format!("--set '{spec}': '{head}' is not an index below {len}")))?;
-            if rest.is_empty() {
-                *slot = value;
-                Ok(())
-            } else {
-                set_path(slot, rest, value, spec)
-            }
-        }
-        other => Err(Error::Config(format!("--set '{spec}': '{head}' is inside a {}, not a table", other.type_str()))),
-    }
-}
-
 pub fn toml_to_json(v: &Value) -> serde_json::Value {
     match v {
         Value::String(s) => serde_json::Value::String(s.clone()),
@@ -550,22 +465,6 @@ pub fn toml_to_json(v: &Value) -> serde_json::Value {
         Value::Datetime(d) => serde_json::Value::String(d.to_string()),
         Value::Array(a) => serde_json::Value::Array(a.iter().map(toml_to_json).collect()),
         Value::Table(t) => serde_json::Value::Object(t.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect()),
-    }
-}
-
-/// Expands `{data}` and `{run}` in every string.
-pub fn expand(v: serde_json::Value, data_dir: &Path, run_dir: &Path) -> serde_json::Value {
-    match v {
-        serde_json::Value::String(s) => serde_json::Value::String(
-            s.replace("{data}", &data_dir.display().to_string()).replace("{run}", &run_dir.display().to_string()),
-        ),
-        serde_json::Value::Array(a) => {
-            serde_json::Value::Array(a.into_iter().map(|x| expand(x, data_dir, run_dir)).collect())
-        }
-        serde_json::Value::Object(m) => {
-            serde_json::Value::Object(m.into_iter().map(|(k, x)| (k, expand(x, data_dir, run_dir))).collect())
-        }
-        other => other,
     }
 }
 
@@ -632,10 +531,9 @@ splits.validation = { name = "text", files = ["{data}/v.txt"] }
         .unwrap();
         assert_eq!(r.run.batch_size, 8);
         assert_eq!(r.data.config["block_size"].as_integer(), Some(32));
-        assert_eq!(r.arch.config["preset"].as_str(), Some("tiny"));
+        assert_eq!(r.arch.iter()[0].1.config["preset"].as_str(), Some("tiny"));
         assert_eq!(r.evals[0].every, Some(5));
-        let v = r.evals[0].splits["validation"].config_json(Path::new("/d"), Path::new("/r"));
-        assert_eq!(v["files"][0], "/d/v.txt");
+        assert_eq!(r.evals[0].splits["validation"].config["files"][0].as_str(), Some("{data}/v.txt"));
         // Round trip through the resolved TOML.
         let again = Recipe::parse(&r.to_toml(), "again", &[]).unwrap();
         assert_eq!(again, r);
@@ -647,6 +545,46 @@ splits.validation = { name = "text", files = ["{data}/v.txt"] }
         assert!(e.contains("unknown key 'batch_szie' in [run]") && e.contains("Did you mean 'batch_size'?"), "{e}");
         let e = Recipe::parse("[optimiser]\nlr=1", "r.toml", &[]).unwrap_err().to_string();
         assert!(e.contains("r.toml") && e.contains("'optimiser'"), "{e}");
+    }
+
+    #[test]
+    fn values_out_of_range_name_the_key_the_value_and_the_range() {
+        for (set, expect) in [
+            ("optim.lr=-1", "[optim] lr = -1: expected a finite number ≥ 0"),
+            ("run.grad_clip=nan", "[run] grad_clip = NaN: expected a finite number ≥ 0"),
+            ("run.max_minutes=-1", "[run] max_minutes = -1: expected a finite number ≥ 0"),
+            ("run.batch_size=-1", "[run] batch_size = -1: invalid value: integer `-1`, expected a whole number ≥ 0"),
+            ("run.batch_size=0", "[run] batch_size = 0: expected a whole number ≥ 1"),
+            ("run.num_threads=100000", "[run] num_threads = 100000: expected 0 (libtorch's default) to"),
+            ("run.precision=\"fp16\"", "[run] precision = \"fp16\": unknown variant `fp16`, expected one of `auto`, `fp32`, `bf16`"),
+            ("run.device=\"gpu\"", "[run] device = \"gpu\": 'gpu' is not a device"),
+            ("checkpoint.best_mode=\"up\"", "[checkpoint] best_mode = \"up\": unknown variant `up`"),
+            ("optim.name=\"adam\"", "[optim] name = \"adam\": unknown optimizer `adam`"),
+            ("optim.momentun=0.9", "unknown key 'momentun' in [optim]"),
+            ("schedule.warmup_ratio=2", "[schedule] warmup_ratio must be in [0, 1], got 2"),
+            ("checkpoint.evry=3", "unknown key 'evry' in [checkpoint]. Did you mean 'every'?"),
+        ] {
+            let e = Recipe::parse(BASE, "r.toml", &[set.into()]).unwrap_err().to_string();
+            assert!(e.starts_with("r.toml: ") && e.contains(expect), "{set}: {e}");
+        }
+        let e = Recipe::parse(&BASE.replace("max_steps = 10", "max_steps = 10\nsave_every = 5"), "r", &[]).unwrap_err();
+        assert!(e.to_string().contains("[run] save_every is now [checkpoint] every"), "{e}");
+        let saved = Recipe::parse_saved(&BASE.replace("max_steps = 10", "max_steps = 10\nsave_every = 5"), "r", &[]).unwrap();
+        assert_eq!(saved.checkpoint.every, 5, "a saved config of an older pt still loads");
+    }
+
+    #[test]
+    fn architectures_under_roles_parse_and_round_trip() {
+        let two = BASE.replace(
+            "[arch]\nname = \"bert\"\n",
+            "[arch.image]\nname = \"resnet18\"\nwidth = 16\n[arch.text]\nname = \"bert\"\n",
+        );
+        let r = Recipe::parse(&two, "t", &[]).unwrap();
+        let roles: Vec<(Option<&str>, &str)> = r.arch.iter().into_iter().map(|(role, s)| (role, s.name.as_str())).collect();
+        assert_eq!(roles, [(Some("image"), "resnet18"), (Some("text"), "bert")]);
+        assert_eq!(Recipe::parse(&r.to_toml(), "again", &[]).unwrap(), r);
+        let nameless = BASE.replace("[arch]\nname = \"bert\"\n", "[arch.image]\nwidth = 16\n");
+        assert!(Recipe::parse(&nameless, "t", &[]).unwrap_err().to_string().contains("[arch.image] has no name"));
     }
 
     #[test]

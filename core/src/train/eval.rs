@@ -3,12 +3,15 @@
 
 use crate::components::{ArchHandle, DatasetHandle, EvaluatorHandle, LentData, LentModel};
 use crate::config::EvalSpec;
-use crate::plugin::Registry;
+use crate::plan::{dataset_facts, Provider};
+use crate::train::observer::Observer;
 use crate::train::session::Session;
+use crate::train::trainer::Trainer;
 use crate::train::weights::load_named;
 use crate::{Error, Result};
 use pt_sdk::{EvalReport, StepCtx};
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 
 pub struct EvalRunner {
     pub spec: EvalSpec,
@@ -17,20 +20,31 @@ pub struct EvalRunner {
 }
 
 impl EvalRunner {
-    pub fn create(reg: &Registry, session: &Session, spec: &EvalSpec, index: usize) -> Result<Self> {
-        let section = format!("eval.{index}");
-        let cfg = spec.component.config_json(&session.data_dir, &session.run_dir);
-        let handle = EvaluatorHandle::create(reg, &spec.component.name, &section, &cfg, &session.ctx)?;
+    /// Builds `[[eval]]` #`index` of the session's plan: its split datasets, then the
+    /// evaluator (its wired inputs filled from them and from the run's components).
+    pub fn create(session: &Session, index: usize) -> Result<Self> {
+        let plan = &session.plan;
+        let spec = &plan.recipe.evals[index];
+        let (eval_plan, split_plans) = &plan.evals[index];
         let mut splits = Vec::new();
+        let mut facts = BTreeMap::new();
+        for (name, split_plan) in split_plans {
+            let config = session.eval_config(split_plan, &spec.splits[name], BTreeMap::new())?;
+            let data = DatasetHandle::create(split_plan, &config, &session.ctx)?;
+            facts.insert(Provider::Split(index, name.clone()), dataset_facts(&data.info));
+            splits.push((name.clone(), data));
+        }
+        let config = session.eval_config(eval_plan, &spec.component, facts)?;
+        let handle = EvaluatorHandle::create(eval_plan, &config, &session.ctx)?;
         for want in &handle.info.splits {
-            let Some(ds) = spec.splits.get(want) else {
+            if !splits.iter().any(|(n, _)| n == want) {
                 return Err(Error::Config(format!(
                     "evaluator {} needs a '{want}' split: add [eval.splits.{want}] with a dataset name and config to [[eval]] #{index}",
                     handle.origin
                 )));
-            };
-            splits.push((want.clone(), session.dataset(reg, ds, &format!("{section}.splits.{want}"))?));
+            }
         }
+        splits.retain(|(n, _)| handle.info.splits.contains(n));
         for out in &handle.info.needs_outputs {
             if !session.arch.info.outputs.contains(out) {
                 return Err(Error::Composition(format!(
@@ -52,13 +66,12 @@ impl EvalRunner {
     /// Evaluates a copy of `live` (or, with `random_init`, a freshly initialised model).
     pub fn run(
         &mut self,
-        reg: &Registry,
         session: &Session,
         live: &ArchHandle,
         step: u64,
         random_init: bool,
     ) -> Result<EvalReport> {
-        let mut copy = session.new_arch(reg)?;
+        let mut copy = session.new_arch()?;
         if !random_init {
             let mut target = copy.parameters()?;
             target.extend(copy.buffers()?);
@@ -70,7 +83,7 @@ impl EvalRunner {
         let lent_splits: Vec<(String, LentData<'_>)> =
             self.splits.iter().map(|(n, d)| (n.clone(), LentData { dataset: d, device: session.device })).collect();
         let ctx = StepCtx {
-            seed: session.recipe.run.seed,
+            seed: session.plan.recipe.run.seed,
             epoch: 0,
             step,
             rank: 0,
@@ -81,4 +94,59 @@ impl EvalRunner {
         let model = LentModel { arch: RefCell::new(&mut copy) };
         self.handle.evaluate(&model, &lent_splits, &ctx)
     }
+}
+
+impl Trainer<'_> {
+    /// Runs every evaluator due now (all of them when `at_end`).
+    pub fn evaluate(&mut self, obs: &mut dyn Observer, at_end: bool) -> Result<()> {
+        self.average_buffers()?;
+        let run_every = self.settings().eval_every;
+        let mut row = BTreeMap::new();
+        for i in 0..self.evals.len() {
+            let every = self.evals[i].spec.every.unwrap_or(run_every);
+            if !at_end && (every == 0 || !self.step.is_multiple_of(every)) {
+                continue;
+            }
+            let name = self.evals[i].name().to_string();
+            let mut variants = vec![(name.clone(), false)];
+            if at_end && self.evals[i].spec.compare_random_init {
+                variants.push((format!("{name}/random_init"), true));
+            }
+            for (label, random) in variants {
+                let report = self.evals[i].run(&self.session, &self.session.arch, self.step, random)?;
+                for (k, v) in &report.metrics {
+                    row.insert(format!("{label}/{k}"), *v);
+                    self.eval_curves.entry(format!("{label}/{k}")).or_default().push((self.step as f64, *v));
+                }
+                if let Some(confusion) = &report.confusion {
+                    self.plot_confusion(&label, confusion);
+                }
+                obs.on_eval(self.step, &label, &report);
+                self.eval_reports.insert(label, report);
+            }
+        }
+        if !row.is_empty() {
+            self.log_row(row.clone())?;
+            self.latest_metrics.extend(row);
+        }
+        if let Some(group) = &self.dist {
+            group.barrier()?;
+        }
+        Ok(())
+    }
+
+    /// `eval/<label>-step<N>-confusion.png` (label `classification/random_init` → `classification-random_init`).
+    fn plot_confusion(&self, label: &str, confusion: &pt_sdk::ConfusionMatrix) {
+        let path = self.session.run_dir().join("eval").join(format!(
+            "{}-step{}-confusion.png",
+            label.replace('/', "-"),
+            self.step
+        ));
+        let title = format!("{label}, step {}", self.step);
+        match pt_report::plot_confusion(&path, &confusion.counts, &confusion.classes, &title) {
+            Ok(()) => tracing::info!(path = %path.display(), "confusion matrix written"),
+            Err(e) => tracing::warn!("could not draw {}: {e}", path.display()),
+        }
+    }
+
 }

@@ -1,13 +1,17 @@
 //! The shared trainer: one loop for every objective.
 
+mod checkpointing;
 pub mod eval;
 pub mod observer;
 pub mod prefetch;
+pub mod resume;
+mod run_log;
 pub mod sampler;
 pub mod session;
+mod step;
 pub mod trainer;
 pub mod weights;
 
 pub use observer::{NullObserver, Observer};
-pub use session::{data_dir, Session, SessionOptions};
+pub use session::Session;
 pub use trainer::{RunSummary, StopReason, Trainer};

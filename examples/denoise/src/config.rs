@@ -34,6 +34,10 @@ impl Default for DenoiseConfig {
 }
 
 impl Config for DenoiseConfig {
+    fn inputs() -> Vec<pt_sdk::InputDecl> {
+        vec![pt_sdk::InputDecl::key("mask_token_id").optional(), pt_sdk::InputDecl::key("special_token_ids").optional(), pt_sdk::InputDecl::key("feature_dim")]
+    }
+
     fn describe() -> &'static [(&'static str, &'static str)] {
         &[
             ("field", "the batch field to corrupt: integer token ids are masked, float inputs get Gaussian noise"),

@@ -61,6 +61,10 @@ pub const MASKING_KEYS: [(&str, &str); 7] = [
 ];
 
 impl pt_sdk::Config for MaskingConfig {
+    fn inputs() -> Vec<pt_sdk::InputDecl> {
+        ["mask_token_id", "pad_token_id", "special_token_ids", "vocab_size"].iter().map(|k| pt_sdk::InputDecl::key(k).optional()).collect()
+    }
+
     fn describe() -> &'static [(&'static str, &'static str)] {
         &MASKING_KEYS
     }

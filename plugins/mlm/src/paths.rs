@@ -3,45 +3,20 @@
 use pt_sdk::{CreateCtx, PtError, Result};
 use std::path::PathBuf;
 
-/// The data directory: the host's `CreateCtx.data_dir`, else `$PT_DATA`, else `~/.cache/pt/data`.
+/// The data directory: the host's `CreateCtx.data_dir`, else pt's default (`$PT_DATA`, else
+/// `~/.cache/pt/data`).
 pub fn data_dir(ctx: &CreateCtx) -> Result<PathBuf> {
-    if !ctx.data_dir.is_empty() {
-        return Ok(PathBuf::from(&ctx.data_dir));
-    }
-    if let Some(dir) = std::env::var_os("PT_DATA").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir));
-    }
-    dirs::home_dir()
-        .map(|h| h.join(".cache/pt/data"))
-        .ok_or_else(|| PtError::config("no data directory: set $PT_DATA (no home directory found)"))
+    Ok(if ctx.data_dir.is_empty() { pt_sdk::default_data_dir() } else { PathBuf::from(&ctx.data_dir) })
 }
 
-/// Expands a configured path: `{data}/x`, `$PT_DATA/x` and `${PT_DATA}/x` are under the data
-/// directory, `{run}/x` under the run directory, `~/x` under the home directory; anything else
-/// is taken as written. (The host expands `{data}` and `{run}` in recipes already; this serves
-/// configs that reach a plugin another way.)
+/// Expands a configured path by pt's one rule ([`pt_sdk::expand_setting`]: `{data}`, `{run}`,
+/// `$PT_DATA`, `~`); `{run}` outside a run is an error.
 pub fn expand(path: &str, ctx: &CreateCtx) -> Result<PathBuf> {
-    if let Some(rest) = path.strip_prefix("{run}") {
-        if ctx.run_dir.is_empty() {
-            return Err(PtError::config(format!("cannot expand '{path}': no run directory here")));
-        }
-        return Ok(PathBuf::from(&ctx.run_dir).join(rest.trim_start_matches('/')));
+    if path.contains("{run}") && ctx.run_dir.is_empty() {
+        return Err(PtError::config(format!("cannot expand '{path}': no run directory here")));
     }
-    for prefix in ["{data}", "${PT_DATA}", "$PT_DATA"] {
-        if let Some(rest) = path.strip_prefix(prefix) {
-            if rest.is_empty() || rest.starts_with('/') {
-                return Ok(data_dir(ctx)?.join(rest.trim_start_matches('/')));
-            }
-        }
-    }
-    if let Some(rest) = path.strip_prefix('~') {
-        if rest.is_empty() || rest.starts_with('/') {
-            let home = dirs::home_dir()
-                .ok_or_else(|| PtError::config(format!("cannot expand '{path}': no home directory")))?;
-            return Ok(home.join(rest.trim_start_matches('/')));
-        }
-    }
-    Ok(PathBuf::from(path))
+    let data = data_dir(ctx)?;
+    Ok(PathBuf::from(pt_sdk::expand_setting(path, &data.display().to_string(), &ctx.run_dir)))
 }
 
 /// Where this plugin keeps token caches.

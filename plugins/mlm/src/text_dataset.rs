@@ -87,6 +87,7 @@ enum Source {
 impl Component for TextDataset {
     const NAME: &'static str = "text";
     const ABOUT: &'static str = "plain-text files (one paragraph per line), tokenized for MLM";
+    const PROVIDES: &'static [&'static str] = &["vocab_size", "pad_token_id", "cls_token_id", "sep_token_id", "mask_token_id", "special_token_ids"];
     type Config = TextConfig;
 
     fn new(config: TextConfig, ctx: &CreateCtx) -> Result<Self> {

@@ -164,6 +164,7 @@ macro_rules! resnet_component {
         impl Component for $ty {
             const NAME: &'static str = $depth.name();
             const ABOUT: &'static str = $about;
+            const PROVIDES: &'static [&'static str] = &["feature_dim"];
             type Config = ResNetConfig;
             fn new(config: ResNetConfig, ctx: &CreateCtx) -> Result<Self> {
                 Ok($ty(ResNet::new($depth, config, ctx.seed, ctx.device())?))

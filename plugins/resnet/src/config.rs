@@ -70,6 +70,10 @@ impl Default for ResNetConfig {
 }
 
 impl Config for ResNetConfig {
+    fn inputs() -> Vec<pt_sdk::InputDecl> {
+        vec![pt_sdk::InputDecl::key("num_classes").optional(), pt_sdk::InputDecl::key("image_size").optional()]
+    }
+
     fn describe() -> &'static [(&'static str, &'static str)] {
         &[
             ("num_classes", "classes of the `fc` head (null: from the dataset; 0: headless trunk, `features` only)"),

@@ -50,6 +50,10 @@ impl Default for FixMatchConfig {
 }
 
 impl Config for FixMatchConfig {
+    fn inputs() -> Vec<pt_sdk::InputDecl> {
+        ["image_size", "mean", "std"].iter().map(|k| pt_sdk::InputDecl::key(k).optional()).collect()
+    }
+
     fn describe() -> &'static [(&'static str, &'static str)] {
         &[
             ("threshold", "confidence (max softmax probability on the weak view) that makes a pseudo-label"),

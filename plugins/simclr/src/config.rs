@@ -44,6 +44,12 @@ impl Default for SimclrConfig {
 }
 
 impl Config for SimclrConfig {
+    fn inputs() -> Vec<pt_sdk::InputDecl> {
+        let mut v = vec![pt_sdk::InputDecl::key("feature_dim")];
+        v.extend(["image_size", "mean", "std", "num_classes"].iter().map(|k| pt_sdk::InputDecl::key(k).optional()));
+        v
+    }
+
     fn describe() -> &'static [(&'static str, &'static str)] {
         &[
             ("augment", "augmentation preset: imagenet (blur, strength 1), small (28-32 px: no blur, strength 0.5), auto (small below 64 px)"),

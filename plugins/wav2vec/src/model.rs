@@ -170,6 +170,7 @@ impl Component for Wav2Vec2Arch {
     const NAME: &'static str = "wav2vec2";
     const ABOUT: &'static str =
         "wav2vec 2.0 (Hugging Face Wav2Vec2Model names): conv feature encoder + transformer, presets tiny..base";
+    const PROVIDES: &'static [&'static str] = &["feature_dim", "hidden_size", "conv_dim", "conv_kernel", "conv_stride"];
     type Config = Wav2Vec2Args;
     fn new(args: Wav2Vec2Args, ctx: &CreateCtx) -> Result<Self> {
         Ok(Wav2Vec2Arch(Wav2Vec2::new(args.resolve()?, args.feature_pooling, ctx.seed, ctx.device())?))

@@ -67,6 +67,10 @@ impl Default for Wav2Vec2ObjectiveConfig {
 }
 
 impl Config for Wav2Vec2ObjectiveConfig {
+    fn inputs() -> Vec<pt_sdk::InputDecl> {
+        ["conv_kernel", "conv_stride", "conv_dim", "hidden_size"].iter().map(|k| pt_sdk::InputDecl::key(k)).collect()
+    }
+
     fn describe() -> &'static [(&'static str, &'static str)] {
         &[
             ("mask_time_prob", "share of frames that start a masked span (overlaps make ~half the frames masked)"),

@@ -376,6 +376,7 @@ impl Component for AudioFiles {
     const NAME: &'static str = "audio";
     const ABOUT: &'static str =
         "audio clips from a folder of WAV files or a fairseq .tsv manifest, mono at a fixed rate";
+    const PROVIDES: &'static [&'static str] = &["sample_rate"];
     type Config = AudioConfig;
     fn new(mut cfg: AudioConfig, ctx: &CreateCtx) -> Result<Self> {
         cfg.path = ctx.expand(&cfg.path);

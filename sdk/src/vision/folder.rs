@@ -197,6 +197,7 @@ impl ImageFolder {
 impl Component for ImageFolder {
     const NAME: &'static str = "image_folder";
     const ABOUT: &'static str = "labelled PNG/JPEG images, one sub-folder per class";
+    const PROVIDES: &'static [&'static str] = &["num_classes", "image_size", "mean", "std", "channels"];
     type Config = ImageFolderConfig;
     fn new(mut cfg: ImageFolderConfig, ctx: &CreateCtx) -> Result<Self> {
         cfg.path = ctx.expand(&cfg.path);

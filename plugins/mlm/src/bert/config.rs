@@ -206,6 +206,10 @@ pub struct BertArgs {
 }
 
 impl Config for BertArgs {
+    fn inputs() -> Vec<pt_sdk::InputDecl> {
+        vec![pt_sdk::InputDecl::key("vocab_size"), pt_sdk::InputDecl::key("pad_token_id").optional()]
+    }
+
     fn describe() -> &'static [(&'static str, &'static str)] {
         &[
             (

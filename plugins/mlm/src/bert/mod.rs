@@ -24,6 +24,7 @@ pub struct Bert {
 impl Component for Bert {
     const NAME: &'static str = "bert";
     const ABOUT: &'static str = "BERT encoder + MLM head (Hugging Face BertForMaskedLM parameter names)";
+    const PROVIDES: &'static [&'static str] = &["feature_dim", "hidden_size"];
     type Config = BertArgs;
 
     fn new(args: BertArgs, ctx: &CreateCtx) -> Result<Self> {

@@ -1,0 +1,93 @@
+//! Saving the run's state: the architecture's buffers averaged over ranks, then a snapshot of
+//! weights, objective and optimizer state handed to the checkpoint manager's writer.
+
+use super::observer::Observer;
+use super::resume::{named_model, named_objective};
+use super::trainer::Trainer;
+use crate::checkpoint::manager::snapshot;
+use crate::checkpoint::{PluginRecord, SaveRequest};
+use crate::plugin::Registry;
+use crate::Result;
+use std::collections::BTreeMap;
+use tch::Tensor;
+
+impl Trainer<'_> {
+    /// Multi-process runs: each rank's BatchNorm running statistics come from its own part of
+    /// the batch; their mean (over ranks) is what gets evaluated and saved.
+    pub(super) fn average_buffers(&self) -> Result<()> {
+        let Some(group) = &self.dist else { return Ok(()) };
+        let buffers: Vec<Tensor> =
+            self.session.arch.buffers()?.into_iter().map(|(_, t)| t).filter(|t| t.is_floating_point()).collect();
+        if !buffers.is_empty() {
+            let _guard = tch::no_grad_guard();
+            group.all_reduce_sum(&buffers)?;
+            for b in &buffers {
+                let _ = b.shallow_clone().f_div_scalar_(group.world_size as f64)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Snapshots the state and hands it to the checkpoint writer (rank 0; the weights are the
+    /// same on every rank).
+    pub fn save(&mut self, obs: &mut dyn Observer) -> Result<()> {
+        self.average_buffers()?;
+        if self.rank() != 0 {
+            self.saved_step = Some(self.step);
+            return Ok(());
+        }
+        let s = &self.session;
+        let run = &s.plan.recipe.run;
+        let mut components = BTreeMap::new();
+        components.insert("data".to_string(), s.data.origin.clone());
+        components.insert("arch".to_string(), s.arch.origin.clone());
+        components.insert("objective".to_string(), s.objective_origin());
+        let assets = s.run_dir().join("assets");
+        let req = SaveRequest {
+            step: self.step,
+            cursor: self.cursor,
+            world_size: self.world_size(),
+            lr: self.lr_at(self.step),
+            seed: run.seed,
+            optimizer: self.optimizer.name().to_string(),
+            optimizer_steps: self.optimizer.steps(),
+            metrics: self.latest_metrics.clone(),
+            skipped_steps: self.skipped,
+            config: s.resolved_toml(),
+            components,
+            plugins: plugin_records(self.reg),
+            libtorch_version: crate::runtime::libtorch_lib_dir()
+                .and_then(|d| crate::runtime::libtorch_version(&d))
+                .unwrap_or_default(),
+            model: snapshot(&named_model(s)?),
+            objective: snapshot(&named_objective(s)?),
+            optimizer_state: snapshot(&self.optimizer.state()),
+            assets_dir: assets.is_dir().then_some(assets),
+        };
+        if let Some(prev) = self.ckpt.wait()? {
+            self.last_good_checkpoint = Some(prev);
+        }
+        self.ckpt.save(req)?;
+        self.saved_step = Some(self.step);
+        // Surface the write's outcome at the next save or the end of the run; the observer
+        // hears of it now with the directory it will have.
+        obs.on_checkpoint(self.step, &self.ckpt.root.join(crate::checkpoint::manager::step_dir_name(self.step)));
+        Ok(())
+    }
+
+}
+
+pub(super) fn plugin_records(reg: &Registry) -> Vec<PluginRecord> {
+    let mut v: Vec<PluginRecord> = reg
+        .plugins
+        .iter()
+        .map(|f| PluginRecord {
+            name: f.plugin.manifest.name.clone(),
+            version: f.plugin.manifest.version.clone(),
+            sha256: f.plugin.sha256.clone(),
+        })
+        .collect();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+

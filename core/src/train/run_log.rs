@@ -1,0 +1,221 @@
+//! What a run writes about itself: the metrics rows (averaged over the steps between two log
+//! lines, with throughput and MFU), the loss curves and the pictures of vector metrics.
+
+use super::step::StepOutcome;
+use super::trainer::Trainer;
+use crate::{Error, Result};
+use pt_report::{LinePlot, Series};
+use std::collections::BTreeMap;
+use std::path::Path;
+use tch::Tensor;
+
+/// A vector metric summed over steps `first..=last`.
+pub(super) struct Histogram {
+    counts: Tensor,
+    first: u64,
+    last: u64,
+}
+
+/// The loss and evaluation curves logged before this process started (a resumed run's plot
+/// covers the whole run, not only its last part).
+pub(super) fn curves_so_far(run_dir: &Path) -> (Vec<(f64, f64)>, BTreeMap<String, Vec<(f64, f64)>>) {
+    let rows = pt_report::read_metrics(&run_dir.join(pt_report::METRICS_JSONL)).unwrap_or_default();
+    let (mut loss, mut evals) = (Vec::new(), BTreeMap::<String, Vec<(f64, f64)>>::new());
+    for row in rows {
+        for (name, value) in &row.values {
+            if name == "loss" {
+                loss.push((row.step as f64, *value));
+            } else if name.contains('/') {
+                evals.entry(name.clone()).or_default().push((row.step as f64, *value));
+            }
+        }
+    }
+    (loss, evals)
+}
+
+impl Trainer<'_> {
+    /// The metrics row of a log step: the window's means plus throughput, MFU, lr, epoch.
+    pub(super) fn log_step(&mut self, window: &mut Window, outcome: &StepOutcome) -> Result<BTreeMap<String, f64>> {
+        let mut row = window.drain(outcome);
+        if let (Some(flops), Some(sps)) = (self.session.arch.info.train_flops_per_sample, row.get("samples_per_s").copied()) {
+            let achieved = flops * sps;
+            row.insert("tflops".into(), achieved / 1e12);
+            if let Some(peak) = peak_flops(self.session.device) {
+                row.insert("mfu".into(), achieved / peak);
+            }
+        }
+        row.insert("lr".into(), outcome.lr);
+        row.insert(
+            "epoch".into(),
+            self.cursor.epoch as f64 + self.cursor.micro_batch as f64 / self.sampler.micro_batches_per_epoch() as f64,
+        );
+        row.insert("skipped_steps".into(), self.skipped as f64);
+        if let Some(l) = row.get("loss") {
+            self.loss_curve.push((self.step as f64, *l));
+        }
+        self.log_row(row.clone())?;
+        self.latest_metrics.extend(row.clone());
+        tracing::info!(step = self.step, metrics = ?row, "step");
+        Ok(row)
+    }
+
+    pub(super) fn log_row(&mut self, row: BTreeMap<String, f64>) -> Result<()> {
+        match &mut self.metrics {
+            Some(m) => m.log(self.step, row).map_err(|e| Error::Training(format!("metrics: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds this step's vector metrics; from 90 % of a known run length on, the sums restart
+    /// once so the picture shows how the run ends, not how it began.
+    pub(super) fn add_histograms(&mut self, vectors: Vec<(String, Tensor)>) -> Result<()> {
+        let step = self.step; // already counted
+        let tail_start = self.total_steps().map(|t| (t * 9 / 10).max(1));
+        for (name, t) in vectors {
+            // Summed where they are (no host sync per step); copied to the CPU when drawn.
+            let t = t.f_detach()?.f_to_kind(tch::Kind::Double)?;
+            let restart = tail_start == Some(step);
+            match self.histograms.get_mut(&name) {
+                Some(h) if !restart && h.counts.size() == t.size() => {
+                    h.counts = h.counts.f_add(&t)?;
+                    h.last = step;
+                }
+                _ => {
+                    self.histograms.insert(name, Histogram { counts: t, first: step, last: step });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `<name>.png` per vector metric: each row's entries by share of the counts, largest first
+    /// (flat: every entry used; a cliff: a collapsed codebook), and `<name>.json` with the counts.
+    pub(super) fn plot_histograms(&self) {
+        for (name, h) in &self.histograms {
+            let counts = h.counts.to_device(tch::Device::Cpu);
+            let rows = match counts.size().len() {
+                1 => counts.unsqueeze(0),
+                _ => counts.flatten(1, -1),
+            };
+            let counts: Vec<Vec<f64>> =
+                (0..rows.size()[0]).filter_map(|r| Vec::<f64>::try_from(&rows.get(r)).ok()).collect();
+            let series = counts
+                .iter()
+                .enumerate()
+                .map(|(r, row)| {
+                    let total: f64 = row.iter().sum::<f64>().max(1e-12);
+                    let mut shares: Vec<f64> = row.iter().map(|c| c / total).collect();
+                    shares.sort_by(|a, b| b.total_cmp(a));
+                    let used = row.iter().filter(|&&c| c > 0.0).count();
+                    Series {
+                        name: format!("row {r}: {used} of {} used", row.len()),
+                        points: shares.iter().enumerate().map(|(i, &v)| ((i + 1) as f64, v)).collect(),
+                    }
+                })
+                .collect();
+            let plot = LinePlot {
+                title: format!("{name}, steps {}-{}", h.first, h.last),
+                x_label: "entry, by use (most used first)".into(),
+                y_label: "share of uses".into(),
+                series,
+                ..Default::default()
+            };
+            let base = self.session.run_dir().join(name.replace('/', "-"));
+            if let Err(e) = pt_report::plot_lines(&base.with_extension("png"), &plot) {
+                tracing::warn!("could not draw {name}.png: {e}");
+            }
+            let json =
+                serde_json::json!({ "name": name, "first_step": h.first, "last_step": h.last, "counts": counts });
+            if let Err(e) = std::fs::write(base.with_extension("json"), json.to_string()) {
+                tracing::warn!("could not write {name}.json: {e}");
+            }
+        }
+    }
+
+    pub(super) fn plot_curves(&self) {
+        let mut series = vec![Series { name: "train loss".into(), points: self.loss_curve.clone() }];
+        for (name, points) in &self.eval_curves {
+            if name.ends_with("loss") {
+                series.push(Series { name: format!("held-out {name}"), points: points.clone() });
+            }
+        }
+        let plot = LinePlot {
+            title: format!("{} + {}", self.session.objective_origin(), self.session.arch.origin),
+            x_label: "step".into(),
+            y_label: "loss".into(),
+            series,
+            ..Default::default()
+        };
+        if let Err(e) = pt_report::plot_lines(&self.session.run_dir().join("loss.png"), &plot) {
+            tracing::warn!("could not draw loss.png: {e}");
+        }
+    }
+
+}
+
+/// Dense bf16 peak of the training device, for MFU: `$PT_PEAK_TFLOPS` if set, else known
+/// data-centre GPUs by name. None on CPUs (no meaningful peak).
+pub(super) fn peak_flops(device: tch::Device) -> Option<f64> {
+    if let Some(t) = std::env::var("PT_PEAK_TFLOPS").ok().and_then(|v| v.parse::<f64>().ok()) {
+        return Some(t * 1e12);
+    }
+    if !device.is_cuda() {
+        return None;
+    }
+    static PEAK: std::sync::OnceLock<Option<f64>> = std::sync::OnceLock::new();
+    *PEAK.get_or_init(|| {
+        let name = crate::runtime::cuda_device_names().first()?.to_ascii_uppercase();
+        [("H200", 989.0), ("H100", 989.0), ("A100", 312.0), ("L40S", 362.0), ("A10", 125.0)]
+            .iter()
+            .find(|(k, _)| name.contains(k))
+            .map(|(_, t)| t * 1e12)
+    })
+}
+
+/// Averages over the steps between two log lines.
+#[derive(Default)]
+pub(super) struct Window {
+    losses: Vec<f64>,
+    seconds: f64,
+    samples: u64,
+    tokens: u64,
+    steps: u64,
+    allreduce_s: f64,
+}
+
+impl Window {
+    pub(super) fn add(&mut self, o: &StepOutcome, seconds: f64, samples: u64) {
+        if let Some(l) = o.loss {
+            self.losses.push(l);
+        }
+        self.seconds += seconds;
+        self.samples += samples;
+        self.tokens += o.tokens;
+        self.steps += 1;
+        self.allreduce_s += o.allreduce_s;
+    }
+
+    pub(super) fn drain(&mut self, last: &StepOutcome) -> BTreeMap<String, f64> {
+        let mut row = BTreeMap::new();
+        if !self.losses.is_empty() {
+            row.insert("loss".into(), self.losses.iter().sum::<f64>() / self.losses.len() as f64);
+        }
+        row.insert("grad_norm".into(), last.grad_norm);
+        if self.seconds > 0.0 {
+            row.insert("samples_per_s".into(), self.samples as f64 / self.seconds);
+            if self.tokens > 0 {
+                row.insert("tokens_per_s".into(), self.tokens as f64 / self.seconds);
+            }
+            row.insert("step_time_s".into(), self.seconds / self.steps.max(1) as f64);
+            if self.allreduce_s > 0.0 {
+                // Share of step time spent all-reducing gradients (not overlapped with backward).
+                row.insert("allreduce_share".into(), self.allreduce_s / self.seconds);
+            }
+        }
+        for (n, v) in &last.metrics {
+            row.insert(n.clone(), *v);
+        }
+        *self = Window::default();
+        row
+    }
+}
