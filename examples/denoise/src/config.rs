@@ -1,6 +1,6 @@
 //! `[objective]` keys of `denoise`, with their defaults and descriptions (`pt plugin info denoise`).
 
-use pt_sdk::Config;
+use pt_sdk::{Config, InputDecl};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -34,8 +34,13 @@ impl Default for DenoiseConfig {
 }
 
 impl Config for DenoiseConfig {
-    fn inputs() -> Vec<pt_sdk::InputDecl> {
-        vec![pt_sdk::InputDecl::key("mask_token_id").optional(), pt_sdk::InputDecl::key("special_token_ids").optional(), pt_sdk::InputDecl::key("feature_dim")]
+    fn inputs() -> Vec<InputDecl> {
+        // Filled by pt from the run's other components when the recipe leaves them unset.
+        vec![
+            InputDecl::key("mask_token_id").optional(),
+            InputDecl::key("special_token_ids").optional(),
+            InputDecl::key("feature_dim"),
+        ]
     }
 
     fn describe() -> &'static [(&'static str, &'static str)] {
