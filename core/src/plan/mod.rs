@@ -247,7 +247,12 @@ impl RunPlan {
             r.wire(evaluator, &spec.component, &candidates);
         }
         if !r.problems.is_empty() {
-            return Err(unresolved(&r.problems));
+            // The same words as the build's composition check: the components exist and their
+            // configs are fine, but they do not fit together.
+            return Err(Error::Composition(format!(
+                "these components do not fit together:\n  - {}",
+                r.problems.join("\n  - ")
+            )));
         }
         let data_dir = pt_sdk::default_data_dir();
         Ok(RunPlan { recipe, world, device, run_dir: run_dir.to_path_buf(), data_dir, data, archs, objectives, evals })

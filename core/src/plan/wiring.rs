@@ -47,6 +47,16 @@ pub struct Candidate<'a> {
     pub provides: &'a [String],
 }
 
+/// Facts every component of a kind publishes through a typed field of the SDK contract, so
+/// they need no declaration: an architecture's `ArchitectureInfo::feature_dim`, a dataset's
+/// class count (`DatasetInfo::classes`). Free-form facts (notes, config keys) must be declared.
+pub fn contract_fact(provider: &Provider, fact: &str) -> bool {
+    match provider {
+        Provider::Arch(_) => fact == "feature_dim",
+        Provider::Data | Provider::Split(..) => fact == "num_classes",
+    }
+}
+
 /// Facts a built component published, by name.
 pub type Facts = BTreeMap<String, Value>;
 
@@ -81,6 +91,6 @@ pub fn choose<'a>(fact: &str, candidates: &'a [Candidate<'a>]) -> Option<(&'a Ca
     candidates
         .iter()
         .filter(|c| role.is_none_or(|r| c.provider == Provider::Arch(Some(r.to_string()))))
-        .find(|c| c.provides.iter().any(|p| p == name))
+        .find(|c| contract_fact(&c.provider, name) || c.provides.iter().any(|p| p == name))
         .map(|c| (c, name.to_string()))
 }
