@@ -165,6 +165,14 @@ impl Resolver<'_> {
     }
 }
 
+/// One problem on one line; several as a list under `head`.
+fn problems_error(head: &str, problems: &[String]) -> Error {
+    match problems {
+        [one] => Error::Composition(format!("{head}: {one}")),
+        many => Error::Composition(format!("{head}:\n  - {}", many.join("\n  - "))),
+    }
+}
+
 fn list(items: &[String]) -> String {
     if items.is_empty() {
         "nothing".into()
@@ -215,7 +223,7 @@ impl RunPlan {
                 .collect();
             evals.push((evaluator, splits));
         }
-        let unresolved = |p: &Vec<String>| Error::Composition(format!("the run cannot be planned:\n  - {}", p.join("\n  - ")));
+        let unresolved = |p: &Vec<String>| problems_error("the run cannot be planned", p);
         let (Some(mut data), true) = (data, r.problems.is_empty()) else { return Err(unresolved(&r.problems)) };
         let mut archs: Vec<(Option<String>, ComponentPlan)> = archs.into_iter().map(|(role, a)| (role, a.expect("no problems"))).collect();
         let mut objectives: Vec<ComponentPlan> = objectives.into_iter().map(|o| o.expect("no problems")).collect();
@@ -249,10 +257,7 @@ impl RunPlan {
         if !r.problems.is_empty() {
             // The same words as the build's composition check: the components exist and their
             // configs are fine, but they do not fit together.
-            return Err(Error::Composition(format!(
-                "these components do not fit together:\n  - {}",
-                r.problems.join("\n  - ")
-            )));
+            return Err(problems_error("these components do not fit together", &r.problems));
         }
         let data_dir = pt_sdk::default_data_dir();
         Ok(RunPlan { recipe, world, device, run_dir: run_dir.to_path_buf(), data_dir, data, archs, objectives, evals })
