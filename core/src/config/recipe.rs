@@ -158,22 +158,25 @@ impl ObjectiveSpec {
 impl Recipe {
     /// Parses TOML text (`origin` names it in errors), then applies `--set` overrides.
     pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Recipe> {
-        let mut root: Table =
-            toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {}", e.to_string().trim())))?;
-        for o in overrides {
-            apply_override(&mut root, o)?;
-        }
-        Self::from_table(root).map_err(|e| in_origin(origin, e))
+        Self::from_table(tree(text, origin, false, overrides)?).map_err(|e| in_origin(origin, e))
+    }
+
+    /// A run's saved `config.toml` (or a checkpoint's config). Configs saved before
+    /// `[checkpoint]` existed keep their `[run]` checkpoint keys: they are moved, not refused.
+    pub fn parse_saved(text: &str, origin: &str, overrides: &[String]) -> Result<Recipe> {
+        Self::from_table(tree(text, origin, true, overrides)?).map_err(|e| in_origin(origin, e))
+    }
+
+    pub fn load_saved(path: &Path) -> Result<Recipe> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        Self::parse_saved(&text, &path.display().to_string(), &[])
     }
 
     /// Parses a file of `[[eval]]` entries only (a `pt transfer` task), then applies overrides
     /// (`eval.0.lr=1e-3`); evaluator names stay unique as in a recipe.
     pub fn parse_evals(text: &str, origin: &str, overrides: &[String]) -> Result<Vec<EvalSpec>> {
-        let mut root: Table =
-            toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {}", e.to_string().trim())))?;
-        for o in overrides {
-            apply_override(&mut root, o)?;
-        }
+        let mut root = tree(text, origin, false, overrides)?;
         let in_origin = |e: Error| in_origin(origin, e);
         check_keys("top level", &root, &["eval"]).map_err(in_origin)?;
         let evals = parse_eval_array(root.remove("eval")).map_err(in_origin)?;
@@ -183,38 +186,6 @@ impl Recipe {
         let probe = Recipe { evals, ..Recipe::default() };
         probe.check_eval_labels().map_err(in_origin)?;
         Ok(probe.evals)
-    }
-
-    /// A run's saved `config.toml` (or a checkpoint's config). Configs saved before
-    /// `[checkpoint]` existed keep their `[run]` checkpoint keys: they are moved, not refused.
-    pub fn parse_saved(text: &str, origin: &str, overrides: &[String]) -> Result<Recipe> {
-        let mut root: Table =
-            toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {}", e.to_string().trim())))?;
-        if let Some(Value::Table(run)) = root.get_mut("run") {
-            let moved: Table = MOVED_TO_CHECKPOINT
-                .iter()
-                .filter_map(|(old, new)| run.remove(*old).map(|v| (new.to_string(), v)))
-                .collect();
-            if !moved.is_empty() {
-                root.insert("checkpoint".into(), Value::Table(moved));
-            }
-        }
-        for o in overrides {
-            apply_override(&mut root, o)?;
-        }
-        Self::from_table(root).map_err(|e| in_origin(origin, e))
-    }
-
-    pub fn load_saved(path: &Path) -> Result<Recipe> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        Self::parse_saved(&text, &path.display().to_string(), &[])
-    }
-
-    pub fn load(path: &Path, overrides: &[String]) -> Result<Recipe> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading recipe {}", path.display()), e))?;
-        Self::parse(&text, &path.display().to_string(), overrides)
     }
 
     fn from_table(mut root: Table) -> Result<Recipe> {
@@ -332,6 +303,24 @@ impl Recipe {
         }
         toml::to_string_pretty(&root).unwrap_or_default()
     }
+}
+
+/// The TOML tree of `text`, with a saved config's moved keys put where they are now
+/// (`migrate`), then the `--set` overrides applied.
+fn tree(text: &str, origin: &str, migrate: bool, overrides: &[String]) -> Result<Table> {
+    let mut root: Table =
+        toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {}", e.to_string().trim())))?;
+    if let (true, Some(Value::Table(run))) = (migrate, root.get_mut("run")) {
+        let moved: Table =
+            MOVED_TO_CHECKPOINT.iter().filter_map(|(old, new)| run.remove(*old).map(|v| (new.to_string(), v))).collect();
+        if !moved.is_empty() {
+            root.insert("checkpoint".into(), Value::Table(moved));
+        }
+    }
+    for o in overrides {
+        apply_override(&mut root, o)?;
+    }
+    Ok(root)
 }
 
 /// A config error prefixed with where the recipe came from.

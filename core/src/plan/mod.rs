@@ -8,7 +8,7 @@
 mod render;
 mod wiring;
 
-pub use render::{spec_mut, Bindings};
+pub use render::Bindings;
 pub use wiring::{arch_facts, dataset_facts, Facts, Provider, Wire};
 
 use crate::components::validate_config;
@@ -99,7 +99,10 @@ impl Resolver<'_> {
                 return None;
             }
         };
-        let manifest = plugin.manifest.components.iter().find(|c| c.kind == kind && c.name == name)?.clone();
+        let Some(manifest) = plugin.manifest.components.iter().find(|c| c.kind == kind && c.name == name).cloned() else {
+            self.problems.push(format!("[{section}] {kind} '{name}' vanished from plugin '{}'", plugin.name()));
+            return None;
+        };
         let config = toml_to_json(&toml::Value::Table(spec.config.clone()));
         if let Err(e) = validate_config(&manifest, section, &config) {
             self.problems.push(e.to_string());
@@ -147,8 +150,10 @@ impl Resolver<'_> {
                 }),
                 None if input.optional => {}
                 None => {
-                    let offered: Vec<String> =
-                        candidates.iter().map(|c| format!("[{}] {} provides {}", c.provider.section(), c.origin, list(c.provides))).collect();
+                    let offered: Vec<String> = candidates
+                        .iter()
+                        .map(|c| format!("[{}] {} provides {}", c.provider.section(), c.origin, c.offered().join(", ")))
+                        .collect();
                     self.problems.push(format!(
                         "{} {} ([{}]) needs '{}', which no component of this run provides ({}): set [{}] {} = ...",
                         plan.kind,
@@ -170,14 +175,6 @@ fn problems_error(head: &str, problems: &[String]) -> Error {
     match problems {
         [one] => Error::Composition(format!("{head}: {one}")),
         many => Error::Composition(format!("{head}:\n  - {}", many.join("\n  - "))),
-    }
-}
-
-fn list(items: &[String]) -> String {
-    if items.is_empty() {
-        "nothing".into()
-    } else {
-        items.join(", ")
     }
 }
 
@@ -231,7 +228,7 @@ impl RunPlan {
             .into_iter()
             .map(|(e, s)| (e.expect("no problems"), s.into_iter().map(|(n, d)| (n, d.expect("no problems"))).collect()))
             .collect();
-        check_roles(&recipe, &archs, &objectives, &mut r.problems);
+        check_roles(&archs, &objectives, &mut r.problems);
         r.wire(&mut data, &recipe.data, &[]);
         let data_origin = data.origin();
         for ((_, arch), (_, spec)) in archs.iter_mut().zip(recipe.arch.iter()) {
@@ -294,7 +291,7 @@ impl RunPlan {
 
 /// An objective over several architectures names their roles; the recipe must give exactly
 /// those (and a one-architecture objective gets one architecture).
-fn check_roles(recipe: &Recipe, archs: &[(Option<String>, ComponentPlan)], objectives: &[ComponentPlan], problems: &mut Vec<String>) {
+fn check_roles(archs: &[(Option<String>, ComponentPlan)], objectives: &[ComponentPlan], problems: &mut Vec<String>) {
     let given: Vec<String> = archs.iter().filter_map(|(r, _)| r.clone()).collect();
     for o in objectives {
         let wanted = &o.manifest.roles;
@@ -320,7 +317,6 @@ fn check_roles(recipe: &Recipe, archs: &[(Option<String>, ComponentPlan)], objec
             }
         }
     }
-    let _ = recipe;
 }
 
 /// Expands `{data}`, `{run}`, `$PT_DATA` and `~` in every string (pt-sdk's one rule).

@@ -11,7 +11,7 @@ pub type Bindings = BTreeMap<String, Map<String, Value>>;
 
 /// The component spec of `section` in `recipe` (`data`, `arch.text`, `objective.mix.1`,
 /// `eval.0`, `eval.0.splits.test`).
-pub fn spec_mut<'r>(recipe: &'r mut Recipe, section: &str) -> Option<&'r mut ComponentSpec> {
+fn spec_mut<'r>(recipe: &'r mut Recipe, section: &str) -> Option<&'r mut ComponentSpec> {
     let parts: Vec<&str> = section.split('.').collect();
     match parts.as_slice() {
         ["data"] => Some(&mut recipe.data),

@@ -47,13 +47,17 @@ pub struct Candidate<'a> {
     pub provides: &'a [String],
 }
 
-/// Facts every component of a kind publishes through a typed field of the SDK contract, so
-/// they need no declaration: an architecture's `ArchitectureInfo::feature_dim`, a dataset's
-/// class count (`DatasetInfo::classes`). Free-form facts (notes, config keys) must be declared.
-pub fn contract_fact(provider: &Provider, fact: &str) -> bool {
-    match provider {
-        Provider::Arch(_) => fact == "feature_dim",
-        Provider::Data | Provider::Split(..) => fact == "num_classes",
+impl Candidate<'_> {
+    /// Every fact it offers: the declared ones, and the one every component of its kind
+    /// publishes through a typed field of the SDK contract (an architecture's
+    /// `ArchitectureInfo::feature_dim`, a dataset's class count from `DatasetInfo::classes`),
+    /// which needs no declaration. Free-form facts (notes, config keys) must be declared.
+    pub fn offered(&self) -> Vec<&str> {
+        let contract = match self.provider {
+            Provider::Arch(_) => "feature_dim",
+            Provider::Data | Provider::Split(..) => "num_classes",
+        };
+        std::iter::once(contract).chain(self.provides.iter().map(String::as_str).filter(|p| *p != contract)).collect()
     }
 }
 
@@ -91,6 +95,6 @@ pub fn choose<'a>(fact: &str, candidates: &'a [Candidate<'a>]) -> Option<(&'a Ca
     candidates
         .iter()
         .filter(|c| role.is_none_or(|r| c.provider == Provider::Arch(Some(r.to_string()))))
-        .find(|c| contract_fact(&c.provider, name) || c.provides.iter().any(|p| p == name))
+        .find(|c| c.offered().contains(&name))
         .map(|c| (c, name.to_string()))
 }

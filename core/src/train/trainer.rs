@@ -293,13 +293,14 @@ impl<'r> Trainer<'r> {
             self.session.device.is_cuda(),
         );
         let mut window = Window::default();
+        let run = self.settings().clone();
+        let save_every = self.session.plan.recipe.checkpoint.every;
         let stop = loop {
             if let Some(reason) = self.stop_reason(started)? {
                 break reason;
             }
             let t0 = Instant::now();
             let outcome = self.train_step(&mut loader)?;
-            let run = self.settings().clone();
             window.add(&outcome, t0.elapsed().as_secs_f64(), run.batch_size * run.grad_accum);
             let done = total.is_some_and(|t| self.step >= t);
             let row = match self.step.is_multiple_of(run.log_every) || done {
@@ -312,8 +313,7 @@ impl<'r> Trainer<'r> {
             }
             // During a run of non-finite steps the weights do not move: saving them again would
             // only push the checkpoints from before the trouble out of retention.
-            let every = self.session.plan.recipe.checkpoint.every;
-            if every > 0 && self.step.is_multiple_of(every) && !done && self.bad_in_a_row == 0 {
+            if save_every > 0 && self.step.is_multiple_of(save_every) && !done && self.bad_in_a_row == 0 {
                 self.save(obs)?;
             }
         };
