@@ -49,8 +49,10 @@ fn bad_keys_and_values_fail_before_anything_is_built() {
         ("checkpoint.evry=2", "Did you mean 'every'?"),
         // Components' keys: names checked by pt, types and values by the plugin, neither built.
         ("arch.hiden_size=8", "unknown key 'hiden_size' in [arch] for architecture 'bert'. Did you mean 'hidden_size'?"),
-        ("data.block_size=\"long\"", "[data] config error in mlm:text"),
-        ("objective.mask_prob=\"x\"", "[objective]"),
+        ("data.block_size=\"long\"", "[data] config error in mlm:text: config of text: block_size = \"long\": invalid type"),
+        ("data.vocab_size=-3", "vocab_size = -3: invalid value: integer `-3`"),
+        ("objective.mask_token_prob=nan", "[objective] mask_token_prob = NaN: expected a finite number"),
+        ("objective.mask_prob=1.5", "[objective] config error in mlm:mlm: config of mlm: mask_prob must be in (0, 1], got 1.5"),
     ] {
         let (ok, err) = train(set);
         assert!(!ok, "--set {set} should fail");

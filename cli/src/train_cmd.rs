@@ -129,8 +129,7 @@ fn build_recipe(args: &Args) -> anyhow::Result<(Recipe, PathBuf)> {
         if !path.exists() {
             anyhow::bail!("{} has no config.toml: is it a pt run directory?", run_dir.display());
         }
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        return Ok((Recipe::parse_saved(&text, &path.display().to_string(), &overrides)?, run_dir.clone()));
+        return Ok((Recipe::load_saved(&path, &overrides)?, run_dir.clone()));
     }
     let (text, origin) = recipe_text(args)?;
     let recipe = Recipe::parse(&text, &origin, &overrides)?;

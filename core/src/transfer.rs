@@ -41,7 +41,7 @@ pub fn locate(from: &Path) -> Result<(PathBuf, Checkpoint)> {
 /// The pretraining run's session (its recipe, with `evals` instead of its own) with the
 /// checkpoint's weights loaded into the architecture.
 pub fn open(reg: &Registry, run_dir: &Path, ckpt: Checkpoint, evals: Vec<EvalSpec>) -> Result<(Session, Checkpoint)> {
-    let mut recipe = Recipe::load_saved(&run_dir.join("config.toml"))?;
+    let mut recipe = Recipe::load_saved(&run_dir.join("config.toml"), &[])?;
     recipe.evals = evals;
     let plan = RunPlan::resolve(reg, recipe, run_dir, World::default())?;
     let session = Session::build(plan)?;

@@ -256,3 +256,20 @@ pub fn expand_setting(setting: &str, data_dir: &str, run_dir: &str) -> String {
         _ => s,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::expand_setting;
+
+    #[test]
+    fn one_expansion_rule_for_settings() {
+        assert_eq!(expand_setting("{data}/text/a.txt", "/d", "/r"), "/d/text/a.txt");
+        assert_eq!(expand_setting("{run}/assets/t.json", "/d", "/r"), "/r/assets/t.json");
+        assert_eq!(expand_setting("$PT_DATA/a", "/d", "/r"), "/d/a");
+        assert_eq!(expand_setting("${PT_DATA}/a", "/d", "/r"), "/d/a");
+        assert_eq!(expand_setting("$PT_DATAX/a", "/d", "/r"), "$PT_DATAX/a");
+        assert_eq!(expand_setting("/abs/a", "/d", "/r"), "/abs/a");
+        let home = std::env::var("HOME").unwrap();
+        assert_eq!(expand_setting("~/x", "/d", "/r"), format!("{home}/x"));
+    }
+}

@@ -48,6 +48,13 @@ impl Default for FinetuneConfig {
 }
 
 impl Config for FinetuneConfig {
+    fn validate(&self) -> pt_sdk::Result<()> {
+        if self.steps == 0 || self.batch_size == 0 {
+            pt_sdk::bail!(Config, "steps and batch_size must be at least 1");
+        }
+        Ok(())
+    }
+
     fn describe() -> &'static [(&'static str, &'static str)] {
         &[
             ("steps", "optimizer steps of fine-tuning"),
@@ -74,9 +81,6 @@ impl Component for Finetune {
     const ABOUT: &'static str = "fine-tune encoder + linear head on a labelled task; accuracy by step and time";
     type Config = FinetuneConfig;
     fn new(cfg: FinetuneConfig, _ctx: &CreateCtx) -> Result<Self> {
-        if cfg.steps == 0 || cfg.batch_size == 0 {
-            bail!(Config, "steps and batch_size must be at least 1");
-        }
         Ok(Finetune { cfg })
     }
 }

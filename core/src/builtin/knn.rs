@@ -24,6 +24,13 @@ impl Default for KnnConfig {
 }
 
 impl Config for KnnConfig {
+    fn validate(&self) -> pt_sdk::Result<()> {
+        if self.k < 1 || !(self.temperature > 0.0) || self.batch_size == 0 {
+            pt_sdk::bail!(Config, "k and batch_size must be at least 1 and temperature positive");
+        }
+        Ok(())
+    }
+
     fn describe() -> &'static [(&'static str, &'static str)] {
         &[
             ("k", "neighbours that vote"),
@@ -45,9 +52,6 @@ impl Component for Knn {
         "weighted kNN (cosine, k = 200) on frozen `features` (train split as memory bank -> test accuracy)";
     type Config = KnnConfig;
     fn new(cfg: KnnConfig, _ctx: &CreateCtx) -> Result<Self> {
-        if cfg.k < 1 || cfg.temperature <= 0.0 || cfg.batch_size == 0 {
-            bail!(Config, "k and batch_size must be at least 1 and temperature positive");
-        }
         Ok(Knn { cfg })
     }
 }

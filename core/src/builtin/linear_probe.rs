@@ -34,6 +34,13 @@ impl Default for LinearProbeConfig {
 }
 
 impl Config for LinearProbeConfig {
+    fn validate(&self) -> pt_sdk::Result<()> {
+        if self.batch_size == 0 || self.epochs == 0 {
+            pt_sdk::bail!(Config, "batch_size and epochs must be at least 1");
+        }
+        Ok(())
+    }
+
     fn describe() -> &'static [(&'static str, &'static str)] {
         &[
             ("epochs", "passes over the training features"),
@@ -55,9 +62,6 @@ impl Component for LinearProbe {
     const ABOUT: &'static str = "linear classifier on frozen `features` (train split -> test accuracy)";
     type Config = LinearProbeConfig;
     fn new(cfg: LinearProbeConfig, _ctx: &CreateCtx) -> Result<Self> {
-        if cfg.batch_size == 0 || cfg.epochs == 0 {
-            bail!(Config, "batch_size and epochs must be at least 1");
-        }
         Ok(LinearProbe { cfg })
     }
 }

@@ -167,10 +167,10 @@ impl Recipe {
         Self::from_table(tree(text, origin, true, overrides)?).map_err(|e| in_origin(origin, e))
     }
 
-    pub fn load_saved(path: &Path) -> Result<Recipe> {
+    pub fn load_saved(path: &Path, overrides: &[String]) -> Result<Recipe> {
         let text =
             std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        Self::parse_saved(&text, &path.display().to_string(), &[])
+        Self::parse_saved(&text, &path.display().to_string(), overrides)
     }
 
     /// Parses a file of `[[eval]]` entries only (a `pt transfer` task), then applies overrides

@@ -103,6 +103,11 @@ impl Resolver<'_> {
             self.problems.push(format!("[{section}] {kind} '{name}' vanished from plugin '{}'", plugin.name()));
             return None;
         };
+        if let Some((key, v)) = non_finite(&spec.config) {
+            // JSON (how configs cross to plugins) has no NaN or infinity: refuse them here.
+            self.problems.push(format!("[{section}] {key} = {v}: expected a finite number"));
+            return None;
+        }
         let config = toml_to_json(&toml::Value::Table(spec.config.clone()));
         if let Err(e) = validate_config(&manifest, section, &config) {
             self.problems.push(e.to_string());
@@ -168,6 +173,19 @@ impl Resolver<'_> {
             }
         }
     }
+}
+
+/// The first NaN or infinite number in a component's keys (arrays and tables included).
+fn non_finite(table: &toml::Table) -> Option<(String, f64)> {
+    fn walk(path: String, v: &toml::Value) -> Option<(String, f64)> {
+        match v {
+            toml::Value::Float(f) if !f.is_finite() => Some((path, *f)),
+            toml::Value::Array(a) => a.iter().find_map(|x| walk(path.clone(), x)),
+            toml::Value::Table(t) => t.iter().find_map(|(k, x)| walk(format!("{path}.{k}"), x)),
+            _ => None,
+        }
+    }
+    table.iter().find_map(|(k, v)| walk(k.clone(), v))
 }
 
 /// One problem on one line; several as a list under `head`.

@@ -61,6 +61,19 @@ pub const MASKING_KEYS: [(&str, &str); 7] = [
 ];
 
 impl pt_sdk::Config for MaskingConfig {
+    fn validate(&self) -> pt_sdk::Result<()> {
+        if !(self.mask_prob > 0.0 && self.mask_prob <= 1.0) {
+            return Err(PtError::config(format!("mask_prob must be in (0, 1], got {}", self.mask_prob)));
+        }
+        let (m, r) = (self.mask_token_prob, self.random_token_prob);
+        if !(m >= 0.0 && r >= 0.0 && m + r <= 1.0) {
+            return Err(PtError::config(format!(
+                "mask_token_prob ({m}) and random_token_prob ({r}) must be >= 0 and sum to at most 1"
+            )));
+        }
+        Ok(())
+    }
+
     fn inputs() -> Vec<pt_sdk::InputDecl> {
         ["mask_token_id", "pad_token_id", "special_token_ids", "vocab_size"].iter().map(|k| pt_sdk::InputDecl::key(k).optional()).collect()
     }
@@ -89,15 +102,7 @@ pub struct Masking {
 impl Masking {
     pub fn new(config: MaskingConfig, who: &str) -> Result<Self> {
         let c = &config;
-        if !(c.mask_prob > 0.0 && c.mask_prob <= 1.0) {
-            return Err(PtError::config(format!("{who}: mask_prob must be in (0, 1], got {}", c.mask_prob)));
-        }
-        if c.mask_token_prob < 0.0 || c.random_token_prob < 0.0 || c.mask_token_prob + c.random_token_prob > 1.0 {
-            return Err(PtError::config(format!(
-                "{who}: mask_token_prob ({}) and random_token_prob ({}) must be >= 0 and sum to at most 1",
-                c.mask_token_prob, c.random_token_prob
-            )));
-        }
+        pt_sdk::Config::validate(c).map_err(|e| e.context(who))?;
         let mask_token_id = c.mask_token_id.unwrap_or(DEFAULT_MASK_TOKEN_ID);
         let mut never = c.special_token_ids.clone().unwrap_or_else(|| DEFAULT_SPECIAL_TOKEN_IDS.to_vec());
         never.push(c.pad_token_id.unwrap_or(DEFAULT_PAD_TOKEN_ID));

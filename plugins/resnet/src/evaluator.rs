@@ -20,6 +20,13 @@ impl Default for ClassificationConfig {
 }
 
 impl Config for ClassificationConfig {
+    fn validate(&self) -> pt_sdk::Result<()> {
+        if self.batch_size == 0 || self.top_k < 1 {
+            pt_sdk::bail!(Config, "batch_size and top_k must be at least 1");
+        }
+        Ok(())
+    }
+
     fn describe() -> &'static [(&'static str, &'static str)] {
         &[
             ("batch_size", "samples per forward pass"),
@@ -38,9 +45,6 @@ impl Component for Classification {
     const ABOUT: &'static str = "top-1/top-k accuracy, loss and confusion matrix of `logits` on the test split";
     type Config = ClassificationConfig;
     fn new(cfg: ClassificationConfig, _ctx: &CreateCtx) -> Result<Self> {
-        if cfg.batch_size == 0 || cfg.top_k < 1 {
-            bail!(Config, "batch_size and top_k must be at least 1");
-        }
         Ok(Classification { cfg })
     }
 }

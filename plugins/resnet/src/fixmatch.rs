@@ -50,6 +50,16 @@ impl Default for FixMatchConfig {
 }
 
 impl Config for FixMatchConfig {
+    fn validate(&self) -> pt_sdk::Result<()> {
+        if !(self.threshold > 0.0 && self.threshold <= 1.0) {
+            pt_sdk::bail!(Config, "fixmatch: threshold must be in (0, 1], got {}", self.threshold);
+        }
+        if self.crop_padding < 0 || !(0.0..=1.0).contains(&self.hflip_p) || !(0.0..1.0).contains(&self.cutout) {
+            pt_sdk::bail!(Config, "fixmatch: crop_padding must be >= 0, hflip_p in [0, 1] and cutout in [0, 1)");
+        }
+        Ok(())
+    }
+
     fn inputs() -> Vec<pt_sdk::InputDecl> {
         ["image_size", "mean", "std"].iter().map(|k| pt_sdk::InputDecl::key(k).optional()).collect()
     }
@@ -81,12 +91,6 @@ impl Component for FixMatch {
         "semi-supervised consistency (FixMatch): confident predictions on weak views are pseudo-labels for strong views";
     type Config = FixMatchConfig;
     fn new(cfg: FixMatchConfig, _ctx: &CreateCtx) -> Result<Self> {
-        if !(cfg.threshold > 0.0 && cfg.threshold <= 1.0) {
-            bail!(Config, "fixmatch: threshold must be in (0, 1], got {}", cfg.threshold);
-        }
-        if cfg.crop_padding < 0 || !(0.0..=1.0).contains(&cfg.hflip_p) || !(0.0..1.0).contains(&cfg.cutout) {
-            bail!(Config, "fixmatch: crop_padding must be >= 0, hflip_p in [0, 1] and cutout in [0, 1)");
-        }
         let views = Self::views(&cfg);
         Ok(FixMatch { cfg, views })
     }

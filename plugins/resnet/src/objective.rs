@@ -24,6 +24,16 @@ impl Default for SupervisedConfig {
 }
 
 impl Config for SupervisedConfig {
+    fn validate(&self) -> pt_sdk::Result<()> {
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            pt_sdk::bail!(Config, "label_smoothing must be in [0, 1), got {}", self.label_smoothing);
+        }
+        if self.crop_padding < 0 || !(0.0..=1.0).contains(&self.hflip_p) {
+            pt_sdk::bail!(Config, "crop_padding must be >= 0 and hflip_p in [0, 1]");
+        }
+        Ok(())
+    }
+
     fn describe() -> &'static [(&'static str, &'static str)] {
         &[
             ("label_smoothing", "cross-entropy label smoothing in [0, 1)"),
@@ -42,12 +52,6 @@ impl Component for Supervised {
     const ABOUT: &'static str = "supervised classification: cross-entropy on `logits` (label smoothing, crop/flip)";
     type Config = SupervisedConfig;
     fn new(cfg: SupervisedConfig, _ctx: &CreateCtx) -> Result<Self> {
-        if !(0.0..1.0).contains(&cfg.label_smoothing) {
-            bail!(Config, "label_smoothing must be in [0, 1), got {}", cfg.label_smoothing);
-        }
-        if cfg.crop_padding < 0 || !(0.0..=1.0).contains(&cfg.hflip_p) {
-            bail!(Config, "crop_padding must be >= 0 and hflip_p in [0, 1]");
-        }
         Ok(Supervised { cfg })
     }
 }

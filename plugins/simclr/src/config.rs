@@ -44,6 +44,16 @@ impl Default for SimclrConfig {
 }
 
 impl Config for SimclrConfig {
+    fn validate(&self) -> pt_sdk::Result<()> {
+        if self.proj_dim < 1 || !(self.temperature > 0.0) {
+            pt_sdk::bail!(Config, "simclr: proj_dim must be >= 1 and temperature > 0");
+        }
+        if !["auto", "small", "imagenet"].contains(&self.augment.as_str()) {
+            pt_sdk::bail!(Config, "simclr: augment must be auto, small or imagenet, got '{}'", self.augment);
+        }
+        Ok(())
+    }
+
     fn inputs() -> Vec<pt_sdk::InputDecl> {
         let mut v = vec![pt_sdk::InputDecl::key("feature_dim")];
         v.extend(["image_size", "mean", "std", "num_classes"].iter().map(|k| pt_sdk::InputDecl::key(k).optional()));

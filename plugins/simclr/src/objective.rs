@@ -54,9 +54,6 @@ impl Component for SimClr {
                 "simclr: feature_dim is unknown: use an architecture that reports it or set objective.feature_dim"
             );
         };
-        if cfg.proj_dim < 1 || cfg.temperature <= 0.0 {
-            bail!(Config, "simclr: proj_dim must be >= 1 and temperature > 0");
-        }
         let created = Created::default();
         let p = Params::new(ctx.seed ^ 0x51C1, 0.0, ctx.device(), &created);
         let hidden = cfg.proj_hidden.unwrap_or(dim);

@@ -67,6 +67,19 @@ impl Default for Wav2Vec2ObjectiveConfig {
 }
 
 impl Config for Wav2Vec2ObjectiveConfig {
+    fn validate(&self) -> pt_sdk::Result<()> {
+        if !(0.0..=1.0).contains(&self.mask_time_prob) || self.mask_time_length == 0 {
+            pt_sdk::bail!(Config, "wav2vec2 objective: mask_time_prob must be in [0, 1] and mask_time_length >= 1");
+        }
+        if self.num_negatives == 0 || !(self.contrastive_logits_temperature > 0.0) {
+            pt_sdk::bail!(Config, "wav2vec2 objective: num_negatives must be >= 1 and contrastive_logits_temperature > 0");
+        }
+        if !(self.min_gumbel_temperature > 0.0 && self.max_gumbel_temperature >= self.min_gumbel_temperature) {
+            pt_sdk::bail!(Config, "wav2vec2 objective: need 0 < min_gumbel_temperature <= max_gumbel_temperature");
+        }
+        Ok(())
+    }
+
     fn inputs() -> Vec<pt_sdk::InputDecl> {
         ["conv_kernel", "conv_stride", "conv_dim", "hidden_size"].iter().map(|k| pt_sdk::InputDecl::key(k)).collect()
     }
@@ -144,15 +157,6 @@ impl Component for Wav2Vec2Objective {
     type Config = Wav2Vec2ObjectiveConfig;
 
     fn new(cfg: Wav2Vec2ObjectiveConfig, ctx: &CreateCtx) -> Result<Self> {
-        if !(0.0..=1.0).contains(&cfg.mask_time_prob) || cfg.mask_time_length == 0 {
-            bail!(Config, "wav2vec2 objective: mask_time_prob must be in [0, 1] and mask_time_length >= 1");
-        }
-        if cfg.num_negatives == 0 || cfg.contrastive_logits_temperature <= 0.0 {
-            bail!(Config, "wav2vec2 objective: num_negatives must be >= 1 and contrastive_logits_temperature > 0");
-        }
-        if cfg.min_gumbel_temperature <= 0.0 || cfg.max_gumbel_temperature < cfg.min_gumbel_temperature {
-            bail!(Config, "wav2vec2 objective: need 0 < min_gumbel_temperature <= max_gumbel_temperature");
-        }
         let created = Created::default();
         let parts = match geometry(&cfg) {
             Ok(g) => Ok(build_parts(&cfg, g, ctx, &created)?),
