@@ -331,3 +331,47 @@ fn a_full_disk_fails_the_save_by_name_and_keeps_the_previous_checkpoint() {
     let err = pt.fails(&["train", "--resume", s(&run), "--max-steps", "4", "--quiet"]);
     assert_failed_save_kept_previous(&pt, &run, &err, &reference_model);
 }
+
+/// Issue 19 (4): resuming with a changed config. Keys that change what is trained are refused
+/// with the list of changes, leaving config.toml and the metrics as they were; the run's length
+/// may change; `--accept-changes` goes on and records old, new and the step.
+#[test]
+fn resume_refuses_a_changed_config_unless_accepted() {
+    let pt = Pt::new();
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_file(dir.path(), "r.toml", &tiny_mlm_recipe(&data_dir("text"), 4, ""));
+    let run = dir.path().join("run");
+    let train = |extra: &[&str]| {
+        let mut a = vec!["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--quiet", "--set", "checkpoint.every=2"];
+        a.extend(extra);
+        pt.run(&a)
+    };
+    assert!(train(&[]).status.success());
+    let read = |name: &str| std::fs::read_to_string(run.join(name)).unwrap();
+    let (config, metrics) = (read("config.toml"), read("metrics.jsonl"));
+    for (set, change) in [
+        ("optim.lr=0.01", "optim.lr: 0.001 -> 0.01"),
+        ("run.batch_size=4", "run.batch_size: 8 -> 4"),
+        ("objective.mask_prob=0.3", "objective.mask_prob: 0.15 -> 0.3"),
+        ("run.seed=9", "run.seed: 3 -> 9"),
+        ("data.block_size=16", "data.block_size: 32 -> 16"),
+    ] {
+        let out = train(&["--max-steps", "6", "--set", set]);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success(), "--set {set} resumed silently");
+        let line = err.lines().find(|l| l.starts_with("pt: error")).unwrap_or_default();
+        assert!(line.contains("resuming at step 4 with a changed config") && line.contains(change), "{err}");
+        assert!(line.contains("--accept-changes"), "{err}");
+        assert_eq!((read("config.toml"), read("metrics.jsonl")), (config.clone(), metrics.clone()), "--set {set}");
+    }
+    assert!(train(&["--max-steps", "6"]).status.success(), "a longer run is not a changed config");
+    assert_eq!(summary(&run)["step"], 6);
+    let out = train(&["--max-steps", "8", "--set", "optim.lr=0.01", "--accept-changes"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(summary(&run)["step"], 8);
+    let changes = read("config-changes.jsonl");
+    let last: serde_json::Value = serde_json::from_str(changes.lines().last().unwrap()).unwrap();
+    assert_eq!(last["step"], 6, "{changes}");
+    assert!(last["changes"].as_array().unwrap().iter().any(|c| c["key"] == "optim.lr" && c["old"] == "0.001" && c["new"] == "0.01"), "{changes}");
+    assert!(read("config.toml").contains("lr = 0.01"));
+}

@@ -429,3 +429,28 @@ fn bf16_autocast_computes_in_bf16_over_fp32_master_weights() {
     let config = std::fs::read_to_string(b.join("config.toml")).unwrap();
     assert!(config.contains("precision = \"bf16\""), "{config}");
 }
+
+/// Issue 19 (1): two `pt train` on one run directory at once. The second is one line naming the
+/// directory and the first's PID, and leaves the first alone; once the first is killed its lock
+/// is taken over.
+#[test]
+fn a_run_directory_is_trained_by_one_process_at_a_time() {
+    let pt = Pt::new();
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_file(dir.path(), "r.toml", &tiny_mlm_recipe(&data_dir("text"), 1_000_000, ""));
+    let run = dir.path().join("run");
+    let args = ["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--quiet"];
+    let mut first = pt.cmd().args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for(Duration::from_secs(120), "the first run's first steps", || {
+        run.join("metrics.jsonl").exists() && train_steps(&run).len() >= 2
+    });
+    let err = pt.fails(&[&args[..], &["--max-steps", "3"]].concat());
+    let line = err.lines().find(|l| l.starts_with("pt: error")).unwrap_or_default();
+    assert!(line.contains(&format!("run directory {} is in use", run.display())), "{err}");
+    assert!(line.contains(&format!("PID {}", first.id())), "{err}");
+    assert!(first.try_wait().unwrap().is_none(), "the first run goes on");
+    send_signal(&first, libc::SIGKILL);
+    first.wait().unwrap();
+    pt.ok(&[&args[..], &["--max-steps", "3"]].concat());
+    assert_eq!(summary(&run)["step"], 3);
+}

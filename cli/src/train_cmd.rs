@@ -6,6 +6,7 @@ use pt_core::config::Recipe;
 use pt_core::dist::{Backend, DistEnv, Group};
 use pt_core::plan::{RunPlan, World};
 use pt_core::plugin::Registry;
+use pt_core::train::run_lock::RunLock;
 use pt_core::train::trainer::TrainOptions;
 use pt_core::train::{Session, Trainer};
 use std::path::PathBuf;
@@ -32,6 +33,11 @@ pub struct Args {
     /// a key (its default applies).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Resume even though the config differs from the checkpoint's in keys that change what is
+    /// trained (learning rate, batch, data, seed, ...); the changes and the step are recorded in
+    /// RUN_DIR/config-changes.jsonl.
+    #[arg(long)]
+    accept_changes: bool,
     /// Print the resolved run plan as TOML (every default filled in, plugin configs included)
     /// and exit without building or training anything.
     #[arg(long)]
@@ -159,6 +165,9 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<()> {
     }
     let rank = world.rank;
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating run directory {}", run_dir.display()))?;
+    // One process writes a run directory (rank 0 for all ranks of a launched run), before its
+    // log or anything else is touched.
+    let _lock = if rank == 0 { Some(RunLock::acquire(&run_dir)?) } else { None };
     let log_name = if rank == 0 { "train.log".to_string() } else { format!("train.rank{rank}.log") };
     crate::logging::log_to_file(&run_dir.join(log_name))?;
     let stop = install_signal_handlers();
@@ -184,7 +193,13 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<()> {
     let _shutdown = ShutdownAtEnd(dist.clone());
     let summary = {
         let session = Session::build(plan)?;
-        let opts = TrainOptions { resume: true, init_from: args.init_from.clone(), stop, dist };
+        let opts = TrainOptions {
+            resume: true,
+            init_from: args.init_from.clone(),
+            stop,
+            dist,
+            accept_changes: args.accept_changes,
+        };
         let mut trainer = Trainer::new(&reg, session, opts)?;
         if let Some(r) = &trainer.init_report {
             eprintln!(

@@ -19,6 +19,7 @@
 //! ([`crate::plan`]).
 
 mod checkpoint;
+mod diff;
 mod keys;
 mod optim;
 mod overrides;
@@ -27,6 +28,7 @@ mod run;
 mod section;
 
 pub use checkpoint::{BestMode, CheckpointConfig};
+pub use diff::{changes, Change};
 pub use keys::{check_keys, suggest};
 pub use optim::OptimSettings;
 pub use overrides::apply_override;

@@ -5,6 +5,7 @@ pub mod eval;
 pub mod observer;
 pub mod prefetch;
 pub mod resume;
+pub mod run_lock;
 mod run_log;
 pub mod sampler;
 pub mod session;

@@ -5,6 +5,9 @@ use super::session::Session;
 use super::weights::{load_named, read_weights, LoadReport};
 use crate::checkpoint::manager::latest_valid;
 use crate::checkpoint::{Checkpoint, CursorState};
+use crate::config::{changes, Change, Recipe};
+use crate::plan::{RunPlan, World};
+use crate::plugin::Registry;
 use crate::{Error, Result};
 use pt_optim::Optimizer;
 use std::path::Path;
@@ -94,4 +97,73 @@ pub fn rescale_cursor(cursor: CursorState, saved_world: u64, world: u64) -> Curs
     }
     tracing::info!(saved_world, world, from = cursor.micro_batch, to = micro_batch, "cursor rescaled for the new world size");
     CursorState { micro_batch, ..cursor }
+}
+
+/// Keys a resumed run may change freely: how long it runs, how it logs, saves and evaluates,
+/// where and on how many threads. Any other change alters what is trained.
+const FREE_ON_RESUME: [&str; 12] = [
+    "run.max_steps",
+    "run.max_epochs",
+    "run.max_minutes",
+    "run.log_every",
+    "run.eval_every",
+    "run.num_threads",
+    "run.prefetch",
+    "run.dist_timeout_s",
+    "run.device",
+    "run.max_bad_steps",
+    "checkpoint.",
+    "eval.",
+];
+
+/// The run's history of config changes, one JSON line per resume that changed something.
+pub const CONFIG_CHANGES: &str = "config-changes.jsonl";
+
+/// Compares the session's plan with the config `checkpoint` was trained with. Keys that change
+/// what is trained stop the run with the list of changes unless `accept`; every change is
+/// recorded (step, old, new) in `RUN_DIR/config-changes.jsonl` by the process that `records`.
+pub fn check_resumed_config(
+    reg: &Registry,
+    session: &Session,
+    checkpoint: &Checkpoint,
+    accept: bool,
+    records: bool,
+) -> Result<()> {
+    let origin = format!("{} (the checkpoint's config)", checkpoint.dir.display());
+    let saved = Recipe::parse_saved(&checkpoint.manifest.config, &origin, &[])?;
+    // Planned like the new one, so defaults a config of an older pt left out compare equal.
+    let saved = match RunPlan::resolve(reg, saved.clone(), session.run_dir(), World::default()) {
+        Ok(plan) => plan.to_toml(None),
+        Err(_) => saved.to_toml(),
+    };
+    let parse = |text: &str| toml::from_str::<toml::Table>(text).map_err(|e| Error::Config(format!("{origin}: {e}")));
+    let all = changes(&parse(&saved)?, &parse(&session.resolved_toml())?);
+    if all.is_empty() {
+        return Ok(());
+    }
+    let guarded: Vec<&Change> =
+        all.iter().filter(|c| !FREE_ON_RESUME.iter().any(|f| c.key == *f || (f.ends_with('.') && c.key.starts_with(f)))).collect();
+    let step = checkpoint.manifest.step;
+    if !guarded.is_empty() && !accept {
+        return Err(Error::Config(format!(
+            "{}: resuming at step {step} with a changed config ({}), but steps 1 to {step} ran with the saved values: pass --accept-changes to go on with the new ones (recorded in {CONFIG_CHANGES}), or train into another --run-dir",
+            session.run_dir().display(),
+            guarded.iter().map(|c| c.to_string()).collect::<Vec<_>>().join("; ")
+        )));
+    }
+    for c in &all {
+        tracing::warn!(step, change = %c, "config changed on resume");
+    }
+    if records {
+        let path = session.run_dir().join(CONFIG_CHANGES);
+        let line = serde_json::json!({ "step": step, "changes": all }).to_string();
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| writeln!(f, "{line}"))
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    }
+    Ok(())
 }

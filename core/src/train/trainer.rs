@@ -8,7 +8,7 @@ use super::checkpointing::plugin_records;
 use super::eval::EvalRunner;
 use super::observer::Observer;
 use super::prefetch::Prefetcher;
-use super::resume::{load_start, restore_position, Position};
+use super::resume::{check_resumed_config, load_start, restore_position, Position};
 use super::run_log::{curves_so_far, Histogram, Window};
 use super::sampler::Sampler;
 use super::session::Session;
@@ -65,6 +65,8 @@ pub struct TrainOptions {
     pub stop: Arc<AtomicBool>,
     /// This process's place in a multi-process run (`None`: training alone).
     pub dist: Option<Arc<Group>>,
+    /// Resume even when the config changed in keys that change what is trained.
+    pub accept_changes: bool,
 }
 
 pub struct Trainer<'r> {
@@ -112,6 +114,9 @@ impl<'r> Trainer<'r> {
             check_agreement(group, &fingerprint)?;
         }
         let start = load_start(&session, opts.resume, opts.init_from.as_deref())?;
+        if let Some(c) = &start.checkpoint {
+            check_resumed_config(reg, &session, c, opts.accept_changes, rank == 0)?;
+        }
         session.set_train(true)?;
         let mut trainable = session.arch.parameters()?;
         for (n, t) in session.objective_tensors(false)? {
