@@ -375,3 +375,35 @@ fn resume_refuses_a_changed_config_unless_accepted() {
     assert!(last["changes"].as_array().unwrap().iter().any(|c| c["key"] == "optim.lr" && c["old"] == "0.001" && c["new"] == "0.01"), "{changes}");
     assert!(read("config.toml").contains("lr = 0.01"));
 }
+
+/// Issue 19 (2): every checkpoint corrupt. `--resume` (and the automatic resume) refuse, changing
+/// nothing; `--restart` starts over from step 0 with the old checkpoints and metrics kept aside.
+#[test]
+fn every_checkpoint_corrupt_is_refused_and_restart_keeps_the_history() {
+    let (pt, tmp, recipe) = setup(4, "");
+    let run = tmp.path().join("run");
+    pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--set", "checkpoint.every=2", "--quiet"]);
+    for step in [2, 4] {
+        let model = checkpoint_dir(&run, step).join("model.safetensors");
+        let mut bytes = std::fs::read(&model).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x10;
+        std::fs::write(&model, bytes).unwrap();
+    }
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    for args in [vec!["train", "--resume", s(&run), "--quiet"], vec!["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--quiet"]] {
+        let err = pt.fails(&args);
+        let line = err.lines().find(|l| l.starts_with("pt: error")).unwrap_or_default();
+        assert!(line.contains(&format!("no valid checkpoint in {}", run.display())) && line.contains("--restart"), "{err}");
+        assert_eq!(std::fs::read_to_string(run.join("metrics.jsonl")).unwrap(), metrics, "metrics kept whole");
+        assert!(checkpoint_dir(&run, 4).exists() && checkpoint_dir(&run, 2).exists());
+    }
+    pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--quiet", "--restart", "--max-steps", "2"]);
+    assert_eq!(summary(&run)["step"], 2);
+    assert_eq!(train_steps(&run), [1, 2]);
+    let aside: Vec<String> = std::fs::read_dir(&run).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    let kept = aside.iter().find(|n| n.starts_with("metrics-before-restart-") && n.ends_with(".jsonl")).expect("metrics kept");
+    assert_eq!(std::fs::read_to_string(run.join(kept)).unwrap(), metrics);
+    let old = aside.iter().find(|n| n.starts_with("checkpoints-before-restart-")).expect("checkpoints kept");
+    assert!(run.join(old).join("step-00000004").exists());
+}

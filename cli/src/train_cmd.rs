@@ -38,6 +38,10 @@ pub struct Args {
     /// RUN_DIR/config-changes.jsonl.
     #[arg(long)]
     accept_changes: bool,
+    /// Start the run over from step 0 even though RUN_DIR has checkpoints (they and the metrics
+    /// so far are moved aside, not deleted).
+    #[arg(long, conflicts_with = "resume")]
+    restart: bool,
     /// Print the resolved run plan as TOML (every default filled in, plugin configs included)
     /// and exit without building or training anything.
     #[arg(long)]
@@ -199,6 +203,7 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<()> {
             stop,
             dist,
             accept_changes: args.accept_changes,
+            restart: args.restart,
         };
         let mut trainer = Trainer::new(&reg, session, opts)?;
         if let Some(r) = &trainer.init_report {

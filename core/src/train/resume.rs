@@ -3,7 +3,7 @@
 
 use super::session::Session;
 use super::weights::{load_named, read_weights, LoadReport};
-use crate::checkpoint::manager::latest_valid;
+use crate::checkpoint::manager::{latest_valid, list_steps};
 use crate::checkpoint::{Checkpoint, CursorState};
 use crate::config::{changes, Change, Recipe};
 use crate::plan::{RunPlan, World};
@@ -35,7 +35,17 @@ pub struct Start {
 /// Loads the weights the run starts from into the session: the latest valid checkpoint when
 /// `resume` finds one, else `init_from`'s weights, else nothing (random initialisation).
 pub fn load_start(session: &Session, resume: bool, init_from: Option<&Path>) -> Result<Start> {
-    let checkpoint = if resume { latest_valid(&session.run_dir().join("checkpoints"))? } else { None };
+    let root = session.run_dir().join("checkpoints");
+    let checkpoint = if resume { latest_valid(&root)? } else { None };
+    let saved = list_steps(&root);
+    if let (true, None, Some((last, _))) = (resume, &checkpoint, saved.last()) {
+        return Err(Error::Checkpoint(format!(
+            "no valid checkpoint in {}: its {} checkpoint(s), up to step {last}, all fail verification (`pt checkpoint list {}` says why); nothing was changed. Pass --restart to start over from step 0 (the checkpoints and metrics so far are kept aside)",
+            session.run_dir().display(),
+            saved.len(),
+            session.run_dir().display()
+        )));
+    }
     if let Some(c) = &checkpoint {
         load_named(&named_model(session)?, &c.tensors("model")?, "resume")?;
         load_named(&named_objective(session)?, &c.tensors("objective")?, "resume")?;
@@ -164,6 +174,26 @@ pub fn check_resumed_config(
             .open(&path)
             .and_then(|mut f| writeln!(f, "{line}"))
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    }
+    Ok(())
+}
+
+/// `--restart`: the run directory's checkpoints and metrics are moved aside (`…-before-restart-T`,
+/// T the Unix time), not deleted, so a run that starts over from step 0 loses nothing.
+pub fn set_aside_for_restart(run_dir: &Path) -> Result<()> {
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    for (name, aside) in [
+        ("checkpoints", format!("checkpoints-before-restart-{stamp}")),
+        (pt_report::METRICS_JSONL, format!("metrics-before-restart-{stamp}.jsonl")),
+        (pt_report::METRICS_CSV, format!("metrics-before-restart-{stamp}.csv")),
+        (pt_report::TENSORBOARD_DIR, format!("tb-before-restart-{stamp}")),
+    ] {
+        let from = run_dir.join(name);
+        if from.exists() {
+            let to = run_dir.join(aside);
+            std::fs::rename(&from, &to).map_err(|e| Error::io(format!("moving {} aside", from.display()), e))?;
+            tracing::info!(from = %from.display(), to = %to.display(), "kept aside for the restart");
+        }
     }
     Ok(())
 }

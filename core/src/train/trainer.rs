@@ -8,7 +8,7 @@ use super::checkpointing::plugin_records;
 use super::eval::EvalRunner;
 use super::observer::Observer;
 use super::prefetch::Prefetcher;
-use super::resume::{check_resumed_config, load_start, restore_position, Position};
+use super::resume::{check_resumed_config, load_start, restore_position, set_aside_for_restart, Position};
 use super::run_log::{curves_so_far, Histogram, Window};
 use super::sampler::Sampler;
 use super::session::Session;
@@ -67,6 +67,8 @@ pub struct TrainOptions {
     pub dist: Option<Arc<Group>>,
     /// Resume even when the config changed in keys that change what is trained.
     pub accept_changes: bool,
+    /// Start over from step 0, moving the run's checkpoints and metrics aside.
+    pub restart: bool,
 }
 
 pub struct Trainer<'r> {
@@ -113,7 +115,10 @@ impl<'r> Trainer<'r> {
             let fingerprint = Fingerprint { world_size, plugins: plugin_records(reg), config: session.plan.to_toml(None) };
             check_agreement(group, &fingerprint)?;
         }
-        let start = load_start(&session, opts.resume, opts.init_from.as_deref())?;
+        if opts.restart && rank == 0 {
+            set_aside_for_restart(session.run_dir())?;
+        }
+        let start = load_start(&session, opts.resume && !opts.restart, opts.init_from.as_deref())?;
         if let Some(c) = &start.checkpoint {
             check_resumed_config(reg, &session, c, opts.accept_changes, rank == 0)?;
         }
