@@ -407,3 +407,33 @@ fn every_checkpoint_corrupt_is_refused_and_restart_keeps_the_history() {
     let old = aside.iter().find(|n| n.starts_with("checkpoints-before-restart-")).expect("checkpoints kept");
     assert!(run.join(old).join("step-00000004").exists());
 }
+
+/// Issue 19 (5): `pt export` never overwrites another directory without --force, never writes
+/// into a run's checkpoints, and replaces an export only once the new one is complete.
+#[test]
+fn export_refuses_to_overwrite_and_replaces_only_whole() {
+    let (pt, tmp, recipe) = setup(2, "");
+    let run = tmp.path().join("run");
+    pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--quiet"]);
+    let other = tmp.path().join("notes");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("keep.txt"), "mine").unwrap();
+    let err = pt.fails(&["export", s(&run), s(&other)]);
+    assert!(err.contains("exists and is not empty: pass --force"), "{err}");
+    assert_eq!(std::fs::read_to_string(other.join("keep.txt")).unwrap(), "mine");
+    for inside in [checkpoint_dir(&run, 2), run.join("checkpoints/exported")] {
+        let err = pt.fails(&["export", s(&run), s(&inside), "--force"]);
+        assert!(err.contains("will not export into a run's checkpoints"), "{err}");
+    }
+    assert!(!run.join("checkpoints/exported").exists());
+    let out = tmp.path().join("hf");
+    pt.ok(&["export", s(&run), s(&out)]);
+    std::fs::write(out.join("stale.txt"), "from before").unwrap();
+    pt.ok(&["export", s(&run), s(&out), "--force"]);
+    assert!(out.join("model.safetensors").exists() && !out.join("stale.txt").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().filter_map(|e| {
+        let n = e.unwrap().file_name().to_string_lossy().to_string();
+        n.starts_with('.').then_some(n)
+    }).collect();
+    assert!(leftovers.is_empty(), "no staging or old copies left: {leftovers:?}");
+}

@@ -14,8 +14,71 @@ use std::path::{Path, PathBuf};
 pub struct Args {
     /// A checkpoint directory (runs/NAME/checkpoints/step-…), or a run directory (its latest).
     checkpoint: PathBuf,
-    /// Output directory (created).
+    /// Output directory: created, or replaced with --force (never a checkpoint's).
     output: PathBuf,
+    /// Replace OUTPUT when it exists and is not empty.
+    #[arg(long)]
+    force: bool,
+}
+
+/// Refuses an output that would overwrite a checkpoint, or another directory without --force.
+fn check_output(out: &Path, force: bool) -> anyhow::Result<()> {
+    let absolute = std::path::absolute(out).with_context(|| format!("resolving {}", out.display()))?;
+    for dir in absolute.ancestors() {
+        let in_checkpoints = dir.file_name().is_some_and(|n| n == "checkpoints") && dir.parent().is_some_and(|r| r.join("config.toml").exists());
+        if dir.join("manifest.json").exists() || in_checkpoints {
+            anyhow::bail!("{}: will not export into a run's checkpoints ({}): choose a directory outside it", out.display(), dir.display());
+        }
+    }
+    if out.is_file() {
+        anyhow::bail!("{} is a file: give a directory to export into", out.display());
+    }
+    let non_empty = std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(false);
+    if non_empty && !force {
+        anyhow::bail!("{} exists and is not empty: pass --force to replace it, or choose another directory", out.display());
+    }
+    Ok(())
+}
+
+/// The export is written into a sibling directory and renamed into place at the end, so a
+/// failure (a full disk) leaves no half-written export and the old OUTPUT as it was; dropped
+/// unfinished, it removes itself.
+struct Staging {
+    dir: PathBuf,
+    done: bool,
+}
+
+impl Staging {
+    fn new(out: &Path) -> anyhow::Result<Staging> {
+        let name = out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "export".into());
+        let dir = out.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Staging { dir, done: false })
+    }
+
+    /// Moves the finished export to `out` (the old `out`, if any, is removed only after).
+    fn commit(mut self, out: &Path) -> anyhow::Result<()> {
+        let name = out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "export".into());
+        let old = out.with_file_name(format!(".{name}.old-{}", std::process::id()));
+        let replaced = out.exists();
+        if replaced {
+            std::fs::rename(out, &old).with_context(|| format!("moving the old {} aside", out.display()))?;
+        }
+        std::fs::rename(&self.dir, out).with_context(|| format!("moving the export to {}", out.display()))?;
+        self.done = true;
+        if replaced {
+            std::fs::remove_dir_all(&old).with_context(|| format!("removing the old {}", old.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 }
 
 fn resolve(path: &Path) -> anyhow::Result<Checkpoint> {
@@ -54,6 +117,7 @@ fn tokenizer_config(tokenizer_json: &Path, max_len: Option<i64>) -> anyhow::Resu
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    check_output(&args.output, args.force)?;
     let ckpt = resolve(&args.checkpoint)?;
     let mut recipe = Recipe::parse_saved(&ckpt.manifest.config, &format!("{} (saved config)", ckpt.dir.display()), &[])?;
     recipe.run.device = DeviceSetting::Cpu;
@@ -68,24 +132,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if arch.info.config.is_null() {
         anyhow::bail!("architecture {} does not describe a reference config, so it cannot be exported", arch.origin);
     }
-    std::fs::create_dir_all(&args.output).with_context(|| format!("creating {}", args.output.display()))?;
-    std::fs::write(args.output.join("config.json"), serde_json::to_string_pretty(&arch.info.config)?)?;
-    std::fs::copy(ckpt.dir.join("model.safetensors"), args.output.join("model.safetensors"))
+    let staging = Staging::new(&args.output)?;
+    let out = staging.dir.clone();
+    std::fs::write(out.join("config.json"), serde_json::to_string_pretty(&arch.info.config)?)?;
+    std::fs::copy(ckpt.dir.join("model.safetensors"), out.join("model.safetensors"))
         .with_context(|| format!("copying {}", ckpt.dir.join("model.safetensors").display()))?;
     let assets = ckpt.dir.join("assets");
     let mut files = vec!["config.json".to_string(), "model.safetensors".to_string()];
     if assets.is_dir() {
         for e in std::fs::read_dir(&assets)?.flatten() {
             if e.path().is_file() {
-                std::fs::copy(e.path(), args.output.join(e.file_name()))?;
+                std::fs::copy(e.path(), out.join(e.file_name()))?;
                 files.push(e.file_name().to_string_lossy().to_string());
             }
         }
-        let tok = args.output.join("tokenizer.json");
-        if tok.exists() && !args.output.join("tokenizer_config.json").exists() {
+        let tok = out.join("tokenizer.json");
+        if tok.exists() && !out.join("tokenizer_config.json").exists() {
             let max_len = arch.info.config["max_position_embeddings"].as_i64();
             std::fs::write(
-                args.output.join("tokenizer_config.json"),
+                out.join("tokenizer_config.json"),
                 serde_json::to_string_pretty(&tokenizer_config(&tok, max_len)?)?,
             )?;
             files.push("tokenizer_config.json".into());
@@ -105,9 +170,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "do_normalize": normalize,
             "return_attention_mask": true,
         });
-        std::fs::write(args.output.join("preprocessor_config.json"), serde_json::to_string_pretty(&preprocessor)?)?;
+        std::fs::write(out.join("preprocessor_config.json"), serde_json::to_string_pretty(&preprocessor)?)?;
         files.push("preprocessor_config.json".into());
     }
+    staging.commit(&args.output)?;
     println!(
         "exported step {} of {} to {}: {}",
         ckpt.manifest.step,
