@@ -6,13 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn setup(max_steps: u64, extra: &str) -> (Pt, tempfile::TempDir, PathBuf) {
-    let data = data_dir("text");
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let recipe = write_file(tmp.path(), "recipe.toml", &tiny_mlm_recipe(&data, max_steps, extra));
-    (Pt::new(), tmp, recipe)
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
@@ -33,7 +26,7 @@ fn file_size(p: &Path) -> u64 {
 
 #[test]
 fn list_and_inspect_show_steps_sizes_verification_plugins_and_metrics() {
-    let (pt, tmp, recipe) = setup(8, "");
+    let (pt, tmp, recipe) = tiny_mlm_setup(8, "");
     let run = tmp.path().join("run");
     pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--set", "checkpoint.every=4", "--quiet"]);
 
@@ -85,7 +78,7 @@ fn list_and_inspect_show_steps_sizes_verification_plugins_and_metrics() {
 
 #[test]
 fn corrupt_checkpoints_are_named_and_resume_falls_back_to_the_previous_one() {
-    let (pt, tmp, recipe) = setup(12, "");
+    let (pt, tmp, recipe) = tiny_mlm_setup(12, "");
     let run = tmp.path().join("run");
     pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--set", "checkpoint.every=4", "--quiet"]);
     let model12 = checkpoint_dir(&run, 12).join("model.safetensors");
@@ -145,7 +138,7 @@ impl Rng {
 
 #[test]
 fn kill_9_during_checkpoint_writes_never_loses_the_previous_checkpoint() {
-    let (pt, tmp, recipe) = setup(24, "");
+    let (pt, tmp, recipe) = tiny_mlm_setup(24, "");
     let run = tmp.path().join("run");
     let seed = std::env::var("PT_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
@@ -296,7 +289,7 @@ fn assert_failed_save_kept_previous(pt: &Pt, run: &Path, err: &str, reference: &
 
 #[test]
 fn a_full_disk_fails_the_save_by_name_and_keeps_the_previous_checkpoint() {
-    let (pt, tmp, recipe) = setup(4, "");
+    let (pt, tmp, recipe) = tiny_mlm_setup(4, "");
     // Constant LR: runs of 2 and 4 steps agree on their first two.
     let common = ["--set", "schedule.decay=\"constant\"", "--set", "checkpoint.every=2", "--quiet"];
     let reference = tmp.path().join("reference");
@@ -337,9 +330,7 @@ fn a_full_disk_fails_the_save_by_name_and_keeps_the_previous_checkpoint() {
 /// may change; `--accept-changes` goes on and records old, new and the step.
 #[test]
 fn resume_refuses_a_changed_config_unless_accepted() {
-    let pt = Pt::new();
-    let dir = tempfile::tempdir().unwrap();
-    let recipe = write_file(dir.path(), "r.toml", &tiny_mlm_recipe(&data_dir("text"), 4, ""));
+    let (pt, dir, recipe) = tiny_mlm_setup(4, "");
     let run = dir.path().join("run");
     let train = |extra: &[&str]| {
         let mut a = vec!["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--quiet", "--set", "checkpoint.every=2"];
@@ -380,7 +371,7 @@ fn resume_refuses_a_changed_config_unless_accepted() {
 /// nothing; `--restart` starts over from step 0 with the old checkpoints and metrics kept aside.
 #[test]
 fn every_checkpoint_corrupt_is_refused_and_restart_keeps_the_history() {
-    let (pt, tmp, recipe) = setup(4, "");
+    let (pt, tmp, recipe) = tiny_mlm_setup(4, "");
     let run = tmp.path().join("run");
     pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--set", "checkpoint.every=2", "--quiet"]);
     for step in [2, 4] {
@@ -412,7 +403,7 @@ fn every_checkpoint_corrupt_is_refused_and_restart_keeps_the_history() {
 /// into a run's checkpoints, and replaces an export only once the new one is complete.
 #[test]
 fn export_refuses_to_overwrite_and_replaces_only_whole() {
-    let (pt, tmp, recipe) = setup(2, "");
+    let (pt, tmp, recipe) = tiny_mlm_setup(2, "");
     let run = tmp.path().join("run");
     pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--quiet"]);
     let other = tmp.path().join("notes");

@@ -103,9 +103,7 @@ fn print_config_is_the_plan_and_feeds_back_to_the_same_plan() {
 
 #[test]
 fn config_toml_records_every_value_the_run_used() {
-    let pt = Pt::new();
-    let dir = tempfile::tempdir().unwrap();
-    let recipe = write_file(dir.path(), "r.toml", &tiny_mlm_recipe(&data_dir("text"), 2, ""));
+    let (pt, dir, recipe) = tiny_mlm_setup(2, "");
     let run = dir.path().join("run");
     pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--quiet", "--set", "checkpoint.every=1"]);
     let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();

@@ -8,13 +8,6 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 /// A private `pt`, a scratch directory and the tiny MLM recipe (with `extra` appended) in it.
-fn setup(max_steps: u64, extra: &str) -> (Pt, tempfile::TempDir, PathBuf) {
-    let data = data_dir("text");
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let recipe = write_file(tmp.path(), "recipe.toml", &tiny_mlm_recipe(&data, max_steps, extra));
-    (Pt::new(), tmp, recipe)
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
@@ -75,7 +68,7 @@ fn assert_same_tensors(a: &Path, b: &Path) {
 
 #[test]
 fn resume_continues_bit_identically_from_the_saved_cursor() {
-    let (pt, tmp, recipe) = setup(12, "");
+    let (pt, tmp, recipe) = tiny_mlm_setup(12, "");
     // Dropout stays on: the trainer reseeds it per (seed, step, micro-batch). The schedule is
     // constant after warm-up because a decay's horizon is max_steps, so a first leg run with
     // --max-steps 8 would follow another schedule (the SIGINT test covers decaying schedules).
@@ -122,7 +115,7 @@ fn resume_continues_bit_identically_from_the_saved_cursor() {
 #[test]
 fn sigint_finishes_the_step_saves_and_resumes_exactly() {
     // Linear decay over 150 steps, no periodic saves: the checkpoint is the interrupt's own.
-    let (pt, tmp, recipe) = setup(150, "");
+    let (pt, tmp, recipe) = tiny_mlm_setup(150, "");
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     train_ok(&pt, &["--recipe", s(&recipe), "--run-dir", s(&a), "--quiet"]);
 
@@ -184,7 +177,7 @@ fn distance(a: &Path, b: &Path) -> f64 {
 /// masking the two differ, and the test checks each side computes what it should.
 #[test]
 fn gradient_accumulation_matches_one_large_batch() {
-    let (pt, tmp, recipe) = setup(2, "");
+    let (pt, tmp, recipe) = tiny_mlm_setup(2, "");
     let base = [
         "--set",
         "arch.hidden_dropout_prob=0.0",
@@ -265,7 +258,7 @@ fn gradient_accumulation_matches_one_large_batch() {
 fn non_finite_steps_are_skipped_counted_and_a_streak_stops_the_run() {
     // lr 1e30 (reached after two warm-up steps) wrecks the weights at step 2; from step 3 on every
     // loss is NaN.
-    let (pt, tmp, recipe) = setup(5, "");
+    let (pt, tmp, recipe) = tiny_mlm_setup(5, "");
     let common =
         ["--set", "optim.lr=1e30", "--set", "schedule.decay=\"constant\"", "--set", "checkpoint.every=1", "--quiet"];
     let tolerant = tmp.path().join("tolerant");
@@ -312,7 +305,7 @@ fn non_finite_steps_are_skipped_counted_and_a_streak_stops_the_run() {
 
 #[test]
 fn unknown_config_keys_suggest_the_intended_one() {
-    let (pt, tmp, recipe) = setup(3, "");
+    let (pt, tmp, recipe) = tiny_mlm_setup(3, "");
     let run_dir = tmp.path().join("run");
     let fails = |set: &str| pt.fails(&["train", "--recipe", s(&recipe), "--run-dir", s(&run_dir), "--set", set]);
 
@@ -355,7 +348,7 @@ fn unknown_config_keys_suggest_the_intended_one() {
 
 #[test]
 fn run_files_record_each_step_once_across_a_resume() {
-    let (pt, tmp, recipe) = setup(6, "");
+    let (pt, tmp, recipe) = tiny_mlm_setup(6, "");
     let run = tmp.path().join("run");
     train_ok(&pt, &["--recipe", s(&recipe), "--run-dir", s(&run), "--set", "checkpoint.every=3", "--quiet"]);
     assert_eq!(train_steps(&run), (1..=6).collect::<Vec<_>>());
@@ -404,7 +397,7 @@ fn run_files_record_each_step_once_across_a_resume() {
 #[test]
 fn bf16_autocast_computes_in_bf16_over_fp32_master_weights() {
     // On the CPU `precision = "bf16"` runs libtorch's CPU autocast (on CUDA, `auto` picks it).
-    let (pt, tmp, recipe) = setup(6, "");
+    let (pt, tmp, recipe) = tiny_mlm_setup(6, "");
     let (a, b) = (tmp.path().join("fp32"), tmp.path().join("bf16"));
     train_ok(&pt, &["--recipe", s(&recipe), "--run-dir", s(&a), "--set", "checkpoint.every=6"]);
     let out = train_ok(
@@ -435,9 +428,7 @@ fn bf16_autocast_computes_in_bf16_over_fp32_master_weights() {
 /// is taken over.
 #[test]
 fn a_run_directory_is_trained_by_one_process_at_a_time() {
-    let pt = Pt::new();
-    let dir = tempfile::tempdir().unwrap();
-    let recipe = write_file(dir.path(), "r.toml", &tiny_mlm_recipe(&data_dir("text"), 1_000_000, ""));
+    let (pt, dir, recipe) = tiny_mlm_setup(1_000_000, "");
     let run = dir.path().join("run");
     let args = ["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--quiet"];
     let mut first = pt.cmd().args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();

@@ -191,6 +191,13 @@ warmup_steps = 2
     )
 }
 
+/// A private `pt`, a temporary directory and in it `recipe.toml`: the tiny MLM recipe.
+pub fn tiny_mlm_setup(max_steps: u64, extra: &str) -> (Pt, tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let recipe = write_file(tmp.path(), "recipe.toml", &tiny_mlm_recipe(&data_dir("text"), max_steps, extra));
+    (Pt::new(), tmp, recipe)
+}
+
 /// Writes `text` to `dir/name` and returns the path.
 pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);

@@ -147,12 +147,25 @@ pub fn check_resumed_config(
         Err(_) => saved.to_toml(),
     };
     let parse = |text: &str| toml::from_str::<toml::Table>(text).map_err(|e| Error::Config(format!("{origin}: {e}")));
-    let all = changes(&parse(&saved)?, &parse(&session.resolved_toml())?);
+    let saved = parse(&saved)?;
+    let all = changes(&saved, &parse(&session.resolved_toml())?);
     if all.is_empty() {
         return Ok(());
     }
-    let guarded: Vec<&Change> =
-        all.iter().filter(|c| !FREE_ON_RESUME.iter().any(|f| c.key == *f || (f.ends_with('.') && c.key.starts_with(f)))).collect();
+    // The global batch (batch_size × grad_accum × world size) is what training sees: a run
+    // resumed with another world size keeps it by changing grad_accum.
+    let run = &session.plan.recipe.run;
+    let same_global_batch = saved
+        .get("run")
+        .and_then(|r| r.get("grad_accum")?.as_integer())
+        .is_some_and(|accum| {
+            accum as u64 * checkpoint.manifest.world_size.max(1) == run.grad_accum * session.plan.world.world_size
+        });
+    let free = |key: &str| {
+        (key == "run.grad_accum" && same_global_batch)
+            || FREE_ON_RESUME.iter().any(|f| key == *f || (f.ends_with('.') && key.starts_with(f)))
+    };
+    let guarded: Vec<&Change> = all.iter().filter(|c| !free(&c.key)).collect();
     let step = checkpoint.manifest.step;
     if !guarded.is_empty() && !accept {
         return Err(Error::Config(format!(
