@@ -428,3 +428,51 @@ fn export_refuses_to_overwrite_and_replaces_only_whole() {
     }).collect();
     assert!(leftovers.is_empty(), "no staging or old copies left: {leftovers:?}");
 }
+
+/// Rewrites `file` of a checkpoint without the tensor `drop` and records the new size and
+/// checksum in its manifest: a checkpoint that verifies but lacks a tensor.
+fn drop_tensor_and_reseal(ckpt: &Path, file: &str, drop: &str) {
+    let path = ckpt.join(file);
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let kept: Vec<(String, safetensors::tensor::TensorView)> = st.tensors().into_iter().filter(|(n, _)| n != drop).collect();
+    assert_eq!(kept.len() + 1, st.len(), "{drop} is in {file}");
+    let out = safetensors::tensor::serialize(kept, None).unwrap();
+    std::fs::write(&path, &out).unwrap();
+    let sha = Command::new("sha256sum").arg(&path).output().unwrap();
+    let sha = String::from_utf8_lossy(&sha.stdout).split_whitespace().next().unwrap().to_string();
+    let manifest = ckpt.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    m["files"][file] = serde_json::json!({ "sha256": sha, "bytes": out.len() });
+    std::fs::write(&manifest, m.to_string()).unwrap();
+}
+
+/// Issue 19 (3): a checkpoint that verifies but lacks a tensor (or a manifest that lists no
+/// model) is never resumed from with random weights; `pt checkpoint verify` reports it.
+#[test]
+fn resume_refuses_an_incomplete_checkpoint_and_verify_names_it() {
+    let (pt, tmp, recipe) = tiny_mlm_setup(4, "");
+    let run = tmp.path().join("run");
+    pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--set", "checkpoint.every=2", "--quiet"]);
+    let verified = pt.ok(&["checkpoint", "verify", s(&run)]);
+    assert!(verified.contains("2 of 2 checkpoints verify") && verified.contains("resume starts from step 4"), "{verified}");
+    let last = checkpoint_dir(&run, 4);
+    let name = read_safetensors(&last.join("model.safetensors")).into_keys().find(|n| n.contains("LayerNorm")).unwrap();
+    drop_tensor_and_reseal(&last, "model.safetensors", &name);
+    let err = pt.fails(&["train", "--resume", s(&run), "--max-steps", "6", "--quiet"]);
+    let line = err.lines().find(|l| l.starts_with("pt: error")).unwrap_or_default();
+    assert!(line.contains("lacks 1 of the run's tensors") && line.contains(&name), "{err}");
+    assert_eq!(summary(&run)["step"], 4, "nothing ran");
+    // The optimizer file dropped from the manifest: step 4 is incomplete, resume falls back to 2.
+    let m = last.join("manifest.json");
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&m).unwrap()).unwrap();
+    v["files"].as_object_mut().unwrap().remove("optimizer.safetensors");
+    std::fs::write(&m, v.to_string()).unwrap();
+    let out = pt.run(&["checkpoint", "verify", s(&run)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "a run with a bad checkpoint does not verify:\n{text}");
+    assert!(text.contains("step-00000004") && text.contains("lists no optimizer.safetensors"), "{text}");
+    assert!(text.contains("1 of 2 checkpoints verify") && text.contains("resume starts from step 2"), "{text}");
+    pt.ok(&["train", "--resume", s(&run), "--max-steps", "6", "--quiet"]);
+    assert_eq!(summary(&run)["step"], 6);
+}

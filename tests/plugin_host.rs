@@ -225,33 +225,66 @@ fn a_file_that_is_not_a_shared_library_is_refused_in_one_line() {
     pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&pt.home.path().join("run")), "--quiet"]);
 }
 
-/// A real shared library that is no pt plugin: the system's zlib, else one built with `cc`.
+/// A real shared library that is no pt plugin, built with `cc`, whose constructor creates the
+/// file `$PT_TEST_CTOR_MARK` when the library is opened.
 fn foreign_shared_library(dir: &Path) -> PathBuf {
     let dest = dir.join("libforeign.so");
-    for candidate in ["/usr/lib/x86_64-linux-gnu/libz.so.1", "/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib64/libz.so.1"]
-    {
-        if std::fs::copy(candidate, &dest).is_ok() {
-            return dest;
-        }
-    }
     let src = dir.join("foreign.c");
-    std::fs::write(&src, "int foreign_answer(void) { return 42; }\n").unwrap();
+    std::fs::write(
+        &src,
+        r#"#include <stdio.h>
+#include <stdlib.h>
+__attribute__((constructor)) static void opened(void) {
+    const char *mark = getenv("PT_TEST_CTOR_MARK");
+    if (mark) { FILE *f = fopen(mark, "w"); if (f) fclose(f); }
+}
+int foreign_answer(void) { return 42; }
+"#,
+    )
+    .unwrap();
     let st =
         std::process::Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(&dest).arg(&src).status().expect("cc");
     assert!(st.success(), "cc -shared failed");
     dest
 }
 
+/// Issue 19 (7): a library that exports no pt root module is refused from the file alone —
+/// installing or listing it never runs its constructors.
 #[test]
-fn a_shared_library_that_is_not_a_plugin_is_refused_in_one_line() {
+fn a_shared_library_that_is_not_a_plugin_is_refused_in_one_line_without_being_opened() {
     plugins();
     let pt = Pt::new();
     let lib = foreign_shared_library(pt.home.path());
-    let err = pt.fails(&["plugin", "install", s(&lib)]);
+    let mark = pt.home.path().join("constructor-ran");
+    let out = pt.cmd().env("PT_TEST_CTOR_MARK", &mark).args(["plugin", "install", s(&lib)]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success());
     let line = assert_one_line_error(&err);
     assert!(line.contains("libforeign.so") && line.contains("not a pt plugin"), "{line}");
     assert!(line.contains("export_plugin!"), "says what a plugin needs: {line}");
+    let out = pt.cmd().env("PT_TEST_CTOR_MARK", &mark).env("PT_PLUGIN_PATH", &lib).args(["plugin", "list"]).output().unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(listed.contains("libforeign.so") && listed.contains("not a pt plugin"), "{listed}");
+    assert!(!mark.exists(), "the library's constructor ran");
     assert_host_works(&pt);
+}
+
+/// Issue 19 (7): an installed plugin whose file changed after `pt plugin install` is refused
+/// at load, naming the fix; reinstalling makes it usable again.
+#[test]
+fn an_installed_plugin_that_changed_is_refused_until_reinstalled() {
+    let built = plugins();
+    let pt = Pt::new();
+    pt.ok(&["plugin", "install", s(&built.denoise)]);
+    let installed = pt.home.path().join("plugins/libdenoise.so");
+    let mut bytes = std::fs::read(&installed).unwrap();
+    bytes.extend_from_slice(b"tampered");
+    std::fs::write(&installed, bytes).unwrap();
+    let err = pt.fails(&["plugin", "info", "denoise"]);
+    assert!(err.contains("libdenoise.so") && err.contains("changed since it was installed"), "{err}");
+    assert!(err.contains("pt plugin install"), "says how to fix it: {err}");
+    pt.ok(&["plugin", "install", s(&built.denoise)]);
+    assert!(pt.ok(&["plugin", "info", "denoise"]).contains("denoise 0.1.0"));
 }
 
 #[test]

@@ -1,13 +1,17 @@
-//! `pt checkpoint list RUN_DIR` and `pt checkpoint inspect CKPT`.
+//! `pt checkpoint list RUN_DIR`, `pt checkpoint verify RUN_DIR` and `pt checkpoint inspect CKPT`.
 
-use pt_core::checkpoint::manager::list_steps;
+use pt_core::checkpoint::manager::{latest_valid, list_steps, read_pointer};
 use pt_core::checkpoint::Checkpoint;
-use std::path::PathBuf;
+use pt_core::plugin::Registry;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Subcommand)]
 pub enum CheckpointCommand {
     /// The checkpoints of a run: step, size, key metrics, whether they verify.
     List { run_dir: PathBuf },
+    /// Checks a whole run in one go: every checkpoint (complete, checksums), the `latest` and
+    /// `best` pointers, the run's lock, and the plugins it was trained with. Exits 1 on a problem.
+    Verify { run_dir: PathBuf },
     /// One checkpoint in full, with checksum verification.
     Inspect {
         checkpoint: PathBuf,
@@ -27,6 +31,7 @@ fn dir_size(p: &std::path::Path) -> u64 {
 
 pub fn run(cmd: CheckpointCommand) -> anyhow::Result<()> {
     match cmd {
+        CheckpointCommand::Verify { run_dir } => verify(&run_dir)?,
         CheckpointCommand::List { run_dir } => {
             let root = run_dir.join("checkpoints");
             if !root.is_dir() {
@@ -101,4 +106,101 @@ pub fn run(cmd: CheckpointCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn verify(run_dir: &Path) -> anyhow::Result<()> {
+    let root = run_dir.join("checkpoints");
+    if !root.is_dir() {
+        anyhow::bail!("{} has no checkpoints/ directory: is it a pt run directory?", run_dir.display());
+    }
+    let mut problems = 0;
+    let steps = list_steps(&root);
+    let mut good = 0;
+    for (_, dir) in &steps {
+        let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        match Checkpoint::open_verified(dir) {
+            Ok(_) => {
+                good += 1;
+                println!("{name:<16} ok");
+            }
+            Err(e) => {
+                problems += 1;
+                println!("{name:<16} FAILS: {e}");
+            }
+        }
+    }
+    for pointer in ["latest", "best"] {
+        if !root.join(pointer).exists() {
+            continue;
+        }
+        match read_pointer(&root, pointer) {
+            Some(name) if root.join(&name).is_dir() => println!("{pointer:<16} -> {name}"),
+            Some(name) => {
+                problems += 1;
+                println!("{pointer:<16} FAILS: names {name}, which does not exist");
+            }
+            None => {
+                problems += 1;
+                println!("{pointer:<16} FAILS: names no checkpoint of this run (ignored by resume)");
+            }
+        }
+    }
+    match pt_core::train::run_lock::holder(run_dir) {
+        Some(pid) => println!("{:<16} held by PID {pid}: a run is training here now", "lock"),
+        None => println!("{:<16} free", "lock"),
+    }
+    let resumable = latest_valid(&root)?;
+    if let Some(c) = &resumable {
+        problems += verify_plugins(c);
+    }
+    println!(
+        "{good} of {} checkpoints verify; {}",
+        steps.len(),
+        match &resumable {
+            Some(c) => format!("resume starts from step {}", c.manifest.step),
+            None => "resume has nothing to start from".to_string(),
+        }
+    );
+    if problems > 0 {
+        anyhow::bail!("{}: {problems} problem(s) found (listed above)", run_dir.display());
+    }
+    Ok(())
+}
+
+/// The plugins the run was trained with against those this pt would load now; a plugin that
+/// fails to load (changed since it was installed, wrong SDK) is a problem, another build a note.
+fn verify_plugins(c: &Checkpoint) -> usize {
+    let reg = Registry::discover();
+    let mut problems = 0;
+    for recorded in &c.manifest.plugins {
+        let short = |sha: &str| sha[..sha.len().min(12)].to_string();
+        let failed = reg.failed.iter().find(|f| f.path.file_name().is_some_and(|n| {
+            n.to_string_lossy().trim_start_matches("lib").trim_end_matches(".so") == recorded.name
+        }));
+        match (reg.plugin(&recorded.name), failed) {
+            (Some(found), _) if found.plugin.sha256.is_empty() => {
+                println!("plugin {:<9} {}: built into pt", recorded.name, recorded.version)
+            }
+            (Some(found), _) if found.plugin.sha256 == recorded.sha256 => {
+                println!("plugin {:<9} {} {}: the build the run used", recorded.name, recorded.version, short(&recorded.sha256))
+            }
+            (Some(found), _) => println!(
+                "plugin {:<9} {} {}: another build than the run used ({} {}); results may differ",
+                recorded.name,
+                found.plugin.manifest.version,
+                short(&found.plugin.sha256),
+                recorded.version,
+                short(&recorded.sha256)
+            ),
+            (None, Some(f)) => {
+                problems += 1;
+                println!("plugin {:<9} FAILS: {}", recorded.name, f.error);
+            }
+            (None, None) => {
+                problems += 1;
+                println!("plugin {:<9} FAILS: not installed (the run used {} {})", recorded.name, recorded.version, short(&recorded.sha256));
+            }
+        }
+    }
+    problems
 }

@@ -87,13 +87,31 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Opens `dir` and verifies every file's size and sha256 against the manifest.
+    /// Opens `dir` and verifies it: the manifest lists the files every training checkpoint has
+    /// (model and optimizer state), every listed file has its recorded size and sha256, and no
+    /// file is there that the manifest does not list.
     pub fn open_verified(dir: &Path) -> Result<Checkpoint> {
         let manifest = read_manifest(dir)?;
+        let incomplete = |what: String| {
+            Error::Checkpoint(format!("{}: incomplete checkpoint: {what}", dir.join(MANIFEST).display()))
+        };
+        if let Some(missing) = REQUIRED_FILES.iter().find(|f| !manifest.files.contains_key(**f)) {
+            return Err(incomplete(format!("it lists no {missing}, which every pt checkpoint has")));
+        }
+        if let Some(step) = step_of_dir_name(dir).filter(|s| *s != manifest.step) {
+            return Err(incomplete(format!("it is for step {}, but the directory is step {step}", manifest.step)));
+        }
+        let mut present = Vec::new();
+        list_files(dir, dir, &mut present)?;
+        if let Some(extra) = present.iter().find(|f| *f != MANIFEST && !manifest.files.contains_key(*f)) {
+            return Err(incomplete(format!("{extra} is in the directory but not in the manifest's files")));
+        }
         for (rel, entry) in &manifest.files {
             let path = dir.join(rel);
-            let meta = std::fs::metadata(&path)
-                .map_err(|_| Error::Checkpoint(format!("{}: file missing from checkpoint", path.display())))?;
+            if !present.contains(rel) {
+                return Err(Error::Checkpoint(format!("{}: file missing from checkpoint", path.display())));
+            }
+            let meta = std::fs::metadata(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
             if meta.len() != entry.bytes {
                 return Err(Error::Checkpoint(format!(
                     "{}: truncated or altered ({} bytes, manifest says {})",
@@ -111,13 +129,46 @@ impl Checkpoint {
     }
 
     /// Named tensors of one file (`model`, `objective`, `optimizer`); empty if the file is absent.
+    /// Only files the manifest lists are read (they are the ones verified).
     pub fn tensors(&self, stem: &str) -> Result<Vec<(String, Tensor)>> {
-        let path = self.dir.join(format!("{stem}.safetensors"));
-        if !path.exists() {
+        let name = format!("{stem}.safetensors");
+        if !self.manifest.files.contains_key(&name) {
             return Ok(Vec::new());
         }
-        read_tensors(&path)
+        read_tensors(&self.dir.join(name))
     }
+}
+
+/// Files every checkpoint a training run saves has (the optimizer state always holds at least
+/// its step count); `objective.safetensors` and `assets/` exist when there is something to keep.
+pub const REQUIRED_FILES: [&str; 2] = ["model.safetensors", "optimizer.safetensors"];
+
+/// `step-00000300` → 300.
+pub fn step_of_dir_name(dir: &Path) -> Option<u64> {
+    dir.file_name()?.to_str()?.strip_prefix("step-")?.parse().ok()
+}
+
+/// Regular files under `dir`, relative to `base` ('/'-separated). A symbolic link is refused: a
+/// checkpoint never holds one, and following it would read outside the checkpoint.
+fn list_files(base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    for e in rd {
+        let e = e.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        let ty = e.file_type().map_err(|err| Error::io(format!("reading {}", e.path().display()), err))?;
+        if ty.is_symlink() {
+            return Err(Error::Checkpoint(format!(
+                "{}: a symbolic link inside a checkpoint; pt never writes one, refusing to follow it",
+                e.path().display()
+            )));
+        }
+        if ty.is_dir() {
+            list_files(base, &e.path(), out)?;
+        } else {
+            let p = e.path();
+            out.push(p.strip_prefix(base).unwrap_or(&p).to_string_lossy().to_string());
+        }
+    }
+    Ok(())
 }
 
 pub fn read_manifest(dir: &Path) -> Result<CheckpointManifest> {

@@ -125,8 +125,8 @@ impl CheckpointManager {
 /// See [`CheckpointManager::latest_valid`]; `root` is a run's `checkpoints/` directory.
 pub fn latest_valid(root: &Path) -> Result<Option<Checkpoint>> {
     let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Ok(name) = std::fs::read_to_string(root.join(LATEST)) {
-        candidates.push(root.join(name.trim()));
+    if let Some(name) = read_pointer(root, LATEST) {
+        candidates.push(root.join(name));
     }
     for (_, dir) in list_steps(root).into_iter().rev() {
         if !candidates.contains(&dir) {
@@ -134,6 +134,10 @@ pub fn latest_valid(root: &Path) -> Result<Option<Checkpoint>> {
         }
     }
     for dir in candidates {
+        if !dir.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            tracing::warn!("skipping {}: not a checkpoint directory of this run", dir.display());
+            continue;
+        }
         match Checkpoint::open_verified(&dir) {
             Ok(c) => return Ok(Some(c)),
             Err(e) => tracing::warn!("skipping checkpoint {}: {e}", dir.display()),
@@ -142,16 +146,27 @@ pub fn latest_valid(root: &Path) -> Result<Option<Checkpoint>> {
     Ok(None)
 }
 
+/// What a pointer file (`latest`, `best`) names, if it names one of this directory's own
+/// checkpoints: a plain `step-N`, never a path that leads elsewhere.
+pub fn read_pointer(root: &Path, pointer: &str) -> Option<String> {
+    let name = std::fs::read_to_string(root.join(pointer)).ok()?.trim().to_string();
+    let own = super::format::step_of_dir_name(Path::new(&name)).is_some() && !name.contains(['/', '\\']);
+    if !own {
+        tracing::warn!(pointer = %root.join(pointer).display(), %name, "ignoring a pointer that names no checkpoint of this run");
+        return None;
+    }
+    Some(name)
+}
+
+/// The run's checkpoint directories (real directories named `step-N`; a symbolic link is never
+/// one), oldest first.
 pub fn list_steps(root: &Path) -> Vec<(u64, PathBuf)> {
     let mut v: Vec<(u64, PathBuf)> = std::fs::read_dir(root)
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            let step = name.strip_prefix("step-")?.parse().ok()?;
-            Some((step, e.path()))
-        })
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| Some((super::format::step_of_dir_name(&e.path())?, e.path())))
         .collect();
     v.sort();
     v
@@ -281,9 +296,8 @@ fn update_best(root: &Path, new_dir: &Path, metric: &str, higher_is_better: bool
     let Some(&value) = new.metrics.get(metric) else {
         return Ok(());
     };
-    let current = std::fs::read_to_string(root.join(BEST))
-        .ok()
-        .and_then(|n| super::format::read_manifest(&root.join(n.trim())).ok())
+    let current = read_pointer(root, BEST)
+        .and_then(|n| super::format::read_manifest(&root.join(n)).ok())
         .and_then(|m| m.metrics.get(metric).copied());
     let better = match current {
         None => true,
@@ -297,10 +311,7 @@ fn update_best(root: &Path, new_dir: &Path, metric: &str, higher_is_better: bool
 }
 
 fn prune(root: &Path, keep_last: usize) -> Result<()> {
-    let keep: Vec<String> = [LATEST, BEST]
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(root.join(p)).ok().map(|s| s.trim().to_string()))
-        .collect();
+    let keep: Vec<String> = [LATEST, BEST].iter().filter_map(|p| read_pointer(root, p)).collect();
     let steps = list_steps(root);
     let n = steps.len();
     for (i, (_, dir)) in steps.into_iter().enumerate() {
@@ -333,7 +344,7 @@ mod tests {
             libtorch_version: "2.11.0".into(),
             model: vec![("w".into(), Tensor::from_slice(&[step as f32, 2.0]))],
             objective: vec![],
-            optimizer_state: vec![],
+            optimizer_state: vec![("step".into(), Tensor::from(step as i64))],
             assets_dir: None,
         }
     }
@@ -402,5 +413,58 @@ mod tests {
         let m2 = CheckpointManager::new(dir.path(), 2, "", false).unwrap();
         assert!(!stale.exists());
         assert_eq!(m2.latest_valid().unwrap().unwrap().manifest.step, 1);
+    }
+
+    fn edit_manifest(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+        let path = dir.join(MANIFEST);
+        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        edit(&mut v);
+        std::fs::write(&path, v.to_string()).unwrap();
+    }
+
+    #[test]
+    fn a_manifest_must_list_what_every_checkpoint_has_and_nothing_less() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = CheckpointManager::new(dir.path(), 3, "", false).unwrap();
+        for s in [1, 2] {
+            m.save(req(s, 1.0)).unwrap();
+        }
+        let d = m.wait().unwrap().unwrap();
+        // The model's entry dropped from the manifest: the file is no longer verified, so the
+        // checkpoint is incomplete (it used to verify "ok" and resume with random weights).
+        edit_manifest(&d, |v| {
+            v["files"].as_object_mut().unwrap().remove("model.safetensors");
+        });
+        let err = Checkpoint::open_verified(&d).unwrap_err().to_string();
+        assert!(err.contains("incomplete") && err.contains("model.safetensors"), "{err}");
+        assert_eq!(m.latest_valid().unwrap().unwrap().manifest.step, 1, "falls back to the complete one");
+        // Both entry and file gone: still incomplete, not "ok with fewer files".
+        std::fs::remove_file(d.join("model.safetensors")).unwrap();
+        assert!(Checkpoint::open_verified(&d).unwrap_err().to_string().contains("lists no model.safetensors"));
+        // A file the manifest does not list (here a stray objective file) is refused too.
+        let one = &m.list()[0].1;
+        std::fs::write(one.join("objective.safetensors"), b"not saved by pt").unwrap();
+        let err = Checkpoint::open_verified(one).unwrap_err().to_string();
+        assert!(err.contains("objective.safetensors is in the directory but not in the manifest"), "{err}");
+    }
+
+    #[test]
+    fn latest_never_leads_outside_the_run() {
+        let elsewhere = tempfile::tempdir().unwrap();
+        let mut other = CheckpointManager::new(elsewhere.path(), 2, "", false).unwrap();
+        other.save(req(9, 1.0)).unwrap();
+        let foreign = other.wait().unwrap().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = CheckpointManager::new(dir.path(), 2, "", false).unwrap();
+        m.save(req(1, 1.0)).unwrap();
+        m.wait().unwrap();
+        std::fs::write(m.root.join(LATEST), foreign.to_string_lossy().as_bytes()).unwrap();
+        assert_eq!(m.latest_valid().unwrap().unwrap().manifest.step, 1, "an absolute path in `latest` is ignored");
+        std::fs::write(m.root.join(LATEST), b"../../x/checkpoints/step-00000009").unwrap();
+        assert_eq!(m.latest_valid().unwrap().unwrap().manifest.step, 1, "a relative escape too");
+        // A step directory that is a symbolic link to another run's checkpoint is not one of ours.
+        std::os::unix::fs::symlink(&foreign, m.root.join("step-00000009")).unwrap();
+        std::fs::write(m.root.join(LATEST), b"step-00000009").unwrap();
+        assert_eq!(m.latest_valid().unwrap().unwrap().manifest.step, 1, "a linked step directory too");
     }
 }

@@ -1,6 +1,7 @@
 //! Loading one plugin file: ELF check, abi_stable's version and layout check, then pt's own
 //! handshake (plugin name/version, SDK, tch and libtorch versions). Libraries are never unloaded.
 
+use super::elf::ElfCheck;
 use crate::{Error, Result};
 use abi_stable::library::{lib_header_from_path, LibraryError, RootModule};
 use pt_sdk::ffi::PluginModRef;
@@ -49,31 +50,55 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
+fn not_a_plugin(path: &Path, detail: impl Into<String>) -> Error {
+    load_error(
+        path,
+        "is a shared library but not a pt plugin (it exports no pt root module; plugins call pt_sdk::export_plugin!)",
+        detail,
+    )
+}
+
 fn load_error(path: &Path, message: impl Into<String>, detail: impl Into<String>) -> Error {
     Error::PluginLoad { path: path.to_path_buf(), message: message.into(), detail: detail.into() }
 }
 
 /// Loads and validates a plugin file.
 pub fn load_plugin(path: &Path) -> Result<LoadedPlugin> {
+    load_plugin_expecting(path, None)
+}
+
+/// Loads a plugin whose file must have the sha256 `expected` (an installed plugin: the hash
+/// recorded at install). The file is checked before it is opened: a changed file, or a library
+/// that exports no pt root module, never gets its constructors run.
+pub fn load_plugin_expecting(path: &Path, expected: Option<&str>) -> Result<LoadedPlugin> {
     let path = path.canonicalize().map_err(|e| load_error(path, format!("cannot open: {e}"), ""))?;
-    let mut magic = [0u8; 4];
-    std::fs::File::open(&path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .map_err(|e| load_error(&path, format!("cannot read: {e}"), ""))?;
-    if &magic != b"\x7fELF" {
+    let bytes = std::fs::read(&path).map_err(|e| load_error(&path, format!("cannot read: {e}"), ""))?;
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    if let Some(expected) = expected.filter(|e| **e != sha256) {
         return Err(load_error(
             &path,
-            "not a shared library (no ELF header): a pt plugin is a Rust cdylib built against pt-sdk",
+            format!(
+                "changed since it was installed (sha256 {}…, recorded {}…): reinstall it with `pt plugin install SOURCE.so` if the change is yours",
+                &sha256[..12],
+                &expected[..expected.len().min(12)]
+            ),
             "",
         ));
     }
-    let sha256 = sha256_file(&path)?;
+    match super::elf::check(&bytes, abi_stable::library::ROOT_MODULE_LOADER_NAME) {
+        ElfCheck::NotElf => {
+            return Err(load_error(
+                &path,
+                "not a shared library (no ELF header): a pt plugin is a Rust cdylib built against pt-sdk",
+                "",
+            ))
+        }
+        ElfCheck::Elf64 { defines_symbol: false } => return Err(not_a_plugin(&path, "")),
+        ElfCheck::OtherClass | ElfCheck::Elf64 { defines_symbol: true } => {}
+    }
+    drop(bytes);
     let header = lib_header_from_path(&path).map_err(|e| match e {
-        LibraryError::GetSymbolError { .. } => load_error(
-            &path,
-            "is a shared library but not a pt plugin (it exports no pt root module; plugins call pt_sdk::export_plugin!)",
-            e.to_string(),
-        ),
+        LibraryError::GetSymbolError { .. } => not_a_plugin(&path, e.to_string()),
         LibraryError::OpenError { ref err, .. } => {
             load_error(&path, format!("cannot be loaded: {}", first_line(&err.to_string())), e.to_string())
         }

@@ -1,6 +1,7 @@
 //! Plugins: loading a `.so` with its handshake ([`loader`]), finding plugins on the search path
 //! and resolving component names ([`registry`]), installing and removing them ([`store`]).
 
+mod elf;
 pub mod loader;
 pub mod registry;
 pub mod store;

@@ -5,7 +5,7 @@
 //! 2. the user plugin directory `$PT_HOME/plugins` (default `~/.local/share/pt/plugins`),
 //! 3. the directory of the `pt` binary itself, so a fresh `cargo build` works with no install.
 
-use super::loader::{load_plugin, LoadedPlugin};
+use super::loader::{load_plugin_expecting, LoadedPlugin};
 use crate::{Error, Result};
 use pt_sdk::ComponentKind;
 use std::path::{Path, PathBuf};
@@ -103,6 +103,20 @@ fn candidate_files(dir: &SearchDir) -> Vec<PathBuf> {
     files
 }
 
+/// File name → sha256 recorded by `pt plugin install`, for the user plugin directory.
+fn installed_hashes(dir: &SearchDir) -> std::collections::HashMap<String, String> {
+    if dir.kind != SearchDirKind::UserDir {
+        return Default::default();
+    }
+    match (super::store::PluginStore { dir: dir.path.clone() }).read_manifest() {
+        Ok(m) => m.plugins.into_iter().map(|p| (p.file, p.sha256)).collect(),
+        Err(e) => {
+            tracing::warn!("{e}");
+            Default::default()
+        }
+    }
+}
+
 impl Registry {
     /// Scans the search path and loads every plugin found there. Files that fail to load are
     /// kept in `failed` (with the reason) rather than stopping discovery; next to the binary only
@@ -124,11 +138,13 @@ impl Registry {
     pub fn discover_in(searched: Vec<SearchDir>) -> Registry {
         let mut reg = Registry { searched: searched.clone(), ..Default::default() };
         for dir in &searched {
+            let installed = installed_hashes(dir);
             for file in candidate_files(dir) {
                 if reg.plugins.iter().chain(&reg.shadowed).any(|f| same_file(&f.plugin.path, &file)) {
                     continue;
                 }
-                match load_plugin(&file) {
+                let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                match load_plugin_expecting(&file, installed.get(&name).map(String::as_str)) {
                     Ok(p) => reg.add(Found { plugin: Arc::new(p), from: dir.kind }),
                     Err(error) => {
                         let not_a_plugin =

@@ -127,6 +127,16 @@ impl PluginStore {
             )));
         };
         let p = m.plugins.remove(i);
+        // Only ever a file of this directory: the manifest is a plain JSON file anyone can edit.
+        let own = Path::new(&p.file).file_name().is_some_and(|n| n == p.file.as_str()) && p.file != "..";
+        if !own {
+            return Err(Error::Registry(format!(
+                "{}: the entry for '{name}' names file '{}', which is not in {}; pt deletes only inside its plugin directory. Fix or remove that entry by hand",
+                self.manifest_path().display(),
+                p.file,
+                self.dir.display()
+            )));
+        }
         let path = self.dir.join(&p.file);
         match std::fs::remove_file(&path) {
             Ok(()) => {}
@@ -161,4 +171,35 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         Error::io(format!("writing {}", path.display()), e)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remove_never_deletes_outside_the_plugin_directory() {
+        let home = tempfile::tempdir().unwrap();
+        let store = PluginStore { dir: home.path().join("plugins") };
+        std::fs::create_dir_all(&store.dir).unwrap();
+        let victim = home.path().join("precious.txt");
+        std::fs::write(&victim, b"keep me").unwrap();
+        for file in ["../precious.txt", victim.to_str().unwrap(), ".."] {
+            let entry = InstalledPlugin {
+                name: "evil".into(),
+                version: "1".into(),
+                sdk_version: "0".into(),
+                sha256: String::new(),
+                source: String::new(),
+                file: file.into(),
+                installed_at_unix: 0,
+                components: vec![],
+            };
+            store.write_manifest(&StoreManifest { format_version: 1, plugins: vec![entry] }).unwrap();
+            let err = store.remove("evil").unwrap_err().to_string();
+            assert!(err.contains("deletes only inside its plugin directory"), "{err}");
+            assert!(victim.exists(), "{file}: the file outside was kept");
+            assert_eq!(store.read_manifest().unwrap().plugins.len(), 1, "nothing changed");
+        }
+    }
 }

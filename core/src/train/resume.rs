@@ -2,7 +2,7 @@
 //! state, step and data cursor), from other weights (`--init-from`), or from scratch.
 
 use super::session::Session;
-use super::weights::{load_named, read_weights, LoadReport};
+use super::weights::{load_exact, load_named, read_weights, LoadReport};
 use crate::checkpoint::manager::{latest_valid, list_steps};
 use crate::checkpoint::{Checkpoint, CursorState};
 use crate::config::{changes, Change, Recipe};
@@ -47,8 +47,9 @@ pub fn load_start(session: &Session, resume: bool, init_from: Option<&Path>) -> 
         )));
     }
     if let Some(c) = &checkpoint {
-        load_named(&named_model(session)?, &c.tensors("model")?, "resume")?;
-        load_named(&named_objective(session)?, &c.tensors("objective")?, "resume")?;
+        let what = |file: &str| format!("resuming from {}", c.dir.join(file).display());
+        load_exact(&named_model(session)?, &c.tensors("model")?, &what("model.safetensors"))?;
+        load_exact(&named_objective(session)?, &c.tensors("objective")?, &what("objective.safetensors"))?;
         return Ok(Start { checkpoint, init_report: None });
     }
     let Some(path) = init_from else { return Ok(Start { checkpoint, init_report: None }) };
@@ -76,16 +77,11 @@ pub struct Position {
 /// Restores the optimizer state of `checkpoint` and returns its position, the cursor
 /// rescaled to this run's `world_size`.
 pub fn restore_position(checkpoint: &Checkpoint, optimizer: &mut dyn Optimizer, world_size: u64) -> Result<Position> {
+    // Verification required optimizer.safetensors; load_state requires each of its entries.
     let state = checkpoint.tensors("optimizer")?;
-    if !state.is_empty() {
-        optimizer.load_state(state).map_err(|e| {
-            Error::Checkpoint(format!(
-                "{}: optimizer state does not fit this run: {}",
-                checkpoint.dir.display(),
-                e.message
-            ))
-        })?;
-    }
+    optimizer.load_state(state).map_err(|e| {
+        Error::Checkpoint(format!("{}: optimizer state does not fit this run: {}", checkpoint.dir.display(), e.message))
+    })?;
     let m = &checkpoint.manifest;
     Ok(Position { step: m.step, cursor: rescale_cursor(m.cursor, m.world_size, world_size), skipped: m.skipped_steps })
 }

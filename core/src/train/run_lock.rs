@@ -50,6 +50,19 @@ impl RunLock {
     }
 }
 
+/// Who holds the run directory's lock now: `Some(PID as written)` while a pt process trains in
+/// it, `None` when nobody does (a lock file left by a killed process is not held).
+pub fn holder(run_dir: &Path) -> Option<String> {
+    let mut file = File::open(run_dir.join(LOCK_FILE)).ok()?;
+    // SAFETY: as in `acquire`; a shared lock only tests for the exclusive one.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+        return None;
+    }
+    let mut pid = String::new();
+    let _ = file.read_to_string(&mut pid);
+    Some(pid.trim().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,7 +73,9 @@ mod tests {
         let first = RunLock::acquire(dir.path()).unwrap();
         let e = RunLock::acquire(dir.path()).unwrap_err().to_string();
         assert!(e.contains(&format!("PID {}", std::process::id())) && e.contains("is in use"), "{e}");
+        assert_eq!(holder(dir.path()), Some(std::process::id().to_string()));
         drop(first);
+        assert_eq!(holder(dir.path()), None, "the file stays; the lock does not");
         RunLock::acquire(dir.path()).expect("free again once released");
     }
 }

@@ -40,6 +40,29 @@ pub fn load_named(target: &[(String, Tensor)], source: &[(String, Tensor)], what
     Ok(report)
 }
 
+/// Copies `source` into `target` when their names match exactly (resume: a checkpoint of this
+/// run holds every tensor of it and nothing else; tolerance belongs to `--init-from`).
+pub fn load_exact(target: &[(String, Tensor)], source: &[(String, Tensor)], what: &str) -> Result<()> {
+    let report = load_named(target, source, what)?;
+    let few = |names: &[String]| {
+        let shown: Vec<&str> = names.iter().take(3).map(String::as_str).collect();
+        format!("{}{}", shown.join(", "), if names.len() > 3 { format!(" and {} more", names.len() - 3) } else { String::new() })
+    };
+    match (report.missing.is_empty(), report.unexpected.is_empty()) {
+        (true, true) => Ok(()),
+        (false, _) => Err(Error::Checkpoint(format!(
+            "{what}: the checkpoint lacks {} of the run's tensors ({}); resuming would leave them at random initialisation",
+            report.missing.len(),
+            few(&report.missing)
+        ))),
+        (true, false) => Err(Error::Checkpoint(format!(
+            "{what}: the checkpoint has {} tensors this run does not ({}); it was made with another model or objective",
+            report.unexpected.len(),
+            few(&report.unexpected)
+        ))),
+    }
+}
+
 /// Reads model weights from a pt checkpoint directory, an HF model directory
 /// (`model.safetensors`), or a `.safetensors` file.
 pub fn read_weights(path: &std::path::Path) -> Result<Vec<(String, Tensor)>> {
