@@ -445,3 +445,124 @@ fn a_run_directory_is_trained_by_one_process_at_a_time() {
     pt.ok(&[&args[..], &["--max-steps", "3"]].concat());
     assert_eq!(summary(&run)["step"], 3);
 }
+
+/// Starts `pt train` on `recipe` into `run` with `args`, stderr into `run.stderr`.
+fn spawn_train(pt: &Pt, recipe: &Path, run: &Path, args: &[&str]) -> (std::process::Child, PathBuf) {
+    let err_path = run.with_extension("stderr");
+    let child = pt
+        .cmd()
+        .args(["train", "--recipe", s(recipe), "--run-dir", s(run)])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .expect("starting pt train");
+    (child, err_path)
+}
+
+/// Issue 19 (8): SIGHUP (a closed terminal or ssh session) stops a run like Ctrl-C and SIGTERM:
+/// the step finishes and is saved.
+#[test]
+fn sighup_saves_and_stops_like_ctrl_c() {
+    let (pt, tmp, recipe) = tiny_mlm_setup(1000, "");
+    let run = tmp.path().join("run");
+    let (mut child, err_path) = spawn_train(&pt, &recipe, &run, &["--quiet"]);
+    wait_for(Duration::from_secs(120), "two logged steps", || {
+        run.join("metrics.jsonl").exists() && train_steps(&run).len() >= 2
+    });
+    send_signal(&child, libc::SIGHUP);
+    let status = child.wait().unwrap();
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert!(status.success(), "{status}: {err}");
+    let k = summary(&run)["step"].as_u64().unwrap();
+    assert_eq!(summary(&run)["stop"], "interrupted");
+    assert_eq!(listed_checkpoints(&pt, &run), vec![(format!("step-{k:08}"), true)]);
+}
+
+/// Issue 19 (8): a second Ctrl-C exits at once, says no final checkpoint was made, and no
+/// checkpoint path is ever printed before that checkpoint is complete.
+#[test]
+fn a_second_ctrl_c_exits_at_once_and_never_names_an_unwritten_checkpoint() {
+    let (pt, tmp, recipe) = tiny_mlm_setup(1000, "");
+    let run = tmp.path().join("run");
+    let (mut child, err_path) = spawn_train(&pt, &recipe, &run, &["--set", "checkpoint.every=1"]);
+    wait_for(Duration::from_secs(120), "three logged steps", || {
+        run.join("metrics.jsonl").exists() && train_steps(&run).len() >= 3
+    });
+    send_signal(&child, libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(20));
+    send_signal(&child, libc::SIGINT);
+    let status = child.wait().unwrap();
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("stopped at once by a second signal, without a final checkpoint"), "{err}");
+    assert!(err.contains(&format!("pt train --resume {}", run.display())), "{err}");
+    let announced: Vec<&str> = err.lines().filter_map(|l| l.split_once("checkpoint @ step ")?.1.split_once(": ").map(|p| p.1)).collect();
+    assert!(!announced.is_empty(), "periodic saves are announced:\n{err}");
+    for path in announced {
+        assert!(Path::new(path).join("manifest.json").is_file(), "announced but not written: {path}\n{err}");
+    }
+    let out = pt.ok(&["checkpoint", "verify", s(&run)]);
+    assert!(out.contains("resume starts from step"), "{out}");
+}
+
+/// Issue 19 (8): Ctrl-C during the end-of-run fine-tune stops it (it used to run to the end),
+/// says which evaluations did not run, and keeps the final checkpoint.
+#[test]
+fn ctrl_c_during_the_end_of_run_evaluations_stops_them() {
+    let data = data_dir("text");
+    let split = |f: &str| {
+        format!("{{ name = \"jsonl\", files = [\"{}/text/fortunes-cls/{f}.jsonl\"], tokenizer = \"{{run}}/assets/tokenizer.json\", block_size = 32 }}", data.display())
+    };
+    let eval = format!(
+        "[[eval]]\nname = \"finetune\"\ncompare_random_init = true\nsteps = 100000\nbatch_size = 8\nsplits.train = {}\nsplits.test = {}\n",
+        split("train"),
+        split("test")
+    );
+    let (pt, tmp, recipe) = tiny_mlm_setup(2, &eval);
+    let run = tmp.path().join("run");
+    let (mut child, err_path) = spawn_train(&pt, &recipe, &run, &["--quiet"]);
+    wait_for(Duration::from_secs(120), "the last training step", || {
+        run.join("metrics.jsonl").exists() && train_steps(&run).len() >= 2
+    });
+    std::thread::sleep(Duration::from_millis(300)); // into the fine-tune
+    send_signal(&child, libc::SIGINT);
+    let status = child.wait().unwrap();
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert!(status.success(), "{status}: {err}");
+    assert!(
+        err.contains("interrupted during the end-of-run evaluations (finetune, finetune/random_init not run)"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("pt train --resume {}` runs them", run.display())), "{err}");
+    assert_eq!(summary(&run)["stop"], "interrupted");
+    assert_eq!(listed_checkpoints(&pt, &run), vec![("step-00000002".to_string(), true)]);
+}
+
+/// Issue 19 (8): output into a pipe that closes (`| head`) neither panics a short command nor
+/// stops a run.
+#[test]
+fn a_closed_output_pipe_is_not_a_panic() {
+    let (pt, tmp, recipe) = tiny_mlm_setup(3, "");
+    for args in [vec!["recipes"], vec!["train", "--recipe", s(&recipe), "--print-config"]] {
+        let mut child = pt.cmd().args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        drop(child.stdout.take()); // the reader is gone before pt writes
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "pt {args:?}: {err}");
+    }
+    // A run whose stdout and stderr readers are gone trains to the end and writes its summary.
+    let run = tmp.path().join("run");
+    let mut child = pt
+        .cmd()
+        .args(["train", "--recipe", s(&recipe), "--run-dir", s(&run)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(summary(&run)["step"], 3);
+}

@@ -77,8 +77,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the pt binary")?;
     // SAFETY: the handler only does an atomic store.
     unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+        }
     }
     let mut ranks = Vec::new();
     for local in 0..args.nproc_per_node {
@@ -107,7 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let child = cmd.spawn().with_context(|| format!("starting rank {rank} ({})", exe.display()))?;
         ranks.push(Rank { rank, child, status: None });
     }
-    eprintln!(
+    errln!(
         "pt launch: ranks {}..{} of {world} started (node {} of {}, rendezvous {}:{})",
         ranks[0].rank,
         ranks[ranks.len() - 1].rank,
@@ -125,7 +126,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             if let Some(status) = r.child.try_wait().with_context(|| format!("waiting for rank {}", r.rank))? {
                 r.status = Some(status);
                 if !status.success() && first_failure.is_none() {
-                    eprintln!("pt launch: rank {} {}", r.rank, describe(status));
+                    errln!("pt launch: rank {} {}", r.rank, describe(status));
                     first_failure = Some((r.rank, status));
                     failed_at = Some(Instant::now());
                 }
@@ -142,7 +143,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         if let (Some(t), false) = (failed_at, killed) {
             if t.elapsed() > Duration::from_secs(args.grace_s) {
-                eprintln!("pt launch: ranks still running {} s after the failure: killing them", args.grace_s);
+                errln!("pt launch: ranks still running {} s after the failure: killing them", args.grace_s);
                 signal_all(&ranks, libc::SIGKILL);
                 killed = true;
             }

@@ -1,5 +1,7 @@
 //! `pt-engine`: the real `pt` command (started by the `pt` launcher once libtorch is checked).
 
+#[macro_use]
+mod out;
 mod checkpoint_cmd;
 mod doctor;
 mod export_cmd;
@@ -54,6 +56,10 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    // Training, launching and transfer runs keep going when their output pipe closes.
+    if !matches!(cli.command, Command::Train(_) | Command::Launch(_) | Command::Transfer(_)) {
+        out::quiet_on_closed_pipe();
+    }
     logging::init_stderr(cli.verbose);
     pt_core::runtime::init();
     let result = match cli.command {
@@ -69,12 +75,12 @@ fn main() {
         Command::Visualize(a) => visualize_cmd::run(a),
     };
     if let Err(e) = result {
-        eprintln!("pt: error: {e:#}");
+        errln!("pt: error: {e:#}");
         if let Some(detail) = e.downcast_ref::<pt_core::Error>().and_then(|e| e.detail()) {
             if cli.verbose > 0 {
-                eprintln!("detail:\n{detail}");
+                errln!("detail:\n{detail}");
             } else {
-                eprintln!("(run with -v for details)");
+                errln!("(run with -v for details)");
             }
         }
         std::process::exit(1);

@@ -20,7 +20,7 @@ impl Progress {
     fn line(&self, s: &str) {
         match &self.bar {
             Some(b) => b.println(s),
-            None => eprintln!("{s}"),
+            None => errln!("{s}"),
         }
     }
 }
@@ -57,9 +57,9 @@ fn fmt_metrics(m: &BTreeMap<String, f64>) -> String {
 
 impl Observer for Progress {
     fn on_start(&mut self, step: u64, total: Option<u64>, description: &str) {
-        eprintln!("training {description}");
+        errln!("training {description}");
         if step > 0 {
-            eprintln!("resuming at step {step}");
+            errln!("resuming at step {step}");
         }
         if self.quiet || !std::io::stderr().is_terminal() {
             return;
@@ -82,7 +82,7 @@ impl Observer for Progress {
                 }
             }
             None if !metrics.is_empty() && !self.quiet => {
-                eprintln!("step {step:>6}  {}", fmt_metrics(metrics))
+                errln!("step {step:>6}  {}", fmt_metrics(metrics))
             }
             None => {}
         }

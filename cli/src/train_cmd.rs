@@ -69,22 +69,39 @@ pub struct Args {
     quiet: bool,
 }
 
-/// The trainer's stop flag, set by SIGINT/SIGTERM (the handler only does atomic operations).
+/// The trainer's stop flag, set by SIGINT/SIGTERM/SIGHUP (the handler only does atomic
+/// operations and, on a second signal, `write` and `_exit`).
 static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+/// What a second signal prints before exiting, made before the handlers are installed.
+static SECOND_SIGNAL_MESSAGE: OnceLock<Vec<u8>> = OnceLock::new();
 
 extern "C" fn on_signal(_: libc::c_int) {
     let Some(stop) = STOP.get() else { return };
     if stop.swap(true, Ordering::SeqCst) {
-        // Second signal: the user really wants out.
+        // Second signal: the user really wants out. No checkpoint is claimed: one being written
+        // now is discarded by the next start, which resumes from the last complete one.
+        if let Some(m) = SECOND_SIGNAL_MESSAGE.get() {
+            unsafe { libc::write(2, m.as_ptr().cast(), m.len()) };
+        }
         unsafe { libc::_exit(130) };
     }
 }
 
-fn install_signal_handlers() -> Arc<AtomicBool> {
+/// Ctrl-C, `kill` (SIGTERM) and a closed terminal or ssh session (SIGHUP) all finish the step,
+/// save and stop; a second one exits at once.
+fn install_signal_handlers(run_dir: &std::path::Path) -> Arc<AtomicBool> {
+    let _ = SECOND_SIGNAL_MESSAGE.set(
+        format!(
+            "\npt: stopped at once by a second signal, without a final checkpoint; `pt train --resume {}` continues from the last complete one\n",
+            run_dir.display()
+        )
+        .into_bytes(),
+    );
     let stop = STOP.get_or_init(|| Arc::new(AtomicBool::new(false))).clone();
     unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+        }
     }
     stop
 }
@@ -164,6 +181,7 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<()> {
     // Everything is resolved and checked here, before anything is created or built.
     let plan = RunPlan::resolve(&reg, recipe, &run_dir, world)?;
     if args.print_config {
+        crate::out::quiet_on_closed_pipe(); // only printing from here on
         print!("{}", plan.to_toml(None));
         return Ok(());
     }
@@ -174,7 +192,7 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<()> {
     let _lock = if rank == 0 { Some(RunLock::acquire(&run_dir)?) } else { None };
     let log_name = if rank == 0 { "train.log".to_string() } else { format!("train.rank{rank}.log") };
     crate::logging::log_to_file(&run_dir.join(log_name))?;
-    let stop = install_signal_handlers();
+    let stop = install_signal_handlers(&run_dir);
     let dist = match &dist_env {
         Some(env) => {
             let backend = Backend::choose(plan.recipe.run.dist_backend, plan.device)?;
@@ -207,7 +225,7 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<()> {
         };
         let mut trainer = Trainer::new(&reg, session, opts)?;
         if let Some(r) = &trainer.init_report {
-            eprintln!(
+            errln!(
                 "init-from: loaded {} tensors; missing {} {:?}; unexpected {} {:?}",
                 r.loaded,
                 r.missing.len(),
@@ -240,8 +258,8 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<()> {
     if leaked != 0 {
         tracing::warn!(leaked, "tensor handles still alive after the run");
     }
-    println!("run: {}", run_dir.display());
-    println!(
+    outln!("run: {}", run_dir.display());
+    outln!(
         "stopped: {:?} at step {} after {:.1}s; last loss {}",
         summary.stop,
         summary.step,
@@ -250,13 +268,13 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<()> {
     );
     for (name, r) in &summary.evals {
         let m: Vec<String> = r.metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
-        println!("eval {name}: {}", m.join("  "));
+        outln!("eval {name}: {}", m.join("  "));
     }
     if let Some(c) = &summary.checkpoint {
-        println!("checkpoint: {}", c.display());
+        outln!("checkpoint: {}", c.display());
     }
     if verbose > 0 {
-        println!("tensor handles alive: {leaked}");
+        outln!("tensor handles alive: {leaked}");
     }
     Ok(())
 }

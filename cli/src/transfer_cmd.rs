@@ -51,21 +51,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     crate::logging::log_to_file(&out.join("transfer.log"))?;
     let reg = Registry::discover();
     let report = pt_core::transfer::run(&reg, &run_dir, ckpt, task, &name, &out)?;
-    println!("transfer {} from {} (step {})", name, report.checkpoint.display(), report.checkpoint_step);
+    outln!("transfer {} from {} (step {})", name, report.checkpoint.display(), report.checkpoint_step);
     let pct = |v: Option<f64>| v.map(|a| format!("{:.1} %", a * 100.0)).unwrap_or_else(|| "-".into());
-    println!("{:<20} {:>12} {:>12}", "evaluator", "pretrained", "random init");
+    outln!("{:<20} {:>12} {:>12}", "evaluator", "pretrained", "random init");
     for (evaluator, (p, r)) in pt_core::transfer::accuracy_table(&report) {
-        println!("{evaluator:<20} {:>12} {:>12}", pct(p), pct(r));
+        outln!("{evaluator:<20} {:>12} {:>12}", pct(p), pct(r));
     }
     for c in &report.comparisons {
         if let Some(s) = &c.speedup {
             match (s.step_speedup, s.time_speedup) {
-                (Some(x), Some(y)) => println!(
+                (Some(x), Some(y)) => outln!(
                     "{}: reaches the from-scratch best ({:.1} %) {x:.1}× sooner in steps, {y:.1}× in time",
                     c.evaluator,
                     s.random_best_accuracy * 100.0
                 ),
-                _ => println!(
+                _ => outln!(
                     "{}: does not reach the from-scratch best ({:.1} %)",
                     c.evaluator,
                     s.random_best_accuracy * 100.0
@@ -73,6 +73,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     }
-    println!("report: {}", out.join("transfer.md").display());
+    outln!("report: {}", out.join("transfer.md").display());
     Ok(())
 }

@@ -46,6 +46,7 @@ pub fn extract(
     let mut feats = Vec::new();
     let mut labels = Vec::new();
     for idx in index_batches(n, batch_size) {
+        crate::train::interrupt::check("feature extraction")?;
         let batch = data.get_batch(&idx, ctx)?;
         let out = model.forward(&batch, ctx)?;
         feats.push(out.require("features")?.detach().to_kind(Kind::Float));

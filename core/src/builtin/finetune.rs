@@ -151,6 +151,7 @@ impl Evaluator for Finetune {
         let mut best: f64 = 0.0;
         model.set_train(true)?;
         for step in 0..cfg.steps {
+            crate::train::interrupt::check("finetune")?;
             let t0 = Instant::now();
             if pos.saturating_add(cfg.batch_size as usize) > order.len() {
                 CounterRng::new(ctx.seed, &[0x46494E45, epoch]).shuffle(&mut order);

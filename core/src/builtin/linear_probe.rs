@@ -95,6 +95,7 @@ pub fn fit_linear(
     let n = xtr.size()[0] as u64;
     let mut order: Vec<i64> = (0..n as i64).collect();
     for epoch in 0..cfg.epochs {
+        crate::train::interrupt::check("linear_probe")?;
         CounterRng::new(seed, &[0x50524F42, epoch]).shuffle(&mut order);
         for chunk in order.chunks(cfg.batch_size as usize) {
             let idx = Tensor::from_slice(chunk).to_device(device);

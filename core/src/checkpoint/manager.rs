@@ -110,6 +110,14 @@ impl CheckpointManager {
         }
     }
 
+    /// The save in flight if it has finished (its directory), without waiting for it.
+    pub fn poll(&mut self) -> Result<Option<PathBuf>> {
+        match &self.pending {
+            Some(h) if h.is_finished() => self.wait(),
+            _ => Ok(None),
+        }
+    }
+
     /// Checkpoint directories by step, oldest first.
     pub fn list(&self) -> Vec<(u64, PathBuf)> {
         list_steps(&self.root)

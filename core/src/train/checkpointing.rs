@@ -64,15 +64,20 @@ impl Trainer<'_> {
             optimizer_state: snapshot(&self.optimizer.state()),
             assets_dir: assets.is_dir().then_some(assets),
         };
-        if let Some(prev) = self.ckpt.wait()? {
-            self.last_good_checkpoint = Some(prev);
-        }
+        let written = self.ckpt.wait()?;
+        self.report_written(obs, written.as_deref());
         self.ckpt.save(req)?;
         self.saved_step = Some(self.step);
-        // Surface the write's outcome at the next save or the end of the run; the observer
-        // hears of it now with the directory it will have.
-        obs.on_checkpoint(self.step, &self.ckpt.root.join(crate::checkpoint::manager::step_dir_name(self.step)));
         Ok(())
+    }
+
+    /// A checkpoint the writer has finished: the one to fall back to, and the observer hears of
+    /// it (only then: a path is never announced before it exists).
+    pub(super) fn report_written(&mut self, obs: &mut dyn Observer, written: Option<&std::path::Path>) {
+        let Some(dir) = written else { return };
+        let step = crate::checkpoint::format::step_of_dir_name(dir).unwrap_or(self.step);
+        obs.on_checkpoint(step, dir);
+        self.last_good_checkpoint = Some(dir.to_path_buf());
     }
 
 }

@@ -97,11 +97,13 @@ impl EvalRunner {
 }
 
 impl Trainer<'_> {
-    /// Runs every evaluator due now (all of them when `at_end`).
-    pub fn evaluate(&mut self, obs: &mut dyn Observer, at_end: bool) -> Result<()> {
+    /// Runs every evaluator due now (all of them when `at_end`). An interrupt stops them: the
+    /// labels of those not run (or cut short) are returned.
+    pub fn evaluate(&mut self, obs: &mut dyn Observer, at_end: bool) -> Result<Vec<String>> {
         self.average_buffers()?;
         let run_every = self.settings().eval_every;
         let mut row = BTreeMap::new();
+        let mut cut = Vec::new();
         for i in 0..self.evals.len() {
             let every = self.evals[i].spec.every.unwrap_or(run_every);
             if !at_end && (every == 0 || !self.step.is_multiple_of(every)) {
@@ -113,7 +115,17 @@ impl Trainer<'_> {
                 variants.push((format!("{name}/random_init"), true));
             }
             for (label, random) in variants {
-                let report = self.evals[i].run(&self.session, &self.session.arch, self.step, random)?;
+                if super::interrupt::requested() {
+                    cut.push(label);
+                    continue;
+                }
+                let report = match self.evals[i].run(&self.session, &self.session.arch, self.step, random) {
+                    Err(_) if super::interrupt::requested() => {
+                        cut.push(label);
+                        continue;
+                    }
+                    r => r?,
+                };
                 for (k, v) in &report.metrics {
                     row.insert(format!("{label}/{k}"), *v);
                     self.eval_curves.entry(format!("{label}/{k}")).or_default().push((self.step as f64, *v));
@@ -132,7 +144,7 @@ impl Trainer<'_> {
         if let Some(group) = &self.dist {
             group.barrier()?;
         }
-        Ok(())
+        Ok(cut)
     }
 
     /// `eval/<label>-step<N>-confusion.png` (label `classification/random_init` → `classification-random_init`).

@@ -2,6 +2,7 @@
 
 mod checkpointing;
 pub mod eval;
+pub mod interrupt;
 pub mod observer;
 pub mod prefetch;
 pub mod resume;

@@ -175,6 +175,7 @@ impl<'r> Trainer<'r> {
             let _guard = tch::no_grad_guard();
             session.arch.buffers()?.into_iter().map(|(_, b)| (b.copy(), b)).collect()
         };
+        super::interrupt::watch(opts.stop.clone());
         Ok(Trainer {
             reg,
             session,
@@ -319,8 +320,10 @@ impl<'r> Trainer<'r> {
             };
             obs.on_step(self.step, &row);
             if run.eval_every > 0 && self.step.is_multiple_of(run.eval_every) && !done {
-                self.evaluate(obs, false)?;
+                self.evaluate(obs, false)?; // an interrupt cuts it short; the loop stops next
             }
+            let written = self.ckpt.poll()?;
+            self.report_written(obs, written.as_deref());
             // During a run of non-finite steps the weights do not move: saving them again would
             // only push the checkpoints from before the trouble out of retention.
             if save_every > 0 && self.step.is_multiple_of(save_every) && !done && self.bad_in_a_row == 0 {
@@ -332,27 +335,35 @@ impl<'r> Trainer<'r> {
     }
 
     /// The end of a run: final evaluations (unless interrupted), the last save, plots.
-    fn finish(&mut self, obs: &mut dyn Observer, stop: StopReason, started: Instant) -> Result<RunSummary> {
+    fn finish(&mut self, obs: &mut dyn Observer, mut stop: StopReason, started: Instant) -> Result<RunSummary> {
+        let mut cut = Vec::new();
         if stop != StopReason::Interrupted {
-            self.evaluate(obs, true)?;
+            cut = self.evaluate(obs, true)?;
+            if !cut.is_empty() {
+                stop = StopReason::Interrupted;
+            }
         }
         // Not again when this step was just saved (an interrupt right after a periodic save, or a
         // resume of a finished run): rewriting it would only open a window without it.
         if self.saved_step != Some(self.step) {
             self.save(obs)?;
         }
-        let checkpoint = self.ckpt.wait()?.or(self.last_good_checkpoint.clone());
+        let written = self.ckpt.wait()?;
+        self.report_written(obs, written.as_deref());
+        let checkpoint = self.last_good_checkpoint.clone();
         if let Some(m) = &mut self.metrics {
             m.flush().map_err(|e| Error::Training(format!("metrics: {e}")))?;
             self.plot_curves();
             self.plot_histograms();
         }
-        if stop == StopReason::Interrupted {
+        let resume = format!("pt train --resume {}", self.session.run_dir().display());
+        if !cut.is_empty() {
             obs.on_message(&format!(
-                "interrupted at step {}; checkpoint saved. Resume with: pt train --resume {}",
-                self.step,
-                self.session.run_dir().display()
+                "interrupted during the end-of-run evaluations ({} not run); checkpoint saved. `{resume}` runs them",
+                cut.join(", ")
             ));
+        } else if stop == StopReason::Interrupted {
+            obs.on_message(&format!("interrupted at step {}; checkpoint saved. Resume with: {resume}", self.step));
         }
         Ok(RunSummary {
             run_dir: self.session.run_dir().to_path_buf(),
