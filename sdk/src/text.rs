@@ -44,6 +44,7 @@ pub fn train_wordpiece(
         )));
     }
     let started = std::time::Instant::now();
+    let normalizer = BertNormalizer::new(true, true, None, lowercase);
     let mut tokenizer: TokenizerImpl<
         WordPiece,
         BertNormalizer,
@@ -52,18 +53,30 @@ pub fn train_wordpiece(
         WordPieceDecoder,
     > = TokenizerImpl::new(WordPiece::default());
     tokenizer
-        .with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)))
+        .with_normalizer(Some(normalizer.clone()))
         .map_err(|e| PtError::data(format!("setting up the tokenizer: {e}")))?;
     tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
     tokenizer.with_decoder(Some(WordPieceDecoder::default()));
 
+    // The trainer numbers the `##c` pieces in the order it meets words in a randomly seeded hash
+    // map, and breaks ties between equally frequent merges by those numbers: the same corpus gave
+    // a different tokenizer.json on each run. Fixing the alphabet and numbering every piece of it
+    // up front (as reserved tokens) leaves the trainer nothing to number by chance.
+    let mut lines = CorpusLines::new(files.to_vec());
+    let alphabet = alphabet(&normalizer, lines.by_ref(), ALPHABET_LIMIT)?;
+    if let Some(err) = lines.error.take() {
+        return Err(err.context("reading the tokenizer's training text"));
+    }
+    let mut reserved: Vec<AddedToken> = SPECIAL_TOKENS.iter().map(|t| AddedToken::from(*t, true)).collect();
+    reserved.extend(alphabet.iter().map(|c| AddedToken::from(c.to_string(), true)));
+    reserved.extend(alphabet.iter().map(|c| AddedToken::from(format!("##{c}"), true)));
     let mut trainer = WordPieceTrainer::builder()
-        .vocab_size(vocab_size)
+        .vocab_size(vocab_size.max(reserved.len()))
         .min_frequency(min_frequency)
         .show_progress(false)
-        // As Hugging Face's BertWordPieceTokenizer: rare characters must not eat the vocabulary.
-        .limit_alphabet(1000)
-        .special_tokens(SPECIAL_TOKENS.iter().map(|t| AddedToken::from(*t, true)).collect())
+        .limit_alphabet(alphabet.len())
+        .initial_alphabet(alphabet.iter().copied().collect())
+        .special_tokens(reserved)
         .build();
 
     let mut lines = CorpusLines::new(files.to_vec());
@@ -96,6 +109,7 @@ pub fn train_wordpiece(
 
     let tokenizer: Tokenizer = tokenizer.into();
     let json = tokenizer.to_string(false).map_err(|e| PtError::data(format!("serialising the tokenizer: {e}")))?;
+    let json = only_special_tokens_added(&json)?;
     write_atomically(out, json.as_bytes())?;
     tracing::info!(
         path = %out.display(),
@@ -106,6 +120,42 @@ pub fn train_wordpiece(
         "trained WordPiece tokenizer"
     );
     Ok(())
+}
+
+/// Changes when the same corpus and settings would train another tokenizer (part of cache keys).
+pub const WORDPIECE_TRAINER_VERSION: u32 = 2;
+
+/// As Hugging Face's BertWordPieceTokenizer: rare characters must not eat the vocabulary.
+const ALPHABET_LIMIT: usize = 1000;
+
+/// The characters the trainer will see (the normalised text's, whitespace aside), the `limit`
+/// most frequent (ties by code point), in code-point order.
+fn alphabet(normalizer: &BertNormalizer, lines: impl Iterator<Item = String>, limit: usize) -> Result<Vec<char>> {
+    use tokenizers::{NormalizedString, Normalizer};
+    let mut counts: std::collections::BTreeMap<char, u64> = Default::default();
+    for line in lines {
+        let mut n = NormalizedString::from(line.as_str());
+        normalizer.normalize(&mut n).map_err(|e| PtError::data(format!("normalising text: {e}")))?;
+        for c in n.get().chars().filter(|c| !c.is_whitespace()) {
+            *counts.entry(c).or_default() += 1;
+        }
+    }
+    let mut by_count: Vec<(char, u64)> = counts.into_iter().collect();
+    by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut kept: Vec<char> = by_count.into_iter().take(limit).map(|(c, _)| c).collect();
+    kept.sort_unstable();
+    Ok(kept)
+}
+
+/// The trained tokenizer's JSON with only the real special tokens among its added tokens: the
+/// alphabet was reserved through the trainer's special tokens, but those pieces are ordinary
+/// vocabulary (matched by WordPiece, not split out of the raw text).
+fn only_special_tokens_added(json: &str) -> Result<String> {
+    let bad = |e: String| PtError::data(format!("rewriting the trained tokenizer: {e}"));
+    let mut v: serde_json::Value = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
+    let added = v.get_mut("added_tokens").and_then(|a| a.as_array_mut()).ok_or_else(|| bad("no added_tokens".into()))?;
+    added.retain(|t| t.get("content").and_then(|c| c.as_str()).is_some_and(|c| SPECIAL_TOKENS.contains(&c)));
+    serde_json::to_string(&v).map_err(|e| bad(e.to_string()))
 }
 
 /// Loads a `tokenizer.json` (one [`train_wordpiece`] wrote, or any Hugging Face fast tokenizer's).
@@ -327,6 +377,51 @@ mod tests {
                 (4, 18, b"last".to_vec(), true),
             ]
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Issue 19 (10): the same corpus and settings give a byte-identical tokenizer.json (the
+    /// trainer's hash-map order used to permute ~40 ids from one run to the next).
+    #[test]
+    fn training_is_deterministic_and_keeps_bert_conventions() {
+        let dir = std::env::temp_dir().join(format!("pt-sdk-wordpiece-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Words of mixed letters (accents and punctuation too), with many ties in frequency.
+        let mut state = 7u64;
+        let mut text = String::new();
+        for _ in 0..400 {
+            for _ in 0..12 {
+                let len = 2 + (state >> 60) as usize % 7;
+                for _ in 0..len {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    text.push("abcdefghijklmnopqrstuvwxyzéü,.".chars().nth((state >> 33) as usize % 30).unwrap());
+                }
+                text.push(' ');
+            }
+            text.push('\n');
+        }
+        let corpus = dir.join("corpus.txt");
+        std::fs::write(&corpus, text).unwrap();
+        let train = |name: &str| {
+            let out = dir.join(name);
+            train_wordpiece(std::slice::from_ref(&corpus), 300, 2, true, &out).unwrap();
+            std::fs::read(out).unwrap()
+        };
+        let first = train("a.json");
+        for other in ["b.json", "c.json", "d.json"] {
+            assert!(first == train(other), "{other} differs from a.json");
+        }
+        let tok = load_tokenizer(&dir.join("a.json")).unwrap();
+        assert_eq!(tok.get_vocab_size(true), 300);
+        for (id, t) in SPECIAL_TOKENS.iter().enumerate() {
+            assert_eq!(tok.token_to_id(t), Some(id as u32));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&first).unwrap();
+        assert_eq!(v["added_tokens"].as_array().unwrap().len(), SPECIAL_TOKENS.len(), "only the real specials are added");
+        let enc = tok.encode("abc ##a [MASK]", true).unwrap();
+        assert_eq!(enc.get_tokens().first().map(String::as_str), Some("[CLS]"));
+        assert!(enc.get_tokens().contains(&"[MASK]".to_string()));
+        assert!(!enc.get_tokens().contains(&"##a".to_string()), "'##a' in raw text is no token: {:?}", enc.get_tokens());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -181,6 +181,8 @@ fn default_trained_path(spec: &TrainSpec, ctx: &CreateCtx) -> Result<PathBuf> {
         "vocab_size": spec.vocab_size,
         "min_frequency": spec.min_frequency,
         "lowercase": spec.lowercase,
+        // Tokenizers trained before training was deterministic are not reused.
+        "trainer": text::WORDPIECE_TRAINER_VERSION,
     });
     let hash = sha256_hex(key.to_string().as_bytes());
     Ok(paths::cache_dir(ctx)?.join("tokenizers").join(format!("wordpiece-{}-{}.json", spec.vocab_size, &hash[..16])))

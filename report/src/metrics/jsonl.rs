@@ -55,6 +55,9 @@ fn json_number(v: f64) -> String {
 /// The rows of a metrics file and whether its end needs repairing before appending to it.
 pub(crate) struct LoadedRows {
     pub rows: Vec<MetricsRow>,
+    /// Each row's line as it is in the file (newline included): a rewrite keeps rows byte for
+    /// byte instead of re-serialising what was parsed.
+    pub lines: Vec<String>,
     /// The file ends in a torn line or lacks its final newline: rewrite it before appending.
     pub needs_rewrite: bool,
 }
@@ -68,11 +71,11 @@ pub(crate) fn load_rows(path: &Path) -> Result<LoadedRows> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(LoadedRows { rows: Vec::new(), needs_rewrite: false })
+            return Ok(LoadedRows { rows: Vec::new(), lines: Vec::new(), needs_rewrite: false })
         }
         Err(e) => return Err(ReportError::io(path, "read metrics file", e)),
     };
-    let mut rows = Vec::new();
+    let (mut rows, mut lines) = (Vec::new(), Vec::new());
     let mut needs_rewrite = !text.is_empty() && !text.ends_with('\n');
     let line_count = text.lines().count();
     for (index, line) in text.lines().enumerate() {
@@ -80,7 +83,10 @@ pub(crate) fn load_rows(path: &Path) -> Result<LoadedRows> {
             continue;
         }
         match parse_row(line) {
-            Ok(row) => rows.push(row),
+            Ok(row) => {
+                rows.push(row);
+                lines.push(format!("{line}\n"));
+            }
             // A process killed mid-write leaves a partial last line: drop it, keep the rest.
             Err(message) if index + 1 == line_count && !text.ends_with('\n') => {
                 tracing::warn!("{}:{}: dropping incomplete last row ({message})", path.display(), index + 1);
@@ -97,7 +103,7 @@ pub(crate) fn load_rows(path: &Path) -> Result<LoadedRows> {
             }
         }
     }
-    Ok(LoadedRows { rows, needs_rewrite })
+    Ok(LoadedRows { rows, lines, needs_rewrite })
 }
 
 fn parse_row(line: &str) -> std::result::Result<MetricsRow, String> {
@@ -161,9 +167,21 @@ impl<'de> serde::Deserialize<'de> for OrderedObject {
 }
 
 /// Writes `rows` as the whole contents of a JSONL file, atomically.
-pub(crate) fn rewrite(path: &Path, rows: &[MetricsRow]) -> Result<()> {
-    let text: String = rows.iter().map(MetricsRow::to_json_line).collect();
-    crate::fs_util::replace_file(path, text.as_bytes())
+impl LoadedRows {
+    /// Keeps the rows up to `step` (all of them with None) and replaces the file with their
+    /// original lines, when that changes it.
+    pub(crate) fn keep_up_to(&mut self, path: &Path, step: Option<u64>) -> Result<()> {
+        let before = self.rows.len();
+        if let Some(step) = step {
+            let (rows, lines) = (std::mem::take(&mut self.rows), std::mem::take(&mut self.lines));
+            (self.rows, self.lines) = rows.into_iter().zip(lines).filter(|(row, _)| row.step <= step).unzip();
+        }
+        if self.needs_rewrite || self.rows.len() != before {
+            crate::fs_util::replace_file(path, self.lines.concat().as_bytes())?;
+            self.needs_rewrite = false;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -185,5 +203,18 @@ mod tests {
         assert_eq!(names, ["z/loss", "a,b \"q\"", "lr"]);
         assert!(back.values[1].1.is_nan());
         assert_eq!(back.get("lr"), Some(1e-7));
+    }
+
+    #[test]
+    fn dropping_rows_keeps_the_others_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        // Written by another serialiser: digits beyond the shortest round-trip form, spaces.
+        let text = "{\"step\":1,\"wall_time\":1.5,\"loss\":2.1465566158294678}\n{\"step\": 2, \"wall_time\": 2.0, \"loss\": 1.0}\n{\"step\":3,\"wall_time\":3.0,\"loss\":0.5}\n";
+        std::fs::write(&path, text).unwrap();
+        let mut loaded = load_rows(&path).unwrap();
+        loaded.keep_up_to(&path, Some(2)).unwrap();
+        let kept = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(kept, text.lines().take(2).map(|l| format!("{l}\n")).collect::<String>());
     }
 }

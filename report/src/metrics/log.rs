@@ -55,16 +55,13 @@ impl MetricsLog {
         let csv_path = run_dir.join(METRICS_CSV);
         let tb_dir = run_dir.join(TENSORBOARD_DIR);
 
-        let loaded = jsonl::load_rows(&jsonl_path)?;
-        let mut rows = loaded.rows;
-        let before = rows.len();
+        let mut loaded = jsonl::load_rows(&jsonl_path)?;
+        let before = loaded.rows.len();
+        loaded.keep_up_to(&jsonl_path, keep_up_to)?;
         if let Some(step) = keep_up_to {
-            rows.retain(|row| row.step <= step);
             truncate_event_files(&tb_dir, step)?;
         }
-        if loaded.needs_rewrite || rows.len() != before {
-            jsonl::rewrite(&jsonl_path, &rows)?;
-        }
+        let rows = loaded.rows;
         // The CSV is always regenerated on open: it may be stale if the last run was killed.
         let columns = Columns::from_rows(&rows);
         replace_file(&csv_path, columns.render(&rows).as_bytes())?;
@@ -121,9 +118,9 @@ impl MetricsLog {
     /// `step` (for a run that goes back to an earlier checkpoint while this log is open).
     pub fn truncate_after(&mut self, step: u64) -> Result<()> {
         self.flush()?;
-        let mut rows = jsonl::read_metrics(&self.jsonl_path)?;
-        rows.retain(|row| row.step <= step);
-        jsonl::rewrite(&self.jsonl_path, &rows)?;
+        let mut loaded = jsonl::load_rows(&self.jsonl_path)?;
+        loaded.keep_up_to(&self.jsonl_path, Some(step))?;
+        let rows = loaded.rows;
         self.jsonl = append(&self.jsonl_path)?;
         self.columns = Columns::from_rows(&rows);
         replace_file(&self.csv_path, self.columns.render(&rows).as_bytes())?;
