@@ -566,3 +566,29 @@ fn a_closed_output_pipe_is_not_a_panic() {
     assert!(status.success(), "{status}");
     assert_eq!(summary(&run)["step"], 3);
 }
+
+/// Issue 19 (11): a binary file among the text files is refused by name (it used to be trained
+/// on as garbage, exit 0).
+#[test]
+fn a_binary_file_given_as_text_is_refused_by_name() {
+    let (pt, tmp, _) = tiny_mlm_setup(1, "");
+    let binary = tmp.path().join("weights.bin");
+    let mut state = 1u64;
+    let bytes: Vec<u8> = (0..200_000)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 56) as u8
+        })
+        .collect();
+    std::fs::write(&binary, bytes).unwrap();
+    let text = data_dir("text").join("text/tiny/train.txt");
+    let recipe = write_file(
+        tmp.path(),
+        "binary.toml",
+        &tiny_mlm_recipe(&data_dir("text"), 1, "")
+            .replace(&format!("files = [\"{}\"]", text.display()), &format!("files = [\"{}\", \"{}\"]", text.display(), binary.display())),
+    );
+    let err = pt.fails(&["train", "--recipe", s(&recipe), "--run-dir", s(&tmp.path().join("run")), "--quiet"]);
+    let line = err.lines().find(|l| l.starts_with("pt: error")).unwrap_or_default();
+    assert!(line.contains("weights.bin") && line.contains("are not UTF-8 text") && line.contains("binary file"), "{err}");
+}

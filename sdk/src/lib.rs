@@ -79,6 +79,7 @@ pub mod host;
 pub mod host_view;
 pub mod info;
 pub mod losses;
+pub mod memory;
 pub mod params;
 pub mod rng;
 pub mod tensor;

@@ -16,6 +16,8 @@ const STREAM_INIT: u64 = 0x1417;
 pub struct Created {
     pub parameters: RefCell<Vec<(String, Tensor)>>,
     pub buffers: RefCell<Vec<(String, Tensor)>>,
+    /// Parameter values created so far (what the memory check adds to).
+    values: std::cell::Cell<u64>,
 }
 
 impl Created {
@@ -66,6 +68,20 @@ impl<'a> Params<'a> {
         CounterRng::new(self.seed, &[STREAM_INIT, name_hash(&self.path(name))])
     }
 
+    /// The number of values of a `dims` parameter, checked before anything is allocated: dims
+    /// are non-negative and the parameters so far plus this one fit in the machine's memory.
+    fn reserve(&self, name: &str, dims: &[i64]) -> Result<usize> {
+        let path = self.path(name);
+        let n = dims.iter().try_fold(1u64, |n, &d| n.checked_mul(u64::try_from(d).ok()?));
+        let Some(n) = n.and_then(|n| usize::try_from(n).ok()) else {
+            return Err(crate::PtError::config(format!("{path}: shape {dims:?} is negative or too large")));
+        };
+        let total = self.created.values.get().saturating_add(n as u64);
+        crate::memory::check_parameters(&format!("{path} {dims:?}"), total as f64, "the architecture's sizes (width, hidden size, layers, classes)")?;
+        self.created.values.set(total);
+        Ok(n)
+    }
+
     fn add(&self, name: &str, dims: &[i64], values: Vec<f32>) -> Result<Tensor> {
         let t = Tensor::f_from_slice(&values)?.f_view(dims)?.f_to_device(self.device)?.set_requires_grad(true);
         self.created.parameters.borrow_mut().push((self.path(name), t.shallow_clone()));
@@ -79,10 +95,10 @@ impl<'a> Params<'a> {
 
     /// Normal(0, `std`) by Box-Muller over the parameter's own stream.
     pub fn normal_std(&self, name: &str, dims: &[i64], std: f64, zero_row: Option<i64>) -> Result<Tensor> {
-        let n: i64 = dims.iter().product();
+        let n = self.reserve(name, dims)?;
         let mut rng = self.stream(name);
-        let mut values = Vec::with_capacity(n as usize + 1);
-        while values.len() < n as usize {
+        let mut values = Vec::with_capacity(n + 1);
+        while values.len() < n {
             let u1 = 1.0 - rng.next_f64(); // (0, 1]: ln is finite
             let u2 = rng.next_f64();
             let r = (-2.0 * u1.ln()).sqrt() * std;
@@ -90,9 +106,9 @@ impl<'a> Params<'a> {
             values.push((r * theta.cos()) as f32);
             values.push((r * theta.sin()) as f32);
         }
-        values.truncate(n as usize);
-        if let Some(row) = zero_row {
-            let width = (n / dims[0]) as usize;
+        values.truncate(n);
+        if let Some(row) = zero_row.filter(|_| n > 0) {
+            let width = n / dims[0] as usize;
             values[row as usize * width..(row as usize + 1) * width].fill(0.0);
         }
         self.add(name, dims, values)
@@ -100,14 +116,14 @@ impl<'a> Params<'a> {
 
     /// Uniform(-bound, bound) (PyTorch's default `nn.Linear` init uses bound = 1/sqrt(fan_in)).
     pub fn uniform(&self, name: &str, dims: &[i64], bound: f64) -> Result<Tensor> {
-        let n: i64 = dims.iter().product();
+        let n = self.reserve(name, dims)?;
         let mut rng = self.stream(name);
         let values = (0..n).map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32).collect();
         self.add(name, dims, values)
     }
 
     pub fn constant(&self, name: &str, dims: &[i64], value: f32) -> Result<Tensor> {
-        self.add(name, dims, vec![value; dims.iter().product::<i64>() as usize])
+        self.add(name, dims, vec![value; self.reserve(name, dims)?])
     }
 
     /// A non-trainable tensor saved with the model (running statistics, counters).

@@ -544,3 +544,15 @@ fn alsa_sample_wavs_decode_and_resample() {
         }
     }
 }
+
+/// Issue 19 (6): a header claiming 1 Hz (an 80 KB file would decode to 3.3 GB at 16 kHz) is an
+/// error naming the file, before anything is decoded.
+#[test]
+fn an_absurd_sample_rate_is_refused_before_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("one-hertz.wav");
+    write_int(&path, 1, 1, 16, &sine(0.1, 1, 40_000, 0.5));
+    for e in [read_wav_header(&path).unwrap_err().to_string(), read_wav(&path, 16_000).unwrap_err().to_string()] {
+        assert!(e.contains("one-hertz.wav") && e.contains("1 Hz, below the 1000 Hz pt reads"), "{e}");
+    }
+}

@@ -32,6 +32,8 @@ pub struct PassStats {
     pub kept_lines: u64,
     pub empty_lines: u64,
     pub non_utf8_lines: u64,
+    /// UTF-8 lines holding NUL bytes: binary data, not text.
+    pub binary_lines: u64,
     /// Lines the extractor rejected (malformed JSON...) while skipping was allowed.
     pub bad_lines: u64,
     pub empty_files: Vec<String>,
@@ -65,6 +67,7 @@ pub fn tokenize_files<T>(
     for (file_index, path) in files.iter().enumerate() {
         let mut reader = TextLines::open(path)?;
         let (mut kept_here, mut non_utf8_here, mut first_non_utf8) = (0u64, 0u64, 0u64);
+        let mut binary_here = 0u64;
         while let Some(line) = reader.next_line()? {
             stats.lines += 1;
             let Some(text) = line.text() else {
@@ -74,6 +77,10 @@ pub fn tokenize_files<T>(
                 }
                 continue;
             };
+            if text.contains('\0') {
+                binary_here += 1;
+                continue;
+            }
             if text.trim().is_empty() {
                 stats.empty_lines += 1;
                 continue;
@@ -116,6 +123,18 @@ pub fn tokenize_files<T>(
             stats.non_utf8_lines += non_utf8_here;
             stats.non_utf8_by_file.insert(path.display().to_string(), non_utf8_here);
         }
+        if binary_here > 0 {
+            tracing::warn!(file = %path.display(), lines = binary_here, "skipped lines holding NUL bytes (binary data)");
+            stats.binary_lines += binary_here;
+        }
+        let not_text = non_utf8_here + binary_here;
+        if not_text > kept_here {
+            return Err(PtError::data(format!(
+                "{}: {not_text} of its {} non-empty lines are not UTF-8 text ({non_utf8_here} invalid UTF-8, {binary_here} with NUL bytes): is it a binary file? Remove it from `files`, or convert it to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
+                path.display(),
+                not_text + kept_here
+            )));
+        }
         if kept_here == 0 {
             tracing::warn!(file = %path.display(), "no text in this file");
             stats.empty_files.push(path.display().to_string());
@@ -136,6 +155,9 @@ impl PassStats {
         notes.insert("lines".into(), json!(self.kept_lines));
         notes.insert("skipped_empty_lines".into(), json!(self.empty_lines));
         notes.insert("skipped_non_utf8_lines".into(), json!(self.non_utf8_lines));
+        if self.binary_lines > 0 {
+            notes.insert("skipped_binary_lines".into(), json!(self.binary_lines));
+        }
         if !self.non_utf8_by_file.is_empty() {
             notes.insert("non_utf8_lines_by_file".into(), json!(self.non_utf8_by_file));
         }

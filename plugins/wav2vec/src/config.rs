@@ -105,6 +105,22 @@ impl Wav2Vec2Config {
         field
     }
 
+    /// Parameters of the encoder with these sizes, about (biases of the feature encoder aside),
+    /// as f64 so that absurd sizes do not overflow.
+    pub fn parameter_count(&self) -> f64 {
+        let [h, l, i] = [self.hidden_size, self.num_hidden_layers, self.intermediate_size].map(|x| x as f64);
+        let mut conv = 0.0;
+        let mut channels = 1.0;
+        for (d, k) in self.conv_dim.iter().zip(&self.conv_kernel) {
+            conv += channels * *d as f64 * *k as f64 + 2.0 * *d as f64;
+            channels = *d as f64;
+        }
+        let projection = channels * h + h + 2.0 * channels;
+        let positional = h * h / self.num_conv_pos_embedding_groups.max(1) as f64 * self.num_conv_pos_embeddings as f64;
+        let layer = 4.0 * (h * h + h) + 2.0 * h * i + i + h + 4.0 * h;
+        conv + projection + positional + l * layer
+    }
+
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(PtError::config(format!("wav2vec2: {msg}")));
         for (key, v) in [
@@ -157,7 +173,11 @@ impl Wav2Vec2Config {
         if self.layer_norm_eps <= 0.0 || self.initializer_range <= 0.0 || self.feature_grad_mult < 0.0 {
             return bad("layer_norm_eps and initializer_range must be positive, feature_grad_mult >= 0".into());
         }
-        Ok(())
+        pt_sdk::memory::check_parameters(
+            "wav2vec2",
+            self.parameter_count(),
+            "hidden_size, num_hidden_layers, intermediate_size or conv_dim",
+        )
     }
 
     /// A Hugging Face `config.json` for `Wav2Vec2Model` / `Wav2Vec2ForPreTraining`.

@@ -65,6 +65,11 @@ fn is_short_read(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::UnexpectedEof || e.to_string().contains("Failed to read enough bytes")
 }
 
+/// The lowest sample rate pt reads: telephone audio is 8 kHz; lower is a corrupt header.
+pub const MIN_SAMPLE_RATE: u32 = 1000;
+/// The longest clip decoded at once (an hour: 230 MB as f32 at 16 kHz).
+pub const MAX_CLIP_SECONDS: f64 = 3600.0;
+
 fn check_encoding(path: &Path, facts: &WavFacts) -> Result<()> {
     let ok = if facts.float { facts.bits_per_sample == 32 } else { matches!(facts.bits_per_sample, 8 | 16 | 24 | 32) };
     if !ok {
@@ -74,8 +79,19 @@ fn check_encoding(path: &Path, facts: &WavFacts) -> Result<()> {
             facts.encoding()
         )));
     }
-    if facts.sample_rate == 0 {
-        return Err(PtError::data(format!("{}: the header says the sample rate is 0", path.display())));
+    if facts.sample_rate < MIN_SAMPLE_RATE {
+        return Err(PtError::data(format!(
+            "{}: the header says {} Hz, below the {MIN_SAMPLE_RATE} Hz pt reads (a corrupt header? at 16 kHz a 1 Hz clip would be upsampled 16000×)",
+            path.display(),
+            facts.sample_rate
+        )));
+    }
+    if facts.seconds() > MAX_CLIP_SECONDS {
+        return Err(PtError::data(format!(
+            "{}: {:.0} s long, more than the {MAX_CLIP_SECONDS} s pt decodes as one clip: split it (e.g. `sox in.wav out.wav trim 0 30 : newfile : restart`)",
+            path.display(),
+            facts.seconds()
+        )));
     }
     Ok(())
 }

@@ -133,8 +133,13 @@ impl IdxImages {
             .ok()
             .map(|t| t.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect());
         let count = match (cfg.num_classes, &named) {
-            (Some(n), _) if n > 0 => n as usize,
-            (Some(n), _) => return Err(PtError::config(format!("num_classes must be positive, got {n}"))),
+            (Some(n), _) if n > 0 && n <= super::pixel_csv::MAX_CLASSES => n as usize,
+            (Some(n), _) => {
+                return Err(PtError::config(format!(
+                    "num_classes must be 1 to {}, got {n}",
+                    super::pixel_csv::MAX_CLASSES
+                )))
+            }
             (None, Some(names)) => names.len(),
             (None, None) => labels.iter().copied().max().map_or(0, |m| m as usize + 1),
         };

@@ -66,6 +66,10 @@ impl Config for PixelCsvConfig {
     }
 }
 
+/// The most classes a labelled image set may have: a bound on what a mistyped label or
+/// `num_classes` makes pt allocate (class names, a head's rows).
+pub const MAX_CLASSES: i64 = 1_000_000;
+
 pub struct PixelCsv {
     store: ImageStore,
     norm: Normalization,
@@ -104,21 +108,32 @@ impl PixelCsv {
                 continue;
             }
             let parsed: std::result::Result<Vec<f64>, _> = line.split(',').map(|v| v.trim().parse::<f64>()).collect();
-            let row = match parsed {
-                Ok(row) if row.len() >= 2 && pixels_per_row.is_none_or(|n| row.len() == n + 1) => row,
-                other => {
+            let label_at = |row: &[f64]| if label_first { row[0] } else { row[row.len() - 1] };
+            let problem = match &parsed {
+                Err(e) => Some(format!("a value is not a number ({e})")),
+                Ok(row) if row.len() < 2 || pixels_per_row.is_some_and(|n| row.len() != n + 1) => Some(format!(
+                    "{} values where earlier rows have {}",
+                    row.len(),
+                    pixels_per_row.map_or(0, |n| n + 1)
+                )),
+                Ok(row) if row.iter().any(|v| !v.is_finite()) => {
+                    let column = row.iter().position(|v| !v.is_finite()).unwrap_or(0) + 1;
+                    Some(format!("value {} in column {column} is not a finite number", row[column - 1]))
+                }
+                Ok(row) if label_at(row).fract() != 0.0 || label_at(row).abs() > MAX_CLASSES as f64 => Some(format!(
+                    "label {} is not a class number (a whole number below {MAX_CLASSES})",
+                    label_at(row)
+                )),
+                Ok(_) => None,
+            };
+            let row = match (parsed, problem) {
+                (Ok(row), None) => row,
+                (_, why) => {
                     if cfg.skip_bad {
                         skipped += 1;
                         continue;
                     }
-                    let why = match other {
-                        Err(e) => format!("a value is not a number ({e})"),
-                        Ok(row) => format!(
-                            "{} values where earlier rows have {}",
-                            row.len(),
-                            pixels_per_row.map_or(0, |n| n + 1)
-                        ),
-                    };
+                    let why = why.unwrap_or_default();
                     return Err(PtError::data(format!(
                         "{}:{}: {why}; fix the row or set skip_bad = true",
                         path.display(),
@@ -162,8 +177,8 @@ impl PixelCsv {
         let byte_scale = if max_value <= 255.0 { 1.0 } else { 255.0 / max_value };
         let pixels: Vec<u8> = values.iter().map(|&v| (v * byte_scale).round() as u8).collect();
         let count = match cfg.num_classes {
-            Some(n) if n > 0 => n as usize,
-            Some(n) => return Err(PtError::config(format!("num_classes must be positive, got {n}"))),
+            Some(n) if n > 0 && n <= MAX_CLASSES => n as usize,
+            Some(n) => return Err(PtError::config(format!("num_classes must be 1 to {MAX_CLASSES}, got {n}"))),
             None => labels.iter().copied().max().map_or(0, |m| m.max(0) as usize + 1),
         };
         let mut store = ImageStore {
@@ -207,5 +222,46 @@ impl Dataset for PixelCsv {
     }
     fn get_batch(&self, indices: &[u64], _ctx: &StepCtx) -> Result<Tensors> {
         self.store.batch(indices, &self.norm)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(rows: &str, edit: impl FnOnce(&mut PixelCsvConfig)) -> Result<PixelCsv> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("px.csv");
+        std::fs::write(&path, rows).unwrap();
+        let mut cfg = PixelCsvConfig {
+            path: path.display().to_string(),
+            split: "all".into(),
+            label_column: "first".into(),
+            ..Default::default()
+        };
+        edit(&mut cfg);
+        PixelCsv::load(&cfg)
+    }
+
+    const GOOD: &str = "0,1,2,3,4\n1,4,3,2,1\n";
+
+    /// Issue 19 (6, 11): a NaN pixel, a label no class can have and an absurd num_classes are
+    /// errors naming the line, not silent zeros or an allocation abort.
+    #[test]
+    fn non_finite_pixels_and_absurd_labels_are_refused_by_line() {
+        assert_eq!(load(GOOD, |_| {}).unwrap().store.classes.len(), 2);
+        for (rows, needle) in [
+            ("0,1,2,3,4\n1,4,nan,2,1\n", "px.csv:2: value NaN in column 3 is not a finite number"),
+            ("0,1,2,3,4\n1,4,inf,2,1\n", "px.csv:2: value inf in column 3"),
+            ("99999999999,1,2,3,4\n1,4,3,2,1\n", "px.csv:1: label 99999999999 is not a class number"),
+            ("0,1,2,3,4\n2.5,4,3,2,1\n", "px.csv:2: label 2.5 is not a class number"),
+        ] {
+            let e = load(rows, |_| {}).err().expect(rows).to_string();
+            assert!(e.contains(needle) && e.contains("skip_bad"), "{rows:?}: {e}");
+            let skipped = load(rows, |c| c.skip_bad = true).unwrap();
+            assert_eq!(skipped.notes["skipped_rows"], 1, "{rows:?}: counted in the notes");
+        }
+        let e = load(GOOD, |c| c.num_classes = Some(100_000_000_000)).err().unwrap().to_string();
+        assert!(e.contains("num_classes must be 1 to 1000000, got 100000000000"), "{e}");
     }
 }
