@@ -310,6 +310,47 @@ fn a_hung_rank_times_the_other_out_within_the_configured_timeout() {
     let err = stderr_of(&out);
     assert!(!out.status.success(), "rank 0 went on without its peer:\n{err}");
     assert!(err.contains("rank 0 of 2:") && err.contains("hung past 3 s"), "{err}");
+    // Issue 19 (9): the heartbeats name the peer that stopped, not just "a peer".
+    assert!(err.contains("rank 1 stopped making progress (its last heartbeat was at step"), "{err}");
+}
+
+/// Issue 19 (9): under `pt launch`, a stopped rank is the one blamed (it used to be the healthy
+/// rank that gave up waiting for it).
+#[test]
+fn launch_names_the_rank_that_stopped_not_the_one_that_gave_up() {
+    let pt = Pt::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = recipe(tmp.path(), 1_000_000, "");
+    let text = std::fs::read_to_string(&recipe).unwrap().replace("dist_timeout_s = 20", "dist_timeout_s = 4");
+    std::fs::write(&recipe, text).unwrap();
+    let run = tmp.path().join("run");
+    let launch = launch_ranks(&pt, 2, &recipe, &run, &["--set", "checkpoint.every=0"]);
+    wait_for_steps(&run, 3);
+    let victim = child_with_rank(launch.id(), 1).expect("rank 1 is a child of pt launch");
+    // SAFETY: stopping the test's own grandchild (pt launch kills it once rank 0 has failed).
+    assert_eq!(unsafe { libc::kill(victim, libc::SIGSTOP) }, 0);
+    let out = launch.wait_with_output().unwrap();
+    let err = stderr_of(&out);
+    assert!(!out.status.success(), "{err}");
+    let last = err.lines().rev().find(|l| l.starts_with("pt: error")).unwrap_or_default();
+    assert!(
+        last.contains("rank 1 stopped making progress (no heartbeat since step") && last.contains("rank 0 gave up waiting for it"),
+        "{err}"
+    );
+}
+
+/// Issue 19 (9): a port another job holds is named at once (it used to take a minute to fail).
+#[test]
+fn launch_on_a_busy_port_fails_at_once_naming_it() {
+    let pt = Pt::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = recipe(tmp.path(), 2, "");
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port().to_string();
+    let run = tmp.path().join("run");
+    let err = pt.fails(&["launch", "--nproc-per-node", "2", "--master-port", &port, "--", "train", "--recipe", s(&recipe), "--run-dir", s(&run)]);
+    assert!(err.contains(&format!("--master-port {port} is in use on 127.0.0.1")), "{err}");
+    assert!(!run.exists(), "no rank started");
 }
 
 #[test]

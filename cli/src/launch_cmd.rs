@@ -60,6 +60,33 @@ fn signal_all(ranks: &[Rank], sig: libc::c_int) {
     }
 }
 
+/// Rank 0 of this node will serve the rendezvous store on `port`: a port another job holds
+/// would make the ranks meet that job's store and fail only after the timeout.
+fn port_is_free(addr: &str, port: u16) -> anyhow::Result<()> {
+    let bind_addr = if addr == "localhost" { "127.0.0.1" } else { addr };
+    match std::net::TcpListener::bind((bind_addr, port)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => anyhow::bail!(
+            "--master-port {port} is in use on {addr} (another pt launch or torchrun?): stop it, or pass another --master-port"
+        ),
+        // Not an address of this machine (a name, another interface): rank 0's store finds out.
+        Err(_) => Ok(()),
+    }
+}
+
+/// What a rank wrote into `dir` on giving up: the rank that stopped making progress, and a
+/// sentence saying so.
+fn stalled_rank(dir: &std::path::Path) -> Option<(u64, String)> {
+    let text = std::fs::read_to_string(dir.join(pt_core::dist::STALLED_FILE)).ok()?;
+    let mut parts = text.split_whitespace();
+    let rank: u64 = parts.next()?.parse().ok()?;
+    let message = match parts.next().filter(|s| *s != "-") {
+        Some(step) => format!("rank {rank} stopped making progress (no heartbeat since step {step})"),
+        None => format!("rank {rank} stopped making progress (the store it serves does not answer)"),
+    };
+    Some((rank, message))
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.nproc_per_node == 0 || args.nnodes == 0 {
         anyhow::bail!("--nproc-per-node and --nnodes must be at least 1");
@@ -72,6 +99,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "pt launch -- launch …: the command after `--` is what each rank runs, e.g. `-- train --recipe r.toml`"
         );
     }
+    if args.node_rank == 0 {
+        port_is_free(&args.master_addr, args.master_port)?;
+    }
+    // Where a rank that gives up waiting names the rank that stopped making progress.
+    let verdicts = tempfile::Builder::new().prefix("pt-launch-").tempdir().context("creating a temporary directory")?;
     let world = args.nproc_per_node * args.nnodes;
     // pt-engine itself: the launcher already put libtorch on LD_LIBRARY_PATH for us.
     let exe = std::env::current_exe().context("locating the pt binary")?;
@@ -93,7 +125,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .env("LOCAL_WORLD_SIZE", args.nproc_per_node.to_string())
             .env("GROUP_RANK", args.node_rank.to_string())
             .env("MASTER_ADDR", &args.master_addr)
-            .env("MASTER_PORT", args.master_port.to_string());
+            .env("MASTER_PORT", args.master_port.to_string())
+            .env(pt_core::dist::LAUNCH_DIR_ENV, verdicts.path());
         // Children get the signals from us, not from the terminal's process group, so one
         // Ctrl-C reaches each rank exactly once.
         cmd.process_group(0);
@@ -118,6 +151,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.master_port
     );
     let mut first_failure: Option<(u64, ExitStatus)> = None;
+    // A rank named as stalled gets no grace: it is not running to use it.
+    let mut stalled_rank_to_kill: Option<u64> = None;
     let mut failed_at: Option<Instant> = None;
     let mut forwarded = 0;
     let mut killed = false;
@@ -127,9 +162,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 r.status = Some(status);
                 if !status.success() && first_failure.is_none() {
                     errln!("pt launch: rank {} {}", r.rank, describe(status));
+                    if let Some((stalled, message)) = stalled_rank(verdicts.path()) {
+                        errln!("pt launch: {message}");
+                        stalled_rank_to_kill = Some(stalled);
+                    }
                     first_failure = Some((r.rank, status));
                     failed_at = Some(Instant::now());
                 }
+            }
+        }
+        if let Some(stalled) = stalled_rank_to_kill.take() {
+            if let Some(r) = ranks.iter().find(|r| r.rank == stalled && r.status.is_none()) {
+                // SAFETY: signalling our own child by pid.
+                unsafe { libc::kill(r.child.id() as libc::pid_t, libc::SIGKILL) };
             }
         }
         if ranks.iter().all(|r| r.status.is_some()) {
@@ -158,11 +203,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .filter(|r| r.rank != rank)
                 .filter_map(|r| r.status.filter(|s| !s.success()).map(|s| format!("rank {} {}", r.rank, describe(s))))
                 .collect();
-            anyhow::bail!(
-                "rank {rank} failed first: it {}{}",
-                describe(status),
-                if others.is_empty() { String::new() } else { format!(" (then {})", others.join(", ")) }
-            )
+            let others = if others.is_empty() { String::new() } else { format!(" (then {})", others.join(", ")) };
+            if let Some((_, stalled)) = stalled_rank(verdicts.path()) {
+                anyhow::bail!("{stalled}: rank {rank} gave up waiting for it and {}{others}", describe(status));
+            }
+            anyhow::bail!("rank {rank} failed first: it {}{others}", describe(status))
         }
     }
 }

@@ -198,6 +198,7 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<()> {
             let backend = Backend::choose(plan.recipe.run.dist_backend, plan.device)?;
             let timeout = Duration::from_secs(plan.recipe.run.dist_timeout_s);
             let group = Arc::new(Group::connect(env, timeout, backend)?);
+            group.start_heartbeat();
             pt_core::dist::set_current(group.clone());
             Some(group)
         }

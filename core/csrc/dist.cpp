@@ -168,4 +168,15 @@ extern "C" int pt_dist_store_get(PtGroup* g, const char* key, uint8_t** data, si
   });
 }
 
+// As pt_dist_store_get, waiting at most `timeout_ms` (a diagnosis must not wait a whole group
+// timeout on a store that does not answer); the store's own timeout is restored after.
+extern "C" int pt_dist_store_get_within(PtGroup* g, const char* key, int64_t timeout_ms, uint8_t** data, size_t* len,
+                                        char* err, size_t err_len) {
+  const auto previous = g->store->getTimeout();
+  g->store->setTimeout(std::chrono::milliseconds(timeout_ms));
+  const int rc = pt_dist_store_get(g, key, data, len, err, err_len);
+  g->store->setTimeout(previous);
+  return rc;
+}
+
 extern "C" void pt_dist_free_bytes(uint8_t* data) { std::free(data); }

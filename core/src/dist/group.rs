@@ -71,6 +71,15 @@ extern "C" {
         err: *mut c_char,
         err_len: usize,
     ) -> c_int;
+    fn pt_dist_store_get_within(
+        g: *mut PtGroup,
+        key: *const c_char,
+        timeout_ms: i64,
+        data: *mut *mut u8,
+        len: *mut usize,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
     fn pt_dist_free_bytes(data: *mut u8);
 }
 
@@ -137,6 +146,8 @@ pub struct Group {
     pub world_size: u64,
     pub timeout: Duration,
     pub backend: Backend,
+    /// This rank's progress as last published (see `heartbeat.rs`).
+    pub(super) progress: super::heartbeat::Progress,
 }
 
 // SAFETY: the c10d objects are thread-safe for the calls made here, and the trainer uses a group
@@ -181,19 +192,28 @@ impl Group {
                 )
             },
         )?;
-        Ok(Group { ptr, rank: env.rank, world_size: env.world_size, timeout, backend })
+        Ok(Group {
+            ptr,
+            rank: env.rank,
+            world_size: env.world_size,
+            timeout,
+            backend,
+            progress: Default::default(),
+        })
     }
 
     pub(super) fn raw(&self) -> *mut PtGroup {
         self.ptr
     }
 
+    /// What failed, and which peer stopped making progress when the heartbeats tell.
     pub(super) fn what(&self, op: &str) -> String {
         format!(
-            "rank {} of {}: {op} failed (a peer died, hung past {} s, or left)",
+            "rank {} of {}: {op} failed (a peer died, hung past {} s, or left){}",
             self.rank,
             self.world_size,
-            self.timeout.as_secs()
+            self.timeout.as_secs(),
+            self.diagnose_stall()
         )
     }
 
@@ -243,6 +263,7 @@ impl Group {
     /// also lives on in plugins' [`super::set_current`], so dropping it is not enough). Later
     /// collectives fail.
     pub fn shutdown(&self) {
+        self.stop_heartbeat();
         // SAFETY: the group's own pointer; the shim makes a second call a no-op.
         unsafe { pt_dist_shutdown(self.ptr) };
     }
@@ -261,23 +282,42 @@ impl Group {
     }
 
     pub fn store_set(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.store_set_with(key, value, || self.what(&format!("store write of '{key}'")))
+    }
+
+    /// A store write whose error does not diagnose (the heartbeat's own writes).
+    pub(super) fn store_set_plain(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.store_set_with(key, value, || format!("rank {}: store write of '{key}' failed", self.rank))
+    }
+
+    fn store_set_with(&self, key: &str, value: &[u8], what: impl FnOnce() -> String) -> Result<()> {
         let key_c = CString::new(key).map_err(|_| Error::Distributed(format!("store key {key:?} has a NUL byte")))?;
         // SAFETY: valid C string and byte slice for the call.
-        call(
-            || self.what(&format!("store write of '{key}'")),
-            |err, len| unsafe { pt_dist_store_set(self.ptr, key_c.as_ptr(), value.as_ptr(), value.len(), err, len) },
-        )
+        call(what, |err, len| unsafe {
+            pt_dist_store_set(self.ptr, key_c.as_ptr(), value.as_ptr(), value.len(), err, len)
+        })
     }
 
     /// Waits (up to the timeout) until some rank has set `key`.
     pub fn store_get(&self, key: &str) -> Result<Vec<u8>> {
+        self.store_get_within(key, None)
+    }
+
+    /// As [`Group::store_get`], waiting at most `limit` (None: the group's timeout). Its error
+    /// names the read only: a diagnosis calls it.
+    pub(super) fn store_get_within(&self, key: &str, limit: Option<Duration>) -> Result<Vec<u8>> {
         let key_c = CString::new(key).map_err(|_| Error::Distributed(format!("store key {key:?} has a NUL byte")))?;
         let (mut data, mut n) = (std::ptr::null_mut(), 0usize);
+        let what = || format!("rank {} of {}: store read of '{key}' failed", self.rank, self.world_size);
         // SAFETY: valid C string and out-pointers; the shim mallocs `n` bytes into `data`.
-        call(
-            || self.what(&format!("store read of '{key}'")),
-            |err, len| unsafe { pt_dist_store_get(self.ptr, key_c.as_ptr(), &mut data, &mut n, err, len) },
-        )?;
+        call(what, |err, len| unsafe {
+            match limit {
+                None => pt_dist_store_get(self.ptr, key_c.as_ptr(), &mut data, &mut n, err, len),
+                Some(l) => {
+                    pt_dist_store_get_within(self.ptr, key_c.as_ptr(), l.as_millis() as i64, &mut data, &mut n, err, len)
+                }
+            }
+        })?;
         // SAFETY: `data` holds `n` bytes from malloc; copied, then freed by the shim's free.
         let bytes = unsafe { std::slice::from_raw_parts(data, n) }.to_vec();
         unsafe { pt_dist_free_bytes(data) };

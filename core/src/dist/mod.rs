@@ -6,10 +6,12 @@
 
 mod env;
 mod group;
+mod heartbeat;
 mod overlap;
 
 pub use env::DistEnv;
 pub use group::{Backend, Group};
+pub use heartbeat::{LAUNCH_DIR_ENV, STALLED_FILE};
 pub use overlap::GradReducer;
 
 use crate::checkpoint::PluginRecord;

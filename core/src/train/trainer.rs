@@ -312,6 +312,9 @@ impl<'r> Trainer<'r> {
             }
             let t0 = Instant::now();
             let outcome = self.train_step(&mut loader)?;
+            if let Some(group) = &self.dist {
+                group.heartbeat(self.step);
+            }
             window.add(&outcome, t0.elapsed().as_secs_f64(), run.batch_size * run.grad_accum);
             let done = total.is_some_and(|t| self.step >= t);
             let row = match self.step.is_multiple_of(run.log_every) || done {
