@@ -53,6 +53,10 @@ fn bad_keys_and_values_fail_before_anything_is_built() {
         ("data.vocab_size=-3", "vocab_size = -3: invalid value: integer `-3`"),
         ("objective.mask_token_prob=nan", "[objective] mask_token_prob = NaN: expected a finite number"),
         ("objective.mask_prob=1.5", "[objective] config error in mlm:mlm: config of mlm: mask_prob must be in (0, 1], got 1.5"),
+        // Issue 19 (6): sizes whose parameters alone exceed the machine's memory (this used to
+        // spend minutes building layers, or abort in an allocation).
+        ("arch.num_hidden_layers=10000000", "bert: these sizes make"),
+        ("arch.hidden_size=100000000", "more than this machine's"),
     ] {
         let (ok, err) = train(set);
         assert!(!ok, "--set {set} should fail");
@@ -163,4 +167,19 @@ fn several_architectures_under_roles_are_planned_and_refused_by_a_single_archite
     let e = pt.fails(&["train", "--recipe", s(&recipe), "--print-config"]);
     assert!(e.contains("trains one architecture, but the recipe gives 2 under roles ([arch.image], [arch.text])"), "{e}");
     assert!(!dir.path().join("runs").exists());
+}
+
+/// Issue 19 (6): a head of 1e11 classes is an error naming the parameter, not an allocation abort.
+#[test]
+fn a_parameter_too_big_for_the_machine_is_an_error_naming_it() {
+    let pt = Pt::new();
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_file(
+        dir.path(),
+        "r.toml",
+        &digits_resnet_recipe("max_steps = 1\nbatch_size = 8", "num_classes = 100000000000", "lr = 0.1"),
+    );
+    let err = pt.fails(&["train", "--recipe", s(&recipe), "--run-dir", s(&dir.path().join("run")), "--quiet"]);
+    let line = err.lines().find(|l| l.starts_with("pt: error")).unwrap_or_default();
+    assert!(line.contains("fc.weight [100000000000, 512]") && line.contains("more than this machine's"), "{err}");
 }

@@ -235,6 +235,11 @@ pub struct Wav2Vec2Args {
 }
 
 impl Config for Wav2Vec2Args {
+    /// The preset with the keys set here, checked when the plan is (sizes included).
+    fn validate(&self) -> Result<()> {
+        self.resolve().map(|_| ())
+    }
+
     fn describe() -> &'static [(&'static str, &'static str)] {
         &[
             ("preset", "size: tiny (conv 128, 2 layers x 128), small (conv 256, 4 x 256), base (the paper's: conv 512, 12 x 768)"),

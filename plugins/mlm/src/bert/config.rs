@@ -224,6 +224,14 @@ impl Config for BertArgs {
         vec![pt_sdk::InputDecl::key("vocab_size"), pt_sdk::InputDecl::key("pad_token_id").optional()]
     }
 
+    /// Checked when the plan is, before the dataset says how large the vocabulary is: the
+    /// sizes set here must hold (and fit in memory) with the smallest vocabulary they allow;
+    /// the real one is checked again when the model is built.
+    fn validate(&self) -> Result<()> {
+        let smallest_vocab = self.pad_token_id.unwrap_or(0).max(0) + 1;
+        BertArgs { vocab_size: Some(self.vocab_size.unwrap_or(smallest_vocab)), ..self.clone() }.resolve().map(|_| ())
+    }
+
     fn describe() -> &'static [(&'static str, &'static str)] {
         &[
             (
