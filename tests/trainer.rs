@@ -592,3 +592,18 @@ fn a_binary_file_given_as_text_is_refused_by_name() {
     let line = err.lines().find(|l| l.starts_with("pt: error")).unwrap_or_default();
     assert!(line.contains("weights.bin") && line.contains("are not UTF-8 text") && line.contains("binary file"), "{err}");
 }
+
+/// Issue 21: every logged step says how long it waited for data and what the loader alone
+/// delivers, so a starved device is visible.
+#[test]
+fn steps_report_the_wait_for_data_and_the_loader_rate() {
+    let (pt, tmp, recipe) = tiny_mlm_setup(3, "");
+    let run = tmp.path().join("run");
+    train_ok(&pt, &["--recipe", s(&recipe), "--run-dir", s(&run)]);
+    for step in 1..=3 {
+        let wait = metric_at(&run, step, "loader_wait_share").expect("loader_wait_share logged");
+        assert!((0.0..=1.0).contains(&wait), "step {step}: {wait}");
+        let rate = metric_at(&run, step, "loader_samples_per_s").expect("loader_samples_per_s logged");
+        assert!(rate.is_finite() && rate > 0.0, "step {step}: {rate}");
+    }
+}

@@ -44,8 +44,23 @@ fn fmt_metrics(m: &BTreeMap<String, f64>) -> String {
             });
         }
     }
+    // Only when the device waits for data noticeably: then it is the line's most useful number.
+    if let Some(wait) = m.get("loader_wait_share").filter(|w| **w >= 0.05) {
+        parts.push(format!("data-wait {:.0}%", wait * 100.0));
+    }
     for (k, v) in m {
-        if !["loss", "lr", "grad_norm", "tokens_per_s", "samples_per_s", "step_time_s", "epoch", "skipped_steps"]
+        if ![
+            "loss",
+            "lr",
+            "grad_norm",
+            "tokens_per_s",
+            "samples_per_s",
+            "step_time_s",
+            "epoch",
+            "skipped_steps",
+            "loader_wait_share",
+            "loader_samples_per_s",
+        ]
             .contains(&k.as_str())
             && !k.contains('/')
         {

@@ -4,11 +4,15 @@ use std::path::PathBuf;
 
 #[derive(clap::Subcommand)]
 pub enum TokenizerCommand {
-    /// Train on text files (one paragraph per line) and write tokenizer.json.
+    /// Train on text files (one paragraph per line) and write tokenizer.json. The same corpus and
+    /// settings always give the same file.
     Train {
-        /// Text files to learn the vocabulary from.
+        /// Text files, directories or patterns (`corpus/**/*.txt`) to learn the vocabulary from.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// The files are JSON lines and this field holds the text.
+        #[arg(long)]
+        text_field: Option<String>,
         #[arg(long, default_value_t = 8000)]
         vocab_size: usize,
         #[arg(long, default_value_t = 2)]
@@ -23,9 +27,12 @@ pub enum TokenizerCommand {
 
 pub fn run(cmd: TokenizerCommand) -> anyhow::Result<()> {
     match cmd {
-        TokenizerCommand::Train { files, vocab_size, min_frequency, cased, output } => {
+        TokenizerCommand::Train { files, text_field, vocab_size, min_frequency, cased, output } => {
             let started = std::time::Instant::now();
-            pt_sdk::text::train_wordpiece(&files, vocab_size, min_frequency, !cased, &output)?;
+            let extensions: &[&str] = if text_field.is_some() { &["jsonl", "json"] } else { &["txt", "text"] };
+            let files = pt_sdk::files::expand_sources(&files, extensions, "pt tokenizer train")?;
+            let field = text_field.as_deref();
+            pt_sdk::text::train_wordpiece_on(&files, field, vocab_size, min_frequency, !cased, &output)?;
             let tok = pt_sdk::text::load_tokenizer(&output)?;
             println!(
                 "wrote {} ({} tokens) in {:.1}s",

@@ -74,6 +74,7 @@ pub mod component;
 pub mod config;
 pub mod error;
 pub mod export;
+pub mod files;
 pub mod ffi;
 pub mod host;
 pub mod host_view;

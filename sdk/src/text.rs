@@ -34,6 +34,19 @@ pub fn train_wordpiece(
     lowercase: bool,
     out: &Path,
 ) -> Result<()> {
+    train_wordpiece_on(files, None, vocab_size, min_frequency, lowercase, out)
+}
+
+/// As [`train_wordpiece`]; with `json_field`, every line is a JSON object and the text is that
+/// field's string (lines without it are skipped).
+pub fn train_wordpiece_on(
+    files: &[PathBuf],
+    json_field: Option<&str>,
+    vocab_size: usize,
+    min_frequency: u64,
+    lowercase: bool,
+    out: &Path,
+) -> Result<()> {
     if files.is_empty() {
         return Err(PtError::config("train_wordpiece: no training files given"));
     }
@@ -62,7 +75,7 @@ pub fn train_wordpiece(
     // map, and breaks ties between equally frequent merges by those numbers: the same corpus gave
     // a different tokenizer.json on each run. Fixing the alphabet and numbering every piece of it
     // up front (as reserved tokens) leaves the trainer nothing to number by chance.
-    let mut lines = CorpusLines::new(files.to_vec());
+    let mut lines = CorpusLines::new(files.to_vec(), json_field);
     let alphabet = alphabet(&normalizer, lines.by_ref(), ALPHABET_LIMIT)?;
     if let Some(err) = lines.error.take() {
         return Err(err.context("reading the tokenizer's training text"));
@@ -79,7 +92,7 @@ pub fn train_wordpiece(
         .special_tokens(reserved)
         .build();
 
-    let mut lines = CorpusLines::new(files.to_vec());
+    let mut lines = CorpusLines::new(files.to_vec(), json_field);
     let trained = tokenizer.train(&mut trainer, lines.by_ref());
     if let Some(err) = lines.error.take() {
         return Err(err.context("reading the tokenizer's training text"));
@@ -277,6 +290,8 @@ impl TextLines {
 /// error ends the iteration and is kept in `error` (the trainer's iterator cannot fail).
 struct CorpusLines {
     files: std::vec::IntoIter<PathBuf>,
+    /// Lines are JSON objects and the text is this field's string.
+    json_field: Option<String>,
     current: Option<TextLines>,
     skipped_in_file: u64,
     text_lines: u64,
@@ -285,9 +300,10 @@ struct CorpusLines {
 }
 
 impl CorpusLines {
-    fn new(files: Vec<PathBuf>) -> Self {
+    fn new(files: Vec<PathBuf>, json_field: Option<&str>) -> Self {
         CorpusLines {
             files: files.into_iter(),
+            json_field: json_field.map(str::to_owned),
             current: None,
             skipped_in_file: 0,
             text_lines: 0,
@@ -345,8 +361,16 @@ impl Iterator for CorpusLines {
                 }
                 Some(Some(t)) if t.trim().is_empty() => {}
                 Some(Some(t)) => {
-                    self.text_lines += 1;
-                    return Some(t);
+                    let text = match &self.json_field {
+                        None => Some(t),
+                        Some(field) => serde_json::from_str::<serde_json::Value>(&t)
+                            .ok()
+                            .and_then(|v| v.get(field)?.as_str().map(str::to_owned)),
+                    };
+                    if let Some(text) = text.filter(|t| !t.trim().is_empty()) {
+                        self.text_lines += 1;
+                        return Some(text);
+                    }
                 }
             }
         }

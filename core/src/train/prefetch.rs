@@ -15,6 +15,8 @@ pub struct Loaded {
     pub batch: Tensors,
     /// Real tokens in the batch (sum of `attention_mask`, else numel of `input_ids`), if text.
     pub tokens: Option<u64>,
+    /// Seconds the loader thread took to make it (read, decode, collate, pin).
+    pub load_s: f64,
 }
 
 pub struct Prefetcher {
@@ -46,6 +48,7 @@ impl Prefetcher {
             .spawn(move || loop {
                 let indices = sampler.indices(cursor);
                 let ctx = StepCtx { epoch: cursor.epoch, ..ctx };
+                let started = std::time::Instant::now();
                 let item = dataset.get_batch(&indices, &ctx).and_then(|batch| {
                     let tokens = count_tokens(&batch);
                     let batch = if pin {
@@ -53,7 +56,7 @@ impl Prefetcher {
                     } else {
                         batch
                     };
-                    Ok(Loaded { cursor, batch, tokens })
+                    Ok(Loaded { cursor, batch, tokens, load_s: started.elapsed().as_secs_f64() })
                 });
                 let failed = item.is_err();
                 if tx.send(item).is_err() || failed {

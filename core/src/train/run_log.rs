@@ -181,6 +181,8 @@ pub(super) struct Window {
     tokens: u64,
     steps: u64,
     allreduce_s: f64,
+    loader_wait_s: f64,
+    load_s: f64,
 }
 
 impl Window {
@@ -193,6 +195,8 @@ impl Window {
         self.tokens += o.tokens;
         self.steps += 1;
         self.allreduce_s += o.allreduce_s;
+        self.loader_wait_s += o.loader_wait_s;
+        self.load_s += o.load_s;
     }
 
     pub(super) fn drain(&mut self, last: &StepOutcome) -> BTreeMap<String, f64> {
@@ -207,10 +211,16 @@ impl Window {
                 row.insert("tokens_per_s".into(), self.tokens as f64 / self.seconds);
             }
             row.insert("step_time_s".into(), self.seconds / self.steps.max(1) as f64);
+            // A starved device shows here: the share of step time spent waiting for batches.
+            row.insert("loader_wait_share".into(), self.loader_wait_s / self.seconds);
             if self.allreduce_s > 0.0 {
                 // Share of step time spent all-reducing gradients (not overlapped with backward).
                 row.insert("allreduce_share".into(), self.allreduce_s / self.seconds);
             }
+        }
+        if self.load_s > 0.0 {
+            // What the loader thread alone could deliver (samples per second of its work).
+            row.insert("loader_samples_per_s".into(), self.samples as f64 / self.load_s);
         }
         for (n, v) in &last.metrics {
             row.insert(n.clone(), *v);

@@ -19,6 +19,10 @@ pub(super) struct StepOutcome {
     pub metrics: Vec<(String, f64)>,
     /// Seconds spent in the gradient all-reduce (multi-process runs).
     pub allreduce_s: f64,
+    /// Seconds the step waited for the loader's batches.
+    pub loader_wait_s: f64,
+    /// Seconds the loader thread spent making this step's batches.
+    pub load_s: f64,
 }
 
 /// What the micro-batches of a step add up to.
@@ -26,6 +30,8 @@ pub(super) struct StepOutcome {
 struct Accumulated {
     loss_sum: f64,
     tokens: u64,
+    loader_wait_s: f64,
+    load_s: f64,
     /// Objective metrics summed over the micro-batches (on the device: no sync).
     metric_sums: Vec<(String, Tensor)>,
     /// Micro-batches that ran to the end.
@@ -52,7 +58,10 @@ impl Trainer<'_> {
         let grad_accum = self.settings().grad_accum;
         let mut acc = Accumulated { finite: true, ..Default::default() };
         for micro in 0..grad_accum {
+            let waiting = std::time::Instant::now();
             let loaded = loader.next()?;
+            acc.loader_wait_s += waiting.elapsed().as_secs_f64();
+            acc.load_s += loaded.load_s;
             self.cursor = self.sampler.next(loaded.cursor);
             acc.tokens += loaded.tokens.unwrap_or(0);
             let ctx = self.step_ctx(loaded.cursor.epoch, true);
@@ -177,7 +186,16 @@ impl Trainer<'_> {
             }
         }
         let loss = finite.then_some(loss);
-        Ok(StepOutcome { loss, grad_norm, lr, tokens: acc.tokens, metrics, allreduce_s })
+        Ok(StepOutcome {
+            loss,
+            grad_norm,
+            lr,
+            tokens: acc.tokens,
+            metrics,
+            allreduce_s,
+            loader_wait_s: acc.loader_wait_s,
+            load_s: acc.load_s,
+        })
     }
 
     /// Counts a skipped step; `max_bad_steps` in a row stop the run with an error naming the

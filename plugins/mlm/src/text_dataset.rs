@@ -27,6 +27,9 @@ pub enum TextMode {
 #[serde(default, deny_unknown_fields)]
 pub struct TextConfig {
     pub files: Vec<String>,
+    pub extensions: Option<Vec<String>>,
+    pub text_field: String,
+    pub skip_bad_lines: bool,
     pub tokenizer: String,
     pub train_tokenizer: bool,
     pub vocab_size: usize,
@@ -40,6 +43,9 @@ impl Default for TextConfig {
     fn default() -> Self {
         TextConfig {
             files: Vec::new(),
+            extensions: None,
+            text_field: String::new(),
+            skip_bad_lines: false,
             tokenizer: String::new(),
             train_tokenizer: true,
             vocab_size: 8000,
@@ -54,7 +60,14 @@ impl Default for TextConfig {
 impl Config for TextConfig {
     fn describe() -> &'static [(&'static str, &'static str)] {
         &[
-            ("files", "text files, one paragraph per line; `{data}/...` is under the data directory, `~` is home"),
+            (
+                "files",
+                "text files (one paragraph per line), directories (every file with one of `extensions`, at any depth) \
+                 or patterns (`*`, `?`, `**`); `{data}/...` is under the data directory, `~` is home",
+            ),
+            ("extensions", "file extensions taken from directories (null: txt and text, or jsonl and json with `text_field`)"),
+            ("text_field", "empty: every line is text; else every line is a JSON object and this field holds the text"),
+            ("skip_bad_lines", "with `text_field`: skip (and count) lines that are not JSON objects with that string field"),
             (
                 "tokenizer",
                 "tokenizer.json to use; empty: the run's (<run_dir>/assets/tokenizer.json), else one trained on \
@@ -72,6 +85,8 @@ impl Config for TextConfig {
 
 pub struct TextDataset {
     tokenizer: TextTokenizer,
+    /// JSON-lines files: the field holding the text (lines mode reads lines back at batch time).
+    json_field: Option<String>,
     block_size: usize,
     source: Source,
     num_samples: u64,
@@ -101,10 +116,12 @@ impl Component for TextDataset {
                 config.block_size, config.mode
             )));
         }
-        let files = config.files.iter().map(|f| paths::expand(f, ctx)).collect::<Result<Vec<PathBuf>>>()?;
+        let files = source_files(&config, ctx)?;
         let fingerprints = file_fingerprints(&files)?; // fails early, naming a missing file
+        let json_field = Some(config.text_field.as_str()).filter(|f| !f.is_empty());
         let train = config.train_tokenizer.then_some(TrainSpec {
             files: &files,
+            json_field,
             vocab_size: config.vocab_size,
             min_frequency: config.min_frequency,
             lowercase: config.lowercase,
@@ -117,7 +134,11 @@ impl Component for TextDataset {
             TextMode::Lines => "lines",
         };
         let kind = format!("text-{mode}");
-        let key = cache_key(&kind, &json!({"files": fingerprints, "tokenizer": tokenizer.fingerprint}));
+        let key = cache_key(
+            &kind,
+            &json!({"files": fingerprints, "tokenizer": tokenizer.fingerprint, "text_field": json_field, "skip_bad_lines": config.skip_bad_lines}),
+        );
+        let reader = LineText { json_field, skip_bad: config.skip_bad_lines };
         let cache_path = paths::cache_dir(ctx)?.join(format!("{kind}-{}.bin", &key[..16]));
 
         let mut notes = serde_json::Map::new();
@@ -126,7 +147,7 @@ impl Component for TextDataset {
         notes.insert("block_size".into(), json!(config.block_size));
         let (source, num_samples, stats, num_tokens) = match config.mode {
             TextMode::Packed => {
-                let cache = open_or_build(&cache_path, &key, &kind, |w| build_packed(&files, &tokenizer, w))?;
+                let cache = open_or_build(&cache_path, &key, &kind, |w| build_packed(&files, &tokenizer, &reader, w))?;
                 let stats: PassStats = serde_json::from_value(cache.header.meta["stats"].clone())?;
                 let tokens = cache.header.items;
                 let span = config.block_size as u64 - 1;
@@ -134,7 +155,7 @@ impl Component for TextDataset {
             }
             TextMode::Lines => {
                 let index =
-                    RecordIndex::open_or_build(&files, &cache_path, &key, &kind, || build_lines(&files, &tokenizer))?;
+                    RecordIndex::open_or_build(&files, &cache_path, &key, &kind, || build_lines(&files, &tokenizer, &reader))?;
                 let stats: PassStats = serde_json::from_value(index.meta["stats"].clone())?;
                 let room = config.block_size as u32 - 2;
                 let truncated = index.records.iter().filter(|r| r.num_tokens > room).count();
@@ -160,7 +181,45 @@ impl Component for TextDataset {
             }),
         );
         tracing::info!(samples = num_samples, tokens = num_tokens, mode, "text dataset ready");
-        Ok(TextDataset { tokenizer, block_size: config.block_size, source, num_samples, notes })
+        Ok(TextDataset {
+            tokenizer,
+            json_field: json_field.map(str::to_owned),
+            block_size: config.block_size,
+            source,
+            num_samples,
+            notes,
+        })
+    }
+}
+
+/// `files` expanded: directories and patterns to the files they hold, sorted.
+fn source_files(config: &TextConfig, ctx: &CreateCtx) -> Result<Vec<PathBuf>> {
+    let entries = config.files.iter().map(|f| paths::expand(f, ctx)).collect::<Result<Vec<PathBuf>>>()?;
+    let default: &[&str] = if config.text_field.is_empty() { &["txt", "text"] } else { &["jsonl", "json"] };
+    let chosen: Vec<String> = config.extensions.clone().unwrap_or_default();
+    let extensions: Vec<&str> = match &config.extensions {
+        Some(_) => chosen.iter().map(|e| e.trim_start_matches('.')).collect(),
+        None => default.to_vec(),
+    };
+    pt_sdk::files::expand_sources(&entries, &extensions, "text: files")
+}
+
+/// What a line of the files holds: the text itself, or a JSON object with the text in a field.
+struct LineText<'a> {
+    json_field: Option<&'a str>,
+    skip_bad: bool,
+}
+
+impl LineText<'_> {
+    fn extract(&self, line: &str) -> std::result::Result<(String, ()), String> {
+        let Some(field) = self.json_field else { return Ok((line.to_string(), ())) };
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| format!("not a JSON object ({e})"))?;
+        match value.get(field) {
+            Some(serde_json::Value::String(text)) => Ok((text.clone(), ())),
+            Some(other) => Err(format!("field '{field}' is not a string ({other})")),
+            None => Err(format!("no field '{field}' (set text_field)")),
+        }
     }
 }
 
@@ -168,6 +227,7 @@ impl Component for TextDataset {
 fn build_packed(
     files: &[PathBuf],
     tokenizer: &TextTokenizer,
+    reader: &LineText,
     writer: &mut CacheWriter,
 ) -> Result<(u32, serde_json::Value)> {
     let wide = tokenizer.vocab_size > 1 << 16;
@@ -176,8 +236,8 @@ fn build_packed(
     let stats = tokenize_files(
         files,
         tokenizer,
-        false,
-        |t, _| Ok((t.to_string(), ())),
+        reader.skip_bad,
+        |t, _| reader.extract(t),
         |_, ids| {
             bytes.clear();
             for line in ids {
@@ -195,13 +255,17 @@ fn build_packed(
     Ok((if wide { 4 } else { 2 }, json!({"stats": stats})))
 }
 
-fn build_lines(files: &[PathBuf], tokenizer: &TextTokenizer) -> Result<(Vec<Record>, serde_json::Value)> {
+fn build_lines(
+    files: &[PathBuf],
+    tokenizer: &TextTokenizer,
+    reader: &LineText,
+) -> Result<(Vec<Record>, serde_json::Value)> {
     let mut records = Vec::new();
     let stats = tokenize_files(
         files,
         tokenizer,
-        false,
-        |t, _| Ok((t.to_string(), ())),
+        reader.skip_bad,
+        |t, _| reader.extract(t),
         |lines, ids| {
             records.extend(lines.iter().zip(ids).map(|((line, ()), ids)| Record {
                 line: *line,
@@ -263,7 +327,14 @@ impl Dataset for TextDataset {
                 indices.iter().map(|&i| self.packed_row(cache, i, &mut buf)).collect::<Result<Vec<_>>>()?
             }
             Source::Lines(index) => {
-                let texts = indices.iter().map(|&i| index.line_text(i as usize)).collect::<Result<Vec<_>>>()?;
+                let reader = LineText { json_field: self.json_field.as_deref(), skip_bad: false };
+                let texts = indices
+                    .iter()
+                    .map(|&i| {
+                        let line = index.line_text(i as usize)?;
+                        reader.extract(&line).map(|(text, ())| text).map_err(|why| PtError::data(format!("sample {i}: {why}")))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
                 let ids = self.tokenizer.encode_many(texts.iter().map(String::as_str).collect())?;
                 ids.iter().map(|ids| single_sequence(ids, self.block_size, special).0).collect()
             }

@@ -50,6 +50,8 @@ impl SpecialIds {
 /// How to train a tokenizer when the configured one does not exist yet.
 pub struct TrainSpec<'a> {
     pub files: &'a [PathBuf],
+    /// JSON-lines files: the field holding the text.
+    pub json_field: Option<&'a str>,
     pub vocab_size: usize,
     pub min_frequency: u64,
     pub lowercase: bool,
@@ -115,7 +117,14 @@ impl TextTokenizer {
                         vocab_size = spec.vocab_size,
                         "training a WordPiece tokenizer on the dataset's files"
                     );
-                    text::train_wordpiece(spec.files, spec.vocab_size, spec.min_frequency, spec.lowercase, &path)?;
+                    text::train_wordpiece_on(
+                        spec.files,
+                        spec.json_field,
+                        spec.vocab_size,
+                        spec.min_frequency,
+                        spec.lowercase,
+                        &path,
+                    )?;
                 }
                 None => {
                     return Err(PtError::io(
@@ -181,6 +190,7 @@ fn default_trained_path(spec: &TrainSpec, ctx: &CreateCtx) -> Result<PathBuf> {
         "vocab_size": spec.vocab_size,
         "min_frequency": spec.min_frequency,
         "lowercase": spec.lowercase,
+        "json_field": spec.json_field,
         // Tokenizers trained before training was deterministic are not reused.
         "trainer": text::WORDPIECE_TRAINER_VERSION,
     });

@@ -318,3 +318,45 @@ fn the_fortune_classification_set_loads() {
     assert!(b.get("input_ids").unwrap().size()[1] <= 64);
     assert!(ivec(b.get("label").unwrap()).iter().all(|&l| (0..12).contains(&l)));
 }
+
+/// Issue 21: a user's corpus as a directory, a pattern, or JSON lines with a text field gives
+/// the same token stream as the plain files listed one by one.
+#[test]
+fn directories_patterns_and_json_lines_read_the_same_text() {
+    let s = Scratch::new();
+    let lines = generated_lines(120, 4);
+    let (a, b) = lines.split_at(60);
+    // Sorted by path, as a directory or pattern lists them: a/part-1 before b/part-2.
+    s.write("corpus/a/part-1.txt", a.join("\n") + "\n");
+    s.write("corpus/b/part-2.txt", b.join("\n") + "\n");
+    s.write("corpus/README.md", "not part of the corpus\n");
+    let json: Vec<String> = lines.iter().map(|l| json!({"id": 1, "text": l}).to_string()).collect();
+    s.write("dump/all.jsonl", json.join("\n") + "\n");
+    let tok = s.path("tokenizer.json");
+    let parts = [s.path("corpus/a/part-1.txt"), s.path("corpus/b/part-2.txt")];
+    pt_sdk::text::train_wordpiece(&parts, 200, 2, true, &tok).unwrap();
+    let stream = |config: serde_json::Value| {
+        let ds = text_dataset(&s, config).unwrap();
+        let all: Vec<u64> = (0..ds.info().num_samples).collect();
+        ivec(batch(&ds, &all).get("input_ids").unwrap())
+    };
+    let listed = stream(json!({"files": parts, "tokenizer": tok}));
+    assert_eq!(stream(json!({"files": [s.path("corpus")], "tokenizer": tok})), listed, "a directory, README.md left out");
+    assert_eq!(stream(json!({"files": [s.path("corpus/**/part-*.txt")], "tokenizer": tok})), listed, "a pattern");
+    assert_eq!(stream(json!({"files": [s.path("dump")], "text_field": "text", "tokenizer": tok})), listed, "JSON lines");
+    let lines_mode = |files: serde_json::Value, field: &str| {
+        let ds = text_dataset(&s, json!({"files": files, "text_field": field, "tokenizer": tok, "mode": "lines"})).unwrap();
+        ivec(batch(&ds, &[0, 59, 60]).get("input_ids").unwrap())
+    };
+    assert_eq!(lines_mode(json!([s.path("dump/all.jsonl")]), "text"), lines_mode(json!([s.path("corpus")]), ""));
+
+    // A line without the field is named, or skipped and counted.
+    s.write("bad/x.jsonl", format!("{}\n{{\"body\": \"no text here\"}}\n", json[0]));
+    let e = text_dataset(&s, json!({"files": [s.path("bad")], "text_field": "text", "tokenizer": tok})).err().unwrap();
+    assert!(e.to_string().contains("x.jsonl:2: no field 'text'"), "{e}");
+    let ds = text_dataset(&s, json!({"files": [s.path("bad")], "text_field": "text", "skip_bad_lines": true, "tokenizer": tok}))
+        .unwrap();
+    assert_eq!(ds.info().notes["skipped_bad_lines"], 1);
+    let e = text_dataset(&s, json!({"files": [s.path("corpus/*.jsonl")], "tokenizer": tok})).err().unwrap();
+    assert!(e.to_string().contains("matches no file"), "{e}");
+}
