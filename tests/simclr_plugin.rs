@@ -121,3 +121,67 @@ splits.test = {{ {digits}, split = "test" }}
     let manifest = std::fs::read_to_string(ckpt.join("manifest.json")).unwrap();
     assert!(manifest.contains("\"simclr\"") && manifest.contains("\"resnet\""), "both plugins are recorded");
 }
+
+/// Issue 21: SimCLR pretrains on a user's flat folder of unlabelled photos of mixed sizes and
+/// aspect ratios (it used to be rejected: one sub-folder per class was required).
+#[test]
+fn simclr_pretrains_on_a_flat_folder_of_unlabelled_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    let mut state = 11u64;
+    for i in 0..24u32 {
+        let (w, h) = (24 + (i % 3) * 8, 16 + (i % 2) * 12);
+        let img = image::RgbImage::from_fn(w, h, |x, y| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let noise = (state >> 58) as u8;
+            image::Rgb([((x * 9 + i * 17) % 256) as u8, ((y * 7) % 256) as u8 ^ noise, (i * 10) as u8])
+        });
+        let path = photos.join(format!("day-{}/img-{i:02}.png", i % 4));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        img.save(&path).unwrap();
+    }
+    let recipe = write_file(
+        dir.path(),
+        "recipe.toml",
+        &format!(
+            r#"
+[run]
+seed = 1
+device = "cpu"
+batch_size = 8
+max_steps = 2
+log_every = 1
+num_threads = 1
+
+[data]
+name = "image_folder"
+path = "{}"
+labels = "none"   # sub-folders by day are not classes
+image_size = 16
+
+[arch]
+name = "resnet18"
+width = 8
+small_stem = true
+
+[objective]
+name = "simclr"
+
+[optim]
+name = "lars"
+lr = 0.1
+"#,
+            photos.display()
+        ),
+    );
+    let pt = Pt::new();
+    let run = dir.path().join("run");
+    let out = pt.ok(&["train", "--recipe", recipe.to_str().unwrap(), "--run-dir", run.to_str().unwrap()]);
+    assert!(out.contains("stopped: MaxSteps at step 2"), "{out}");
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(
+        config.contains("[arch] num_classes unset: [data] resnet:image_folder (num_classes) had no value"),
+        "unlabelled data gives no classes (a headless encoder):\n{config}"
+    );
+    assert!(metric_at(&run, 2, "loss").is_some_and(f64::is_finite));
+}

@@ -1,22 +1,50 @@
-//! `image_folder`: a folder per class of PNG/JPEG files (`root/<class>/*.png`), like
-//! torchvision's `ImageFolder`. Images are decoded once at start and kept as bytes.
+//! `image_folder`: PNG/JPEG files, a folder per class (`root/<class>/…`, like torchvision's
+//! `ImageFolder`) or unlabelled at any depth. Images are decoded once at start, on a pool of
+//! threads, resized keeping their aspect ratio (shorter side, then the centre square), and kept
+//! as bytes.
 
 use super::augment::Normalization;
-use super::store::ImageStore;
+use super::store::{ImageStore, UNLABELLED};
 use crate::{Component, Config, CreateCtx, Dataset, DatasetInfo, PtError, Result, StepCtx, Tensors};
 use image::imageops::FilterType;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FolderLabels {
+    /// `folders` when the root holds sub-folders and no images, else `none`.
+    #[default]
+    Auto,
+    /// One sub-folder per class (torchvision's `ImageFolder`); images at any depth inside it.
+    Folders,
+    /// Every image under the root, at any depth, unlabelled (self-supervised pretraining).
+    None,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ResizeMode {
+    /// The shorter side to `image_size`, then the centre square (torchvision's Resize + CenterCrop).
+    #[default]
+    Crop,
+    /// Both sides to `image_size`, whatever the aspect ratio.
+    Stretch,
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImageFolderConfig {
     pub path: String,
+    pub labels: FolderLabels,
     pub image_size: Option<i64>,
+    pub resize: ResizeMode,
     pub channels: i64,
     pub mean: Option<Vec<f64>>,
     pub std: Option<Vec<f64>>,
     pub max_per_class: u64,
+    pub max_pixels: u64,
+    pub workers: usize,
     pub skip_bad: bool,
     pub label_fraction: f64,
 }
@@ -25,11 +53,15 @@ impl Default for ImageFolderConfig {
     fn default() -> Self {
         ImageFolderConfig {
             path: String::new(),
+            labels: FolderLabels::Auto,
             image_size: None,
+            resize: ResizeMode::Crop,
             channels: 3,
             mean: None,
             std: None,
             max_per_class: 0,
+            max_pixels: 50_000_000,
+            workers: 0,
             skip_bad: false,
             label_fraction: 1.0,
         }
@@ -39,15 +71,20 @@ impl Default for ImageFolderConfig {
 impl Config for ImageFolderConfig {
     fn describe() -> &'static [(&'static str, &'static str)] {
         &[
+            ("path", "root folder of .png/.jpg/.jpeg images"),
             (
-                "path",
-                "root folder with one sub-folder of .png/.jpg/.jpeg images per class (sorted names = class order)",
+                "labels",
+                "folders: one sub-folder per class (sorted names = class order); none: every image under path, any depth, \
+                 unlabelled; auto: folders when path holds only sub-folders, else none",
             ),
-            ("image_size", "resize every image to this square size (null: all images must share one size)"),
+            ("image_size", "make every image this square size (null: all images must share one size)"),
+            ("resize", "crop: shorter side to image_size, then the centre square; stretch: both sides to image_size"),
             ("channels", "3 (RGB) or 1 (grayscale)"),
             ("mean", "per-channel mean in [0, 1] units (null: computed from the images)"),
             ("std", "per-channel standard deviation (null: computed from the images)"),
             ("max_per_class", "keep the first N images of each class, in file-name order (0: all)"),
+            ("max_pixels", "refuse an image larger than this many pixels, read from its header before decoding"),
+            ("workers", "threads decoding images (0: one per CPU)"),
             ("skip_bad", "skip unreadable images and empty class folders (counted) instead of failing"),
             ("label_fraction", "keep the labels of this fraction of each class (file order) and serve -100 for the rest, for semi-supervised runs"),
         ]
@@ -60,10 +97,14 @@ pub struct ImageFolder {
     notes: serde_json::Map<String, serde_json::Value>,
 }
 
+const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+
 fn is_image(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+    path.is_file()
+        && path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -73,20 +114,41 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(entries)
 }
 
-/// Decodes `path` into `[channels, size, size]` (or native size) bytes.
-fn decode(path: &Path, channels: i64, size: Option<i64>) -> std::result::Result<(Vec<u8>, i64, i64), String> {
+/// Every image under `dir`, any depth, sorted (none: empty).
+fn images_under(dir: &Path) -> Vec<PathBuf> {
+    crate::files::expand_sources(&[dir.to_path_buf()], &IMAGE_EXTENSIONS, "image_folder").unwrap_or_default()
+}
+
+/// Decodes `path` into `[channels, size, size]` (or native size) bytes, refusing more than
+/// `max_pixels` from the header alone.
+fn decode(path: &Path, cfg: &ImageFolderConfig) -> std::result::Result<(Vec<u8>, i64, i64), String> {
+    let (w, h) = image::image_dimensions(path).map_err(|e| e.to_string())?;
+    if w as u64 * h as u64 > cfg.max_pixels {
+        return Err(format!(
+            "{w}×{h} = {} pixels, more than max_pixels = {} (a decompression bomb, or raise max_pixels)",
+            w as u64 * h as u64,
+            cfg.max_pixels
+        ));
+    }
     let img = image::open(path).map_err(|e| e.to_string())?;
-    let img = match size {
-        Some(s) if img.width() as i64 != s || img.height() as i64 != s => {
-            img.resize_exact(s as u32, s as u32, FilterType::Triangle)
+    let img = match (cfg.image_size.map(|s| s as u32), cfg.resize) {
+        (Some(s), _) if img.width() == s && img.height() == s => img,
+        (Some(s), ResizeMode::Stretch) => img.resize_exact(s, s, FilterType::Triangle),
+        (Some(s), ResizeMode::Crop) => {
+            let short = img.width().min(img.height()).max(1) as f64;
+            let (rw, rh) = (
+                ((img.width() as f64 * s as f64 / short).round() as u32).max(s),
+                ((img.height() as f64 * s as f64 / short).round() as u32).max(s),
+            );
+            img.resize_exact(rw, rh, FilterType::Triangle).crop_imm((rw - s) / 2, (rh - s) / 2, s, s)
         }
-        _ => img,
+        (None, _) => img,
     };
     let (w, h) = (img.width() as i64, img.height() as i64);
-    let interleaved = if channels == 1 { img.to_luma8().into_raw() } else { img.to_rgb8().into_raw() };
+    let interleaved = if cfg.channels == 1 { img.to_luma8().into_raw() } else { img.to_rgb8().into_raw() };
     // HWC → CHW
     let plane = (w * h) as usize;
-    let c = channels as usize;
+    let c = cfg.channels as usize;
     let mut chw = vec![0u8; plane * c];
     for (p, px) in interleaved.chunks_exact(c).enumerate() {
         for (ch, &v) in px.iter().enumerate() {
@@ -96,81 +158,115 @@ fn decode(path: &Path, channels: i64, size: Option<i64>) -> std::result::Result<
     Ok((chw, h, w))
 }
 
+/// The images to read, with their labels, the class names, and the empty class folders.
+fn list(cfg: &ImageFolderConfig, root: &Path) -> Result<(Vec<(PathBuf, i64)>, Vec<String>, Vec<String>)> {
+    let entries = sorted_entries(root)?;
+    let labels = match cfg.labels {
+        FolderLabels::Auto if entries.iter().any(|p| is_image(p)) || !entries.iter().any(|p| p.is_dir()) => {
+            FolderLabels::None
+        }
+        FolderLabels::Auto => FolderLabels::Folders,
+        chosen => chosen,
+    };
+    if labels == FolderLabels::None {
+        let files = images_under(root).into_iter().map(|f| (f, UNLABELLED)).collect();
+        return Ok((files, Vec::new(), Vec::new()));
+    }
+    let class_dirs: Vec<PathBuf> = entries.into_iter().filter(|p| p.is_dir()).collect();
+    if class_dirs.is_empty() {
+        return Err(PtError::data(format!(
+            "{}: no class sub-folders (expected root/<class>/<image>.png; labels = \"none\" reads unlabelled images)",
+            root.display()
+        )));
+    }
+    let (mut files, mut classes, mut empty) = (Vec::new(), Vec::new(), Vec::new());
+    for dir in &class_dirs {
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut images = images_under(dir);
+        if images.is_empty() {
+            if cfg.skip_bad {
+                empty.push(name);
+                continue;
+            }
+            return Err(PtError::data(format!(
+                "{}: class folder has no .png/.jpg/.jpeg images; add images, remove the folder, or set skip_bad = true",
+                dir.display()
+            )));
+        }
+        if cfg.max_per_class > 0 {
+            images.truncate(cfg.max_per_class as usize);
+        }
+        let label = classes.len() as i64;
+        classes.push(name);
+        files.extend(images.into_iter().map(|f| (f, label)));
+    }
+    Ok((files, classes, empty))
+}
+
+/// Decodes `files` on `workers` threads (0: one per CPU), results in file order.
+fn decode_all(files: &[(PathBuf, i64)], cfg: &ImageFolderConfig) -> Result<Vec<std::result::Result<(Vec<u8>, i64, i64), String>>> {
+    use rayon::prelude::*;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.workers)
+        .thread_name(|i| format!("pt-decode-{i}"))
+        .build()
+        .map_err(|e| PtError::data(format!("image_folder: cannot start the decoding threads ({e})")))?;
+    Ok(pool.install(|| files.par_iter().map(|(f, _)| decode(f, cfg)).collect()))
+}
+
 impl ImageFolder {
     pub fn load(cfg: &ImageFolderConfig) -> Result<Self> {
         if cfg.path.is_empty() {
-            return Err(PtError::config("image_folder: set path to the root folder (one sub-folder per class)"));
+            return Err(PtError::config("image_folder: set path to the root folder of the images"));
         }
         if cfg.channels != 1 && cfg.channels != 3 {
             return Err(PtError::config(format!("image_folder: channels must be 1 or 3, got {}", cfg.channels)));
         }
-        let root = Path::new(&cfg.path);
-        let class_dirs: Vec<PathBuf> = sorted_entries(root)?.into_iter().filter(|p| p.is_dir()).collect();
-        if class_dirs.is_empty() {
-            return Err(PtError::data(format!(
-                "{}: no class sub-folders (expected root/<class>/<image>.png)",
-                root.display()
-            )));
+        if cfg.image_size.is_some_and(|s| s <= 0) {
+            return Err(PtError::config("image_folder: image_size must be positive"));
         }
-        let mut classes = Vec::new();
+        let root = Path::new(&cfg.path);
+        let (files, classes, empty_classes) = list(cfg, root)?;
+        let started = std::time::Instant::now();
+        let decoded = decode_all(&files, cfg)?;
         let mut pixels = Vec::new();
         let mut labels = Vec::new();
         let mut shape: Option<(i64, i64)> = cfg.image_size.map(|s| (s, s));
-        let (mut bad_files, mut empty_classes) = (0u64, Vec::new());
-        for dir in &class_dirs {
-            let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let files: Vec<PathBuf> = sorted_entries(dir)?.into_iter().filter(|p| is_image(p)).collect();
-            if files.is_empty() {
-                if cfg.skip_bad {
-                    empty_classes.push(name);
-                    continue;
-                }
-                return Err(PtError::data(format!(
-                    "{}: class folder has no .png/.jpg/.jpeg images; add images, remove the folder, or set skip_bad = true",
-                    dir.display()
-                )));
-            }
-            let label = classes.len() as i64;
-            classes.push(name);
-            let mut kept = 0u64;
-            for file in files {
-                if cfg.max_per_class > 0 && kept >= cfg.max_per_class {
-                    break;
-                }
-                match decode(&file, cfg.channels, cfg.image_size) {
-                    Ok((bytes, h, w)) => {
-                        match shape {
-                            None => shape = Some((h, w)),
-                            Some(s) if s != (h, w) => {
-                                return Err(PtError::data(format!(
+        let mut bad_files = 0u64;
+        for ((file, label), result) in files.iter().zip(decoded) {
+            match result {
+                Ok((bytes, h, w)) => {
+                    match shape {
+                        None => shape = Some((h, w)),
+                        Some(s) if s != (h, w) => {
+                            return Err(PtError::data(format!(
                                 "{}: {w}×{h} pixels but earlier images are {}×{}; set image_size to resize all images",
                                 file.display(),
                                 s.1,
                                 s.0
                             )))
-                            }
-                            _ => {}
                         }
-                        pixels.extend_from_slice(&bytes);
-                        labels.push(label);
-                        kept += 1;
+                        _ => {}
                     }
-                    Err(why) if cfg.skip_bad => {
-                        tracing::warn!(file = %file.display(), %why, "skipping unreadable image");
-                        bad_files += 1;
-                    }
-                    Err(why) => {
-                        return Err(PtError::data(format!(
-                            "{}: cannot decode the image ({why}); fix or remove it, or set skip_bad = true",
-                            file.display()
-                        )))
-                    }
+                    pixels.extend_from_slice(&bytes);
+                    labels.push(*label);
+                }
+                Err(why) if cfg.skip_bad => {
+                    tracing::warn!(file = %file.display(), %why, "skipping unreadable image");
+                    bad_files += 1;
+                }
+                Err(why) => {
+                    return Err(PtError::data(format!(
+                        "{}: cannot decode the image ({why}); fix or remove it, or set skip_bad = true",
+                        file.display()
+                    )))
                 }
             }
         }
         let Some((height, width)) = shape.filter(|_| !labels.is_empty()) else {
             return Err(PtError::data(format!("{}: no readable images", root.display())));
         };
+        tracing::info!(images = labels.len(), seconds = started.elapsed().as_secs_f64(), "images decoded");
         let mut store = ImageStore {
             pixels,
             channels: cfg.channels,
@@ -190,13 +286,16 @@ impl ImageFolder {
         if !empty_classes.is_empty() {
             notes.insert("skipped_empty_classes".into(), serde_json::json!(empty_classes));
         }
+        if store.unlabelled() {
+            notes.insert("labels".into(), "none".into());
+        }
         Ok(ImageFolder { store, norm, notes })
     }
 }
 
 impl Component for ImageFolder {
     const NAME: &'static str = "image_folder";
-    const ABOUT: &'static str = "labelled PNG/JPEG images, one sub-folder per class";
+    const ABOUT: &'static str = "PNG/JPEG images: one sub-folder per class, or unlabelled at any depth";
     const PROVIDES: &'static [&'static str] = &["num_classes", "image_size", "mean", "std", "channels"];
     type Config = ImageFolderConfig;
     fn new(mut cfg: ImageFolderConfig, ctx: &CreateCtx) -> Result<Self> {
@@ -211,5 +310,64 @@ impl Dataset for ImageFolder {
     }
     fn get_batch(&self, indices: &[u64], _ctx: &StepCtx) -> Result<Tensors> {
         self.store.batch(indices, &self.norm)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{Rgb, RgbImage};
+
+    /// 40×20: the left quarter black, the rest white.
+    fn wide(path: &Path) {
+        let img = RgbImage::from_fn(40, 20, |x, _| if x < 10 { Rgb([0, 0, 0]) } else { Rgb([255, 255, 255]) });
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        img.save(path).unwrap();
+    }
+
+    fn load(root: &Path, edit: impl FnOnce(&mut ImageFolderConfig)) -> Result<ImageFolder> {
+        let mut cfg = ImageFolderConfig { path: root.display().to_string(), image_size: Some(20), ..Default::default() };
+        edit(&mut cfg);
+        ImageFolder::load(&cfg)
+    }
+
+    /// Issue 21: a flat (any depth) folder is unlabelled, images keep their aspect ratio
+    /// (centre crop) unless stretched, decoding on several threads gives the same bytes, and a
+    /// too-large image is refused from its header.
+    #[test]
+    fn flat_folders_crop_keep_aspect_and_bombs_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let flat = dir.path().join("flat");
+        wide(&flat.join("a.png"));
+        wide(&flat.join("trip/2024/b.png"));
+        std::fs::write(flat.join("notes.txt"), "not an image").unwrap();
+        let ds = load(&flat, |_| {}).unwrap();
+        let info = ds.info();
+        assert_eq!(info.num_samples, 2);
+        assert!(info.classes.is_empty() && info.field_names() == ["image"], "{:?}", info.field_names());
+        assert_eq!(info.notes["labels"], "none");
+        assert_eq!(ds.store.pixels.len(), 2 * 3 * 20 * 20);
+        // Centre crop of the resized 40×20: columns 10..30, all white.
+        assert!(ds.store.pixels.iter().all(|&v| v == 255), "the crop kept the black quarter");
+        let batch = ds.get_batch(&[0, 1], &StepCtx::default()).unwrap();
+        assert!(batch.get("label").is_none());
+        let stretched = load(&flat, |c| c.resize = ResizeMode::Stretch).unwrap();
+        assert!(stretched.store.pixels[..20].iter().take(4).all(|&v| v == 0), "stretching keeps the black edge");
+        let one = load(&flat, |c| c.workers = 1).unwrap();
+        assert_eq!(one.store.pixels, ds.store.pixels);
+        let e = load(&flat, |c| c.max_pixels = 100).err().unwrap().to_string();
+        assert!(e.contains("a.png") && e.contains("40×20 = 800 pixels, more than max_pixels = 100"), "{e}");
+
+        // Class folders as before (images at any depth inside each).
+        let classes = dir.path().join("classes");
+        wide(&classes.join("cat/x.png"));
+        wide(&classes.join("dog/more/y.png"));
+        let ds = load(&classes, |_| {}).unwrap();
+        assert_eq!(ds.info().classes, ["cat", "dog"]);
+        assert_eq!(ds.store.labels, [0, 1]);
+        let e = load(&classes, |c| c.labels = FolderLabels::Folders).map(|d| d.store.len()).unwrap();
+        assert_eq!(e, 2);
+        let unlabelled = load(&classes, |c| c.labels = FolderLabels::None).unwrap();
+        assert!(unlabelled.store.unlabelled() && unlabelled.store.len() == 2);
     }
 }

@@ -31,13 +31,18 @@ impl ImageStore {
         self.labels.is_empty()
     }
 
+    /// No classes: images without labels (a flat folder for self-supervised pretraining).
+    pub fn unlabelled(&self) -> bool {
+        self.classes.is_empty()
+    }
+
     fn image_bytes(&self) -> usize {
         (self.channels * self.height * self.width) as usize
     }
 
     /// Keeps the first `max_per_class` images of every class (file order), for balanced subsets.
     pub fn limit_per_class(&mut self, max_per_class: u64) {
-        if max_per_class == 0 {
+        if max_per_class == 0 || self.unlabelled() {
             return;
         }
         let mut seen = vec![0u64; self.classes.len()];
@@ -79,9 +84,9 @@ impl ImageStore {
         if !(fraction > 0.0 && fraction <= 1.0) {
             return Err(PtError::config(format!("label_fraction must be in (0, 1], got {fraction}")));
         }
-        if fraction == 1.0 {
+        if fraction == 1.0 || self.unlabelled() {
             self.labelled = None;
-            return Ok(self.len() as u64);
+            return Ok(if self.unlabelled() { 0 } else { self.len() as u64 });
         }
         let mut totals = vec![0u64; self.classes.len()];
         for &l in &self.labels {
@@ -148,7 +153,7 @@ impl ImageStore {
     /// and the normalisation and size in the notes (objectives read `mean`/`std` from there).
     pub fn info(&self, norm: &Normalization, mut notes: serde_json::Map<String, serde_json::Value>) -> DatasetInfo {
         let mut counts = vec![0u64; self.classes.len()];
-        for &l in &self.labels {
+        for &l in self.labels.iter().filter(|&&l| l >= 0) {
             counts[l as usize] += 1;
         }
         notes.insert("mean".into(), serde_json::json!(norm.mean));
@@ -158,17 +163,18 @@ impl ImageStore {
         if let Some(keep) = &self.labelled {
             notes.insert("labelled_samples".into(), serde_json::json!(keep.iter().filter(|&&k| k).count()));
         }
+        let mut fields = vec![FieldInfo::new(
+            "image",
+            "float32",
+            &[self.channels, self.height, self.width],
+            "normalised pixels (notes: mean, std)",
+        )];
+        if !self.unlabelled() {
+            fields.push(FieldInfo::new("label", "int64", &[], "class index (-100: label hidden, see label_fraction)"));
+        }
         DatasetInfo {
             num_samples: self.len() as u64,
-            fields: vec![
-                FieldInfo::new(
-                    "image",
-                    "float32",
-                    &[self.channels, self.height, self.width],
-                    "normalised pixels (notes: mean, std)",
-                ),
-                FieldInfo::new("label", "int64", &[], "class index (-100: label hidden, see label_fraction)"),
-            ],
+            fields,
             classes: self.classes.clone(),
             class_counts: counts,
             notes,
@@ -181,7 +187,7 @@ impl ImageStore {
         }
     }
 
-    /// `image` [B, C, H, W] float32 normalised, `label` [B] int64.
+    /// `image` [B, C, H, W] float32 normalised, `label` [B] int64 (when labelled).
     pub fn batch(&self, indices: &[u64], norm: &Normalization) -> Result<Tensors> {
         let size = self.image_bytes();
         let mut bytes = Vec::with_capacity(indices.len() * size);
@@ -198,6 +204,9 @@ impl ImageStore {
         let shape = [indices.len() as i64, self.channels, self.height, self.width];
         let raw = Tensor::f_from_slice(&bytes)?.f_view(shape)?.f_to_kind(Kind::Float)?.f_mul_scalar(self.scale)?;
         let image = norm.normalize(&raw)?; // [batch, channels, height, width]
+        if self.unlabelled() {
+            return Ok(Tensors::new().with("image", image));
+        }
         Ok(Tensors::new().with("image", image).with("label", Tensor::f_from_slice(&labels)?))
     }
 }
