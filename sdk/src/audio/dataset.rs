@@ -244,7 +244,7 @@ impl AudioFiles {
                 Ok(facts) => facts,
                 Err(e) => {
                     reject(Rejection {
-                        reason: "unreadable or unsupported WAV",
+                        reason: "unreadable or unsupported audio",
                         message: format!("{at}{}; fix or remove it, or set skip_bad = true", e.message),
                     })?;
                     continue;

@@ -35,17 +35,18 @@ pub fn is_manifest(path: &Path) -> bool {
     path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("tsv"))
 }
 
-fn is_wav(path: &Path) -> bool {
+fn is_audio(path: &Path) -> bool {
     path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("wav"))
+        || super::compressed::handles(path)
 }
 
-/// Every `*.wav` under `root` (recursively), sorted by path.
+/// Every audio file (`.wav`, `.flac`, `.ogg`, `.mp3`) under `root` (recursively), sorted by path.
 pub fn scan_wavs(root: &Path) -> Result<Vec<PathBuf>> {
     if !root.exists() {
-        return Err(PtError::io(root, "does not exist (path must be a folder of .wav files or a .tsv manifest)"));
+        return Err(PtError::io(root, "does not exist (path must be a folder of audio files or a .tsv manifest)"));
     }
     if !root.is_dir() {
-        return Err(PtError::io(root, "not a directory (path must be a folder of .wav files or a .tsv manifest)"));
+        return Err(PtError::io(root, "not a directory (path must be a folder of audio files or a .tsv manifest)"));
     }
     let mut found = Vec::new();
     let mut pending = vec![root.to_path_buf()];
@@ -54,7 +55,7 @@ pub fn scan_wavs(root: &Path) -> Result<Vec<PathBuf>> {
             let path = entry.map_err(|e| PtError::io(&dir, e))?.path();
             if path.is_dir() {
                 pending.push(path);
-            } else if is_wav(&path) {
+            } else if is_audio(&path) {
                 found.push(path);
             }
         }
@@ -161,7 +162,8 @@ mod tests {
     fn manifest_and_wav_extensions() {
         assert!(is_manifest(Path::new("train.TSV")));
         assert!(!is_manifest(Path::new("train.csv")));
-        assert!(is_wav(Path::new("x/a.Wav")));
-        assert!(!is_wav(Path::new("x/a.flac")));
+        assert!(is_audio(Path::new("x/a.Wav")));
+        assert!(is_audio(Path::new("x/a.flac")) && is_audio(Path::new("x/b.OGG")));
+        assert!(!is_audio(Path::new("x/a.txt")));
     }
 }

@@ -1,5 +1,6 @@
-//! WAV reading: headers (cheap, for validation and lengths) and full decoding to mono f32 at a
-//! target sample rate (channels averaged, then resampled with rubato's FFT resampler).
+//! Audio reading: headers (cheap, for validation and lengths) and full decoding to mono f32 at a
+//! target sample rate (channels averaged, then resampled with rubato's FFT resampler). WAV goes
+//! through hound; FLAC, Ogg Vorbis and MP3 through symphonia (`compressed.rs`).
 
 use crate::{PtError, Result};
 use hound::{SampleFormat, WavReader};
@@ -111,6 +112,11 @@ fn facts_of(reader: &WavReader<BufReader<File>>) -> WavFacts {
 /// one pt reads and that the last frame the header declares is really there (a truncated file is
 /// caught here, not in the middle of training).
 pub fn read_wav_header(path: &Path) -> Result<WavFacts> {
+    if super::compressed::handles(path) {
+        let facts = super::compressed::read_header(path)?;
+        check_encoding(path, &facts)?;
+        return Ok(facts);
+    }
     let mut reader = open(path)?;
     let facts = facts_of(&reader);
     check_encoding(path, &facts)?;
@@ -145,6 +151,13 @@ pub fn read_wav_header(path: &Path) -> Result<WavFacts> {
 pub fn read_wav(path: &Path, target_rate: u32) -> Result<(Vec<f32>, WavFacts)> {
     if target_rate == 0 {
         return Err(PtError::config("read_wav: the target sample rate must be positive"));
+    }
+    if super::compressed::handles(path) {
+        let (interleaved, facts) = super::compressed::decode(path)?;
+        check_encoding(path, &facts)?;
+        let mono = downmix(&interleaved, facts.channels as usize);
+        let samples = resample(&mono, facts.sample_rate, target_rate).map_err(|e| e.context(path.display()))?;
+        return Ok((samples, facts));
     }
     let mut reader = open(path)?;
     let facts = facts_of(&reader);
