@@ -32,6 +32,8 @@ const TINY: &[(&str, &str)] = &[
     ("mlm:mlm", "vocab_size = 500"),
     ("resnet:idx_images", "max_samples = 64"),
     ("resnet:image_folder", "path = \"{png_folder}\""),
+    // The same images packed into shards by `pt data pack` (see the test's set-up).
+    ("resnet:image_shards", "shards = [\"{png_folder}-shards\"]\nimage_size = 12"),
     ("resnet:pixel_csv", "split = \"train\""),
     ("resnet:resnet18", "width = 8"),
     ("resnet:resnet34", "width = 8"),
@@ -262,6 +264,8 @@ fn every_component_of_every_plugin_trains_in_a_tiny_run() {
     std::fs::create_dir_all(&runs).unwrap();
     let png_folder = pt.home.path().join("png-folder");
     write_png_folder(&png_folder);
+    let shards = pt.home.path().join("png-folder-shards");
+    pt.ok(&["data", "pack", png_folder.to_str().unwrap(), shards.to_str().unwrap(), "--shard-size", "3"]);
     let mut r = Runner {
         pt: &pt,
         runs,

@@ -3,6 +3,7 @@
 #[macro_use]
 mod out;
 mod checkpoint_cmd;
+mod data_cmd;
 mod doctor;
 mod export_cmd;
 mod launch_cmd;
@@ -41,6 +42,9 @@ enum Command {
     /// List and inspect checkpoints.
     #[command(subcommand)]
     Checkpoint(checkpoint_cmd::CheckpointCommand),
+    /// Prepare your own data: `pt data pack IMAGES OUT` writes tar shards for `image_shards`.
+    #[command(subcommand)]
+    Data(data_cmd::DataCommand),
     /// Show the built-in recipes (`pt recipes --show NAME` prints one).
     Recipes(recipes::Args),
     /// Train a WordPiece tokenizer on text files.
@@ -68,6 +72,7 @@ fn main() {
         Command::Train(a) => train_cmd::run(a, cli.verbose),
         Command::Launch(a) => launch_cmd::run(a),
         Command::Checkpoint(c) => checkpoint_cmd::run(c),
+        Command::Data(c) => data_cmd::run(c),
         Command::Recipes(a) => recipes::run(a),
         Command::Tokenizer(c) => tokenizer_cmd::run(c),
         Command::Export(a) => export_cmd::run(a),

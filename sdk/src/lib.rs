@@ -75,6 +75,7 @@ pub mod config;
 pub mod error;
 pub mod export;
 pub mod files;
+pub mod shards;
 pub mod ffi;
 pub mod host;
 pub mod host_view;

@@ -14,11 +14,11 @@ pub use arch::{ResNet18, ResNet34, ResNet50};
 pub use evaluator::Classification;
 pub use fixmatch::FixMatch;
 pub use objective::Supervised;
-use pt_sdk::vision::{IdxImages, ImageFolder, PixelCsv};
+use pt_sdk::vision::{IdxImages, ImageFolder, ImageShards, PixelCsv};
 
 pt_sdk::export_plugin! {
     name: "resnet",
-    datasets: [IdxImages, ImageFolder, PixelCsv],
+    datasets: [IdxImages, ImageFolder, ImageShards, PixelCsv],
     architectures: [ResNet18, ResNet34, ResNet50],
     objectives: [Supervised, FixMatch],
     evaluators: [Classification],

@@ -4,9 +4,10 @@
 //! as bytes.
 
 use super::augment::Normalization;
+use super::decode::{decode_image, decoding_pool, ImageParams};
+pub use super::decode::ResizeMode;
 use super::store::{ImageStore, UNLABELLED};
 use crate::{Component, Config, CreateCtx, Dataset, DatasetInfo, PtError, Result, StepCtx, Tensors};
-use image::imageops::FilterType;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -20,16 +21,6 @@ pub enum FolderLabels {
     Folders,
     /// Every image under the root, at any depth, unlabelled (self-supervised pretraining).
     None,
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum ResizeMode {
-    /// The shorter side to `image_size`, then the centre square (torchvision's Resize + CenterCrop).
-    #[default]
-    Crop,
-    /// Both sides to `image_size`, whatever the aspect ratio.
-    Stretch,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -119,43 +110,16 @@ fn images_under(dir: &Path) -> Vec<PathBuf> {
     crate::files::expand_sources(&[dir.to_path_buf()], &IMAGE_EXTENSIONS, "image_folder").unwrap_or_default()
 }
 
-/// Decodes `path` into `[channels, size, size]` (or native size) bytes, refusing more than
-/// `max_pixels` from the header alone.
+/// Decodes `path` into `[channels, size, size]` (or native size) bytes.
 fn decode(path: &Path, cfg: &ImageFolderConfig) -> std::result::Result<(Vec<u8>, i64, i64), String> {
-    let (w, h) = image::image_dimensions(path).map_err(|e| e.to_string())?;
-    if w as u64 * h as u64 > cfg.max_pixels {
-        return Err(format!(
-            "{w}×{h} = {} pixels, more than max_pixels = {} (a decompression bomb, or raise max_pixels)",
-            w as u64 * h as u64,
-            cfg.max_pixels
-        ));
-    }
-    let img = image::open(path).map_err(|e| e.to_string())?;
-    let img = match (cfg.image_size.map(|s| s as u32), cfg.resize) {
-        (Some(s), _) if img.width() == s && img.height() == s => img,
-        (Some(s), ResizeMode::Stretch) => img.resize_exact(s, s, FilterType::Triangle),
-        (Some(s), ResizeMode::Crop) => {
-            let short = img.width().min(img.height()).max(1) as f64;
-            let (rw, rh) = (
-                ((img.width() as f64 * s as f64 / short).round() as u32).max(s),
-                ((img.height() as f64 * s as f64 / short).round() as u32).max(s),
-            );
-            img.resize_exact(rw, rh, FilterType::Triangle).crop_imm((rw - s) / 2, (rh - s) / 2, s, s)
-        }
-        (None, _) => img,
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let params = ImageParams {
+        image_size: cfg.image_size.map(|s| s as u32),
+        resize: cfg.resize,
+        channels: cfg.channels,
+        max_pixels: cfg.max_pixels,
     };
-    let (w, h) = (img.width() as i64, img.height() as i64);
-    let interleaved = if cfg.channels == 1 { img.to_luma8().into_raw() } else { img.to_rgb8().into_raw() };
-    // HWC → CHW
-    let plane = (w * h) as usize;
-    let c = cfg.channels as usize;
-    let mut chw = vec![0u8; plane * c];
-    for (p, px) in interleaved.chunks_exact(c).enumerate() {
-        for (ch, &v) in px.iter().enumerate() {
-            chw[ch * plane + p] = v;
-        }
-    }
-    Ok((chw, h, w))
+    decode_image(&bytes, &params)
 }
 
 /// The images to read, with their labels, the class names, and the empty class folders.
@@ -203,14 +167,17 @@ fn list(cfg: &ImageFolderConfig, root: &Path) -> Result<(Vec<(PathBuf, i64)>, Ve
     Ok((files, classes, empty))
 }
 
+/// The images under `root` with their labels (-100 when unlabelled) and the class names, as
+/// `image_folder` reads them (for `pt data pack`).
+pub fn list_images(root: &Path, labels: FolderLabels) -> Result<(Vec<(PathBuf, i64)>, Vec<String>)> {
+    let cfg = ImageFolderConfig { labels, ..Default::default() };
+    list(&cfg, root).map(|(files, classes, _)| (files, classes))
+}
+
 /// Decodes `files` on `workers` threads (0: one per CPU), results in file order.
 fn decode_all(files: &[(PathBuf, i64)], cfg: &ImageFolderConfig) -> Result<Vec<std::result::Result<(Vec<u8>, i64, i64), String>>> {
     use rayon::prelude::*;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(cfg.workers)
-        .thread_name(|i| format!("pt-decode-{i}"))
-        .build()
-        .map_err(|e| PtError::data(format!("image_folder: cannot start the decoding threads ({e})")))?;
+    let pool = decoding_pool(cfg.workers)?;
     Ok(pool.install(|| files.par_iter().map(|(f, _)| decode(f, cfg)).collect()))
 }
 

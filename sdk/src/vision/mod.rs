@@ -7,12 +7,15 @@
 //! (seed, stream, epoch, sample index), so a resumed or resharded run makes the same views.
 
 pub mod augment;
+pub mod decode;
 pub mod folder;
 pub mod idx;
 pub mod pixel_csv;
+pub mod shard_images;
 pub mod store;
 
 pub use augment::Normalization;
 pub use folder::ImageFolder;
 pub use idx::IdxImages;
 pub use pixel_csv::PixelCsv;
+pub use shard_images::ImageShards;

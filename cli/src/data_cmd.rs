@@ -1,0 +1,81 @@
+//! `pt data pack SRC OUT`: an image folder (class folders or unlabelled) into WebDataset-style tar
+//! shards (`NNNNNNNN.png|jpg` with the original bytes, and `NNNNNNNN.cls` holding the class
+//! number), which the `image_shards` dataset reads.
+
+use anyhow::Context;
+use pt_sdk::shards::TarWriter;
+use pt_sdk::vision::folder::{list_images, FolderLabels};
+use std::path::PathBuf;
+
+#[derive(clap::Subcommand)]
+pub enum DataCommand {
+    /// Pack an image folder into tar shards for the `image_shards` dataset.
+    Pack {
+        /// Root of the images: one sub-folder per class, or unlabelled images at any depth.
+        src: PathBuf,
+        /// Folder the shards are written into (created; must be empty or absent).
+        out: PathBuf,
+        /// Samples per shard.
+        #[arg(long, default_value_t = 1000)]
+        shard_size: usize,
+        /// folders, none or auto (as `image_folder`'s `labels`).
+        #[arg(long, default_value = "auto")]
+        labels: String,
+    },
+}
+
+pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
+    match cmd {
+        DataCommand::Pack { src, out, shard_size, labels } => pack(&src, &out, shard_size, &labels),
+    }
+}
+
+fn pack(src: &std::path::Path, out: &std::path::Path, shard_size: usize, labels: &str) -> anyhow::Result<()> {
+    let labels = match labels {
+        "auto" => FolderLabels::Auto,
+        "folders" => FolderLabels::Folders,
+        "none" => FolderLabels::None,
+        other => anyhow::bail!("--labels {other}: expected auto, folders or none"),
+    };
+    if shard_size == 0 {
+        anyhow::bail!("--shard-size must be at least 1");
+    }
+    if out.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+        anyhow::bail!("{} is not empty: pack into a new folder", out.display());
+    }
+    let (files, classes) = list_images(src, labels)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let started = std::time::Instant::now();
+    let mut written = 0;
+    for (s, chunk) in files.chunks(shard_size).enumerate() {
+        let path = out.join(format!("shard-{s:06}.tar"));
+        let tmp = out.join(format!(".shard-{s:06}.tar.tmp"));
+        let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut tar = TarWriter::new(std::io::BufWriter::new(file));
+        for (i, (image, label)) in chunk.iter().enumerate() {
+            let key = format!("{:08}", s * shard_size + i);
+            let ext = image.extension().and_then(|e| e.to_str()).unwrap_or("png").to_ascii_lowercase();
+            let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
+            tar.add(&format!("{key}.{ext}"), &bytes).with_context(|| format!("writing {}", tmp.display()))?;
+            if *label >= 0 {
+                tar.add(&format!("{key}.cls"), label.to_string().as_bytes())?;
+            }
+        }
+        tar.finish()?.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        written += chunk.len();
+        errln!("{}: {} images ({written} of {})", path.display(), chunk.len(), files.len());
+    }
+    if !classes.is_empty() {
+        std::fs::write(out.join("classes.txt"), classes.join("\n") + "\n")?;
+    }
+    outln!(
+        "packed {} images{} into {} shard(s) in {} in {:.1}s",
+        files.len(),
+        if classes.is_empty() { String::new() } else { format!(" of {} classes", classes.len()) },
+        files.len().div_ceil(shard_size),
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! Decoding one encoded image (PNG/JPEG bytes) into `[channels, size, size]` bytes: the size
+//! checked from the header before anything is decoded, the aspect ratio kept (shorter side to
+//! the size, then the centre square) unless stretching is asked for.
+
+use image::imageops::FilterType;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ResizeMode {
+    /// The shorter side to `image_size`, then the centre square (torchvision's Resize + CenterCrop).
+    #[default]
+    Crop,
+    /// Both sides to `image_size`, whatever the aspect ratio.
+    Stretch,
+}
+
+/// How images become tensors' bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct ImageParams {
+    /// None: keep the native size.
+    pub image_size: Option<u32>,
+    pub resize: ResizeMode,
+    /// 1 (grayscale) or 3 (RGB).
+    pub channels: i64,
+    pub max_pixels: u64,
+}
+
+/// `[channels, height, width]` bytes of the encoded image `bytes`, and (height, width).
+pub fn decode_image(bytes: &[u8], p: &ImageParams) -> std::result::Result<(Vec<u8>, i64, i64), String> {
+    let reader = || image::io::Reader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string());
+    let (w, h) = reader()?.into_dimensions().map_err(|e| e.to_string())?;
+    if w as u64 * h as u64 > p.max_pixels {
+        return Err(format!(
+            "{w}×{h} = {} pixels, more than max_pixels = {} (a decompression bomb, or raise max_pixels)",
+            w as u64 * h as u64,
+            p.max_pixels
+        ));
+    }
+    let img = reader()?.decode().map_err(|e| e.to_string())?;
+    let img = match (p.image_size, p.resize) {
+        (Some(s), _) if img.width() == s && img.height() == s => img,
+        (Some(s), ResizeMode::Stretch) => img.resize_exact(s, s, FilterType::Triangle),
+        (Some(s), ResizeMode::Crop) => {
+            let short = img.width().min(img.height()).max(1) as f64;
+            let (rw, rh) = (
+                ((img.width() as f64 * s as f64 / short).round() as u32).max(s),
+                ((img.height() as f64 * s as f64 / short).round() as u32).max(s),
+            );
+            img.resize_exact(rw, rh, FilterType::Triangle).crop_imm((rw - s) / 2, (rh - s) / 2, s, s)
+        }
+        (None, _) => img,
+    };
+    let (w, h) = (img.width() as i64, img.height() as i64);
+    let interleaved = if p.channels == 1 { img.to_luma8().into_raw() } else { img.to_rgb8().into_raw() };
+    // HWC → CHW
+    let plane = (w * h) as usize;
+    let c = p.channels as usize;
+    let mut chw = vec![0u8; plane * c];
+    for (i, px) in interleaved.chunks_exact(c).enumerate() {
+        for (ch, &v) in px.iter().enumerate() {
+            chw[ch * plane + i] = v;
+        }
+    }
+    Ok((chw, h, w))
+}
+
+/// A pool of `workers` decoding threads (0: one per CPU).
+pub fn decoding_pool(workers: usize) -> crate::Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(workers)
+        .thread_name(|i| format!("pt-decode-{i}"))
+        .build()
+        .map_err(|e| crate::PtError::data(format!("cannot start the image decoding threads ({e})")))
+}
