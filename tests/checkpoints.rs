@@ -333,7 +333,8 @@ fn resume_refuses_a_changed_config_unless_accepted() {
     let (pt, dir, recipe) = tiny_mlm_setup(4, "");
     let run = dir.path().join("run");
     let train = |extra: &[&str]| {
-        let mut a = vec!["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--quiet", "--set", "checkpoint.every=2"];
+        let mut a =
+            vec!["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--quiet", "--set", "checkpoint.every=2"];
         a.extend(extra);
         pt.run(&a)
     };
@@ -363,7 +364,14 @@ fn resume_refuses_a_changed_config_unless_accepted() {
     let changes = read("config-changes.jsonl");
     let last: serde_json::Value = serde_json::from_str(changes.lines().last().unwrap()).unwrap();
     assert_eq!(last["step"], 6, "{changes}");
-    assert!(last["changes"].as_array().unwrap().iter().any(|c| c["key"] == "optim.lr" && c["old"] == "0.001" && c["new"] == "0.01"), "{changes}");
+    assert!(
+        last["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["key"] == "optim.lr" && c["old"] == "0.001" && c["new"] == "0.01"),
+        "{changes}"
+    );
     assert!(read("config.toml").contains("lr = 0.01"));
 }
 
@@ -382,18 +390,26 @@ fn every_checkpoint_corrupt_is_refused_and_restart_keeps_the_history() {
         std::fs::write(&model, bytes).unwrap();
     }
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    for args in [vec!["train", "--resume", s(&run), "--quiet"], vec!["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--quiet"]] {
+    for args in [
+        vec!["train", "--resume", s(&run), "--quiet"],
+        vec!["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--quiet"],
+    ] {
         let err = pt.fails(&args);
         let line = err.lines().find(|l| l.starts_with("pt: error")).unwrap_or_default();
-        assert!(line.contains(&format!("no valid checkpoint in {}", run.display())) && line.contains("--restart"), "{err}");
+        assert!(
+            line.contains(&format!("no valid checkpoint in {}", run.display())) && line.contains("--restart"),
+            "{err}"
+        );
         assert_eq!(std::fs::read_to_string(run.join("metrics.jsonl")).unwrap(), metrics, "metrics kept whole");
         assert!(checkpoint_dir(&run, 4).exists() && checkpoint_dir(&run, 2).exists());
     }
     pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--quiet", "--restart", "--max-steps", "2"]);
     assert_eq!(summary(&run)["step"], 2);
     assert_eq!(train_steps(&run), [1, 2]);
-    let aside: Vec<String> = std::fs::read_dir(&run).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
-    let kept = aside.iter().find(|n| n.starts_with("metrics-before-restart-") && n.ends_with(".jsonl")).expect("metrics kept");
+    let aside: Vec<String> =
+        std::fs::read_dir(&run).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    let kept =
+        aside.iter().find(|n| n.starts_with("metrics-before-restart-") && n.ends_with(".jsonl")).expect("metrics kept");
     assert_eq!(std::fs::read_to_string(run.join(kept)).unwrap(), metrics);
     let old = aside.iter().find(|n| n.starts_with("checkpoints-before-restart-")).expect("checkpoints kept");
     assert!(run.join(old).join("step-00000004").exists());
@@ -422,10 +438,13 @@ fn export_refuses_to_overwrite_and_replaces_only_whole() {
     std::fs::write(out.join("stale.txt"), "from before").unwrap();
     pt.ok(&["export", s(&run), s(&out), "--force"]);
     assert!(out.join("model.safetensors").exists() && !out.join("stale.txt").exists());
-    let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().filter_map(|e| {
-        let n = e.unwrap().file_name().to_string_lossy().to_string();
-        n.starts_with('.').then_some(n)
-    }).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .filter_map(|e| {
+            let n = e.unwrap().file_name().to_string_lossy().to_string();
+            n.starts_with('.').then_some(n)
+        })
+        .collect();
     assert!(leftovers.is_empty(), "no staging or old copies left: {leftovers:?}");
 }
 
@@ -435,7 +454,8 @@ fn drop_tensor_and_reseal(ckpt: &Path, file: &str, drop: &str) {
     let path = ckpt.join(file);
     let bytes = std::fs::read(&path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let kept: Vec<(String, safetensors::tensor::TensorView)> = st.tensors().into_iter().filter(|(n, _)| n != drop).collect();
+    let kept: Vec<(String, safetensors::tensor::TensorView)> =
+        st.tensors().into_iter().filter(|(n, _)| n != drop).collect();
     assert_eq!(kept.len() + 1, st.len(), "{drop} is in {file}");
     let out = safetensors::tensor::serialize(kept, None).unwrap();
     std::fs::write(&path, &out).unwrap();
@@ -455,7 +475,10 @@ fn resume_refuses_an_incomplete_checkpoint_and_verify_names_it() {
     let run = tmp.path().join("run");
     pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--set", "checkpoint.every=2", "--quiet"]);
     let verified = pt.ok(&["checkpoint", "verify", s(&run)]);
-    assert!(verified.contains("2 of 2 checkpoints verify") && verified.contains("resume starts from step 4"), "{verified}");
+    assert!(
+        verified.contains("2 of 2 checkpoints verify") && verified.contains("resume starts from step 4"),
+        "{verified}"
+    );
     let last = checkpoint_dir(&run, 4);
     let name = read_safetensors(&last.join("model.safetensors")).into_keys().find(|n| n.contains("LayerNorm")).unwrap();
     drop_tensor_and_reseal(&last, "model.safetensors", &name);

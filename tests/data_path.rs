@@ -121,7 +121,8 @@ print("ok")
     // A damaged shard is named.
     let bytes = std::fs::read(ours.join("shard-000002.tar")).unwrap();
     std::fs::write(ours.join("shard-000002.tar"), &bytes[..bytes.len() / 2 + 100]).unwrap();
-    let err = pt.fails(&["train", "--recipe", s(&recipe(tmp.path(), &ours, 1)), "--run-dir", s(&tmp.path().join("bad"))]);
+    let err =
+        pt.fails(&["train", "--recipe", s(&recipe(tmp.path(), &ours, 1)), "--run-dir", s(&tmp.path().join("bad"))]);
     let line = err.lines().find(|l| l.starts_with("pt: error")).unwrap_or_default();
     assert!(line.contains("shard-000002.tar") && line.contains("truncated"), "{err}");
 }

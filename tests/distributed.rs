@@ -334,7 +334,8 @@ fn launch_names_the_rank_that_stopped_not_the_one_that_gave_up() {
     assert!(!out.status.success(), "{err}");
     let last = err.lines().rev().find(|l| l.starts_with("pt: error")).unwrap_or_default();
     assert!(
-        last.contains("rank 1 stopped making progress (no heartbeat since step") && last.contains("rank 0 gave up waiting for it"),
+        last.contains("rank 1 stopped making progress (no heartbeat since step")
+            && last.contains("rank 0 gave up waiting for it"),
         "{err}"
     );
 }
@@ -348,7 +349,19 @@ fn launch_on_a_busy_port_fails_at_once_naming_it() {
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = held.local_addr().unwrap().port().to_string();
     let run = tmp.path().join("run");
-    let err = pt.fails(&["launch", "--nproc-per-node", "2", "--master-port", &port, "--", "train", "--recipe", s(&recipe), "--run-dir", s(&run)]);
+    let err = pt.fails(&[
+        "launch",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        &port,
+        "--",
+        "train",
+        "--recipe",
+        s(&recipe),
+        "--run-dir",
+        s(&run),
+    ]);
     assert!(err.contains(&format!("--master-port {port} is in use on 127.0.0.1")), "{err}");
     assert!(!run.exists(), "no rank started");
 }

@@ -262,7 +262,8 @@ fn a_shared_library_that_is_not_a_plugin_is_refused_in_one_line_without_being_op
     let line = assert_one_line_error(&err);
     assert!(line.contains("libforeign.so") && line.contains("not a pt plugin"), "{line}");
     assert!(line.contains("export_plugin!"), "says what a plugin needs: {line}");
-    let out = pt.cmd().env("PT_TEST_CTOR_MARK", &mark).env("PT_PLUGIN_PATH", &lib).args(["plugin", "list"]).output().unwrap();
+    let out =
+        pt.cmd().env("PT_TEST_CTOR_MARK", &mark).env("PT_PLUGIN_PATH", &lib).args(["plugin", "list"]).output().unwrap();
     let listed = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(listed.contains("libforeign.so") && listed.contains("not a pt plugin"), "{listed}");
     assert!(!mark.exists(), "the library's constructor ran");
@@ -508,8 +509,22 @@ fn components_are_created_with_the_real_rank_and_world_size() {
     let run = pt.home.path().join("run-ranks");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
     pt.ok(&[
-        "launch", "--nproc-per-node", "2", "--master-port", &port, "--", "train", "--recipe", s(&recipe), "--run-dir",
-        s(&run), "--quiet", "--set", "data.record_ctx=true", "--set", "run.dist_timeout_s=60",
+        "launch",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        &port,
+        "--",
+        "train",
+        "--recipe",
+        s(&recipe),
+        "--run-dir",
+        s(&run),
+        "--quiet",
+        "--set",
+        "data.record_ctx=true",
+        "--set",
+        "run.dist_timeout_s=60",
     ]);
     for rank in 0..2u64 {
         let path = run.join(format!("create-ctx-rank{rank}.json"));

@@ -48,11 +48,20 @@ fn bad_keys_and_values_fail_before_anything_is_built() {
         ("run.grad_clip=nan", "[run] grad_clip = NaN"),
         ("checkpoint.evry=2", "Did you mean 'every'?"),
         // Components' keys: names checked by pt, types and values by the plugin, neither built.
-        ("arch.hiden_size=8", "unknown key 'hiden_size' in [arch] for architecture 'bert'. Did you mean 'hidden_size'?"),
-        ("data.block_size=\"long\"", "[data] config error in mlm:text: config of text: block_size = \"long\": invalid type"),
+        (
+            "arch.hiden_size=8",
+            "unknown key 'hiden_size' in [arch] for architecture 'bert'. Did you mean 'hidden_size'?",
+        ),
+        (
+            "data.block_size=\"long\"",
+            "[data] config error in mlm:text: config of text: block_size = \"long\": invalid type",
+        ),
         ("data.vocab_size=-3", "vocab_size = -3: invalid value: integer `-3`"),
         ("objective.mask_token_prob=nan", "[objective] mask_token_prob = NaN: expected a finite number"),
-        ("objective.mask_prob=1.5", "[objective] config error in mlm:mlm: config of mlm: mask_prob must be in (0, 1], got 1.5"),
+        (
+            "objective.mask_prob=1.5",
+            "[objective] config error in mlm:mlm: config of mlm: mask_prob must be in (0, 1], got 1.5",
+        ),
         // Issue 19 (6): sizes whose parameters alone exceed the machine's memory (this used to
         // spend minutes building layers, or abort in an allocation).
         ("arch.num_hidden_layers=10000000", "bert: these sizes make"),
@@ -102,7 +111,9 @@ fn print_config_is_the_plan_and_feeds_back_to_the_same_plan() {
     let wav = pt.ok(&["train", "--recipe", "wav2vec2-wav2vec2", "--print-config"]);
     assert!(wav.contains("#   [objective] conv_kernel  <- [arch] wav2vec:wav2vec2 (conv_kernel)"), "{wav}");
     // `~key` removes a key: the component's default applies again.
-    assert!(!pt.ok(&["train", "--recipe", "mlm-bert", "--set", "~arch.preset", "--print-config"]).contains("preset = \"tiny\""));
+    assert!(!pt
+        .ok(&["train", "--recipe", "mlm-bert", "--set", "~arch.preset", "--print-config"])
+        .contains("preset = \"tiny\""));
 }
 
 #[test]
@@ -133,7 +144,11 @@ fn unknown_components_have_one_error_path() {
     assert!(e.contains("--recipe mlm-bret: no such file, and no built-in recipe of that name"), "{e}");
     // A required input nothing provides is a composition error before anything is built.
     let dir = tempfile::tempdir().unwrap();
-    let images = write_file(dir.path(), "r.toml", "[data]\nname = \"idx_images\"\n[arch]\nname = \"bert\"\n[objective]\nname = \"mlm\"\n");
+    let images = write_file(
+        dir.path(),
+        "r.toml",
+        "[data]\nname = \"idx_images\"\n[arch]\nname = \"bert\"\n[objective]\nname = \"mlm\"\n",
+    );
     let e = pt.fails(&["train", "--recipe", s(&images), "--print-config"]);
     assert!(e.contains("needs 'vocab_size', which no component of this run provides"), "{e}");
     assert!(e.contains("set [arch] vocab_size = ..."), "{e}");
@@ -150,7 +165,10 @@ fn every_recipe_is_built_in_and_plans() {
         .collect();
     files.sort();
     for name in &files {
-        assert!(listed.lines().any(|l| l.starts_with(&format!("{name} "))), "recipes/{name}.toml not listed:\n{listed}");
+        assert!(
+            listed.lines().any(|l| l.starts_with(&format!("{name} "))),
+            "recipes/{name}.toml not listed:\n{listed}"
+        );
         pt.ok(&["train", "--recipe", name, "--print-config"]);
     }
 }
@@ -165,7 +183,10 @@ fn several_architectures_under_roles_are_planned_and_refused_by_a_single_archite
         "[data]\nname = \"idx_images\"\n[arch.image]\nname = \"resnet18\"\nwidth = 8\n[arch.text]\nname = \"bert\"\nvocab_size = 100\n[objective]\nname = \"supervised\"\n",
     );
     let e = pt.fails(&["train", "--recipe", s(&recipe), "--print-config"]);
-    assert!(e.contains("trains one architecture, but the recipe gives 2 under roles ([arch.image], [arch.text])"), "{e}");
+    assert!(
+        e.contains("trains one architecture, but the recipe gives 2 under roles ([arch.image], [arch.text])"),
+        "{e}"
+    );
     assert!(!dir.path().join("runs").exists());
 }
 

@@ -497,7 +497,8 @@ fn a_second_ctrl_c_exits_at_once_and_never_names_an_unwritten_checkpoint() {
     assert_eq!(status.code(), Some(130), "{err}");
     assert!(err.contains("stopped at once by a second signal, without a final checkpoint"), "{err}");
     assert!(err.contains(&format!("pt train --resume {}", run.display())), "{err}");
-    let announced: Vec<&str> = err.lines().filter_map(|l| l.split_once("checkpoint @ step ")?.1.split_once(": ").map(|p| p.1)).collect();
+    let announced: Vec<&str> =
+        err.lines().filter_map(|l| l.split_once("checkpoint @ step ")?.1.split_once(": ").map(|p| p.1)).collect();
     assert!(!announced.is_empty(), "periodic saves are announced:\n{err}");
     for path in announced {
         assert!(Path::new(path).join("manifest.json").is_file(), "announced but not written: {path}\n{err}");
@@ -585,12 +586,17 @@ fn a_binary_file_given_as_text_is_refused_by_name() {
     let recipe = write_file(
         tmp.path(),
         "binary.toml",
-        &tiny_mlm_recipe(&data_dir("text"), 1, "")
-            .replace(&format!("files = [\"{}\"]", text.display()), &format!("files = [\"{}\", \"{}\"]", text.display(), binary.display())),
+        &tiny_mlm_recipe(&data_dir("text"), 1, "").replace(
+            &format!("files = [\"{}\"]", text.display()),
+            &format!("files = [\"{}\", \"{}\"]", text.display(), binary.display()),
+        ),
     );
     let err = pt.fails(&["train", "--recipe", s(&recipe), "--run-dir", s(&tmp.path().join("run")), "--quiet"]);
     let line = err.lines().find(|l| l.starts_with("pt: error")).unwrap_or_default();
-    assert!(line.contains("weights.bin") && line.contains("are not UTF-8 text") && line.contains("binary file"), "{err}");
+    assert!(
+        line.contains("weights.bin") && line.contains("are not UTF-8 text") && line.contains("binary file"),
+        "{err}"
+    );
 }
 
 /// Issue 21: every logged step says how long it waited for data and what the loader alone

@@ -174,15 +174,22 @@ fn verify_plugins(c: &Checkpoint) -> usize {
     let mut problems = 0;
     for recorded in &c.manifest.plugins {
         let short = |sha: &str| sha[..sha.len().min(12)].to_string();
-        let failed = reg.failed.iter().find(|f| f.path.file_name().is_some_and(|n| {
-            n.to_string_lossy().trim_start_matches("lib").trim_end_matches(".so") == recorded.name
-        }));
+        let failed = reg.failed.iter().find(|f| {
+            f.path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().trim_start_matches("lib").trim_end_matches(".so") == recorded.name)
+        });
         match (reg.plugin(&recorded.name), failed) {
             (Some(found), _) if found.plugin.sha256.is_empty() => {
                 println!("plugin {:<9} {}: built into pt", recorded.name, recorded.version)
             }
             (Some(found), _) if found.plugin.sha256 == recorded.sha256 => {
-                println!("plugin {:<9} {} {}: the build the run used", recorded.name, recorded.version, short(&recorded.sha256))
+                println!(
+                    "plugin {:<9} {} {}: the build the run used",
+                    recorded.name,
+                    recorded.version,
+                    short(&recorded.sha256)
+                )
             }
             (Some(found), _) => println!(
                 "plugin {:<9} {} {}: another build than the run used ({} {}); results may differ",
@@ -198,7 +205,12 @@ fn verify_plugins(c: &Checkpoint) -> usize {
             }
             (None, None) => {
                 problems += 1;
-                println!("plugin {:<9} FAILS: not installed (the run used {} {})", recorded.name, recorded.version, short(&recorded.sha256));
+                println!(
+                    "plugin {:<9} FAILS: not installed (the run used {} {})",
+                    recorded.name,
+                    recorded.version,
+                    short(&recorded.sha256)
+                );
             }
         }
     }

@@ -25,9 +25,14 @@ pub struct Args {
 fn check_output(out: &Path, force: bool) -> anyhow::Result<()> {
     let absolute = std::path::absolute(out).with_context(|| format!("resolving {}", out.display()))?;
     for dir in absolute.ancestors() {
-        let in_checkpoints = dir.file_name().is_some_and(|n| n == "checkpoints") && dir.parent().is_some_and(|r| r.join("config.toml").exists());
+        let in_checkpoints = dir.file_name().is_some_and(|n| n == "checkpoints")
+            && dir.parent().is_some_and(|r| r.join("config.toml").exists());
         if dir.join("manifest.json").exists() || in_checkpoints {
-            anyhow::bail!("{}: will not export into a run's checkpoints ({}): choose a directory outside it", out.display(), dir.display());
+            anyhow::bail!(
+                "{}: will not export into a run's checkpoints ({}): choose a directory outside it",
+                out.display(),
+                dir.display()
+            );
         }
     }
     if out.is_file() {
@@ -35,7 +40,10 @@ fn check_output(out: &Path, force: bool) -> anyhow::Result<()> {
     }
     let non_empty = std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(false);
     if non_empty && !force {
-        anyhow::bail!("{} exists and is not empty: pass --force to replace it, or choose another directory", out.display());
+        anyhow::bail!(
+            "{} exists and is not empty: pass --force to replace it, or choose another directory",
+            out.display()
+        );
     }
     Ok(())
 }
@@ -119,13 +127,18 @@ fn tokenizer_config(tokenizer_json: &Path, max_len: Option<i64>) -> anyhow::Resu
 pub fn run(args: Args) -> anyhow::Result<()> {
     check_output(&args.output, args.force)?;
     let ckpt = resolve(&args.checkpoint)?;
-    let mut recipe = Recipe::parse_saved(&ckpt.manifest.config, &format!("{} (saved config)", ckpt.dir.display()), &[])?;
+    let mut recipe =
+        Recipe::parse_saved(&ckpt.manifest.config, &format!("{} (saved config)", ckpt.dir.display()), &[])?;
     recipe.run.device = DeviceSetting::Cpu;
     let reg = Registry::discover();
     // The saved config holds every value the run used, so the plan wires nothing.
     let plan = RunPlan::resolve(&reg, recipe, &ckpt.dir, World::default())?;
-    let (Some(spec), [(_, arch_plan)]) = (plan.recipe.arch.iter().first().map(|(_, s)| *s), plan.archs.as_slice()) else {
-        anyhow::bail!("{}: a run with several architectures: export one role at a time (not supported yet)", ckpt.dir.display());
+    let (Some(spec), [(_, arch_plan)]) = (plan.recipe.arch.iter().first().map(|(_, s)| *s), plan.archs.as_slice())
+    else {
+        anyhow::bail!(
+            "{}: a run with several architectures: export one role at a time (not supported yet)",
+            ckpt.dir.display()
+        );
     };
     let arch = ArchHandle::create(arch_plan, &plan.build_config(spec, &Default::default()), &plan.create_ctx())?;
     let recipe = &plan.recipe;

@@ -61,7 +61,7 @@ fn fmt_metrics(m: &BTreeMap<String, f64>) -> String {
             "loader_wait_share",
             "loader_samples_per_s",
         ]
-            .contains(&k.as_str())
+        .contains(&k.as_str())
             && !k.contains('/')
         {
             parts.push(format!("{k} {v:.4}"));

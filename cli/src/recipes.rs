@@ -38,9 +38,8 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.show {
         Some(name) => {
-            let text = find(&name).ok_or_else(|| {
-                anyhow::anyhow!("no built-in recipe '{name}' (have: {})", names().join(", "))
-            })?;
+            let text = find(&name)
+                .ok_or_else(|| anyhow::anyhow!("no built-in recipe '{name}' (have: {})", names().join(", ")))?;
             print!("{text}");
         }
         None => {

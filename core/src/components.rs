@@ -55,7 +55,8 @@ fn construct<T>(
 ) -> Result<(T, String)> {
     let ctx = serde_json::to_string(ctx).map_err(|e| Error::Config(e.to_string()))?;
     let cfg = config.to_string();
-    let inner = rres(call(&plan.plugin.module, plan.manifest.name.as_str().into(), cfg.as_str().into(), ctx.as_str().into()))?;
+    let inner =
+        rres(call(&plan.plugin.module, plan.manifest.name.as_str().into(), cfg.as_str().into(), ctx.as_str().into()))?;
     Ok((inner, plan.origin()))
 }
 
@@ -79,12 +80,13 @@ pub struct DatasetHandle {
 
 impl DatasetHandle {
     pub fn create(plan: &ComponentPlan, config: &Value, ctx: &CreateCtx) -> Result<Self> {
-        let (inner, origin) = construct(plan, config, ctx, |m, n, c, x| {
-            (m.create_dataset())(n, c, x)
-        })?;
+        let (inner, origin) = construct(plan, config, ctx, |m, n, c, x| (m.create_dataset())(n, c, x))?;
         let info: DatasetInfo = parse_info(&origin, inner.info())?;
         if info.num_samples == 0 {
-            return Err(Error::Config(format!("dataset {origin} ([{}]) has no samples: check its files", plan.section)));
+            return Err(Error::Config(format!(
+                "dataset {origin} ([{}]) has no samples: check its files",
+                plan.section
+            )));
         }
         Ok(DatasetHandle { inner, origin, info })
     }
@@ -106,9 +108,7 @@ pub struct ArchHandle {
 
 impl ArchHandle {
     pub fn create(plan: &ComponentPlan, config: &Value, ctx: &CreateCtx) -> Result<Self> {
-        let (inner, origin) = construct(plan, config, ctx, |m, n, c, x| {
-            (m.create_architecture())(n, c, x)
-        })?;
+        let (inner, origin) = construct(plan, config, ctx, |m, n, c, x| (m.create_architecture())(n, c, x))?;
         let info = parse_info(&origin, inner.info())?;
         Ok(ArchHandle { inner, origin, info })
     }
@@ -141,9 +141,7 @@ pub struct LossValue {
 
 impl ObjectiveHandle {
     pub fn create(plan: &ComponentPlan, config: &Value, ctx: &CreateCtx) -> Result<Self> {
-        let (inner, origin) = construct(plan, config, ctx, |m, n, c, x| {
-            (m.create_objective())(n, c, x)
-        })?;
+        let (inner, origin) = construct(plan, config, ctx, |m, n, c, x| (m.create_objective())(n, c, x))?;
         let info = parse_info(&origin, inner.info())?;
         Ok(ObjectiveHandle { inner, origin, info })
     }
@@ -187,9 +185,7 @@ pub struct EvaluatorHandle {
 
 impl EvaluatorHandle {
     pub fn create(plan: &ComponentPlan, config: &Value, ctx: &CreateCtx) -> Result<Self> {
-        let (inner, origin) = construct(plan, config, ctx, |m, n, c, x| {
-            (m.create_evaluator())(n, c, x)
-        })?;
+        let (inner, origin) = construct(plan, config, ctx, |m, n, c, x| (m.create_evaluator())(n, c, x))?;
         let info = parse_info(&origin, inner.info())?;
         let name = origin.rsplit(':').next().unwrap_or(&origin).to_string();
         Ok(EvaluatorHandle { inner, origin, name, info })

@@ -7,10 +7,10 @@
 use crate::checkpoint::manager::latest_valid;
 use crate::checkpoint::Checkpoint;
 use crate::config::{EvalSpec, Recipe};
+use crate::plan::{RunPlan, World};
 use crate::plugin::Registry;
 use crate::train::eval::EvalRunner;
 use crate::train::weights::load_named;
-use crate::plan::{RunPlan, World};
 use crate::train::Session;
 use crate::{Error, Result};
 use pt_report::{plot_lines, LinePlot, Series};

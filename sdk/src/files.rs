@@ -29,7 +29,11 @@ pub fn expand_sources(entries: &[PathBuf], extensions: &[&str], key: &str) -> Re
             })?;
             found.sort();
             if found.is_empty() {
-                let which = if extensions.is_empty() { "no files".to_string() } else { format!("no .{} files", extensions.join("/.")) };
+                let which = if extensions.is_empty() {
+                    "no files".to_string()
+                } else {
+                    format!("no .{} files", extensions.join("/."))
+                };
                 return Err(PtError::config(format!("{key}: the directory {text} holds {which}")));
             }
             found
@@ -49,7 +53,10 @@ pub fn expand_sources(entries: &[PathBuf], extensions: &[&str], key: &str) -> Re
 
 fn has_extension(path: &Path, extensions: &[&str]) -> bool {
     extensions.is_empty()
-        || path.extension().and_then(|e| e.to_str()).is_some_and(|e| extensions.contains(&e.to_ascii_lowercase().as_str()))
+        || path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| extensions.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 fn hidden(path: &Path) -> bool {
@@ -101,7 +108,9 @@ fn glob(pattern: &Path) -> Vec<PathBuf> {
 fn matches_path(pattern: &[&str], path: &[&str]) -> bool {
     match (pattern.first(), path.first()) {
         (None, None) => true,
-        (Some(&"**"), _) => matches_path(&pattern[1..], path) || (!path.is_empty() && matches_path(pattern, &path[1..])),
+        (Some(&"**"), _) => {
+            matches_path(&pattern[1..], path) || (!path.is_empty() && matches_path(pattern, &path[1..]))
+        }
         (Some(p), Some(name)) => matches_name(p.as_bytes(), name.as_bytes()) && matches_path(&pattern[1..], &path[1..]),
         _ => false,
     }

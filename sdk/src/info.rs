@@ -76,7 +76,11 @@ impl InputDecl {
     }
     /// The fact it is filled from.
     pub fn fact(&self) -> &str {
-        if self.fact.is_empty() { &self.key } else { &self.fact }
+        if self.fact.is_empty() {
+            &self.key
+        } else {
+            &self.fact
+        }
     }
 }
 

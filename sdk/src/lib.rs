@@ -74,9 +74,8 @@ pub mod component;
 pub mod config;
 pub mod error;
 pub mod export;
-pub mod files;
-pub mod shards;
 pub mod ffi;
+pub mod files;
 pub mod host;
 pub mod host_view;
 pub mod info;
@@ -84,6 +83,7 @@ pub mod losses;
 pub mod memory;
 pub mod params;
 pub mod rng;
+pub mod shards;
 pub mod tensor;
 #[cfg(feature = "text")]
 pub mod text;
@@ -128,8 +128,8 @@ pub fn device_code(device: tch::Device) -> i64 {
 pub mod prelude {
     pub use crate::{
         bail, Architecture, ArchitectureInfo, Component, Config, CreateCtx, Dataset, DatasetInfo, ErrorKind,
-        EvalReport, Evaluator, EvaluatorInfo, FieldInfo, HostData, HostModel, InputDecl, LossOutput, NoConfig, Objective,
-        ObjectiveInfo, PtError, Result, Splits, StepCtx, Tensors,
+        EvalReport, Evaluator, EvaluatorInfo, FieldInfo, HostData, HostModel, InputDecl, LossOutput, NoConfig,
+        Objective, ObjectiveInfo, PtError, Result, Splits, StepCtx, Tensors,
     };
     pub use tch::{self, Device, Kind, Tensor};
 }

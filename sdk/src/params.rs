@@ -77,7 +77,11 @@ impl<'a> Params<'a> {
             return Err(crate::PtError::config(format!("{path}: shape {dims:?} is negative or too large")));
         };
         let total = self.created.values.get().saturating_add(n as u64);
-        crate::memory::check_parameters(&format!("{path} {dims:?}"), total as f64, "the architecture's sizes (width, hidden size, layers, classes)")?;
+        crate::memory::check_parameters(
+            &format!("{path} {dims:?}"),
+            total as f64,
+            "the architecture's sizes (width, hidden size, layers, classes)",
+        )?;
         self.created.values.set(total);
         Ok(n)
     }

@@ -74,8 +74,10 @@ pub fn read_tar_index(path: &Path) -> Result<Vec<TarMember>> {
         if header.iter().all(|&b| b == 0) {
             return Ok(members); // end-of-archive marker
         }
-        let stored: u64 = octal(&header[148..156]).ok_or_else(|| bad(path, format!("bad checksum field at byte {pos}")))?;
-        let sum: u64 = header.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { b as u64 }).sum();
+        let stored: u64 =
+            octal(&header[148..156]).ok_or_else(|| bad(path, format!("bad checksum field at byte {pos}")))?;
+        let sum: u64 =
+            header.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { b as u64 }).sum();
         if sum != stored {
             return Err(bad(path, format!("header checksum mismatch at byte {pos} (corrupt or not a tar file)")));
         }
@@ -95,7 +97,11 @@ pub fn read_tar_index(path: &Path) -> Result<Vec<TarMember>> {
             b'0' | 0 => {
                 let name = long_name.take().unwrap_or_else(|| {
                     let (name, prefix) = (cstr(&header[0..100]), cstr(&header[345..500]));
-                    if &header[257..262] == b"ustar" && !prefix.is_empty() { format!("{prefix}/{name}") } else { name }
+                    if &header[257..262] == b"ustar" && !prefix.is_empty() {
+                        format!("{prefix}/{name}")
+                    } else {
+                        name
+                    }
                 });
                 members.push(TarMember { name, offset: data, size });
             }
@@ -191,7 +197,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s-000.tar");
         let mut w = TarWriter::new(std::fs::File::create(&path).unwrap());
-        for (name, data) in [("a/0001.png", &b"png-1"[..]), ("a/0001.cls", b"3"), ("0002.seg.png", b"p2"), ("0002.cls", b"1")] {
+        for (name, data) in
+            [("a/0001.png", &b"png-1"[..]), ("a/0001.cls", b"3"), ("0002.seg.png", b"p2"), ("0002.cls", b"1")]
+        {
             w.add(name, data).unwrap();
         }
         w.finish().unwrap();

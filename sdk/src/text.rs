@@ -166,7 +166,8 @@ fn alphabet(normalizer: &BertNormalizer, lines: impl Iterator<Item = String>, li
 fn only_special_tokens_added(json: &str) -> Result<String> {
     let bad = |e: String| PtError::data(format!("rewriting the trained tokenizer: {e}"));
     let mut v: serde_json::Value = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
-    let added = v.get_mut("added_tokens").and_then(|a| a.as_array_mut()).ok_or_else(|| bad("no added_tokens".into()))?;
+    let added =
+        v.get_mut("added_tokens").and_then(|a| a.as_array_mut()).ok_or_else(|| bad("no added_tokens".into()))?;
     added.retain(|t| t.get("content").and_then(|c| c.as_str()).is_some_and(|c| SPECIAL_TOKENS.contains(&c)));
     serde_json::to_string(&v).map_err(|e| bad(e.to_string()))
 }
@@ -441,11 +442,19 @@ mod tests {
             assert_eq!(tok.token_to_id(t), Some(id as u32));
         }
         let v: serde_json::Value = serde_json::from_slice(&first).unwrap();
-        assert_eq!(v["added_tokens"].as_array().unwrap().len(), SPECIAL_TOKENS.len(), "only the real specials are added");
+        assert_eq!(
+            v["added_tokens"].as_array().unwrap().len(),
+            SPECIAL_TOKENS.len(),
+            "only the real specials are added"
+        );
         let enc = tok.encode("abc ##a [MASK]", true).unwrap();
         assert_eq!(enc.get_tokens().first().map(String::as_str), Some("[CLS]"));
         assert!(enc.get_tokens().contains(&"[MASK]".to_string()));
-        assert!(!enc.get_tokens().contains(&"##a".to_string()), "'##a' in raw text is no token: {:?}", enc.get_tokens());
+        assert!(
+            !enc.get_tokens().contains(&"##a".to_string()),
+            "'##a' in raw text is no token: {:?}",
+            enc.get_tokens()
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

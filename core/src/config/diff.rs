@@ -52,8 +52,11 @@ mod tests {
 
     #[test]
     fn lists_changed_added_and_removed_keys() {
-        let old: Table = toml::from_str("[optim]\nlr = 0.001\n[data]\nfiles = [\"a\"]\n[[eval]]\nname = \"knn\"\nk = 5\n").unwrap();
-        let new: Table = toml::from_str("[optim]\nlr = 0.002\nname = \"sgd\"\n[data]\nfiles = [\"a\"]\n[[eval]]\nname = \"knn\"\n").unwrap();
+        let old: Table =
+            toml::from_str("[optim]\nlr = 0.001\n[data]\nfiles = [\"a\"]\n[[eval]]\nname = \"knn\"\nk = 5\n").unwrap();
+        let new: Table =
+            toml::from_str("[optim]\nlr = 0.002\nname = \"sgd\"\n[data]\nfiles = [\"a\"]\n[[eval]]\nname = \"knn\"\n")
+                .unwrap();
         let c: Vec<String> = changes(&old, &new).iter().map(|c| c.to_string()).collect();
         assert_eq!(c, ["eval.0.k: 5 -> (unset)", "optim.lr: 0.001 -> 0.002", "optim.name: (unset) -> \"sgd\""]);
         assert!(changes(&old, &old).is_empty());

@@ -47,7 +47,8 @@ impl OptimSettings {
             Some(Value::Table(m)) => m
                 .into_iter()
                 .map(|(prefix, v)| {
-                    let mult = number(&v).ok_or_else(|| c.error(&format!("lr_mult.\"{prefix}\" = {v}: expected a number")))?;
+                    let mult =
+                        number(&v).ok_or_else(|| c.error(&format!("lr_mult.\"{prefix}\" = {v}: expected a number")))?;
                     c.float(&format!("lr_mult.\"{prefix}\""), mult, "a finite number ≥ 0", |m| m >= 0.0)?;
                     Ok(LrMultRule { prefix, lr_mult: mult })
                 })
@@ -64,7 +65,8 @@ impl OptimSettings {
         known.extend(keys_of(&defaults));
         check_keys("optim", &t, &known.iter().map(String::as_str).collect::<Vec<_>>())?;
         for (key, value) in t.iter().filter(|(k, _)| *k != "name") {
-            let one: Table = [("name".to_string(), t["name"].clone()), (key.clone(), value.clone())].into_iter().collect();
+            let one: Table =
+                [("name".to_string(), t["name"].clone()), (key.clone(), value.clone())].into_iter().collect();
             if let Err(e) = Value::Table(one).try_into::<OptimizerConfig>() {
                 return Err(c.error(&format!("{key} = {value}: {}", e.message())));
             }
@@ -79,7 +81,11 @@ impl OptimSettings {
 
     /// The parameter-group rules pt-optim builds groups from.
     pub fn rules(&self) -> GroupRules {
-        GroupRules { weight_decay: self.optimizer.weight_decay(), lr_mult: self.lr_mult.clone(), freeze: self.freeze.clone() }
+        GroupRules {
+            weight_decay: self.optimizer.weight_decay(),
+            lr_mult: self.lr_mult.clone(),
+            freeze: self.freeze.clone(),
+        }
     }
 
     /// Every key, defaults included (what `config.toml` and `--print-config` show).

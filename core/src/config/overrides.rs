@@ -11,9 +11,7 @@ pub fn apply_override(root: &mut Table, spec: &str) -> Result<()> {
         return remove_path(root, path.trim(), spec);
     }
     let (path, raw) = spec.split_once('=').ok_or_else(|| {
-        Error::Config(format!(
-            "--set '{spec}': expected KEY=VALUE (e.g. --set optim.lr=1e-3) or ~KEY to remove a key"
-        ))
+        Error::Config(format!("--set '{spec}': expected KEY=VALUE (e.g. --set optim.lr=1e-3) or ~KEY to remove a key"))
     })?;
     let value = toml::from_str::<Table>(&format!("v = {raw}"))
         .ok()

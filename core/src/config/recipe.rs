@@ -90,7 +90,6 @@ impl Archs {
     }
 }
 
-
 /// An evaluator entry (`[[eval]]`).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct EvalSpec {
@@ -168,8 +167,7 @@ impl Recipe {
     }
 
     pub fn load_saved(path: &Path, overrides: &[String]) -> Result<Recipe> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         Self::parse_saved(&text, &path.display().to_string(), overrides)
     }
 
@@ -311,8 +309,10 @@ fn tree(text: &str, origin: &str, migrate: bool, overrides: &[String]) -> Result
     let mut root: Table =
         toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {}", e.to_string().trim())))?;
     if let (true, Some(Value::Table(run))) = (migrate, root.get_mut("run")) {
-        let moved: Table =
-            MOVED_TO_CHECKPOINT.iter().filter_map(|(old, new)| run.remove(*old).map(|v| (new.to_string(), v))).collect();
+        let moved: Table = MOVED_TO_CHECKPOINT
+            .iter()
+            .filter_map(|(old, new)| run.remove(*old).map(|v| (new.to_string(), v)))
+            .collect();
         if !moved.is_empty() {
             root.insert("checkpoint".into(), Value::Table(moved));
         }
@@ -545,7 +545,10 @@ splits.validation = { name = "text", files = ["{data}/v.txt"] }
             ("run.batch_size=-1", "[run] batch_size = -1: invalid value: integer `-1`, expected a whole number ≥ 0"),
             ("run.batch_size=0", "[run] batch_size = 0: expected a whole number ≥ 1"),
             ("run.num_threads=100000", "[run] num_threads = 100000: expected 0 (libtorch's default) to"),
-            ("run.precision=\"fp16\"", "[run] precision = \"fp16\": unknown variant `fp16`, expected one of `auto`, `fp32`, `bf16`"),
+            (
+                "run.precision=\"fp16\"",
+                "[run] precision = \"fp16\": unknown variant `fp16`, expected one of `auto`, `fp32`, `bf16`",
+            ),
             ("run.device=\"gpu\"", "[run] device = \"gpu\": 'gpu' is not a device"),
             ("checkpoint.best_mode=\"up\"", "[checkpoint] best_mode = \"up\": unknown variant `up`"),
             ("optim.name=\"adam\"", "[optim] name = \"adam\": unknown optimizer `adam`"),
@@ -558,7 +561,8 @@ splits.validation = { name = "text", files = ["{data}/v.txt"] }
         }
         let e = Recipe::parse(&BASE.replace("max_steps = 10", "max_steps = 10\nsave_every = 5"), "r", &[]).unwrap_err();
         assert!(e.to_string().contains("[run] save_every is now [checkpoint] every"), "{e}");
-        let saved = Recipe::parse_saved(&BASE.replace("max_steps = 10", "max_steps = 10\nsave_every = 5"), "r", &[]).unwrap();
+        let saved =
+            Recipe::parse_saved(&BASE.replace("max_steps = 10", "max_steps = 10\nsave_every = 5"), "r", &[]).unwrap();
         assert_eq!(saved.checkpoint.every, 5, "a saved config of an older pt still loads");
     }
 
@@ -569,7 +573,8 @@ splits.validation = { name = "text", files = ["{data}/v.txt"] }
             "[arch.image]\nname = \"resnet18\"\nwidth = 16\n[arch.text]\nname = \"bert\"\n",
         );
         let r = Recipe::parse(&two, "t", &[]).unwrap();
-        let roles: Vec<(Option<&str>, &str)> = r.arch.iter().into_iter().map(|(role, s)| (role, s.name.as_str())).collect();
+        let roles: Vec<(Option<&str>, &str)> =
+            r.arch.iter().into_iter().map(|(role, s)| (role, s.name.as_str())).collect();
         assert_eq!(roles, [(Some("image"), "resnet18"), (Some("text"), "bert")]);
         assert_eq!(Recipe::parse(&r.to_toml(), "again", &[]).unwrap(), r);
         let nameless = BASE.replace("[arch]\nname = \"bert\"\n", "[arch.image]\nwidth = 16\n");

@@ -169,7 +169,14 @@ impl RunConfig {
         c.float("grad_clip", self.grad_clip, "a finite number ≥ 0 (0: off)", |v| v >= 0.0)?;
         c.float("bucket_mb", self.bucket_mb, "a finite number > 0 (MB, default 25)", |v| v > 0.0)?;
         let cpus = cpu_count();
-        in_range("run", "num_threads", self.num_threads, 0, cpus, &format!("0 (libtorch's default) to {cpus}, this machine's CPU count"))?;
+        in_range(
+            "run",
+            "num_threads",
+            self.num_threads,
+            0,
+            cpus,
+            &format!("0 (libtorch's default) to {cpus}, this machine's CPU count"),
+        )?;
         in_range("run", "prefetch", self.prefetch, 1, 1024, "1 to 1024 batches")?;
         if self.max_steps == 0 && self.max_epochs == 0 && self.max_minutes == 0.0 {
             return Err(c.error("sets no stopping point: give max_steps, max_epochs or max_minutes"));

@@ -33,7 +33,9 @@ pub fn parse_section<T: DeserializeOwned + Serialize + Default>(section: &str, t
             return Err(Error::Config(format!("[{section}] {key} = {value}: {}", plain(e.message()))));
         }
     }
-    Value::Table(table).try_into().map_err(|e: toml::de::Error| Error::Config(format!("[{section}]: {}", plain(e.message()))))
+    Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| Error::Config(format!("[{section}]: {}", plain(e.message()))))
 }
 
 /// A typed section as a TOML table (every key, defaults included).

@@ -192,14 +192,7 @@ impl Group {
                 )
             },
         )?;
-        Ok(Group {
-            ptr,
-            rank: env.rank,
-            world_size: env.world_size,
-            timeout,
-            backend,
-            progress: Default::default(),
-        })
+        Ok(Group { ptr, rank: env.rank, world_size: env.world_size, timeout, backend, progress: Default::default() })
     }
 
     pub(super) fn raw(&self) -> *mut PtGroup {
@@ -313,9 +306,15 @@ impl Group {
         call(what, |err, len| unsafe {
             match limit {
                 None => pt_dist_store_get(self.ptr, key_c.as_ptr(), &mut data, &mut n, err, len),
-                Some(l) => {
-                    pt_dist_store_get_within(self.ptr, key_c.as_ptr(), l.as_millis() as i64, &mut data, &mut n, err, len)
-                }
+                Some(l) => pt_dist_store_get_within(
+                    self.ptr,
+                    key_c.as_ptr(),
+                    l.as_millis() as i64,
+                    &mut data,
+                    &mut n,
+                    err,
+                    len,
+                ),
             }
         })?;
         // SAFETY: `data` holds `n` bytes from malloc; copied, then freed by the shim's free.
@@ -340,7 +339,10 @@ mod tests {
     fn the_backend_follows_the_device_and_what_was_built() {
         assert_eq!(Backend::choose(DistBackendSetting::Gloo, Device::Cuda(0)).unwrap(), Backend::Gloo);
         assert_eq!(Backend::choose(DistBackendSetting::Auto, Device::Cpu).unwrap(), Backend::Gloo);
-        assert_eq!(Backend::choose(DistBackendSetting::Nccl, Device::Cuda(1)).unwrap(), Backend::Nccl { cuda_device: 1 });
+        assert_eq!(
+            Backend::choose(DistBackendSetting::Nccl, Device::Cuda(1)).unwrap(),
+            Backend::Nccl { cuda_device: 1 }
+        );
         let auto_cuda = Backend::choose(DistBackendSetting::Auto, Device::Cuda(1)).unwrap();
         let expected = if Backend::nccl_built() { Backend::Nccl { cuda_device: 1 } } else { Backend::Gloo };
         assert_eq!(auto_cuda, expected);

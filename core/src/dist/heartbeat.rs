@@ -110,7 +110,10 @@ impl Group {
             Some(b) => self.blame(
                 b.rank,
                 Some(b.step),
-                &format!("its last heartbeat was at step {}, {:.0} s ago; this rank is at step {own_step}", b.step, b.age_s),
+                &format!(
+                    "its last heartbeat was at step {}, {:.0} s ago; this rank is at step {own_step}",
+                    b.step, b.age_s
+                ),
             ),
             None => String::new(),
         }

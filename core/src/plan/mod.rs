@@ -99,7 +99,8 @@ impl Resolver<'_> {
                 return None;
             }
         };
-        let Some(manifest) = plugin.manifest.components.iter().find(|c| c.kind == kind && c.name == name).cloned() else {
+        let Some(manifest) = plugin.manifest.components.iter().find(|c| c.kind == kind && c.name == name).cloned()
+        else {
             self.problems.push(format!("[{section}] {kind} '{name}' vanished from plugin '{}'", plugin.name()));
             return None;
         };
@@ -114,7 +115,8 @@ impl Resolver<'_> {
             return None;
         }
         if let Some(check) = plugin.module.check_config() {
-            if let Err(e) = check(kind.to_u8(), name.as_str().into(), config.to_string().as_str().into()).into_result() {
+            if let Err(e) = check(kind.to_u8(), name.as_str().into(), config.to_string().as_str().into()).into_result()
+            {
                 self.problems.push(format!("[{section}] {e}"));
                 return None;
             }
@@ -240,7 +242,8 @@ impl RunPlan {
         }
         let unresolved = |p: &Vec<String>| problems_error("the run cannot be planned", p);
         let (Some(mut data), true) = (data, r.problems.is_empty()) else { return Err(unresolved(&r.problems)) };
-        let mut archs: Vec<(Option<String>, ComponentPlan)> = archs.into_iter().map(|(role, a)| (role, a.expect("no problems"))).collect();
+        let mut archs: Vec<(Option<String>, ComponentPlan)> =
+            archs.into_iter().map(|(role, a)| (role, a.expect("no problems"))).collect();
         let mut objectives: Vec<ComponentPlan> = objectives.into_iter().map(|o| o.expect("no problems")).collect();
         let mut evals: Vec<(ComponentPlan, Vec<(String, ComponentPlan)>)> = evals
             .into_iter()
@@ -253,8 +256,11 @@ impl RunPlan {
             r.wire(arch, spec, &[candidate(Provider::Data, &data, &data_origin)]);
         }
         let arch_origins: Vec<String> = archs.iter().map(|(_, a)| a.origin()).collect();
-        let mut model_candidates: Vec<Candidate> =
-            archs.iter().zip(&arch_origins).map(|((role, a), o)| candidate(Provider::Arch(role.clone()), a, o)).collect();
+        let mut model_candidates: Vec<Candidate> = archs
+            .iter()
+            .zip(&arch_origins)
+            .map(|((role, a), o)| candidate(Provider::Arch(role.clone()), a, o))
+            .collect();
         model_candidates.push(candidate(Provider::Data, &data, &data_origin));
         for (plan, term) in objectives.iter_mut().zip(recipe.objectives()) {
             r.wire(plan, &term.component, &model_candidates);
@@ -329,8 +335,22 @@ fn check_roles(archs: &[(Option<String>, ComponentPlan)], objectives: &[Componen
                     "objective {} trains the roles {}: the recipe {}{}",
                     o.origin(),
                     wanted.join(", "),
-                    if missing.is_empty() { String::new() } else { format!("lacks {}", missing.iter().map(|r| format!("[arch.{r}]")).collect::<Vec<_>>().join(", ")) },
-                    if extra.is_empty() { String::new() } else { format!(" has no use for {}", extra.iter().map(|r| format!("[arch.{r}]")).collect::<Vec<_>>().join(", ")) },
+                    if missing.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "lacks {}",
+                            missing.iter().map(|r| format!("[arch.{r}]")).collect::<Vec<_>>().join(", ")
+                        )
+                    },
+                    if extra.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " has no use for {}",
+                            extra.iter().map(|r| format!("[arch.{r}]")).collect::<Vec<_>>().join(", ")
+                        )
+                    },
                 ));
             }
         }

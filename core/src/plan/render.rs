@@ -48,9 +48,8 @@ impl RunPlan {
     /// (the run's `config.toml`: every value the run used).
     pub fn to_toml(&self, bound: Option<&Bindings>) -> String {
         let mut recipe = self.recipe.clone();
-        let mut header = vec![
-            "# pt run plan: every default filled in. Train it with `pt train --recipe THIS_FILE`.".to_string(),
-        ];
+        let mut header =
+            vec!["# pt run plan: every default filled in. Train it with `pt train --recipe THIS_FILE`.".to_string()];
         let wires = self.wires();
         if !wires.is_empty() {
             header.push(match bound {
@@ -68,7 +67,9 @@ impl RunPlan {
                         spec.config.insert(w.key.clone(), t);
                     }
                 }
-                None if bound.is_some() => header.push(format!("#   [{section}] {} unset: {source} had no value", w.key)),
+                None if bound.is_some() => {
+                    header.push(format!("#   [{section}] {} unset: {source} had no value", w.key))
+                }
                 None => header.push(format!("#   [{section}] {}  <- {source}", w.key)),
             }
         }

@@ -79,7 +79,6 @@ impl Trainer<'_> {
         obs.on_checkpoint(step, dir);
         self.last_good_checkpoint = Some(dir.to_path_buf());
     }
-
 }
 
 pub(super) fn plugin_records(reg: &Registry) -> Vec<PluginRecord> {
@@ -95,4 +94,3 @@ pub(super) fn plugin_records(reg: &Registry) -> Vec<PluginRecord> {
     v.sort_by(|a, b| a.name.cmp(&b.name));
     v
 }
-

@@ -64,13 +64,7 @@ impl EvalRunner {
     }
 
     /// Evaluates a copy of `live` (or, with `random_init`, a freshly initialised model).
-    pub fn run(
-        &mut self,
-        session: &Session,
-        live: &ArchHandle,
-        step: u64,
-        random_init: bool,
-    ) -> Result<EvalReport> {
+    pub fn run(&mut self, session: &Session, live: &ArchHandle, step: u64, random_init: bool) -> Result<EvalReport> {
         let mut copy = session.new_arch()?;
         if !random_init {
             let mut target = copy.parameters()?;
@@ -160,5 +154,4 @@ impl Trainer<'_> {
             Err(e) => tracing::warn!("could not draw {}: {e}", path.display()),
         }
     }
-
 }

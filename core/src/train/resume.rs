@@ -101,7 +101,13 @@ pub fn rescale_cursor(cursor: CursorState, saved_world: u64, world: u64) -> Curs
             "resuming with another world size: the epoch's position is rounded down to a whole global batch"
         );
     }
-    tracing::info!(saved_world, world, from = cursor.micro_batch, to = micro_batch, "cursor rescaled for the new world size");
+    tracing::info!(
+        saved_world,
+        world,
+        from = cursor.micro_batch,
+        to = micro_batch,
+        "cursor rescaled for the new world size"
+    );
     CursorState { micro_batch, ..cursor }
 }
 
@@ -151,12 +157,9 @@ pub fn check_resumed_config(
     // The global batch (batch_size × grad_accum × world size) is what training sees: a run
     // resumed with another world size keeps it by changing grad_accum.
     let run = &session.plan.recipe.run;
-    let same_global_batch = saved
-        .get("run")
-        .and_then(|r| r.get("grad_accum")?.as_integer())
-        .is_some_and(|accum| {
-            accum as u64 * checkpoint.manifest.world_size.max(1) == run.grad_accum * session.plan.world.world_size
-        });
+    let same_global_batch = saved.get("run").and_then(|r| r.get("grad_accum")?.as_integer()).is_some_and(|accum| {
+        accum as u64 * checkpoint.manifest.world_size.max(1) == run.grad_accum * session.plan.world.world_size
+    });
     let free = |key: &str| {
         (key == "run.grad_accum" && same_global_batch)
             || FREE_ON_RESUME.iter().any(|f| key == *f || (f.ends_with('.') && key.starts_with(f)))

@@ -37,7 +37,9 @@ impl Trainer<'_> {
     /// The metrics row of a log step: the window's means plus throughput, MFU, lr, epoch.
     pub(super) fn log_step(&mut self, window: &mut Window, outcome: &StepOutcome) -> Result<BTreeMap<String, f64>> {
         let mut row = window.drain(outcome);
-        if let (Some(flops), Some(sps)) = (self.session.arch.info.train_flops_per_sample, row.get("samples_per_s").copied()) {
+        if let (Some(flops), Some(sps)) =
+            (self.session.arch.info.train_flops_per_sample, row.get("samples_per_s").copied())
+        {
             let achieved = flops * sps;
             row.insert("tflops".into(), achieved / 1e12);
             if let Some(peak) = peak_flops(self.session.device) {
@@ -150,7 +152,6 @@ impl Trainer<'_> {
             tracing::warn!("could not draw loss.png: {e}");
         }
     }
-
 }
 
 /// Dense bf16 peak of the training device, for MFU: `$PT_PEAK_TFLOPS` if set, else known

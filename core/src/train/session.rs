@@ -82,14 +82,15 @@ impl Session {
         let ctx = plan.create_ctx();
         let mut bound = Bindings::new();
         let mut facts = BTreeMap::new();
-        let mut config_of = |c: &ComponentPlan, spec: &ComponentSpec, facts: &BTreeMap<Provider, Facts>| -> Result<Value> {
-            let values = bind(c, facts)?;
-            let config = plan.build_config(spec, &values);
-            if !values.is_empty() {
-                bound.insert(c.section.clone(), values);
-            }
-            Ok(config)
-        };
+        let mut config_of =
+            |c: &ComponentPlan, spec: &ComponentSpec, facts: &BTreeMap<Provider, Facts>| -> Result<Value> {
+                let values = bind(c, facts)?;
+                let config = plan.build_config(spec, &values);
+                if !values.is_empty() {
+                    bound.insert(c.section.clone(), values);
+                }
+                Ok(config)
+            };
         let data = DatasetHandle::create(&plan.data, &config_of(&plan.data, &plan.recipe.data, &facts)?, &ctx)?;
         facts.insert(Provider::Data, dataset_facts(&data.info));
         let (role, arch_plan) = &plan.archs[0];

@@ -87,7 +87,13 @@ impl Trainer<'_> {
     /// Every objective's forward, loss and backward on one micro-batch; their weighted losses'
     /// gradients accumulate (one backward each keeps memory flat). Returns the weighted loss,
     /// or None when one was not finite.
-    fn micro_batch(&self, batch: &Tensors, ctx: &StepCtx, last_micro: bool, acc: &mut Accumulated) -> Result<Option<f64>> {
+    fn micro_batch(
+        &self,
+        batch: &Tensors,
+        ctx: &StepCtx,
+        last_micro: bool,
+        acc: &mut Accumulated,
+    ) -> Result<Option<f64>> {
         let (grad_accum, overlap) = (self.settings().grad_accum, self.settings().overlap_allreduce);
         let device = self.session.device;
         let n_objectives = self.session.objectives.len();

@@ -112,7 +112,8 @@ impl<'r> Trainer<'r> {
     pub fn new(reg: &'r Registry, mut session: Session, opts: TrainOptions) -> Result<Self> {
         let (rank, world_size) = opts.dist.as_ref().map_or((0, 1), |g| (g.rank, g.world_size));
         if let Some(group) = &opts.dist {
-            let fingerprint = Fingerprint { world_size, plugins: plugin_records(reg), config: session.plan.to_toml(None) };
+            let fingerprint =
+                Fingerprint { world_size, plugins: plugin_records(reg), config: session.plan.to_toml(None) };
             check_agreement(group, &fingerprint)?;
         }
         if opts.restart && rank == 0 {
@@ -136,7 +137,12 @@ impl<'r> Trainer<'r> {
         };
         let sampler = sampler_for(&session, rank, world_size)?;
         let c = &session.plan.recipe.checkpoint;
-        let ckpt = CheckpointManager::new(session.run_dir(), c.keep_last as usize, &c.best_metric, c.best_mode == BestMode::Max)?;
+        let ckpt = CheckpointManager::new(
+            session.run_dir(),
+            c.keep_last as usize,
+            &c.best_metric,
+            c.best_mode == BestMode::Max,
+        )?;
         // Rows after the starting step were logged by a process that died before its next
         // checkpoint (or, on a fresh start, before its first): drop them so no step is logged twice.
         let metrics = match rank {
@@ -149,7 +155,9 @@ impl<'r> Trainer<'r> {
         let (loss_curve, eval_curves) = curves_so_far(session.run_dir());
         // Rank 0 evaluates (the weights are the same on every rank); the others wait for it.
         let evals = match rank {
-            0 => (0..session.plan.recipe.evals.len()).map(|i| EvalRunner::create(&session, i)).collect::<Result<_>>()?,
+            0 => {
+                (0..session.plan.recipe.evals.len()).map(|i| EvalRunner::create(&session, i)).collect::<Result<_>>()?
+            }
             _ => Vec::new(),
         };
         if let Some(c) = &start.checkpoint {
@@ -160,7 +168,10 @@ impl<'r> Trainer<'r> {
         // The resolved plan, with the values its wired inputs got, goes to the run directory
         // before any training: every value the run uses.
         if rank == 0 {
-            crate::plugin::store::write_atomic(&session.run_dir().join("config.toml"), session.resolved_toml().as_bytes())?;
+            crate::plugin::store::write_atomic(
+                &session.run_dir().join("config.toml"),
+                session.resolved_toml().as_bytes(),
+            )?;
         }
         let reducer = match &opts.dist {
             Some(group) => {

@@ -46,7 +46,11 @@ pub fn load_exact(target: &[(String, Tensor)], source: &[(String, Tensor)], what
     let report = load_named(target, source, what)?;
     let few = |names: &[String]| {
         let shown: Vec<&str> = names.iter().take(3).map(String::as_str).collect();
-        format!("{}{}", shown.join(", "), if names.len() > 3 { format!(" and {} more", names.len() - 3) } else { String::new() })
+        format!(
+            "{}{}",
+            shown.join(", "),
+            if names.len() > 3 { format!(" and {} more", names.len() - 3) } else { String::new() }
+        )
     };
     match (report.missing.is_empty(), report.unexpected.is_empty()) {
         (true, true) => Ok(()),

@@ -73,7 +73,15 @@ pub struct JsonlDataset {
 impl Component for JsonlDataset {
     const NAME: &'static str = "jsonl";
     const ABOUT: &'static str = "JSON-lines text with optional labels (classification, probes, fine-tuning)";
-    const PROVIDES: &'static [&'static str] = &["vocab_size", "pad_token_id", "cls_token_id", "sep_token_id", "mask_token_id", "special_token_ids", "num_classes"];
+    const PROVIDES: &'static [&'static str] = &[
+        "vocab_size",
+        "pad_token_id",
+        "cls_token_id",
+        "sep_token_id",
+        "mask_token_id",
+        "special_token_ids",
+        "num_classes",
+    ];
     type Config = JsonlConfig;
 
     fn new(config: JsonlConfig, ctx: &CreateCtx) -> Result<Self> {

@@ -75,7 +75,10 @@ impl pt_sdk::Config for MaskingConfig {
     }
 
     fn inputs() -> Vec<pt_sdk::InputDecl> {
-        ["mask_token_id", "pad_token_id", "special_token_ids", "vocab_size"].iter().map(|k| pt_sdk::InputDecl::key(k).optional()).collect()
+        ["mask_token_id", "pad_token_id", "special_token_ids", "vocab_size"]
+            .iter()
+            .map(|k| pt_sdk::InputDecl::key(k).optional())
+            .collect()
     }
 
     fn describe() -> &'static [(&'static str, &'static str)] {

@@ -65,9 +65,15 @@ impl Config for TextConfig {
                 "text files (one paragraph per line), directories (every file with one of `extensions`, at any depth) \
                  or patterns (`*`, `?`, `**`); `{data}/...` is under the data directory, `~` is home",
             ),
-            ("extensions", "file extensions taken from directories (null: txt and text, or jsonl and json with `text_field`)"),
+            (
+                "extensions",
+                "file extensions taken from directories (null: txt and text, or jsonl and json with `text_field`)",
+            ),
             ("text_field", "empty: every line is text; else every line is a JSON object and this field holds the text"),
-            ("skip_bad_lines", "with `text_field`: skip (and count) lines that are not JSON objects with that string field"),
+            (
+                "skip_bad_lines",
+                "with `text_field`: skip (and count) lines that are not JSON objects with that string field",
+            ),
             (
                 "tokenizer",
                 "tokenizer.json to use; empty: the run's (<run_dir>/assets/tokenizer.json), else one trained on \
@@ -102,7 +108,8 @@ enum Source {
 impl Component for TextDataset {
     const NAME: &'static str = "text";
     const ABOUT: &'static str = "plain-text files (one paragraph per line), tokenized for MLM";
-    const PROVIDES: &'static [&'static str] = &["vocab_size", "pad_token_id", "cls_token_id", "sep_token_id", "mask_token_id", "special_token_ids"];
+    const PROVIDES: &'static [&'static str] =
+        &["vocab_size", "pad_token_id", "cls_token_id", "sep_token_id", "mask_token_id", "special_token_ids"];
     type Config = TextConfig;
 
     fn new(config: TextConfig, ctx: &CreateCtx) -> Result<Self> {
@@ -154,8 +161,9 @@ impl Component for TextDataset {
                 (Source::Packed(cache), tokens.div_ceil(span), stats, tokens)
             }
             TextMode::Lines => {
-                let index =
-                    RecordIndex::open_or_build(&files, &cache_path, &key, &kind, || build_lines(&files, &tokenizer, &reader))?;
+                let index = RecordIndex::open_or_build(&files, &cache_path, &key, &kind, || {
+                    build_lines(&files, &tokenizer, &reader)
+                })?;
                 let stats: PassStats = serde_json::from_value(index.meta["stats"].clone())?;
                 let room = config.block_size as u32 - 2;
                 let truncated = index.records.iter().filter(|r| r.num_tokens > room).count();
@@ -213,8 +221,7 @@ struct LineText<'a> {
 impl LineText<'_> {
     fn extract(&self, line: &str) -> std::result::Result<(String, ()), String> {
         let Some(field) = self.json_field else { return Ok((line.to_string(), ())) };
-        let value: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| format!("not a JSON object ({e})"))?;
+        let value: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not a JSON object ({e})"))?;
         match value.get(field) {
             Some(serde_json::Value::String(text)) => Ok((text.clone(), ())),
             Some(other) => Err(format!("field '{field}' is not a string ({other})")),
@@ -332,7 +339,10 @@ impl Dataset for TextDataset {
                     .iter()
                     .map(|&i| {
                         let line = index.line_text(i as usize)?;
-                        reader.extract(&line).map(|(text, ())| text).map_err(|why| PtError::data(format!("sample {i}: {why}")))
+                        reader
+                            .extract(&line)
+                            .map(|(text, ())| text)
+                            .map_err(|why| PtError::data(format!("sample {i}: {why}")))
                     })
                     .collect::<Result<Vec<_>>>()?;
                 let ids = self.tokenizer.encode_many(texts.iter().map(String::as_str).collect())?;

@@ -341,11 +341,20 @@ fn directories_patterns_and_json_lines_read_the_same_text() {
         ivec(batch(&ds, &all).get("input_ids").unwrap())
     };
     let listed = stream(json!({"files": parts, "tokenizer": tok}));
-    assert_eq!(stream(json!({"files": [s.path("corpus")], "tokenizer": tok})), listed, "a directory, README.md left out");
+    assert_eq!(
+        stream(json!({"files": [s.path("corpus")], "tokenizer": tok})),
+        listed,
+        "a directory, README.md left out"
+    );
     assert_eq!(stream(json!({"files": [s.path("corpus/**/part-*.txt")], "tokenizer": tok})), listed, "a pattern");
-    assert_eq!(stream(json!({"files": [s.path("dump")], "text_field": "text", "tokenizer": tok})), listed, "JSON lines");
+    assert_eq!(
+        stream(json!({"files": [s.path("dump")], "text_field": "text", "tokenizer": tok})),
+        listed,
+        "JSON lines"
+    );
     let lines_mode = |files: serde_json::Value, field: &str| {
-        let ds = text_dataset(&s, json!({"files": files, "text_field": field, "tokenizer": tok, "mode": "lines"})).unwrap();
+        let ds =
+            text_dataset(&s, json!({"files": files, "text_field": field, "tokenizer": tok, "mode": "lines"})).unwrap();
         ivec(batch(&ds, &[0, 59, 60]).get("input_ids").unwrap())
     };
     assert_eq!(lines_mode(json!([s.path("dump/all.jsonl")]), "text"), lines_mode(json!([s.path("corpus")]), ""));
@@ -354,8 +363,11 @@ fn directories_patterns_and_json_lines_read_the_same_text() {
     s.write("bad/x.jsonl", format!("{}\n{{\"body\": \"no text here\"}}\n", json[0]));
     let e = text_dataset(&s, json!({"files": [s.path("bad")], "text_field": "text", "tokenizer": tok})).err().unwrap();
     assert!(e.to_string().contains("x.jsonl:2: no field 'text'"), "{e}");
-    let ds = text_dataset(&s, json!({"files": [s.path("bad")], "text_field": "text", "skip_bad_lines": true, "tokenizer": tok}))
-        .unwrap();
+    let ds = text_dataset(
+        &s,
+        json!({"files": [s.path("bad")], "text_field": "text", "skip_bad_lines": true, "tokenizer": tok}),
+    )
+    .unwrap();
     assert_eq!(ds.info().notes["skipped_bad_lines"], 1);
     let e = text_dataset(&s, json!({"files": [s.path("corpus/*.jsonl")], "tokenizer": tok})).err().unwrap();
     assert!(e.to_string().contains("matches no file"), "{e}");

@@ -72,7 +72,10 @@ impl Config for Wav2Vec2ObjectiveConfig {
             pt_sdk::bail!(Config, "wav2vec2 objective: mask_time_prob must be in [0, 1] and mask_time_length >= 1");
         }
         if self.num_negatives == 0 || !(self.contrastive_logits_temperature > 0.0) {
-            pt_sdk::bail!(Config, "wav2vec2 objective: num_negatives must be >= 1 and contrastive_logits_temperature > 0");
+            pt_sdk::bail!(
+                Config,
+                "wav2vec2 objective: num_negatives must be >= 1 and contrastive_logits_temperature > 0"
+            );
         }
         if !(self.min_gumbel_temperature > 0.0 && self.max_gumbel_temperature >= self.min_gumbel_temperature) {
             pt_sdk::bail!(Config, "wav2vec2 objective: need 0 < min_gumbel_temperature <= max_gumbel_temperature");

@@ -28,7 +28,8 @@ pub struct ImageParams {
 
 /// `[channels, height, width]` bytes of the encoded image `bytes`, and (height, width).
 pub fn decode_image(bytes: &[u8], p: &ImageParams) -> std::result::Result<(Vec<u8>, i64, i64), String> {
-    let reader = || image::io::Reader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string());
+    let reader =
+        || image::io::Reader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string());
     let (w, h) = reader()?.into_dimensions().map_err(|e| e.to_string())?;
     if w as u64 * h as u64 > p.max_pixels {
         return Err(format!(

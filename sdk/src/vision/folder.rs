@@ -4,8 +4,8 @@
 //! as bytes.
 
 use super::augment::Normalization;
-use super::decode::{decode_image, decoding_pool, ImageParams};
 pub use super::decode::ResizeMode;
+use super::decode::{decode_image, decoding_pool, ImageParams};
 use super::store::{ImageStore, UNLABELLED};
 use crate::{Component, Config, CreateCtx, Dataset, DatasetInfo, PtError, Result, StepCtx, Tensors};
 use serde::{Deserialize, Serialize};
@@ -175,7 +175,10 @@ pub fn list_images(root: &Path, labels: FolderLabels) -> Result<(Vec<(PathBuf, i
 }
 
 /// Decodes `files` on `workers` threads (0: one per CPU), results in file order.
-fn decode_all(files: &[(PathBuf, i64)], cfg: &ImageFolderConfig) -> Result<Vec<std::result::Result<(Vec<u8>, i64, i64), String>>> {
+fn decode_all(
+    files: &[(PathBuf, i64)],
+    cfg: &ImageFolderConfig,
+) -> Result<Vec<std::result::Result<(Vec<u8>, i64, i64), String>>> {
     use rayon::prelude::*;
     let pool = decoding_pool(cfg.workers)?;
     Ok(pool.install(|| files.par_iter().map(|(f, _)| decode(f, cfg)).collect()))
@@ -293,7 +296,8 @@ mod tests {
     }
 
     fn load(root: &Path, edit: impl FnOnce(&mut ImageFolderConfig)) -> Result<ImageFolder> {
-        let mut cfg = ImageFolderConfig { path: root.display().to_string(), image_size: Some(20), ..Default::default() };
+        let mut cfg =
+            ImageFolderConfig { path: root.display().to_string(), image_size: Some(20), ..Default::default() };
         edit(&mut cfg);
         ImageFolder::load(&cfg)
     }

@@ -120,10 +120,9 @@ impl PixelCsv {
                     let column = row.iter().position(|v| !v.is_finite()).unwrap_or(0) + 1;
                     Some(format!("value {} in column {column} is not a finite number", row[column - 1]))
                 }
-                Ok(row) if label_at(row).fract() != 0.0 || label_at(row).abs() > MAX_CLASSES as f64 => Some(format!(
-                    "label {} is not a class number (a whole number below {MAX_CLASSES})",
-                    label_at(row)
-                )),
+                Ok(row) if label_at(row).fract() != 0.0 || label_at(row).abs() > MAX_CLASSES as f64 => {
+                    Some(format!("label {} is not a class number (a whole number below {MAX_CLASSES})", label_at(row)))
+                }
                 Ok(_) => None,
             };
             let row = match (parsed, problem) {

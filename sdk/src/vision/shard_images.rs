@@ -95,7 +95,8 @@ fn item_of(shards: &[PathBuf], s: &ShardSample, label_field: &str) -> std::resul
     let label = if label_field.is_empty() {
         -1
     } else {
-        let member = s.field(&[label_field]).ok_or_else(|| format!("sample '{}' has no .{label_field} member", s.key))?;
+        let member =
+            s.field(&[label_field]).ok_or_else(|| format!("sample '{}' has no .{label_field} member", s.key))?;
         let text = read_member(&shards[s.shard as usize], member).map_err(|e| e.message)?;
         let text = String::from_utf8_lossy(&text);
         match text.trim().parse::<i64>() {
@@ -169,7 +170,9 @@ impl ImageShards {
         ds.norm = match (&cfg.mean, &cfg.std) {
             (Some(_), Some(_)) => ds.sample_store(1)?.normalization(&cfg.mean, &cfg.std, "image_shards")?,
             (None, None) => ds.sample_store(cfg.statistics_samples.max(1))?.statistics(),
-            _ => return Err(PtError::config("image_shards: set both mean and std, or neither (computed from the data)")),
+            _ => {
+                return Err(PtError::config("image_shards: set both mean and std, or neither (computed from the data)"))
+            }
         };
         ds.notes.insert("shards".into(), ds.shards.len().into());
         if skipped > 0 {
@@ -190,7 +193,8 @@ impl ImageShards {
 
     fn decode_many(&self, indices: &[usize]) -> Result<Vec<u8>> {
         use rayon::prelude::*;
-        let images: Vec<Vec<u8>> = self.pool.install(|| indices.par_iter().map(|&i| self.decode(i)).collect::<Result<_>>())?;
+        let images: Vec<Vec<u8>> =
+            self.pool.install(|| indices.par_iter().map(|&i| self.decode(i)).collect::<Result<_>>())?;
         Ok(images.concat())
     }
 
@@ -234,8 +238,12 @@ impl Dataset for ImageShards {
         notes.insert("std".into(), serde_json::json!(self.norm.std));
         notes.insert("channels".into(), serde_json::json!(self.params.channels));
         notes.insert("image_size".into(), serde_json::json!([size, size]));
-        let mut fields =
-            vec![FieldInfo::new("image", "float32", &[self.params.channels, size, size], "normalised pixels (notes: mean, std)")];
+        let mut fields = vec![FieldInfo::new(
+            "image",
+            "float32",
+            &[self.params.channels, size, size],
+            "normalised pixels (notes: mean, std)",
+        )];
         if !self.classes.is_empty() {
             fields.push(FieldInfo::new("label", "int64", &[], "class index"));
         }
@@ -252,7 +260,10 @@ impl Dataset for ImageShards {
     fn get_batch(&self, indices: &[u64], _ctx: &StepCtx) -> Result<Tensors> {
         let idx: Vec<usize> = indices.iter().map(|&i| i as usize).collect();
         if let Some(&bad) = idx.iter().find(|&&i| i >= self.items.len()) {
-            return Err(PtError::data(format!("sample index {bad} is out of range (dataset has {})", self.items.len())));
+            return Err(PtError::data(format!(
+                "sample index {bad} is out of range (dataset has {})",
+                self.items.len()
+            )));
         }
         let bytes = self.decode_many(&idx)?;
         let size = self.params.image_size.unwrap_or(0) as i64;

@@ -174,7 +174,8 @@ impl BertConfig {
     /// Parameters of `BertForMaskedLM` with these sizes (the MLM head's decoder shares the word
     /// embeddings), as f64 so that absurd sizes do not overflow.
     pub fn parameter_count(&self) -> f64 {
-        let [v, h, l, i] = [self.vocab_size, self.hidden_size, self.num_hidden_layers, self.intermediate_size].map(|x| x as f64);
+        let [v, h, l, i] =
+            [self.vocab_size, self.hidden_size, self.num_hidden_layers, self.intermediate_size].map(|x| x as f64);
         let embeddings = (v + (self.max_position_embeddings + self.type_vocab_size) as f64) * h + 2.0 * h;
         let layer = 4.0 * (h * h + h) + 2.0 * h * i + i + h + 4.0 * h;
         let pooler_and_head = 2.0 * (h * h + h) + 2.0 * h + v;
