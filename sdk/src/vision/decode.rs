@@ -1,8 +1,10 @@
 //! Decoding one encoded image (PNG/JPEG bytes) into `[channels, size, size]` bytes: the size
 //! checked from the header before anything is decoded, the aspect ratio kept (shorter side to
-//! the size, then the centre square) unless stretching is asked for.
+//! the size, then the centre square) unless stretching is asked for. Resampling is
+//! fast_image_resize's SIMD bilinear convolution (antialiased when shrinking, like PIL's).
 
-use image::imageops::FilterType;
+use fast_image_resize::images::Image as FirImage;
+use fast_image_resize::{FilterType as FirFilter, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -39,21 +41,27 @@ pub fn decode_image(bytes: &[u8], p: &ImageParams) -> std::result::Result<(Vec<u
         ));
     }
     let img = reader()?.decode().map_err(|e| e.to_string())?;
-    let img = match (p.image_size, p.resize) {
-        (Some(s), _) if img.width() == s && img.height() == s => img,
-        (Some(s), ResizeMode::Stretch) => img.resize_exact(s, s, FilterType::Triangle),
-        (Some(s), ResizeMode::Crop) => {
-            let short = img.width().min(img.height()).max(1) as f64;
-            let (rw, rh) = (
-                ((img.width() as f64 * s as f64 / short).round() as u32).max(s),
-                ((img.height() as f64 * s as f64 / short).round() as u32).max(s),
-            );
-            img.resize_exact(rw, rh, FilterType::Triangle).crop_imm((rw - s) / 2, (rh - s) / 2, s, s)
-        }
-        (None, _) => img,
+    let (pixels, pixel_type) = if p.channels == 1 {
+        (img.to_luma8().into_raw(), PixelType::U8)
+    } else {
+        (img.to_rgb8().into_raw(), PixelType::U8x3)
     };
-    let (w, h) = (img.width() as i64, img.height() as i64);
-    let interleaved = if p.channels == 1 { img.to_luma8().into_raw() } else { img.to_rgb8().into_raw() };
+    let (w, h) = (img.width(), img.height());
+    let (interleaved, w, h) = match p.image_size {
+        Some(s) if (w, h) != (s, s) => {
+            let src = FirImage::from_vec_u8(w, h, pixels, pixel_type).map_err(|e| e.to_string())?;
+            let mut dst = FirImage::new(s, s, pixel_type);
+            let mut options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FirFilter::Bilinear));
+            if p.resize == ResizeMode::Crop {
+                // The centre square: the region Resize(s) + CenterCrop(s) keeps.
+                let short = w.min(h) as f64;
+                options = options.crop((w as f64 - short) / 2.0, (h as f64 - short) / 2.0, short, short);
+            }
+            Resizer::new().resize(&src, &mut dst, &options).map_err(|e| e.to_string())?;
+            (dst.into_vec(), s as i64, s as i64)
+        }
+        _ => (pixels, w as i64, h as i64),
+    };
     // HWC → CHW
     let plane = (w * h) as usize;
     let c = p.channels as usize;
