@@ -613,3 +613,30 @@ fn steps_report_the_wait_for_data_and_the_loader_rate() {
         assert!(rate.is_finite() && rate > 0.0, "step {step}: {rate}");
     }
 }
+
+/// Issue 19 (8): under `nohup` (SIGHUP ignored by the parent) a closed terminal does not stop
+/// the run: an inherited "ignore" is kept.
+#[test]
+fn an_ignored_sighup_stays_ignored() {
+    let (pt, tmp, recipe) = tiny_mlm_setup(30, "");
+    let run = tmp.path().join("run");
+    let mut cmd = pt.cmd();
+    cmd.args(["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: only async-signal-safe calls between fork and exec, as nohup does.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    wait_for(Duration::from_secs(120), "two logged steps", || {
+        run.join("metrics.jsonl").exists() && train_steps(&run).len() >= 2
+    });
+    send_signal(&child, libc::SIGHUP);
+    assert!(child.wait().unwrap().success());
+    assert_eq!(summary(&run)["stop"], "max_steps", "the run went on to its end");
+}

@@ -107,10 +107,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let world = args.nproc_per_node * args.nnodes;
     // pt-engine itself: the launcher already put libtorch on LD_LIBRARY_PATH for us.
     let exe = std::env::current_exe().context("locating the pt binary")?;
-    // SAFETY: the handler only does an atomic store.
-    unsafe {
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only does an atomic store. A signal the parent ignores (nohup)
+        // stays ignored.
+        unsafe {
+            if libc::signal(sig, on_signal as *const () as libc::sighandler_t) == libc::SIG_IGN {
+                libc::signal(sig, libc::SIG_IGN);
+            }
         }
     }
     let mut ranks = Vec::new();

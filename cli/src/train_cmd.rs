@@ -98,9 +98,14 @@ fn install_signal_handlers(run_dir: &std::path::Path) -> Arc<AtomicBool> {
         .into_bytes(),
     );
     let stop = STOP.get_or_init(|| Arc::new(AtomicBool::new(false))).clone();
-    unsafe {
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: installing a handler that only does atomic operations (and write/_exit). A
+        // signal the parent set to be ignored stays ignored (`nohup pt train …` keeps running
+        // when the terminal closes; a background job of a script ignores Ctrl-C).
+        unsafe {
+            if libc::signal(sig, on_signal as *const () as libc::sighandler_t) == libc::SIG_IGN {
+                libc::signal(sig, libc::SIG_IGN);
+            }
         }
     }
     stop
