@@ -77,6 +77,11 @@ fn image_shards_pack_interoperate_train_and_resume_exactly() {
     let tmp = tempfile::tempdir().unwrap();
     let (src, ours, theirs) = (tmp.path().join("src"), tmp.path().join("ours"), tmp.path().join("theirs"));
     class_folders(&src);
+    let notes = tmp.path().join("notes");
+    std::fs::create_dir_all(&notes).unwrap();
+    std::fs::write(notes.join("a.txt"), "no images here").unwrap();
+    let err = pt.fails(&["data", "pack", s(&notes), s(&tmp.path().join("empty"))]);
+    assert!(err.contains("no .png/.jpg/.jpeg images found"), "{err}");
     let out = pt.ok(&["data", "pack", s(&src), s(&ours), "--shard-size", "8"]);
     assert!(out.contains("packed 30 images of 3 classes into 4 shard(s)"), "{out}");
     assert_eq!(std::fs::read_to_string(ours.join("classes.txt")).unwrap(), "ant\nbee\ncat\n");

@@ -44,6 +44,9 @@ fn pack(src: &std::path::Path, out: &std::path::Path, shard_size: usize, labels:
         anyhow::bail!("{} is not empty: pack into a new folder", out.display());
     }
     let (files, classes) = list_images(src, labels)?;
+    if files.is_empty() {
+        anyhow::bail!("{}: no .png/.jpg/.jpeg images found (at any depth); nothing to pack", src.display());
+    }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let started = std::time::Instant::now();
     let mut written = 0;
