@@ -1,6 +1,6 @@
 //! `pt checkpoint list RUN_DIR`, `pt checkpoint verify RUN_DIR` and `pt checkpoint inspect CKPT`.
 
-use pt_core::checkpoint::manager::{latest_valid, list_steps, read_pointer};
+use pt_core::checkpoint::manager::{list_steps, read_pointer};
 use pt_core::checkpoint::Checkpoint;
 use pt_core::plugin::Registry;
 use std::path::{Path, PathBuf};
@@ -115,13 +115,14 @@ fn verify(run_dir: &Path) -> anyhow::Result<()> {
     }
     let mut problems = 0;
     let steps = list_steps(&root);
-    let mut good = 0;
+    // Each checkpoint is verified once (every file hashed); resume's choice is made from these.
+    let mut verified: Vec<(String, Checkpoint)> = Vec::new();
     for (_, dir) in &steps {
         let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         match Checkpoint::open_verified(dir) {
-            Ok(_) => {
-                good += 1;
+            Ok(c) => {
                 println!("{name:<16} ok");
+                verified.push((name, c));
             }
             Err(e) => {
                 problems += 1;
@@ -149,14 +150,18 @@ fn verify(run_dir: &Path) -> anyhow::Result<()> {
         Some(pid) => println!("{:<16} held by PID {pid}: a run is training here now", "lock"),
         None => println!("{:<16} free", "lock"),
     }
-    let resumable = latest_valid(&root)?;
-    if let Some(c) = &resumable {
+    // As resume chooses (`latest_valid`): what `latest` names if it verifies, else the newest.
+    let latest = read_pointer(&root, "latest");
+    let resumable =
+        verified.iter().find(|(name, _)| latest.as_deref() == Some(name)).or(verified.last()).map(|(_, c)| c);
+    if let Some(c) = resumable {
         problems += verify_plugins(c);
     }
     println!(
-        "{good} of {} checkpoints verify; {}",
+        "{} of {} checkpoints verify; {}",
+        verified.len(),
         steps.len(),
-        match &resumable {
+        match resumable {
             Some(c) => format!("resume starts from step {}", c.manifest.step),
             None => "resume has nothing to start from".to_string(),
         }

@@ -139,13 +139,31 @@ pub fn index_samples(shards: &[PathBuf]) -> Result<Vec<ShardSample>> {
     Ok(samples)
 }
 
-/// The bytes of `member` of the shard at `path`.
+/// A shard held open for reading members by offset (`pread`: any thread, no shared position).
+pub struct Shard {
+    pub path: PathBuf,
+    file: std::fs::File,
+}
+
+impl Shard {
+    pub fn open(path: &Path) -> Result<Shard> {
+        let file = std::fs::File::open(path).map_err(|e| PtError::io(path, e))?;
+        Ok(Shard { path: path.to_path_buf(), file })
+    }
+
+    /// The bytes of `member`.
+    pub fn read(&self, member: &TarMember) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; member.size as usize];
+        self.file
+            .read_exact_at(&mut buf, member.offset)
+            .map_err(|e| PtError::data(format!("{}: member {}: {e}", self.path.display(), member.name)))?;
+        Ok(buf)
+    }
+}
+
+/// The bytes of `member` of the shard at `path` (opening it for this one read).
 pub fn read_member(path: &Path, member: &TarMember) -> Result<Vec<u8>> {
-    let file = std::fs::File::open(path).map_err(|e| PtError::io(path, e))?;
-    let mut buf = vec![0u8; member.size as usize];
-    file.read_exact_at(&mut buf, member.offset)
-        .map_err(|e| PtError::data(format!("{}: member {}: {e}", path.display(), member.name)))?;
-    Ok(buf)
+    Shard::open(path)?.read(member)
 }
 
 /// Writes a ustar archive: members, then the two zero blocks that end it.

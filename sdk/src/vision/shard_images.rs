@@ -7,7 +7,7 @@ use super::augment::Normalization;
 use super::decode::{decode_image, decoding_pool, ImageParams, ResizeMode};
 use super::pixel_csv::MAX_CLASSES;
 use super::store::ImageStore;
-use crate::shards::{index_samples, read_member, ShardSample, TarMember};
+use crate::shards::{index_samples, Shard, ShardSample, TarMember};
 use crate::{Component, Config, CreateCtx, Dataset, DatasetInfo, FieldInfo, PtError, Result, StepCtx, Tensors};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -77,7 +77,8 @@ struct Item {
 }
 
 pub struct ImageShards {
-    shards: Vec<PathBuf>,
+    /// Held open: the loader reads every sample by offset without reopening its shard.
+    shards: Vec<Shard>,
     items: Vec<Item>,
     classes: Vec<String>,
     params: ImageParams,
@@ -87,7 +88,7 @@ pub struct ImageShards {
 }
 
 /// A sample's image member and label (-1 when unlabelled), or why it has none.
-fn item_of(shards: &[PathBuf], s: &ShardSample, label_field: &str) -> std::result::Result<Item, String> {
+fn item_of(shards: &[Shard], s: &ShardSample, label_field: &str) -> std::result::Result<Item, String> {
     let image = s.field(&IMAGE_FIELDS).ok_or_else(|| {
         let fields: Vec<&str> = s.fields.iter().map(|(f, _)| f.as_str()).collect();
         format!("sample '{}' has no .png/.jpg/.jpeg member (fields: {})", s.key, fields.join(", "))
@@ -97,7 +98,7 @@ fn item_of(shards: &[PathBuf], s: &ShardSample, label_field: &str) -> std::resul
     } else {
         let member =
             s.field(&[label_field]).ok_or_else(|| format!("sample '{}' has no .{label_field} member", s.key))?;
-        let text = read_member(&shards[s.shard as usize], member).map_err(|e| e.message)?;
+        let text = shards[s.shard as usize].read(member).map_err(|e| e.message)?;
         let text = String::from_utf8_lossy(&text);
         match text.trim().parse::<i64>() {
             Ok(l) if (0..MAX_CLASSES).contains(&l) => l,
@@ -119,17 +120,18 @@ impl ImageShards {
             return Err(PtError::config("image_shards: `shards` is empty; list the tar shards to read"));
         }
         let entries: Vec<PathBuf> = cfg.shards.iter().map(PathBuf::from).collect();
-        let shards = crate::files::expand_sources(&entries, &["tar"], "image_shards: shards")?;
+        let paths = crate::files::expand_sources(&entries, &["tar"], "image_shards: shards")?;
+        let shards = paths.iter().map(|p| Shard::open(p)).collect::<Result<Vec<_>>>()?;
         let mut items = Vec::new();
         let mut skipped = 0u64;
-        for s in index_samples(&shards)? {
+        for s in index_samples(&paths)? {
             match item_of(&shards, &s, &cfg.label_field) {
                 Ok(item) => items.push(item),
                 Err(_) if cfg.skip_bad => skipped += 1,
                 Err(why) => {
                     return Err(PtError::data(format!(
                         "{}: {why}; fix the shard, or set skip_bad = true",
-                        shards[s.shard as usize].display()
+                        paths[s.shard as usize].display()
                     )))
                 }
             }
@@ -168,7 +170,7 @@ impl ImageShards {
             notes: serde_json::Map::new(),
         };
         ds.norm = match (&cfg.mean, &cfg.std) {
-            (Some(_), Some(_)) => ds.sample_store(1)?.normalization(&cfg.mean, &cfg.std, "image_shards")?,
+            (Some(_), Some(_)) => ds.sample_store(0)?.normalization(&cfg.mean, &cfg.std, "image_shards")?,
             (None, None) => ds.sample_store(cfg.statistics_samples.max(1))?.statistics(),
             _ => {
                 return Err(PtError::config("image_shards: set both mean and std, or neither (computed from the data)"))
@@ -185,9 +187,13 @@ impl ImageShards {
     fn decode(&self, i: usize) -> Result<Vec<u8>> {
         let item = &self.items[i];
         let shard = &self.shards[item.shard as usize];
-        let bytes = read_member(shard, &item.image)?;
+        let bytes = shard.read(&item.image)?;
         decode_image(&bytes, &self.params).map(|(chw, _, _)| chw).map_err(|why| {
-            PtError::data(format!("{}: member {}: cannot decode the image ({why})", shard.display(), item.image.name))
+            PtError::data(format!(
+                "{}: member {}: cannot decode the image ({why})",
+                shard.path.display(),
+                item.image.name
+            ))
         })
     }
 
@@ -198,7 +204,7 @@ impl ImageShards {
         Ok(images.concat())
     }
 
-    /// The first `n` images, as a store (for statistics).
+    /// The first `n` images, as a store (statistics; with none, only the checks of given ones).
     fn sample_store(&self, n: u64) -> Result<ImageStore> {
         let first: Vec<usize> = (0..self.items.len().min(n as usize)).collect();
         let size = self.params.image_size.unwrap_or(1) as i64;
