@@ -71,6 +71,44 @@ momentum = 0.9
     )
 }
 
+/// `pt data inspect`: a folder's images, classes and unreadable files, a shard set's samples,
+/// and a recipe's dataset read whole with the failing sample named.
+fn inspect_names_what_pt_sees(pt: &Pt, tmp: &Path, src: &Path, ours: &Path) {
+    let out = pt.ok(&["data", "inspect", s(src)]);
+    assert!(out.contains("images: 30 (.png 30)") && out.contains("3 class folder(s): ant 10, bee 10, cat 10"), "{out}");
+    assert!(out.contains("name = \"image_folder\""), "{out}");
+    let out = pt.ok(&["data", "inspect", s(ours)]);
+    assert!(out.contains("tar shards: 4, 30 samples") && out.contains(".cls 30, .png 30"), "{out}");
+    let out = pt.ok(&["data", "inspect", s(&recipe(tmp, ours, 1)), "--read-all"]);
+    assert!(out.contains("samples: 30") && out.contains("read all 30 samples") && out.contains("0 failed"), "{out}");
+
+    let with_bad = tmp.join("with-bad");
+    copy_tree(src, &with_bad);
+    std::fs::write(with_bad.join("bee/zz-broken.png"), b"\x89PNG\r\n\x1a\n not really").unwrap();
+    let out = pt.ok(&["data", "inspect", s(&with_bad)]);
+    assert!(out.contains("unreadable: 1 file(s)") && out.contains("zz-broken.png"), "{out}");
+    let packed = tmp.join("with-bad-shards");
+    pt.ok(&["data", "pack", s(&with_bad), s(&packed)]);
+    let recipe = recipe(tmp, &packed, 1);
+    // Given statistics: the dataset opens without decoding, so the broken image meets the read.
+    let stats = ["--set", "data.mean=[0.5]", "--set", "data.std=[0.25]"];
+    let err = pt.fails(&[&["data", "inspect", s(&recipe), "--read-all"], &stats[..]].concat());
+    assert!(err.contains("1 of 31 samples could not be read") && err.contains("member 00000020.png"), "{err}");
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let dest = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &dest);
+        } else {
+            std::fs::create_dir_all(to).unwrap();
+            std::fs::copy(&path, &dest).unwrap();
+        }
+    }
+}
+
 #[test]
 fn image_shards_pack_interoperate_train_and_resume_exactly() {
     let pt = Pt::new();
@@ -85,6 +123,7 @@ fn image_shards_pack_interoperate_train_and_resume_exactly() {
     let out = pt.ok(&["data", "pack", s(&src), s(&ours), "--shard-size", "8"]);
     assert!(out.contains("packed 30 images of 3 classes into 4 shard(s)"), "{out}");
     assert_eq!(std::fs::read_to_string(ours.join("classes.txt")).unwrap(), "ant\nbee\ncat\n");
+    inspect_names_what_pt_sees(&pt, tmp.path(), &src, &ours);
 
     // Python's tarfile reads pt's shards, and writes its own (PAX format, nested member names).
     let script = r#"

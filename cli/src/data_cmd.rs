@@ -22,11 +22,35 @@ pub enum DataCommand {
         #[arg(long, default_value = "auto")]
         labels: String,
     },
+    /// What pt sees: for a folder, file or pattern, its images (sizes, classes), audio (durations,
+    /// rates), text (lines) and shards (samples), unreadable files named, and the [data] section
+    /// that reads it; for a recipe, its dataset built as `pt train` builds it.
+    Inspect {
+        /// A folder, file or pattern of data; or a recipe (a .toml file or a built-in name).
+        target: String,
+        /// With a recipe: override keys, as for `pt train` (`--set data.max_samples=100`).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// With a recipe: read every sample once and name those that fail.
+        #[arg(long)]
+        read_all: bool,
+    },
 }
 
 pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
     match cmd {
         DataCommand::Pack { src, out, shard_size, labels } => pack(&src, &out, shard_size, &labels),
+        DataCommand::Inspect { target, set, read_all } => {
+            crate::out::quiet_on_closed_pipe();
+            let is_recipe = target.ends_with(".toml") || crate::recipes::find(&target).is_some();
+            if is_recipe && !std::path::Path::new(&target).is_dir() {
+                crate::data_inspect_recipe::inspect_recipe(&target, &set, read_all)
+            } else if !set.is_empty() || read_all {
+                anyhow::bail!("--set and --read-all apply to a recipe; {target} is data (inspect reads all its files)")
+            } else {
+                crate::data_inspect::inspect_path(std::path::Path::new(&target))
+            }
+        }
     }
 }
 

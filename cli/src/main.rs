@@ -4,6 +4,8 @@
 mod out;
 mod checkpoint_cmd;
 mod data_cmd;
+mod data_inspect;
+mod data_inspect_recipe;
 mod doctor;
 mod export_cmd;
 mod launch_cmd;
@@ -42,7 +44,8 @@ enum Command {
     /// List and inspect checkpoints.
     #[command(subcommand)]
     Checkpoint(checkpoint_cmd::CheckpointCommand),
-    /// Prepare your own data: `pt data pack IMAGES OUT` writes tar shards for `image_shards`.
+    /// Your own data: `pt data inspect PATH|RECIPE` shows what pt sees; `pt data pack IMAGES OUT`
+    /// writes tar shards for `image_shards`.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
     /// Show the built-in recipes (`pt recipes --show NAME` prints one).

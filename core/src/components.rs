@@ -90,7 +90,23 @@ impl DatasetHandle {
         }
         Ok(DatasetHandle { inner, origin, info })
     }
-    /// A CPU batch for `indices`, with the host's `sample_index` field added.
+    /// `batch` on `device` as components read it: copied (non-blocking from pinned memory), then
+    /// the fields the dataset serves compactly converted there (`FieldInfo::on_device`).
+    pub fn to_device(&self, batch: Tensors, device: tch::Device) -> Result<Tensors> {
+        let mut batch = batch.to_device(device)?;
+        for field in &self.info.fields {
+            let Some(transform) = &field.on_device else { continue };
+            let converted = match batch.get(&field.name) {
+                Some(t) => transform.apply(&field.name, t).map_err(|e| e.with_origin(&self.origin))?,
+                None => continue,
+            };
+            batch.insert(&field.name, converted);
+        }
+        Ok(batch)
+    }
+
+    /// A CPU batch for `indices` as the dataset serves it (see [`Self::to_device`]), with the
+    /// host's `sample_index` field added.
     pub fn get_batch(&self, indices: &[u64], ctx: &StepCtx) -> Result<Tensors> {
         let map = rres(self.inner.get_batch(RSlice::from_slice(indices), ctx))?;
         let mut t = Tensors::from_ffi(map);
@@ -257,7 +273,11 @@ impl HostDataFfi for LentData<'_> {
         }
     }
     fn get_batch(&self, indices: RSlice<'_, u64>, ctx: &StepCtx) -> RResult<pt_sdk::TensorMap, PtError> {
-        let r = self.dataset.get_batch(indices.as_slice(), ctx).map_err(to_pt).and_then(|b| b.to_device(self.device));
+        let r = self
+            .dataset
+            .get_batch(indices.as_slice(), ctx)
+            .and_then(|b| self.dataset.to_device(b, self.device))
+            .map_err(to_pt);
         match r {
             Ok(b) => RResult::ROk(b.into_ffi()),
             Err(e) => RResult::RErr(e),

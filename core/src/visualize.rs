@@ -26,7 +26,7 @@ pub fn features(
     let (mut feats, mut labels) = (Vec::new(), Vec::new());
     for start in (0..n).step_by(256) {
         let idx: Vec<u64> = (start..(start + 256).min(n)).collect();
-        let batch = data.get_batch(&idx, ctx)?.to_device(ctx.device()).map_err(Error::Plugin)?;
+        let batch = data.to_device(data.get_batch(&idx, ctx)?, ctx.device())?;
         let out: Tensors = arch.forward(&batch, ctx)?;
         let f = out.require("features").map_err(Error::Plugin)?;
         feats.push(f.to_kind(Kind::Float).to_device(tch::Device::Cpu));
@@ -178,7 +178,7 @@ fn attention_map(arch: &mut ArchHandle, session: &Session, ctx: &StepCtx, path: 
     let _no_grad = tch::no_grad_guard();
     arch.set_train(false)?;
     let torch = |e: tch::TchError| Error::Training(format!("attention map: {}", pt_sdk::PtError::from(e).message));
-    let mut batch = session.data.get_batch(&[0], ctx)?.to_device(ctx.device()).map_err(Error::Plugin)?;
+    let mut batch = session.data.to_device(session.data.get_batch(&[0], ctx)?, ctx.device())?;
     batch.insert("output_attentions", Tensor::from(1i64));
     let out = arch.forward(&batch, ctx)?;
     let maps = out.require("attentions").map_err(Error::Plugin)?; // [layers, 1, heads, L, L]

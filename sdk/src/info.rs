@@ -125,12 +125,37 @@ pub struct FieldInfo {
     pub shape: Vec<i64>,
     #[serde(default)]
     pub description: String,
+    /// Set when the dataset serves the field in a compact form that the host turns into `dtype`
+    /// on the training device, after the copy (so the copy moves the compact bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_device: Option<OnDevice>,
 }
 
 impl FieldInfo {
     pub fn new(name: &str, dtype: &str, shape: &[i64], description: &str) -> Self {
-        FieldInfo { name: name.into(), dtype: dtype.into(), shape: shape.to_vec(), description: description.into() }
+        FieldInfo {
+            name: name.into(),
+            dtype: dtype.into(),
+            shape: shape.to_vec(),
+            description: description.into(),
+            on_device: None,
+        }
     }
+    /// Served compactly, turned into `dtype` by the host on the device (see [`OnDevice`]).
+    pub fn on_device(mut self, transform: OnDevice) -> Self {
+        self.on_device = Some(transform);
+        self
+    }
+}
+
+/// A conversion the host applies to a batch field once it is on the training device.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OnDevice {
+    /// uint8 pixels `[batch, channels, ...]` become float32 `(byte · scale − mean[c]) / std[c]`
+    /// (one mean/std for all channels, or one per channel): a quarter of float32's bytes cross
+    /// from the loader to the device and the CPU never converts a pixel.
+    NormalizePixels { scale: f64, mean: Vec<f64>, std: Vec<f64> },
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]

@@ -81,6 +81,7 @@ pub mod host_view;
 pub mod info;
 pub mod losses;
 pub mod memory;
+mod on_device;
 pub mod params;
 pub mod rng;
 pub mod shards;

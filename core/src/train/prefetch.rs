@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 
 pub struct Loaded {
     pub cursor: CursorState,
+    /// On the training device, as components read it.
     pub batch: Tensors,
     /// Real tokens in the batch (sum of `attention_mask`, else numel of `input_ids`), if text.
     pub tokens: Option<u64>,
@@ -22,6 +23,8 @@ pub struct Loaded {
 pub struct Prefetcher {
     rx: Option<Receiver<Result<Loaded>>>,
     handle: Option<JoinHandle<()>>,
+    dataset: Arc<DatasetHandle>,
+    device: tch::Device,
 }
 
 fn count_tokens(b: &Tensors) -> Option<u64> {
@@ -33,28 +36,32 @@ fn count_tokens(b: &Tensors) -> Option<u64> {
 }
 
 impl Prefetcher {
-    /// Starts reading at `cursor`; `pin` pins host memory for non-blocking copies to CUDA.
+    /// Starts reading at `cursor` for `device`. For CUDA the loader pins the batches and
+    /// [`Self::next`] copies them (non-blocking) and converts compact fields there; for the CPU
+    /// the loader thread does the conversion, off the training thread.
     pub fn start(
         dataset: Arc<DatasetHandle>,
         mut sampler: Sampler,
         mut cursor: CursorState,
         depth: usize,
         ctx: StepCtx,
-        pin: bool,
+        device: tch::Device,
     ) -> Self {
         let (tx, rx) = sync_channel(depth.max(1));
+        let pin = device.is_cuda();
+        let reader = dataset.clone();
         let handle = std::thread::Builder::new()
             .name("pt-loader".into())
             .spawn(move || loop {
                 let indices = sampler.indices(cursor);
                 let ctx = StepCtx { epoch: cursor.epoch, ..ctx };
                 let started = std::time::Instant::now();
-                let item = dataset.get_batch(&indices, &ctx).and_then(|batch| {
+                let item = reader.get_batch(&indices, &ctx).and_then(|batch| {
                     let tokens = count_tokens(&batch);
                     let batch = if pin {
                         batch.into_iter().map(|(n, t)| Ok((n, crate::pinned::pinned(&t)?))).collect::<Result<_>>()?
                     } else {
-                        batch
+                        reader.to_device(batch, tch::Device::Cpu)?
                     };
                     Ok(Loaded { cursor, batch, tokens, load_s: started.elapsed().as_secs_f64() })
                 });
@@ -65,14 +72,20 @@ impl Prefetcher {
                 cursor = sampler.next(cursor);
             })
             .expect("spawning the loader thread");
-        Prefetcher { rx: Some(rx), handle: Some(handle) }
+        Prefetcher { rx: Some(rx), handle: Some(handle), dataset, device }
     }
 
+    /// The next batch, on the training device.
     pub fn next(&mut self) -> Result<Loaded> {
-        self.rx
+        let mut loaded = self
+            .rx
             .as_ref()
             .and_then(|rx| rx.recv().ok())
-            .unwrap_or_else(|| Err(Error::Training("the data loader thread stopped unexpectedly".into())))
+            .unwrap_or_else(|| Err(Error::Training("the data loader thread stopped unexpectedly".into())))?;
+        if self.device.is_cuda() {
+            loaded.batch = self.dataset.to_device(loaded.batch, self.device)?;
+        }
+        Ok(loaded)
     }
 }
 

@@ -69,8 +69,7 @@ impl Trainer<'_> {
             // with N-fold accumulation would.
             let stream = micro * self.world_size() + self.rank();
             tch::manual_seed(derive_seed(self.settings().seed, &[STREAM_TORCH, self.step, stream]) as i64);
-            let batch = loaded.batch.to_device(self.session.device)?;
-            match self.micro_batch(&batch, &ctx, micro + 1 == grad_accum, &mut acc)? {
+            match self.micro_batch(&loaded.batch, &ctx, micro + 1 == grad_accum, &mut acc)? {
                 Some(loss) => {
                     acc.loss_sum += loss;
                     acc.counted += 1;

@@ -312,7 +312,7 @@ impl<'r> Trainer<'r> {
             self.cursor,
             self.settings().prefetch as usize,
             self.step_ctx(self.cursor.epoch, true),
-            self.session.device.is_cuda(),
+            self.session.device,
         );
         let mut window = Window::default();
         let run = self.settings().clone();

@@ -28,6 +28,12 @@ pub struct ImageParams {
     pub max_pixels: u64,
 }
 
+/// (width, height) from the image file's header alone (nothing decoded).
+pub fn header_dimensions(path: &std::path::Path) -> std::result::Result<(u32, u32), String> {
+    let reader = image::io::Reader::open(path).map_err(|e| e.to_string())?;
+    reader.with_guessed_format().map_err(|e| e.to_string())?.into_dimensions().map_err(|e| e.to_string())
+}
+
 /// `[channels, height, width]` bytes of the encoded image `bytes`, and (height, width).
 pub fn decode_image(bytes: &[u8], p: &ImageParams) -> std::result::Result<(Vec<u8>, i64, i64), String> {
     let reader =

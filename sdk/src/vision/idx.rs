@@ -196,6 +196,6 @@ impl Dataset for IdxImages {
         self.store.info(&self.norm, self.notes.clone())
     }
     fn get_batch(&self, indices: &[u64], _ctx: &StepCtx) -> Result<Tensors> {
-        self.store.batch(indices, &self.norm)
+        self.store.batch(indices)
     }
 }

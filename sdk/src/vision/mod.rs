@@ -1,7 +1,8 @@
 //! Images for pt plugins: datasets over MNIST-style IDX files, folder-per-class trees of PNG/JPEG
 //! and CSV pixel tables, and augmentation applied on the training device in batch form.
 //!
-//! Batches carry `image` as float32 `[batch, channels, height, width]`, normalised with the
+//! Batches carry `image` as float32 `[batch, channels, height, width]` (served as uint8 and
+//! normalised by the host on the training device, see `OnDevice`), normalised with the
 //! dataset's per-channel statistics (reported as `mean`/`std` in `DatasetInfo::notes`), and
 //! `label` as int64 `[batch]`. Augmentations take per-sample random streams derived from
 //! (seed, stream, epoch, sample index), so a resumed or resharded run makes the same views.

@@ -220,7 +220,7 @@ impl Dataset for PixelCsv {
         self.store.info(&self.norm, self.notes.clone())
     }
     fn get_batch(&self, indices: &[u64], _ctx: &StepCtx) -> Result<Tensors> {
-        self.store.batch(indices, &self.norm)
+        self.store.batch(indices)
     }
 }
 

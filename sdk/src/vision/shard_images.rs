@@ -6,12 +6,12 @@
 use super::augment::Normalization;
 use super::decode::{decode_image, decoding_pool, ImageParams, ResizeMode};
 use super::pixel_csv::MAX_CLASSES;
-use super::store::ImageStore;
+use super::store::{pixel_field, ImageStore};
 use crate::shards::{index_samples, Shard, ShardSample, TarMember};
 use crate::{Component, Config, CreateCtx, Dataset, DatasetInfo, FieldInfo, PtError, Result, StepCtx, Tensors};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 const IMAGE_FIELDS: [&str; 3] = ["png", "jpg", "jpeg"];
 
@@ -244,12 +244,7 @@ impl Dataset for ImageShards {
         notes.insert("std".into(), serde_json::json!(self.norm.std));
         notes.insert("channels".into(), serde_json::json!(self.params.channels));
         notes.insert("image_size".into(), serde_json::json!([size, size]));
-        let mut fields = vec![FieldInfo::new(
-            "image",
-            "float32",
-            &[self.params.channels, size, size],
-            "normalised pixels (notes: mean, std)",
-        )];
+        let mut fields = vec![pixel_field([self.params.channels, size, size], 1.0 / 255.0, &self.norm)];
         if !self.classes.is_empty() {
             fields.push(FieldInfo::new("label", "int64", &[], "class index"));
         }
@@ -274,8 +269,7 @@ impl Dataset for ImageShards {
         let bytes = self.decode_many(&idx)?;
         let size = self.params.image_size.unwrap_or(0) as i64;
         let shape = [idx.len() as i64, self.params.channels, size, size];
-        let raw = Tensor::f_from_slice(&bytes)?.f_view(shape)?.f_to_kind(Kind::Float)?.f_mul_scalar(1.0 / 255.0)?;
-        let image = self.norm.normalize(&raw)?;
+        let image = Tensor::f_from_slice(&bytes)?.f_view(shape)?; // uint8, normalised on the device
         if self.classes.is_empty() {
             return Ok(Tensors::new().with("image", image));
         }

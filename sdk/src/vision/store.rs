@@ -1,8 +1,16 @@
-//! Decoded images held in memory as bytes, batched into normalised float tensors on request.
+//! Decoded images held in memory as bytes, batched as uint8 tensors that the host normalises on
+//! the training device.
 
 use super::augment::Normalization;
-use crate::{DatasetInfo, FieldInfo, PtError, Result, Tensors};
-use tch::{Kind, Tensor};
+use crate::{DatasetInfo, FieldInfo, OnDevice, PtError, Result, Tensors};
+use tch::Tensor;
+
+/// The `image` field: float32 `[channels, height, width]` as components read it, served as uint8
+/// bytes and normalised by the host on the device (`pixel = byte · scale`).
+pub fn pixel_field(shape: [i64; 3], scale: f64, norm: &Normalization) -> FieldInfo {
+    FieldInfo::new("image", "float32", &shape, "normalised pixels (notes: mean, std)")
+        .on_device(OnDevice::NormalizePixels { scale, mean: norm.mean.clone(), std: norm.std.clone() })
+}
 
 /// `n` images of `[channels, height, width]` bytes, row-major, and their labels.
 pub struct ImageStore {
@@ -149,7 +157,8 @@ impl ImageStore {
         }
     }
 
-    /// The dataset description: `image` [C, H, W] float32, `label` int64, class names and counts,
+    /// The dataset description: `image` [C, H, W] (uint8 normalised to float32 on the device),
+    /// `label` int64, class names and counts,
     /// and the normalisation and size in the notes (objectives read `mean`/`std` from there).
     pub fn info(&self, norm: &Normalization, mut notes: serde_json::Map<String, serde_json::Value>) -> DatasetInfo {
         let mut counts = vec![0u64; self.classes.len()];
@@ -163,12 +172,7 @@ impl ImageStore {
         if let Some(keep) = &self.labelled {
             notes.insert("labelled_samples".into(), serde_json::json!(keep.iter().filter(|&&k| k).count()));
         }
-        let mut fields = vec![FieldInfo::new(
-            "image",
-            "float32",
-            &[self.channels, self.height, self.width],
-            "normalised pixels (notes: mean, std)",
-        )];
+        let mut fields = vec![pixel_field([self.channels, self.height, self.width], self.scale, norm)];
         if !self.unlabelled() {
             fields.push(FieldInfo::new("label", "int64", &[], "class index (-100: label hidden, see label_fraction)"));
         }
@@ -187,8 +191,8 @@ impl ImageStore {
         }
     }
 
-    /// `image` [B, C, H, W] float32 normalised, `label` [B] int64 (when labelled).
-    pub fn batch(&self, indices: &[u64], norm: &Normalization) -> Result<Tensors> {
+    /// `image` [B, C, H, W] uint8 (see [`pixel_field`]), `label` [B] int64 (when labelled).
+    pub fn batch(&self, indices: &[u64]) -> Result<Tensors> {
         let size = self.image_bytes();
         let mut bytes = Vec::with_capacity(indices.len() * size);
         let mut labels = Vec::with_capacity(indices.len());
@@ -202,8 +206,7 @@ impl ImageStore {
             labels.push(if hidden { UNLABELLED } else { self.labels[i] });
         }
         let shape = [indices.len() as i64, self.channels, self.height, self.width];
-        let raw = Tensor::f_from_slice(&bytes)?.f_view(shape)?.f_to_kind(Kind::Float)?.f_mul_scalar(self.scale)?;
-        let image = norm.normalize(&raw)?; // [batch, channels, height, width]
+        let image = Tensor::f_from_slice(&bytes)?.f_view(shape)?; // [batch, channels, height, width] uint8
         if self.unlabelled() {
             return Ok(Tensors::new().with("image", image));
         }
