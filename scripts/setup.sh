@@ -82,7 +82,7 @@ if [[ ! -f "$stamp" ]]; then
   say "installing torch==$TORCH_VERSION and transformers into $VENV (about 3 GB, a few minutes the first time)"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
     "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" "transformers==$TRANSFORMERS_VERSION" \
-    numpy safetensors tensorboard \
+    numpy safetensors tensorboard pyarrow \
     || die "pip install torch==$TORCH_VERSION failed (see above)"
   touch "$stamp"
 fi
@@ -91,6 +91,10 @@ fi
 "$VENV/bin/python" -c 'import tensorboard' 2>/dev/null \
   || "$VENV/bin/python" -m pip install -q --disable-pip-version-check tensorboard \
   || die "pip install tensorboard failed (see above)"
+# pyarrow writes the Parquet files the text-data tests read.
+"$VENV/bin/python" -c 'import pyarrow' 2>/dev/null \
+  || "$VENV/bin/python" -m pip install -q --disable-pip-version-check pyarrow \
+  || die "pip install pyarrow failed (see above)"
 "$VENV/bin/python" -c 'import torchvision' 2>/dev/null \
   || "$VENV/bin/python" -m pip install -q --disable-pip-version-check "torchvision==$TORCHVISION_VERSION" \
   || die "pip install torchvision==$TORCHVISION_VERSION failed (see above)"

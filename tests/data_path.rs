@@ -170,3 +170,61 @@ print("ok")
     let line = err.lines().find(|l| l.starts_with("pt: error")).unwrap_or_default();
     assert!(line.contains("shard-000002.tar") && line.contains("truncated"), "{err}");
 }
+
+/// Issue 21: a text corpus in Parquet (pyarrow: two files, snappy with small row groups and zstd,
+/// a null row) trains exactly as the same text in JSON lines does; a wrong column and lines mode
+/// are refused by name.
+#[test]
+fn parquet_text_trains_as_the_same_json_lines_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (parquet, jsonl) = (tmp.path().join("parquet"), tmp.path().join("jsonl"));
+    let script = r#"
+import sys, json, os, pyarrow as pa, pyarrow.parquet as pq
+src, parquet, jsonl = sys.argv[1:4]
+lines = [l.strip() for l in open(src, encoding="utf-8") if l.strip()][:240]
+rows = lines[:120] + [None] + lines[120:]
+os.makedirs(parquet); os.makedirs(jsonl)
+table = pa.table({"id": list(range(len(rows))), "text": rows})
+pq.write_table(table.slice(0, 100), os.path.join(parquet, "part-0.parquet"), row_group_size=30)
+pq.write_table(table.slice(100), os.path.join(parquet, "part-1.parquet"), compression="zstd")
+with open(os.path.join(jsonl, "all.jsonl"), "w", encoding="utf-8") as f:
+    for i, line in enumerate(lines):
+        f.write(json.dumps({"id": i, "text": line}) + "\n")
+"#;
+    let src = data_dir("text").join("text/tiny/train.txt");
+    let py = Command::new(python()).args(["-c", script]).arg(&src).arg(&parquet).arg(&jsonl).output().unwrap();
+    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+
+    let pt = Pt::new();
+    let train = |files: &Path, extra: &str, run: &str| {
+        let recipe = tiny_mlm_recipe(&data_dir("text"), 2, "")
+            .replace(&format!("{}", src.display()), s(files))
+            .replace("block_size = 32", &format!("block_size = 32\ntext_field = \"text\"\n{extra}"));
+        let path = write_file(tmp.path(), &format!("{run}.toml"), &recipe);
+        let run_dir = tmp.path().join(run);
+        (pt.run(&["train", "--recipe", s(&path), "--run-dir", s(&run_dir)]), run_dir)
+    };
+    let (out, from_parquet) = train(&parquet, "", "run-parquet");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (out, from_jsonl) = train(&jsonl, "", "run-jsonl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let weights = |run: &Path| read_safetensors(&checkpoint_dir(run, 2).join("model.safetensors"));
+    assert_eq!(weights(&from_parquet), weights(&from_jsonl));
+    let seen = pt.ok(&["data", "inspect", s(&tmp.path().join("run-parquet.toml"))]);
+    assert!(seen.contains("lines: 240") && seen.contains("skipped_empty_lines: 1"), "null row counted: {seen}");
+
+    let bad = tiny_mlm_recipe(&data_dir("text"), 1, "")
+        .replace(&format!("{}", src.display()), s(&parquet.join("part-1.parquet")))
+        .replace("block_size = 32", "block_size = 32\ntext_field = \"body\"");
+    let err = pt.fails(&[
+        "train",
+        "--recipe",
+        s(&write_file(tmp.path(), "bad.toml", &bad)),
+        "--run-dir",
+        s(&tmp.path().join("b")),
+    ]);
+    assert!(err.contains("part-1.parquet: no column 'body' (set text_field to one of: id, text)"), "{err}");
+    let (out, _) = train(&parquet, "mode = \"lines\"", "run-lines");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("is Parquet: use mode = \"packed\""), "{err}");
+}

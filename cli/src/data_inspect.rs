@@ -51,6 +51,7 @@ pub fn inspect_path(target: &Path) -> anyhow::Result<()> {
             e if TEXT.contains(&e) => "text",
             e if JSON_LINES.contains(&e) => "json lines",
             "tar" => "shards",
+            "parquet" => "parquet",
             _ => {
                 *other.entry(if ext.is_empty() { "(none)".into() } else { ext }).or_default() += 1;
                 continue;
@@ -66,6 +67,7 @@ pub fn inspect_path(target: &Path) -> anyhow::Result<()> {
             "images" => images(target, files),
             "audio" => audio(files),
             "text" | "json lines" => text(kind, files),
+            "parquet" => parquet(files),
             _ => shards(files),
         };
         suggestions.push(suggestion(target));
@@ -200,6 +202,30 @@ fn text(kind: &str, files: &[PathBuf]) -> Suggest {
     bad.print();
     let field = field.unwrap_or_default();
     Box::new(move |p| format!("  [data]\n  name = \"text\"\n  files = [\"{}\"]{field}", p.display()))
+}
+
+fn parquet(files: &[PathBuf]) -> Suggest {
+    let mut bad = Unreadable::default();
+    let (mut rows, mut strings) = (0u64, BTreeMap::<String, usize>::new());
+    for f in files {
+        match pt_sdk::text::parquet_columns(f) {
+            Ok((n, columns)) => {
+                rows += n;
+                for (name, _) in columns.into_iter().filter(|(_, is_string)| *is_string) {
+                    *strings.entry(name).or_default() += 1;
+                }
+            }
+            Err(e) => bad.0.push((f.clone(), e.message.to_string())),
+        }
+    }
+    outln!("  parquet: {} file(s), {rows} rows", files.len());
+    let list: Vec<String> = strings.iter().map(|(c, n)| format!("{c} (in {n} file(s))")).collect();
+    outln!("    string columns: {}", if list.is_empty() { "none".to_string() } else { list.join(", ") });
+    bad.print();
+    let pick = strings.keys().find(|c| *c == "text").or(strings.keys().next()).cloned().unwrap_or_default();
+    Box::new(move |p| {
+        format!("  [data]\n  name = \"text\"\n  files = [\"{}\"]\n  text_field = \"{pick}\"", p.display())
+    })
 }
 
 fn shards(files: &[PathBuf]) -> Suggest {

@@ -10,7 +10,7 @@ pub enum TokenizerCommand {
         /// Text files, directories or patterns (`corpus/**/*.txt`) to learn the vocabulary from.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// The files are JSON lines and this field holds the text.
+        /// The files are JSON lines and this field holds the text (Parquet files: the column).
         #[arg(long)]
         text_field: Option<String>,
         #[arg(long, default_value_t = 8000)]
@@ -29,7 +29,8 @@ pub fn run(cmd: TokenizerCommand) -> anyhow::Result<()> {
     match cmd {
         TokenizerCommand::Train { files, text_field, vocab_size, min_frequency, cased, output } => {
             let started = std::time::Instant::now();
-            let extensions: &[&str] = if text_field.is_some() { &["jsonl", "json"] } else { &["txt", "text"] };
+            let extensions: &[&str] =
+                if text_field.is_some() { &["jsonl", "json", "parquet"] } else { &["txt", "text"] };
             let files = pt_sdk::files::expand_sources(&files, extensions, "pt tokenizer train")?;
             let field = text_field.as_deref();
             pt_sdk::text::train_wordpiece_on(&files, field, vocab_size, min_frequency, !cased, &output)?;

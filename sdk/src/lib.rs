@@ -88,6 +88,8 @@ pub mod shards;
 pub mod tensor;
 #[cfg(feature = "text")]
 pub mod text;
+#[cfg(feature = "text")]
+mod text_parquet;
 #[cfg(feature = "vision")]
 pub mod vision;
 

@@ -5,6 +5,7 @@
 //! A trained tokenizer is a standard `tokenizer.json`: `transformers`' `PreTrainedTokenizerFast`
 //! and `tokenizers.Tokenizer.from_file` load it, and [`load_tokenizer`] loads theirs.
 
+pub use crate::text_parquet::{is_parquet, parquet_columns, ParquetColumn};
 use crate::{PtError, Result};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -235,37 +236,71 @@ impl<'a> Line<'a> {
 
 /// Reads a file line by line with byte offsets (for random access later with `pread`), never
 /// holding more than one line. A UTF-8 byte-order mark at the start is skipped.
+///
+/// A Parquet file is read as the rows of one string column instead: each row is a "line" (its
+/// number is the row's, 1-based; its offset the row index) whose text is the value itself.
 pub struct TextLines {
     path: PathBuf,
-    reader: BufReader<File>,
+    source: LineSource,
     buf: Vec<u8>,
     number: u64,
     offset: u64,
 }
 
+enum LineSource {
+    File(BufReader<File>),
+    Column(ParquetColumn),
+}
+
 impl TextLines {
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => PtError::io(path, "file not found"),
-            _ => PtError::io(path, e),
-        })?;
-        Ok(TextLines {
-            path: path.to_path_buf(),
-            reader: BufReader::with_capacity(1 << 20, file),
-            buf: Vec::new(),
-            number: 0,
-            offset: 0,
-        })
+        Self::open_with_column(path, None)
+    }
+
+    /// As [`Self::open`]; a Parquet file needs `column`, the string column to read.
+    pub fn open_with_column(path: &Path, column: Option<&str>) -> Result<Self> {
+        let source = match (is_parquet(path), column) {
+            (true, Some(column)) => LineSource::Column(ParquetColumn::open(path, column)?),
+            (true, None) => {
+                return Err(PtError::config(format!(
+                    "{}: a Parquet file: set text_field to the column that holds the text",
+                    path.display()
+                )))
+            }
+            (false, _) => {
+                let file = File::open(path).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => PtError::io(path, "file not found"),
+                    _ => PtError::io(path, e),
+                })?;
+                LineSource::File(BufReader::with_capacity(1 << 20, file))
+            }
+        };
+        Ok(TextLines { path: path.to_path_buf(), source, buf: Vec::new(), number: 0, offset: 0 })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Whether lines are a Parquet column's values (already the text: no JSON to parse).
+    pub fn is_column(&self) -> bool {
+        matches!(self.source, LineSource::Column(_))
+    }
+
     /// The next line, or `None` at the end of the file.
     pub fn next_line(&mut self) -> Result<Option<Line<'_>>> {
         self.buf.clear();
-        let n = self.reader.read_until(b'\n', &mut self.buf).map_err(|e| PtError::io(&self.path, e))?;
+        let reader = match &mut self.source {
+            LineSource::File(reader) => reader,
+            LineSource::Column(column) => {
+                if column.next_row(&self.path, &mut self.buf)?.is_none() {
+                    return Ok(None);
+                }
+                self.number += 1;
+                return Ok(Some(Line { number: self.number, offset: self.number - 1, bytes: &self.buf }));
+            }
+        };
+        let n = reader.read_until(b'\n', &mut self.buf).map_err(|e| PtError::io(&self.path, e))?;
         if n == 0 {
             return Ok(None);
         }
@@ -337,7 +372,7 @@ impl Iterator for CorpusLines {
             }
             if self.current.is_none() {
                 let path = self.files.next()?;
-                match TextLines::open(&path) {
+                match TextLines::open_with_column(&path, self.json_field.as_deref()) {
                     Ok(lines) => self.current = Some(lines),
                     Err(e) => {
                         self.error = Some(e);
@@ -346,6 +381,7 @@ impl Iterator for CorpusLines {
                 }
             }
             let lines = self.current.as_mut()?;
+            let is_column = lines.is_column();
             let text = match lines.next_line() {
                 Err(e) => {
                     self.error = Some(e);
@@ -364,6 +400,7 @@ impl Iterator for CorpusLines {
                 Some(Some(t)) => {
                     let text = match &self.json_field {
                         None => Some(t),
+                        Some(_) if is_column => Some(t),
                         Some(field) => serde_json::from_str::<serde_json::Value>(&t)
                             .ok()
                             .and_then(|v| v.get(field)?.as_str().map(str::to_owned)),

@@ -43,9 +43,11 @@ pub struct PassStats {
 /// Reads every line of `files`. `extract` turns a line (and its 1-based number) into the text to tokenize plus per-line
 /// data `T`, or rejects it with a reason: with `skip_bad` the line is counted and skipped,
 /// otherwise the pass fails with `file:line: reason`. `sink` gets each chunk's lines and token
-/// ids (without special tokens), in file order.
-pub fn tokenize_files<T>(
+/// ids (without special tokens), in file order. Parquet files are read as the rows of `column`
+/// (each row's value is the text, `T` its default; a line's offset is its row).
+pub fn tokenize_files<T: Default>(
     files: &[PathBuf],
+    column: Option<&str>,
     tokenizer: &TextTokenizer,
     skip_bad: bool,
     mut extract: impl FnMut(&str, u64) -> std::result::Result<(String, T), String>,
@@ -65,7 +67,8 @@ pub fn tokenize_files<T>(
     };
 
     for (file_index, path) in files.iter().enumerate() {
-        let mut reader = TextLines::open(path)?;
+        let mut reader = TextLines::open_with_column(path, column)?;
+        let is_column = reader.is_column();
         let (mut kept_here, mut non_utf8_here, mut first_non_utf8) = (0u64, 0u64, 0u64);
         let mut binary_here = 0u64;
         while let Some(line) = reader.next_line()? {
@@ -87,7 +90,8 @@ pub fn tokenize_files<T>(
             }
             let len = u32::try_from(line.bytes.len())
                 .map_err(|_| PtError::data(format!("{}:{}: a line longer than 4 GiB", path.display(), line.number)))?;
-            let (text, extra) = match extract(text, line.number) {
+            let extracted = if is_column { Ok((text.to_string(), T::default())) } else { extract(text, line.number) };
+            let (text, extra) = match extracted {
                 Ok(v) => v,
                 Err(why) if skip_bad => {
                     stats.bad_lines += 1;

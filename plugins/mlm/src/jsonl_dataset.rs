@@ -97,6 +97,13 @@ impl Component for JsonlDataset {
             }
         }
         let files = config.files.iter().map(|f| paths::expand(f, ctx)).collect::<Result<Vec<PathBuf>>>()?;
+        if let Some(parquet) = files.iter().find(|f| pt_sdk::text::is_parquet(f)) {
+            return Err(PtError::config(format!(
+                "jsonl: {} is a Parquet file; labelled text is read from JSON lines (pyarrow writes them: \
+                 pq.read_table(f).to_pandas().to_json(out, orient=\"records\", lines=True))",
+                parquet.display()
+            )));
+        }
         let fingerprints = file_fingerprints(&files)?;
         let tokenizer = TextTokenizer::resolve(&config.tokenizer, ctx, None)?;
 
@@ -198,6 +205,7 @@ fn build(files: &[PathBuf], tokenizer: &TextTokenizer, config: &JsonlConfig) -> 
     let mut pending: Vec<Pending> = Vec::new();
     let mut stats = tokenize_files(
         files,
+        None,
         tokenizer,
         config.skip_bad_lines,
         |line, number| {

@@ -67,9 +67,9 @@ impl Config for TextConfig {
             ),
             (
                 "extensions",
-                "file extensions taken from directories (null: txt and text, or jsonl and json with `text_field`)",
+                "file extensions taken from directories (null: txt and text, or jsonl, json and parquet with `text_field`)",
             ),
-            ("text_field", "empty: every line is text; else every line is a JSON object and this field holds the text"),
+            ("text_field", "empty: every line is text; else every line is a JSON object and this field holds the text (for Parquet files: the column that holds it)"),
             (
                 "skip_bad_lines",
                 "with `text_field`: skip (and count) lines that are not JSON objects with that string field",
@@ -124,6 +124,12 @@ impl Component for TextDataset {
             )));
         }
         let files = source_files(&config, ctx)?;
+        if let (TextMode::Lines, Some(parquet)) = (config.mode, files.iter().find(|f| pt_sdk::text::is_parquet(f))) {
+            return Err(PtError::config(format!(
+                "text: mode = \"lines\" reads text and JSON-lines files; {} is Parquet: use mode = \"packed\"",
+                parquet.display()
+            )));
+        }
         let fingerprints = file_fingerprints(&files)?; // fails early, naming a missing file
         let json_field = Some(config.text_field.as_str()).filter(|f| !f.is_empty());
         let train = config.train_tokenizer.then_some(TrainSpec {
@@ -203,7 +209,7 @@ impl Component for TextDataset {
 /// `files` expanded: directories and patterns to the files they hold, sorted.
 fn source_files(config: &TextConfig, ctx: &CreateCtx) -> Result<Vec<PathBuf>> {
     let entries = config.files.iter().map(|f| paths::expand(f, ctx)).collect::<Result<Vec<PathBuf>>>()?;
-    let default: &[&str] = if config.text_field.is_empty() { &["txt", "text"] } else { &["jsonl", "json"] };
+    let default: &[&str] = if config.text_field.is_empty() { &["txt", "text"] } else { &["jsonl", "json", "parquet"] };
     let chosen: Vec<String> = config.extensions.clone().unwrap_or_default();
     let extensions: Vec<&str> = match &config.extensions {
         Some(_) => chosen.iter().map(|e| e.trim_start_matches('.')).collect(),
@@ -242,6 +248,7 @@ fn build_packed(
     let mut bytes = Vec::new();
     let stats = tokenize_files(
         files,
+        reader.json_field,
         tokenizer,
         reader.skip_bad,
         |t, _| reader.extract(t),
@@ -270,6 +277,7 @@ fn build_lines(
     let mut records = Vec::new();
     let stats = tokenize_files(
         files,
+        reader.json_field,
         tokenizer,
         reader.skip_bad,
         |t, _| reader.extract(t),
