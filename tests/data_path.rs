@@ -10,67 +10,6 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// 3 classes × 10 PNGs of mixed sizes, each class its own colour with noise.
-fn class_folders(root: &Path) {
-    let mut state = 5u64;
-    for (c, name) in ["ant", "bee", "cat"].iter().enumerate() {
-        for i in 0..10u32 {
-            let (w, h) = (20 + (i % 3) * 6, 18 + (i % 2) * 8);
-            let img = image::RgbImage::from_fn(w, h, |_, _| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                let n = (state >> 59) as u8;
-                let mut px = [n, n, n];
-                px[c] = 200 + n;
-                image::Rgb(px)
-            });
-            let path = root.join(name).join(format!("{i:02}.png"));
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            img.save(path).unwrap();
-        }
-    }
-}
-
-fn recipe(dir: &Path, shards: &Path, max_steps: u64) -> PathBuf {
-    write_file(
-        dir,
-        &format!("shards-{max_steps}.toml"),
-        &format!(
-            r#"
-[run]
-seed = 4
-device = "cpu"
-batch_size = 8
-max_steps = {max_steps}
-log_every = 1
-num_threads = 1
-grad_clip = 0.0
-
-[checkpoint]
-every = 2
-
-[data]
-name = "image_shards"
-shards = ["{}"]
-image_size = 16
-
-[arch]
-name = "resnet18"
-width = 8
-small_stem = true
-
-[objective]
-name = "supervised"
-
-[optim]
-name = "sgd"
-lr = 0.05
-momentum = 0.9
-"#,
-            shards.display()
-        ),
-    )
-}
-
 /// `pt data inspect`: a folder's images, classes and unreadable files, a shard set's samples,
 /// and a recipe's dataset read whole with the failing sample named.
 fn inspect_names_what_pt_sees(pt: &Pt, tmp: &Path, src: &Path, ours: &Path) {
@@ -79,7 +18,7 @@ fn inspect_names_what_pt_sees(pt: &Pt, tmp: &Path, src: &Path, ours: &Path) {
     assert!(out.contains("name = \"image_folder\""), "{out}");
     let out = pt.ok(&["data", "inspect", s(ours)]);
     assert!(out.contains("tar shards: 4, 30 samples") && out.contains(".cls 30, .png 30"), "{out}");
-    let out = pt.ok(&["data", "inspect", s(&recipe(tmp, ours, 1)), "--read-all"]);
+    let out = pt.ok(&["data", "inspect", s(&image_shards_recipe(tmp, ours, 1)), "--read-all"]);
     assert!(out.contains("samples: 30") && out.contains("read all 30 samples") && out.contains("0 failed"), "{out}");
 
     let with_bad = tmp.join("with-bad");
@@ -89,7 +28,7 @@ fn inspect_names_what_pt_sees(pt: &Pt, tmp: &Path, src: &Path, ours: &Path) {
     assert!(out.contains("unreadable: 1 file(s)") && out.contains("zz-broken.png"), "{out}");
     let packed = tmp.join("with-bad-shards");
     pt.ok(&["data", "pack", s(&with_bad), s(&packed)]);
-    let recipe = recipe(tmp, &packed, 1);
+    let recipe = image_shards_recipe(tmp, &packed, 1);
     // Given statistics: the dataset opens without decoding, so the broken image meets the read.
     let stats = ["--set", "data.mean=[0.5]", "--set", "data.std=[0.25]"];
     let err = pt.fails(&[&["data", "inspect", s(&recipe), "--read-all"], &stats[..]].concat());
@@ -114,7 +53,7 @@ fn image_shards_pack_interoperate_train_and_resume_exactly() {
     let pt = Pt::new();
     let tmp = tempfile::tempdir().unwrap();
     let (src, ours, theirs) = (tmp.path().join("src"), tmp.path().join("ours"), tmp.path().join("theirs"));
-    class_folders(&src);
+    small_class_folders(&src);
     let notes = tmp.path().join("notes");
     std::fs::create_dir_all(&notes).unwrap();
     std::fs::write(notes.join("a.txt"), "no images here").unwrap();
@@ -150,14 +89,14 @@ print("ok")
 
     // Python's shards train with pt.
     let run = tmp.path().join("run-theirs");
-    pt.ok(&["train", "--recipe", s(&recipe(tmp.path(), &theirs, 2)), "--run-dir", s(&run)]);
+    pt.ok(&["train", "--recipe", s(&image_shards_recipe(tmp.path(), &theirs, 2)), "--run-dir", s(&run)]);
     let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
     assert!(config.contains("num_classes = 3  <- [data] resnet:image_shards"), "{config}");
 
     // Resuming at step 2 (mid-shard: 16 of the 30 samples read) ends where an unbroken run does.
     let (whole, broken) = (tmp.path().join("whole"), tmp.path().join("broken"));
-    pt.ok(&["train", "--recipe", s(&recipe(tmp.path(), &ours, 4)), "--run-dir", s(&whole)]);
-    pt.ok(&["train", "--recipe", s(&recipe(tmp.path(), &ours, 2)), "--run-dir", s(&broken)]);
+    pt.ok(&["train", "--recipe", s(&image_shards_recipe(tmp.path(), &ours, 4)), "--run-dir", s(&whole)]);
+    pt.ok(&["train", "--recipe", s(&image_shards_recipe(tmp.path(), &ours, 2)), "--run-dir", s(&broken)]);
     pt.ok(&["train", "--resume", s(&broken), "--max-steps", "4"]);
     let (a, b) = (checkpoint_dir(&whole, 4), checkpoint_dir(&broken, 4));
     assert_eq!(read_safetensors(&a.join("model.safetensors")), read_safetensors(&b.join("model.safetensors")));
@@ -165,8 +104,13 @@ print("ok")
     // A damaged shard is named.
     let bytes = std::fs::read(ours.join("shard-000002.tar")).unwrap();
     std::fs::write(ours.join("shard-000002.tar"), &bytes[..bytes.len() / 2 + 100]).unwrap();
-    let err =
-        pt.fails(&["train", "--recipe", s(&recipe(tmp.path(), &ours, 1)), "--run-dir", s(&tmp.path().join("bad"))]);
+    let err = pt.fails(&[
+        "train",
+        "--recipe",
+        s(&image_shards_recipe(tmp.path(), &ours, 1)),
+        "--run-dir",
+        s(&tmp.path().join("bad")),
+    ]);
     let line = err.lines().find(|l| l.starts_with("pt: error")).unwrap_or_default();
     assert!(line.contains("shard-000002.tar") && line.contains("truncated"), "{err}");
 }

@@ -465,3 +465,40 @@ fn ctrl_c_to_launch_stops_every_rank_at_the_same_step_with_a_checkpoint() {
     let step = summary["step"].as_u64().unwrap();
     assert!(checkpoint_dir(&run, step).join("manifest.json").is_file(), "checkpoint at step {step}");
 }
+
+/// Issue 21: a run over tar shards stopped mid-shard resumes with another number of ranks
+/// (1 → 2 and 2 → 1, the global batch kept) and ends where an unbroken one-process run does.
+#[test]
+fn image_shards_resume_mid_shard_with_more_or_fewer_ranks() {
+    let pt = Pt::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, shards) = (tmp.path().join("src"), tmp.path().join("shards"));
+    small_class_folders(&src);
+    pt.ok(&["data", "pack", s(&src), s(&shards), "--shard-size", "8"]);
+    // 2 ranks × 4 per step, or one process × 2 micro-batches of 4: the same global batch of 8.
+    let text = std::fs::read_to_string(image_shards_recipe(tmp.path(), &shards, 4)).unwrap();
+    let recipe = write_file(tmp.path(), "ranks.toml", &text.replace("batch_size = 8", "batch_size = 4"));
+    let one_process = ["--set", "run.grad_accum=2"];
+    let whole = tmp.path().join("whole");
+    pt.ok(&[&["train", "--recipe", s(&recipe), "--run-dir", s(&whole)], &one_process[..]].concat());
+
+    let resume_launched = |run: &Path| {
+        let port = free_port().to_string();
+        let args = ["launch", "--nproc-per-node", "2", "--master-port", &port, "--", "train", "--resume", s(run)];
+        pt.ok(&[&args[..], &["--quiet", "--max-steps", "4", "--set", "run.grad_accum=1"]].concat())
+    };
+    // 1 → 2: step 2 of 4 is sample 16 of 30, inside the third shard.
+    let up = tmp.path().join("up");
+    let stop_at_2 = ["--max-steps", "2"];
+    pt.ok(&[&["train", "--recipe", s(&recipe), "--run-dir", s(&up)], &one_process[..], &stop_at_2[..]].concat());
+    resume_launched(&up);
+    // 2 → 1.
+    let down = tmp.path().join("down");
+    let out = launch_ranks(&pt, 2, &recipe, &down, &stop_at_2).wait_with_output().unwrap();
+    assert!(out.status.success(), "pt launch failed:\n{}", stderr_of(&out));
+    pt.ok(&[&["train", "--resume", s(&down), "--max-steps", "4"], &one_process[..]].concat());
+    for run in [&up, &down] {
+        let diff = max_difference(&params(&whole, 4), &params(run, 4));
+        assert!(diff < 1e-5, "{}: weights differ by {diff} from the unbroken run", run.display());
+    }
+}

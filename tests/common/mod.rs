@@ -288,3 +288,65 @@ pub fn listed_checkpoints(pt: &Pt, run_dir: &Path) -> Vec<(String, bool)> {
         })
         .collect()
 }
+
+/// Issue 21: 3 classes × 10 PNGs of mixed sizes, each class its own colour with noise.
+pub fn small_class_folders(root: &Path) {
+    let mut state = 5u64;
+    for (c, name) in ["ant", "bee", "cat"].iter().enumerate() {
+        for i in 0..10u32 {
+            let (w, h) = (20 + (i % 3) * 6, 18 + (i % 2) * 8);
+            let img = image::RgbImage::from_fn(w, h, |_, _| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let n = (state >> 59) as u8;
+                let mut px = [n, n, n];
+                px[c] = 200 + n;
+                image::Rgb(px)
+            });
+            let path = root.join(name).join(format!("{i:02}.png"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            img.save(path).unwrap();
+        }
+    }
+}
+
+/// A tiny supervised ResNet on `image_shards` (16 px, batch 8, a checkpoint every 2 steps).
+pub fn image_shards_recipe(dir: &Path, shards: &Path, max_steps: u64) -> PathBuf {
+    write_file(
+        dir,
+        &format!("shards-{max_steps}.toml"),
+        &format!(
+            r#"
+[run]
+seed = 4
+device = "cpu"
+batch_size = 8
+max_steps = {max_steps}
+log_every = 1
+num_threads = 1
+grad_clip = 0.0
+
+[checkpoint]
+every = 2
+
+[data]
+name = "image_shards"
+shards = ["{}"]
+image_size = 16
+
+[arch]
+name = "resnet18"
+width = 8
+small_stem = true
+
+[objective]
+name = "supervised"
+
+[optim]
+name = "sgd"
+lr = 0.05
+momentum = 0.9
+"#,
+            shards.display()
+        ),
+    )
+}

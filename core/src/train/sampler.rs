@@ -1,7 +1,9 @@
 //! Which samples each micro-batch holds: a permutation per epoch derived from (seed, epoch),
 //! cut into global micro-batches, each split across ranks. Position is an O(1) cursor
 //! `(epoch, micro_batch)`: resuming recomputes the permutation and starts there, replaying
-//! nothing. The global order does not depend on the world size.
+//! nothing. The global order does not depend on the world size, and an epoch holds whole
+//! optimizer steps (`batch × ranks × accumulation` samples each), so ranks and accumulation can
+//! be traded (2 ranks, or 1 process accumulating 2) without changing what any step trains on.
 //!
 //! With sample lengths (variable-length data such as audio), batches are bucketed: the shuffled
 //! order is cut into windows of [`BUCKET_WINDOW`] global batches, each window sorted by length
@@ -36,6 +38,8 @@ pub struct Sampler {
     /// Indices of the labelled samples and how many of them each micro-batch takes.
     labelled: std::sync::Arc<[u64]>,
     labelled_per_batch: u64,
+    /// Micro-batches per optimizer step on each rank.
+    grad_accum: u64,
     labelled_cache: Option<(u64, Vec<u64>)>,
     cached: Option<(u64, Vec<u64>)>,
 }
@@ -52,6 +56,7 @@ impl Sampler {
             lengths: Vec::new().into(),
             labelled: Vec::new().into(),
             labelled_per_batch: 0,
+            grad_accum: 1,
             labelled_cache: None,
             cached: None,
         }
@@ -75,14 +80,25 @@ impl Sampler {
         self
     }
 
+    /// Steps accumulate `micro_batches` micro-batches on each rank.
+    pub fn with_accumulation(mut self, micro_batches: u64) -> Self {
+        self.grad_accum = micro_batches.max(1);
+        self
+    }
+
+    /// Samples of the main order per optimizer step, over all ranks.
+    fn step_samples(&self) -> u64 {
+        self.main_per_batch() * self.world_size * self.grad_accum
+    }
+
     /// Samples per micro-batch from the main order.
     fn main_per_batch(&self) -> u64 {
         self.batch_size - self.labelled_per_batch
     }
 
-    /// Global micro-batches per epoch (the incomplete last one is dropped).
+    /// Global micro-batches per epoch: whole steps (the incomplete last step is dropped).
     pub fn micro_batches_per_epoch(&self) -> u64 {
-        self.num_samples / (self.main_per_batch() * self.world_size)
+        self.num_samples / self.step_samples() * self.grad_accum
     }
 
     fn permutation(&mut self, epoch: u64) -> &[u64] {
@@ -99,9 +115,10 @@ impl Sampler {
         &self.cached.as_ref().expect("just set").1
     }
 
-    /// Sorts windows of the shuffled `order` by length and shuffles the batches within each.
+    /// Sorts windows of the shuffled `order` by length and shuffles the steps' batches within
+    /// each (a step's micro-batches and ranks take consecutive slices of its sorted samples).
     fn bucket(&self, order: &mut [u64], epoch: u64) {
-        let global = (self.batch_size * self.world_size).max(1) as usize;
+        let global = (self.batch_size * self.world_size * self.grad_accum).max(1) as usize;
         let usable = order.len() / global * global; // the incomplete last batch is dropped anyway
         for (w, window) in order[..usable].chunks_mut(global * BUCKET_WINDOW).enumerate() {
             window.sort_by_key(|&i| std::cmp::Reverse(self.lengths[i as usize]));
@@ -186,6 +203,26 @@ mod tests {
         let mut both = r0.indices(c);
         both.extend(r1.indices(c));
         assert_eq!(both, one.indices(c));
+    }
+
+    /// Two ranks, or one process accumulating two micro-batches: the same samples in every step,
+    /// across epoch ends too (10 samples, steps of 4: the epoch drops 2, never splits a step).
+    #[test]
+    fn ranks_and_accumulation_trade_without_changing_steps() {
+        let mut one = Sampler::new(10, 2, 0, 1, 9, true).with_accumulation(2);
+        let mut ranks = [Sampler::new(10, 2, 0, 2, 9, true), Sampler::new(10, 2, 1, 2, 9, true)];
+        assert_eq!((one.micro_batches_per_epoch(), ranks[0].micro_batches_per_epoch()), (4, 2));
+        let (mut c1, mut c2) = (CursorState::default(), CursorState::default());
+        for _ in 0..5 {
+            let mut step = one.indices(c1);
+            c1 = one.next(c1);
+            step.extend(one.indices(c1));
+            c1 = one.next(c1);
+            let both: Vec<u64> = ranks.iter_mut().flat_map(|r| r.indices(c2)).collect();
+            c2 = ranks[0].next(c2);
+            assert_eq!(step, both);
+            assert_eq!(c1.epoch, c2.epoch);
+        }
     }
 
     #[test]

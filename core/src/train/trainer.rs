@@ -402,6 +402,7 @@ fn sampler_for(session: &Session, rank: u64, world_size: u64) -> Result<Sampler>
     let run = &session.plan.recipe.run;
     let info = &session.data.info;
     let sampler = Sampler::new(info.num_samples, run.batch_size, rank, world_size, run.seed, true)
+        .with_accumulation(run.grad_accum)
         .bucketed_by(&info.lengths)
         .with_labelled(&info.labelled, run.labelled_per_batch);
     if run.labelled_per_batch > 0 && info.labelled.is_empty() {
@@ -412,8 +413,12 @@ fn sampler_for(session: &Session, rank: u64, world_size: u64) -> Result<Sampler>
     }
     if sampler.micro_batches_per_epoch() == 0 {
         return Err(Error::Config(format!(
-            "dataset {} has {} samples, fewer than one batch of {}: lower [run] batch_size",
-            session.data.origin, info.num_samples, run.batch_size
+            "dataset {} has {} samples, fewer than one step of {} (batch_size {} × {world_size} rank(s) × grad_accum {}): lower [run] batch_size or grad_accum",
+            session.data.origin,
+            info.num_samples,
+            run.batch_size * world_size * run.grad_accum,
+            run.batch_size,
+            run.grad_accum
         )));
     }
     Ok(sampler)
