@@ -220,3 +220,50 @@ fn visualize_draws_bert_attention_with_the_runs_tokens() {
         "pretrained and random maps are the same picture"
     );
 }
+
+/// Issue 24: a user task whose test split lacks a class scores by class name, not by each split's
+/// own numbering (three classes, each one repeated word: kNN is exact once labels agree; it
+/// scored only the first class when the test split renumbered its two classes 0 and 1), and a
+/// test class the training split never had is refused by name.
+#[test]
+fn task_splits_number_classes_as_the_training_split_does() {
+    let (pt, tmp, recipe) = tiny_mlm_setup(2, "");
+    let run = tmp.path().join("run");
+    pt.ok(&["train", "--recipe", recipe.to_str().unwrap(), "--run-dir", run.to_str().unwrap(), "--quiet"]);
+    let lines = |classes: &[(&str, &str)], each: usize| -> String {
+        let mut out = String::new();
+        for i in 0..each {
+            for (label, word) in classes {
+                out += &format!("{{\"text\": \"{}\", \"label\": \"{label}\"}}\n", vec![*word; 3 + i % 3].join(" "));
+            }
+        }
+        out
+    };
+    let all = [("alpha", "apple"), ("beta", "river"), ("gamma", "stone")];
+    write_file(tmp.path(), "train.jsonl", &lines(&all, 8));
+    write_file(tmp.path(), "test.jsonl", &lines(&[all[0], all[2]], 4));
+    write_file(tmp.path(), "unknown.jsonl", &lines(&[all[0], ("delta", "cloud")], 2));
+    let split = |file: &str| {
+        let path = tmp.path().join(file);
+        format!(
+            r#"{{ name = "jsonl", files = ["{}"], tokenizer = "{{run}}/assets/tokenizer.json", block_size = 16 }}"#,
+            path.display()
+        )
+    };
+    let task = |test: &str| {
+        let text = format!(
+            "[[eval]]\nname = \"knn\"\nk = 1\nsplits.train = {}\nsplits.test = {}\n",
+            split("train.jsonl"),
+            split(test)
+        );
+        write_file(tmp.path(), "task.toml", &text)
+    };
+    let out = pt.ok(&["transfer", run.to_str().unwrap(), "--task", task("test.jsonl").to_str().unwrap()]);
+    let row = out.lines().find(|l| l.starts_with("knn")).unwrap_or_else(|| panic!("no knn row: {out}"));
+    assert_eq!(row.matches("100.0 %").count(), 2, "both arms score every test sample: {out}");
+    let err = pt.fails(&["transfer", run.to_str().unwrap(), "--task", task("unknown.jsonl").to_str().unwrap()]);
+    assert!(
+        err.contains("has class 'delta', which the training split does not (its classes: alpha, beta, gamma)"),
+        "{err}"
+    );
+}

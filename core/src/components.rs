@@ -76,6 +76,8 @@ pub struct DatasetHandle {
     inner: DatasetBox,
     pub origin: String,
     pub info: DatasetInfo,
+    /// This split's label ids → the reference split's (see [`Self::align_labels_to`]).
+    label_map: Option<Vec<i64>>,
 }
 
 impl DatasetHandle {
@@ -88,7 +90,62 @@ impl DatasetHandle {
                 plan.section
             )));
         }
-        Ok(DatasetHandle { inner, origin, info })
+        Ok(DatasetHandle { inner, origin, info, label_map: None })
+    }
+
+    /// Numbers this split's classes as `reference` (the training split) numbers them, by name:
+    /// each split of a task lists only the classes it holds, so a test split missing one class
+    /// would otherwise shift every later label. A class the reference never had is an error
+    /// naming it (`what` names this split).
+    pub fn align_labels_to(&mut self, reference: &DatasetInfo, what: &str) -> Result<()> {
+        if self.info.classes.is_empty() || reference.classes.is_empty() || self.info.classes == reference.classes {
+            return Ok(());
+        }
+        let mut map = Vec::with_capacity(self.info.classes.len());
+        for class in &self.info.classes {
+            match reference.classes.iter().position(|c| c == class) {
+                Some(i) => map.push(i as i64),
+                None => {
+                    let known: Vec<&str> = reference.classes.iter().take(20).map(String::as_str).collect();
+                    return Err(Error::Config(format!(
+                        "{what} ({}) has class '{class}', which the training split does not (its classes: {}{}); \
+                         a model cannot be scored on a class it was never shown: remove those samples or add them to training",
+                        self.origin,
+                        known.join(", "),
+                        if reference.classes.len() > 20 { ", …" } else { "" }
+                    )));
+                }
+            }
+        }
+        let mut counts = vec![0u64; reference.classes.len()];
+        for (&to, &n) in map.iter().zip(&self.info.class_counts) {
+            counts[to as usize] = n;
+        }
+        tracing::info!(split = what, "labels numbered by the training split's classes");
+        self.info.classes = reference.classes.clone();
+        self.info.class_counts = counts;
+        self.label_map = Some(map);
+        Ok(())
+    }
+
+    /// `batch`'s `label` renumbered by [`Self::align_labels_to`] (negative labels, "hidden", kept).
+    fn relabel(&self, batch: &mut Tensors) -> Result<()> {
+        let (Some(map), Some(labels)) = (&self.label_map, batch.get("label")) else { return Ok(()) };
+        let ids = Vec::<i64>::try_from(labels.to_kind(tch::Kind::Int64)).map_err(pt_sdk::PtError::from)?;
+        let mapped = ids
+            .iter()
+            .map(|&id| match usize::try_from(id) {
+                Err(_) => Ok(id), // hidden (-100)
+                Ok(i) => map.get(i).copied().ok_or_else(|| {
+                    Error::Plugin(pt_sdk::PtError::data(format!(
+                        "label {id} outside the {} classes the dataset declared",
+                        map.len()
+                    )))
+                }),
+            })
+            .collect::<Result<Vec<i64>>>()?;
+        batch.insert("label", Tensor::from_slice(&mapped));
+        Ok(())
     }
     /// `batch` on `device` as components read it: copied (non-blocking from pinned memory), then
     /// the fields the dataset serves compactly converted there (`FieldInfo::on_device`).
@@ -110,6 +167,7 @@ impl DatasetHandle {
     pub fn get_batch(&self, indices: &[u64], ctx: &StepCtx) -> Result<Tensors> {
         let map = rres(self.inner.get_batch(RSlice::from_slice(indices), ctx))?;
         let mut t = Tensors::from_ffi(map);
+        self.relabel(&mut t)?;
         let idx: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
         t.insert(SAMPLE_INDEX, Tensor::from_slice(&idx));
         Ok(t)

@@ -30,9 +30,16 @@ impl EvalRunner {
         let mut facts = BTreeMap::new();
         for (name, split_plan) in split_plans {
             let config = session.eval_config(split_plan, &spec.splits[name], BTreeMap::new())?;
-            let data = DatasetHandle::create(split_plan, &config, &session.ctx)?;
+            splits.push((name.clone(), DatasetHandle::create(split_plan, &config, &session.ctx)?));
+        }
+        // Every split numbers its classes as the training split does (by name).
+        if let Some(reference) = splits.iter().find(|(n, _)| n == "train").map(|(_, d)| d.info.clone()) {
+            for (name, data) in splits.iter_mut().filter(|(n, _)| n != "train") {
+                data.align_labels_to(&reference, &format!("[eval.splits.{name}] of [[eval]] #{index}"))?;
+            }
+        }
+        for (name, data) in &splits {
             facts.insert(Provider::Split(index, name.clone()), dataset_facts(&data.info));
-            splits.push((name.clone(), data));
         }
         let config = session.eval_config(eval_plan, &spec.component, facts)?;
         let handle = EvaluatorHandle::create(eval_plan, &config, &session.ctx)?;
