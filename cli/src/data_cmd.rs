@@ -1,6 +1,6 @@
-//! `pt data pack SRC OUT`: an image folder (class folders or unlabelled) into WebDataset-style tar
-//! shards (`NNNNNNNN.png|jpg` with the original bytes, and `NNNNNNNN.cls` holding the class
-//! number), which the `image_shards` dataset reads.
+//! `pt data pack SRC OUT`: an image folder (class folders or unlabelled) or an audio folder into
+//! WebDataset-style tar shards (`NNNNNNNN.png|jpg|flac|wav|…` with the original bytes, and
+//! `NNNNNNNN.cls` holding the class number), which `image_shards` and `audio`'s `shards` read.
 
 use anyhow::Context;
 use pt_sdk::shards::TarWriter;
@@ -9,9 +9,10 @@ use std::path::PathBuf;
 
 #[derive(clap::Subcommand)]
 pub enum DataCommand {
-    /// Pack an image folder into tar shards for the `image_shards` dataset.
+    /// Pack an image or audio folder into tar shards (for `image_shards`, or `audio` with `shards`).
     Pack {
-        /// Root of the images: one sub-folder per class, or unlabelled images at any depth.
+        /// Root of the images (one sub-folder per class, or unlabelled at any depth) or of the
+        /// audio files (unlabelled unless --labels folders).
         src: PathBuf,
         /// Folder the shards are written into (created; must be empty or absent).
         out: PathBuf,
@@ -54,6 +55,28 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
     }
 }
 
+/// The audio files under `root` in path order, labelled by their class folder (the root's
+/// sub-folder) with `--labels folders`; unlabelled otherwise (audio trees are usually by speaker).
+fn list_audio(root: &std::path::Path, labels: FolderLabels) -> anyhow::Result<(Vec<(PathBuf, i64)>, Vec<String>)> {
+    let files = pt_sdk::audio::scan_wavs(root)?;
+    if labels != FolderLabels::Folders {
+        return Ok((files.into_iter().map(|f| (f, -1)).collect(), Vec::new()));
+    }
+    let class_of = |f: &std::path::Path| -> anyhow::Result<String> {
+        let mut parts = f.strip_prefix(root)?.components();
+        match (parts.next(), parts.next()) {
+            (Some(c), Some(_)) => Ok(c.as_os_str().to_string_lossy().into_owned()),
+            _ => anyhow::bail!("{}: not inside a class folder of {} (--labels folders)", f.display(), root.display()),
+        }
+    };
+    let named = files.into_iter().map(|f| Ok((class_of(&f)?, f))).collect::<anyhow::Result<Vec<_>>>()?;
+    let mut classes: Vec<String> = named.iter().map(|(c, _)| c.clone()).collect();
+    classes.sort();
+    classes.dedup();
+    let labelled = named.into_iter().map(|(c, f)| (f, classes.binary_search(&c).unwrap_or(0) as i64)).collect();
+    Ok((labelled, classes))
+}
+
 fn pack(src: &std::path::Path, out: &std::path::Path, shard_size: usize, labels: &str) -> anyhow::Result<()> {
     let labels = match labels {
         "auto" => FolderLabels::Auto,
@@ -67,9 +90,14 @@ fn pack(src: &std::path::Path, out: &std::path::Path, shard_size: usize, labels:
     if out.read_dir().is_ok_and(|mut d| d.next().is_some()) {
         anyhow::bail!("{} is not empty: pack into a new folder", out.display());
     }
-    let (files, classes) = list_images(src, labels)?;
+    let has_images = !list_images(src, FolderLabels::None)?.0.is_empty();
+    let (kind, (files, classes)) =
+        if has_images { ("images", list_images(src, labels)?) } else { ("audio clips", list_audio(src, labels)?) };
     if files.is_empty() {
-        anyhow::bail!("{}: no .png/.jpg/.jpeg images found (at any depth); nothing to pack", src.display());
+        anyhow::bail!(
+            "{}: no images (.png/.jpg/.jpeg) or audio (.wav/.flac/.ogg/.mp3) found at any depth; nothing to pack",
+            src.display()
+        );
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let started = std::time::Instant::now();
@@ -91,13 +119,13 @@ fn pack(src: &std::path::Path, out: &std::path::Path, shard_size: usize, labels:
         tar.finish()?.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         std::fs::rename(&tmp, &path)?;
         written += chunk.len();
-        errln!("{}: {} images ({written} of {})", path.display(), chunk.len(), files.len());
+        errln!("{}: {} {kind} ({written} of {})", path.display(), chunk.len(), files.len());
     }
     if !classes.is_empty() {
         std::fs::write(out.join("classes.txt"), classes.join("\n") + "\n")?;
     }
     outln!(
-        "packed {} images{} into {} shard(s) in {} in {:.1}s",
+        "packed {} {kind}{} into {} shard(s) in {} in {:.1}s",
         files.len(),
         if classes.is_empty() { String::new() } else { format!(" of {} classes", classes.len()) },
         files.len().div_ceil(shard_size),

@@ -256,6 +256,11 @@ fn shards(files: &[PathBuf]) -> Suggest {
         outln!("    {} distinct .cls labels", labels.len());
     }
     bad.print();
+    if fields.keys().any(|e| AUDIO.contains(&e.as_str())) {
+        return Box::new(|p| {
+            format!("  [data]\n  name = \"audio\"\n  shards = [\"{}\"]\n  sample_rate = 16000", p.display())
+        });
+    }
     Box::new(|p| format!("  [data]\n  name = \"image_shards\"\n  shards = [\"{}\"]\n  image_size = 224", p.display()))
 }
 

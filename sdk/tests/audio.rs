@@ -476,7 +476,7 @@ fn config_is_checked() {
     expect_error(open(dir.path(), |c| c.max_seconds = 0.01), &["below min_samples"]);
     expect_error(open(&dir.path().join("missing"), |_| {}), &["missing", "does not exist"]);
     let empty = tempfile::tempdir().unwrap();
-    expect_error(open(empty.path(), |_| {}), &["no .wav files"]);
+    expect_error(open(empty.path(), |_| {}), &["no .wav/.flac/.ogg/.mp3 audio found"]);
     // Paths expand {data}.
     let ctx = CreateCtx { data_dir: dir.path().display().to_string(), ..Default::default() };
     let cfg = AudioConfig { path: "{data}".into(), ..Default::default() };

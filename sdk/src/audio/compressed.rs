@@ -1,7 +1,7 @@
 //! FLAC, Ogg Vorbis and MP3 through symphonia (pure Rust): the same [`WavFacts`] and interleaved
 //! f32 samples in [-1, 1] as the WAV reader gives, so the dataset treats every format alike.
 
-use super::wav::WavFacts;
+use super::wav::{Encoded, WavFacts};
 use crate::{PtError, Result};
 use std::path::Path;
 use symphonia::core::audio::SampleBuffer;
@@ -30,9 +30,13 @@ struct Opened {
     facts: WavFacts,
 }
 
-fn open(path: &Path) -> Result<Opened> {
-    let file = std::fs::File::open(path).map_err(|e| PtError::io(path, e))?;
-    let stream = MediaSourceStream::new(Box::new(file), Default::default());
+fn open(src: Encoded) -> Result<Opened> {
+    let path = src.name();
+    let source: Box<dyn symphonia::core::io::MediaSource> = match src {
+        Encoded::File(path) => Box::new(std::fs::File::open(path).map_err(|e| PtError::io(path, e))?),
+        Encoded::Bytes { data, .. } => Box::new(std::io::Cursor::new(data.to_vec())),
+    };
+    let stream = MediaSourceStream::new(source, Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(ext);
@@ -90,8 +94,9 @@ fn truncated(path: &Path, declared: u64, found: u64) -> PtError {
 /// What the stream says about the clip, checked: when it records its length (FLAC), the last
 /// frame must decode (a truncated file is caught here, not in the middle of training); a format
 /// that does not record it (Vorbis, MP3 without a header) is decoded once to count it.
-pub fn read_header(path: &Path) -> Result<WavFacts> {
-    let mut o = open(path)?;
+pub fn read_header(src: Encoded) -> Result<WavFacts> {
+    let path = src.name();
+    let mut o = open(src)?;
     let declared = o.facts.frames;
     if declared == 0 {
         let mut frames = 0u64;
@@ -111,8 +116,9 @@ pub fn read_header(path: &Path) -> Result<WavFacts> {
 }
 
 /// Interleaved samples in [-1, 1] and the clip's facts (frames as decoded).
-pub fn decode(path: &Path) -> Result<(Vec<f32>, WavFacts)> {
-    let mut o = open(path)?;
+pub fn decode(src: Encoded) -> Result<(Vec<f32>, WavFacts)> {
+    let path = src.name();
+    let mut o = open(src)?;
     let mut interleaved = Vec::new();
     let mut channels = o.facts.channels as usize;
     decode_packets(path, &mut o, |samples, c| {

@@ -4,7 +4,8 @@
 
 use super::clip::{collate, crop_offset, cropped_len, normalize};
 use super::manifest::{is_manifest, read_manifest, scan_wavs, ClipSource};
-use super::wav::{read_wav, read_wav_header, WavFacts};
+use super::wav::{decode_clip, read_header, Encoded, WavFacts};
+use crate::shards::{index_samples, Shard};
 use crate::{Component, Config, CreateCtx, Dataset, DatasetInfo, FieldInfo, PtError, Result, StepCtx, Tensors};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -29,6 +30,7 @@ pub enum LabelSource {
 #[serde(default, deny_unknown_fields)]
 pub struct AudioConfig {
     pub path: String,
+    pub shards: Vec<String>,
     pub sample_rate: u32,
     pub min_samples: u64,
     pub max_seconds: f64,
@@ -42,6 +44,7 @@ impl Default for AudioConfig {
     fn default() -> Self {
         AudioConfig {
             path: String::new(),
+            shards: Vec::new(),
             sample_rate: 16_000,
             // 25 ms at 16 kHz: the receptive field of wav2vec2's convolutional feature encoder.
             min_samples: 400,
@@ -62,6 +65,11 @@ impl Config for AudioConfig {
                 "a folder (searched recursively for .wav files, sorted by path) or a .tsv manifest: first line the \
                  root directory (relative to the manifest's folder, or absolute), then path<TAB>num_samples[<TAB>label]",
             ),
+            (
+                "shards",
+                "instead of path: WebDataset-style tar shards (key.flac|wav|ogg|mp3, and key.cls for a label) — \
+                 directories of .tar files, patterns or files",
+            ),
             ("sample_rate", "the rate clips are served at (Hz); clips at other rates are resampled, multichannel clips averaged to mono"),
             ("min_samples", "shortest clip accepted, in samples at sample_rate (400 = 25 ms at 16 kHz, wav2vec2's receptive field)"),
             ("max_seconds", "longer clips are cropped to this length: at a random offset in training, from the start in evaluation (0: no limit)"),
@@ -75,7 +83,9 @@ impl Config for AudioConfig {
 
 /// One usable clip.
 struct Clip {
+    /// The file, or `shard.tar/member` for a shard's member.
     path: PathBuf,
+    member: Option<(u32, crate::shards::TarMember)>,
     facts: WavFacts,
     /// Samples at the dataset's rate, before cropping.
     len: u64,
@@ -84,6 +94,7 @@ struct Clip {
 
 pub struct AudioFiles {
     clips: Vec<Clip>,
+    shards: Vec<Shard>,
     /// Per clip: index into `classes`.
     labels: Option<Vec<i64>>,
     classes: Vec<String>,
@@ -133,10 +144,70 @@ fn class_folder(root: &Path, path: &Path) -> std::result::Result<String, String>
     }
 }
 
+/// The audio files a shard sample holds (the first of these extensions it has).
+const AUDIO_MEMBERS: [&str; 4] = ["flac", "wav", "ogg", "mp3"];
+
+/// The clips of `shards` as candidates (labels from `.cls`), and the shards held open.
+fn shard_candidates(shards: &[PathBuf]) -> Result<(Vec<ClipSource>, Vec<Shard>)> {
+    let open = shards.iter().map(|p| Shard::open(p)).collect::<Result<Vec<_>>>()?;
+    let mut candidates = Vec::new();
+    for sample in index_samples(shards)? {
+        let shard = &open[sample.shard as usize];
+        let Some(audio) = sample.field(&AUDIO_MEMBERS) else {
+            return Err(PtError::data(format!(
+                "{}: sample {} has no .flac/.wav/.ogg/.mp3 member (it has: {})",
+                shard.path.display(),
+                sample.key,
+                sample.fields.iter().map(|(e, _)| format!(".{e}")).collect::<Vec<_>>().join(", ")
+            )));
+        };
+        let label = match sample.field(&["cls"]) {
+            Some(cls) => Some(String::from_utf8_lossy(&shard.read(cls)?).trim().to_string()),
+            None => None,
+        };
+        candidates.push(ClipSource {
+            path: shard.path.join(&audio.name),
+            line: None,
+            declared_frames: None,
+            label,
+            member: Some((sample.shard, audio.clone())),
+        });
+    }
+    Ok((candidates, open))
+}
+
+/// Class names in label order: numerically when every name is a whole number (shards' `.cls`),
+/// else alphabetically.
+fn sort_classes(classes: &mut Vec<String>) {
+    if classes.iter().all(|c| c.parse::<i64>().is_ok()) {
+        classes.sort_by_key(|c| c.parse::<i64>().unwrap_or(0));
+    } else {
+        classes.sort();
+    }
+    classes.dedup();
+}
+
+/// The bytes of a clip that lives in a shard (`None`: a file, read by its path).
+fn member_bytes(shards: &[Shard], member: &Option<(u32, crate::shards::TarMember)>) -> Result<Option<Vec<u8>>> {
+    member.as_ref().map(|(s, m)| shards[*s as usize].read(m)).transpose()
+}
+
+/// The clip at `path`: the shard member's `bytes` when there are some, else the file.
+fn encoded<'a>(path: &'a Path, bytes: &'a Option<Vec<u8>>) -> Encoded<'a> {
+    match bytes {
+        Some(data) => Encoded::Bytes { name: path, data },
+        None => Encoded::File(path),
+    }
+}
+
 impl AudioFiles {
     pub fn open(cfg: &AudioConfig) -> Result<Self> {
-        if cfg.path.is_empty() {
-            return Err(PtError::config("audio: set path to a folder of .wav files or a .tsv manifest"));
+        match (cfg.path.is_empty(), cfg.shards.is_empty()) {
+            (true, true) => {
+                return Err(PtError::config("audio: set path to a folder of audio files or a .tsv manifest, or shards"))
+            }
+            (false, false) => return Err(PtError::config("audio: set path or shards, not both")),
+            _ => {}
         }
         if cfg.sample_rate == 0 {
             return Err(PtError::config("audio: sample_rate must be positive"));
@@ -155,6 +226,7 @@ impl AudioFiles {
             )));
         }
         let source = Path::new(&cfg.path);
+        let shown = if cfg.path.is_empty() { format!("shards {}", cfg.shards.join(", ")) } else { cfg.path.clone() };
         let mut skipped: BTreeMap<&'static str, u64> = BTreeMap::new();
         let mut reject = |r: Rejection| -> Result<()> {
             if !cfg.skip_bad {
@@ -169,7 +241,19 @@ impl AudioFiles {
         };
 
         // Candidates in order, with the root their class folders are under.
-        let (candidates, root, manifest) = if is_manifest(source) {
+        let mut shards = Vec::new();
+        let (candidates, root, manifest) = if !cfg.shards.is_empty() {
+            if cfg.labels == LabelSource::Folder {
+                return Err(PtError::config(
+                    "audio: labels = \"folder\" reads class folders; shards carry labels in .cls",
+                ));
+            }
+            let paths: Vec<PathBuf> = cfg.shards.iter().map(PathBuf::from).collect();
+            let (candidates, open) =
+                shard_candidates(&crate::files::expand_sources(&paths, &["tar"], "audio: shards")?)?;
+            shards = open;
+            (candidates, PathBuf::new(), None)
+        } else if is_manifest(source) {
             let manifest = read_manifest(source)?;
             let mut candidates = Vec::new();
             for line in manifest.lines {
@@ -191,14 +275,14 @@ impl AudioFiles {
             let files = scan_wavs(source)?;
             let candidates = files
                 .into_iter()
-                .map(|path| ClipSource { path, line: None, declared_frames: None, label: None })
+                .map(|path| ClipSource { path, line: None, declared_frames: None, label: None, member: None })
                 .collect();
             (candidates, source.to_path_buf(), None)
         };
         if candidates.is_empty() {
             return Err(PtError::data(match manifest {
                 Some(m) => format!("{}: the manifest lists no usable clips{}", m.display(), skip_summary(&skipped)),
-                None => format!("{}: no .wav files found (searched recursively)", source.display()),
+                None => format!("{shown}: no .wav/.flac/.ogg/.mp3 audio found (searched recursively)"),
             }));
         }
         // With labels = auto, the first listed clip decides whether the manifest is labelled.
@@ -240,7 +324,8 @@ impl AudioFiles {
                     candidate.label.clone()
                 }
             };
-            let facts = match read_wav_header(&candidate.path) {
+            let bytes = member_bytes(&shards, &candidate.member)?;
+            let facts = match read_header(encoded(&candidate.path, &bytes)) {
                 Ok(facts) => facts,
                 Err(e) => {
                     reject(Rejection {
@@ -280,15 +365,14 @@ impl AudioFiles {
                 })?;
                 continue;
             }
-            clips.push(Clip { path: candidate.path, facts, len, label });
+            clips.push(Clip { path: candidate.path, member: candidate.member, facts, len, label });
         }
         if clips.is_empty() {
-            return Err(PtError::data(format!("{}: no usable clips{}", source.display(), skip_summary(&skipped))));
+            return Err(PtError::data(format!("{shown}: no usable clips{}", skip_summary(&skipped))));
         }
 
         let mut classes: Vec<String> = clips.iter().filter_map(|c| c.label.clone()).collect();
-        classes.sort();
-        classes.dedup();
+        sort_classes(&mut classes);
         let labels = if classes.is_empty() {
             None
         } else {
@@ -297,7 +381,9 @@ impl AudioFiles {
             Some(
                 clips
                     .iter()
-                    .map(|c| c.label.as_ref().and_then(|l| classes.binary_search(l).ok()).map_or(-1, |i| i as i64))
+                    .map(|c| {
+                        c.label.as_ref().and_then(|l| classes.iter().position(|k| k == l)).map_or(-1, |i| i as i64)
+                    })
                     .collect(),
             )
         };
@@ -305,7 +391,13 @@ impl AudioFiles {
         let mut notes = serde_json::Map::new();
         let rate = cfg.sample_rate;
         let total: u64 = clips.iter().map(|c| c.len).sum();
-        notes.insert("source".into(), cfg.path.clone().into());
+        notes.insert(
+            "source".into(),
+            if shards.is_empty() { cfg.path.clone().into() } else { cfg.shards.clone().into() },
+        );
+        if !shards.is_empty() {
+            notes.insert("shards".into(), shards.len().into());
+        }
         if manifest.is_some() {
             notes.insert("manifest_root".into(), root.display().to_string().into());
         }
@@ -320,10 +412,10 @@ impl AudioFiles {
         let skipped_total: u64 = skipped.values().sum();
         notes.insert("skipped".into(), skipped_total.into());
         if skipped_total > 0 {
-            tracing::warn!(skipped = skipped_total, source = %source.display(), "skipped bad audio clips: {skipped:?}");
+            tracing::warn!(skipped = skipped_total, source = %shown, "skipped bad audio clips: {skipped:?}");
             notes.insert("skipped_reasons".into(), serde_json::json!(skipped));
         }
-        Ok(AudioFiles { clips, labels, classes, sample_rate: rate, max_len, normalize: cfg.normalize, notes })
+        Ok(AudioFiles { clips, shards, labels, classes, sample_rate: rate, max_len, normalize: cfg.normalize, notes })
     }
 
     pub fn len(&self) -> usize {
@@ -348,7 +440,8 @@ impl AudioFiles {
                 self.clips.len()
             )));
         };
-        let (mut samples, facts) = read_wav(&clip.path, self.sample_rate)?;
+        let bytes = member_bytes(&self.shards, &clip.member)?;
+        let (mut samples, facts) = decode_clip(encoded(&clip.path, &bytes), self.sample_rate)?;
         if samples.len() as u64 != clip.len || facts != clip.facts {
             return Err(PtError::data(format!(
                 "{}: the file changed since the dataset was opened ({} → {}, {} → {} samples)",
@@ -375,11 +468,12 @@ impl AudioFiles {
 impl Component for AudioFiles {
     const NAME: &'static str = "audio";
     const ABOUT: &'static str =
-        "audio clips from a folder of WAV files or a fairseq .tsv manifest, mono at a fixed rate";
+        "audio clips (WAV, FLAC, Ogg Vorbis, MP3) from a folder, a fairseq .tsv manifest or tar shards, mono at a fixed rate";
     const PROVIDES: &'static [&'static str] = &["sample_rate"];
     type Config = AudioConfig;
     fn new(mut cfg: AudioConfig, ctx: &CreateCtx) -> Result<Self> {
         cfg.path = ctx.expand(&cfg.path);
+        cfg.shards = cfg.shards.iter().map(|s| ctx.expand(s)).collect();
         Self::open(&cfg)
     }
 }

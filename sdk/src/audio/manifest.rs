@@ -12,8 +12,11 @@ pub struct ClipSource {
     pub line: Option<usize>,
     /// Frames per channel at the file's own rate, as the manifest states them.
     pub declared_frames: Option<u64>,
-    /// The manifest's third column.
+    /// The manifest's third column (or a shard sample's `.cls`).
     pub label: Option<String>,
+    /// A member of the dataset's shards (index, member); `path` is then `shard.tar/member`,
+    /// for messages.
+    pub member: Option<(u32, crate::shards::TarMember)>,
 }
 
 /// A manifest line that could not be used.
@@ -126,6 +129,7 @@ pub fn read_manifest(file: &Path) -> Result<Manifest> {
         .map(|(line, text)| {
             parse_line(text)
                 .map(|(path, frames, label)| ClipSource {
+                    member: None,
                     path: root.join(path),
                     line: Some(line),
                     declared_frames: Some(frames),

@@ -16,4 +16,4 @@ pub mod wav;
 
 pub use dataset::{AudioConfig, AudioFiles, LabelSource};
 pub use manifest::{read_manifest, scan_wavs, Manifest};
-pub use wav::{read_wav, read_wav_header, resample, WavFacts};
+pub use wav::{decode_clip, read_header, read_wav, read_wav_header, resample, Encoded, WavFacts};

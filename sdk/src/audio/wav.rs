@@ -38,9 +38,32 @@ impl WavFacts {
 
 const SUPPORTED: &str = "integer PCM of 8, 16, 24 or 32 bits, or 32-bit float";
 
-fn open(path: &Path) -> Result<WavReader<BufReader<File>>> {
-    let file = File::open(path).map_err(|e| PtError::io(path, e))?;
-    WavReader::new(BufReader::new(file)).map_err(|e| describe_hound_error(path, e))
+/// A clip's encoded bytes: a file, or a member read out of a tar shard. `name` (the file, or
+/// `shard.tar/member`) is what errors show, and its extension picks the decoder.
+#[derive(Clone, Copy, Debug)]
+pub enum Encoded<'a> {
+    File(&'a Path),
+    Bytes { name: &'a Path, data: &'a [u8] },
+}
+
+impl<'a> Encoded<'a> {
+    pub fn name(&self) -> &'a Path {
+        match *self {
+            Encoded::File(path) => path,
+            Encoded::Bytes { name, .. } => name,
+        }
+    }
+}
+
+trait ReadSeek: std::io::Read + std::io::Seek {}
+impl<T: std::io::Read + std::io::Seek> ReadSeek for T {}
+
+fn open<'a>(src: Encoded<'a>) -> Result<WavReader<Box<dyn ReadSeek + 'a>>> {
+    let reader: Box<dyn ReadSeek + 'a> = match src {
+        Encoded::File(path) => Box::new(BufReader::new(File::open(path).map_err(|e| PtError::io(path, e))?)),
+        Encoded::Bytes { data, .. } => Box::new(std::io::Cursor::new(data)),
+    };
+    WavReader::new(reader).map_err(|e| describe_hound_error(src.name(), e))
 }
 
 fn describe_hound_error(path: &Path, e: hound::Error) -> PtError {
@@ -97,7 +120,7 @@ fn check_encoding(path: &Path, facts: &WavFacts) -> Result<()> {
     Ok(())
 }
 
-fn facts_of(reader: &WavReader<BufReader<File>>) -> WavFacts {
+fn facts_of<R: std::io::Read>(reader: &WavReader<R>) -> WavFacts {
     let spec = reader.spec();
     WavFacts {
         sample_rate: spec.sample_rate,
@@ -112,12 +135,18 @@ fn facts_of(reader: &WavReader<BufReader<File>>) -> WavFacts {
 /// one pt reads and that the last frame the header declares is really there (a truncated file is
 /// caught here, not in the middle of training).
 pub fn read_wav_header(path: &Path) -> Result<WavFacts> {
+    read_header(Encoded::File(path))
+}
+
+/// [`read_wav_header`] of a file or of bytes (a shard's member).
+pub fn read_header(src: Encoded) -> Result<WavFacts> {
+    let path = src.name();
     if super::compressed::handles(path) {
-        let facts = super::compressed::read_header(path)?;
+        let facts = super::compressed::read_header(src)?;
         check_encoding(path, &facts)?;
         return Ok(facts);
     }
-    let mut reader = open(path)?;
+    let mut reader = open(src)?;
     let facts = facts_of(&reader);
     check_encoding(path, &facts)?;
     if facts.frames > 0 {
@@ -149,17 +178,23 @@ pub fn read_wav_header(path: &Path) -> Result<WavFacts> {
 /// 1/2^(bits-1) (as soundfile and torchaudio do), channels are averaged, and a clip at another
 /// rate is resampled. The result has exactly `facts.len_at(target_rate)` samples.
 pub fn read_wav(path: &Path, target_rate: u32) -> Result<(Vec<f32>, WavFacts)> {
+    decode_clip(Encoded::File(path), target_rate)
+}
+
+/// [`read_wav`] of a file or of bytes (a shard's member).
+pub fn decode_clip(src: Encoded, target_rate: u32) -> Result<(Vec<f32>, WavFacts)> {
+    let path = src.name();
     if target_rate == 0 {
         return Err(PtError::config("read_wav: the target sample rate must be positive"));
     }
     if super::compressed::handles(path) {
-        let (interleaved, facts) = super::compressed::decode(path)?;
+        let (interleaved, facts) = super::compressed::decode(src)?;
         check_encoding(path, &facts)?;
         let mono = downmix(&interleaved, facts.channels as usize);
         let samples = resample(&mono, facts.sample_rate, target_rate).map_err(|e| e.context(path.display()))?;
         return Ok((samples, facts));
     }
-    let mut reader = open(path)?;
+    let mut reader = open(src)?;
     let facts = facts_of(&reader);
     check_encoding(path, &facts)?;
     let decode_error = |e: hound::Error| describe_hound_error(path, e);
