@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const IMAGE: &[&str] = &["png", "jpg", "jpeg"];
-const AUDIO: &[&str] = &["wav", "flac", "ogg", "mp3"];
+const AUDIO: &[&str] = &["wav", "flac", "ogg", "opus", "mp3"];
 const TEXT: &[&str] = &["txt", "text", "md"];
 const JSON_LINES: &[&str] = &["jsonl", "json"];
 
@@ -118,7 +118,7 @@ fn images(root: &Path, files: &[PathBuf]) -> Suggest {
         outln!("    (if these folders are not classes, add labels = \"none\")");
     }
     bad.print();
-    Box::new(|p| format!("  [data]\n  name = \"image_folder\"\n  path = \"{}\"\n  image_size = 224", p.display()))
+    Box::new(|p| format!("  [data]\n  name = \"image_folder\"\n  path = \"{}\"\n  image_size = 224", folder(p).display()))
 }
 
 /// Images per top-level sub-folder of `root`, when every image lies in one (ImageFolder layout).
@@ -156,7 +156,7 @@ fn audio(files: &[PathBuf]) -> Suggest {
     let list: Vec<String> = rates.iter().map(|(r, n)| format!("{r}: {n}")).collect();
     outln!("    formats: {}", list.join(", "));
     bad.print();
-    Box::new(|p| format!("  [data]\n  name = \"audio\"\n  path = \"{}\"\n  sample_rate = 16000", p.display()))
+    Box::new(|p| format!("  [data]\n  name = \"audio\"\n  path = \"{}\"\n  sample_rate = 16000", folder(p).display()))
 }
 
 fn text(kind: &str, files: &[PathBuf]) -> Suggest {
@@ -262,6 +262,15 @@ fn shards(files: &[PathBuf]) -> Suggest {
         });
     }
     Box::new(|p| format!("  [data]\n  name = \"image_shards\"\n  shards = [\"{}\"]\n  image_size = 224", p.display()))
+}
+
+/// The folder a dataset reading folders is pointed at: `p`, or a file's parent.
+fn folder(p: &Path) -> &Path {
+    if p.is_file() {
+        p.parent().unwrap_or(p)
+    } else {
+        p
+    }
 }
 
 fn extension_counts(files: &[PathBuf]) -> String {

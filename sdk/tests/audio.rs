@@ -476,7 +476,7 @@ fn config_is_checked() {
     expect_error(open(dir.path(), |c| c.max_seconds = 0.01), &["below min_samples"]);
     expect_error(open(&dir.path().join("missing"), |_| {}), &["missing", "does not exist"]);
     let empty = tempfile::tempdir().unwrap();
-    expect_error(open(empty.path(), |_| {}), &["no .wav/.flac/.ogg/.mp3 audio found"]);
+    expect_error(open(empty.path(), |_| {}), &["no .wav/.flac/.ogg/.opus/.mp3 audio found"]);
     // Paths expand {data}.
     let ctx = CreateCtx { data_dir: dir.path().display().to_string(), ..Default::default() };
     let cfg = AudioConfig { path: "{data}".into(), ..Default::default() };
@@ -607,4 +607,40 @@ fn flac_and_ogg_read_like_wav_in_folders_and_manifests() {
     assert!(e.contains("broken.flac") || e.contains("garbage.flac"), "{e}");
     let ds = open(&corpus, |c| c.skip_bad = true).unwrap();
     assert_eq!(ds.info().num_samples, 2, "{:?}", ds.info().notes);
+}
+
+/// Issue 21: Opus (opusenc from a WAV) reads as opusdec decodes it: the same length (the last
+/// granule less the pre-skip, no decoding at open) and the same samples; it also reads from a
+/// folder.
+#[test]
+fn opus_reads_as_opusdec_decodes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("tone.wav");
+    write_int(&wav, 24_000, 2, 16, &sine(330.0, 24_000, 2 * 36_000, 0.5));
+    let opus = dir.path().join("clips/tone.opus");
+    std::fs::create_dir_all(opus.parent().unwrap()).unwrap();
+    let run = |cmd: &str, args: &[&Path]| {
+        let st =
+            std::process::Command::new(cmd).arg("--quiet").args(args).status().expect("opus-tools (scripts/setup.sh)");
+        assert!(st.success(), "{cmd} failed");
+    };
+    run("opusenc", &[&wav, &opus]);
+    let reference = dir.path().join("opusdec.wav");
+    let st = std::process::Command::new("opusdec")
+        .args(["--quiet", "--rate", "48000", "--float"])
+        .arg(&opus)
+        .arg(&reference)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (theirs, their_facts) = read_wav(&reference, 48_000).unwrap();
+    let facts = read_wav_header(&opus).unwrap();
+    assert_eq!((facts.sample_rate, facts.channels, facts.frames), (48_000, 2, their_facts.frames));
+    assert_eq!(facts.frames, 72_000, "1.5 s at 48 kHz");
+    let (ours, _) = read_wav(&opus, 48_000).unwrap();
+    assert_eq!(ours.len(), theirs.len());
+    let worst = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst < 1e-3, "largest difference from opusdec: {worst}");
+    let ds = open(&opus.parent().unwrap().to_path_buf(), |c| c.normalize = false).unwrap();
+    assert_eq!(ds.info().lengths, vec![16_000 * 3 / 2]);
 }

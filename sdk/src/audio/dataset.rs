@@ -145,7 +145,7 @@ fn class_folder(root: &Path, path: &Path) -> std::result::Result<String, String>
 }
 
 /// The audio files a shard sample holds (the first of these extensions it has).
-const AUDIO_MEMBERS: [&str; 4] = ["flac", "wav", "ogg", "mp3"];
+const AUDIO_MEMBERS: [&str; 5] = ["flac", "wav", "ogg", "opus", "mp3"];
 
 /// The clips of `shards` as candidates (labels from `.cls`), and the shards held open.
 fn shard_candidates(shards: &[PathBuf]) -> Result<(Vec<ClipSource>, Vec<Shard>)> {
@@ -155,7 +155,7 @@ fn shard_candidates(shards: &[PathBuf]) -> Result<(Vec<ClipSource>, Vec<Shard>)>
         let shard = &open[sample.shard as usize];
         let Some(audio) = sample.field(&AUDIO_MEMBERS) else {
             return Err(PtError::data(format!(
-                "{}: sample {} has no .flac/.wav/.ogg/.mp3 member (it has: {})",
+                "{}: sample {} has no .flac/.wav/.ogg/.opus/.mp3 member (it has: {})",
                 shard.path.display(),
                 sample.key,
                 sample.fields.iter().map(|(e, _)| format!(".{e}")).collect::<Vec<_>>().join(", ")
@@ -282,7 +282,7 @@ impl AudioFiles {
         if candidates.is_empty() {
             return Err(PtError::data(match manifest {
                 Some(m) => format!("{}: the manifest lists no usable clips{}", m.display(), skip_summary(&skipped)),
-                None => format!("{shown}: no .wav/.flac/.ogg/.mp3 audio found (searched recursively)"),
+                None => format!("{shown}: no .wav/.flac/.ogg/.opus/.mp3 audio found (searched recursively)"),
             }));
         }
         // With labels = auto, the first listed clip decides whether the manifest is labelled.

@@ -1,5 +1,5 @@
-//! Audio for pt plugins: a dataset over folders of WAV, FLAC, Ogg Vorbis or MP3 files and
-//! fairseq-style `.tsv` manifests, and the readers behind it.
+//! Audio for pt plugins: a dataset over folders of WAV, FLAC, Ogg Vorbis, Opus or MP3 files,
+//! fairseq-style `.tsv` manifests and tar shards, and the readers behind it.
 //!
 //! Batches carry `input_values` as float32 `[batch, samples]` (mono at the dataset's
 //! `sample_rate`, zero-padded on the right to the batch's longest clip), `attention_mask` as int64
@@ -12,6 +12,7 @@ pub mod clip;
 mod compressed;
 pub mod dataset;
 pub mod manifest;
+pub mod opus;
 pub mod wav;
 
 pub use dataset::{AudioConfig, AudioFiles, LabelSource};
