@@ -118,7 +118,9 @@ fn images(root: &Path, files: &[PathBuf]) -> Suggest {
         outln!("    (if these folders are not classes, add labels = \"none\")");
     }
     bad.print();
-    Box::new(|p| format!("  [data]\n  name = \"image_folder\"\n  path = \"{}\"\n  image_size = 224", folder(p).display()))
+    Box::new(|p| {
+        format!("  [data]\n  name = \"image_folder\"\n  path = \"{}\"\n  image_size = 224", folder(p).display())
+    })
 }
 
 /// Images per top-level sub-folder of `root`, when every image lies in one (ImageFolder layout).
@@ -256,7 +258,11 @@ fn shards(files: &[PathBuf]) -> Suggest {
         outln!("    {} distinct .cls labels", labels.len());
     }
     bad.print();
-    if fields.keys().any(|e| AUDIO.contains(&e.as_str())) {
+    let has = |kinds: &[&str]| fields.keys().any(|e| kinds.contains(&e.as_str()));
+    if !has(IMAGE) && !has(AUDIO) && has(&["txt"]) {
+        return Box::new(|p| format!("  [data]\n  name = \"text\"\n  files = [\"{}\"]", p.display()));
+    }
+    if has(AUDIO) {
         return Box::new(|p| {
             format!("  [data]\n  name = \"audio\"\n  shards = [\"{}\"]\n  sample_rate = 16000", p.display())
         });

@@ -30,7 +30,7 @@ pub fn run(cmd: TokenizerCommand) -> anyhow::Result<()> {
         TokenizerCommand::Train { files, text_field, vocab_size, min_frequency, cased, output } => {
             let started = std::time::Instant::now();
             let extensions: &[&str] =
-                if text_field.is_some() { &["jsonl", "json", "parquet"] } else { &["txt", "text"] };
+                if text_field.is_some() { &["jsonl", "json", "parquet", "tar"] } else { &["txt", "text", "tar"] };
             let files = pt_sdk::files::expand_sources(&files, extensions, "pt tokenizer train")?;
             let field = text_field.as_deref();
             pt_sdk::text::train_wordpiece_on(&files, field, vocab_size, min_frequency, !cased, &output)?;

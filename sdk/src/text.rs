@@ -237,8 +237,9 @@ impl<'a> Line<'a> {
 /// Reads a file line by line with byte offsets (for random access later with `pread`), never
 /// holding more than one line. A UTF-8 byte-order mark at the start is skipped.
 ///
-/// A Parquet file is read as the rows of one string column instead: each row is a "line" (its
-/// number is the row's, 1-based; its offset the row index) whose text is the value itself.
+/// Two sources hold whole documents instead, each read as one "line" (its number 1-based, its
+/// offset the document's index) whose text is the value itself: a Parquet file's rows of one
+/// string column, and a tar shard's `.txt` members (WebDataset-style, in member order).
 pub struct TextLines {
     path: PathBuf,
     source: LineSource,
@@ -250,6 +251,11 @@ pub struct TextLines {
 enum LineSource {
     File(BufReader<File>),
     Column(ParquetColumn),
+    Members(crate::shards::Shard, std::vec::IntoIter<crate::shards::TarMember>),
+}
+
+fn is_tar(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("tar"))
 }
 
 impl TextLines {
@@ -267,6 +273,13 @@ impl TextLines {
                     path.display()
                 )))
             }
+            (false, _) if is_tar(path) => {
+                let texts = crate::shards::read_tar_index(path)?
+                    .into_iter()
+                    .filter(|m| m.name.to_ascii_lowercase().ends_with(".txt"))
+                    .collect::<Vec<_>>();
+                LineSource::Members(crate::shards::Shard::open(path)?, texts.into_iter())
+            }
             (false, _) => {
                 let file = File::open(path).map_err(|e| match e.kind() {
                     std::io::ErrorKind::NotFound => PtError::io(path, "file not found"),
@@ -282,9 +295,10 @@ impl TextLines {
         &self.path
     }
 
-    /// Whether lines are a Parquet column's values (already the text: no JSON to parse).
-    pub fn is_column(&self) -> bool {
-        matches!(self.source, LineSource::Column(_))
+    /// Whether "lines" are whole documents (Parquet values, shard members): already the text,
+    /// no JSON to parse.
+    pub fn holds_documents(&self) -> bool {
+        !matches!(self.source, LineSource::File(_))
     }
 
     /// The next line, or `None` at the end of the file.
@@ -296,6 +310,12 @@ impl TextLines {
                 if column.next_row(&self.path, &mut self.buf)?.is_none() {
                     return Ok(None);
                 }
+                self.number += 1;
+                return Ok(Some(Line { number: self.number, offset: self.number - 1, bytes: &self.buf }));
+            }
+            LineSource::Members(shard, members) => {
+                let Some(member) = members.next() else { return Ok(None) };
+                self.buf = shard.read(&member)?;
                 self.number += 1;
                 return Ok(Some(Line { number: self.number, offset: self.number - 1, bytes: &self.buf }));
             }
@@ -381,7 +401,7 @@ impl Iterator for CorpusLines {
                 }
             }
             let lines = self.current.as_mut()?;
-            let is_column = lines.is_column();
+            let is_column = lines.holds_documents();
             let text = match lines.next_line() {
                 Err(e) => {
                     self.error = Some(e);

@@ -44,7 +44,8 @@ pub struct PassStats {
 /// data `T`, or rejects it with a reason: with `skip_bad` the line is counted and skipped,
 /// otherwise the pass fails with `file:line: reason`. `sink` gets each chunk's lines and token
 /// ids (without special tokens), in file order. Parquet files are read as the rows of `column`
-/// (each row's value is the text, `T` its default; a line's offset is its row).
+/// and tar shards as their `.txt` members (each value is the text, `T` its default; a line's
+/// offset is its index).
 pub fn tokenize_files<T: Default>(
     files: &[PathBuf],
     column: Option<&str>,
@@ -68,7 +69,7 @@ pub fn tokenize_files<T: Default>(
 
     for (file_index, path) in files.iter().enumerate() {
         let mut reader = TextLines::open_with_column(path, column)?;
-        let is_column = reader.is_column();
+        let is_document = reader.holds_documents();
         let (mut kept_here, mut non_utf8_here, mut first_non_utf8) = (0u64, 0u64, 0u64);
         let mut binary_here = 0u64;
         while let Some(line) = reader.next_line()? {
@@ -90,7 +91,7 @@ pub fn tokenize_files<T: Default>(
             }
             let len = u32::try_from(line.bytes.len())
                 .map_err(|_| PtError::data(format!("{}:{}: a line longer than 4 GiB", path.display(), line.number)))?;
-            let extracted = if is_column { Ok((text.to_string(), T::default())) } else { extract(text, line.number) };
+            let extracted = if is_document { Ok((text.to_string(), T::default())) } else { extract(text, line.number) };
             let (text, extra) = match extracted {
                 Ok(v) => v,
                 Err(why) if skip_bad => {

@@ -67,7 +67,7 @@ impl Config for TextConfig {
             ),
             (
                 "extensions",
-                "file extensions taken from directories (null: txt and text, or jsonl, json and parquet with `text_field`)",
+                "file extensions taken from directories (null: txt, text and tar, or jsonl, json, parquet and tar with `text_field`)",
             ),
             ("text_field", "empty: every line is text; else every line is a JSON object and this field holds the text (for Parquet files: the column that holds it)"),
             (
@@ -124,10 +124,13 @@ impl Component for TextDataset {
             )));
         }
         let files = source_files(&config, ctx)?;
-        if let (TextMode::Lines, Some(parquet)) = (config.mode, files.iter().find(|f| pt_sdk::text::is_parquet(f))) {
+        let is_documents =
+            |f: &&PathBuf| pt_sdk::text::is_parquet(f) || f.extension().is_some_and(|e| e.eq_ignore_ascii_case("tar"));
+        if let (TextMode::Lines, Some(documents)) = (config.mode, files.iter().find(is_documents)) {
             return Err(PtError::config(format!(
-                "text: mode = \"lines\" reads text and JSON-lines files; {} is Parquet: use mode = \"packed\"",
-                parquet.display()
+                "text: mode = \"lines\" reads text and JSON-lines files; {} holds documents (Parquet or tar \
+                 shards): use mode = \"packed\"",
+                documents.display()
             )));
         }
         let fingerprints = file_fingerprints(&files)?; // fails early, naming a missing file
@@ -209,7 +212,8 @@ impl Component for TextDataset {
 /// `files` expanded: directories and patterns to the files they hold, sorted.
 fn source_files(config: &TextConfig, ctx: &CreateCtx) -> Result<Vec<PathBuf>> {
     let entries = config.files.iter().map(|f| paths::expand(f, ctx)).collect::<Result<Vec<PathBuf>>>()?;
-    let default: &[&str] = if config.text_field.is_empty() { &["txt", "text"] } else { &["jsonl", "json", "parquet"] };
+    let default: &[&str] =
+        if config.text_field.is_empty() { &["txt", "text", "tar"] } else { &["jsonl", "json", "parquet", "tar"] };
     let chosen: Vec<String> = config.extensions.clone().unwrap_or_default();
     let extensions: Vec<&str> = match &config.extensions {
         Some(_) => chosen.iter().map(|e| e.trim_start_matches('.')).collect(),
