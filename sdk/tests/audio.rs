@@ -644,3 +644,26 @@ fn opus_reads_as_opusdec_decodes_it() {
     let ds = open(&opus.parent().unwrap().to_path_buf(), |c| c.normalize = false).unwrap();
     assert_eq!(ds.info().lengths, vec![16_000 * 3 / 2]);
 }
+
+/// Issue 21: a JSON-lines manifest (NeMo's `audio_filepath`, or `path`; labels as strings or
+/// numbers; files relative to the manifest) reads as the TSV one does; a bad line is named.
+#[test]
+fn json_lines_manifests_read_like_tsv_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, freq) in [("clips/a.wav", 440.0), ("clips/b.wav", 660.0)] {
+        write_int(&dir.path().join(name), 16_000, 1, 16, &sine(freq, 16_000, 8_000, 0.5));
+    }
+    let manifest = dir.path().join("train.jsonl");
+    std::fs::write(
+        &manifest,
+        "{\"audio_filepath\": \"clips/a.wav\", \"duration\": 0.5, \"label\": 7}\n\n{\"path\": \"clips/b.wav\", \"num_samples\": 8000, \"label\": \"7\"}\n",
+    )
+    .unwrap();
+    let ds = open(&manifest, |_| {}).unwrap();
+    let info = ds.info();
+    assert_eq!((info.num_samples, info.classes.clone()), (2, vec!["7".to_string()]));
+    std::fs::write(&manifest, "{\"path\": \"clips/b.wav\", \"num_samples\": 9000}\n").unwrap();
+    expect_error(open(&manifest, |_| {}), &["train.jsonl: line 1: num_samples is 9000"]);
+    std::fs::write(&manifest, "{\"text\": \"no file\"}\n").unwrap();
+    expect_error(open(&manifest, |_| {}), &["train.jsonl: line 1: no file"]);
+}

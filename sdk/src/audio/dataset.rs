@@ -62,8 +62,10 @@ impl Config for AudioConfig {
         &[
             (
                 "path",
-                "a folder (searched recursively for .wav files, sorted by path) or a .tsv manifest: first line the \
-                 root directory (relative to the manifest's folder, or absolute), then path<TAB>num_samples[<TAB>label]",
+                "a folder (searched recursively for .wav/.flac/.ogg/.opus/.mp3 files, sorted by path), or a manifest: \
+                 .tsv (fairseq: first line the root directory, relative to the manifest's folder or absolute, then \
+                 path<TAB>num_samples[<TAB>label]) or .jsonl (one object per line: audio_filepath or path, optional \
+                 num_samples and label; files relative to the manifest's folder)",
             ),
             (
                 "shards",

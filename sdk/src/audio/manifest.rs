@@ -35,7 +35,37 @@ pub struct Manifest {
 }
 
 pub fn is_manifest(path: &Path) -> bool {
-    path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("tsv"))
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("tsv") || is_jsonl_ext(e))
+}
+
+fn is_jsonl_ext(ext: &str) -> bool {
+    ext.eq_ignore_ascii_case("jsonl") || ext.eq_ignore_ascii_case("json")
+}
+
+/// Keys a JSON-lines manifest may name the clip's file by (NeMo's, then common others).
+const PATH_KEYS: [&str; 4] = ["audio_filepath", "path", "audio", "file"];
+
+/// Parses one JSON-lines manifest line: the file (`audio_filepath`, `path`, `audio` or `file`),
+/// optionally `num_samples` (checked against the file) and `label` (string or whole number).
+pub fn parse_json_line(text: &str) -> std::result::Result<(String, Option<u64>, Option<String>), String> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not a JSON object ({e})"))?;
+    let Some(object) = value.as_object() else { return Err("not a JSON object".into()) };
+    let path = PATH_KEYS
+        .iter()
+        .find_map(|k| object.get(*k).and_then(|v| v.as_str()))
+        .filter(|p| !p.trim().is_empty())
+        .ok_or_else(|| format!("no file: give it as one of {} (a string)", PATH_KEYS.join(", ")))?;
+    let frames = match object.get("num_samples") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(v.as_u64().ok_or_else(|| format!("num_samples {v} is not a whole number"))?),
+    };
+    let label = match object.get("label") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(l)) if !l.trim().is_empty() => Some(l.trim().to_string()),
+        Some(v) if v.is_i64() || v.is_u64() => Some(v.to_string()),
+        Some(v) => return Err(format!("label {v} is neither a string nor a whole number")),
+    };
+    Ok((path.to_string(), frames, label))
 }
 
 fn is_audio(path: &Path) -> bool {
@@ -97,6 +127,9 @@ pub fn parse_line(text: &str) -> std::result::Result<(String, u64, Option<String
 /// clip lines that do not parse come back as [`BadLine`]s for the caller to report or skip.
 pub fn read_manifest(file: &Path) -> Result<Manifest> {
     let text = std::fs::read_to_string(file).map_err(|e| PtError::io(file, e))?;
+    if file.extension().and_then(|e| e.to_str()).is_some_and(is_jsonl_ext) {
+        return Ok(read_json_lines(file, &text));
+    }
     let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim_end_matches('\r')));
     let Some((_, root_line)) = lines.by_ref().find(|(_, l)| !l.trim().is_empty()) else {
         return Err(PtError::data(format!(
@@ -141,9 +174,44 @@ pub fn read_manifest(file: &Path) -> Result<Manifest> {
     Ok(Manifest { file: file.to_path_buf(), root, lines })
 }
 
+/// A JSON-lines manifest: one object per line, relative files relative to its folder.
+fn read_json_lines(file: &Path, text: &str) -> Manifest {
+    let root = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    let lines = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty())
+        .map(|(line, text)| {
+            parse_json_line(text)
+                .map(|(path, frames, label)| ClipSource {
+                    member: None,
+                    path: root.join(path),
+                    line: Some(line),
+                    declared_frames: frames,
+                    label,
+                })
+                .map_err(|why| BadLine { line, why })
+        })
+        .collect();
+    Manifest { file: file.to_path_buf(), root, lines }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_lines_name_the_file_by_common_keys() {
+        let line = r#"{"audio_filepath": "a/b.flac", "duration": 1.5, "label": 3}"#;
+        assert_eq!(parse_json_line(line), Ok(("a/b.flac".into(), None, Some("3".into()))));
+        let line = r#"{"path": "x.wav", "num_samples": 16000, "label": "yes"}"#;
+        assert_eq!(parse_json_line(line), Ok(("x.wav".into(), Some(16000), Some("yes".into()))));
+        assert!(parse_json_line(r#"{"text": "hi"}"#).unwrap_err().contains("audio_filepath, path, audio, file"));
+        assert!(parse_json_line(r#"{"path": "x.wav", "label": 1.5}"#).unwrap_err().contains("label 1.5"));
+        assert!(parse_json_line("x.wav\t3").unwrap_err().contains("not a JSON object"));
+        assert!(is_manifest(Path::new("train.jsonl")));
+    }
 
     #[test]
     fn parses_two_and_three_columns() {
