@@ -78,6 +78,8 @@ pub struct DatasetHandle {
     pub info: DatasetInfo,
     /// This split's label ids → the reference split's (see [`Self::align_labels_to`]).
     label_map: Option<Vec<i64>>,
+    /// `on_device` constants per (field, device), made once: no copy to the device per batch.
+    constants: std::sync::Mutex<Vec<(String, tch::Device, (Tensor, Tensor))>>,
 }
 
 impl DatasetHandle {
@@ -90,7 +92,7 @@ impl DatasetHandle {
                 plan.section
             )));
         }
-        Ok(DatasetHandle { inner, origin, info, label_map: None })
+        Ok(DatasetHandle { inner, origin, info, label_map: None, constants: Default::default() })
     }
 
     /// Numbers this split's classes as `reference` (the training split) numbers them, by name:
@@ -152,11 +154,18 @@ impl DatasetHandle {
     pub fn to_device(&self, batch: Tensors, device: tch::Device) -> Result<Tensors> {
         let mut batch = batch.to_device(device)?;
         for field in &self.info.fields {
-            let Some(transform) = &field.on_device else { continue };
-            let converted = match batch.get(&field.name) {
-                Some(t) => transform.apply(&field.name, t).map_err(|e| e.with_origin(&self.origin))?,
-                None => continue,
+            let (Some(transform), Some(t)) = (&field.on_device, batch.get(&field.name)) else { continue };
+            let mut cache = self.constants.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let at = match cache.iter().position(|(f, d, _)| *f == field.name && *d == device) {
+                Some(at) => at,
+                None => {
+                    cache.push((field.name.clone(), device, transform.constants(device)?));
+                    cache.len() - 1
+                }
             };
+            let converted =
+                transform.apply_with(&field.name, t, &cache[at].2).map_err(|e| e.with_origin(&self.origin))?;
+            drop(cache);
             batch.insert(&field.name, converted);
         }
         Ok(batch)

@@ -6,8 +6,28 @@ use tch::{Kind, Tensor};
 
 impl OnDevice {
     /// `field`'s tensor as components read it; an error names the field when the dataset served
-    /// something other than what its info promised.
+    /// something other than what its info promised. Builds the statistics on `t`'s device each
+    /// call: a host that converts every batch keeps them with [`Self::constants`] and calls
+    /// [`Self::apply_with`].
     pub fn apply(&self, field: &str, t: &Tensor) -> Result<Tensor> {
+        self.apply_with(field, t, &self.constants(t.device())?)
+    }
+
+    /// The per-channel mean and standard deviation as `[1, C, 1, 1]` float32 on `device`.
+    pub fn constants(&self, device: tch::Device) -> Result<(Tensor, Tensor)> {
+        match self {
+            OnDevice::NormalizePixels { mean, std, .. } => {
+                let on = |v: &[f64]| -> Result<Tensor> {
+                    let values: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+                    Ok(Tensor::f_from_slice(&values)?.f_reshape([1, values.len() as i64, 1, 1])?.f_to_device(device)?)
+                };
+                Ok((on(mean)?, on(std)?))
+            }
+        }
+    }
+
+    /// [`Self::apply`] with [`Self::constants`] made once beforehand (no host-to-device copy).
+    pub fn apply_with(&self, field: &str, t: &Tensor, constants: &(Tensor, Tensor)) -> Result<Tensor> {
         match self {
             OnDevice::NormalizePixels { scale, mean, std } => {
                 if t.kind() != Kind::Uint8 {
@@ -18,23 +38,16 @@ impl OnDevice {
                     )));
                 }
                 let size = t.size();
-                let channels = *size.get(1).unwrap_or(&0);
                 let n = mean.len() as i64;
-                if size.len() < 2 || n != std.len() as i64 || (n != 1 && n != channels) {
+                if size.len() != 4 || n != std.len() as i64 || (n != 1 && n != size[1]) {
                     return Err(PtError::shape(format!(
                         "batch field `{field}`: {n} mean and {} std values for pixels of shape {size:?} \
-                         (need 1 or one per channel of [batch, channels, ...])",
+                         (need [batch, channels, height, width] and 1 value or one per channel)",
                         std.len()
                     )));
                 }
-                let mut shape = vec![1i64; size.len()];
-                shape[1] = n;
-                let stat = |v: &[f64]| -> Result<Tensor> {
-                    let values: Vec<f32> = v.iter().map(|&x| x as f32).collect();
-                    Ok(Tensor::f_from_slice(&values)?.f_reshape(&shape)?.f_to_device(t.device())?)
-                };
-                let pixels = t.f_to_kind(Kind::Float)?.f_mul_scalar(*scale)?; // [B, C, ...] in pixel units
-                Ok(pixels.f_sub(&stat(mean)?)?.f_div(&stat(std)?)?)
+                let pixels = t.f_to_kind(Kind::Float)?.f_mul_scalar(*scale)?; // [B, C, H, W] in pixel units
+                Ok(pixels.f_sub(&constants.0)?.f_div(&constants.1)?)
             }
         }
     }

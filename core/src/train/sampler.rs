@@ -6,8 +6,8 @@
 //! be traded (2 ranks, or 1 process accumulating 2) without changing what any step trains on.
 //!
 //! With sample lengths (variable-length data such as audio), batches are bucketed: the shuffled
-//! order is cut into windows of [`BUCKET_WINDOW`] global batches, each window sorted by length
-//! and cut into batches whose order is shuffled again, so a batch pads little yet every epoch
+//! order is cut into windows of [`BUCKET_WINDOW`] steps, each window sorted by length and cut
+//! into steps whose order is shuffled again, so a batch pads little yet every epoch
 //! still sees a fresh random mix (as fairseq's and the HF Trainer's `group_by_length` do).
 //!
 //! With a labelled subset (semi-supervised data), each micro-batch holds `labelled_per_batch`
@@ -21,7 +21,7 @@ use pt_sdk::rng::CounterRng;
 const STREAM_SHUFFLE: u64 = 0x5348_5546; // "SHUF"
 const STREAM_BUCKETS: u64 = 0x4255_434B; // "BUCK"
 const STREAM_LABELLED: u64 = 0x4C41_424C; // "LABL"
-/// Global batches per length-sorted window when bucketing.
+/// Steps per length-sorted window when bucketing.
 pub const BUCKET_WINDOW: usize = 32;
 
 #[derive(Clone, Debug)]
