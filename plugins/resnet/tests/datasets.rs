@@ -25,6 +25,19 @@ fn ctx() -> StepCtx {
     StepCtx::default()
 }
 
+/// A batch as components receive it: the uint8 fields normalised as the host does on the device.
+fn served(ds: &impl Dataset, indices: &[u64]) -> Tensors {
+    let mut batch = ds.get_batch(indices, &ctx()).unwrap();
+    for field in ds.info().fields {
+        if let (Some(transform), Some(t)) = (&field.on_device, batch.get(&field.name)) {
+            assert_eq!(t.kind(), tch::Kind::Uint8, "{} is served as uint8", field.name);
+            let converted = transform.apply(&field.name, t).unwrap();
+            batch.insert(&field.name, converted);
+        }
+    }
+    batch
+}
+
 fn idx(split: &str, dir: &Path) -> Result<IdxImages> {
     IdxImages::new(
         IdxConfig { path: dir.display().to_string(), split: split.into(), ..Default::default() },
@@ -44,7 +57,7 @@ fn mnist_idx_loads_with_labels_statistics_and_normalised_batches() {
     let mean = info.notes["mean"][0].as_f64().unwrap();
     let std = info.notes["std"][0].as_f64().unwrap();
     assert!((mean - 0.1325).abs() < 2e-3 && (std - 0.3105).abs() < 2e-3, "MNIST test statistics {mean} {std}");
-    let batch = test.get_batch(&[0, 1, 9999], &ctx()).unwrap();
+    let batch = served(&test, &[0, 1, 9999]);
     let image = batch.get("image").unwrap();
     assert_eq!(image.size(), [3, 1, 28, 28]);
     assert_eq!(
@@ -155,7 +168,7 @@ fn digit_pngs(root: &Path, per_class: usize) {
     let (mean, std) = (info.notes["mean"][0].as_f64().unwrap(), info.notes["std"][0].as_f64().unwrap());
     let mut written = vec![0; 10];
     for i in 0..info.num_samples {
-        let b = data.get_batch(&[i], &ctx()).unwrap();
+        let b = served(&data, &[i]);
         let label = b.get("label").unwrap().int64_value(&[0]) as usize;
         if written[label] >= per_class {
             continue;

@@ -69,7 +69,7 @@ impl Config for AudioConfig {
             ),
             (
                 "shards",
-                "instead of path: WebDataset-style tar shards (key.flac|wav|ogg|mp3, and key.cls for a label) — \
+                "instead of path: WebDataset-style tar shards (key.flac|wav|ogg|opus|mp3, and key.cls for a label) — \
                  directories of .tar files, patterns or files",
             ),
             ("sample_rate", "the rate clips are served at (Hz); clips at other rates are resampled, multichannel clips averaged to mono"),
@@ -149,31 +149,35 @@ fn class_folder(root: &Path, path: &Path) -> std::result::Result<String, String>
 /// The audio files a shard sample holds (the first of these extensions it has).
 const AUDIO_MEMBERS: [&str; 5] = ["flac", "wav", "ogg", "opus", "mp3"];
 
-/// The clips of `shards` as candidates (labels from `.cls`), and the shards held open.
-fn shard_candidates(shards: &[PathBuf]) -> Result<(Vec<ClipSource>, Vec<Shard>)> {
+/// The clips of `shards` as candidates (labels from `.cls`; a sample without audio as the
+/// message naming it), and the shards held open.
+type ShardCandidates = (Vec<std::result::Result<ClipSource, String>>, Vec<Shard>);
+
+fn shard_candidates(shards: &[PathBuf]) -> Result<ShardCandidates> {
     let open = shards.iter().map(|p| Shard::open(p)).collect::<Result<Vec<_>>>()?;
     let mut candidates = Vec::new();
     for sample in index_samples(shards)? {
         let shard = &open[sample.shard as usize];
         let Some(audio) = sample.field(&AUDIO_MEMBERS) else {
-            return Err(PtError::data(format!(
-                "{}: sample {} has no .flac/.wav/.ogg/.opus/.mp3 member (it has: {})",
+            candidates.push(Err(format!(
+                "{}: sample {} has no .flac/.wav/.ogg/.opus/.mp3 member (it has: {}); set skip_bad = true to skip such samples",
                 shard.path.display(),
                 sample.key,
                 sample.fields.iter().map(|(e, _)| format!(".{e}")).collect::<Vec<_>>().join(", ")
             )));
+            continue;
         };
         let label = match sample.field(&["cls"]) {
             Some(cls) => Some(String::from_utf8_lossy(&shard.read(cls)?).trim().to_string()),
             None => None,
         };
-        candidates.push(ClipSource {
+        candidates.push(Ok(ClipSource {
             path: shard.path.join(&audio.name),
             line: None,
             declared_frames: None,
             label,
             member: Some((sample.shard, audio.clone())),
-        });
+        }));
     }
     Ok((candidates, open))
 }
@@ -206,7 +210,9 @@ impl AudioFiles {
     pub fn open(cfg: &AudioConfig) -> Result<Self> {
         match (cfg.path.is_empty(), cfg.shards.is_empty()) {
             (true, true) => {
-                return Err(PtError::config("audio: set path to a folder of audio files or a .tsv manifest, or shards"))
+                return Err(PtError::config(
+                    "audio: set path to a folder of audio files or a .tsv/.jsonl manifest, or shards",
+                ))
             }
             (false, false) => return Err(PtError::config("audio: set path or shards, not both")),
             _ => {}
@@ -251,9 +257,15 @@ impl AudioFiles {
                 ));
             }
             let paths: Vec<PathBuf> = cfg.shards.iter().map(PathBuf::from).collect();
-            let (candidates, open) =
-                shard_candidates(&crate::files::expand_sources(&paths, &["tar"], "audio: shards")?)?;
+            let (listed, open) = shard_candidates(&crate::files::expand_sources(&paths, &["tar"], "audio: shards")?)?;
             shards = open;
+            let mut candidates = Vec::new();
+            for candidate in listed {
+                match candidate {
+                    Ok(c) => candidates.push(c),
+                    Err(message) => reject(Rejection { reason: "shard sample without audio", message })?,
+                }
+            }
             (candidates, PathBuf::new(), None)
         } else if is_manifest(source) {
             let manifest = read_manifest(source)?;
@@ -375,6 +387,8 @@ impl AudioFiles {
 
         let mut classes: Vec<String> = clips.iter().filter_map(|c| c.label.clone()).collect();
         sort_classes(&mut classes);
+        let index: std::collections::HashMap<&str, i64> =
+            classes.iter().enumerate().map(|(i, c)| (c.as_str(), i as i64)).collect();
         let labels = if classes.is_empty() {
             None
         } else {
@@ -383,9 +397,7 @@ impl AudioFiles {
             Some(
                 clips
                     .iter()
-                    .map(|c| {
-                        c.label.as_ref().and_then(|l| classes.iter().position(|k| k == l)).map_or(-1, |i| i as i64)
-                    })
+                    .map(|c| c.label.as_ref().and_then(|l| index.get(l.as_str()).copied()).unwrap_or(-1))
                     .collect(),
             )
         };
@@ -470,7 +482,7 @@ impl AudioFiles {
 impl Component for AudioFiles {
     const NAME: &'static str = "audio";
     const ABOUT: &'static str =
-        "audio clips (WAV, FLAC, Ogg Vorbis, MP3) from a folder, a fairseq .tsv manifest or tar shards, mono at a fixed rate";
+        "audio clips (WAV, FLAC, Ogg Vorbis, Opus, MP3) from a folder, a .tsv/.jsonl manifest or tar shards, mono at a fixed rate";
     const PROVIDES: &'static [&'static str] = &["sample_rate"];
     type Config = AudioConfig;
     fn new(mut cfg: AudioConfig, ctx: &CreateCtx) -> Result<Self> {
