@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The GPU checks and benchmarks, as one script for a lent GPU machine (PyTorch, no Rust, no
 # network). Here:  cargo build --release --workspace && bash scripts/pack_device.sh
-# There (repo root, `.gpu/` carried):  bash scripts/gpu_check.sh [mlm resnet50 simclr wav2vec2]
+# There (repo root, `.gpu/` carried):  bash scripts/gpu_check.sh [mlm resnet50 simclr loader wav2vec2]
 # pt doctor; SimCLR + the probes on CUDA under bf16 autocast (a short run); then pt next to
 # PyTorch on the same model and batch for the named benchmarks (default all): bert-base MLM
-# 256 x 128; resnet50 supervised 256 x 224 px; SimCLR resnet50 2 x 256 views; wav2vec2 base
+# 256 x 128; resnet50 supervised 256 x 224 px; SimCLR resnet50 2 x 256 views; resnet50 fed by
+# image_shards against the same images in memory (benches/loader_share.py); wav2vec2 base
 # 8 x 15 s (the pt sides train mlm, resnet, simclr and wav2vec2 on CUDA). The long experiments
 # behind the README's results: scripts/gpu_experiments.sh.
 set -uo pipefail
@@ -19,5 +20,6 @@ has() { [[ ${#BENCHES[@]} -eq 0 || " ${BENCHES[*]} " == *" $1 "* ]]; }
 has mlm && LIMIT=150 t python3 benches/mlm_throughput.py --preset base --batch 256 --seq 128 --device cuda --steps 8 --warmup 3
 has resnet50 && LIMIT=150 t python3 benches/image_throughput.py --arch resnet50 --batch 256 --size 224 --device cuda --steps 8 --warmup 3
 has simclr && LIMIT=150 t python3 benches/image_throughput.py --mode simclr --arch resnet50 --batch 256 --size 224 --device cuda --steps 6 --warmup 2
+has loader && LIMIT=200 t python3 benches/loader_share.py --arch resnet50 --batch 256 --size 224 --device cuda --workers 16 --steps 8 --warmup 3
 has wav2vec2 && LIMIT=150 t python3 benches/wav2vec2_throughput.py --preset base --batch 8 --seconds 15 --device cuda --steps 8 --warmup 3
 true
