@@ -206,6 +206,33 @@ fn encoded<'a>(path: &'a Path, bytes: &'a Option<Vec<u8>>) -> Encoded<'a> {
     }
 }
 
+/// Candidates' headers, read in parallel a chunk at a time as the (sequential, order-keeping)
+/// pass over the candidates reaches them: opening a large corpus reads its headers on every
+/// core, and `max_samples` still reads little more than it keeps.
+#[derive(Default)]
+struct HeaderChunks {
+    start: usize,
+    read: Vec<Option<Result<WavFacts>>>,
+}
+
+/// Headers read in parallel at most this many at a time.
+const HEADER_CHUNK: u64 = 256;
+
+impl HeaderChunks {
+    fn take(&mut self, i: usize, candidates: &[ClipSource], shards: &[Shard], wanted: u64) -> Result<WavFacts> {
+        use rayon::prelude::*;
+        if i < self.start || i >= self.start + self.read.len() {
+            let end = (i as u64 + wanted.clamp(16, HEADER_CHUNK)).min(candidates.len() as u64) as usize;
+            self.start = i;
+            self.read = candidates[i..end]
+                .par_iter()
+                .map(|c| Some(member_bytes(shards, &c.member).and_then(|b| read_header(encoded(&c.path, &b)))))
+                .collect();
+        }
+        self.read[i - self.start].take().unwrap_or_else(|| Err(PtError::data("header read twice")))
+    }
+}
+
 impl AudioFiles {
     pub fn open(cfg: &AudioConfig) -> Result<Self> {
         match (cfg.path.is_empty(), cfg.shards.is_empty()) {
@@ -303,10 +330,12 @@ impl AudioFiles {
         let first_labelled = candidates.first().map(|c| (c.line, c.label.is_some()));
 
         let mut clips = Vec::new();
-        for candidate in candidates {
+        let mut headers = HeaderChunks::default();
+        for (i, candidate) in candidates.iter().enumerate() {
             if cfg.max_samples > 0 && clips.len() as u64 >= cfg.max_samples {
                 break;
             }
+            let still_wanted = if cfg.max_samples > 0 { cfg.max_samples - clips.len() as u64 } else { u64::MAX };
             let at = where_listed(manifest, candidate.line);
             let label = match cfg.labels {
                 LabelSource::Unlabelled => None,
@@ -338,8 +367,7 @@ impl AudioFiles {
                     candidate.label.clone()
                 }
             };
-            let bytes = member_bytes(&shards, &candidate.member)?;
-            let facts = match read_header(encoded(&candidate.path, &bytes)) {
+            let facts = match headers.take(i, &candidates, &shards, still_wanted) {
                 Ok(facts) => facts,
                 Err(e) => {
                     reject(Rejection {
@@ -379,7 +407,7 @@ impl AudioFiles {
                 })?;
                 continue;
             }
-            clips.push(Clip { path: candidate.path, member: candidate.member, facts, len, label });
+            clips.push(Clip { path: candidate.path.clone(), member: candidate.member.clone(), facts, len, label });
         }
         if clips.is_empty() {
             return Err(PtError::data(format!("{shown}: no usable clips{}", skip_summary(&skipped))));
