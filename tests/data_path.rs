@@ -3,7 +3,7 @@
 //! and a damaged shard named.
 
 use pt_tests::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 fn s(p: &Path) -> &str {

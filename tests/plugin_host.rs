@@ -149,7 +149,7 @@ fn example_plugin_installs_describes_trains_and_is_removed() {
         ("noise_std", "0.5", "Gaussian noise"),
         ("mask_token_id", "null", "notes.mask_token_id"),
         ("special_token_ids", "null", "never corrupted"),
-        ("feature_dim", "null", "filled in by pt from the architecture"),
+        ("feature_dim", "null", "unset: filled by pt from the run's `feature_dim`"),
         ("predictor_hidden", "512", "predictor head"),
         ("variance_weight", "1.0", "collapsing"),
     ] {
@@ -533,4 +533,42 @@ fn components_are_created_with_the_real_rank_and_world_size() {
         assert_eq!(ctx["device"].as_i64(), Some(-1), "{ctx}");
         assert_eq!(ctx["run_dir"].as_str(), Some(s(&run)), "{ctx}");
     }
+}
+
+#[test]
+fn parameters_that_never_get_a_gradient_are_named_by_owner() {
+    // faulty:stale_head's parameters() returns copies of its head (the trap), and it reads
+    // only `features`, so the architecture's `prediction` layer never trains either.
+    let pt = with_faulty();
+    let recipe = toy_recipe(pt.home.path(), 4, "");
+    let run = pt.home.path().join("run-stale");
+    let out = pt.run(&[
+        "train",
+        "--recipe",
+        s(&recipe),
+        "--run-dir",
+        s(&run),
+        "--quiet",
+        "--set",
+        "objective.name=\"stale_head\"",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "objective faulty:stale_head: objective.head.weight got no gradient in the first steps and will not train"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("never copies or detached tensors"), "says what to do: {err}");
+    assert!(
+        err.contains("architecture faulty:faulty: ")
+            && err.contains("outputs no objective of this run reads: prediction"),
+        "{err}"
+    );
+    assert_eq!(err.matches("got no gradient").count(), 2, "each owner warned once: {err}");
+    // The regression objective uses every parameter: no warning.
+    let run = pt.home.path().join("run-regression");
+    let out = pt.run(&["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--quiet"]);
+    assert!(out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("got no gradient"));
 }

@@ -3,8 +3,8 @@
 //! `NNNNNNNN.cls` holding the class number), which `image_shards` and `audio`'s `shards` read.
 
 use anyhow::Context;
-use pt_sdk::shards::TarWriter;
-use pt_sdk::vision::folder::{list_images, FolderLabels};
+use pt_kit::shards::TarWriter;
+use pt_kit::vision::folder::{list_images, FolderLabels};
 use std::path::PathBuf;
 
 #[derive(clap::Subcommand)]
@@ -58,7 +58,7 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
 /// The audio files under `root` in path order, labelled by their class folder (the root's
 /// sub-folder) with `--labels folders`; unlabelled otherwise (audio trees are usually by speaker).
 fn list_audio(root: &std::path::Path, labels: FolderLabels) -> anyhow::Result<(Vec<(PathBuf, i64)>, Vec<String>)> {
-    let files = pt_sdk::audio::scan_wavs(root)?;
+    let files = pt_kit::audio::scan_wavs(root)?;
     if labels != FolderLabels::Folders {
         return Ok((files.into_iter().map(|f| (f, -1)).collect(), Vec::new()));
     }

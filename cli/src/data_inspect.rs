@@ -4,9 +4,9 @@
 //! the `[data]` section that reads it. For a recipe: its dataset built exactly as `pt train`
 //! builds it (samples, fields, classes, notes, lengths), and with `--read-all` every sample read.
 
-use pt_sdk::audio::read_wav_header;
-use pt_sdk::shards::index_samples;
-use pt_sdk::vision::decode::header_dimensions;
+use pt_kit::audio::read_wav_header;
+use pt_kit::shards::index_samples;
+use pt_kit::vision::decode::header_dimensions;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,7 +40,7 @@ pub fn inspect_path(target: &Path) -> anyhow::Result<()> {
     if !shown.contains(['*', '?']) && !target.exists() {
         anyhow::bail!("{shown}: no such file or folder (give a folder, file or pattern of data, or a recipe)");
     }
-    let files = pt_sdk::files::expand_sources(&[target.to_path_buf()], &[], "inspect")?;
+    let files = pt_kit::files::expand_sources(&[target.to_path_buf()], &[], "inspect")?;
     let mut by_kind: BTreeMap<&str, Vec<PathBuf>> = BTreeMap::new();
     let mut other: BTreeMap<String, usize> = BTreeMap::new();
     for f in files {
@@ -210,7 +210,7 @@ fn parquet(files: &[PathBuf]) -> Suggest {
     let mut bad = Unreadable::default();
     let (mut rows, mut strings) = (0u64, BTreeMap::<String, usize>::new());
     for f in files {
-        match pt_sdk::text::parquet_columns(f) {
+        match pt_kit::text::parquet_columns(f) {
             Ok((n, columns)) => {
                 rows += n;
                 for (name, _) in columns.into_iter().filter(|(_, is_string)| *is_string) {
@@ -243,7 +243,7 @@ fn shards(files: &[PathBuf]) -> Suggest {
                     }
                     if let Some(m) = sample.field(&["cls"]) {
                         let label =
-                            pt_sdk::shards::read_member(f, m).map(|b| String::from_utf8_lossy(&b).trim().to_string());
+                            pt_kit::shards::read_member(f, m).map(|b| String::from_utf8_lossy(&b).trim().to_string());
                         *labels.entry(label.unwrap_or_else(|e| e.message.to_string())).or_insert(0usize) += 1;
                     }
                 }

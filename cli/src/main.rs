@@ -11,6 +11,7 @@ mod export_cmd;
 mod launch_cmd;
 mod logging;
 mod plugin_cmd;
+mod plugin_new;
 mod progress;
 mod recipes;
 mod tokenizer_cmd;

@@ -1,4 +1,4 @@
-//! `pt plugin install | list | info | remove`.
+//! `pt plugin new | install | list | info | remove`.
 
 use pt_core::plugin::store::PluginStore;
 use pt_core::plugin::Registry;
@@ -7,6 +7,9 @@ use std::path::PathBuf;
 
 #[derive(clap::Subcommand)]
 pub enum PluginCommand {
+    /// Write a new plugin crate (one source file, a test, the build set-up) that builds and
+    /// installs as is: `pt plugin new rotnet --kind objective`.
+    New(crate::plugin_new::Args),
     /// Validate a plugin (load + handshake) and copy it into the plugin directory.
     Install { path: PathBuf },
     /// A table of the plugins pt can see.
@@ -28,6 +31,7 @@ fn components_by_kind(m: &pt_sdk::PluginManifest, kind: ComponentKind) -> String
 
 pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
     match cmd {
+        PluginCommand::New(args) => crate::plugin_new::run(args)?,
         PluginCommand::Install { path } => {
             let store = PluginStore::default();
             let out = store.install(&path)?;

@@ -33,6 +33,7 @@ fn fmt_metrics(m: &BTreeMap<String, f64>) -> String {
         ("grad_norm", "gnorm"),
         ("tokens_per_s", "tok/s"),
         ("samples_per_s", "samples/s"),
+        ("rows_per_s", "rows/s"),
     ] {
         if let Some(v) = m.get(k) {
             parts.push(if k == "lr" {
@@ -55,6 +56,7 @@ fn fmt_metrics(m: &BTreeMap<String, f64>) -> String {
             "grad_norm",
             "tokens_per_s",
             "samples_per_s",
+            "rows_per_s",
             "step_time_s",
             "epoch",
             "skipped_steps",

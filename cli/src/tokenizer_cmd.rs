@@ -31,10 +31,10 @@ pub fn run(cmd: TokenizerCommand) -> anyhow::Result<()> {
             let started = std::time::Instant::now();
             let extensions: &[&str] =
                 if text_field.is_some() { &["jsonl", "json", "parquet", "tar"] } else { &["txt", "text", "tar"] };
-            let files = pt_sdk::files::expand_sources(&files, extensions, "pt tokenizer train")?;
+            let files = pt_kit::files::expand_sources(&files, extensions, "pt tokenizer train")?;
             let field = text_field.as_deref();
-            pt_sdk::text::train_wordpiece_on(&files, field, vocab_size, min_frequency, !cased, &output)?;
-            let tok = pt_sdk::text::load_tokenizer(&output)?;
+            pt_kit::text::train_wordpiece_on(&files, field, vocab_size, min_frequency, !cased, &output)?;
+            let tok = pt_kit::text::load_tokenizer(&output)?;
             println!(
                 "wrote {} ({} tokens) in {:.1}s",
                 output.display(),

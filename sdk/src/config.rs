@@ -1,4 +1,6 @@
 //! Component configs: a serde struct with `Default`, described key by key for `pt plugin info`.
+//! `#[derive(PluginConfig)]` (see [`crate::PluginConfig`]) writes the whole impl from the struct:
+//! descriptions from doc comments, defaults, checks and host-filled inputs from `#[config]`.
 
 use crate::{ConfigKey, InputDecl, PtError};
 use serde::{de::DeserializeOwned, Serialize};
@@ -18,10 +20,23 @@ pub trait Config: Serialize + DeserializeOwned + Default {
         Vec::new()
     }
 
+    /// Host-filled keys whose type has no "unset" (not `Option`): the host always fills them
+    /// before construction, so the component reads them as plain values.
+    fn filled_inputs() -> &'static [&'static str] {
+        &[]
+    }
+
     /// Checks values the types cannot (ranges, combinations), naming the key. The host calls
     /// it when it plans a run, before any component is built, and again at construction.
     fn validate(&self) -> Result<(), PtError> {
         Ok(())
+    }
+
+    /// [`Config::validate`] while the host-filled keys in `unset` are not filled yet (the plan's
+    /// check, before the run is wired): their checks wait for construction.
+    fn validate_except(&self, unset: &[&str]) -> Result<(), PtError> {
+        let _ = unset;
+        self.validate()
     }
 
     /// The keys with defaults and descriptions.
@@ -33,6 +48,9 @@ pub trait Config: Serialize + DeserializeOwned + Default {
             .map(|(key, default)| {
                 let description =
                     Self::describe().iter().find(|(k, _)| *k == key).map(|(_, d)| d.to_string()).unwrap_or_default();
+                // A host-filled key's default is "unset", whatever its type holds meanwhile.
+                let default =
+                    if Self::inputs().iter().any(|i| i.key == key) { serde_json::Value::Null } else { default };
                 ConfigKey { key, default, description }
             })
             .collect();
@@ -43,13 +61,154 @@ pub trait Config: Serialize + DeserializeOwned + Default {
 
     /// Parses a JSON object, naming the bad key and the accepted ones on error.
     fn from_json(text: &str) -> Result<Self, PtError> {
-        let text = if text.trim().is_empty() { "{}" } else { text };
-        let config: Self = serde_json::from_str(text).map_err(|e| {
-            let keys: Vec<&str> = Self::describe().iter().map(|(k, _)| *k).collect();
-            PtError::config(format!("{} (accepted keys: {})", key_error::<Self>(text, &e), keys.join(", ")))
-        })?;
+        let (config, unset) = parse::<Self>(text)?;
+        if let Some(key) = unset.iter().find(|k| Self::filled_inputs().contains(&k.as_str())) {
+            return Err(PtError::config(format!(
+                "{key} is unset and no component of the run provided it: set it in the recipe"
+            )));
+        }
         config.validate()?;
         Ok(config)
+    }
+
+    /// The plan's check of a recipe's keys: as [`Config::from_json`], with the host-filled keys
+    /// the recipe leaves unset not checked yet.
+    fn check_json(text: &str) -> Result<(), PtError> {
+        let (config, unset) = parse::<Self>(text)?;
+        let unset: Vec<&str> = unset.iter().map(String::as_str).collect();
+        config.validate_except(&unset)
+    }
+}
+
+/// The config `text` holds, and its host-filled keys that it leaves unset (absent or null).
+fn parse<C: Config>(text: &str) -> Result<(C, Vec<String>), PtError> {
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    let bad = |e: serde_json::Error| {
+        let keys: Vec<&str> = C::describe().iter().map(|(k, _)| *k).collect();
+        PtError::config(format!("{} (accepted keys: {})", key_error::<C>(text, &e), keys.join(", ")))
+    };
+    let mut value: serde_json::Value = serde_json::from_str(text).map_err(bad)?;
+    let mut unset = Vec::new();
+    if let Some(map) = value.as_object_mut() {
+        for input in C::inputs() {
+            if map.get(&input.key).is_none_or(serde_json::Value::is_null) {
+                // Absent, so the type's placeholder stands in until the host fills it.
+                map.remove(&input.key);
+                unset.push(input.key);
+            }
+        }
+    }
+    let config = serde_json::from_value(value).map_err(bad)?;
+    Ok((config, unset))
+}
+
+/// The checks `#[derive(PluginConfig)]` writes, each naming the key.
+#[doc(hidden)]
+pub mod check {
+    use crate::PtError;
+
+    /// Numbers a bound applies to (each element of a list, the value of a set option).
+    pub trait Numbers {
+        fn numbers(&self) -> Vec<f64>;
+    }
+    macro_rules! numbers {
+        ($($t:ty),*) => {$(
+            impl Numbers for $t {
+                fn numbers(&self) -> Vec<f64> {
+                    vec![*self as f64]
+                }
+            }
+        )*};
+    }
+    numbers!(i8, i16, i32, i64, u8, u16, u32, u64, usize, isize, f32, f64);
+    impl<T: Numbers> Numbers for Option<T> {
+        fn numbers(&self) -> Vec<f64> {
+            self.as_ref().map(Numbers::numbers).unwrap_or_default()
+        }
+    }
+    impl<T: Numbers> Numbers for Vec<T> {
+        fn numbers(&self) -> Vec<f64> {
+            self.iter().flat_map(Numbers::numbers).collect()
+        }
+    }
+
+    fn bound(key: &str, value: &impl Numbers, ok: impl Fn(f64) -> bool, rule: String) -> Result<(), PtError> {
+        match value.numbers().into_iter().find(|v| !ok(*v)) {
+            Some(v) => Err(PtError::config(format!("{key} must be {rule}, got {v}"))),
+            None => Ok(()),
+        }
+    }
+    pub fn min(key: &str, value: &impl Numbers, b: f64) -> Result<(), PtError> {
+        bound(key, value, |v| v >= b, format!(">= {b}"))
+    }
+    pub fn max(key: &str, value: &impl Numbers, b: f64) -> Result<(), PtError> {
+        bound(key, value, |v| v <= b, format!("<= {b}"))
+    }
+    pub fn above(key: &str, value: &impl Numbers, b: f64) -> Result<(), PtError> {
+        bound(key, value, |v| v > b, format!("> {b}"))
+    }
+    pub fn below(key: &str, value: &impl Numbers, b: f64) -> Result<(), PtError> {
+        bound(key, value, |v| v < b, format!("< {b}"))
+    }
+
+    /// Values that can be empty (an unset option is not).
+    pub trait Emptiness {
+        fn is_empty_value(&self) -> bool;
+    }
+    impl Emptiness for String {
+        fn is_empty_value(&self) -> bool {
+            self.trim().is_empty()
+        }
+    }
+    impl Emptiness for std::path::PathBuf {
+        fn is_empty_value(&self) -> bool {
+            self.as_os_str().is_empty()
+        }
+    }
+    impl<T> Emptiness for Vec<T> {
+        fn is_empty_value(&self) -> bool {
+            self.is_empty()
+        }
+    }
+    impl<T: Emptiness> Emptiness for Option<T> {
+        fn is_empty_value(&self) -> bool {
+            self.as_ref().is_some_and(Emptiness::is_empty_value)
+        }
+    }
+    pub fn non_empty(key: &str, value: &impl Emptiness) -> Result<(), PtError> {
+        if value.is_empty_value() {
+            return Err(PtError::config(format!("{key} must not be empty")));
+        }
+        Ok(())
+    }
+
+    /// Values checked against a list of choices (an unset option is not checked).
+    pub trait Choice {
+        fn choice(&self) -> Option<String>;
+    }
+    macro_rules! choice {
+        ($($t:ty),*) => {$(
+            impl Choice for $t {
+                fn choice(&self) -> Option<String> {
+                    Some(self.to_string())
+                }
+            }
+        )*};
+    }
+    choice!(String, i32, i64, u32, u64, usize);
+    impl<T: Choice> Choice for Option<T> {
+        fn choice(&self) -> Option<String> {
+            self.as_ref().and_then(Choice::choice)
+        }
+    }
+    pub fn one_of<A: std::fmt::Display>(key: &str, value: &impl Choice, allowed: &[A]) -> Result<(), PtError> {
+        let allowed: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+        match value.choice() {
+            Some(v) if !allowed.contains(&v) => {
+                Err(PtError::config(format!("{key} must be one of {}; got {v}", allowed.join(", "))))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -114,5 +273,73 @@ mod tests {
         let e = Probe::from_json(r#"{"rate": 2.0}"#).err().unwrap().to_string();
         assert!(e.contains("rate must be in (0, 1], got 2"), "{e}");
         assert!(Probe::from_json(r#"{"rate": 1.0, "size": 3}"#).is_ok());
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize, Debug, crate::PluginConfig)]
+    #[serde(default, deny_unknown_fields)]
+    #[config(validate = Derived::cross)]
+    struct Derived {
+        /// The batch field
+        /// to corrupt.
+        #[config(default = "input_ids", non_empty)]
+        field: String,
+        /// A share.
+        #[config(default = 0.15, min = 0.0, max = 1.0)]
+        share: f64,
+        /// Width of the architecture's `features`.
+        #[config(input, min = 1)]
+        feature_dim: i64,
+        /// Id of [MASK].
+        #[config(input = "notes.mask", optional)]
+        mask: Option<i64>,
+        /// How features pool.
+        #[config(default = "mean", one_of = ["mean", "cls"])]
+        pool: String,
+    }
+
+    impl Derived {
+        fn cross(&self) -> Result<(), PtError> {
+            if self.pool == "cls" && self.feature_dim > 4096 {
+                return Err(PtError::config("pool = cls needs feature_dim <= 4096"));
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn derive_writes_descriptions_defaults_inputs_and_checks() {
+        let keys = Derived::schema();
+        let names: Vec<&str> = keys.iter().map(|k| k.key.as_str()).collect();
+        assert_eq!(names, ["field", "share", "feature_dim", "mask", "pool"]);
+        assert_eq!(keys[0].description, "The batch field to corrupt.");
+        assert_eq!(keys[0].default, serde_json::json!("input_ids"));
+        assert_eq!(keys[1].default, serde_json::json!(0.15));
+        assert!(keys[2].default.is_null() && keys[3].default.is_null(), "host-filled keys default to unset");
+        assert!(keys[2].description.contains("filled by pt from the run's `feature_dim`"), "{}", keys[2].description);
+        let inputs = Derived::inputs();
+        assert_eq!(
+            (inputs[0].key.as_str(), inputs[0].fact(), inputs[0].optional),
+            ("feature_dim", "feature_dim", false)
+        );
+        assert_eq!((inputs[1].key.as_str(), inputs[1].fact(), inputs[1].optional), ("mask", "notes.mask", true));
+        assert_eq!(Derived::filled_inputs(), ["feature_dim"]);
+
+        // The plan checks before the host fills feature_dim; construction needs it filled.
+        Derived::check_json("{}").unwrap();
+        let e = Derived::from_json("{}").unwrap_err().to_string();
+        assert!(e.contains("feature_dim is unset"), "{e}");
+        let c = Derived::from_json(r#"{"feature_dim": 8}"#).unwrap();
+        assert_eq!(
+            (c.field.as_str(), c.share, c.feature_dim, c.mask, c.pool.as_str()),
+            ("input_ids", 0.15, 8, None, "mean")
+        );
+
+        let err = |text: &str| Derived::check_json(text).unwrap_err().to_string();
+        assert!(err(r#"{"share": 2}"#).contains("share must be <= 1, got 2"));
+        assert!(err(r#"{"feature_dim": 0}"#).contains("feature_dim must be >= 1, got 0"));
+        assert!(err(r#"{"field": " "}"#).contains("field must not be empty"));
+        assert!(err(r#"{"pool": "max"}"#).contains("pool must be one of mean, cls; got max"));
+        assert!(err(r#"{"pool": "cls", "feature_dim": 5000}"#).contains("pool = cls needs"));
+        assert!(err(r#"{"shares": 1}"#).contains("accepted keys: field, share, feature_dim, mask, pool"));
     }
 }

@@ -88,8 +88,7 @@ pub fn manifest_of<C: Component>(kind: ComponentKind) -> ComponentManifest {
 pub fn check_component_config<P: PluginSpec, C: Component>(config: RStr) -> RResult<(), PtError> {
     let origin = origin_of::<P>(C::NAME);
     guard(&origin, || {
-        <C::Config as Config>::from_json(config.as_str()).map_err(|e| e.context(format!("config of {}", C::NAME)))?;
-        Ok(())
+        <C::Config as Config>::check_json(config.as_str()).map_err(|e| e.context(format!("config of {}", C::NAME)))
     })
 }
 

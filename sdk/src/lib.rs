@@ -17,16 +17,12 @@
 //!     noise: f64,
 //! }
 //!
-//! #[derive(Serialize, Deserialize, Default)]
+//! #[derive(Serialize, Deserialize, PluginConfig)]
 //! #[serde(default, deny_unknown_fields)]
 //! pub struct DenoiseConfig {
+//!     /// Standard deviation of the Gaussian noise added to `features`.
+//!     #[config(default = 0.1, min = 0.0)]
 //!     pub noise: f64,
-//! }
-//!
-//! impl Config for DenoiseConfig {
-//!     fn describe() -> &'static [(&'static str, &'static str)] {
-//!         &[("noise", "standard deviation of the Gaussian noise added to `features`")]
-//!     }
 //! }
 //!
 //! impl Component for Denoise {
@@ -57,7 +53,8 @@
 //! # fn main() {}
 //! ```
 //!
-//! Build it as a `cdylib` (`crate-type = ["cdylib", "rlib"]`), then
+//! `pt plugin new NAME --kind objective` writes such a crate, ready to build. Build it as a
+//! `cdylib` (`crate-type = ["cdylib", "rlib"]`), then
 //! `pt plugin install target/release/libdenoise.so` and
 //! `pt train --objective denoise --arch bert`. `docs/plugin-authoring.md` walks through a full
 //! example.
@@ -67,33 +64,29 @@
 //! the same libtorch, so autograd, grad mode, autocast and CUDA state are shared. Batches and
 //! outputs are named tensor maps ([`Tensors`] on your side). Configs and descriptions cross as
 //! JSON. Every call returns `RResult<_, PtError>`.
+//!
+//! ## What is not here
+//! Datasets, readers, augmentation, parameter builders (`Linear`) and losses live in `pt-kit`,
+//! beside this crate: the contract stays small and a toolkit change never changes it.
 
-#[cfg(feature = "audio")]
-pub mod audio;
 pub mod component;
 pub mod config;
 pub mod error;
 pub mod export;
 pub mod ffi;
-pub mod files;
 pub mod host;
 pub mod host_view;
 pub mod info;
-pub mod losses;
-pub mod memory;
 mod on_device;
-pub mod params;
 pub mod rng;
-pub mod shards;
 pub mod tensor;
-#[cfg(feature = "text")]
-pub mod text;
-#[cfg(feature = "text")]
-mod text_parquet;
-#[cfg(feature = "vision")]
-pub mod vision;
+
+// The derive's generated code names `::pt_sdk`, which inside this crate is this crate.
+extern crate self as pt_sdk;
 
 pub use abi_stable;
+pub use serde;
+pub use serde_json;
 pub use tch;
 
 pub use component::{Architecture, Component, Dataset, Evaluator, LossOutput, Objective};
@@ -102,6 +95,8 @@ pub use error::{ErrorKind, PtError, Result};
 pub use ffi::StepCtx;
 pub use host_view::{ConfusionMatrix, EvalReport, HostData, HostModel, Splits};
 pub use info::*;
+/// `#[derive(PluginConfig)]`: each config key written once (see [`config`]).
+pub use pt_sdk_derive::PluginConfig;
 pub use tensor::{live_handles, PtTensor, TensorEntry, TensorMap, Tensors};
 
 /// This SDK's version; a plugin built against another minor version (0.x) is refused at load.
@@ -132,7 +127,7 @@ pub mod prelude {
     pub use crate::{
         bail, Architecture, ArchitectureInfo, Component, Config, CreateCtx, Dataset, DatasetInfo, ErrorKind,
         EvalReport, Evaluator, EvaluatorInfo, FieldInfo, HostData, HostModel, InputDecl, LossOutput, NoConfig,
-        Objective, ObjectiveInfo, PtError, Result, Splits, StepCtx, Tensors,
+        Objective, ObjectiveInfo, PluginConfig, PtError, Result, Splits, StepCtx, Tensors,
     };
     pub use tch::{self, Device, Kind, Tensor};
 }

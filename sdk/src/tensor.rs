@@ -104,11 +104,12 @@ impl Tensors {
     pub fn get(&self, name: &str) -> Option<&Tensor> {
         self.entries.iter().find(|(n, _)| n == name).map(|(_, t)| t)
     }
-    /// The tensor called `name`, or an error listing the names there are.
+    /// The tensor called `name`, or an error listing the names there are (a data error, not a
+    /// shape error: the batch or the outputs lack a field the component reads).
     pub fn require(&self, name: &str) -> crate::Result<&Tensor> {
         self.get(name).ok_or_else(|| {
-            crate::PtError::shape(format!(
-                "missing tensor '{name}' (have: {})",
+            crate::PtError::data(format!(
+                "missing tensor '{name}' (present: {})",
                 self.names().collect::<Vec<_>>().join(", ")
             ))
         })

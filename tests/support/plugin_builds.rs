@@ -14,14 +14,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// This pt's SDK version (the workspace's) and the next incompatible one (0.1.0 → 0.2.0), which
-/// the "built against another SDK" variant is built with.
+/// This pt's SDK version (`sdk/Cargo.toml`'s, its own) and the next incompatible one
+/// (0.1.x → 0.2.0), which the "built against another SDK" variant is built with.
 pub fn sdk_versions() -> (String, String) {
-    let mut root = read_toml(&repo_root().join("Cargo.toml"));
-    let version = table(table(&mut root, "workspace"), "package")
+    let mut manifest = read_toml(&repo_root().join("sdk/Cargo.toml"));
+    let version = table(&mut manifest, "package")
         .get("version")
         .and_then(|v| v.as_str())
-        .expect("workspace.package.version")
+        .expect("sdk/Cargo.toml sets its own package.version")
         .to_string();
     let parts: Vec<u64> = version.split('.').map(|p| p.parse().expect("numeric version")).collect();
     let next = match parts.as_slice() {
@@ -54,19 +54,14 @@ pub fn plugins() -> &'static Plugins {
         let denoise = build(&root.join("examples/denoise"), "denoise");
         let faulty = build(&root.join("tests/fixtures/faulty_plugin"), "faulty_plugin");
         let fork_dir = work.join("denoise-fork");
-        copy_example(&fork_dir, "denoise-fork", "denoise_fork", &root.join("sdk"), Some("denoise_fork"));
+        copy_example(&fork_dir, "denoise-fork", "denoise_fork", &root, Some("denoise_fork"));
         let denoise_fork = build(&fork_dir, "denoise_fork");
         let next_dir = work.join("sdk-next");
-        copy_sdk(&next_dir.join("sdk"), &sdk_versions().1);
-        copy_example(&next_dir.join("denoise"), "denoise-next-sdk", "denoise_next_sdk", &next_dir.join("sdk"), None);
+        copy_sdk_and_kit(&next_dir, &sdk_versions().1);
+        copy_example(&next_dir.join("denoise"), "denoise-next-sdk", "denoise_next_sdk", &next_dir, None);
         let denoise_next_sdk = build(&next_dir.join("denoise"), "denoise_next_sdk");
         Plugins { denoise, faulty, denoise_fork, denoise_next_sdk }
     })
-}
-
-/// The cargo target directory `pt` was built in.
-fn target_root() -> PathBuf {
-    release_dir().parent().expect("release dir has a parent").to_path_buf()
 }
 
 /// Where the built plugins are kept (out of `pt`'s sight).
@@ -79,12 +74,14 @@ fn out_dir() -> PathBuf {
 /// `cargo build --release` of the project in `dir` (from the repository root, so pt's
 /// `.cargo/config.toml` applies), then moves `lib<lib>.so` out of `target/release`.
 fn build(dir: &Path, lib: &str) -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["build", "--release", "--manifest-path"])
-        .arg(dir.join("Cargo.toml"))
+    build_from(dir, lib, &repo_root())
+}
+
+/// [`build`] with cargo started in `cwd` (whose `.cargo/config.toml` applies) and pt's target
+/// directory, so pt's compiled dependencies are reused.
+pub fn build_from(dir: &Path, lib: &str, cwd: &Path) -> PathBuf {
+    let out = cargo_in(cwd, &["build", "--release", "--manifest-path"], dir)
         .env("CARGO_TARGET_DIR", target_root())
-        .current_dir(repo_root())
         .output()
         .expect("running cargo");
     assert!(
@@ -105,6 +102,18 @@ fn build(dir: &Path, lib: &str) -> PathBuf {
     }
     std::fs::rename(&built, &kept).unwrap_or_else(|e| panic!("moving {} to {}: {e}", built.display(), kept.display()));
     kept
+}
+
+/// `cargo ARGS <dir>/Cargo.toml`, started in `cwd`.
+pub fn cargo_in(cwd: &Path, args: &[&str], dir: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.args(args).arg(dir.join("Cargo.toml")).current_dir(cwd);
+    cmd
+}
+
+/// The cargo target directory `pt` was built in.
+pub fn target_root() -> PathBuf {
+    release_dir().parent().expect("release dir has a parent").to_path_buf()
 }
 
 /// Writes `bytes` unless the file already holds them, so cargo sees unchanged sources as fresh.
@@ -145,8 +154,9 @@ fn table<'a>(t: &'a mut toml::Table, key: &str) -> &'a mut toml::Table {
 }
 
 /// The example project copied to `dir` as package `package` with library `lib`, depending on
-/// the SDK at `sdk`; with `plugin_name`, its `export_plugin!` name is changed to it.
-fn copy_example(dir: &Path, package: &str, lib: &str, sdk: &Path, plugin_name: Option<&str>) {
+/// the SDK and kit in `source` (`source/sdk`, `source/kit`); with `plugin_name`, its
+/// `export_plugin!` name is changed to it.
+fn copy_example(dir: &Path, package: &str, lib: &str, source: &Path, plugin_name: Option<&str>) {
     let example = repo_root().join("examples/denoise");
     copy_tree(&example, dir, &["Cargo.toml", "Cargo.lock", "target"]);
     if !dir.join("Cargo.lock").exists() {
@@ -160,8 +170,11 @@ fn copy_example(dir: &Path, package: &str, lib: &str, sdk: &Path, plugin_name: O
     table(&mut manifest, "package").insert("name".into(), package.into());
     table(&mut manifest, "lib").insert("name".into(), lib.into());
     let deps = table(&mut manifest, "dependencies");
-    let sdk_dep = deps.get_mut("pt-sdk").and_then(|v| v.as_table_mut()).expect("the example depends on pt-sdk by path");
-    sdk_dep.insert("path".into(), sdk.display().to_string().into());
+    for (dep, folder) in [("pt-sdk", "sdk"), ("pt-kit", "kit")] {
+        let spec =
+            deps.get_mut(dep).and_then(|v| v.as_table_mut()).expect("the example depends on pt-sdk and pt-kit by path");
+        spec.insert("path".into(), source.join(folder).display().to_string().into());
+    }
     write_if_changed(&dir.join("Cargo.toml"), toml::to_string(&manifest).expect("manifest serialises").as_bytes());
     if let Some(name) = plugin_name {
         let lib_rs = dir.join("src/lib.rs");
@@ -172,67 +185,26 @@ fn copy_example(dir: &Path, package: &str, lib: &str, sdk: &Path, plugin_name: O
     }
 }
 
-/// pt's `sdk/` copied to `dir` as a standalone package of version `version`: the
-/// `x.workspace = true` entries of its manifest are resolved from the root `Cargo.toml`.
-fn copy_sdk(dir: &Path, version: &str) {
+/// pt's `sdk/` (with its derive crate) and `kit/` copied out of the checkout into `dir` with
+/// the SDK at version `version`: both are standalone packages, so only versions change.
+fn copy_sdk_and_kit(dir: &Path, version: &str) {
     let root = repo_root();
-    copy_tree(&root.join("sdk"), dir, &["Cargo.toml", "target"]);
-    let mut workspace = read_toml(&root.join("Cargo.toml"));
-    let ws = table(&mut workspace, "workspace").clone();
-    let ws_package = ws.get("package").and_then(|v| v.as_table()).cloned().unwrap_or_default();
-    let ws_deps = ws.get("dependencies").and_then(|v| v.as_table()).cloned().unwrap_or_default();
-    let mut manifest = read_toml(&root.join("sdk/Cargo.toml"));
-    let package = table(&mut manifest, "package");
-    for (key, value) in package.iter_mut() {
-        if is_inherited(value) {
-            *value = ws_package.get(key).cloned().unwrap_or_else(|| panic!("workspace.package has no {key}"));
+    for folder in ["sdk", "kit"] {
+        copy_tree(&root.join(folder), &dir.join(folder), &["Cargo.toml", "target"]);
+        let mut manifest = read_toml(&root.join(folder).join("Cargo.toml"));
+        if folder == "sdk" {
+            table(&mut manifest, "package").insert("version".into(), version.into());
+        } else {
+            // The kit's `pt-sdk = { path = "../sdk" }` now reaches the copy: ask for its version.
+            let deps = table(&mut manifest, "dependencies");
+            let sdk = deps.get_mut("pt-sdk").and_then(|v| v.as_table_mut()).expect("the kit depends on pt-sdk");
+            sdk.insert("version".into(), version.into());
         }
+        // Its own workspace, not a member of the temp directory's parents' workspaces.
+        manifest.insert("workspace".into(), toml::Value::Table(toml::Table::new()));
+        let text = toml::to_string(&manifest).expect("manifest serialises");
+        write_if_changed(&dir.join(folder).join("Cargo.toml"), text.as_bytes());
     }
-    package.insert("version".into(), version.into());
-    for section in ["dependencies", "build-dependencies", "dev-dependencies"] {
-        let Some(deps) = manifest.get_mut(section).and_then(|v| v.as_table_mut()) else {
-            continue;
-        };
-        for (name, spec) in deps.iter_mut() {
-            if is_inherited(spec) {
-                *spec = resolve_workspace_dep(&root, name, spec, &ws_deps);
-            }
-        }
-    }
-    if manifest.get("lints").is_some_and(is_inherited) {
-        manifest.remove("lints");
-    }
-    // A standalone package, not a member of the temp directory's parents' workspaces.
-    manifest.insert("workspace".into(), toml::Value::Table(toml::Table::new()));
-    write_if_changed(&dir.join("Cargo.toml"), toml::to_string(&manifest).expect("manifest serialises").as_bytes());
-}
-
-fn is_inherited(v: &toml::Value) -> bool {
-    v.get("workspace").and_then(|w| w.as_bool()) == Some(true)
-}
-
-/// `name = { workspace = true, features = [...], optional = true }` → the workspace's entry
-/// with the member's additions.
-fn resolve_workspace_dep(root: &Path, name: &str, spec: &toml::Value, ws_deps: &toml::Table) -> toml::Value {
-    let mut out = match ws_deps.get(name) {
-        Some(toml::Value::String(v)) => {
-            toml::Table::from_iter([("version".to_string(), toml::Value::String(v.clone()))])
-        }
-        Some(toml::Value::Table(t)) => t.clone(),
-        other => panic!("workspace.dependencies.{name} is {other:?}"),
-    };
-    if let Some(path) = out.get("path").and_then(|p| p.as_str()) {
-        out.insert("path".into(), root.join(path).display().to_string().into());
-    }
-    for (key, value) in spec.as_table().into_iter().flatten().filter(|(k, _)| *k != "workspace") {
-        match (key.as_str(), out.get_mut(key)) {
-            ("features", Some(toml::Value::Array(have))) => have.extend(value.as_array().cloned().unwrap_or_default()),
-            _ => {
-                out.insert(key.clone(), value.clone());
-            }
-        }
-    }
-    toml::Value::Table(out)
 }
 
 /// An exclusive `flock` on `dir/.lock`, so concurrent test processes build one at a time.

@@ -9,67 +9,43 @@ use pt_sdk::rng::CounterRng;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
-#[derive(Serialize, Deserialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
 pub struct FinetuneConfig {
+    /// optimizer steps of fine-tuning
+    #[config(default = 300, min = 1)]
     pub steps: u64,
+    /// training samples per step
+    #[config(default = 32, min = 1)]
     pub batch_size: u64,
+    /// peak learning rate of the classification head
+    #[config(default = 1e-3)]
     pub lr: f64,
-    /// The encoder trains at `lr * encoder_lr_mult` (the head at `lr`).
+    /// encoder learning rate as a multiple of lr (lower LR for pretrained layers)
+    // The encoder trains at `lr * encoder_lr_mult` (the head at `lr`).
+    #[config(default = 0.3)]
     pub encoder_lr_mult: f64,
-    /// Freeze the first N entries of the architecture's `layer_prefixes` (embeddings first).
+    /// freeze the first N layer groups of the architecture (0: train all)
+    // The first N entries of the architecture's `layer_prefixes` (embeddings first).
     pub freeze_layers: usize,
+    /// AdamW weight decay (not on biases and norms)
+    #[config(default = 0.01)]
     pub weight_decay: f64,
+    /// linear warmup as a fraction of steps, then linear decay
+    #[config(default = 0.1)]
     pub warmup_ratio: f64,
+    /// global gradient-norm clipping (0: off)
+    #[config(default = 1.0)]
     pub grad_clip: f64,
-    /// Test accuracy is measured every N steps (and at the end).
+    /// measure test accuracy every N steps
+    // (and at the end of training)
+    #[config(default = 50)]
     pub eval_every: u64,
-    /// Use at most this many test samples (0: all).
+    /// cap on test samples (0: all)
     pub max_test_samples: u64,
+    /// dropout on features before the head
+    #[config(default = 0.1)]
     pub head_dropout: f64,
-}
-
-impl Default for FinetuneConfig {
-    fn default() -> Self {
-        FinetuneConfig {
-            steps: 300,
-            batch_size: 32,
-            lr: 1e-3,
-            encoder_lr_mult: 0.3,
-            freeze_layers: 0,
-            weight_decay: 0.01,
-            warmup_ratio: 0.1,
-            grad_clip: 1.0,
-            eval_every: 50,
-            max_test_samples: 0,
-            head_dropout: 0.1,
-        }
-    }
-}
-
-impl Config for FinetuneConfig {
-    fn validate(&self) -> pt_sdk::Result<()> {
-        if self.steps == 0 || self.batch_size == 0 {
-            pt_sdk::bail!(Config, "steps and batch_size must be at least 1");
-        }
-        Ok(())
-    }
-
-    fn describe() -> &'static [(&'static str, &'static str)] {
-        &[
-            ("steps", "optimizer steps of fine-tuning"),
-            ("batch_size", "training samples per step"),
-            ("lr", "peak learning rate of the classification head"),
-            ("encoder_lr_mult", "encoder learning rate as a multiple of lr (lower LR for pretrained layers)"),
-            ("freeze_layers", "freeze the first N layer groups of the architecture (0: train all)"),
-            ("weight_decay", "AdamW weight decay (not on biases and norms)"),
-            ("warmup_ratio", "linear warmup as a fraction of steps, then linear decay"),
-            ("grad_clip", "global gradient-norm clipping (0: off)"),
-            ("eval_every", "measure test accuracy every N steps"),
-            ("max_test_samples", "cap on test samples (0: all)"),
-            ("head_dropout", "dropout on features before the head"),
-        ]
-    }
 }
 
 pub struct Finetune {

@@ -7,39 +7,22 @@ use super::features::{extract_train_test, transfer_info};
 use pt_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
-#[derive(Serialize, Deserialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
 pub struct KnnConfig {
+    /// neighbours that vote
+    #[config(default = 200, min = 1)]
     pub k: i64,
+    /// vote weight exp(cosine similarity / temperature)
+    #[config(default = 0.1, above = 0.0)]
     pub temperature: f64,
+    /// samples per forward pass and per similarity block
+    #[config(default = 256, min = 1)]
     pub batch_size: u64,
+    /// cap on memory-bank (train) samples (0: all)
     pub max_train_samples: u64,
+    /// cap on test samples (0: all)
     pub max_test_samples: u64,
-}
-
-impl Default for KnnConfig {
-    fn default() -> Self {
-        KnnConfig { k: 200, temperature: 0.1, batch_size: 256, max_train_samples: 0, max_test_samples: 0 }
-    }
-}
-
-impl Config for KnnConfig {
-    fn validate(&self) -> pt_sdk::Result<()> {
-        if self.k < 1 || !(self.temperature > 0.0) || self.batch_size == 0 {
-            pt_sdk::bail!(Config, "k and batch_size must be at least 1 and temperature positive");
-        }
-        Ok(())
-    }
-
-    fn describe() -> &'static [(&'static str, &'static str)] {
-        &[
-            ("k", "neighbours that vote"),
-            ("temperature", "vote weight exp(cosine similarity / temperature)"),
-            ("batch_size", "samples per forward pass and per similarity block"),
-            ("max_train_samples", "cap on memory-bank (train) samples (0: all)"),
-            ("max_test_samples", "cap on test samples (0: all)"),
-        ]
-    }
 }
 
 pub struct Knn {

@@ -7,50 +7,25 @@ use pt_sdk::prelude::*;
 use pt_sdk::rng::CounterRng;
 use serde::{Deserialize, Serialize};
 
-#[derive(Serialize, Deserialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
 pub struct LinearProbeConfig {
+    /// passes over the training features
+    #[config(default = 100, min = 1)]
     pub epochs: u64,
+    /// samples per step, for feature extraction and for the classifier
+    #[config(default = 256, min = 1)]
     pub batch_size: u64,
+    /// AdamW learning rate of the linear classifier
+    #[config(default = 1e-2)]
     pub lr: f64,
+    /// AdamW weight decay of the classifier weights
+    #[config(default = 1e-4)]
     pub weight_decay: f64,
-    /// Use at most this many training samples (0: all).
+    /// cap on training samples (0: all)
     pub max_train_samples: u64,
-    /// Use at most this many test samples (0: all).
+    /// cap on test samples (0: all)
     pub max_test_samples: u64,
-}
-
-impl Default for LinearProbeConfig {
-    fn default() -> Self {
-        LinearProbeConfig {
-            epochs: 100,
-            batch_size: 256,
-            lr: 1e-2,
-            weight_decay: 1e-4,
-            max_train_samples: 0,
-            max_test_samples: 0,
-        }
-    }
-}
-
-impl Config for LinearProbeConfig {
-    fn validate(&self) -> pt_sdk::Result<()> {
-        if self.batch_size == 0 || self.epochs == 0 {
-            pt_sdk::bail!(Config, "batch_size and epochs must be at least 1");
-        }
-        Ok(())
-    }
-
-    fn describe() -> &'static [(&'static str, &'static str)] {
-        &[
-            ("epochs", "passes over the training features"),
-            ("batch_size", "samples per step, for feature extraction and for the classifier"),
-            ("lr", "AdamW learning rate of the linear classifier"),
-            ("weight_decay", "AdamW weight decay of the classifier weights"),
-            ("max_train_samples", "cap on training samples (0: all)"),
-            ("max_test_samples", "cap on test samples (0: all)"),
-        ]
-    }
 }
 
 pub struct LinearProbe {

@@ -109,6 +109,16 @@ impl Resolver<'_> {
             self.problems.push(format!("[{section}] {key} = {v}: expected a finite number"));
             return None;
         }
+        let undescribed: Vec<&str> =
+            manifest.config.iter().filter(|k| k.description.trim().is_empty()).map(|k| k.key.as_str()).collect();
+        if !undescribed.is_empty() {
+            tracing::warn!(
+                "{kind} {}:{name}: config keys without a description: {} (`pt plugin info` shows them blank; \
+                 describe every key, e.g. with a doc comment under #[derive(PluginConfig)])",
+                plugin.name(),
+                undescribed.join(", ")
+            );
+        }
         let config = toml_to_json(&toml::Value::Table(spec.config.clone()));
         if let Err(e) = validate_config(&manifest, section, &config) {
             self.problems.push(e.to_string());

@@ -2,6 +2,7 @@
 
 mod checkpointing;
 pub mod eval;
+mod grad_watch;
 pub mod interrupt;
 pub mod observer;
 pub mod prefetch;

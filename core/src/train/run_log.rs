@@ -37,9 +37,10 @@ impl Trainer<'_> {
     /// The metrics row of a log step: the window's means plus throughput, MFU, lr, epoch.
     pub(super) fn log_step(&mut self, window: &mut Window, outcome: &StepOutcome) -> Result<BTreeMap<String, f64>> {
         let mut row = window.drain(outcome);
-        if let (Some(flops), Some(sps)) =
-            (self.session.arch.info.train_flops_per_sample, row.get("samples_per_s").copied())
-        {
+        // FLOPs per row the architecture computed: an objective that makes several rows of each
+        // sample (views, rotations) does that many times the work per sample.
+        let rate = row.get("rows_per_s").or_else(|| row.get("samples_per_s")).copied();
+        if let (Some(flops), Some(sps)) = (self.session.arch.info.train_flops_per_sample, rate) {
             let achieved = flops * sps;
             row.insert("tflops".into(), achieved / 1e12);
             if let Some(peak) = peak_flops(self.session.device) {
@@ -179,6 +180,7 @@ pub(super) struct Window {
     losses: Vec<f64>,
     seconds: f64,
     samples: u64,
+    rows: u64,
     tokens: u64,
     steps: u64,
     allreduce_s: f64,
@@ -193,6 +195,7 @@ impl Window {
         }
         self.seconds += seconds;
         self.samples += samples;
+        self.rows += o.rows;
         self.tokens += o.tokens;
         self.steps += 1;
         self.allreduce_s += o.allreduce_s;
@@ -208,6 +211,9 @@ impl Window {
         row.insert("grad_norm".into(), last.grad_norm);
         if self.seconds > 0.0 {
             row.insert("samples_per_s".into(), self.samples as f64 / self.seconds);
+            if self.rows > 0 && self.rows != self.samples {
+                row.insert("rows_per_s".into(), self.rows as f64 / self.seconds);
+            }
             if self.tokens > 0 {
                 row.insert("tokens_per_s".into(), self.tokens as f64 / self.seconds);
             }

@@ -3,6 +3,7 @@
 //! multi-process run, global-norm clipping and the update on the flat buffer. A non-finite loss
 //! or gradient skips the update; `max_bad_steps` in a row stop the run.
 
+use super::grad_watch::shortlist;
 use super::prefetch::Prefetcher;
 use super::trainer::{Trainer, STREAM_TORCH};
 use crate::{Error, Result};
@@ -16,6 +17,9 @@ pub(super) struct StepOutcome {
     pub grad_norm: f64,
     pub lr: f64,
     pub tokens: u64,
+    /// Rows the architecture computed (samples × the copies an objective makes of each, summed
+    /// over objectives): what throughput in FLOPs counts.
+    pub rows: u64,
     pub metrics: Vec<(String, f64)>,
     /// Seconds spent in the gradient all-reduce (multi-process runs).
     pub allreduce_s: f64,
@@ -30,6 +34,7 @@ pub(super) struct StepOutcome {
 struct Accumulated {
     loss_sum: f64,
     tokens: u64,
+    rows: u64,
     loader_wait_s: f64,
     load_s: f64,
     /// Objective metrics summed over the micro-batches (on the device: no sync).
@@ -100,6 +105,7 @@ impl Trainer<'_> {
         for (i, o) in self.session.objectives.iter().enumerate() {
             // Data preparation (augmentation, masking) outside autocast; forward and loss in it.
             let inputs = o.handle.prepare(batch.share(), ctx)?;
+            acc.rows += self.rows_of(&inputs);
             // Buffers this term may not change are put back after its backward (autograd saved
             // them as they were: restoring earlier would fail its version check).
             let keep = !o.update_buffers;
@@ -163,6 +169,10 @@ impl Trainer<'_> {
             grad_norm = norm.f_double_value(&[])?;
             finite = grad_norm.is_finite();
             if finite {
+                // Before the update: weight decay may add to the gradients in place.
+                if let Some(idle) = self.grad_watch.observe(&self.flat)? {
+                    self.report_idle_parameters(&idle);
+                }
                 self.optimizer.step(&self.flat, &grad, lr).map_err(Error::Plugin)?;
             }
         }
@@ -196,11 +206,52 @@ impl Trainer<'_> {
             grad_norm,
             lr,
             tokens: acc.tokens,
+            rows: acc.rows,
             metrics,
             allreduce_s,
             loader_wait_s: acc.loader_wait_s,
             load_s: acc.load_s,
         })
+    }
+
+    /// The rows the architecture computes from `inputs`: the first dimension of its first input.
+    fn rows_of(&self, inputs: &Tensors) -> u64 {
+        let first = self.session.arch.info.inputs.first().and_then(|name| inputs.get(name));
+        first.and_then(|t| t.size().first().copied()).map_or(0, |n| n.max(0) as u64)
+    }
+
+    /// Warns (rank 0) about parameters that got no gradient in the first steps, by owner.
+    fn report_idle_parameters(&self, idle: &[String]) {
+        if idle.is_empty() || self.rank() != 0 {
+            return;
+        }
+        let (objective, arch): (Vec<String>, Vec<String>) =
+            idle.iter().cloned().partition(|n| n.starts_with(super::trainer::OBJECTIVE_PREFIX));
+        if !objective.is_empty() {
+            tracing::warn!(
+                "objective {}: {} got no gradient in the first steps and will not train: its loss does not \
+                 compute with the tensors parameters() returns (return the tensors themselves, e.g. \
+                 shallow_clone(), never copies or detached tensors)",
+                self.session.objective_origin(),
+                shortlist(&objective)
+            );
+        }
+        if !arch.is_empty() {
+            let read: Vec<&String> =
+                self.session.objectives.iter().flat_map(|o| &o.handle.info.needs_outputs).collect();
+            let unread: Vec<&str> =
+                self.session.arch.info.outputs.iter().filter(|o| !read.contains(o)).map(String::as_str).collect();
+            let why = if unread.is_empty() {
+                "forward does not use them".to_string()
+            } else {
+                format!("outputs no objective of this run reads: {}", unread.join(", "))
+            };
+            tracing::warn!(
+                "architecture {}: {} got no gradient in the first steps and will stay as initialised ({why})",
+                self.session.arch.origin,
+                shortlist(&arch)
+            );
+        }
     }
 
     /// Counts a skipped step; `max_bad_steps` in a row stop the run with an error naming the

@@ -30,7 +30,7 @@ use std::time::Instant;
 use tch::Tensor;
 
 pub(super) const STREAM_TORCH: u64 = 0x544F_5243; // "TORC": libtorch's generator (dropout...) per micro-step
-const OBJECTIVE_PREFIX: &str = "objective.";
+pub(super) const OBJECTIVE_PREFIX: &str = "objective.";
 
 /// Why training stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -81,6 +81,8 @@ pub struct Trainer<'r> {
     pub(super) cursor: CursorState,
     pub(super) skipped: u64,
     pub(super) bad_in_a_row: u64,
+    /// Names parameters that get no gradient in the first steps (see `grad_watch`).
+    pub(super) grad_watch: super::grad_watch::GradWatch,
     pub(super) ckpt: CheckpointManager,
     pub(super) dist: Option<Arc<Group>>,
     /// Multi-process runs: the flat gradient's bucketed all-reduce.
@@ -197,6 +199,7 @@ impl<'r> Trainer<'r> {
             cursor: position.cursor,
             skipped: position.skipped,
             bad_in_a_row: 0,
+            grad_watch: super::grad_watch::GradWatch::new(),
             ckpt,
             dist: opts.dist,
             reducer,

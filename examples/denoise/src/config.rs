@@ -1,91 +1,37 @@
 //! `[objective]` keys of `denoise`, with their defaults and descriptions (`pt plugin info denoise`).
+//!
+//! Each key is written once: its doc comment is the description, `#[config(...)]` its default,
+//! its checks (pt runs them when it plans a run, before anything is built) and, with `input`,
+//! that pt fills it from another component of the run when the recipe leaves it unset.
 
-use pt_sdk::{Config, InputDecl};
+use pt_sdk::PluginConfig;
 use serde::{Deserialize, Serialize};
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
 pub struct DenoiseConfig {
+    /// the batch field to corrupt: integer token ids are masked, float inputs get Gaussian noise
+    #[config(default = "input_ids", non_empty)]
     pub field: String,
+    /// share of ordinary (non-special) tokens replaced by [MASK] in the corrupted view
+    #[config(default = 0.15, min = 0.0, max = 1.0)]
     pub corrupt_prob: f64,
+    /// standard deviation of the Gaussian noise added to a float field
+    #[config(default = 0.5, min = 0.0)]
     pub noise_std: f64,
+    /// id of [MASK] (a text dataset's notes.mask_token_id)
+    #[config(input, optional)]
     pub mask_token_id: Option<i64>,
+    /// ids never corrupted ([PAD] [CLS] [SEP]...)
+    #[config(input, optional)]
     pub special_token_ids: Option<Vec<i64>>,
-    pub feature_dim: Option<i64>,
+    /// width of the architecture's `features`
+    #[config(input, min = 1)]
+    pub feature_dim: i64,
+    /// hidden width of the predictor head (Linear → GELU → Linear)
+    #[config(default = 512, min = 1)]
     pub predictor_hidden: i64,
+    /// weight of the variance term that keeps features from collapsing (VICReg's std hinge); 0: off
+    #[config(default = 1.0, min = 0.0)]
     pub variance_weight: f64,
-}
-
-impl Default for DenoiseConfig {
-    fn default() -> Self {
-        DenoiseConfig {
-            field: "input_ids".into(),
-            corrupt_prob: 0.15,
-            noise_std: 0.5,
-            // `null` keys are filled in by pt: token ids from the dataset's notes (a text
-            // dataset reports its tokenizer's), `feature_dim` from the architecture.
-            mask_token_id: None,
-            special_token_ids: None,
-            feature_dim: None,
-            predictor_hidden: 512,
-            variance_weight: 1.0,
-        }
-    }
-}
-
-impl Config for DenoiseConfig {
-    fn inputs() -> Vec<InputDecl> {
-        // Filled by pt from the run's other components when the recipe leaves them unset.
-        vec![
-            InputDecl::key("mask_token_id").optional(),
-            InputDecl::key("special_token_ids").optional(),
-            InputDecl::key("feature_dim"),
-        ]
-    }
-
-    fn describe() -> &'static [(&'static str, &'static str)] {
-        &[
-            ("field", "the batch field to corrupt: integer token ids are masked, float inputs get Gaussian noise"),
-            ("corrupt_prob", "share of ordinary (non-special) tokens replaced by [MASK] in the corrupted view"),
-            ("noise_std", "standard deviation of the Gaussian noise added to a float field"),
-            ("mask_token_id", "id of [MASK]; null: the dataset's notes.mask_token_id"),
-            (
-                "special_token_ids",
-                "ids never corrupted ([PAD] [CLS] [SEP]...); null: the dataset's notes.special_token_ids",
-            ),
-            ("feature_dim", "width of the architecture's `features`; null: filled in by pt from the architecture"),
-            ("predictor_hidden", "hidden width of the predictor head (Linear → GELU → Linear)"),
-            (
-                "variance_weight",
-                "weight of the variance term that keeps features from collapsing (VICReg's std hinge); 0: off",
-            ),
-        ]
-    }
-}
-
-impl DenoiseConfig {
-    /// Rejects values that cannot work, naming the key.
-    pub fn validate(&self) -> pt_sdk::Result<()> {
-        let bad = |msg: String| Err(pt_sdk::PtError::config(msg));
-        if self.field.is_empty() {
-            return bad("field must name a batch field (e.g. \"input_ids\")".into());
-        }
-        if !(0.0..=1.0).contains(&self.corrupt_prob) {
-            return bad(format!("corrupt_prob must be in [0, 1], got {}", self.corrupt_prob));
-        }
-        if self.noise_std.is_nan() || self.noise_std < 0.0 {
-            return bad(format!("noise_std must be >= 0, got {}", self.noise_std));
-        }
-        if self.predictor_hidden < 1 {
-            return bad(format!("predictor_hidden must be >= 1, got {}", self.predictor_hidden));
-        }
-        if self.variance_weight.is_nan() || self.variance_weight < 0.0 {
-            return bad(format!("variance_weight must be >= 0, got {}", self.variance_weight));
-        }
-        match self.feature_dim {
-            None => bad("feature_dim is unset and the architecture reports none: set [objective] feature_dim to the width of its `features` output".into()),
-            Some(d) if d < 1 => bad(format!("feature_dim must be >= 1, got {d}")),
-            Some(_) => Ok(()),
-        }
-    }
 }

@@ -11,6 +11,7 @@
 use crate::config::DenoiseConfig;
 use crate::corrupt::{add_noise, mask_tokens, TokenMasking};
 use crate::predictor::Predictor;
+use pt_kit::rows::tile_rows;
 use pt_sdk::prelude::*;
 
 /// The host's global sample indices, int64 [B], present in every batch.
@@ -18,7 +19,6 @@ const SAMPLE_INDEX: &str = "sample_index";
 
 pub struct Denoise {
     config: DenoiseConfig,
-    feature_dim: i64,
     predictor: Predictor,
 }
 
@@ -27,11 +27,10 @@ impl Component for Denoise {
     const ABOUT: &'static str = "predict clean features from a corrupted view (masked tokens or noisy inputs); any architecture with `features`";
     type Config = DenoiseConfig;
 
+    /// pt has checked `config` and filled `feature_dim` from the architecture before this runs.
     fn new(config: DenoiseConfig, ctx: &CreateCtx) -> Result<Self> {
-        config.validate()?;
-        let feature_dim = config.feature_dim.unwrap_or_default();
-        let predictor = Predictor::new(feature_dim, config.predictor_hidden, ctx.seed, ctx.device())?;
-        Ok(Denoise { config, feature_dim, predictor })
+        let predictor = Predictor::new(config.feature_dim, config.predictor_hidden, ctx.seed, ctx.device())?;
+        Ok(Denoise { config, predictor })
     }
 }
 
@@ -71,34 +70,28 @@ impl Objective for Denoise {
         self.predictor.parameters()
     }
 
-    /// Every per-sample tensor (first dimension B) is repeated: clean rows, then corrupted rows.
+    /// Every per-sample tensor (first dimension B) is tiled: clean rows, then corrupted rows
+    /// (`pt_kit::rows`: both copies of a sample keep its `sample_index`).
     fn prepare(&self, batch: Tensors, ctx: &StepCtx) -> Result<Tensors> {
         let x = batch.require(&self.config.field)?;
         let rows = *x.size().first().ok_or_else(|| PtError::shape(format!("`{}` is a scalar", self.config.field)))?;
         let sample_index = to_vec(batch.require(SAMPLE_INDEX)?)?;
         let corrupted = self.corrupt(x, &sample_index, ctx)?;
-        let mut out = Tensors::new();
-        for (name, t) in batch {
-            let per_sample = t.dim() >= 1 && t.size()[0] == rows;
-            let t = match (per_sample, name == self.config.field) {
-                (true, true) => Tensor::f_cat(&[&t, &corrupted], 0)?,
-                (true, false) => Tensor::f_cat(&[&t, &t], 0)?,
-                (false, _) => t,
-            };
-            out.insert(name, t);
-        }
+        let both = Tensor::f_cat(&[x, &corrupted], 0)?;
+        let mut out = tile_rows(&batch, rows, 2)?;
+        out.insert(self.config.field.clone(), both);
         Ok(out)
     }
 
     fn loss(&self, _batch: &Tensors, outputs: &Tensors, _ctx: &StepCtx) -> Result<LossOutput> {
         let f = outputs.require("features")?;
         let size = f.size();
-        if size.len() != 2 || size[0] % 2 != 0 || size[1] != self.feature_dim {
+        if size.len() != 2 || size[0] % 2 != 0 || size[1] != self.config.feature_dim {
             bail!(
                 Shape,
                 "expected `features` of shape [2·batch, {}] (clean and corrupted rows), got {size:?}; \
                  set [objective] feature_dim to the architecture's feature width",
-                self.feature_dim
+                self.config.feature_dim
             );
         }
         let half = size[0] / 2;

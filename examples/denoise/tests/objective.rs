@@ -11,7 +11,7 @@ fn objective(corrupt_prob: f64, feature_dim: i64) -> Denoise {
         corrupt_prob,
         mask_token_id: Some(MASK),
         special_token_ids: Some(vec![0, 1, 2, 3, 4]),
-        feature_dim: Some(feature_dim),
+        feature_dim,
         predictor_hidden: 16,
         ..Default::default()
     };
@@ -71,7 +71,7 @@ fn prepare_stacks_the_clean_rows_and_their_masked_copies() {
 
 #[test]
 fn float_inputs_get_gaussian_noise() {
-    let config = DenoiseConfig { field: "x".into(), noise_std: 0.5, feature_dim: Some(4), ..Default::default() };
+    let config = DenoiseConfig { field: "x".into(), noise_std: 0.5, feature_dim: 4, ..Default::default() };
     let obj = Denoise::new(config, &CreateCtx::default()).unwrap();
     let x = Tensor::rand([4, 3], (Kind::Float, Device::Cpu));
     let batch = Tensors::new().with("x", x.shallow_clone()).with("sample_index", Tensor::from_slice(&[0i64, 1, 2, 3]));
@@ -124,4 +124,19 @@ fn features_of_the_wrong_width_are_a_shape_error() {
     let err = obj.loss(&Tensors::new(), &outputs, &ctx(0)).err().expect("an error");
     assert_eq!(err.kind, ErrorKind::Shape);
     assert!(err.message.contains("[2·batch, 8]") && err.message.contains("[16, 9]"), "{err}");
+}
+
+/// What `#[derive(PluginConfig)]` gives: the recipe's keys checked, and `feature_dim` left to pt.
+#[test]
+fn config_keys_are_checked_and_feature_dim_is_filled_by_pt() {
+    let err = |text: &str| DenoiseConfig::check_json(text).unwrap_err().to_string();
+    assert!(err(r#"{"corrupt_prob": 2}"#).contains("corrupt_prob must be <= 1, got 2"));
+    assert!(err(r#"{"field": ""}"#).contains("field must not be empty"));
+    assert!(err(r#"{"corrupt_rate": 0.2}"#).contains("accepted keys: field, corrupt_prob"));
+    // At plan time pt has not filled feature_dim yet; at construction it must be set.
+    DenoiseConfig::check_json("{}").unwrap();
+    assert!(DenoiseConfig::from_json("{}").unwrap_err().to_string().contains("feature_dim is unset"));
+    assert_eq!(DenoiseConfig::from_json(r#"{"feature_dim": 128}"#).unwrap().feature_dim, 128);
+    let inputs: Vec<String> = DenoiseConfig::inputs().into_iter().map(|i| i.key).collect();
+    assert_eq!(inputs, ["mask_token_id", "special_token_ids", "feature_dim"]);
 }

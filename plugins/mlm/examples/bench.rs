@@ -23,7 +23,7 @@ fn main() -> Result<()> {
 
     let tok = scratch.path().join("tokenizer.json");
     let t = Instant::now();
-    pt_sdk::text::train_wordpiece(&[file.clone().into()], 8000, 2, true, &tok)?;
+    pt_kit::text::train_wordpiece(&[file.clone().into()], 8000, 2, true, &tok)?;
     println!("train WordPiece (vocab 8000):        {:6.2} s", t.elapsed().as_secs_f64());
 
     for mode in ["packed", "lines"] {

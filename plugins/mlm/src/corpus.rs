@@ -3,7 +3,7 @@
 //! parallel.
 
 use crate::text_tokenizer::TextTokenizer;
-use pt_sdk::text::TextLines;
+use pt_kit::text::TextLines;
 use pt_sdk::{PtError, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

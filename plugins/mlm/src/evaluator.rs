@@ -2,70 +2,41 @@
 //! stream (the config's `seed` and the sample index), so numbers compare across checkpoints and
 //! runs.
 
-use crate::masking::{Masking, MaskingConfig, MASKING_KEYS, STREAM_MLM_EVAL};
+use crate::masking::{Masking, MaskingConfig, STREAM_MLM_EVAL};
 use crate::objective::mask_batch;
 use pt_sdk::prelude::*;
 use pt_sdk::rng::CounterRng;
 use serde::{Deserialize, Serialize};
 use tch::Reduction;
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
 pub struct MlmEvalConfig {
+    /// samples per forward pass
+    #[config(default = 32)]
     pub batch_size: usize,
+    /// evaluate the first max_batches batches of the split; null: all of it
+    #[config(default = Some(100))]
     pub max_batches: Option<u64>,
+    /// seed of the evaluation masks (fixed, so checkpoints and runs compare)
     pub seed: u64,
+    /// share of (non-special, non-padding) tokens chosen for prediction
+    #[config(default = MaskingConfig::default().mask_prob)]
     pub mask_prob: f64,
+    /// share of chosen tokens replaced by [MASK]
+    #[config(default = MaskingConfig::default().mask_token_prob)]
     pub mask_token_prob: f64,
+    /// share of chosen tokens replaced by a random non-special token (the rest stay as they are)
+    #[config(default = MaskingConfig::default().random_token_prob)]
     pub random_token_prob: f64,
+    /// id of [MASK]; null: the split's notes.mask_token_id, else 4
     pub mask_token_id: Option<i64>,
+    /// id of [PAD], never chosen; null: the split's notes.pad_token_id, else 0
     pub pad_token_id: Option<i64>,
+    /// ids never chosen; null: the split's notes.special_token_ids, else [0, 1, 2, 3, 4]
     pub special_token_ids: Option<Vec<i64>>,
+    /// random replacements are drawn from [0, vocab_size); null: the model's
     pub vocab_size: Option<i64>,
-}
-
-impl Default for MlmEvalConfig {
-    fn default() -> Self {
-        let m = MaskingConfig::default();
-        MlmEvalConfig {
-            batch_size: 32,
-            max_batches: Some(100),
-            seed: 0,
-            mask_prob: m.mask_prob,
-            mask_token_prob: m.mask_token_prob,
-            random_token_prob: m.random_token_prob,
-            mask_token_id: m.mask_token_id,
-            pad_token_id: m.pad_token_id,
-            special_token_ids: m.special_token_ids,
-            vocab_size: m.vocab_size,
-        }
-    }
-}
-
-impl Config for MlmEvalConfig {
-    fn describe() -> &'static [(&'static str, &'static str)] {
-        static KEYS: std::sync::OnceLock<Vec<(&'static str, &'static str)>> = std::sync::OnceLock::new();
-        KEYS.get_or_init(|| {
-            let mut keys = vec![
-                ("batch_size", "samples per forward pass"),
-                ("max_batches", "evaluate the first max_batches batches of the split; null: all of it"),
-                ("seed", "seed of the evaluation masks (fixed, so checkpoints and runs compare)"),
-            ];
-            keys.extend(MASKING_KEYS.iter().map(|(k, d)| match *k {
-                "vocab_size" => ("vocab_size", "random replacements are drawn from [0, vocab_size); null: the model's"),
-                "mask_token_id" => ("mask_token_id", "id of [MASK]; null: the split's notes.mask_token_id, else 4"),
-                "pad_token_id" => {
-                    ("pad_token_id", "id of [PAD], never chosen; null: the split's notes.pad_token_id, else 0")
-                }
-                "special_token_ids" => (
-                    "special_token_ids",
-                    "ids never chosen; null: the split's notes.special_token_ids, else [0, 1, 2, 3, 4]",
-                ),
-                _ => (*k, *d),
-            }));
-            keys
-        })
-    }
 }
 
 pub struct MlmEval {

@@ -13,51 +13,27 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
 pub struct JsonlConfig {
+    /// JSON-lines files; `{data}/...` is under the data directory, `~` is home
     pub files: Vec<String>,
+    /// the field holding the text
+    #[config(default = "text")]
     pub text_field: String,
+    /// the field holding the class (string or integer); null, or absent from every line: unlabelled
+    #[config(default = Some("label".into()))]
     pub label_field: Option<String>,
+    /// tokenizer.json (the one the model was pretrained with); empty: the run's
+    /// (<run_dir>/assets/tokenizer.json)
     pub tokenizer: String,
+    /// tokens per sample at most, [CLS] and [SEP] included
+    #[config(default = 128)]
     pub block_size: usize,
+    /// the class list (index = label id); null: the sorted distinct labels of the files
     pub labels: Option<Vec<String>>,
+    /// skip (and count) lines that are not JSON objects with the fields, instead of failing
     pub skip_bad_lines: bool,
-}
-
-impl Default for JsonlConfig {
-    fn default() -> Self {
-        JsonlConfig {
-            files: Vec::new(),
-            text_field: "text".into(),
-            label_field: Some("label".into()),
-            tokenizer: String::new(),
-            block_size: 128,
-            labels: None,
-            skip_bad_lines: false,
-        }
-    }
-}
-
-impl Config for JsonlConfig {
-    fn describe() -> &'static [(&'static str, &'static str)] {
-        &[
-            ("files", "JSON-lines files; `{data}/...` is under the data directory, `~` is home"),
-            ("text_field", "the field holding the text"),
-            (
-                "label_field",
-                "the field holding the class (string or integer); null, or absent from every line: unlabelled",
-            ),
-            (
-                "tokenizer",
-                "tokenizer.json (the one the model was pretrained with); empty: the run's \
-                 (<run_dir>/assets/tokenizer.json)",
-            ),
-            ("block_size", "tokens per sample at most, [CLS] and [SEP] included"),
-            ("labels", "the class list (index = label id); null: the sorted distinct labels of the files"),
-            ("skip_bad_lines", "skip (and count) lines that are not JSON objects with the fields, instead of failing"),
-        ]
-    }
 }
 
 pub struct JsonlDataset {
@@ -97,7 +73,7 @@ impl Component for JsonlDataset {
             }
         }
         let files = config.files.iter().map(|f| paths::expand(f, ctx)).collect::<Result<Vec<PathBuf>>>()?;
-        if let Some(parquet) = files.iter().find(|f| pt_sdk::text::is_parquet(f)) {
+        if let Some(parquet) = files.iter().find(|f| pt_kit::text::is_parquet(f)) {
             return Err(PtError::config(format!(
                 "jsonl: {} is a Parquet file; labelled text is read from JSON lines (pyarrow writes them: \
                  pq.read_table(f).to_pandas().to_json(out, orient=\"records\", lines=True))",

@@ -3,7 +3,7 @@
 //! world size or resume point.
 
 use pt_sdk::rng::CounterRng;
-use pt_sdk::{PtError, Result};
+use pt_sdk::{PluginConfig, PtError, Result};
 use serde::{Deserialize, Serialize};
 
 /// Random stream of training masks: counters (epoch, sample index).
@@ -12,56 +12,43 @@ pub const STREAM_MLM: u64 = 0x004d_4c4d;
 pub const STREAM_MLM_EVAL: u64 = 0x0045_564d_4c4d;
 
 /// The masking parameters, shared by the `mlm` objective and the `mlm_eval` evaluator.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
+#[config(validate = MaskingConfig::check_shares)]
 pub struct MaskingConfig {
+    /// share of (non-special, non-padding) tokens chosen for prediction
+    #[config(default = 0.15)]
     pub mask_prob: f64,
+    /// share of chosen tokens replaced by [MASK]
+    #[config(default = 0.8)]
     pub mask_token_prob: f64,
+    /// share of chosen tokens replaced by a random non-special token (the rest stay as they are)
+    #[config(default = 0.1)]
     pub random_token_prob: f64,
+    /// id of [MASK] (4 when neither the recipe nor the dataset sets it)
+    #[config(input, optional)]
     pub mask_token_id: Option<i64>,
+    /// id of [PAD], never chosen (0 when neither the recipe nor the dataset sets it)
+    #[config(input, optional)]
     pub pad_token_id: Option<i64>,
+    /// ids never chosen ([PAD] [UNK] [CLS] [SEP] [MASK]; [0, 1, 2, 3, 4] when neither the recipe nor
+    /// the dataset sets them)
+    #[config(input, optional)]
     pub special_token_ids: Option<Vec<i64>>,
+    /// random replacements are drawn from [0, vocab_size)
+    #[config(input, optional)]
     pub vocab_size: Option<i64>,
 }
 
 /// What a null id key means when the dataset did not fill it: the layout of tokenizers that
-/// `pt_sdk::text::train_wordpiece` makes.
+/// `pt_kit::text::train_wordpiece` makes.
 const DEFAULT_MASK_TOKEN_ID: i64 = 4;
 const DEFAULT_PAD_TOKEN_ID: i64 = 0;
 const DEFAULT_SPECIAL_TOKEN_IDS: [i64; 5] = [0, 1, 2, 3, 4];
 
-impl Default for MaskingConfig {
-    fn default() -> Self {
-        MaskingConfig {
-            mask_prob: 0.15,
-            mask_token_prob: 0.8,
-            random_token_prob: 0.1,
-            mask_token_id: None,
-            pad_token_id: None,
-            special_token_ids: None,
-            vocab_size: None,
-        }
-    }
-}
-
-pub const MASKING_KEYS: [(&str, &str); 7] = [
-    ("mask_prob", "share of (non-special, non-padding) tokens chosen for prediction"),
-    ("mask_token_prob", "share of chosen tokens replaced by [MASK]"),
-    ("random_token_prob", "share of chosen tokens replaced by a random non-special token (the rest stay as they are)"),
-    ("mask_token_id", "id of [MASK]; null: the dataset's notes.mask_token_id, else 4"),
-    ("pad_token_id", "id of [PAD], never chosen; null: the dataset's notes.pad_token_id, else 0"),
-    (
-        "special_token_ids",
-        "ids never chosen ([PAD] [UNK] [CLS] [SEP] [MASK]); null: the dataset's notes.special_token_ids, else [0, 1, 2, 3, 4]",
-    ),
-    (
-        "vocab_size",
-        "random replacements are drawn from [0, vocab_size); null: filled by pt from the dataset's notes.vocab_size",
-    ),
-];
-
-impl pt_sdk::Config for MaskingConfig {
-    fn validate(&self) -> pt_sdk::Result<()> {
+impl MaskingConfig {
+    /// The checks across keys (and `mask_prob`'s range, in the words recipes see).
+    fn check_shares(&self) -> Result<()> {
         if !(self.mask_prob > 0.0 && self.mask_prob <= 1.0) {
             return Err(PtError::config(format!("mask_prob must be in (0, 1], got {}", self.mask_prob)));
         }
@@ -72,17 +59,6 @@ impl pt_sdk::Config for MaskingConfig {
             )));
         }
         Ok(())
-    }
-
-    fn inputs() -> Vec<pt_sdk::InputDecl> {
-        ["mask_token_id", "pad_token_id", "special_token_ids", "vocab_size"]
-            .iter()
-            .map(|k| pt_sdk::InputDecl::key(k).optional())
-            .collect()
-    }
-
-    fn describe() -> &'static [(&'static str, &'static str)] {
-        &MASKING_KEYS
     }
 }
 

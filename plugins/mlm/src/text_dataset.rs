@@ -23,70 +23,42 @@ pub enum TextMode {
     Lines,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
 pub struct TextConfig {
+    /// text files (one paragraph per line), directories (every file with one of `extensions`, at
+    /// any depth) or patterns (`*`, `?`, `**`); `{data}/...` is under the data directory, `~` is
+    /// home
     pub files: Vec<String>,
+    /// file extensions taken from directories (null: txt, text and tar, or jsonl, json, parquet
+    /// and tar with `text_field`)
     pub extensions: Option<Vec<String>>,
+    /// empty: every line is text; else every line is a JSON object and this field holds the text
+    /// (for Parquet files: the column that holds it)
     pub text_field: String,
+    /// with `text_field`: skip (and count) lines that are not JSON objects with that string field
     pub skip_bad_lines: bool,
+    /// tokenizer.json to use; empty: the run's (<run_dir>/assets/tokenizer.json), else one trained
+    /// on `files` and kept under {data}/cache/tokenizers
     pub tokenizer: String,
+    /// train a WordPiece tokenizer on `files` when `tokenizer` does not exist yet
+    #[config(default = true)]
     pub train_tokenizer: bool,
+    /// vocabulary size of a tokenizer trained here
+    #[config(default = 8000)]
     pub vocab_size: usize,
+    /// minimum pair frequency when training a tokenizer here
+    #[config(default = 2)]
     pub min_frequency: u64,
+    /// lowercase (and strip accents) in a tokenizer trained here
+    #[config(default = true)]
     pub lowercase: bool,
+    /// tokens per sample, [CLS] and [SEP] included
+    #[config(default = 128)]
     pub block_size: usize,
+    /// `packed`: lines joined with [SEP] and cut into full blocks; `lines`: one line per sample
+    #[config(default = TextMode::Packed)]
     pub mode: TextMode,
-}
-
-impl Default for TextConfig {
-    fn default() -> Self {
-        TextConfig {
-            files: Vec::new(),
-            extensions: None,
-            text_field: String::new(),
-            skip_bad_lines: false,
-            tokenizer: String::new(),
-            train_tokenizer: true,
-            vocab_size: 8000,
-            min_frequency: 2,
-            lowercase: true,
-            block_size: 128,
-            mode: TextMode::Packed,
-        }
-    }
-}
-
-impl Config for TextConfig {
-    fn describe() -> &'static [(&'static str, &'static str)] {
-        &[
-            (
-                "files",
-                "text files (one paragraph per line), directories (every file with one of `extensions`, at any depth) \
-                 or patterns (`*`, `?`, `**`); `{data}/...` is under the data directory, `~` is home",
-            ),
-            (
-                "extensions",
-                "file extensions taken from directories (null: txt, text and tar, or jsonl, json, parquet and tar with `text_field`)",
-            ),
-            ("text_field", "empty: every line is text; else every line is a JSON object and this field holds the text (for Parquet files: the column that holds it)"),
-            (
-                "skip_bad_lines",
-                "with `text_field`: skip (and count) lines that are not JSON objects with that string field",
-            ),
-            (
-                "tokenizer",
-                "tokenizer.json to use; empty: the run's (<run_dir>/assets/tokenizer.json), else one trained on \
-                 `files` and kept under {data}/cache/tokenizers",
-            ),
-            ("train_tokenizer", "train a WordPiece tokenizer on `files` when `tokenizer` does not exist yet"),
-            ("vocab_size", "vocabulary size of a tokenizer trained here"),
-            ("min_frequency", "minimum pair frequency when training a tokenizer here"),
-            ("lowercase", "lowercase (and strip accents) in a tokenizer trained here"),
-            ("block_size", "tokens per sample, [CLS] and [SEP] included"),
-            ("mode", "`packed`: lines joined with [SEP] and cut into full blocks; `lines`: one line per sample"),
-        ]
-    }
 }
 
 pub struct TextDataset {
@@ -125,7 +97,7 @@ impl Component for TextDataset {
         }
         let files = source_files(&config, ctx)?;
         let is_documents =
-            |f: &&PathBuf| pt_sdk::text::is_parquet(f) || f.extension().is_some_and(|e| e.eq_ignore_ascii_case("tar"));
+            |f: &&PathBuf| pt_kit::text::is_parquet(f) || f.extension().is_some_and(|e| e.eq_ignore_ascii_case("tar"));
         if let (TextMode::Lines, Some(documents)) = (config.mode, files.iter().find(is_documents)) {
             return Err(PtError::config(format!(
                 "text: mode = \"lines\" reads text and JSON-lines files; {} holds documents (Parquet or tar \
@@ -219,7 +191,7 @@ fn source_files(config: &TextConfig, ctx: &CreateCtx) -> Result<Vec<PathBuf>> {
         Some(_) => chosen.iter().map(|e| e.trim_start_matches('.')).collect(),
         None => default.to_vec(),
     };
-    pt_sdk::files::expand_sources(&entries, &extensions, "text: files")
+    pt_kit::files::expand_sources(&entries, &extensions, "text: files")
 }
 
 /// What a line of the files holds: the text itself, or a JSON object with the text in a field.

@@ -3,7 +3,7 @@
 
 use crate::cache::{file_fingerprints, sha256_hex};
 use crate::paths;
-use pt_sdk::text::{self, Tokenizer};
+use pt_kit::text::{self, Tokenizer};
 use pt_sdk::{CreateCtx, PtError, Result};
 use std::path::{Path, PathBuf};
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 fn corpus(s: &Scratch, lines: usize) -> (PathBuf, PathBuf) {
     let text = s.write("corpus.txt", generated_lines(lines, 9).join("\n") + "\n");
     let tok = s.path("tokenizer.json");
-    pt_sdk::text::train_wordpiece(std::slice::from_ref(&text), 200, 2, true, &tok).unwrap();
+    pt_kit::text::train_wordpiece(std::slice::from_ref(&text), 200, 2, true, &tok).unwrap();
     (text, tok)
 }
 
@@ -217,7 +217,7 @@ fn a_run_keeps_one_tokenizer() {
 
     // Another tokenizer in the same run is refused.
     let other = s.path("other.json");
-    pt_sdk::text::train_wordpiece(std::slice::from_ref(&valid), 120, 1, true, &other).unwrap();
+    pt_kit::text::train_wordpiece(std::slice::from_ref(&valid), 120, 1, true, &other).unwrap();
     let err = expect_err(text_dataset(&s, json!({"files": [valid], "tokenizer": other})));
     assert!(err.message.contains("different tokenizer"), "{err}");
 
@@ -305,7 +305,7 @@ fn the_fortune_classification_set_loads() {
     let data = text_data();
     let s = Scratch::new();
     let tok = s.path("tok.json");
-    pt_sdk::text::train_wordpiece(&[data.join("tiny/train.txt")], 1000, 2, true, &tok).unwrap();
+    pt_kit::text::train_wordpiece(&[data.join("tiny/train.txt")], 1000, 2, true, &tok).unwrap();
     let ds: JsonlDataset =
         make(json!({"files": [data.join("tiny/cls-train.jsonl")], "tokenizer": tok, "block_size": 64}), &s.ctx())
             .unwrap();
@@ -334,7 +334,7 @@ fn directories_patterns_and_json_lines_read_the_same_text() {
     s.write("dump/all.jsonl", json.join("\n") + "\n");
     let tok = s.path("tokenizer.json");
     let parts = [s.path("corpus/a/part-1.txt"), s.path("corpus/b/part-2.txt")];
-    pt_sdk::text::train_wordpiece(&parts, 200, 2, true, &tok).unwrap();
+    pt_kit::text::train_wordpiece(&parts, 200, 2, true, &tok).unwrap();
     let stream = |config: serde_json::Value| {
         let ds = text_dataset(&s, config).unwrap();
         let all: Vec<u64> = (0..ds.info().num_samples).collect();

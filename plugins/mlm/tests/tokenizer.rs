@@ -3,8 +3,8 @@
 mod common;
 
 use common::*;
+use pt_kit::text::{load_tokenizer, train_wordpiece, SPECIAL_TOKENS};
 use pt_mlm::text_tokenizer::{SpecialIds, TextTokenizer};
-use pt_sdk::text::{load_tokenizer, train_wordpiece, SPECIAL_TOKENS};
 use std::process::Command;
 
 #[test]

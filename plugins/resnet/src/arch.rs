@@ -3,7 +3,7 @@
 
 use crate::blocks::{BatchNorm2d, Block, BnArgs, Conv2d, Linear, Norm};
 use crate::config::{Depth, ResNetConfig};
-use pt_sdk::params::{Created, Params};
+use pt_kit::params::{Created, Params};
 use pt_sdk::prelude::*;
 
 pub struct ResNet {

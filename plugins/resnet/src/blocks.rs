@@ -3,7 +3,7 @@
 //! buffer names match its state dict, initialisation matches its `__init__` (Kaiming-normal
 //! convs with fan-out, BatchNorm 1/0, PyTorch's default `nn.Linear` init for `fc`).
 
-pub use pt_sdk::params::{Linear, Params};
+pub use pt_kit::params::{Linear, Params};
 use pt_sdk::Result;
 use tch::{Kind, Tensor};
 

@@ -1,6 +1,6 @@
 //! ResNet's configuration: the depth (from the component name) and the user-facing options.
 
-use pt_sdk::Config;
+use pt_sdk::PluginConfig;
 use serde::{Deserialize, Serialize};
 
 /// Which torchvision ResNet.
@@ -39,52 +39,31 @@ impl Depth {
     }
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
 pub struct ResNetConfig {
+    /// classes of the `fc` head (0: headless trunk, `features` only)
+    #[config(input, optional)]
     pub num_classes: Option<i64>,
+    /// 3×3 stride-1 first conv and no max-pool, for 28-32 px images (CIFAR-style)
     pub small_stem: bool,
+    /// input channels of conv1 (1-channel images are repeated to 3 when this is 3)
+    #[config(default = 3)]
     pub in_channels: i64,
+    /// channels of the first stage (64 in torchvision; smaller is faster, not weight-compatible)
+    #[config(default = 64)]
     pub width: i64,
+    /// start each block's last BatchNorm at zero, so blocks begin as identities
     pub zero_init_residual: bool,
+    /// [height, width] of the inputs, for the FLOPs count
+    #[config(input, optional)]
     pub image_size: Option<Vec<i64>>,
+    /// BatchNorm running-statistics momentum (PyTorch convention: 0.1)
+    #[config(default = 0.1)]
     pub bn_momentum: f64,
+    /// BatchNorm epsilon
+    #[config(default = 1e-5)]
     pub bn_eps: f64,
+    /// multi-process runs: BatchNorm statistics over the global batch, every rank's samples (nn.SyncBatchNorm)
     pub sync_batchnorm: bool,
-}
-
-impl Default for ResNetConfig {
-    fn default() -> Self {
-        ResNetConfig {
-            num_classes: None,
-            small_stem: false,
-            in_channels: 3,
-            width: 64,
-            zero_init_residual: false,
-            image_size: None,
-            bn_momentum: 0.1,
-            bn_eps: 1e-5,
-            sync_batchnorm: false,
-        }
-    }
-}
-
-impl Config for ResNetConfig {
-    fn inputs() -> Vec<pt_sdk::InputDecl> {
-        vec![pt_sdk::InputDecl::key("num_classes").optional(), pt_sdk::InputDecl::key("image_size").optional()]
-    }
-
-    fn describe() -> &'static [(&'static str, &'static str)] {
-        &[
-            ("num_classes", "classes of the `fc` head (null: from the dataset; 0: headless trunk, `features` only)"),
-            ("small_stem", "3×3 stride-1 first conv and no max-pool, for 28-32 px images (CIFAR-style)"),
-            ("in_channels", "input channels of conv1 (1-channel images are repeated to 3 when this is 3)"),
-            ("width", "channels of the first stage (64 in torchvision; smaller is faster, not weight-compatible)"),
-            ("zero_init_residual", "start each block's last BatchNorm at zero, so blocks begin as identities"),
-            ("image_size", "[height, width] of the inputs, for the FLOPs count (null: from the dataset)"),
-            ("bn_momentum", "BatchNorm running-statistics momentum (PyTorch convention: 0.1)"),
-            ("bn_eps", "BatchNorm epsilon"),
-            ("sync_batchnorm", "multi-process runs: BatchNorm statistics over the global batch, every rank's samples (nn.SyncBatchNorm)"),
-        ]
-    }
 }

@@ -5,35 +5,17 @@ use pt_sdk::prelude::*;
 use pt_sdk::ConfusionMatrix;
 use serde::{Deserialize, Serialize};
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClassificationConfig {
+    /// samples per forward pass
+    #[config(default = 256, min = 1)]
     pub batch_size: u64,
+    /// evaluate at most N samples of the split (0: all)
     pub max_samples: u64,
+    /// k of the top-k accuracy (top-1 is always reported)
+    #[config(default = 5, min = 1)]
     pub top_k: i64,
-}
-
-impl Default for ClassificationConfig {
-    fn default() -> Self {
-        ClassificationConfig { batch_size: 256, max_samples: 0, top_k: 5 }
-    }
-}
-
-impl Config for ClassificationConfig {
-    fn validate(&self) -> pt_sdk::Result<()> {
-        if self.batch_size == 0 || self.top_k < 1 {
-            pt_sdk::bail!(Config, "batch_size and top_k must be at least 1");
-        }
-        Ok(())
-    }
-
-    fn describe() -> &'static [(&'static str, &'static str)] {
-        &[
-            ("batch_size", "samples per forward pass"),
-            ("max_samples", "evaluate at most N samples of the split (0: all)"),
-            ("top_k", "k of the top-k accuracy (top-1 is always reported)"),
-        ]
-    }
 }
 
 pub struct Classification {

@@ -6,77 +6,49 @@
 //! it learns from every image; mixed with `supervised` on the labelled fraction
 //! (`[[objective.mix]]`) it is FixMatch's semi-supervised loss `ℓs + λu·ℓu`.
 
-use pt_sdk::losses::IGNORE_LABEL;
+use pt_kit::losses::IGNORE_LABEL;
+use pt_kit::vision::augment::{crop_flip, images_and_indices, sample_rngs, simclr_view, CropFlip, SimclrAugment};
+use pt_kit::vision::Normalization;
 use pt_sdk::prelude::*;
 use pt_sdk::rng::CounterRng;
-use pt_sdk::vision::augment::{crop_flip, images_and_indices, sample_rngs, simclr_view, CropFlip, SimclrAugment};
-use pt_sdk::vision::Normalization;
 use serde::{Deserialize, Serialize};
 
 /// Random streams of the two views (see `pt_sdk::rng`).
 const STREAM_WEAK: u64 = 0xF1C5;
 const STREAM_STRONG: u64 = 0xF1C6;
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// The defaults are the paper's: threshold 0.95, weak = flip + translation by up to 12.5 % (4 px
+/// of 32), Cutout of up to half the side.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
 pub struct FixMatchConfig {
+    /// confidence (max softmax probability on the weak view) that makes a pseudo-label
+    #[config(default = 0.95, above = 0.0, max = 1.0)]
     pub threshold: f64,
+    /// weak view: random translation by up to N pixels
+    #[config(default = 4, min = 0)]
     pub crop_padding: i64,
+    /// weak and strong views: probability of a horizontal flip (0 for digits and text)
+    #[config(default = 0.5, min = 0.0, max = 1.0)]
     pub hflip_p: f64,
+    /// strong view: smallest random-resized-crop area, as a fraction of the image
+    #[config(default = 0.2)]
     pub min_scale: f64,
+    /// strong view: colour-jitter strength (SimCLR's s)
+    #[config(default = 0.5)]
     pub strength: f64,
+    /// strong view: side of the Cutout square as a fraction of the image side (0: off)
+    #[config(default = 0.5, min = 0.0, below = 1.0)]
     pub cutout: f64,
+    /// [height, width] of the images
+    #[config(input, optional)]
     pub image_size: Option<Vec<i64>>,
+    /// per-channel mean the dataset normalised with
+    #[config(input, optional)]
     pub mean: Option<Vec<f64>>,
+    /// per-channel std the dataset normalised with
+    #[config(input, optional)]
     pub std: Option<Vec<f64>>,
-}
-
-impl Default for FixMatchConfig {
-    /// The paper's: threshold 0.95, weak = flip + translation by up to 12.5 % (4 px of 32),
-    /// Cutout of up to half the side.
-    fn default() -> Self {
-        FixMatchConfig {
-            threshold: 0.95,
-            crop_padding: 4,
-            hflip_p: 0.5,
-            min_scale: 0.2,
-            strength: 0.5,
-            cutout: 0.5,
-            image_size: None,
-            mean: None,
-            std: None,
-        }
-    }
-}
-
-impl Config for FixMatchConfig {
-    fn validate(&self) -> pt_sdk::Result<()> {
-        if !(self.threshold > 0.0 && self.threshold <= 1.0) {
-            pt_sdk::bail!(Config, "fixmatch: threshold must be in (0, 1], got {}", self.threshold);
-        }
-        if self.crop_padding < 0 || !(0.0..=1.0).contains(&self.hflip_p) || !(0.0..1.0).contains(&self.cutout) {
-            pt_sdk::bail!(Config, "fixmatch: crop_padding must be >= 0, hflip_p in [0, 1] and cutout in [0, 1)");
-        }
-        Ok(())
-    }
-
-    fn inputs() -> Vec<pt_sdk::InputDecl> {
-        ["image_size", "mean", "std"].iter().map(|k| pt_sdk::InputDecl::key(k).optional()).collect()
-    }
-
-    fn describe() -> &'static [(&'static str, &'static str)] {
-        &[
-            ("threshold", "confidence (max softmax probability on the weak view) that makes a pseudo-label"),
-            ("crop_padding", "weak view: random translation by up to N pixels"),
-            ("hflip_p", "weak and strong views: probability of a horizontal flip (0 for digits and text)"),
-            ("min_scale", "strong view: smallest random-resized-crop area, as a fraction of the image"),
-            ("strength", "strong view: colour-jitter strength (SimCLR's s)"),
-            ("cutout", "strong view: side of the Cutout square as a fraction of the image side (0: off)"),
-            ("image_size", "[height, width] of the images (null: from the dataset)"),
-            ("mean", "per-channel mean the dataset normalised with (null: from the dataset)"),
-            ("std", "per-channel std the dataset normalised with (null: from the dataset)"),
-        ]
-    }
 }
 
 pub struct FixMatch {

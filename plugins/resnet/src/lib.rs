@@ -14,7 +14,7 @@ pub use arch::{ResNet18, ResNet34, ResNet50};
 pub use evaluator::Classification;
 pub use fixmatch::FixMatch;
 pub use objective::Supervised;
-use pt_sdk::vision::{IdxImages, ImageFolder, ImageShards, PixelCsv};
+use pt_kit::vision::{IdxImages, ImageFolder, ImageShards, PixelCsv};
 
 pt_sdk::export_plugin! {
     name: "resnet",

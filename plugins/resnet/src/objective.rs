@@ -1,46 +1,26 @@
 //! `supervised`: cross-entropy on the architecture's `logits`, with optional label smoothing and
 //! train-time random crop / flip made on the device in batch form.
 
-use pt_sdk::losses::{labelled_cross_entropy, IGNORE_LABEL};
+use pt_kit::losses::{labelled_cross_entropy, IGNORE_LABEL};
+use pt_kit::vision::augment::{crop_flip, sample_rngs, CropFlip};
 use pt_sdk::prelude::*;
-use pt_sdk::vision::augment::{crop_flip, sample_rngs, CropFlip};
 use serde::{Deserialize, Serialize};
 
 /// Random stream of the supervised augmentation (see `pt_sdk::rng`).
 const STREAM_CROP_FLIP: u64 = 0xC60F;
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
 pub struct SupervisedConfig {
+    /// cross-entropy label smoothing in [0, 1)
+    #[config(min = 0.0, below = 1.0)]
     pub label_smoothing: f64,
+    /// random translation by up to N pixels (RandomCrop with zero padding N; 0: off)
+    #[config(min = 0)]
     pub crop_padding: i64,
+    /// probability of a horizontal flip (0 for digits and text)
+    #[config(min = 0.0, max = 1.0)]
     pub hflip_p: f64,
-}
-
-impl Default for SupervisedConfig {
-    fn default() -> Self {
-        SupervisedConfig { label_smoothing: 0.0, crop_padding: 0, hflip_p: 0.0 }
-    }
-}
-
-impl Config for SupervisedConfig {
-    fn validate(&self) -> pt_sdk::Result<()> {
-        if !(0.0..1.0).contains(&self.label_smoothing) {
-            pt_sdk::bail!(Config, "label_smoothing must be in [0, 1), got {}", self.label_smoothing);
-        }
-        if self.crop_padding < 0 || !(0.0..=1.0).contains(&self.hflip_p) {
-            pt_sdk::bail!(Config, "crop_padding must be >= 0 and hflip_p in [0, 1]");
-        }
-        Ok(())
-    }
-
-    fn describe() -> &'static [(&'static str, &'static str)] {
-        &[
-            ("label_smoothing", "cross-entropy label smoothing in [0, 1)"),
-            ("crop_padding", "random translation by up to N pixels (RandomCrop with zero padding N; 0: off)"),
-            ("hflip_p", "probability of a horizontal flip (0 for digits and text)"),
-        ]
-    }
 }
 
 pub struct Supervised {

@@ -1,11 +1,11 @@
 //! The SDK's image datasets on the real fetched data (MNIST IDX, scikit-learn digits CSV) and on
 //! PNG folders made from them, plus the bad inputs each must name clearly.
 
+use pt_kit::vision::folder::ImageFolderConfig;
+use pt_kit::vision::idx::IdxConfig;
+use pt_kit::vision::pixel_csv::PixelCsvConfig;
+use pt_kit::vision::{IdxImages, ImageFolder, PixelCsv};
 use pt_sdk::prelude::*;
-use pt_sdk::vision::folder::ImageFolderConfig;
-use pt_sdk::vision::idx::IdxConfig;
-use pt_sdk::vision::pixel_csv::PixelCsvConfig;
-use pt_sdk::vision::{IdxImages, ImageFolder, PixelCsv};
 use std::path::{Path, PathBuf};
 
 fn images_dir() -> PathBuf {

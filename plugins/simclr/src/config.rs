@@ -1,82 +1,49 @@
 //! The `simclr` objective's options: augmentation preset and overrides, the projection head, the
 //! temperature, and what the dataset and architecture fill in (statistics, sizes, classes).
 
-use pt_sdk::vision::augment::SimclrAugment;
-use pt_sdk::{Config, PtError, Result};
+use pt_kit::vision::augment::SimclrAugment;
+use pt_sdk::{PluginConfig, PtError, Result};
 use serde::{Deserialize, Serialize};
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
 pub struct SimclrConfig {
+    /// augmentation preset: imagenet (blur, strength 1), small (28-32 px: no blur, strength 0.5), auto (small
+    /// below 64 px)
+    #[config(default = "auto", one_of = ["auto", "small", "imagenet"])]
     pub augment: String,
+    /// colour-jitter strength s: brightness/contrast/saturation 0.8·s, hue 0.2·s (null: the preset's)
     pub strength: Option<f64>,
+    /// probability of Gaussian blur (null: the preset's)
     pub blur_p: Option<f64>,
+    /// smallest crop area as a fraction of the image (null: the preset's 0.08)
     pub min_scale: Option<f64>,
+    /// NT-Xent temperature (0.1-0.5 in the paper)
+    #[config(default = 0.5, above = 0.0)]
     pub temperature: f64,
+    /// hidden width of the projection head (null: the encoder's feature_dim, e.g. 2048 for resnet50)
     pub proj_hidden: Option<i64>,
+    /// output width of the projection head
+    #[config(default = 128, min = 1)]
     pub proj_dim: i64,
+    /// train a linear classifier on detached features alongside (needs labels); reports probe_accuracy
+    #[config(default = true)]
     pub online_probe: bool,
-    pub feature_dim: Option<i64>,
+    /// width of the encoder's `features`
+    #[config(input, min = 1)]
+    pub feature_dim: i64,
+    /// [height, width] of the dataset's images; views keep this size
+    #[config(input, optional)]
     pub image_size: Option<Vec<i64>>,
+    /// per-channel mean the dataset normalised with
+    #[config(input, optional)]
     pub mean: Option<Vec<f64>>,
+    /// per-channel std the dataset normalised with
+    #[config(input, optional)]
     pub std: Option<Vec<f64>>,
+    /// classes for the online probe
+    #[config(input, optional)]
     pub num_classes: Option<i64>,
-}
-
-impl Default for SimclrConfig {
-    fn default() -> Self {
-        SimclrConfig {
-            augment: "auto".into(),
-            strength: None,
-            blur_p: None,
-            min_scale: None,
-            temperature: 0.5,
-            proj_hidden: None,
-            proj_dim: 128,
-            online_probe: true,
-            feature_dim: None,
-            image_size: None,
-            mean: None,
-            std: None,
-            num_classes: None,
-        }
-    }
-}
-
-impl Config for SimclrConfig {
-    fn validate(&self) -> pt_sdk::Result<()> {
-        if self.proj_dim < 1 || !(self.temperature > 0.0) {
-            pt_sdk::bail!(Config, "simclr: proj_dim must be >= 1 and temperature > 0");
-        }
-        if !["auto", "small", "imagenet"].contains(&self.augment.as_str()) {
-            pt_sdk::bail!(Config, "simclr: augment must be auto, small or imagenet, got '{}'", self.augment);
-        }
-        Ok(())
-    }
-
-    fn inputs() -> Vec<pt_sdk::InputDecl> {
-        let mut v = vec![pt_sdk::InputDecl::key("feature_dim")];
-        v.extend(["image_size", "mean", "std", "num_classes"].iter().map(|k| pt_sdk::InputDecl::key(k).optional()));
-        v
-    }
-
-    fn describe() -> &'static [(&'static str, &'static str)] {
-        &[
-            ("augment", "augmentation preset: imagenet (blur, strength 1), small (28-32 px: no blur, strength 0.5), auto (small below 64 px)"),
-            ("strength", "colour-jitter strength s: brightness/contrast/saturation 0.8·s, hue 0.2·s (null: the preset's)"),
-            ("blur_p", "probability of Gaussian blur (null: the preset's)"),
-            ("min_scale", "smallest crop area as a fraction of the image (null: the preset's 0.08)"),
-            ("temperature", "NT-Xent temperature (0.1-0.5 in the paper)"),
-            ("proj_hidden", "hidden width of the projection head (null: the encoder's feature_dim, e.g. 2048 for resnet50)"),
-            ("proj_dim", "output width of the projection head"),
-            ("online_probe", "train a linear classifier on detached features alongside (needs labels); reports probe_accuracy"),
-            ("feature_dim", "width of the encoder's `features` (null: from the architecture)"),
-            ("image_size", "[height, width] of the dataset's images; views keep this size (null: from the dataset)"),
-            ("mean", "per-channel mean the dataset normalised with (null: from the dataset)"),
-            ("std", "per-channel std the dataset normalised with (null: from the dataset)"),
-            ("num_classes", "classes for the online probe (null: from the dataset)"),
-        ]
-    }
 }
 
 impl SimclrConfig {

@@ -4,10 +4,10 @@
 
 use crate::config::SimclrConfig;
 use crate::loss::{global_embeddings, nt_xent, scale_gradient};
-use pt_sdk::losses::labelled_cross_entropy;
-use pt_sdk::params::{Created, Linear, Params};
+use pt_kit::losses::labelled_cross_entropy;
+use pt_kit::params::{Created, Linear, Params};
+use pt_kit::vision::augment::{images_and_indices, sample_rngs, simclr_view, Normalization, SimclrAugment};
 use pt_sdk::prelude::*;
-use pt_sdk::vision::augment::{images_and_indices, sample_rngs, simclr_view, Normalization, SimclrAugment};
 
 /// Random stream of the views (see `pt_sdk::rng`).
 const STREAM_VIEWS: u64 = 0x51C1;
@@ -48,12 +48,10 @@ impl Component for SimClr {
         if let (Err(e), false) = (&views, unknown) {
             return Err(e.clone());
         }
-        let Some(dim) = cfg.feature_dim.filter(|&d| d > 0) else {
-            bail!(
-                Config,
-                "simclr: feature_dim is unknown: use an architecture that reports it or set objective.feature_dim"
-            );
-        };
+        let dim = cfg.feature_dim;
+        if dim < 1 {
+            bail!(Config, "simclr: feature_dim must be >= 1, got {dim}");
+        }
         let created = Created::default();
         let p = Params::new(ctx.seed ^ 0x51C1, 0.0, ctx.device(), &created);
         let hidden = cfg.proj_hidden.unwrap_or(dim);

@@ -60,7 +60,7 @@ fn objective(size: i64) -> SimClr {
         image_size: Some(vec![size, size]),
         mean: Some(vec![0.5]),
         std: Some(vec![0.25]),
-        feature_dim: Some(32),
+        feature_dim: 32,
         num_classes: Some(10),
         ..Default::default()
     };
@@ -125,7 +125,7 @@ fn missing_statistics_or_sizes_are_config_errors_that_say_what_to_set() {
             .with("image", Tensor::zeros([2, 1, 8, 8], (Kind::Float, Device::Cpu)))
             .with("sample_index", Tensor::from_slice(&[0i64, 1]))
     };
-    let make = |cfg: SimclrConfig| SimClr::new(SimclrConfig { feature_dim: Some(8), ..cfg }, &CreateCtx::default());
+    let make = |cfg: SimclrConfig| SimClr::new(SimclrConfig { feature_dim: 8, ..cfg }, &CreateCtx::default());
     // Without an image dataset's description the objective still builds (so the host can say
     // the dataset has no images); a batch then gets the error that says what to set.
     let no_size = make(SimclrConfig { mean: Some(vec![0.5]), std: Some(vec![0.2]), ..Default::default() }).unwrap();

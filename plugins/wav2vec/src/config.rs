@@ -2,7 +2,7 @@
 //! the user-facing arguments (a preset plus explicit overrides).
 //! Reference: <https://github.com/huggingface/transformers/blob/main/src/transformers/models/wav2vec2/configuration_wav2vec2.py>
 
-use pt_sdk::{Config, PtError, Result};
+use pt_sdk::{PluginConfig, PtError, Result};
 use serde::{Deserialize, Serialize};
 
 /// Normalisation inside the convolutional feature encoder.
@@ -173,7 +173,7 @@ impl Wav2Vec2Config {
         if self.layer_norm_eps <= 0.0 || self.initializer_range <= 0.0 || self.feature_grad_mult < 0.0 {
             return bad("layer_norm_eps and initializer_range must be positive, feature_grad_mult >= 0".into());
         }
-        pt_sdk::memory::check_parameters(
+        pt_kit::memory::check_parameters(
             "wav2vec2",
             self.parameter_count(),
             "hidden_size, num_hidden_layers, intermediate_size or conv_dim",
@@ -207,68 +207,63 @@ pub enum FeaturePooling {
 }
 
 /// The `wav2vec2` architecture's config: a size preset; any key set here overrides it.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
+#[config(validate = Wav2Vec2Args::check)]
 pub struct Wav2Vec2Args {
+    /// size: tiny (conv 128, 2 layers x 128), small (conv 256, 4 x 256), base (the paper's: conv 512, 12 x 768)
     pub preset: Preset,
+    /// transformer width (null: the preset's)
     pub hidden_size: Option<i64>,
+    /// transformer layers (null: the preset's)
     pub num_hidden_layers: Option<i64>,
+    /// attention heads (null: the preset's)
     pub num_attention_heads: Option<i64>,
+    /// feed-forward width (null: the preset's)
     pub intermediate_size: Option<i64>,
+    /// dropout after attention, feed-forward and the positional embedding (null: 0.1)
     pub hidden_dropout: Option<f64>,
+    /// dropout inside the feed-forward (null: 0.0)
     pub activation_dropout: Option<f64>,
+    /// dropout on attention probabilities (null: 0.1)
     pub attention_dropout: Option<f64>,
+    /// dropout after the feature projection (null: 0.1)
     pub feat_proj_dropout: Option<f64>,
+    /// probability of skipping a transformer layer in training (null: 0.05)
     pub layerdrop: Option<f64>,
+    /// LayerNorm epsilon (null: 1e-5)
     pub layer_norm_eps: Option<f64>,
+    /// std of the normal initialisation of linear layers (null: 0.02)
     pub initializer_range: Option<f64>,
+    /// group (GroupNorm on the first conv, base) or layer (LayerNorm on every conv) (null: group)
     pub feat_extract_norm: Option<FeatExtractNorm>,
+    /// channels of each feature-encoder conv layer (null: 7 x the preset's width)
     pub conv_dim: Option<Vec<i64>>,
+    /// kernel of each conv layer (null: [10, 3, 3, 3, 3, 2, 2])
     pub conv_kernel: Option<Vec<i64>>,
+    /// stride of each conv layer (null: [5, 2, 2, 2, 2, 2, 2]: 320 samples = 20 ms a frame)
     pub conv_stride: Option<Vec<i64>>,
+    /// conv layers have biases (null: false)
     pub conv_bias: Option<bool>,
+    /// kernel of the convolutional relative positional embedding (null: the preset's)
     pub num_conv_pos_embeddings: Option<i64>,
+    /// groups of that convolution (null: the preset's)
     pub num_conv_pos_embedding_groups: Option<i64>,
+    /// pre-LayerNorm transformer layers, as wav2vec 2.0 large (null: false)
     pub do_stable_layer_norm: Option<bool>,
+    /// scale of the gradient reaching the feature encoder (null: 0.1)
     pub feature_grad_mult: Option<f64>,
+    /// the `features` output: mean (of the transformer output) or conv (of the feature encoder), over unpadded
+    /// frames
     pub feature_pooling: FeaturePooling,
 }
 
-impl Config for Wav2Vec2Args {
+impl Wav2Vec2Args {
     /// The preset with the keys set here, checked when the plan is (sizes included).
-    fn validate(&self) -> Result<()> {
+    fn check(&self) -> Result<()> {
         self.resolve().map(|_| ())
     }
 
-    fn describe() -> &'static [(&'static str, &'static str)] {
-        &[
-            ("preset", "size: tiny (conv 128, 2 layers x 128), small (conv 256, 4 x 256), base (the paper's: conv 512, 12 x 768)"),
-            ("hidden_size", "transformer width (null: the preset's)"),
-            ("num_hidden_layers", "transformer layers (null: the preset's)"),
-            ("num_attention_heads", "attention heads (null: the preset's)"),
-            ("intermediate_size", "feed-forward width (null: the preset's)"),
-            ("hidden_dropout", "dropout after attention, feed-forward and the positional embedding (null: 0.1)"),
-            ("activation_dropout", "dropout inside the feed-forward (null: 0.0)"),
-            ("attention_dropout", "dropout on attention probabilities (null: 0.1)"),
-            ("feat_proj_dropout", "dropout after the feature projection (null: 0.1)"),
-            ("layerdrop", "probability of skipping a transformer layer in training (null: 0.05)"),
-            ("layer_norm_eps", "LayerNorm epsilon (null: 1e-5)"),
-            ("initializer_range", "std of the normal initialisation of linear layers (null: 0.02)"),
-            ("feat_extract_norm", "group (GroupNorm on the first conv, base) or layer (LayerNorm on every conv) (null: group)"),
-            ("conv_dim", "channels of each feature-encoder conv layer (null: 7 x the preset's width)"),
-            ("conv_kernel", "kernel of each conv layer (null: [10, 3, 3, 3, 3, 2, 2])"),
-            ("conv_stride", "stride of each conv layer (null: [5, 2, 2, 2, 2, 2, 2]: 320 samples = 20 ms a frame)"),
-            ("conv_bias", "conv layers have biases (null: false)"),
-            ("num_conv_pos_embeddings", "kernel of the convolutional relative positional embedding (null: the preset's)"),
-            ("num_conv_pos_embedding_groups", "groups of that convolution (null: the preset's)"),
-            ("do_stable_layer_norm", "pre-LayerNorm transformer layers, as wav2vec 2.0 large (null: false)"),
-            ("feature_grad_mult", "scale of the gradient reaching the feature encoder (null: 0.1)"),
-            ("feature_pooling", "the `features` output: mean (of the transformer output) or conv (of the feature encoder), over unpadded frames"),
-        ]
-    }
-}
-
-impl Wav2Vec2Args {
     /// The preset with every explicitly set key applied, validated.
     pub fn resolve(&self) -> Result<Wav2Vec2Config> {
         let mut c = Wav2Vec2Config::preset(self.preset);

@@ -3,7 +3,7 @@
 //! names (`encoder.pos_conv_embed.conv`, `encoder.layer_norm`, `encoder.layers.N.…`).
 
 use crate::config::Wav2Vec2Config;
-use pt_sdk::params::{dropout, LayerNorm, Linear, Params};
+use pt_kit::params::{dropout, LayerNorm, Linear, Params};
 use pt_sdk::prelude::*;
 use pt_sdk::rng::CounterRng;
 

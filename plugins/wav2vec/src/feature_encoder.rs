@@ -2,7 +2,7 @@
 //! (`feature_extractor.conv_layers.N.{conv,layer_norm}` as in transformers' `Wav2Vec2FeatureEncoder`).
 
 use crate::config::{FeatExtractNorm, Wav2Vec2Config};
-use pt_sdk::params::Params;
+use pt_kit::params::Params;
 use pt_sdk::prelude::*;
 
 /// Where a conv layer normalises.

@@ -14,7 +14,7 @@ pub mod quantizer;
 
 pub use model::{Wav2Vec2, Wav2Vec2Arch};
 pub use objective::Wav2Vec2Objective;
-use pt_sdk::audio::AudioFiles;
+use pt_kit::audio::AudioFiles;
 
 pt_sdk::export_plugin! {
     name: "wav2vec",

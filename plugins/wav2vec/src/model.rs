@@ -13,14 +13,14 @@
 use crate::config::{FeaturePooling, Wav2Vec2Args, Wav2Vec2Config};
 use crate::encoder::Encoder;
 use crate::feature_encoder::{audio_input, FeatureEncoder};
-use pt_sdk::params::dropout;
-use pt_sdk::params::{Created, LayerNorm, Params};
+use pt_kit::params::dropout;
+use pt_kit::params::{Created, LayerNorm, Params};
 use pt_sdk::prelude::*;
 
 /// `feature_projection`: LayerNorm over conv channels, then a linear map to the model width.
 struct FeatureProjection {
     layer_norm: LayerNorm,
-    projection: pt_sdk::params::Linear,
+    projection: pt_kit::params::Linear,
     dropout: f64,
 }
 
@@ -46,7 +46,7 @@ impl Wav2Vec2 {
         let bound = 1.0 / (conv_out as f64).sqrt(); // transformers: uniform(±1/sqrt(in)) here
         let feature_projection = FeatureProjection {
             layer_norm: LayerNorm::new(&fp.sub("layer_norm"), conv_out, config.layer_norm_eps)?,
-            projection: pt_sdk::params::Linear {
+            projection: pt_kit::params::Linear {
                 weight: fp.sub("projection").uniform("weight", &[config.hidden_size, conv_out], bound)?,
                 bias: fp.sub("projection").uniform("bias", &[config.hidden_size], bound)?,
             },

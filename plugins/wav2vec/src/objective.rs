@@ -11,104 +11,80 @@ use crate::feature_encoder::{audio_input, output_length};
 use crate::loss::{contrastive_loss, diversity_loss};
 use crate::masking::{draw_batch, SpanMasking};
 use crate::quantizer::GumbelQuantizer;
-use pt_sdk::params::{Created, Linear, Params};
+use pt_kit::params::{Created, Linear, Params};
 use pt_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
+#[config(validate = Wav2Vec2ObjectiveConfig::check_gumbel)]
 pub struct Wav2Vec2ObjectiveConfig {
+    /// share of frames that start a masked span (overlaps make ~half the frames masked)
+    #[config(default = 0.65, min = 0.0, max = 1.0)]
     pub mask_time_prob: f64,
+    /// frames per masked span
+    #[config(default = 10, min = 1)]
     pub mask_time_length: usize,
+    /// spans per utterance at least
+    #[config(default = 2)]
     pub mask_time_min_masks: usize,
+    /// distractors per masked frame, from masked frames of the same utterance
+    #[config(default = 100, min = 1)]
     pub num_negatives: usize,
+    /// codebooks of the product quantiser (G)
+    #[config(default = 2)]
     pub num_codevector_groups: i64,
+    /// codewords per codebook (V)
+    #[config(default = 320)]
     pub num_codevectors_per_group: i64,
+    /// width of a quantised vector (all groups together)
+    #[config(default = 256)]
     pub codevector_dim: i64,
+    /// width of the space context and targets are compared in
+    #[config(default = 256)]
     pub proj_codevector_dim: i64,
+    /// kappa: cosine similarities are divided by it
+    #[config(default = 0.1, above = 0.0)]
     pub contrastive_logits_temperature: f64,
+    /// alpha: weight of the codebook diversity loss
+    #[config(default = 0.1)]
     pub diversity_loss_weight: f64,
+    /// weight of the L2 penalty on the conv features
+    #[config(default = 10.0)]
     pub feature_penalty_weight: f64,
+    /// Gumbel-softmax temperature at step 0
+    #[config(default = 2.0)]
     pub max_gumbel_temperature: f64,
+    /// floor of the annealed temperature
+    #[config(default = 0.5)]
     pub min_gumbel_temperature: f64,
+    /// temperature = max(max * decay^step, min)
+    #[config(default = 0.999995)]
     pub gumbel_temperature_decay: f64,
+    /// dropout on the features before quantisation
+    #[config(default = 0.1)]
     pub feat_quantizer_dropout: f64,
-    /// Filled from the architecture (its config keys of the same names).
+    /// feature-encoder kernels
+    #[config(input)]
     pub conv_kernel: Option<Vec<i64>>,
+    /// feature-encoder strides
+    #[config(input)]
     pub conv_stride: Option<Vec<i64>>,
+    /// feature-encoder widths
+    #[config(input)]
     pub conv_dim: Option<Vec<i64>>,
+    /// transformer width
+    #[config(input)]
     pub hidden_size: Option<i64>,
 }
 
-impl Default for Wav2Vec2ObjectiveConfig {
-    fn default() -> Self {
-        Wav2Vec2ObjectiveConfig {
-            mask_time_prob: 0.65,
-            mask_time_length: 10,
-            mask_time_min_masks: 2,
-            num_negatives: 100,
-            num_codevector_groups: 2,
-            num_codevectors_per_group: 320,
-            codevector_dim: 256,
-            proj_codevector_dim: 256,
-            contrastive_logits_temperature: 0.1,
-            diversity_loss_weight: 0.1,
-            feature_penalty_weight: 10.0,
-            max_gumbel_temperature: 2.0,
-            min_gumbel_temperature: 0.5,
-            gumbel_temperature_decay: 0.999995,
-            feat_quantizer_dropout: 0.1,
-            conv_kernel: None,
-            conv_stride: None,
-            conv_dim: None,
-            hidden_size: None,
-        }
-    }
-}
-
-impl Config for Wav2Vec2ObjectiveConfig {
-    fn validate(&self) -> pt_sdk::Result<()> {
-        if !(0.0..=1.0).contains(&self.mask_time_prob) || self.mask_time_length == 0 {
-            pt_sdk::bail!(Config, "wav2vec2 objective: mask_time_prob must be in [0, 1] and mask_time_length >= 1");
-        }
-        if self.num_negatives == 0 || !(self.contrastive_logits_temperature > 0.0) {
-            pt_sdk::bail!(
-                Config,
-                "wav2vec2 objective: num_negatives must be >= 1 and contrastive_logits_temperature > 0"
-            );
-        }
+impl Wav2Vec2ObjectiveConfig {
+    /// The annealing's bounds, which the keys' own checks cannot see together.
+    fn check_gumbel(&self) -> Result<()> {
         if !(self.min_gumbel_temperature > 0.0 && self.max_gumbel_temperature >= self.min_gumbel_temperature) {
-            pt_sdk::bail!(Config, "wav2vec2 objective: need 0 < min_gumbel_temperature <= max_gumbel_temperature");
+            bail!(Config, "wav2vec2 objective: need 0 < min_gumbel_temperature <= max_gumbel_temperature");
         }
         Ok(())
-    }
-
-    fn inputs() -> Vec<pt_sdk::InputDecl> {
-        ["conv_kernel", "conv_stride", "conv_dim", "hidden_size"].iter().map(|k| pt_sdk::InputDecl::key(k)).collect()
-    }
-
-    fn describe() -> &'static [(&'static str, &'static str)] {
-        &[
-            ("mask_time_prob", "share of frames that start a masked span (overlaps make ~half the frames masked)"),
-            ("mask_time_length", "frames per masked span"),
-            ("mask_time_min_masks", "spans per utterance at least"),
-            ("num_negatives", "distractors per masked frame, from masked frames of the same utterance"),
-            ("num_codevector_groups", "codebooks of the product quantiser (G)"),
-            ("num_codevectors_per_group", "codewords per codebook (V)"),
-            ("codevector_dim", "width of a quantised vector (all groups together)"),
-            ("proj_codevector_dim", "width of the space context and targets are compared in"),
-            ("contrastive_logits_temperature", "kappa: cosine similarities are divided by it"),
-            ("diversity_loss_weight", "alpha: weight of the codebook diversity loss"),
-            ("feature_penalty_weight", "weight of the L2 penalty on the conv features"),
-            ("max_gumbel_temperature", "Gumbel-softmax temperature at step 0"),
-            ("min_gumbel_temperature", "floor of the annealed temperature"),
-            ("gumbel_temperature_decay", "temperature = max(max * decay^step, min)"),
-            ("feat_quantizer_dropout", "dropout on the features before quantisation"),
-            ("conv_kernel", "feature-encoder kernels (null: the architecture's)"),
-            ("conv_stride", "feature-encoder strides (null: the architecture's)"),
-            ("conv_dim", "feature-encoder widths (null: the architecture's)"),
-            ("hidden_size", "transformer width (null: the architecture's)"),
-        ]
     }
 }
 
@@ -297,7 +273,7 @@ impl Objective for Wav2Vec2Objective {
         let c = conv.size()[2];
         let context = project_hid.forward(&hidden.f_reshape([-1, h])?.f_index_select(0, masked)?)?; // [M, P]
         let features = conv.f_reshape([-1, c])?.f_index_select(0, masked)?; // [M, C]
-        let features = pt_sdk::params::dropout(features, self.cfg.feat_quantizer_dropout, self.train)?;
+        let features = pt_kit::params::dropout(features, self.cfg.feat_quantizer_dropout, self.train)?;
         let q = quantizer.forward(&features, temperature, self.train)?;
         let targets = project_q.forward(&q.vectors.f_to_kind(project_q.weight.kind())?)?; // [M, P]
         let (contrastive_sum, accuracy) =

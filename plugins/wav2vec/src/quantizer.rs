@@ -3,11 +3,11 @@
 //! codeword per group (hard one-hot forward, straight-through soft gradient in training, argmax
 //! in evaluation) and the picks are concatenated.
 
-use pt_sdk::params::Params;
+use pt_kit::params::Params;
 use pt_sdk::prelude::*;
 
 pub struct GumbelQuantizer {
-    pub weight_proj: pt_sdk::params::Linear,
+    pub weight_proj: pt_kit::params::Linear,
     /// [1, groups × vars, dim / groups]
     pub codevectors: Tensor,
     pub groups: i64,
@@ -43,7 +43,7 @@ impl GumbelQuantizer {
         }
         // transformers' init: weight_proj normal(0, 1) with zero bias, codevectors uniform(0, 1).
         let wp = p.sub("weight_proj");
-        let weight_proj = pt_sdk::params::Linear {
+        let weight_proj = pt_kit::params::Linear {
             weight: wp.normal_std("weight", &[groups * vars, input_dim], 1.0, None)?,
             bias: wp.constant("bias", &[groups * vars], 0.0)?,
         };

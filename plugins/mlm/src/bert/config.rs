@@ -1,7 +1,7 @@
 //! BERT's configuration: Hugging Face `BertConfig` key names, size presets, and the user-facing
 //! arguments (a preset plus explicit overrides).
 
-use pt_sdk::{Config, PtError, Result};
+use pt_sdk::{PluginConfig, PtError, Result};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -164,7 +164,7 @@ impl BertConfig {
                 self.pad_token_id, self.vocab_size
             )));
         }
-        pt_sdk::memory::check_parameters(
+        pt_kit::memory::check_parameters(
             "bert",
             self.parameter_count(),
             "hidden_size, num_hidden_layers, intermediate_size or vocab_size",
@@ -199,66 +199,57 @@ impl BertConfig {
 
 /// The `bert` architecture's config: a size preset, and any key set here overrides it. Null
 /// means "the preset's value"; `vocab_size` normally comes from the dataset's tokenizer.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
+#[config(validate = BertArgs::check_sizes)]
 pub struct BertArgs {
+    /// size: tiny (2 layers, 128 wide), mini (4, 256), small (4, 512), medium (8, 512), base (12, 768)
+    #[config(default = Preset::Base)]
     pub preset: Preset,
+    /// embedding rows (the tokenizer's vocabulary size)
+    #[config(input)]
     pub vocab_size: Option<i64>,
+    /// width (null: the preset's)
     pub hidden_size: Option<i64>,
+    /// transformer layers (null: the preset's)
     pub num_hidden_layers: Option<i64>,
+    /// attention heads (null: the preset's)
     pub num_attention_heads: Option<i64>,
+    /// feed-forward width (null: the preset's)
     pub intermediate_size: Option<i64>,
+    /// gelu (erf), gelu_new (tanh approximation), relu or silu (null: gelu)
     pub hidden_act: Option<Activation>,
+    /// dropout after embeddings and each sublayer (null: 0.1)
     pub hidden_dropout_prob: Option<f64>,
+    /// dropout on attention probabilities (null: 0.1)
     pub attention_probs_dropout_prob: Option<f64>,
+    /// longest sequence (null: 512)
     pub max_position_embeddings: Option<i64>,
+    /// segment types (null: 2)
     pub type_vocab_size: Option<i64>,
+    /// std of the normal initialisation (null: 0.02)
     pub initializer_range: Option<f64>,
+    /// LayerNorm epsilon (null: 1e-12)
     pub layer_norm_eps: Option<f64>,
+    /// padding id (0 when neither the recipe nor the dataset sets it); its embedding row starts
+    /// at zero and gets no gradient
+    #[config(input, optional)]
     pub pad_token_id: Option<i64>,
+    /// build bert.pooler (tanh dense over [CLS]; output `pooled_output`) (null: true)
     pub add_pooling_layer: Option<bool>,
+    /// the `features` output: cls ([CLS] state) or mean (over unpadded tokens) (null: cls)
     pub feature_pooling: Option<FeaturePooling>,
 }
 
-impl Config for BertArgs {
-    fn inputs() -> Vec<pt_sdk::InputDecl> {
-        vec![pt_sdk::InputDecl::key("vocab_size"), pt_sdk::InputDecl::key("pad_token_id").optional()]
-    }
-
+impl BertArgs {
     /// Checked when the plan is, before the dataset says how large the vocabulary is: the
     /// sizes set here must hold (and fit in memory) with the smallest vocabulary they allow;
     /// the real one is checked again when the model is built.
-    fn validate(&self) -> Result<()> {
+    fn check_sizes(&self) -> Result<()> {
         let smallest_vocab = self.pad_token_id.unwrap_or(0).max(0) + 1;
         BertArgs { vocab_size: Some(self.vocab_size.unwrap_or(smallest_vocab)), ..self.clone() }.resolve().map(|_| ())
     }
 
-    fn describe() -> &'static [(&'static str, &'static str)] {
-        &[
-            (
-                "preset",
-                "size: tiny (2 layers, 128 wide), mini (4, 256), small (4, 512), medium (8, 512), base (12, 768)",
-            ),
-            ("vocab_size", "embedding rows; null: the dataset's tokenizer vocabulary (notes.vocab_size)"),
-            ("hidden_size", "width (null: the preset's)"),
-            ("num_hidden_layers", "transformer layers (null: the preset's)"),
-            ("num_attention_heads", "attention heads (null: the preset's)"),
-            ("intermediate_size", "feed-forward width (null: the preset's)"),
-            ("hidden_act", "gelu (erf), gelu_new (tanh approximation), relu or silu (null: gelu)"),
-            ("hidden_dropout_prob", "dropout after embeddings and each sublayer (null: 0.1)"),
-            ("attention_probs_dropout_prob", "dropout on attention probabilities (null: 0.1)"),
-            ("max_position_embeddings", "longest sequence (null: 512)"),
-            ("type_vocab_size", "segment types (null: 2)"),
-            ("initializer_range", "std of the normal initialisation (null: 0.02)"),
-            ("layer_norm_eps", "LayerNorm epsilon (null: 1e-12)"),
-            ("pad_token_id", "padding id; its embedding row starts at zero and gets no gradient (null: 0)"),
-            ("add_pooling_layer", "build bert.pooler (tanh dense over [CLS]; output `pooled_output`) (null: true)"),
-            ("feature_pooling", "the `features` output: cls ([CLS] state) or mean (over unpadded tokens) (null: cls)"),
-        ]
-    }
-}
-
-impl BertArgs {
     /// The preset with every explicitly set key applied, validated.
     pub fn resolve(&self) -> Result<BertConfig> {
         let vocab_size = self.vocab_size.ok_or_else(|| {

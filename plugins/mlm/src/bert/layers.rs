@@ -1,9 +1,9 @@
 //! The building blocks (Embedding here; Linear and LayerNorm from the SDK) over tch tensors with fallible ops, their
-//! parameters created through `pt_sdk::params` under Hugging Face names and initialised like
+//! parameters created through `pt_kit::params` under Hugging Face names and initialised like
 //! Hugging Face's BERT (normal(0, std) weights, zero biases, LayerNorm 1/0).
 
 /// `Linear::normal` is BERT's init (normal(0, initializer_range), zero bias); LayerNorm 1/0.
-pub use pt_sdk::params::{dropout, LayerNorm, Linear, Params};
+pub use pt_kit::params::{dropout, LayerNorm, Linear, Params};
 use pt_sdk::Result;
 use tch::Tensor;
 

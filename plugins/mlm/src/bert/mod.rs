@@ -8,7 +8,7 @@ pub mod model;
 use config::{BertArgs, BertConfig, FeaturePooling};
 use layers::Params;
 use model::BertForMaskedLM;
-use pt_sdk::params::Created;
+use pt_kit::params::Created;
 use pt_sdk::prelude::*;
 
 /// The masking rate assumed when counting the MLM head's FLOPs (the `mlm` objective's default).

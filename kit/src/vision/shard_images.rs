@@ -8,66 +8,47 @@ use super::decode::{decode_image, decoding_pool, ImageParams, ResizeMode};
 use super::pixel_csv::MAX_CLASSES;
 use super::store::{pixel_field, ImageStore};
 use crate::shards::{index_samples, Shard, ShardSample, TarMember};
-use crate::{Component, Config, CreateCtx, Dataset, DatasetInfo, FieldInfo, PtError, Result, StepCtx, Tensors};
+use crate::{Component, CreateCtx, Dataset, DatasetInfo, FieldInfo, PtError, Result, StepCtx, Tensors};
+use pt_sdk::PluginConfig;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use tch::Tensor;
 
 const IMAGE_FIELDS: [&str; 3] = ["png", "jpg", "jpeg"];
 
-#[derive(Serialize, Deserialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImageShardsConfig {
+    /// tar shards: files, directories (every .tar, any depth) or patterns (`train-*.tar`)
     pub shards: Vec<String>,
+    /// the member holding a sample's class number (`cls`: key.cls); empty: unlabelled
+    #[config(default = "cls")]
     pub label_field: String,
+    /// number of classes (null: the largest label + 1)
     pub num_classes: Option<i64>,
+    /// every image becomes this square size
+    #[config(default = 224)]
     pub image_size: i64,
+    /// crop: shorter side to image_size, then the centre square; stretch: both sides
+    #[config(default = ResizeMode::Crop)]
     pub resize: ResizeMode,
+    /// 3 (RGB) or 1 (grayscale)
+    #[config(default = 3)]
     pub channels: i64,
+    /// per-channel mean in [0, 1] units (null: from the first statistics_samples images)
     pub mean: Option<Vec<f64>>,
+    /// per-channel standard deviation (null: as mean)
     pub std: Option<Vec<f64>>,
+    /// images decoded to compute mean/std when they are not given
+    #[config(default = 256)]
     pub statistics_samples: u64,
+    /// refuse an image larger than this many pixels, read from its header before decoding
+    #[config(default = 50_000_000)]
     pub max_pixels: u64,
+    /// threads decoding a batch's images (0: one per CPU)
     pub workers: usize,
+    /// skip (and count) samples without an image or with an unreadable label, instead of failing
     pub skip_bad: bool,
-}
-
-impl Default for ImageShardsConfig {
-    fn default() -> Self {
-        ImageShardsConfig {
-            shards: Vec::new(),
-            label_field: "cls".into(),
-            num_classes: None,
-            image_size: 224,
-            resize: ResizeMode::Crop,
-            channels: 3,
-            mean: None,
-            std: None,
-            statistics_samples: 256,
-            max_pixels: 50_000_000,
-            workers: 0,
-            skip_bad: false,
-        }
-    }
-}
-
-impl Config for ImageShardsConfig {
-    fn describe() -> &'static [(&'static str, &'static str)] {
-        &[
-            ("shards", "tar shards: files, directories (every .tar, any depth) or patterns (`train-*.tar`)"),
-            ("label_field", "the member holding a sample's class number (`cls`: key.cls); empty: unlabelled"),
-            ("num_classes", "number of classes (null: the largest label + 1)"),
-            ("image_size", "every image becomes this square size"),
-            ("resize", "crop: shorter side to image_size, then the centre square; stretch: both sides"),
-            ("channels", "3 (RGB) or 1 (grayscale)"),
-            ("mean", "per-channel mean in [0, 1] units (null: from the first statistics_samples images)"),
-            ("std", "per-channel standard deviation (null: as mean)"),
-            ("statistics_samples", "images decoded to compute mean/std when they are not given"),
-            ("max_pixels", "refuse an image larger than this many pixels, read from its header before decoding"),
-            ("workers", "threads decoding a batch's images (0: one per CPU)"),
-            ("skip_bad", "skip (and count) samples without an image or with an unreadable label, instead of failing"),
-        ]
-    }
 }
 
 struct Item {

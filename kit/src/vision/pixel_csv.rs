@@ -4,66 +4,46 @@
 use super::augment::Normalization;
 use super::store::{check_labels, ImageStore};
 use crate::rng::derive_seed;
-use crate::{Component, Config, CreateCtx, Dataset, DatasetInfo, PtError, Result, StepCtx, Tensors};
+use crate::{Component, CreateCtx, Dataset, DatasetInfo, PtError, Result, StepCtx, Tensors};
+use pt_sdk::PluginConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-#[derive(Serialize, Deserialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
 pub struct PixelCsvConfig {
+    /// CSV file, one image per row: pixel values (row-major, one channel) and a label
+    #[config(default = "{data}/images/digits/digits.csv")]
     pub path: String,
+    /// where the label is: last or first
+    #[config(default = "last")]
     pub label_column: String,
+    /// image width (null: square images, width = sqrt(pixels))
     pub width: Option<i64>,
+    /// the pixel value that means white (null: 16 if no value exceeds 16, else 255)
     pub max_value: Option<f64>,
+    /// skip the first row
     pub has_header: bool,
+    /// all, train or test: rows go to test by a fixed hash of their row number
+    #[config(default = "all")]
     pub split: String,
+    /// fraction of rows in the test split
+    #[config(default = 0.2)]
     pub test_fraction: f64,
+    /// number of classes (null: largest label + 1)
     pub num_classes: Option<i64>,
+    /// mean in [0, 1] units (null: computed from this split)
     pub mean: Option<Vec<f64>>,
+    /// standard deviation (null: computed from this split)
     pub std: Option<Vec<f64>>,
+    /// keep the first N images of each class (0: all)
     pub max_per_class: u64,
+    /// skip malformed rows and out-of-range labels (counted) instead of failing
     pub skip_bad: bool,
+    /// keep the labels of this fraction of each class (file order) and serve -100 for the rest,
+    /// for semi-supervised runs
+    #[config(default = 1.0)]
     pub label_fraction: f64,
-}
-
-impl Default for PixelCsvConfig {
-    fn default() -> Self {
-        PixelCsvConfig {
-            path: "{data}/images/digits/digits.csv".into(),
-            label_column: "last".into(),
-            width: None,
-            max_value: None,
-            has_header: false,
-            split: "all".into(),
-            test_fraction: 0.2,
-            num_classes: None,
-            mean: None,
-            std: None,
-            max_per_class: 0,
-            skip_bad: false,
-            label_fraction: 1.0,
-        }
-    }
-}
-
-impl Config for PixelCsvConfig {
-    fn describe() -> &'static [(&'static str, &'static str)] {
-        &[
-            ("path", "CSV file, one image per row: pixel values (row-major, one channel) and a label"),
-            ("label_column", "where the label is: last or first"),
-            ("width", "image width (null: square images, width = sqrt(pixels))"),
-            ("max_value", "the pixel value that means white (null: 16 if no value exceeds 16, else 255)"),
-            ("has_header", "skip the first row"),
-            ("split", "all, train or test: rows go to test by a fixed hash of their row number"),
-            ("test_fraction", "fraction of rows in the test split"),
-            ("num_classes", "number of classes (null: largest label + 1)"),
-            ("mean", "mean in [0, 1] units (null: computed from this split)"),
-            ("std", "standard deviation (null: computed from this split)"),
-            ("max_per_class", "keep the first N images of each class (0: all)"),
-            ("skip_bad", "skip malformed rows and out-of-range labels (counted) instead of failing"),
-            ("label_fraction", "keep the labels of this fraction of each class (file order) and serve -100 for the rest, for semi-supervised runs"),
-        ]
-    }
 }
 
 /// The most classes a labelled image set may have: a bound on what a mistyped label or

@@ -3,54 +3,36 @@
 
 use super::augment::Normalization;
 use super::store::{check_labels, ImageStore};
-use crate::{Component, Config, CreateCtx, Dataset, DatasetInfo, PtError, Result, StepCtx, Tensors};
+use crate::{Component, CreateCtx, Dataset, DatasetInfo, PtError, Result, StepCtx, Tensors};
+use pt_sdk::PluginConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-#[derive(Serialize, Deserialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
 pub struct IdxConfig {
+    /// directory with {train,t10k}-{images-idx3,labels-idx1}-ubyte (and optionally classes.txt)
+    #[config(default = "{data}/images/mnist")]
     pub path: String,
+    /// train (train-*) or test (t10k-*)
+    #[config(default = "train")]
     pub split: String,
+    /// number of classes (null: classes.txt's lines, else the largest label + 1)
     pub num_classes: Option<i64>,
+    /// per-channel mean in [0, 1] units (null: computed from this split)
     pub mean: Option<Vec<f64>>,
+    /// per-channel standard deviation (null: computed from this split)
     pub std: Option<Vec<f64>>,
+    /// keep the first N images of each class (0: all), for balanced subsets
     pub max_per_class: u64,
+    /// keep the first N images (0: all)
     pub max_samples: u64,
+    /// skip samples whose label is out of range (counted) instead of failing
     pub skip_bad: bool,
+    /// keep the labels of this fraction of each class (file order) and serve -100 for the rest,
+    /// for semi-supervised runs
+    #[config(default = 1.0)]
     pub label_fraction: f64,
-}
-
-impl Default for IdxConfig {
-    fn default() -> Self {
-        IdxConfig {
-            path: "{data}/images/mnist".into(),
-            split: "train".into(),
-            num_classes: None,
-            mean: None,
-            std: None,
-            max_per_class: 0,
-            max_samples: 0,
-            skip_bad: false,
-            label_fraction: 1.0,
-        }
-    }
-}
-
-impl Config for IdxConfig {
-    fn describe() -> &'static [(&'static str, &'static str)] {
-        &[
-            ("path", "directory with {train,t10k}-{images-idx3,labels-idx1}-ubyte (and optionally classes.txt)"),
-            ("split", "train (train-*) or test (t10k-*)"),
-            ("num_classes", "number of classes (null: classes.txt's lines, else the largest label + 1)"),
-            ("mean", "per-channel mean in [0, 1] units (null: computed from this split)"),
-            ("std", "per-channel standard deviation (null: computed from this split)"),
-            ("max_per_class", "keep the first N images of each class (0: all), for balanced subsets"),
-            ("max_samples", "keep the first N images (0: all)"),
-            ("skip_bad", "skip samples whose label is out of range (counted) instead of failing"),
-            ("label_fraction", "keep the labels of this fraction of each class (file order) and serve -100 for the rest, for semi-supervised runs"),
-        ]
-    }
 }
 
 pub struct IdxImages {

@@ -6,7 +6,8 @@ use super::clip::{collate, crop_offset, cropped_len, normalize};
 use super::manifest::{is_manifest, read_manifest, scan_wavs, ClipSource};
 use super::wav::{decode_clip, read_header, Encoded, WavFacts};
 use crate::shards::{index_samples, Shard};
-use crate::{Component, Config, CreateCtx, Dataset, DatasetInfo, FieldInfo, PtError, Result, StepCtx, Tensors};
+use crate::{Component, CreateCtx, Dataset, DatasetInfo, FieldInfo, PtError, Result, StepCtx, Tensors};
+use pt_sdk::PluginConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,61 +27,37 @@ pub enum LabelSource {
     Folder,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
 pub struct AudioConfig {
+    /// a folder (searched recursively for .wav/.flac/.ogg/.opus/.mp3 files, sorted by path), or a manifest:
+    /// .tsv (fairseq: first line the root directory, relative to the manifest's folder or absolute, then
+    /// path<TAB>num_samples[<TAB>label]) or .jsonl (one object per line: audio_filepath or path, optional
+    /// num_samples and label; files relative to the manifest's folder)
     pub path: String,
+    /// instead of path: WebDataset-style tar shards (key.flac|wav|ogg|opus|mp3, and key.cls for a label) —
+    /// directories of .tar files, patterns or files
     pub shards: Vec<String>,
+    /// the rate clips are served at (Hz); clips at other rates are resampled, multichannel clips averaged to mono
+    #[config(default = 16_000)]
     pub sample_rate: u32,
+    /// shortest clip accepted, in samples at sample_rate (400 = 25 ms at 16 kHz, wav2vec2's receptive field)
+    #[config(default = 400)]
     pub min_samples: u64,
+    /// longer clips are cropped to this length: at a random offset in training, from the start in evaluation
+    /// (0: no limit)
+    #[config(default = 15.0)]
     pub max_seconds: f64,
+    /// scale each clip to zero mean and unit variance (as Wav2Vec2FeatureExtractor's do_normalize)
+    #[config(default = true)]
     pub normalize: bool,
+    /// auto (a manifest's third column, if any), none, or folder (the root's sub-folder holding the clip)
+    #[config(default = LabelSource::Auto)]
     pub labels: LabelSource,
+    /// keep the first N clips, in path / manifest order (0: all)
     pub max_samples: u64,
+    /// skip (and count) unreadable or unsupported files, bad manifest lines and too-short clips instead of failing
     pub skip_bad: bool,
-}
-
-impl Default for AudioConfig {
-    fn default() -> Self {
-        AudioConfig {
-            path: String::new(),
-            shards: Vec::new(),
-            sample_rate: 16_000,
-            // 25 ms at 16 kHz: the receptive field of wav2vec2's convolutional feature encoder.
-            min_samples: 400,
-            max_seconds: 15.0,
-            normalize: true,
-            labels: LabelSource::Auto,
-            max_samples: 0,
-            skip_bad: false,
-        }
-    }
-}
-
-impl Config for AudioConfig {
-    fn describe() -> &'static [(&'static str, &'static str)] {
-        &[
-            (
-                "path",
-                "a folder (searched recursively for .wav/.flac/.ogg/.opus/.mp3 files, sorted by path), or a manifest: \
-                 .tsv (fairseq: first line the root directory, relative to the manifest's folder or absolute, then \
-                 path<TAB>num_samples[<TAB>label]) or .jsonl (one object per line: audio_filepath or path, optional \
-                 num_samples and label; files relative to the manifest's folder)",
-            ),
-            (
-                "shards",
-                "instead of path: WebDataset-style tar shards (key.flac|wav|ogg|opus|mp3, and key.cls for a label) — \
-                 directories of .tar files, patterns or files",
-            ),
-            ("sample_rate", "the rate clips are served at (Hz); clips at other rates are resampled, multichannel clips averaged to mono"),
-            ("min_samples", "shortest clip accepted, in samples at sample_rate (400 = 25 ms at 16 kHz, wav2vec2's receptive field)"),
-            ("max_seconds", "longer clips are cropped to this length: at a random offset in training, from the start in evaluation (0: no limit)"),
-            ("normalize", "scale each clip to zero mean and unit variance (as Wav2Vec2FeatureExtractor's do_normalize)"),
-            ("labels", "auto (a manifest's third column, if any), none, or folder (the root's sub-folder holding the clip)"),
-            ("max_samples", "keep the first N clips, in path / manifest order (0: all)"),
-            ("skip_bad", "skip (and count) unreadable or unsupported files, bad manifest lines and too-short clips instead of failing"),
-        ]
-    }
 }
 
 /// One usable clip.
@@ -569,6 +546,7 @@ impl Dataset for AudioFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Config;
 
     #[test]
     fn class_folder_is_the_first_sub_folder() {

@@ -200,7 +200,7 @@ mod tests {
         let pa = Params::new(3, 0.02, Device::Cpu, &a);
         let x = pa.sub("encoder").sub(0).normal("weight", &[4, 4], None).unwrap();
         let pb = Params::new(3, 0.02, Device::Cpu, &b);
-        pb.constant("other", &[2], 1.0).unwrap();
+        let _ = pb.constant("other", &[2], 1.0).unwrap();
         let y = pb.sub("encoder.0").normal("weight", &[4, 4], None).unwrap();
         assert_eq!(a.parameters.borrow()[0].0, "encoder.0.weight");
         assert!(x.equal(&y));

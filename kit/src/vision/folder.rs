@@ -7,7 +7,8 @@ use super::augment::Normalization;
 pub use super::decode::ResizeMode;
 use super::decode::{decode_image, decoding_pool, ImageParams};
 use super::store::{ImageStore, UNLABELLED};
-use crate::{Component, Config, CreateCtx, Dataset, DatasetInfo, PtError, Result, StepCtx, Tensors};
+use crate::{Component, CreateCtx, Dataset, DatasetInfo, PtError, Result, StepCtx, Tensors};
+use pt_sdk::PluginConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -23,63 +24,40 @@ pub enum FolderLabels {
     None,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImageFolderConfig {
+    /// root folder of .png/.jpg/.jpeg images
     pub path: String,
+    /// folders: one sub-folder per class (sorted names = class order); none: every image under path, any depth,
+    /// unlabelled; auto: folders when path holds only sub-folders, else none
+    #[config(default = FolderLabels::Auto)]
     pub labels: FolderLabels,
+    /// make every image this square size (null: all images must share one size)
     pub image_size: Option<i64>,
+    /// crop: shorter side to image_size, then the centre square; stretch: both sides to image_size
+    #[config(default = ResizeMode::Crop)]
     pub resize: ResizeMode,
+    /// 3 (RGB) or 1 (grayscale)
+    #[config(default = 3)]
     pub channels: i64,
+    /// per-channel mean in [0, 1] units (null: computed from the images)
     pub mean: Option<Vec<f64>>,
+    /// per-channel standard deviation (null: computed from the images)
     pub std: Option<Vec<f64>>,
+    /// keep the first N images of each class, in file-name order (0: all)
     pub max_per_class: u64,
+    /// refuse an image larger than this many pixels, read from its header before decoding
+    #[config(default = 50_000_000)]
     pub max_pixels: u64,
+    /// threads decoding images (0: one per CPU)
     pub workers: usize,
+    /// skip unreadable images and empty class folders (counted) instead of failing
     pub skip_bad: bool,
+    /// keep the labels of this fraction of each class (file order) and serve -100 for the rest,
+    /// for semi-supervised runs
+    #[config(default = 1.0)]
     pub label_fraction: f64,
-}
-
-impl Default for ImageFolderConfig {
-    fn default() -> Self {
-        ImageFolderConfig {
-            path: String::new(),
-            labels: FolderLabels::Auto,
-            image_size: None,
-            resize: ResizeMode::Crop,
-            channels: 3,
-            mean: None,
-            std: None,
-            max_per_class: 0,
-            max_pixels: 50_000_000,
-            workers: 0,
-            skip_bad: false,
-            label_fraction: 1.0,
-        }
-    }
-}
-
-impl Config for ImageFolderConfig {
-    fn describe() -> &'static [(&'static str, &'static str)] {
-        &[
-            ("path", "root folder of .png/.jpg/.jpeg images"),
-            (
-                "labels",
-                "folders: one sub-folder per class (sorted names = class order); none: every image under path, any depth, \
-                 unlabelled; auto: folders when path holds only sub-folders, else none",
-            ),
-            ("image_size", "make every image this square size (null: all images must share one size)"),
-            ("resize", "crop: shorter side to image_size, then the centre square; stretch: both sides to image_size"),
-            ("channels", "3 (RGB) or 1 (grayscale)"),
-            ("mean", "per-channel mean in [0, 1] units (null: computed from the images)"),
-            ("std", "per-channel standard deviation (null: computed from the images)"),
-            ("max_per_class", "keep the first N images of each class, in file-name order (0: all)"),
-            ("max_pixels", "refuse an image larger than this many pixels, read from its header before decoding"),
-            ("workers", "threads decoding images (0: one per CPU)"),
-            ("skip_bad", "skip unreadable images and empty class folders (counted) instead of failing"),
-            ("label_fraction", "keep the labels of this fraction of each class (file order) and serve -100 for the rest, for semi-supervised runs"),
-        ]
-    }
 }
 
 pub struct ImageFolder {

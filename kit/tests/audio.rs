@@ -1,10 +1,10 @@
-//! `pt_sdk::audio` on real WAV files written with hound: decoding of every supported encoding,
+//! `pt_kit::audio` on real WAV files written with hound: decoding of every supported encoding,
 //! resampling and downmixing, batches (padding, mask, crop, normalisation), labels, and the error
 //! or counted skip for each kind of bad input.
 //! Run: `cargo test --release -p pt-sdk --features audio --test audio`.
 
 use hound::{SampleFormat, WavSpec, WavWriter};
-use pt_sdk::audio::{read_wav, read_wav_header, AudioConfig, AudioFiles};
+use pt_kit::audio::{read_wav, read_wav_header, AudioConfig, AudioFiles};
 use pt_sdk::{Component, CreateCtx, Dataset, DatasetInfo, PtError, StepCtx, Tensors};
 use std::f64::consts::PI;
 use std::path::{Path, PathBuf};
@@ -290,7 +290,7 @@ fn manifest_labels_and_roots() {
 
     // labels = none ignores the column; max_samples keeps the first lines.
     let plain = open(&manifest, |c| {
-        c.labels = pt_sdk::audio::LabelSource::Unlabelled;
+        c.labels = pt_kit::audio::LabelSource::Unlabelled;
         c.max_samples = 2;
     })
     .unwrap();
@@ -314,7 +314,7 @@ fn folder_labels_come_from_the_class_sub_folders() {
     write_tone(&dir.path().join("dog/a.wav"), 1000);
     write_tone(&dir.path().join("cat/b.wav"), 1000);
     write_tone(&dir.path().join("dog/speaker2/c.wav"), 1000);
-    let ds = open(dir.path(), |c| c.labels = pt_sdk::audio::LabelSource::Folder).unwrap();
+    let ds = open(dir.path(), |c| c.labels = pt_kit::audio::LabelSource::Folder).unwrap();
     let info = ds.info();
     assert_eq!(info.classes, vec!["cat", "dog"]);
     assert_eq!(info.class_counts, vec![1, 2]);
@@ -325,7 +325,7 @@ fn folder_labels_come_from_the_class_sub_folders() {
     // A clip directly in the root has no class.
     write_tone(&dir.path().join("stray.wav"), 1000);
     expect_error(
-        open(dir.path(), |c| c.labels = pt_sdk::audio::LabelSource::Folder),
+        open(dir.path(), |c| c.labels = pt_kit::audio::LabelSource::Folder),
         &["stray.wav", "class sub-folder"],
     );
 }
