@@ -247,11 +247,11 @@ fn every_component_of_every_plugin_trains_in_a_tiny_run() {
     data_dir("images");
     data_dir("audio");
     let pt = Pt::new();
-    for so in [&built.denoise, &built.faulty] {
+    for so in [&built.denoise, &built.rotnet, &built.faulty] {
         pt.ok(&["plugin", "install", so.to_str().unwrap()]);
     }
     let (by_kind, plugin_names) = discover(&pt);
-    for expected in ["mlm", "resnet", "simclr", "wav2vec", "denoise", "faulty", "pt"] {
+    for expected in ["mlm", "resnet", "simclr", "wav2vec", "denoise", "rotnet", "faulty", "pt"] {
         assert!(plugin_names.iter().any(|n| n == expected), "plugin {expected} found: {plugin_names:?}");
     }
     let undocumented: Vec<String> = plugin_names.iter().flat_map(|p| undocumented_keys(&pt, p)).collect();
@@ -402,6 +402,7 @@ fn every_component_of_every_plugin_trains_in_a_tiny_run() {
         ("mlm:text", "mlm:bert", "denoise:denoise"),
         ("faulty:toy", "faulty:faulty", "faulty:regression"),
         ("faulty:toy", "faulty:faulty", "denoise:denoise"),
+        ("faulty:toy", "faulty:faulty", "faulty:stale_head"),
     ] {
         assert!(trained.contains(&(d.to_string(), a.to_string(), o.to_string())), "{d} × {a} × {o} trained:\n{report}");
     }
@@ -410,6 +411,7 @@ fn every_component_of_every_plugin_trains_in_a_tiny_run() {
         ("resnet:resnet18", "resnet:fixmatch"),
         ("resnet:resnet18", "simclr:simclr"),
         ("resnet:resnet50", "simclr:simclr"),
+        ("resnet:resnet18", "rotnet:rotnet"),
     ] {
         assert!(trained.iter().any(|(_, ta, to)| ta == a && to == o), "{a} × {o} trained on some dataset:\n{report}");
     }

@@ -131,7 +131,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     let so = target_dir.join("release").join(format!("lib{name}.so"));
-    println!("wrote {} ({} plugin '{name}', component {:?} '{name}')", dir.display(), kind_name(args.kind), args.kind);
+    let registry = pt_core::plugin::Registry::discover();
+    if let Some(found) = registry.plugins.iter().find(|f| f.plugin.name() == name.as_str()) {
+        println!(
+            "note: a plugin named '{name}' is already on pt's search path ({}); installing this one replaces or shadows it",
+            found.plugin.path.display()
+        );
+    }
+    println!("wrote {}: plugin '{name}' with {} '{name}'", dir.display(), kind_name(args.kind));
     println!("  src/lib.rs        the {} and its config; pt_sdk::export_plugin! at the end", kind_name(args.kind));
     println!("  tests/train.rs    runs it through a tiny `pt train` (needs pt on PATH)");
     println!("next:");

@@ -1,5 +1,5 @@
-//! Building the plugins the host tests load from source: the out-of-tree example
-//! (`examples/denoise`), the `faulty` fixture (`tests/fixtures/faulty_plugin`), and two variants of
+//! Building the plugins the host tests load from source: the out-of-tree examples
+//! (`examples/denoise`, `examples/rotnet`), the `faulty` fixture (`tests/fixtures/faulty_plugin`), and two variants of
 //! the example made here — a fork that provides the same objective name under another plugin
 //! name, and a copy built against a pt-sdk whose version is bumped to 0.2.0.
 //!
@@ -35,6 +35,9 @@ pub fn sdk_versions() -> (String, String) {
 pub struct Plugins {
     /// `examples/denoise`: plugin `denoise`, objective `denoise`.
     pub denoise: PathBuf,
+    /// `examples/rotnet`: plugin `rotnet`, objective `rotnet` (what `pt plugin new --kind
+    /// objective` writes).
+    pub rotnet: PathBuf,
     /// `tests/fixtures/faulty_plugin`: plugin `faulty` (dataset `toy`, architecture `faulty`,
     /// objective `regression`).
     pub faulty: PathBuf,
@@ -52,6 +55,7 @@ pub fn plugins() -> &'static Plugins {
         let root = repo_root();
         let work = target_root().join("pt-test-build");
         let denoise = build(&root.join("examples/denoise"), "denoise");
+        let rotnet = build(&root.join("examples/rotnet"), "rotnet");
         let faulty = build(&root.join("tests/fixtures/faulty_plugin"), "faulty_plugin");
         let fork_dir = work.join("denoise-fork");
         copy_example(&fork_dir, "denoise-fork", "denoise_fork", &root, Some("denoise_fork"));
@@ -60,7 +64,7 @@ pub fn plugins() -> &'static Plugins {
         copy_sdk_and_kit(&next_dir, &sdk_versions().1);
         copy_example(&next_dir.join("denoise"), "denoise-next-sdk", "denoise_next_sdk", &next_dir, None);
         let denoise_next_sdk = build(&next_dir.join("denoise"), "denoise_next_sdk");
-        Plugins { denoise, faulty, denoise_fork, denoise_next_sdk }
+        Plugins { denoise, rotnet, faulty, denoise_fork, denoise_next_sdk }
     })
 }
 
