@@ -234,16 +234,16 @@ fn shards(files: &[PathBuf]) -> Suggest {
     let mut bad = Unreadable::default();
     let (mut samples, mut fields, mut labels) = (0usize, BTreeMap::<String, usize>::new(), BTreeMap::new());
     for f in files {
-        match index_samples(std::slice::from_ref(f)) {
-            Ok(s) => {
+        // One open shard for all its `.cls` members (the labels are read by offset).
+        match index_samples(std::slice::from_ref(f)).and_then(|s| Ok((s, pt_kit::shards::Shard::open(f)?))) {
+            Ok((s, shard)) => {
                 samples += s.len();
                 for sample in &s {
                     for (ext, _) in &sample.fields {
                         *fields.entry(ext.clone()).or_default() += 1;
                     }
                     if let Some(m) = sample.field(&["cls"]) {
-                        let label =
-                            pt_kit::shards::read_member(f, m).map(|b| String::from_utf8_lossy(&b).trim().to_string());
+                        let label = shard.read(m).map(|b| String::from_utf8_lossy(&b).trim().to_string());
                         *labels.entry(label.unwrap_or_else(|e| e.message.to_string())).or_insert(0usize) += 1;
                     }
                 }

@@ -258,6 +258,12 @@ fn is_tar(path: &Path) -> bool {
     path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("tar"))
 }
 
+/// Whether `path` holds whole documents (Parquet values, tar shard members) rather than lines
+/// of text, judged by its name as [`TextLines::open`] does.
+pub fn holds_documents(path: &Path) -> bool {
+    is_parquet(path) || is_tar(path)
+}
+
 impl TextLines {
     pub fn open(path: &Path) -> Result<Self> {
         Self::open_with_column(path, None)

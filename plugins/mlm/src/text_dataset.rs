@@ -96,9 +96,8 @@ impl Component for TextDataset {
             )));
         }
         let files = source_files(&config, ctx)?;
-        let is_documents =
-            |f: &&PathBuf| pt_kit::text::is_parquet(f) || f.extension().is_some_and(|e| e.eq_ignore_ascii_case("tar"));
-        if let (TextMode::Lines, Some(documents)) = (config.mode, files.iter().find(is_documents)) {
+        let documents = files.iter().find(|f| pt_kit::text::holds_documents(f));
+        if let (TextMode::Lines, Some(documents)) = (config.mode, documents) {
             return Err(PtError::config(format!(
                 "text: mode = \"lines\" reads text and JSON-lines files; {} holds documents (Parquet or tar \
                  shards): use mode = \"packed\"",
