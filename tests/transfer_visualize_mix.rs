@@ -267,3 +267,42 @@ fn task_splits_number_classes_as_the_training_split_does() {
         "{err}"
     );
 }
+
+#[test]
+fn transfer_prints_every_evaluators_metrics_and_can_skip_the_baseline() {
+    // Issue 24: mlm_eval reports no `accuracy`, so the table shows each of its metrics; with
+    // --no-baseline only the checkpoint is evaluated.
+    let (pt, dir, recipe) = tiny_mlm_setup(4, "");
+    let run = dir.path().join("run");
+    pt.ok(&["train", "--recipe", recipe.to_str().unwrap(), "--run-dir", run.to_str().unwrap(), "--quiet"]);
+    let task = write_file(
+        dir.path(),
+        "mlm-task.toml",
+        &format!(
+            "[[eval]]\nname = \"mlm_eval\"\nmax_batches = 2\nsplits.validation = {{ name = \"text\", files = [\"{}/text/tiny/valid.txt\"], tokenizer = \"{{run}}/assets/tokenizer.json\", block_size = 32 }}\n",
+            data_dir("text").display()
+        ),
+    );
+    let (run_s, task_s) = (run.to_str().unwrap(), task.to_str().unwrap());
+    let both = pt.ok(&["transfer", run_s, "--task", task_s]);
+    let row = both.lines().find(|l| l.starts_with("mlm_eval perplexity")).unwrap_or_else(|| panic!("{both}"));
+    assert_eq!(row.split_whitespace().count(), 4, "pretrained and random-init values: {row}");
+    assert!(both.lines().any(|l| l.starts_with("mlm_eval mlm_accuracy") && l.matches('%').count() == 2), "{both}");
+
+    let alone = pt.ok(&[
+        "transfer",
+        run_s,
+        "--task",
+        task_s,
+        "--no-baseline",
+        "--out",
+        dir.path().join("alone").to_str().unwrap(),
+    ]);
+    assert!(!alone.contains("random init"), "{alone}");
+    let row = alone.lines().find(|l| l.starts_with("mlm_eval perplexity")).unwrap_or_else(|| panic!("{alone}"));
+    assert_eq!(row.split_whitespace().count(), 3, "the checkpoint's value only: {row}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("alone/transfer.json")).unwrap()).unwrap();
+    assert!(report["comparisons"][0].get("random_init").is_none(), "{report}");
+    assert!(report["comparisons"][0]["pretrained"]["metrics"]["perplexity"].as_f64().is_some());
+}

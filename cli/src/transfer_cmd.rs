@@ -27,6 +27,10 @@ pub struct Args {
     /// Where the report goes (default: FROM's run directory, transfer-TASK/).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Evaluate the checkpoint only: skip the same evaluators from random initialisation
+    /// (half the time; no speed-up is reported).
+    #[arg(long)]
+    no_baseline: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -50,12 +54,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&out)?;
     crate::logging::log_to_file(&out.join("transfer.log"))?;
     let reg = Registry::discover();
-    let report = pt_core::transfer::run(&reg, &run_dir, ckpt, task, &name, &out)?;
+    let report = pt_core::transfer::run(&reg, &run_dir, ckpt, task, &name, &out, !args.no_baseline)?;
     outln!("transfer {} from {} (step {})", name, report.checkpoint.display(), report.checkpoint_step);
-    let pct = |v: Option<f64>| v.map(|a| format!("{:.1} %", a * 100.0)).unwrap_or_else(|| "-".into());
-    outln!("{:<20} {:>12} {:>12}", "evaluator", "pretrained", "random init");
-    for (evaluator, (p, r)) in pt_core::transfer::accuracy_table(&report) {
-        outln!("{evaluator:<20} {:>12} {:>12}", pct(p), pct(r));
+    let rows = pt_core::transfer::metric_rows(&report);
+    let width = rows.iter().map(|r| r.label.len()).max().unwrap_or(0).max(20);
+    match args.no_baseline {
+        false => outln!("{:<width$} {:>12} {:>12}", "evaluator", "pretrained", "random init"),
+        true => outln!("{:<width$} {:>12}", "evaluator", "pretrained"),
+    }
+    for row in &rows {
+        match args.no_baseline {
+            false => outln!("{:<width$} {:>12} {:>12}", row.label, row.show(row.pretrained), row.show(row.random)),
+            true => outln!("{:<width$} {:>12}", row.label, row.show(row.pretrained)),
+        }
     }
     for c in &report.comparisons {
         if let Some(s) = &c.speedup {

@@ -16,7 +16,6 @@ use crate::{Error, Result};
 use pt_report::{plot_lines, LinePlot, Series};
 use pt_sdk::EvalReport;
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The run and checkpoint a transfer starts from: a run directory (its latest valid checkpoint)
@@ -56,7 +55,9 @@ pub fn open(reg: &Registry, run_dir: &Path, ckpt: Checkpoint, evals: Vec<EvalSpe
 pub struct Comparison {
     pub evaluator: String,
     pub pretrained: EvalReport,
-    pub random_init: EvalReport,
+    /// None with `--no-baseline` (only the checkpoint evaluated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub random_init: Option<EvalReport>,
     /// For evaluators with an `accuracy_by_step` curve (fine-tuning).
     pub speedup: Option<Speedup>,
 }
@@ -111,8 +112,8 @@ pub fn speedup(pretrained: &EvalReport, random: &EvalReport) -> Option<Speedup> 
     })
 }
 
-/// Runs `task` (`[[eval]]` entries) on the checkpoint and at random initialisation; writes
-/// `transfer.json`, `transfer.md` and the learning-curve PNGs into `out`.
+/// Runs `task` (`[[eval]]` entries) on the checkpoint and, with `baseline`, at random
+/// initialisation; writes `transfer.json`, `transfer.md` and the learning-curve PNGs into `out`.
 /// `run_dir` and `ckpt` come from [`locate`].
 pub fn run(
     reg: &Registry,
@@ -121,6 +122,7 @@ pub fn run(
     task: Vec<EvalSpec>,
     task_name: &str,
     out: &Path,
+    baseline: bool,
 ) -> Result<TransferReport> {
     let (session, ckpt) = open(reg, run_dir, ckpt, task.clone())?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
@@ -130,9 +132,13 @@ pub fn run(
         let mut runner = EvalRunner::create(&session, i)?;
         tracing::info!(evaluator = spec.label(), "transfer: from the checkpoint");
         let pretrained = runner.run(&session, &session.arch, ckpt.manifest.step, false)?;
-        tracing::info!(evaluator = spec.label(), "transfer: from random initialisation");
-        let random_init = runner.run(&session, &session.arch, ckpt.manifest.step, true)?;
-        let speedup = speedup(&pretrained, &random_init);
+        let random_init = if baseline {
+            tracing::info!(evaluator = spec.label(), "transfer: from random initialisation");
+            Some(runner.run(&session, &session.arch, ckpt.manifest.step, true)?)
+        } else {
+            None
+        };
+        let speedup = random_init.as_ref().and_then(|r| speedup(&pretrained, r));
         comparisons.push(Comparison { evaluator: spec.label().to_string(), pretrained, random_init, speedup });
     }
     let mut report = TransferReport {
@@ -154,17 +160,18 @@ fn write_report(report: &TransferReport, out: &Path) -> Result<Vec<PathBuf>> {
             ("accuracy_by_step", "fine-tuning step", "steps"),
             ("accuracy_by_seconds", "seconds of fine-tuning", "time"),
         ] {
-            let (Some(p), Some(r)) = (c.pretrained.curves.get(curve), c.random_init.curves.get(curve)) else {
+            let Some(p) = c.pretrained.curves.get(curve) else {
                 continue;
             };
+            let random = c.random_init.as_ref().and_then(|r| r.curves.get(curve));
+            let mut series = vec![Series { name: "pretrained".into(), points: p.clone() }];
+            series.extend(random.map(|r| Series { name: "random init".into(), points: r.clone() }));
+            let versus = if random.is_some() { " vs random init" } else { "" };
             let plot = LinePlot {
-                title: format!("{}: {} from step {} vs random init", report.task, c.evaluator, report.checkpoint_step),
+                title: format!("{}: {} from step {}{versus}", report.task, c.evaluator, report.checkpoint_step),
                 x_label: x_label.into(),
                 y_label: "test accuracy".into(),
-                series: vec![
-                    Series { name: "pretrained".into(), points: p.clone() },
-                    Series { name: "random init".into(), points: r.clone() },
-                ],
+                series,
                 ..Default::default()
             };
             let path = out.join(format!("{}-{suffix}.png", c.evaluator));
@@ -182,28 +189,28 @@ fn write_report(report: &TransferReport, out: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn pct(v: Option<&f64>) -> String {
-    v.map(|a| format!("{:.1} %", a * 100.0)).unwrap_or_else(|| "-".into())
-}
-
 /// The summary as Markdown: a table of accuracies and the fine-tuning speed-up.
 pub fn markdown(report: &TransferReport, files: &[PathBuf]) -> String {
+    let against = if report.comparisons.iter().any(|c| c.random_init.is_some()) {
+        "against the same architecture at random initialisation"
+    } else {
+        "alone (no random-initialisation baseline)"
+    };
     let mut s = format!(
-        "# Transfer: {}\n\nCheckpoint `{}` (step {}) against the same architecture at random initialisation.\n\n\
+        "# Transfer: {}\n\nCheckpoint `{}` (step {}) {against}.\n\n\
          | evaluator | pretrained | random init | best (pretrained / random) |\n|---|---|---|---|\n",
         report.task,
         report.checkpoint.display(),
         report.checkpoint_step
     );
-    for c in &report.comparisons {
-        let (p, r) = (&c.pretrained.metrics, &c.random_init.metrics);
+    for row in metric_rows(report) {
         s.push_str(&format!(
             "| {} | {} | {} | {} / {} |\n",
-            c.evaluator,
-            pct(p.get("accuracy")),
-            pct(r.get("accuracy")),
-            pct(p.get("best_accuracy")),
-            pct(r.get("best_accuracy"))
+            row.label,
+            row.show(row.pretrained),
+            row.show(row.random),
+            row.show(row.pretrained_best),
+            row.show(row.random_best)
         ));
     }
     for c in &report.comparisons {
@@ -234,18 +241,59 @@ pub fn markdown(report: &TransferReport, files: &[PathBuf]) -> String {
     s
 }
 
-/// Metrics of one comparison by name, for printing: `evaluator → (pretrained, random)`.
-pub fn accuracy_table(report: &TransferReport) -> BTreeMap<String, (Option<f64>, Option<f64>)> {
-    report
-        .comparisons
-        .iter()
-        .map(|c| {
-            (
-                c.evaluator.clone(),
-                (c.pretrained.metrics.get("accuracy").copied(), c.random_init.metrics.get("accuracy").copied()),
-            )
-        })
-        .collect()
+/// One line of the transfer table: an evaluator's accuracy, or, for an evaluator without one
+/// (e.g. `mlm_eval`), each of its metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricRow {
+    pub label: String,
+    pub pretrained: Option<f64>,
+    pub random: Option<f64>,
+    pub pretrained_best: Option<f64>,
+    pub random_best: Option<f64>,
+    /// An accuracy, shown in %.
+    pub percent: bool,
+}
+
+impl MetricRow {
+    pub fn show(&self, v: Option<f64>) -> String {
+        match (v, self.percent) {
+            (None, _) => "-".into(),
+            (Some(a), true) => format!("{:.1} %", a * 100.0),
+            (Some(a), false) => format!("{a:.4}"),
+        }
+    }
+}
+
+/// The table's rows, in task order; timings and counts are left out.
+pub fn metric_rows(report: &TransferReport) -> Vec<MetricRow> {
+    let mut rows = Vec::new();
+    for c in &report.comparisons {
+        let random = |key: &str| c.random_init.as_ref().and_then(|r| r.metrics.get(key).copied());
+        let p = &c.pretrained.metrics;
+        if p.contains_key("accuracy") {
+            rows.push(MetricRow {
+                label: c.evaluator.clone(),
+                pretrained: p.get("accuracy").copied(),
+                random: random("accuracy"),
+                pretrained_best: p.get("best_accuracy").copied(),
+                random_best: random("best_accuracy"),
+                percent: true,
+            });
+            continue;
+        }
+        let bookkeeping = |k: &str| k.ends_with("seconds") || k == "k" || k.starts_with("masked_");
+        for (key, value) in p.iter().filter(|(k, _)| !bookkeeping(k)) {
+            rows.push(MetricRow {
+                label: format!("{} {key}", c.evaluator),
+                pretrained: Some(*value),
+                random: random(key),
+                pretrained_best: None,
+                random_best: None,
+                percent: key.ends_with("accuracy"),
+            });
+        }
+    }
+    rows
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ pub struct Plugins {
     pub denoise: PathBuf,
     /// `examples/rotnet`: plugin `rotnet`, objective `rotnet` (what `pt plugin new --kind
     /// objective` writes).
+    #[allow(dead_code)] // each test crate that includes this module uses some of the plugins
     pub rotnet: PathBuf,
     /// `tests/fixtures/faulty_plugin`: plugin `faulty` (dataset `toy`, architecture `faulty`,
     /// objective `regression`).
