@@ -26,6 +26,42 @@ impl Progress {
 }
 
 fn fmt_metrics(m: &BTreeMap<String, f64>) -> String {
+    metric_parts(m).join("  ")
+}
+
+/// The metrics that fit in `width` columns, most important first, each whole: a number is
+/// never cut (indicatif would cut the message at the terminal's edge).
+fn fit_metrics(m: &BTreeMap<String, f64>, width: usize) -> String {
+    let mut line = String::new();
+    for part in metric_parts(m) {
+        let grown =
+            if line.is_empty() { part.chars().count() } else { line.chars().count() + 2 + part.chars().count() };
+        if grown > width {
+            break;
+        }
+        if !line.is_empty() {
+            line.push_str("  ");
+        }
+        line.push_str(&part);
+    }
+    line
+}
+
+/// Columns of the terminal on stderr (80 when unknown).
+fn terminal_width() -> usize {
+    let mut size = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes one winsize into the struct we own.
+    let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    if ok && size.ws_col > 0 {
+        size.ws_col as usize
+    } else {
+        80
+    }
+}
+
+/// The step line's metrics in order of importance: loss, lr, gradient norm, throughput, a
+/// data wait worth knowing, then the objective's own.
+fn metric_parts(m: &BTreeMap<String, f64>) -> Vec<String> {
     let mut parts = Vec::new();
     for (k, label) in [
         ("loss", "loss"),
@@ -69,7 +105,7 @@ fn fmt_metrics(m: &BTreeMap<String, f64>) -> String {
             parts.push(format!("{k} {v:.4}"));
         }
     }
-    parts.join("  ")
+    parts
 }
 
 impl Observer for Progress {
@@ -95,7 +131,9 @@ impl Observer for Progress {
             Some(b) => {
                 b.set_position(step);
                 if !metrics.is_empty() {
-                    b.set_message(fmt_metrics(metrics));
+                    // What the bar's prefix ("⠁ step 1000/1000 [00:01:23<00:00:09] ") leaves.
+                    let prefix = 2 + format!("step {step}/{}", b.length().unwrap_or(0)).len() + 23;
+                    b.set_message(fit_metrics(metrics, terminal_width().saturating_sub(prefix)));
                 }
             }
             None if !metrics.is_empty() && !self.quiet => {
@@ -126,5 +164,32 @@ impl Drop for Progress {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_step_line_keeps_whole_numbers_and_the_most_important_first() {
+        let m: BTreeMap<String, f64> = [
+            ("loss", 5.8014),
+            ("lr", 2e-3),
+            ("grad_norm", 0.4312),
+            ("tokens_per_s", 7466.2),
+            ("samples_per_s", 116.6),
+            ("mlm_accuracy", 0.1329),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let full = fmt_metrics(&m);
+        assert_eq!(full, "loss 5.8014  lr 2.00e-3  gnorm 0.4312  tok/s 7466  samples/s 117  mlm_accuracy 0.1329");
+        // 80 columns less the bar's prefix: whole parts only, the least important dropped.
+        let fitted = fit_metrics(&m, 44);
+        assert_eq!(fitted, "loss 5.8014  lr 2.00e-3  gnorm 0.4312");
+        assert!(fit_metrics(&m, 58).ends_with("tok/s 7466"), "{}", fit_metrics(&m, 58));
+        assert_eq!(fit_metrics(&m, 200), full);
     }
 }
