@@ -284,7 +284,13 @@ fn transfer_prints_every_evaluators_metrics_and_can_skip_the_baseline() {
         ),
     );
     let (run_s, task_s) = (run.to_str().unwrap(), task.to_str().unwrap());
-    let both = pt.ok(&["transfer", run_s, "--task", task_s]);
+    let out = pt.run(&["transfer", run_s, "--task", task_s]);
+    let (both, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{err}");
+    // One line as each evaluation starts and ends.
+    for line in ["[1/2] mlm_eval from the checkpoint …", "[2/2] mlm_eval from random initialisation: done in"] {
+        assert!(err.contains(line), "{line} in:\n{err}");
+    }
     let row = both.lines().find(|l| l.starts_with("mlm_eval perplexity")).unwrap_or_else(|| panic!("{both}"));
     assert_eq!(row.split_whitespace().count(), 4, "pretrained and random-init values: {row}");
     assert!(both.lines().any(|l| l.starts_with("mlm_eval mlm_accuracy") && l.matches('%').count() == 2), "{both}");

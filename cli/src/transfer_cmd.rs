@@ -54,7 +54,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&out)?;
     crate::logging::log_to_file(&out.join("transfer.log"))?;
     let reg = Registry::discover();
-    let report = pt_core::transfer::run(&reg, &run_dir, ckpt, task, &name, &out, !args.no_baseline)?;
+    let mut progress = |line: &str| errln!("{line}");
+    let report = pt_core::transfer::run(&reg, &run_dir, ckpt, task, &name, &out, !args.no_baseline, &mut progress)?;
     outln!("transfer {} from {} (step {})", name, report.checkpoint.display(), report.checkpoint_step);
     let rows = pt_core::transfer::metric_rows(&report);
     let width = rows.iter().map(|r| r.label.len()).max().unwrap_or(0).max(20);

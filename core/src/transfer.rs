@@ -114,7 +114,8 @@ pub fn speedup(pretrained: &EvalReport, random: &EvalReport) -> Option<Speedup> 
 
 /// Runs `task` (`[[eval]]` entries) on the checkpoint and, with `baseline`, at random
 /// initialisation; writes `transfer.json`, `transfer.md` and the learning-curve PNGs into `out`.
-/// `run_dir` and `ckpt` come from [`locate`].
+/// `run_dir` and `ckpt` come from [`locate`]. `progress` hears one line as each evaluation
+/// starts and one as it ends (they take minutes on a CPU).
 pub fn run(
     reg: &Registry,
     run_dir: &Path,
@@ -123,21 +124,31 @@ pub fn run(
     task_name: &str,
     out: &Path,
     baseline: bool,
+    progress: &mut dyn FnMut(&str),
 ) -> Result<TransferReport> {
     let (session, ckpt) = open(reg, run_dir, ckpt, task.clone())?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
 
+    let arms = if baseline { 2 } else { 1 } * task.len();
+    let mut done = 0;
     let mut comparisons = Vec::new();
     for (i, spec) in task.iter().enumerate() {
         let mut runner = EvalRunner::create(&session, i)?;
-        tracing::info!(evaluator = spec.label(), "transfer: from the checkpoint");
-        let pretrained = runner.run(&session, &session.arch, ckpt.manifest.step, false)?;
-        let random_init = if baseline {
-            tracing::info!(evaluator = spec.label(), "transfer: from random initialisation");
-            Some(runner.run(&session, &session.arch, ckpt.manifest.step, true)?)
-        } else {
-            None
+        let mut arm = |random: bool| -> Result<EvalReport> {
+            let what = if random { "from random initialisation" } else { "from the checkpoint" };
+            progress(&format!("[{}/{arms}] {} {what} …", done + 1, spec.label()));
+            let started = std::time::Instant::now();
+            let report = runner.run(&session, &session.arch, ckpt.manifest.step, random)?;
+            done += 1;
+            progress(&format!(
+                "[{done}/{arms}] {} {what}: done in {:.1} s",
+                spec.label(),
+                started.elapsed().as_secs_f64()
+            ));
+            Ok(report)
         };
+        let pretrained = arm(false)?;
+        let random_init = if baseline { Some(arm(true)?) } else { None };
         let speedup = random_init.as_ref().and_then(|r| speedup(&pretrained, r));
         comparisons.push(Comparison { evaluator: spec.label().to_string(), pretrained, random_init, speedup });
     }
