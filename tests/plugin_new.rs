@@ -44,7 +44,9 @@ fn a_new_objective_builds_installs_and_trains_with_resnet18() {
     data_dir("images");
     let pt = Pt::new();
     let dir = tempfile::tempdir().unwrap();
-    let crate_dir = new_plugin(&pt, dir.path(), "rotnet", "objective");
+    // Not `rotnet`: cargo names a cdylib without a hash, and examples/rotnet builds in this
+    // target directory too.
+    let crate_dir = new_plugin(&pt, dir.path(), "my_rotnet", "objective");
     // One source file, a test, pt's lock file, the build set-up.
     for file in ["Cargo.toml", "Cargo.lock", "src/lib.rs", "tests/train.rs", "tests/common/mod.rs"] {
         assert!(crate_dir.join(file).is_file(), "{file} written");
@@ -54,19 +56,19 @@ fn a_new_objective_builds_installs_and_trains_with_resnet18() {
     assert!(config.contains("LIBTORCH = "), "pt names the libtorch it runs on: {config}");
     let lib = std::fs::read_to_string(crate_dir.join("src/lib.rs")).unwrap();
     assert!(lib.contains("#[derive(Serialize, Deserialize, Clone, Debug, PluginConfig)]"), "{lib}");
-    assert!(lib.contains("name: \"rotnet\"") && lib.contains("objectives: [Rotnet]"), "{lib}");
+    assert!(lib.contains("name: \"my_rotnet\"") && lib.contains("objectives: [MyRotnet]"), "{lib}");
     // A second `new` into the same folder refuses to overwrite it.
-    let err = pt.fails(&["plugin", "new", "rotnet", "--kind", "objective", "--dir", s(&crate_dir)]);
+    let err = pt.fails(&["plugin", "new", "my_rotnet", "--kind", "objective", "--dir", s(&crate_dir)]);
     assert!(err.contains("already exists and is not empty"), "{err}");
 
-    let so = build_from(&crate_dir, "rotnet", &crate_dir);
+    let so = build_from(&crate_dir, "my_rotnet", &crate_dir);
     let installed = pt.ok(&["plugin", "install", s(&so)]);
-    assert!(installed.contains("installed rotnet 0.1.0") && installed.contains("components: objective:rotnet"));
+    assert!(installed.contains("installed my_rotnet 0.1.0") && installed.contains("components: objective:my_rotnet"));
     let run = pt.home.path().join("run");
     let out = pt.run(&[
         "train",
         "--objective",
-        "rotnet",
+        "my_rotnet",
         "--arch",
         "resnet18",
         "--data",
@@ -91,9 +93,9 @@ fn a_new_objective_builds_installs_and_trains_with_resnet18() {
     assert!(metric_at(&run, 3, "rotation_accuracy").is_some());
     // resnet18 grew a classifier head (the dataset has classes) that rotnet never reads.
     assert!(err.contains("architecture resnet:resnet18: fc.weight, fc.bias got no gradient"), "{err}");
-    assert!(!err.contains("objective rotnet:rotnet"), "the head rotnet owns trains: {err}");
+    assert!(!err.contains("objective my_rotnet:my_rotnet"), "the head the objective owns trains: {err}");
 
-    let text = run_its_tests(&pt, &crate_dir, "rotnet");
+    let text = run_its_tests(&pt, &crate_dir, "my_rotnet");
     assert!(text.contains("test trains_with_a_resnet_on_images ... ok"), "{text}");
 }
 
@@ -112,4 +114,10 @@ fn every_other_kind_passes_its_own_tests() {
     }
     let err = pt.fails(&["plugin", "new", "Bad-Name", "--kind", "dataset", "--dir", s(&dir.path().join("x"))]);
     assert!(err.contains("plugin name 'Bad-Name'"), "{err}");
+    // Names the generated code could not compile with are refused before anything is written.
+    for clash in ["dataset", "linear", "match", "serde"] {
+        let err = pt.fails(&["plugin", "new", clash, "--kind", "dataset", "--dir", s(&dir.path().join(clash))]);
+        assert!(err.contains(&format!("plugin name '{clash}'")) && err.contains("choose another"), "{err}");
+        assert!(!dir.path().join(clash).exists());
+    }
 }

@@ -310,5 +310,7 @@ fn transfer_prints_every_evaluators_metrics_and_can_skip_the_baseline() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("alone/transfer.json")).unwrap()).unwrap();
     assert!(report["comparisons"][0].get("random_init").is_none(), "{report}");
+    let md = std::fs::read_to_string(dir.path().join("alone/transfer.md")).unwrap();
+    assert!(md.contains("| evaluator | pretrained | best |") && !md.contains("random init"), "{md}");
     assert!(report["comparisons"][0]["pretrained"]["metrics"]["perplexity"].as_f64().is_some());
 }

@@ -57,12 +57,7 @@ const PT_LOCK: &str = include_str!("../../Cargo.lock");
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let name = &args.name;
-    if name.is_empty()
-        || !name.starts_with(|c: char| c.is_ascii_lowercase())
-        || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-    {
-        bail!("plugin name '{name}': use lower case letters, digits and '_', starting with a letter (e.g. rotnet)");
-    }
+    check_name(name)?;
     let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(name));
     if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         bail!("{} already exists and is not empty: choose another --dir or remove it", dir.display());
@@ -83,18 +78,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let source = source.canonicalize().with_context(|| format!("resolving {}", source.display()))?;
     let target_dir =
         args.target_dir.clone().unwrap_or_else(|| pt_core::plugin::registry::pt_home().join("plugin-build"));
+    // Cargo reads the config from the crate's folder: a relative path would point elsewhere.
+    let target_dir = std::path::absolute(&target_dir).with_context(|| format!("resolving {}", target_dir.display()))?;
     let libtorch = pt_core::runtime::libtorch_lib_dir().and_then(|lib| lib.parent().map(Path::to_path_buf));
 
     let camel = camel_case(name);
-    let fill = |text: &str| {
-        text.replace("RotNet", &camel).replace("rotnet", name).replace("__Name__", &camel).replace("__name__", name)
-    };
     let (lib, test) = match args.kind {
-        Kind::Objective => (OBJECTIVE_LIB, OBJECTIVE_TEST),
-        Kind::Architecture => (ARCHITECTURE_LIB, ARCHITECTURE_TEST),
-        Kind::Dataset => (DATASET_LIB, DATASET_TEST),
-        Kind::Evaluator => (EVALUATOR_LIB, EVALUATOR_TEST),
+        // The example itself, renamed.
+        Kind::Objective => (
+            OBJECTIVE_LIB.replace("RotNet", "__Name__").replace("rotnet", "__name__"),
+            OBJECTIVE_TEST.replace("rotnet", "__name__"),
+        ),
+        Kind::Architecture => (ARCHITECTURE_LIB.to_string(), ARCHITECTURE_TEST.to_string()),
+        Kind::Dataset => (DATASET_LIB.to_string(), DATASET_TEST.to_string()),
+        Kind::Evaluator => (EVALUATOR_LIB.to_string(), EVALUATOR_TEST.to_string()),
     };
+    let fill = |text: &str| text.replace("__Name__", &camel).replace("__name__", name);
     let toml_path = |p: &Path| p.display().to_string().replace('\\', "/");
     let cargo_toml = CARGO_TOML
         .replace("__name__", name)
@@ -117,8 +116,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ("Cargo.toml", cargo_toml),
         ("Cargo.lock", PT_LOCK.to_string()),
         (".cargo/config.toml", config),
-        ("src/lib.rs", fill(lib)),
-        ("tests/train.rs", fill(test)),
+        ("src/lib.rs", fill(&lib)),
+        ("tests/train.rs", fill(&test)),
         ("tests/common/mod.rs", TEST_COMMON.to_string()),
         ("build.rs", BUILD_RS.to_string()),
         (".gitignore", "/target\n".to_string()),
@@ -159,6 +158,132 @@ fn kind_name(kind: Kind) -> &'static str {
     }
 }
 
+/// Rust keywords and the crates a plugin depends on: not a crate name.
+const RESERVED: &[&str] = &[
+    "as",
+    "async",
+    "await",
+    "break",
+    "const",
+    "continue",
+    "crate",
+    "dyn",
+    "else",
+    "enum",
+    "extern",
+    "false",
+    "fn",
+    "for",
+    "gen",
+    "if",
+    "impl",
+    "in",
+    "let",
+    "loop",
+    "match",
+    "mod",
+    "move",
+    "mut",
+    "pub",
+    "ref",
+    "return",
+    "self",
+    "static",
+    "struct",
+    "super",
+    "trait",
+    "true",
+    "try",
+    "type",
+    "unsafe",
+    "use",
+    "where",
+    "while",
+    "abstract",
+    "become",
+    "box",
+    "do",
+    "final",
+    "macro",
+    "override",
+    "priv",
+    "typeof",
+    "unsized",
+    "virtual",
+    "yield",
+    "std",
+    "core",
+    "alloc",
+    "test",
+    "proc_macro",
+    "serde",
+    "serde_json",
+    "tch",
+    "torch_sys",
+    "pt_sdk",
+    "pt_kit",
+    "build",
+];
+
+/// Type names the templates already use, which the component's type (the name in CamelCase)
+/// and its config's must not shadow.
+const TEMPLATE_TYPES: &[&str] = &[
+    "Architecture",
+    "ArchitectureInfo",
+    "Component",
+    "Config",
+    "Created",
+    "CreateCtx",
+    "Dataset",
+    "DatasetInfo",
+    "Deserialize",
+    "Device",
+    "ErrorKind",
+    "EvalReport",
+    "Evaluator",
+    "EvaluatorInfo",
+    "FieldInfo",
+    "HostData",
+    "HostModel",
+    "InputDecl",
+    "Kind",
+    "Linear",
+    "LossOutput",
+    "NoConfig",
+    "Objective",
+    "ObjectiveInfo",
+    "Params",
+    "PluginConfig",
+    "PtError",
+    "Result",
+    "Serialize",
+    "Splits",
+    "StepCtx",
+    "Tensor",
+    "Tensors",
+    "BTreeMap",
+];
+
+/// A name that makes a crate, a library and types that compile.
+fn check_name(name: &str) -> anyhow::Result<()> {
+    if name.is_empty()
+        || !name.starts_with(|c: char| c.is_ascii_lowercase())
+        || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        bail!("plugin name '{name}': use lower case letters, digits and '_', starting with a letter (e.g. rotnet)");
+    }
+    let camel = camel_case(name);
+    let config = format!("{camel}Config");
+    if RESERVED.contains(&name) || TEMPLATE_TYPES.contains(&camel.as_str()) || TEMPLATE_TYPES.contains(&config.as_str())
+    {
+        bail!(
+            "plugin name '{name}' clashes with a Rust keyword, a dependency or a type the generated code uses: \
+             choose another (e.g. my_{name})"
+        );
+    }
+    Ok(())
+}
+
 /// The checkout this pt was built from, if it is still there.
 fn built_from() -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?.to_path_buf();
@@ -181,8 +306,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_become_types() {
+    fn names_become_types_and_clashes_are_refused() {
         assert_eq!(camel_case("rotnet"), "Rotnet");
         assert_eq!(camel_case("my_objective2"), "MyObjective2");
+        for ok in ["rotnet", "my_dataset", "csv_rows"] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["dataset", "linear", "params", "tensor", "match", "test", "serde", "Bad", "9lives", "a-b", ""] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
     }
 }

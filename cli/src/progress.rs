@@ -132,7 +132,7 @@ impl Observer for Progress {
                 b.set_position(step);
                 if !metrics.is_empty() {
                     // What the bar's prefix ("⠁ step 1000/1000 [00:01:23<00:00:09] ") leaves.
-                    let prefix = 2 + format!("step {step}/{}", b.length().unwrap_or(0)).len() + 23;
+                    let prefix = 2 + format!("step {step}/{}", b.length().unwrap_or(0)).len() + 21;
                     b.set_message(fit_metrics(metrics, terminal_width().saturating_sub(prefix)));
                 }
             }

@@ -202,27 +202,29 @@ fn write_report(report: &TransferReport, out: &Path) -> Result<Vec<PathBuf>> {
 
 /// The summary as Markdown: a table of accuracies and the fine-tuning speed-up.
 pub fn markdown(report: &TransferReport, files: &[PathBuf]) -> String {
-    let against = if report.comparisons.iter().any(|c| c.random_init.is_some()) {
-        "against the same architecture at random initialisation"
+    let baseline = report.comparisons.iter().any(|c| c.random_init.is_some());
+    let (against, head) = if baseline {
+        (
+            "against the same architecture at random initialisation",
+            "| evaluator | pretrained | random init | best (pretrained / random) |\n|---|---|---|---|\n",
+        )
     } else {
-        "alone (no random-initialisation baseline)"
+        ("alone (no random-initialisation baseline)", "| evaluator | pretrained | best |\n|---|---|---|\n")
     };
     let mut s = format!(
-        "# Transfer: {}\n\nCheckpoint `{}` (step {}) {against}.\n\n\
-         | evaluator | pretrained | random init | best (pretrained / random) |\n|---|---|---|---|\n",
+        "# Transfer: {}\n\nCheckpoint `{}` (step {}) {against}.\n\n{head}",
         report.task,
         report.checkpoint.display(),
         report.checkpoint_step
     );
     for row in metric_rows(report) {
-        s.push_str(&format!(
-            "| {} | {} | {} | {} / {} |\n",
-            row.label,
-            row.show(row.pretrained),
-            row.show(row.random),
-            row.show(row.pretrained_best),
-            row.show(row.random_best)
-        ));
+        let (p, best) = (row.show(row.pretrained), row.show(row.pretrained_best));
+        s.push_str(&match baseline {
+            true => {
+                format!("| {} | {p} | {} | {best} / {} |\n", row.label, row.show(row.random), row.show(row.random_best))
+            }
+            false => format!("| {} | {p} | {best} |\n", row.label),
+        });
     }
     for c in &report.comparisons {
         if let Some(sp) = &c.speedup {

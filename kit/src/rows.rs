@@ -12,6 +12,8 @@ use tch::Tensor;
 
 /// `batch` with every field whose first dimension is `batch_size` repeated `copies` times in
 /// blocks ([B, ...] → [copies·B, ...], row `k·B + i` = sample `i`); other fields unchanged.
+/// Take the field you build the copies from out of `batch` first (it is not copied twice).
+/// With B = 1 a field of shape [1, ...] counts as per-sample.
 pub fn tile_rows(batch: &Tensors, batch_size: i64, copies: i64) -> Result<Tensors> {
     if copies < 1 {
         return Err(PtError::config(format!("tile_rows: copies must be >= 1, got {copies}")));

@@ -8,7 +8,7 @@
 use pt_optim::FlatParams;
 use tch::Tensor;
 
-/// Steps over which a parameter must get some gradient.
+/// Steps (with a learning rate above zero) over which a parameter must get some gradient.
 const WATCHED_STEPS: u32 = 3;
 
 pub(super) struct GradWatch {
@@ -20,6 +20,12 @@ pub(super) struct GradWatch {
 impl GradWatch {
     pub(super) fn new() -> Self {
         GradWatch { seen: None, steps_left: WATCHED_STEPS }
+    }
+
+    /// Watches no more.
+    pub(super) fn stop(&mut self) {
+        self.steps_left = 0;
+        self.seen = None;
     }
 
     /// Called after a finite step's gradients are complete (before they are zeroed). Returns,

@@ -169,9 +169,19 @@ impl Trainer<'_> {
             grad_norm = norm.f_double_value(&[])?;
             finite = grad_norm.is_finite();
             if finite {
-                // Before the update: weight decay may add to the gradients in place.
-                if let Some(idle) = self.grad_watch.observe(&self.flat)? {
-                    self.report_idle_parameters(&idle);
+                // Before the update (weight decay may add to the gradients in place), and only
+                // in steps that move the weights: a zero-initialised layer unblocks the ones
+                // before it only once it has moved.
+                if lr > 0.0 {
+                    match self.grad_watch.observe(&self.flat) {
+                        Ok(Some(idle)) => self.report_idle_parameters(&idle),
+                        Ok(None) => {}
+                        // A diagnostic: never a reason to stop training.
+                        Err(e) => {
+                            tracing::debug!("no-gradient check off: {e}");
+                            self.grad_watch.stop();
+                        }
+                    }
                 }
                 self.optimizer.step(&self.flat, &grad, lr).map_err(Error::Plugin)?;
             }

@@ -72,12 +72,13 @@ impl Objective for Denoise {
 
     /// Every per-sample tensor (first dimension B) is tiled: clean rows, then corrupted rows
     /// (`pt_kit::rows`: both copies of a sample keep its `sample_index`).
-    fn prepare(&self, batch: Tensors, ctx: &StepCtx) -> Result<Tensors> {
-        let x = batch.require(&self.config.field)?;
+    fn prepare(&self, mut batch: Tensors, ctx: &StepCtx) -> Result<Tensors> {
+        let x = batch.require(&self.config.field)?.shallow_clone();
+        batch.remove(&self.config.field); // stacked with its corrupted copy below, not tiled
         let rows = *x.size().first().ok_or_else(|| PtError::shape(format!("`{}` is a scalar", self.config.field)))?;
         let sample_index = to_vec(batch.require(SAMPLE_INDEX)?)?;
-        let corrupted = self.corrupt(x, &sample_index, ctx)?;
-        let both = Tensor::f_cat(&[x, &corrupted], 0)?;
+        let corrupted = self.corrupt(&x, &sample_index, ctx)?;
+        let both = Tensor::f_cat(&[&x, &corrupted], 0)?;
         let mut out = tile_rows(&batch, rows, 2)?;
         out.insert(self.config.field.clone(), both);
         Ok(out)

@@ -65,8 +65,9 @@ impl Objective for RotNet {
 
     /// [B, C, H, W] → every field tiled to [rotations·B, ...], block k rotated by k·360°/rotations,
     /// and `rotation` [rotations·B] = k.
-    fn prepare(&self, batch: Tensors, _ctx: &StepCtx) -> Result<Tensors> {
-        let images = batch.require(&self.config.field)?;
+    fn prepare(&self, mut batch: Tensors, _ctx: &StepCtx) -> Result<Tensors> {
+        let images = batch.require(&self.config.field)?.shallow_clone();
+        batch.remove(&self.config.field); // rotated below, not tiled
         let size = images.size();
         if size.len() != 4 || size[2] != size[3] {
             bail!(
@@ -82,7 +83,7 @@ impl Objective for RotNet {
             .collect::<std::result::Result<_, _>>()?;
         let mut out = tile_rows(&batch, size[0], self.config.rotations)?;
         out.insert(self.config.field.clone(), Tensor::f_cat(&rotated, 0)?);
-        out.insert("rotation", copy_index(size[0], self.config.rotations, images)?);
+        out.insert("rotation", copy_index(size[0], self.config.rotations, &images)?);
         Ok(out)
     }
 

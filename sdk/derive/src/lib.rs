@@ -116,7 +116,9 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
 fn require_serde_defaults(attrs: &[Attribute], span: proc_macro2::Span) -> syn::Result<()> {
     let serde: String =
         attrs.iter().filter(|a| a.path().is_ident("serde")).map(|a| a.meta.to_token_stream_string()).collect();
-    if serde.contains("default") && serde.contains("deny_unknown_fields") {
+    if serde.contains("rename_all") {
+        Err(Error::new(span, "PluginConfig: a key is its field's name; drop serde's rename_all"))
+    } else if serde.contains("default") && serde.contains("deny_unknown_fields") {
         Ok(())
     } else {
         Err(Error::new(span, "PluginConfig needs #[serde(default, deny_unknown_fields)] on the struct"))
@@ -159,8 +161,13 @@ fn parse_key(field: &syn::Field) -> syn::Result<Key> {
                     doc.push(s.value().trim().to_string());
                 }
             }
-        } else if attr.path().is_ident("serde") && quote!(#attr).to_string().contains("rename") {
-            return Err(Error::new(attr.span(), "PluginConfig: a key is its field's name; drop the serde rename"));
+        } else if attr.path().is_ident("serde")
+            && ["rename", "flatten", "skip", "alias"].iter().any(|w| quote!(#attr).to_string().contains(w))
+        {
+            return Err(Error::new(
+                attr.span(),
+                "PluginConfig: a key is its field's name, one key per field; drop serde's rename/alias/flatten/skip",
+            ));
         } else if attr.path().is_ident("config") {
             attr.parse_nested_meta(|meta| {
                 let p = &meta.path;
@@ -207,6 +214,12 @@ fn parse_key(field: &syn::Field) -> syn::Result<Key> {
     }
     if key.optional && key.input.is_none() {
         return Err(Error::new(field.span(), "`optional` applies to host-filled keys: add `input`"));
+    }
+    if key.optional && !key.is_option {
+        return Err(Error::new(
+            field.span(),
+            "an `optional` input stays unset when nothing fills it: make it an Option<T>",
+        ));
     }
     Ok(key)
 }
