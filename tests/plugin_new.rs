@@ -62,6 +62,9 @@ fn a_new_objective_builds_installs_and_trains_with_resnet18() {
     assert!(err.contains("already exists and is not empty"), "{err}");
 
     let so = build_from(&crate_dir, "my_rotnet", &crate_dir);
+    // Shipped without debug information: a few MB, not ~120.
+    let size = std::fs::metadata(&so).unwrap().len();
+    assert!(size < 20 << 20, "the plugin is {size} bytes: the release profile should strip it");
     let installed = pt.ok(&["plugin", "install", s(&so)]);
     assert!(installed.contains("installed my_rotnet 0.1.0") && installed.contains("components: objective:my_rotnet"));
     let run = pt.home.path().join("run");

@@ -49,14 +49,7 @@ fn fit_metrics(m: &BTreeMap<String, f64>, width: usize) -> String {
 
 /// Columns of the terminal on stderr (80 when unknown).
 fn terminal_width() -> usize {
-    let mut size = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
-    // SAFETY: TIOCGWINSZ writes one winsize into the struct we own.
-    let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
-    if ok && size.ws_col > 0 {
-        size.ws_col as usize
-    } else {
-        80
-    }
+    console::Term::stderr().size_checked().map_or(80, |(_, cols)| cols as usize)
 }
 
 /// The step line's metrics in order of importance: loss, lr, gradient norm, throughput, a

@@ -43,14 +43,14 @@ pub trait Config: Serialize + DeserializeOwned + Default {
     fn schema() -> Vec<ConfigKey> {
         let defaults = serde_json::to_value(Self::default()).unwrap_or_default();
         let map = defaults.as_object().cloned().unwrap_or_default();
+        let inputs = Self::inputs();
         let mut keys: Vec<ConfigKey> = map
             .into_iter()
             .map(|(key, default)| {
                 let description =
                     Self::describe().iter().find(|(k, _)| *k == key).map(|(_, d)| d.to_string()).unwrap_or_default();
                 // A host-filled key's default is "unset", whatever its type holds meanwhile.
-                let default =
-                    if Self::inputs().iter().any(|i| i.key == key) { serde_json::Value::Null } else { default };
+                let default = if inputs.iter().any(|i| i.key == key) { serde_json::Value::Null } else { default };
                 ConfigKey { key, default, description }
             })
             .collect();

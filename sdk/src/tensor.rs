@@ -181,3 +181,16 @@ impl FromIterator<(String, Tensor)> for Tensors {
         t
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_tensor_is_a_data_error_naming_those_present() {
+        let batch = Tensors::new().with("x", Tensor::from_slice(&[1f32])).with("label", Tensor::from_slice(&[0i64]));
+        let e = batch.require("image").unwrap_err();
+        assert_eq!(e.kind, crate::ErrorKind::Data);
+        assert_eq!(e.message.as_str(), "missing tensor 'image' (present: x, label)");
+    }
+}

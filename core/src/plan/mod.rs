@@ -109,15 +109,8 @@ impl Resolver<'_> {
             self.problems.push(format!("[{section}] {key} = {v}: expected a finite number"));
             return None;
         }
-        let undescribed: Vec<&str> =
-            manifest.config.iter().filter(|k| k.description.trim().is_empty()).map(|k| k.key.as_str()).collect();
-        if !undescribed.is_empty() {
-            tracing::warn!(
-                "{kind} {}:{name}: config keys without a description: {} (`pt plugin info` shows them blank; \
-                 describe every key, e.g. with a doc comment under #[derive(PluginConfig)])",
-                plugin.name(),
-                undescribed.join(", ")
-            );
+        if let Some(warning) = undescribed_keys(&format!("{}:{name}", plugin.name()), &manifest) {
+            tracing::warn!("{warning}");
         }
         let config = toml_to_json(&toml::Value::Table(spec.config.clone()));
         if let Err(e) = validate_config(&manifest, section, &config) {
@@ -185,6 +178,20 @@ impl Resolver<'_> {
             }
         }
     }
+}
+
+/// The warning for a component whose config keys lack a description (`origin`: plugin:name).
+fn undescribed_keys(origin: &str, manifest: &pt_sdk::ComponentManifest) -> Option<String> {
+    let keys: Vec<&str> =
+        manifest.config.iter().filter(|k| k.description.trim().is_empty()).map(|k| k.key.as_str()).collect();
+    (!keys.is_empty()).then(|| {
+        format!(
+            "{} {origin}: config keys without a description: {} (`pt plugin info` shows them blank; describe \
+             every key, e.g. with a doc comment under #[derive(PluginConfig)])",
+            manifest.kind,
+            keys.join(", ")
+        )
+    })
 }
 
 /// The first NaN or infinite number in a component's keys (arrays and tables included).
@@ -374,5 +381,30 @@ fn expand(v: Value, data_dir: &str, run_dir: &str) -> Value {
         Value::Array(a) => Value::Array(a.into_iter().map(|x| expand(x, data_dir, run_dir)).collect()),
         Value::Object(m) => Value::Object(m.into_iter().map(|(k, x)| (k, expand(x, data_dir, run_dir))).collect()),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod undescribed_tests {
+    use super::undescribed_keys;
+    use pt_sdk::{ComponentKind, ComponentManifest, ConfigKey};
+
+    #[test]
+    fn keys_without_a_description_are_named_with_the_component() {
+        let key =
+            |k: &str, d: &str| ConfigKey { key: k.into(), default: serde_json::Value::Null, description: d.into() };
+        let mut m = ComponentManifest {
+            kind: ComponentKind::Objective,
+            name: "rot".into(),
+            about: String::new(),
+            config: vec![key("rate", "a rate"), key("width", " "), key("depth", "")],
+            inputs: vec![],
+            provides: vec![],
+            roles: vec![],
+        };
+        let w = undescribed_keys("myplug:rot", &m).unwrap();
+        assert!(w.starts_with("objective myplug:rot: config keys without a description: width, depth"), "{w}");
+        m.config.truncate(1);
+        assert_eq!(undescribed_keys("myplug:rot", &m), None);
     }
 }
