@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Fetch pt's demo and test data from package registries, idempotently.
 
-Usage: python3 scripts/fetch_data.py [--data-dir DIR] [--force] [text] [images] [audio]
+Usage: python3 scripts/fetch_data.py [--data-dir DIR] [--force] [text] [images] [audio] [pairs]
 
 Data dir: --data-dir, else $PT_DATA, else ~/.cache/pt/data. Default sets: text images; audio
-only when named (it needs the speech tools espeak-ng, flite, sox and opusdec).
+(it needs the speech tools espeak-ng, flite, sox and opusdec) and pairs only when named.
 Each set is built in a staging folder and renamed into place with a `.complete` stamp, so a
 set folder either is whole or absent; a complete set is skipped in well under a second.
 Downloaded packages are kept in <data>/.downloads so a rebuild does not download again.
@@ -38,8 +38,8 @@ import zipfile
 import zlib
 
 # Bump a set's format number whenever its output changes: stamps with another number are rebuilt.
-FORMAT = {"text": 1, "images": 1, "audio": 1}
-DEFAULT_SETS = ["text", "images"]  # audio is built only when named: it needs speech tools
+FORMAT = {"text": 1, "images": 1, "audio": 1, "pairs": 1}
+DEFAULT_SETS = ["text", "images"]  # audio (it needs speech tools) and pairs only when named
 SEED = 20240611
 
 # --------------------------------------------------------------------------------------------
@@ -141,6 +141,30 @@ AUDIO_LICENCES = {
     "digits": "synthesized with espeak-ng (train) and flite (test); see espeak and flite",
 }
 
+# Image-text pairs: emojis drawn in two styles, captioned with their names and tags. Models train
+# on one style; the other is held out entirely, for zero-shot evaluation on an unseen style.
+EMOJI_NPM = {"google": "emoji-datasource-google@16.0.0",
+             "twitter": "emoji-datasource-twitter@16.0.0"}
+EMOJIBASE_NPM = "emojibase-data@17.0.0"
+PAIRS_TRAIN_STYLE, PAIRS_HELD_OUT_STYLE = "google", "twitter"
+EMOJI_SKIP_CATEGORIES = {"Component"}  # the 5 bare skin-tone swatches
+EMOJI_SIZE = 64  # package/img/<style>/64/*.png
+SKIN_TONES = {"1F3FB": "light skin tone", "1F3FC": "medium-light skin tone",
+              "1F3FD": "medium skin tone", "1F3FE": "medium-dark skin tone",
+              "1F3FF": "dark skin tone"}
+CAPTION_TAGS = 5  # emojibase tags in the "<name>, <tag>, ..." caption
+CAPTIONS_MAX = 6
+CAPTION_TRANSLATE = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "–": "-", "—": "-",
+                                     "−": "-"})
+PNG_COLOUR_TYPES = {0: "grey", 2: "RGB", 3: "palette", 4: "grey+alpha", 6: "RGBA"}
+PAIRS_LICENCES = {
+    "google": "images Apache-2.0 (Noto Emoji, Google); emoji-datasource code and metadata MIT "
+              "(Cal Henderson)",
+    "twitter": "images CC-BY-4.0 (Twemoji graphics; attribution: Twitter, Inc and other "
+               "contributors); emoji-datasource code and metadata MIT (Cal Henderson)",
+    "emojibase": "MIT (emojibase-data, Miles Johnson)",
+}
+
 
 class FetchError(Exception):
     """A failure with a one-line explanation of what to do."""
@@ -228,7 +252,7 @@ def require_tools(sets):
     if "text" in sets or "audio" in sets:
         needs += [("apt-get", "apt (a Debian/Ubuntu system)"), ("apt-cache", "apt"),
                   ("dpkg-deb", "dpkg")]
-    if "images" in sets:
+    if "images" in sets or "pairs" in sets:
         needs += [("npm", "npm (apt-get install -y npm)")]
     if "audio" in sets:
         needs += [(tool, f"the speech tools: {AUDIO_APT_INSTALL}") for tool in AUDIO_TOOLS]
@@ -1472,9 +1496,190 @@ def build_audio(stage, work, apt, dl):
 
 
 # --------------------------------------------------------------------------------------------
+# Pairs set
+
+
+def npm_members(tgz, members):
+    """{member: bytes} for the named members of an npm tarball, read in one pass (the tarball
+    is gzipped: seeking back and forth would decompress it again for every member)."""
+    out = {}
+    try:
+        with tarfile.open(tgz) as tar:
+            for m in tar:
+                if m.name in members:
+                    out[m.name] = tar.extractfile(m).read()
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise FetchError(f"{tgz} is not a readable tarball ({e}): delete it and retry")
+    missing = sorted(set(members) - set(out))
+    if missing:
+        raise FetchError(f"{len(missing)} files missing from {tgz} (e.g. {missing[0]}): the "
+                         f"package layout changed; update scripts/fetch_data.py")
+    return out
+
+
+def npm_json(tgz, member):
+    try:
+        return json.loads(npm_members(tgz, {member})[member])
+    except ValueError as e:
+        raise FetchError(f"{member} in {tgz} is not JSON ({e}): delete it and retry")
+
+
+def png_mode(data, name):
+    """'RGBA 8-bit' etc. of a PNG of EMOJI_SIZE x EMOJI_SIZE pixels."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        raise FetchError(f"{name} is not a PNG: delete the tarball and retry")
+    width, height, depth, colour = struct.unpack_from(">IIBB", data, 16)
+    if (width, height) != (EMOJI_SIZE, EMOJI_SIZE):
+        raise FetchError(f"{name} is {width}x{height}, not {EMOJI_SIZE}x{EMOJI_SIZE}: the "
+                         f"package layout changed; update scripts/fetch_data.py")
+    return f"{PNG_COLOUR_TYPES.get(colour, colour)} {depth}-bit"
+
+
+WORDS = re.compile(r"[^\w'-]+")
+
+
+def clean(text):
+    return collapse(text.translate(CAPTION_TRANSLATE).lower())
+
+
+def emojibase_labels(data):
+    """Hexcode (upper case) -> (English label, tags of the base emoji), skins included."""
+    out = {}
+    for e in data:
+        for item in [e] + e.get("skins", []):
+            out[item["hexcode"].upper()] = (item["label"], e.get("tags", []))
+    return out
+
+
+def find_label(labels, unified):
+    u = unified.upper()
+    return labels.get(u) or labels.get(u.replace("-FE0F", "")) or (None, [])
+
+
+def captions(name, others, tags):
+    """name, the other names (each once), then "<name>, <tag>, ..." with the tags that are not
+    already words of the name; 2 to CAPTIONS_MAX captions."""
+    out = []
+    for c in [name] + [clean(o) for o in others]:
+        if c and c not in out:
+            out.append(c)
+    out = out[:CAPTIONS_MAX - 1]
+    words = f" {WORDS.sub(' ', name)} "
+    tags = [clean(t) for t in tags if f" {WORDS.sub(' ', clean(t)).strip()} " not in words]
+    tags = [t for t in tags if t][:CAPTION_TAGS]
+    if tags:
+        out.append(", ".join([name] + tags))
+    return out if len(out) > 1 else out + [f"{name} emoji"]
+
+
+def emoji_pairs(entries, style, labels):
+    """One jsonl record per image of style, by sort_order, base before its skin variations;
+    and how many of them are skin variations."""
+    out, skins = [], 0
+    for e in sorted(entries, key=lambda e: e["sort_order"]):
+        if e["category"] in EMOJI_SKIP_CATEGORIES:
+            continue
+        base_label, tags = find_label(labels, e["unified"])
+        for key, v in [("", e)] + sorted(e.get("skin_variations", {}).items()):
+            if not v.get(f"has_img_{style}"):
+                continue
+            unknown = [t for t in key.split("-") if key and t not in SKIN_TONES]
+            if unknown:
+                raise FetchError(f"{e['image']}: unknown skin tone {unknown[0]} in emoji.json; "
+                                 f"add it to SKIN_TONES in scripts/fetch_data.py")
+            suffix = ": " + ", ".join(SKIN_TONES[t] for t in key.split("-")) if key else ""
+            label = find_label(labels, v["unified"])[0]
+            name = clean(label or (base_label or e["name"]) + suffix)
+            others = [e["name"] + suffix]
+            others += [s.replace("_", " ") + suffix for s in e["short_names"]]
+            out.append({"image": f"images/{style}/{v['image']}",
+                        "captions": captions(name, others, tags), "name": name,
+                        "group": e["category"], "subgroup": e["subcategory"]})
+            skins += bool(key)
+    return out, skins
+
+
+def pairs_readme(counts):
+    train, held = counts[PAIRS_TRAIN_STYLE], counts[PAIRS_HELD_OUT_STYLE]
+    return [
+        "pt pairs set, made by scripts/fetch_data.py (details: MANIFEST.json, docs/data.md).",
+        "Image-text pairs for CLIP-style pretraining: the same emojis in two drawing styles.",
+        "",
+        f"{PAIRS_TRAIN_STYLE}.jsonl: {train['images']} Noto Emoji images: train on these.",
+        f"{PAIRS_HELD_OUT_STYLE}.jsonl: {held['images']} Twemoji images of the same emojis: hold "
+        f"them out entirely, for zero-shot evaluation on a style never seen in training.",
+        "One JSON object per line: image (path relative to this folder), captions (2-6 short",
+        "lowercase English strings: the name, other names, '<name>, <tag>, ...'), name (the",
+        "emoji's English name), group and subgroup (its emoji.json category and subcategory,",
+        "e.g. 'Smileys & Emotion' / 'face-smiling').",
+        f"images/<style>/<code points>.png: {EMOJI_SIZE}x{EMOJI_SIZE} PNGs as shipped, with "
+        f"transparency (mostly RGBA; a few grey+alpha or palette): composite on white.",
+        "classes-group.txt, classes-subgroup.txt: the group / subgroup names, sorted.",
+        "",
+        "Licences:",
+        f"  images/google: {PAIRS_LICENCES['google']}",
+        f"  images/twitter: {PAIRS_LICENCES['twitter']}",
+        f"  names and tags: {PAIRS_LICENCES['emojibase']}",
+    ]
+
+
+def build_pairs(stage, work, apt, dl):
+    # Everything is downloaded before anything is converted, so a registry problem shows early.
+    tgzs = {style: npm_pack(spec, dl) for style, spec in EMOJI_NPM.items()}
+    emojibase_tgz = npm_pack(EMOJIBASE_NPM, dl)
+    labels = emojibase_labels(npm_json(emojibase_tgz, "package/en/data.json"))
+    out = os.path.join(stage, "emoji")
+    counts, classes = {}, {"group": set(), "subgroup": set()}
+    for style, tgz in tgzs.items():
+        pairs, skins = emoji_pairs(npm_json(tgz, "package/emoji.json"), style, labels)
+        members = {f"package/img/{style}/{EMOJI_SIZE}/{os.path.basename(p['image'])}": p
+                   for p in pairs}
+        modes = {}
+        for member, data in npm_members(tgz, members).items():
+            mode = png_mode(data, member)
+            modes[mode] = modes.get(mode, 0) + 1
+            write_bytes(os.path.join(out, members[member]["image"]), data)
+        write_lines(os.path.join(out, f"{style}.jsonl"),
+                    [json.dumps(p, ensure_ascii=False) for p in pairs])
+        for kind in classes:
+            classes[kind].update(p[kind] for p in pairs)
+        counts[style] = {"images": len(pairs), "base_emojis": len(pairs) - skins,
+                         "skin_variations": skins,
+                         "groups": len({p["group"] for p in pairs}),
+                         "subgroups": len({p["subgroup"] for p in pairs}),
+                         "captions": sum(len(p["captions"]) for p in pairs),
+                         "png_modes": dict(sorted(modes.items()))}
+        log(f"pairs: {style} {len(pairs)} images")
+    for kind, names in classes.items():
+        write_lines(os.path.join(out, f"classes-{kind}.txt"), sorted(names))
+    write_lines(os.path.join(out, "README.txt"), pairs_readme(counts))
+    sources = {}
+    for key, spec in [*EMOJI_NPM.items(), ("emojibase", EMOJIBASE_NPM)]:
+        name, version = spec.rsplit("@", 1)
+        sources[key] = {"package": name, "version": version, "registry": "npm",
+                        "licence": PAIRS_LICENCES[key]}
+    return {
+        "sources": sources,
+        "counts": counts,
+        "notes": {
+            "split": f"train on {PAIRS_TRAIN_STYLE}; hold out {PAIRS_HELD_OUT_STYLE} entirely "
+                     f"(zero-shot evaluation on an unseen drawing style, same emojis)",
+            "selection": f"every emoji.json entry and skin variation with has_img_<style>, "
+                         f"except categories {sorted(EMOJI_SKIP_CATEGORIES)}",
+            "name": "emojibase English label of the code points (also tried without FE0F), "
+                    "else emoji.json name (+ ': <skin tones>'); lowercased",
+            "captions": f"name, emoji.json name, short names ('_' -> ' '), '<name>, <up to "
+                        f"{CAPTION_TAGS} emojibase tags>'; de-duplicated, 2-{CAPTIONS_MAX}",
+            "group": "emoji.json category; subgroup: emoji.json subcategory",
+        },
+    }
+
+
+# --------------------------------------------------------------------------------------------
 # Driver
 
-BUILDERS = {"text": build_text, "images": build_images, "audio": build_audio}
+BUILDERS = {"text": build_text, "images": build_images, "audio": build_audio,
+            "pairs": build_pairs}
 
 
 def stamp_ok(set_dir, name):

@@ -38,6 +38,7 @@ const TINY: &[(&str, &str)] = &[
     ("resnet:resnet18", "width = 8"),
     ("resnet:resnet34", "width = 8"),
     ("resnet:resnet50", "width = 8"),
+    ("clip:image_text", "path = \"{pairs}\"\nimage_size = 12\nvocab_size = 40\nlabel_field = \"class\""),
     ("wav2vec:audio", "path = \"{data}/audio/pretrain.tsv\"\nmax_samples = 16\nmax_seconds = 1.0"),
     ("wav2vec:wav2vec2", "preset = \"tiny\"\nconv_dim = [32, 32, 32, 32, 32, 32, 32]\nhidden_size = 32"),
 ];
@@ -60,6 +61,11 @@ const EVAL_SPLITS: &[(&str, &str)] = &[
     ),
     ("pt:knn", "k = 5\nmax_train_samples = 64\nmax_test_samples = 32\n{cls_splits}"),
     (
+        "clip:zero_shot",
+        "prompt = \"{} picture\"\nsplits.test = { name = \"clip:image_text\", path = \"{pairs}\", image_size = 12, label_field = \"class\" }",
+    ),
+    ("clip:retrieval", "splits.test = { name = \"clip:image_text\", path = \"{pairs}\", image_size = 12 }"),
+    (
         "mlm:mlm_eval",
         "max_batches = 2\nsplits.validation = { name = \"mlm:text\", files = [\"{data}/text/tiny/valid.txt\"], tokenizer = \"{run}/assets/tokenizer.json\", block_size = 32 }",
     ),
@@ -71,6 +77,15 @@ const EVAL_SPLITS: &[(&str, &str)] = &[
 /// the dataset × architecture × objective run they are evaluated at the end of.
 const EVAL_RUNS: &[(&str, (&str, &str, &str))] =
     &[("resnet:classification", ("resnet:pixel_csv", "resnet:resnet18", "resnet:supervised"))];
+
+/// Objectives that train several architectures under roles, each with the dataset and the
+/// architectures per role it trains with, and the evaluators judged at the end of that run.
+const ROLE_RUNS: &[(&str, &str, &[(&str, &str)], &[&str])] = &[(
+    "clip:clip",
+    "clip:image_text",
+    &[("image", "resnet:resnet18"), ("text", "mlm:bert")],
+    &["clip:zero_shot", "clip:retrieval"],
+)];
 
 const CLS_SPLITS: &str = "splits.train = { name = \"mlm:jsonl\", files = [\"{data}/text/tiny/cls-train.jsonl\"], tokenizer = \"{run}/assets/tokenizer.json\", block_size = 32 }\n\
 splits.test = { name = \"mlm:jsonl\", files = [\"{data}/text/tiny/cls-test.jsonl\"], tokenizer = \"{run}/assets/tokenizer.json\", block_size = 32 }";
@@ -103,16 +118,42 @@ fn pairing(dataset: &str, objective: &str) -> &'static str {
     PAIRING.iter().find(|(d, o, _)| *d == dataset && *o == objective).map(|(_, _, t)| *t).unwrap_or("")
 }
 
-fn recipe(dataset: &str, arch: &str, objective: &str, tokenizer: &str, png_folder: &str, evals: &str) -> String {
-    format!(
+/// `arch` is one architecture, or `role=arch` pairs joined by `,` (one `[arch.ROLE]` each).
+fn recipe(dataset: &str, arch: &str, objective: &str, paths: &Paths, evals: &str) -> String {
+    let archs: String = if arch.contains('=') {
+        arch.split(',')
+            .map(|ra| {
+                let (role, a) = ra.split_once('=').unwrap();
+                format!("[arch.{role}]\nname = \"{a}\"\n{}\n\n", tiny(a))
+            })
+            .collect()
+    } else {
+        format!("[arch]\nname = \"{arch}\"\n{}\n\n", tiny(arch))
+    };
+    let text = format!(
         "[run]\nseed = 0\ndevice = \"cpu\"\nbatch_size = 8\nmax_steps = 2\nlog_every = 1\nnum_threads = 1\n\n\
-         [data]\nname = \"{dataset}\"\n{}\n\n[arch]\nname = \"{arch}\"\n{}\n\n[objective]\nname = \"{objective}\"\n{}\n{}\n\n\
+         [data]\nname = \"{dataset}\"\n{}\n\n{archs}[objective]\nname = \"{objective}\"\n{}\n{}\n\n\
          [optim]\nname = \"adamw\"\nlr = 1e-3\n\n{evals}",
-        tiny(dataset).replace("{tokenizer}", tokenizer).replace("{png_folder}", png_folder),
-        tiny(arch),
+        tiny(dataset),
         tiny_objective(objective),
         pairing(dataset, objective),
-    )
+    );
+    paths.fill(&text)
+}
+
+/// Files the tiny configs point at.
+struct Paths {
+    tokenizer: String,
+    png_folder: String,
+    pairs: String,
+}
+
+impl Paths {
+    fn fill(&self, text: &str) -> String {
+        text.replace("{tokenizer}", &self.tokenizer)
+            .replace("{png_folder}", &self.png_folder)
+            .replace("{pairs}", &self.pairs)
+    }
 }
 
 enum Outcome {
@@ -121,6 +162,8 @@ enum Outcome {
     PairDoesNotCompose(String),
     /// The dataset lacks what the architecture or objective needs.
     DataDoesNotFit(String),
+    /// The objective trains several architectures under roles (see [`ROLE_RUNS`]).
+    NeedsRoles,
     Failed(String),
 }
 
@@ -128,12 +171,25 @@ struct Runner<'a> {
     pt: &'a Pt,
     runs: PathBuf,
     count: usize,
-    tokenizer: String,
-    /// A small folder-per-class tree of PNGs for `image_folder`.
-    png_folder: PathBuf,
+    paths: Paths,
     /// The run directory of the latest run.
     last_dir: PathBuf,
     log: Vec<String>,
+}
+
+/// A JSONL of captioned images (for `image_text`): the PNGs of [`write_png_folder`], two
+/// captions each, their class as `class`.
+fn write_pairs(png_folder: &Path, out: &Path) {
+    let mut lines = String::new();
+    for class in ["stripes", "blocks"] {
+        for i in 0..4 {
+            let image = png_folder.join(class).join(format!("{i}.png"));
+            let captions = [format!("{class} number {i}"), format!("a picture of {class}")];
+            let line = serde_json::json!({ "image": image, "captions": captions, "class": class });
+            lines.push_str(&format!("{line}\n"));
+        }
+    }
+    std::fs::write(out, lines).unwrap();
 }
 
 /// Writes 2 classes × 4 images of 12×12 RGB PNGs (stripes of varying brightness) under `root`.
@@ -158,9 +214,7 @@ impl Runner<'_> {
         let dir = self.runs.join(format!("{:02}-{}-{}-{}", self.count, dataset, arch, objective).replace(':', "_"));
         let path = dir.with_extension("toml");
         self.last_dir = dir.clone();
-        let png_folder = self.png_folder.display().to_string();
-        std::fs::write(&path, recipe(dataset, arch, objective, &self.tokenizer, &png_folder, evals))
-            .expect("writing a recipe");
+        std::fs::write(&path, recipe(dataset, arch, objective, &self.paths, evals)).expect("writing a recipe");
         let started = std::time::Instant::now();
         let out =
             self.pt.run(&["train", "--recipe", path.to_str().unwrap(), "--run-dir", dir.to_str().unwrap(), "--quiet"]);
@@ -172,6 +226,8 @@ impl Runner<'_> {
                 Ok(()) => Outcome::Trained,
                 Err(e) => Outcome::Failed(format!("{what}: {e}")),
             }
+        } else if err.contains("trains the roles") {
+            Outcome::NeedsRoles
         } else if err.contains("do not fit together") {
             if err.contains("needs model output") {
                 Outcome::PairDoesNotCompose(err.trim().to_string())
@@ -187,14 +243,15 @@ impl Runner<'_> {
                 Outcome::Trained => "trained".to_string(),
                 Outcome::PairDoesNotCompose(_) => "pair does not compose".to_string(),
                 Outcome::DataDoesNotFit(_) => "dataset does not fit".to_string(),
+                Outcome::NeedsRoles => "needs architectures under roles".to_string(),
                 Outcome::Failed(_) => "FAILED".to_string(),
             }
         ));
         if matches!(outcome, Outcome::Trained)
-            && self.tokenizer.is_empty()
+            && self.paths.tokenizer.is_empty()
             && dir.join("assets/tokenizer.json").is_file()
         {
-            self.tokenizer = dir.join("assets/tokenizer.json").display().to_string();
+            self.paths.tokenizer = dir.join("assets/tokenizer.json").display().to_string();
         }
         outcome
     }
@@ -251,7 +308,7 @@ fn every_component_of_every_plugin_trains_in_a_tiny_run() {
         pt.ok(&["plugin", "install", so.to_str().unwrap()]);
     }
     let (by_kind, plugin_names) = discover(&pt);
-    for expected in ["mlm", "resnet", "simclr", "wav2vec", "denoise", "rotnet", "faulty", "pt"] {
+    for expected in ["mlm", "resnet", "simclr", "wav2vec", "clip", "denoise", "rotnet", "faulty", "pt"] {
         assert!(plugin_names.iter().any(|n| n == expected), "plugin {expected} found: {plugin_names:?}");
     }
     let undocumented: Vec<String> = plugin_names.iter().flat_map(|p| undocumented_keys(&pt, p)).collect();
@@ -266,15 +323,14 @@ fn every_component_of_every_plugin_trains_in_a_tiny_run() {
     write_png_folder(&png_folder);
     let shards = pt.home.path().join("png-folder-shards");
     pt.ok(&["data", "pack", png_folder.to_str().unwrap(), shards.to_str().unwrap(), "--shard-size", "3"]);
-    let mut r = Runner {
-        pt: &pt,
-        runs,
-        count: 0,
+    let pairs = pt.home.path().join("pairs.jsonl");
+    write_pairs(&png_folder, &pairs);
+    let paths = Paths {
         tokenizer: String::new(),
-        png_folder,
-        last_dir: PathBuf::new(),
-        log: Vec::new(),
+        png_folder: png_folder.display().to_string(),
+        pairs: pairs.display().to_string(),
     };
+    let mut r = Runner { pt: &pt, runs, count: 0, paths, last_dir: PathBuf::new(), log: Vec::new() };
     let mut failures = Vec::new();
 
     // Every evaluator, at the end of a tiny MLM run (which also makes the tokenizer the other
@@ -282,10 +338,11 @@ fn every_component_of_every_plugin_trains_in_a_tiny_run() {
     let mut evals = String::new();
     let eval_entry =
         |e: &str, body: &str| format!("[[eval]]\nname = \"{e}\"\n{}\n\n", body.replace("{cls_splits}", CLS_SPLITS));
+    let role_run = |e: &str| ROLE_RUNS.iter().any(|(_, _, _, evals)| evals.contains(&e));
     let own_run = |e: &str| EVAL_RUNS.iter().find(|(c, _)| *c == e).map(|(_, run)| *run);
     for e in &evaluators {
         match EVAL_SPLITS.iter().find(|(c, _)| c == e) {
-            Some(_) if own_run(e).is_some() => {}
+            Some(_) if own_run(e).is_some() || role_run(e) => {}
             Some((_, body)) => evals.push_str(&eval_entry(e, body)),
             None => failures
                 .push(format!("evaluator {e}: no tiny config; add its splits to EVAL_SPLITS in tests/conformance.rs")),
@@ -294,7 +351,10 @@ fn every_component_of_every_plugin_trains_in_a_tiny_run() {
     match r.train("mlm:text", "mlm:bert", "mlm:mlm", &evals) {
         Outcome::Trained => {
             let sum = summary(&r.runs.join("01-mlm_text-mlm_bert-mlm_mlm"));
-            for e in evaluators.iter().filter(|e| EVAL_SPLITS.iter().any(|(c, _)| c == *e) && own_run(e).is_none()) {
+            for e in evaluators
+                .iter()
+                .filter(|e| EVAL_SPLITS.iter().any(|(c, _)| c == *e) && own_run(e).is_none() && !role_run(e))
+            {
                 let metrics = &sum["evals"][e.as_str()]["metrics"];
                 let finite = metrics
                     .as_object()
@@ -307,6 +367,7 @@ fn every_component_of_every_plugin_trains_in_a_tiny_run() {
         Outcome::Failed(e) | Outcome::PairDoesNotCompose(e) | Outcome::DataDoesNotFit(e) => {
             failures.push(format!("the MLM run with every evaluator failed: {e}"))
         }
+        Outcome::NeedsRoles => failures.push("the MLM run asked for roles".into()),
     }
 
     let mut trained: BTreeSet<(String, String, String)> = BTreeSet::new();
@@ -328,6 +389,35 @@ fn every_component_of_every_plugin_trains_in_a_tiny_run() {
             Outcome::Failed(err) | Outcome::PairDoesNotCompose(err) | Outcome::DataDoesNotFit(err) => {
                 failures.push(format!("evaluator {e} in its {d} × {a} × {o} run: {err}"))
             }
+            Outcome::NeedsRoles => failures.push(format!("evaluator {e}: its run {d} × {a} × {o} asked for roles")),
+        }
+    }
+
+    // Objectives over several architectures, with their evaluators, in the runs ROLE_RUNS names.
+    for (o, d, roles, evals) in ROLE_RUNS.iter().filter(|(o, ..)| objectives.iter().any(|x| x == o)) {
+        let arch: Vec<String> = roles.iter().map(|(role, a)| format!("{role}={a}")).collect();
+        let body: String = evals
+            .iter()
+            .map(|e| eval_entry(e, EVAL_SPLITS.iter().find(|(c, _)| c == e).map(|(_, b)| *b).unwrap_or("")))
+            .collect();
+        match r.train(d, &arch.join(","), o, &body) {
+            Outcome::Trained => {
+                trained.insert((d.to_string(), arch.join(","), o.to_string()));
+                let sum = summary(&r.last_dir);
+                for e in evals.iter() {
+                    let metrics = &sum["evals"][*e]["metrics"];
+                    if !metrics
+                        .as_object()
+                        .is_some_and(|m| !m.is_empty() && m.values().all(|v| v.as_f64().is_some_and(f64::is_finite)))
+                    {
+                        failures.push(format!("evaluator {e}: no finite metrics ({metrics})"));
+                    }
+                }
+            }
+            Outcome::Failed(err) | Outcome::PairDoesNotCompose(err) | Outcome::DataDoesNotFit(err) => {
+                failures.push(format!("{o} with roles {} on {d}: {err}", arch.join(", ")))
+            }
+            Outcome::NeedsRoles => failures.push(format!("{o}: the roles {} were refused", arch.join(", "))),
         }
     }
 
@@ -336,7 +426,9 @@ fn every_component_of_every_plugin_trains_in_a_tiny_run() {
     let mut pairs_without_data = Vec::new();
     for arch in &archs {
         for objective in &objectives {
-            if trained.iter().any(|(_, a, o)| a == arch && o == objective) {
+            if trained.iter().any(|(_, a, o)| a == arch && o == objective)
+                || ROLE_RUNS.iter().any(|(o, ..)| o == objective)
+            {
                 continue;
             }
             let fits_arch = |d: &String| trained.iter().any(|(td, a, _)| td == d && a == arch);
@@ -353,6 +445,10 @@ fn every_component_of_every_plugin_trains_in_a_tiny_run() {
                     // Whether an output exists can depend on the data (a ResNet has `logits`
                     // only when the dataset names classes): try the other datasets too.
                     Outcome::PairDoesNotCompose(_) | Outcome::DataDoesNotFit(_) => {}
+                    Outcome::NeedsRoles => {
+                        failures.push(format!("objective {objective} trains roles: give it a run in ROLE_RUNS"));
+                        break;
+                    }
                     Outcome::Failed(e) => failures.push(e),
                 }
             }

@@ -19,6 +19,9 @@ pub struct Args {
     /// Replace OUTPUT when it exists and is not empty.
     #[arg(long)]
     force: bool,
+    /// In a run with several architectures, the one to export (its role: `image`, `text`).
+    #[arg(long)]
+    role: Option<String>,
 }
 
 /// Refuses an output that would overwrite a checkpoint, or another directory without --force.
@@ -133,13 +136,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let reg = Registry::discover();
     // The saved config holds every value the run used, so the plan wires nothing.
     let plan = RunPlan::resolve(&reg, recipe, &ckpt.dir, World::default())?;
-    let (Some(spec), [(_, arch_plan)]) = (plan.recipe.arch.iter().first().map(|(_, s)| *s), plan.archs.as_slice())
-    else {
-        anyhow::bail!(
-            "{}: a run with several architectures: export one role at a time (not supported yet)",
-            ckpt.dir.display()
-        );
+    let specs = plan.recipe.arch.iter();
+    let roles: Vec<&str> = specs.iter().filter_map(|(role, _)| *role).collect();
+    let index = match (&args.role, roles.is_empty()) {
+        (None, true) => 0,
+        (None, false) => anyhow::bail!(
+            "{}: the run trained several architectures ({}): pass --role ROLE to export one",
+            ckpt.dir.display(),
+            roles.join(", ")
+        ),
+        (Some(r), _) => specs.iter().position(|(role, _)| *role == Some(r.as_str())).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--role {r}: {} has {}",
+                ckpt.dir.display(),
+                if roles.is_empty() {
+                    "a single architecture: drop --role".to_string()
+                } else {
+                    format!("roles {}", roles.join(", "))
+                }
+            )
+        })?,
     };
+    let (role, spec) = specs[index];
+    let arch_plan = &plan.archs[index].1;
     let arch = ArchHandle::create(arch_plan, &plan.build_config(spec, &Default::default()), &plan.create_ctx())?;
     let recipe = &plan.recipe;
     if arch.info.config.is_null() {
@@ -148,11 +167,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let staging = Staging::new(&args.output)?;
     let out = staging.dir.clone();
     std::fs::write(out.join("config.json"), serde_json::to_string_pretty(&arch.info.config)?)?;
-    std::fs::copy(ckpt.dir.join("model.safetensors"), out.join("model.safetensors"))
-        .with_context(|| format!("copying {}", ckpt.dir.join("model.safetensors").display()))?;
+    let weights = ckpt.dir.join("model.safetensors");
+    match role {
+        None => {
+            std::fs::copy(&weights, out.join("model.safetensors"))
+                .with_context(|| format!("copying {}", weights.display()))?;
+        }
+        // The role's tensors under the architecture's own names (`image.conv1.weight` → `conv1.weight`).
+        Some(role) => {
+            let prefix = format!("{role}.");
+            let own: Vec<(String, tch::Tensor)> = pt_core::checkpoint::format::read_tensors(&weights)?
+                .into_iter()
+                .filter_map(|(n, t)| n.strip_prefix(&prefix).map(|n| (n.to_string(), t)))
+                .collect();
+            pt_core::checkpoint::format::write_tensors(&out.join("model.safetensors"), &own)?;
+        }
+    }
     let assets = ckpt.dir.join("assets");
     let mut files = vec!["config.json".to_string(), "model.safetensors".to_string()];
-    if assets.is_dir() {
+    // A tokenizer goes with the architectures that read tokens.
+    if assets.is_dir() && (role.is_none() || arch.info.inputs.iter().any(|i| i == "input_ids")) {
         for e in std::fs::read_dir(&assets)?.flatten() {
             if e.path().is_file() {
                 std::fs::copy(e.path(), out.join(e.file_name()))?;

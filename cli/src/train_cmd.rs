@@ -53,8 +53,9 @@ pub struct Args {
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["recipe", "run_dir"])]
     resume: Option<PathBuf>,
     /// Start from these weights (pt checkpoint, HF model dir or .safetensors); reports missing/unexpected keys.
-    #[arg(long)]
-    init_from: Option<PathBuf>,
+    /// ROLE=PATH loads into one architecture of a multi-architecture run; repeat for each role.
+    #[arg(long, value_name = "[ROLE=]PATH")]
+    init_from: Vec<String>,
     /// Shorthand for --set run.max_steps=N.
     #[arg(long)]
     max_steps: Option<u64>,
@@ -223,7 +224,7 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<()> {
         let session = Session::build(plan)?;
         let opts = TrainOptions {
             resume: true,
-            init_from: args.init_from.clone(),
+            init_from: args.init_from.iter().map(|a| pt_core::train::InitFrom::parse(a)).collect(),
             stop,
             dist,
             accept_changes: args.accept_changes,

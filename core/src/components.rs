@@ -257,6 +257,14 @@ impl ObjectiveHandle {
             out.into_iter().filter_map(|(n, t)| n.strip_prefix("metric/").map(|m| (m.to_string(), t))).collect();
         Ok(LossValue { loss, metrics })
     }
+    /// Its evaluation outputs (`info.embeds`) from the model's `outputs`; none when it declares none.
+    pub fn embed(&self, outputs: &Tensors, ctx: &StepCtx) -> Result<Tensors> {
+        if self.info.embeds.is_empty() {
+            return Ok(Tensors::new());
+        }
+        // Only the towers the inputs fed ran: an objective embeds what it can.
+        Ok(Tensors::from_ffi(rres(self.inner.embed(&outputs.share().into_ffi(), ctx))?))
+    }
 }
 
 pub struct EvaluatorHandle {
@@ -297,29 +305,52 @@ impl EvaluatorHandle {
     }
 }
 
-/// The model as lent to an evaluator.
+/// The model as lent to an evaluator, with the outputs its objectives derive for evaluation
+/// (`embed`) appended to its own.
 pub struct LentModel<'a> {
-    pub arch: RefCell<&'a mut ArchHandle>,
+    pub model: RefCell<&'a mut crate::model::Model>,
+    pub heads: Vec<&'a ObjectiveHandle>,
+}
+
+impl<'a> LentModel<'a> {
+    pub fn new(model: &'a mut crate::model::Model, heads: Vec<&'a ObjectiveHandle>) -> Self {
+        LentModel { model: RefCell::new(model), heads }
+    }
+    /// The model's info with the heads' outputs among its outputs.
+    pub fn info(&self) -> ArchitectureInfo {
+        let mut info = self.model.borrow().info.clone();
+        info.outputs.extend(self.heads.iter().flat_map(|h| h.info.embeds.iter().cloned()));
+        info
+    }
+    fn forward_with_heads(&self, inputs: &Tensors, ctx: &StepCtx) -> Result<Tensors> {
+        let mut out = self.model.borrow().forward(inputs, ctx)?;
+        for head in &self.heads {
+            for (name, t) in head.embed(&out, ctx)?.into_iter() {
+                out.insert(name, t);
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl HostModelFfi for LentModel<'_> {
     fn info(&self) -> RResult<RString, PtError> {
-        match serde_json::to_string(&self.arch.borrow().info) {
+        match serde_json::to_string(&LentModel::info(self)) {
             Ok(s) => RResult::ROk(s.into()),
             Err(e) => RResult::RErr(PtError::new(pt_sdk::ErrorKind::Other, e.to_string())),
         }
     }
     fn parameters(&self) -> RResult<pt_sdk::TensorMap, PtError> {
-        match self.arch.borrow().parameters() {
+        match self.model.borrow().parameters() {
             Ok(p) => RResult::ROk(p.into_iter().collect::<Tensors>().into_ffi()),
             Err(e) => RResult::RErr(to_pt(e)),
         }
     }
     fn set_train(&self, train: bool) -> RResult<(), PtError> {
-        self.arch.borrow_mut().set_train(train).map_err(to_pt).into()
+        self.model.borrow_mut().set_train(train).map_err(to_pt).into()
     }
     fn forward(&self, inputs: &pt_sdk::TensorMap, ctx: &StepCtx) -> RResult<pt_sdk::TensorMap, PtError> {
-        match self.arch.borrow().forward(&Tensors::share_ffi(inputs), ctx) {
+        match self.forward_with_heads(&Tensors::share_ffi(inputs), ctx) {
             Ok(t) => RResult::ROk(t.into_ffi()),
             Err(e) => RResult::RErr(to_pt(e)),
         }
@@ -361,7 +392,7 @@ fn to_pt(e: Error) -> PtError {
 
 /// Checks, before any training, that the dataset provides what the objective and architecture
 /// need and that the architecture outputs what the objective consumes.
-pub fn check_composition(data: &DatasetHandle, arch: &ArchHandle, objective: &ObjectiveHandle) -> Result<()> {
+pub fn check_composition(data: &DatasetHandle, arch: &crate::model::Model, objective: &ObjectiveHandle) -> Result<()> {
     let mut problems = Vec::new();
     let data_fields: Vec<String> = data.info.field_names();
     let mut available = data_fields.clone();

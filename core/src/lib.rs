@@ -8,6 +8,7 @@ pub mod components;
 pub mod config;
 pub mod dist;
 pub mod error;
+pub mod model;
 pub mod pinned;
 pub mod plan;
 pub mod plugin;

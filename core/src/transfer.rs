@@ -38,15 +38,21 @@ pub fn locate(from: &Path) -> Result<(PathBuf, Checkpoint)> {
 }
 
 /// The pretraining run's session (its recipe, with `evals` instead of its own) with the
-/// checkpoint's weights loaded into the architecture.
+/// checkpoint's weights loaded into the model (and into objectives that derive evaluation
+/// outputs).
 pub fn open(reg: &Registry, run_dir: &Path, ckpt: Checkpoint, evals: Vec<EvalSpec>) -> Result<(Session, Checkpoint)> {
     let mut recipe = Recipe::load_saved(&run_dir.join("config.toml"), &[])?;
     recipe.evals = evals;
     let plan = RunPlan::resolve(reg, recipe, run_dir, World::default())?;
     let session = Session::build(plan)?;
-    let mut target = session.arch.parameters()?;
-    target.extend(session.arch.buffers()?);
+    let mut target = session.model.parameters()?;
+    target.extend(session.model.buffers()?);
     load_named(&target, &ckpt.tensors("model")?, &format!("checkpoint {}", ckpt.dir.display()))?;
+    // Objectives' heads (e.g. CLIP's projections) give evaluators their `embed` outputs.
+    if !session.heads().is_empty() {
+        let what = format!("checkpoint {} (objective)", ckpt.dir.display());
+        load_named(&session.objective_tensors(true)?, &ckpt.tensors("objective")?, &what)?;
+    }
     Ok((session, ckpt))
 }
 
@@ -138,7 +144,7 @@ pub fn run(
             let what = if random { "from random initialisation" } else { "from the checkpoint" };
             progress(&format!("[{}/{arms}] {} {what} …", done + 1, spec.label()));
             let started = std::time::Instant::now();
-            let report = runner.run(&session, &session.arch, ckpt.manifest.step, random)?;
+            let report = runner.run(&session, &session.model, ckpt.manifest.step, random)?;
             done += 1;
             progress(&format!(
                 "[{done}/{arms}] {} {what}: done in {:.1} s",

@@ -3,7 +3,8 @@
 //! samples coloured by class, the first convolution's filters as an image grid (ResNets), and the last
 //! layer's attention among a sample's tokens (architectures that take `output_attentions`: BERT).
 
-use crate::components::{ArchHandle, DatasetHandle};
+use crate::components::DatasetHandle;
+use crate::model::Model;
 use crate::train::weights::load_named;
 use crate::train::Session;
 use crate::{Error, Result};
@@ -14,12 +15,7 @@ use tch::{Kind, Tensor};
 
 /// Features of the first `limit` samples of `data` (eval mode, no grad) and their labels
 /// (all 0 for unlabelled data).
-pub fn features(
-    arch: &mut ArchHandle,
-    data: &DatasetHandle,
-    limit: u64,
-    ctx: &StepCtx,
-) -> Result<(Tensor, Vec<usize>)> {
+pub fn features(arch: &mut Model, data: &DatasetHandle, limit: u64, ctx: &StepCtx) -> Result<(Tensor, Vec<usize>)> {
     let n = data.info.num_samples.min(limit);
     let _no_grad = tch::no_grad_guard();
     arch.set_train(false)?;
@@ -121,11 +117,11 @@ fn draw_map(path: &Path, xy: &Tensor, labels: &[usize], classes: &[String], titl
 }
 
 /// Writes `pca-` and `tsne-{pretrained,random_init}.png` and, for convolutional stems,
-/// `filters-{pretrained,random_init}.png` into `out`. `session.arch` holds the checkpoint's
+/// `filters-{pretrained,random_init}.png` into `out`. `session.model` holds the checkpoint's
 /// weights (see `transfer::open`); each picture gets a fresh copy of the architecture.
 pub fn run(session: &Session, limit: u64, out: &Path) -> Result<Vec<PathBuf>> {
-    let mut weights = session.arch.parameters()?;
-    weights.extend(session.arch.buffers()?);
+    let mut weights = session.model.parameters()?;
+    weights.extend(session.model.buffers()?);
     std::fs::create_dir_all(out).map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
     let ctx = StepCtx { seed: session.plan.recipe.run.seed, device: session.ctx.device, ..Default::default() };
     let mut files = Vec::new();
@@ -135,7 +131,7 @@ pub fn run(session: &Session, limit: u64, out: &Path) -> Result<Vec<PathBuf>> {
         session.data.info.classes.clone()
     };
     for (label, pretrained) in [("pretrained", true), ("random_init", false)] {
-        let mut arch = session.new_arch()?;
+        let mut arch = session.new_model()?;
         if pretrained {
             let mut target = arch.parameters()?;
             target.extend(arch.buffers()?);
@@ -144,12 +140,12 @@ pub fn run(session: &Session, limit: u64, out: &Path) -> Result<Vec<PathBuf>> {
         let (feats, labels) = features(&mut arch, &session.data, limit, &ctx)?;
         let xy = pca2(&feats)?;
         let path = out.join(format!("pca-{label}.png"));
-        let title = format!("{}: PCA of features ({} samples), {label}", session.arch.origin, labels.len());
+        let title = format!("{}: PCA of features ({} samples), {label}", session.model.origin, labels.len());
         draw_map(&path, &xy, &labels, &classes, &title)?;
         files.push(path);
         if labels.len() >= TSNE_MIN_SAMPLES && xy.size()[1] == 2 {
             let path = out.join(format!("tsne-{label}.png"));
-            let title = format!("{}: t-SNE of features ({} samples), {label}", session.arch.origin, labels.len());
+            let title = format!("{}: t-SNE of features ({} samples), {label}", session.model.origin, labels.len());
             draw_map(&path, &tsne2(&feats, &xy)?, &labels, &classes, &title)?;
             files.push(path);
         }
@@ -174,7 +170,7 @@ const ATTENTION_TOKENS: i64 = 24;
 
 /// The last layer's attention (mean over heads) among the first tokens of the dataset's first
 /// sample, as a heat map labelled with the run's tokenizer (`assets/tokenizer.json`) when it has one.
-fn attention_map(arch: &mut ArchHandle, session: &Session, ctx: &StepCtx, path: &Path, label: &str) -> Result<()> {
+fn attention_map(arch: &mut Model, session: &Session, ctx: &StepCtx, path: &Path, label: &str) -> Result<()> {
     let _no_grad = tch::no_grad_guard();
     arch.set_train(false)?;
     let torch = |e: tch::TchError| Error::Training(format!("attention map: {}", pt_sdk::PtError::from(e).message));

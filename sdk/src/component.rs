@@ -15,8 +15,10 @@ pub trait Component: Sized + Send + 'static {
     /// `num_classes` from `classes`), an architecture's from its `ArchitectureInfo`
     /// (`feature_dim`, keys of `config`).
     const PROVIDES: &'static [&'static str] = &[];
-    /// An objective over several architectures names their roles (`["image", "text"]`); it
-    /// then gets outputs prefixed by role (`image/features`). Empty: one architecture.
+    /// An objective over several architectures names their roles (`["image", "text"]`): its
+    /// `prepare` returns each role's inputs prefixed by the role (`image/image`,
+    /// `text/input_ids`) and its `loss` gets their outputs prefixed alike (`image/features`).
+    /// Empty: one architecture.
     const ROLES: &'static [&'static str] = &[];
     type Config: Config;
     fn new(config: Self::Config, ctx: &CreateCtx) -> Result<Self>;
@@ -58,6 +60,12 @@ pub trait Objective: Component {
     }
     /// `loss` (scalar, with grad) and detached scalar metrics.
     fn loss(&self, batch: &Tensors, outputs: &Tensors, ctx: &StepCtx) -> Result<LossOutput>;
+    /// Outputs for evaluation computed from the model's outputs with the objective's own
+    /// parameters (e.g. CLIP's projected, normalised `image/embedding`), named in
+    /// [`ObjectiveInfo::embeds`]; evaluators then see them as model outputs. Default: none.
+    fn embed(&self, _outputs: &Tensors, _ctx: &StepCtx) -> Result<Tensors> {
+        Ok(Tensors::new())
+    }
 }
 
 pub struct LossOutput {

@@ -184,6 +184,9 @@ impl<O: Objective> ObjectiveFfi for ObjectiveAdapter<O> {
             Ok(map.into_ffi())
         })
     }
+    fn embed(&self, outputs: &crate::TensorMap, ctx: &StepCtx) -> RResult<crate::TensorMap, PtError> {
+        guard(&self.origin, || Ok(self.inner.embed(&Tensors::share_ffi(outputs), ctx)?.into_ffi()))
+    }
 }
 
 struct EvaluatorAdapter<E> {

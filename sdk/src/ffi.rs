@@ -69,6 +69,10 @@ pub trait ObjectiveFfi: Send {
     /// Returns `loss` (a scalar with grad) plus detached scalar metrics.
     #[sabi(last_prefix_field)]
     fn loss(&self, batch: &TensorMap, outputs: &TensorMap, ctx: &StepCtx) -> RResult<TensorMap, PtError>;
+    /// Evaluation outputs derived from the model's (projected embeddings). Appended in SDK
+    /// 0.1.2: the host calls it only when `ObjectiveInfo::embeds` names outputs, which older
+    /// plugins never do.
+    fn embed(&self, outputs: &TensorMap, ctx: &StepCtx) -> RResult<TensorMap, PtError>;
 }
 
 /// The model as the host lends it to an evaluator.

@@ -214,6 +214,8 @@ pub struct ObjectiveInfo {
     pub adds_fields: Vec<String>,
     /// Metric names the loss reports besides `loss`.
     pub metrics: Vec<String>,
+    /// Outputs `embed` adds for evaluators (e.g. `image/embedding`, `text/embedding`).
+    pub embeds: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]

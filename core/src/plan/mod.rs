@@ -73,6 +73,13 @@ pub struct RunPlan {
     pub evals: Vec<(ComponentPlan, Vec<(String, ComponentPlan)>)>,
 }
 
+impl RunPlan {
+    /// `(role, plan, built config)` of each architecture, for [`crate::model::Model::create`].
+    pub fn model_parts<'a>(&'a self, configs: &'a [Value]) -> Vec<(Option<String>, &'a ComponentPlan, &'a Value)> {
+        self.archs.iter().zip(configs).map(|((role, plan), config)| (role.clone(), plan, config)).collect()
+    }
+}
+
 /// What resolving a component needs besides its spec.
 struct Resolver<'a> {
     reg: &'a Registry,

@@ -17,7 +17,7 @@ impl Trainer<'_> {
     pub(super) fn average_buffers(&self) -> Result<()> {
         let Some(group) = &self.dist else { return Ok(()) };
         let buffers: Vec<Tensor> =
-            self.session.arch.buffers()?.into_iter().map(|(_, t)| t).filter(|t| t.is_floating_point()).collect();
+            self.session.model.buffers()?.into_iter().map(|(_, t)| t).filter(|t| t.is_floating_point()).collect();
         if !buffers.is_empty() {
             let _guard = tch::no_grad_guard();
             group.all_reduce_sum(&buffers)?;
@@ -40,7 +40,7 @@ impl Trainer<'_> {
         let run = &s.plan.recipe.run;
         let mut components = BTreeMap::new();
         components.insert("data".to_string(), s.data.origin.clone());
-        components.insert("arch".to_string(), s.arch.origin.clone());
+        components.insert("arch".to_string(), s.model.origin.clone());
         components.insert("objective".to_string(), s.objective_origin());
         let assets = s.run_dir().join("assets");
         let req = SaveRequest {

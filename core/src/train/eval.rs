@@ -1,8 +1,9 @@
 //! Running evaluators: each gets a copy of the model (so fine-tuning evaluators never disturb
 //! training) and the dataset splits it asked for.
 
-use crate::components::{ArchHandle, DatasetHandle, EvaluatorHandle, LentData, LentModel};
+use crate::components::{DatasetHandle, EvaluatorHandle, LentData, LentModel};
 use crate::config::EvalSpec;
+use crate::model::Model;
 use crate::plan::{dataset_facts, Provider};
 use crate::train::observer::Observer;
 use crate::train::session::Session;
@@ -10,7 +11,6 @@ use crate::train::trainer::Trainer;
 use crate::train::weights::load_named;
 use crate::{Error, Result};
 use pt_sdk::{EvalReport, StepCtx};
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 pub struct EvalRunner {
@@ -52,13 +52,15 @@ impl EvalRunner {
             }
         }
         splits.retain(|(n, _)| handle.info.splits.contains(n));
+        let mut outputs = session.model.info.outputs.clone();
+        outputs.extend(session.heads().into_iter().flat_map(|h| h.info.embeds.iter().cloned()));
         for out in &handle.info.needs_outputs {
-            if !session.arch.info.outputs.contains(out) {
+            if !outputs.contains(out) {
                 return Err(Error::Composition(format!(
-                    "evaluator {} needs model output '{out}', but architecture {} outputs only: {}",
+                    "evaluator {} needs model output '{out}', but {} outputs only: {}",
                     handle.origin,
-                    session.arch.origin,
-                    session.arch.info.outputs.join(", ")
+                    session.model.origin,
+                    outputs.join(", ")
                 )));
             }
         }
@@ -70,9 +72,12 @@ impl EvalRunner {
         self.spec.label()
     }
 
-    /// Evaluates a copy of `live` (or, with `random_init`, a freshly initialised model).
-    pub fn run(&mut self, session: &Session, live: &ArchHandle, step: u64, random_init: bool) -> Result<EvalReport> {
-        let mut copy = session.new_arch()?;
+    /// Evaluates a copy of `live` (or, with `random_init`, a freshly initialised model and
+    /// fresh objective heads).
+    pub fn run(&mut self, session: &Session, live: &Model, step: u64, random_init: bool) -> Result<EvalReport> {
+        let mut copy = session.new_model()?;
+        let fresh = if random_init { session.fresh_heads()? } else { Vec::new() };
+        let heads = if random_init { fresh.iter().collect() } else { session.heads() };
         if !random_init {
             let mut target = copy.parameters()?;
             target.extend(copy.buffers()?);
@@ -92,7 +97,7 @@ impl EvalRunner {
             device: session.ctx.device,
             train: false,
         };
-        let model = LentModel { arch: RefCell::new(&mut copy) };
+        let model = LentModel::new(&mut copy, heads);
         self.handle.evaluate(&model, &lent_splits, &ctx)
     }
 }
@@ -120,7 +125,7 @@ impl Trainer<'_> {
                     cut.push(label);
                     continue;
                 }
-                let report = match self.evals[i].run(&self.session, &self.session.arch, self.step, random) {
+                let report = match self.evals[i].run(&self.session, &self.session.model, self.step, random) {
                     Err(_) if super::interrupt::requested() => {
                         cut.push(label);
                         continue;

@@ -10,13 +10,13 @@ use crate::plan::{RunPlan, World};
 use crate::plugin::Registry;
 use crate::{Error, Result};
 use pt_optim::Optimizer;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tch::Tensor;
 
 /// The architecture's parameters and buffers, by name (what `model.safetensors` holds).
 pub fn named_model(session: &Session) -> Result<Vec<(String, Tensor)>> {
-    let mut v = session.arch.parameters()?;
-    v.extend(session.arch.buffers()?);
+    let mut v = session.model.parameters()?;
+    v.extend(session.model.buffers()?);
     Ok(v)
 }
 
@@ -32,9 +32,31 @@ pub struct Start {
     pub init_report: Option<LoadReport>,
 }
 
+/// Weights a run starts from (`--init-from [ROLE=]PATH`): into the whole model, or into the
+/// architecture under one role (e.g. a SimCLR encoder into CLIP's `image` tower).
+#[derive(Clone, Debug, PartialEq)]
+pub struct InitFrom {
+    pub role: Option<String>,
+    pub path: PathBuf,
+}
+
+impl InitFrom {
+    /// `ROLE=PATH` when what precedes `=` is a role-like name (letters, digits, `_`, `-`) and
+    /// no such file exists; else all of it is the path.
+    pub fn parse(arg: &str) -> InitFrom {
+        if let Some((role, path)) = arg.split_once('=') {
+            let role_like = !role.is_empty() && role.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if role_like && !path.is_empty() && !Path::new(arg).exists() {
+                return InitFrom { role: Some(role.to_string()), path: PathBuf::from(path) };
+            }
+        }
+        InitFrom { role: None, path: PathBuf::from(arg) }
+    }
+}
+
 /// Loads the weights the run starts from into the session: the latest valid checkpoint when
 /// `resume` finds one, else `init_from`'s weights, else nothing (random initialisation).
-pub fn load_start(session: &Session, resume: bool, init_from: Option<&Path>) -> Result<Start> {
+pub fn load_start(session: &Session, resume: bool, init_from: &[InitFrom]) -> Result<Start> {
     let root = session.run_dir().join("checkpoints");
     let checkpoint = if resume { latest_valid(&root)? } else { None };
     let saved = list_steps(&root);
@@ -52,19 +74,62 @@ pub fn load_start(session: &Session, resume: bool, init_from: Option<&Path>) -> 
         load_exact(&named_objective(session)?, &c.tensors("objective")?, &what("objective.safetensors"))?;
         return Ok(Start { checkpoint, init_report: None });
     }
-    let Some(path) = init_from else { return Ok(Start { checkpoint, init_report: None }) };
-    let src = read_weights(path)?;
-    let report = load_named(&named_model(session)?, &src, &format!("--init-from {}", path.display()))?;
+    if init_from.is_empty() {
+        return Ok(Start { checkpoint, init_report: None });
+    }
+    let mut total = LoadReport::default();
+    for init in init_from {
+        let report = load_init(session, init)?;
+        total.loaded += report.loaded;
+        total.missing.extend(report.missing);
+        total.unexpected.extend(report.unexpected);
+    }
+    Ok(Start { checkpoint, init_report: Some(total) })
+}
+
+/// One `--init-from`: the file's tensors copied by name into the model (or one role's
+/// architecture, whose names the file may carry with or without the `role.` prefix).
+fn load_init(session: &Session, init: &InitFrom) -> Result<LoadReport> {
+    let what = match &init.role {
+        Some(role) => format!("--init-from {role}={}", init.path.display()),
+        None => format!("--init-from {}", init.path.display()),
+    };
+    let target = match &init.role {
+        None => named_model(session)?,
+        Some(role) => {
+            let tower = session.model.tower(role).map_err(|e| Error::Config(format!("{what}: {e}")))?;
+            let mut own = tower.arch.parameters()?;
+            own.extend(tower.arch.buffers()?);
+            own
+        }
+    };
+    if !init.path.exists() {
+        return Err(Error::Config(format!(
+            "{what}: no such file or directory (give a pt run or checkpoint directory, a Hugging Face model directory or a .safetensors file)"
+        )));
+    }
+    // A run directory: its latest valid checkpoint.
+    let path = match latest_valid(&init.path.join("checkpoints"))? {
+        Some(c) if init.path.join("config.toml").is_file() => c.dir,
+        _ => init.path.clone(),
+    };
+    let mut src = read_weights(&path)?;
+    if let Some(role) = &init.role {
+        let prefix = format!("{role}.");
+        if src.iter().any(|(n, _)| n.starts_with(&prefix)) {
+            src = src.into_iter().filter_map(|(n, t)| n.strip_prefix(&prefix).map(|n| (n.to_string(), t))).collect();
+        }
+    }
+    let report = load_named(&target, &src, &what)?;
     if report.loaded == 0 {
         return Err(Error::Checkpoint(format!(
-            "--init-from {}: none of its {} tensors match the model's parameter names (e.g. model has '{}', file has '{}')",
-            path.display(),
+            "{what}: none of its {} tensors match the model's parameter names (e.g. model has '{}', file has '{}')",
             src.len(),
             report.missing.first().map(String::as_str).unwrap_or("-"),
             report.unexpected.first().map(String::as_str).unwrap_or("-")
         )));
     }
-    Ok(Start { checkpoint, init_report: Some(report) })
+    Ok(report)
 }
 
 /// The training position a checkpoint holds.

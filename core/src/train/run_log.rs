@@ -40,7 +40,7 @@ impl Trainer<'_> {
         // FLOPs per row the architecture computed: an objective that makes several rows of each
         // sample (views, rotations) does that many times the work per sample.
         let rate = row.get("rows_per_s").or_else(|| row.get("samples_per_s")).copied();
-        if let (Some(flops), Some(sps)) = (self.session.arch.info.train_flops_per_sample, rate) {
+        if let (Some(flops), Some(sps)) = (self.session.model.info.train_flops_per_sample, rate) {
             let achieved = flops * sps;
             row.insert("tflops".into(), achieved / 1e12);
             if let Some(peak) = peak_flops(self.session.device) {
@@ -143,7 +143,7 @@ impl Trainer<'_> {
             }
         }
         let plot = LinePlot {
-            title: format!("{} + {}", self.session.objective_origin(), self.session.arch.origin),
+            title: format!("{} + {}", self.session.objective_origin(), self.session.model.origin),
             x_label: "step".into(),
             y_label: "loss".into(),
             series,

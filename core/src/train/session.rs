@@ -4,6 +4,7 @@
 
 use crate::components::{check_composition, ArchHandle, DatasetHandle, ObjectiveHandle};
 use crate::config::ComponentSpec;
+use crate::model::{Model, Tower};
 use crate::plan::{arch_facts, dataset_facts, Bindings, ComponentPlan, Facts, Provider, RunPlan};
 use crate::{Error, Result};
 use pt_sdk::CreateCtx;
@@ -20,6 +21,8 @@ pub struct SessionObjective {
     /// Whether its forward may change the architecture's buffers (`update_buffers`).
     pub update_buffers: bool,
     pub handle: ObjectiveHandle,
+    /// Its config as built (for a fresh copy: evaluating `embed` outputs at random init).
+    pub config: Value,
 }
 
 pub struct Session {
@@ -27,9 +30,10 @@ pub struct Session {
     pub device: tch::Device,
     pub ctx: CreateCtx,
     pub data: Arc<DatasetHandle>,
-    pub arch: ArchHandle,
-    /// The architecture config as built (for fresh copies: evaluations, random init).
-    pub arch_config: Value,
+    pub model: Model,
+    /// Each architecture's config as built, in the model's order (for fresh copies:
+    /// evaluations, random init).
+    pub arch_configs: Vec<Value>,
     /// The objectives (one, or the terms of a mix) with their weights.
     pub objectives: Vec<SessionObjective>,
     /// Values the build gave wired inputs (what `config.toml` records).
@@ -68,12 +72,6 @@ pub fn bind(plan: &ComponentPlan, facts: &BTreeMap<Provider, Facts>) -> Result<s
 
 impl Session {
     pub fn build(plan: RunPlan) -> Result<Session> {
-        if plan.archs.len() != 1 {
-            return Err(Error::Composition(format!(
-                "this run has {} architectures under roles; training several architectures needs an objective that names their roles",
-                plan.archs.len()
-            )));
-        }
         if plan.recipe.run.num_threads > 0 {
             tch::set_num_threads(plan.recipe.run.num_threads as i32);
         }
@@ -93,21 +91,26 @@ impl Session {
             };
         let data = DatasetHandle::create(&plan.data, &config_of(&plan.data, &plan.recipe.data, &facts)?, &ctx)?;
         facts.insert(Provider::Data, dataset_facts(&data.info));
-        let (role, arch_plan) = &plan.archs[0];
-        let arch_spec = plan.recipe.arch.iter()[0].1;
-        let arch_config = config_of(arch_plan, arch_spec, &facts)?;
-        let arch = ArchHandle::create(arch_plan, &arch_config, &ctx)?;
-        facts.insert(Provider::Arch(role.clone()), arch_facts(&arch.info));
+        let (mut towers, mut arch_configs) = (Vec::new(), Vec::new());
+        for ((role, arch_plan), (_, arch_spec)) in plan.archs.iter().zip(plan.recipe.arch.iter()) {
+            let config = config_of(arch_plan, arch_spec, &facts)?;
+            let arch = ArchHandle::create(arch_plan, &config, &ctx)?;
+            facts.insert(Provider::Arch(role.clone()), arch_facts(&arch.info));
+            towers.push(Tower { role: role.clone(), arch });
+            arch_configs.push(config);
+        }
+        let model = Model::from_towers(towers);
         let mut objectives = Vec::new();
         for (term, o_plan) in plan.recipe.objectives().into_iter().zip(&plan.objectives) {
             let config = config_of(o_plan, &term.component, &facts)?;
             let handle = ObjectiveHandle::create(o_plan, &config, &ctx)?;
-            check_composition(&data, &arch, &handle)?;
+            check_composition(&data, &model, &handle)?;
             objectives.push(SessionObjective {
                 label: term.label().to_string(),
                 weight: term.weight,
                 update_buffers: term.update_buffers,
                 handle,
+                config,
             });
         }
         Ok(Session {
@@ -115,8 +118,8 @@ impl Session {
             plan,
             ctx,
             data: Arc::new(data),
-            arch,
-            arch_config,
+            model,
+            arch_configs,
             objectives,
             bound,
             facts,
@@ -158,16 +161,34 @@ impl Session {
     }
 
     pub fn set_train(&mut self, train: bool) -> Result<()> {
-        self.arch.set_train(train)?;
+        self.model.set_train(train)?;
         for o in &mut self.objectives {
             o.handle.set_train(train)?;
         }
         Ok(())
     }
 
-    /// A new instance of the run's architecture, freshly initialised.
-    pub fn new_arch(&self) -> Result<ArchHandle> {
-        ArchHandle::create(&self.plan.archs[0].1, &self.arch_config, &self.ctx)
+    /// A new instance of the run's model, freshly initialised.
+    pub fn new_model(&self) -> Result<Model> {
+        Model::create(&self.plan.model_parts(&self.arch_configs), &self.ctx)
+    }
+
+    /// The objectives that derive evaluation outputs from the model's (`embed`).
+    pub fn heads(&self) -> Vec<&ObjectiveHandle> {
+        self.objectives.iter().filter(|o| !o.handle.info.embeds.is_empty()).map(|o| &o.handle).collect()
+    }
+
+    /// Freshly initialised copies of [`Self::heads`] (evaluation at random initialisation).
+    pub fn fresh_heads(&self) -> Result<Vec<ObjectiveHandle>> {
+        let mut fresh = Vec::new();
+        for (o, plan) in self.objectives.iter().zip(&self.plan.objectives) {
+            if !o.handle.info.embeds.is_empty() {
+                let mut handle = ObjectiveHandle::create(plan, &o.config, &self.ctx)?;
+                handle.set_train(false)?;
+                fresh.push(handle);
+            }
+        }
+        Ok(fresh)
     }
 
     /// The built config of `[[eval]]` #`index`'s component `plan` (`spec` in the plan's recipe),

@@ -113,7 +113,7 @@ impl Trainer<'_> {
                 self.keep_buffers(true)?;
             }
             let autocast = self.precision.scope(device)?;
-            let outputs = self.session.arch.forward(&inputs, ctx)?;
+            let outputs = self.session.model.forward(&inputs, ctx)?;
             let lv = o.handle.loss(&inputs, &outputs, ctx)?;
             drop(autocast);
             let value = lv.loss.f_double_value(&[])?;
@@ -226,7 +226,7 @@ impl Trainer<'_> {
 
     /// The rows the architecture computes from `inputs`: the first dimension of its first input.
     fn rows_of(&self, inputs: &Tensors) -> u64 {
-        let first = self.session.arch.info.inputs.first().and_then(|name| inputs.get(name));
+        let first = self.session.model.info.inputs.first().and_then(|name| inputs.get(name));
         first.and_then(|t| t.size().first().copied()).map_or(0, |n| n.max(0) as u64)
     }
 
@@ -250,7 +250,7 @@ impl Trainer<'_> {
             let read: Vec<&String> =
                 self.session.objectives.iter().flat_map(|o| &o.handle.info.needs_outputs).collect();
             let unread: Vec<&str> =
-                self.session.arch.info.outputs.iter().filter(|o| !read.contains(o)).map(String::as_str).collect();
+                self.session.model.info.outputs.iter().filter(|o| !read.contains(o)).map(String::as_str).collect();
             let why = if unread.is_empty() {
                 "forward does not use them".to_string()
             } else {
@@ -258,7 +258,7 @@ impl Trainer<'_> {
             };
             tracing::warn!(
                 "architecture {}: {} got no gradient in the first steps and will stay as initialised ({why})",
-                self.session.arch.origin,
+                self.session.model.origin,
                 shortlist(&arch)
             );
         }

@@ -59,8 +59,8 @@ pub struct RunSummary {
 pub struct TrainOptions {
     /// Continue from the run directory's latest valid checkpoint when there is one.
     pub resume: bool,
-    /// Load weights only from here before training (fine-tuning, HF imports).
-    pub init_from: Option<PathBuf>,
+    /// Load weights only from these before training (fine-tuning, HF imports, one per role).
+    pub init_from: Vec<super::resume::InitFrom>,
     /// Set by a signal handler: finish the step, save, stop.
     pub stop: Arc<AtomicBool>,
     /// This process's place in a multi-process run (`None`: training alone).
@@ -121,12 +121,12 @@ impl<'r> Trainer<'r> {
         if opts.restart && rank == 0 {
             set_aside_for_restart(session.run_dir())?;
         }
-        let start = load_start(&session, opts.resume && !opts.restart, opts.init_from.as_deref())?;
+        let start = load_start(&session, opts.resume && !opts.restart, &opts.init_from)?;
         if let Some(c) = &start.checkpoint {
             check_resumed_config(reg, &session, c, opts.accept_changes, rank == 0)?;
         }
         session.set_train(true)?;
-        let mut trainable = session.arch.parameters()?;
+        let mut trainable = session.model.parameters()?;
         for (n, t) in session.objective_tensors(false)? {
             trainable.push((format!("{OBJECTIVE_PREFIX}{n}"), t));
         }
@@ -186,7 +186,7 @@ impl<'r> Trainer<'r> {
             Vec::new()
         } else {
             let _guard = tch::no_grad_guard();
-            session.arch.buffers()?.into_iter().map(|(_, b)| (b.copy(), b)).collect()
+            session.model.buffers()?.into_iter().map(|(_, b)| (b.copy(), b)).collect()
         };
         super::interrupt::watch(opts.stop.clone());
         Ok(Trainer {
@@ -303,7 +303,7 @@ impl<'r> Trainer<'r> {
             &format!(
                 "{} + {} on {} ({} samples, {} params)",
                 self.session.objective_origin(),
-                self.session.arch.origin,
+                self.session.model.origin,
                 self.session.data.origin,
                 self.session.data.info.num_samples,
                 self.flat.num_params()

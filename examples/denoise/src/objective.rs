@@ -63,6 +63,7 @@ impl Objective for Denoise {
             needs_outputs: vec!["features".into()],
             adds_fields: vec![],
             metrics: vec!["cosine".into(), "feature_std".into(), "variance_loss".into()],
+            ..Default::default()
         }
     }
 

@@ -54,6 +54,7 @@ impl Objective for RotNet {
             needs_outputs: vec!["features".into()],
             adds_fields: vec!["rotation".into()],
             metrics: vec!["rotation_accuracy".into()],
+            ..Default::default()
         }
     }
 

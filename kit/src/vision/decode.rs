@@ -46,7 +46,7 @@ pub fn decode_image(bytes: &[u8], p: &ImageParams) -> std::result::Result<(Vec<u
             p.max_pixels
         ));
     }
-    let img = reader()?.decode().map_err(|e| e.to_string())?;
+    let img = over_white(reader()?.decode().map_err(|e| e.to_string())?);
     let (pixels, pixel_type) = if p.channels == 1 {
         (img.to_luma8().into_raw(), PixelType::U8)
     } else {
@@ -78,6 +78,23 @@ pub fn decode_image(bytes: &[u8], p: &ImageParams) -> std::result::Result<(Vec<u
         }
     }
     Ok((chw, h, w))
+}
+
+/// An image with transparency composited over white (icons, emoji: dropping the alpha channel
+/// would show whatever colour the transparent pixels happen to store, often black).
+fn over_white(img: image::DynamicImage) -> image::DynamicImage {
+    if !img.color().has_alpha() {
+        return img;
+    }
+    let mut rgba = img.to_rgba8();
+    for px in rgba.pixels_mut() {
+        let a = px[3] as u32;
+        for c in 0..3 {
+            px[c] = ((px[c] as u32 * a + 255 * (255 - a) + 127) / 255) as u8;
+        }
+        px[3] = 255;
+    }
+    image::DynamicImage::ImageRgba8(rgba)
 }
 
 /// A pool of `workers` decoding threads (0: one per CPU).

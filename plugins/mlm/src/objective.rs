@@ -65,6 +65,7 @@ impl Objective for Mlm {
             needs_outputs: vec!["mlm_logits".into()],
             adds_fields: vec!["mlm_positions".into(), "mlm_labels".into()],
             metrics: vec!["mlm_accuracy".into(), "masked_tokens".into()],
+            ..Default::default()
         }
     }
 

@@ -139,6 +139,7 @@ impl Objective for FixMatch {
             needs_outputs: vec!["logits".into()],
             adds_fields: vec![],
             metrics: vec!["confident_share".into(), "pseudo_label_accuracy".into()],
+            ..Default::default()
         }
     }
 

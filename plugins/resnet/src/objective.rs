@@ -43,6 +43,7 @@ impl Objective for Supervised {
             needs_outputs: vec!["logits".into()],
             adds_fields: vec![],
             metrics: vec!["accuracy".into(), "labelled_samples".into()],
+            ..Default::default()
         }
     }
 

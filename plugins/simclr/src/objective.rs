@@ -112,6 +112,7 @@ impl Objective for SimClr {
             needs_outputs: vec!["features".into()],
             adds_fields: vec![],
             metrics,
+            ..Default::default()
         }
     }
 

@@ -195,6 +195,7 @@ impl Objective for Wav2Vec2Objective {
             ]
             .map(String::from)
             .to_vec(),
+            ..Default::default()
         }
     }
 

@@ -1,0 +1,148 @@
+//! `clip`: an image architecture (role `image`) and a text architecture (role `text`) trained
+//! together on captioned images. Each tower's `features` is projected (no bias) into a shared
+//! space and L2-normalised; the loss is the symmetric InfoNCE over the global batch with a
+//! learnt temperature (CLIP: Radford et al. 2021; names as in Hugging Face's `CLIPModel`:
+//! `visual_projection.weight`, `text_projection.weight`, `logit_scale`).
+
+use crate::loss::{clip_loss, gather_rows, l2_normalize};
+use pt_kit::params::{Created, Params};
+use pt_sdk::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Clone, Debug, PluginConfig)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClipConfig {
+    /// width of the joint embedding space
+    #[config(default = 128, min = 1)]
+    pub embed_dim: i64,
+    /// width of the image architecture's `features` (from [arch.image])
+    #[config(input = "image.feature_dim")]
+    pub image_dim: i64,
+    /// width of the text architecture's `features` (from [arch.text])
+    #[config(input = "text.feature_dim")]
+    pub text_dim: i64,
+    /// starting temperature: logits are cosine similarities divided by it (CLIP: 0.07)
+    #[config(default = 0.07, above = 0.0)]
+    pub init_temperature: f64,
+    /// largest logit scale (1 / smallest temperature; CLIP clamps at 100)
+    #[config(default = 100.0, above = 0.0)]
+    pub max_logit_scale: f64,
+    /// learn the temperature (false: keep init_temperature)
+    #[config(default = true)]
+    pub learn_temperature: bool,
+}
+
+pub struct Clip {
+    cfg: ClipConfig,
+    visual_projection: Tensor, // [embed_dim, image_dim]
+    text_projection: Tensor,   // [embed_dim, text_dim]
+    logit_scale: Tensor,       // [] (log of 1 / temperature)
+    params: Vec<(String, Tensor)>,
+}
+
+impl Component for Clip {
+    const NAME: &'static str = "clip";
+    const ABOUT: &'static str =
+        "CLIP: image and text towers (roles image, text) projected into one space, symmetric InfoNCE over the global batch";
+    const ROLES: &'static [&'static str] = &["image", "text"];
+    type Config = ClipConfig;
+
+    fn new(cfg: ClipConfig, ctx: &CreateCtx) -> Result<Self> {
+        let created = Created::default();
+        let p = Params::new(ctx.seed ^ 0xC11F, 0.0, ctx.device(), &created);
+        // open_clip's init for its projections: normal with std = width^-1/2.
+        let visual_projection = p.normal_std(
+            "visual_projection.weight",
+            &[cfg.embed_dim, cfg.image_dim],
+            (cfg.image_dim as f64).powf(-0.5),
+            None,
+        )?;
+        let text_projection = p.normal_std(
+            "text_projection.weight",
+            &[cfg.embed_dim, cfg.text_dim],
+            (cfg.text_dim as f64).powf(-0.5),
+            None,
+        )?;
+        let logit_scale = p.constant("logit_scale", &[], (1.0 / cfg.init_temperature).ln() as f32)?;
+        drop(p);
+        let mut params = created.into_parts().0;
+        let logit_scale = if cfg.learn_temperature {
+            logit_scale
+        } else {
+            params.retain(|(n, _)| n != "logit_scale");
+            logit_scale.detach()
+        };
+        Ok(Clip { cfg, visual_projection, text_projection, logit_scale, params })
+    }
+}
+
+impl Clip {
+    /// Unit-norm embeddings of a tower's `features` ([B, width] → [B, embed_dim]), in fp32.
+    fn project(&self, features: &Tensor, projection: &Tensor) -> Result<Tensor> {
+        l2_normalize(&features.f_to_kind(Kind::Float)?.f_linear::<Tensor>(projection, None)?)
+    }
+
+    /// exp(logit_scale), clamped at `max_logit_scale`.
+    fn scale(&self) -> Result<Tensor> {
+        Ok(self.logit_scale.f_clamp_max(self.cfg.max_logit_scale.ln())?.f_exp()?)
+    }
+}
+
+impl Objective for Clip {
+    fn info(&self) -> ObjectiveInfo {
+        ObjectiveInfo {
+            needs_fields: vec!["image".into(), "input_ids".into()],
+            needs_outputs: vec!["image/features".into(), "text/features".into()],
+            adds_fields: vec!["image/image".into(), "text/input_ids".into(), "text/attention_mask".into()],
+            metrics: vec!["logit_scale".into(), "image_to_text_accuracy".into(), "text_to_image_accuracy".into()],
+            embeds: vec!["image/embedding".into(), "text/embedding".into()],
+        }
+    }
+
+    fn parameters(&self) -> Vec<(String, Tensor)> {
+        self.params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
+    }
+
+    /// The dataset's `image` to the image tower, `input_ids` and `attention_mask` to the text tower.
+    fn prepare(&self, batch: Tensors, _ctx: &StepCtx) -> Result<Tensors> {
+        let mut inputs = Tensors::new().with("image/image", batch.require("image")?.shallow_clone());
+        inputs.insert("text/input_ids", batch.require("input_ids")?.shallow_clone());
+        if let Some(mask) = batch.get("attention_mask") {
+            inputs.insert("text/attention_mask", mask.shallow_clone());
+        }
+        if let Some(index) = batch.get("sample_index") {
+            inputs.insert("sample_index", index.shallow_clone());
+        }
+        Ok(inputs)
+    }
+
+    fn loss(&self, _batch: &Tensors, outputs: &Tensors, ctx: &StepCtx) -> Result<LossOutput> {
+        let image = self.project(outputs.require("image/features")?, &self.visual_projection)?;
+        let text = self.project(outputs.require("text/features")?, &self.text_projection)?;
+        let (rank, world) = (ctx.rank as i64, ctx.world_size.max(1) as i64);
+        let (all_image, offset) = gather_rows(&image, rank, world)?;
+        let (all_text, _) = gather_rows(&text, rank, world)?;
+        let scale = self.scale()?;
+        let out = clip_loss(&image, &text, &all_image, &all_text, offset, &scale)?;
+        Ok(LossOutput {
+            loss: out.loss,
+            metrics: vec![
+                ("logit_scale".into(), scale.detach()),
+                ("image_to_text_accuracy".into(), out.image_to_text_accuracy),
+                ("text_to_image_accuracy".into(), out.text_to_image_accuracy),
+            ],
+        })
+    }
+
+    /// `image/embedding` and `text/embedding` (unit rows in the joint space) for the towers that ran.
+    fn embed(&self, outputs: &Tensors, _ctx: &StepCtx) -> Result<Tensors> {
+        let mut out = Tensors::new();
+        if let Some(f) = outputs.get("image/features") {
+            out.insert("image/embedding", self.project(f, &self.visual_projection)?);
+        }
+        if let Some(f) = outputs.get("text/features") {
+            out.insert("text/embedding", self.project(f, &self.text_projection)?);
+        }
+        Ok(out)
+    }
+}
