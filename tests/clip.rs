@@ -147,6 +147,13 @@ fn clip_trains_two_towers_resumes_exactly_exports_each_and_starts_a_tower_from_o
     let objective: Vec<String> = tensors(&run, 4, "objective.safetensors").into_iter().map(|(n, _)| n).collect();
     assert_eq!(objective, ["logit_scale", "text_projection.weight", "visual_projection.weight"]);
 
+    // Pictures of the joint space: images and captions in one map, a batch's similarities.
+    let out = pt.ok(&["visualize", s(&run), "--samples", "32"]);
+    for picture in ["joint-pca-pretrained.png", "joint-tsne-random_init.png", "similarity-pretrained.png"] {
+        let path = run.join("visualize").join(picture);
+        assert!(image::open(&path).is_ok_and(|i| i.width() > 300), "{}: {out}", path.display());
+    }
+
     // Resumed from step 2, step 4 is bit-identical.
     let resumed = tmp.path().join("resumed");
     copy_dir(&run, &resumed);

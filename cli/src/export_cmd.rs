@@ -180,6 +180,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .into_iter()
                 .filter_map(|(n, t)| n.strip_prefix(&prefix).map(|n| (n.to_string(), t)))
                 .collect();
+            if own.is_empty() {
+                anyhow::bail!("{}: no tensor under '{prefix}' in the checkpoint", weights.display());
+            }
             pt_core::checkpoint::format::write_tensors(&out.join("model.safetensors"), &own)?;
         }
     }

@@ -10,6 +10,8 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("simclr-resnet18-gpu", include_str!("../../recipes/simclr-resnet18-gpu.toml")),
     ("semi-supervised-resnet18", include_str!("../../recipes/semi-supervised-resnet18.toml")),
     ("semi-supervised-fixmatch-resnet18", include_str!("../../recipes/semi-supervised-fixmatch-resnet18.toml")),
+    ("simclr-emoji", include_str!("../../recipes/simclr-emoji.toml")),
+    ("clip-emoji", include_str!("../../recipes/clip-emoji.toml")),
     ("wav2vec2-wav2vec2", include_str!("../../recipes/wav2vec2-wav2vec2.toml")),
 ];
 

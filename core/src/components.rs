@@ -322,7 +322,8 @@ impl<'a> LentModel<'a> {
         info.outputs.extend(self.heads.iter().flat_map(|h| h.info.embeds.iter().cloned()));
         info
     }
-    fn forward_with_heads(&self, inputs: &Tensors, ctx: &StepCtx) -> Result<Tensors> {
+    /// The model's forward, then each head's `embed` outputs added.
+    pub fn forward(&self, inputs: &Tensors, ctx: &StepCtx) -> Result<Tensors> {
         let mut out = self.model.borrow().forward(inputs, ctx)?;
         for head in &self.heads {
             for (name, t) in head.embed(&out, ctx)?.into_iter() {
@@ -350,7 +351,7 @@ impl HostModelFfi for LentModel<'_> {
         self.model.borrow_mut().set_train(train).map_err(to_pt).into()
     }
     fn forward(&self, inputs: &pt_sdk::TensorMap, ctx: &StepCtx) -> RResult<pt_sdk::TensorMap, PtError> {
-        match self.forward_with_heads(&Tensors::share_ffi(inputs), ctx) {
+        match LentModel::forward(self, &Tensors::share_ffi(inputs), ctx) {
             Ok(t) => RResult::ROk(t.into_ffi()),
             Err(e) => RResult::RErr(to_pt(e)),
         }

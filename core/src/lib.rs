@@ -16,5 +16,6 @@ pub mod runtime;
 pub mod train;
 pub mod transfer;
 pub mod visualize;
+pub mod visualize_joint;
 
 pub use error::{Error, Result};

@@ -64,8 +64,9 @@ impl Model {
 
     /// The tower under `role`, with an error naming the roles there are.
     pub fn tower(&self, role: &str) -> Result<&Tower> {
-        self.towers.iter().find(|t| t.role.as_deref() == Some(role)).ok_or_else(|| {
-            Error::Config(format!("the model has no role '{role}' (its roles: {})", self.roles().join(", ")))
+        self.towers.iter().find(|t| t.role.as_deref() == Some(role)).ok_or_else(|| match self.has_roles() {
+            true => Error::Config(format!("the model has no role '{role}' (its roles: {})", self.roles().join(", "))),
+            false => Error::Config(format!("the run has a single architecture, no role '{role}': drop '{role}='")),
         })
     }
 
@@ -94,8 +95,9 @@ impl Model {
     }
 
     /// Each tower's forward on its own inputs (`role/x` given to it as `x`, plus
-    /// `sample_index`); its outputs come back under `role/`. A tower none of whose inputs is
-    /// there does not run (an evaluator embedding only captions runs only the text tower).
+    /// `sample_index`); its outputs come back under `role/`. Outside training a tower none of
+    /// whose inputs is there does not run (an evaluator embedding only captions runs only the
+    /// text tower); in training that is an error naming what `prepare` gave.
     pub fn forward(&self, inputs: &Tensors, ctx: &StepCtx) -> Result<Tensors> {
         if !self.has_roles() {
             return self.towers[0].arch.forward(inputs, ctx);
@@ -112,6 +114,15 @@ impl Model {
                 }
             }
             if !t.arch.info.inputs.iter().any(|i| own.contains(i)) {
+                if ctx.train {
+                    let given: Vec<&str> = inputs.names().collect();
+                    return Err(Error::Config(format!(
+                        "architecture {} (role {role}) got none of its inputs ({}): the objective's prepare gave {}",
+                        t.arch.origin,
+                        t.arch.info.inputs.iter().map(|i| format!("{role}/{i}")).collect::<Vec<_>>().join(", "),
+                        given.join(", ")
+                    )));
+                }
                 continue;
             }
             for (name, v) in t.arch.forward(&own, ctx)?.into_iter() {

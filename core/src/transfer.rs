@@ -51,7 +51,7 @@ pub fn open(reg: &Registry, run_dir: &Path, ckpt: Checkpoint, evals: Vec<EvalSpe
     // Objectives' heads (e.g. CLIP's projections) give evaluators their `embed` outputs.
     if !session.heads().is_empty() {
         let what = format!("checkpoint {} (objective)", ckpt.dir.display());
-        load_named(&session.objective_tensors(true)?, &ckpt.tensors("objective")?, &what)?;
+        crate::train::weights::load_exact(&session.objective_tensors(true)?, &ckpt.tensors("objective")?, &what)?;
     }
     Ok((session, ckpt))
 }

@@ -74,7 +74,7 @@ pub fn filter_tiles(weight: &Tensor) -> Result<Vec<RgbImage>> {
 }
 
 /// Fewest samples a t-SNE map is drawn for (its perplexity needs a neighbourhood).
-const TSNE_MIN_SAMPLES: usize = 10;
+pub(crate) const TSNE_MIN_SAMPLES: usize = 10;
 
 /// 2-D t-SNE of `x` [N, D] (Barnes-Hut, θ = 0.5, the `bhtsne` crate; perplexity 30, or less for
 /// small N; 1000 epochs), started from `init` [N, 2] — the PCA coordinates, scaled to a standard
@@ -108,7 +108,7 @@ pub fn tsne2(x: &Tensor, init: &Tensor) -> Result<Tensor> {
 }
 
 /// A scatter of `xy` [N, 2] coloured by `labels`.
-fn draw_map(path: &Path, xy: &Tensor, labels: &[usize], classes: &[String], title: &str) -> Result<()> {
+pub(crate) fn draw_map(path: &Path, xy: &Tensor, labels: &[usize], classes: &[String], title: &str) -> Result<()> {
     let xs = Vec::<f32>::try_from(xy.select(1, 0)).map_err(|e| Error::Training(e.to_string()))?;
     let ys = Vec::<f32>::try_from(xy.select(1, 1.min(xy.size()[1] - 1))).map_err(|e| Error::Training(e.to_string()))?;
     let points: Vec<(f64, f64, usize)> =
@@ -118,11 +118,22 @@ fn draw_map(path: &Path, xy: &Tensor, labels: &[usize], classes: &[String], titl
 
 /// Writes `pca-` and `tsne-{pretrained,random_init}.png` and, for convolutional stems,
 /// `filters-{pretrained,random_init}.png` into `out`. `session.model` holds the checkpoint's
-/// weights (see `transfer::open`); each picture gets a fresh copy of the architecture.
+/// weights (see `transfer::open`); each picture gets a fresh copy of the architecture. A run
+/// whose objective embeds images and captions in one space gets the joint pictures instead
+/// ([`crate::visualize_joint`]).
 pub fn run(session: &Session, limit: u64, out: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
+    if crate::visualize_joint::applies(session) {
+        return crate::visualize_joint::run(session, limit, out);
+    }
+    if session.model.has_roles() {
+        return Err(Error::Config(format!(
+            "pt visualize draws a run with several architectures ({}) only when its objective embeds images and captions in one space (as clip does)",
+            session.model.origin
+        )));
+    }
     let mut weights = session.model.parameters()?;
     weights.extend(session.model.buffers()?);
-    std::fs::create_dir_all(out).map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
     let ctx = StepCtx { seed: session.plan.recipe.run.seed, device: session.ctx.device, ..Default::default() };
     let mut files = Vec::new();
     let classes: Vec<String> = if session.data.info.classes.is_empty() {
@@ -201,7 +212,7 @@ fn attention_map(arch: &mut Model, session: &Session, ctx: &StepCtx, path: &Path
 }
 
 /// id → token from a Hugging Face `tokenizer.json` (its `model.vocab`); empty when there is none.
-fn token_names(path: &Path) -> std::collections::HashMap<i64, String> {
+pub(crate) fn token_names(path: &Path) -> std::collections::HashMap<i64, String> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Default::default();
     };

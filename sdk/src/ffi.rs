@@ -72,7 +72,10 @@ pub trait ObjectiveFfi: Send {
     /// Evaluation outputs derived from the model's (projected embeddings). Appended in SDK
     /// 0.1.2: the host calls it only when `ObjectiveInfo::embeds` names outputs, which older
     /// plugins never do.
-    fn embed(&self, outputs: &TensorMap, ctx: &StepCtx) -> RResult<TensorMap, PtError>;
+    fn embed(&self, _outputs: &TensorMap, _ctx: &StepCtx) -> RResult<TensorMap, PtError> {
+        // A default body makes the vtable entry optional: a plugin built before it gets this.
+        RResult::ROk(TensorMap::default())
+    }
 }
 
 /// The model as the host lends it to an evaluator.

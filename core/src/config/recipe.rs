@@ -62,8 +62,10 @@ impl Archs {
         let mut roles = BTreeMap::new();
         for (role, v) in t {
             let Value::Table(spec) = v else { continue };
-            if role.contains('/') {
-                return Err(Error::Config(format!("[arch.{role}]: a role name cannot contain '/'")));
+            if role.is_empty() || !role.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                return Err(Error::Config(format!(
+                    "[arch.{role}]: a role name is letters, digits, '_' and '-' (it prefixes the role's inputs as 'role/…' and tensors as 'role.…')"
+                )));
             }
             let spec = ComponentSpec::from_table(&format!("arch.{role}"), spec)?;
             if spec.name.is_empty() {
@@ -579,6 +581,9 @@ splits.validation = { name = "text", files = ["{data}/v.txt"] }
         assert_eq!(Recipe::parse(&r.to_toml(), "again", &[]).unwrap(), r);
         let nameless = BASE.replace("[arch]\nname = \"bert\"\n", "[arch.image]\nwidth = 16\n");
         assert!(Recipe::parse(&nameless, "t", &[]).unwrap_err().to_string().contains("[arch.image] has no name"));
+        let dotted = BASE.replace("[arch]\nname = \"bert\"\n", "[arch.\"img.enc\"]\nname = \"resnet18\"\n");
+        let e = Recipe::parse(&dotted, "t", &[]).unwrap_err().to_string();
+        assert!(e.contains("[arch.img.enc]: a role name is letters, digits"), "{e}");
     }
 
     #[test]

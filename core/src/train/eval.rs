@@ -52,8 +52,7 @@ impl EvalRunner {
             }
         }
         splits.retain(|(n, _)| handle.info.splits.contains(n));
-        let mut outputs = session.model.info.outputs.clone();
-        outputs.extend(session.heads().into_iter().flat_map(|h| h.info.embeds.iter().cloned()));
+        let outputs = session.eval_outputs();
         for out in &handle.info.needs_outputs {
             if !outputs.contains(out) {
                 return Err(Error::Composition(format!(

@@ -80,9 +80,15 @@ pub fn load_start(session: &Session, resume: bool, init_from: &[InitFrom]) -> Re
     let mut total = LoadReport::default();
     for init in init_from {
         let report = load_init(session, init)?;
+        let named = |names: Vec<String>| -> Vec<String> {
+            match &init.role {
+                Some(role) => names.into_iter().map(|n| format!("{role}.{n}")).collect(),
+                None => names,
+            }
+        };
         total.loaded += report.loaded;
-        total.missing.extend(report.missing);
-        total.unexpected.extend(report.unexpected);
+        total.missing.extend(named(report.missing));
+        total.unexpected.extend(named(report.unexpected));
     }
     Ok(Start { checkpoint, init_report: Some(total) })
 }
@@ -109,9 +115,12 @@ fn load_init(session: &Session, init: &InitFrom) -> Result<LoadReport> {
         )));
     }
     // A run directory: its latest valid checkpoint.
-    let path = match latest_valid(&init.path.join("checkpoints"))? {
-        Some(c) if init.path.join("config.toml").is_file() => c.dir,
-        _ => init.path.clone(),
+    let path = match init.path.join("config.toml").is_file() {
+        false => init.path.clone(),
+        true => match latest_valid(&init.path.join("checkpoints"))? {
+            Some(c) => c.dir,
+            None => return Err(Error::Checkpoint(format!("{what}: the run has no valid checkpoint"))),
+        },
     };
     let mut src = read_weights(&path)?;
     if let Some(role) = &init.role {
@@ -273,4 +282,21 @@ pub fn set_aside_for_restart(run_dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InitFrom;
+    use std::path::PathBuf;
+
+    #[test]
+    fn init_from_takes_a_role_before_the_first_equals_sign() {
+        let role = |r: &str, p: &str| InitFrom { role: Some(r.into()), path: PathBuf::from(p) };
+        assert_eq!(InitFrom::parse("image=runs/simclr"), role("image", "runs/simclr"));
+        assert_eq!(InitFrom::parse("text=/a/b=c"), role("text", "/a/b=c"));
+        let whole = |p: &str| InitFrom { role: None, path: PathBuf::from(p) };
+        assert_eq!(InitFrom::parse("runs/mlm"), whole("runs/mlm"));
+        assert_eq!(InitFrom::parse("/tmp/x=y"), whole("/tmp/x=y"), "a path before '=' is no role");
+        assert_eq!(InitFrom::parse("=x"), whole("=x"));
+    }
 }

@@ -178,6 +178,13 @@ impl Session {
         self.objectives.iter().filter(|o| !o.handle.info.embeds.is_empty()).map(|o| &o.handle).collect()
     }
 
+    /// What evaluators may read: the model's outputs and the heads' `embed` outputs.
+    pub fn eval_outputs(&self) -> Vec<String> {
+        let mut outputs = self.model.info.outputs.clone();
+        outputs.extend(self.heads().into_iter().flat_map(|h| h.info.embeds.iter().cloned()));
+        outputs
+    }
+
     /// Freshly initialised copies of [`Self::heads`] (evaluation at random initialisation).
     pub fn fresh_heads(&self) -> Result<Vec<ObjectiveHandle>> {
         let mut fresh = Vec::new();

@@ -105,3 +105,33 @@ pub fn decoding_pool(workers: usize) -> crate::Result<rayon::ThreadPool> {
         .build()
         .map_err(|e| crate::PtError::data(format!("cannot start the image decoding threads ({e})")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 2×1 PNG: a fully transparent black pixel and a half-transparent red one.
+    fn transparent_png(grey: bool) -> Vec<u8> {
+        let img = if grey {
+            image::DynamicImage::ImageLumaA8(image::ImageBuffer::from_raw(2, 1, vec![0, 0, 0, 128]).unwrap())
+        } else {
+            image::DynamicImage::ImageRgba8(
+                image::ImageBuffer::from_raw(2, 1, vec![0, 0, 0, 0, 255, 0, 0, 128]).unwrap(),
+            )
+        };
+        let mut bytes = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageOutputFormat::Png).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn transparency_is_composited_over_white() {
+        let p = ImageParams { image_size: None, resize: ResizeMode::Crop, channels: 3, max_pixels: 100 };
+        let (chw, h, w) = decode_image(&transparent_png(false), &p).unwrap();
+        assert_eq!((h, w), (1, 2));
+        // CHW: red plane, green plane, blue plane; pixel 0 white, pixel 1 red at half over white.
+        assert_eq!(chw, [255, 255, 255, 127, 255, 127]);
+        let (grey, _, _) = decode_image(&transparent_png(true), &p).unwrap();
+        assert_eq!(grey, [255, 127, 255, 127, 255, 127]);
+    }
+}

@@ -6,6 +6,7 @@
 
 use crate::loss::{clip_loss, gather_rows, l2_normalize};
 use pt_kit::params::{Created, Params};
+use pt_kit::vision::augment::{images_and_indices, sample_rngs, simclr_view, Normalization, SimclrAugment};
 use pt_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -30,7 +31,44 @@ pub struct ClipConfig {
     /// learn the temperature (false: keep init_temperature)
     #[config(default = true)]
     pub learn_temperature: bool,
+    /// training images: random resized crops covering at least this share of the image (1: no crop)
+    #[config(default = 1.0, above = 0.0, max = 1.0)]
+    pub min_scale: f64,
+    /// training images: colour jitter at this strength (SimCLR's: brightness, contrast and
+    /// saturation 0.8·s, hue 0.2·s; 0: none), applied to 80 % of them
+    #[config(min = 0.0)]
+    pub jitter_strength: f64,
+    /// training images: share turned to grayscale
+    #[config(min = 0.0, max = 1.0)]
+    pub grayscale_p: f64,
+    /// per-channel mean the dataset normalised with (for augmenting pixels)
+    #[config(input, optional)]
+    pub mean: Option<Vec<f64>>,
+    /// per-channel std the dataset normalised with
+    #[config(input, optional)]
+    pub std: Option<Vec<f64>>,
 }
+
+impl ClipConfig {
+    /// The training images' augmentation, or None when every knob is off.
+    fn augmentation(&self, size: i64) -> Option<SimclrAugment> {
+        let off = self.min_scale >= 1.0 && self.jitter_strength == 0.0 && self.grayscale_p == 0.0;
+        (!off).then(|| SimclrAugment {
+            out_size: size,
+            scale: (self.min_scale, 1.0),
+            ratio: (3.0 / 4.0, 4.0 / 3.0),
+            // Emoji and text point somewhere: a mirrored arrow is another caption.
+            hflip_p: 0.0,
+            strength: self.jitter_strength,
+            jitter_p: if self.jitter_strength > 0.0 { 0.8 } else { 0.0 },
+            grayscale_p: self.grayscale_p,
+            blur_p: 0.0,
+        })
+    }
+}
+
+/// Random stream of the image augmentation (see `pt_sdk::rng`).
+const STREAM_AUGMENT: u64 = 0xC11A;
 
 pub struct Clip {
     cfg: ClipConfig,
@@ -48,6 +86,9 @@ impl Component for Clip {
     type Config = ClipConfig;
 
     fn new(cfg: ClipConfig, ctx: &CreateCtx) -> Result<Self> {
+        if let Some(augment) = cfg.augmentation(32) {
+            augment.validate()?;
+        }
         let created = Created::default();
         let p = Params::new(ctx.seed ^ 0xC11F, 0.0, ctx.device(), &created);
         // open_clip's init for its projections: normal with std = width^-1/2.
@@ -82,6 +123,20 @@ impl Clip {
         l2_normalize(&features.f_to_kind(Kind::Float)?.f_linear::<Tensor>(projection, None)?)
     }
 
+    /// The batch's images with this step's crops and colour changes, drawn per (seed, epoch,
+    /// sample) so a resumed run makes the same ones.
+    fn augment(&self, batch: &Tensors, ctx: &StepCtx) -> Result<Tensor> {
+        let (images, index) = images_and_indices(batch, "clip")?;
+        let Some(augment) = self.cfg.augmentation(images.size()[3]) else { return Ok(images.shallow_clone()) };
+        let norm = match (&self.cfg.mean, &self.cfg.std) {
+            (Some(mean), Some(std)) => Normalization { mean: mean.clone(), std: std.clone() },
+            _ => bail!(Config, "clip: augmenting needs the dataset's mean and std: use an image dataset that reports them or set objective.mean and objective.std"),
+        };
+        let pixels = norm.denormalize(images)?.f_clamp(0.0, 1.0)?; // [B, C, H, W] in [0, 1]
+        let mut rngs = sample_rngs(ctx.seed, STREAM_AUGMENT, ctx.epoch, &index, 0);
+        norm.normalize(&simclr_view(&pixels, &mut rngs, &augment)?)
+    }
+
     /// exp(logit_scale), clamped at `max_logit_scale`.
     fn scale(&self) -> Result<Tensor> {
         Ok(self.logit_scale.f_clamp_max(self.cfg.max_logit_scale.ln())?.f_exp()?)
@@ -103,9 +158,14 @@ impl Objective for Clip {
         self.params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
     }
 
-    /// The dataset's `image` to the image tower, `input_ids` and `attention_mask` to the text tower.
-    fn prepare(&self, batch: Tensors, _ctx: &StepCtx) -> Result<Tensors> {
-        let mut inputs = Tensors::new().with("image/image", batch.require("image")?.shallow_clone());
+    /// The dataset's `image` (augmented in training, when asked) to the image tower,
+    /// `input_ids` and `attention_mask` to the text tower.
+    fn prepare(&self, batch: Tensors, ctx: &StepCtx) -> Result<Tensors> {
+        let image = match ctx.train {
+            true => self.augment(&batch, ctx)?,
+            false => batch.require("image")?.shallow_clone(),
+        };
+        let mut inputs = Tensors::new().with("image/image", image);
         inputs.insert("text/input_ids", batch.require("input_ids")?.shallow_clone());
         if let Some(mask) = batch.get("attention_mask") {
             inputs.insert("text/attention_mask", mask.shallow_clone());

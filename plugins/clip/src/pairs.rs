@@ -71,7 +71,18 @@ impl Component for ImageText {
     const NAME: &'static str = "image_text";
     const ABOUT: &'static str =
         "captioned images from JSONL (image path + caption or captions), for CLIP-style pretraining";
-    const PROVIDES: &'static [&'static str] = &["vocab_size", "pad_token_id", "image_size", "mean", "std", "channels"];
+    const PROVIDES: &'static [&'static str] = &[
+        "vocab_size",
+        "pad_token_id",
+        "cls_token_id",
+        "sep_token_id",
+        "mask_token_id",
+        "special_token_ids",
+        "image_size",
+        "mean",
+        "std",
+        "channels",
+    ];
     type Config = ImageTextConfig;
 
     fn new(cfg: ImageTextConfig, ctx: &CreateCtx) -> Result<Self> {
@@ -87,6 +98,14 @@ impl Component for ImageText {
         notes.insert("tokenizer".into(), serde_json::json!(tok_path.display().to_string()));
         notes.insert("vocab_size".into(), serde_json::json!(tokenizer.get_vocab_size(true)));
         notes.insert("pad_token_id".into(), serde_json::json!(pad_id));
+        // The special tokens' ids, for objectives that corrupt captions (masking, replacing).
+        let special: Vec<u32> = text::SPECIAL_TOKENS.iter().filter_map(|t| tokenizer.token_to_id(t)).collect();
+        for (key, token) in [("cls_token_id", "[CLS]"), ("sep_token_id", "[SEP]"), ("mask_token_id", "[MASK]")] {
+            if let Some(id) = tokenizer.token_to_id(token) {
+                notes.insert(key.into(), serde_json::json!(id));
+            }
+        }
+        notes.insert("special_token_ids".into(), serde_json::json!(special));
         notes.insert("max_len".into(), serde_json::json!(cfg.max_len));
         notes.insert("captions".into(), serde_json::json!(captions.iter().map(Vec::len).sum::<usize>()));
         Ok(ImageText { store, norm, captions, pad_id, notes })
@@ -127,7 +146,8 @@ fn read_lines(path: &Path, label_field: Option<&str>) -> Result<(Vec<PairLine>, 
 }
 
 /// The configured tokenizer, else the run's, else one trained on these captions (saved as the
-/// run's, or in the data cache outside a run).
+/// run's, or in the data cache outside a run). A configured one becomes the run's too, so the
+/// evaluation splits, exports and pictures tokenize as training did.
 fn tokenizer_for(
     cfg: &ImageTextConfig,
     ctx: &CreateCtx,
@@ -139,14 +159,13 @@ fn tokenizer_for(
     let path = match (&cfg.tokenizer, &run_tok) {
         (Some(t), _) => PathBuf::from(pt_sdk::expand_setting(t, &data_dir.display().to_string(), &ctx.run_dir)),
         (None, Some(r)) => r.clone(),
-        (None, None) => data_dir.join("cache").join(format!(
-            "clip-tokenizer-{}-{}.json",
-            cfg.vocab_size,
-            pairs.file_stem().and_then(|s| s.to_str()).unwrap_or("pairs")
-        )),
+        (None, None) => {
+            data_dir.join("cache").join(format!("clip-tokenizer-{}-{}.json", cfg.vocab_size, fingerprint(pairs)))
+        }
     };
     if !path.exists() && cfg.tokenizer.is_none() {
-        let staging = tempdir_in(data_dir)?;
+        let staging = std::env::temp_dir().join(format!("pt-clip-captions-{}", std::process::id()));
+        std::fs::create_dir_all(&staging).map_err(|e| PtError::io(&staging, e))?;
         let corpus = staging.join("captions.txt");
         let all: Vec<&str> = lines.iter().flat_map(|l| l.captions.iter().map(String::as_str)).collect();
         std::fs::write(&corpus, all.join("\n")).map_err(|e| PtError::io(&corpus, e))?;
@@ -155,13 +174,53 @@ fn tokenizer_for(
         let _ = std::fs::remove_dir_all(&staging);
         trained?;
     }
-    Ok((text::load_tokenizer(&path)?, path))
+    let tok = load_plain(&path)?;
+    if let (Some(_), Some(dest)) = (&cfg.tokenizer, &run_tok) {
+        adopt(&path, dest)?;
+    }
+    Ok((tok, path))
 }
 
-fn tempdir_in(dir: &Path) -> Result<PathBuf> {
-    let d = dir.join("cache").join(format!(".clip-captions-{}", std::process::id()));
-    std::fs::create_dir_all(&d).map_err(|e| PtError::io(&d, e))?;
-    Ok(d)
+/// `path`'s tokenizer without the padding or truncation a tokenizer.json may carry: pt pads and
+/// cuts captions itself (keeping [SEP] last).
+pub fn load_plain(path: &Path) -> Result<Tokenizer> {
+    let mut tok = text::load_tokenizer(path)?;
+    tok.with_padding(None);
+    tok.with_truncation(None).map_err(|e| PtError::data(format!("{}: {e}", path.display())))?;
+    Ok(tok)
+}
+
+/// Copies the configured tokenizer to the run's `assets/tokenizer.json`; a different one already
+/// there is an error (a run has one tokenizer).
+fn adopt(path: &Path, dest: &Path) -> Result<()> {
+    let bytes = std::fs::read(path).map_err(|e| PtError::io(path, e))?;
+    match std::fs::read(dest) {
+        Ok(existing) if existing == bytes => Ok(()),
+        Ok(_) => bail!(
+            Config,
+            "{} holds another tokenizer than {}: a run keeps one tokenizer (set every split's `tokenizer` to the same file, or start a new run directory)",
+            dest.display(),
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dest.parent().unwrap_or(Path::new("."))).map_err(|e| PtError::io(dest, e))?;
+            text::write_atomically(dest, &bytes)
+        }
+        Err(e) => Err(PtError::io(dest, e)),
+    }
+}
+
+/// A short hash of the pairs file's path, size and modification time (names the tokenizer
+/// trained on it outside a run).
+fn fingerprint(path: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    if let Ok(m) = std::fs::metadata(path) {
+        m.len().hash(&mut h);
+        m.modified().ok().hash(&mut h);
+    }
+    format!("{:016x}", h.finish())
 }
 
 fn decode_images(path: &Path, lines: &[PairLine], classes: &[String], cfg: &ImageTextConfig) -> Result<ImageStore> {

@@ -3,7 +3,8 @@
 //! captioned split's captions for each image and its images for each caption (R@1/5/10).
 //! Both read the joint space the objective's `embed` gives (`image/embedding`, `text/embedding`).
 
-use pt_kit::text::{load_tokenizer, Tokenizer};
+use crate::pairs::load_plain;
+use pt_kit::text::Tokenizer;
 use pt_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -29,7 +30,7 @@ fn tokenizer(configured: &Option<String>, info: &DatasetInfo, ctx: &CreateCtx) -
             bail!(Config, "no tokenizer for the prompts: set [[eval]] tokenizer = \"<run>/assets/tokenizer.json\"")
         }
     };
-    load_tokenizer(&path)
+    load_plain(&path)
 }
 
 /// Unit embeddings of `texts` [N, D] through the text tower and the objective's projection.
@@ -193,6 +194,13 @@ impl Evaluator for ZeroShot {
         };
         let (images, _, labels) = embed_split(model, data, n, self.cfg.batch_size, false, ctx)?;
         let labels = labels.ok_or_else(|| PtError::data("zero_shot: the test split served no labels"))?;
+        // Samples whose label is hidden (-100) are not scored.
+        let kept = labels.f_ge(0)?.f_nonzero()?.f_squeeze_dim(1)?;
+        let n = kept.size()[0] as u64;
+        if n == 0 {
+            bail!(Data, "zero_shot: no test sample has a label");
+        }
+        let (images, labels) = (images.f_index_select(0, &kept)?, labels.f_index_select(0, &kept)?);
         let scores = images.f_matmul(&classes.f_transpose(0, 1)?)?; // [N, C]
         let c = info.classes.len();
         let mut report = EvalReport::default()
@@ -279,8 +287,8 @@ mod tests {
     #[test]
     fn recall_counts_the_target_among_the_top_k() {
         let scores = Tensor::from_slice(&[0.9f32, 0.1, 0.5, 0.2, 0.3, 0.8, 0.7, 0.6, 0.1]).view([3, 3]);
-        let targets = Tensor::from_slice(&[0i64, 2, 0]);
-        assert!((recall_at(&scores, &targets, 1).unwrap() - 2.0 / 3.0).abs() < 1e-9);
+        let targets = Tensor::from_slice(&[0i64, 2, 1]);
+        assert!((recall_at(&scores, &targets, 1).unwrap() - 2.0 / 3.0).abs() < 1e-6);
         assert_eq!(recall_at(&scores, &targets, 2).unwrap(), 1.0);
         assert_eq!(class_words("face-smiling"), "face smiling");
     }

@@ -150,7 +150,7 @@ impl Architecture for Bert {
             .map_err(|_| PtError::shape(format!("bert: input_ids must be [batch, seq], got {:?}", ids.size())))?;
         if seq > self.config.max_position_embeddings {
             return Err(PtError::shape(format!(
-                "bert: sequences of {seq} tokens exceed max_position_embeddings {} (lower the dataset's block_size)",
+                "bert: sequences of {seq} tokens exceed max_position_embeddings {} (lower the dataset's sequence length: block_size, max_len)",
                 self.config.max_position_embeddings
             )));
         }
