@@ -80,12 +80,16 @@ const EVAL_RUNS: &[(&str, (&str, &str, &str))] =
 
 /// Objectives that train several architectures under roles, each with the dataset and the
 /// architectures per role it trains with, and the evaluators judged at the end of that run.
-const ROLE_RUNS: &[(&str, &str, &[(&str, &str)], &[&str])] = &[(
-    "clip:clip",
-    "clip:image_text",
-    &[("image", "resnet:resnet18"), ("text", "mlm:bert")],
-    &["clip:zero_shot", "clip:retrieval"],
-)];
+const ROLE_RUNS: &[(&str, &str, &[(&str, &str)], &[&str])] = &[
+    (
+        "clip:clip",
+        "clip:image_text",
+        &[("image", "resnet:resnet18"), ("text", "mlm:bert")],
+        &["clip:zero_shot", "clip:retrieval"],
+    ),
+    ("clip:clip", "clip:image_text", &[("image", "resnet:resnet34"), ("text", "mlm:bert")], &[]),
+    ("clip:clip", "clip:image_text", &[("image", "resnet:resnet50"), ("text", "mlm:bert")], &[]),
+];
 
 const CLS_SPLITS: &str = "splits.train = { name = \"mlm:jsonl\", files = [\"{data}/text/tiny/cls-train.jsonl\"], tokenizer = \"{run}/assets/tokenizer.json\", block_size = 32 }\n\
 splits.test = { name = \"mlm:jsonl\", files = [\"{data}/text/tiny/cls-test.jsonl\"], tokenizer = \"{run}/assets/tokenizer.json\", block_size = 32 }";

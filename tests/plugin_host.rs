@@ -188,7 +188,7 @@ fn example_plugin_installs_describes_trains_and_is_removed() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("no objective called 'denoise'"), "{err}");
-    assert!(err.contains("Available objectives: mlm (mlm)"), "lists what there is: {err}");
+    assert!(err.contains("Available objectives: clip (clip), mlm (mlm)"), "lists what there is: {err}");
     assert!(
         err.contains("Searched:") && err.contains(s(&pt.home.path().join("plugins"))),
         "says where it looked: {err}"

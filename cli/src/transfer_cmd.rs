@@ -12,6 +12,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("mnist", include_str!("../../recipes/tasks/mnist.toml")),
     ("fortunes", include_str!("../../recipes/tasks/fortunes.toml")),
     ("spoken-digits", include_str!("../../recipes/tasks/spoken-digits.toml")),
+    ("emoji-zero-shot", include_str!("../../recipes/tasks/emoji-zero-shot.toml")),
 ];
 
 #[derive(clap::Args)]

@@ -298,6 +298,17 @@ pub fn metric_rows(report: &TransferReport) -> Vec<MetricRow> {
                 random_best: random("best_accuracy"),
                 percent: true,
             });
+            // Where classes are uneven, the mean per-class accuracy says more than accuracy.
+            if let Some(balanced) = p.get("balanced_accuracy") {
+                rows.push(MetricRow {
+                    label: format!("{} balanced", c.evaluator),
+                    pretrained: Some(*balanced),
+                    random: random("balanced_accuracy"),
+                    pretrained_best: None,
+                    random_best: None,
+                    percent: true,
+                });
+            }
             continue;
         }
         let bookkeeping = |k: &str| k.ends_with("seconds") || k == "k" || k.starts_with("masked_");

@@ -17,6 +17,8 @@ pub mod audio;
 pub mod files;
 pub mod losses;
 pub mod memory;
+#[cfg(all(feature = "vision", feature = "text"))]
+pub mod pairs;
 pub mod params;
 pub mod rows;
 pub mod shards;

@@ -3,7 +3,7 @@
 //! captioned split's captions for each image and its images for each caption (R@1/5/10).
 //! Both read the joint space the objective's `embed` gives (`image/embedding`, `text/embedding`).
 
-use crate::pairs::load_plain;
+use pt_kit::pairs::{encode, load_plain, padded};
 use pt_kit::text::Tokenizer;
 use pt_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -44,33 +44,12 @@ fn embed_texts(
     let device = ctx.device();
     let mut parts = Vec::new();
     for chunk in texts.chunks(256) {
-        let enc = tok
-            .encode_batch_fast(chunk.to_vec(), true)
-            .map_err(|e| PtError::data(format!("tokenizing prompts: {e}")))?;
-        let rows: Vec<Vec<i64>> = enc
-            .iter()
-            .map(|e| {
-                let mut v: Vec<i64> = e.get_ids().iter().map(|&i| i as i64).collect();
-                if v.len() > max_len {
-                    let last = *v.last().unwrap_or(&0);
-                    v.truncate(max_len - 1);
-                    v.push(last);
-                }
-                v
-            })
-            .collect();
-        let width = rows.iter().map(Vec::len).max().unwrap_or(1);
-        let pad = tok.token_to_id("[PAD]").map_or(0, |i| i as i64);
-        let mut ids = vec![pad; rows.len() * width];
-        let mut mask = vec![0i64; rows.len() * width];
-        for (r, v) in rows.iter().enumerate() {
-            ids[r * width..r * width + v.len()].copy_from_slice(v);
-            mask[r * width..r * width + v.len()].fill(1);
-        }
-        let shape = [rows.len() as i64, width as i64];
+        let rows = encode(tok, chunk.iter().map(String::as_str).collect(), max_len)?;
+        let rows: Vec<&[i64]> = rows.iter().map(Vec::as_slice).collect();
+        let (ids, mask) = padded(&rows, tok.token_to_id("[PAD]").map_or(0, |i| i as i64))?;
         let inputs = Tensors::new()
-            .with("text/input_ids", Tensor::f_from_slice(&ids)?.f_view(shape)?.f_to_device(device)?)
-            .with("text/attention_mask", Tensor::f_from_slice(&mask)?.f_view(shape)?.f_to_device(device)?);
+            .with("text/input_ids", ids.f_to_device(device)?)
+            .with("text/attention_mask", mask.f_to_device(device)?);
         parts.push(model.forward(&inputs, ctx)?.require(TEXT_EMBEDDING)?.f_to_kind(Kind::Float)?);
     }
     Ok(Tensor::f_cat(&parts, 0)?)
@@ -122,6 +101,17 @@ fn recall_at(scores: &Tensor, targets: &Tensor, k: i64) -> Result<f64> {
     let (_, top) = scores.f_topk(k, 1, true, true)?; // [N, k]
     let hit = top.f_eq_tensor(&targets.f_unsqueeze(1)?)?.f_any_dim(1, false)?;
     Ok(hit.f_to_kind(Kind::Float)?.f_mean(None)?.f_double_value(&[])?)
+}
+
+/// From `counts[true][predicted]`: the mean over the classes present of the share of their
+/// samples classified right (chance: 1 / classes whatever the imbalance), and the largest
+/// class's share of the samples (what always answering that class scores as plain accuracy).
+fn balanced_and_majority(counts: &[Vec<u64>]) -> (f64, f64) {
+    let totals: Vec<u64> = counts.iter().map(|row| row.iter().sum()).collect();
+    let present: Vec<usize> = (0..counts.len()).filter(|&i| totals[i] > 0).collect();
+    let recall: f64 = present.iter().map(|&i| counts[i][i] as f64 / totals[i] as f64).sum();
+    let all: u64 = totals.iter().sum();
+    (recall / present.len().max(1) as f64, *totals.iter().max().unwrap_or(&0) as f64 / all.max(1) as f64)
 }
 
 /// A class name as words in a prompt: `face-smiling` → `face smiling`.
@@ -203,20 +193,23 @@ impl Evaluator for ZeroShot {
         let (images, labels) = (images.f_index_select(0, &kept)?, labels.f_index_select(0, &kept)?);
         let scores = images.f_matmul(&classes.f_transpose(0, 1)?)?; // [N, C]
         let c = info.classes.len();
+        let pred = Vec::<i64>::try_from(scores.f_argmax(1, false)?.f_to_device(Device::Cpu)?)?;
+        let truth = Vec::<i64>::try_from(labels.f_to_device(Device::Cpu)?)?;
+        let mut counts = vec![vec![0u64; c]; c];
+        for (t, p) in truth.iter().zip(&pred) {
+            counts[*t as usize][*p as usize] += 1;
+        }
+        let (balanced, majority) = balanced_and_majority(&counts);
         let mut report = EvalReport::default()
             .metric("accuracy", recall_at(&scores, &labels, 1)?)
+            .metric("balanced_accuracy", balanced)
+            .metric("majority_share", majority)
             .metric("chance", 1.0 / c as f64)
             .metric("samples", n as f64);
         if c > 5 {
             report = report.metric("top5_accuracy", recall_at(&scores, &labels, 5)?);
         }
         if c <= 30 {
-            let pred = Vec::<i64>::try_from(scores.f_argmax(1, false)?.f_to_device(Device::Cpu)?)?;
-            let truth = Vec::<i64>::try_from(labels.f_to_device(Device::Cpu)?)?;
-            let mut counts = vec![vec![0u64; c]; c];
-            for (t, p) in truth.iter().zip(&pred) {
-                counts[*t as usize][*p as usize] += 1;
-            }
             report.confusion = Some(pt_sdk::ConfusionMatrix { classes: info.classes.clone(), counts });
         }
         Ok(report)
@@ -291,5 +284,8 @@ mod tests {
         assert!((recall_at(&scores, &targets, 1).unwrap() - 2.0 / 3.0).abs() < 1e-6);
         assert_eq!(recall_at(&scores, &targets, 2).unwrap(), 1.0);
         assert_eq!(class_words("face-smiling"), "face smiling");
+        // 3 of class 0 (all right), 1 of class 1 (wrong): plain 3/4, balanced (1 + 0) / 2.
+        let (balanced, majority) = balanced_and_majority(&[vec![3, 0], vec![1, 0]]);
+        assert_eq!((balanced, majority), (0.5, 0.75));
     }
 }

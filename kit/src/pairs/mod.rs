@@ -1,0 +1,204 @@
+//! `image_text`: captioned images for CLIP-style pretraining, from a JSONL file, a folder of
+//! images with sidecar captions, or tar shards ([`sources`]). Images are decoded once
+//! (transparency over white), captions tokenized once ([`captions`]). A training batch draws one
+//! of each image's captions from (seed, epoch, sample), so every epoch pairs an image with
+//! another of its descriptions; evaluation always takes the first.
+
+pub mod captions;
+pub mod sources;
+
+pub use captions::{encode, load_plain, padded};
+use captions::{encode_captions, tokenizer_for};
+use sources::{read_pairs, Pair};
+
+use crate::text;
+use crate::vision::decode::{decode_image, decoding_pool, ImageParams, ResizeMode};
+use crate::vision::store::{ImageStore, UNLABELLED};
+use crate::vision::Normalization;
+use crate::{Component, CreateCtx, Dataset, DatasetInfo, FieldInfo, PtError, Result, StepCtx, Tensors};
+use pt_sdk::rng::derive_seed;
+use pt_sdk::PluginConfig;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Random stream of the caption drawn per (epoch, sample).
+const STREAM_CAPTION: u64 = 0xCA97;
+
+#[derive(Serialize, Deserialize, Clone, Debug, PluginConfig)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImageTextConfig {
+    /// the pairs: a JSONL file (`image` path relative to it, `caption` or `captions`), a folder of
+    /// images with sidecar .txt captions, or tar shards (key.png|jpg + key.txt [+ key.json])
+    #[config(non_empty)]
+    pub path: String,
+    /// images are resized to this square size (shorter side, then the centre)
+    #[config(default = 32, min = 8)]
+    pub image_size: i64,
+    /// tokenizer.json (null: the run's assets/tokenizer.json when there is one, else a WordPiece
+    /// tokenizer trained on this file's captions and saved there)
+    pub tokenizer: Option<String>,
+    /// vocabulary of a tokenizer trained on the captions
+    #[config(default = 2000, min = 16)]
+    pub vocab_size: i64,
+    /// tokens per caption with [CLS] and [SEP] (longer captions are cut)
+    #[config(default = 32, min = 3)]
+    pub max_len: i64,
+    /// a string field of each pair whose values are the classes (`label`), e.g. "group"; "folder"
+    /// for a folder's sub-folders
+    pub label_field: Option<String>,
+    /// per-channel mean in [0, 1] units (null: computed from the images)
+    pub mean: Option<Vec<f64>>,
+    /// per-channel standard deviation (null: computed from the images)
+    pub std: Option<Vec<f64>>,
+    /// threads decoding images (0: one per CPU)
+    pub workers: usize,
+}
+
+pub struct ImageText {
+    store: ImageStore,
+    norm: Normalization,
+    /// Token ids of each sample's captions, [CLS] … [SEP].
+    captions: Vec<Vec<Vec<i64>>>,
+    pad_id: i64,
+    notes: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Component for ImageText {
+    const NAME: &'static str = "image_text";
+    const ABOUT: &'static str =
+        "captioned images (JSONL, image folders with .txt captions, or tar shards), for CLIP-style pretraining";
+    const PROVIDES: &'static [&'static str] = &[
+        "vocab_size",
+        "pad_token_id",
+        "cls_token_id",
+        "sep_token_id",
+        "mask_token_id",
+        "special_token_ids",
+        "image_size",
+        "mean",
+        "std",
+        "channels",
+    ];
+    type Config = ImageTextConfig;
+
+    fn new(cfg: ImageTextConfig, ctx: &CreateCtx) -> Result<Self> {
+        let data_dir = if ctx.data_dir.is_empty() { pt_sdk::default_data_dir() } else { PathBuf::from(&ctx.data_dir) };
+        let path = PathBuf::from(pt_sdk::expand_setting(&cfg.path, &data_dir.display().to_string(), &ctx.run_dir));
+        let pairs = read_pairs(&path)?;
+        let classes = classes_of(&pairs, &path, cfg.label_field.as_deref())?;
+        let (tokenizer, tok_path) = tokenizer_for(&cfg, ctx, &data_dir, &path, &pairs)?;
+        let store = decode_images(&pairs, &classes, &cfg)?;
+        let norm = store.normalization(&cfg.mean, &cfg.std, "image_text")?;
+        let captions = encode_captions(&tokenizer, &pairs, cfg.max_len, &path)?;
+        let pad_id = tokenizer.token_to_id("[PAD]").map_or(0, |i| i as i64);
+        let mut notes = serde_json::Map::new();
+        notes.insert("tokenizer".into(), serde_json::json!(tok_path.display().to_string()));
+        notes.insert("vocab_size".into(), serde_json::json!(tokenizer.get_vocab_size(true)));
+        notes.insert("pad_token_id".into(), serde_json::json!(pad_id));
+        // The special tokens' ids, for objectives that corrupt captions (masking, replacing).
+        let special: Vec<u32> = text::SPECIAL_TOKENS.iter().filter_map(|t| tokenizer.token_to_id(t)).collect();
+        for (key, token) in [("cls_token_id", "[CLS]"), ("sep_token_id", "[SEP]"), ("mask_token_id", "[MASK]")] {
+            if let Some(id) = tokenizer.token_to_id(token) {
+                notes.insert(key.into(), serde_json::json!(id));
+            }
+        }
+        notes.insert("special_token_ids".into(), serde_json::json!(special));
+        notes.insert("max_len".into(), serde_json::json!(cfg.max_len));
+        notes.insert("captions".into(), serde_json::json!(captions.iter().map(Vec::len).sum::<usize>()));
+        Ok(ImageText { store, norm, captions, pad_id, notes })
+    }
+}
+
+/// With `label_field`, the sorted distinct values of that field (every pair must have it).
+fn classes_of(pairs: &[Pair], path: &Path, label_field: Option<&str>) -> Result<Vec<String>> {
+    let Some(field) = label_field else { return Ok(Vec::new()) };
+    let mut classes = Vec::with_capacity(pairs.len());
+    for p in pairs {
+        match p.fields.get(field).and_then(|v| v.as_str()) {
+            Some(c) => classes.push(c.to_string()),
+            None => {
+                return Err(PtError::data(format!(
+                    "{}: {} has no string field '{field}' (label_field)",
+                    path.display(),
+                    p.image.describe()
+                )))
+            }
+        }
+    }
+    classes.sort();
+    classes.dedup();
+    Ok(classes)
+}
+
+fn decode_images(pairs: &[Pair], classes: &[String], cfg: &ImageTextConfig) -> Result<ImageStore> {
+    let params = ImageParams {
+        image_size: Some(cfg.image_size as u32),
+        resize: ResizeMode::Crop,
+        channels: 3,
+        max_pixels: 50_000_000,
+    };
+    let pool = decoding_pool(cfg.workers)?;
+    let decoded: Vec<std::result::Result<Vec<u8>, String>> = pool.install(|| {
+        pairs
+            .par_iter()
+            .map(|p| {
+                let bytes = p.image.read().map_err(|e| e.message)?;
+                decode_image(&bytes, &params).map(|(px, _, _)| px)
+            })
+            .collect()
+    });
+    let mut pixels = Vec::with_capacity(pairs.len() * (3 * cfg.image_size * cfg.image_size) as usize);
+    for (pair, image) in pairs.iter().zip(decoded) {
+        let px = image
+            .map_err(|why| PtError::data(format!("{}: cannot be read as an image ({why})", pair.image.describe())))?;
+        pixels.extend_from_slice(&px);
+    }
+    // Without a label field every sample is unlabelled (the store serves no `label`).
+    let label_of = |p: &Pair| -> i64 {
+        cfg.label_field
+            .as_deref()
+            .and_then(|f| p.fields.get(f)?.as_str())
+            .and_then(|v| classes.iter().position(|c| c == v))
+            .map_or(UNLABELLED, |i| i as i64)
+    };
+    Ok(ImageStore {
+        pixels,
+        channels: 3,
+        height: cfg.image_size,
+        width: cfg.image_size,
+        scale: 1.0 / 255.0,
+        labels: pairs.iter().map(label_of).collect(),
+        classes: classes.to_vec(),
+        labelled: None,
+    })
+}
+
+impl Dataset for ImageText {
+    fn info(&self) -> DatasetInfo {
+        let mut info = self.store.info(&self.norm, self.notes.clone());
+        info.fields.push(FieldInfo::new("input_ids", "int64", &[-1], "a caption's token ids, [CLS] … [SEP], padded"));
+        info.fields.push(FieldInfo::new("attention_mask", "int64", &[-1], "1 on the caption's tokens, 0 on padding"));
+        info
+    }
+
+    fn get_batch(&self, indices: &[u64], ctx: &StepCtx) -> Result<Tensors> {
+        let mut batch = self.store.batch(indices)?;
+        let chosen: Vec<&[i64]> = indices
+            .iter()
+            .map(|&i| {
+                let all = &self.captions[i as usize];
+                let k = if ctx.train {
+                    derive_seed(ctx.seed, &[STREAM_CAPTION, ctx.epoch, i]) as usize % all.len()
+                } else {
+                    0
+                };
+                all[k].as_slice()
+            })
+            .collect();
+        let (ids, mask) = padded(&chosen, self.pad_id)?;
+        batch.insert("input_ids", ids); // [B, L]
+        batch.insert("attention_mask", mask); // [B, L]
+        Ok(batch)
+    }
+}
