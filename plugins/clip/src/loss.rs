@@ -107,6 +107,41 @@ mod tests {
         assert_eq!(out.image_to_text_accuracy.double_value(&[]), 1.0);
     }
 
+    /// open_clip's `ClipLoss` (one process) in PyTorch: logits_per_image = scale · I Tᵀ,
+    /// logits_per_text its transpose, the mean of the two cross-entropies against arange(N).
+    const TORCH_CLIP_LOSS: &str = r#"
+import json, sys, torch
+import torch.nn.functional as F
+d = json.load(open(sys.argv[1]))
+image, text = torch.tensor(d["image"], dtype=torch.float64), torch.tensor(d["text"], dtype=torch.float64)
+logits_per_image = d["scale"] * image @ text.T
+labels = torch.arange(len(image))
+print(repr(((F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_image.T, labels)) / 2).item()))
+"#;
+
+    #[test]
+    fn loss_equals_open_clips_formula_in_pytorch() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let python =
+            std::env::var_os("PT_PYTHON").map(std::path::PathBuf::from).unwrap_or(root.join(".pt/venv/bin/python"));
+        assert!(python.exists(), "{} not found: run scripts/setup.sh (it installs torch)", python.display());
+        tch::manual_seed(11);
+        let rows = |t: &Tensor| -> Vec<Vec<f64>> {
+            (0..t.size()[0]).map(|r| Vec::<f64>::try_from(t.get(r)).unwrap()).collect()
+        };
+        let image = l2_normalize(&Tensor::randn([8, 5], (Kind::Double, tch::Device::Cpu))).unwrap();
+        let text = l2_normalize(&Tensor::randn([8, 5], (Kind::Double, tch::Device::Cpu))).unwrap();
+        let ours = clip_loss(&image, &text, &image, &text, 0, &Tensor::from(12.5f64)).unwrap().loss.double_value(&[]);
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("batch.json");
+        let batch = serde_json::json!({ "image": rows(&image), "text": rows(&text), "scale": 12.5 });
+        std::fs::write(&input, batch.to_string()).unwrap();
+        let out = std::process::Command::new(&python).args(["-c", TORCH_CLIP_LOSS]).arg(&input).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let torch: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        assert!((ours - torch).abs() < 1e-12, "pt {ours} vs PyTorch {torch}");
+    }
+
     #[test]
     fn two_halves_average_to_the_whole_batch() {
         tch::manual_seed(3);
