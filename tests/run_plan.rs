@@ -137,7 +137,10 @@ fn config_toml_records_every_value_the_run_used() {
 fn unknown_components_have_one_error_path() {
     let pt = Pt::new();
     let e = pt.fails(&["train", "--objective", "no_such", "--arch", "bert", "--print-config"]);
-    assert!(e.contains("no objective called 'no_such'") && e.contains("Available objectives: mlm (mlm)"), "{e}");
+    assert!(
+        e.contains("no objective called 'no_such'") && e.contains("Available objectives: clip (clip), mlm (mlm)"),
+        "{e}"
+    );
     let e = pt.fails(&["train", "--objective", "mlm", "--arch", "bret", "--print-config"]);
     assert!(e.contains("no architecture called 'bret'") && e.contains("Did you mean 'bert'?"), "{e}");
     let e = pt.fails(&["train", "--recipe", "mlm-bret"]);

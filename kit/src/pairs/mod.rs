@@ -35,8 +35,8 @@ pub struct ImageTextConfig {
     /// images are resized to this square size (shorter side, then the centre)
     #[config(default = 32, min = 8)]
     pub image_size: i64,
-    /// tokenizer.json (null: the run's assets/tokenizer.json when there is one, else a WordPiece
-    /// tokenizer trained on this file's captions and saved there)
+    /// tokenizer.json, copied to the run's assets/tokenizer.json (null: the run's when there is
+    /// one, else a WordPiece tokenizer trained on these captions and saved there)
     pub tokenizer: Option<String>,
     /// vocabulary of a tokenizer trained on the captions
     #[config(default = 2000, min = 16)]
