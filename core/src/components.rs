@@ -393,7 +393,7 @@ fn to_pt(e: Error) -> PtError {
 
 /// Checks, before any training, that the dataset provides what the objective and architecture
 /// need and that the architecture outputs what the objective consumes.
-pub fn check_composition(data: &DatasetHandle, arch: &crate::model::Model, objective: &ObjectiveHandle) -> Result<()> {
+pub fn check_composition(data: &DatasetHandle, model: &crate::model::Model, objective: &ObjectiveHandle) -> Result<()> {
     let mut problems = Vec::new();
     let data_fields: Vec<String> = data.info.field_names();
     let mut available = data_fields.clone();
@@ -409,11 +409,11 @@ pub fn check_composition(data: &DatasetHandle, arch: &crate::model::Model, objec
         }
     }
     available.extend(objective.info.adds_fields.iter().cloned());
-    for f in &arch.info.inputs {
+    for f in &model.info.inputs {
         if !available.contains(f) {
             problems.push(format!(
                 "architecture {} needs input '{f}', but dataset {} provides {} and objective {} adds {}",
-                arch.origin,
+                model.origin,
                 data.origin,
                 data_fields.join(", "),
                 objective.origin,
@@ -426,12 +426,12 @@ pub fn check_composition(data: &DatasetHandle, arch: &crate::model::Model, objec
         }
     }
     for o in &objective.info.needs_outputs {
-        if !arch.info.outputs.contains(o) {
+        if !model.info.outputs.contains(o) {
             problems.push(format!(
                 "objective {} needs model output '{o}', but architecture {} outputs only: {}",
                 objective.origin,
-                arch.origin,
-                arch.info.outputs.join(", ")
+                model.origin,
+                model.info.outputs.join(", ")
             ));
         }
     }
