@@ -1,41 +1,48 @@
 #!/usr/bin/env python3
-"""Benchmark (not a test): MLM training throughput of pt's `bert` next to Hugging Face
-transformers' BertForMaskedLM on the same model config, batch, sequence length, threads and
-device, measured in the same run. Prints tokens/s of each and the ratio.
+"""Benchmark (not a test): MLM training throughput (tokens/s) of pt's `bert` next to Hugging Face
+transformers' BertForMaskedLM on the same model config, vocabulary, batch, sequence length,
+threads and device, measured in the same run under benches/protocol.py (warm-up, timed steps,
+repeats with alternated order, median and min-max, MFU).
 
     .pt/venv/bin/python benches/mlm_throughput.py                      # CPU: bert mini, 32 x 128
-    .pt/venv/bin/python benches/mlm_throughput.py --preset base --batch 256 --seq 128 --device cuda
+    .pt/venv/bin/python benches/mlm_throughput.py --preset base --batch 256 --seq 128 --device cuda --compile
 
-pt runs its real pipeline (`pt train` on the fetched text, masking in the objective, flat AdamW);
-the PyTorch side trains on random ids with the same 15 % masking and torch.optim.AdamW. Both
-use fp32 on CPU; on CUDA pt uses its configured precision and PyTorch bf16 autocast.
+Rows:
+  pt train                      pt's real pipeline: `pt train` on the fetched text (tokenised and
+                                packed into blocks by its `text` dataset), masking in the `mlm`
+                                objective, flat AdamW, gradient clipping 1.0.
+  eager + SDPA + fused AdamW    BertForMaskedLM (attn_implementation="sdpa"), loss from the model
+                                (MLM logits over all positions, ignore -100),
+                                torch.optim.AdamW(fused=True), clip_grad_norm_ 1.0. Model only: one
+                                batch of random ids with 15 % of positions masked (-> [MASK] id 4),
+                                made once and kept on the device.
+  torch.compile (--compile)     the same model and optimizer, the model under torch.compile
+                                (default mode); compilation happens in the warm-up steps.
+
+fp32 on the CPU; on CUDA pt uses its default precision (bf16 autocast) and PyTorch bf16 autocast.
+The vocabulary is --vocab (default 8000, or 30522 as real bert-base with --preset base).
+MFU: 6 x N FLOPs per token, N = all parameters of BertForMaskedLM (the tied word embedding
+counted once, as the MLM decoder's matmul), attention-score FLOPs ignored.
 """
-import argparse, json, os, subprocess, sys, tempfile, time
+import argparse, os, sys, tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import protocol  # noqa: E402
+
 PRESETS = {  # layers, hidden, heads, ffn  (as plugins/mlm)
     "tiny": (2, 128, 2, 512), "mini": (4, 256, 4, 1024), "small": (4, 512, 8, 2048),
     "medium": (8, 512, 8, 2048), "base": (12, 768, 12, 3072),
 }
+BERT_BASE_VOCAB = 30522
 
 
-def run_pt(args, vocab):
-    data = Path(os.environ.get("PT_DATA") or Path.home() / ".cache/pt/data")
-    run_dir = Path(tempfile.mkdtemp(prefix="pt-bench-"))
-    recipe = f"""
-[run]
-device = "{args.device}"
-batch_size = {args.batch}
-max_steps = {args.warmup + args.steps}
-log_every = 1
-num_threads = {args.threads}
-[checkpoint]
-every = 0
+def pt_recipe(args) -> str:
+    return protocol.pt_run_section(args) + f"""
 [data]
 name = "text"
-files = ["{data}/text/train.txt"]
-vocab_size = {vocab}
+files = ["{protocol.DATA}/text/train.txt"]
+vocab_size = {args.vocab}
 block_size = {args.seq}
 [arch]
 name = "bert"
@@ -47,48 +54,47 @@ name = "mlm"
 name = "adamw"
 lr = 1e-4
 """
-    (run_dir / "bench.toml").write_text(recipe)
-    cmd = [os.environ.get("PT_BIN", str(REPO / "target/release/pt")), "train", "--recipe", str(run_dir / "bench.toml"),
-           "--run-dir", str(run_dir / "run"), "--quiet"]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    rows = [json.loads(l) for l in (run_dir / "run/metrics.jsonl").read_text().splitlines()]
-    times = [r["step_time_s"] for r in rows if "step_time_s" in r and r["step"] > args.warmup]
-    return args.batch * args.seq / (sum(times) / len(times))
 
 
-def run_torch(args, vocab):
+def masked_batch(args, device):
+    """Random ids with 15 % of positions replaced by [MASK] (id 4), and their labels."""
     import torch
-    from transformers import BertConfig, BertForMaskedLM
-    torch.set_num_threads(args.threads)
-    L, H, A, F = PRESETS[args.preset]
-    cfg = BertConfig(vocab_size=vocab, hidden_size=H, num_hidden_layers=L, num_attention_heads=A,
-                     intermediate_size=F, max_position_embeddings=max(args.seq, 512),
-                     attn_implementation="sdpa")
-    dev = torch.device("cuda" if args.device.startswith("cuda") else "cpu")
-    model = BertForMaskedLM(cfg).to(dev).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
     g = torch.Generator().manual_seed(0)
-    ids = torch.randint(5, vocab, (args.batch, args.seq), generator=g)
+    ids = torch.randint(5, args.vocab, (args.batch, args.seq), generator=g)
     chosen = torch.rand(args.batch, args.seq, generator=g) < 0.15
     labels = torch.where(chosen, ids, torch.full_like(ids, -100))
     inputs = torch.where(chosen, torch.full_like(ids, 4), ids)
-    inputs, labels = inputs.to(dev), labels.to(dev)
-    times = []
-    for i in range(args.warmup + args.steps):
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            loss = model(input_ids=inputs, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= args.warmup:
-            times.append(time.perf_counter() - t0)
-    return args.batch * args.seq / (sum(times) / len(times))
+    return inputs.to(device), labels.to(device)
+
+
+def torch_rows(args, device):
+    """The PyTorch rows (sharing one model and optimizer) and N, the model's parameter count."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+    L, H, A, F = PRESETS[args.preset]
+    cfg = BertConfig(vocab_size=args.vocab, hidden_size=H, num_hidden_layers=L, num_attention_heads=A,
+                     intermediate_size=F, max_position_embeddings=max(args.seq, 512), attn_implementation="sdpa")
+    model = BertForMaskedLM(cfg).to(device).train()
+    params = list(model.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01, fused=True)
+    inputs, labels = masked_batch(args, device)
+    bf16 = device.type == "cuda"
+
+    def step_of(forward):
+        def step():
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = forward(input_ids=inputs, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return step
+
+    tokens = args.batch * args.seq
+    rows = [protocol.TorchRow("eager + SDPA + fused AdamW", step_of(model), tokens)]
+    if args.compile:
+        rows.append(protocol.TorchRow("torch.compile", step_of(torch.compile(model)), tokens, optional=True))
+    return rows, sum(p.numel() for p in params)
 
 
 def main():
@@ -96,18 +102,20 @@ def main():
     ap.add_argument("--preset", default="mini", choices=PRESETS)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seq", type=int, default=128)
-    ap.add_argument("--vocab", type=int, default=8000)
-    ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--vocab", type=int, default=None, help="default 8000; 30522 with --preset base")
+    protocol.add_args(ap, compile_row=True)
     args = ap.parse_args()
-    pt = run_pt(args, args.vocab)
-    ref = run_torch(args, args.vocab)
-    print(f"bert {args.preset}, batch {args.batch} x {args.seq}, {args.threads} threads, {args.device}")
-    print(f"pt:                       {pt:10.0f} tokens/s")
-    print(f"PyTorch + transformers:   {ref:10.0f} tokens/s")
-    print(f"ratio pt / PyTorch:       {pt / ref:10.2f}")
+    protocol.check_args(args)
+    args.vocab = args.vocab or (BERT_BASE_VOCAB if args.preset == "base" else 8000)
+    device = protocol.torch_device(args)
+    rows, n_params = torch_rows(args, device)
+    with tempfile.TemporaryDirectory(prefix="pt-mlm-bench-") as tmp:
+        pt = lambda rep: protocol.pt_seconds_per_step(pt_recipe(args), Path(tmp), args, rep)
+        results = protocol.measure(args, device, pt, args.batch * args.seq, rows)
+    protocol.report(
+        args, f"MLM: bert {args.preset}, vocab {args.vocab}, batch {args.batch} x {args.seq} tokens", "token",
+        results, 6 * n_params, f"6 x N, N = {n_params / 1e6:.2f} M parameters (attention scores ignored)",
+        {k: v for k, v in vars(args).items() if k != "json"})
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc/dist.cpp");
     println!("cargo:rerun-if-changed=csrc/dist.h");
     println!("cargo:rerun-if-changed=csrc/overlap.cpp");
-    println!("cargo:rerun-if-changed=csrc/shim_error.h");
+    println!("cargo:rerun-if-changed=../optim/csrc/shim_error.h");
     println!("cargo:rerun-if-changed=csrc/nccl.cpp");
+    println!("cargo:rerun-if-changed=csrc/profiler.cpp");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         panic!("torch-sys did not report its libtorch (DEP_TCH_LIBTORCH_LIB): run scripts/setup.sh");
@@ -32,11 +33,13 @@ fn main() {
         .file("csrc/dist.cpp")
         .file("csrc/overlap.cpp")
         .file("csrc/nccl.cpp")
+        .file("csrc/profiler.cpp")
         // c10d's Gloo process group; its headers include gloo's, from Debian's libgloo-dev
         // (scripts/setup.sh installs it). libtorch links its own gloo: never -lgloo.
         .define("USE_C10D_GLOO", None)
         .include(root.join("include"))
         .include(root.join("include/torch/csrc/api/include"))
+        .include("../optim/csrc") // shim_error.h, shared with pt-optim's shim
         .flag_if_supported("-w"); // libtorch's headers warn a lot; the shims themselves are small
     if let Some(dirs) = &nccl {
         // c10d's NCCL process group lives in libtorch_cuda (and c10_cuda): nccl.cpp is built

@@ -6,8 +6,11 @@
 # PyTorch on the same model and batch for the named benchmarks (default all): bert-base MLM
 # 256 x 128; resnet50 supervised 256 x 224 px; SimCLR resnet50 2 x 256 views; resnet50 fed by
 # image_shards against the same images in memory (benches/loader_share.py); wav2vec2 base
-# 8 x 15 s (the pt sides train mlm, resnet, simclr and wav2vec2 on CUDA). The long experiments
-# behind the README's results: scripts/gpu_experiments.sh.
+# 8 x 15 s (the pt sides train mlm, resnet, simclr and wav2vec2 on CUDA). The throughput benches
+# follow benches/protocol.py (10 warm-up + 30 timed steps per side, repeats in alternated order:
+# 3 for bert, 2 for resnet50 and wav2vec2, 1 for SimCLR, whose per-image transforms.v2 row is
+# slow; torch.compile rows for bert and resnet50) and write $RUNS/bench-*.json. The long
+# experiments behind the README's results: scripts/gpu_experiments.sh.
 set -uo pipefail
 source scripts/device_env.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
@@ -17,9 +20,13 @@ LIMIT=150 t pt train --recipe recipes/simclr-resnet18.toml --max-steps 30 --set 
 results "$RUNS/smoke-simclr"
 BENCHES=("$@")
 has() { [[ ${#BENCHES[@]} -eq 0 || " ${BENCHES[*]} " == *" $1 "* ]]; }
-has mlm && LIMIT=150 t python3 benches/mlm_throughput.py --preset base --batch 256 --seq 128 --device cuda --steps 8 --warmup 3
-has resnet50 && LIMIT=150 t python3 benches/image_throughput.py --arch resnet50 --batch 256 --size 224 --device cuda --steps 8 --warmup 3
-has simclr && LIMIT=150 t python3 benches/image_throughput.py --mode simclr --arch resnet50 --batch 256 --size 224 --device cuda --steps 6 --warmup 2
+has mlm && LIMIT=240 t python3 benches/mlm_throughput.py --preset base --batch 256 --seq 128 --device cuda \
+  --warmup 10 --steps 30 --repeats 3 --compile --json "$RUNS/bench-mlm.json"
+has resnet50 && LIMIT=240 t python3 benches/image_throughput.py --arch resnet50 --batch 256 --size 224 --device cuda \
+  --warmup 10 --steps 30 --repeats 2 --compile --json "$RUNS/bench-resnet50.json"
+has simclr && LIMIT=180 t python3 benches/image_throughput.py --mode simclr --arch resnet50 --batch 256 --size 224 \
+  --device cuda --warmup 10 --steps 30 --repeats 1 --json "$RUNS/bench-simclr.json"
 has loader && LIMIT=200 t python3 benches/loader_share.py --arch resnet50 --batch 256 --size 224 --device cuda --workers 16 --steps 8 --warmup 3
-has wav2vec2 && LIMIT=150 t python3 benches/wav2vec2_throughput.py --preset base --batch 8 --seconds 15 --device cuda --steps 8 --warmup 3
+has wav2vec2 && LIMIT=180 t python3 benches/wav2vec2_throughput.py --preset base --batch 8 --seconds 15 --device cuda \
+  --warmup 10 --steps 30 --repeats 2 --json "$RUNS/bench-wav2vec2.json"
 true

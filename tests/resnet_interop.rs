@@ -4,7 +4,16 @@
 //! confusion-matrix PNG.
 
 use pt_tests::*;
+use std::path::Path;
 use std::process::Command;
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
 
 fn py(script: &str, args: &[&str]) -> String {
     let out = Command::new(python()).arg("-c").arg(script).args(args).output().expect("running python");
@@ -141,4 +150,60 @@ fn torchvision_weights_import_with_init_from() {
     let line = err.lines().find(|l| l.starts_with("init-from:")).expect("an init-from report");
     assert!(line.contains("loaded 122 tensors; missing 0 [];"), "every parameter and buffer imports: {line}");
     assert!(line.contains("unexpected 0 []"), "{line}");
+}
+
+/// Parameters and BatchNorm statistics of a checkpoint's model.
+fn weights(run: &Path, step: u64) -> Vec<(String, Vec<f32>)> {
+    read_safetensors(&checkpoint_dir(run, step).join("model.safetensors"))
+        .into_iter()
+        .filter(|(_, t)| t.dtype == "F32")
+        .map(|(n, t)| (n, t.f32s()))
+        .collect()
+}
+
+fn largest_difference(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).flat_map(|((_, x), (_, y))| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0.0, f32::max)
+}
+
+/// Issue 22: a ResNet's weights are channels_last by default (`memory_format = "auto"`); it
+/// trains what contiguous weights train, and a checkpoint resumes across memory formats (the
+/// optimizer's momentum is saved in row-major order, not in the live layout).
+#[test]
+fn channels_last_trains_like_contiguous_and_resumes_across_memory_formats() {
+    let _data = data_dir("images");
+    let pt = Pt::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = write_file(
+        tmp.path(),
+        "recipe.toml",
+        &digits_resnet_recipe(
+            "seed = 3\nbatch_size = 16\nmax_steps = 3\nlog_every = 1\nnum_threads = 1",
+            "width = 8",
+            "lr = 0.05\nmomentum = 0.9",
+        ),
+    );
+    let train = |run: &Path, format: &str, extra: &[&str]| {
+        let set = format!("run.memory_format=\"{format}\"");
+        let args = [&["train", "--recipe", s(&recipe), "--run-dir", s(run), "--set", &set, "-v"][..], extra].concat();
+        let out = pt.run(&args);
+        assert!(out.status.success(), "pt train failed:\n{}", stderr(&out));
+        stderr(&out)
+    };
+    let cl = tmp.path().join("channels-last");
+    assert!(train(&cl, "auto", &[]).contains("channels_last memory format"), "auto lays out a ResNet channels_last");
+    let plain = tmp.path().join("contiguous");
+    assert!(!train(&plain, "contiguous", &[]).contains("channels_last memory format"));
+    // Float rounding only (convolutions sum in another order): 2e-5 after 3 steps (a fourth
+    // step of this recipe amplifies any difference 100-fold).
+    let same = largest_difference(&weights(&cl, 3), &weights(&plain, 3));
+    assert!(same < 1e-4, "channels_last vs contiguous after 3 steps: weights differ by {same}");
+
+    // Two steps channels_last, the third contiguous from its checkpoint: momentum restored in
+    // the wrong layout would move the weights by ~1e-3.
+    let switched = tmp.path().join("switched");
+    train(&switched, "auto", &["--max-steps", "2"]);
+    assert!(train(&switched, "contiguous", &[]).contains("resuming at step 2"));
+    let resumed = largest_difference(&weights(&cl, 3), &weights(&switched, 3));
+    assert!(resumed < 1e-4, "resumed across memory formats: weights differ by {resumed} from the straight run");
 }

@@ -611,7 +611,32 @@ fn steps_report_the_wait_for_data_and_the_loader_rate() {
         assert!((0.0..=1.0).contains(&wait), "step {step}: {wait}");
         let rate = metric_at(&run, step, "loader_samples_per_s").expect("loader_samples_per_s logged");
         assert!(rate.is_finite() && rate > 0.0, "step {step}: {rate}");
+        let seconds = metric_at(&run, step, "data_wait_s").expect("data_wait_s logged");
+        let step_time = metric_at(&run, step, "step_time_s").unwrap();
+        assert!((0.0..=step_time).contains(&seconds), "step {step}: waited {seconds} s of {step_time} s");
     }
+}
+
+/// Issue 22: the step reads nothing back from the device; the loss, metrics and skip count
+/// come to the host once per log line (on a GPU each read would stall the queue).
+#[test]
+fn the_step_reads_the_device_only_at_log_lines() {
+    let (pt, tmp, recipe) = tiny_mlm_setup(12, "");
+    let run = tmp.path().join("run");
+    // Clipping (folded into the update) costs no read either.
+    let args = ["--set", "run.log_every=4", "--set", "run.grad_clip=1.0", "--quiet"];
+    train_ok(&pt, &[&["--recipe", s(&recipe), "--run-dir", s(&run)][..], &args[..]].concat());
+    let steps = train_steps(&run);
+    assert_eq!(steps, [4, 8, 12]);
+    for step in steps {
+        let reads = metric_at(&run, step, "host_reads_per_step").expect("host_reads_per_step logged");
+        assert!(reads * 4.0 <= 1.0 + 1e-9, "step {step}: {reads} host reads per step (one per log line expected)");
+        assert!(metric_at(&run, step, "loss").is_some_and(f64::is_finite), "step {step}: the window's mean loss");
+        assert!(metric_at(&run, step, "mlm_accuracy").is_some(), "step {step}: objective metrics still logged");
+    }
+    // MLM draws its masks from the host's copy of the batch, on the loader thread.
+    let log = std::fs::read_to_string(run.join("train.log")).unwrap();
+    assert!(log.contains("prepares its inputs on the loader thread"), "{log}");
 }
 
 /// Issue 19 (8): under `nohup` (SIGHUP ignored by the parent) a closed terminal does not stop
@@ -639,4 +664,25 @@ fn an_ignored_sighup_stays_ignored() {
     send_signal(&child, libc::SIGHUP);
     assert!(child.wait().unwrap().success());
     assert_eq!(summary(&run)["stop"], "max_steps", "the run went on to its end");
+}
+
+/// Issue 22: `[run] profile_steps` writes PyTorch's profiler trace of those steps (each a named
+/// range) into the run directory; a malformed range is refused by key.
+#[test]
+fn profile_steps_write_a_chrome_trace_of_those_steps() {
+    let (pt, tmp, recipe) = tiny_mlm_setup(4, "");
+    let run = tmp.path().join("run");
+    let out = train_ok(&pt, &["--recipe", s(&recipe), "--run-dir", s(&run), "--set", "run.profile_steps=[2, 3]"]);
+    let trace_path = run.join("profile/steps-2-3.trace.json");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("profile written"), "the trace is announced");
+    let trace: serde_json::Value = serde_json::from_slice(&std::fs::read(&trace_path).unwrap()).expect("JSON trace");
+    let names: Vec<&str> = trace["traceEvents"].as_array().unwrap().iter().filter_map(|e| e["name"].as_str()).collect();
+    for step in ["pt::step 2", "pt::step 3"] {
+        assert!(names.contains(&step), "{step} is a range of the trace");
+    }
+    assert!(!names.contains(&"pt::step 1") && !names.contains(&"pt::step 4"), "only the asked steps are profiled");
+    assert!(names.iter().any(|n| n.starts_with("aten::")), "libtorch's ops are in it");
+
+    let err = pt.fails(&["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--set", "run.profile_steps=[3, 2]"]);
+    assert!(err.contains("profile_steps") && err.contains("first ≤ last"), "{err}");
 }

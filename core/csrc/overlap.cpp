@@ -16,7 +16,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <limits>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -125,9 +124,8 @@ extern "C" void pt_overlap_arm(PtOverlap* o) {
   o->armed = true;
 }
 
-// Starts the buckets the hooks did not (in the same order), filled with NaN first when `poison`
-// (this rank's loss was not finite, so every rank skips the step), and waits for all of them.
-extern "C" int pt_overlap_finish(PtOverlap* o, int poison, char* err, size_t err_len) {
+// Starts the buckets the hooks did not (in the same order) and waits for all of them.
+extern "C" int pt_overlap_finish(PtOverlap* o, char* err, size_t err_len) {
   return guarded(err, err_len, [&] {
     std::lock_guard<std::mutex> lock(o->mu);
     o->armed = false;
@@ -137,9 +135,6 @@ extern "C" int pt_overlap_finish(PtOverlap* o, int poison, char* err, size_t err
     } reset{o};
     at::NoGradGuard no_grad;
     for (; o->next >= 0; o->next -= 1) {
-      if (poison != 0) {
-        o->bucket(o->next).fill_(std::numeric_limits<float>::quiet_NaN());
-      }
       o->start(o->next);
     }
     for (auto& w : o->works) {

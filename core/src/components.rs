@@ -151,8 +151,14 @@ impl DatasetHandle {
     }
     /// `batch` on `device` as components read it: copied (non-blocking from pinned memory), then
     /// the fields the dataset serves compactly converted there (`FieldInfo::on_device`).
-    pub fn to_device(&self, batch: Tensors, device: tch::Device) -> Result<Tensors> {
+    /// `sample_index` stays on the host: objectives draw per-sample randomness from its values,
+    /// and reading them from a GPU would stall the step.
+    pub fn to_device(&self, mut batch: Tensors, device: tch::Device) -> Result<Tensors> {
+        let index = batch.remove(SAMPLE_INDEX);
         let mut batch = batch.to_device(device)?;
+        if let Some(index) = index {
+            batch.insert(SAMPLE_INDEX, index);
+        }
         for field in &self.info.fields {
             let (Some(transform), Some(t)) = (&field.on_device, batch.get(&field.name)) else { continue };
             let mut cache = self.constants.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

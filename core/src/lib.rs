@@ -12,6 +12,7 @@ pub mod model;
 pub mod pinned;
 pub mod plan;
 pub mod plugin;
+pub mod profiler;
 pub mod runtime;
 pub mod train;
 pub mod transfer;

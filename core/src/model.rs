@@ -5,6 +5,7 @@
 //! how checkpoints hold them; a single architecture keeps its own names.
 
 use crate::components::ArchHandle;
+use crate::config::MemoryFormatSetting;
 use crate::plan::ComponentPlan;
 use crate::{Error, Result};
 use pt_sdk::{ArchitectureInfo, CreateCtx, StepCtx, Tensors};
@@ -48,6 +49,34 @@ impl Model {
             .map(|(role, plan, config)| Ok(Tower { role: role.clone(), arch: ArchHandle::create(plan, config, ctx)? }))
             .collect::<Result<Vec<_>>>()?;
         Ok(Model::from_towers(towers))
+    }
+
+    /// Lays out the 4-D parameters of each tower that asks for it (or of all, or none, as the
+    /// setting says) in channels_last memory, in place: the architecture keeps its tensors.
+    /// Call before the parameters are flattened.
+    pub fn apply_memory_format(&self, setting: MemoryFormatSetting) -> Result<()> {
+        for tower in &self.towers {
+            let wanted = match setting {
+                MemoryFormatSetting::Auto => tower.arch.info.channels_last,
+                MemoryFormatSetting::ChannelsLast => true,
+                MemoryFormatSetting::Contiguous => false,
+            };
+            if !wanted {
+                continue;
+            }
+            let _guard = tch::no_grad_guard();
+            let mut converted = 0;
+            for (_, mut t) in tower.arch.parameters()? {
+                if t.dim() == 4 {
+                    // NCHW-shaped, NHWC in memory: the layout `to(memory_format=channels_last)` gives.
+                    let nhwc = t.f_permute([0, 2, 3, 1])?.f_contiguous()?.f_permute([0, 3, 1, 2])?;
+                    t.set_data(&nhwc);
+                    converted += 1;
+                }
+            }
+            tracing::info!(origin = %tower.arch.origin, weights = converted, "channels_last memory format");
+        }
+        Ok(())
     }
 
     pub fn from_towers(towers: Vec<Tower>) -> Self {

@@ -1,7 +1,9 @@
-//! AdamW (`torch.optim.AdamW` semantics) over the flat buffer: 8 kernels per group per step.
+//! AdamW (`torch.optim.AdamW(fused=True)`) over the flat buffer: PyTorch's fused kernel, one
+//! pass per parameter group per step.
 
 use crate::flat::FlatParams;
-use crate::optimizer::{check_range, Common, Optimizer};
+use crate::fused::{self, AdamWStep};
+use crate::optimizer::{check_range, Common, Optimizer, StepGuard};
 use pt_sdk::Result;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -49,7 +51,7 @@ impl AdamW {
         let options = (Kind::Float, params.device());
         Ok(AdamW {
             config,
-            common: Common::new(params),
+            common: Common::new(params)?,
             exp_avg: Tensor::f_zeros([params.len()], options)?,
             exp_avg_sq: Tensor::f_zeros([params.len()], options)?,
         })
@@ -57,37 +59,23 @@ impl AdamW {
 }
 
 impl Optimizer for AdamW {
-    fn step(&mut self, params: &FlatParams, grad: &Tensor, lr: f64) -> Result<()> {
-        self.common.begin_step("adamw", params, grad, lr)?;
-        let _guard = tch::no_grad_guard();
+    fn step(&mut self, params: &FlatParams, grad: &Tensor, lr: f64, guard: &StepGuard) -> Result<()> {
+        self.common.begin_step("adamw", params, grad, lr, guard)?;
+        let _no_grad = tch::no_grad_guard();
         let AdamWConfig { beta1, beta2, eps, .. } = self.config;
-        let step = self.common.steps as f64;
-        let bias_correction1 = 1.0 - beta1.powf(step);
-        let bias_correction2_sqrt = (1.0 - beta2.powf(step)).sqrt();
         for slice in params.groups() {
-            let lr = lr * slice.group.lr_mult;
             let (off, len) = (slice.offset, slice.len);
-            let mut p = params.buffer().f_narrow(0, off, len)?;
-            let g = grad.f_narrow(0, off, len)?;
-            let mut m = self.exp_avg.f_narrow(0, off, len)?;
-            let mut v = self.exp_avg_sq.f_narrow(0, off, len)?;
-
-            let decay = lr * slice.group.weight_decay;
-            if decay != 0.0 {
-                let _ = p.f_mul_scalar_(1.0 - decay)?;
-            }
-            let _ = m.f_lerp_(&g, 1.0 - beta1)?;
-            let _ = v.f_lerp_(&g.f_square()?, 1.0 - beta2)?;
-            if lr == 0.0 {
-                continue; // moments still advance, as in PyTorch
-            }
-            // p += -step_size * m / (sqrt(v) / bc2_sqrt + eps), with the negated step size
-            // folded into the denominator because tch's addcdiv_ has no `value` argument.
-            let step_size = lr / bias_correction1;
-            let mut denom = v.f_sqrt()?;
-            let _ = denom.f_mul_scalar_(-1.0 / (step_size * bias_correction2_sqrt))?;
-            let _ = denom.f_add_scalar_(-eps / step_size)?;
-            let _ = p.f_addcdiv_(&m, &denom)?;
+            let lr = lr * slice.group.lr_mult;
+            let hyper = AdamWStep { lr, beta1, beta2, weight_decay: slice.group.weight_decay, eps };
+            fused::adamw(
+                &params.buffer().f_narrow(0, off, len)?,
+                &grad.f_narrow(0, off, len)?,
+                &self.exp_avg.f_narrow(0, off, len)?,
+                &self.exp_avg_sq.f_narrow(0, off, len)?,
+                &self.common.step,
+                &hyper,
+                guard,
+            )?;
         }
         Ok(())
     }
@@ -108,7 +96,7 @@ impl Optimizer for AdamW {
     }
 
     fn steps(&self) -> u64 {
-        self.common.steps
+        self.common.steps()
     }
 
     fn name(&self) -> &'static str {

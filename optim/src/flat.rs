@@ -29,6 +29,20 @@ pub struct Segment {
     pub group: usize,
 }
 
+impl Segment {
+    /// Its view has row-major strides.
+    pub fn is_contiguous(&self) -> bool {
+        let mut expected = 1;
+        for (size, stride) in self.shape.iter().zip(&self.strides).rev() {
+            if *size != 1 && *stride != expected {
+                return false;
+            }
+            expected *= size;
+        }
+        true
+    }
+}
+
 /// One parameter group and the contiguous slice of the buffer it owns.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GroupSlice {
@@ -409,6 +423,33 @@ impl FlatParams {
         Ok(flat)
     }
 
+    /// `flat` (laid out like the buffer) with each parameter's elements in row-major order, as
+    /// a contiguous tensor of its shape holds them: the same whatever the parameters' memory
+    /// format, so optimizer state saved from a channels_last run restores into a contiguous one
+    /// and back. Contiguous parameters are left as they are.
+    pub fn to_canonical(&self, flat: &Tensor) -> Result<Tensor> {
+        self.check_flat(flat, "to_canonical")?;
+        let _guard = tch::no_grad_guard();
+        let out = flat.f_detach_copy()?;
+        for s in self.segments.iter().filter(|s| !s.is_contiguous()) {
+            let live = flat.f_as_strided(&s.shape[..], &s.strides[..], s.offset)?.f_contiguous()?;
+            out.f_narrow(0, s.offset, s.numel)?.f_copy_(&live.f_reshape([s.numel])?)?;
+        }
+        Ok(out)
+    }
+
+    /// The inverse of [`FlatParams::to_canonical`].
+    pub fn from_canonical(&self, canonical: &Tensor) -> Result<Tensor> {
+        self.check_flat(canonical, "from_canonical")?;
+        let _guard = tch::no_grad_guard();
+        let out = canonical.f_detach_copy()?;
+        for s in self.segments.iter().filter(|s| !s.is_contiguous()) {
+            let rows = canonical.f_narrow(0, s.offset, s.numel)?.f_reshape(&s.shape[..])?;
+            out.f_as_strided(&s.shape[..], &s.strides[..], s.offset)?.f_copy_(&rows)?;
+        }
+        Ok(out)
+    }
+
     fn check_flat(&self, flat: &Tensor, what: &str) -> Result<()> {
         if flat.size() != [self.len()] || flat.kind() != Kind::Float {
             bail!(
@@ -509,7 +550,9 @@ fn layout_fingerprint(segments: &[Segment], groups: &[GroupSlice]) -> i64 {
     for s in segments {
         eat(s.name.as_bytes());
         eat(&[0]);
-        for d in s.shape.iter().chain(&s.strides).chain([&s.offset]) {
+        // Not the strides: state is saved in row-major order (`to_canonical`), so a change of
+        // memory format keeps the layout.
+        for d in s.shape.iter().chain([&s.offset]) {
             eat(&d.to_le_bytes());
         }
         eat(groups[s.group].group.name.as_bytes());

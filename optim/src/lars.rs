@@ -3,8 +3,8 @@
 //! to elements with one `repeat_interleave`, so a step costs a constant number of kernels.
 
 use crate::flat::FlatParams;
-use crate::optimizer::{check_range, Common, Optimizer};
-use crate::sgd::{decayed_grad, momentum_update};
+use crate::fused::{self, SgdStep};
+use crate::optimizer::{check_range, Common, Optimizer, StepGuard};
 use pt_sdk::Result;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -62,7 +62,7 @@ impl Lars {
         }
         Ok(Lars {
             config,
-            common: Common::new(params),
+            common: Common::new(params)?,
             momentum_buffer: Tensor::f_zeros([params.len()], (Kind::Float, device))?,
             spans,
         })
@@ -77,26 +77,40 @@ fn segment_norms(x: &Tensor, spans: &Tensor) -> Result<Tensor> {
     Ok(sums.f_sqrt_()?)
 }
 
+/// `g / scale + wd * p`: the unscaled gradient with coupled weight decay, as a new tensor.
+fn decayed_grad(g: &Tensor, p: &Tensor, weight_decay: f64, grad_scale: Option<&Tensor>) -> Result<Tensor> {
+    let mut d = match grad_scale {
+        Some(scale) => g.f_div(scale)?,
+        None => g.f_detach_copy()?,
+    };
+    if weight_decay != 0.0 {
+        let _ = d.f_add_(&p.f_mul_scalar(weight_decay)?)?;
+    }
+    Ok(d)
+}
+
 impl Optimizer for Lars {
-    fn step(&mut self, params: &FlatParams, grad: &Tensor, lr: f64) -> Result<()> {
-        self.common.begin_step("lars", params, grad, lr)?;
-        let _guard = tch::no_grad_guard();
+    fn step(&mut self, params: &FlatParams, grad: &Tensor, lr: f64, guard: &StepGuard) -> Result<()> {
+        self.common.begin_step("lars", params, grad, lr, guard)?;
+        let _no_grad = tch::no_grad_guard();
         let LarsConfig { momentum, eta, .. } = self.config;
         for (slice, spans) in params.groups().iter().zip(&self.spans) {
             let (off, len) = (slice.offset, slice.len);
-            let mut p = params.buffer().f_narrow(0, off, len)?;
+            let p = params.buffer().f_narrow(0, off, len)?;
             let g = grad.f_narrow(0, off, len)?;
-            let mut d = decayed_grad(&g, &p, slice.group.weight_decay)?;
+            let mut d = decayed_grad(&g, &p, slice.group.weight_decay, guard.grad_scale.as_ref())?;
             if let Some(spans) = spans {
                 let p_norm = segment_norms(&p, spans)?;
                 let d_norm = segment_norms(&d, spans)?;
                 let both_positive = p_norm.f_gt(0.0)?.f_logical_and(&d_norm.f_gt(0.0)?)?;
                 let trust = p_norm.f_mul_scalar(eta)?.f_div(&d_norm)?.f_where_scalarother(&both_positive, 1.0)?;
                 let per_element = trust.f_repeat_interleave_self_tensor(spans, 0, len)?;
-                d = d.f_mul(&per_element)?;
+                let _ = d.f_mul_(&per_element)?;
             }
-            let mut buf = self.momentum_buffer.f_narrow(0, off, len)?;
-            momentum_update(&mut p, &d, Some(&mut buf), momentum, false, lr * slice.group.lr_mult)?;
+            // The momentum update itself is SGD's (decay and scale already in `d`).
+            let buffer = self.momentum_buffer.f_narrow(0, off, len)?;
+            let hyper = SgdStep { lr: lr * slice.group.lr_mult, momentum, nesterov: false, weight_decay: 0.0 };
+            fused::sgd(&p, &d, Some(&buffer), &hyper, None, guard.found_inf.as_ref())?;
         }
         Ok(())
     }
@@ -112,7 +126,7 @@ impl Optimizer for Lars {
     }
 
     fn steps(&self) -> u64 {
-        self.common.steps
+        self.common.steps()
     }
 
     fn name(&self) -> &'static str {

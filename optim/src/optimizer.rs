@@ -8,12 +8,25 @@ use pt_sdk::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+/// What a training step decided about its gradient on the device, for the update to act on
+/// without the host reading anything (see [`crate::step_guard`]). The default guards nothing.
+#[derive(Default)]
+pub struct StepGuard {
+    /// The gradient is divided by this first (0-dim float32 on the device): global-norm
+    /// clipping folded into the update's own pass.
+    pub grad_scale: Option<Tensor>,
+    /// 0-dim float32 on the device: 1 skips the update entirely (weights, optimizer state and
+    /// step count stay as they were), 0 applies it.
+    pub found_inf: Option<Tensor>,
+}
+
 /// An optimizer over a [`FlatParams`] buffer.
 pub trait Optimizer: Send {
     /// One update of `params` with the flat gradient `grad` (shape `[params.len()]`) at the
-    /// scheduled learning rate `lr`; each group uses `lr * lr_mult`. Nothing waits for the
+    /// scheduled learning rate `lr`; each group uses `lr * lr_mult`. `guard` may scale the
+    /// gradient and skip the update; the gradient is modified in place. Nothing waits for the
     /// device.
-    fn step(&mut self, params: &FlatParams, grad: &Tensor, lr: f64) -> Result<()>;
+    fn step(&mut self, params: &FlatParams, grad: &Tensor, lr: f64, guard: &StepGuard) -> Result<()>;
     /// The complete state as named tensors (`step`, `layout`, then the optimizer's flat
     /// buffers), ready for safetensors. The tensors share memory with the live state: copy
     /// them before the next `step` if they are written in the background.
@@ -21,10 +34,38 @@ pub trait Optimizer: Send {
     /// Restores what [`Optimizer::state`] returned, bit-exactly. Validates every name, shape,
     /// dtype and the parameter layout before changing anything.
     fn load_state(&mut self, state: Vec<(String, Tensor)>) -> Result<()>;
-    /// Steps taken so far.
+    /// Steps applied so far (skipped ones not counted). Reads the device's counter: a sync.
     fn steps(&self) -> u64;
     /// `adamw`, `sgd` or `lars`.
     fn name(&self) -> &'static str;
+}
+
+/// An optimizer's state as a checkpoint keeps it: flat tensors in row-major order per parameter
+/// ([`FlatParams::to_canonical`]), so it restores whatever memory format the parameters have then.
+pub fn saved_state(optimizer: &dyn Optimizer, params: &FlatParams) -> Result<Vec<(String, Tensor)>> {
+    let len = params.len();
+    optimizer
+        .state()
+        .into_iter()
+        .map(|(n, t)| Ok((n, if t.size() == [len] { params.to_canonical(&t)? } else { t })))
+        .collect()
+}
+
+/// Restores what [`saved_state`] returned (validated by [`Optimizer::load_state`]).
+pub fn load_saved_state(
+    optimizer: &mut dyn Optimizer,
+    params: &FlatParams,
+    state: Vec<(String, Tensor)>,
+) -> Result<()> {
+    let len = params.len();
+    let live = state
+        .into_iter()
+        .map(|(n, t)| {
+            let flat_like = t.size() == [len] && t.kind() == Kind::Float;
+            Ok((n, if flat_like { params.from_canonical(&t)? } else { t }))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    optimizer.load_state(live)
 }
 
 /// Which optimizer and its hyper-parameters (the learning rate comes from the schedule).
@@ -95,18 +136,35 @@ pub(crate) fn check_range(field: &str, value: f64, lo: f64, hi: f64, hi_inclusiv
 
 /// What every optimizer shares: the step counter, the layout it was built for, and checks.
 pub(crate) struct Common {
-    pub steps: u64,
+    /// Steps applied, as a 0-dim float32 on the device (what the fused kernels read), so a
+    /// step skipped on the device is not counted without the host knowing of it. Exact up to
+    /// 2^24 steps.
+    pub step: Tensor,
     pub fingerprint: i64,
     pub len: i64,
 }
 
 impl Common {
-    pub fn new(params: &FlatParams) -> Self {
-        Common { steps: 0, fingerprint: params.fingerprint(), len: params.len() }
+    pub fn new(params: &FlatParams) -> Result<Self> {
+        let step = Tensor::f_zeros([], (Kind::Float, params.device()))?;
+        Ok(Common { step, fingerprint: params.fingerprint(), len: params.len() })
+    }
+
+    /// Steps applied so far (a device sync).
+    pub fn steps(&self) -> u64 {
+        self.step.double_value(&[]) as u64
     }
 
     /// Checks the call, then counts the step.
-    pub fn begin_step(&mut self, name: &str, params: &FlatParams, grad: &Tensor, lr: f64) -> Result<()> {
+    /// Validates the call and counts the step on the device (unless the guard skips it).
+    pub fn begin_step(
+        &mut self,
+        name: &str,
+        params: &FlatParams,
+        grad: &Tensor,
+        lr: f64,
+        guard: &StepGuard,
+    ) -> Result<()> {
         if params.fingerprint() != self.fingerprint {
             bail!(Shape, "{name}: step called with parameters other than those it was built for");
         }
@@ -124,14 +182,18 @@ impl Common {
         if !(lr.is_finite() && lr >= 0.0) {
             bail!(Config, "{name}: learning rate must be a finite number >= 0, got {lr}");
         }
-        self.steps += 1;
+        let _no_grad = tch::no_grad_guard();
+        let _ = self.step.f_add_scalar_(1.0)?;
+        if let Some(found_inf) = &guard.found_inf {
+            let _ = self.step.f_sub_(found_inf)?;
+        }
         Ok(())
     }
 
     /// `step` and `layout` entries; the optimizer appends its buffers.
     pub fn state(&self) -> Vec<(String, Tensor)> {
         vec![
-            ("step".to_string(), Tensor::from(self.steps as i64)),
+            ("step".to_string(), Tensor::from(self.steps() as i64)),
             ("layout".to_string(), Tensor::from(self.fingerprint)),
         ]
     }
@@ -195,7 +257,7 @@ impl Common {
         for (name, current) in buffers.iter_mut() {
             current.f_copy_(&by_name[*name])?;
         }
-        self.steps = steps as u64;
+        let _ = self.step.f_fill_(steps as f64)?;
         Ok(())
     }
 }

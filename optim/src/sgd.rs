@@ -1,7 +1,9 @@
-//! SGD with momentum (`torch.optim.SGD` semantics, dampening 0) over the flat buffer.
+//! SGD with momentum (`torch.optim.SGD(fused=True)`, dampening 0) over the flat buffer:
+//! PyTorch's fused kernel, one pass per parameter group per step.
 
 use crate::flat::FlatParams;
-use crate::optimizer::{check_range, Common, Optimizer};
+use crate::fused::{self, SgdStep};
+use crate::optimizer::{check_range, Common, Optimizer, StepGuard};
 use pt_sdk::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -51,72 +53,30 @@ impl Sgd {
         } else {
             None
         };
-        Ok(Sgd { config, common: Common::new(params), momentum_buffer })
+        Ok(Sgd { config, common: Common::new(params)?, momentum_buffer })
     }
-}
-
-/// `g + wd * p` as a new tensor, or `g` itself (shared) without decay.
-pub(crate) fn decayed_grad(g: &Tensor, p: &Tensor, weight_decay: f64) -> Result<Tensor> {
-    Ok(if weight_decay != 0.0 {
-        let mut d = p.f_mul_scalar(weight_decay)?;
-        let _ = d.f_add_(g)?;
-        d
-    } else {
-        g.shallow_clone()
-    })
-}
-
-/// The momentum update shared with LARS: `buf = momentum * buf + d`, then
-/// `p -= lr * (nesterov ? d + momentum * buf : buf)` (just `p -= lr * d` without a buffer).
-pub(crate) fn momentum_update(
-    p: &mut Tensor,
-    d: &Tensor,
-    buf: Option<&mut Tensor>,
-    momentum: f64,
-    nesterov: bool,
-    lr: f64,
-) -> Result<()> {
-    let update = match buf {
-        None => d.shallow_clone(),
-        Some(buf) => {
-            let _ = buf.f_mul_scalar_(momentum)?;
-            let _ = buf.f_add_(d)?;
-            if nesterov {
-                let mut u = buf.f_mul_scalar(momentum)?;
-                let _ = u.f_add_(d)?;
-                u
-            } else {
-                buf.shallow_clone()
-            }
-        }
-    };
-    if lr != 0.0 {
-        // tch's add_ has no `alpha`, so scale first.
-        let _ = p.f_sub_(&update.f_mul_scalar(lr)?)?;
-    }
-    Ok(())
 }
 
 impl Optimizer for Sgd {
-    fn step(&mut self, params: &FlatParams, grad: &Tensor, lr: f64) -> Result<()> {
-        self.common.begin_step("sgd", params, grad, lr)?;
-        let _guard = tch::no_grad_guard();
+    fn step(&mut self, params: &FlatParams, grad: &Tensor, lr: f64, guard: &StepGuard) -> Result<()> {
+        self.common.begin_step("sgd", params, grad, lr, guard)?;
+        let _no_grad = tch::no_grad_guard();
+        let SgdConfig { momentum, nesterov, .. } = self.config;
         for slice in params.groups() {
             let (off, len) = (slice.offset, slice.len);
-            let mut p = params.buffer().f_narrow(0, off, len)?;
-            let g = grad.f_narrow(0, off, len)?;
-            let d = decayed_grad(&g, &p, slice.group.weight_decay)?;
-            let mut buf = match &self.momentum_buffer {
+            let buffer = match &self.momentum_buffer {
                 Some(b) => Some(b.f_narrow(0, off, len)?),
                 None => None,
             };
-            momentum_update(
-                &mut p,
-                &d,
-                buf.as_mut(),
-                self.config.momentum,
-                self.config.nesterov,
-                lr * slice.group.lr_mult,
+            let hyper =
+                SgdStep { lr: lr * slice.group.lr_mult, momentum, nesterov, weight_decay: slice.group.weight_decay };
+            fused::sgd(
+                &params.buffer().f_narrow(0, off, len)?,
+                &grad.f_narrow(0, off, len)?,
+                buffer.as_ref(),
+                &hyper,
+                guard.grad_scale.as_ref(),
+                guard.found_inf.as_ref(),
             )?;
         }
         Ok(())
@@ -139,7 +99,7 @@ impl Optimizer for Sgd {
     }
 
     fn steps(&self) -> u64 {
-        self.common.steps
+        self.common.steps()
     }
 
     fn name(&self) -> &'static str {

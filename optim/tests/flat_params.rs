@@ -133,7 +133,7 @@ fn repointed_parameters_keep_autograd_and_reach_the_model() {
     let config = OptimizerConfig::Sgd(SgdConfig { momentum: 0.9, nesterov: false, weight_decay: 0.0 });
     let mut optimizer = build(&config, &flat).unwrap();
     let lr = 0.1;
-    optimizer.step(&flat, &grad, lr).unwrap();
+    optimizer.step(&flat, &grad, lr, &Default::default()).unwrap();
     let after = a.forward(&x);
     assert!(max_abs_diff(&after, &before) > 1e-4, "the step did not change the model's output");
     tch::no_grad(|| {

@@ -4,7 +4,9 @@
 mod common;
 
 use common::*;
-use pt_optim::{build, default_groups, AdamWConfig, FlatParams, LarsConfig, Optimizer, OptimizerConfig, SgdConfig};
+use pt_optim::{
+    build, default_groups, step_guard, AdamWConfig, FlatParams, LarsConfig, Optimizer, OptimizerConfig, SgdConfig,
+};
 use tch::{Device, Kind, Tensor};
 
 fn configs() -> Vec<OptimizerConfig> {
@@ -26,7 +28,7 @@ fn train(
         flat.zero_grad().unwrap();
         backward_with(handles, &gradients(t));
         let grad = flat.flat_grad().unwrap();
-        optimizer.step(flat, &grad, 0.01 * (1.0 + t as f64)).unwrap();
+        optimizer.step(flat, &grad, 0.01 * (1.0 + t as f64), &Default::default()).unwrap();
     }
 }
 
@@ -132,8 +134,49 @@ fn bad_state_is_refused_without_changing_anything() {
     }
     // And step refuses a foreign FlatParams or a wrong gradient.
     let g = other.flat_grad().unwrap();
-    let e = optimizer.step(&other, &g, 0.1).unwrap_err().to_string();
+    let e = optimizer.step(&other, &g, 0.1, &Default::default()).unwrap_err().to_string();
     assert!(e.contains("other than those it was built for"), "{e}");
-    let e = optimizer.step(&flat, &Tensor::zeros([3], (Kind::Float, Device::Cpu)), 0.1).unwrap_err().to_string();
+    let e = optimizer
+        .step(&flat, &Tensor::zeros([3], (Kind::Float, Device::Cpu)), 0.1, &Default::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("gradient must be float32"), "{e}");
+}
+
+/// A step whose guard flags a non-finite gradient (decided on the device, never read by the
+/// host) changes nothing: weights, moments and step count are as if it never happened.
+#[test]
+fn a_guarded_non_finite_step_changes_nothing() {
+    for config in configs() {
+        let (flat, handles) = flatten_problem(config.weight_decay());
+        let mut optimizer = build(&config, &flat).unwrap();
+        train(&flat, &handles, optimizer.as_mut(), 0..2);
+        let (params, state) = (flat.buffer().copy(), optimizer.state());
+
+        flat.zero_grad().unwrap();
+        backward_with(&handles, &gradients(2));
+        let grad = flat.flat_grad().unwrap();
+        let _ = grad.narrow(0, 0, 1).fill_(f64::NAN);
+        let (norm, guard) = step_guard(&grad, Some(1.0), None).unwrap();
+        assert!(norm.double_value(&[]).is_nan());
+        optimizer.step(&flat, &grad, 0.1, &guard).unwrap();
+        assert!(bit_equal(flat.buffer(), &params), "{}: a skipped step moved the weights", config.name());
+        for ((name, a), (_, b)) in optimizer.state().iter().zip(&state) {
+            assert!(a.equal(b), "{}: a skipped step changed `{name}`", config.name());
+        }
+        assert_eq!(optimizer.steps(), 2, "{}: a skipped step was counted", config.name());
+
+        // A finite gradient under the same guard function applies as usual; so does a NaN loss
+        // flag it alone.
+        flat.zero_grad().unwrap();
+        backward_with(&handles, &gradients(2));
+        let grad = flat.flat_grad().unwrap();
+        let (_, skip) = step_guard(&grad, Some(1.0), Some(&Tensor::from(f32::INFINITY))).unwrap();
+        optimizer.step(&flat, &grad, 0.1, &skip).unwrap();
+        assert!(bit_equal(flat.buffer(), &params), "{}: an infinite loss did not skip", config.name());
+        let (_, apply) = step_guard(&grad, Some(1.0), Some(&Tensor::from(2.5f32))).unwrap();
+        optimizer.step(&flat, &grad, 0.1, &apply).unwrap();
+        assert!(!bit_equal(flat.buffer(), &params), "{}: a finite step did not apply", config.name());
+        assert_eq!(optimizer.steps(), 3);
+    }
 }

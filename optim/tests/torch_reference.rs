@@ -5,8 +5,7 @@ mod common;
 
 use common::*;
 use pt_optim::{
-    build, clip_grad_norm, grad_norm, AdamWConfig, Decay, FlatParams, LarsConfig, OptimizerConfig, ScheduleConfig,
-    SgdConfig,
+    build, step_guard, AdamWConfig, Decay, FlatParams, LarsConfig, OptimizerConfig, ScheduleConfig, SgdConfig,
 };
 use serde_json::json;
 use tch::Tensor;
@@ -74,16 +73,14 @@ fn compare_with_torch(case: Case) {
         flat.zero_grad().unwrap();
         backward_with(&handles, &gradients(t));
         let grad = flat.flat_grad().unwrap();
-        let norm = match case.clip {
-            Some(max_norm) => clip_grad_norm(&grad, max_norm).unwrap(),
-            None => grad_norm(&grad).unwrap(),
-        };
+        // Clipping folded into the update (the guard's gradient scale), as the trainer runs it.
+        let (norm, guard) = step_guard(&grad, case.clip, None).unwrap();
         let torch_norm = get(&reference, &format!("norm.{t}")).double_value(&[0]);
         let norm = norm.double_value(&[]);
         assert!((norm - torch_norm).abs() <= 1e-6 * torch_norm, "step {t}: grad norm {norm} vs torch {torch_norm}");
 
         let lr = case.schedule.lr_at(t as u64, STEPS as u64, case.base_lr);
-        optimizer.step(&flat, &grad, lr).unwrap();
+        optimizer.step(&flat, &grad, lr, &guard).unwrap();
         // The model's own tensors (views of the buffer) must hold what torch computed.
         for (name, p) in &handles {
             let expected = get(&reference, &format!("step{t}.{name}"));

@@ -201,6 +201,10 @@ pub struct ArchitectureInfo {
     pub layer_prefixes: Vec<String>,
     /// The architecture's resolved config, saved with checkpoints and exports.
     pub config: serde_json::Value,
+    /// Convolutions compute faster with 4-D weights in channels_last (NHWC) memory: the host
+    /// lays them out so (`[run] memory_format = "auto"`) and activations follow. Forward must
+    /// then not assume contiguous weights (`reshape`, not `view`).
+    pub channels_last: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -216,6 +220,12 @@ pub struct ObjectiveInfo {
     pub metrics: Vec<String>,
     /// Outputs `embed` adds for evaluators (e.g. `image/embedding`, `text/embedding`).
     pub embeds: Vec<String>,
+    /// `prepare` works on the host: it reads the batch's values and draws its randomness from
+    /// `ctx` (seed, epoch, `sample_index`), never from torch's global generator, the device or
+    /// the objective's parameters. The host then runs it on the loader thread, on a copy of
+    /// the objective, before the batch moves to the device: the training step neither waits
+    /// for it nor for the values it reads back (MLM's masks, wav2vec2's spans).
+    pub prepare_on_host: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]

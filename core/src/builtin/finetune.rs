@@ -151,10 +151,9 @@ impl Evaluator for Finetune {
             )?;
             loss.f_backward()?;
             let g = flat.flat_grad()?;
-            if cfg.grad_clip > 0.0 {
-                let _norm = pt_optim::clip_grad_norm(&g, cfg.grad_clip)?;
-            }
-            opt.step(&flat, &g, schedule.lr_at(step, cfg.steps, cfg.lr))?;
+            let clip = Some(cfg.grad_clip).filter(|c| *c > 0.0);
+            let (_norm, guard) = pt_optim::step_guard(&g, clip, None)?;
+            opt.step(&flat, &g, schedule.lr_at(step, cfg.steps, cfg.lr), &guard)?;
             flat.zero_grad()?;
             train_seconds += t0.elapsed().as_secs_f64();
             let last = step + 1 == cfg.steps;

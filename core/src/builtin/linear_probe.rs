@@ -84,7 +84,7 @@ pub fn fit_linear(
             )?;
             loss.f_backward()?;
             let g = flat.flat_grad()?;
-            opt.step(&flat, &g, cfg.lr)?;
+            opt.step(&flat, &g, cfg.lr, &Default::default())?;
             flat.zero_grad()?;
         }
     }

@@ -33,5 +33,5 @@ pub use keys::{check_keys, suggest};
 pub use optim::OptimSettings;
 pub use overrides::apply_override;
 pub use recipe::*;
-pub use run::{cpu_count, DeviceSetting, DistBackendSetting, PrecisionSetting, RunConfig};
+pub use run::{cpu_count, DeviceSetting, DistBackendSetting, MemoryFormatSetting, PrecisionSetting, RunConfig};
 pub use section::{keys_of, parse_section};

@@ -54,6 +54,19 @@ impl<'de> Deserialize<'de> for DeviceSetting {
     }
 }
 
+/// `[run] memory_format`: how 4-D weights (and so activations) are laid out in memory.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryFormatSetting {
+    /// channels_last for architectures that declare it (convolutional ones), else contiguous.
+    #[default]
+    Auto,
+    /// NHWC for every 4-D weight, whatever the architecture declares.
+    ChannelsLast,
+    /// NCHW, libtorch's default.
+    Contiguous,
+}
+
 /// `[run] precision`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
@@ -105,7 +118,14 @@ pub struct RunConfig {
     /// Global gradient-norm clipping (0: off).
     pub grad_clip: f64,
     pub precision: PrecisionSetting,
-    /// Non-finite losses in a row that stop the run.
+    /// `auto`: 4-D weights in channels_last (NHWC) memory for architectures that declare it
+    /// (cuDNN and oneDNN convolutions run faster so, and their outputs follow the weights);
+    /// `channels_last`; `contiguous`. Checkpoints are the same either way.
+    pub memory_format: MemoryFormatSetting,
+    /// On CUDA: let cuDNN time its convolution algorithms for each new input shape and keep the
+    /// fastest (`torch.backends.cudnn.benchmark`). Off for runs whose shapes keep changing.
+    pub cudnn_benchmark: bool,
+    /// Non-finite losses (or gradients) in a row that stop the run, checked at each log line.
     pub max_bad_steps: u64,
     /// libtorch intra-op threads (0: libtorch's default); at most the machine's CPU count.
     pub num_threads: u64,
@@ -123,6 +143,9 @@ pub struct RunConfig {
     /// Multi-process runs: size of a gradient all-reduce bucket (whole parameters, MB).
     pub bucket_mb: f64,
     pub dist_backend: DistBackendSetting,
+    /// `[first, last]`: profile training steps first..=last (counted from 1) with PyTorch's
+    /// profiler into `RUN_DIR/profile/` as a Chrome trace; empty (the default): off.
+    pub profile_steps: Vec<u64>,
 }
 
 impl Default for RunConfig {
@@ -139,6 +162,8 @@ impl Default for RunConfig {
             eval_every: 0,
             grad_clip: 1.0,
             precision: PrecisionSetting::Auto,
+            memory_format: MemoryFormatSetting::Auto,
+            cudnn_benchmark: true,
             max_bad_steps: 5,
             num_threads: 0,
             prefetch: 4,
@@ -147,6 +172,7 @@ impl Default for RunConfig {
             overlap_allreduce: true,
             bucket_mb: 25.0,
             dist_backend: DistBackendSetting::Auto,
+            profile_steps: Vec::new(),
         }
     }
 }
@@ -180,6 +206,16 @@ impl RunConfig {
         in_range("run", "prefetch", self.prefetch, 1, 1024, "1 to 1024 batches")?;
         if self.max_steps == 0 && self.max_epochs == 0 && self.max_minutes == 0.0 {
             return Err(c.error("sets no stopping point: give max_steps, max_epochs or max_minutes"));
+        }
+        match self.profile_steps[..] {
+            [] => {}
+            [first, last] if first >= 1 && first <= last => {}
+            _ => {
+                return Err(c.error(&format!(
+                    "profile_steps = {:?} must be [first, last] with 1 ≤ first ≤ last (e.g. [10, 12]), or [] for no profile",
+                    self.profile_steps
+                )))
+            }
         }
         if self.labelled_per_batch > 0 && self.labelled_per_batch >= self.batch_size {
             return Err(c.error(&format!(

@@ -35,7 +35,7 @@ extern "C" {
         err_len: usize,
     ) -> c_int;
     fn pt_overlap_arm(o: *mut PtOverlap);
-    fn pt_overlap_finish(o: *mut PtOverlap, poison: c_int, err: *mut c_char, err_len: usize) -> c_int;
+    fn pt_overlap_finish(o: *mut PtOverlap, err: *mut c_char, err_len: usize) -> c_int;
     fn pt_overlap_free(o: *mut PtOverlap);
 }
 
@@ -116,14 +116,10 @@ impl GradReducer {
         unsafe { pt_overlap_arm(self.ptr) }
     }
 
-    /// Reduces what backward did not start (all of it, NaN-filled, when `poison`: this rank's
-    /// step was not finite, so every rank will skip it) and waits for every bucket.
-    pub fn finish(&self, poison: bool) -> Result<()> {
+    /// Reduces what backward did not start and waits for every bucket.
+    pub fn finish(&self) -> Result<()> {
         // SAFETY: a live reducer.
-        call(
-            || self.group.what("gradient all-reduce"),
-            |err, len| unsafe { pt_overlap_finish(self.ptr, poison as c_int, err, len) },
-        )
+        call(|| self.group.what("gradient all-reduce"), |err, len| unsafe { pt_overlap_finish(self.ptr, err, len) })
     }
 }
 

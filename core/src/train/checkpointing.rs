@@ -7,7 +7,7 @@ use super::trainer::Trainer;
 use crate::checkpoint::manager::snapshot;
 use crate::checkpoint::{PluginRecord, SaveRequest};
 use crate::plugin::Registry;
-use crate::Result;
+use crate::{Error, Result};
 use std::collections::BTreeMap;
 use tch::Tensor;
 
@@ -31,6 +31,7 @@ impl Trainer<'_> {
     /// Snapshots the state and hands it to the checkpoint writer (rank 0; the weights are the
     /// same on every rank).
     pub fn save(&mut self, obs: &mut dyn Observer) -> Result<()> {
+        self.refresh_health()?; // the checkpoint records the skip count
         self.average_buffers()?;
         if self.rank() != 0 {
             self.saved_step = Some(self.step);
@@ -61,7 +62,9 @@ impl Trainer<'_> {
                 .unwrap_or_default(),
             model: snapshot(&named_model(s)?),
             objective: snapshot(&named_objective(s)?),
-            optimizer_state: snapshot(&self.optimizer.state()),
+            optimizer_state: snapshot(
+                &pt_optim::saved_state(self.optimizer.as_ref(), &self.flat).map_err(Error::Plugin)?,
+            ),
             assets_dir: assets.is_dir().then_some(assets),
         };
         let written = self.ckpt.wait()?;

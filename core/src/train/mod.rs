@@ -3,6 +3,8 @@
 mod checkpointing;
 pub mod eval;
 mod grad_watch;
+mod health;
+mod host_read;
 pub mod interrupt;
 pub mod observer;
 pub mod prefetch;

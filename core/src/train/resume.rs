@@ -150,10 +150,15 @@ pub struct Position {
 
 /// Restores the optimizer state of `checkpoint` and returns its position, the cursor
 /// rescaled to this run's `world_size`.
-pub fn restore_position(checkpoint: &Checkpoint, optimizer: &mut dyn Optimizer, world_size: u64) -> Result<Position> {
+pub fn restore_position(
+    checkpoint: &Checkpoint,
+    optimizer: &mut dyn Optimizer,
+    params: &pt_optim::FlatParams,
+    world_size: u64,
+) -> Result<Position> {
     // Verification required optimizer.safetensors; load_state requires each of its entries.
     let state = checkpoint.tensors("optimizer")?;
-    optimizer.load_state(state).map_err(|e| {
+    pt_optim::load_saved_state(optimizer, params, state).map_err(|e| {
         Error::Checkpoint(format!("{}: optimizer state does not fit this run: {}", checkpoint.dir.display(), e.message))
     })?;
     let m = &checkpoint.manifest;
@@ -187,7 +192,7 @@ pub fn rescale_cursor(cursor: CursorState, saved_world: u64, world: u64) -> Curs
 
 /// Keys a resumed run may change freely: how long it runs, how it logs, saves and evaluates,
 /// where and on how many threads. Any other change alters what is trained.
-const FREE_ON_RESUME: [&str; 12] = [
+const FREE_ON_RESUME: [&str; 15] = [
     "run.max_steps",
     "run.max_epochs",
     "run.max_minutes",
@@ -198,6 +203,9 @@ const FREE_ON_RESUME: [&str; 12] = [
     "run.dist_timeout_s",
     "run.device",
     "run.max_bad_steps",
+    "run.memory_format",
+    "run.profile_steps",
+    "run.cudnn_benchmark",
     "checkpoint.",
     "eval.",
 ];

@@ -34,9 +34,10 @@ pub(super) fn curves_so_far(run_dir: &Path) -> (Vec<(f64, f64)>, BTreeMap<String
 }
 
 impl Trainer<'_> {
-    /// The metrics row of a log step: the window's means plus throughput, MFU, lr, epoch.
+    /// The metrics row of a log step: the window's means plus throughput, MFU, lr, epoch. The
+    /// window's device values and the skip count come to the host here, in one read.
     pub(super) fn log_step(&mut self, window: &mut Window, outcome: &StepOutcome) -> Result<BTreeMap<String, f64>> {
-        let mut row = window.drain(outcome);
+        let mut row = window.drain(outcome, self)?;
         // FLOPs per row the architecture computed: an objective that makes several rows of each
         // sample (views, rotations) does that many times the work per sample.
         let rate = row.get("rows_per_s").or_else(|| row.get("samples_per_s")).copied();
@@ -174,10 +175,14 @@ pub(super) fn peak_flops(device: tch::Device) -> Option<f64> {
     })
 }
 
-/// Averages over the steps between two log lines.
+/// Averages over the steps between two log lines: times and counts on the host, losses and
+/// metrics summed on the device over the steps that were applied.
 #[derive(Default)]
 pub(super) struct Window {
-    losses: Vec<f64>,
+    loss_sum: Option<Tensor>,
+    /// Steps applied (not skipped), as a device count.
+    applied: Option<Tensor>,
+    metric_sums: Vec<(String, Tensor)>,
     seconds: f64,
     samples: u64,
     rows: u64,
@@ -186,12 +191,31 @@ pub(super) struct Window {
     allreduce_s: f64,
     loader_wait_s: f64,
     load_s: f64,
+    /// Host reads made by this process when the window began.
+    reads_at_start: Option<u64>,
+}
+
+/// `sum + where(applied, t, 0)`, or that alone for the first step.
+fn add_masked(sum: &mut Option<Tensor>, t: &Tensor, applied: &Tensor) -> Result<()> {
+    let t = t.f_detach()?.f_to_kind(tch::Kind::Double)?.f_where_scalarother(applied, 0.0)?;
+    *sum = Some(match sum.take() {
+        Some(s) => s.f_add(&t)?,
+        None => t,
+    });
+    Ok(())
 }
 
 impl Window {
-    pub(super) fn add(&mut self, o: &StepOutcome, seconds: f64, samples: u64) {
-        if let Some(l) = o.loss {
-            self.losses.push(l);
+    pub(super) fn add(&mut self, o: &StepOutcome, seconds: f64, samples: u64) -> Result<()> {
+        self.reads_at_start.get_or_insert_with(super::host_read::reads_so_far);
+        let _no_grad = tch::no_grad_guard();
+        let applied = o.found_inf.f_lt(0.5)?;
+        add_masked(&mut self.loss_sum, &o.loss, &applied)?;
+        add_masked(&mut self.applied, &applied, &applied)?;
+        for (name, t) in &o.metrics {
+            let mut sum = self.metric_sums.iter().position(|(n, _)| n == name).map(|i| self.metric_sums.remove(i).1);
+            add_masked(&mut sum, t, &applied)?;
+            self.metric_sums.push((name.clone(), sum.expect("just added")));
         }
         self.seconds += seconds;
         self.samples += samples;
@@ -201,14 +225,38 @@ impl Window {
         self.allreduce_s += o.allreduce_s;
         self.loader_wait_s += o.loader_wait_s;
         self.load_s += o.load_s;
+        Ok(())
     }
 
-    pub(super) fn drain(&mut self, last: &StepOutcome) -> BTreeMap<String, f64> {
-        let mut row = BTreeMap::new();
-        if !self.losses.is_empty() {
-            row.insert("loss".into(), self.losses.iter().sum::<f64>() / self.losses.len() as f64);
+    /// The row of means, after one read of the window's device values (with the trainer's skip
+    /// count, which the trainer takes in). A multi-process run averages losses and metrics over
+    /// the ranks (every rank logs at the same steps).
+    pub(super) fn drain(&mut self, last: &StepOutcome, trainer: &mut Trainer) -> Result<BTreeMap<String, f64>> {
+        let (Some(loss_sum), Some(applied)) = (&self.loss_sum, &self.applied) else {
+            return Err(Error::Training("a log line with no step in its window".into()));
+        };
+        let [skipped, streak] = trainer.health.tensors();
+        let mut scalars = vec![skipped, streak, &last.grad_norm, applied, loss_sum];
+        scalars.extend(self.metric_sums.iter().map(|(_, t)| t));
+        let mut values = super::host_read::read_host(&scalars)?;
+        let reads = super::host_read::reads_so_far() - self.reads_at_start.unwrap_or(0);
+        trainer.note_health(values[0], values[1])?;
+        let grad_norm = values[2];
+        if let Some(group) = &trainer.dist {
+            // Sums over ranks of the applied steps' sums (the same steps are applied on every rank).
+            let summed = group.all_reduce_host(&values[3..])?;
+            let world = group.world_size as f64;
+            values.splice(3.., summed.into_iter().map(|v| v / world));
         }
-        row.insert("grad_norm".into(), last.grad_norm);
+        let applied = values[3];
+        let mut row = BTreeMap::new();
+        if applied > 0.0 {
+            row.insert("loss".into(), values[4] / applied);
+            for ((name, _), v) in self.metric_sums.iter().zip(&values[5..]) {
+                row.insert(name.clone(), v / applied);
+            }
+        }
+        row.insert("grad_norm".into(), grad_norm);
         if self.seconds > 0.0 {
             row.insert("samples_per_s".into(), self.samples as f64 / self.seconds);
             if self.rows > 0 && self.rows != self.samples {
@@ -220,6 +268,7 @@ impl Window {
             row.insert("step_time_s".into(), self.seconds / self.steps.max(1) as f64);
             // A starved device shows here: the share of step time spent waiting for batches.
             row.insert("loader_wait_share".into(), self.loader_wait_s / self.seconds);
+            row.insert("data_wait_s".into(), self.loader_wait_s / self.steps.max(1) as f64);
             if self.allreduce_s > 0.0 {
                 // Share of step time spent all-reducing gradients (not overlapped with backward).
                 row.insert("allreduce_share".into(), self.allreduce_s / self.seconds);
@@ -229,10 +278,10 @@ impl Window {
             // What the loader thread alone could deliver (samples per second of its work).
             row.insert("loader_samples_per_s".into(), self.samples as f64 / self.load_s);
         }
-        for (n, v) in &last.metrics {
-            row.insert(n.clone(), *v);
-        }
+        // Device values the trainer read back per step (this log line's read included): each
+        // one a wait for the GPU, so a sync-free step shows about 1 / log_every.
+        row.insert("host_reads_per_step".into(), reads as f64 / self.steps.max(1) as f64);
         *self = Window::default();
-        row
+        Ok(row)
     }
 }

@@ -75,6 +75,9 @@ impl Session {
         if plan.recipe.run.num_threads > 0 {
             tch::set_num_threads(plan.recipe.run.num_threads as i32);
         }
+        if matches!(plan.device, tch::Device::Cuda(_)) {
+            tch::Cuda::cudnn_set_benchmark(plan.recipe.run.cudnn_benchmark);
+        }
         std::fs::create_dir_all(&plan.run_dir)
             .map_err(|e| Error::io(format!("creating run directory {}", plan.run_dir.display()), e))?;
         let ctx = plan.create_ctx();
@@ -100,6 +103,7 @@ impl Session {
             arch_configs.push(config);
         }
         let model = Model::from_towers(towers);
+        model.apply_memory_format(plan.recipe.run.memory_format)?;
         let mut objectives = Vec::new();
         for (term, o_plan) in plan.recipe.objectives().into_iter().zip(&plan.objectives) {
             let config = config_of(o_plan, &term.component, &facts)?;
@@ -170,7 +174,9 @@ impl Session {
 
     /// A new instance of the run's model, freshly initialised.
     pub fn new_model(&self) -> Result<Model> {
-        Model::create(&self.plan.model_parts(&self.arch_configs), &self.ctx)
+        let model = Model::create(&self.plan.model_parts(&self.arch_configs), &self.ctx)?;
+        model.apply_memory_format(self.plan.recipe.run.memory_format)?;
+        Ok(model)
     }
 
     /// The objectives that derive evaluation outputs from the model's (`embed`).
@@ -196,6 +202,24 @@ impl Session {
             }
         }
         Ok(fresh)
+    }
+
+    /// Per objective, a copy for the loader thread when its `prepare` works on the host
+    /// (`ObjectiveInfo::prepare_on_host`), else None.
+    pub fn host_preparers(&self) -> Result<Vec<Option<ObjectiveHandle>>> {
+        let mut preparers = Vec::new();
+        for (o, plan) in self.objectives.iter().zip(&self.plan.objectives) {
+            preparers.push(match o.handle.info.prepare_on_host {
+                true => {
+                    let mut handle = ObjectiveHandle::create(plan, &o.config, &self.ctx)?;
+                    handle.set_train(true)?;
+                    tracing::info!(objective = %handle.origin, "prepares its inputs on the loader thread");
+                    Some(handle)
+                }
+                false => None,
+            });
+        }
+        Ok(preparers)
     }
 
     /// The built config of `[[eval]]` #`index`'s component `plan` (`spec` in the plan's recipe),

@@ -1,7 +1,9 @@
 //! One optimizer step: `grad_accum` micro-batches, each prepared, forwarded and scored by every
 //! objective of the run (under autocast) and back-propagated; then the gradient all-reduce of a
-//! multi-process run, global-norm clipping and the update on the flat buffer. A non-finite loss
-//! or gradient skips the update; `max_bad_steps` in a row stop the run.
+//! multi-process run and the fused update on the flat buffer, with global-norm clipping folded
+//! into it. Nothing is read back to the host: a non-finite loss or gradient makes the update
+//! skip itself on the device (`pt_optim::step_guard`), and the loss, metrics and skip count stay
+//! on the device until the log line reads them (`run_log`, `health`).
 
 use super::grad_watch::shortlist;
 use super::prefetch::Prefetcher;
@@ -10,17 +12,22 @@ use crate::{Error, Result};
 use pt_sdk::rng::derive_seed;
 use pt_sdk::{StepCtx, Tensors};
 use std::time::Instant;
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 pub(super) struct StepOutcome {
-    pub loss: Option<f64>,
-    pub grad_norm: f64,
+    /// The weighted loss, mean over the micro-batches (0-dim, on the device; may be non-finite).
+    pub loss: Tensor,
+    /// 0-dim float32 on the device: 1 when the update was skipped (non-finite loss or gradient).
+    pub found_inf: Tensor,
+    /// The global gradient norm before clipping (0-dim, on the device).
+    pub grad_norm: Tensor,
     pub lr: f64,
     pub tokens: u64,
     /// Rows the architecture computed (samples × the copies an objective makes of each, summed
     /// over objectives): what throughput in FLOPs counts.
     pub rows: u64,
-    pub metrics: Vec<(String, f64)>,
+    /// Scalar objective metrics, means over the micro-batches (on the device).
+    pub metrics: Vec<(String, Tensor)>,
     /// Seconds spent in the gradient all-reduce (multi-process runs).
     pub allreduce_s: f64,
     /// Seconds the step waited for the loader's batches.
@@ -32,16 +39,24 @@ pub(super) struct StepOutcome {
 /// What the micro-batches of a step add up to.
 #[derive(Default)]
 struct Accumulated {
-    loss_sum: f64,
+    /// Weighted losses summed over objectives and micro-batches (on the device).
+    loss_sum: Option<Tensor>,
     tokens: u64,
     rows: u64,
     loader_wait_s: f64,
     load_s: f64,
     /// Objective metrics summed over the micro-batches (on the device: no sync).
     metric_sums: Vec<(String, Tensor)>,
-    /// Micro-batches that ran to the end.
-    counted: u32,
-    finite: bool,
+}
+
+/// `sum + t`, or `t` for the first term (detached, float32).
+fn add_to(sum: &mut Option<Tensor>, t: &Tensor) -> Result<()> {
+    let t = t.f_detach()?.f_to_kind(Kind::Float)?;
+    *sum = Some(match sum.take() {
+        Some(s) => s.f_add(&t)?,
+        None => t,
+    });
+    Ok(())
 }
 
 impl Accumulated {
@@ -61,10 +76,10 @@ impl Trainer<'_> {
     /// One optimizer step over `grad_accum` micro-batches.
     pub(super) fn train_step(&mut self, loader: &mut Prefetcher) -> Result<StepOutcome> {
         let grad_accum = self.settings().grad_accum;
-        let mut acc = Accumulated { finite: true, ..Default::default() };
+        let mut acc = Accumulated::default();
         for micro in 0..grad_accum {
             let waiting = std::time::Instant::now();
-            let loaded = loader.next()?;
+            let mut loaded = loader.next()?;
             acc.loader_wait_s += waiting.elapsed().as_secs_f64();
             acc.load_s += loaded.load_s;
             self.cursor = self.sampler.next(loaded.cursor);
@@ -74,37 +89,32 @@ impl Trainer<'_> {
             // with N-fold accumulation would.
             let stream = micro * self.world_size() + self.rank();
             tch::manual_seed(derive_seed(self.settings().seed, &[STREAM_TORCH, self.step, stream]) as i64);
-            match self.micro_batch(&loaded.batch, &ctx, micro + 1 == grad_accum, &mut acc)? {
-                Some(loss) => {
-                    acc.loss_sum += loss;
-                    acc.counted += 1;
-                }
-                None => {
-                    acc.finite = false;
-                    break;
-                }
-            }
+            self.micro_batch(&loaded.batch, &mut loaded.prepared, &ctx, micro + 1 == grad_accum, &mut acc)?;
         }
         self.finish_step(acc)
     }
 
     /// Every objective's forward, loss and backward on one micro-batch; their weighted losses'
-    /// gradients accumulate (one backward each keeps memory flat). Returns the weighted loss,
-    /// or None when one was not finite.
+    /// gradients accumulate (one backward each keeps memory flat). A non-finite loss is not
+    /// looked at here: its step is skipped by the update.
+    /// `prepared` holds the inputs objectives prepared on the loader thread.
     fn micro_batch(
         &self,
         batch: &Tensors,
+        prepared: &mut [Option<Tensors>],
         ctx: &StepCtx,
         last_micro: bool,
         acc: &mut Accumulated,
-    ) -> Result<Option<f64>> {
+    ) -> Result<()> {
         let (grad_accum, overlap) = (self.settings().grad_accum, self.settings().overlap_allreduce);
         let device = self.session.device;
         let n_objectives = self.session.objectives.len();
-        let mut micro_loss = 0.0;
         for (i, o) in self.session.objectives.iter().enumerate() {
             // Data preparation (augmentation, masking) outside autocast; forward and loss in it.
-            let inputs = o.handle.prepare(batch.share(), ctx)?;
+            let inputs = match prepared.get_mut(i).and_then(Option::take) {
+                Some(inputs) => inputs,
+                None => o.handle.prepare(batch.share(), ctx)?,
+            };
             acc.rows += self.rows_of(&inputs);
             // Buffers this term may not change are put back after its backward (autograd saved
             // them as they were: restoring earlier would fail its version check).
@@ -116,22 +126,15 @@ impl Trainer<'_> {
             let outputs = self.session.model.forward(&inputs, ctx)?;
             let lv = o.handle.loss(&inputs, &outputs, ctx)?;
             drop(autocast);
-            let value = lv.loss.f_double_value(&[])?;
-            if !value.is_finite() {
-                if keep {
-                    self.keep_buffers(false)?;
-                }
-                return Ok(None);
-            }
-            micro_loss += o.weight * value;
-            let scaled = if o.weight == 1.0 { lv.loss.shallow_clone() } else { lv.loss.f_mul_scalar(o.weight)? };
+            let weighted = if o.weight == 1.0 { lv.loss.shallow_clone() } else { lv.loss.f_mul_scalar(o.weight)? };
+            add_to(&mut acc.loss_sum, &weighted)?;
             if let (Some(reducer), true) = (&self.reducer, overlap) {
                 // The step's last backward: buckets start reducing as their gradients finish.
                 if last_micro && i + 1 == n_objectives {
                     reducer.arm();
                 }
             }
-            (scaled / grad_accum as f64).f_backward()?;
+            (weighted / grad_accum as f64).f_backward()?;
             if keep {
                 self.keep_buffers(false)?;
             }
@@ -142,77 +145,72 @@ impl Trainer<'_> {
             }
             acc.add_metrics(metrics)?;
         }
-        Ok(Some(micro_loss))
+        Ok(())
     }
 
-    /// All-reduce (several ranks), clip, update, count a skipped step; the step's metrics.
+    /// All-reduce (several ranks), the guarded update with clipping folded in, the skip count;
+    /// the step's device-side metrics.
     fn finish_step(&mut self, acc: Accumulated) -> Result<StepOutcome> {
         let lr = self.lr_at(self.step);
-        let mut finite = acc.finite;
+        let grad_accum = self.settings().grad_accum as f64;
         let grad = self.flat.flat_grad().map_err(Error::Plugin)?;
+        let loss = acc.loss_sum.ok_or_else(|| Error::Training("the run has no objective".into()))?;
+        let loss = loss.f_div_scalar(grad_accum)?;
         let mut allreduce_s = 0.0;
+        // What, besides the gradient norm, must be finite for the update to apply.
+        let mut watched = loss.shallow_clone();
         if let (Some(group), Some(reducer)) = (&self.dist, &self.reducer) {
-            // Every rank takes part whatever its own loss was: a non-finite one poisons the sum,
-            // so all ranks see the same non-finite norm and skip the same step. The time is what
-            // the all-reduce adds after backward (not what it overlapped).
+            // Every rank skips the same steps: the ranks' non-finite losses are counted over
+            // all of them (a poisoned gradient alone would miss a loss with a finite gradient).
+            // The time is what the all-reduce adds after backward (not what it overlapped).
             let t0 = Instant::now();
-            reducer.finish(!finite)?;
+            let bad = loss.f_isfinite()?.f_logical_not()?.f_to_kind(Kind::Float)?.f_reshape([1])?;
+            group.all_reduce_sum(&[bad.shallow_clone()])?;
+            reducer.finish()?;
             let _ = grad.shallow_clone().f_div_scalar_(group.world_size as f64)?;
             allreduce_s = t0.elapsed().as_secs_f64();
-            finite = true;
+            watched = Tensor::f_where_scalar(&bad.f_gt(0.0)?.f_reshape([])?, f64::NAN, 0.0)?;
         }
-        let mut grad_norm = f64::NAN;
-        if finite {
-            let clip = self.settings().grad_clip;
-            let norm = if clip > 0.0 { pt_optim::clip_grad_norm(&grad, clip) } else { pt_optim::grad_norm(&grad) }
-                .map_err(Error::Plugin)?;
-            grad_norm = norm.f_double_value(&[])?;
-            finite = grad_norm.is_finite();
-            if finite {
-                // Before the update (weight decay may add to the gradients in place), and only
-                // in steps that move the weights: a zero-initialised layer unblocks the ones
-                // before it only once it has moved.
-                if lr > 0.0 {
-                    match self.grad_watch.observe(&self.flat) {
-                        Ok(Some(idle)) => self.report_idle_parameters(&idle),
-                        Ok(None) => {}
-                        // A diagnostic: never a reason to stop training.
-                        Err(e) => {
-                            tracing::debug!("no-gradient check off: {e}");
-                            self.grad_watch.stop();
-                        }
-                    }
+        let clip = Some(self.settings().grad_clip).filter(|c| *c > 0.0);
+        let (grad_norm, guard) = pt_optim::step_guard(&grad, clip, Some(&watched)).map_err(Error::Plugin)?;
+        // Before the update (weight decay may add to the gradients in place), and only in steps
+        // that move the weights: a zero-initialised layer unblocks the ones before it only once
+        // it has moved. The first few steps only.
+        if lr > 0.0 {
+            match self.grad_watch.observe(&self.flat) {
+                Ok(Some(idle)) => self.report_idle_parameters(&idle),
+                Ok(None) => {}
+                // A diagnostic: never a reason to stop training.
+                Err(e) => {
+                    tracing::debug!("no-gradient check off: {e}");
+                    self.grad_watch.stop();
                 }
-                self.optimizer.step(&self.flat, &grad, lr).map_err(Error::Plugin)?;
             }
         }
+        self.optimizer.step(&self.flat, &grad, lr, &guard).map_err(Error::Plugin)?;
         self.flat.zero_grad().map_err(Error::Plugin)?;
         self.step += 1;
-        self.count_bad_step(finite)?;
+        let found_inf = guard.found_inf.expect("step_guard always sets found_inf");
+        self.health.record(&found_inf)?;
         // The step's metrics are means over its micro-batches, like its loss; vector metrics are
-        // counts, summed into their histograms.
+        // counts, summed into their histograms (a skipped step's left out).
+        // Metrics an objective made on the host (e.g. a count) join the device's, copied without
+        // waiting for the device, so the log line reads them all in one transfer.
+        let device = found_inf.device();
+        let applied = found_inf.f_lt(0.5)?;
         let (vectors, scalars): (Vec<_>, Vec<_>) = acc.metric_sums.into_iter().partition(|(_, t)| t.numel() > 1);
-        if finite {
-            self.add_histograms(vectors)?;
-        }
-        let mut metrics: Vec<(String, f64)> = scalars
+        let vectors = vectors
             .into_iter()
-            .filter_map(|(n, t)| t.f_double_value(&[]).ok().map(|v| (n, v / acc.counted.max(1) as f64)))
-            .collect();
-        let mut loss = acc.loss_sum / self.settings().grad_accum as f64;
-        if let (Some(group), true) = (&self.dist, finite) {
-            // The logged loss and metrics are means over ranks (same names on every rank).
-            let mut values = vec![loss];
-            values.extend(metrics.iter().map(|(_, v)| *v));
-            let mean: Vec<f64> = group.all_reduce_host(&values)?.iter().map(|v| v / group.world_size as f64).collect();
-            loss = mean[0];
-            for ((_, v), m) in metrics.iter_mut().zip(&mean[1..]) {
-                *v = *m;
-            }
-        }
-        let loss = finite.then_some(loss);
+            .map(|(n, t)| Ok((n, t.f_to_device_(device, t.kind(), true, false)?.f_where_scalarother(&applied, 0.0)?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.add_histograms(vectors)?;
+        let metrics = scalars
+            .into_iter()
+            .map(|(n, t)| Ok((n, t.f_to_device_(device, Kind::Float, true, false)?.f_div_scalar(grad_accum)?)))
+            .collect::<Result<Vec<_>>>()?;
         Ok(StepOutcome {
             loss,
+            found_inf,
             grad_norm,
             lr,
             tokens: acc.tokens,
@@ -264,17 +262,29 @@ impl Trainer<'_> {
         }
     }
 
-    /// Counts a skipped step; `max_bad_steps` in a row stop the run with an error naming the
-    /// last good checkpoint.
-    fn count_bad_step(&mut self, finite: bool) -> Result<()> {
-        if finite {
-            self.bad_in_a_row = 0;
-            return Ok(());
+    /// Takes in the device's skip count and streak as just read: reports the steps skipped
+    /// since the last read; `max_bad_steps` in a row stop the run with an error naming the last
+    /// good checkpoint.
+    pub(super) fn note_health(&mut self, skipped: f64, streak: f64) -> Result<()> {
+        let (skipped, streak) = (skipped.round() as u64, streak.round() as u64);
+        let new = skipped.saturating_sub(self.skipped);
+        match new {
+            0 => {}
+            1 if streak > 0 => tracing::warn!(step = self.step, "non-finite loss or gradient: step skipped"),
+            n => {
+                let since = self.health_read_at.unwrap_or(0);
+                tracing::warn!(
+                    step = self.step,
+                    "non-finite loss or gradient: {n} of steps {} to {} skipped",
+                    since + 1,
+                    self.step
+                )
+            }
         }
-        self.skipped += 1;
-        self.bad_in_a_row += 1;
-        tracing::warn!(step = self.step, "non-finite loss or gradient: step skipped");
-        if self.bad_in_a_row < self.settings().max_bad_steps {
+        self.skipped = skipped;
+        self.bad_in_a_row = streak;
+        self.health_read_at = Some(self.step);
+        if streak == 0 || streak < self.settings().max_bad_steps {
             return Ok(());
         }
         // A save still being written predates the streak (none are made during one).
@@ -282,15 +292,24 @@ impl Trainer<'_> {
             self.last_good_checkpoint = Some(d);
         }
         Err(Error::Training(format!(
-            "{} non-finite steps in a row (steps {} to {}): the loss or gradients are NaN/Inf. {} Lower the learning rate, check the data, or raise [run] max_bad_steps.",
-            self.bad_in_a_row,
-            self.step + 1 - self.bad_in_a_row,
+            "{streak} non-finite steps in a row (steps {} to {}): the loss or gradients are NaN/Inf. {} Lower the learning rate, check the data, or raise [run] max_bad_steps.",
+            self.step + 1 - streak,
             self.step,
             match &self.last_good_checkpoint {
                 Some(d) => format!("The last good checkpoint is {}.", d.display()),
                 None => "No checkpoint was saved yet.".to_string(),
             }
         )))
+    }
+
+    /// Reads the device's skip count and streak unless this step's are known already (before a
+    /// save: a checkpoint records the count, and none is made during a streak).
+    pub(super) fn refresh_health(&mut self) -> Result<()> {
+        if self.health_read_at == Some(self.step) {
+            return Ok(());
+        }
+        let values = super::host_read::read_host(&self.health.tensors())?;
+        self.note_health(values[0], values[1])
     }
 
     /// Saves the architecture's buffers into their copies (`save`), or puts the copies back

@@ -7,17 +7,19 @@
 use super::checkpointing::plugin_records;
 use super::eval::EvalRunner;
 use super::observer::Observer;
-use super::prefetch::Prefetcher;
+use super::prefetch::{LoaderStart, Prefetcher};
 use super::resume::{check_resumed_config, load_start, restore_position, set_aside_for_restart, Position};
 use super::run_log::{curves_so_far, Histogram, Window};
 use super::sampler::Sampler;
 use super::session::Session;
+use super::step::StepOutcome;
 use super::weights::LoadReport;
 use crate::autocast::Precision;
 use crate::checkpoint::{CheckpointManager, CursorState};
 use crate::config::{BestMode, RunConfig};
 use crate::dist::{check_agreement, Fingerprint, GradReducer, Group};
 use crate::plugin::Registry;
+use crate::profiler::{Profile, Range};
 use crate::{Error, Result};
 use pt_optim::{FlatParams, Optimizer};
 use pt_report::MetricsLog;
@@ -79,8 +81,12 @@ pub struct Trainer<'r> {
     pub(super) sampler: Sampler,
     pub step: u64,
     pub(super) cursor: CursorState,
+    /// Skipped steps and the streak of them, as last read from [`Trainer::health`].
     pub(super) skipped: u64,
     pub(super) bad_in_a_row: u64,
+    /// The skip count and streak on the device, and the step at which the host last read them.
+    pub(super) health: super::health::DeviceHealth,
+    pub(super) health_read_at: Option<u64>,
     /// Names parameters that get no gradient in the first steps (see `grad_watch`).
     pub(super) grad_watch: super::grad_watch::GradWatch,
     pub(super) ckpt: CheckpointManager,
@@ -134,7 +140,7 @@ impl<'r> Trainer<'r> {
         let flat = FlatParams::new(trainable, &optim.rules()).map_err(Error::Plugin)?;
         let mut optimizer = pt_optim::build(&optim.optimizer, &flat).map_err(Error::Plugin)?;
         let position = match &start.checkpoint {
-            Some(c) => restore_position(c, optimizer.as_mut(), world_size)?,
+            Some(c) => restore_position(c, optimizer.as_mut(), &flat, world_size)?,
             None => Position { step: 0, cursor: CursorState::default(), skipped: 0 },
         };
         let sampler = sampler_for(&session, rank, world_size)?;
@@ -188,6 +194,7 @@ impl<'r> Trainer<'r> {
             let _guard = tch::no_grad_guard();
             session.model.buffers()?.into_iter().map(|(_, b)| (b.copy(), b)).collect()
         };
+        let device = session.device;
         super::interrupt::watch(opts.stop.clone());
         Ok(Trainer {
             reg,
@@ -199,6 +206,8 @@ impl<'r> Trainer<'r> {
             cursor: position.cursor,
             skipped: position.skipped,
             bad_in_a_row: 0,
+            health: super::health::DeviceHealth::new(position.skipped, device)?,
+            health_read_at: Some(position.step),
             grad_watch: super::grad_watch::GradWatch::new(),
             ckpt,
             dist: opts.dist,
@@ -309,27 +318,30 @@ impl<'r> Trainer<'r> {
                 self.flat.num_params()
             ),
         );
+        let start = LoaderStart { cursor: self.cursor, step: self.step, grad_accum: self.settings().grad_accum };
         let mut loader = Prefetcher::start(
             self.session.data.clone(),
             self.sampler.clone(),
-            self.cursor,
+            start,
             self.settings().prefetch as usize,
             self.step_ctx(self.cursor.epoch, true),
             self.session.device,
+            self.session.host_preparers()?,
         );
         let mut window = Window::default();
         let run = self.settings().clone();
         let save_every = self.session.plan.recipe.checkpoint.every;
+        let mut profile = None;
         let stop = loop {
             if let Some(reason) = self.stop_reason(started)? {
                 break reason;
             }
             let t0 = Instant::now();
-            let outcome = self.train_step(&mut loader)?;
+            let outcome = self.profiled_step(&mut loader, &mut profile, obs)?;
             if let Some(group) = &self.dist {
                 group.heartbeat(self.step);
             }
-            window.add(&outcome, t0.elapsed().as_secs_f64(), run.batch_size * run.grad_accum);
+            window.add(&outcome, t0.elapsed().as_secs_f64(), run.batch_size * run.grad_accum)?;
             let done = total.is_some_and(|t| self.step >= t);
             let row = match self.step.is_multiple_of(run.log_every) || done {
                 true => self.log_step(&mut window, &outcome)?,
@@ -343,16 +355,57 @@ impl<'r> Trainer<'r> {
             self.report_written(obs, written.as_deref());
             // During a run of non-finite steps the weights do not move: saving them again would
             // only push the checkpoints from before the trouble out of retention.
-            if save_every > 0 && self.step.is_multiple_of(save_every) && !done && self.bad_in_a_row == 0 {
-                self.save(obs)?;
+            if save_every > 0 && self.step.is_multiple_of(save_every) && !done {
+                self.refresh_health()?;
+                if self.bad_in_a_row == 0 {
+                    self.save(obs)?;
+                }
             }
         };
         drop(loader);
+        if let Some(p) = profile.take() {
+            self.report_profile(p, obs)?; // the run stopped inside the profiled steps
+        }
         self.finish(obs, stop, started)
+    }
+
+    /// One step, inside a profile while `[run] profile_steps` covers it.
+    fn profiled_step(
+        &mut self,
+        loader: &mut Prefetcher,
+        profile: &mut Option<Profile>,
+        obs: &mut dyn Observer,
+    ) -> Result<StepOutcome> {
+        let n = self.step + 1;
+        let (first, last) = match self.settings().profile_steps[..] {
+            [first, last] if (first..=last).contains(&n) => (first, last),
+            _ => return self.train_step(loader),
+        };
+        if profile.is_none() {
+            let rank = if self.world_size() > 1 { format!(".rank{}", self.rank()) } else { String::new() };
+            let path = self.run_dir().join(format!("profile/steps-{first}-{last}{rank}.trace.json"));
+            *profile = Some(Profile::start(self.session.device, &path)?);
+        }
+        let range = Range::begin(&format!("pt::step {n}"))?;
+        let outcome = self.train_step(loader)?;
+        drop(range);
+        if n == last {
+            if let Some(p) = profile.take() {
+                self.report_profile(p, obs)?;
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn report_profile(&self, profile: Profile, obs: &mut dyn Observer) -> Result<()> {
+        let path = profile.finish()?;
+        obs.on_message(&format!("profile written: {} (open in https://ui.perfetto.dev)", path.display()));
+        Ok(())
     }
 
     /// The end of a run: final evaluations (unless interrupted), the last save, plots.
     fn finish(&mut self, obs: &mut dyn Observer, mut stop: StopReason, started: Instant) -> Result<RunSummary> {
+        self.refresh_health()?;
         let mut cut = Vec::new();
         if stop != StopReason::Interrupted {
             cut = self.evaluate(obs, true)?;

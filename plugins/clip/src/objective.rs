@@ -151,6 +151,7 @@ impl Objective for Clip {
             adds_fields: vec!["image/image".into(), "text/input_ids".into(), "text/attention_mask".into()],
             metrics: vec!["logit_scale".into(), "image_to_text_accuracy".into(), "text_to_image_accuracy".into()],
             embeds: vec!["image/embedding".into(), "text/embedding".into()],
+            ..Default::default()
         }
     }
 

@@ -65,6 +65,8 @@ impl Objective for Mlm {
             needs_outputs: vec!["mlm_logits".into()],
             adds_fields: vec!["mlm_positions".into(), "mlm_labels".into()],
             metrics: vec!["mlm_accuracy".into(), "masked_tokens".into()],
+            // Masks come from each sample's counter stream: drawn on the loader thread.
+            prepare_on_host: true,
             ..Default::default()
         }
     }

@@ -113,6 +113,7 @@ impl ResNet {
             train_flops_per_sample: flops,
             layer_prefixes,
             config,
+            channels_last: true,
         }
     }
 

@@ -84,8 +84,8 @@ impl Objective for Supervised {
     }
 }
 
-/// The batch's labels and, with `indices`, its sample indices, copied to the host together:
-/// the one device-to-host copy of a training step.
+/// The batch's labels and, with `indices`, its sample indices, on the host: the labels are the
+/// one device-to-host copy of a training step.
 fn host_labels_and_indices(batch: &Tensors, indices: bool) -> Result<(Vec<i64>, Vec<i64>)> {
     let labels = batch.require("label")?.f_to_kind(Kind::Int64)?; // [B]
     if !indices {
@@ -95,8 +95,9 @@ fn host_labels_and_indices(batch: &Tensors, indices: bool) -> Result<(Vec<i64>, 
     if index.size() != labels.size() {
         bail!(Shape, "supervised: sample indices {:?} do not match labels {:?}", index.size(), labels.size());
     }
-    let host = Tensor::f_stack(&[&labels, &index.f_to_kind(Kind::Int64)?], 0)?.f_to_device(Device::Cpu)?; // [2, B]
-    Ok((Vec::<i64>::try_from(&host.get(0))?, Vec::<i64>::try_from(&host.get(1))?))
+    // The host keeps `sample_index` on the CPU: only the labels come back from the device.
+    let index = index.f_to_device(Device::Cpu)?.f_to_kind(Kind::Int64)?;
+    Ok((Vec::<i64>::try_from(&labels.f_to_device(Device::Cpu)?)?, Vec::<i64>::try_from(&index)?))
 }
 
 /// The rows that carry a label, when some but not all do (otherwise the whole batch is kept:

@@ -201,6 +201,7 @@ impl Architecture for Wav2Vec2Arch {
             train_flops_per_sample: None,
             layer_prefixes,
             config: m.config.hf_json(),
+            ..Default::default()
         }
     }
 

@@ -195,6 +195,8 @@ impl Objective for Wav2Vec2Objective {
             ]
             .map(String::from)
             .to_vec(),
+            // Spans and negatives come from each clip's counter stream: drawn on the loader thread.
+            prepare_on_host: true,
             ..Default::default()
         }
     }
@@ -240,6 +242,10 @@ impl Objective for Wav2Vec2Objective {
         batch.insert("negative_indices", negatives);
         batch.insert("masked_frames", Tensor::f_from_slice(&masked)?.f_to_device(device)?);
         batch.insert("masked_fraction", Tensor::f_from_slice(&[(masked.len() as f64 / real) as f32])?);
+        if lengths.iter().all(|&l| l == samples) {
+            // No clip is padded: without a mask, attention can take its fastest (flash) kernel.
+            batch.remove("attention_mask");
+        }
         Ok(batch)
     }
 

@@ -127,6 +127,7 @@ impl Architecture for Bert {
             train_flops_per_sample: Some(self.train_flops_per_sample(128.min(c.max_position_embeddings))),
             layer_prefixes,
             config: c.hf_json(),
+            ..Default::default()
         }
     }
 

@@ -1,5 +1,6 @@
-// Error reporting shared by pt's C++ shims: an entry point returns 0, or 1 with the exception's
-// message in the caller's buffer. A C++ exception reaching Rust would abort the process.
+// Error reporting shared by pt's C++ shims (pt-optim's and pt-core's): an entry point returns 0,
+// or 1 with the exception's message in the caller's buffer. A C++ exception reaching Rust would
+// abort the process.
 #pragma once
 
 #include <cstddef>
