@@ -2,7 +2,8 @@
 # The GPU checks and benchmarks, as one script for a lent GPU machine (PyTorch, no Rust, no
 # network). Here:  cargo build --release --workspace && bash scripts/pack_device.sh
 # There (repo root, `.gpu/` carried):  bash scripts/gpu_check.sh [mlm resnet50 simclr loader wav2vec2]
-# pt doctor; SimCLR + the probes on CUDA under bf16 autocast (a short run); then pt next to
+# pt doctor; SimCLR + the probes on CUDA under bf16 autocast (a short run, steps 20-21 profiled
+# into its profile/ folder: the GPU kernels and any host waits of pt's step); then pt next to
 # PyTorch on the same model and batch for the named benchmarks (default all): bert-base MLM
 # 256 x 128; resnet50 supervised 256 x 224 px; SimCLR resnet50 2 x 256 views; resnet50 fed by
 # image_shards against the same images in memory (benches/loader_share.py); wav2vec2 base
@@ -16,7 +17,7 @@ source scripts/device_env.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 pt doctor || exit 1
 LIMIT=150 t pt train --recipe recipes/simclr-resnet18.toml --max-steps 30 --set run.log_every=10 \
-  --run-dir "$RUNS/smoke-simclr" --quiet
+  --set 'run.profile_steps=[20, 21]' --run-dir "$RUNS/smoke-simclr" --quiet
 results "$RUNS/smoke-simclr"
 BENCHES=("$@")
 has() { [[ ${#BENCHES[@]} -eq 0 || " ${BENCHES[*]} " == *" $1 "* ]]; }

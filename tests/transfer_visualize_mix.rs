@@ -80,6 +80,33 @@ fn transfer_compares_the_checkpoint_with_random_init_and_visualize_draws_feature
     let err = pt.fails(&["transfer", dir.path().to_str().unwrap(), "--task", "mnist"]);
     assert!(err.contains("no checkpoint here"), "{err}");
 
+    // Issue 25: seeds. Each arm three times (the run's seed 4, then 5 and 6), mean ± spread and
+    // a verdict that counts only a gain beyond the spread.
+    let probe = format!(
+        "[[eval]]\nname = \"linear_probe\"\nepochs = 20\nsplits.train = {}\nsplits.test = {}\n",
+        digits("train", ""),
+        digits("test", "")
+    );
+    let probe = write_file(dir.path(), "probe.toml", &probe);
+    let out = pt.ok(&["transfer", run.to_str().unwrap(), "--task", probe.to_str().unwrap(), "--seeds", "3"]);
+    assert!(out.contains("3 seeds: 4, 5, 6"), "{out}");
+    let line = out.lines().find(|l| l.starts_with("linear_probe")).unwrap_or_default();
+    assert!(line.contains(" ± ") && line.ends_with("gain beyond the seed spread"), "{out}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("transfer-probe/transfer.json")).unwrap()).unwrap();
+    let random: Vec<f64> = report["comparisons"][0]["random_init_by_seed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["metrics"]["accuracy"].as_f64().unwrap())
+        .collect();
+    assert_eq!(random.len(), 3);
+    assert!(random.windows(2).any(|w| w[0] != w[1]), "each seed initialises anew: {random:?}");
+    let md = std::fs::read_to_string(run.join("transfer-probe/transfer.md")).unwrap();
+    assert!(md.contains("| verdict |") && md.contains("gain beyond the seed spread"), "{md}");
+    let err = pt.fails(&["transfer", run.to_str().unwrap(), "--task", probe.to_str().unwrap(), "--seeds", "0"]);
+    assert!(err.contains("--seeds 0 must be 1 to 100"), "{err}");
+
     let out = pt.ok(&["visualize", run.to_str().unwrap(), "--samples", "300"]);
     assert!(out.contains("pca-pretrained.png"), "{out}");
     for png in ["pca-pretrained.png", "pca-random_init.png", "tsne-pretrained.png", "tsne-random_init.png"] {

@@ -32,6 +32,11 @@ pub struct Args {
     /// (half the time; no speed-up is reported).
     #[arg(long)]
     no_baseline: bool,
+    /// Run each arm with N seeds (the run's seed and the N − 1 after it: the evaluator's head,
+    /// data order, dropout and the random initialisation) and report mean ± spread, and whether
+    /// the difference exceeds the spread.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    seeds: u64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -56,20 +61,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     crate::logging::log_to_file(&out.join("transfer.log"))?;
     let reg = Registry::discover();
     let mut progress = |line: &str| errln!("{line}");
-    let report = pt_core::transfer::run(&reg, &run_dir, ckpt, task, &name, &out, !args.no_baseline, &mut progress)?;
+    let opts = pt_core::transfer::TransferOptions { baseline: !args.no_baseline, seeds: args.seeds };
+    let report = pt_core::transfer::run(&reg, &run_dir, ckpt, task, &name, &out, &opts, &mut progress)?;
     outln!("transfer {} from {} (step {})", name, report.checkpoint.display(), report.checkpoint_step);
-    let rows = pt_core::transfer::metric_rows(&report);
-    let width = rows.iter().map(|r| r.label.len()).max().unwrap_or(0).max(20);
-    match args.no_baseline {
-        false => outln!("{:<width$} {:>12} {:>12}", "evaluator", "pretrained", "random init"),
-        true => outln!("{:<width$} {:>12}", "evaluator", "pretrained"),
-    }
-    for row in &rows {
-        match args.no_baseline {
-            false => outln!("{:<width$} {:>12} {:>12}", row.label, row.show(row.pretrained), row.show(row.random)),
-            true => outln!("{:<width$} {:>12}", row.label, row.show(row.pretrained)),
-        }
-    }
+    print_table(&report, opts.baseline);
     for c in &report.comparisons {
         if let Some(s) = &c.speedup {
             match (s.step_speedup, s.time_speedup) {
@@ -88,4 +83,44 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     outln!("report: {}", out.join("transfer.md").display());
     Ok(())
+}
+
+/// One row per evaluator (or metric); with several seeds, mean ± sd and the verdict.
+fn print_table(report: &pt_core::transfer::TransferReport, baseline: bool) {
+    let rows = pt_core::transfer::metric_rows(report);
+    let width = rows.iter().map(|r| r.label.len()).max().unwrap_or(0).max(20);
+    if report.seeds.len() > 1 {
+        outln!(
+            "{} seeds: {}",
+            report.seeds.len(),
+            report.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+        );
+        match baseline {
+            false => outln!("{:<width$} {:>16}", "evaluator", "pretrained"),
+            true => outln!("{:<width$} {:>16} {:>16}  verdict", "evaluator", "pretrained", "random init"),
+        }
+        for r in &rows {
+            let p = r.show_spread(&r.pretrained_seeds);
+            match baseline {
+                false => outln!("{:<width$} {p:>16}", r.label),
+                true => outln!(
+                    "{:<width$} {p:>16} {:>16}  {}",
+                    r.label,
+                    r.show_spread(&r.random_seeds),
+                    r.verdict().unwrap_or("-")
+                ),
+            }
+        }
+        return;
+    }
+    match baseline {
+        true => outln!("{:<width$} {:>12} {:>12}", "evaluator", "pretrained", "random init"),
+        false => outln!("{:<width$} {:>12}", "evaluator", "pretrained"),
+    }
+    for r in &rows {
+        match baseline {
+            true => outln!("{:<width$} {:>12} {:>12}", r.label, r.show(r.pretrained), r.show(r.random)),
+            false => outln!("{:<width$} {:>12}", r.label, r.show(r.pretrained)),
+        }
+    }
 }

@@ -30,7 +30,7 @@ pub fn run(session: &Session, limit: u64, out: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for (label, pretrained) in [("pretrained", true), ("random_init", false)] {
         let mut model = session.new_model()?;
-        let fresh = if pretrained { Vec::new() } else { session.fresh_heads()? };
+        let fresh = if pretrained { Vec::new() } else { session.fresh_heads(session.ctx.seed)? };
         let heads: Vec<&ObjectiveHandle> = if pretrained { session.heads() } else { fresh.iter().collect() };
         if pretrained {
             let mut target = model.parameters()?;

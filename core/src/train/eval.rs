@@ -72,10 +72,23 @@ impl EvalRunner {
     }
 
     /// Evaluates a copy of `live` (or, with `random_init`, a freshly initialised model and
-    /// fresh objective heads).
+    /// fresh objective heads) with the run's seed.
     pub fn run(&mut self, session: &Session, live: &Model, step: u64, random_init: bool) -> Result<EvalReport> {
-        let mut copy = session.new_model()?;
-        let fresh = if random_init { session.fresh_heads()? } else { Vec::new() };
+        self.run_seeded(session, live, step, random_init, session.plan.recipe.run.seed)
+    }
+
+    /// As [`Self::run`] with `seed` for everything random in the evaluation: the evaluator's
+    /// head, data order and dropout, and with `random_init` the model's initialisation.
+    pub fn run_seeded(
+        &mut self,
+        session: &Session,
+        live: &Model,
+        step: u64,
+        random_init: bool,
+        seed: u64,
+    ) -> Result<EvalReport> {
+        let mut copy = session.new_model_seeded(seed)?;
+        let fresh = if random_init { session.fresh_heads(seed)? } else { Vec::new() };
         let heads = if random_init { fresh.iter().collect() } else { session.heads() };
         if !random_init {
             let mut target = copy.parameters()?;
@@ -87,15 +100,7 @@ impl EvalRunner {
         copy.set_train(false)?;
         let lent_splits: Vec<(String, LentData<'_>)> =
             self.splits.iter().map(|(n, d)| (n.clone(), LentData { dataset: d, device: session.device })).collect();
-        let ctx = StepCtx {
-            seed: session.plan.recipe.run.seed,
-            epoch: 0,
-            step,
-            rank: 0,
-            world_size: 1,
-            device: session.ctx.device,
-            train: false,
-        };
+        let ctx = StepCtx { seed, epoch: 0, step, rank: 0, world_size: 1, device: session.ctx.device, train: false };
         let model = LentModel::new(&mut copy, heads);
         self.handle.evaluate(&model, &lent_splits, &ctx)
     }

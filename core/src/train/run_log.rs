@@ -195,14 +195,9 @@ pub(super) struct Window {
     reads_at_start: Option<u64>,
 }
 
-/// `sum + where(applied, t, 0)`, or that alone for the first step.
+/// `sum + where(applied, t, 0)` in float64, or that alone for the first step.
 fn add_masked(sum: &mut Option<Tensor>, t: &Tensor, applied: &Tensor) -> Result<()> {
-    let t = t.f_detach()?.f_to_kind(tch::Kind::Double)?.f_where_scalarother(applied, 0.0)?;
-    *sum = Some(match sum.take() {
-        Some(s) => s.f_add(&t)?,
-        None => t,
-    });
-    Ok(())
+    super::step::add_to(sum, &t.f_to_kind(tch::Kind::Double)?.f_where_scalarother(applied, 0.0)?)
 }
 
 impl Window {

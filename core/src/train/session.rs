@@ -172,9 +172,16 @@ impl Session {
         Ok(())
     }
 
-    /// A new instance of the run's model, freshly initialised.
+    /// A new instance of the run's model, freshly initialised from the run's seed.
     pub fn new_model(&self) -> Result<Model> {
-        let model = Model::create(&self.plan.model_parts(&self.arch_configs), &self.ctx)?;
+        self.new_model_seeded(self.ctx.seed)
+    }
+
+    /// A new instance of the run's model, initialised from `seed` (a random-init baseline per
+    /// seed of `pt transfer --seeds`).
+    pub fn new_model_seeded(&self, seed: u64) -> Result<Model> {
+        let ctx = CreateCtx { seed, ..self.ctx.clone() };
+        let model = Model::create(&self.plan.model_parts(&self.arch_configs), &ctx)?;
         model.apply_memory_format(self.plan.recipe.run.memory_format)?;
         Ok(model)
     }
@@ -191,12 +198,14 @@ impl Session {
         outputs
     }
 
-    /// Freshly initialised copies of [`Self::heads`] (evaluation at random initialisation).
-    pub fn fresh_heads(&self) -> Result<Vec<ObjectiveHandle>> {
+    /// Copies of [`Self::heads`] freshly initialised from `seed` (evaluation at random
+    /// initialisation).
+    pub fn fresh_heads(&self, seed: u64) -> Result<Vec<ObjectiveHandle>> {
+        let ctx = CreateCtx { seed, ..self.ctx.clone() };
         let mut fresh = Vec::new();
         for (o, plan) in self.objectives.iter().zip(&self.plan.objectives) {
             if !o.handle.info.embeds.is_empty() {
-                let mut handle = ObjectiveHandle::create(plan, &o.config, &self.ctx)?;
+                let mut handle = ObjectiveHandle::create(plan, &o.config, &ctx)?;
                 handle.set_train(false)?;
                 fresh.push(handle);
             }

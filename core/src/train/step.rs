@@ -49,9 +49,9 @@ struct Accumulated {
     metric_sums: Vec<(String, Tensor)>,
 }
 
-/// `sum + t`, or `t` for the first term (detached, float32).
-fn add_to(sum: &mut Option<Tensor>, t: &Tensor) -> Result<()> {
-    let t = t.f_detach()?.f_to_kind(Kind::Float)?;
+/// `sum + t`, or `t` for the first term (detached).
+pub(super) fn add_to(sum: &mut Option<Tensor>, t: &Tensor) -> Result<()> {
+    let t = t.f_detach()?;
     *sum = Some(match sum.take() {
         Some(s) => s.f_add(&t)?,
         None => t,
@@ -127,7 +127,7 @@ impl Trainer<'_> {
             let lv = o.handle.loss(&inputs, &outputs, ctx)?;
             drop(autocast);
             let weighted = if o.weight == 1.0 { lv.loss.shallow_clone() } else { lv.loss.f_mul_scalar(o.weight)? };
-            add_to(&mut acc.loss_sum, &weighted)?;
+            add_to(&mut acc.loss_sum, &weighted.f_to_kind(Kind::Float)?)?;
             if let (Some(reducer), true) = (&self.reducer, overlap) {
                 // The step's last backward: buckets start reducing as their gradients finish.
                 if last_micro && i + 1 == n_objectives {

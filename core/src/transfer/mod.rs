@@ -18,6 +18,9 @@ use pt_sdk::EvalReport;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
+mod table;
+pub use table::{markdown, metric_rows, MetricRow, Spread};
+
 /// The run and checkpoint a transfer starts from: a run directory (its latest valid checkpoint)
 /// or a checkpoint directory inside one.
 pub fn locate(from: &Path) -> Result<(PathBuf, Checkpoint)> {
@@ -60,12 +63,18 @@ pub fn open(reg: &Registry, run_dir: &Path, ckpt: Checkpoint, evals: Vec<EvalSpe
 #[derive(Serialize, Debug, Clone)]
 pub struct Comparison {
     pub evaluator: String,
+    /// With the run's seed (the first of several).
     pub pretrained: EvalReport,
     /// None with `--no-baseline` (only the checkpoint evaluated).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub random_init: Option<EvalReport>,
-    /// For evaluators with an `accuracy_by_step` curve (fine-tuning).
+    /// For evaluators with an `accuracy_by_step` curve (fine-tuning), with the run's seed.
     pub speedup: Option<Speedup>,
+    /// With `--seeds N` (N > 1): every seed's report, the run's seed first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pretrained_by_seed: Vec<EvalReport>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub random_init_by_seed: Vec<EvalReport>,
 }
 
 /// When the pretrained run first reaches the from-scratch run's best accuracy.
@@ -87,8 +96,19 @@ pub struct TransferReport {
     pub checkpoint: PathBuf,
     pub checkpoint_step: u64,
     pub task: String,
+    /// The evaluation seeds, the run's seed first.
+    pub seeds: Vec<u64>,
     pub comparisons: Vec<Comparison>,
     pub files: Vec<PathBuf>,
+}
+
+/// How `pt transfer` runs a task.
+#[derive(Clone, Debug)]
+pub struct TransferOptions {
+    /// Also evaluate the architecture at random initialisation (false: `--no-baseline`).
+    pub baseline: bool,
+    /// Seeds per arm (`--seeds N`): the run's seed and the N − 1 after it.
+    pub seeds: u64,
 }
 
 /// The first point of `curve` at or above `target`.
@@ -118,10 +138,11 @@ pub fn speedup(pretrained: &EvalReport, random: &EvalReport) -> Option<Speedup> 
     })
 }
 
-/// Runs `task` (`[[eval]]` entries) on the checkpoint and, with `baseline`, at random
-/// initialisation; writes `transfer.json`, `transfer.md` and the learning-curve PNGs into `out`.
-/// `run_dir` and `ckpt` come from [`locate`]. `progress` hears one line as each evaluation
-/// starts and one as it ends (they take minutes on a CPU).
+/// Runs `task` (`[[eval]]` entries) on the checkpoint and, with a baseline, at random
+/// initialisation, each with every seed; writes `transfer.json`, `transfer.md` and the
+/// learning-curve PNGs into `out`. `run_dir` and `ckpt` come from [`locate`]. `progress` hears
+/// one line as each evaluation starts and one as it ends (they take minutes on a CPU).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     reg: &Registry,
     run_dir: &Path,
@@ -129,40 +150,59 @@ pub fn run(
     task: Vec<EvalSpec>,
     task_name: &str,
     out: &Path,
-    baseline: bool,
+    opts: &TransferOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<TransferReport> {
+    if !(1..=100).contains(&opts.seeds) {
+        return Err(Error::Config(format!("--seeds {} must be 1 to 100", opts.seeds)));
+    }
     let (session, ckpt) = open(reg, run_dir, ckpt, task.clone())?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
-
-    let arms = if baseline { 2 } else { 1 } * task.len();
+    let first = session.plan.recipe.run.seed;
+    let seeds: Vec<u64> = (0..opts.seeds).map(|i| first.wrapping_add(i)).collect();
+    let arms = if opts.baseline { 2 } else { 1 } * task.len() * seeds.len();
     let mut done = 0;
     let mut comparisons = Vec::new();
     for (i, spec) in task.iter().enumerate() {
         let mut runner = EvalRunner::create(&session, i)?;
-        let mut arm = |random: bool| -> Result<EvalReport> {
+        let mut arm = |random: bool, seed: u64| -> Result<EvalReport> {
             let what = if random { "from random initialisation" } else { "from the checkpoint" };
-            progress(&format!("[{}/{arms}] {} {what} …", done + 1, spec.label()));
+            let with = if seeds.len() > 1 { format!(", seed {seed}") } else { String::new() };
+            progress(&format!("[{}/{arms}] {} {what}{with} …", done + 1, spec.label()));
             let started = std::time::Instant::now();
-            let report = runner.run(&session, &session.model, ckpt.manifest.step, random)?;
+            let report = runner.run_seeded(&session, &session.model, ckpt.manifest.step, random, seed)?;
             done += 1;
             progress(&format!(
-                "[{done}/{arms}] {} {what}: done in {:.1} s",
+                "[{done}/{arms}] {} {what}{with}: done in {:.1} s",
                 spec.label(),
                 started.elapsed().as_secs_f64()
             ));
             Ok(report)
         };
-        let pretrained = arm(false)?;
-        let random_init = if baseline { Some(arm(true)?) } else { None };
-        let speedup = random_init.as_ref().and_then(|r| speedup(&pretrained, r));
-        comparisons.push(Comparison { evaluator: spec.label().to_string(), pretrained, random_init, speedup });
+        let (mut pretrained, mut random_init) = (Vec::new(), Vec::new());
+        for &seed in &seeds {
+            pretrained.push(arm(false, seed)?);
+            if opts.baseline {
+                random_init.push(arm(true, seed)?);
+            }
+        }
+        let speedup = random_init.first().and_then(|r| speedup(&pretrained[0], r));
+        let several = seeds.len() > 1;
+        comparisons.push(Comparison {
+            evaluator: spec.label().to_string(),
+            pretrained: pretrained[0].clone(),
+            random_init: random_init.first().cloned(),
+            speedup,
+            pretrained_by_seed: if several { pretrained } else { Vec::new() },
+            random_init_by_seed: if several { random_init } else { Vec::new() },
+        });
     }
     let mut report = TransferReport {
         run_dir: session.run_dir().to_path_buf(),
         checkpoint: ckpt.dir.clone(),
         checkpoint_step: ckpt.manifest.step,
         task: task_name.to_string(),
+        seeds,
         comparisons,
         files: Vec::new(),
     };
@@ -204,126 +244,6 @@ fn write_report(report: &TransferReport, out: &Path) -> Result<Vec<PathBuf>> {
     std::fs::write(&md, markdown(report, &files)).map_err(|e| Error::io(format!("writing {}", md.display()), e))?;
     files.push(md);
     Ok(files)
-}
-
-/// The summary as Markdown: a table of accuracies and the fine-tuning speed-up.
-pub fn markdown(report: &TransferReport, files: &[PathBuf]) -> String {
-    let baseline = report.comparisons.iter().any(|c| c.random_init.is_some());
-    let (against, head) = if baseline {
-        (
-            "against the same architecture at random initialisation",
-            "| evaluator | pretrained | random init | best (pretrained / random) |\n|---|---|---|---|\n",
-        )
-    } else {
-        ("alone (no random-initialisation baseline)", "| evaluator | pretrained | best |\n|---|---|---|\n")
-    };
-    let mut s = format!(
-        "# Transfer: {}\n\nCheckpoint `{}` (step {}) {against}.\n\n{head}",
-        report.task,
-        report.checkpoint.display(),
-        report.checkpoint_step
-    );
-    for row in metric_rows(report) {
-        let (p, best) = (row.show(row.pretrained), row.show(row.pretrained_best));
-        s.push_str(&match baseline {
-            true => {
-                format!("| {} | {p} | {} | {best} / {} |\n", row.label, row.show(row.random), row.show(row.random_best))
-            }
-            false => format!("| {} | {p} | {best} |\n", row.label),
-        });
-    }
-    for c in &report.comparisons {
-        if let Some(sp) = &c.speedup {
-            s.push_str(&format!(
-                "\n**{}**: from scratch the best test accuracy is {:.1} % (step {}, {:.1} s). ",
-                c.evaluator,
-                sp.random_best_accuracy * 100.0,
-                sp.random_best_step,
-                sp.random_best_seconds
-            ));
-            match (sp.pretrained_step, sp.pretrained_seconds, sp.step_speedup, sp.time_speedup) {
-                (Some(st), Some(se), Some(x), Some(y)) => s.push_str(&format!(
-                    "The pretrained encoder reaches it at step {st} ({se:.1} s): {x:.1}× fewer steps, {y:.1}× less time.\n"
-                )),
-                _ => s.push_str("The pretrained encoder does not reach it within the run.\n"),
-            }
-        }
-    }
-    let pngs: Vec<String> = files
-        .iter()
-        .filter(|f| f.extension().is_some_and(|e| e == "png"))
-        .filter_map(|f| f.file_name().map(|n| format!("![{0}]({0})", n.to_string_lossy())))
-        .collect();
-    if !pngs.is_empty() {
-        s.push_str(&format!("\n{}\n", pngs.join("\n")));
-    }
-    s
-}
-
-/// One line of the transfer table: an evaluator's accuracy, or, for an evaluator without one
-/// (e.g. `mlm_eval`), each of its metrics.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MetricRow {
-    pub label: String,
-    pub pretrained: Option<f64>,
-    pub random: Option<f64>,
-    pub pretrained_best: Option<f64>,
-    pub random_best: Option<f64>,
-    /// An accuracy, shown in %.
-    pub percent: bool,
-}
-
-impl MetricRow {
-    pub fn show(&self, v: Option<f64>) -> String {
-        match (v, self.percent) {
-            (None, _) => "-".into(),
-            (Some(a), true) => format!("{:.1} %", a * 100.0),
-            (Some(a), false) => format!("{a:.4}"),
-        }
-    }
-}
-
-/// The table's rows, in task order; timings and counts are left out.
-pub fn metric_rows(report: &TransferReport) -> Vec<MetricRow> {
-    let mut rows = Vec::new();
-    for c in &report.comparisons {
-        let random = |key: &str| c.random_init.as_ref().and_then(|r| r.metrics.get(key).copied());
-        let p = &c.pretrained.metrics;
-        if p.contains_key("accuracy") {
-            rows.push(MetricRow {
-                label: c.evaluator.clone(),
-                pretrained: p.get("accuracy").copied(),
-                random: random("accuracy"),
-                pretrained_best: p.get("best_accuracy").copied(),
-                random_best: random("best_accuracy"),
-                percent: true,
-            });
-            // Where classes are uneven, the mean per-class accuracy says more than accuracy.
-            if let Some(balanced) = p.get("balanced_accuracy") {
-                rows.push(MetricRow {
-                    label: format!("{} balanced", c.evaluator),
-                    pretrained: Some(*balanced),
-                    random: random("balanced_accuracy"),
-                    pretrained_best: None,
-                    random_best: None,
-                    percent: true,
-                });
-            }
-            continue;
-        }
-        let bookkeeping = |k: &str| k.ends_with("seconds") || k == "k" || k.starts_with("masked_");
-        for (key, value) in p.iter().filter(|(k, _)| !bookkeeping(k)) {
-            rows.push(MetricRow {
-                label: format!("{} {key}", c.evaluator),
-                pretrained: Some(*value),
-                random: random(key),
-                pretrained_best: None,
-                random_best: None,
-                percent: key.ends_with("accuracy"),
-            });
-        }
-    }
-    rows
 }
 
 #[cfg(test)]
