@@ -29,26 +29,38 @@ fn call(what: &str, f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<()> {
 /// A running profile; [`Profile::finish`] writes its trace.
 pub struct Profile {
     path: PathBuf,
+    device: Device,
     running: bool,
 }
 
 impl Profile {
     /// Starts profiling this thread's work (and the GPU's on CUDA); the trace will go to `path`.
     pub fn start(device: Device, path: &Path) -> Result<Profile> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        }
         let cuda = matches!(device, Device::Cuda(_)) as c_int;
         // SAFETY: the shim writes at most `len` NUL-terminated bytes to `err`.
         call("starting the profiler", |err, len| unsafe { pt_profiler_start(cuda, err, len) })?;
-        Ok(Profile { path: path.to_path_buf(), running: true })
+        Ok(Profile { path: path.to_path_buf(), device, running: true })
     }
 
     /// Stops profiling and writes the trace; returns its path.
     pub fn finish(mut self) -> Result<PathBuf> {
-        self.running = false;
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        if let Device::Cuda(index) = self.device {
+            // The step queues kernels without waiting: let the profiled ones finish first.
+            tch::Cuda::synchronize(index as i64);
         }
         let path = CString::new(self.path.to_string_lossy().as_bytes())
-            .map_err(|_| Error::Training(format!("{}: a path with a NUL byte", self.path.display())))?;
+            .map_err(|_| Error::Training(format!("{}: a path with a NUL byte", self.path.display())));
+        self.running = false; // stopped below, whatever happens
+        let path = match path {
+            Ok(p) => p,
+            Err(e) => {
+                stop_without_trace();
+                return Err(e);
+            }
+        };
         // SAFETY: `path` is a live NUL-terminated string for the call.
         call(&format!("writing {}", self.path.display()), |err, len| unsafe {
             pt_profiler_stop(path.as_ptr(), err, len)
@@ -57,13 +69,18 @@ impl Profile {
     }
 }
 
+/// Stops the profiler, writing nothing.
+fn stop_without_trace() {
+    let mut err = [0 as c_char; 256];
+    // SAFETY: an empty path writes nothing; the buffer outlives the call.
+    unsafe { pt_profiler_stop(c"".as_ptr(), err.as_mut_ptr(), err.len()) };
+}
+
 impl Drop for Profile {
     /// A profile dropped unfinished (the run failed) is stopped without a trace.
     fn drop(&mut self) {
         if self.running {
-            let mut err = [0 as c_char; 256];
-            // SAFETY: an empty path writes nothing; the buffer outlives the call.
-            unsafe { pt_profiler_stop(c"".as_ptr(), err.as_mut_ptr(), err.len()) };
+            stop_without_trace();
         }
     }
 }

@@ -83,7 +83,7 @@ fn embed(
         let idx: Vec<u64> = (start..(start + 256).min(n)).collect();
         let mut batch = data.to_device(data.get_batch(&idx, ctx)?, ctx.device())?;
         let index: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
-        batch.insert(crate::components::SAMPLE_INDEX, Tensor::from_slice(&index).to_device(ctx.device()));
+        batch.insert(crate::components::SAMPLE_INDEX, Tensor::from_slice(&index)); // on the host, as in training
         let out: Tensors = model.forward(&prepare.prepare(batch, ctx)?, ctx)?;
         images.push(out.require(IMAGE).map_err(Error::Plugin)?.to_kind(Kind::Float).to_device(tch::Device::Cpu));
         texts.push(out.require(TEXT).map_err(Error::Plugin)?.to_kind(Kind::Float).to_device(tch::Device::Cpu));

@@ -33,7 +33,7 @@ pub fn clip_grad_norm(flat_grad: &Tensor, max_norm: f64) -> Result<Tensor> {
 /// `loss` when given, is not finite.
 pub fn step_guard(flat_grad: &Tensor, max_norm: Option<f64>, loss: Option<&Tensor>) -> Result<(Tensor, StepGuard)> {
     if let Some(m) = max_norm.filter(|m| !(m.is_finite() && *m > 0.0)) {
-        bail!(Config, "max_grad_norm must be a finite number > 0, got {m}");
+        bail!(Config, "grad_clip (the max gradient norm) must be a finite number > 0, got {m}");
     }
     let _guard = tch::no_grad_guard();
     let norm = flat_grad.f_norm()?;

@@ -385,6 +385,12 @@ impl FlatParams {
         self.fingerprint
     }
 
+    /// The fingerprint optimizer state saved by pt-optim 0.1.0 before channels_last carries for
+    /// this same layout (its state is row-major, as [`FlatParams::to_canonical`] writes it).
+    pub fn legacy_fingerprint(&self) -> i64 {
+        fingerprint_of(&self.segments, &self.groups, true)
+    }
+
     /// Copies a flat tensor (shape `[len]`, float32, any device) into the parameter buffer,
     /// e.g. weights restored from a checkpoint.
     pub fn load_flat(&self, flat: &Tensor) -> Result<()> {
@@ -429,10 +435,13 @@ impl FlatParams {
     /// and back. Contiguous parameters are left as they are.
     pub fn to_canonical(&self, flat: &Tensor) -> Result<Tensor> {
         self.check_flat(flat, "to_canonical")?;
+        if self.segments.iter().all(Segment::is_contiguous) {
+            return Ok(flat.shallow_clone());
+        }
         let _guard = tch::no_grad_guard();
         let out = flat.f_detach_copy()?;
         for s in self.segments.iter().filter(|s| !s.is_contiguous()) {
-            let live = flat.f_as_strided(&s.shape[..], &s.strides[..], s.offset)?.f_contiguous()?;
+            let live = out.f_as_strided(&s.shape[..], &s.strides[..], s.offset)?.f_contiguous()?;
             out.f_narrow(0, s.offset, s.numel)?.f_copy_(&live.f_reshape([s.numel])?)?;
         }
         Ok(out)
@@ -441,6 +450,9 @@ impl FlatParams {
     /// The inverse of [`FlatParams::to_canonical`].
     pub fn from_canonical(&self, canonical: &Tensor) -> Result<Tensor> {
         self.check_flat(canonical, "from_canonical")?;
+        if self.segments.iter().all(Segment::is_contiguous) {
+            return Ok(canonical.shallow_clone());
+        }
         let _guard = tch::no_grad_guard();
         let out = canonical.f_detach_copy()?;
         for s in self.segments.iter().filter(|s| !s.is_contiguous()) {
@@ -540,6 +552,14 @@ fn dense_strides(shape: &[i64], strides: &[i64]) -> Option<Vec<i64>> {
 
 /// FNV-1a over the layout; stable across runs and platforms.
 fn layout_fingerprint(segments: &[Segment], groups: &[GroupSlice]) -> i64 {
+    fingerprint_of(segments, groups, false)
+}
+
+/// Hashes names, shapes, offsets and groups. Not the strides: state is saved in row-major order
+/// (`to_canonical`), so a change of memory format keeps the layout. `with_row_major_strides`
+/// gives the hash of pt-optim before that (it hashed the strides, always row-major then), which
+/// state saved by it carries.
+fn fingerprint_of(segments: &[Segment], groups: &[GroupSlice], with_row_major_strides: bool) -> i64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |bytes: &[u8]| {
         for &b in bytes {
@@ -550,15 +570,22 @@ fn layout_fingerprint(segments: &[Segment], groups: &[GroupSlice]) -> i64 {
     for s in segments {
         eat(s.name.as_bytes());
         eat(&[0]);
-        // Not the strides: state is saved in row-major order (`to_canonical`), so a change of
-        // memory format keeps the layout.
-        for d in s.shape.iter().chain([&s.offset]) {
+        let strides = if with_row_major_strides { row_major_strides(&s.shape) } else { Vec::new() };
+        for d in s.shape.iter().chain(&strides).chain([&s.offset]) {
             eat(&d.to_le_bytes());
         }
         eat(groups[s.group].group.name.as_bytes());
         eat(&[0]);
     }
     h as i64
+}
+
+fn row_major_strides(shape: &[i64]) -> Vec<i64> {
+    let mut strides = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        strides[i] = strides[i + 1] * shape[i + 1].max(1);
+    }
+    strides
 }
 
 #[cfg(test)]

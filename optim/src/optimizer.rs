@@ -141,13 +141,16 @@ pub(crate) struct Common {
     /// 2^24 steps.
     pub step: Tensor,
     pub fingerprint: i64,
+    /// What state saved before channels_last support carries for the same layout.
+    pub legacy_fingerprint: i64,
     pub len: i64,
 }
 
 impl Common {
     pub fn new(params: &FlatParams) -> Result<Self> {
         let step = Tensor::f_zeros([], (Kind::Float, params.device()))?;
-        Ok(Common { step, fingerprint: params.fingerprint(), len: params.len() })
+        let legacy_fingerprint = params.legacy_fingerprint();
+        Ok(Common { step, fingerprint: params.fingerprint(), legacy_fingerprint, len: params.len() })
     }
 
     /// Steps applied so far (a device sync).
@@ -155,7 +158,6 @@ impl Common {
         self.step.double_value(&[]) as u64
     }
 
-    /// Checks the call, then counts the step.
     /// Validates the call and counts the step on the device (unless the guard skips it).
     pub fn begin_step(
         &mut self,
@@ -233,7 +235,7 @@ impl Common {
         if steps < 0 {
             bail!(Shape, "{optimizer} state: `step` is negative ({steps})");
         }
-        if scalar("layout")? != self.fingerprint {
+        if ![self.fingerprint, self.legacy_fingerprint].contains(&scalar("layout")?) {
             bail!(
                 Shape,
                 "{optimizer} state was saved for a different parameter layout (parameter names, \

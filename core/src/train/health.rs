@@ -11,6 +11,8 @@ pub(super) struct DeviceHealth {
     skipped: Tensor,
     /// Skipped steps in a row up to the last one.
     streak: Tensor,
+    /// The longest streak since the host last read these (a streak may end between two reads).
+    longest: Tensor,
 }
 
 impl DeviceHealth {
@@ -18,6 +20,7 @@ impl DeviceHealth {
         Ok(DeviceHealth {
             skipped: Tensor::f_full([], skipped as f64, (Kind::Double, device))?,
             streak: Tensor::f_zeros([], (Kind::Double, device))?,
+            longest: Tensor::f_zeros([], (Kind::Double, device))?,
         })
     }
 
@@ -27,11 +30,18 @@ impl DeviceHealth {
         let found = found_inf.f_to_kind(Kind::Double)?;
         let _ = self.skipped.f_add_(&found)?;
         let _ = self.streak.f_add_scalar_(1.0)?.f_mul_(&found)?;
+        self.longest = self.longest.f_maximum(&self.streak)?;
         Ok(())
     }
 
-    /// `[skipped, streak]`, to read with other values in one transfer.
-    pub(super) fn tensors(&self) -> [&Tensor; 2] {
-        [&self.skipped, &self.streak]
+    /// `[skipped, streak, longest]`, to read with other values in one transfer.
+    pub(super) fn tensors(&self) -> [&Tensor; 3] {
+        [&self.skipped, &self.streak, &self.longest]
+    }
+
+    /// After a read: the longest streak since then starts from the current one.
+    pub(super) fn restart_longest(&mut self) -> Result<()> {
+        self.longest = self.streak.f_detach_copy()?;
+        Ok(())
     }
 }

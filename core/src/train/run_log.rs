@@ -230,24 +230,28 @@ impl Window {
         let (Some(loss_sum), Some(applied)) = (&self.loss_sum, &self.applied) else {
             return Err(Error::Training("a log line with no step in its window".into()));
         };
-        let [skipped, streak] = trainer.health.tensors();
-        let mut scalars = vec![skipped, streak, &last.grad_norm, applied, loss_sum];
+        let [skipped, streak, longest] = trainer.health.tensors();
+        let mut scalars = vec![skipped, streak, longest, &last.grad_norm, applied, loss_sum];
         scalars.extend(self.metric_sums.iter().map(|(_, t)| t));
+        // On a GPU the read waits for the steps queued before it: that time is theirs.
+        let reading = std::time::Instant::now();
         let mut values = super::host_read::read_host(&scalars)?;
+        self.seconds += reading.elapsed().as_secs_f64();
         let reads = super::host_read::reads_so_far() - self.reads_at_start.unwrap_or(0);
-        trainer.note_health(values[0], values[1])?;
-        let grad_norm = values[2];
+        trainer.health.restart_longest()?;
+        trainer.note_health(&values[..3])?;
+        let grad_norm = values[3];
         if let Some(group) = &trainer.dist {
             // Sums over ranks of the applied steps' sums (the same steps are applied on every rank).
-            let summed = group.all_reduce_host(&values[3..])?;
+            let summed = group.all_reduce_host(&values[4..])?;
             let world = group.world_size as f64;
-            values.splice(3.., summed.into_iter().map(|v| v / world));
+            values.splice(4.., summed.into_iter().map(|v| v / world));
         }
-        let applied = values[3];
+        let applied = values[4];
         let mut row = BTreeMap::new();
         if applied > 0.0 {
-            row.insert("loss".into(), values[4] / applied);
-            for ((name, _), v) in self.metric_sums.iter().zip(&values[5..]) {
+            row.insert("loss".into(), values[5] / applied);
+            for ((name, _), v) in self.metric_sums.iter().zip(&values[6..]) {
                 row.insert(name.clone(), v / applied);
             }
         }

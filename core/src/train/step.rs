@@ -164,9 +164,11 @@ impl Trainer<'_> {
             // all of them (a poisoned gradient alone would miss a loss with a finite gradient).
             // The time is what the all-reduce adds after backward (not what it overlapped).
             let t0 = Instant::now();
+            // After the gradient buckets: collectives must be issued in the same order on every
+            // rank, and how many buckets backward started differs between ranks.
+            reducer.finish()?;
             let bad = loss.f_isfinite()?.f_logical_not()?.f_to_kind(Kind::Float)?.f_reshape([1])?;
             group.all_reduce_sum(&[bad.shallow_clone()])?;
-            reducer.finish()?;
             let _ = grad.shallow_clone().f_div_scalar_(group.world_size as f64)?;
             allreduce_s = t0.elapsed().as_secs_f64();
             watched = Tensor::f_where_scalar(&bad.f_gt(0.0)?.f_reshape([])?, f64::NAN, 0.0)?;
@@ -262,17 +264,17 @@ impl Trainer<'_> {
         }
     }
 
-    /// Takes in the device's skip count and streak as just read: reports the steps skipped
-    /// since the last read; `max_bad_steps` in a row stop the run with an error naming the last
-    /// good checkpoint.
-    pub(super) fn note_health(&mut self, skipped: f64, streak: f64) -> Result<()> {
-        let (skipped, streak) = (skipped.round() as u64, streak.round() as u64);
+    /// Takes in the device's skip count, current streak and longest streak since the last read
+    /// (`DeviceHealth::tensors`, just read): reports the steps skipped since that read;
+    /// `max_bad_steps` in a row stop the run with an error naming the last good checkpoint.
+    pub(super) fn note_health(&mut self, health: &[f64]) -> Result<()> {
+        let [skipped, streak, longest] = [0, 1, 2].map(|i| health[i].round() as u64);
         let new = skipped.saturating_sub(self.skipped);
+        let since = self.health_read_at.unwrap_or(0);
         match new {
             0 => {}
             1 if streak > 0 => tracing::warn!(step = self.step, "non-finite loss or gradient: step skipped"),
             n => {
-                let since = self.health_read_at.unwrap_or(0);
                 tracing::warn!(
                     step = self.step,
                     "non-finite loss or gradient: {n} of steps {} to {} skipped",
@@ -284,17 +286,20 @@ impl Trainer<'_> {
         self.skipped = skipped;
         self.bad_in_a_row = streak;
         self.health_read_at = Some(self.step);
-        if streak == 0 || streak < self.settings().max_bad_steps {
+        if longest < self.settings().max_bad_steps {
             return Ok(());
         }
         // A save still being written predates the streak (none are made during one).
         if let Ok(Some(d)) = self.ckpt.wait() {
             self.last_good_checkpoint = Some(d);
         }
+        // The streak that reached the limit: the current one, or one that ended since the last read.
+        let steps = match streak == longest {
+            true => format!("steps {} to {}", self.step + 1 - streak, self.step),
+            false => format!("between steps {} and {}", since + 1, self.step),
+        };
         Err(Error::Training(format!(
-            "{streak} non-finite steps in a row (steps {} to {}): the loss or gradients are NaN/Inf. {} Lower the learning rate, check the data, or raise [run] max_bad_steps.",
-            self.step + 1 - streak,
-            self.step,
+            "{longest} non-finite steps in a row ({steps}): the loss or gradients are NaN/Inf. {} Lower the learning rate, check the data, or raise [run] max_bad_steps.",
             match &self.last_good_checkpoint {
                 Some(d) => format!("The last good checkpoint is {}.", d.display()),
                 None => "No checkpoint was saved yet.".to_string(),
@@ -309,7 +314,8 @@ impl Trainer<'_> {
             return Ok(());
         }
         let values = super::host_read::read_host(&self.health.tensors())?;
-        self.note_health(values[0], values[1])
+        self.health.restart_longest()?;
+        self.note_health(&values)
     }
 
     /// Saves the architecture's buffers into their copies (`save`), or puts the copies back
