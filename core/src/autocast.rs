@@ -9,7 +9,7 @@
 
 use crate::config::PrecisionSetting;
 use crate::{Error, Result};
-use std::ffi::{c_char, c_int, CStr};
+use std::ffi::{c_char, c_int};
 use tch::Device;
 
 extern "C" {
@@ -70,14 +70,9 @@ impl Autocast {
     pub fn enter(device: Device) -> Result<Autocast> {
         let device = device_code(device);
         let mut previous = 0;
-        let mut err = [0 as c_char; 512];
-        // SAFETY: the shim writes at most err.len() bytes (NUL-terminated) and one int.
-        let rc = unsafe { pt_autocast_enter(device, &mut previous, err.as_mut_ptr(), err.len()) };
-        if rc != 0 {
-            // SAFETY: the shim NUL-terminates what it wrote.
-            let msg = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
-            return Err(Error::Config(format!("enabling bf16 autocast failed in libtorch: {msg}")));
-        }
+        // SAFETY: the shim writes at most `len` bytes (NUL-terminated) and one int.
+        crate::shim::call(|err, len| unsafe { pt_autocast_enter(device, &mut previous, err, len) })
+            .map_err(|msg| Error::Config(format!("enabling bf16 autocast failed in libtorch: {msg}")))?;
         Ok(Autocast { device, previous })
     }
 
@@ -90,11 +85,9 @@ impl Autocast {
 
 impl Drop for Autocast {
     fn drop(&mut self) {
-        let mut err = [0 as c_char; 512];
+        let (device, previous) = (self.device, self.previous);
         // SAFETY: as in `enter`.
-        let rc = unsafe { pt_autocast_exit(self.device, self.previous, err.as_mut_ptr(), err.len()) };
-        if rc != 0 {
-            let msg = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
+        if let Err(msg) = crate::shim::call(|err, len| unsafe { pt_autocast_exit(device, previous, err, len) }) {
             tracing::warn!("leaving bf16 autocast failed in libtorch: {msg}");
         }
     }

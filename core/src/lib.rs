@@ -14,6 +14,7 @@ pub mod plan;
 pub mod plugin;
 pub mod profiler;
 pub mod runtime;
+mod shim;
 pub mod train;
 pub mod transfer;
 pub mod visualize;

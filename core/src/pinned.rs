@@ -3,7 +3,7 @@
 //! device argument libtorch 2.11 deprecates with a warning on every call.
 
 use crate::{Error, Result};
-use std::ffi::{c_char, c_int, CStr};
+use std::ffi::{c_char, c_int};
 use tch::Tensor;
 use torch_sys::C_tensor;
 
@@ -15,14 +15,13 @@ extern "C" {
 /// accelerator: on a CPU-only libtorch this is an error.
 pub fn pinned(t: &Tensor) -> Result<Tensor> {
     let mut out: *mut C_tensor = std::ptr::null_mut();
-    let mut err = [0 as c_char; 512];
+    let failed =
+        |msg: String| Error::Training(format!("pinning a batch tensor in host memory failed in libtorch: {msg}"));
     // SAFETY: `t.as_ptr()` is a live at::Tensor; the shim writes one new owning handle to `out`
-    // (or nothing on error) and at most err.len() NUL-terminated bytes.
-    let rc = unsafe { pt_pin_memory(t.as_ptr(), &mut out, err.as_mut_ptr(), err.len()) };
-    if rc != 0 || out.is_null() {
-        // SAFETY: the shim NUL-terminates what it wrote.
-        let msg = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
-        return Err(Error::Training(format!("pinning a batch tensor in host memory failed in libtorch: {msg}")));
+    // (or nothing on error) and at most `len` NUL-terminated bytes.
+    crate::shim::call(|err, len| unsafe { pt_pin_memory(t.as_ptr(), &mut out, err, len) }).map_err(failed)?;
+    if out.is_null() {
+        return Err(failed("no tensor returned".into()));
     }
     // SAFETY: `out` is a fresh handle this Tensor now owns (freed by its Drop).
     Ok(unsafe { Tensor::from_ptr(out) })

@@ -5,7 +5,7 @@
 //! a range named `pt::step N`.
 
 use crate::{Error, Result};
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CString};
 use std::path::{Path, PathBuf};
 use tch::Device;
 
@@ -17,13 +17,7 @@ extern "C" {
 }
 
 fn call(what: &str, f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<()> {
-    let mut err = [0 as c_char; 1024];
-    if f(err.as_mut_ptr(), err.len()) == 0 {
-        return Ok(());
-    }
-    // SAFETY: the shim NUL-terminates what it writes.
-    let msg = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
-    Err(Error::Training(format!("{what} (libtorch profiler): {msg}")))
+    crate::shim::call(f).map_err(|msg| Error::Training(format!("{what} (libtorch profiler): {msg}")))
 }
 
 /// A running profile; [`Profile::finish`] writes its trace.

@@ -1,30 +1,8 @@
-//! Gradient clipping by the global norm, on the flat gradient.
+//! Gradient clipping by the global norm, on the flat gradient, folded into the update.
 
 use crate::optimizer::StepGuard;
 use pt_sdk::{bail, Result};
 use tch::Tensor;
-
-/// The global L2 norm of a flat gradient, as a 0-dim tensor on its device (no host sync).
-pub fn grad_norm(flat_grad: &Tensor) -> Result<Tensor> {
-    let _guard = tch::no_grad_guard();
-    Ok(flat_grad.f_norm()?)
-}
-
-/// `torch.nn.utils.clip_grad_norm_` on a flat gradient, in place: scales it by
-/// `min(1, max_norm / (norm + 1e-6))` where `norm` is the global L2 norm over all parameters.
-/// Returns the norm before clipping as a 0-dim tensor, so nothing waits for the device until
-/// the caller reads it (e.g. only on logging steps). Like PyTorch's default
-/// (`error_if_nonfinite=False`), a non-finite norm is returned, not raised.
-pub fn clip_grad_norm(flat_grad: &Tensor, max_norm: f64) -> Result<Tensor> {
-    if !(max_norm.is_finite() && max_norm > 0.0) {
-        bail!(Config, "max_grad_norm must be a finite number > 0, got {max_norm}");
-    }
-    let _guard = tch::no_grad_guard();
-    let norm = flat_grad.f_norm()?;
-    let coef = norm.f_add_scalar(1e-6)?.f_reciprocal_()?.f_mul_scalar_(max_norm)?.f_clamp_max_(1.0)?;
-    let _ = flat_grad.shallow_clone().f_mul_(&coef)?;
-    Ok(norm)
-}
 
 /// What a training step decides from its flat gradient without the host reading anything: the
 /// global L2 norm (before clipping, 0-dim), and a [`StepGuard`] whose `grad_scale` clips to

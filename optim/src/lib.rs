@@ -59,7 +59,7 @@ mod schedule;
 mod sgd;
 
 pub use adamw::{AdamW, AdamWConfig};
-pub use clip::{clip_grad_norm, grad_norm, step_guard};
+pub use clip::step_guard;
 pub use flat::{FlatParams, GroupSlice, Segment, SEGMENT_ALIGN};
 pub use groups::{default_groups, Assignment, GroupRules, Grouping, LrMultRule, ParamGroup};
 pub use lars::{Lars, LarsConfig};

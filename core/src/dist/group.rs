@@ -7,7 +7,7 @@
 use super::DistEnv;
 use crate::config::DistBackendSetting;
 use crate::{Error, Result};
-use std::ffi::{c_char, c_int, CStr, CString};
+use std::ffi::{c_char, c_int, CString};
 use std::time::Duration;
 use tch::{Device, Tensor};
 use torch_sys::C_tensor;
@@ -86,15 +86,11 @@ extern "C" {
 /// Runs one shim call with an error buffer; a non-zero return becomes an error saying what was
 /// being done and by which rank.
 pub(super) fn call(what: impl FnOnce() -> String, f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<()> {
-    let mut err = [0 as c_char; 1024];
-    if f(err.as_mut_ptr(), err.len()) == 0 {
-        return Ok(());
-    }
-    // SAFETY: the shim NUL-terminates what it wrote into the buffer.
-    let msg = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
-    // c10d's messages carry a C++ backtrace after the first line: keep the sentence.
-    let first = msg.lines().next().unwrap_or("").trim().to_string();
-    Err(Error::Distributed(format!("{}: {first}", what())))
+    crate::shim::call(f).map_err(|msg| {
+        // c10d's messages carry a C++ backtrace after the first line: keep the sentence.
+        let first = msg.lines().next().unwrap_or("").trim().to_string();
+        Error::Distributed(format!("{}: {first}", what()))
+    })
 }
 
 /// The c10d backend a group's collectives run on.

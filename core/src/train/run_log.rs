@@ -195,22 +195,23 @@ pub(super) struct Window {
     reads_at_start: Option<u64>,
 }
 
-/// `sum + where(applied, t, 0)` in float64, or that alone for the first step.
-fn add_masked(sum: &mut Option<Tensor>, t: &Tensor, applied: &Tensor) -> Result<()> {
-    super::step::add_to(sum, &t.f_to_kind(tch::Kind::Double)?.f_where_scalarother(applied, 0.0)?)
+/// `where(applied, t, 0)` in float64: a skipped step adds nothing.
+fn masked(t: &Tensor, applied: &Tensor) -> Result<Tensor> {
+    Ok(t.f_detach()?.f_to_kind(tch::Kind::Double)?.f_where_scalarother(applied, 0.0)?)
 }
 
 impl Window {
     pub(super) fn add(&mut self, o: &StepOutcome, seconds: f64, samples: u64) -> Result<()> {
         self.reads_at_start.get_or_insert_with(super::host_read::reads_so_far);
         let _no_grad = tch::no_grad_guard();
-        let applied = o.found_inf.f_lt(0.5)?;
-        add_masked(&mut self.loss_sum, &o.loss, &applied)?;
-        add_masked(&mut self.applied, &applied, &applied)?;
+        super::step::add_to(&mut self.loss_sum, &masked(&o.loss, &o.applied)?)?;
+        super::step::add_to(&mut self.applied, &masked(&o.applied, &o.applied)?)?;
         for (name, t) in &o.metrics {
-            let mut sum = self.metric_sums.iter().position(|(n, _)| n == name).map(|i| self.metric_sums.remove(i).1);
-            add_masked(&mut sum, t, &applied)?;
-            self.metric_sums.push((name.clone(), sum.expect("just added")));
+            let t = masked(t, &o.applied)?;
+            match self.metric_sums.iter_mut().find(|(n, _)| n == name) {
+                Some((_, sum)) => *sum = sum.f_add(&t)?,
+                None => self.metric_sums.push((name.clone(), t)),
+            }
         }
         self.seconds += seconds;
         self.samples += samples;

@@ -17,8 +17,9 @@ use tch::{Kind, Tensor};
 pub(super) struct StepOutcome {
     /// The weighted loss, mean over the micro-batches (0-dim, on the device; may be non-finite).
     pub loss: Tensor,
-    /// 0-dim float32 on the device: 1 when the update was skipped (non-finite loss or gradient).
-    pub found_inf: Tensor,
+    /// 0-dim bool on the device: whether the update was applied (false: skipped for a
+    /// non-finite loss or gradient).
+    pub applied: Tensor,
     /// The global gradient norm before clipping (0-dim, on the device).
     pub grad_norm: Tensor,
     pub lr: f64,
@@ -212,7 +213,7 @@ impl Trainer<'_> {
             .collect::<Result<Vec<_>>>()?;
         Ok(StepOutcome {
             loss,
-            found_inf,
+            applied,
             grad_norm,
             lr,
             tokens: acc.tokens,
