@@ -38,8 +38,8 @@ import zipfile
 import zlib
 
 # Bump a set's format number whenever its output changes: stamps with another number are rebuilt.
-FORMAT = {"text": 1, "images": 1, "audio": 1, "pairs": 1}
-DEFAULT_SETS = ["text", "images"]  # audio (it needs speech tools) and pairs only when named
+FORMAT = {"text": 1, "text-tasks": 1, "images": 1, "audio": 1, "pairs": 1}
+DEFAULT_SETS = ["text", "text-tasks", "images"]  # audio (it needs speech tools) and pairs only when named
 SEED = 20240611
 
 # --------------------------------------------------------------------------------------------
@@ -249,7 +249,7 @@ def summarize(output, n=2):
 
 def require_tools(sets):
     needs = []
-    if "text" in sets or "audio" in sets:
+    if "text" in sets or "text-tasks" in sets or "audio" in sets:
         needs += [("apt-get", "apt (a Debian/Ubuntu system)"), ("apt-cache", "apt"),
                   ("dpkg-deb", "dpkg")]
     if "images" in sets or "pairs" in sets:
@@ -898,6 +898,142 @@ def build_text(stage, work, apt, dl):
             "fortunes": "corpus/fortunes.txt holds every fortune except fortunes-cls/test.jsonl",
             "fortunes_cls": "12 categories, stratified 80/20; a text found in two categories "
                             "is dropped",
+        },
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Text tasks: downstream text classification from Debian's own metadata, kept apart from the
+# pretraining corpus (no text of theirs is in it), so no pretraining recipe is tuned on them.
+
+# Sections that say what a package does (not which language ecosystem it belongs to).
+DEBIAN_SECTIONS = ["admin", "database", "editors", "fonts", "games", "graphics", "mail", "math",
+                   "net", "science", "sound", "text", "web"]
+DEBIAN_PER_SECTION = 400
+WORDNET_DEB = "wordnet-base"
+WORDNET_POS = {"noun": "data.noun", "verb": "data.verb", "adjective": "data.adj",
+               "adverb": "data.adv"}
+WORDNET_PER_POS = 1500
+TASK_TEST_FRACTION = 0.2
+
+
+def release_packages_index():
+    """(path, codename) of the release's own main Packages index (not -updates/-security)."""
+    rc, out = run(["apt-get", "indextargets", "--format",
+                   "$(FILENAME)|$(CODENAME)|$(COMPONENT)", "Identifier: Packages"])
+    if rc != 0:
+        raise FetchError(f"apt-get indextargets failed ({summarize(out)})")
+    for line in out.splitlines():
+        path, codename, component = (line.split("|") + ["", "", ""])[:3]
+        if component == "main" and "-" not in codename and os.path.exists(path):
+            return path, codename
+    return None, None
+
+
+def debian_descriptions(text):
+    """[(short description, section)] from a Packages index, one per distinct description; a
+    description found in two sections, or a transitional/dummy package, is left out."""
+    first, conflicting = {}, set()
+    for record in text.split("\n\n"):
+        fields = {}
+        for line in record.splitlines():
+            if line and not line[0].isspace() and ": " in line:
+                key, value = line.split(": ", 1)
+                fields[key] = value.strip()
+        desc, section = fields.get("Description"), fields.get("Section", "").split("/")[-1]
+        if not desc or section not in DEBIAN_SECTIONS:
+            continue
+        if re.search(r"transitional|dummy package", desc, re.I):
+            continue
+        if first.setdefault(desc, section) != section:
+            conflicting.add(desc)
+    return [(d, s) for d, s in first.items() if d not in conflicting]
+
+
+def wordnet_glosses(dict_dir):
+    """[(gloss, part of speech)]: each synset's definition (its examples after '; "' cut off,
+    as they use the word itself), one per distinct gloss."""
+    first, conflicting = {}, set()
+    for pos, name in WORDNET_POS.items():
+        with open(os.path.join(dict_dir, name), encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("  ") or " | " not in line:
+                    continue  # the licence header
+                gloss = line.split(" | ", 1)[1].split('; "')[0].strip().rstrip(";").strip()
+                if len(gloss) < 8:
+                    continue
+                if first.setdefault(gloss, pos) != pos:
+                    conflicting.add(gloss)
+    return [(g, p) for g, p in first.items() if g not in conflicting]
+
+
+def capped(items, per_label, rng):
+    """Up to per_label items of each label, drawn at random (items sorted first: the draw does
+    not depend on the source's order)."""
+    by_label = {}
+    for item in sorted(items):
+        by_label.setdefault(item[1], []).append(item)
+    out = []
+    for label in sorted(by_label):
+        group = by_label[label]
+        rng.shuffle(group)
+        out += group[:per_label]
+    return out
+
+
+def write_task(stage, name, items):
+    train, test = stratified_split(items, TASK_TEST_FRACTION, random.Random(SEED))
+    tdir = os.path.join(stage, name)
+    write_lines(os.path.join(tdir, "train.jsonl"), jsonl(train))
+    write_lines(os.path.join(tdir, "test.jsonl"), jsonl(test))
+    write_lines(os.path.join(tdir, "labels.txt"), sorted({l for _, l in items}))
+    log(f"{name}: {len(train)} train, {len(test)} test")
+    counts = {}
+    for _, label in items:
+        counts[label] = counts.get(label, 0) + 1
+    return {"train": len(train), "test": len(test), "per_label": dict(sorted(counts.items()))}
+
+
+def build_text_tasks(stage, work, apt, dl):
+    index, codename = release_packages_index()
+    if index is None:
+        apt.update("no local Packages index of the release's main component")
+        index, codename = release_packages_index()
+        if index is None:
+            raise FetchError("apt has no Packages index for the release's main component "
+                             "(apt-get indextargets lists none): check /etc/apt/sources.list")
+    rc, packages = run(["/usr/lib/apt/apt-helper", "cat-file", index])
+    if rc != 0:
+        raise FetchError(f"reading {index} failed ({summarize(packages)})")
+    descriptions = debian_descriptions(packages)
+    sections = capped(descriptions, DEBIAN_PER_SECTION, random.Random(SEED))
+
+    deb = apt.fetch([WORDNET_DEB])[WORDNET_DEB]
+    pkg, version = Apt.version(deb)
+    Apt.extract(deb, os.path.join(work, "wordnet"))
+    dict_dir = only_dir(os.path.join(work, "wordnet", "usr/share/wordnet"), "WordNet dict folder")
+    glosses = capped(wordnet_glosses(dict_dir), WORDNET_PER_POS, random.Random(SEED))
+    if len(sections) < 1000 or len(glosses) < 1000:
+        raise FetchError(f"too few examples ({len(sections)} package descriptions, "
+                         f"{len(glosses)} glosses): the package index or WordNet changed")
+    return {
+        "sources": {
+            "debian-sections": {"index": os.path.basename(index), "codename": codename,
+                                "sha256": hashlib.sha256(packages.encode()).hexdigest(),
+                                "registry": "debian-apt",
+                                "licence": "package metadata of the Debian archive"},
+            "wordnet-pos": {"package": pkg, "version": version, "registry": "debian-apt",
+                            "licence": "WordNet 3.0 licence (Princeton University; permissive, "
+                                       "see usr/share/doc/wordnet-base/copyright)"},
+        },
+        "counts": {"debian-sections": write_task(stage, "debian-sections", sections),
+                   "wordnet-pos": write_task(stage, "wordnet-pos", glosses)},
+        "notes": {
+            "seed": SEED,
+            "debian-sections": f"short description -> section, sections {DEBIAN_SECTIONS}, up "
+                               f"to {DEBIAN_PER_SECTION} each; stratified 80/20",
+            "wordnet-pos": f"synset gloss (examples cut) -> part of speech, up to "
+                           f"{WORDNET_PER_POS} each; stratified 80/20",
         },
     }
 
@@ -1678,8 +1814,8 @@ def build_pairs(stage, work, apt, dl):
 # --------------------------------------------------------------------------------------------
 # Driver
 
-BUILDERS = {"text": build_text, "images": build_images, "audio": build_audio,
-            "pairs": build_pairs}
+BUILDERS = {"text": build_text, "text-tasks": build_text_tasks, "images": build_images,
+            "audio": build_audio, "pairs": build_pairs}
 
 
 def stamp_ok(set_dir, name):

@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
-python3 scripts/fetch_data.py text images audio pairs
+python3 scripts/fetch_data.py text text-tasks images audio pairs
 cargo build --release --workspace
 cargo test --release --workspace

@@ -89,6 +89,7 @@ const ROLE_RUNS: &[(&str, &str, &[(&str, &str)], &[&str])] = &[
     ),
     ("clip:clip", "clip:image_text", &[("image", "resnet:resnet34"), ("text", "mlm:bert")], &[]),
     ("clip:clip", "clip:image_text", &[("image", "resnet:resnet50"), ("text", "mlm:bert")], &[]),
+    ("mlm:electra", "mlm:text", &[("generator", "mlm:bert"), ("discriminator", "mlm:bert")], &[]),
 ];
 
 const CLS_SPLITS: &str = "splits.train = { name = \"mlm:jsonl\", files = [\"{data}/text/tiny/cls-train.jsonl\"], tokenizer = \"{run}/assets/tokenizer.json\", block_size = 32 }\n\

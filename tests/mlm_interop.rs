@@ -82,3 +82,97 @@ m.save_pretrained(sys.argv[2])",
     let line = err.lines().find(|l| l.starts_with("init-from:")).expect("an init-from report");
     assert!(line.contains("missing 2") || line.contains("missing 0"), "only the pooler may be missing: {line}");
 }
+
+/// The tiny text recipe with ELECTRA's two towers: a 2-layer discriminator and a 1-layer
+/// generator of the same width.
+fn electra_recipe(dir: &std::path::Path, max_steps: u64) -> std::path::PathBuf {
+    let base = tiny_mlm_recipe(&data_dir("text"), max_steps, "")
+        .replace("every = 0\n", "every = 2\n")
+        .replace("[arch]\nname = \"bert\"\npreset = \"tiny\"\n", "[arch.discriminator]\nname = \"bert\"\npreset = \"tiny\"\nmlm_head = false\nadd_pooling_layer = false\n")
+        .replace(
+            "[objective]\nname = \"mlm\"",
+            "[arch.generator]\nname = \"bert\"\npreset = \"tiny\"\nnum_hidden_layers = 1\nintermediate_size = 128\nmax_position_embeddings = 32\nadd_pooling_layer = false\n\n[objective]\nname = \"electra\"",
+        );
+    assert!(base.contains("[arch.generator]") && base.contains("mlm_head = false"), "{base}");
+    write_file(dir, "electra.toml", &base)
+}
+
+fn f32_tensors(run: &std::path::Path, step: u64, file: &str) -> std::collections::BTreeMap<String, Vec<f32>> {
+    let all = read_safetensors(&checkpoint_dir(run, step).join(file));
+    all.into_iter().filter(|(_, t)| t.dtype == "F32").map(|(n, t)| (n, t.f32s())).collect()
+}
+
+#[test]
+fn electra_shares_embeddings_resumes_exactly_and_transfers_its_discriminator() {
+    let pt = Pt::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = electra_recipe(tmp.path(), 4);
+    let run = tmp.path().join("run");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    pt.ok(&["train", "--recipe", &s(&recipe), "--run-dir", &s(&run), "--quiet"]);
+    let share = metric_at(&run, 4, "replaced_share").expect("replaced_share logged");
+    // 15 % of tokens chosen, most of them replaced by a sample other than the original.
+    assert!(share > 0.02 && share < 0.2, "replaced share {share}");
+    assert!(metric_at(&run, 4, "discriminator_accuracy").is_some_and(|a| (0.0..=1.0).contains(&a)));
+
+    // One embedding for both towers, trained by both: equal under both names at every step,
+    // and changed by training.
+    let (at2, at4) = (f32_tensors(&run, 2, "model.safetensors"), f32_tensors(&run, 4, "model.safetensors"));
+    let shared: Vec<&String> = at4.keys().filter(|n| n.starts_with("generator.bert.embeddings.")).collect();
+    assert_eq!(shared.len(), 5, "word, position, type embeddings and their LayerNorm");
+    for name in shared {
+        let owner = name.replace("generator.", "discriminator.");
+        assert_eq!(at4[name], at4[&owner], "{name} is {owner}");
+        assert_ne!(at2[name], at4[name], "{name} trains");
+    }
+    assert!(!at4.keys().any(|n| n.starts_with("discriminator.cls.")), "the discriminator has no MLM head");
+    let head: Vec<String> = f32_tensors(&run, 4, "objective.safetensors").into_keys().collect();
+    assert_eq!(
+        head,
+        [
+            "discriminator_predictions.dense.bias",
+            "discriminator_predictions.dense.weight",
+            "discriminator_predictions.dense_prediction.bias",
+            "discriminator_predictions.dense_prediction.weight"
+        ]
+    );
+
+    // Resumed from step 2, step 4 is bit-identical (masks, generator samples, both towers).
+    let resumed = tmp.path().join("resumed");
+    std::fs::create_dir_all(&resumed).unwrap();
+    Command::new("cp").args(["-r", &format!("{}/.", s(&run)), &s(&resumed)]).status().unwrap();
+    std::fs::remove_dir_all(checkpoint_dir(&resumed, 4)).unwrap();
+    pt.ok(&["train", "--resume", &s(&resumed), "--quiet"]);
+    for file in ["model.safetensors", "objective.safetensors", "optimizer.safetensors"] {
+        assert!(f32_tensors(&run, 4, file) == f32_tensors(&resumed, 4, file), "{file} after resuming");
+    }
+
+    // Downstream, the discriminator alone: --role picks it; without it the error says so.
+    let task = write_file(
+        tmp.path(),
+        "task.toml",
+        &format!(
+            "[[eval]]\nname = \"knn\"\nk = 5\nsplits.train = {{ name = \"jsonl\", files = [\"{d}/text/fortunes-cls/train.jsonl\"], tokenizer = \"{{run}}/assets/tokenizer.json\", block_size = 32 }}\nsplits.test = {{ name = \"jsonl\", files = [\"{d}/text/fortunes-cls/test.jsonl\"], tokenizer = \"{{run}}/assets/tokenizer.json\", block_size = 32 }}\n",
+            d = data_dir("text").display()
+        ),
+    );
+    let err = pt.fails(&["transfer", &s(&run), "--task", &s(&task), "--no-baseline"]);
+    assert!(err.contains("--role discriminator|generator") || err.contains("--role generator|discriminator"), "{err}");
+    let out = pt.ok(&["transfer", &s(&run), "--task", &s(&task), "--role", "discriminator"]);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("transfer-task/transfer.json")).unwrap()).unwrap();
+    let acc = |arm: &str| report["comparisons"][0][arm]["metrics"]["accuracy"].as_f64();
+    assert!(acc("pretrained").is_some_and(|a| a > 1.0 / 12.0) && acc("random_init").is_some(), "{out}");
+
+    // Towers too different to share embeddings: a clear error before any step.
+    let err = pt.fails(&[
+        "train",
+        "--recipe",
+        &s(&recipe),
+        "--run-dir",
+        &s(&tmp.path().join("narrow")),
+        "--set",
+        "arch.generator.hidden_size=64",
+    ]);
+    assert!(err.contains("generator.bert.embeddings.") && err.contains("same embedding sizes"), "{err}");
+}

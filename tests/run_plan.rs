@@ -191,6 +191,11 @@ fn several_architectures_under_roles_are_planned_and_refused_by_a_single_archite
         "{e}"
     );
     assert!(!dir.path().join("runs").exists());
+    // `--objective electra --arch bert`: the built-in recipe's two roles, both `bert`.
+    let plan = pt.ok(&["train", "--objective", "electra", "--arch", "bert", "--print-config"]);
+    for role in ["[arch.discriminator]", "[arch.generator]"] {
+        assert!(plan.contains(&format!("{role}\nname = \"bert\"")), "{role}:\n{plan}");
+    }
 }
 
 /// Issue 19 (6): a head of 1e11 classes is an error naming the parameter, not an allocation abort.

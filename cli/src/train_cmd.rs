@@ -165,6 +165,12 @@ fn build_recipe(args: &Args) -> anyhow::Result<(Recipe, PathBuf)> {
         return Ok((Recipe::load_saved(&path, &overrides)?, run_dir.clone()));
     }
     let (text, origin) = recipe_text(args)?;
+    // `--objective electra --arch bert` picked the built-in recipe whose architectures are
+    // under roles, all of them `--arch`: naming it again would replace the roles.
+    let roles = |t: &str| Recipe::parse(t, &origin, &[]).map(|r| matches!(r.arch, pt_core::config::Archs::Roles(_)));
+    if args.recipe.is_none() && !text.is_empty() && roles(&text)? {
+        overrides.retain(|o| !o.starts_with("arch.name="));
+    }
     let recipe = Recipe::parse(&text, &origin, &overrides)?;
     let run_dir = args.run_dir.clone().unwrap_or_else(|| PathBuf::from("runs").join(default_run_name(&recipe)));
     Ok((recipe, run_dir))

@@ -11,6 +11,8 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("fashion-mnist", include_str!("../../recipes/tasks/fashion-mnist.toml")),
     ("mnist", include_str!("../../recipes/tasks/mnist.toml")),
     ("fortunes", include_str!("../../recipes/tasks/fortunes.toml")),
+    ("debian-sections", include_str!("../../recipes/tasks/debian-sections.toml")),
+    ("wordnet-pos", include_str!("../../recipes/tasks/wordnet-pos.toml")),
     ("spoken-digits", include_str!("../../recipes/tasks/spoken-digits.toml")),
     ("emoji-zero-shot", include_str!("../../recipes/tasks/emoji-zero-shot.toml")),
 ];
@@ -19,7 +21,8 @@ pub const BUILT_IN: &[(&str, &str)] = &[
 pub struct Args {
     /// A pt run directory (its latest valid checkpoint) or a checkpoint directory.
     from: PathBuf,
-    /// A task file of [[eval]] entries, or a built-in task: fashion-mnist, mnist, fortunes.
+    /// A task file of [[eval]] entries, or a built-in task: fashion-mnist, mnist, fortunes,
+    /// debian-sections, wordnet-pos, spoken-digits, emoji-zero-shot.
     #[arg(long)]
     task: String,
     /// Override a task setting, e.g. --set eval.0.steps=500 (repeatable).
@@ -37,6 +40,10 @@ pub struct Args {
     /// the difference exceeds the spread.
     #[arg(long, default_value_t = 1, value_name = "N")]
     seeds: u64,
+    /// In a run that trained several architectures, the one to evaluate (its role, e.g.
+    /// `discriminator` for ELECTRA).
+    #[arg(long)]
+    role: Option<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -61,7 +68,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     crate::logging::log_to_file(&out.join("transfer.log"))?;
     let reg = Registry::discover();
     let mut progress = |line: &str| errln!("{line}");
-    let opts = pt_core::transfer::TransferOptions { baseline: !args.no_baseline, seeds: args.seeds };
+    let opts =
+        pt_core::transfer::TransferOptions { baseline: !args.no_baseline, seeds: args.seeds, role: args.role.clone() };
     let report = pt_core::transfer::run(&reg, &run_dir, ckpt, task, &name, &out, &opts, &mut progress)?;
     outln!("transfer {} from {} (step {})", name, report.checkpoint.display(), report.checkpoint_step);
     print_table(&report, opts.baseline);

@@ -19,7 +19,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let reg = Registry::discover();
     let (run_dir, ckpt) = pt_core::transfer::locate(&args.from)?;
-    let (session, ckpt) = pt_core::transfer::open(&reg, &run_dir, ckpt, Vec::new())?;
+    let (session, ckpt) = pt_core::transfer::open(&reg, &run_dir, ckpt, Vec::new(), None)?;
     let out = args.out.unwrap_or_else(|| session.run_dir().join("visualize"));
     let files = pt_core::visualize::run(&session, args.samples, &out)?;
     println!("pictures of {} (step {}) and of random initialisation:", ckpt.dir.display(), ckpt.manifest.step);

@@ -271,6 +271,35 @@ impl ObjectiveHandle {
         // Only the towers the inputs fed ran: an objective embeds what it can.
         Ok(Tensors::from_ffi(rres(self.inner.embed(&outputs.share().into_ffi(), ctx))?))
     }
+    /// The model's forward on `prepare`'s `inputs`, stage by stage when the objective runs its
+    /// roles in stages (`info.stages`). Returns the inputs with what each stage added (what
+    /// `loss` reads) and every stage's outputs.
+    pub fn forward(
+        &self,
+        model: &crate::model::Model,
+        mut inputs: Tensors,
+        ctx: &StepCtx,
+    ) -> Result<(Tensors, Tensors)> {
+        let stages = &self.info.stages;
+        if stages.is_empty() {
+            let outputs = model.forward(&inputs, ctx)?;
+            return Ok((inputs, outputs));
+        }
+        let mut outputs = Tensors::new();
+        for (k, roles) in stages.iter().enumerate() {
+            for (name, v) in model.forward_roles(&inputs, Some(roles), ctx)?.into_iter() {
+                outputs.insert(name, v);
+            }
+            if k + 1 < stages.len() {
+                let (i, o) = (inputs.share().into_ffi(), outputs.share().into_ffi());
+                let next = Tensors::from_ffi(rres(self.inner.next_stage(k as u32, &i, &o, ctx))?);
+                for (name, v) in next.into_iter() {
+                    inputs.insert(name, v);
+                }
+            }
+        }
+        Ok((inputs, outputs))
+    }
 }
 
 pub struct EvaluatorHandle {
@@ -428,6 +457,19 @@ pub fn check_composition(data: &DatasetHandle, model: &crate::model::Model, obje
                 } else {
                     objective.info.adds_fields.join(", ")
                 }
+            ));
+        }
+    }
+    if !objective.info.stages.is_empty() {
+        let staged: Vec<&String> = objective.info.stages.iter().flatten().collect();
+        let roles = model.roles();
+        let once = |r: &String| staged.iter().filter(|s| **s == r).count() == 1;
+        if staged.len() != roles.len() || !roles.iter().all(once) {
+            problems.push(format!(
+                "objective {} runs its roles in stages {:?}, but the model's roles are {}: each role must be in exactly one stage",
+                objective.origin,
+                objective.info.stages,
+                roles.join(", ")
             ));
         }
     }

@@ -131,9 +131,18 @@ impl Model {
         if !self.has_roles() {
             return self.towers[0].arch.forward(inputs, ctx);
         }
+        self.forward_roles(inputs, None, ctx)
+    }
+
+    /// [`Model::forward`] of the towers under `roles` only (None: every tower): one stage of
+    /// an objective that runs its roles in stages.
+    pub fn forward_roles(&self, inputs: &Tensors, roles: Option<&[String]>, ctx: &StepCtx) -> Result<Tensors> {
         let mut out = Tensors::new();
         for t in &self.towers {
             let role = t.role.as_deref().unwrap_or_default();
+            if roles.is_some_and(|r| !r.iter().any(|x| x == role)) {
+                continue;
+            }
             let mut own = Tensors::new();
             for (name, v) in inputs.iter() {
                 if let Some(field) = name.strip_prefix(role).and_then(|n| n.strip_prefix('/')) {
@@ -159,6 +168,61 @@ impl Model {
             }
         }
         Ok(out)
+    }
+
+    /// Makes the towers share parameters ([`pt_sdk::Tie`]): each parameter named
+    /// `alias` + rest takes the storage of `owner` + rest, so both compute with one tensor (the
+    /// optimizer's flattening then gives them one slice and one gradient). Call before
+    /// flattening. Returns how many parameters were tied.
+    pub fn tie(&self, ties: &[pt_sdk::Tie], who: &str) -> Result<usize> {
+        let params = self.parameters()?;
+        let mut tied = 0;
+        for tie in ties {
+            let mut matched = 0;
+            for (name, alias) in params.iter().filter(|(n, _)| n.starts_with(&tie.alias)) {
+                let owner_name = format!("{}{}", tie.owner, &name[tie.alias.len()..]);
+                let owner = params.iter().find(|(n, _)| *n == owner_name).map(|(_, t)| t).ok_or_else(|| {
+                    Error::Composition(format!(
+                        "{who} ties `{name}` to `{owner_name}`, but the model has no parameter `{owner_name}`: \
+                         the architectures under these roles must have the same parameters there"
+                    ))
+                })?;
+                if alias.size() != owner.size() || alias.kind() != owner.kind() {
+                    return Err(Error::Composition(format!(
+                        "{who} ties `{name}` {:?} {:?} to `{owner_name}` {:?} {:?}: tied parameters need one shape and \
+                         dtype (give both architectures the same embedding sizes)",
+                        alias.size(),
+                        alias.kind(),
+                        owner.size(),
+                        owner.kind()
+                    )));
+                }
+                let _guard = tch::no_grad_guard();
+                alias.shallow_clone().f_set_data(owner).map_err(|e| Error::Torch(format!("tying `{name}`: {e}")))?;
+                matched += 1;
+            }
+            if matched == 0 {
+                return Err(Error::Composition(format!(
+                    "{who} ties parameters starting `{}` to `{}`, but no parameter starts `{}` (roles: {})",
+                    tie.alias,
+                    tie.owner,
+                    tie.alias,
+                    self.roles().join(", ")
+                )));
+            }
+            tied += matched;
+        }
+        Ok(tied)
+    }
+
+    /// The tower under `role` alone, as a model of one architecture with its own names (what
+    /// `pt transfer --role` evaluates).
+    pub fn into_role(mut self, role: &str) -> Result<Model> {
+        self.tower(role)?;
+        let i = self.towers.iter().position(|t| t.role.as_deref() == Some(role)).unwrap_or_default();
+        let mut tower = self.towers.swap_remove(i);
+        tower.role = None;
+        Ok(Model::from_towers(vec![tower]))
     }
 }
 

@@ -76,6 +76,9 @@ pub struct FlatParams {
     groups: Vec<GroupSlice>,
     frozen: Vec<String>,
     aliases: Vec<(String, String)>,
+    /// The aliases' tensors and their owners' segments: a tensor that shares an earlier one's
+    /// storage, possibly another `TensorImpl` (parameters tied across architectures).
+    alias_params: Vec<(Tensor, usize)>,
     fingerprint: i64,
 }
 
@@ -97,13 +100,19 @@ impl FlatParams {
     /// where they are; trainable ones get `requires_grad = true`. A tensor passed under two
     /// names (tied weights) is flattened once, under its first name.
     ///
-    /// Existing gradients are kept; parameters without one get a zero gradient.
+    /// A different tensor that shares storage with an earlier one (same shape and strides) is
+    /// tied to it the same way: it is re-pointed at the same slice and its `.grad` at the same
+    /// gradient slice, so backward sums both tensors' gradients there.
+    ///
+    /// Existing gradients are kept (an alias's own is dropped); parameters without one get a
+    /// zero gradient.
     pub fn new(params: Vec<(String, Tensor)>, grouping: &dyn Grouping) -> Result<FlatParams> {
         let mut groups: Vec<ParamGroup> = Vec::new();
         let mut group_index: HashMap<String, usize> = HashMap::new();
         let mut pending: Vec<Pending> = Vec::new();
         let mut frozen = Vec::new();
         let mut aliases = Vec::new();
+        let mut alias_pending: Vec<(Tensor, usize)> = Vec::new();
         let mut by_ptr: HashMap<usize, usize> = HashMap::new();
         let mut device: Option<Device> = None;
 
@@ -154,6 +163,7 @@ impl FlatParams {
                     if other.shape == shape && other.original_strides == strides {
                         tracing::debug!(alias = %name, of = %other.name, "tied parameter flattened once");
                         aliases.push((name, other.name.clone()));
+                        alias_pending.push((tensor, first));
                         continue;
                     }
                     bail!(
@@ -250,7 +260,27 @@ impl FlatParams {
                 let _ = param.f_set_requires_grad(true)?;
             }
         }
-        attach_grads(&params, &grad_views, &segments)?;
+        // Aliases: the owner's segment is where `order` put its pending entry.
+        let mut segment_of = vec![0usize; order.len()];
+        for (seg, &i) in order.iter().enumerate() {
+            segment_of[i] = seg;
+        }
+        let alias_params: Vec<(Tensor, usize)> =
+            alias_pending.into_iter().map(|(t, owner)| (t, segment_of[owner])).collect();
+        {
+            let _guard = tch::no_grad_guard();
+            for (alias, seg) in &alias_params {
+                let mut alias = alias.shallow_clone();
+                alias.f_set_data(&param_views[*seg])?;
+                let _ = alias.f_set_requires_grad(true)?;
+            }
+        }
+        let names: Vec<&str> = segments.iter().map(|s| s.name.as_str()).collect();
+        attach_grads(&params, &grad_views, &names, true)?;
+        let (alias_tensors, alias_grads): (Vec<Tensor>, Vec<Tensor>) =
+            alias_params.iter().map(|(t, seg)| (t.shallow_clone(), grad_views[*seg].shallow_clone())).unzip();
+        let alias_names: Vec<&str> = alias_params.iter().map(|(_, seg)| names[*seg]).collect();
+        attach_grads(&alias_tensors, &alias_grads, &alias_names, false)?;
 
         let fingerprint = layout_fingerprint(&segments, &slices);
         tracing::info!(
@@ -276,6 +306,7 @@ impl FlatParams {
             groups: slices,
             frozen,
             aliases,
+            alias_params,
             fingerprint,
         })
     }
@@ -308,7 +339,8 @@ impl FlatParams {
     pub fn zero_grad(&self) -> Result<()> {
         let _guard = tch::no_grad_guard();
         let _ = self.grad.shallow_clone().f_zero_()?;
-        for (param, view) in self.params.iter().zip(&self.grad_views) {
+        let aliases = self.alias_params.iter().map(|(t, seg)| (t, &self.grad_views[*seg]));
+        for (param, view) in self.params.iter().zip(&self.grad_views).chain(aliases) {
             let mut g = param.f_grad()?;
             if g.defined() && !g.f_is_set_to(view)? {
                 g.f_set_data(view)?;
@@ -479,7 +511,8 @@ impl FlatParams {
 /// Makes every parameter's `.grad` a view of the gradient buffer. tch cannot assign `.grad`,
 /// so parameters without one first get one from a throwaway backward; `set_data` on the grad
 /// tensor (shared with autograd) then re-points it.
-fn attach_grads(params: &[Tensor], grad_views: &[Tensor], segments: &[Segment]) -> Result<()> {
+/// With `keep_existing`, a gradient a parameter already had is copied into its view.
+fn attach_grads(params: &[Tensor], grad_views: &[Tensor], names: &[&str], keep_existing: bool) -> Result<()> {
     let mut had_grad = Vec::with_capacity(params.len());
     let mut missing: Vec<&Tensor> = Vec::new();
     for p in params {
@@ -506,12 +539,12 @@ fn attach_grads(params: &[Tensor], grad_views: &[Tensor], segments: &[Segment]) 
         })?;
     }
     let _guard = tch::no_grad_guard();
-    for (((p, view), had), seg) in params.iter().zip(grad_views).zip(had_grad).zip(segments) {
+    for (((p, view), had), name) in params.iter().zip(grad_views).zip(had_grad).zip(names) {
         let mut g = p.f_grad()?;
         if !g.defined() {
-            bail!(Torch, "parameter `{}` got no gradient from the set-up backward pass", seg.name);
+            bail!(Torch, "parameter `{name}` got no gradient from the set-up backward pass");
         }
-        if had {
+        if had && keep_existing {
             view.shallow_clone().f_copy_(&g)?;
         }
         g.f_set_data(view)?;

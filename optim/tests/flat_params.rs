@@ -241,6 +241,31 @@ fn frozen_and_tied_parameters() {
     assert!(!frozen.grad().defined());
 }
 
+/// Two architectures' own tensors made to share storage (`set_data`, as the host ties ELECTRA's
+/// embeddings): one slice, and a gradient that is the sum of both tensors' gradients.
+#[test]
+fn distinct_tensors_sharing_storage_are_tied() {
+    let owner = pseudo_random(&[5, 4], 1).set_requires_grad(true);
+    let alias = pseudo_random(&[5, 4], 2).set_requires_grad(true);
+    tch::no_grad(|| alias.shallow_clone().set_data(&owner));
+    let params = vec![("a.emb".to_string(), owner.shallow_clone()), ("b.emb".to_string(), alias.shallow_clone())];
+    let flat = FlatParams::new(params, &default_groups(0.0)).unwrap();
+    assert_eq!(flat.segments().len(), 1);
+    assert_eq!(flat.aliases(), [("b.emb".to_string(), "a.emb".to_string())]);
+    assert_eq!(alias.data_ptr(), flat.buffer().data_ptr(), "the alias computes with the flat slice");
+    let (x, y) = (pseudo_random(&[3, 4], 3), pseudo_random(&[2, 4], 4));
+    (x.matmul(&owner.tr()).sum(Kind::Float) + y.matmul(&alias.tr()).sum(Kind::Float) * 3.0).backward();
+    let col_sum =
+        |t: &Tensor| t.sum_dim_intlist([0i64].as_slice(), false, Kind::Float).unsqueeze(0).expand([5, 4], false);
+    let expected = col_sum(&x) + col_sum(&y) * 3.0;
+    let grads = flat.unflatten(&flat.flat_grad().unwrap()).unwrap();
+    assert!(max_abs_diff(&grads[0].1, &expected) < 1e-5, "the tied gradient is the sum of both uses");
+    flat.zero_grad().unwrap();
+    y.matmul(&alias.tr()).sum(Kind::Float).backward();
+    let grads = flat.unflatten(&flat.flat_grad().unwrap()).unwrap();
+    assert!(max_abs_diff(&grads[0].1, &col_sum(&y)) < 1e-5, "zeroed, then only the alias");
+}
+
 #[test]
 fn bad_parameters_are_rejected_clearly() {
     let ok = || pseudo_random(&[2, 2], 1).set_requires_grad(true);

@@ -66,6 +66,15 @@ pub trait Objective: Component {
     fn embed(&self, _outputs: &Tensors, _ctx: &StepCtx) -> Result<Tensors> {
         Ok(Tensors::new())
     }
+    /// For objectives that run their roles in stages ([`ObjectiveInfo::stages`]): after stage
+    /// `stage` (0-based) ran, the inputs of stage `stage + 1` (role-prefixed, e.g. ELECTRA's
+    /// `discriminator/input_ids` from the generator's samples) and any fields `loss` wants.
+    /// `inputs` holds `prepare`'s fields and earlier stages'; `outputs` every stage's so far.
+    /// What it returns joins `inputs`. Runs on the training thread; its randomness comes from
+    /// torch's generator, which the host seeds per step.
+    fn next_stage(&self, _stage: usize, _inputs: &Tensors, _outputs: &Tensors, _ctx: &StepCtx) -> Result<Tensors> {
+        Ok(Tensors::new())
+    }
 }
 
 pub struct LossOutput {

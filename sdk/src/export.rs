@@ -187,6 +187,18 @@ impl<O: Objective> ObjectiveFfi for ObjectiveAdapter<O> {
     fn embed(&self, outputs: &crate::TensorMap, ctx: &StepCtx) -> RResult<crate::TensorMap, PtError> {
         guard(&self.origin, || Ok(self.inner.embed(&Tensors::share_ffi(outputs), ctx)?.into_ffi()))
     }
+    fn next_stage(
+        &self,
+        stage: u32,
+        inputs: &crate::TensorMap,
+        outputs: &crate::TensorMap,
+        ctx: &StepCtx,
+    ) -> RResult<crate::TensorMap, PtError> {
+        guard(&self.origin, || {
+            let (i, o) = (Tensors::share_ffi(inputs), Tensors::share_ffi(outputs));
+            Ok(self.inner.next_stage(stage as usize, &i, &o, ctx)?.into_ffi())
+        })
+    }
 }
 
 struct EvaluatorAdapter<E> {

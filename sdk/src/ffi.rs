@@ -76,6 +76,17 @@ pub trait ObjectiveFfi: Send {
         // A default body makes the vtable entry optional: a plugin built before it gets this.
         RResult::ROk(TensorMap::default())
     }
+    /// The next stage's inputs (see `Objective::next_stage`). Appended in SDK 0.1.4: the host
+    /// calls it only when `ObjectiveInfo::stages` names stages, which older plugins never do.
+    fn next_stage(
+        &self,
+        _stage: u32,
+        _inputs: &TensorMap,
+        _outputs: &TensorMap,
+        _ctx: &StepCtx,
+    ) -> RResult<TensorMap, PtError> {
+        RResult::ROk(TensorMap::default())
+    }
 }
 
 /// The model as the host lends it to an evaluator.

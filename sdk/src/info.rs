@@ -226,6 +226,24 @@ pub struct ObjectiveInfo {
     /// the objective, before the batch moves to the device: the training step neither waits
     /// for it nor for the values it reads back (MLM's masks, wav2vec2's spans).
     pub prepare_on_host: bool,
+    /// Roles whose inputs come from other roles' outputs run in stages, in this order (ELECTRA:
+    /// `[["generator"], ["discriminator"]]`): the host runs a stage's architectures, then
+    /// [`crate::Objective::next_stage`] for the next stage's inputs. Every role in exactly one
+    /// stage. Empty: all roles at once, on `prepare`'s inputs. (SDK 0.1.4.)
+    pub stages: Vec<Vec<String>>,
+    /// Parameters that architectures under different roles share: storage and gradient, one
+    /// optimizer entry (ELECTRA's generator and discriminator share their embeddings).
+    /// (SDK 0.1.4.)
+    pub ties: Vec<Tie>,
+}
+
+/// Every model parameter named `alias` + rest is the parameter `owner` + rest (role-qualified
+/// prefixes such as `generator.bert.embeddings.`): it starts with the owner's values, and both
+/// towers then compute with one tensor whose gradient is the sum of theirs.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Tie {
+    pub alias: String,
+    pub owner: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]

@@ -55,8 +55,15 @@ impl EvalRunner {
         let outputs = session.eval_outputs();
         for out in &handle.info.needs_outputs {
             if !outputs.contains(out) {
+                let hint = match session.model.has_roles() {
+                    true => format!(
+                        " (the run trained several architectures: evaluate one with --role {})",
+                        session.model.roles().join("|")
+                    ),
+                    false => String::new(),
+                };
                 return Err(Error::Composition(format!(
-                    "evaluator {} needs model output '{out}', but {} outputs only: {}",
+                    "evaluator {} needs model output '{out}', but {} outputs only: {}{hint}",
                     handle.origin,
                     session.model.origin,
                     outputs.join(", ")

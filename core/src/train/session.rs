@@ -40,6 +40,10 @@ pub struct Session {
     pub bound: Bindings,
     /// Facts the built components published, by provider (for evaluators built later).
     facts: BTreeMap<Provider, Facts>,
+    /// Parameters one tower shares with another (`ObjectiveInfo::ties`).
+    pub tied_parameters: usize,
+    /// The role whose architecture alone evaluators get (see [`Session::lend_role`]).
+    lent_role: Option<String>,
 }
 
 /// The values of `plan`'s wired inputs from the facts published so far.
@@ -105,10 +109,12 @@ impl Session {
         let model = Model::from_towers(towers);
         model.apply_memory_format(plan.recipe.run.memory_format)?;
         let mut objectives = Vec::new();
+        let mut tied_parameters = 0;
         for (term, o_plan) in plan.recipe.objectives().into_iter().zip(&plan.objectives) {
             let config = config_of(o_plan, &term.component, &facts)?;
             let handle = ObjectiveHandle::create(o_plan, &config, &ctx)?;
             check_composition(&data, &model, &handle)?;
+            tied_parameters += model.tie(&handle.info.ties, &format!("objective {}", handle.origin))?;
             objectives.push(SessionObjective {
                 label: term.label().to_string(),
                 weight: term.weight,
@@ -127,6 +133,8 @@ impl Session {
             objectives,
             bound,
             facts,
+            tied_parameters,
+            lent_role: None,
         })
     }
 
@@ -183,11 +191,29 @@ impl Session {
         let ctx = CreateCtx { seed, ..self.ctx.clone() };
         let model = Model::create(&self.plan.model_parts(&self.arch_configs), &ctx)?;
         model.apply_memory_format(self.plan.recipe.run.memory_format)?;
-        Ok(model)
+        match &self.lent_role {
+            Some(role) => model.into_role(role),
+            None => Ok(model),
+        }
+    }
+
+    /// From now on the model (and every fresh copy) is the architecture under `role` alone,
+    /// with its own names; objectives' heads, which read several roles, are no longer lent.
+    pub fn lend_role(&mut self, role: &str) -> Result<()> {
+        if !self.model.has_roles() {
+            return Err(Error::Config(format!("--role {role}: the run trained a single architecture: drop --role")));
+        }
+        let model = std::mem::replace(&mut self.model, Model::from_towers(Vec::new()));
+        self.model = model.into_role(role).map_err(|e| Error::Config(format!("--role {role}: {e}")))?;
+        self.lent_role = Some(role.to_string());
+        Ok(())
     }
 
     /// The objectives that derive evaluation outputs from the model's (`embed`).
     pub fn heads(&self) -> Vec<&ObjectiveHandle> {
+        if self.lent_role.is_some() {
+            return Vec::new();
+        }
         self.objectives.iter().filter(|o| !o.handle.info.embeds.is_empty()).map(|o| &o.handle).collect()
     }
 

@@ -107,7 +107,9 @@ impl Trainer<'_> {
         last_micro: bool,
         acc: &mut Accumulated,
     ) -> Result<()> {
-        let (grad_accum, overlap) = (self.settings().grad_accum, self.settings().overlap_allreduce);
+        // A tied parameter's gradient is final only after both towers' backward: reduce after.
+        let overlap = self.settings().overlap_allreduce && self.session.tied_parameters == 0;
+        let grad_accum = self.settings().grad_accum;
         let device = self.session.device;
         let n_objectives = self.session.objectives.len();
         for (i, o) in self.session.objectives.iter().enumerate() {
@@ -124,7 +126,7 @@ impl Trainer<'_> {
                 self.keep_buffers(true)?;
             }
             let autocast = self.precision.scope(device)?;
-            let outputs = self.session.model.forward(&inputs, ctx)?;
+            let (inputs, outputs) = o.handle.forward(&self.session.model, inputs, ctx)?;
             let lv = o.handle.loss(&inputs, &outputs, ctx)?;
             drop(autocast);
             let weighted = if o.weight == 1.0 { lv.loss.shallow_clone() } else { lv.loss.f_mul_scalar(o.weight)? };

@@ -43,14 +43,25 @@ pub fn locate(from: &Path) -> Result<(PathBuf, Checkpoint)> {
 /// The pretraining run's session (its recipe, with `evals` instead of its own) with the
 /// checkpoint's weights loaded into the model (and into objectives that derive evaluation
 /// outputs).
-pub fn open(reg: &Registry, run_dir: &Path, ckpt: Checkpoint, evals: Vec<EvalSpec>) -> Result<(Session, Checkpoint)> {
+/// With `role`, evaluators get that architecture of a multi-architecture run alone (ELECTRA's
+/// discriminator), under its own names.
+pub fn open(
+    reg: &Registry,
+    run_dir: &Path,
+    ckpt: Checkpoint,
+    evals: Vec<EvalSpec>,
+    role: Option<&str>,
+) -> Result<(Session, Checkpoint)> {
     let mut recipe = Recipe::load_saved(&run_dir.join("config.toml"), &[])?;
     recipe.evals = evals;
     let plan = RunPlan::resolve(reg, recipe, run_dir, World::default())?;
-    let session = Session::build(plan)?;
+    let mut session = Session::build(plan)?;
     let mut target = session.model.parameters()?;
     target.extend(session.model.buffers()?);
     load_named(&target, &ckpt.tensors("model")?, &format!("checkpoint {}", ckpt.dir.display()))?;
+    if let Some(role) = role {
+        session.lend_role(role)?;
+    }
     // Objectives' heads (e.g. CLIP's projections) give evaluators their `embed` outputs.
     if !session.heads().is_empty() {
         let what = format!("checkpoint {} (objective)", ckpt.dir.display());
@@ -109,6 +120,8 @@ pub struct TransferOptions {
     pub baseline: bool,
     /// Seeds per arm (`--seeds N`): the run's seed and the N − 1 after it.
     pub seeds: u64,
+    /// The architecture to evaluate in a run with several (`--role`).
+    pub role: Option<String>,
 }
 
 /// The first point of `curve` at or above `target`.
@@ -156,7 +169,7 @@ pub fn run(
     if !(1..=100).contains(&opts.seeds) {
         return Err(Error::Config(format!("--seeds {} must be 1 to 100", opts.seeds)));
     }
-    let (session, ckpt) = open(reg, run_dir, ckpt, task.clone())?;
+    let (session, ckpt) = open(reg, run_dir, ckpt, task.clone(), opts.role.as_deref())?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
     let first = session.plan.recipe.run.seed;
     let seeds: Vec<u64> = (0..opts.seeds).map(|i| first.wrapping_add(i)).collect();

@@ -64,6 +64,14 @@ pub struct BertConfig {
     /// pt's key: what the `features` output is (Hugging Face ignores it).
     #[serde(default)]
     pub feature_pooling: FeaturePooling,
+    /// pt's key: build the masked-LM head `cls.predictions` (false: the encoder alone, Hugging
+    /// Face's `BertModel`, for objectives that read only token states).
+    #[serde(default = "yes")]
+    pub mlm_head: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for BertConfig {
@@ -84,6 +92,7 @@ impl Default for BertConfig {
             pad_token_id: 0,
             add_pooling_layer: true,
             feature_pooling: FeaturePooling::Cls,
+            mlm_head: true,
         }
     }
 }
@@ -178,15 +187,17 @@ impl BertConfig {
             [self.vocab_size, self.hidden_size, self.num_hidden_layers, self.intermediate_size].map(|x| x as f64);
         let embeddings = (v + (self.max_position_embeddings + self.type_vocab_size) as f64) * h + 2.0 * h;
         let layer = 4.0 * (h * h + h) + 2.0 * h * i + i + h + 4.0 * h;
-        let pooler_and_head = 2.0 * (h * h + h) + 2.0 * h + v;
-        embeddings + l * layer + pooler_and_head
+        let pooler = h * h + h;
+        let head = if self.mlm_head { h * h + h + 2.0 * h + v } else { 0.0 };
+        embeddings + l * layer + pooler + head
     }
 
     /// A Hugging Face `config.json` for `BertForMaskedLM`.
     pub fn hf_json(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).unwrap_or_default();
         if let Some(map) = v.as_object_mut() {
-            map.insert("architectures".into(), serde_json::json!(["BertForMaskedLM"]));
+            let class = if self.mlm_head { "BertForMaskedLM" } else { "BertModel" };
+            map.insert("architectures".into(), serde_json::json!([class]));
             map.insert("model_type".into(), serde_json::json!("bert"));
             map.insert("position_embedding_type".into(), serde_json::json!("absolute"));
             map.insert("tie_word_embeddings".into(), serde_json::json!(true));
@@ -239,6 +250,9 @@ pub struct BertArgs {
     pub add_pooling_layer: Option<bool>,
     /// the `features` output: cls ([CLS] state) or mean (over unpadded tokens) (null: cls)
     pub feature_pooling: Option<FeaturePooling>,
+    /// build the masked-LM head cls.predictions (output `mlm_logits`); false for objectives that
+    /// read only token states, e.g. ELECTRA's discriminator (null: true)
+    pub mlm_head: Option<bool>,
 }
 
 impl BertArgs {
@@ -277,7 +291,8 @@ impl BertArgs {
             layer_norm_eps,
             pad_token_id,
             add_pooling_layer,
-            feature_pooling
+            feature_pooling,
+            mlm_head
         );
         c.validate()?;
         Ok(c)

@@ -62,7 +62,7 @@ impl Bert {
             seq as f64,
         );
         let encoder_weights = layers * (4.0 * h * h + 2.0 * h * f);
-        let masked = (ASSUMED_MASK_RATE * l).ceil();
+        let masked = if c.mlm_head { (ASSUMED_MASK_RATE * l).ceil() } else { 0.0 };
         6.0 * encoder_weights * l + 12.0 * layers * h * l * l + 6.0 * (h * h + h * v) * masked
     }
 
@@ -111,8 +111,11 @@ impl Architecture for Bert {
         if c.add_pooling_layer {
             layer_prefixes.push("bert.pooler".into());
         }
-        layer_prefixes.push("cls.predictions".into());
-        let mut outputs = vec!["hidden_states".to_string(), "features".into(), "mlm_logits".into()];
+        let mut outputs = vec!["hidden_states".to_string(), "features".into()];
+        if c.mlm_head {
+            layer_prefixes.push("cls.predictions".into());
+            outputs.push("mlm_logits".into());
+        }
         if c.add_pooling_layer {
             outputs.push("pooled_output".into());
         }

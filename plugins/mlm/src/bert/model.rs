@@ -396,14 +396,18 @@ impl BertLMPredictionHead {
 
 pub struct BertForMaskedLM {
     pub bert: BertModel,
-    pub cls: BertLMPredictionHead,
+    /// None with `mlm_head = false`.
+    pub cls: Option<BertLMPredictionHead>,
 }
 
 impl BertForMaskedLM {
     pub fn new(p: &Params, c: &BertConfig) -> Result<Self> {
         Ok(BertForMaskedLM {
             bert: BertModel::new(&p.sub("bert"), c)?,
-            cls: BertLMPredictionHead::new(&p.sub("cls").sub("predictions"), c)?,
+            cls: match c.mlm_head {
+                true => Some(BertLMPredictionHead::new(&p.sub("cls").sub("predictions"), c)?),
+                false => None,
+            },
         })
     }
 
@@ -413,6 +417,9 @@ impl BertForMaskedLM {
     pub fn mlm_logits(&self, hidden: &Tensor, positions: &Tensor) -> Result<Tensor> {
         let h = hidden.size().last().copied().ok_or_else(|| PtError::shape("hidden states without dimensions"))?;
         let rows = hidden.f_reshape([-1, h])?.f_index_select(0, positions)?; // [M, hidden]
-        self.cls.forward(&rows, &self.bert.embeddings.word_embeddings.weight)
+        let cls = self.cls.as_ref().ok_or_else(|| {
+            PtError::config("bert: mlm_positions given, but this bert has no MLM head (mlm_head = false)")
+        })?;
+        cls.forward(&rows, &self.bert.embeddings.word_embeddings.weight)
     }
 }
