@@ -73,6 +73,26 @@ fn transfer_compares_the_checkpoint_with_random_init_and_visualize_draws_feature
     let md = std::fs::read_to_string(report_dir.join("transfer.md")).unwrap();
     assert!(md.contains("| finetune |") && md.contains("![finetune-steps.png]"), "{md}");
 
+    // The fine-tune's head on standardised features learns as well (statistics of the
+    // encoder's features at the start; a broken scale would leave it near chance).
+    let standardized = dir.path().join("standardized");
+    pt.ok(&[
+        "transfer",
+        run.to_str().unwrap(),
+        "--task",
+        task.to_str().unwrap(),
+        "--no-baseline",
+        "--set",
+        "eval.0.standardize_features=true",
+        "--out",
+        standardized.to_str().unwrap(),
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(standardized.join("transfer.json")).unwrap()).unwrap();
+    let acc = report["comparisons"][0]["pretrained"]["metrics"]["accuracy"].as_f64().unwrap();
+    let plain = finetune["pretrained"]["metrics"]["accuracy"].as_f64().unwrap();
+    assert!(acc > 0.5 && acc > plain - 0.1, "standardised fine-tune {acc} vs {plain}");
+
     // Bad input: a task without [[eval]] entries, and a directory that is no run.
     let empty = write_file(dir.path(), "empty.toml", "# nothing\n");
     let err = pt.fails(&["transfer", run.to_str().unwrap(), "--task", empty.to_str().unwrap()]);

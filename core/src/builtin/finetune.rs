@@ -46,6 +46,49 @@ pub struct FinetuneConfig {
     /// dropout on features before the head
     #[config(default = 0.1)]
     pub head_dropout: f64,
+    /// standardise features before the head with their mean and std over (up to 2,048)
+    /// training samples at the start, fixed after, as the linear probe does
+    // A fresh head on raw pretrained features (one large shared direction, little spread
+    // between samples) learns slowly and drags the encoder while it does.
+    pub standardize_features: bool,
+}
+
+/// Training samples the standardisation statistics are taken over.
+const STATS_SAMPLES: u64 = 2048;
+
+/// The linear head, after the optional fixed standardisation of its input.
+struct Head {
+    weight: Tensor,                        // [dim, classes]
+    bias: Tensor,                          // [classes]
+    standardize: Option<(Tensor, Tensor)>, // mean, std: [1, dim]
+}
+
+impl Head {
+    /// features [B, dim] (any float kind) → logits [B, classes]
+    fn logits(&self, features: &Tensor, dropout: f64, train: bool) -> Result<Tensor> {
+        let mut f = features.to_kind(Kind::Float);
+        if let Some((mean, std)) = &self.standardize {
+            f = f.f_sub(mean)?.f_div(std)?;
+        }
+        Ok(f.f_dropout(dropout, train)?.f_matmul(&self.weight)?.f_add(&self.bias)?)
+    }
+}
+
+/// Mean and std per feature of the encoder (in eval mode) over the first training samples.
+fn feature_stats(model: &HostModel<'_>, train: &HostData<'_>, ctx: &StepCtx) -> Result<(Tensor, Tensor)> {
+    let _guard = tch::no_grad_guard();
+    model.set_train(false)?;
+    let n = train.info()?.num_samples.min(STATS_SAMPLES);
+    let mut rows = Vec::new();
+    for idx in index_batches(n, 128) {
+        let batch = train.get_batch(&idx, ctx)?;
+        rows.push(model.forward(&batch, ctx)?.require("features")?.to_kind(Kind::Float));
+    }
+    model.set_train(true)?;
+    let all = Tensor::f_cat(&rows, 0)?;
+    let mean = all.f_mean_dim(Some(&[0i64][..]), true, Kind::Float)?;
+    let std = all.f_std_dim(Some(&[0i64][..]), false, true)?.f_clamp_min(1e-6)?;
+    Ok((mean, std))
 }
 
 pub struct Finetune {
@@ -61,21 +104,14 @@ impl Component for Finetune {
     }
 }
 
-fn test_accuracy(
-    model: &HostModel<'_>,
-    head: &(Tensor, Tensor),
-    test: &HostData<'_>,
-    limit: u64,
-    ctx: &StepCtx,
-) -> Result<f64> {
+fn test_accuracy(model: &HostModel<'_>, head: &Head, test: &HostData<'_>, limit: u64, ctx: &StepCtx) -> Result<f64> {
     let _guard = tch::no_grad_guard();
     model.set_train(false)?;
     let n = test.info()?.num_samples.min(if limit == 0 { u64::MAX } else { limit });
     let (mut correct, mut seen) = (0.0, 0.0);
     for idx in index_batches(n, 128) {
         let batch = test.get_batch(&idx, ctx)?;
-        let f = model.forward(&batch, ctx)?.require("features")?.to_kind(Kind::Float);
-        let logits = f.f_matmul(&head.0)?.f_add(&head.1)?;
+        let logits = head.logits(model.forward(&batch, ctx)?.require("features")?, 0.0, false)?;
         correct += accuracy(&logits, batch.require("label")?)? * idx.len() as f64;
         seen += idx.len() as f64;
     }
@@ -117,7 +153,11 @@ impl Evaluator for Finetune {
         )?;
         let schedule = ScheduleConfig { decay: Decay::Linear, warmup_ratio: cfg.warmup_ratio, ..Default::default() };
         let n = train.info()?.num_samples;
-        let head = (w, b);
+        let standardize = match cfg.standardize_features {
+            true => Some(feature_stats(model, train, ctx)?),
+            false => None,
+        };
+        let head = Head { weight: w, bias: b, standardize };
         let mut order: Vec<u64> = (0..n).collect();
         let (mut epoch, mut pos) = (0u64, usize::MAX);
         let started = Instant::now();
@@ -139,9 +179,8 @@ impl Evaluator for Finetune {
             let step_ctx = StepCtx { step, epoch, train: true, ..*ctx };
             tch::manual_seed(pt_sdk::rng::derive_seed(ctx.seed, &[0x46494E45, step]) as i64);
             let batch = train.get_batch(idx, &step_ctx)?;
-            let f = model.forward(&batch, &step_ctx)?.require("features")?.to_kind(Kind::Float);
-            let f = f.f_dropout(cfg.head_dropout, true)?;
-            let logits = f.f_matmul(&head.0)?.f_add(&head.1)?;
+            let features = model.forward(&batch, &step_ctx)?;
+            let logits = head.logits(features.require("features")?, cfg.head_dropout, true)?;
             let loss = logits.f_cross_entropy_loss::<Tensor>(
                 batch.require("label")?,
                 None,
