@@ -163,6 +163,23 @@ fn electra_shares_embeddings_resumes_exactly_and_transfers_its_discriminator() {
         serde_json::from_str(&std::fs::read_to_string(run.join("transfer-task/transfer.json")).unwrap()).unwrap();
     let acc = |arm: &str| report["comparisons"][0][arm]["metrics"]["accuracy"].as_f64();
     assert!(acc("pretrained").is_some_and(|a| a > 1.0 / 12.0) && acc("random_init").is_some(), "{out}");
+    assert_eq!(report["role"], "discriminator");
+
+    // Sharing nothing: the towers' embeddings go their own ways.
+    let apart = tmp.path().join("apart");
+    pt.ok(&[
+        "train",
+        "--recipe",
+        &s(&recipe),
+        "--run-dir",
+        &s(&apart),
+        "--quiet",
+        "--set",
+        "objective.shared_prefixes=[]",
+    ]);
+    let weights = f32_tensors(&apart, 4, "model.safetensors");
+    let word = "bert.embeddings.word_embeddings.weight";
+    assert_ne!(weights[&format!("generator.{word}")], weights[&format!("discriminator.{word}")]);
 
     // Towers too different to share embeddings: a clear error before any step.
     let err = pt.fails(&[

@@ -109,6 +109,9 @@ pub struct TransferReport {
     pub task: String,
     /// The evaluation seeds, the run's seed first.
     pub seeds: Vec<u64>,
+    /// The architecture evaluated, in a run with several (`--role`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
     pub comparisons: Vec<Comparison>,
     pub files: Vec<PathBuf>,
 }
@@ -216,6 +219,7 @@ pub fn run(
         checkpoint_step: ckpt.manifest.step,
         task: task_name.to_string(),
         seeds,
+        role: opts.role.clone(),
         comparisons,
         files: Vec::new(),
     };

@@ -150,8 +150,9 @@ pub fn markdown(report: &TransferReport, files: &[PathBuf]) -> String {
         true => "against the same architecture at random initialisation",
         false => "alone (no random-initialisation baseline)",
     };
+    let role = report.role.as_ref().map(|r| format!(", its {r} architecture,")).unwrap_or_default();
     let mut s = format!(
-        "# Transfer: {}\n\nCheckpoint `{}` (step {}) {against}",
+        "# Transfer: {}\n\nCheckpoint `{}` (step {}){role} {against}",
         report.task,
         report.checkpoint.display(),
         report.checkpoint_step

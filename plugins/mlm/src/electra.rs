@@ -40,6 +40,10 @@ pub struct ElectraConfig {
     /// std of the head's normal initialisation (BERT's initializer_range)
     #[config(default = 0.02, above = 0.0)]
     pub initializer_range: f64,
+    /// parameter-name prefixes the generator shares with the discriminator (ELECTRA: the
+    /// embeddings; [] shares nothing; [""] every parameter, for towers of one size)
+    #[config(default = vec!["bert.embeddings.".to_string()])]
+    pub shared_prefixes: Vec<String>,
     /// id of [MASK] (4 when neither the recipe nor the dataset sets it)
     #[config(input, optional)]
     pub mask_token_id: Option<i64>,
@@ -167,10 +171,12 @@ impl Objective for Electra {
             // Masks come from each sample's counter stream: drawn on the loader thread.
             prepare_on_host: true,
             stages: vec![vec!["generator".into()], vec!["discriminator".into()]],
-            ties: vec![Tie {
-                alias: "generator.bert.embeddings.".into(),
-                owner: "discriminator.bert.embeddings.".into(),
-            }],
+            ties: self
+                .cfg
+                .shared_prefixes
+                .iter()
+                .map(|p| Tie { alias: format!("generator.{p}"), owner: format!("discriminator.{p}") })
+                .collect(),
             ..Default::default()
         }
     }
