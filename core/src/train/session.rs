@@ -189,7 +189,10 @@ impl Session {
     /// seed of `pt transfer --seeds`).
     pub fn new_model_seeded(&self, seed: u64) -> Result<Model> {
         let ctx = CreateCtx { seed, ..self.ctx.clone() };
-        let model = Model::create(&self.plan.model_parts(&self.arch_configs), &ctx)?;
+        let mut parts = self.plan.model_parts(&self.arch_configs);
+        // Only the lent role's architecture is built: the others would be dropped unused.
+        parts.retain(|(role, ..)| self.lent_role.is_none() || *role == self.lent_role);
+        let model = Model::create(&parts, &ctx)?;
         model.apply_memory_format(self.plan.recipe.run.memory_format)?;
         match &self.lent_role {
             Some(role) => model.into_role(role),

@@ -11,10 +11,9 @@
 //! (`discriminator_predictions.dense`, `discriminator_predictions.dense_prediction`).
 
 use crate::masking::{Masking, MaskingConfig};
-use crate::objective::{mask_batch, to_cpu_vec};
+use crate::objective::mask_by_sample;
 use pt_kit::params::{Created, Params};
 use pt_sdk::prelude::*;
-use pt_sdk::rng::CounterRng;
 use pt_sdk::Tie;
 use serde::{Deserialize, Serialize};
 use tch::Reduction;
@@ -123,14 +122,18 @@ pub fn corrupt(original: &Tensor, positions: &Tensor, sampled: &Tensor) -> Resul
     Ok((ids, replaced.f_view_as(original)?))
 }
 
-/// The discriminator's loss: binary cross-entropy of `logits` [B, L] against `replaced`
-/// [B, L], averaged over real tokens (`real` [B, L] of 0/1; None: all). → scalar
-pub fn discriminator_loss(logits: &Tensor, replaced: &Tensor, real: Option<&Tensor>) -> Result<Tensor> {
-    let weights = match real {
+/// 1.0 at real (unpadded) tokens: `real` [B, L] of 0/1 as floats, or all ones like `like`.
+fn real_weights(real: Option<&Tensor>, like: &Tensor) -> Result<Tensor> {
+    Ok(match real {
         Some(r) => r.f_to_kind(Kind::Float)?,
-        None => logits.f_ones_like()?.f_to_kind(Kind::Float)?,
-    };
-    let sum = logits.f_binary_cross_entropy_with_logits(replaced, Some(&weights), None::<&Tensor>, Reduction::Sum)?;
+        None => like.f_ones_like()?.f_to_kind(Kind::Float)?,
+    })
+}
+
+/// The discriminator's loss: binary cross-entropy of `logits` [B, L] against `replaced`
+/// [B, L], averaged over the tokens `weights` [B, L] marks (see [`real_weights`]). → scalar
+pub fn discriminator_loss(logits: &Tensor, replaced: &Tensor, weights: &Tensor) -> Result<Tensor> {
+    let sum = logits.f_binary_cross_entropy_with_logits(replaced, Some(weights), None::<&Tensor>, Reduction::Sum)?;
     Ok(sum.f_div(&weights.f_sum(Kind::Float)?.f_clamp_min(1.0)?)?)
 }
 
@@ -188,12 +191,9 @@ impl Objective for Electra {
     /// The generator's input: the batch masked per sample from the stream (seed, STREAM_ELECTRA,
     /// epoch, `sample_index`); the original ids are kept for the discriminator.
     fn prepare(&self, batch: Tensors, ctx: &StepCtx) -> Result<Tensors> {
-        let index = to_cpu_vec(batch.require("sample_index")?)?;
         let original = batch.require("input_ids")?.shallow_clone();
         let token_types = batch.get("token_type_ids").map(Tensor::shallow_clone);
-        let masked = mask_batch(&self.masking, batch, |row| {
-            CounterRng::new(ctx.seed, &[STREAM_ELECTRA, ctx.epoch, index.get(row).copied().unwrap_or(0) as u64])
-        })?;
+        let masked = mask_by_sample(&self.masking, batch, ctx, STREAM_ELECTRA, "electra")?;
         let positions = masked.require("mlm_positions")?;
         let mut out = Tensors::new()
             .with("generator/input_ids", masked.require("input_ids")?.shallow_clone())
@@ -231,13 +231,9 @@ impl Objective for Electra {
         let hidden = outputs.require("discriminator/hidden_states")?; // [B, L, H]
         let logits = self.head(hidden)?; // [B, L]
         let replaced = batch.require("replaced")?; // [B, L]
-        let real = batch.get("discriminator/attention_mask");
-        let disc_loss = discriminator_loss(&logits, replaced, real)?;
+        let weights = real_weights(batch.get("discriminator/attention_mask"), replaced)?;
+        let disc_loss = discriminator_loss(&logits, replaced, &weights)?;
         let loss = generator_loss.f_add(&disc_loss.f_mul_scalar(self.cfg.discriminator_weight)?)?;
-        let weights = match real {
-            Some(r) => r.f_to_kind(Kind::Float)?,
-            None => replaced.f_ones_like()?,
-        };
         let count = weights.f_sum(Kind::Float)?.f_clamp_min(1.0)?;
         let share = |t: &Tensor| -> Result<Tensor> { Ok(t.f_mul(&weights)?.f_sum(Kind::Float)?.f_div(&count)?) };
         let correct =
@@ -281,7 +277,8 @@ mod tests {
             -(sig(-2.0).ln()),         // replaced, logit -2
         ]; // the sixth token is padding
         let expected = terms.iter().sum::<f64>() / 5.0;
-        let got = discriminator_loss(&logits, &replaced, Some(&real)).unwrap().double_value(&[]);
+        let weights = real_weights(Some(&real), &logits).unwrap();
+        let got = discriminator_loss(&logits, &replaced, &weights).unwrap().double_value(&[]);
         assert!((got - expected).abs() < 1e-6, "{got} vs {expected}");
     }
 

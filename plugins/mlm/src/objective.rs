@@ -58,6 +58,23 @@ pub(crate) fn mask_batch(
     Ok(batch)
 }
 
+/// [`mask_batch`] with sample i's mask from the stream (seed, `stream`, epoch, `sample_index[i]`):
+/// re-drawn every epoch and independent of batching. Needs `sample_index` [B] (the host's).
+pub(crate) fn mask_by_sample(
+    masking: &Masking,
+    batch: Tensors,
+    ctx: &StepCtx,
+    stream: u64,
+    who: &str,
+) -> Result<Tensors> {
+    let index = to_cpu_vec(batch.require("sample_index")?)?;
+    let rows = batch.require("input_ids")?.size().first().copied().unwrap_or(0);
+    if index.len() as i64 != rows {
+        return Err(PtError::shape(format!("{who}: sample_index has {} entries for {rows} samples", index.len())));
+    }
+    mask_batch(masking, batch, |row| CounterRng::new(ctx.seed, &[stream, ctx.epoch, index[row] as u64]))
+}
+
 impl Objective for Mlm {
     fn info(&self) -> ObjectiveInfo {
         ObjectiveInfo {
@@ -74,12 +91,7 @@ impl Objective for Mlm {
     /// Needs `sample_index` [B] (added by the host): sample i's mask comes from the stream
     /// (seed, STREAM_MLM, epoch, i), so it is re-drawn every epoch and independent of batching.
     fn prepare(&self, batch: Tensors, ctx: &StepCtx) -> Result<Tensors> {
-        let index = to_cpu_vec(batch.require("sample_index")?)?;
-        let rows = batch.require("input_ids")?.size().first().copied().unwrap_or(0);
-        if index.len() as i64 != rows {
-            return Err(PtError::shape(format!("mlm: sample_index has {} entries for {rows} samples", index.len())));
-        }
-        mask_batch(&self.masking, batch, |row| CounterRng::new(ctx.seed, &[STREAM_MLM, ctx.epoch, index[row] as u64]))
+        mask_by_sample(&self.masking, batch, ctx, STREAM_MLM, "mlm")
     }
 
     fn loss(&self, batch: &Tensors, outputs: &Tensors, _ctx: &StepCtx) -> Result<LossOutput> {
