@@ -58,11 +58,51 @@ m, info = BertForMaskedLM.from_pretrained(sys.argv[1], output_loading_info=True)
 t = AutoTokenizer.from_pretrained(sys.argv[1])\n\
 x = t('and god said let there be light', return_tensors='pt')\n\
 y = m(**x).logits\n\
-print(len(info['missing_keys']), bool(torch.isfinite(y).all()), y.shape[-1])\n\
+print(len(info['missing_keys']), len(info['unexpected_keys']), bool(torch.isfinite(y).all()), y.shape[-1])\n\
 m.save_pretrained(sys.argv[2])",
         &[hf.to_str().unwrap(), dir.path().join("hf2").to_str().unwrap()],
     );
-    assert_eq!(report.trim(), "0 True 500", "no missing keys, finite logits over the 500-token vocab");
+    assert_eq!(report.trim(), "0 0 True 500", "no missing or unused keys, finite logits over the 500-token vocab");
+
+    // Issue 24: `pt embed` at each layer's [CLS] state equals transformers' hidden_states.
+    let lines = write_file(
+        dir.path(),
+        "s.jsonl",
+        "{\"text\": \"and god said let there be light\"}\n{\"text\": \"in the beginning\"}\n",
+    );
+    let emb = dir.path().join("emb.safetensors");
+    let files = format!("files=[\"{}\"]", lines.display());
+    pt.ok(&[
+        "embed",
+        run.to_str().unwrap(),
+        "-o",
+        emb.to_str().unwrap(),
+        "--data",
+        "jsonl",
+        "--set",
+        &files,
+        "--set",
+        "tokenizer={run}/assets/tokenizer.json",
+        "--set",
+        "block_size=16",
+        "--layer",
+        "embeddings",
+        "--layer",
+        "layer1",
+        "--layer",
+        "layer2",
+    ]);
+    let diff = py(
+        "import sys, torch; from transformers import BertModel, AutoTokenizer; from safetensors.torch import load_file\n\
+m = BertModel.from_pretrained(sys.argv[1]).eval(); t = AutoTokenizer.from_pretrained(sys.argv[1])\n\
+x = t(['and god said let there be light', 'in the beginning'], padding=True, return_tensors='pt')\n\
+hs = m(**x, output_hidden_states=True).hidden_states\n\
+e = load_file(sys.argv[2])\n\
+print(max((e['features.' + n] - hs[k][:, 0]).abs().max().item() for k, n in enumerate(['embeddings', 'layer1', 'layer2'])))",
+        &[hf.to_str().unwrap(), emb.to_str().unwrap()],
+    );
+    let diff: f64 = diff.trim().parse().unwrap();
+    assert!(diff < 1e-4, "pt's per-layer [CLS] states differ from transformers' by {diff}");
     // And back: weights saved by transformers import with --init-from.
     let run2 = dir.path().join("run2");
     let out = pt.run(&[

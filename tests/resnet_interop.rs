@@ -87,6 +87,31 @@ moved = bool((state["bn1.running_mean"] != 0).any()) and int(state["bn1.num_batc
 print(f"{acc:.6f} {moved}")
 "#;
 
+/// Max |difference| between `pt embed`'s taps and torchvision's resnet18 with the same weights:
+/// each stage's output (the stem after max-pool) averaged over space, for the samples embedded.
+const TORCHVISION_TAPS: &str = r#"
+import sys, numpy as np, torch, torchvision
+from safetensors.torch import load_file
+torch.set_num_threads(1)
+model = torchvision.models.resnet18(weights=None, num_classes=10)
+model.load_state_dict(load_file(sys.argv[1]), strict=True)
+model.eval()
+emb = load_file(sys.argv[2])
+rows = np.loadtxt(sys.argv[3], delimiter=",")[emb["sample_index"].numpy()]
+x = torch.tensor((rows[:, :64] / 16.0 - float(sys.argv[4])) / float(sys.argv[5]), dtype=torch.float32)
+x = x.view(-1, 1, 8, 8).expand(-1, 3, -1, -1)
+seen = {}
+hook = lambda name: (lambda m, i, o: seen.__setitem__(name, o.mean(dim=(2, 3))))
+model.maxpool.register_forward_hook(hook("stem"))
+for k in (1, 2, 3, 4):
+    getattr(model, f"layer{k}").register_forward_hook(hook(f"layer{k}"))
+with torch.no_grad():
+    model(x)
+diff = max((emb[f"features.{n}"] - seen[n]).abs().max().item() for n in ("stem", "layer2", "layer4"))
+labels = bool((emb["label"] == torch.tensor(rows[:, 64], dtype=torch.int64)).all())
+print(f"{diff:.3e} {labels}")
+"#;
+
 #[test]
 fn resnet18_learns_digits_and_its_checkpoint_loads_strictly_in_torchvision() {
     let data = data_dir("images");
@@ -120,6 +145,32 @@ fn resnet18_learns_digits_and_its_checkpoint_loads_strictly_in_torchvision() {
         (tv_accuracy - accuracy).abs() <= 2.0 / 1797.0,
         "torchvision with pt's weights gets {tv_accuracy}, pt got {accuracy} on the same 1797 images"
     );
+
+    // Issue 24: `pt embed` at feature taps, against torchvision's forward with these weights.
+    let emb = dir.path().join("emb/digits.safetensors");
+    let mut args = vec!["embed", s(&run), "-o", s(&emb), "--data", "pixel_csv", "--limit", "70", "--batch-size", "32"];
+    let (path, mean, std) = (format!("path={}", s(&csv)), format!("mean=[{MEAN}]"), format!("std=[{STD}]"));
+    args.extend(["--set", &path, "--set", "split=all", "--set", &mean, "--set", &std]);
+    args.extend(["--layer", "stem", "--layer", "layer2", "--layer", "layer4", "--layer", "features"]);
+    let out = pt.ok(&args);
+    assert!(out.contains("features.layer2") && out.contains("[70, 128]") && out.contains("(10 classes)"), "{out}");
+    let arrays = read_safetensors(&emb);
+    assert_eq!(arrays["features.layer4"].f32s(), arrays["features"].f32s(), "layer4 pooled is `features`");
+    assert_eq!(arrays["sample_index"].shape, [70]);
+    let out = py(TORCHVISION_TAPS, &[s(&weights), s(&emb), s(&csv), &MEAN.to_string(), &STD.to_string()]);
+    let mut parts = out.split_whitespace();
+    let diff: f64 = parts.next().unwrap().parse().unwrap();
+    assert!(diff < 1e-4, "pt's taps differ from torchvision's by {diff}");
+    assert_eq!(parts.next(), Some("True"), "labels follow sample_index");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("emb/digits.safetensors.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["step"], 60);
+    assert_eq!(summary["arrays"][1]["dim"], 128);
+    let err = pt.fails(&["embed", s(&run), "-o", s(&emb), "--layer", "layer5"]);
+    assert!(err.contains("--layer layer5") && err.contains("taps: stem, layer1, layer2, layer3, layer4"), "{err}");
+    let err = pt.fails(&["embed", s(&run), "-o", "feats.pt"]);
+    assert!(err.contains(".safetensors or .npz"), "{err}");
 }
 
 #[test]

@@ -79,6 +79,8 @@ lr = 0.1
 [[eval]]
 name = "knn"
 k = 20
+every = 3
+layer = ["layer2", "layer4"]
 splits.train = {{ {digits}, split = "train" }}
 splits.test = {{ {digits}, split = "test" }}
 
@@ -101,6 +103,13 @@ splits.test = {{ {digits}, split = "test" }}
     assert_eq!(nt_xent.len(), 6);
     assert!(nt_xent.iter().all(|v| v.is_finite() && *v > 0.0), "{nt_xent:?}");
     assert!(rows.iter().any(|r| value(r, "probe_accuracy").is_some()), "the online probe reports");
+    // Issue 24: the kNN monitor runs every 3 steps on its own (`[run] eval_every` is unset), at
+    // two taps, and its curve is drawn beside the loss.
+    let monitored: Vec<f64> =
+        rows.iter().filter(|r| value(r, "knn/accuracy@layer2").is_some()).map(|r| r.step as f64).collect();
+    assert_eq!(monitored, [3.0, 6.0], "a kNN monitor at steps 3 and 6 (the end)");
+    assert!(rows.iter().any(|r| value(r, "knn/accuracy@layer4").is_some()));
+    assert!(run.join("monitor.png").is_file(), "monitor.png beside loss.png");
     let s = summary(&run);
     for eval in ["knn", "linear_probe"] {
         let acc = s["evals"][eval]["metrics"]["accuracy"].as_f64().unwrap();

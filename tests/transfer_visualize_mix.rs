@@ -127,6 +127,49 @@ fn transfer_compares_the_checkpoint_with_random_init_and_visualize_draws_feature
     let err = pt.fails(&["transfer", run.to_str().unwrap(), "--task", probe.to_str().unwrap(), "--seeds", "0"]);
     assert!(err.contains("--seeds 0 must be 1 to 100"), "{err}");
 
+    // Issue 24: a probe at several feature taps, one row per layer; the last stage's is the
+    // plain probe's (the same features, the same seed).
+    let layers = dir.path().join("layers");
+    let probe_s = probe.to_str().unwrap();
+    let at = ["transfer", run.to_str().unwrap(), "--task", probe_s, "--no-baseline", "--out", layers.to_str().unwrap()];
+    let out = pt.ok(&[&at[..], &["--set", r#"eval.0.layer=["stem", "layer4"]"#]].concat());
+    assert!(out.contains("linear_probe @ stem") && out.contains("linear_probe @ layer4"), "{out}");
+    let by_layer: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(layers.join("transfer.json")).unwrap()).unwrap();
+    let metrics = &by_layer["comparisons"][0]["pretrained"];
+    assert_eq!(metrics["layers"], serde_json::json!(["stem", "layer4"]));
+    let plain = report["comparisons"][0]["pretrained_by_seed"][0]["metrics"]["accuracy"].as_f64().unwrap();
+    assert_eq!(metrics["metrics"]["accuracy@layer4"].as_f64(), Some(plain), "{metrics}");
+    assert!(metrics["metrics"]["feature_dim@stem"].as_f64() == Some(16.0), "{metrics}");
+    let err = pt.fails(&[&at[..], &["--set", "eval.0.layer=layer9"]].concat());
+    assert!(err.contains("layer 'layer9' is not a tap") && err.contains("its taps: stem, layer1"), "{err}");
+    let task_s = task.to_str().unwrap();
+    let err =
+        pt.fails(&["transfer", run.to_str().unwrap(), "--task", task_s, "--set", r#"eval.0.layer=["stem", "layer1"]"#]);
+    assert!(err.contains("finetune reads one tap"), "{err}");
+    // Fine-tuning from a middle tap: the head reads layer2's 32 channels.
+    let tap_task = format!(
+        "[[eval]]\nname = \"finetune\"\nlayer = \"layer2\"\nsteps = 10\neval_every = 10\nmax_test_samples = 200\nsplits.train = {}\nsplits.test = {}\n",
+        digits("train", ""),
+        digits("test", "")
+    );
+    let tap_task = write_file(dir.path(), "tap.toml", &tap_task);
+    let tap_out = dir.path().join("tap");
+    pt.ok(&[
+        "transfer",
+        run.to_str().unwrap(),
+        "--task",
+        tap_task.to_str().unwrap(),
+        "--no-baseline",
+        "--out",
+        tap_out.to_str().unwrap(),
+    ]);
+    let tap: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tap_out.join("transfer.json")).unwrap()).unwrap();
+    let metrics = &tap["comparisons"][0]["pretrained"]["metrics"];
+    assert_eq!(metrics["feature_dim"].as_f64(), Some(32.0), "the head reads layer2's channels: {metrics}");
+    assert!(metrics["accuracy"].as_f64().unwrap() > 0.15, "10 steps from layer2 beat chance (10 %): {metrics}");
+
     let out = pt.ok(&["visualize", run.to_str().unwrap(), "--samples", "300"]);
     assert!(out.contains("pca-pretrained.png"), "{out}");
     for png in ["pca-pretrained.png", "pca-random_init.png", "tsne-pretrained.png", "tsne-random_init.png"] {

@@ -149,6 +149,39 @@ print("ok")
 "#;
     let out = Command::new(python()).arg("-c").arg(script).arg(&ckpt).arg(&exported).output().unwrap();
     assert!(out.status.success(), "transformers failed:\n{}", String::from_utf8_lossy(&out.stderr));
+
+    // Issue 24: feature taps of wav2vec2 through `pt embed`: the last layer's mean over real
+    // frames is `features`; the conv tap has the feature encoder's width.
+    let listed = pt.ok(&["embed", s(&a), "--list-layers"]);
+    let last = listed.lines().filter_map(|l| l.split_whitespace().next()).filter(|n| n.starts_with("layer")).last();
+    let last = last.unwrap_or_else(|| panic!("no layer taps listed: {listed}")).to_string();
+    assert!(listed.contains("conv "), "{listed}");
+    let emb = tmp.path().join("emb.npz");
+    pt.ok(&[
+        "embed",
+        s(&a),
+        "-o",
+        s(&emb),
+        "--limit",
+        "6",
+        "--batch-size",
+        "4",
+        "--layer",
+        "conv",
+        "--layer",
+        &last,
+        "--layer",
+        "features",
+    ]);
+    let check = format!(
+        "import numpy as np; e = np.load('{}'); print(e['features.conv'].shape, np.abs(e['features.{last}'] - e['features']).max())",
+        emb.display()
+    );
+    let out = Command::new(python()).arg("-c").arg(&check).output().unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let diff: f64 = printed.split_whitespace().last().unwrap().parse().unwrap();
+    assert!(printed.starts_with("(6, ") && diff < 1e-6, "{printed}");
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod data_cmd;
 mod data_inspect;
 mod data_inspect_recipe;
 mod doctor;
+mod embed_cmd;
 mod export_cmd;
 mod launch_cmd;
 mod logging;
@@ -56,6 +57,8 @@ enum Command {
     Tokenizer(tokenizer_cmd::TokenizerCommand),
     /// Export a checkpoint's model as a Hugging Face directory (config.json, model.safetensors, tokenizer).
     Export(export_cmd::Args),
+    /// A checkpoint's feature vectors for a dataset, at any layer: `pt embed RUN -o feats.safetensors`.
+    Embed(embed_cmd::Args),
     /// Does pretraining help? A checkpoint against random init on a downstream task, with curves.
     Transfer(transfer_cmd::Args),
     /// Pictures of what an encoder learned: PCA of features by class, first-layer filters.
@@ -80,6 +83,7 @@ fn main() {
         Command::Recipes(a) => recipes::run(a),
         Command::Tokenizer(c) => tokenizer_cmd::run(c),
         Command::Export(a) => export_cmd::run(a),
+        Command::Embed(a) => embed_cmd::run(a),
         Command::Transfer(a) => transfer_cmd::run(a),
         Command::Visualize(a) => visualize_cmd::run(a),
     };

@@ -25,6 +25,72 @@ impl Progress {
     }
 }
 
+/// Progress through a known number of items: a bar with ETA on a terminal, else a line at
+/// every tenth once the work has taken two seconds.
+pub struct Counter {
+    what: &'static str,
+    bar: Option<ProgressBar>,
+    tenths: u64,
+    started: std::time::Instant,
+}
+
+impl Counter {
+    pub fn new(what: &'static str) -> Self {
+        Counter { what, bar: None, tenths: 0, started: std::time::Instant::now() }
+    }
+
+    pub fn set(&mut self, done: u64, all: u64) {
+        if std::io::stderr().is_terminal() {
+            let what = self.what;
+            let bar = self.bar.get_or_insert_with(|| {
+                let style =
+                    ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}]")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar());
+                ProgressBar::new(all).with_style(style).with_message(what)
+            });
+            bar.set_position(done);
+            return;
+        }
+        let tenths = done * 10 / all.max(1);
+        let secs = self.started.elapsed().as_secs_f64();
+        if tenths > self.tenths && secs >= 2.0 {
+            self.tenths = tenths;
+            let eta = secs * (all.saturating_sub(done)) as f64 / done.max(1) as f64;
+            errln!("{} {done}/{all} ({:.0} s, ~{eta:.0} s left)", self.what, secs);
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// An evaluation's metrics as a reader takes them: accuracies in %, per layer in the report's
+/// layer order, whole counts without decimals, seconds to a tenth.
+pub fn eval_parts(report: &EvalReport) -> Vec<String> {
+    let show = |k: &str, v: f64| -> String {
+        if k.split('@').next().is_some_and(|m| m.ends_with("accuracy")) {
+            format!("{k} {:.1}%", v * 100.0)
+        } else if k.ends_with("seconds") {
+            format!("{k} {v:.1}")
+        } else if v.fract() == 0.0 && v.abs() < 1e9 {
+            format!("{k} {v:.0}")
+        } else {
+            format!("{k} {v:.4}")
+        }
+    };
+    let per_layer = |k: &str| k.contains('@');
+    let mut parts: Vec<String> =
+        report.metrics.iter().filter(|(k, _)| !per_layer(k)).map(|(k, v)| show(k, *v)).collect();
+    for layer in &report.layers {
+        let suffix = format!("@{layer}");
+        parts.extend(report.metrics.iter().filter(|(k, _)| k.ends_with(&suffix)).map(|(k, v)| show(k, *v)));
+    }
+    parts
+}
+
 fn fmt_metrics(m: &BTreeMap<String, f64>) -> String {
     metric_parts(m).join("  ")
 }
@@ -137,8 +203,7 @@ impl Observer for Progress {
     }
 
     fn on_eval(&mut self, step: u64, name: &str, report: &EvalReport) {
-        let m: Vec<String> = report.metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
-        self.line(&format!("eval {name} @ step {step}: {}", m.join("  ")));
+        self.line(&format!("eval {name} @ step {step}: {}", eval_parts(report).join("  ")));
     }
 
     fn on_checkpoint(&mut self, step: u64, dir: &Path) {
@@ -184,5 +249,25 @@ mod tests {
         assert_eq!(fitted, "loss 5.8014  lr 2.00e-3  gnorm 0.4312");
         assert!(fit_metrics(&m, 58).ends_with("tok/s 7466"), "{}", fit_metrics(&m, 58));
         assert_eq!(fit_metrics(&m, 200), full);
+    }
+
+    #[test]
+    fn an_evaluation_reads_in_percent_and_layer_order() {
+        let mut report = EvalReport::default();
+        for (k, v) in [
+            ("accuracy", 0.687),
+            ("accuracy@layer3", 0.687),
+            ("accuracy@layer10", 0.48),
+            ("best_layer", 1.0),
+            ("k", 20.0),
+            ("seconds", 0.8197),
+        ] {
+            report.metrics.insert(k.into(), v);
+        }
+        report.layers = vec!["layer3".into(), "layer10".into()];
+        assert_eq!(
+            eval_parts(&report).join("  "),
+            "accuracy 68.7%  best_layer 1  k 20  seconds 0.8  accuracy@layer3 68.7%  accuracy@layer10 48.0%"
+        );
     }
 }

@@ -280,8 +280,7 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<()> {
         summary.last_loss.map(|l| format!("{l:.4}")).unwrap_or("-".into())
     );
     for (name, r) in &summary.evals {
-        let m: Vec<String> = r.metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
-        outln!("eval {name}: {}", m.join("  "));
+        outln!("eval {name}: {}", crate::progress::eval_parts(r).join("  "));
     }
     if let Some(c) = &summary.checkpoint {
         outln!("checkpoint: {}", c.display());

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 pub const BUILT_IN: &[(&str, &str)] = &[
     ("fashion-mnist", include_str!("../../recipes/tasks/fashion-mnist.toml")),
     ("mnist", include_str!("../../recipes/tasks/mnist.toml")),
+    ("mnist-layers", include_str!("../../recipes/tasks/mnist-layers.toml")),
     ("fortunes", include_str!("../../recipes/tasks/fortunes.toml")),
     ("debian-sections", include_str!("../../recipes/tasks/debian-sections.toml")),
     ("wordnet-pos", include_str!("../../recipes/tasks/wordnet-pos.toml")),
@@ -21,7 +22,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
 pub struct Args {
     /// A pt run directory (its latest valid checkpoint) or a checkpoint directory.
     from: PathBuf,
-    /// A task file of [[eval]] entries, or a built-in task: fashion-mnist, mnist, fortunes,
+    /// A task file of [[eval]] entries, or a built-in task: fashion-mnist, mnist, mnist-layers, fortunes,
     /// debian-sections, wordnet-pos, spoken-digits, emoji-zero-shot.
     #[arg(long)]
     task: String,
@@ -46,21 +47,24 @@ pub struct Args {
     role: Option<String>,
 }
 
+/// A task's text and name: a built-in task or a task file.
+pub fn task_text(task: &str) -> anyhow::Result<(String, String)> {
+    if let Some((n, t)) = BUILT_IN.iter().find(|(n, _)| *n == task) {
+        return Ok((t.to_string(), n.to_string()));
+    }
+    let path = PathBuf::from(task);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading task {} (built-in tasks: {})",
+            path.display(),
+            BUILT_IN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    Ok((text, path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()))
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let (text, name) = match BUILT_IN.iter().find(|(n, _)| *n == args.task) {
-        Some((n, t)) => (t.to_string(), n.to_string()),
-        None => {
-            let path = PathBuf::from(&args.task);
-            let text = std::fs::read_to_string(&path).with_context(|| {
-                format!(
-                    "reading task {} (built-in tasks: {})",
-                    path.display(),
-                    BUILT_IN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
-                )
-            })?;
-            (text, path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
-        }
-    };
+    let (text, name) = task_text(&args.task)?;
     let task = Recipe::parse_evals(&text, &args.task, &args.set)?;
     let (run_dir, ckpt) = pt_core::transfer::locate(&args.from)?;
     let out = args.out.unwrap_or_else(|| run_dir.join(format!("transfer-{name}")));

@@ -5,6 +5,7 @@
 
 use pt_kit::params::{Created, Linear, Params};
 use pt_sdk::prelude::*;
+use pt_sdk::taps::{tap_output, wants_tap};
 use serde::{Deserialize, Serialize};
 
 /// The `[arch]` keys (`pt plugin info __name__`).
@@ -63,6 +64,8 @@ impl Architecture for __Name__ {
             train_flops_per_sample: Some(6.0 * macs as f64),
             layer_prefixes: (0..c.layers).map(|i| format!("layers.{i}.")).collect(),
             config: pt_sdk::serde_json::to_value(c).unwrap_or_default(),
+            // Every hidden layer can be read (`layer = "layer1"` in probes, `pt embed --layer`).
+            taps: (1..=c.layers).map(|k| FeatureTap::new(format!("layer{k}"), c.hidden, "hidden layer output")).collect(),
             ..Default::default()
         }
     }
@@ -74,7 +77,8 @@ impl Architecture for __Name__ {
 
     fn set_train(&mut self, _train: bool) {}
 
-    /// [B, ...] → `features` [B, hidden].
+    /// [B, ...] → `features` [B, hidden]; with `features.layerK` among the inputs, that
+    /// hidden layer's output too.
     fn forward(&self, inputs: &Tensors, _ctx: &StepCtx) -> Result<Tensors> {
         let x = inputs.require(&self.config.field)?;
         let mut h = x.f_flatten(1, -1)?.f_to_kind(Kind::Float)?;
@@ -88,10 +92,16 @@ impl Architecture for __Name__ {
                 h.size()[1]
             );
         }
-        for layer in &self.layers {
+        let mut out = Tensors::new();
+        for (k, layer) in self.layers.iter().enumerate() {
             h = layer.forward(&h)?.f_gelu("none")?;
+            let tap = format!("layer{}", k + 1);
+            if wants_tap(inputs, &tap) {
+                out.insert(tap_output(&tap), h.shallow_clone());
+            }
         }
-        Ok(Tensors::new().with("features", h))
+        out.insert("features", h);
+        Ok(out)
     }
 }
 
@@ -111,6 +121,8 @@ mod tests {
         let inputs = Tensors::new().with("image", Tensor::ones([2, 1, 2, 2], (Kind::Float, Device::Cpu)));
         let features = arch.forward(&inputs, &StepCtx::default()).unwrap().remove("features").unwrap();
         assert_eq!(features.size(), [2, 3]);
+        let asked = inputs.share().with("features.layer1", Tensor::from(1i64));
+        assert_eq!(arch.forward(&asked, &StepCtx::default()).unwrap().require("features.layer1").unwrap().size(), [2, 3]);
         features.sum(Kind::Float).backward();
         for (name, p) in arch.parameters() {
             assert!(p.grad().defined(), "{name} got no gradient");

@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod components;
 pub mod config;
 pub mod dist;
+pub mod embed;
 pub mod error;
 pub mod model;
 pub mod pinned;

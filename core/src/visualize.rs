@@ -207,7 +207,8 @@ fn attention_map(arch: &mut Model, session: &Session, ctx: &StepCtx, path: &Path
     let vocab = token_names(&session.run_dir().join("assets/tokenizer.json"));
     let names: Vec<String> = ids.iter().map(|id| vocab.get(id).cloned().unwrap_or_else(|| id.to_string())).collect();
     let title = format!("last layer's attention, mean over heads (x1000), {label}");
-    pt_report::plot_heatmap(path, &rows, &names, &title, ("attends to", "token"))
+    // One scale (0 to probability 1) for the pretrained and random-init pictures.
+    pt_report::plot_heatmap(path, &rows, &names, &title, ("attends to", "token"), Some(1000))
         .map_err(|e| Error::Training(format!("{}: {e}", path.display())))
 }
 

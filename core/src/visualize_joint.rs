@@ -121,7 +121,8 @@ fn similarity(
         .map(|w| w.unwrap_or_default())
         .collect();
     let title = format!("image-caption cosine similarity, (s + 1) x 500, {label}");
-    pt_report::plot_heatmap(path, &rows, &names, &title, ("caption", "image"))
+    // One scale (cosine -1 to 1) for the pretrained and random-init pictures.
+    pt_report::plot_heatmap(path, &rows, &names, &title, ("caption", "image"), Some(1000))
         .map_err(|e| Error::Training(format!("{}: {e}", path.display())))
 }
 

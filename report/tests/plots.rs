@@ -72,6 +72,20 @@ fn line_plot_has_size_series_legend_and_text() {
         (0..img.height()).filter(|&y| (0..img.width()).any(|x| img.get_pixel(x, y).0 == TAB_BLUE)).collect();
     let span = blue_rows.last().unwrap() - blue_rows.first().unwrap();
     assert!(span > 250, "curve spans only {span} pixel rows");
+    // The legend has its own column right of the data: there, the first series' colour is only
+    // the legend's swatch (a line of 22×3 pixels), never the curve.
+    let legend_blue = (665..800)
+        .flat_map(|x| (0..500).map(move |y| (x, y)))
+        .filter(|&(x, y)| img.get_pixel(x, y).0 == TAB_BLUE)
+        .count();
+    assert!((40..=100).contains(&legend_blue), "the legend sits beside the data: {legend_blue} blue pixels there");
+    // The same picture as SVG, and the data as CSV.
+    let svg = std::fs::read_to_string(path.with_extension("svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("Training loss") && svg.contains("smoothed"), "{}", &svg[..200]);
+    let csv = std::fs::read_to_string(path.with_extension("csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("series,x,y"));
+    assert_eq!(lines.filter(|l| l.starts_with("train/loss,")).count(), 500, "every point of the first series");
 }
 
 #[test]

@@ -79,6 +79,10 @@ pub struct EvalReport {
     pub curves: BTreeMap<String, Vec<(f64, f64)>>,
     pub artefacts: Vec<String>,
     pub confusion: Option<ConfusionMatrix>,
+    /// An evaluation of several feature taps (`layer = [...]`): their names in order; each
+    /// tap's metrics are `<metric>@<tap>` (`accuracy@layer2`). (SDK 0.1.5.)
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<String>,
 }
 
 /// Counts of (true class, predicted class): `counts[true][predicted]`.

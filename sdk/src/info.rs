@@ -205,6 +205,25 @@ pub struct ArchitectureInfo {
     /// lays them out so (`[run] memory_format = "auto"`) and activations follow. Forward must
     /// then not assume contiguous weights (`reshape`, not `view`).
     pub channels_last: bool,
+    /// Named places where a per-sample feature vector can be read besides `features`, input
+    /// to output (see [`crate::taps`]). (SDK 0.1.5.)
+    pub taps: Vec<FeatureTap>,
+}
+
+/// One feature tap of an architecture: forward returns `features.<name>` `[batch, dim]` when
+/// the inputs hold a tensor of that name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct FeatureTap {
+    pub name: String,
+    pub dim: i64,
+    #[serde(default)]
+    pub description: String,
+}
+
+impl FeatureTap {
+    pub fn new(name: impl Into<String>, dim: i64, description: impl Into<String>) -> Self {
+        FeatureTap { name: name.into(), dim, description: description.into() }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]

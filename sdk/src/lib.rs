@@ -79,6 +79,7 @@ pub mod host_view;
 pub mod info;
 mod on_device;
 pub mod rng;
+pub mod taps;
 pub mod tensor;
 
 // The derive's generated code names `::pt_sdk`, which inside this crate is this crate.
@@ -126,8 +127,8 @@ pub fn device_code(device: tch::Device) -> i64 {
 pub mod prelude {
     pub use crate::{
         bail, Architecture, ArchitectureInfo, Component, Config, CreateCtx, Dataset, DatasetInfo, ErrorKind,
-        EvalReport, Evaluator, EvaluatorInfo, FieldInfo, HostData, HostModel, InputDecl, LossOutput, NoConfig,
-        Objective, ObjectiveInfo, PluginConfig, PtError, Result, Splits, StepCtx, Tensors,
+        EvalReport, Evaluator, EvaluatorInfo, FeatureTap, FieldInfo, HostData, HostModel, InputDecl, LossOutput,
+        NoConfig, Objective, ObjectiveInfo, PluginConfig, PtError, Result, Splits, StepCtx, Tensors,
     };
     pub use tch::{self, Device, Kind, Tensor};
 }

@@ -1,15 +1,16 @@
-//! Shared pieces of the transfer evaluators: walking a split in batches, frozen features,
-//! accuracy.
+//! Shared pieces of the transfer evaluators: walking a split in batches, frozen features at
+//! the taps asked for, accuracy, and reports over several layers.
 
 use pt_sdk::prelude::*;
+use pt_sdk::taps::{request_taps, Layers};
 
 /// What every transfer evaluator asks for: labelled `train` and `test` splits and the model's
-/// `features`; ranked by test accuracy.
-pub fn transfer_info() -> EvaluatorInfo {
+/// `features` at `layers`; ranked by test accuracy.
+pub fn transfer_info(layers: &Layers) -> EvaluatorInfo {
     EvaluatorInfo {
         splits: vec!["train".into(), "test".into()],
         needs_fields: vec!["label".into()],
-        needs_outputs: vec!["features".into()],
+        needs_outputs: layers.outputs(),
         primary_metric: Some("accuracy".into()),
         higher_is_better: true,
     }
@@ -32,27 +33,40 @@ pub fn num_classes(data: &HostData<'_>, split: &str) -> Result<i64> {
     Ok(info.classes.len() as i64)
 }
 
-/// Features of the frozen model (eval mode, no grad) and labels for up to `limit` samples.
+/// Features of the frozen model (eval mode, no grad) at each of `outputs` (one pass) and
+/// labels, for up to `limit` samples.
 pub fn extract(
     model: &HostModel<'_>,
     data: &HostData<'_>,
+    outputs: &[String],
     limit: u64,
     batch_size: u64,
     ctx: &StepCtx,
-) -> Result<(Tensor, Tensor)> {
+) -> Result<(Vec<Tensor>, Tensor)> {
     let n = data.info()?.num_samples.min(if limit == 0 { u64::MAX } else { limit });
     let _guard = tch::no_grad_guard();
     model.set_train(false)?;
-    let mut feats = Vec::new();
+    let mut feats: Vec<Vec<Tensor>> = outputs.iter().map(|_| Vec::new()).collect();
     let mut labels = Vec::new();
     for idx in index_batches(n, batch_size) {
         crate::train::interrupt::check("feature extraction")?;
-        let batch = data.get_batch(&idx, ctx)?;
+        let mut batch = data.get_batch(&idx, ctx)?;
+        request_taps(&mut batch, outputs);
         let out = model.forward(&batch, ctx)?;
-        feats.push(out.require("features")?.detach().to_kind(Kind::Float));
+        for (name, rows) in outputs.iter().zip(&mut feats) {
+            rows.push(out.require(name)?.detach().to_kind(Kind::Float));
+        }
         labels.push(batch.require("label")?.to_kind(Kind::Int64));
     }
-    Ok((Tensor::f_cat(&feats, 0)?, Tensor::f_cat(&labels, 0)?))
+    let feats = feats.iter().map(|rows| Tensor::f_cat(rows, 0)).collect::<std::result::Result<_, _>>()?;
+    Ok((feats, Tensor::f_cat(&labels, 0)?))
+}
+
+/// Frozen features at `outputs` and labels of the `train` and `test` splits.
+pub struct TrainTest {
+    pub train: (Vec<Tensor>, Tensor),
+    pub test: (Vec<Tensor>, Tensor),
+    pub classes: i64,
 }
 
 /// Frozen features and labels of the `train` and `test` splits (capped at `max_train` /
@@ -60,15 +74,41 @@ pub fn extract(
 pub fn extract_train_test(
     model: &HostModel<'_>,
     splits: &Splits<'_>,
+    outputs: &[String],
     (max_train, max_test): (u64, u64),
     batch_size: u64,
     ctx: &StepCtx,
-) -> Result<((Tensor, Tensor), (Tensor, Tensor), i64)> {
+) -> Result<TrainTest> {
     let (train, test) = (splits.get("train")?, splits.get("test")?);
     let classes = num_classes(train, "train")?;
-    let train = extract(model, train, max_train, batch_size, ctx)?;
-    let test = extract(model, test, max_test, batch_size, ctx)?;
-    Ok((train, test, classes))
+    let train = extract(model, train, outputs, max_train, batch_size, ctx)?;
+    let test = extract(model, test, outputs, max_test, batch_size, ctx)?;
+    Ok(TrainTest { train, test, classes })
+}
+
+/// One report from each layer's metrics: a single layer's as they are; several as
+/// `<metric>@<layer>` with `layers` in order, and `accuracy` / `best_layer` (1-based) from
+/// the layer with the highest accuracy.
+pub fn per_layer_report(layers: &Layers, reports: Vec<EvalReport>) -> EvalReport {
+    if !layers.several() {
+        return reports.into_iter().next().unwrap_or_default();
+    }
+    let mut out = EvalReport { layers: layers.names().to_vec(), ..Default::default() };
+    let mut best: Option<(usize, f64)> = None;
+    for (i, (layer, report)) in layers.names().iter().zip(reports).enumerate() {
+        let acc = report.metrics.get("accuracy").copied().unwrap_or(f64::NAN);
+        if best.is_none_or(|(_, b)| acc > b) {
+            best = Some((i, acc));
+        }
+        for (k, v) in report.metrics {
+            out.metrics.insert(format!("{k}@{layer}"), v);
+        }
+    }
+    if let Some((i, acc)) = best {
+        out.metrics.insert("accuracy".into(), acc);
+        out.metrics.insert("best_layer".into(), (i + 1) as f64);
+    }
+    out
 }
 
 /// Fraction of rows of `logits` whose argmax equals `labels`.

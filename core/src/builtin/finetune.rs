@@ -6,12 +6,17 @@ use super::features::{accuracy, index_batches, num_classes, transfer_info};
 use pt_optim::{AdamWConfig, Decay, FlatParams, GroupRules, LrMultRule, OptimizerConfig, ScheduleConfig};
 use pt_sdk::prelude::*;
 use pt_sdk::rng::CounterRng;
+use pt_sdk::taps::{request_taps, Layers};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 #[derive(Serialize, Deserialize, Clone, Debug, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
+#[config(validate = FinetuneConfig::check)]
 pub struct FinetuneConfig {
+    /// the feature tap the head reads: "features" (the last) or a tap such as "layer3" (the
+    /// layers after it get no gradient); `pt embed RUN --list-layers` lists taps
+    pub layer: Layers,
     /// optimizer steps of fine-tuning
     #[config(default = 300, min = 1)]
     pub steps: u64,
@@ -53,6 +58,28 @@ pub struct FinetuneConfig {
     pub standardize_features: bool,
 }
 
+impl FinetuneConfig {
+    fn check(&self) -> Result<()> {
+        self.layer.validate("layer")?;
+        if self.layer.several() {
+            bail!(Config, "layer: finetune reads one tap; write one [[eval]] per layer to fine-tune from several");
+        }
+        Ok(())
+    }
+
+    /// The output the head reads (`features` or `features.<tap>`).
+    fn output(&self) -> String {
+        self.layer.outputs().remove(0)
+    }
+}
+
+/// `model`'s outputs on `batch` with the tap `output` asked for.
+fn forward_to(model: &HostModel<'_>, mut batch: Tensors, output: &str, ctx: &StepCtx) -> Result<Tensor> {
+    request_taps(&mut batch, &[output.to_string()]);
+    let mut out = model.forward(&batch, ctx)?;
+    out.remove(output).ok_or_else(|| PtError::config(format!("the model returned no '{output}'")))
+}
+
 /// Training samples the standardisation statistics are taken over.
 const STATS_SAMPLES: u64 = 2048;
 
@@ -75,14 +102,13 @@ impl Head {
 }
 
 /// Mean and std per feature of the encoder (in eval mode) over the first training samples.
-fn feature_stats(model: &HostModel<'_>, train: &HostData<'_>, ctx: &StepCtx) -> Result<(Tensor, Tensor)> {
+fn feature_stats(model: &HostModel<'_>, train: &HostData<'_>, output: &str, ctx: &StepCtx) -> Result<(Tensor, Tensor)> {
     let _guard = tch::no_grad_guard();
     model.set_train(false)?;
     let n = train.info()?.num_samples.min(STATS_SAMPLES);
     let mut rows = Vec::new();
     for idx in index_batches(n, 128) {
-        let batch = train.get_batch(&idx, ctx)?;
-        rows.push(model.forward(&batch, ctx)?.require("features")?.to_kind(Kind::Float));
+        rows.push(forward_to(model, train.get_batch(&idx, ctx)?, output, ctx)?.to_kind(Kind::Float));
     }
     model.set_train(true)?;
     let all = Tensor::f_cat(&rows, 0)?;
@@ -104,15 +130,22 @@ impl Component for Finetune {
     }
 }
 
-fn test_accuracy(model: &HostModel<'_>, head: &Head, test: &HostData<'_>, limit: u64, ctx: &StepCtx) -> Result<f64> {
+fn test_accuracy(
+    model: &HostModel<'_>,
+    (head, output): (&Head, &str),
+    test: &HostData<'_>,
+    limit: u64,
+    ctx: &StepCtx,
+) -> Result<f64> {
     let _guard = tch::no_grad_guard();
     model.set_train(false)?;
     let n = test.info()?.num_samples.min(if limit == 0 { u64::MAX } else { limit });
     let (mut correct, mut seen) = (0.0, 0.0);
     for idx in index_batches(n, 128) {
         let batch = test.get_batch(&idx, ctx)?;
-        let logits = head.logits(model.forward(&batch, ctx)?.require("features")?, 0.0, false)?;
-        correct += accuracy(&logits, batch.require("label")?)? * idx.len() as f64;
+        let labels = batch.require("label")?.shallow_clone();
+        let logits = head.logits(&forward_to(model, batch, output, ctx)?, 0.0, false)?;
+        correct += accuracy(&logits, &labels)? * idx.len() as f64;
         seen += idx.len() as f64;
     }
     model.set_train(true)?;
@@ -121,7 +154,7 @@ fn test_accuracy(model: &HostModel<'_>, head: &Head, test: &HostData<'_>, limit:
 
 impl Evaluator for Finetune {
     fn info(&self) -> EvaluatorInfo {
-        transfer_info()
+        transfer_info(&self.cfg.layer)
     }
 
     fn evaluate(&mut self, model: &HostModel<'_>, splits: &Splits<'_>, ctx: &StepCtx) -> Result<EvalReport> {
@@ -129,7 +162,13 @@ impl Evaluator for Finetune {
         let (train, test) = (splits.get("train")?, splits.get("test")?);
         let classes = num_classes(train, "train")?;
         let info = model.info()?;
-        let dim = info.feature_dim.ok_or_else(|| PtError::config("the architecture does not report feature_dim"))?;
+        let output = cfg.output();
+        let dim = match output.strip_prefix(pt_sdk::taps::TAP_PREFIX) {
+            Some(tap) => info.taps.iter().find(|t| t.name == tap).map(|t| t.dim),
+            None => info.feature_dim,
+        };
+        let dim =
+            dim.ok_or_else(|| PtError::config(format!("the architecture does not report the width of '{output}'")))?;
         let device = ctx.device();
         tch::manual_seed(ctx.seed as i64);
         let w = (Tensor::f_randn([dim, classes], (Kind::Float, device))? * 0.02).set_requires_grad(true);
@@ -154,7 +193,7 @@ impl Evaluator for Finetune {
         let schedule = ScheduleConfig { decay: Decay::Linear, warmup_ratio: cfg.warmup_ratio, ..Default::default() };
         let n = train.info()?.num_samples;
         let standardize = match cfg.standardize_features {
-            true => Some(feature_stats(model, train, ctx)?),
+            true => Some(feature_stats(model, train, &output, ctx)?),
             false => None,
         };
         let head = Head { weight: w, bias: b, standardize };
@@ -179,15 +218,10 @@ impl Evaluator for Finetune {
             let step_ctx = StepCtx { step, epoch, train: true, ..*ctx };
             tch::manual_seed(pt_sdk::rng::derive_seed(ctx.seed, &[0x46494E45, step]) as i64);
             let batch = train.get_batch(idx, &step_ctx)?;
-            let features = model.forward(&batch, &step_ctx)?;
-            let logits = head.logits(features.require("features")?, cfg.head_dropout, true)?;
-            let loss = logits.f_cross_entropy_loss::<Tensor>(
-                batch.require("label")?,
-                None,
-                tch::Reduction::Mean,
-                -100,
-                0.0,
-            )?;
+            let labels = batch.require("label")?.shallow_clone();
+            let features = forward_to(model, batch, &output, &step_ctx)?;
+            let logits = head.logits(&features, cfg.head_dropout, true)?;
+            let loss = logits.f_cross_entropy_loss::<Tensor>(&labels, None, tch::Reduction::Mean, -100, 0.0)?;
             loss.f_backward()?;
             let g = flat.flat_grad()?;
             let clip = Some(cfg.grad_clip).filter(|c| *c > 0.0);
@@ -197,7 +231,7 @@ impl Evaluator for Finetune {
             train_seconds += t0.elapsed().as_secs_f64();
             let last = step + 1 == cfg.steps;
             if (step + 1) % cfg.eval_every.max(1) == 0 || last {
-                let acc = test_accuracy(model, &head, test, cfg.max_test_samples, &step_ctx)?;
+                let acc = test_accuracy(model, (&head, &output), test, cfg.max_test_samples, &step_ctx)?;
                 by_step.push(((step + 1) as f64, acc));
                 by_time.push((train_seconds, acc));
                 best = best.max(acc);
@@ -207,6 +241,7 @@ impl Evaluator for Finetune {
         let mut report = EvalReport::default()
             .metric("accuracy", final_acc)
             .metric("best_accuracy", best)
+            .metric("feature_dim", dim as f64)
             .metric("train_seconds", train_seconds)
             .metric("seconds", started.elapsed().as_secs_f64());
         report.curves.insert("accuracy_by_step".into(), by_step);

@@ -3,13 +3,18 @@
 //! each test sample's k most cosine-similar train samples vote for their class with weight
 //! exp(similarity / temperature).
 
-use super::features::{extract_train_test, transfer_info};
+use super::features::{extract_train_test, per_layer_report, transfer_info};
 use pt_sdk::prelude::*;
+use pt_sdk::taps::Layers;
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
+#[config(validate = KnnConfig::check)]
 pub struct KnnConfig {
+    /// the feature tap(s) used: "features" (the last), a tap such as "layer3", or a list
+    /// (reported as accuracy@layer); `pt embed RUN --list-layers` lists taps
+    pub layer: Layers,
     /// neighbours that vote
     #[config(default = 200, min = 1)]
     pub k: i64,
@@ -23,6 +28,12 @@ pub struct KnnConfig {
     pub max_train_samples: u64,
     /// cap on test samples (0: all)
     pub max_test_samples: u64,
+}
+
+impl KnnConfig {
+    fn check(&self) -> Result<()> {
+        self.layer.validate("layer")
+    }
 }
 
 pub struct Knn {
@@ -72,27 +83,24 @@ pub fn knn_predict(
 
 impl Evaluator for Knn {
     fn info(&self) -> EvaluatorInfo {
-        transfer_info()
+        transfer_info(&self.cfg.layer)
     }
 
     fn evaluate(&mut self, model: &HostModel<'_>, splits: &Splits<'_>, ctx: &StepCtx) -> Result<EvalReport> {
         let started = std::time::Instant::now();
         let limits = (self.cfg.max_train_samples, self.cfg.max_test_samples);
-        let ((bank, bank_labels), (xte, yte), classes) =
-            extract_train_test(model, splits, limits, self.cfg.batch_size, ctx)?;
-        let pred = knn_predict(
-            &bank,
-            &bank_labels,
-            &xte,
-            classes,
-            self.cfg.k,
-            self.cfg.temperature,
-            self.cfg.batch_size as i64,
-        )?;
-        let accuracy = pred.f_eq_tensor(&yte)?.f_to_kind(Kind::Float)?.f_mean(None)?.f_double_value(&[])?;
-        Ok(EvalReport::default()
-            .metric("accuracy", accuracy)
-            .metric("k", self.cfg.k.min(bank.size()[0]) as f64)
+        let outputs = self.cfg.layer.outputs();
+        let data = extract_train_test(model, splits, &outputs, limits, self.cfg.batch_size, ctx)?;
+        let (bank_labels, yte) = (&data.train.1, &data.test.1);
+        let (c, block) = (&self.cfg, self.cfg.batch_size as i64);
+        let mut reports = Vec::new();
+        for (bank, xte) in data.train.0.iter().zip(&data.test.0) {
+            let pred = knn_predict(bank, bank_labels, xte, data.classes, c.k, c.temperature, block)?;
+            let accuracy = pred.f_eq_tensor(yte)?.f_to_kind(Kind::Float)?.f_mean(None)?.f_double_value(&[])?;
+            reports.push(EvalReport::default().metric("accuracy", accuracy));
+        }
+        Ok(per_layer_report(&self.cfg.layer, reports)
+            .metric("k", c.k.min(bank_labels.size()[0]) as f64)
             .metric("seconds", started.elapsed().as_secs_f64()))
     }
 }

@@ -1,15 +1,20 @@
 //! Linear probe: the frozen encoder's `features` computed once per split, then a linear
 //! classifier trained on them (standardised, AdamW, minibatches). Reports test accuracy.
 
-use super::features::{accuracy, extract_train_test, transfer_info};
+use super::features::{accuracy, extract_train_test, per_layer_report, transfer_info};
 use pt_optim::{default_groups, AdamWConfig, FlatParams, OptimizerConfig};
 use pt_sdk::prelude::*;
 use pt_sdk::rng::CounterRng;
+use pt_sdk::taps::Layers;
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
+#[config(validate = LinearProbeConfig::check)]
 pub struct LinearProbeConfig {
+    /// the feature tap(s) probed: "features" (the last), a tap such as "layer3", or a list
+    /// (one probe per layer, reported as accuracy@layer); `pt embed RUN --list-layers` lists taps
+    pub layer: Layers,
     /// passes over the training features
     #[config(default = 100, min = 1)]
     pub epochs: u64,
@@ -26,6 +31,12 @@ pub struct LinearProbeConfig {
     pub max_train_samples: u64,
     /// cap on test samples (0: all)
     pub max_test_samples: u64,
+}
+
+impl LinearProbeConfig {
+    fn check(&self) -> Result<()> {
+        self.layer.validate("layer")
+    }
 }
 
 pub struct LinearProbe {
@@ -96,18 +107,25 @@ pub fn fit_linear(
 
 impl Evaluator for LinearProbe {
     fn info(&self) -> EvaluatorInfo {
-        transfer_info()
+        transfer_info(&self.cfg.layer)
     }
 
     fn evaluate(&mut self, model: &HostModel<'_>, splits: &Splits<'_>, ctx: &StepCtx) -> Result<EvalReport> {
         let started = std::time::Instant::now();
         let limits = (self.cfg.max_train_samples, self.cfg.max_test_samples);
-        let ((xtr, ytr), (xte, yte), classes) = extract_train_test(model, splits, limits, self.cfg.batch_size, ctx)?;
-        let (test_acc, train_acc) = fit_linear((&xtr, &ytr), (&xte, &yte), classes, &self.cfg, ctx.seed)?;
-        Ok(EvalReport::default()
-            .metric("accuracy", test_acc)
-            .metric("train_accuracy", train_acc)
-            .metric("feature_dim", xtr.size()[1] as f64)
-            .metric("seconds", started.elapsed().as_secs_f64()))
+        let outputs = self.cfg.layer.outputs();
+        let data = extract_train_test(model, splits, &outputs, limits, self.cfg.batch_size, ctx)?;
+        let (ytr, yte) = (&data.train.1, &data.test.1);
+        let mut reports = Vec::new();
+        for (xtr, xte) in data.train.0.iter().zip(&data.test.0) {
+            let (test_acc, train_acc) = fit_linear((xtr, ytr), (xte, yte), data.classes, &self.cfg, ctx.seed)?;
+            reports.push(
+                EvalReport::default()
+                    .metric("accuracy", test_acc)
+                    .metric("train_accuracy", train_acc)
+                    .metric("feature_dim", xtr.size()[1] as f64),
+            );
+        }
+        Ok(per_layer_report(&self.cfg.layer, reports).metric("seconds", started.elapsed().as_secs_f64()))
     }
 }

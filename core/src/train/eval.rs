@@ -19,25 +19,32 @@ pub struct EvalRunner {
     splits: Vec<(String, DatasetHandle)>,
 }
 
+/// The split datasets of `[[eval]]` #`index` of the session's plan, every split's classes
+/// numbered as the training split's (by name).
+pub fn eval_splits(session: &Session, index: usize) -> Result<Vec<(String, DatasetHandle)>> {
+    let spec = &session.plan.recipe.evals[index];
+    let mut splits = Vec::new();
+    for (name, split_plan) in &session.plan.evals[index].1 {
+        let config = session.eval_config(split_plan, &spec.splits[name], BTreeMap::new())?;
+        splits.push((name.clone(), DatasetHandle::create(split_plan, &config, &session.ctx)?));
+    }
+    if let Some(reference) = splits.iter().find(|(n, _)| n == "train").map(|(_, d)| d.info.clone()) {
+        for (name, data) in splits.iter_mut().filter(|(n, _)| n != "train") {
+            data.align_labels_to(&reference, &format!("[eval.splits.{name}] of [[eval]] #{index}"))?;
+        }
+    }
+    Ok(splits)
+}
+
 impl EvalRunner {
     /// Builds `[[eval]]` #`index` of the session's plan: its split datasets, then the
     /// evaluator (its wired inputs filled from them and from the run's components).
     pub fn create(session: &Session, index: usize) -> Result<Self> {
         let plan = &session.plan;
         let spec = &plan.recipe.evals[index];
-        let (eval_plan, split_plans) = &plan.evals[index];
-        let mut splits = Vec::new();
+        let (eval_plan, _) = &plan.evals[index];
+        let mut splits = eval_splits(session, index)?;
         let mut facts = BTreeMap::new();
-        for (name, split_plan) in split_plans {
-            let config = session.eval_config(split_plan, &spec.splits[name], BTreeMap::new())?;
-            splits.push((name.clone(), DatasetHandle::create(split_plan, &config, &session.ctx)?));
-        }
-        // Every split numbers its classes as the training split does (by name).
-        if let Some(reference) = splits.iter().find(|(n, _)| n == "train").map(|(_, d)| d.info.clone()) {
-            for (name, data) in splits.iter_mut().filter(|(n, _)| n != "train") {
-                data.align_labels_to(&reference, &format!("[eval.splits.{name}] of [[eval]] #{index}"))?;
-            }
-        }
         for (name, data) in &splits {
             facts.insert(Provider::Split(index, name.clone()), dataset_facts(&data.info));
         }
@@ -54,6 +61,10 @@ impl EvalRunner {
         splits.retain(|(n, _)| handle.info.splits.contains(n));
         let outputs = session.eval_outputs();
         for out in &handle.info.needs_outputs {
+            if let Some(tap) = out.strip_prefix(pt_sdk::taps::TAP_PREFIX).filter(|_| !outputs.contains(out)) {
+                let who = format!("evaluator {} of [[eval]] #{index}", handle.origin);
+                pt_sdk::taps::check_taps(&[tap.to_string()], &session.model.info.taps, &who)?;
+            }
             if !outputs.contains(out) {
                 let hint = match session.model.has_roles() {
                     true => format!(
@@ -114,16 +125,27 @@ impl EvalRunner {
 }
 
 impl Trainer<'_> {
+    /// Whether `[[eval]]` #`i` runs at this step: every `every` steps (its own, else `[run]
+    /// eval_every`; 0: only at the end). From the plan, so every rank agrees (only rank 0
+    /// holds evaluators; the others wait for it at the barrier).
+    fn eval_due(&self, i: usize) -> bool {
+        let every = self.session.plan.recipe.evals[i].every.unwrap_or(self.settings().eval_every);
+        every > 0 && self.step.is_multiple_of(every)
+    }
+
+    /// Whether any evaluator runs at this step.
+    pub(super) fn any_eval_due(&self) -> bool {
+        (0..self.session.plan.recipe.evals.len()).any(|i| self.eval_due(i))
+    }
+
     /// Runs every evaluator due now (all of them when `at_end`). An interrupt stops them: the
     /// labels of those not run (or cut short) are returned.
     pub fn evaluate(&mut self, obs: &mut dyn Observer, at_end: bool) -> Result<Vec<String>> {
         self.average_buffers()?;
-        let run_every = self.settings().eval_every;
         let mut row = BTreeMap::new();
         let mut cut = Vec::new();
         for i in 0..self.evals.len() {
-            let every = self.evals[i].spec.every.unwrap_or(run_every);
-            if !at_end && (every == 0 || !self.step.is_multiple_of(every)) {
+            if !at_end && !self.eval_due(i) {
                 continue;
             }
             let name = self.evals[i].name().to_string();
@@ -157,6 +179,9 @@ impl Trainer<'_> {
         if !row.is_empty() {
             self.log_row(row.clone())?;
             self.latest_metrics.extend(row);
+            if !at_end {
+                self.plot_monitors(); // redrawn as the run goes, not only at its end
+            }
         }
         if let Some(group) = &self.dist {
             group.barrier()?;

@@ -153,6 +153,41 @@ impl Trainer<'_> {
         if let Err(e) = pt_report::plot_lines(&self.session.run_dir().join("loss.png"), &plot) {
             tracing::warn!("could not draw loss.png: {e}");
         }
+        self.plot_monitors();
+    }
+
+    /// `monitor.png`: the accuracy of every evaluator that ran during training (a kNN monitor
+    /// every N steps), per layer for evaluators of several taps, in % by step — beside
+    /// `loss.png`, so a user sees representations improve (or collapse) while the run goes.
+    pub(super) fn plot_monitors(&self) {
+        let layered = |label: &str| self.eval_curves.keys().any(|k| k.starts_with(&format!("{label}/accuracy@")));
+        let series: Vec<Series> = self
+            .eval_curves
+            .iter()
+            .filter(|(_, points)| points.len() >= 2)
+            .filter_map(|(name, points)| {
+                let (label, metric) = name.rsplit_once('/')?;
+                let shown = match metric.strip_prefix("accuracy") {
+                    Some("") if !layered(label) => label.to_string(),
+                    Some(layer) if layer.starts_with('@') => format!("{label} {layer}"),
+                    _ => return None,
+                };
+                Some(Series { name: shown, points: points.iter().map(|(x, y)| (*x, y * 100.0)).collect() })
+            })
+            .collect();
+        if series.is_empty() {
+            return;
+        }
+        let plot = LinePlot {
+            title: format!("held-out accuracy while pretraining ({})", self.session.model.origin),
+            x_label: "step".into(),
+            y_label: "accuracy (%)".into(),
+            series,
+            ..Default::default()
+        };
+        if let Err(e) = pt_report::plot_lines(&self.session.run_dir().join("monitor.png"), &plot) {
+            tracing::warn!("could not draw monitor.png: {e}");
+        }
     }
 }
 

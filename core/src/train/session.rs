@@ -223,6 +223,7 @@ impl Session {
     /// What evaluators may read: the model's outputs and the heads' `embed` outputs.
     pub fn eval_outputs(&self) -> Vec<String> {
         let mut outputs = self.model.info.outputs.clone();
+        outputs.extend(self.model.info.taps.iter().map(|t| pt_sdk::taps::tap_output(&t.name)));
         outputs.extend(self.heads().into_iter().flat_map(|h| h.info.embeds.iter().cloned()));
         outputs
     }

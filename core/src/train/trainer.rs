@@ -348,7 +348,7 @@ impl<'r> Trainer<'r> {
                 false => BTreeMap::new(),
             };
             obs.on_step(self.step, &row);
-            if run.eval_every > 0 && self.step.is_multiple_of(run.eval_every) && !done {
+            if !done && self.any_eval_due() {
                 self.evaluate(obs, false)?; // an interrupt cuts it short; the loop stops next
             }
             let written = self.ckpt.poll()?;

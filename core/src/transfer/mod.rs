@@ -238,19 +238,20 @@ fn write_report(report: &TransferReport, out: &Path) -> Result<Vec<PathBuf>> {
                 continue;
             };
             let random = c.random_init.as_ref().and_then(|r| r.curves.get(curve));
-            let mut series = vec![Series { name: "pretrained".into(), points: p.clone() }];
-            series.extend(random.map(|r| Series { name: "random init".into(), points: r.clone() }));
+            let percent = |points: &Vec<(f64, f64)>| points.iter().map(|(x, y)| (*x, y * 100.0)).collect();
+            let mut series = vec![Series { name: "pretrained".into(), points: percent(p) }];
+            series.extend(random.map(|r| Series { name: "random init".into(), points: percent(r) }));
             let versus = if random.is_some() { " vs random init" } else { "" };
             let plot = LinePlot {
                 title: format!("{}: {} from step {}{versus}", report.task, c.evaluator, report.checkpoint_step),
                 x_label: x_label.into(),
-                y_label: "test accuracy".into(),
+                y_label: "test accuracy (%)".into(),
                 series,
                 ..Default::default()
             };
             let path = out.join(format!("{}-{suffix}.png", c.evaluator));
             plot_lines(&path, &plot).map_err(|e| Error::Training(format!("drawing {}: {e}", path.display())))?;
-            files.push(path);
+            files.extend([path.with_extension("svg"), path.with_extension("csv"), path]);
         }
     }
     let json = out.join("transfer.json");

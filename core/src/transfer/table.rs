@@ -1,5 +1,6 @@
-//! The transfer report as tables: one row per evaluator accuracy (or per metric of an evaluator
-//! without one), with each arm's spread over seeds and whether the difference exceeds it.
+//! The transfer report as tables: one row per evaluator accuracy (per layer for evaluators of
+//! several feature taps, or per metric of an evaluator without an accuracy), with each arm's
+//! spread over seeds and whether the difference exceeds it.
 
 use super::{Comparison, TransferReport};
 use pt_sdk::EvalReport;
@@ -125,6 +126,14 @@ pub fn metric_rows(report: &TransferReport) -> Vec<MetricRow> {
     let mut rows = Vec::new();
     for c in &report.comparisons {
         let p = &c.pretrained.metrics;
+        // Several feature taps (`layer = [...]`): one row per layer, input to output.
+        if !c.pretrained.layers.is_empty() {
+            for layer in &c.pretrained.layers {
+                let key = format!("accuracy@{layer}");
+                rows.push(row(c, &key, format!("{} @ {layer}", c.evaluator), true, None));
+            }
+            continue;
+        }
         if p.contains_key("accuracy") {
             rows.push(row(c, "accuracy", c.evaluator.clone(), true, Some("best_accuracy")));
             // Where classes are uneven, the mean per-class accuracy says more than accuracy.

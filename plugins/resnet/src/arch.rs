@@ -5,6 +5,7 @@ use crate::blocks::{BatchNorm2d, Block, BnArgs, Conv2d, Linear, Norm};
 use crate::config::{Depth, ResNetConfig};
 use pt_kit::params::{Created, Params};
 use pt_sdk::prelude::*;
+use pt_sdk::taps::{tap_output, wants_tap};
 
 pub struct ResNet {
     depth: Depth,
@@ -114,11 +115,24 @@ impl ResNet {
             layer_prefixes,
             config,
             channels_last: true,
+            taps: self.taps(),
         }
     }
 
-    /// `image` [B, C, H, W] → `features` [B, D] (global average pool) and, with a head,
-    /// `logits` [B, classes].
+    /// `stem` and each stage `layer1..4`, global-average pooled (`layer4` is `features`).
+    fn taps(&self) -> Vec<FeatureTap> {
+        let w = self.config.width;
+        let mut taps = vec![FeatureTap::new("stem", w, "after conv1, bn1, relu (and max-pool), average-pooled")];
+        for s in 0..self.stages.len() {
+            let dim = (w << s) * self.depth.expansion();
+            let about = format!("output of layer{}, average-pooled", s + 1);
+            taps.push(FeatureTap::new(format!("layer{}", s + 1), dim, about));
+        }
+        taps
+    }
+
+    /// `image` [B, C, H, W] → `features` [B, D] (global average pool), with a head `logits`
+    /// [B, classes], and the taps asked for (`features.layer2` [B, C2], ...).
     pub fn forward(&self, inputs: &Tensors, ctx: &StepCtx) -> Result<Tensors> {
         let image = inputs.require("image")?;
         let size = image.size();
@@ -144,11 +158,21 @@ impl ResNet {
         if !self.config.small_stem {
             xs = xs.f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?; // [B, w, H/4, W/4]
         }
-        for block in self.stages.iter().flatten() {
-            xs = block.forward(&xs, norm)?;
-        }
-        let features = xs.f_mean_dim(Some(&[2i64, 3][..]), false, None)?; // [B, D]
+        let pool = |xs: &Tensor| xs.f_mean_dim(Some(&[2i64, 3][..]), false, None); // [B, C]
         let mut out = Tensors::new();
+        if wants_tap(inputs, "stem") {
+            out.insert(tap_output("stem"), pool(&xs)?);
+        }
+        for (s, stage) in self.stages.iter().enumerate() {
+            for block in stage {
+                xs = block.forward(&xs, norm)?;
+            }
+            let tap = format!("layer{}", s + 1);
+            if wants_tap(inputs, &tap) {
+                out.insert(tap_output(&tap), pool(&xs)?);
+            }
+        }
+        let features = pool(&xs)?; // [B, D]
         if let Some(fc) = &self.fc {
             out.insert("logits", fc.forward(&features)?); // [B, classes]
         }

@@ -171,6 +171,33 @@ impl Encoder {
     /// frames are zeroed before the positional convolution and never attended to. LayerDrop's
     /// draws come from (seed, step, layer), so a resumed run skips the same layers.
     pub fn forward(&self, hidden: &Tensor, frame_mask: Option<&Tensor>, ctx: &StepCtx, train: bool) -> Result<Tensor> {
+        self.run(hidden, frame_mask, ctx, train, None)
+    }
+
+    /// As [`Self::forward`], with transformers' `hidden_states`: the input to the first layer
+    /// and each layer's output (`layers + 1` states; with the stable layer norm the last is
+    /// normalised, as in transformers).
+    pub fn forward_states(
+        &self,
+        hidden: &Tensor,
+        frame_mask: Option<&Tensor>,
+        ctx: &StepCtx,
+        train: bool,
+    ) -> Result<Vec<Tensor>> {
+        let mut states = Vec::with_capacity(self.layers.len() + 1);
+        let last = self.run(hidden, frame_mask, ctx, train, Some(&mut states))?;
+        states.push(last);
+        Ok(states)
+    }
+
+    fn run(
+        &self,
+        hidden: &Tensor,
+        frame_mask: Option<&Tensor>,
+        ctx: &StepCtx,
+        train: bool,
+        mut states: Option<&mut Vec<Tensor>>,
+    ) -> Result<Tensor> {
         let (mut xs, keep) = match frame_mask {
             Some(m) => {
                 let xs = hidden.f_mul(&m.f_unsqueeze(-1)?.f_to_kind(hidden.kind())?)?;
@@ -186,6 +213,9 @@ impl Encoder {
         xs = dropout(xs, self.hidden_dropout, train)?;
         let mut rng = CounterRng::new(ctx.seed, &[STREAM_LAYERDROP, ctx.step, ctx.epoch]);
         for layer in &self.layers {
+            if let Some(states) = states.as_deref_mut() {
+                states.push(xs.shallow_clone());
+            }
             let skip = train && self.layerdrop > 0.0 && rng.next_f64() < self.layerdrop;
             if !skip {
                 xs = layer.forward(&xs, keep.as_ref(), train)?;

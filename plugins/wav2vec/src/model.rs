@@ -16,6 +16,7 @@ use crate::feature_encoder::{audio_input, FeatureEncoder};
 use pt_kit::params::dropout;
 use pt_kit::params::{Created, LayerNorm, Params};
 use pt_sdk::prelude::*;
+use pt_sdk::taps::{tap_output, wants_any_tap, wants_tap};
 
 /// `feature_projection`: LayerNorm over conv channels, then a linear map to the model width.
 struct FeatureProjection {
@@ -138,21 +139,54 @@ impl Wav2Vec2 {
         }
         let attention_mask = inputs.get("attention_mask");
         let frame_mask = self.frame_mask(attention_mask, batch, frames, audio.device())?;
-        let last = self.encoder.forward(&hidden, attention_mask.map(|_| &frame_mask), ctx, self.train)?;
-        let pooled_from = match self.pooling {
+        let keep = attention_mask.map(|_| &frame_mask);
+        // The mean over real frames: [batch, frames, dim] → [batch, dim].
+        let pool = |states: &Tensor| -> Result<Tensor> {
+            let weights = frame_mask.f_unsqueeze(-1)?.f_to_kind(states.kind())?; // [batch, frames, 1]
+            let counts = weights.f_sum_dim_intlist(1, false, states.kind())?; // [batch, 1]
+            Ok(states.f_mul(&weights)?.f_sum_dim_intlist(1, false, states.kind())?.f_div(&counts)?)
+        };
+        let mut out = Tensors::new();
+        let last = if wants_any_tap(inputs) {
+            if wants_tap(inputs, "conv") {
+                out.insert(tap_output("conv"), pool(&extract_features)?);
+            }
+            let states = self.encoder.forward_states(&hidden, keep, ctx, self.train)?;
+            for (k, state) in states.iter().enumerate().skip(1) {
+                if wants_tap(inputs, &format!("layer{k}")) {
+                    out.insert(tap_output(&format!("layer{k}")), pool(state)?);
+                }
+            }
+            states.into_iter().last().expect("the encoder's input state at least")
+        } else {
+            self.encoder.forward(&hidden, keep, ctx, self.train)?
+        };
+        let features = pool(match self.pooling {
             FeaturePooling::Mean => &last,
             FeaturePooling::Conv => &extract_features,
-        };
-        let weights = frame_mask.f_unsqueeze(-1)?.f_to_kind(pooled_from.kind())?; // [batch, frames, 1]
-        let counts = weights.f_sum_dim_intlist(1, false, pooled_from.kind())?; // [batch, 1]
-        let features = pooled_from.f_mul(&weights)?.f_sum_dim_intlist(1, false, pooled_from.kind())?.f_div(&counts)?;
-        let mut out = Tensors::new();
+        })?;
         out.insert("last_hidden_state", last);
         out.insert("extract_features", extract_features);
         out.insert("frame_mask", frame_mask);
         out.insert("feature_penalty", feature_penalty);
         out.insert("features", features); // [batch, hidden or conv]
         Ok(out)
+    }
+
+    /// `conv` (the normalised convolutional features) and `layer1..N` (each transformer
+    /// layer's output), averaged over real frames.
+    pub fn taps(&self) -> Vec<FeatureTap> {
+        let c = &self.config;
+        let conv = *c.conv_dim.last().unwrap_or(&0);
+        let mut taps = vec![FeatureTap::new("conv", conv, "the feature encoder's normalised output, mean over frames")];
+        for k in 1..=c.num_hidden_layers {
+            taps.push(FeatureTap::new(
+                format!("layer{k}"),
+                c.hidden_size,
+                format!("output of transformer layer {k}, mean over frames"),
+            ));
+        }
+        taps
     }
 
     pub fn feature_dim(&self) -> i64 {
@@ -201,6 +235,7 @@ impl Architecture for Wav2Vec2Arch {
             train_flops_per_sample: None,
             layer_prefixes,
             config: m.config.hf_json(),
+            taps: m.taps(),
             ..Default::default()
         }
     }

@@ -21,17 +21,20 @@ const AXIS_DESC: u32 = 26;
 /// Draws `matrix[true][predicted]` as a heat map with the count in each cell (when it fits) and
 /// a colour bar. The image is sized to the class count: square cells of 14 to 60 pixels.
 pub fn plot_confusion<S: AsRef<str>>(path: &Path, matrix: &[Vec<u64>], class_names: &[S], title: &str) -> Result<()> {
-    plot_heatmap(path, matrix, class_names, title, ("predicted", "true"))
+    plot_heatmap(path, matrix, class_names, title, ("predicted", "true"), None)
 }
 
 /// A square heat map of `matrix[row][column]` with the same `names` on both axes (e.g. attention
 /// weights between tokens, scaled to integers), rows top to bottom; `axes` = (x, y) descriptions.
+/// `top` fixes the colour scale's top (None: the matrix's largest value): maps shown side by
+/// side share one scale, so a flat map does not look saturated next to a peaked one.
 pub fn plot_heatmap<S: AsRef<str>>(
     path: &Path,
     matrix: &[Vec<u64>],
     class_names: &[S],
     title: &str,
     axes: (&str, &str),
+    top: Option<u64>,
 ) -> Result<()> {
     let n = matrix.len();
     if n == 0 {
@@ -51,7 +54,8 @@ pub fn plot_heatmap<S: AsRef<str>>(
     prepare(path, layout.size)?;
 
     let root = BitMapBackend::new(path, layout.size).into_drawing_area();
-    draw(&root, matrix, &names, title, axes, &layout)
+    let max = top.unwrap_or_else(|| matrix.iter().flatten().copied().max().unwrap_or(0));
+    draw(&root, (matrix, max), &names, title, axes, &layout)
         .and_then(|()| root.present().map_err(|e| e.to_string()))
         .map_err(|e| ReportError::plot(path, e))
 }
@@ -98,7 +102,7 @@ impl Layout {
 
 fn draw(
     root: &DrawingArea<BitMapBackend, Shift>,
-    matrix: &[Vec<u64>],
+    (matrix, max): (&[Vec<u64>], u64),
     names: &[&str],
     title: &str,
     axes: (&str, &str),
@@ -159,12 +163,11 @@ fn draw(
         }
     }
 
-    let max = matrix.iter().flatten().copied().max().unwrap_or(0);
     let fraction = |count: u64| {
         if max == 0 {
             0.0
         } else {
-            count as f64 / max as f64
+            (count as f64 / max as f64).min(1.0)
         }
     };
     let cells =

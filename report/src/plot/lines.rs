@@ -6,7 +6,7 @@ use super::palette::color;
 use super::range::{axis_range, tight_range};
 use super::ticks::format_tick;
 use super::{prepare, DEFAULT_SIZE};
-use crate::error::{ReportError, Result};
+use crate::error::{IoContext, ReportError, Result};
 use plotters::coord::ranged1d::{AsRangedCoord, Ranged, ValueFormatter};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -47,31 +47,70 @@ impl Default for LinePlot {
     }
 }
 
-/// Draws `plot` to the PNG file `path`, with a legend when any series is named.
+/// Width of the legend column right of the plotting area, from the longest series name.
+fn legend_width(series: &[(&str, Vec<(f64, f64)>)]) -> u32 {
+    let longest = series.iter().map(|(n, _)| n.chars().count()).max().unwrap_or(0) as u32;
+    match longest {
+        0 => 0,
+        n => (44 + 8 * n).min(320),
+    }
+}
+
+/// Draws `plot` to the PNG file `path`, with the same picture as SVG (`path.svg`) and its data
+/// as CSV (`path.csv`: series, x, y) beside it. Named series get a legend in a column right of
+/// the data, so it never hides a curve's end.
 pub fn plot_lines(path: &Path, plot: &LinePlot) -> Result<()> {
     prepare(path, (plot.width, plot.height))?;
     let drawable = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && (!plot.log_y || y > 0.0);
     let series: Vec<(&str, Vec<(f64, f64)>)> =
         plot.series.iter().map(|s| (s.name.as_str(), s.points.iter().copied().filter(drawable).collect())).collect();
-    let all = || series.iter().flat_map(|(_, pts)| pts.iter());
-    let (x0, x1) = tight_range(all().map(|p| p.0));
-    let (y0, y1) = axis_range(all().map(|p| p.1), plot.log_y);
-
-    let root = BitMapBackend::new(path, (plot.width, plot.height)).into_drawing_area();
-    let drawn = if plot.log_y {
-        draw(&root, plot, &series, x0..x1, LogAxis::new(y0, y1))
-    } else {
-        draw(&root, plot, &series, x0..x1, y0..y1)
-    };
-    drawn.and_then(|()| root.present().map_err(|e| e.to_string())).map_err(|e| ReportError::plot(path, e))?;
-    tracing::debug!("plot written: {}", path.display());
+    let size = (plot.width, plot.height);
+    render(BitMapBackend::new(path, size).into_drawing_area(), plot, &series)
+        .map_err(|e| ReportError::plot(path, e))?;
+    let svg = path.with_extension("svg");
+    render(SVGBackend::new(&svg, size).into_drawing_area(), plot, &series).map_err(|e| ReportError::plot(&svg, e))?;
+    write_csv(&path.with_extension("csv"), &plot.series)?;
+    tracing::debug!("plot written: {} (+ .svg, .csv)", path.display());
     Ok(())
 }
 
-type Root<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+/// The points of every series as `series,x,y` rows (names quoted when they hold a comma).
+fn write_csv(path: &Path, series: &[Series]) -> Result<()> {
+    let mut text = String::from("series,x,y\n");
+    for s in series {
+        let name =
+            if s.name.contains([',', '"']) { format!("\"{}\"", s.name.replace('"', "\"\"")) } else { s.name.clone() };
+        for (x, y) in &s.points {
+            text.push_str(&format!("{name},{x},{y}\n"));
+        }
+    }
+    std::fs::write(path, text).at(path, "write plot data")
+}
 
-fn draw<Y>(
-    root: &Root,
+fn render<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    plot: &LinePlot,
+    series: &[(&str, Vec<(f64, f64)>)],
+) -> std::result::Result<(), String> {
+    let all = || series.iter().flat_map(|(_, pts)| pts.iter());
+    let (x0, x1) = tight_range(all().map(|p| p.0));
+    let (y0, y1) = axis_range(all().map(|p| p.1), plot.log_y);
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let legend = legend_width(series).min(plot.width / 3);
+    let (chart_area, legend_area) = root.split_horizontally(plot.width - legend);
+    if plot.log_y {
+        draw(&chart_area, plot, series, x0..x1, LogAxis::new(y0, y1))?;
+    } else {
+        draw(&chart_area, plot, series, x0..x1, y0..y1)?;
+    }
+    if legend > 0 {
+        draw_legend(&legend_area, series)?;
+    }
+    root.present().map_err(|e| e.to_string())
+}
+
+fn draw<DB: DrawingBackend, Y>(
+    root: &DrawingArea<DB, Shift>,
     plot: &LinePlot,
     series: &[(&str, Vec<(f64, f64)>)],
     x: std::ops::Range<f64>,
@@ -82,7 +121,6 @@ where
     Y::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
     let err = |e: DrawingAreaErrorKind<_>| e.to_string();
-    root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(root)
         .caption(&plot.title, (FAMILY, 22))
         .margin(14)
@@ -106,26 +144,31 @@ where
         .map_err(err)?;
 
     let n = series.len();
-    for (i, (name, points)) in series.iter().enumerate() {
+    for (i, (_, points)) in series.iter().enumerate() {
         let c = color(i, n);
-        let line = chart.draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2))).map_err(err)?;
-        if !name.is_empty() {
-            line.label(*name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], c.stroke_width(3)));
-        }
+        chart.draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2))).map_err(err)?;
         // A single point draws no line: mark it.
         if points.len() == 1 {
             chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, c.filled()))).map_err(err)?;
         }
     }
-    if series.iter().any(|(name, _)| !name.is_empty()) {
-        chart
-            .configure_series_labels()
-            .label_font((FAMILY, 14))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(err)?;
+    Ok(())
+}
+
+/// One row per named series, a line of its colour and its name, level with the plot's top.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    series: &[(&str, Vec<(f64, f64)>)],
+) -> std::result::Result<(), String> {
+    let err = |e: DrawingAreaErrorKind<_>| e.to_string();
+    let n = series.len();
+    let style = TextStyle::from((FAMILY, 14).into_font()).color(&BLACK);
+    let mut y = 52;
+    for (i, (name, _)) in series.iter().enumerate().filter(|(_, (name, _))| !name.is_empty()) {
+        let c = color(i, n);
+        area.draw(&PathElement::new(vec![(4, y), (26, y)], c.stroke_width(3))).map_err(err)?;
+        area.draw(&Text::new(name.to_string(), (32, y - 8), style.clone())).map_err(err)?;
+        y += 22;
     }
     Ok(())
 }

@@ -246,7 +246,9 @@ pub struct BertArgs {
     /// at zero and gets no gradient
     #[config(input, optional)]
     pub pad_token_id: Option<i64>,
-    /// build bert.pooler (tanh dense over [CLS]; output `pooled_output`) (null: true)
+    /// build bert.pooler (tanh dense over [CLS]; output `pooled_output`) (null: only without
+    /// the MLM head, as transformers' BertModel has a pooler and BertForMaskedLM none: MLM never
+    /// trains it, and an export for BertForMaskedLM must not carry it)
     pub add_pooling_layer: Option<bool>,
     /// the `features` output: cls ([CLS] state) or mean (over unpadded tokens) (null: cls)
     pub feature_pooling: Option<FeaturePooling>,
@@ -294,6 +296,9 @@ impl BertArgs {
             feature_pooling,
             mlm_head
         );
+        if self.add_pooling_layer.is_none() {
+            c.add_pooling_layer = !c.mlm_head;
+        }
         c.validate()?;
         Ok(c)
     }

@@ -10,6 +10,7 @@ use layers::Params;
 use model::BertForMaskedLM;
 use pt_kit::params::Created;
 use pt_sdk::prelude::*;
+use pt_sdk::taps::{tap_output, wants_any_tap, wants_tap};
 
 /// The masking rate assumed when counting the MLM head's FLOPs (the `mlm` objective's default).
 const ASSUMED_MASK_RATE: f64 = 0.15;
@@ -103,6 +104,35 @@ impl Bert {
     }
 }
 
+impl Bert {
+    /// `embeddings` and `layer1..N`, pooled as `features` (`layerN` is `features`).
+    fn taps(&self) -> Vec<FeatureTap> {
+        let (h, pooling) = (self.config.hidden_size, self.config.feature_pooling);
+        let pooled = format!("pooled as features ({pooling:?})").to_lowercase();
+        let mut taps = vec![FeatureTap::new("embeddings", h, format!("the embeddings' output, {pooled}"))];
+        for k in 1..=self.config.num_hidden_layers {
+            taps.push(FeatureTap::new(format!("layer{k}"), h, format!("output of encoder layer {k}, {pooled}")));
+        }
+        taps
+    }
+
+    /// The last hidden state [batch, seq, hidden] and, into `out`, the taps `inputs` ask for.
+    fn hidden_with_taps(&self, ids: &Tensor, inputs: &Tensors, out: &mut Tensors) -> Result<Tensor> {
+        let (types, mask) = (inputs.get("token_type_ids"), inputs.get("attention_mask"));
+        if !wants_any_tap(inputs) {
+            return self.model.bert.forward(ids, types, mask, self.train);
+        }
+        let states = self.model.bert.hidden_states(ids, types, mask, self.train)?;
+        for (k, state) in states.iter().enumerate() {
+            let tap = if k == 0 { "embeddings".to_string() } else { format!("layer{k}") };
+            if wants_tap(inputs, &tap) {
+                out.insert(tap_output(&tap), self.pool(state, mask)?); // [batch, hidden]
+            }
+        }
+        Ok(states.into_iter().last().expect("the embeddings' state at least"))
+    }
+}
+
 impl Architecture for Bert {
     fn info(&self) -> ArchitectureInfo {
         let c = &self.config;
@@ -130,6 +160,7 @@ impl Architecture for Bert {
             train_flops_per_sample: Some(self.train_flops_per_sample(128.min(c.max_position_embeddings))),
             layer_prefixes,
             config: c.hf_json(),
+            taps: self.taps(),
             ..Default::default()
         }
     }
@@ -146,7 +177,8 @@ impl Architecture for Bert {
     /// [B, L], `mlm_positions` [M] (flat indices into B·L). Outputs: `hidden_states` [B, L, H],
     /// `features` [B, H] (the [CLS] state, or the mean over real tokens with `feature_pooling = "mean"`), `pooled_output` [B, H] (with the pooler) and, given
     /// `mlm_positions`, `mlm_logits` [M, vocab]; given `output_attentions` (any tensor), every
-    /// layer's attention weights `attentions` [layers, B, heads, L, L] (for pictures).
+    /// layer's attention weights `attentions` [layers, B, heads, L, L] (for pictures); given
+    /// `features.layerK` (or `features.embeddings`), that state pooled as `features` [B, H].
     fn forward(&self, inputs: &Tensors, _ctx: &StepCtx) -> Result<Tensors> {
         let ids = inputs.require("input_ids")?;
         let (_, seq) = ids
@@ -160,9 +192,8 @@ impl Architecture for Bert {
         }
         let ids = if ids.kind() == Kind::Int64 { ids.shallow_clone() } else { ids.f_to_kind(Kind::Int64)? };
         self.check_ids(&ids)?;
-        let hidden =
-            self.model.bert.forward(&ids, inputs.get("token_type_ids"), inputs.get("attention_mask"), self.train)?; // [batch, seq, hidden]
         let mut out = Tensors::new();
+        let hidden = self.hidden_with_taps(&ids, inputs, &mut out)?; // [batch, seq, hidden]
         out.insert("features", self.pool(&hidden, inputs.get("attention_mask"))?); // [batch, hidden]
         if let Some(pooler) = &self.model.bert.pooler {
             out.insert("pooled_output", pooler.forward(&hidden)?);

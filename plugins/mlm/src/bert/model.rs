@@ -282,6 +282,16 @@ impl BertEncoder {
         Ok(xs)
     }
 
+    /// The input and every layer's output, [batch, seq, hidden] each (`layers + 1` states).
+    pub fn forward_states(&self, hidden: &Tensor, mask: &AttentionMask, train: bool) -> Result<Vec<Tensor>> {
+        let mut states = vec![hidden.shallow_clone()];
+        for layer in &self.layers {
+            let next = layer.forward(states.last().expect("one state at least"), mask, train)?;
+            states.push(next);
+        }
+        Ok(states)
+    }
+
     /// Every layer's attention weights in evaluation: [layers, batch, heads, seq, seq].
     pub fn attention_maps(&self, hidden: &Tensor, mask: &AttentionMask) -> Result<Tensor> {
         let mut xs = hidden.shallow_clone();
@@ -336,6 +346,20 @@ impl BertModel {
         let mask = AttentionMask::new(attention_mask)?;
         let xs = self.embeddings.forward(input_ids, token_type_ids, train)?;
         self.encoder.forward(&xs, &mask, train)
+    }
+
+    /// The embeddings' output and every layer's, as transformers' `hidden_states`:
+    /// `num_hidden_layers + 1` tensors [batch, seq, hidden], the last = [`Self::forward`].
+    pub fn hidden_states(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        attention_mask: Option<&Tensor>,
+        train: bool,
+    ) -> Result<Vec<Tensor>> {
+        let mask = AttentionMask::new(attention_mask)?;
+        let xs = self.embeddings.forward(input_ids, token_type_ids, train)?;
+        self.encoder.forward_states(&xs, &mask, train)
     }
 
     /// [layers, batch, heads, seq, seq] attention weights (evaluation mode).
