@@ -171,7 +171,42 @@ fn resnet18_learns_digits_and_its_checkpoint_loads_strictly_in_torchvision() {
     assert!(err.contains("--layer layer5") && err.contains("taps: stem, layer1, layer2, layer3, layer4"), "{err}");
     let err = pt.fails(&["embed", s(&run), "-o", "feats.pt"]);
     assert!(err.contains(".safetensors or .npz"), "{err}");
+
+    // Issue 24: exports that say what they are. torchvision's state dict (the default) and
+    // transformers' ResNetForImageClassification, each loaded by its library without a
+    // missing or unused key, computing the same logits.
+    let (tv, hf) = (dir.path().join("tv"), dir.path().join("hf"));
+    let out = pt.ok(&["export", s(&run), s(&tv)]);
+    assert!(out.contains("as torchvision") && out.contains("torchvision.models.resnet18(num_classes=10)"), "{out}");
+    assert!(!tv.join("config.json").exists(), "a torchvision state dict has no config");
+    let out = pt.ok(&["export", s(&run), s(&hf), "--format", "hf"]);
+    assert!(out.contains("ResNetForImageClassification.from_pretrained"), "{out}");
+    let same = py(HF_RESNET, &[s(&tv), s(&hf), s(&csv), &MEAN.to_string(), &STD.to_string()]);
+    let mut parts = same.split_whitespace();
+    assert_eq!(parts.next(), Some("0"), "transformers reports no missing, unused or mismatched key: {same}");
+    let diff: f64 = parts.next().unwrap().parse().unwrap();
+    assert!(diff < 1e-4, "transformers' logits differ from torchvision's by {diff}");
+    let err = pt.fails(&["export", s(&run), s(&dir.path().join("x")), "--format", "timm"]);
+    assert!(err.contains("--format timm") && err.contains("exports as torchvision, hf"), "{err}");
 }
+
+/// Loads the torchvision export strictly and the transformers export with from_pretrained;
+/// prints the number of loading complaints and the largest logit difference on 64 digits.
+const HF_RESNET: &str = r#"
+import sys, numpy as np, torch, torchvision
+from safetensors.torch import load_file
+from transformers import ResNetForImageClassification
+torch.set_num_threads(1)
+tv = torchvision.models.resnet18(weights=None, num_classes=10)
+tv.load_state_dict(load_file(sys.argv[1] + "/model.safetensors"), strict=True)
+hf, info = ResNetForImageClassification.from_pretrained(sys.argv[2], output_loading_info=True)
+rows = np.loadtxt(sys.argv[3], delimiter=",")[:64]
+x = torch.tensor((rows[:, :64] / 16.0 - float(sys.argv[4])) / float(sys.argv[5]), dtype=torch.float32)
+x = x.view(-1, 1, 8, 8).expand(-1, 3, -1, -1).contiguous()
+with torch.no_grad():
+    diff = (tv.eval()(x) - hf.eval()(pixel_values=x).logits).abs().max().item()
+print(sum(len(v) for v in info.values()), f"{diff:.3e}")
+"#;
 
 #[test]
 fn torchvision_weights_import_with_init_from() {

@@ -22,6 +22,65 @@ pub struct Args {
     /// In a run with several architectures, the one to export (its role: `image`, `text`).
     #[arg(long)]
     role: Option<String>,
+    /// The format, as the architecture offers them: `hf` (transformers' from_pretrained),
+    /// `torchvision` (ResNets' state dict); default: the architecture's first (`pt export` names
+    /// them, and what loads each).
+    #[arg(long)]
+    format: Option<String>,
+}
+
+/// The architecture's export formats (a plugin that lists none: one Hugging Face directory from
+/// its reference config) and the one asked for.
+fn pick_format(arch: &ArchHandle, asked: Option<&str>) -> anyhow::Result<pt_sdk::ExportFormat> {
+    let formats = match arch.info.exports.is_empty() {
+        true => vec![pt_sdk::ExportFormat {
+            name: "hf".into(),
+            loads_with: "transformers from_pretrained(DIR)".into(),
+            config: arch.info.config.clone(),
+            names: Vec::new(),
+        }],
+        false => arch.info.exports.clone(),
+    };
+    let Some(asked) = asked else {
+        return Ok(formats.into_iter().next().expect("one format at least"));
+    };
+    let names: Vec<&str> = formats.iter().map(|f| f.name.as_str()).collect();
+    let listed = names.join(", ");
+    formats
+        .iter()
+        .find(|f| f.name == asked)
+        .cloned()
+        .with_context(|| format!("--format {asked}: {} exports as {listed}", arch.origin))
+}
+
+/// The checkpoint's model tensors for `role` (None: all), under the names of `format`.
+fn export_tensors(
+    weights: &Path,
+    role: Option<&str>,
+    format: &pt_sdk::ExportFormat,
+) -> anyhow::Result<Vec<(String, tch::Tensor)>> {
+    let mut tensors = pt_core::checkpoint::format::read_tensors(weights)?;
+    if let Some(role) = role {
+        // The role's tensors under the architecture's own names (`image.conv1.weight` → `conv1.weight`).
+        let prefix = format!("{role}.");
+        tensors =
+            tensors.into_iter().filter_map(|(n, t)| n.strip_prefix(&prefix).map(|n| (n.to_string(), t))).collect();
+        if tensors.is_empty() {
+            anyhow::bail!("{}: no tensor under '{prefix}' in the checkpoint", weights.display());
+        }
+    }
+    if format.names.is_empty() {
+        return Ok(tensors);
+    }
+    let mut by_name: std::collections::HashMap<String, tch::Tensor> = tensors.into_iter().collect();
+    format
+        .names
+        .iter()
+        .map(|(ours, theirs)| {
+            let t = by_name.remove(ours).with_context(|| format!("{}: no tensor '{ours}'", weights.display()))?;
+            Ok((theirs.clone(), t))
+        })
+        .collect()
 }
 
 /// Refuses an output that would overwrite a checkpoint, or another directory without --force.
@@ -164,30 +223,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if arch.info.config.is_null() {
         anyhow::bail!("architecture {} does not describe a reference config, so it cannot be exported", arch.origin);
     }
+    let format = pick_format(&arch, args.format.as_deref())?;
     let staging = Staging::new(&args.output)?;
     let out = staging.dir.clone();
-    std::fs::write(out.join("config.json"), serde_json::to_string_pretty(&arch.info.config)?)?;
-    let weights = ckpt.dir.join("model.safetensors");
-    match role {
-        None => {
-            std::fs::copy(&weights, out.join("model.safetensors"))
-                .with_context(|| format!("copying {}", weights.display()))?;
-        }
-        // The role's tensors under the architecture's own names (`image.conv1.weight` → `conv1.weight`).
-        Some(role) => {
-            let prefix = format!("{role}.");
-            let own: Vec<(String, tch::Tensor)> = pt_core::checkpoint::format::read_tensors(&weights)?
-                .into_iter()
-                .filter_map(|(n, t)| n.strip_prefix(&prefix).map(|n| (n.to_string(), t)))
-                .collect();
-            if own.is_empty() {
-                anyhow::bail!("{}: no tensor under '{prefix}' in the checkpoint", weights.display());
-            }
-            pt_core::checkpoint::format::write_tensors(&out.join("model.safetensors"), &own)?;
-        }
+    let mut files = vec!["model.safetensors".to_string()];
+    if !format.config.is_null() {
+        std::fs::write(out.join("config.json"), serde_json::to_string_pretty(&format.config)?)?;
+        files.insert(0, "config.json".into());
     }
+    let weights = ckpt.dir.join("model.safetensors");
+    let tensors = export_tensors(&weights, role, &format)?;
+    pt_core::checkpoint::format::write_tensors(&out.join("model.safetensors"), &tensors)?;
     let assets = ckpt.dir.join("assets");
-    let mut files = vec!["config.json".to_string(), "model.safetensors".to_string()];
     // A tokenizer goes with the architectures that read tokens.
     if assets.is_dir() && (role.is_none() || arch.info.inputs.iter().any(|i| i == "input_ids")) {
         for e in std::fs::read_dir(&assets)?.flatten() {
@@ -206,7 +253,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             files.push("tokenizer_config.json".into());
         }
     }
-    if arch.info.config["model_type"] == "wav2vec2" {
+    if format.name == "hf" && arch.info.config["model_type"] == "wav2vec2" {
         // What `AutoFeatureExtractor` needs to turn raw audio into the model's input as pt's
         // `audio` dataset does (16 kHz, per-clip normalisation, zero padding).
         let normalize = recipe.data.config.get("normalize").and_then(|v| v.as_bool()).unwrap_or(true);
@@ -225,11 +272,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     staging.commit(&args.output)?;
     println!(
-        "exported step {} of {} to {}: {}",
+        "exported step {} of {} as {} to {}: {}",
         ckpt.manifest.step,
         arch.origin,
+        format.name,
         args.output.display(),
         files.join(", ")
     );
+    println!("load with: {}", format.loads_with.replace("DIR", &args.output.display().to_string()));
     Ok(())
 }

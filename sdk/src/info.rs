@@ -208,6 +208,27 @@ pub struct ArchitectureInfo {
     /// Named places where a per-sample feature vector can be read besides `features`, input
     /// to output (see [`crate::taps`]). (SDK 0.1.5.)
     pub taps: Vec<FeatureTap>,
+    /// The files `pt export --format NAME` can write, the first the default (empty: one
+    /// Hugging Face directory from `config`, every tensor under its own name). (SDK 0.1.5.)
+    pub exports: Vec<ExportFormat>,
+}
+
+/// One export format of an architecture: what loads it, the `config.json` beside the weights,
+/// and the weights' names in it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct ExportFormat {
+    /// `hf`, `torchvision`, ...
+    pub name: String,
+    /// How the reference library loads it, shown to the user (`transformers
+    /// ResNetForImageClassification.from_pretrained(DIR)`).
+    pub loads_with: String,
+    /// Written as `config.json` (null: no config file).
+    #[serde(default)]
+    pub config: serde_json::Value,
+    /// pt's tensor name → the format's, for every tensor written (parameters and buffers);
+    /// empty: every tensor under its own name.
+    #[serde(default)]
+    pub names: Vec<(String, String)>,
 }
 
 /// One feature tap of an architecture: forward returns `features.<name>` `[batch, dim]` when

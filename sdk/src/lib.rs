@@ -127,8 +127,8 @@ pub fn device_code(device: tch::Device) -> i64 {
 pub mod prelude {
     pub use crate::{
         bail, Architecture, ArchitectureInfo, Component, Config, CreateCtx, Dataset, DatasetInfo, ErrorKind,
-        EvalReport, Evaluator, EvaluatorInfo, FeatureTap, FieldInfo, HostData, HostModel, InputDecl, LossOutput,
-        NoConfig, Objective, ObjectiveInfo, PluginConfig, PtError, Result, Splits, StepCtx, Tensors,
+        EvalReport, Evaluator, EvaluatorInfo, ExportFormat, FeatureTap, FieldInfo, HostData, HostModel, InputDecl,
+        LossOutput, NoConfig, Objective, ObjectiveInfo, PluginConfig, PtError, Result, Splits, StepCtx, Tensors,
     };
     pub use tch::{self, Device, Kind, Tensor};
 }

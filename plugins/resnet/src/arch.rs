@@ -116,7 +116,13 @@ impl ResNet {
             config,
             channels_last: true,
             taps: self.taps(),
+            exports: self.exports(),
         }
+    }
+
+    fn exports(&self) -> Vec<pt_sdk::ExportFormat> {
+        let names: Vec<String> = self.params.iter().chain(&self.buffers).map(|(n, _)| n.clone()).collect();
+        crate::export::formats(self.depth, &self.config, &names)
     }
 
     /// `stem` and each stage `layer1..4`, global-average pooled (`layer4` is `features`).

@@ -7,6 +7,7 @@ pub mod arch;
 pub mod blocks;
 pub mod config;
 pub mod evaluator;
+pub mod export;
 pub mod fixmatch;
 pub mod objective;
 
