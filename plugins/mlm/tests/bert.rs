@@ -64,14 +64,13 @@ fn info_describes_inputs_outputs_layers_and_flops() {
     let info = bert.info();
     assert_eq!(info.inputs, vec!["input_ids"]);
     assert_eq!(info.optional_inputs, vec!["attention_mask", "token_type_ids", "mlm_positions", "output_attentions"]);
-    for out in ["hidden_states", "features", "mlm_logits"] {
+    for out in ["hidden_states", "features", "mlm_logits", "pooled_output"] {
         assert!(info.outputs.iter().any(|o| o == out), "{out}");
     }
-    assert!(!info.outputs.iter().any(|o| o == "pooled_output"), "with the MLM head, no pooler (BertForMaskedLM)");
     assert_eq!(info.feature_dim, Some(128));
     assert_eq!(
         info.layer_prefixes,
-        vec!["bert.embeddings", "bert.encoder.layer.0", "bert.encoder.layer.1", "cls.predictions"]
+        vec!["bert.embeddings", "bert.encoder.layer.0", "bert.encoder.layer.1", "bert.pooler", "cls.predictions"]
     );
     // Every parameter sits under exactly one prefix, so freezing the first N is well defined.
     for (name, _) in bert.parameters() {
@@ -86,14 +85,10 @@ fn info_describes_inputs_outputs_layers_and_flops() {
     assert_eq!(info.config["num_hidden_layers"], 2);
     assert_eq!(info.config["vocab_size"], 300);
 
-    assert!(!bert.parameters().iter().any(|(n, _)| n.starts_with("bert.pooler")));
-    let pooler: Bert =
-        make(json!({"preset": "tiny", "vocab_size": 300, "add_pooling_layer": true}), &CreateCtx::default()).unwrap();
-    assert!(pooler.parameters().iter().any(|(n, _)| n.starts_with("bert.pooler")));
-    assert!(pooler.info().outputs.contains(&"pooled_output".to_string()));
-    let encoder: Bert =
-        make(json!({"preset": "tiny", "vocab_size": 300, "mlm_head": false}), &CreateCtx::default()).unwrap();
-    assert!(encoder.info().outputs.contains(&"pooled_output".to_string()), "without the head, BertModel's pooler");
+    let no_pooler: Bert =
+        make(json!({"preset": "tiny", "vocab_size": 300, "add_pooling_layer": false}), &CreateCtx::default()).unwrap();
+    assert!(!no_pooler.parameters().iter().any(|(n, _)| n.starts_with("bert.pooler")));
+    assert!(!no_pooler.info().outputs.contains(&"pooled_output".to_string()));
 }
 
 #[test]
@@ -111,6 +106,7 @@ fn the_tied_decoder_trains_the_word_embeddings_and_inputs_are_checked() {
     // Row 250 gets gradient through the tied decoder, whether or not it occurs in the input.
     assert!(word_grad.get(250).abs().sum(Kind::Float).double_value(&[]) > 0.0);
     assert!(p["cls.predictions.bias"].grad().get(250).double_value(&[]) > 0.0);
+    assert!(!p["bert.pooler.dense.weight"].grad().defined(), "the pooler is not on the MLM path");
 
     let long = Tensors::new().with("input_ids", Tensor::zeros([1, 600], (Kind::Int64, Device::Cpu)));
     let err = bert.forward(&long, &step(true)).unwrap_err();

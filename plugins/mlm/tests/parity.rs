@@ -16,7 +16,6 @@ fn random_bert() -> Bert {
     let config = serde_json::json!({
         "preset": "tiny", "vocab_size": VOCAB, "hidden_size": 32, "num_hidden_layers": 2,
         "num_attention_heads": 4, "intermediate_size": 48, "max_position_embeddings": 24,
-        "add_pooling_layer": true,
     });
     let mut bert: Bert = make(config, &CreateCtx { seed: 11, ..Default::default() }).unwrap();
     // Initialisation leaves biases at 0 and LayerNorms at 1/0, which would hide miswired ones.

@@ -246,9 +246,7 @@ pub struct BertArgs {
     /// at zero and gets no gradient
     #[config(input, optional)]
     pub pad_token_id: Option<i64>,
-    /// build bert.pooler (tanh dense over [CLS]; output `pooled_output`) (null: only without
-    /// the MLM head, as transformers' BertModel has a pooler and BertForMaskedLM none: MLM never
-    /// trains it, and an export for BertForMaskedLM must not carry it)
+    /// build bert.pooler (tanh dense over [CLS]; output `pooled_output`) (null: true)
     pub add_pooling_layer: Option<bool>,
     /// the `features` output: cls ([CLS] state) or mean (over unpadded tokens) (null: cls)
     pub feature_pooling: Option<FeaturePooling>,
@@ -296,9 +294,6 @@ impl BertArgs {
             feature_pooling,
             mlm_head
         );
-        if self.add_pooling_layer.is_none() {
-            c.add_pooling_layer = !c.mlm_head;
-        }
         c.validate()?;
         Ok(c)
     }

@@ -116,6 +116,26 @@ impl Bert {
         taps
     }
 
+    /// A transformers directory: `BertForMaskedLM` with the MLM head (which has no pooler: an
+    /// MLM run never trains one, and transformers would report it unused), else `BertModel`.
+    fn hf_export(&self) -> ExportFormat {
+        let head = self.config.mlm_head;
+        let class = if head { "BertForMaskedLM" } else { "BertModel" };
+        let names = self
+            .params
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| !(head && n.starts_with("bert.pooler.")))
+            .map(|n| (n.clone(), n.clone()))
+            .collect();
+        ExportFormat {
+            name: "hf".into(),
+            loads_with: format!("transformers {class}.from_pretrained(DIR) and AutoTokenizer.from_pretrained(DIR)"),
+            config: self.config.hf_json(),
+            names,
+        }
+    }
+
     /// The last hidden state [batch, seq, hidden] and, into `out`, the taps `inputs` ask for.
     fn hidden_with_taps(&self, ids: &Tensor, inputs: &Tensors, out: &mut Tensors) -> Result<Tensor> {
         let (types, mask) = (inputs.get("token_type_ids"), inputs.get("attention_mask"));
@@ -161,6 +181,7 @@ impl Architecture for Bert {
             layer_prefixes,
             config: c.hf_json(),
             taps: self.taps(),
+            exports: vec![self.hf_export()],
             ..Default::default()
         }
     }
