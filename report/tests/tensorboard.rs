@@ -172,3 +172,48 @@ fn tensorboard_sees_a_resumed_run_without_the_abandoned_steps() {
     assert_eq!(seen, expected);
     assert_eq!(sorted(&read_scalars(&tb).unwrap()), expected);
 }
+
+const PICTURES_AND_HPARAMS: &str = r#"
+import sys
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+acc = EventAccumulator(sys.argv[1], size_guidance={"images": 0})
+acc.Reload()
+image = acc.Images("curves/loss")[0]
+content = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+start = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+h = start.hparams
+print(image.step, image.width, image.height, len(image.encoded_image_string))
+print(h["optim.lr"].number_value, h["arch.name"].string_value, h["run.compile"].bool_value)
+"#;
+
+#[test]
+fn tensorboard_shows_our_pictures_and_hyperparameters() {
+    use pt_report::tensorboard::HParam;
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("loss.png");
+    let plot = pt_report::LinePlot {
+        title: "loss".into(),
+        series: vec![pt_report::Series { name: "train".into(), points: vec![(0.0, 2.0), (1.0, 1.0)] }],
+        ..Default::default()
+    };
+    pt_report::plot_lines(&png, &plot).unwrap();
+    let mut log = MetricsLog::open(dir.path()).unwrap();
+    log.log_hparams(&[
+        ("optim.lr".into(), HParam::Number(3e-4)),
+        ("arch.name".into(), HParam::Text("resnet18".into())),
+        ("run.compile".into(), HParam::Bool(true)),
+    ])
+    .unwrap();
+    log.log(7, [("loss", 1.0)]).unwrap();
+    log.log_picture(7, "curves/loss", &png).unwrap();
+    let err = log.log_picture(7, "x", &dir.path().join("tb")).unwrap_err();
+    assert!(err.to_string().contains("tb"), "{err}");
+    let tb = dir.path().join("tb");
+    assert_eq!(read_scalars(&tb).unwrap().len(), 1, "pictures and hparams leave the scalars as they are");
+    let out = Command::new(python()).arg("-c").arg(PICTURES_AND_HPARAMS).arg(&tb).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let bytes = std::fs::metadata(&png).unwrap().len();
+    assert_eq!(text, format!("7 800 500 {bytes}\n0.0003 resnet18 True\n"));
+}

@@ -190,7 +190,7 @@ impl Trainer<'_> {
     }
 
     /// `eval/<label>-step<N>-confusion.png` (label `classification/random_init` → `classification-random_init`).
-    fn plot_confusion(&self, label: &str, confusion: &pt_sdk::ConfusionMatrix) {
+    fn plot_confusion(&mut self, label: &str, confusion: &pt_sdk::ConfusionMatrix) {
         let path = self.session.run_dir().join("eval").join(format!(
             "{}-step{}-confusion.png",
             label.replace('/', "-"),
@@ -198,7 +198,7 @@ impl Trainer<'_> {
         ));
         let title = format!("{label}, step {}", self.step);
         match pt_report::plot_confusion(&path, &confusion.counts, &confusion.classes, &title) {
-            Ok(()) => tracing::info!(path = %path.display(), "confusion matrix written"),
+            Ok(()) => self.send_picture(&format!("confusion/{label}"), &path),
             Err(e) => tracing::warn!("could not draw {}: {e}", path.display()),
         }
     }

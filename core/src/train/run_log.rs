@@ -94,7 +94,8 @@ impl Trainer<'_> {
 
     /// `<name>.png` per vector metric: each row's entries by share of the counts, largest first
     /// (flat: every entry used; a cliff: a collapsed codebook), and `<name>.json` with the counts.
-    pub(super) fn plot_histograms(&self) {
+    pub(super) fn plot_histograms(&mut self) {
+        let mut drawn = Vec::new();
         for (name, h) in &self.histograms {
             let counts = h.counts.to_device(tch::Device::Cpu);
             let rows = match counts.size().len() {
@@ -125,8 +126,9 @@ impl Trainer<'_> {
                 ..Default::default()
             };
             let base = self.session.run_dir().join(name.replace('/', "-"));
-            if let Err(e) = pt_report::plot_lines(&base.with_extension("png"), &plot) {
-                tracing::warn!("could not draw {name}.png: {e}");
+            match pt_report::plot_lines(&base.with_extension("png"), &plot) {
+                Ok(()) => drawn.push((format!("usage/{name}"), base.with_extension("png"))),
+                Err(e) => tracing::warn!("could not draw {name}.png: {e}"),
             }
             let json =
                 serde_json::json!({ "name": name, "first_step": h.first, "last_step": h.last, "counts": counts });
@@ -134,9 +136,22 @@ impl Trainer<'_> {
                 tracing::warn!("could not write {name}.json: {e}");
             }
         }
+        for (tag, path) in drawn {
+            self.send_picture(&tag, &path);
+        }
     }
 
-    pub(super) fn plot_curves(&self) {
+    /// Sends a picture pt drew to TensorBoard (IMAGES tab), at this step.
+    pub(super) fn send_picture(&mut self, tag: &str, path: &Path) {
+        let step = self.step;
+        if let Some(m) = &mut self.metrics {
+            if let Err(e) = m.log_picture(step, tag, path) {
+                tracing::warn!("could not send {} to TensorBoard: {e}", path.display());
+            }
+        }
+    }
+
+    pub(super) fn plot_curves(&mut self) {
         let mut series = vec![Series { name: "train loss".into(), points: self.loss_curve.clone() }];
         for (name, points) in &self.eval_curves {
             if name.ends_with("loss") {
@@ -150,8 +165,10 @@ impl Trainer<'_> {
             series,
             ..Default::default()
         };
-        if let Err(e) = pt_report::plot_lines(&self.session.run_dir().join("loss.png"), &plot) {
-            tracing::warn!("could not draw loss.png: {e}");
+        let path = self.session.run_dir().join("loss.png");
+        match pt_report::plot_lines(&path, &plot) {
+            Ok(()) => self.send_picture("curves/loss", &path),
+            Err(e) => tracing::warn!("could not draw loss.png: {e}"),
         }
         self.plot_monitors();
     }
@@ -159,7 +176,7 @@ impl Trainer<'_> {
     /// `monitor.png`: the accuracy of every evaluator that ran during training (a kNN monitor
     /// every N steps), per layer for evaluators of several taps, in % by step — beside
     /// `loss.png`, so a user sees representations improve (or collapse) while the run goes.
-    pub(super) fn plot_monitors(&self) {
+    pub(super) fn plot_monitors(&mut self) {
         let layered = |label: &str| self.eval_curves.keys().any(|k| k.starts_with(&format!("{label}/accuracy@")));
         let series: Vec<Series> = self
             .eval_curves
@@ -185,10 +202,36 @@ impl Trainer<'_> {
             series,
             ..Default::default()
         };
-        if let Err(e) = pt_report::plot_lines(&self.session.run_dir().join("monitor.png"), &plot) {
-            tracing::warn!("could not draw monitor.png: {e}");
+        let path = self.session.run_dir().join("monitor.png");
+        match pt_report::plot_lines(&path, &plot) {
+            Ok(()) => self.send_picture("curves/monitor", &path),
+            Err(e) => tracing::warn!("could not draw monitor.png: {e}"),
         }
     }
+}
+
+/// The run plan's values for TensorBoard's hparams plugin: `section.key` (and deeper tables
+/// dotted alike) → number, text or bool; lists as their TOML text.
+pub(super) fn hparams(plan_toml: &str) -> Vec<(String, pt_report::tensorboard::HParam)> {
+    use pt_report::tensorboard::HParam;
+    fn walk(prefix: &str, table: &toml::Table, out: &mut Vec<(String, HParam)>) {
+        for (key, value) in table {
+            let name = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            match value {
+                toml::Value::Table(t) => walk(&name, t, out),
+                toml::Value::Integer(i) => out.push((name, HParam::Number(*i as f64))),
+                toml::Value::Float(f) => out.push((name, HParam::Number(*f))),
+                toml::Value::Boolean(b) => out.push((name, HParam::Bool(*b))),
+                toml::Value::String(s) => out.push((name, HParam::Text(s.clone()))),
+                other => out.push((name, HParam::Text(other.to_string()))),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(table) = plan_toml.parse::<toml::Table>() {
+        walk("", &table, &mut out);
+    }
+    out
 }
 
 /// Dense bf16 peak of the training device, for MFU: `$PT_PEAK_TFLOPS` if set, else known

@@ -153,13 +153,18 @@ impl<'r> Trainer<'r> {
         )?;
         // Rows after the starting step were logged by a process that died before its next
         // checkpoint (or, on a fresh start, before its first): drop them so no step is logged twice.
-        let metrics = match rank {
+        let mut metrics = match rank {
             0 => Some(
                 MetricsLog::resume(session.run_dir(), position.step)
                     .map_err(|e| Error::Training(format!("metrics files: {e}")))?,
             ),
             _ => None,
         };
+        if let (Some(m), 0) = (&mut metrics, position.step) {
+            // TensorBoard's HPARAMS tab: every value of the plan, once per run.
+            let hparams = super::run_log::hparams(&session.resolved_toml());
+            m.log_hparams(&hparams).map_err(|e| Error::Training(format!("metrics files: {e}")))?;
+        }
         let (loss_curve, eval_curves) = curves_so_far(session.run_dir());
         // Rank 0 evaluates (the weights are the same on every rank); the others wait for it.
         let evals = match rank {

@@ -114,6 +114,19 @@ impl MetricsLog {
         self.flush()
     }
 
+    /// Sends the picture `png` (a PNG pt drew: loss curves, a confusion matrix) to TensorBoard
+    /// under `tag` at `step`.
+    pub fn log_picture(&mut self, step: u64, tag: &str, png: &Path) -> Result<()> {
+        self.tb.write_png(now(), step, tag, png)?;
+        self.tb.flush()
+    }
+
+    /// Records the run's hyperparameters for TensorBoard's HPARAMS tab.
+    pub fn log_hparams(&mut self, hparams: &[(String, crate::tensorboard::HParam)]) -> Result<()> {
+        self.tb.write_hparams(now(), hparams)?;
+        self.tb.flush()
+    }
+
     /// Rewrites the files without the rows and TensorBoard events whose step is greater than
     /// `step` (for a run that goes back to an earlier checkpoint while this log is open).
     pub fn truncate_after(&mut self, step: u64) -> Result<()> {

@@ -1,4 +1,5 @@
-//! Native TensorBoard event files: a writer for scalars and a reader that checks CRCs.
+//! Native TensorBoard event files: a writer for scalars, pictures and hyperparameters, and a
+//! reader of scalars that checks CRCs.
 
 mod proto;
 mod reader;
@@ -6,6 +7,7 @@ mod record;
 mod truncate;
 mod writer;
 
+pub use proto::HParam;
 pub use reader::{event_files, read_scalars, Scalar};
 pub use writer::EventWriter;
 

@@ -56,6 +56,82 @@ pub(crate) fn encode_scalar_event(wall_time: f64, step: i64, tag: &str, value: f
     out
 }
 
+// Pictures and hyperparameters: `Summary.Value { Image image = 4; SummaryMetadata metadata = 9; }`,
+// `Image { int32 height = 1; int32 width = 2; int32 colorspace = 3; bytes encoded_image_string = 4; }`,
+// `SummaryMetadata { PluginData plugin_data = 1; }`, `PluginData { string plugin_name = 1; bytes content = 2; }`.
+const VALUE_IMAGE: u32 = 4;
+const VALUE_METADATA: u32 = 9;
+
+/// Encodes an `Event` whose summary holds one value built by `value` (tag already written).
+fn summary_event(wall_time: f64, step: i64, value: &[u8]) -> Vec<u8> {
+    let mut summary = Vec::with_capacity(value.len() + 4);
+    put_bytes(&mut summary, SUMMARY_VALUE, value);
+    let mut out = Vec::with_capacity(summary.len() + 24);
+    put_fixed64(&mut out, EVENT_WALL_TIME, wall_time.to_bits());
+    put_varint(&mut out, EVENT_STEP, step as u64);
+    put_bytes(&mut out, EVENT_SUMMARY, &summary);
+    out
+}
+
+/// Encodes an image summary of PNG bytes (`colorspace` 3: RGB, 4: RGBA).
+pub(crate) fn encode_image_event(
+    wall_time: f64,
+    step: i64,
+    tag: &str,
+    png: &[u8],
+    (width, height, colorspace): (u32, u32, u32),
+) -> Vec<u8> {
+    let mut image = Vec::with_capacity(png.len() + 16);
+    put_varint(&mut image, 1, height as u64);
+    put_varint(&mut image, 2, width as u64);
+    put_varint(&mut image, 3, colorspace as u64);
+    put_bytes(&mut image, 4, png);
+    let mut value = Vec::with_capacity(image.len() + tag.len() + 8);
+    put_bytes(&mut value, VALUE_TAG, tag.as_bytes());
+    put_bytes(&mut value, VALUE_IMAGE, &image);
+    summary_event(wall_time, step, &value)
+}
+
+/// One hyperparameter's value (`google.protobuf.Value`: number 2, string 3, bool 4).
+#[derive(Debug, Clone, PartialEq)]
+pub enum HParam {
+    Number(f64),
+    Text(String),
+    Bool(bool),
+}
+
+/// Encodes the hparams plugin's `session_start_info` (TensorBoard's HPARAMS tab): `Summary.Value
+/// { tag = "_hparams_/session_start_info", metadata { plugin_data { plugin_name = "hparams",
+/// content = HParamsPluginData { version = 0, session_start_info = 3 { map<string, Value>
+/// hparams = 1; double start_time_secs = 5 } } } } }`.
+pub(crate) fn encode_hparams_event(wall_time: f64, hparams: &[(String, HParam)]) -> Vec<u8> {
+    let mut start = Vec::new();
+    for (key, value) in hparams {
+        let mut v = Vec::new();
+        match value {
+            HParam::Number(x) => put_fixed64(&mut v, 2, x.to_bits()),
+            HParam::Text(t) => put_bytes(&mut v, 3, t.as_bytes()),
+            HParam::Bool(b) => put_varint(&mut v, 4, *b as u64),
+        }
+        let mut entry = Vec::new();
+        put_bytes(&mut entry, 1, key.as_bytes());
+        put_bytes(&mut entry, 2, &v);
+        put_bytes(&mut start, 1, &entry);
+    }
+    put_fixed64(&mut start, 5, wall_time.to_bits());
+    let mut plugin_content = Vec::new();
+    put_bytes(&mut plugin_content, 3, &start);
+    let mut plugin_data = Vec::new();
+    put_bytes(&mut plugin_data, 1, b"hparams");
+    put_bytes(&mut plugin_data, 2, &plugin_content);
+    let mut metadata = Vec::new();
+    put_bytes(&mut metadata, 1, &plugin_data);
+    let mut value = Vec::new();
+    put_bytes(&mut value, VALUE_TAG, b"_hparams_/session_start_info");
+    put_bytes(&mut value, VALUE_METADATA, &metadata);
+    summary_event(wall_time, 0, &value)
+}
+
 /// Decodes an `Event`, skipping fields this crate does not use.
 pub(crate) fn decode_event(bytes: &[u8]) -> Result<Event, String> {
     let mut event = Event::default();

@@ -1,6 +1,6 @@
 //! Writes a TensorBoard event file natively: TFRecord-framed `Event` protos.
 
-use super::proto::{encode_file_version_event, encode_scalar_event};
+use super::proto::{encode_file_version_event, encode_hparams_event, encode_image_event, encode_scalar_event, HParam};
 use super::record::write_record;
 use crate::error::{IoContext, ReportError, Result};
 use std::fs::{File, OpenOptions};
@@ -54,6 +54,20 @@ impl EventWriter {
         self.write_event(&encode_scalar_event(wall_time, step, tag, value as f32))
     }
 
+    /// Records the PNG file `png` as an image summary (TensorBoard's IMAGES tab) under `tag`.
+    pub fn write_png(&mut self, wall_time: f64, step: u64, tag: &str, png: &Path) -> Result<()> {
+        let bytes = std::fs::read(png).at(png, "read picture for TensorBoard")?;
+        let header = png_header(&bytes)
+            .ok_or_else(|| ReportError::InvalidInput(format!("{}: not a PNG file", png.display())))?;
+        let step = i64::try_from(step).unwrap_or(i64::MAX);
+        self.write_event(&encode_image_event(wall_time, step, tag, &bytes, header))
+    }
+
+    /// Records the run's hyperparameters for TensorBoard's HPARAMS tab (once per run).
+    pub fn write_hparams(&mut self, wall_time: f64, hparams: &[(String, HParam)]) -> Result<()> {
+        self.write_event(&encode_hparams_event(wall_time, hparams))
+    }
+
     pub fn flush(&mut self) -> Result<()> {
         self.out.flush().at(&self.path, "write TensorBoard event file")
     }
@@ -61,6 +75,21 @@ impl EventWriter {
     fn write_event(&mut self, event: &[u8]) -> Result<()> {
         write_record(&mut self.out, event).at(&self.path, "write TensorBoard event file")
     }
+}
+
+/// Width, height and colour space (3: RGB, 4: RGBA) from a PNG's IHDR chunk.
+fn png_header(bytes: &[u8]) -> Option<(u32, u32, u32)> {
+    if bytes.len() < 26 || &bytes[..8] != b"\x89PNG\r\n\x1a\n" || &bytes[12..16] != b"IHDR" {
+        return None;
+    }
+    let be = |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let colorspace = match bytes[25] {
+        6 => 4, // RGBA
+        4 => 2, // grey + alpha
+        0 => 1, // grey
+        _ => 3, // RGB, palette
+    };
+    Some((be(16), be(20), colorspace))
 }
 
 /// The machine's name as TensorBoard file names carry it, reduced to file-name-safe characters.
