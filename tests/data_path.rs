@@ -185,3 +185,24 @@ for s in range(2):
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("use mode = \"packed\""), "{err}");
 }
+
+/// A plugin's warnings reach the user: the text dataset skips a line of binary data and says
+/// so on stderr and in the run's train.log (a plugin's own `tracing` events used to go nowhere).
+#[test]
+fn a_plugins_warnings_reach_stderr_and_the_run_log() {
+    let (pt, tmp, _) = tiny_mlm_setup(1, "");
+    let mut text = std::fs::read_to_string(data_dir("text").join("text/tiny/train.txt")).unwrap();
+    text.push_str("binary\u{0}\u{0}line\n");
+    let file = write_file(tmp.path(), "with-nul.txt", &text);
+    let recipe = tiny_mlm_recipe(&data_dir("text"), 1, "")
+        .replace(&format!("{}/text/tiny/train.txt", data_dir("text").display()), s(&file));
+    let recipe = write_file(tmp.path(), "nul.toml", &recipe);
+    let run = tmp.path().join("run");
+    let out = pt.run(&["train", "--recipe", s(&recipe), "--run-dir", s(&run), "--quiet"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let warning = stderr.lines().find(|l| l.contains("skipped lines holding NUL bytes"));
+    assert!(warning.is_some_and(|l| l.contains("with-nul.txt") && l.contains("lines=1")), "{stderr}");
+    let log = std::fs::read_to_string(run.join("train.log")).unwrap();
+    assert!(log.contains("skipped lines holding NUL bytes"), "{log}");
+}

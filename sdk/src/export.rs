@@ -349,6 +349,7 @@ pub fn root_module<P: PluginSpec>() -> PluginModRef {
         live_handles,
         install_host: crate::host::install,
         check_config: check_config::<P>,
+        install_logger: crate::log::install,
     }
     .leak_into_prefix()
 }

@@ -155,6 +155,17 @@ pub struct PluginMod {
     /// anything is built. Optional: plugins built before it was added load without it.
     #[sabi(missing_field(option))]
     pub check_config: extern "C" fn(u8, RStr<'_>, RStr<'_>) -> RResult<(), PtError>,
+    /// Receives the host's log sink, once, after loading: the plugin's `tracing` events then
+    /// reach the host's stderr and `train.log` (see [`crate::log`]). Optional (SDK 0.1.5).
+    #[sabi(missing_field(option))]
+    pub install_logger: extern "C" fn(LogSink),
+}
+
+/// Where a plugin's log events go: `log(level, target, text)`, level 1 error, 2 warn, 3 info.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy)]
+pub struct LogSink {
+    pub log: extern "C" fn(u8, RStr<'_>, RStr<'_>),
 }
 
 /// What the host offers plugins beyond the component calls.

@@ -77,6 +77,7 @@ pub mod ffi;
 pub mod host;
 pub mod host_view;
 pub mod info;
+pub mod log;
 mod on_device;
 pub mod rng;
 pub mod taps;

@@ -31,7 +31,8 @@ impl LoadedPlugin {
     /// An in-process plugin (built-in components, tests): no file behind it.
     pub fn in_process(module: PluginModRef, label: &str) -> Result<Self> {
         let manifest = parse_manifest(Path::new(label), module)?;
-        install_host_services(module);
+        // Its statics are the host's own: its events already reach the host's subscriber.
+        install_host_services(module, false);
         Ok(LoadedPlugin { path: PathBuf::from(label), sha256: String::new(), manifest, module })
     }
 }
@@ -157,14 +158,30 @@ pub fn load_plugin_expecting(path: &Path, expected: Option<&str>) -> Result<Load
         ));
     }
     tracing::debug!(plugin = %manifest.name, version = %manifest.version, path = %path.display(), "loaded plugin");
-    install_host_services(module);
+    install_host_services(module, true);
     Ok(LoadedPlugin { path, sha256, manifest, module })
 }
 
-/// Hands the plugin the host's services (a plugin built before they existed has no slot).
-fn install_host_services(module: PluginModRef) {
+/// Hands the plugin the host's services and (a plugin in its own binary) the log sink; a
+/// plugin built before they existed has no slot.
+fn install_host_services(module: PluginModRef, forward_logs: bool) {
     if let Some(install) = module.install_host() {
         install(crate::dist::host_services());
+    }
+    if let Some(install) = module.install_logger().filter(|_| forward_logs) {
+        install(pt_sdk::ffi::LogSink { log: plugin_log });
+    }
+}
+
+/// A plugin's log event, re-emitted as the host's (target `plugin`; progress lines with target
+/// `pt_progress`, which `pt` shows on stderr).
+extern "C" fn plugin_log(level: u8, target: abi_stable::std_types::RStr<'_>, text: abi_stable::std_types::RStr<'_>) {
+    let (source, text) = (target.as_str(), text.as_str());
+    match level {
+        1 => tracing::error!(target: "plugin", source, "{text}"),
+        2 => tracing::warn!(target: "plugin", source, "{text}"),
+        _ if source == "progress" => tracing::info!(target: "pt_progress", "{text}"),
+        _ => tracing::info!(target: "plugin", source, "{text}"),
     }
 }
 

@@ -158,6 +158,9 @@ impl Trainer<'_> {
                     cut.push(label);
                     continue;
                 }
+                if at_end {
+                    obs.on_message(&format!("evaluating {label} …")); // end-of-run evaluations can take minutes
+                }
                 let report = match self.evals[i].run(&self.session, &self.session.model, self.step, random) {
                     Err(_) if super::interrupt::requested() => {
                         cut.push(label);

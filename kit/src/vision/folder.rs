@@ -159,7 +159,19 @@ fn decode_all(
 ) -> Result<Vec<std::result::Result<(Vec<u8>, i64, i64), String>>> {
     use rayon::prelude::*;
     let pool = decoding_pool(cfg.workers)?;
-    Ok(pool.install(|| files.par_iter().map(|(f, _)| decode(f, cfg)).collect()))
+    let progress = pt_sdk::log::Progress::new("decoding images", Some(files.len() as u64));
+    let decoded = pool.install(|| {
+        files
+            .par_iter()
+            .map(|(f, _)| {
+                let image = decode(f, cfg);
+                progress.add(1);
+                image
+            })
+            .collect()
+    });
+    progress.finish();
+    Ok(decoded)
 }
 
 impl ImageFolder {

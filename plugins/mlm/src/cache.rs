@@ -146,6 +146,8 @@ pub struct CacheWriter {
     out: Option<BufWriter<File>>,
     crc: u32,
     bytes: u64,
+    /// Bytes written, as `progress` lines while a large cache builds.
+    progress: Option<pt_sdk::log::Progress>,
 }
 
 impl CacheWriter {
@@ -161,7 +163,7 @@ impl CacheWriter {
         let file = File::create(&tmp).map_err(|e| PtError::io(&tmp, e))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         out.write_all(MAGIC).and_then(|_| out.write_all(&0u64.to_le_bytes())).map_err(|e| PtError::io(&tmp, e))?;
-        Ok(CacheWriter { path: path.to_path_buf(), tmp, out: Some(out), crc: 0, bytes: 0 })
+        Ok(CacheWriter { path: path.to_path_buf(), tmp, out: Some(out), crc: 0, bytes: 0, progress: None })
     }
 
     pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
@@ -169,6 +171,9 @@ impl CacheWriter {
         out.write_all(bytes).map_err(|e| PtError::io(&self.tmp, e))?;
         self.crc = crc32c::crc32c_append(self.crc, bytes);
         self.bytes += bytes.len() as u64;
+        if let Some(p) = &self.progress {
+            p.add(bytes.len() as u64);
+        }
         Ok(())
     }
 
@@ -224,7 +229,11 @@ pub fn open_or_build(
     }
     let started = std::time::Instant::now();
     let mut writer = CacheWriter::create(path)?;
+    writer.progress = Some(pt_sdk::log::Progress::new(format!("building {kind} cache (bytes)"), None));
     let (width, meta) = build(&mut writer)?;
+    if let Some(p) = &writer.progress {
+        p.finish();
+    }
     writer.finish(key, kind, width, meta)?;
     tracing::info!(cache = %path.display(), seconds = started.elapsed().as_secs_f64(), "built token cache");
     CacheFile::open(path, key, kind)?.ok_or_else(|| PtError::io(path, "the cache just written has disappeared"))
