@@ -121,8 +121,8 @@ splits.test = { name = "audio", path = "{data}/audio/digits/test.tsv" }
         }
     }
 
-    // transformers loads the checkpoint (model + quantiser and projections) strictly, and the
-    // exported directory with from_pretrained.
+    // transformers loads the exported directory with from_pretrained (Wav2Vec2Model), and the
+    // `hf-pretraining` export (model, quantiser and projections) as Wav2Vec2ForPreTraining.
     let ckpt = checkpoint_dir(&a, 12);
     let exported = tmp.path().join("hf");
     pt.ok(&["export", s(&ckpt), s(&exported)]);
@@ -136,18 +136,21 @@ assert not any(info.values()), info
 from transformers import AutoFeatureExtractor
 fe = AutoFeatureExtractor.from_pretrained(exported)
 assert fe.sampling_rate == 16000 and fe.do_normalize, fe
-config = json.load(open(f"{exported}/config.json"))
-config.update(num_codevectors_per_group=32, codevector_dim=64, proj_codevector_dim=64)
-pre = Wav2Vec2ForPreTraining(Wav2Vec2Config(**config))
-state = {f"wav2vec2.{k}": v for k, v in load_file(f"{ckpt}/model.safetensors").items()}
-state.update(load_file(f"{ckpt}/objective.safetensors"))
-pre.load_state_dict(state, strict=True)
+pre, info = Wav2Vec2ForPreTraining.from_pretrained(sys.argv[3], output_loading_info=True)
+assert not any(info.values()), info
+assert pre.config.num_codevectors_per_group == 32 and pre.config.proj_codevector_dim == 64, pre.config
+q = load_file(f"{ckpt}/objective.safetensors")["quantizer.codevectors"]
+assert torch.equal(pre.quantizer.codevectors.detach(), q), "the trained codebook, not a fresh one"
 with torch.no_grad():
     out = model.eval()(torch.randn(1, 16000)).last_hidden_state
 assert out.shape == (1, 49, 128) and torch.isfinite(out).all(), out.shape
 print("ok")
 "#;
-    let out = Command::new(python()).arg("-c").arg(script).arg(&ckpt).arg(&exported).output().unwrap();
+    // With the quantiser and its settings: transformers' pre-training model, no hand configuration.
+    let pretraining = tmp.path().join("hf-pretraining");
+    let said = pt.ok(&["export", s(&ckpt), s(&pretraining), "--format", "hf-pretraining"]);
+    assert!(said.contains("Wav2Vec2ForPreTraining.from_pretrained"), "{said}");
+    let out = Command::new(python()).arg("-c").arg(script).arg(&ckpt).arg(&exported).arg(&pretraining).output().unwrap();
     assert!(out.status.success(), "transformers failed:\n{}", String::from_utf8_lossy(&out.stderr));
 
     // Issue 24: feature taps of wav2vec2 through `pt embed`: the last layer's mean over real

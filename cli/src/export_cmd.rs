@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use pt_core::checkpoint::Checkpoint;
-use pt_core::components::ArchHandle;
+use pt_core::components::{ArchHandle, ObjectiveHandle};
 use pt_core::config::{DeviceSetting, Recipe};
 use pt_core::plan::{RunPlan, World};
 use pt_core::plugin::Registry;
@@ -27,60 +27,6 @@ pub struct Args {
     /// them, and what loads each).
     #[arg(long)]
     format: Option<String>,
-}
-
-/// The architecture's export formats (a plugin that lists none: one Hugging Face directory from
-/// its reference config) and the one asked for.
-fn pick_format(arch: &ArchHandle, asked: Option<&str>) -> anyhow::Result<pt_sdk::ExportFormat> {
-    let formats = match arch.info.exports.is_empty() {
-        true => vec![pt_sdk::ExportFormat {
-            name: "hf".into(),
-            loads_with: "transformers from_pretrained(DIR)".into(),
-            config: arch.info.config.clone(),
-            names: Vec::new(),
-        }],
-        false => arch.info.exports.clone(),
-    };
-    let Some(asked) = asked else {
-        return Ok(formats.into_iter().next().expect("one format at least"));
-    };
-    let names: Vec<&str> = formats.iter().map(|f| f.name.as_str()).collect();
-    let listed = names.join(", ");
-    formats
-        .iter()
-        .find(|f| f.name == asked)
-        .cloned()
-        .with_context(|| format!("--format {asked}: {} exports as {listed}", arch.origin))
-}
-
-/// The checkpoint's model tensors for `role` (None: all), under the names of `format`.
-fn export_tensors(
-    weights: &Path,
-    role: Option<&str>,
-    format: &pt_sdk::ExportFormat,
-) -> anyhow::Result<Vec<(String, tch::Tensor)>> {
-    let mut tensors = pt_core::checkpoint::format::read_tensors(weights)?;
-    if let Some(role) = role {
-        // The role's tensors under the architecture's own names (`image.conv1.weight` → `conv1.weight`).
-        let prefix = format!("{role}.");
-        tensors =
-            tensors.into_iter().filter_map(|(n, t)| n.strip_prefix(&prefix).map(|n| (n.to_string(), t))).collect();
-        if tensors.is_empty() {
-            anyhow::bail!("{}: no tensor under '{prefix}' in the checkpoint", weights.display());
-        }
-    }
-    if format.names.is_empty() {
-        return Ok(tensors);
-    }
-    let mut by_name: std::collections::HashMap<String, tch::Tensor> = tensors.into_iter().collect();
-    format
-        .names
-        .iter()
-        .map(|(ours, theirs)| {
-            let t = by_name.remove(ours).with_context(|| format!("{}: no tensor '{ours}'", weights.display()))?;
-            Ok((theirs.clone(), t))
-        })
-        .collect()
 }
 
 /// Refuses an output that would overwrite a checkpoint, or another directory without --force.
@@ -149,6 +95,16 @@ impl Drop for Staging {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// What each objective of the run says about exports (built from the saved config).
+fn objective_infos(plan: &RunPlan) -> anyhow::Result<Vec<pt_sdk::ObjectiveInfo>> {
+    let mut infos = Vec::new();
+    for (objective, term) in plan.objectives.iter().zip(plan.recipe.objectives()) {
+        let config = plan.build_config(&term.component, &Default::default());
+        infos.push(ObjectiveHandle::create(objective, &config, &plan.create_ctx())?.info);
+    }
+    Ok(infos)
 }
 
 fn resolve(path: &Path) -> anyhow::Result<Checkpoint> {
@@ -223,7 +179,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if arch.info.config.is_null() {
         anyhow::bail!("architecture {} does not describe a reference config, so it cannot be exported", arch.origin);
     }
-    let format = pick_format(&arch, args.format.as_deref())?;
+    let objectives = objective_infos(&plan)?;
+    let formats = crate::export_format::available(&arch, &objectives)?;
+    let chosen = crate::export_format::pick(formats, args.format.as_deref(), &arch.origin)?;
+    let format = &chosen.spec;
     let staging = Staging::new(&args.output)?;
     let out = staging.dir.clone();
     let mut files = vec!["model.safetensors".to_string()];
@@ -231,8 +190,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         std::fs::write(out.join("config.json"), serde_json::to_string_pretty(&format.config)?)?;
         files.insert(0, "config.json".into());
     }
-    let weights = ckpt.dir.join("model.safetensors");
-    let tensors = export_tensors(&weights, role, &format)?;
+    let tensors = crate::export_format::tensors(&ckpt.dir, role, &chosen)?;
     pt_core::checkpoint::format::write_tensors(&out.join("model.safetensors"), &tensors)?;
     let assets = ckpt.dir.join("assets");
     // A tokenizer goes with the architectures that read tokens.
@@ -253,7 +211,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             files.push("tokenizer_config.json".into());
         }
     }
-    if format.name == "hf" && arch.info.config["model_type"] == "wav2vec2" {
+    if format.name.starts_with("hf") && arch.info.config["model_type"] == "wav2vec2" {
         // What `AutoFeatureExtractor` needs to turn raw audio into the model's input as pt's
         // `audio` dataset does (16 kHz, per-clip normalisation, zero padding).
         let normalize = recipe.data.config.get("normalize").and_then(|v| v.as_bool()).unwrap_or(true);

@@ -9,6 +9,7 @@ mod data_inspect_recipe;
 mod doctor;
 mod embed_cmd;
 mod export_cmd;
+mod export_format;
 mod launch_cmd;
 mod logging;
 mod plugin_cmd;

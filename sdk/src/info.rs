@@ -275,6 +275,27 @@ pub struct ObjectiveInfo {
     /// optimizer entry (ELECTRA's generator and discriminator share their embeddings).
     /// (SDK 0.1.4.)
     pub ties: Vec<Tie>,
+    /// A format `pt export --format` offers with the objective's own weights beside the
+    /// model's (wav2vec2's quantiser for transformers' `Wav2Vec2ForPreTraining`). (SDK 0.1.5.)
+    pub export: Option<ObjectiveExport>,
+}
+
+/// An export format an objective adds by extending one of its architecture's
+/// ([`ExportFormat`]): the config gains `config`'s keys, the model's tensors take
+/// `model_prefix`, and the objective's tensors join them under `names`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct ObjectiveExport {
+    /// Its name (`hf-pretraining`).
+    pub name: String,
+    /// The architecture's format it extends (`hf`).
+    pub extends: String,
+    pub loads_with: String,
+    /// Merged into the extended format's config (`architectures` included).
+    pub config: serde_json::Value,
+    /// Put before every model tensor's name in the extended format (`wav2vec2.`).
+    pub model_prefix: String,
+    /// The objective's tensor name → the format's; empty: every objective tensor as named.
+    pub names: Vec<(String, String)>,
 }
 
 /// Every model parameter named `alias` + rest is the parameter `owner` + rest (role-qualified

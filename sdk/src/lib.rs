@@ -129,7 +129,8 @@ pub mod prelude {
     pub use crate::{
         bail, Architecture, ArchitectureInfo, Component, Config, CreateCtx, Dataset, DatasetInfo, ErrorKind,
         EvalReport, Evaluator, EvaluatorInfo, ExportFormat, FeatureTap, FieldInfo, HostData, HostModel, InputDecl,
-        LossOutput, NoConfig, Objective, ObjectiveInfo, PluginConfig, PtError, Result, Splits, StepCtx, Tensors,
+        LossOutput, NoConfig, Objective, ObjectiveExport, ObjectiveInfo, PluginConfig, PtError, Result, Splits,
+        StepCtx, Tensors,
     };
     pub use tch::{self, Device, Kind, Tensor};
 }

@@ -13,6 +13,7 @@ use crate::masking::{draw_batch, SpanMasking};
 use crate::quantizer::GumbelQuantizer;
 use pt_kit::params::{Created, Linear, Params};
 use pt_sdk::prelude::*;
+use pt_sdk::ObjectiveExport;
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, PluginConfig)]
@@ -174,6 +175,35 @@ impl Wav2Vec2Objective {
     }
 }
 
+impl Wav2Vec2Objective {
+    /// transformers' `Wav2Vec2ForPreTraining`: the encoder under `wav2vec2.`, the quantiser and
+    /// projections under their own (already transformers') names, and the settings they need.
+    fn pretraining_export(&self) -> ObjectiveExport {
+        let c = &self.cfg;
+        ObjectiveExport {
+            name: "hf-pretraining".into(),
+            extends: "hf".into(),
+            loads_with: "transformers Wav2Vec2ForPreTraining.from_pretrained(DIR)".into(),
+            config: serde_json::json!({
+                "architectures": ["Wav2Vec2ForPreTraining"],
+                "num_codevector_groups": c.num_codevector_groups,
+                "num_codevectors_per_group": c.num_codevectors_per_group,
+                "codevector_dim": c.codevector_dim,
+                "proj_codevector_dim": c.proj_codevector_dim,
+                "num_negatives": c.num_negatives,
+                "contrastive_logits_temperature": c.contrastive_logits_temperature,
+                "diversity_loss_weight": c.diversity_loss_weight,
+                "feat_quantizer_dropout": c.feat_quantizer_dropout,
+                "mask_time_prob": c.mask_time_prob,
+                "mask_time_length": c.mask_time_length,
+                "mask_time_min_masks": c.mask_time_min_masks,
+            }),
+            model_prefix: "wav2vec2.".into(),
+            names: Vec::new(),
+        }
+    }
+}
+
 impl Objective for Wav2Vec2Objective {
     fn info(&self) -> ObjectiveInfo {
         ObjectiveInfo {
@@ -197,6 +227,7 @@ impl Objective for Wav2Vec2Objective {
             .to_vec(),
             // Spans and negatives come from each clip's counter stream: drawn on the loader thread.
             prepare_on_host: true,
+            export: Some(self.pretraining_export()),
             ..Default::default()
         }
     }
