@@ -103,6 +103,43 @@ print(max((e['features.' + n] - hs[k][:, 0]).abs().max().item() for k, n in enum
     );
     let diff: f64 = diff.trim().parse().unwrap();
     assert!(diff < 1e-4, "pt's per-layer [CLS] states differ from transformers' by {diff}");
+
+    // Reference weights straight in: the transformers directory itself, embedded and probed
+    // without a pt run around it, gives the run's own features.
+    let from_hf = dir.path().join("from-hf.safetensors");
+    let mut args =
+        vec!["embed", hf.to_str().unwrap(), "-o", from_hf.to_str().unwrap(), "--data", "jsonl", "--set", &files];
+    args.extend(["--set", "tokenizer={run}/assets/tokenizer.json", "--set", "block_size=16", "--layer", "layer1"]);
+    let out = pt.run(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (ours, theirs) = (read_safetensors(&emb), read_safetensors(&from_hf));
+    assert_eq!(ours["features.layer1"].f32s(), theirs["features.layer1"].f32s(), "the same weights, the same features");
+    let err = pt.fails(&["embed", hf.to_str().unwrap(), "-o", from_hf.to_str().unwrap()]);
+    assert!(err.contains("reference weights have no data of their own"), "{err}");
+    let labelled = write_file(
+        dir.path(),
+        "labelled.jsonl",
+        "{\"text\": \"and god said let there be light\", \"label\": \"a\"}\n{\"text\": \"in the beginning\", \"label\": \"b\"}\n",
+    );
+    let split = format!(
+        "{{ name = \"jsonl\", files = [\"{}\"], tokenizer = \"{{run}}/assets/tokenizer.json\", block_size = 16, label_field = \"label\" }}",
+        labelled.display()
+    );
+    let task = format!("[[eval]]\nname = \"knn\"\nk = 1\nsplits.train = {split}\nsplits.test = {split}\n");
+    let task = write_file(dir.path(), "self.toml", &task);
+    let out = pt.ok(&[
+        "transfer",
+        hf.to_str().unwrap(),
+        "--task",
+        task.to_str().unwrap(),
+        "--no-baseline",
+        "--out",
+        dir.path().join("t").to_str().unwrap(),
+    ]);
+    assert!(
+        out.lines().any(|l| l.starts_with("knn") && l.contains("100.0 %")),
+        "each sentence is its own nearest neighbour: {out}"
+    );
     // And back: weights saved by transformers import with --init-from.
     let run2 = dir.path().join("run2");
     let out = pt.run(&[

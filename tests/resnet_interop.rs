@@ -188,6 +188,21 @@ fn resnet18_learns_digits_and_its_checkpoint_loads_strictly_in_torchvision() {
     assert!(diff < 1e-4, "transformers' logits differ from torchvision's by {diff}");
     let err = pt.fails(&["export", s(&run), s(&dir.path().join("x")), "--format", "timm"]);
     assert!(err.contains("--format timm") && err.contains("exports as torchvision, hf"), "{err}");
+
+    // Reference weights straight in: torchvision's state dict, with no pt run around it, gives
+    // the run's own features (the BatchNorm statistics included) and exports again.
+    let state_dict = tv.join("model.safetensors");
+    let again = dir.path().join("emb/from-torchvision.safetensors");
+    let mut args = vec!["embed", s(&state_dict), "-o", s(&again), "--data", "pixel_csv", "--limit", "70"];
+    args.extend(["--set", &path, "--set", "split=all", "--set", &mean, "--set", &std, "--layer", "layer2"]);
+    let out = pt.ok(&args);
+    assert!(out.contains("[70, 128]"), "{out}");
+    assert_eq!(read_safetensors(&again)["features.layer2"].f32s(), arrays["features.layer2"].f32s());
+    let hf_again = dir.path().join("hf-again");
+    let out = pt.ok(&["export", s(&state_dict), s(&hf_again), "--format", "hf"]);
+    assert!(out.contains("ResNetForImageClassification"), "{out}");
+    let err = pt.fails(&["embed", s(&csv), "-o", s(&again)]);
+    assert!(err.contains("no checkpoint here") || err.contains("no such"), "{err}");
 }
 
 /// Loads the torchvision export strictly and the transformers export with from_pretrained;

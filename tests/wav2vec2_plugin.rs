@@ -150,7 +150,8 @@ print("ok")
     let pretraining = tmp.path().join("hf-pretraining");
     let said = pt.ok(&["export", s(&ckpt), s(&pretraining), "--format", "hf-pretraining"]);
     assert!(said.contains("Wav2Vec2ForPreTraining.from_pretrained"), "{said}");
-    let out = Command::new(python()).arg("-c").arg(script).arg(&ckpt).arg(&exported).arg(&pretraining).output().unwrap();
+    let out =
+        Command::new(python()).arg("-c").arg(script).arg(&ckpt).arg(&exported).arg(&pretraining).output().unwrap();
     assert!(out.status.success(), "transformers failed:\n{}", String::from_utf8_lossy(&out.stderr));
 
     // Issue 24: feature taps of wav2vec2 through `pt embed`: the last layer's mean over real

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A pt run directory (its latest valid checkpoint) or a checkpoint directory.
+    /// A pt run directory (its latest valid checkpoint), a checkpoint directory, a transformers
+    /// BERT directory or a torchvision ResNet state dict (.safetensors).
     from: PathBuf,
     /// The output file: .safetensors or .npz (NumPy), with OUT.json describing it.
     #[arg(short, long, required_unless_present = "list_layers")]
@@ -81,7 +82,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let spec = data_spec(&args)?;
     let reg = Registry::discover();
-    let (run_dir, ckpt) = pt_core::transfer::locate(&args.from)?;
+    let (run_dir, ckpt) = pt_core::transfer::locate_or_import(&reg, &args.from)?;
+    if let (Some(source), None) = (pt_core::transfer::import::imported_from(&run_dir), &spec) {
+        if !args.list_layers {
+            anyhow::bail!(
+                "{source}: reference weights have no data of their own: give --data NAME --set … or --task TASK"
+            );
+        }
+    }
     if args.list_layers {
         let (session, _) = pt_core::transfer::open(&reg, &run_dir, ckpt, Vec::new(), args.role.as_deref())?;
         return list_layers(&session);

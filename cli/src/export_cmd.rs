@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A checkpoint directory (runs/NAME/checkpoints/step-…), or a run directory (its latest).
+    /// A checkpoint directory (runs/NAME/checkpoints/step-…), a run directory (its latest), a
+    /// transformers BERT directory or a torchvision ResNet state dict (.safetensors).
     checkpoint: PathBuf,
     /// Output directory: created, or replaced with --force (never a checkpoint's).
     output: PathBuf,
@@ -144,11 +145,14 @@ fn tokenizer_config(tokenizer_json: &Path, max_len: Option<i64>) -> anyhow::Resu
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     check_output(&args.output, args.force)?;
-    let ckpt = resolve(&args.checkpoint)?;
+    let reg = Registry::discover();
+    let ckpt = match pt_core::transfer::import::import(&reg, &args.checkpoint)? {
+        Some(run_dir) => resolve(&run_dir)?,
+        None => resolve(&args.checkpoint)?,
+    };
     let mut recipe =
         Recipe::parse_saved(&ckpt.manifest.config, &format!("{} (saved config)", ckpt.dir.display()), &[])?;
     recipe.run.device = DeviceSetting::Cpu;
-    let reg = Registry::discover();
     // The saved config holds every value the run used, so the plan wires nothing.
     let plan = RunPlan::resolve(&reg, recipe, &ckpt.dir, World::default())?;
     let specs = plan.recipe.arch.iter();

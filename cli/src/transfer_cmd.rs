@@ -20,7 +20,8 @@ pub const BUILT_IN: &[(&str, &str)] = &[
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A pt run directory (its latest valid checkpoint) or a checkpoint directory.
+    /// A pt run directory (its latest valid checkpoint), a checkpoint directory, a transformers
+    /// BERT directory or a torchvision ResNet state dict (.safetensors).
     from: PathBuf,
     /// A task file of [[eval]] entries, or a built-in task: fashion-mnist, mnist, mnist-layers, fortunes,
     /// debian-sections, wordnet-pos, spoken-digits, emoji-zero-shot.
@@ -66,11 +67,11 @@ pub fn task_text(task: &str) -> anyhow::Result<(String, String)> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (text, name) = task_text(&args.task)?;
     let task = Recipe::parse_evals(&text, &args.task, &args.set)?;
-    let (run_dir, ckpt) = pt_core::transfer::locate(&args.from)?;
+    let reg = Registry::discover();
+    let (run_dir, ckpt) = pt_core::transfer::locate_or_import(&reg, &args.from)?;
     let out = args.out.unwrap_or_else(|| run_dir.join(format!("transfer-{name}")));
     std::fs::create_dir_all(&out)?;
     crate::logging::log_to_file(&out.join("transfer.log"))?;
-    let reg = Registry::discover();
     let mut progress = |line: &str| errln!("{line}");
     let opts =
         pt_core::transfer::TransferOptions { baseline: !args.no_baseline, seeds: args.seeds, role: args.role.clone() };

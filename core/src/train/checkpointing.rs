@@ -84,7 +84,7 @@ impl Trainer<'_> {
     }
 }
 
-pub(super) fn plugin_records(reg: &Registry) -> Vec<PluginRecord> {
+pub(crate) fn plugin_records(reg: &Registry) -> Vec<PluginRecord> {
     let mut v: Vec<PluginRecord> = reg
         .plugins
         .iter()

@@ -1,6 +1,6 @@
 //! The shared trainer: one loop for every objective.
 
-mod checkpointing;
+pub(crate) mod checkpointing;
 pub mod eval;
 mod grad_watch;
 mod health;

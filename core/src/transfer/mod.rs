@@ -18,12 +18,28 @@ use pt_sdk::EvalReport;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
+pub mod import;
 mod table;
 pub use table::{markdown, metric_rows, MetricRow, Spread};
+
+/// The run and checkpoint a transfer starts from: a run directory (its latest valid checkpoint),
+/// a checkpoint directory inside one, or reference weights made into a run ([`import::import`]).
+pub fn locate_or_import(reg: &Registry, from: &Path) -> Result<(PathBuf, Checkpoint)> {
+    match import::import(reg, from)? {
+        Some(run_dir) => locate(&run_dir),
+        None => locate(from),
+    }
+}
 
 /// The run and checkpoint a transfer starts from: a run directory (its latest valid checkpoint)
 /// or a checkpoint directory inside one.
 pub fn locate(from: &Path) -> Result<(PathBuf, Checkpoint)> {
+    if !from.exists() {
+        return Err(Error::Config(format!(
+            "{}: no such file or directory (give a pt run or checkpoint directory, a transformers directory or a torchvision .safetensors)",
+            from.display()
+        )));
+    }
     if from.join(crate::checkpoint::format::MANIFEST).is_file() {
         let ckpt = Checkpoint::open_verified(from)?;
         let run_dir = from.parent().and_then(Path::parent).map(Path::to_path_buf).ok_or_else(|| {
@@ -34,7 +50,7 @@ pub fn locate(from: &Path) -> Result<(PathBuf, Checkpoint)> {
     match latest_valid(&from.join("checkpoints"))? {
         Some(ckpt) => Ok((from.to_path_buf(), ckpt)),
         None => Err(Error::Config(format!(
-            "{}: no checkpoint here; give a pt run directory (with checkpoints/) or a checkpoint directory",
+            "{}: no checkpoint here; give a pt run directory (with checkpoints/), a checkpoint directory, a transformers BERT directory or a torchvision ResNet .safetensors",
             from.display()
         ))),
     }

@@ -1,0 +1,252 @@
+//! Reference weights as a pt run: a transformers BERT directory or a torchvision ResNet state
+//! dict becomes a run directory (its recipe and a step-0 checkpoint holding those weights) that
+//! `pt transfer`, `pt embed` and `pt export` read like any other. It is made once per source, in
+//! the data cache (`{data}/cache/imports/`). Its `[data]` and `[objective]` are placeholders
+//! (nothing trains there): evaluate it on a task or on data given with `--data`.
+
+use crate::checkpoint::format::CursorState;
+use crate::checkpoint::manager::{latest_valid, snapshot, CheckpointManager, SaveRequest};
+use crate::config::Recipe;
+use crate::plan::{RunPlan, World};
+use crate::plugin::Registry;
+use crate::train::resume::{named_model, named_objective};
+use crate::train::weights::{load_named, read_weights};
+use crate::train::Session;
+use crate::{Error, Result};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// What a source holds, and the recipe of a run that holds it.
+struct Reference {
+    what: String,
+    recipe: String,
+    /// Files the run needs: (name in the run directory, contents or a file to copy).
+    files: Vec<(String, FileSource)>,
+}
+
+enum FileSource {
+    Text(String),
+    Copy(PathBuf),
+}
+
+/// The run directory holding `src`'s weights (made on first use), or None when `src` is not a
+/// reference model pt knows (then it is taken for a pt run or checkpoint).
+pub fn import(reg: &Registry, src: &Path) -> Result<Option<PathBuf>> {
+    let Some(reference) = recognise(src)? else {
+        return Ok(None);
+    };
+    let dir = cache_dir(src)?;
+    if dir.join(IMPORTED).is_file() && latest_valid(&dir.join("checkpoints"))?.is_some() {
+        return Ok(Some(dir));
+    }
+    tracing::info!(target: "pt_progress", "importing {} ({}) into {} …", src.display(), reference.what, dir.display());
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("assets")).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    for (name, source) in &reference.files {
+        let path = dir.join(name);
+        let written = match source {
+            FileSource::Text(t) => std::fs::write(&path, t),
+            FileSource::Copy(from) => std::fs::copy(from, &path).map(|_| ()),
+        };
+        written.map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    }
+    let origin = format!("{} (imported)", src.display());
+    let recipe = Recipe::parse(&reference.recipe, &origin, &[])?;
+    let session = Session::build(RunPlan::resolve(reg, recipe, &dir, World::default())?)?;
+    let what = format!("importing {}", src.display());
+    let report = load_named(&named_model(&session)?, &read_weights(src)?, &what)?;
+    if report.loaded == 0 {
+        return Err(Error::Checkpoint(format!("{what}: none of its tensors match {}", session.model.origin)));
+    }
+    if !report.missing.is_empty() {
+        tracing::warn!(
+            "{what}: {} of the model's tensors are not in it and stay at random initialisation ({}…)",
+            report.missing.len(),
+            report.missing[0]
+        );
+    }
+    save_step_zero(reg, &session)?;
+    let note = serde_json::json!({ "source": src.display().to_string(), "what": reference.what });
+    std::fs::write(dir.join(IMPORTED), note.to_string()).map_err(|e| Error::io("writing imported.json", e))?;
+    Ok(Some(dir))
+}
+
+/// Marks a run directory made by [`import`] (its source and kind).
+pub const IMPORTED: &str = "imported.json";
+
+/// For a run made by [`import`], where its weights came from.
+pub fn imported_from(run_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(run_dir.join(IMPORTED)).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    json["source"].as_str().map(String::from)
+}
+
+/// `{data}/cache/imports/<hash of the source's path, size and time>`.
+fn cache_dir(src: &Path) -> Result<PathBuf> {
+    let abs = std::fs::canonicalize(src).map_err(|e| Error::io(format!("reading {}", src.display()), e))?;
+    let weights = if abs.is_dir() { abs.join("model.safetensors") } else { abs.clone() };
+    let meta = std::fs::metadata(&weights).map_err(|e| Error::io(format!("reading {}", weights.display()), e))?;
+    let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    let key = format!("{}|{}|{:?}", abs.display(), meta.len(), modified);
+    let hash = hex::encode(&Sha256::digest(key.as_bytes())[..8]);
+    Ok(pt_sdk::default_data_dir().join("cache/imports").join(hash))
+}
+
+fn save_step_zero(reg: &Registry, session: &Session) -> Result<()> {
+    let run_dir = session.run_dir();
+    let toml = session.resolved_toml();
+    std::fs::write(run_dir.join("config.toml"), &toml).map_err(|e| Error::io("writing config.toml", e))?;
+    let mut components = std::collections::BTreeMap::new();
+    components.insert("data".to_string(), session.data.origin.clone());
+    components.insert("arch".to_string(), session.model.origin.clone());
+    components.insert("objective".to_string(), session.objective_origin());
+    let mut manager = CheckpointManager::new(run_dir, 1, "", false)?;
+    manager.save(SaveRequest {
+        step: 0,
+        cursor: CursorState::default(),
+        world_size: 1,
+        lr: 0.0,
+        seed: session.plan.recipe.run.seed,
+        optimizer: "none (imported weights)".into(),
+        optimizer_steps: 0,
+        metrics: Default::default(),
+        skipped_steps: 0,
+        config: toml,
+        components,
+        plugins: crate::train::checkpointing::plugin_records(reg),
+        libtorch_version: String::new(),
+        model: snapshot(&named_model(session)?),
+        objective: snapshot(&named_objective(session)?),
+        // Every checkpoint holds an optimizer file; here it records that none ran.
+        optimizer_state: vec![("imported".into(), tch::Tensor::from(0i64))],
+        assets_dir: Some(run_dir.join("assets")),
+    })?;
+    manager.wait()?;
+    Ok(())
+}
+
+/// A transformers directory (`config.json` with a known `model_type`) or a torchvision ResNet
+/// state dict (`.safetensors`); None for anything else.
+fn recognise(src: &Path) -> Result<Option<Reference>> {
+    let config = src.join("config.json");
+    if src.is_dir()
+        && config.is_file()
+        && src.join("model.safetensors").is_file()
+        && !src.join("manifest.json").exists()
+    {
+        let text =
+            std::fs::read_to_string(&config).map_err(|e| Error::io(format!("reading {}", config.display()), e))?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::Config(format!("{}: not valid JSON ({e})", config.display())))?;
+        return match json["model_type"].as_str() {
+            Some("bert") => bert(src, &json).map(Some),
+            Some(other) => Err(Error::Config(format!(
+                "{}: a transformers '{other}' model; pt imports bert directories and torchvision ResNet state dicts (.safetensors)",
+                src.display()
+            ))),
+            None => Ok(None),
+        };
+    }
+    if src.is_file() && src.extension().is_some_and(|e| e == "safetensors") {
+        let tensors = crate::checkpoint::format::read_tensors(src)?;
+        return resnet(src, &tensors).map(Some);
+    }
+    Ok(None)
+}
+
+/// A one-line text file for the placeholder `[data]`.
+const PLACEHOLDER_TEXT: &str = "an imported model: give pt transfer a task or pt embed --data to evaluate it\n";
+
+fn bert(src: &Path, c: &serde_json::Value) -> Result<Reference> {
+    let tokenizer = src.join("tokenizer.json");
+    if !tokenizer.is_file() {
+        return Err(Error::Config(format!(
+            "{}: no tokenizer.json (a fast tokenizer) beside the weights; save it with tokenizer.save_pretrained",
+            src.display()
+        )));
+    }
+    let weights = crate::checkpoint::format::read_tensors(&src.join("model.safetensors"))?;
+    let has = |prefix: &str| weights.iter().any(|(n, _)| n.starts_with(prefix));
+    let mut arch = String::new();
+    for key in [
+        "vocab_size",
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "intermediate_size",
+        "max_position_embeddings",
+        "type_vocab_size",
+        "layer_norm_eps",
+        "pad_token_id",
+    ] {
+        if let Some(v) = c.get(key).filter(|v| v.is_number()) {
+            arch.push_str(&format!("{key} = {v}\n"));
+        }
+    }
+    if let Some(act) = c["hidden_act"].as_str() {
+        arch.push_str(&format!("hidden_act = \"{act}\"\n"));
+    }
+    arch.push_str(&format!("add_pooling_layer = {}\n", has("bert.pooler.")));
+    let block = c["max_position_embeddings"].as_i64().unwrap_or(512).min(128);
+    let recipe = format!(
+        "# The transformers directory {src} as a pt run (pt transfer / embed / export).\n\
+         # [data] and [objective] are placeholders: nothing trains here.\n\
+         [run]\nbatch_size = 1\nmax_steps = 1\n\n[checkpoint]\nevery = 0\n\n\
+         [data]\nname = \"text\"\nfiles = [\"{{run}}/placeholder.txt\"]\ntokenizer = \"{{run}}/assets/tokenizer.json\"\nblock_size = {block}\n\n\
+         [arch]\nname = \"bert\"\n{arch}\n[objective]\nname = \"mlm\"\n",
+        src = src.display()
+    );
+    Ok(Reference {
+        what: "a transformers BERT".into(),
+        recipe,
+        files: vec![
+            ("placeholder.txt".into(), FileSource::Text(PLACEHOLDER_TEXT.repeat(4))),
+            ("assets/tokenizer.json".into(), FileSource::Copy(tokenizer)),
+        ],
+    })
+}
+
+fn resnet(src: &Path, tensors: &[(String, tch::Tensor)]) -> Result<Reference> {
+    let shape = |name: &str| tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t.size());
+    let (Some(stem), true) = (shape("conv1.weight"), shape("layer1.0.conv1.weight").is_some()) else {
+        return Err(Error::Config(format!(
+            "{}: not a torchvision ResNet state dict (no conv1.weight / layer1.0.conv1.weight); give a pt run, a checkpoint or a transformers directory",
+            src.display()
+        )));
+    };
+    let blocks =
+        |stage: usize| (0..).take_while(|b| shape(&format!("layer{stage}.{b}.conv1.weight")).is_some()).count();
+    let bottleneck = shape("layer1.0.conv3.weight").is_some();
+    let depth = match (blocks(3), bottleneck) {
+        (2, false) => "resnet18",
+        (6, false) => "resnet34",
+        (6, true) => "resnet50",
+        (n, b) => {
+            return Err(Error::Config(format!(
+                "{}: a ResNet with {n} blocks in layer3{} is not one of resnet18/34/50",
+                src.display(),
+                if b { " (bottleneck)" } else { "" }
+            )))
+        }
+    };
+    let classes = shape("fc.weight").map(|s| s[0]).unwrap_or(0);
+    let recipe = format!(
+        "# The torchvision state dict {src} as a pt run (pt transfer / embed / export).\n\
+         # [data] and [objective] are placeholders: nothing trains here.\n\
+         [run]\nbatch_size = 1\nmax_steps = 1\n\n[checkpoint]\nevery = 0\n\n\
+         [data]\nname = \"pixel_csv\"\npath = \"{{run}}/placeholder.csv\"\nmean = [0.5]\nstd = [0.25]\n\n\
+         [arch]\nname = \"{depth}\"\nnum_classes = {classes}\nin_channels = {}\nwidth = {}\nsmall_stem = {}\n\n\
+         [objective]\nname = \"{}\"\n",
+        stem[1],
+        stem[0],
+        stem[2] == 3,
+        if classes > 0 { "supervised" } else { "simclr" },
+        src = src.display()
+    );
+    let row = format!("{}0\n", "0,".repeat(64));
+    Ok(Reference {
+        what: format!("a torchvision {depth}"),
+        recipe,
+        files: vec![("placeholder.csv".into(), FileSource::Text(row.repeat(2)))],
+    })
+}
