@@ -12,7 +12,8 @@ pub struct Args {
     /// A pt run directory (its latest valid checkpoint), a checkpoint directory, a transformers
     /// BERT directory or a torchvision ResNet state dict (.safetensors).
     from: PathBuf,
-    /// The output file: .safetensors or .npz (NumPy), with OUT.json describing it.
+    /// The output file: .safetensors or .npz (NumPy), described by OUT.json beside it
+    /// (feats.safetensors → feats.safetensors.json).
     #[arg(short, long, required_unless_present = "list_layers")]
     out: Option<PathBuf>,
     /// Print the model's feature taps and per-sample outputs (what --layer takes) and stop.
@@ -52,6 +53,8 @@ fn data_spec(args: &Args) -> anyhow::Result<Option<EvalSpec>> {
         args.set.iter().map(|s| format!("eval.{at}.splits.{split}.{s}")).collect()
     };
     if let Some(name) = &args.data {
+        // One evaluation entry holding the dataset as its split `data`: the plan then builds it
+        // as it builds a task's splits (run-relative paths, the run's tokenizer filled in).
         let text = format!("[[eval]]\nname = \"knn\"\nsplits.data = {{ name = {} }}\n", toml_string(name));
         return Ok(Recipe::parse_evals(&text, "--data", &sets(0, "data"))?.into_iter().next());
     }
@@ -78,7 +81,7 @@ fn toml_string(s: &str) -> String {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(out) = &args.out {
-        pt_core::embed::output_format(out)?;
+        pt_core::embed::output_format(out)?; // before minutes of loading, not after
     }
     let spec = data_spec(&args)?;
     let reg = Registry::discover();
@@ -109,10 +112,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let opts = EmbedOptions { layers: args.layers.clone(), batch_size: args.batch_size, limit: args.limit };
     let mut counter = Counter::new("embedding");
-    let mut embedding = embed(&mut session, &data, &opts, &out, &mut |done, all| counter.set(done, all))?;
+    let embedding = embed((&mut session, &ckpt), &data, &opts, &out, &mut |done, all| counter.set(done, all))?;
     counter.finish();
-    embedding.checkpoint = ckpt.dir.display().to_string();
-    embedding.step = ckpt.manifest.step;
     let summary = write_summary(&embedding, &out)?;
     println!(
         "{} samples of {} through {} (step {}):",

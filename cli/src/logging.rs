@@ -26,9 +26,9 @@ impl Write for RunLog {
 }
 
 pub fn init_stderr(verbose: u8) {
-    // Progress lines (plugins' `progress` events, re-emitted as `pt_progress`) show at every level.
+    // Progress lines (events with target `progress`, the host's and plugins') show at every level.
     let level = match verbose {
-        0 => "warn,pt_progress=info",
+        0 => "warn,progress=info",
         1 => "info",
         _ => "debug",
     };

@@ -25,18 +25,18 @@ impl Progress {
     }
 }
 
-/// Progress through a known number of items: a bar with ETA on a terminal, else a line at
-/// every tenth once the work has taken two seconds.
+/// Progress through a known number of items: a bar with ETA on a terminal, else the `progress`
+/// lines every long work prints (`pt_sdk::log::Progress`).
 pub struct Counter {
     what: &'static str,
     bar: Option<ProgressBar>,
-    tenths: u64,
-    started: std::time::Instant,
+    lines: Option<pt_sdk::log::Progress>,
+    done: u64,
 }
 
 impl Counter {
     pub fn new(what: &'static str) -> Self {
-        Counter { what, bar: None, tenths: 0, started: std::time::Instant::now() }
+        Counter { what, bar: None, lines: None, done: 0 }
     }
 
     pub fn set(&mut self, done: u64, all: u64) {
@@ -49,20 +49,20 @@ impl Counter {
                 ProgressBar::new(all).with_style(style).with_message(what)
             });
             bar.set_position(done);
-            return;
+        } else {
+            let what = self.what;
+            let lines = self.lines.get_or_insert_with(|| pt_sdk::log::Progress::new(what, Some(all)));
+            lines.add(done.saturating_sub(self.done));
         }
-        let tenths = done * 10 / all.max(1);
-        let secs = self.started.elapsed().as_secs_f64();
-        if tenths > self.tenths && secs >= 2.0 {
-            self.tenths = tenths;
-            let eta = secs * (all.saturating_sub(done)) as f64 / done.max(1) as f64;
-            errln!("{} {done}/{all} ({:.0} s, ~{eta:.0} s left)", self.what, secs);
-        }
+        self.done = done;
     }
 
     pub fn finish(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
+        }
+        if let Some(lines) = self.lines.take() {
+            lines.finish();
         }
     }
 }

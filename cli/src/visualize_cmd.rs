@@ -18,7 +18,10 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let reg = Registry::discover();
-    let (run_dir, ckpt) = pt_core::transfer::locate(&args.from)?;
+    let (run_dir, ckpt) = pt_core::transfer::locate_or_import(&reg, &args.from)?;
+    if let Some(source) = pt_core::transfer::import::imported_from(&run_dir) {
+        anyhow::bail!("{source}: pt visualize draws a run's own data, which reference weights lack: use pt embed --data or --task and plot its output");
+    }
     let (session, ckpt) = pt_core::transfer::open(&reg, &run_dir, ckpt, Vec::new(), None)?;
     let out = args.out.unwrap_or_else(|| session.run_dir().join("visualize"));
     let files = pt_core::visualize::run(&session, args.samples, &out)?;

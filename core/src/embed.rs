@@ -2,6 +2,7 @@
 //! (feature taps, the last `features`, or any per-sample output such as CLIP's
 //! `image/embedding`), written as safetensors or NumPy `.npz` with sample indices and labels.
 
+use crate::checkpoint::Checkpoint;
 use crate::components::{DatasetHandle, LentModel, SAMPLE_INDEX};
 use crate::train::Session;
 use crate::{Error, Result};
@@ -45,13 +46,14 @@ pub struct Embedding {
     pub file: String,
 }
 
-/// The output names for `layers`, refused with the taps and outputs there are when unknown.
-fn resolve_outputs(session: &Session, layers: &[String]) -> Result<Vec<String>> {
+/// (name asked, output name) for `layers`, refused with the taps and outputs there are when
+/// unknown.
+fn resolve_outputs(session: &Session, layers: &[String]) -> Result<Vec<(String, String)>> {
     let have = session.eval_outputs();
     let wanted = if layers.is_empty() { vec!["features".to_string()] } else { layers.to_vec() };
-    let mut outputs: Vec<String> = Vec::new();
-    for layer in &wanted {
-        let key = if have.contains(layer) { layer.clone() } else { tap_output(layer) };
+    let mut outputs: Vec<(String, String)> = Vec::new();
+    for layer in wanted {
+        let key = if have.contains(&layer) { layer.clone() } else { tap_output(&layer) };
         if !have.contains(&key) {
             let taps: Vec<&str> = session.model.info.taps.iter().map(|t| t.name.as_str()).collect();
             let plain: Vec<&str> = have.iter().filter(|o| !o.starts_with(TAP_PREFIX)).map(String::as_str).collect();
@@ -66,10 +68,10 @@ fn resolve_outputs(session: &Session, layers: &[String]) -> Result<Vec<String>> 
                 plain.join(", ")
             )));
         }
-        if outputs.contains(&key) {
+        if outputs.iter().any(|(_, k)| *k == key) {
             return Err(Error::Config(format!("--layer {layer} is given twice")));
         }
-        outputs.push(key);
+        outputs.push((layer, key));
     }
     Ok(outputs)
 }
@@ -90,14 +92,15 @@ pub fn output_format(out: &Path) -> Result<&'static str> {
 /// writes them to `out` (`.safetensors` or `.npz`) with `sample_index` and, for labelled data,
 /// `label`. `progress` hears (samples done, samples in all) after each batch.
 pub fn embed(
-    session: &mut Session,
+    (session, checkpoint): (&mut Session, &Checkpoint),
     data: &DatasetHandle,
     opts: &EmbedOptions,
     out: &Path,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Embedding> {
     let format = output_format(out)?;
-    let outputs = resolve_outputs(session, &opts.layers)?;
+    let wanted = resolve_outputs(session, &opts.layers)?;
+    let outputs: Vec<String> = wanted.iter().map(|(_, key)| key.clone()).collect();
     let n = data.info.num_samples.min(if opts.limit == 0 { u64::MAX } else { opts.limit });
     if n == 0 {
         return Err(Error::Config(format!("{}: the dataset has no samples", data.origin)));
@@ -113,10 +116,10 @@ pub fn embed(
     let labelled = labels.is_some();
     let mut named: Vec<(String, Tensor)> = Vec::new();
     let mut arrays = Vec::new();
-    for ((key, rows), layer) in outputs.iter().zip(rows).zip(requested(&opts.layers)) {
+    for ((layer, key), rows) in wanted.into_iter().zip(rows) {
         let all = Tensor::f_cat(&rows, 0)?;
         arrays.push(EmbeddedArray { layer, key: key.clone(), dim: all.size()[1] });
-        named.push((key.clone(), all));
+        named.push((key, all));
     }
     named.push((SAMPLE_INDEX.into(), indices));
     if let Some(labels) = labels {
@@ -131,8 +134,8 @@ pub fn embed(
     };
     written.map_err(|e| Error::Training(format!("writing {}: {e}", out.display())))?;
     let embedding = Embedding {
-        checkpoint: String::new(),
-        step: 0,
+        checkpoint: checkpoint.dir.display().to_string(),
+        step: checkpoint.manifest.step,
         dataset: data.origin.clone(),
         samples: n,
         arrays,
@@ -187,14 +190,6 @@ fn extract(
     }
     let labels = if labelled { Some(Tensor::f_cat(&labels, 0)?) } else { None };
     Ok((rows, Tensor::f_cat(&indices, 0)?, labels))
-}
-
-fn requested(layers: &[String]) -> Vec<String> {
-    if layers.is_empty() {
-        vec!["features".into()]
-    } else {
-        layers.to_vec()
-    }
 }
 
 /// Writes `embedding` as JSON beside its file (`OUT.json`).

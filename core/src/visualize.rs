@@ -148,7 +148,7 @@ pub fn run(session: &Session, limit: u64, out: &Path) -> Result<Vec<PathBuf>> {
             target.extend(arch.buffers()?);
             load_named(&target, &weights, "visualize")?;
         }
-        tracing::info!(target: "pt_progress", "{label}: features of up to {limit} samples …");
+        tracing::info!(target: "progress", "{label}: features of up to {limit} samples …");
         let (feats, labels) = features(&mut arch, &session.data, limit, &ctx)?;
         let xy = pca2(&feats)?;
         let path = out.join(format!("pca-{label}.png"));
@@ -158,7 +158,7 @@ pub fn run(session: &Session, limit: u64, out: &Path) -> Result<Vec<PathBuf>> {
         if labels.len() >= TSNE_MIN_SAMPLES && xy.size()[1] == 2 {
             let path = out.join(format!("tsne-{label}.png"));
             let title = format!("{}: t-SNE of features ({} samples), {label}", session.model.origin, labels.len());
-            tracing::info!(target: "pt_progress", "{label}: t-SNE of {} points …", labels.len());
+            tracing::info!(target: "progress", "{label}: t-SNE of {} points …", labels.len());
             draw_map(&path, &tsne2(&feats, &xy)?, &labels, &classes, &title)?;
             files.push(path);
         }

@@ -78,7 +78,7 @@ impl Serialize for Layers {
 impl<'de> Deserialize<'de> for Layers {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
-        #[serde(untagged)]
+        #[serde(untagged, expecting = "a tap name (\"layer3\") or a list of them ([\"layer1\", \"layer2\"])")]
         enum OneOrMany {
             One(String),
             Many(Vec<String>),
@@ -108,8 +108,11 @@ impl Layers {
     /// Refuses empty and repeated names, naming `key`.
     pub fn validate(&self, key: &str) -> Result<(), PtError> {
         for (i, n) in self.0.iter().enumerate() {
-            if n.is_empty() || self.0[..i].contains(n) {
-                return Err(PtError::config(format!("{key}: '{n}' is empty or listed twice")));
+            if n.is_empty() {
+                return Err(PtError::config(format!("{key}: entry {} is empty: name a tap (e.g. \"layer3\")", i + 1)));
+            }
+            if self.0[..i].contains(n) {
+                return Err(PtError::config(format!("{key}: '{n}' is listed twice")));
             }
         }
         Ok(())

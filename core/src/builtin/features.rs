@@ -97,7 +97,7 @@ pub fn per_layer_report(layers: &Layers, reports: Vec<EvalReport>) -> EvalReport
     let mut best: Option<(usize, f64)> = None;
     for (i, (layer, report)) in layers.names().iter().zip(reports).enumerate() {
         let acc = report.metrics.get("accuracy").copied().unwrap_or(f64::NAN);
-        if best.is_none_or(|(_, b)| acc > b) {
+        if best.is_none_or(|(_, b)| acc > b || b.is_nan()) {
             best = Some((i, acc));
         }
         for (k, v) in report.metrics {

@@ -15,7 +15,8 @@ use std::time::Instant;
 #[config(validate = FinetuneConfig::check)]
 pub struct FinetuneConfig {
     /// the feature tap the head reads: "features" (the last) or a tap such as "layer3" (the
-    /// layers after it get no gradient); `pt embed RUN --list-layers` lists taps
+    /// layers after it still run but do not change the result); `pt embed RUN --list-layers`
+    /// lists taps
     pub layer: Layers,
     /// optimizer steps of fine-tuning
     #[config(default = 300, min = 1)]

@@ -173,14 +173,14 @@ fn install_host_services(module: PluginModRef, forward_logs: bool) {
     }
 }
 
-/// A plugin's log event, re-emitted as the host's (target `plugin`; progress lines with target
-/// `pt_progress`, which `pt` shows on stderr).
+/// A plugin's log event, re-emitted as the host's (target `plugin`; progress lines keep the
+/// target `progress`, which `pt` shows on stderr).
 extern "C" fn plugin_log(level: u8, target: abi_stable::std_types::RStr<'_>, text: abi_stable::std_types::RStr<'_>) {
     let (source, text) = (target.as_str(), text.as_str());
     match level {
         1 => tracing::error!(target: "plugin", source, "{text}"),
         2 => tracing::warn!(target: "plugin", source, "{text}"),
-        _ if source == "progress" => tracing::info!(target: "pt_progress", "{text}"),
+        _ if source == "progress" => tracing::info!(target: "progress", "{text}"),
         _ => tracing::info!(target: "plugin", source, "{text}"),
     }
 }

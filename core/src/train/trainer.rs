@@ -163,7 +163,9 @@ impl<'r> Trainer<'r> {
         if let (Some(m), 0) = (&mut metrics, position.step) {
             // TensorBoard's HPARAMS tab: every value of the plan, once per run.
             let hparams = super::run_log::hparams(&session.resolved_toml());
-            m.log_hparams(&hparams).map_err(|e| Error::Training(format!("metrics files: {e}")))?;
+            if let Err(e) = m.log_hparams(&hparams) {
+                tracing::warn!("TensorBoard hyperparameters not written: {e}");
+            }
         }
         let (loss_curve, eval_curves) = curves_so_far(session.run_dir());
         // Rank 0 evaluates (the weights are the same on every rank); the others wait for it.

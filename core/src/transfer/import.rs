@@ -10,7 +10,7 @@ use crate::config::Recipe;
 use crate::plan::{RunPlan, World};
 use crate::plugin::Registry;
 use crate::train::resume::{named_model, named_objective};
-use crate::train::weights::{load_named, read_weights};
+use crate::train::weights::load_named;
 use crate::train::Session;
 use crate::{Error, Result};
 use sha2::{Digest, Sha256};
@@ -32,14 +32,26 @@ enum FileSource {
 /// The run directory holding `src`'s weights (made on first use), or None when `src` is not a
 /// reference model pt knows (then it is taken for a pt run or checkpoint).
 pub fn import(reg: &Registry, src: &Path) -> Result<Option<PathBuf>> {
-    let Some(reference) = recognise(src)? else {
+    let Some(kind) = kind_of(src)? else {
         return Ok(None);
     };
     let dir = cache_dir(src)?;
     if dir.join(IMPORTED).is_file() && latest_valid(&dir.join("checkpoints"))?.is_some() {
         return Ok(Some(dir));
     }
-    tracing::info!(target: "pt_progress", "importing {} ({}) into {} …", src.display(), reference.what, dir.display());
+    let (weights, reference) = match kind {
+        Kind::Bert(config) => {
+            let weights = bert_names(crate::checkpoint::format::read_tensors(&src.join("model.safetensors"))?);
+            let reference = bert(src, &config, &weights)?;
+            (weights, reference)
+        }
+        Kind::TorchvisionResnet => {
+            let weights = crate::checkpoint::format::read_tensors(src)?;
+            let reference = resnet(src, &weights)?;
+            (weights, reference)
+        }
+    };
+    tracing::info!(target: "progress", "importing {} ({}) into {} …", src.display(), reference.what, dir.display());
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("assets")).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     for (name, source) in &reference.files {
@@ -54,9 +66,14 @@ pub fn import(reg: &Registry, src: &Path) -> Result<Option<PathBuf>> {
     let recipe = Recipe::parse(&reference.recipe, &origin, &[])?;
     let session = Session::build(RunPlan::resolve(reg, recipe, &dir, World::default())?)?;
     let what = format!("importing {}", src.display());
-    let report = load_named(&named_model(&session)?, &read_weights(src)?, &what)?;
+    let report = load_named(&named_model(&session)?, &weights, &what)?;
     if report.loaded == 0 {
-        return Err(Error::Checkpoint(format!("{what}: none of its tensors match {}", session.model.origin)));
+        return Err(Error::Checkpoint(format!(
+            "{what}: none of its tensors match {} (e.g. the model has '{}', the file '{}')",
+            session.model.origin,
+            report.missing.first().map(String::as_str).unwrap_or("-"),
+            report.unexpected.first().map(String::as_str).unwrap_or("-")
+        )));
     }
     if !report.missing.is_empty() {
         tracing::warn!(
@@ -81,13 +98,19 @@ pub fn imported_from(run_dir: &Path) -> Option<String> {
     json["source"].as_str().map(String::from)
 }
 
-/// `{data}/cache/imports/<hash of the source's path, size and time>`.
+/// `{data}/cache/imports/<hash of the source's path and its files' sizes and times>`.
 fn cache_dir(src: &Path) -> Result<PathBuf> {
     let abs = std::fs::canonicalize(src).map_err(|e| Error::io(format!("reading {}", src.display()), e))?;
-    let weights = if abs.is_dir() { abs.join("model.safetensors") } else { abs.clone() };
-    let meta = std::fs::metadata(&weights).map_err(|e| Error::io(format!("reading {}", weights.display()), e))?;
-    let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
-    let key = format!("{}|{}|{:?}", abs.display(), meta.len(), modified);
+    let files = match abs.is_dir() {
+        true => ["model.safetensors", "config.json", "tokenizer.json"].iter().map(|f| abs.join(f)).collect(),
+        false => vec![abs.clone()],
+    };
+    let mut key = abs.display().to_string();
+    for file in files.iter().filter(|f| f.exists()) {
+        let meta = std::fs::metadata(file).map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
+        let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        key.push_str(&format!("|{}|{:?}", meta.len(), modified));
+    }
     let hash = hex::encode(&Sha256::digest(key.as_bytes())[..8]);
     Ok(pt_sdk::default_data_dir().join("cache/imports").join(hash))
 }
@@ -125,9 +148,16 @@ fn save_step_zero(reg: &Registry, session: &Session) -> Result<()> {
     Ok(())
 }
 
-/// A transformers directory (`config.json` with a known `model_type`) or a torchvision ResNet
-/// state dict (`.safetensors`); None for anything else.
-fn recognise(src: &Path) -> Result<Option<Reference>> {
+/// What a reference source is.
+enum Kind {
+    /// A transformers BERT directory, with its `config.json`.
+    Bert(serde_json::Value),
+    TorchvisionResnet,
+}
+
+/// A transformers directory (`config.json` with a known `model_type`) or a `.safetensors` file
+/// (a torchvision state dict, checked when read); None for anything else.
+fn kind_of(src: &Path) -> Result<Option<Kind>> {
     let config = src.join("config.json");
     if src.is_dir()
         && config.is_file()
@@ -139,7 +169,7 @@ fn recognise(src: &Path) -> Result<Option<Reference>> {
         let json: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| Error::Config(format!("{}: not valid JSON ({e})", config.display())))?;
         return match json["model_type"].as_str() {
-            Some("bert") => bert(src, &json).map(Some),
+            Some("bert") => Ok(Some(Kind::Bert(json))),
             Some(other) => Err(Error::Config(format!(
                 "{}: a transformers '{other}' model; pt imports bert directories and torchvision ResNet state dicts (.safetensors)",
                 src.display()
@@ -148,16 +178,36 @@ fn recognise(src: &Path) -> Result<Option<Reference>> {
         };
     }
     if src.is_file() && src.extension().is_some_and(|e| e == "safetensors") {
-        let tensors = crate::checkpoint::format::read_tensors(src)?;
-        return resnet(src, &tensors).map(Some);
+        return Ok(Some(Kind::TorchvisionResnet));
     }
     Ok(None)
+}
+
+/// BERT weights under `BertForMaskedLM`'s names: `bert.` before a bare `BertModel`'s names, and
+/// the `gamma`/`beta` of older checkpoints as `weight`/`bias` (as transformers renames them).
+fn bert_names(tensors: Vec<(String, tch::Tensor)>) -> Vec<(String, tch::Tensor)> {
+    let bare = !tensors.iter().any(|(n, _)| n.starts_with("bert."));
+    tensors
+        .into_iter()
+        .map(|(name, t)| {
+            let name = match bare && ["embeddings.", "encoder.", "pooler."].iter().any(|p| name.starts_with(p)) {
+                true => format!("bert.{name}"),
+                false => name,
+            };
+            let name = match name.rsplit_once('.') {
+                Some((head, "gamma")) => format!("{head}.weight"),
+                Some((head, "beta")) => format!("{head}.bias"),
+                _ => name,
+            };
+            (name, t)
+        })
+        .collect()
 }
 
 /// A one-line text file for the placeholder `[data]`.
 const PLACEHOLDER_TEXT: &str = "an imported model: give pt transfer a task or pt embed --data to evaluate it\n";
 
-fn bert(src: &Path, c: &serde_json::Value) -> Result<Reference> {
+fn bert(src: &Path, c: &serde_json::Value, weights: &[(String, tch::Tensor)]) -> Result<Reference> {
     let tokenizer = src.join("tokenizer.json");
     if !tokenizer.is_file() {
         return Err(Error::Config(format!(
@@ -165,7 +215,6 @@ fn bert(src: &Path, c: &serde_json::Value) -> Result<Reference> {
             src.display()
         )));
     }
-    let weights = crate::checkpoint::format::read_tensors(&src.join("model.safetensors"))?;
     let has = |prefix: &str| weights.iter().any(|(n, _)| n.starts_with(prefix));
     let mut arch = String::new();
     for key in [
@@ -249,4 +298,22 @@ fn resnet(src: &Path, tensors: &[(String, tch::Tensor)]) -> Result<Reference> {
         recipe,
         files: vec![("placeholder.csv".into(), FileSource::Text(row.repeat(2)))],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bert_names;
+
+    #[test]
+    fn bare_and_old_bert_names_become_bert_for_masked_lm_names() {
+        let t = || tch::Tensor::from(0f32);
+        let names = |v: Vec<(String, tch::Tensor)>| v.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        let bare = vec![("embeddings.LayerNorm.gamma".to_string(), t()), ("pooler.dense.weight".to_string(), t())];
+        assert_eq!(names(bert_names(bare)), ["bert.embeddings.LayerNorm.weight", "bert.pooler.dense.weight"]);
+        let full = vec![
+            ("bert.encoder.layer.0.output.LayerNorm.beta".to_string(), t()),
+            ("cls.predictions.bias".to_string(), t()),
+        ];
+        assert_eq!(names(bert_names(full)), ["bert.encoder.layer.0.output.LayerNorm.bias", "cls.predictions.bias"]);
+    }
 }

@@ -236,6 +236,14 @@ impl Architecture for Wav2Vec2Arch {
             layer_prefixes,
             config: m.config.hf_json(),
             taps: m.taps(),
+            exports: vec![ExportFormat {
+                name: "hf".into(),
+                loads_with:
+                    "transformers Wav2Vec2Model.from_pretrained(DIR) and AutoFeatureExtractor.from_pretrained(DIR)"
+                        .into(),
+                config: m.config.hf_json(),
+                names: Vec::new(),
+            }],
             ..Default::default()
         }
     }

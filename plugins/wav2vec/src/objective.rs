@@ -13,7 +13,6 @@ use crate::masking::{draw_batch, SpanMasking};
 use crate::quantizer::GumbelQuantizer;
 use pt_kit::params::{Created, Linear, Params};
 use pt_sdk::prelude::*;
-use pt_sdk::ObjectiveExport;
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, PluginConfig)]
