@@ -137,6 +137,13 @@ fn confusion_matrix_is_a_heat_map_with_counts() {
     plot_confusion(&big_path, &big, &names, "40 classes").unwrap();
     let big_img = decode(&big_path);
     assert!(big_img.width() > w && big_img.height() > h);
+    // Beside the picture: the same as SVG, and the matrix as JSON.
+    assert!(std::fs::read_to_string(path.with_extension("svg")).unwrap().starts_with("<svg"));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(json["matrix"][1][2], 7);
+    assert_eq!(json["names"][2], "positive");
+    assert_eq!(json["scale_top"], 50);
 }
 
 #[test]
@@ -173,6 +180,10 @@ fn scatter_colours_each_class() {
     }
     assert!(distinct_colours(&img) > 30);
     assert!(dark_pixels(&img, 0..35) > 40, "title not rendered");
+    assert!(std::fs::read_to_string(path.with_extension("svg")).unwrap().contains("PCA of features"));
+    let csv = std::fs::read_to_string(path.with_extension("csv")).unwrap();
+    assert_eq!(csv.lines().next(), Some("x,y,class,name"));
+    assert_eq!(csv.lines().filter(|l| l.ends_with(",2,ship")).count(), 200, "every point of class 2");
 
     let err = plot_scatter(&path, &[(0.0, 0.0, 5)], &["a"], "t").err().unwrap();
     assert!(matches!(err, ReportError::InvalidInput(_)), "{err}");

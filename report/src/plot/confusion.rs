@@ -4,7 +4,7 @@ use super::font::FAMILY;
 use super::palette::heat;
 use super::ticks::format_tick;
 use super::{check_class_names, prepare, short_label, MAX_SIDE};
-use crate::error::{ReportError, Result};
+use crate::error::{IoContext, ReportError, Result};
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -57,7 +57,17 @@ pub fn plot_heatmap<S: AsRef<str>>(
     let max = top.unwrap_or_else(|| matrix.iter().flatten().copied().max().unwrap_or(0));
     draw(&root, (matrix, max), &names, title, axes, &layout)
         .and_then(|()| root.present().map_err(|e| e.to_string()))
-        .map_err(|e| ReportError::plot(path, e))
+        .map_err(|e| ReportError::plot(path, e))?;
+    let svg = path.with_extension("svg");
+    let root = SVGBackend::new(&svg, layout.size).into_drawing_area();
+    draw(&root, (matrix, max), &names, title, axes, &layout)
+        .and_then(|()| root.present().map_err(|e| e.to_string()))
+        .map_err(|e| ReportError::plot(&svg, e))?;
+    // The matrix as data: the names, rows top to bottom, and the colour scale's top.
+    let names: Vec<&str> = class_names.iter().take(n).map(|s| s.as_ref()).collect();
+    let json = serde_json::json!({ "title": title, "rows": axes.1, "columns": axes.0, "names": names, "matrix": matrix, "scale_top": max });
+    let json_path = path.with_extension("json");
+    std::fs::write(&json_path, json.to_string()).at(&json_path, "write plot data")
 }
 
 /// Pixel sizes worked out from the class count and the label and count widths.
@@ -100,8 +110,8 @@ impl Layout {
     }
 }
 
-fn draw(
-    root: &DrawingArea<BitMapBackend, Shift>,
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
     (matrix, max): (&[Vec<u64>], u64),
     names: &[&str],
     title: &str,
@@ -217,8 +227,8 @@ impl Ranged for ClassAxis {
 }
 
 /// A vertical white → blue bar labelled with counts, aligned with the grid.
-fn draw_colorbar(
-    area: &DrawingArea<BitMapBackend, Shift>,
+fn draw_colorbar<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
     max: u64,
     layout: &Layout,
 ) -> std::result::Result<(), String> {

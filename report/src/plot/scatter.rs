@@ -5,7 +5,7 @@ use super::palette::color;
 use super::range::axis_range;
 use super::ticks::format_tick;
 use super::{check_class_names, prepare, short_label, DEFAULT_SIZE};
-use crate::error::{ReportError, Result};
+use crate::error::{IoContext, ReportError, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -33,11 +33,26 @@ pub fn plot_scatter<S: AsRef<str>>(
     let root = BitMapBackend::new(path, DEFAULT_SIZE).into_drawing_area();
     draw(&root, points, &names, title)
         .and_then(|()| root.present().map_err(|e| e.to_string()))
-        .map_err(|e| ReportError::plot(path, e))
+        .map_err(|e| ReportError::plot(path, e))?;
+    let svg = path.with_extension("svg");
+    let root = SVGBackend::new(&svg, DEFAULT_SIZE).into_drawing_area();
+    draw(&root, points, &names, title)
+        .and_then(|()| root.present().map_err(|e| e.to_string()))
+        .map_err(|e| ReportError::plot(&svg, e))?;
+    // The points as data: x, y, class index and name.
+    let mut csv = String::from("x,y,class,name\n");
+    for (x, y, c) in points {
+        let name = class_names[*c].as_ref();
+        let name =
+            if name.contains([',', '"']) { format!("\"{}\"", name.replace('"', "\"\"")) } else { name.to_string() };
+        csv.push_str(&format!("{x},{y},{c},{name}\n"));
+    }
+    let csv_path = path.with_extension("csv");
+    std::fs::write(&csv_path, csv).at(&csv_path, "write plot data")
 }
 
-fn draw(
-    root: &DrawingArea<BitMapBackend, Shift>,
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
     points: &[(f64, f64, usize)],
     names: &[&str],
     title: &str,
