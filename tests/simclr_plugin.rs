@@ -110,18 +110,19 @@ splits.test = {{ {digits}, split = "test" }}
     assert_eq!(monitored, [3.0, 6.0], "a kNN monitor at steps 3 and 6 (the end)");
     assert!(rows.iter().any(|r| value(r, "knn/accuracy@layer4").is_some()));
     assert!(run.join("monitor.png").is_file(), "monitor.png beside loss.png");
-    // TensorBoard gets the pictures (IMAGES; the monitor once it has two points) and the run's
-    // plan (HPARAMS) as well as scalars.
+    // TensorBoard gets the pictures (IMAGES; the monitor once it has two points), the run's plan
+    // (HPARAMS) and each weight's distribution at each save (HISTOGRAMS) as well as scalars.
     let tb = "import sys\nfrom tensorboard.backend.event_processing.event_accumulator import EventAccumulator\n\
 from tensorboard.plugins.hparams import plugin_data_pb2\n\
 a = EventAccumulator(sys.argv[1], size_guidance={'images': 0}); a.Reload()\n\
 h = plugin_data_pb2.HParamsPluginData.FromString(a.PluginTagToContent('hparams')['_hparams_/session_start_info'])\n\
-print(sorted(a.Tags()['images']), [e.step for e in a.Images('curves/monitor')], h.session_start_info.hparams['optim.lr'].number_value, h.session_start_info.hparams['objective.name'].string_value)";
+w = a.Histograms('weights/conv1.weight')[-1]\n\
+print(sorted(a.Tags()['images']), [e.step for e in a.Images('curves/monitor')], h.session_start_info.hparams['optim.lr'].number_value, h.session_start_info.hparams['objective.name'].string_value, w.step, int(w.histogram_value.num), int(sum(w.histogram_value.bucket)))";
     let out = std::process::Command::new(python()).arg("-c").arg(tb).arg(run.join("tb")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "['curves/loss', 'curves/monitor'] [6] 0.1 simclr",
+        "['curves/loss', 'curves/monitor'] [6] 0.1 simclr 6 2352 2352",
         "TensorBoard's view of the run"
     );
     let s = summary(&run);

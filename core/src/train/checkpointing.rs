@@ -67,11 +67,23 @@ impl Trainer<'_> {
             ),
             assets_dir: assets.is_dir().then_some(assets),
         };
+        self.send_weight_histograms(&req.model);
         let written = self.ckpt.wait()?;
         self.report_written(obs, written.as_deref());
         self.ckpt.save(req)?;
         self.saved_step = Some(self.step);
         Ok(())
+    }
+
+    /// Each floating-point weight's distribution to TensorBoard (HISTOGRAMS, `weights/NAME`),
+    /// from the CPU copies a save makes anyway.
+    fn send_weight_histograms(&mut self, model: &[(String, tch::Tensor)]) {
+        let Some(m) = &mut self.metrics else { return };
+        let histograms: Vec<_> =
+            model.iter().filter_map(|(name, t)| Some((format!("weights/{name}"), histogram(t)?))).collect();
+        if let Err(e) = m.log_histograms(self.step, &histograms) {
+            tracing::warn!("TensorBoard histograms not written: {e}");
+        }
     }
 
     /// A checkpoint the writer has finished: the one to fall back to, and the observer hears of
@@ -96,4 +108,36 @@ pub(crate) fn plugin_records(reg: &Registry) -> Vec<PluginRecord> {
         .collect();
     v.sort_by(|a, b| a.name.cmp(&b.name));
     v
+}
+
+/// Buckets of a floating-point tensor's values, 30 between its min and max (None: not floating
+/// point, empty, or not finite).
+fn histogram(t: &tch::Tensor) -> Option<pt_report::tensorboard::Histogram> {
+    if !t.is_floating_point() || t.numel() == 0 {
+        return None;
+    }
+    let v = t.to_kind(tch::Kind::Double).flatten(0, -1);
+    let (min, max) = (v.min().double_value(&[]), v.max().double_value(&[]));
+    if !min.is_finite() || !max.is_finite() {
+        return None;
+    }
+    const BUCKETS: i64 = 30;
+    let num = v.numel() as f64;
+    // histc spans the values' own range; a constant tensor (a fresh LayerNorm) is one bucket.
+    let (limits, counts) = match max > min {
+        true => {
+            let width = (max - min) / BUCKETS as f64;
+            ((1..=BUCKETS).map(|i| min + width * i as f64).collect(), Vec::<f64>::try_from(v.histc(BUCKETS)).ok()?)
+        }
+        false => (vec![max], vec![num]),
+    };
+    Some(pt_report::tensorboard::Histogram {
+        min,
+        max,
+        num,
+        sum: v.sum(tch::Kind::Double).double_value(&[]),
+        sum_squares: v.square().sum(tch::Kind::Double).double_value(&[]),
+        limits,
+        counts,
+    })
 }

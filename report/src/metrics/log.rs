@@ -121,6 +121,14 @@ impl MetricsLog {
         self.tb.flush()
     }
 
+    /// Sends distributions (e.g. each weight tensor's values) to TensorBoard at `step`.
+    pub fn log_histograms(&mut self, step: u64, histograms: &[(String, crate::tensorboard::Histogram)]) -> Result<()> {
+        for (tag, h) in histograms {
+            self.tb.write_histogram(now(), step, tag, h)?;
+        }
+        self.tb.flush()
+    }
+
     /// Records the run's hyperparameters for TensorBoard's HPARAMS tab.
     pub fn log_hparams(&mut self, hparams: &[(String, crate::tensorboard::HParam)]) -> Result<()> {
         self.tb.write_hparams(now(), hparams)?;

@@ -7,7 +7,7 @@ mod record;
 mod truncate;
 mod writer;
 
-pub use proto::HParam;
+pub use proto::{HParam, Histogram};
 pub use reader::{event_files, read_scalars, Scalar};
 pub use writer::EventWriter;
 

@@ -92,6 +92,37 @@ pub(crate) fn encode_image_event(
     summary_event(wall_time, step, &value)
 }
 
+/// A distribution for TensorBoard's HISTOGRAMS tab (`HistogramProto`): `counts[i]` values fell
+/// at or below `limits[i]` (and above the previous limit).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Histogram {
+    pub min: f64,
+    pub max: f64,
+    pub num: f64,
+    pub sum: f64,
+    pub sum_squares: f64,
+    pub limits: Vec<f64>,
+    pub counts: Vec<f64>,
+}
+
+/// Encodes `Summary.Value { tag = 1; HistogramProto histo = 5 { double min = 1; max = 2;
+/// num = 3; sum = 4; sum_squares = 5; repeated double bucket_limit = 6 [packed];
+/// repeated double bucket = 7 [packed]; } }`.
+pub(crate) fn encode_histogram_event(wall_time: f64, step: i64, tag: &str, h: &Histogram) -> Vec<u8> {
+    let mut histo = Vec::new();
+    for (field, v) in [(1, h.min), (2, h.max), (3, h.num), (4, h.sum), (5, h.sum_squares)] {
+        put_fixed64(&mut histo, field, v.to_bits());
+    }
+    for (field, values) in [(6, &h.limits), (7, &h.counts)] {
+        let packed: Vec<u8> = values.iter().flat_map(|v| v.to_bits().to_le_bytes()).collect();
+        put_bytes(&mut histo, field, &packed);
+    }
+    let mut value = Vec::with_capacity(histo.len() + tag.len() + 8);
+    put_bytes(&mut value, VALUE_TAG, tag.as_bytes());
+    put_bytes(&mut value, 5, &histo);
+    summary_event(wall_time, step, &value)
+}
+
 /// One hyperparameter's value (`google.protobuf.Value`: number 2, string 3, bool 4).
 #[derive(Debug, Clone, PartialEq)]
 pub enum HParam {

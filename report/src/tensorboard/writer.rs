@@ -1,6 +1,9 @@
 //! Writes a TensorBoard event file natively: TFRecord-framed `Event` protos.
 
-use super::proto::{encode_file_version_event, encode_hparams_event, encode_image_event, encode_scalar_event, HParam};
+use super::proto::{
+    encode_file_version_event, encode_histogram_event, encode_hparams_event, encode_image_event, encode_scalar_event,
+    HParam, Histogram,
+};
 use super::record::write_record;
 use crate::error::{IoContext, ReportError, Result};
 use std::fs::{File, OpenOptions};
@@ -61,6 +64,12 @@ impl EventWriter {
             .ok_or_else(|| ReportError::InvalidInput(format!("{}: not a PNG file", png.display())))?;
         let step = i64::try_from(step).unwrap_or(i64::MAX);
         self.write_event(&encode_image_event(wall_time, step, tag, &bytes, header))
+    }
+
+    /// Records a distribution (TensorBoard's HISTOGRAMS tab) under `tag`.
+    pub fn write_histogram(&mut self, wall_time: f64, step: u64, tag: &str, h: &Histogram) -> Result<()> {
+        let step = i64::try_from(step).unwrap_or(i64::MAX);
+        self.write_event(&encode_histogram_event(wall_time, step, tag, h))
     }
 
     /// Records the run's hyperparameters for TensorBoard's HPARAMS tab (once per run).
