@@ -51,6 +51,11 @@ fn transfer_compares_the_checkpoint_with_random_init_and_visualize_draws_feature
         assert!(out.lines().any(|l| l.starts_with(evaluator) && l.matches('%').count() == 2), "{evaluator} row: {out}");
     }
     let report_dir = run.join("transfer-task");
+    // Issue 24: the curves are drawn in % (the text says %), with their points beside them.
+    let curve = std::fs::read_to_string(report_dir.join("finetune-steps.csv")).unwrap();
+    let ys: Vec<f64> = curve.lines().skip(1).map(|l| l.rsplit(',').next().unwrap().parse().unwrap()).collect();
+    assert!(ys.iter().any(|y| *y > 1.0) && ys.iter().all(|y| (0.0..=100.0).contains(y)), "{curve}");
+    assert!(report_dir.join("finetune-steps.svg").is_file());
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(report_dir.join("transfer.json")).unwrap()).unwrap();
     assert_eq!(report["checkpoint_step"], 30);
@@ -309,6 +314,13 @@ fn visualize_draws_bert_attention_with_the_runs_tokens() {
         std::fs::read(&b).unwrap(),
         "pretrained and random maps are the same picture"
     );
+    // Issue 24: the two maps share one colour scale (probability 1 at the top), so the flat
+    // random-init map is not drawn as saturated as a peaked one.
+    for (png, label) in [(&a, "pretrained"), (&b, "random init")] {
+        let data: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(png.with_extension("json")).unwrap()).unwrap();
+        assert_eq!(data["scale_top"], 1000, "{label}: {data}");
+    }
 }
 
 /// Issue 24: a user task whose test split lacks a class scores by class name, not by each split's
