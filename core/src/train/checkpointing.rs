@@ -116,7 +116,8 @@ fn histogram(t: &tch::Tensor) -> Option<pt_report::tensorboard::Histogram> {
     if !t.is_floating_point() || t.numel() == 0 {
         return None;
     }
-    let v = t.to_kind(tch::Kind::Double).flatten(0, -1);
+    // On the save's own CPU copy, without another copy in float64: this runs on the training thread.
+    let v = t.flatten(0, -1);
     let (min, max) = (v.min().double_value(&[]), v.max().double_value(&[]));
     if !min.is_finite() || !max.is_finite() {
         return None;
@@ -136,7 +137,7 @@ fn histogram(t: &tch::Tensor) -> Option<pt_report::tensorboard::Histogram> {
         max,
         num,
         sum: v.sum(tch::Kind::Double).double_value(&[]),
-        sum_squares: v.square().sum(tch::Kind::Double).double_value(&[]),
+        sum_squares: v.norm().double_value(&[]).powi(2),
         limits,
         counts,
     })
