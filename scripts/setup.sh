@@ -11,6 +11,7 @@ set -euo pipefail
 TORCH_VERSION=2.11.0
 TRANSFORMERS_VERSION=4.57.1
 TORCHVISION_VERSION=0.26.0   # the release built against torch 2.11.0
+TIMM_VERSION=1.0.31
 PT_CACHE="${PT_CACHE:-$HOME/.cache/pt}"
 VENV="$PT_CACHE/venv-torch-$TORCH_VERSION"
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -98,6 +99,11 @@ fi
 "$VENV/bin/python" -c 'import torchvision' 2>/dev/null \
   || "$VENV/bin/python" -m pip install -q --disable-pip-version-check "torchvision==$TORCHVISION_VERSION" \
   || die "pip install torchvision==$TORCHVISION_VERSION failed (see above)"
+# timm loads the ResNet exports of `pt export --format timm` in a test (after torchvision,
+# so that pip keeps the torch above).
+"$VENV/bin/python" -c 'import timm' 2>/dev/null \
+  || "$VENV/bin/python" -m pip install -q --disable-pip-version-check "timm==$TIMM_VERSION" \
+  || die "pip install timm==$TIMM_VERSION failed (see above)"
 
 # A CUDA torch wheel (the default one on Linux) brings NCCL and the CUDA runtime; the headers
 # pt's NCCL shim also needs (crt, cccl) are two small wheels of the same CUDA toolkit release.

@@ -186,8 +186,14 @@ fn resnet18_learns_digits_and_its_checkpoint_loads_strictly_in_torchvision() {
     assert_eq!(parts.next(), Some("0"), "transformers reports no missing, unused or mismatched key: {same}");
     let diff: f64 = parts.next().unwrap().parse().unwrap();
     assert!(diff < 1e-4, "transformers' logits differ from torchvision's by {diff}");
-    let err = pt.fails(&["export", s(&run), s(&dir.path().join("x")), "--format", "timm"]);
-    assert!(err.contains("--format timm") && err.contains("exports as torchvision, hf"), "{err}");
+    let timm = dir.path().join("timm");
+    let out = pt.ok(&["export", s(&run), s(&timm), "--format", "timm"]);
+    assert!(out.contains("as timm") && out.contains("timm.create_model(\"local-dir:"), "{out}");
+    let same = py(TIMM_RESNET, &[s(&tv), s(&timm), s(&csv), &MEAN.to_string(), &STD.to_string()]);
+    let diff: f64 = same.trim().parse().unwrap_or_else(|_| panic!("{same}"));
+    assert!(diff < 1e-4, "timm's logits differ from torchvision's by {diff}");
+    let err = pt.fails(&["export", s(&run), s(&dir.path().join("x")), "--format", "onnx"]);
+    assert!(err.contains("--format onnx") && err.contains("exports as torchvision, hf, timm"), "{err}");
 
     // Reference weights straight in: torchvision's state dict, with no pt run around it, gives
     // the run's own features (the BatchNorm statistics included) and exports again.
@@ -201,9 +207,34 @@ fn resnet18_learns_digits_and_its_checkpoint_loads_strictly_in_torchvision() {
     let hf_again = dir.path().join("hf-again");
     let out = pt.ok(&["export", s(&state_dict), s(&hf_again), "--format", "hf"]);
     assert!(out.contains("ResNetForImageClassification"), "{out}");
+    // … and so do transformers' and timm's directories, read through their own names.
+    for (from, name) in [(&hf, "from-transformers"), (&timm, "from-timm")] {
+        let out_file = dir.path().join(format!("emb/{name}.safetensors"));
+        let mut args = vec!["embed", s(from), "-o", s(&out_file), "--data", "pixel_csv", "--limit", "70"];
+        args.extend(["--set", &path, "--set", "split=all", "--set", &mean, "--set", &std, "--layer", "layer2"]);
+        pt.ok(&args);
+        let got = read_safetensors(&out_file)["features.layer2"].f32s();
+        assert_eq!(got, arrays["features.layer2"].f32s(), "{name}");
+    }
     let err = pt.fails(&["embed", s(&csv), "-o", s(&again)]);
     assert!(err.contains("no checkpoint here") || err.contains("no such"), "{err}");
 }
+
+/// Loads the timm export as timm loads a model directory; prints the largest logit difference
+/// from torchvision's on 64 digits.
+const TIMM_RESNET: &str = r#"
+import sys, numpy as np, torch, torchvision, timm
+from safetensors.torch import load_file
+torch.set_num_threads(1)
+tv = torchvision.models.resnet18(weights=None, num_classes=10)
+tv.load_state_dict(load_file(sys.argv[1] + "/model.safetensors"), strict=True)
+tm = timm.create_model("local-dir:" + sys.argv[2], pretrained=True)
+rows = np.loadtxt(sys.argv[3], delimiter=",")[:64]
+x = torch.tensor((rows[:, :64] / 16.0 - float(sys.argv[4])) / float(sys.argv[5]), dtype=torch.float32)
+x = x.view(-1, 1, 8, 8).expand(-1, 3, -1, -1).contiguous()
+with torch.no_grad():
+    print(f"{(tv.eval()(x) - tm.eval()(x)).abs().max().item():.3e}")
+"#;
 
 /// Loads the torchvision export strictly and the transformers export with from_pretrained;
 /// prints the number of loading complaints and the largest logit difference on 64 digits.

@@ -64,7 +64,7 @@ fn s(p: &Path) -> &str {
 
 #[test]
 fn pretrains_resumes_exactly_probes_and_loads_in_transformers() {
-    let _data = data_dir("audio");
+    let data = data_dir("audio");
     let pt = Pt::new();
     let tmp = tempfile::tempdir().unwrap();
     let probe = r#"
@@ -186,6 +186,18 @@ print("ok")
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let diff: f64 = printed.split_whitespace().last().unwrap().parse().unwrap();
     assert!(printed.starts_with("(6, ") && diff < 1e-6, "{printed}");
+
+    // Reference weights straight in: the transformers directory (Wav2Vec2ForPreTraining's names,
+    // `wav2vec2.` first) gives the checkpoint's own features on the same clips.
+    let digits = format!("path={}", data.join("audio/digits/test.tsv").display());
+    let features_of = |from: &Path, out: &str| {
+        let file = tmp.path().join(out);
+        let args = ["embed", s(from), "-o", s(&file), "--data", "audio", "--set", &digits, "--limit", "5"];
+        pt.ok(&args);
+        read_safetensors(&file)["features"].f32s()
+    };
+    let ours = features_of(&ckpt, "ours.safetensors");
+    assert_eq!(features_of(&pretraining, "imported.safetensors"), ours, "imported weights, same features");
 }
 
 #[test]

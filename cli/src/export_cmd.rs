@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 #[derive(clap::Args)]
 pub struct Args {
     /// A checkpoint directory (runs/NAME/checkpoints/step-…), a run directory (its latest), a
-    /// transformers BERT directory or a torchvision ResNet state dict (.safetensors).
+    /// transformers BERT, ResNet or wav2vec2 directory or a torchvision ResNet state dict
+    /// (.safetensors).
     checkpoint: PathBuf,
     /// Output directory: created, or replaced with --force (never a checkpoint's).
     output: PathBuf,
@@ -24,8 +25,9 @@ pub struct Args {
     #[arg(long)]
     role: Option<String>,
     /// The format, as the architecture offers them: `hf` (transformers' from_pretrained),
-    /// `torchvision` (ResNets' state dict); default: the architecture's first (`pt export` names
-    /// them, and what loads each).
+    /// `torchvision` (ResNets' state dict), `timm` (a timm model directory); default: the
+    /// architecture's first (an unknown one is refused with the list, and the output says what
+    /// loads it).
     #[arg(long)]
     format: Option<String>,
 }

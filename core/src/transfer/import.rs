@@ -1,8 +1,9 @@
-//! Reference weights as a pt run: a transformers BERT directory or a torchvision ResNet state
-//! dict becomes a run directory (its recipe and a step-0 checkpoint holding those weights) that
-//! `pt transfer`, `pt embed` and `pt export` read like any other. It is made once per source, in
-//! the data cache (`{data}/cache/imports/`). Its `[data]` and `[objective]` are placeholders
-//! (nothing trains there): evaluate it on a task or on data given with `--data`.
+//! Reference weights as a pt run: a transformers BERT, ResNet or wav2vec2 directory or a
+//! torchvision ResNet state dict becomes a run directory (its recipe and a step-0 checkpoint
+//! holding those weights) that `pt transfer`, `pt embed` and `pt export` read like any other. It
+//! is made once per source, in the data cache (`{data}/cache/imports/`). Its `[data]` and
+//! `[objective]` are placeholders (nothing trains there): evaluate it on a task or on data given
+//! with `--data`.
 
 use crate::checkpoint::format::CursorState;
 use crate::checkpoint::manager::{latest_valid, snapshot, CheckpointManager, SaveRequest};
@@ -13,6 +14,7 @@ use crate::train::resume::{named_model, named_objective};
 use crate::train::weights::load_named;
 use crate::train::Session;
 use crate::{Error, Result};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -22,10 +24,14 @@ struct Reference {
     recipe: String,
     /// Files the run needs: (name in the run directory, contents or a file to copy).
     files: Vec<(String, FileSource)>,
+    /// The export format of the built architecture whose names the weights are under (their
+    /// names are mapped back to the architecture's own), or None: already under its names.
+    names_of: Option<&'static str>,
 }
 
 enum FileSource {
     Text(String),
+    Bytes(Vec<u8>),
     Copy(PathBuf),
 }
 
@@ -39,15 +45,30 @@ pub fn import(reg: &Registry, src: &Path) -> Result<Option<PathBuf>> {
     if dir.join(IMPORTED).is_file() && latest_valid(&dir.join("checkpoints"))?.is_some() {
         return Ok(Some(dir));
     }
+    let read = |file: &Path| crate::checkpoint::format::read_tensors(file);
     let (weights, reference) = match kind {
-        Kind::Bert(config) => {
-            let weights = bert_names(crate::checkpoint::format::read_tensors(&src.join("model.safetensors"))?);
-            let reference = bert(src, &config, &weights)?;
-            (weights, reference)
+        Kind::Transformers(model, config) => {
+            let weights = read(&src.join("model.safetensors"))?;
+            match model {
+                TransformersModel::Bert => {
+                    let weights = bert_names(weights);
+                    let reference = bert(src, &config, &weights)?;
+                    (weights, reference)
+                }
+                TransformersModel::Resnet => {
+                    let reference = hf_resnet(src, &config, &weights)?;
+                    (weights, reference)
+                }
+                TransformersModel::Wav2vec2 => {
+                    let weights = wav2vec2_names(weights);
+                    (weights, wav2vec2(src, &config)?)
+                }
+            }
         }
-        Kind::TorchvisionResnet => {
-            let weights = crate::checkpoint::format::read_tensors(src)?;
-            let reference = resnet(src, &weights)?;
+        Kind::TorchvisionResnet(file) => {
+            let weights = read(&file)?;
+            let library = if file == src { "torchvision" } else { "timm" };
+            let reference = resnet(src, library, &weights)?;
             (weights, reference)
         }
     };
@@ -56,8 +77,12 @@ pub fn import(reg: &Registry, src: &Path) -> Result<Option<PathBuf>> {
     std::fs::create_dir_all(dir.join("assets")).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     for (name, source) in &reference.files {
         let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+        }
         let written = match source {
             FileSource::Text(t) => std::fs::write(&path, t),
+            FileSource::Bytes(b) => std::fs::write(&path, b),
             FileSource::Copy(from) => std::fs::copy(from, &path).map(|_| ()),
         };
         written.map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
@@ -65,6 +90,10 @@ pub fn import(reg: &Registry, src: &Path) -> Result<Option<PathBuf>> {
     let origin = format!("{} (imported)", src.display());
     let recipe = Recipe::parse(&reference.recipe, &origin, &[])?;
     let session = Session::build(RunPlan::resolve(reg, recipe, &dir, World::default())?)?;
+    let weights = match reference.names_of {
+        Some(format) => own_names(&session, format, weights)?,
+        None => weights,
+    };
     let what = format!("importing {}", src.display());
     let report = load_named(&named_model(&session)?, &weights, &what)?;
     if report.loaded == 0 {
@@ -86,6 +115,22 @@ pub fn import(reg: &Registry, src: &Path) -> Result<Option<PathBuf>> {
     let note = serde_json::json!({ "source": src.display().to_string(), "what": reference.what });
     std::fs::write(dir.join(IMPORTED), note.to_string()).map_err(|e| Error::io("writing imported.json", e))?;
     Ok(Some(dir))
+}
+
+/// `weights` under the architecture's own names, read back through the names it writes in
+/// `format` (so the mapping lives once, in the plugin); tensors the format does not name keep
+/// theirs.
+fn own_names(
+    session: &Session,
+    format: &str,
+    weights: Vec<(String, tch::Tensor)>,
+) -> Result<Vec<(String, tch::Tensor)>> {
+    let spec = session.model.info.exports.iter().find(|f| f.name == format).ok_or_else(|| {
+        Error::Config(format!("{} has no '{format}' format to read these weights through", session.model.origin))
+    })?;
+    let ours: std::collections::HashMap<&str, &str> =
+        spec.names.iter().map(|(ours, theirs)| (theirs.as_str(), ours.as_str())).collect();
+    Ok(weights.into_iter().map(|(n, t)| (ours.get(n.as_str()).map(|o| o.to_string()).unwrap_or(n), t)).collect())
 }
 
 /// Marks a run directory made by [`import`] (its source and kind).
@@ -150,35 +195,46 @@ fn save_step_zero(reg: &Registry, session: &Session) -> Result<()> {
 
 /// What a reference source is.
 enum Kind {
-    /// A transformers BERT directory, with its `config.json`.
-    Bert(serde_json::Value),
-    TorchvisionResnet,
+    /// A transformers directory, with its `config.json`.
+    Transformers(TransformersModel, Value),
+    /// A torchvision state dict: a `.safetensors` file, or a timm ResNet directory's weights.
+    TorchvisionResnet(PathBuf),
 }
 
-/// A transformers directory (`config.json` with a known `model_type`) or a `.safetensors` file
-/// (a torchvision state dict, checked when read); None for anything else.
+enum TransformersModel {
+    Bert,
+    Resnet,
+    Wav2vec2,
+}
+
+/// A transformers directory (`config.json` with a known `model_type`), a timm ResNet directory
+/// (`config.json` naming the architecture) or a `.safetensors` file (a torchvision state dict,
+/// checked when read); None for anything else.
 fn kind_of(src: &Path) -> Result<Option<Kind>> {
     let config = src.join("config.json");
-    if src.is_dir()
-        && config.is_file()
-        && src.join("model.safetensors").is_file()
-        && !src.join("manifest.json").exists()
-    {
+    let weights = src.join("model.safetensors");
+    if src.is_dir() && config.is_file() && weights.is_file() && !src.join("manifest.json").exists() {
         let text =
             std::fs::read_to_string(&config).map_err(|e| Error::io(format!("reading {}", config.display()), e))?;
-        let json: serde_json::Value = serde_json::from_str(&text)
+        let json: Value = serde_json::from_str(&text)
             .map_err(|e| Error::Config(format!("{}: not valid JSON ({e})", config.display())))?;
-        return match json["model_type"].as_str() {
-            Some("bert") => Ok(Some(Kind::Bert(json))),
-            Some(other) => Err(Error::Config(format!(
-                "{}: a transformers '{other}' model; pt imports bert directories and torchvision ResNet state dicts (.safetensors)",
-                src.display()
-            ))),
-            None => Ok(None),
+        let model = match (json["model_type"].as_str(), json["architecture"].as_str()) {
+            (Some("bert"), _) => TransformersModel::Bert,
+            (Some("resnet"), _) => TransformersModel::Resnet,
+            (Some("wav2vec2"), _) => TransformersModel::Wav2vec2,
+            (None, Some("resnet18" | "resnet34" | "resnet50")) => return Ok(Some(Kind::TorchvisionResnet(weights))),
+            (Some(other), _) | (None, Some(other)) => {
+                return Err(Error::Config(format!(
+                    "{}: a '{other}' model; pt imports transformers bert, resnet and wav2vec2 directories, timm resnet18/34/50 directories and torchvision ResNet state dicts (.safetensors)",
+                    src.display()
+                )))
+            }
+            (None, None) => return Ok(None),
         };
+        return Ok(Some(Kind::Transformers(model, json)));
     }
     if src.is_file() && src.extension().is_some_and(|e| e == "safetensors") {
-        return Ok(Some(Kind::TorchvisionResnet));
+        return Ok(Some(Kind::TorchvisionResnet(src.to_path_buf())));
     }
     Ok(None)
 }
@@ -207,7 +263,7 @@ fn bert_names(tensors: Vec<(String, tch::Tensor)>) -> Vec<(String, tch::Tensor)>
 /// A one-line text file for the placeholder `[data]`.
 const PLACEHOLDER_TEXT: &str = "an imported model: give pt transfer a task or pt embed --data to evaluate it\n";
 
-fn bert(src: &Path, c: &serde_json::Value, weights: &[(String, tch::Tensor)]) -> Result<Reference> {
+fn bert(src: &Path, c: &Value, weights: &[(String, tch::Tensor)]) -> Result<Reference> {
     let tokenizer = src.join("tokenizer.json");
     if !tokenizer.is_file() {
         return Err(Error::Config(format!(
@@ -252,10 +308,12 @@ fn bert(src: &Path, c: &serde_json::Value, weights: &[(String, tch::Tensor)]) ->
             ("placeholder.txt".into(), FileSource::Text(PLACEHOLDER_TEXT.repeat(4))),
             ("assets/tokenizer.json".into(), FileSource::Copy(tokenizer)),
         ],
+        names_of: None,
     })
 }
 
-fn resnet(src: &Path, tensors: &[(String, tch::Tensor)]) -> Result<Reference> {
+/// A ResNet state dict under torchvision's names (torchvision's own, or a timm directory's).
+fn resnet(src: &Path, library: &str, tensors: &[(String, tch::Tensor)]) -> Result<Reference> {
     let shape = |name: &str| tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t.size());
     let (Some(stem), true) = (shape("conv1.weight"), shape("layer1.0.conv1.weight").is_some()) else {
         return Err(Error::Config(format!(
@@ -279,25 +337,175 @@ fn resnet(src: &Path, tensors: &[(String, tch::Tensor)]) -> Result<Reference> {
         }
     };
     let classes = shape("fc.weight").map(|s| s[0]).unwrap_or(0);
+    let arch = ResnetArch { depth, classes, in_channels: stem[1], width: stem[0], small_stem: stem[2] == 3 };
+    Ok(resnet_reference(src, &format!("a {library} {depth}"), &arch, None))
+}
+
+/// A ResNet as pt's `resnet` plugin builds it.
+struct ResnetArch {
+    depth: &'static str,
+    classes: i64,
+    in_channels: i64,
+    width: i64,
+    small_stem: bool,
+}
+
+fn resnet_reference(src: &Path, what: &str, a: &ResnetArch, names_of: Option<&'static str>) -> Reference {
     let recipe = format!(
-        "# The torchvision state dict {src} as a pt run (pt transfer / embed / export).\n\
+        "# {what} ({src}) as a pt run (pt transfer / embed / export).\n\
          # [data] and [objective] are placeholders: nothing trains here.\n\
          [run]\nbatch_size = 1\nmax_steps = 1\n\n[checkpoint]\nevery = 0\n\n\
          [data]\nname = \"pixel_csv\"\npath = \"{{run}}/placeholder.csv\"\nmean = [0.5]\nstd = [0.25]\n\n\
-         [arch]\nname = \"{depth}\"\nnum_classes = {classes}\nin_channels = {}\nwidth = {}\nsmall_stem = {}\n\n\
+         [arch]\nname = \"{}\"\nnum_classes = {}\nin_channels = {}\nwidth = {}\nsmall_stem = {}\n\n\
          [objective]\nname = \"{}\"\n",
-        stem[1],
-        stem[0],
-        stem[2] == 3,
-        if classes > 0 { "supervised" } else { "simclr" },
+        a.depth,
+        a.classes,
+        a.in_channels,
+        a.width,
+        a.small_stem,
+        if a.classes > 0 { "supervised" } else { "simclr" },
         src = src.display()
     );
     let row = format!("{}0\n", "0,".repeat(64));
-    Ok(Reference {
-        what: format!("a torchvision {depth}"),
+    Reference {
+        what: what.to_string(),
         recipe,
         files: vec![("placeholder.csv".into(), FileSource::Text(row.repeat(2)))],
+        names_of,
+    }
+}
+
+/// A transformers `ResNetModel` / `ResNetForImageClassification` directory: the ResNet pt
+/// builds from its config, its weights read through that ResNet's `hf` export names. pt's
+/// ResNets are torchvision's (v1.5), so other layouts are refused.
+fn hf_resnet(src: &Path, c: &Value, weights: &[(String, tch::Tensor)]) -> Result<Reference> {
+    let refuse = |why: String| {
+        Error::Config(format!(
+            "{}: {why}; pt's resnet18/34/50 are torchvision's layout",
+            src.join("config.json").display()
+        ))
+    };
+    let ints = |key: &str| -> Vec<i64> {
+        c[key].as_array().map(|a| a.iter().filter_map(Value::as_i64).collect()).unwrap_or_default()
+    };
+    let bottleneck = match c["layer_type"].as_str().unwrap_or("bottleneck") {
+        "basic" => false,
+        "bottleneck" => true,
+        other => return Err(refuse(format!("layer_type '{other}'"))),
+    };
+    let depths = ints("depths");
+    let depth = match (depths.as_slice(), bottleneck) {
+        ([2, 2, 2, 2], false) => "resnet18",
+        ([3, 4, 6, 3], false) => "resnet34",
+        ([3, 4, 6, 3], true) => "resnet50",
+        (d, _) => return Err(refuse(format!("depths {d:?} with layer_type {}", c["layer_type"]))),
+    };
+    let width = c["embedding_size"].as_i64().unwrap_or(64);
+    let expansion = if bottleneck { 4 } else { 1 };
+    let expected: Vec<i64> = (0..4).map(|s| (width << s) * expansion).collect();
+    if ints("hidden_sizes") != expected {
+        return Err(refuse(format!(
+            "hidden_sizes {:?} (from embedding_size {width}: {expected:?})",
+            ints("hidden_sizes")
+        )));
+    }
+    for key in ["downsample_in_first_stage", "downsample_in_bottleneck"] {
+        if c[key].as_bool() == Some(true) {
+            return Err(refuse(format!("{key} = true")));
+        }
+    }
+    if c["hidden_act"].as_str().is_some_and(|a| a != "relu") {
+        return Err(refuse(format!("hidden_act {}", c["hidden_act"])));
+    }
+    let classes = weights.iter().find(|(n, _)| n == "classifier.1.weight").map(|(_, t)| t.size()[0]).unwrap_or(0);
+    let in_channels = c["num_channels"].as_i64().unwrap_or(3);
+    let arch = ResnetArch { depth, classes, in_channels, width, small_stem: false };
+    Ok(resnet_reference(src, &format!("a transformers {depth}"), &arch, Some("hf")))
+}
+
+/// wav2vec2 weights under `Wav2Vec2Model`'s names: without the `wav2vec2.` of a model with a
+/// head (`Wav2Vec2ForPreTraining`, `…ForCTC`); the head's own tensors stay and go unused.
+fn wav2vec2_names(tensors: Vec<(String, tch::Tensor)>) -> Vec<(String, tch::Tensor)> {
+    tensors.into_iter().map(|(n, t)| (n.strip_prefix("wav2vec2.").map(String::from).unwrap_or(n), t)).collect()
+}
+
+/// The `wav2vec2` config keys pt reads, as transformers' `Wav2Vec2Config` names them.
+const WAV2VEC2_KEYS: [&str; 19] = [
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_dropout",
+    "activation_dropout",
+    "attention_dropout",
+    "feat_proj_dropout",
+    "layerdrop",
+    "layer_norm_eps",
+    "initializer_range",
+    "feat_extract_norm",
+    "conv_dim",
+    "conv_kernel",
+    "conv_stride",
+    "conv_bias",
+    "num_conv_pos_embeddings",
+    "num_conv_pos_embedding_groups",
+    "do_stable_layer_norm",
+];
+
+/// A transformers wav2vec2 directory: pt's `wav2vec2` with the directory's config. pt's encoder
+/// is GELU throughout, as every released wav2vec 2.0 is.
+fn wav2vec2(src: &Path, c: &Value) -> Result<Reference> {
+    for key in ["feat_extract_activation", "hidden_act"] {
+        if let Some(act) = c[key].as_str().filter(|a| *a != "gelu") {
+            return Err(Error::Config(format!(
+                "{}: {key} '{act}'; pt's wav2vec2 uses gelu",
+                src.join("config.json").display()
+            )));
+        }
+    }
+    let mut arch = String::new();
+    for key in WAV2VEC2_KEYS {
+        if let Some(v) = c.get(key).filter(|v| !v.is_null()) {
+            arch.push_str(&format!("{key} = {v}\n"));
+        }
+    }
+    let recipe = format!(
+        "# The transformers directory {src} as a pt run (pt transfer / embed / export).\n\
+         # [data] and [objective] are placeholders: nothing trains here.\n\
+         [run]\nbatch_size = 1\nmax_steps = 1\n\n[checkpoint]\nevery = 0\n\n\
+         [data]\nname = \"audio\"\npath = \"{{run}}/placeholder\"\n\n\
+         [arch]\nname = \"wav2vec2\"\n{arch}\n[objective]\nname = \"wav2vec2\"\n",
+        src = src.display()
+    );
+    Ok(Reference {
+        what: "a transformers wav2vec2".into(),
+        recipe,
+        files: vec![
+            ("placeholder/a.wav".into(), FileSource::Bytes(silent_wav(16000))),
+            ("placeholder/b.wav".into(), FileSource::Bytes(silent_wav(16000))),
+        ],
+        names_of: None,
     })
+}
+
+/// A 16 kHz mono 16-bit WAV of `samples` zeros.
+fn silent_wav(samples: u32) -> Vec<u8> {
+    let data = samples * 2;
+    let mut w = Vec::with_capacity(44 + data as usize);
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    w.extend_from_slice(&1u16.to_le_bytes()); // mono
+    w.extend_from_slice(&16000u32.to_le_bytes());
+    w.extend_from_slice(&32000u32.to_le_bytes()); // bytes per second
+    w.extend_from_slice(&2u16.to_le_bytes()); // block align
+    w.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&data.to_le_bytes());
+    w.resize(44 + data as usize, 0);
+    w
 }
 
 #[cfg(test)]

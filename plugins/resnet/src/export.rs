@@ -1,12 +1,15 @@
-//! `pt export --format`: a ResNet as torchvision's state dict (the names pt trains under) or as
+//! `pt export --format`: a ResNet as torchvision's state dict (the names pt trains under), as
 //! transformers' `ResNetModel` / `ResNetForImageClassification` (its own names and config,
-//! <https://github.com/huggingface/transformers/blob/main/src/transformers/models/resnet/modeling_resnet.py>).
+//! <https://github.com/huggingface/transformers/blob/main/src/transformers/models/resnet/modeling_resnet.py>)
+//! or as a timm model directory (torchvision's names with timm's `config.json`,
+//! <https://github.com/huggingface/pytorch-image-models/blob/main/timm/models/resnet.py>).
 
 use crate::config::{Depth, ResNetConfig};
 use pt_sdk::ExportFormat;
 
-/// The formats this ResNet can be written in: torchvision's layout always; transformers' when
-/// its model can express it (torchvision's 7×7 stem, BatchNorm eps 1e-5).
+/// The formats this ResNet can be written in: torchvision's layout always; transformers' and
+/// timm's when their models can express it (torchvision's 7×7 stem, BatchNorm eps 1e-5; timm's
+/// plain stem is 64 channels wide).
 pub fn formats(depth: Depth, config: &ResNetConfig, names: &[String]) -> Vec<ExportFormat> {
     let classes = config.num_classes.unwrap_or(0);
     let torchvision = ExportFormat {
@@ -34,8 +37,35 @@ pub fn formats(depth: Depth, config: &ResNetConfig, names: &[String]) -> Vec<Exp
                 names: renamed,
             });
         }
+        if config.width == 64 {
+            formats.push(ExportFormat {
+                name: "timm".into(),
+                loads_with: "timm.create_model(\"local-dir:DIR\", pretrained=True)".into(),
+                config: timm_config(depth, config),
+                names: Vec::new(),
+            });
+        }
     }
     formats
+}
+
+/// timm's `config.json` for a model directory (`local-dir:`): the architecture, its classes
+/// and input channels; timm's ResNets use torchvision's parameter names.
+fn timm_config(depth: Depth, config: &ResNetConfig) -> serde_json::Value {
+    let classes = config.num_classes.unwrap_or(0).max(0);
+    serde_json::json!({
+        "architecture": depth.name(),
+        "num_classes": classes,
+        "num_features": 512 * depth.expansion(),
+        "global_pool": "avg",
+        "model_args": { "in_chans": config.in_channels },
+        "pretrained_cfg": {
+            "num_classes": classes,
+            "first_conv": "conv1",
+            "classifier": "fc",
+            "custom_load": false,
+        },
+    })
 }
 
 /// transformers' `ResNetConfig` for this network: torchvision's ResNet is its v1.5 (the stride
