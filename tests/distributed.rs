@@ -214,6 +214,29 @@ fn weights_and_statistics(run: &Path, step: u64) -> Vec<(String, Vec<f32>)> {
         .collect()
 }
 
+/// Set-up only rank 0 does (its evaluations) fails on a recipe mistake: every rank stops at
+/// once with that error, none waits for a dead peer or blames a stall.
+#[test]
+fn a_bad_probe_layer_stops_every_rank_with_rank_0s_error() {
+    let _data = data_dir("images");
+    let pt = Pt::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let eval = "\n[[eval]]\nname = \"knn\"\nlayer = \"layer9\"\nsplits.train = { name = \"pixel_csv\", path = \"{data}/images/digits/digits.csv\", mean = [0.3], std = [0.4] }\nsplits.test = { name = \"pixel_csv\", path = \"{data}/images/digits/digits.csv\", mean = [0.3], std = [0.4] }\n";
+    let text = std::fs::read_to_string(resnet_recipe(tmp.path(), "r.toml", 8, false)).unwrap() + eval;
+    let recipe = write_file(tmp.path(), "bad.toml", &text);
+    let out = launch_two_ranks(&pt, &recipe, &tmp.path().join("run")).wait_with_output().unwrap();
+    let err = stderr_of(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("rank 1 stops: rank 0 could not set up") && err.contains("layer 'layer9' is not a tap"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("stopped making progress") && !err.contains("frame #"),
+        "no stall blamed, no backtrace:\n{err}"
+    );
+}
+
 #[test]
 fn synchronised_batchnorm_over_two_ranks_trains_what_one_batch_of_both_trains() {
     let _data = data_dir("images");

@@ -92,6 +92,37 @@ pub fn check_agreement(group: &Group, mine: &Fingerprint) -> Result<()> {
     )))
 }
 
+/// Rank 0 tells the others how work only it does (`what`) went: "" or its error. On an error it
+/// waits (briefly) until every rank has read it, since the store it serves goes when it exits.
+pub fn publish_outcome(group: &Group, key: &str, error: Option<&Error>) -> Result<()> {
+    let message = error.map(|e| e.to_string()).unwrap_or_default();
+    group.store_set(&format!("pt/outcome/{key}"), message.as_bytes())?;
+    if error.is_some() {
+        for r in 1..group.world_size {
+            // A rank that cannot answer within seconds is stopping anyway.
+            let _ =
+                group.store_get_within(&format!("pt/outcome/{key}/read/{r}"), Some(std::time::Duration::from_secs(5)));
+        }
+    }
+    Ok(())
+}
+
+/// The other ranks' side of [`publish_outcome`]: Ok when rank 0 succeeded, else its error, so
+/// every rank stops with the same message.
+pub fn await_outcome(group: &Group, key: &str, what: &str) -> Result<()> {
+    let message = group.store_get(&format!("pt/outcome/{key}"))?;
+    if message.is_empty() {
+        return Ok(());
+    }
+    group.stop_heartbeat();
+    let _ = group.store_set(&format!("pt/outcome/{key}/read/{}", group.rank), b"1");
+    Err(Error::Distributed(format!(
+        "rank {} stops: rank 0 could not {what}: {}",
+        group.rank,
+        String::from_utf8_lossy(&message)
+    )))
+}
+
 fn read(group: &Group, rank: u64) -> Result<Fingerprint> {
     let bytes = group.store_get(&format!("pt/fingerprint/{rank}"))?;
     serde_json::from_slice(&bytes).map_err(|e| Error::Distributed(format!("rank {rank}'s fingerprint: {e}")))

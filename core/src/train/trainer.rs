@@ -151,14 +151,23 @@ impl<'r> Trainer<'r> {
             &c.best_metric,
             c.best_mode == BestMode::Max,
         )?;
-        // Rows after the starting step were logged by a process that died before its next
-        // checkpoint (or, on a fresh start, before its first): drop them so no step is logged twice.
-        let mut metrics = match rank {
-            0 => Some(
-                MetricsLog::resume(session.run_dir(), position.step)
-                    .map_err(|e| Error::Training(format!("metrics files: {e}")))?,
-            ),
-            _ => None,
+        // Rank 0 alone logs and evaluates (the weights are the same on every rank). When that
+        // set-up fails (an unknown probe layer, an unreadable metrics file), every rank stops
+        // with its error, rather than the others meeting a dead peer in their first collective.
+        let (mut metrics, evals) = match (rank, &opts.dist) {
+            (0, dist) => {
+                let setup = rank0_setup(&session, position.step);
+                if let Some(group) = dist {
+                    crate::dist::publish_outcome(group, "setup", setup.as_ref().err())?;
+                }
+                let (metrics, evals) = setup?;
+                (Some(metrics), evals)
+            }
+            (_, Some(group)) => {
+                crate::dist::await_outcome(group, "setup", "set up its logs and evaluations")?;
+                (None, Vec::new())
+            }
+            (_, None) => (None, Vec::new()),
         };
         if let (Some(m), 0) = (&mut metrics, position.step) {
             // TensorBoard's HPARAMS tab: every value of the plan, once per run.
@@ -168,13 +177,6 @@ impl<'r> Trainer<'r> {
             }
         }
         let (loss_curve, eval_curves) = curves_so_far(session.run_dir());
-        // Rank 0 evaluates (the weights are the same on every rank); the others wait for it.
-        let evals = match rank {
-            0 => {
-                (0..session.plan.recipe.evals.len()).map(|i| EvalRunner::create(&session, i)).collect::<Result<_>>()?
-            }
-            _ => Vec::new(),
-        };
         if let Some(c) = &start.checkpoint {
             tracing::info!(step = position.step, dir = %c.dir.display(), "resuming");
         }
@@ -458,6 +460,16 @@ impl<'r> Trainer<'r> {
     pub fn run_dir(&self) -> &Path {
         self.session.run_dir()
     }
+}
+
+/// Rank 0's own set-up: the metrics log (rows after the starting step were logged by a
+/// process that died before its next checkpoint, or before its first: dropped, so no step is
+/// logged twice) and the evaluations.
+fn rank0_setup(session: &Session, step: u64) -> Result<(MetricsLog, Vec<EvalRunner>)> {
+    let metrics =
+        MetricsLog::resume(session.run_dir(), step).map_err(|e| Error::Training(format!("metrics files: {e}")))?;
+    let evals = (0..session.plan.recipe.evals.len()).map(|i| EvalRunner::create(session, i)).collect::<Result<_>>()?;
+    Ok((metrics, evals))
 }
 
 /// The run's sampler over the training set, checked against the data it samples.
