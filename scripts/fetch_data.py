@@ -174,6 +174,33 @@ def log(msg):
     print(f"fetch_data: {msg}", file=sys.stderr, flush=True)
 
 
+class Progress:
+    """A live count of long work on a terminal: done/total, rate and time left, redrawn at most
+    twice a second. Off a terminal it prints nothing; the phase's closing line says what was made."""
+
+    def __init__(self, what, total):
+        self.what, self.total, self.done = what, total, 0
+        self.live = sys.stderr.isatty()
+        self.started = self.shown = time.monotonic()
+
+    def add(self, n=1):
+        self.done += n
+        now = time.monotonic()
+        if not self.live or (now - self.shown < 0.5 and self.done < self.total):
+            return
+        self.shown = now
+        rate = self.done / max(now - self.started, 1e-9)
+        left = (self.total - self.done) / rate if rate > 0 else 0
+        print(f"\rfetch_data: {self.what}: {self.done}/{self.total} "
+              f"({100 * self.done // max(self.total, 1)} %), {rate:.0f}/s, "
+              f"{int(left) // 60} min {int(left) % 60:02d} s left\033[K",
+              end="", file=sys.stderr, flush=True)
+
+    def close(self):
+        if self.live:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+
+
 # --------------------------------------------------------------------------------------------
 # Files
 
@@ -1228,10 +1255,15 @@ def render_all(jobs, stage, what):
     so the failure surfaces at once."""
     started = time.monotonic()
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+    progress = Progress(f"{what}: rendering", len(jobs))
     try:
         futures = [pool.submit(render_clip, job, stage) for job in jobs]
+        for f in concurrent.futures.as_completed(futures):
+            f.result()  # the first failure surfaces at once
+            progress.add()
         frames = [f.result() for f in futures]
     finally:
+        progress.close()
         pool.shutdown(wait=True, cancel_futures=True)
     seconds = sum(frames) / AUDIO_RATE
     log(f"{what}: {len(jobs)} clips, {seconds / 3600:.2f} h of audio, made in "

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 #[derive(clap::Args)]
 pub struct Args {
     /// A pt run directory (its latest valid checkpoint), a checkpoint directory, a transformers
-    /// BERT directory or a torchvision ResNet state dict (.safetensors).
+    /// BERT, ResNet or wav2vec2 directory, a timm ResNet directory or a torchvision ResNet state
+    /// dict (.safetensors).
     from: PathBuf,
     /// The output file: .safetensors or .npz (NumPy), described by OUT.json beside it
     /// (feats.safetensors → feats.safetensors.json).

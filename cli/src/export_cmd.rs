@@ -196,6 +196,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         std::fs::write(out.join("config.json"), serde_json::to_string_pretty(&format.config)?)?;
         files.insert(0, "config.json".into());
     }
+    let started = std::time::Instant::now();
+    let bytes = std::fs::metadata(ckpt.dir.join("model.safetensors")).map(|m| m.len()).unwrap_or(0);
+    if bytes > 100 << 20 {
+        tracing::info!(target: "progress", "exporting {} MB of weights …", bytes >> 20);
+    }
     let tensors = crate::export_format::tensors(&ckpt.dir, role, &chosen)?;
     pt_core::checkpoint::format::write_tensors(&out.join("model.safetensors"), &tensors)?;
     let assets = ckpt.dir.join("assets");
@@ -236,11 +241,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     staging.commit(&args.output)?;
     println!(
-        "exported step {} of {} as {} to {}: {}",
+        "exported step {} of {} as {} to {} in {:.1} s: {}",
         ckpt.manifest.step,
         arch.origin,
         format.name,
         args.output.display(),
+        started.elapsed().as_secs_f64(),
         files.join(", ")
     );
     println!("load with: {}", format.loads_with.replace("DIR", &args.output.display().to_string()));

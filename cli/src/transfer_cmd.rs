@@ -21,7 +21,8 @@ pub const BUILT_IN: &[(&str, &str)] = &[
 #[derive(clap::Args)]
 pub struct Args {
     /// A pt run directory (its latest valid checkpoint), a checkpoint directory, a transformers
-    /// BERT directory or a torchvision ResNet state dict (.safetensors).
+    /// BERT, ResNet or wav2vec2 directory, a timm ResNet directory or a torchvision ResNet state
+    /// dict (.safetensors).
     from: PathBuf,
     /// A task file of [[eval]] entries, or a built-in task: fashion-mnist, mnist, mnist-layers, fortunes,
     /// debian-sections, wordnet-pos, spoken-digits, emoji-zero-shot.

@@ -50,7 +50,7 @@ pub fn locate(from: &Path) -> Result<(PathBuf, Checkpoint)> {
     match latest_valid(&from.join("checkpoints"))? {
         Some(ckpt) => Ok((from.to_path_buf(), ckpt)),
         None => Err(Error::Config(format!(
-            "{}: no checkpoint here; give a pt run directory (with checkpoints/), a checkpoint directory, a transformers BERT directory or a torchvision ResNet .safetensors",
+            "{}: no checkpoint here; give a pt run directory (with checkpoints/), a checkpoint directory, a transformers (bert, resnet, wav2vec2) or timm directory or a torchvision ResNet .safetensors",
             from.display()
         ))),
     }
