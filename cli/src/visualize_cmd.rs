@@ -26,8 +26,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let out = args.out.unwrap_or_else(|| session.run_dir().join("visualize"));
     let files = pt_core::visualize::run(&session, args.samples, &out)?;
     println!("pictures of {} (step {}) and of random initialisation:", ckpt.dir.display(), ckpt.manifest.step);
-    for f in files {
+    for f in &files {
         println!("  {}", f.display());
+    }
+    match pt_core::visualize::to_tensorboard(&run_dir, ckpt.manifest.step, &files) {
+        Ok(true) => {
+            println!("and in TensorBoard's IMAGES tab (visualize/…): tensorboard --logdir {}", run_dir.display())
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!("{e}"),
     }
     Ok(())
 }

@@ -178,6 +178,25 @@ pub fn run(session: &Session, limit: u64, out: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Sends the PNGs among `files` to the run's TensorBoard (IMAGES tab, `visualize/NAME`, at the
+/// checkpoint's `step`) in an event file of their own beside the training's; false when the
+/// run has no TensorBoard directory.
+pub fn to_tensorboard(run_dir: &Path, step: u64, files: &[PathBuf]) -> Result<bool> {
+    let dir = run_dir.join(pt_report::TENSORBOARD_DIR);
+    if !dir.is_dir() {
+        return Ok(false);
+    }
+    let report = |e: pt_report::ReportError| Error::Training(format!("TensorBoard pictures: {e}"));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let mut events = pt_report::tensorboard::EventWriter::create(&dir, now).map_err(report)?;
+    for png in files.iter().filter(|f| f.extension().is_some_and(|e| e == "png")) {
+        let name = png.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        events.write_png(now, step, &format!("visualize/{name}"), png).map_err(report)?;
+    }
+    events.flush().map_err(report)?;
+    Ok(true)
+}
+
 /// Tokens shown in an attention picture at most.
 const ATTENTION_TOKENS: i64 = 24;
 
