@@ -166,6 +166,30 @@ fn two_ranks_train_what_one_process_trains_with_the_same_global_batch_and_resume
     assert!(diff < 1e-5, "resumed with another world size: weights differ by {diff} from the 1-process run");
 }
 
+/// ELECTRA's two towers in stages, on two ranks: masks are drawn per sample, and torch's
+/// generator (the replacements, dropout) per micro-batch numbered across ranks, so they train
+/// what one process trains in two micro-batches.
+#[test]
+fn electra_on_two_ranks_trains_what_one_process_trains() {
+    let pt = Pt::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let text = tiny_electra_recipe(&data_dir("text"), 3, "").replace("[run]\n", "[run]\ndist_timeout_s = 20\n");
+    let text = text.replace("[checkpoint]\nevery = 0", "[checkpoint]\nevery = 3");
+    let recipe = write_file(tmp.path(), "electra.toml", &text);
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    pt.ok(&["train", "--recipe", s(&recipe), "--run-dir", s(&one), "--set", "run.grad_accum=2", "--quiet"]);
+    let out = launch_two_ranks(&pt, &recipe, &two).wait_with_output().unwrap();
+    assert!(out.status.success(), "pt launch failed:\n{}", stderr_of(&out));
+    for step in 1..=3 {
+        for metric in ["generator_loss", "discriminator_loss", "replaced_share"] {
+            let (a, b) = (metric_at(&one, step, metric).unwrap(), metric_at(&two, step, metric).unwrap());
+            assert!((a - b).abs() < 1e-5 * a.abs().max(1.0), "step {step}: {metric} {a} (1 process) vs {b} (2 ranks)");
+        }
+    }
+    let diff = max_difference(&params(&one, 3), &params(&two, 3));
+    assert!(diff < 1e-5, "2 ranks vs 1 process: weights differ by {diff}");
+}
+
 #[test]
 fn torchrun_starts_pt_train_unchanged() {
     let pt = Pt::new();

@@ -191,6 +191,19 @@ warmup_steps = 2
     )
 }
 
+/// The tiny text recipe with ELECTRA's two towers: a 2-layer discriminator and a 1-layer
+/// generator of the same width.
+pub fn tiny_electra_recipe(data: &Path, max_steps: u64, extra: &str) -> String {
+    let text = tiny_mlm_recipe(data, max_steps, extra)
+        .replace("[arch]\nname = \"bert\"\npreset = \"tiny\"\n", "[arch.discriminator]\nname = \"bert\"\npreset = \"tiny\"\nmlm_head = false\nadd_pooling_layer = false\n")
+        .replace(
+            "[objective]\nname = \"mlm\"",
+            "[arch.generator]\nname = \"bert\"\npreset = \"tiny\"\nnum_hidden_layers = 1\nintermediate_size = 128\nmax_position_embeddings = 32\nadd_pooling_layer = false\n\n[objective]\nname = \"electra\"",
+        );
+    assert!(text.contains("[arch.generator]") && text.contains("mlm_head = false"), "{text}");
+    text
+}
+
 /// A private `pt`, a temporary directory and in it `recipe.toml`: the tiny MLM recipe.
 pub fn tiny_mlm_setup(max_steps: u64, extra: &str) -> (Pt, tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().expect("temp dir");
