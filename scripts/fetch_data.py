@@ -38,7 +38,7 @@ import zipfile
 import zlib
 
 # Bump a set's format number whenever its output changes: stamps with another number are rebuilt.
-FORMAT = {"text": 1, "text-tasks": 1, "images": 1, "audio": 1, "pairs": 1}
+FORMAT = {"text": 1, "text-tasks": 1, "images": 1, "audio": 1, "pairs": 2}
 DEFAULT_SETS = ["text", "text-tasks", "images"]  # audio (it needs speech tools) and pairs only when named
 SEED = 20240611
 
@@ -141,11 +141,13 @@ AUDIO_LICENCES = {
     "digits": "synthesized with espeak-ng (train) and flite (test); see espeak and flite",
 }
 
-# Image-text pairs: emojis drawn in two styles, captioned with their names and tags. Models train
-# on one style; the other is held out entirely, for zero-shot evaluation on an unseen style.
+# Image-text pairs: emojis drawn in three styles, captioned with their names and tags. Models
+# train on one style; the others are held out entirely, for zero-shot evaluation on unseen styles.
 EMOJI_NPM = {"google": "emoji-datasource-google@16.0.0",
              "twitter": "emoji-datasource-twitter@16.0.0"}
 EMOJIBASE_NPM = "emojibase-data@17.0.0"
+# OpenMoji's colour drawings, shipped as SVG only (pt draws SVG images at the size asked).
+OPENMOJI_NPM = "openmoji@17.0.0"
 PAIRS_TRAIN_STYLE, PAIRS_HELD_OUT_STYLE = "google", "twitter"
 EMOJI_SKIP_CATEGORIES = {"Component"}  # the 5 bare skin-tone swatches
 EMOJI_SIZE = 64  # package/img/<style>/64/*.png
@@ -163,6 +165,8 @@ PAIRS_LICENCES = {
     "twitter": "images CC-BY-4.0 (Twemoji graphics; attribution: Twitter, Inc and other "
                "contributors); emoji-datasource code and metadata MIT (Cal Henderson)",
     "emojibase": "MIT (emojibase-data, Miles Johnson)",
+    "openmoji": "images CC-BY-SA-4.0 (OpenMoji, the open-source emoji and icon project of HfG "
+                "Schwäbisch Gmünd; attribution: OpenMoji, openmoji.org)",
 }
 
 
@@ -1767,26 +1771,49 @@ def emoji_pairs(entries, style, labels):
     return out, skins
 
 
+def openmoji_pairs(tgz, pairs):
+    """The records of `pairs` (another style's) whose emoji OpenMoji draws, pointing at its
+    colour SVG, and {member: record} to copy: OpenMoji names files by the upper-case code
+    points, sometimes without the FE0F variation selector."""
+    with tarfile.open(tgz) as tar:
+        names = {m.name for m in tar if m.name.startswith("package/color/svg/")}
+    out, members = [], {}
+    for p in pairs:
+        hexcode = os.path.splitext(os.path.basename(p["image"]))[0].upper()
+        for candidate in (hexcode, hexcode.replace("-FE0F", "")):
+            member = f"package/color/svg/{candidate}.svg"
+            if member in names:
+                record = dict(p, image=f"images/openmoji/{candidate}.svg")
+                out.append(record)
+                members[member] = record
+                break
+    return out, members
+
+
 def pairs_readme(counts):
     train, held = counts[PAIRS_TRAIN_STYLE], counts[PAIRS_HELD_OUT_STYLE]
     return [
         "pt pairs set, made by scripts/fetch_data.py (details: MANIFEST.json, docs/data.md).",
-        "Image-text pairs for CLIP-style pretraining: the same emojis in two drawing styles.",
+        "Image-text pairs for CLIP-style pretraining: the same emojis in three drawing styles.",
         "",
         f"{PAIRS_TRAIN_STYLE}.jsonl: {train['images']} Noto Emoji images: train on these.",
         f"{PAIRS_HELD_OUT_STYLE}.jsonl: {held['images']} Twemoji images of the same emojis: hold "
         f"them out entirely, for zero-shot evaluation on a style never seen in training.",
+        f"openmoji.jsonl: {counts['openmoji']['images']} OpenMoji drawings (SVG) of the same "
+        f"emojis, a third style (flat colours, black outlines): held out, or trained on.",
         "One JSON object per line: image (path relative to this folder), captions (2-6 short",
         "lowercase English strings: the name, other names, '<name>, <tag>, ...'), name (the",
         "emoji's English name), group and subgroup (its emoji.json category and subcategory,",
         "e.g. 'Smileys & Emotion' / 'face-smiling').",
         f"images/<style>/<code points>.png: {EMOJI_SIZE}x{EMOJI_SIZE} PNGs as shipped, with "
-        f"transparency (mostly RGBA; a few grey+alpha or palette): composite on white.",
+        f"transparency (mostly RGBA; a few grey+alpha or palette): composite on white;",
+        "images/openmoji/<CODE POINTS>.svg: OpenMoji's colour SVGs (72x72 view box) as shipped.",
         "classes-group.txt, classes-subgroup.txt: the group / subgroup names, sorted.",
         "",
         "Licences:",
         f"  images/google: {PAIRS_LICENCES['google']}",
         f"  images/twitter: {PAIRS_LICENCES['twitter']}",
+        f"  images/openmoji: {PAIRS_LICENCES['openmoji']}",
         f"  names and tags: {PAIRS_LICENCES['emojibase']}",
     ]
 
@@ -1795,11 +1822,14 @@ def build_pairs(stage, work, apt, dl):
     # Everything is downloaded before anything is converted, so a registry problem shows early.
     tgzs = {style: npm_pack(spec, dl) for style, spec in EMOJI_NPM.items()}
     emojibase_tgz = npm_pack(EMOJIBASE_NPM, dl)
+    openmoji_tgz = npm_pack(OPENMOJI_NPM, dl)
     labels = emojibase_labels(npm_json(emojibase_tgz, "package/en/data.json"))
     out = os.path.join(stage, "emoji")
     counts, classes = {}, {"group": set(), "subgroup": set()}
     for style, tgz in tgzs.items():
         pairs, skins = emoji_pairs(npm_json(tgz, "package/emoji.json"), style, labels)
+        if style == PAIRS_TRAIN_STYLE:
+            train_pairs = pairs
         members = {f"package/img/{style}/{EMOJI_SIZE}/{os.path.basename(p['image'])}": p
                    for p in pairs}
         modes = {}
@@ -1818,11 +1848,21 @@ def build_pairs(stage, work, apt, dl):
                          "captions": sum(len(p["captions"]) for p in pairs),
                          "png_modes": dict(sorted(modes.items()))}
         log(f"pairs: {style} {len(pairs)} images")
+    pairs, members = openmoji_pairs(openmoji_tgz, train_pairs)
+    for member, data in npm_members(openmoji_tgz, members).items():
+        if b"<svg" not in data[:4096]:
+            raise FetchError(f"{member} in {openmoji_tgz} is not an SVG: delete it and retry")
+        write_bytes(os.path.join(out, members[member]["image"]), data)
+    write_lines(os.path.join(out, "openmoji.jsonl"), [json.dumps(p, ensure_ascii=False) for p in pairs])
+    counts["openmoji"] = {"images": len(pairs), "of": PAIRS_TRAIN_STYLE,
+                          "groups": len({p["group"] for p in pairs}),
+                          "subgroups": len({p["subgroup"] for p in pairs}), "format": "SVG"}
+    log(f"pairs: openmoji {len(pairs)} images")
     for kind, names in classes.items():
         write_lines(os.path.join(out, f"classes-{kind}.txt"), sorted(names))
     write_lines(os.path.join(out, "README.txt"), pairs_readme(counts))
     sources = {}
-    for key, spec in [*EMOJI_NPM.items(), ("emojibase", EMOJIBASE_NPM)]:
+    for key, spec in [*EMOJI_NPM.items(), ("emojibase", EMOJIBASE_NPM), ("openmoji", OPENMOJI_NPM)]:
         name, version = spec.rsplit("@", 1)
         sources[key] = {"package": name, "version": version, "registry": "npm",
                         "licence": PAIRS_LICENCES[key]}
@@ -1831,7 +1871,8 @@ def build_pairs(stage, work, apt, dl):
         "counts": counts,
         "notes": {
             "split": f"train on {PAIRS_TRAIN_STYLE}; hold out {PAIRS_HELD_OUT_STYLE} entirely "
-                     f"(zero-shot evaluation on an unseen drawing style, same emojis)",
+                     f"(zero-shot evaluation on an unseen drawing style, same emojis); "
+                     f"openmoji: the {PAIRS_TRAIN_STYLE} records OpenMoji draws, a third style",
             "selection": f"every emoji.json entry and skin variation with has_img_<style>, "
                          f"except categories {sorted(EMOJI_SKIP_CATEGORIES)}",
             "name": "emojibase English label of the code points (also tried without FE0F), "

@@ -33,6 +33,7 @@ fn pairs_subset(dir: &Path, style: &str, n: usize) -> PathBuf {
 /// retrieval on 32 Twemoji pairs.
 fn recipe(dir: &Path, steps: u64, batch: u64, extra_image: &str) -> PathBuf {
     let (train, test) = (pairs_subset(dir, "google", 32), pairs_subset(dir, "twitter", 32));
+    let openmoji = pairs_subset(dir, "openmoji", 32);
     let text = format!(
         r#"[run]
 seed = 0
@@ -82,9 +83,16 @@ splits.test = {{ name = "image_text", path = "{test}", image_size = 16, label_fi
 [[eval]]
 name = "retrieval"
 splits.test = {{ name = "image_text", path = "{test}", image_size = 16 }}
+
+# A third style, drawn from SVG.
+[[eval]]
+name = "retrieval"
+label = "openmoji"
+splits.test = {{ name = "image_text", path = "{openmoji}", image_size = 16 }}
 "#,
         train = train.display(),
-        test = test.display()
+        test = test.display(),
+        openmoji = openmoji.display()
     );
     write_file(dir, "clip.toml", &text)
 }
@@ -138,6 +146,9 @@ fn clip_trains_two_towers_resumes_exactly_exports_each_and_starts_a_tower_from_o
         assert!(v.is_some_and(|v| (0.0..=1.0).contains(&v)), "{eval} {metric}: {sum}");
     }
     assert_eq!(sum["evals"]["zero_shot"]["metrics"]["chance"], 1.0 / 9.0, "the 9 emoji groups among 32 Twemoji");
+    let svg = sum["evals"].as_object().unwrap().iter().find(|(k, _)| k.contains("openmoji")).map(|(_, v)| v);
+    let svg = svg.unwrap_or_else(|| panic!("no OpenMoji retrieval: {sum}"));
+    assert_eq!(svg["metrics"]["pairs"], 32.0, "32 OpenMoji SVGs drawn and scored: {svg}");
     // Each tower under its role; the objective's projections and temperature on their own.
     let model = tensors(&run, 4, "model.safetensors");
     assert!(

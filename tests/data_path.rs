@@ -58,7 +58,7 @@ fn image_shards_pack_interoperate_train_and_resume_exactly() {
     std::fs::create_dir_all(&notes).unwrap();
     std::fs::write(notes.join("a.txt"), "no images here").unwrap();
     let err = pt.fails(&["data", "pack", s(&notes), s(&tmp.path().join("empty"))]);
-    assert!(err.contains("no images (.png/.jpg/.jpeg) or audio (.wav/.flac/.ogg/.opus/.mp3) found"), "{err}");
+    assert!(err.contains("no images (.png/.jpg/.jpeg/.svg) or audio (.wav/.flac/.ogg/.opus/.mp3) found"), "{err}");
     let out = pt.ok(&["data", "pack", s(&src), s(&ours), "--shard-size", "8"]);
     assert!(out.contains("packed 30 images of 3 classes into 4 shard(s)"), "{out}");
     assert_eq!(std::fs::read_to_string(ours.join("classes.txt")).unwrap(), "ant\nbee\ncat\n");

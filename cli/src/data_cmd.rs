@@ -95,7 +95,7 @@ fn pack(src: &std::path::Path, out: &std::path::Path, shard_size: usize, labels:
         if has_images { ("images", list_images(src, labels)?) } else { ("audio clips", list_audio(src, labels)?) };
     if files.is_empty() {
         anyhow::bail!(
-            "{}: no images (.png/.jpg/.jpeg) or audio (.wav/.flac/.ogg/.opus/.mp3) found at any depth; nothing to pack",
+            "{}: no images (.png/.jpg/.jpeg/.svg) or audio (.wav/.flac/.ogg/.opus/.mp3) found at any depth; nothing to pack",
             src.display()
         );
     }

@@ -196,6 +196,15 @@ fn text(kind: &str, files: &[PathBuf]) -> Suggest {
     if not_utf8 > 0 {
         outln!("    {not_utf8} line(s) are not UTF-8 (pt skips and counts them)");
     }
+    let has = |key: &str| json_keys.as_ref().is_some_and(|keys| keys.iter().any(|k| k == key));
+    if has("image") && (has("caption") || has("captions")) && files.len() == 1 {
+        // Captioned images (what `image_text` reads): a path per line, relative to the file.
+        outln!("    JSON lines with keys: {}", json_keys.as_deref().unwrap_or_default().join(", "));
+        outln!("    captioned images: `image` is a path relative to the file, `caption(s)` its text");
+        bad.print();
+        let file = files[0].clone();
+        return Box::new(move |_| format!("  [data]\n  name = \"image_text\"\n  path = \"{}\"", file.display()));
+    }
     let field = json_keys.as_ref().map(|keys| {
         outln!("    JSON lines with keys: {}", keys.join(", "));
         let pick = keys.iter().find(|k| *k == "text").or(keys.first()).cloned().unwrap_or_default();

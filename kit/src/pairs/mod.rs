@@ -29,7 +29,7 @@ const STREAM_CAPTION: u64 = 0xCA97;
 #[serde(default, deny_unknown_fields)]
 pub struct ImageTextConfig {
     /// the pairs: a JSONL file (`image` path relative to it, `caption` or `captions`), a folder of
-    /// images with sidecar .txt captions, or tar shards (key.png|jpg + key.txt [+ key.json])
+    /// images with sidecar .txt captions, or tar shards (key.png|jpg|svg + key.txt [+ key.json])
     #[config(non_empty)]
     pub path: String,
     /// images are resized to this square size (shorter side, then the centre)

@@ -3,7 +3,7 @@
 //!   or `"captions": […]`, any other fields kept (e.g. `"group"` to classify by);
 //! - a folder of images (any depth) each with a sidecar caption file of the same name
 //!   (`cat/1.png` + `cat/1.txt`, one caption per line); its folder is the field `folder`;
-//! - WebDataset-style tar shards (a `.tar` file, or a folder of them): `key.png|jpg|jpeg` with
+//! - WebDataset-style tar shards (a `.tar` file, or a folder of them): `key.png|jpg|jpeg|svg` with
 //!   `key.txt` (one caption per line) and optionally `key.json` (fields).
 
 use crate::files::expand_sources;
@@ -12,7 +12,7 @@ use crate::{PtError, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
-pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+pub use crate::vision::decode::IMAGE_EXTENSIONS;
 
 /// Where one pair's image bytes are.
 pub enum ImageSource {
@@ -140,7 +140,7 @@ fn from_shards(path: &Path) -> Result<Vec<Pair>> {
         let at = || format!("{}: sample '{}'", shard.display(), sample.key);
         let image = sample
             .field(&IMAGE_EXTENSIONS)
-            .ok_or_else(|| PtError::data(format!("{}: no .png/.jpg/.jpeg member", at())))?;
+            .ok_or_else(|| PtError::data(format!("{}: no .png/.jpg/.jpeg/.svg member", at())))?;
         let caption =
             sample.field(&["txt"]).ok_or_else(|| PtError::data(format!("{}: no .txt caption member", at())))?;
         let captions = caption_lines(&String::from_utf8_lossy(&read_member(shard, caption)?));

@@ -1,7 +1,8 @@
-//! Decoding one encoded image (PNG/JPEG bytes) into `[channels, size, size]` bytes: the size
-//! checked from the header before anything is decoded, the aspect ratio kept (shorter side to
-//! the size, then the centre square) unless stretching is asked for. Resampling is
-//! fast_image_resize's SIMD bilinear convolution (antialiased when shrinking, like PIL's).
+//! Decoding one encoded image (PNG/JPEG bytes, or an SVG drawn by resvg) into
+//! `[channels, size, size]` bytes: the size checked from the header before anything is decoded,
+//! the aspect ratio kept (shorter side to the size, then the centre square) unless stretching
+//! is asked for. Resampling is fast_image_resize's SIMD bilinear convolution (antialiased when
+//! shrinking, like PIL's); an SVG is drawn at the size asked, not drawn and then resampled.
 
 use fast_image_resize::images::Image as FirImage;
 use fast_image_resize::{FilterType as FirFilter, PixelType, ResizeAlg, ResizeOptions, Resizer};
@@ -16,6 +17,9 @@ pub enum ResizeMode {
     /// Both sides to `image_size`, whatever the aspect ratio.
     Stretch,
 }
+
+/// The image files pt reads (lowercase extensions; in tar shards, the member's field).
+pub const IMAGE_EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "svg"];
 
 /// How images become tensors' bytes.
 #[derive(Clone, Copy, Debug)]
@@ -34,19 +38,27 @@ pub fn header_dimensions(path: &std::path::Path) -> std::result::Result<(u32, u3
     reader.with_guessed_format().map_err(|e| e.to_string())?.into_dimensions().map_err(|e| e.to_string())
 }
 
-/// `[channels, height, width]` bytes of the encoded image `bytes`, and (height, width).
-pub fn decode_image(bytes: &[u8], p: &ImageParams) -> std::result::Result<(Vec<u8>, i64, i64), String> {
-    let reader =
-        || image::io::Reader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string());
-    let (w, h) = reader()?.into_dimensions().map_err(|e| e.to_string())?;
-    if w as u64 * h as u64 > p.max_pixels {
+fn check_pixels(w: u32, h: u32, max_pixels: u64) -> std::result::Result<(), String> {
+    if w as u64 * h as u64 > max_pixels {
         return Err(format!(
-            "{w}×{h} = {} pixels, more than max_pixels = {} (a decompression bomb, or raise max_pixels)",
-            w as u64 * h as u64,
-            p.max_pixels
+            "{w}×{h} = {} pixels, more than max_pixels = {max_pixels} (a decompression bomb, or raise max_pixels)",
+            w as u64 * h as u64
         ));
     }
-    let img = over_white(reader()?.decode().map_err(|e| e.to_string())?);
+    Ok(())
+}
+
+/// `[channels, height, width]` bytes of the encoded image `bytes`, and (height, width).
+pub fn decode_image(bytes: &[u8], p: &ImageParams) -> std::result::Result<(Vec<u8>, i64, i64), String> {
+    let img = if is_svg(bytes) {
+        over_white(draw_svg(bytes, p.image_size, p.max_pixels)?)
+    } else {
+        let reader =
+            || image::io::Reader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string());
+        let (w, h) = reader()?.into_dimensions().map_err(|e| e.to_string())?;
+        check_pixels(w, h, p.max_pixels)?;
+        over_white(reader()?.decode().map_err(|e| e.to_string())?)
+    };
     let (pixels, pixel_type) = if p.channels == 1 {
         (img.to_luma8().into_raw(), PixelType::U8)
     } else {
@@ -78,6 +90,40 @@ pub fn decode_image(bytes: &[u8], p: &ImageParams) -> std::result::Result<(Vec<u
         }
     }
     Ok((chw, h, w))
+}
+
+/// An SVG document (by its first bytes: markup whose first element is `<svg`, after an optional
+/// byte-order mark, XML declaration, comments or doctype).
+fn is_svg(bytes: &[u8]) -> bool {
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
+    let text = head.trim_start_matches('\u{feff}').trim_start();
+    text.starts_with('<')
+        && text.find("<svg").is_some_and(|at| !text[..at].contains("<!--") || text[..at].contains("-->"))
+}
+
+/// An SVG drawn so that its shorter side is `size` pixels (its own size when None): RGBA,
+/// transparent where nothing is drawn. Text is not drawn (no fonts are loaded).
+fn draw_svg(bytes: &[u8], size: Option<u32>, max_pixels: u64) -> std::result::Result<image::DynamicImage, String> {
+    use resvg::{tiny_skia, usvg};
+    let tree =
+        usvg::Tree::from_data(bytes, &usvg::Options::default()).map_err(|e| format!("not a readable SVG ({e})"))?;
+    let own = tree.size();
+    let scale = size.map_or(1.0, |s| s as f32 / own.width().min(own.height()));
+    let (w, h) = ((own.width() * scale).round().max(1.0) as u32, (own.height() * scale).round().max(1.0) as u32);
+    check_pixels(w, h, max_pixels)?;
+    let mut pixmap = tiny_skia::Pixmap::new(w, h).ok_or_else(|| format!("an SVG of {w}×{h} pixels cannot be drawn"))?;
+    resvg::render(&tree, tiny_skia::Transform::from_scale(scale, scale), &mut pixmap.as_mut());
+    // tiny-skia keeps premultiplied colour; images keep straight alpha.
+    let rgba: Vec<u8> = pixmap
+        .pixels()
+        .iter()
+        .flat_map(|px| {
+            let c = px.demultiply();
+            [c.red(), c.green(), c.blue(), c.alpha()]
+        })
+        .collect();
+    let img = image::RgbaImage::from_raw(w, h, rgba).ok_or("the drawn SVG has the wrong size")?;
+    Ok(image::DynamicImage::ImageRgba8(img))
 }
 
 /// An image with transparency composited over white (icons, emoji: dropping the alpha channel
@@ -122,6 +168,28 @@ mod tests {
         let mut bytes = Vec::new();
         img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageOutputFormat::Png).unwrap();
         bytes
+    }
+
+    #[test]
+    fn an_svg_is_drawn_at_the_size_asked_over_white() {
+        // A 10×20 drawing: its top half red, the rest transparent.
+        let svg = br##"<?xml version="1.0"?>
+<svg xmlns="http://www.w3.org/2000/svg" width="10" height="20" viewBox="0 0 10 20">
+  <rect x="0" y="0" width="10" height="10" fill="#ff0000"/>
+</svg>"##;
+        assert!(is_svg(svg) && !is_svg(&transparent_png(false)) && !is_svg(b"<html><p>svg</p></html>"));
+        // Shorter side to 4: drawn at 4×8, then the centre 4×4 square (rows 2..6 of 8).
+        let p = ImageParams { image_size: Some(4), resize: ResizeMode::Crop, channels: 3, max_pixels: 1000 };
+        let (chw, h, w) = decode_image(svg, &p).unwrap();
+        assert_eq!((h, w), (4, 4));
+        let (red, green) = (&chw[..16], &chw[16..32]);
+        assert_eq!(&red[..8], [255; 8], "rows 0-1 (drawn rows 2-3): red over white");
+        assert_eq!(&green[..8], [0; 8]);
+        assert_eq!(&green[8..], [255; 8], "rows 2-3 (drawn rows 4-5): nothing drawn, white");
+        let p = ImageParams { image_size: Some(400), resize: ResizeMode::Crop, channels: 3, max_pixels: 1000 };
+        assert!(decode_image(svg, &p).unwrap_err().contains("max_pixels"));
+        let err = decode_image(b"<svg xmlns='http://www.w3.org/2000/svg'><rect", &p).unwrap_err();
+        assert!(err.contains("not a readable SVG"), "{err}");
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub enum FolderLabels {
 #[derive(Serialize, Deserialize, Clone, Debug, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImageFolderConfig {
-    /// root folder of .png/.jpg/.jpeg images
+    /// root folder of .png/.jpg/.jpeg/.svg images
     pub path: String,
     /// folders: one sub-folder per class (sorted names = class order); none: every image under path, any depth,
     /// unlabelled; auto: folders when path holds only sub-folders, else none
@@ -66,7 +66,7 @@ pub struct ImageFolder {
     notes: serde_json::Map<String, serde_json::Value>,
 }
 
-const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+use super::decode::IMAGE_EXTENSIONS;
 
 fn is_image(path: &Path) -> bool {
     path.is_file()
@@ -131,7 +131,7 @@ fn list(cfg: &ImageFolderConfig, root: &Path) -> Result<(Vec<(PathBuf, i64)>, Ve
                 continue;
             }
             return Err(PtError::data(format!(
-                "{}: class folder has no .png/.jpg/.jpeg images; add images, remove the folder, or set skip_bad = true",
+                "{}: class folder has no .png/.jpg/.jpeg/.svg images; add images, remove the folder, or set skip_bad = true",
                 dir.display()
             )));
         }

@@ -1,4 +1,4 @@
-//! `image_shards`: images in WebDataset-style tar shards (`key.png|jpg|jpeg` + `key.cls`),
+//! `image_shards`: images in WebDataset-style tar shards (`key.png|jpg|jpeg|svg` + `key.cls`),
 //! read by offset and decoded per batch on a pool of threads, so a dataset larger than memory
 //! trains, and a resumed run reaches its position at once (samples are numbered over the sorted
 //! shards; the trainer's sampler orders them from (seed, epoch) as for every dataset).
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use tch::Tensor;
 
-const IMAGE_FIELDS: [&str; 3] = ["png", "jpg", "jpeg"];
+use super::decode::IMAGE_EXTENSIONS as IMAGE_FIELDS;
 
 #[derive(Serialize, Deserialize, Clone, Debug, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
@@ -72,7 +72,7 @@ pub struct ImageShards {
 fn item_of(shards: &[Shard], s: &ShardSample, label_field: &str) -> std::result::Result<Item, String> {
     let image = s.field(&IMAGE_FIELDS).ok_or_else(|| {
         let fields: Vec<&str> = s.fields.iter().map(|(f, _)| f.as_str()).collect();
-        format!("sample '{}' has no .png/.jpg/.jpeg member (fields: {})", s.key, fields.join(", "))
+        format!("sample '{}' has no .png/.jpg/.jpeg/.svg member (fields: {})", s.key, fields.join(", "))
     })?;
     let label = if label_field.is_empty() {
         -1
@@ -204,7 +204,7 @@ impl ImageShards {
 
 impl Component for ImageShards {
     const NAME: &'static str = "image_shards";
-    const ABOUT: &'static str = "images in WebDataset-style tar shards (key.png|jpg + key.cls), decoded per batch";
+    const ABOUT: &'static str = "images in WebDataset-style tar shards (key.png|jpg|svg + key.cls), decoded per batch";
     const PROVIDES: &'static [&'static str] = &["num_classes", "image_size", "mean", "std", "channels"];
     type Config = ImageShardsConfig;
     fn new(mut cfg: ImageShardsConfig, ctx: &CreateCtx) -> Result<Self> {
