@@ -38,7 +38,7 @@ import zipfile
 import zlib
 
 # Bump a set's format number whenever its output changes: stamps with another number are rebuilt.
-FORMAT = {"text": 1, "text-tasks": 1, "images": 1, "audio": 1, "pairs": 2}
+FORMAT = {"text": 1, "text-tasks": 1, "images": 1, "audio": 1, "pairs": 3}
 DEFAULT_SETS = ["text", "text-tasks", "images"]  # audio (it needs speech tools) and pairs only when named
 SEED = 20240611
 
@@ -155,6 +155,8 @@ SKIN_TONES = {"1F3FB": "light skin tone", "1F3FC": "medium-light skin tone",
               "1F3FD": "medium skin tone", "1F3FE": "medium-dark skin tone",
               "1F3FF": "dark skin tone"}
 CAPTION_TAGS = 5  # emojibase tags in the "<name>, <tag>, ..." caption
+# Captions in other languages too (`captions_<lang>`): emojibase's CLDR labels and tags.
+CAPTION_LANGS = ["de", "es", "fr"]
 CAPTIONS_MAX = 6
 CAPTION_TRANSLATE = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "–": "-", "—": "-",
                                      "−": "-"})
@@ -1744,9 +1746,9 @@ def captions(name, others, tags):
     return out if len(out) > 1 else out + [f"{name} emoji"]
 
 
-def emoji_pairs(entries, style, labels):
+def emoji_pairs(entries, style, labels, foreign):
     """One jsonl record per image of style, by sort_order, base before its skin variations;
-    and how many of them are skin variations."""
+    and how many of them are skin variations. `foreign`: {lang: labels} for `captions_<lang>`."""
     out, skins = [], 0
     for e in sorted(entries, key=lambda e: e["sort_order"]):
         if e["category"] in EMOJI_SKIP_CATEGORIES:
@@ -1764,9 +1766,16 @@ def emoji_pairs(entries, style, labels):
             name = clean(label or (base_label or e["name"]) + suffix)
             others = [e["name"] + suffix]
             others += [s.replace("_", " ") + suffix for s in e["short_names"]]
-            out.append({"image": f"images/{style}/{v['image']}",
-                        "captions": captions(name, others, tags), "name": name,
-                        "group": e["category"], "subgroup": e["subcategory"]})
+            record = {"image": f"images/{style}/{v['image']}",
+                      "captions": captions(name, others, tags), "name": name,
+                      "group": e["category"], "subgroup": e["subcategory"]}
+            for lang, lang_labels in foreign.items():
+                label_l, tags_l = find_label(lang_labels, v["unified"])
+                if label_l is None:
+                    raise FetchError(f"{v['unified']}: no {lang} label in {EMOJIBASE_NPM}; "
+                                     f"drop {lang} from CAPTION_LANGS in scripts/fetch_data.py")
+                record[f"captions_{lang}"] = captions(clean(label_l), [], tags_l)
+            out.append(record)
             skins += bool(key)
     return out, skins
 
@@ -1802,7 +1811,8 @@ def pairs_readme(counts):
         f"openmoji.jsonl: {counts['openmoji']['images']} OpenMoji drawings (SVG) of the same "
         f"emojis, a third style (flat colours, black outlines): held out, or trained on.",
         "One JSON object per line: image (path relative to this folder), captions (2-6 short",
-        "lowercase English strings: the name, other names, '<name>, <tag>, ...'), name (the",
+        "lowercase English strings: the name, other names, '<name>, <tag>, ...'), captions_de,",
+        f"captions_es, captions_fr (the same from emojibase's {', '.join(CAPTION_LANGS)} labels and tags), name (the",
         "emoji's English name), group and subgroup (its emoji.json category and subcategory,",
         "e.g. 'Smileys & Emotion' / 'face-smiling').",
         f"images/<style>/<code points>.png: {EMOJI_SIZE}x{EMOJI_SIZE} PNGs as shipped, with "
@@ -1824,10 +1834,12 @@ def build_pairs(stage, work, apt, dl):
     emojibase_tgz = npm_pack(EMOJIBASE_NPM, dl)
     openmoji_tgz = npm_pack(OPENMOJI_NPM, dl)
     labels = emojibase_labels(npm_json(emojibase_tgz, "package/en/data.json"))
+    foreign = {lang: emojibase_labels(npm_json(emojibase_tgz, f"package/{lang}/data.json"))
+               for lang in CAPTION_LANGS}
     out = os.path.join(stage, "emoji")
     counts, classes = {}, {"group": set(), "subgroup": set()}
     for style, tgz in tgzs.items():
-        pairs, skins = emoji_pairs(npm_json(tgz, "package/emoji.json"), style, labels)
+        pairs, skins = emoji_pairs(npm_json(tgz, "package/emoji.json"), style, labels, foreign)
         if style == PAIRS_TRAIN_STYLE:
             train_pairs = pairs
         members = {f"package/img/{style}/{EMOJI_SIZE}/{os.path.basename(p['image'])}": p
@@ -1846,6 +1858,8 @@ def build_pairs(stage, work, apt, dl):
                          "groups": len({p["group"] for p in pairs}),
                          "subgroups": len({p["subgroup"] for p in pairs}),
                          "captions": sum(len(p["captions"]) for p in pairs),
+                         **{f"captions_{lang}": sum(len(p[f"captions_{lang}"]) for p in pairs)
+                            for lang in CAPTION_LANGS},
                          "png_modes": dict(sorted(modes.items()))}
         log(f"pairs: {style} {len(pairs)} images")
     pairs, members = openmoji_pairs(openmoji_tgz, train_pairs)
@@ -1879,6 +1893,9 @@ def build_pairs(stage, work, apt, dl):
                     "else emoji.json name (+ ': <skin tones>'); lowercased",
             "captions": f"name, emoji.json name, short names ('_' -> ' '), '<name>, <up to "
                         f"{CAPTION_TAGS} emojibase tags>'; de-duplicated, 2-{CAPTIONS_MAX}",
+            "captions_<lang>": f"for {', '.join(CAPTION_LANGS)}: the emojibase label of that "
+                               f"language and '<label>, <up to {CAPTION_TAGS} of its tags>' "
+                               f"(or '<label> emoji')",
             "group": "emoji.json category; subgroup: emoji.json subcategory",
         },
     }

@@ -13,6 +13,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("semi-supervised-fixmatch-resnet18", include_str!("../../recipes/semi-supervised-fixmatch-resnet18.toml")),
     ("simclr-emoji", include_str!("../../recipes/simclr-emoji.toml")),
     ("clip-emoji", include_str!("../../recipes/clip-emoji.toml")),
+    ("clip-emoji-multilingual", include_str!("../../recipes/clip-emoji-multilingual.toml")),
     ("wav2vec2-wav2vec2", include_str!("../../recipes/wav2vec2-wav2vec2.toml")),
 ];
 

@@ -16,6 +16,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("wordnet-pos", include_str!("../../recipes/tasks/wordnet-pos.toml")),
     ("spoken-digits", include_str!("../../recipes/tasks/spoken-digits.toml")),
     ("emoji-zero-shot", include_str!("../../recipes/tasks/emoji-zero-shot.toml")),
+    ("emoji-languages", include_str!("../../recipes/tasks/emoji-languages.toml")),
 ];
 
 #[derive(clap::Args)]
@@ -25,7 +26,7 @@ pub struct Args {
     /// dict (.safetensors).
     from: PathBuf,
     /// A task file of [[eval]] entries, or a built-in task: fashion-mnist, mnist, mnist-layers, fortunes,
-    /// debian-sections, wordnet-pos, spoken-digits, emoji-zero-shot.
+    /// debian-sections, wordnet-pos, spoken-digits, emoji-zero-shot, emoji-languages.
     #[arg(long)]
     task: String,
     /// Override a task setting, e.g. --set eval.0.steps=500 (repeatable).

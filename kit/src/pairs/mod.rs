@@ -47,6 +47,10 @@ pub struct ImageTextConfig {
     /// a string field of each pair whose values are the classes (`label`), e.g. "group"; "folder"
     /// for a folder's sub-folders
     pub label_field: Option<String>,
+    /// fields the captions come from, each a string or a list of strings, e.g. ["captions",
+    /// "captions_de"] (one caption is drawn per epoch from all of them); [] (default): `caption`
+    /// / `captions`, or the .txt beside the image
+    pub caption_fields: Vec<String>,
     /// per-channel mean in [0, 1] units (null: computed from the images)
     pub mean: Option<Vec<f64>>,
     /// per-channel standard deviation (null: computed from the images)
@@ -85,7 +89,10 @@ impl Component for ImageText {
     fn new(cfg: ImageTextConfig, ctx: &CreateCtx) -> Result<Self> {
         let data_dir = if ctx.data_dir.is_empty() { pt_sdk::default_data_dir() } else { PathBuf::from(&ctx.data_dir) };
         let path = PathBuf::from(pt_sdk::expand_setting(&cfg.path, &data_dir.display().to_string(), &ctx.run_dir));
-        let pairs = read_pairs(&path)?;
+        let mut pairs = read_pairs(&path)?;
+        if !cfg.caption_fields.is_empty() {
+            select_captions(&mut pairs, &cfg.caption_fields, &path)?;
+        }
         let classes = classes_of(&pairs, &path, cfg.label_field.as_deref())?;
         let (tokenizer, tok_path) = tokenizer_for(&cfg, ctx, &data_dir, &path, &pairs)?;
         let store = decode_images(&pairs, &classes, &cfg)?;
@@ -108,6 +115,35 @@ impl Component for ImageText {
         notes.insert("captions".into(), serde_json::json!(captions.iter().map(Vec::len).sum::<usize>()));
         Ok(ImageText { store, norm, captions, pad_id, notes })
     }
+}
+
+/// Each pair's captions from `fields` (`caption`/`captions`: those read with the image; any
+/// other: a string or a list of strings among its fields), every field required.
+fn select_captions(pairs: &mut [Pair], fields: &[String], path: &Path) -> Result<()> {
+    for p in pairs.iter_mut() {
+        let mut chosen = Vec::new();
+        for field in fields {
+            let before = chosen.len();
+            match (field.as_str(), p.fields.get(field)) {
+                ("caption" | "captions", _) => chosen.extend(p.captions.iter().cloned()),
+                (_, Some(serde_json::Value::String(c))) => chosen.push(c.clone()),
+                (_, Some(serde_json::Value::Array(list))) => {
+                    chosen.extend(list.iter().filter_map(|c| c.as_str().map(String::from)))
+                }
+                _ => {}
+            }
+            chosen.retain(|c| !c.trim().is_empty());
+            if chosen.len() == before {
+                return Err(PtError::data(format!(
+                    "{}: {} has no caption in field '{field}' (caption_fields: a string or a list of strings)",
+                    path.display(),
+                    p.image.describe()
+                )));
+            }
+        }
+        p.captions = chosen;
+    }
+    Ok(())
 }
 
 /// With `label_field`, the sorted distinct values of that field (every pair must have it).
@@ -200,5 +236,31 @@ impl Dataset for ImageText {
         batch.insert("input_ids", ids); // [B, L]
         batch.insert("attention_mask", mask); // [B, L]
         Ok(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::select_captions;
+    use super::sources::{ImageSource, Pair};
+    use std::path::Path;
+
+    fn pair(fields: serde_json::Value) -> Pair {
+        let fields = fields.as_object().unwrap().clone();
+        Pair { image: ImageSource::File("a.png".into()), captions: vec!["a fox".into()], fields }
+    }
+
+    #[test]
+    fn captions_come_from_the_fields_asked_and_a_missing_one_is_named() {
+        let mut pairs = vec![pair(serde_json::json!({"captions_de": ["ein Fuchs", "Fuchs, Tier"], "title": "fox"}))];
+        let fields = ["captions", "captions_de", "title"].map(String::from);
+        select_captions(&mut pairs, &fields, Path::new("p.jsonl")).unwrap();
+        assert_eq!(pairs[0].captions, ["a fox", "ein Fuchs", "Fuchs, Tier", "fox"]);
+        let mut pairs = vec![pair(serde_json::json!({"captions_de": ["ein Fuchs"]}))];
+        select_captions(&mut pairs, &["captions_de".to_string()], Path::new("p.jsonl")).unwrap();
+        assert_eq!(pairs[0].captions, ["ein Fuchs"], "English dropped when not asked for");
+        let mut pairs = vec![pair(serde_json::json!({"captions_fr": []}))];
+        let e = select_captions(&mut pairs, &["captions_fr".to_string()], Path::new("p.jsonl")).unwrap_err();
+        assert!(e.to_string().contains("p.jsonl: a.png has no caption in field 'captions_fr'"), "{e}");
     }
 }
