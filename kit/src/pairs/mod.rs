@@ -25,6 +25,25 @@ use std::path::{Path, PathBuf};
 /// Random stream of the caption drawn per (epoch, sample).
 const STREAM_CAPTION: u64 = 0xCA97;
 
+/// Decoded images above this many bytes are not held in memory (`decode = "auto"`).
+const HOLD_LIMIT_BYTES: u64 = 2 << 30;
+
+/// Images decoded to compute mean/std when they are decoded per batch and not given.
+const STATISTICS_SAMPLES: usize = 1000;
+
+/// When the images are decoded.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DecodeMode {
+    /// Once at the start while the decoded set fits in 2 GiB, else per batch.
+    #[default]
+    Auto,
+    /// Once at the start, the whole set held in memory (fastest per step).
+    Start,
+    /// Read and decoded per batch on the decoding threads: any size of set, nothing held.
+    PerBatch,
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImageTextConfig {
@@ -57,10 +76,16 @@ pub struct ImageTextConfig {
     pub std: Option<Vec<f64>>,
     /// threads decoding images (0: one per CPU)
     pub workers: usize,
+    /// auto (at the start while the decoded images fit in 2 GiB, else per batch), start or
+    /// per_batch (mean/std then from the first 1,000 images unless given)
+    pub decode: DecodeMode,
 }
 
 pub struct ImageText {
+    /// The labels, classes and sizes; the pixels too when they are held.
     store: ImageStore,
+    /// Set when images are read and decoded per batch.
+    streamed: Option<Streamed>,
     norm: Normalization,
     /// Token ids of each sample's captions, [CLS] … [SEP].
     captions: Vec<Vec<Vec<i64>>>,
@@ -95,8 +120,35 @@ impl Component for ImageText {
         }
         let classes = classes_of(&pairs, &path, cfg.label_field.as_deref())?;
         let (tokenizer, tok_path) = tokenizer_for(&cfg, ctx, &data_dir, &path, &pairs)?;
-        let store = decode_images(&pairs, &classes, &cfg)?;
-        let norm = store.normalization(&cfg.mean, &cfg.std, "image_text")?;
+        let per_batch = match cfg.decode {
+            DecodeMode::Auto => pairs.len() as u64 * 3 * (cfg.image_size * cfg.image_size) as u64 > HOLD_LIMIT_BYTES,
+            DecodeMode::Start => false,
+            DecodeMode::PerBatch => true,
+        };
+        let mut store = image_store(&pairs, &classes, &cfg);
+        let images = Streamed {
+            sources: pairs.iter().map(|p| p.image.clone()).collect(),
+            params: ImageParams {
+                image_size: Some(cfg.image_size as u32),
+                resize: ResizeMode::Crop,
+                channels: 3,
+                max_pixels: 50_000_000,
+            },
+            pool: decoding_pool(cfg.workers)?,
+        };
+        let norm = if per_batch {
+            let first: Vec<usize> = (0..pairs.len().min(STATISTICS_SAMPLES)).collect();
+            let sample = ImageStore {
+                pixels: images.decode(&first)?,
+                labels: vec![UNLABELLED; first.len()],
+                ..image_store(&[], &[], &cfg)
+            };
+            sample.normalization(&cfg.mean, &cfg.std, "image_text")?
+        } else {
+            store.pixels = images.decode(&(0..pairs.len()).collect::<Vec<_>>())?;
+            store.normalization(&cfg.mean, &cfg.std, "image_text")?
+        };
+        let streamed = per_batch.then_some(images);
         let captions = encode_captions(&tokenizer, &pairs, cfg.max_len, &path)?;
         let pad_id = tokenizer.token_to_id("[PAD]").map_or(0, |i| i as i64);
         let mut notes = serde_json::Map::new();
@@ -113,7 +165,8 @@ impl Component for ImageText {
         notes.insert("special_token_ids".into(), serde_json::json!(special));
         notes.insert("max_len".into(), serde_json::json!(cfg.max_len));
         notes.insert("captions".into(), serde_json::json!(captions.iter().map(Vec::len).sum::<usize>()));
-        Ok(ImageText { store, norm, captions, pad_id, notes })
+        notes.insert("decoded".into(), serde_json::json!(if per_batch { "per batch" } else { "at the start" }));
+        Ok(ImageText { store, streamed, norm, captions, pad_id, notes })
     }
 }
 
@@ -167,29 +220,35 @@ fn classes_of(pairs: &[Pair], path: &Path, label_field: Option<&str>) -> Result<
     Ok(classes)
 }
 
-fn decode_images(pairs: &[Pair], classes: &[String], cfg: &ImageTextConfig) -> Result<ImageStore> {
-    let params = ImageParams {
-        image_size: Some(cfg.image_size as u32),
-        resize: ResizeMode::Crop,
-        channels: 3,
-        max_pixels: 50_000_000,
-    };
-    let pool = decoding_pool(cfg.workers)?;
-    let decoded: Vec<std::result::Result<Vec<u8>, String>> = pool.install(|| {
-        pairs
-            .par_iter()
-            .map(|p| {
-                let bytes = p.image.read().map_err(|e| e.message)?;
-                decode_image(&bytes, &params).map(|(px, _, _)| px)
-            })
-            .collect()
-    });
-    let mut pixels = Vec::with_capacity(pairs.len() * (3 * cfg.image_size * cfg.image_size) as usize);
-    for (pair, image) in pairs.iter().zip(decoded) {
-        let px = image
-            .map_err(|why| PtError::data(format!("{}: cannot be read as an image ({why})", pair.image.describe())))?;
-        pixels.extend_from_slice(&px);
+/// The images' sources and how to decode them, on a pool of threads.
+struct Streamed {
+    sources: Vec<sources::ImageSource>,
+    params: ImageParams,
+    pool: rayon::ThreadPool,
+}
+
+impl Streamed {
+    /// `[3, size, size]` bytes of each image in `indices`, back to back; an image that cannot
+    /// be read is an error naming it.
+    fn decode(&self, indices: &[usize]) -> Result<Vec<u8>> {
+        let decoded: Vec<Result<Vec<u8>>> = self.pool.install(|| {
+            indices
+                .par_iter()
+                .map(|&i| {
+                    let source = &self.sources[i];
+                    let bytes = source.read()?;
+                    decode_image(&bytes, &self.params).map(|(px, _, _)| px).map_err(|why| {
+                        PtError::data(format!("{}: cannot be read as an image ({why})", source.describe()))
+                    })
+                })
+                .collect()
+        });
+        Ok(decoded.into_iter().collect::<Result<Vec<_>>>()?.concat())
     }
+}
+
+/// The pairs' labels, classes and image size, as a store without pixels yet.
+fn image_store(pairs: &[Pair], classes: &[String], cfg: &ImageTextConfig) -> ImageStore {
     // Without a label field every sample is unlabelled (the store serves no `label`).
     let label_of = |p: &Pair| -> i64 {
         cfg.label_field
@@ -198,8 +257,8 @@ fn decode_images(pairs: &[Pair], classes: &[String], cfg: &ImageTextConfig) -> R
             .and_then(|v| classes.iter().position(|c| c == v))
             .map_or(UNLABELLED, |i| i as i64)
     };
-    Ok(ImageStore {
-        pixels,
+    ImageStore {
+        pixels: Vec::new(),
         channels: 3,
         height: cfg.image_size,
         width: cfg.image_size,
@@ -207,7 +266,7 @@ fn decode_images(pairs: &[Pair], classes: &[String], cfg: &ImageTextConfig) -> R
         labels: pairs.iter().map(label_of).collect(),
         classes: classes.to_vec(),
         labelled: None,
-    })
+    }
 }
 
 impl Dataset for ImageText {
@@ -219,7 +278,31 @@ impl Dataset for ImageText {
     }
 
     fn get_batch(&self, indices: &[u64], ctx: &StepCtx) -> Result<Tensors> {
-        let mut batch = self.store.batch(indices)?;
+        let mut batch = match &self.streamed {
+            None => self.store.batch(indices)?,
+            Some(images) => {
+                if let Some(&bad) = indices.iter().find(|&&i| i as usize >= self.store.len()) {
+                    return Err(PtError::data(format!(
+                        "sample index {bad} is out of range (dataset has {})",
+                        self.store.len()
+                    )));
+                }
+                let at: Vec<usize> = indices.iter().map(|&i| i as usize).collect();
+                let labels = at.iter().map(|&i| self.store.labels[i]).collect();
+                let s = &self.store;
+                let held = ImageStore {
+                    pixels: images.decode(&at)?,
+                    channels: s.channels,
+                    height: s.height,
+                    width: s.width,
+                    scale: s.scale,
+                    labels,
+                    classes: s.classes.clone(),
+                    labelled: None,
+                };
+                held.batch(&(0..at.len() as u64).collect::<Vec<_>>())?
+            }
+        };
         let chosen: Vec<&[i64]> = indices
             .iter()
             .map(|&i| {
@@ -248,6 +331,42 @@ mod tests {
     fn pair(fields: serde_json::Value) -> Pair {
         let fields = fields.as_object().unwrap().clone();
         Pair { image: ImageSource::File("a.png".into()), captions: vec!["a fox".into()], fields }
+    }
+
+    /// A JSONL of three captioned images — two PNGs and an SVG — read through `image_text`.
+    fn dataset(dir: &Path, decode: &str) -> super::ImageText {
+        use crate::{Component, CreateCtx};
+        for (name, shade) in [("a.png", 40u8), ("b.png", 200)] {
+            image::RgbImage::from_pixel(10, 6, image::Rgb([shade, 0, 255 - shade])).save(dir.join(name)).unwrap();
+        }
+        let svg = "<svg xmlns='http://www.w3.org/2000/svg' width='8' height='8'><circle cx='4' cy='4' r='3' fill='green'/></svg>";
+        std::fs::write(dir.join("c.svg"), svg).unwrap();
+        let lines = "{\"image\": \"a.png\", \"caption\": \"a blue square\", \"kind\": \"square\"}\n\
+                     {\"image\": \"b.png\", \"caption\": \"a red square\", \"kind\": \"square\"}\n\
+                     {\"image\": \"c.svg\", \"caption\": \"a green circle\", \"kind\": \"circle\"}\n";
+        std::fs::write(dir.join("p.jsonl"), lines).unwrap();
+        let cfg = serde_json::json!({"path": dir.join("p.jsonl"), "image_size": 8, "vocab_size": 40,
+                                     "label_field": "kind", "decode": decode, "workers": 1});
+        let ctx = CreateCtx { run_dir: dir.join(decode).display().to_string(), ..Default::default() };
+        std::fs::create_dir_all(&ctx.run_dir).unwrap();
+        super::ImageText::new(serde_json::from_value(cfg).unwrap(), &ctx).unwrap()
+    }
+
+    #[test]
+    fn images_decoded_per_batch_are_those_held_in_memory() {
+        use crate::{Dataset, StepCtx};
+        let dir = tempfile::tempdir().unwrap();
+        let (held, streamed) = (dataset(dir.path(), "start"), dataset(dir.path(), "per_batch"));
+        assert_eq!(held.info().notes["decoded"], "at the start");
+        assert_eq!(streamed.info().notes["decoded"], "per batch");
+        assert_eq!(held.info().notes["mean"], streamed.info().notes["mean"], "statistics of the same images");
+        let ctx = StepCtx::default();
+        let (a, b) = (held.get_batch(&[2, 0], &ctx).unwrap(), streamed.get_batch(&[2, 0], &ctx).unwrap());
+        for field in ["image", "label", "input_ids"] {
+            assert!(a.require(field).unwrap().equal(b.require(field).unwrap()), "{field}");
+        }
+        assert_eq!(a.require("image").unwrap().size(), [2, 3, 8, 8]);
+        assert!(streamed.get_batch(&[3], &ctx).unwrap_err().to_string().contains("out of range"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 pub use crate::vision::decode::IMAGE_EXTENSIONS;
 
 /// Where one pair's image bytes are.
+#[derive(Clone)]
 pub enum ImageSource {
     File(PathBuf),
     Member { shard: PathBuf, member: TarMember },
