@@ -1780,23 +1780,40 @@ def emoji_pairs(entries, style, labels, foreign):
     return out, skins
 
 
+def npm_prefixed(tgz, prefix):
+    """{member: bytes} for every member of an npm tarball under `prefix`, in one pass."""
+    out = {}
+    try:
+        with tarfile.open(tgz) as tar:
+            for m in tar:
+                if m.isfile() and m.name.startswith(prefix):
+                    out[m.name] = tar.extractfile(m).read()
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise FetchError(f"{tgz} is not a readable tarball ({e}): delete it and retry")
+    if not out:
+        raise FetchError(f"no {prefix}* in {tgz}: the package layout changed; update "
+                         f"scripts/fetch_data.py")
+    return out
+
+
 def openmoji_pairs(tgz, pairs):
     """The records of `pairs` (another style's) whose emoji OpenMoji draws, pointing at its
-    colour SVG, and {member: record} to copy: OpenMoji names files by the upper-case code
-    points, sometimes without the FE0F variation selector."""
-    with tarfile.open(tgz) as tar:
-        names = {m.name for m in tar if m.name.startswith("package/color/svg/")}
-    out, members = [], {}
+    colour SVG, and {record's image path: SVG bytes}: OpenMoji names files by the upper-case
+    code points, sometimes without the FE0F variation selector."""
+    svgs = npm_prefixed(tgz, "package/color/svg/")
+    out, images = [], {}
     for p in pairs:
         hexcode = os.path.splitext(os.path.basename(p["image"]))[0].upper()
         for candidate in (hexcode, hexcode.replace("-FE0F", "")):
-            member = f"package/color/svg/{candidate}.svg"
-            if member in names:
+            data = svgs.get(f"package/color/svg/{candidate}.svg")
+            if data is not None:
+                if b"<svg" not in data[:65536]:
+                    raise FetchError(f"{candidate}.svg in {tgz} is not an SVG: delete it and retry")
                 record = dict(p, image=f"images/openmoji/{candidate}.svg")
                 out.append(record)
-                members[member] = record
+                images[record["image"]] = data
                 break
-    return out, members
+    return out, images
 
 
 def pairs_readme(counts):
@@ -1811,8 +1828,9 @@ def pairs_readme(counts):
         f"openmoji.jsonl: {counts['openmoji']['images']} OpenMoji drawings (SVG) of the same "
         f"emojis, a third style (flat colours, black outlines): held out, or trained on.",
         "One JSON object per line: image (path relative to this folder), captions (2-6 short",
-        "lowercase English strings: the name, other names, '<name>, <tag>, ...'), captions_de,",
-        f"captions_es, captions_fr (the same from emojibase's {', '.join(CAPTION_LANGS)} labels and tags), name (the",
+        "lowercase English strings: the name, other names, '<name>, <tag>, ...'),",
+        f"{', '.join('captions_' + lang for lang in CAPTION_LANGS)} (the same from emojibase's "
+        f"labels and tags in those languages), name (the",
         "emoji's English name), group and subgroup (its emoji.json category and subcategory,",
         "e.g. 'Smileys & Emotion' / 'face-smiling').",
         f"images/<style>/<code points>.png: {EMOJI_SIZE}x{EMOJI_SIZE} PNGs as shipped, with "
@@ -1862,11 +1880,9 @@ def build_pairs(stage, work, apt, dl):
                             for lang in CAPTION_LANGS},
                          "png_modes": dict(sorted(modes.items()))}
         log(f"pairs: {style} {len(pairs)} images")
-    pairs, members = openmoji_pairs(openmoji_tgz, train_pairs)
-    for member, data in npm_members(openmoji_tgz, members).items():
-        if b"<svg" not in data[:4096]:
-            raise FetchError(f"{member} in {openmoji_tgz} is not an SVG: delete it and retry")
-        write_bytes(os.path.join(out, members[member]["image"]), data)
+    pairs, images = openmoji_pairs(openmoji_tgz, train_pairs)
+    for image, data in images.items():
+        write_bytes(os.path.join(out, image), data)
     write_lines(os.path.join(out, "openmoji.jsonl"), [json.dumps(p, ensure_ascii=False) for p in pairs])
     counts["openmoji"] = {"images": len(pairs), "of": PAIRS_TRAIN_STYLE,
                           "groups": len({p["group"] for p in pairs}),

@@ -183,13 +183,13 @@ fn transfer_compares_the_checkpoint_with_random_init_and_visualize_draws_feature
     // 16 filters of 7×7 drawn at 8× in 8 columns with 2-pixel gaps.
     let (w, h) = png_size(&run.join("visualize/filters-pretrained.png"));
     assert!(w > 8 * 7 * 8 && h > 2 * 7 * 8, "filters grid {w}×{h}");
-    // … and in TensorBoard's IMAGES tab, at the checkpoint's step, beside the training's.
+    // … and in TensorBoard's IMAGES tab, at the checkpoint's step, as a run beside the training's.
     assert!(out.contains("TensorBoard's IMAGES tab"), "{out}");
     let tb = "import sys\nfrom tensorboard.backend.event_processing.event_accumulator import EventAccumulator\n\
 a = EventAccumulator(sys.argv[1], size_guidance={'images': 0}); a.Reload()\n\
 i = a.Images('visualize/pca-pretrained')[-1]\n\
 print(sorted(t for t in a.Tags()['images'] if t.startswith('visualize/')), i.step, i.width, i.height)";
-    let out = std::process::Command::new(python()).arg("-c").arg(tb).arg(run.join("tb")).output().unwrap();
+    let out = std::process::Command::new(python()).arg("-c").arg(tb).arg(run.join("tb/visualize")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let step = summary(&run)["step"].as_u64().unwrap_or_else(|| panic!("summary step"));
     let want = format!("['visualize/filters-pretrained', 'visualize/filters-random_init', 'visualize/pca-pretrained', 'visualize/pca-random_init', 'visualize/tsne-pretrained', 'visualize/tsne-random_init'] {step} 800 500");

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-const IMAGE: &[&str] = &["png", "jpg", "jpeg"];
+const IMAGE: &[&str] = &pt_kit::vision::decode::IMAGE_EXTENSIONS;
 const AUDIO: &[&str] = &["wav", "flac", "ogg", "opus", "mp3"];
 const TEXT: &[&str] = &["txt", "text", "md"];
 const JSON_LINES: &[&str] = &["jsonl", "json"];
@@ -196,11 +196,28 @@ fn text(kind: &str, files: &[PathBuf]) -> Suggest {
     if not_utf8 > 0 {
         outln!("    {not_utf8} line(s) are not UTF-8 (pt skips and counts them)");
     }
-    let has = |key: &str| json_keys.as_ref().is_some_and(|keys| keys.iter().any(|k| k == key));
-    if has("image") && (has("caption") || has("captions")) && files.len() == 1 {
-        // Captioned images (what `image_text` reads): a path per line, relative to the file.
-        outln!("    JSON lines with keys: {}", json_keys.as_deref().unwrap_or_default().join(", "));
+    let keys = json_keys.clone().unwrap_or_default();
+    let has = |key: &str| keys.iter().any(|k| k == key);
+    if has("image") && (has("caption") || has("captions")) {
+        // Captioned images (what `image_text` reads, one file per dataset): a path per line,
+        // relative to the file.
+        outln!("    JSON lines with keys: {}", keys.join(", "));
         outln!("    captioned images: `image` is a path relative to the file, `caption(s)` its text");
+        let other: Vec<String> = keys
+            .iter()
+            .filter(|k| k.starts_with("caption") && !["caption", "captions"].contains(&k.as_str()))
+            .map(|k| format!("\"{k}\""))
+            .collect();
+        if !other.is_empty() {
+            outln!(
+                "    more captions in {} (caption_fields = [\"captions\", {}] reads them too)",
+                other.join(", "),
+                other.join(", ")
+            );
+        }
+        if files.len() > 1 {
+            outln!("    {} files: one image_text dataset reads one (here the first)", files.len());
+        }
         bad.print();
         let file = files[0].clone();
         return Box::new(move |_| format!("  [data]\n  name = \"image_text\"\n  path = \"{}\"", file.display()));

@@ -148,10 +148,8 @@ fn tokenizer_config(tokenizer_json: &Path, max_len: Option<i64>) -> anyhow::Resu
 pub fn run(args: Args) -> anyhow::Result<()> {
     check_output(&args.output, args.force)?;
     let reg = Registry::discover();
-    let ckpt = match pt_core::transfer::import::import(&reg, &args.checkpoint)? {
-        Some(run_dir) => resolve(&run_dir)?,
-        None => resolve(&args.checkpoint)?,
-    };
+    let imported = pt_core::transfer::import::import(&reg, &args.checkpoint)?;
+    let ckpt = resolve(imported.as_deref().unwrap_or(&args.checkpoint))?;
     let mut recipe =
         Recipe::parse_saved(&ckpt.manifest.config, &format!("{} (saved config)", ckpt.dir.display()), &[])?;
     recipe.run.device = DeviceSetting::Cpu;
@@ -188,6 +186,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let objectives = objective_infos(&plan)?;
     let formats = crate::export_format::available(&arch, &objectives)?;
     let chosen = crate::export_format::pick(formats, args.format.as_deref(), &arch.origin)?;
+    if let (Some(_), Some(_)) = (&imported, &chosen.objective_names) {
+        anyhow::bail!(
+            "{}: --format {} writes an objective's weights too, and imported reference weights hold the model only: export a pt run trained with that objective",
+            args.checkpoint.display(),
+            chosen.spec.name
+        );
+    }
     let format = &chosen.spec;
     let staging = Staging::new(&args.output)?;
     let out = staging.dir.clone();
@@ -199,7 +204,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let bytes = std::fs::metadata(ckpt.dir.join("model.safetensors")).map(|m| m.len()).unwrap_or(0);
     if bytes > 100 << 20 {
-        tracing::info!(target: "progress", "exporting {} MB of weights …", bytes >> 20);
+        tracing::info!(target: "progress", "exporting from a checkpoint of {} MB …", bytes >> 20);
     }
     let tensors = crate::export_format::tensors(&ckpt.dir, role, &chosen)?;
     pt_core::checkpoint::format::write_tensors(&out.join("model.safetensors"), &tensors)?;

@@ -25,16 +25,20 @@ impl Write for RunLog {
     }
 }
 
+/// The SVG parser's notes on parts of a drawing it skips (a rectangle of width 0 in many
+/// emoji): not the user's to act on, so only its errors show.
+const QUIET: &str = "usvg=error";
+
 pub fn init_stderr(verbose: u8) {
     // Progress lines (events with target `progress`, the host's and plugins') show at every level.
     let level = match verbose {
-        0 => "warn,progress=info",
-        1 => "info",
-        _ => "debug",
+        0 => format!("warn,progress=info,{QUIET}"),
+        1 => format!("info,{QUIET}"),
+        _ => "debug".to_string(),
     };
     let filter = EnvFilter::try_from_env("PT_LOG").unwrap_or_else(|_| EnvFilter::new(level));
     tracing_subscriber::registry()
-        .with(fmt::layer().with_writer(|| RunLog).with_ansi(false).with_filter(EnvFilter::new("info")))
+        .with(fmt::layer().with_writer(|| RunLog).with_ansi(false).with_filter(EnvFilter::new(format!("info,{QUIET}"))))
         .with(fmt::layer().with_writer(std::io::stderr).with_target(false).without_time().with_filter(filter))
         .init();
 }

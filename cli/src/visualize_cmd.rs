@@ -31,7 +31,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     match pt_core::visualize::to_tensorboard(&run_dir, ckpt.manifest.step, &files) {
         Ok(true) => {
-            println!("and in TensorBoard's IMAGES tab (visualize/…): tensorboard --logdir {}", run_dir.display())
+            let tb = run_dir.join("tb");
+            println!("and in TensorBoard's IMAGES tab (run `visualize`): tensorboard --logdir {}", tb.display())
         }
         Ok(false) => {}
         Err(e) => tracing::warn!("{e}"),

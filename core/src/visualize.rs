@@ -179,13 +179,17 @@ pub fn run(session: &Session, limit: u64, out: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Sends the PNGs among `files` to the run's TensorBoard (IMAGES tab, `visualize/NAME`, at the
-/// checkpoint's `step`) in an event file of their own beside the training's; false when the
+/// checkpoint's `step`) as a TensorBoard run of their own, `tb/visualize/` (TensorBoard follows
+/// only the newest event file of a directory: one beside the training's would hide its curves
+/// from a live TensorBoard), replacing what an earlier `pt visualize` put there; false when the
 /// run has no TensorBoard directory.
 pub fn to_tensorboard(run_dir: &Path, step: u64, files: &[PathBuf]) -> Result<bool> {
-    let dir = run_dir.join(pt_report::TENSORBOARD_DIR);
-    if !dir.is_dir() {
+    let tb = run_dir.join(pt_report::TENSORBOARD_DIR);
+    if !tb.is_dir() {
         return Ok(false);
     }
+    let dir = tb.join("visualize");
+    let _ = std::fs::remove_dir_all(&dir);
     let report = |e: pt_report::ReportError| Error::Training(format!("TensorBoard pictures: {e}"));
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
     let mut events = pt_report::tensorboard::EventWriter::create(&dir, now).map_err(report)?;

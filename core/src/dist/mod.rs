@@ -92,25 +92,36 @@ pub fn check_agreement(group: &Group, mine: &Fingerprint) -> Result<()> {
     )))
 }
 
-/// Rank 0 tells the others how work only it does (`what`) went: "" or its error. On an error it
-/// waits (briefly) until every rank has read it, since the store it serves goes when it exits.
-pub fn publish_outcome(group: &Group, key: &str, error: Option<&Error>) -> Result<()> {
+/// Rank 0 tells the others how work only it does went: "" or its error. On an error it waits
+/// (a few seconds at most) until every rank has read it, since the store it serves goes when it
+/// exits. A failure to tell is logged: the caller still returns its own error.
+pub fn publish_outcome(group: &Group, key: &str, error: Option<&Error>) {
     let message = error.map(|e| e.to_string()).unwrap_or_default();
-    group.store_set(&format!("pt/outcome/{key}"), message.as_bytes())?;
+    if let Err(e) = group.store_set(&format!("pt/outcome/{key}"), message.as_bytes()) {
+        tracing::warn!("could not tell the other ranks how rank 0's {key} went: {e}");
+        return;
+    }
     if error.is_some() {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         for r in 1..group.world_size {
-            // A rank that cannot answer within seconds is stopping anyway.
-            let _ =
-                group.store_get_within(&format!("pt/outcome/{key}/read/{r}"), Some(std::time::Duration::from_secs(5)));
+            // A rank that cannot answer by then is stopping anyway.
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || group.store_get_within(&format!("pt/outcome/{key}/read/{r}"), Some(left)).is_err() {
+                break;
+            }
         }
     }
-    Ok(())
 }
 
-/// The other ranks' side of [`publish_outcome`]: Ok when rank 0 succeeded, else its error, so
-/// every rank stops with the same message.
+/// The other ranks' side of [`publish_outcome`]: Ok when rank 0 succeeded, else its error (so
+/// every rank stops with the same message), or that rank 0 stopped before it could say.
 pub fn await_outcome(group: &Group, key: &str, what: &str) -> Result<()> {
-    let message = group.store_get(&format!("pt/outcome/{key}"))?;
+    let message = group.store_get(&format!("pt/outcome/{key}")).map_err(|e| {
+        Error::Distributed(format!(
+            "rank {} stops: rank 0 stopped before it could {what} (its error is in its output and train.log): {e}",
+            group.rank
+        ))
+    })?;
     if message.is_empty() {
         return Ok(());
     }

@@ -158,7 +158,7 @@ impl<'r> Trainer<'r> {
             (0, dist) => {
                 let setup = rank0_setup(&session, position.step);
                 if let Some(group) = dist {
-                    crate::dist::publish_outcome(group, "setup", setup.as_ref().err())?;
+                    crate::dist::publish_outcome(group, "setup", setup.as_ref().err());
                 }
                 let (metrics, evals) = setup?;
                 (Some(metrics), evals)

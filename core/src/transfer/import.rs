@@ -1,5 +1,5 @@
-//! Reference weights as a pt run: a transformers BERT, ResNet or wav2vec2 directory or a
-//! torchvision ResNet state dict becomes a run directory (its recipe and a step-0 checkpoint
+//! Reference weights as a pt run: a transformers BERT, ResNet or wav2vec2 directory, a timm
+//! ResNet directory or a torchvision ResNet state dict becomes a run directory (its recipe and a step-0 checkpoint
 //! holding those weights) that `pt transfer`, `pt embed` and `pt export` read like any other. It
 //! is made once per source, in the data cache (`{data}/cache/imports/`). Its `[data]` and
 //! `[objective]` are placeholders (nothing trains there): evaluate it on a task or on data given
@@ -65,9 +65,8 @@ pub fn import(reg: &Registry, src: &Path) -> Result<Option<PathBuf>> {
                 }
             }
         }
-        Kind::TorchvisionResnet(file) => {
+        Kind::TorchvisionResnet(file, library) => {
             let weights = read(&file)?;
-            let library = if file == src { "torchvision" } else { "timm" };
             let reference = resnet(src, library, &weights)?;
             (weights, reference)
         }
@@ -143,14 +142,18 @@ pub fn imported_from(run_dir: &Path) -> Option<String> {
     json["source"].as_str().map(String::from)
 }
 
-/// `{data}/cache/imports/<hash of the source's path and its files' sizes and times>`.
+/// Bumped when an import reads a source differently, so imports made before are made again.
+const IMPORT_VERSION: u32 = 2;
+
+/// `{data}/cache/imports/<hash of the source's path, its files' sizes and times, and the
+/// import's version>`.
 fn cache_dir(src: &Path) -> Result<PathBuf> {
     let abs = std::fs::canonicalize(src).map_err(|e| Error::io(format!("reading {}", src.display()), e))?;
     let files = match abs.is_dir() {
         true => ["model.safetensors", "config.json", "tokenizer.json"].iter().map(|f| abs.join(f)).collect(),
         false => vec![abs.clone()],
     };
-    let mut key = abs.display().to_string();
+    let mut key = format!("v{IMPORT_VERSION}|{}", abs.display());
     for file in files.iter().filter(|f| f.exists()) {
         let meta = std::fs::metadata(file).map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
         let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
@@ -197,8 +200,9 @@ fn save_step_zero(reg: &Registry, session: &Session) -> Result<()> {
 enum Kind {
     /// A transformers directory, with its `config.json`.
     Transformers(TransformersModel, Value),
-    /// A torchvision state dict: a `.safetensors` file, or a timm ResNet directory's weights.
-    TorchvisionResnet(PathBuf),
+    /// A state dict under torchvision's names: a `.safetensors` file (torchvision's), or a timm
+    /// ResNet directory's weights; with the library that wrote it.
+    TorchvisionResnet(PathBuf, &'static str),
 }
 
 enum TransformersModel {
@@ -222,7 +226,9 @@ fn kind_of(src: &Path) -> Result<Option<Kind>> {
             (Some("bert"), _) => TransformersModel::Bert,
             (Some("resnet"), _) => TransformersModel::Resnet,
             (Some("wav2vec2"), _) => TransformersModel::Wav2vec2,
-            (None, Some("resnet18" | "resnet34" | "resnet50")) => return Ok(Some(Kind::TorchvisionResnet(weights))),
+            (None, Some("resnet18" | "resnet34" | "resnet50")) => {
+                return Ok(Some(Kind::TorchvisionResnet(weights, "timm")))
+            }
             (Some(other), _) | (None, Some(other)) => {
                 return Err(Error::Config(format!(
                     "{}: a '{other}' model; pt imports transformers bert, resnet and wav2vec2 directories, timm resnet18/34/50 directories and torchvision ResNet state dicts (.safetensors)",
@@ -234,7 +240,7 @@ fn kind_of(src: &Path) -> Result<Option<Kind>> {
         return Ok(Some(Kind::Transformers(model, json)));
     }
     if src.is_file() && src.extension().is_some_and(|e| e == "safetensors") {
-        return Ok(Some(Kind::TorchvisionResnet(src.to_path_buf())));
+        return Ok(Some(Kind::TorchvisionResnet(src.to_path_buf(), "torchvision")));
     }
     Ok(None)
 }
@@ -398,7 +404,9 @@ fn hf_resnet(src: &Path, c: &Value, weights: &[(String, tch::Tensor)]) -> Result
         ([2, 2, 2, 2], false) => "resnet18",
         ([3, 4, 6, 3], false) => "resnet34",
         ([3, 4, 6, 3], true) => "resnet50",
-        (d, _) => return Err(refuse(format!("depths {d:?} with layer_type {}", c["layer_type"]))),
+        (d, b) => {
+            return Err(refuse(format!("depths {d:?} with layer_type {}", if b { "bottleneck" } else { "basic" })))
+        }
     };
     let width = c["embedding_size"].as_i64().unwrap_or(64);
     let expansion = if bottleneck { 4 } else { 1 };
@@ -424,9 +432,22 @@ fn hf_resnet(src: &Path, c: &Value, weights: &[(String, tch::Tensor)]) -> Result
 }
 
 /// wav2vec2 weights under `Wav2Vec2Model`'s names: without the `wav2vec2.` of a model with a
-/// head (`Wav2Vec2ForPreTraining`, `…ForCTC`); the head's own tensors stay and go unused.
+/// head (`Wav2Vec2ForPreTraining`, `…ForCTC`; the head's own tensors stay and go unused), and
+/// the positional convolution's weight norm under torch's parametrization names, as
+/// transformers renames the `weight_g` / `weight_v` of older checkpoints when it loads them.
 fn wav2vec2_names(tensors: Vec<(String, tch::Tensor)>) -> Vec<(String, tch::Tensor)> {
-    tensors.into_iter().map(|(n, t)| (n.strip_prefix("wav2vec2.").map(String::from).unwrap_or(n), t)).collect()
+    tensors
+        .into_iter()
+        .map(|(n, t)| {
+            let n = n.strip_prefix("wav2vec2.").map(String::from).unwrap_or(n);
+            let n = match n.rsplit_once('.') {
+                Some((head, "weight_g")) => format!("{head}.parametrizations.weight.original0"),
+                Some((head, "weight_v")) => format!("{head}.parametrizations.weight.original1"),
+                _ => n,
+            };
+            (n, t)
+        })
+        .collect()
 }
 
 /// The `wav2vec2` config keys pt reads, as transformers' `Wav2Vec2Config` names them.
@@ -510,7 +531,27 @@ fn silent_wav(samples: u32) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::bert_names;
+    use super::{bert_names, wav2vec2_names};
+
+    #[test]
+    fn wav2vec2_names_lose_the_head_prefix_and_old_weight_norm_names() {
+        let t = || tch::Tensor::from(0f32);
+        let names = [
+            "wav2vec2.encoder.pos_conv_embed.conv.weight_g",
+            "encoder.pos_conv_embed.conv.weight_v",
+            "quantizer.codevectors",
+        ];
+        let renamed: Vec<String> =
+            wav2vec2_names(names.iter().map(|n| (n.to_string(), t())).collect()).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            renamed,
+            [
+                "encoder.pos_conv_embed.conv.parametrizations.weight.original0",
+                "encoder.pos_conv_embed.conv.parametrizations.weight.original1",
+                "quantizer.codevectors"
+            ]
+        );
+    }
 
     #[test]
     fn bare_and_old_bert_names_become_bert_for_masked_lm_names() {

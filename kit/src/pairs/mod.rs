@@ -12,13 +12,12 @@ use captions::{encode_captions, tokenizer_for};
 use sources::{read_pairs, Pair};
 
 use crate::text;
-use crate::vision::decode::{decode_image, decoding_pool, ImageParams, ResizeMode};
+use crate::vision::decode::{decode_on, decoding_pool, spread_indices, ImageParams, ResizeMode};
 use crate::vision::store::{ImageStore, UNLABELLED};
 use crate::vision::Normalization;
 use crate::{Component, CreateCtx, Dataset, DatasetInfo, FieldInfo, PtError, Result, StepCtx, Tensors};
 use pt_sdk::rng::derive_seed;
 use pt_sdk::PluginConfig;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -28,7 +27,8 @@ const STREAM_CAPTION: u64 = 0xCA97;
 /// Decoded images above this many bytes are not held in memory (`decode = "auto"`).
 const HOLD_LIMIT_BYTES: u64 = 2 << 30;
 
-/// Images decoded to compute mean/std when they are decoded per batch and not given.
+/// Images (spread over the set) decoded to compute mean/std when images are decoded per batch
+/// and these are not given.
 const STATISTICS_SAMPLES: usize = 1000;
 
 /// When the images are decoded.
@@ -114,7 +114,7 @@ impl Component for ImageText {
     fn new(cfg: ImageTextConfig, ctx: &CreateCtx) -> Result<Self> {
         let data_dir = if ctx.data_dir.is_empty() { pt_sdk::default_data_dir() } else { PathBuf::from(&ctx.data_dir) };
         let path = PathBuf::from(pt_sdk::expand_setting(&cfg.path, &data_dir.display().to_string(), &ctx.run_dir));
-        let mut pairs = read_pairs(&path)?;
+        let mut pairs = read_pairs(&path, !cfg.caption_fields.is_empty())?;
         if !cfg.caption_fields.is_empty() {
             select_captions(&mut pairs, &cfg.caption_fields, &path)?;
         }
@@ -137,10 +137,12 @@ impl Component for ImageText {
             pool: decoding_pool(cfg.workers)?,
         };
         let norm = if per_batch {
-            let first: Vec<usize> = (0..pairs.len().min(STATISTICS_SAMPLES)).collect();
+            // Statistics from images spread over the set, unless given.
+            let given = cfg.mean.is_some() && cfg.std.is_some();
+            let chosen = spread_indices(pairs.len(), if given { 0 } else { STATISTICS_SAMPLES });
             let sample = ImageStore {
-                pixels: images.decode(&first)?,
-                labels: vec![UNLABELLED; first.len()],
+                pixels: images.decode(&chosen)?,
+                labels: vec![UNLABELLED; chosen.len()],
                 ..image_store(&[], &[], &cfg)
             };
             sample.normalization(&cfg.mean, &cfg.std, "image_text")?
@@ -171,27 +173,34 @@ impl Component for ImageText {
 }
 
 /// Each pair's captions from `fields` (`caption`/`captions`: those read with the image; any
-/// other: a string or a list of strings among its fields), every field required.
+/// other: a string or a list of strings among its fields), every field required, each caption
+/// once.
 fn select_captions(pairs: &mut [Pair], fields: &[String], path: &Path) -> Result<()> {
     for p in pairs.iter_mut() {
-        let mut chosen = Vec::new();
+        let mut chosen: Vec<String> = Vec::new();
         for field in fields {
-            let before = chosen.len();
-            match (field.as_str(), p.fields.get(field)) {
-                ("caption" | "captions", _) => chosen.extend(p.captions.iter().cloned()),
-                (_, Some(serde_json::Value::String(c))) => chosen.push(c.clone()),
+            let found: Vec<String> = match (field.as_str(), p.fields.get(field)) {
+                ("caption" | "captions", _) => p.captions.clone(),
+                (_, Some(serde_json::Value::String(c))) => vec![c.clone()],
                 (_, Some(serde_json::Value::Array(list))) => {
-                    chosen.extend(list.iter().filter_map(|c| c.as_str().map(String::from)))
+                    list.iter().filter_map(|c| c.as_str().map(String::from)).collect()
                 }
-                _ => {}
-            }
-            chosen.retain(|c| !c.trim().is_empty());
-            if chosen.len() == before {
+                _ => Vec::new(),
+            };
+            let found: Vec<String> = found.into_iter().filter(|c| !c.trim().is_empty()).collect();
+            if found.is_empty() {
+                let keys: Vec<&str> = p.fields.keys().map(String::as_str).collect();
                 return Err(PtError::data(format!(
-                    "{}: {} has no caption in field '{field}' (caption_fields: a string or a list of strings)",
+                    "{}: {} has no caption in field '{field}' (caption_fields: a string or a list of strings; its fields: {})",
                     path.display(),
-                    p.image.describe()
+                    p.image.describe(),
+                    keys.join(", ")
                 )));
+            }
+            for c in found {
+                if !chosen.contains(&c) {
+                    chosen.push(c);
+                }
             }
         }
         p.captions = chosen;
@@ -228,22 +237,12 @@ struct Streamed {
 }
 
 impl Streamed {
-    /// `[3, size, size]` bytes of each image in `indices`, back to back; an image that cannot
-    /// be read is an error naming it.
+    /// `[3, size, size]` bytes of each image in `indices`, back to back.
     fn decode(&self, indices: &[usize]) -> Result<Vec<u8>> {
-        let decoded: Vec<Result<Vec<u8>>> = self.pool.install(|| {
-            indices
-                .par_iter()
-                .map(|&i| {
-                    let source = &self.sources[i];
-                    let bytes = source.read()?;
-                    decode_image(&bytes, &self.params).map(|(px, _, _)| px).map_err(|why| {
-                        PtError::data(format!("{}: cannot be read as an image ({why})", source.describe()))
-                    })
-                })
-                .collect()
-        });
-        Ok(decoded.into_iter().collect::<Result<Vec<_>>>()?.concat())
+        decode_on(&self.pool, indices, &self.params, |i| {
+            let source = &self.sources[i];
+            Ok((source.read()?, source.describe()))
+        })
     }
 }
 
@@ -381,5 +380,9 @@ mod tests {
         let mut pairs = vec![pair(serde_json::json!({"captions_fr": []}))];
         let e = select_captions(&mut pairs, &["captions_fr".to_string()], Path::new("p.jsonl")).unwrap_err();
         assert!(e.to_string().contains("p.jsonl: a.png has no caption in field 'captions_fr'"), "{e}");
+        let mut pairs = vec![pair(serde_json::json!({}))];
+        let both = ["caption", "captions"].map(String::from);
+        select_captions(&mut pairs, &both, Path::new("p.jsonl")).unwrap();
+        assert_eq!(pairs[0].captions, ["a fox"], "each caption once");
     }
 }

@@ -46,8 +46,10 @@ pub struct Pair {
 }
 
 /// The pairs at `path`: shards when it is a `.tar` file or a folder holding `.tar` files, a
-/// folder of images with sidecar captions when it is another folder, else a JSONL file.
-pub fn read_pairs(path: &Path) -> Result<Vec<Pair>> {
+/// folder of images with sidecar captions when it is another folder, else a JSONL file (whose
+/// lines need `caption`/`captions` unless `captions_elsewhere`: a caller then takes them from
+/// other fields).
+pub fn read_pairs(path: &Path, captions_elsewhere: bool) -> Result<Vec<Pair>> {
     let is_tar = |p: &Path| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("tar"));
     let pairs = if path.is_dir() {
         let has_shards =
@@ -60,7 +62,7 @@ pub fn read_pairs(path: &Path) -> Result<Vec<Pair>> {
     } else if is_tar(path) {
         from_shards(path)?
     } else {
-        from_jsonl(path)?
+        from_jsonl(path, captions_elsewhere)?
     };
     if pairs.is_empty() {
         return Err(PtError::data(format!("{}: no image–caption pairs", path.display())));
@@ -84,7 +86,7 @@ struct JsonPair {
     rest: serde_json::Map<String, serde_json::Value>,
 }
 
-fn from_jsonl(path: &Path) -> Result<Vec<Pair>> {
+fn from_jsonl(path: &Path, captions_elsewhere: bool) -> Result<Vec<Pair>> {
     let text = std::fs::read_to_string(path).map_err(|e| PtError::io(path, e))?;
     let root = path.parent().unwrap_or(Path::new("."));
     let mut pairs = Vec::new();
@@ -95,7 +97,7 @@ fn from_jsonl(path: &Path) -> Result<Vec<Pair>> {
         })?;
         pair.captions.extend(pair.caption.take());
         pair.captions.retain(|c| !c.trim().is_empty());
-        if pair.captions.is_empty() {
+        if pair.captions.is_empty() && !captions_elsewhere {
             return Err(PtError::data(format!("{}: no caption (give `caption` or a non-empty `captions` list)", at())));
         }
         let image = root.join(&pair.image);
@@ -196,7 +198,7 @@ mod tests {
             std::fs::write(root.join("folder").join(folder).join(format!("{name}.png")), png(shade)).unwrap();
             std::fs::write(root.join("folder").join(folder).join(format!("{name}.txt")), text).unwrap();
         }
-        let from_folder = summary(&read_pairs(&root.join("folder")).unwrap());
+        let from_folder = summary(&read_pairs(&root.join("folder"), false).unwrap());
         // The same as JSONL (paths relative to the file) and as a shard.
         let jsonl = root.join("pairs.jsonl");
         std::fs::write(
@@ -214,8 +216,8 @@ mod tests {
         tar.finish().unwrap();
         assert_eq!(from_folder[0].0, ["a cat", "small cat"]);
         assert_eq!(from_folder[1].1.as_deref(), Some("dog"));
-        assert_eq!(summary(&read_pairs(&jsonl).unwrap()), from_folder);
-        assert_eq!(summary(&read_pairs(&root.join("pairs.tar")).unwrap()), from_folder);
+        assert_eq!(summary(&read_pairs(&jsonl, false).unwrap()), from_folder);
+        assert_eq!(summary(&read_pairs(&root.join("pairs.tar"), false).unwrap()), from_folder);
     }
 
     #[test]
@@ -223,17 +225,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let jsonl = dir.path().join("p.jsonl");
         std::fs::write(&jsonl, "{\"image\": \"missing.png\", \"caption\": \"x\"}\n").unwrap();
-        let e = read_pairs(&jsonl).err().unwrap().to_string();
+        let e = read_pairs(&jsonl, false).err().unwrap().to_string();
         assert!(e.contains("p.jsonl:1: image") && e.contains("missing.png not found"), "{e}");
         std::fs::write(dir.path().join("a.png"), png(1)).unwrap();
         std::fs::write(&jsonl, "{\"image\": \"a.png\", \"captions\": [\" \"]}\n").unwrap();
-        assert!(read_pairs(&jsonl).err().unwrap().to_string().contains("p.jsonl:1: no caption"));
+        assert!(read_pairs(&jsonl, false).err().unwrap().to_string().contains("p.jsonl:1: no caption"));
         std::fs::write(&jsonl, "not json\n").unwrap();
-        assert!(read_pairs(&jsonl).err().unwrap().to_string().contains("p.jsonl:1: not a pair object"));
+        assert!(read_pairs(&jsonl, false).err().unwrap().to_string().contains("p.jsonl:1: not a pair object"));
         let folder = dir.path().join("f");
         std::fs::create_dir_all(&folder).unwrap();
         std::fs::write(folder.join("b.png"), png(2)).unwrap();
-        let e = read_pairs(&folder).err().unwrap().to_string();
+        let e = read_pairs(&folder, false).err().unwrap().to_string();
         assert!(e.contains("b.png: no caption file") && e.contains("b.txt"), "{e}");
     }
 }

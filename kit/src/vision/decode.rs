@@ -2,7 +2,8 @@
 //! `[channels, size, size]` bytes: the size checked from the header before anything is decoded,
 //! the aspect ratio kept (shorter side to the size, then the centre square) unless stretching
 //! is asked for. Resampling is fast_image_resize's SIMD bilinear convolution (antialiased when
-//! shrinking, like PIL's); an SVG is drawn at the size asked, not drawn and then resampled.
+//! shrinking, like PIL's); an SVG is drawn with its shorter side at the size asked (then only
+//! cropped, or resampled when stretching).
 
 use fast_image_resize::images::Image as FirImage;
 use fast_image_resize::{FilterType as FirFilter, PixelType, ResizeAlg, ResizeOptions, Resizer};
@@ -32,8 +33,14 @@ pub struct ImageParams {
     pub max_pixels: u64,
 }
 
-/// (width, height) from the image file's header alone (nothing decoded).
+/// (width, height) from the image file's header alone (nothing decoded; an SVG's own size).
 pub fn header_dimensions(path: &std::path::Path) -> std::result::Result<(u32, u32), String> {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg")) {
+        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+        let tree = resvg::usvg::Tree::from_data(&bytes, &resvg::usvg::Options::default())
+            .map_err(|e| format!("not a readable SVG ({e})"))?;
+        return Ok((tree.size().width().round() as u32, tree.size().height().round() as u32));
+    }
     let reader = image::io::Reader::open(path).map_err(|e| e.to_string())?;
     reader.with_guessed_format().map_err(|e| e.to_string())?.into_dimensions().map_err(|e| e.to_string())
 }
@@ -95,7 +102,7 @@ pub fn decode_image(bytes: &[u8], p: &ImageParams) -> std::result::Result<(Vec<u
 /// An SVG document (by its first bytes: markup whose first element is `<svg`, after an optional
 /// byte-order mark, XML declaration, comments or doctype).
 fn is_svg(bytes: &[u8]) -> bool {
-    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(64 << 10)]);
     let text = head.trim_start_matches('\u{feff}').trim_start();
     text.starts_with('<')
         && text.find("<svg").is_some_and(|at| !text[..at].contains("<!--") || text[..at].contains("-->"))
@@ -143,6 +150,38 @@ fn over_white(img: image::DynamicImage) -> image::DynamicImage {
     image::DynamicImage::ImageRgba8(rgba)
 }
 
+/// The images of `indices` decoded on `pool`, back to back: `read(i)` gives sample i's encoded
+/// bytes and how a user finds it (a path, `shard.tar: member …`), which an error names.
+pub fn decode_on(
+    pool: &rayon::ThreadPool,
+    indices: &[usize],
+    params: &ImageParams,
+    read: impl Fn(usize) -> crate::Result<(Vec<u8>, String)> + Sync,
+) -> crate::Result<Vec<u8>> {
+    use rayon::prelude::*;
+    let images: Vec<Vec<u8>> = pool.install(|| {
+        indices
+            .par_iter()
+            .map(|&i| {
+                let (bytes, what) = read(i)?;
+                decode_image(&bytes, params)
+                    .map(|(chw, _, _)| chw)
+                    .map_err(|why| crate::PtError::data(format!("{what}: cannot decode the image ({why})")))
+            })
+            .collect::<crate::Result<_>>()
+    })?;
+    Ok(images.concat())
+}
+
+/// Up to `n` of `len` sample indices spread evenly (all of them when `n` ≥ `len`): the images
+/// whose statistics stand for a set too large to decode whole (files are often sorted by class).
+pub fn spread_indices(len: usize, n: usize) -> Vec<usize> {
+    if n >= len {
+        return (0..len).collect();
+    }
+    (0..n).map(|k| k * len / n).collect()
+}
+
 /// A pool of `workers` decoding threads (0: one per CPU).
 pub fn decoding_pool(workers: usize) -> crate::Result<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new()
@@ -178,6 +217,8 @@ mod tests {
   <rect x="0" y="0" width="10" height="10" fill="#ff0000"/>
 </svg>"##;
         assert!(is_svg(svg) && !is_svg(&transparent_png(false)) && !is_svg(b"<html><p>svg</p></html>"));
+        assert_eq!(spread_indices(10, 4), [0, 2, 5, 7]);
+        assert_eq!(spread_indices(3, 4), [0, 1, 2]);
         // Shorter side to 4: drawn at 4×8, then the centre 4×4 square (rows 2..6 of 8).
         let p = ImageParams { image_size: Some(4), resize: ResizeMode::Crop, channels: 3, max_pixels: 1000 };
         let (chw, h, w) = decode_image(svg, &p).unwrap();

@@ -4,7 +4,7 @@
 //! shards; the trainer's sampler orders them from (seed, epoch) as for every dataset).
 
 use super::augment::Normalization;
-use super::decode::{decode_image, decoding_pool, ImageParams, ResizeMode};
+use super::decode::{decode_on, decoding_pool, spread_indices, ImageParams, ResizeMode};
 use super::pixel_csv::MAX_CLASSES;
 use super::store::{pixel_field, ImageStore};
 use crate::shards::{index_samples, Shard, ShardSample, TarMember};
@@ -35,7 +35,7 @@ pub struct ImageShardsConfig {
     /// 3 (RGB) or 1 (grayscale)
     #[config(default = 3)]
     pub channels: i64,
-    /// per-channel mean in [0, 1] units (null: from the first statistics_samples images)
+    /// per-channel mean in [0, 1] units (null: from statistics_samples images spread over the set)
     pub mean: Option<Vec<f64>>,
     /// per-channel standard deviation (null: as mean)
     pub std: Option<Vec<f64>>,
@@ -164,38 +164,26 @@ impl ImageShards {
         Ok(ds)
     }
 
-    /// `[channels, size, size]` bytes of sample `i`, or an error naming its shard and member.
-    fn decode(&self, i: usize) -> Result<Vec<u8>> {
-        let item = &self.items[i];
-        let shard = &self.shards[item.shard as usize];
-        let bytes = shard.read(&item.image)?;
-        decode_image(&bytes, &self.params).map(|(chw, _, _)| chw).map_err(|why| {
-            PtError::data(format!(
-                "{}: member {}: cannot decode the image ({why})",
-                shard.path.display(),
-                item.image.name
-            ))
+    fn decode_many(&self, indices: &[usize]) -> Result<Vec<u8>> {
+        decode_on(&self.pool, indices, &self.params, |i| {
+            let item = &self.items[i];
+            let shard = &self.shards[item.shard as usize];
+            Ok((shard.read(&item.image)?, format!("{}: member {}", shard.path.display(), item.image.name)))
         })
     }
 
-    fn decode_many(&self, indices: &[usize]) -> Result<Vec<u8>> {
-        use rayon::prelude::*;
-        let images: Vec<Vec<u8>> =
-            self.pool.install(|| indices.par_iter().map(|&i| self.decode(i)).collect::<Result<_>>())?;
-        Ok(images.concat())
-    }
-
-    /// The first `n` images, as a store (statistics; with none, only the checks of given ones).
+    /// `n` images spread over the set, as a store (statistics; with none, only the checks of
+    /// given ones).
     fn sample_store(&self, n: u64) -> Result<ImageStore> {
-        let first: Vec<usize> = (0..self.items.len().min(n as usize)).collect();
+        let chosen = spread_indices(self.items.len(), n as usize);
         let size = self.params.image_size.unwrap_or(1) as i64;
         Ok(ImageStore {
-            pixels: self.decode_many(&first)?,
+            pixels: self.decode_many(&chosen)?,
             channels: self.params.channels,
             height: size,
             width: size,
             scale: 1.0 / 255.0,
-            labels: vec![-1; first.len()],
+            labels: vec![-1; chosen.len()],
             classes: Vec::new(),
             labelled: None,
         })

@@ -9,7 +9,7 @@ use pt_sdk::ExportFormat;
 
 /// The formats this ResNet can be written in: torchvision's layout always; transformers' and
 /// timm's when their models can express it (torchvision's 7×7 stem, BatchNorm eps 1e-5; timm's
-/// plain stem is 64 channels wide).
+/// plain stem is 64 channels wide and reads 1 or 3 input channels as saved).
 pub fn formats(depth: Depth, config: &ResNetConfig, names: &[String]) -> Vec<ExportFormat> {
     let classes = config.num_classes.unwrap_or(0);
     let torchvision = ExportFormat {
@@ -37,7 +37,9 @@ pub fn formats(depth: Depth, config: &ResNetConfig, names: &[String]) -> Vec<Exp
                 names: renamed,
             });
         }
-        if config.width == 64 {
+        // timm adapts a first convolution of other than 3 channels when it loads (summing to 1,
+        // and no other count), so 1 and 3 load as saved.
+        if config.width == 64 && matches!(config.in_channels, 1 | 3) {
             formats.push(ExportFormat {
                 name: "timm".into(),
                 loads_with: "timm.create_model(\"local-dir:DIR\", pretrained=True)".into(),
