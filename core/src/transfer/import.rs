@@ -256,14 +256,17 @@ fn bert_names(tensors: Vec<(String, tch::Tensor)>) -> Vec<(String, tch::Tensor)>
                 true => format!("bert.{name}"),
                 false => name,
             };
-            let name = match name.rsplit_once('.') {
-                Some((head, "gamma")) => format!("{head}.weight"),
-                Some((head, "beta")) => format!("{head}.bias"),
-                _ => name,
-            };
-            (name, t)
+            (rename_last(name, &[("gamma", "weight"), ("beta", "bias")]), t)
         })
         .collect()
+}
+
+/// `name` with its last component renamed by the first of `renames` (old, new) that matches it.
+fn rename_last(name: String, renames: &[(&str, &str)]) -> String {
+    let renamed = name
+        .rsplit_once('.')
+        .and_then(|(head, last)| renames.iter().find(|(old, _)| *old == last).map(|(_, new)| format!("{head}.{new}")));
+    renamed.unwrap_or(name)
 }
 
 /// A one-line text file for the placeholder `[data]`.
@@ -440,12 +443,9 @@ fn wav2vec2_names(tensors: Vec<(String, tch::Tensor)>) -> Vec<(String, tch::Tens
         .into_iter()
         .map(|(n, t)| {
             let n = n.strip_prefix("wav2vec2.").map(String::from).unwrap_or(n);
-            let n = match n.rsplit_once('.') {
-                Some((head, "weight_g")) => format!("{head}.parametrizations.weight.original0"),
-                Some((head, "weight_v")) => format!("{head}.parametrizations.weight.original1"),
-                _ => n,
-            };
-            (n, t)
+            let weight_norm =
+                [("weight_g", "parametrizations.weight.original0"), ("weight_v", "parametrizations.weight.original1")];
+            (rename_last(n, &weight_norm), t)
         })
         .collect()
 }
