@@ -269,6 +269,18 @@ fn rename_last(name: String, renames: &[(&str, &str)]) -> String {
     renamed.unwrap_or(name)
 }
 
+/// The recipe of a run holding `what` (from `src`): its `[data]` and `[objective]` are
+/// placeholders that satisfy the plan; nothing trains there.
+fn placeholder_recipe(what: &str, src: &Path, data: &str, arch: &str, objective: &str) -> String {
+    format!(
+        "# {what} ({}) as a pt run (pt transfer / embed / export).\n\
+         # [data] and [objective] are placeholders: nothing trains here.\n\
+         [run]\nbatch_size = 1\nmax_steps = 1\n\n[checkpoint]\nevery = 0\n\n\
+         [data]\n{data}\n[arch]\n{arch}\n[objective]\nname = \"{objective}\"\n",
+        src.display()
+    )
+}
+
 /// A one-line text file for the placeholder `[data]`.
 const PLACEHOLDER_TEXT: &str = "an imported model: give pt transfer a task or pt embed --data to evaluate it\n";
 
@@ -302,14 +314,10 @@ fn bert(src: &Path, c: &Value, weights: &[(String, tch::Tensor)]) -> Result<Refe
     }
     arch.push_str(&format!("add_pooling_layer = {}\n", has("bert.pooler.")));
     let block = c["max_position_embeddings"].as_i64().unwrap_or(512).min(128);
-    let recipe = format!(
-        "# The transformers directory {src} as a pt run (pt transfer / embed / export).\n\
-         # [data] and [objective] are placeholders: nothing trains here.\n\
-         [run]\nbatch_size = 1\nmax_steps = 1\n\n[checkpoint]\nevery = 0\n\n\
-         [data]\nname = \"text\"\nfiles = [\"{{run}}/placeholder.txt\"]\ntokenizer = \"{{run}}/assets/tokenizer.json\"\nblock_size = {block}\n\n\
-         [arch]\nname = \"bert\"\n{arch}\n[objective]\nname = \"mlm\"\n",
-        src = src.display()
+    let data = format!(
+        "name = \"text\"\nfiles = [\"{{run}}/placeholder.txt\"]\ntokenizer = \"{{run}}/assets/tokenizer.json\"\nblock_size = {block}\n"
     );
+    let recipe = placeholder_recipe("a transformers BERT", src, &data, &format!("name = \"bert\"\n{arch}"), "mlm");
     Ok(Reference {
         what: "a transformers BERT".into(),
         recipe,
@@ -360,21 +368,13 @@ struct ResnetArch {
 }
 
 fn resnet_reference(src: &Path, what: &str, a: &ResnetArch, names_of: Option<&'static str>) -> Reference {
-    let recipe = format!(
-        "# {what} ({src}) as a pt run (pt transfer / embed / export).\n\
-         # [data] and [objective] are placeholders: nothing trains here.\n\
-         [run]\nbatch_size = 1\nmax_steps = 1\n\n[checkpoint]\nevery = 0\n\n\
-         [data]\nname = \"pixel_csv\"\npath = \"{{run}}/placeholder.csv\"\nmean = [0.5]\nstd = [0.25]\n\n\
-         [arch]\nname = \"{}\"\nnum_classes = {}\nin_channels = {}\nwidth = {}\nsmall_stem = {}\n\n\
-         [objective]\nname = \"{}\"\n",
-        a.depth,
-        a.classes,
-        a.in_channels,
-        a.width,
-        a.small_stem,
-        if a.classes > 0 { "supervised" } else { "simclr" },
-        src = src.display()
+    let data = "name = \"pixel_csv\"\npath = \"{run}/placeholder.csv\"\nmean = [0.5]\nstd = [0.25]\n";
+    let arch = format!(
+        "name = \"{}\"\nnum_classes = {}\nin_channels = {}\nwidth = {}\nsmall_stem = {}\n",
+        a.depth, a.classes, a.in_channels, a.width, a.small_stem
     );
+    let objective = if a.classes > 0 { "supervised" } else { "simclr" };
+    let recipe = placeholder_recipe(what, src, data, &arch, objective);
     let row = format!("{}0\n", "0,".repeat(64));
     Reference {
         what: what.to_string(),
@@ -490,14 +490,9 @@ fn wav2vec2(src: &Path, c: &Value) -> Result<Reference> {
             arch.push_str(&format!("{key} = {v}\n"));
         }
     }
-    let recipe = format!(
-        "# The transformers directory {src} as a pt run (pt transfer / embed / export).\n\
-         # [data] and [objective] are placeholders: nothing trains here.\n\
-         [run]\nbatch_size = 1\nmax_steps = 1\n\n[checkpoint]\nevery = 0\n\n\
-         [data]\nname = \"audio\"\npath = \"{{run}}/placeholder\"\n\n\
-         [arch]\nname = \"wav2vec2\"\n{arch}\n[objective]\nname = \"wav2vec2\"\n",
-        src = src.display()
-    );
+    let data = "name = \"audio\"\npath = \"{run}/placeholder\"\n";
+    let recipe =
+        placeholder_recipe("a transformers wav2vec2", src, data, &format!("name = \"wav2vec2\"\n{arch}"), "wav2vec2");
     Ok(Reference {
         what: "a transformers wav2vec2".into(),
         recipe,
