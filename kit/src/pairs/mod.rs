@@ -120,37 +120,8 @@ impl Component for ImageText {
         }
         let classes = classes_of(&pairs, &path, cfg.label_field.as_deref())?;
         let (tokenizer, tok_path) = tokenizer_for(&cfg, ctx, &data_dir, &path, &pairs)?;
-        let per_batch = match cfg.decode {
-            DecodeMode::Auto => pairs.len() as u64 * 3 * (cfg.image_size * cfg.image_size) as u64 > HOLD_LIMIT_BYTES,
-            DecodeMode::Start => false,
-            DecodeMode::PerBatch => true,
-        };
-        let mut store = image_store(&pairs, &classes, &cfg);
-        let images = Streamed {
-            sources: pairs.iter().map(|p| p.image.clone()).collect(),
-            params: ImageParams {
-                image_size: Some(cfg.image_size as u32),
-                resize: ResizeMode::Crop,
-                channels: 3,
-                max_pixels: 50_000_000,
-            },
-            pool: decoding_pool(cfg.workers)?,
-        };
-        let norm = if per_batch {
-            // Statistics from images spread over the set, unless given.
-            let given = cfg.mean.is_some() && cfg.std.is_some();
-            let chosen = spread_indices(pairs.len(), if given { 0 } else { STATISTICS_SAMPLES });
-            let sample = ImageStore {
-                pixels: images.decode(&chosen)?,
-                labels: vec![UNLABELLED; chosen.len()],
-                ..image_store(&[], &[], &cfg)
-            };
-            sample.normalization(&cfg.mean, &cfg.std, "image_text")?
-        } else {
-            store.pixels = images.decode(&(0..pairs.len()).collect::<Vec<_>>())?;
-            store.normalization(&cfg.mean, &cfg.std, "image_text")?
-        };
-        let streamed = per_batch.then_some(images);
+        let (store, streamed, norm) = images_of(&pairs, &classes, &cfg)?;
+        let per_batch = streamed.is_some();
         let captions = encode_captions(&tokenizer, &pairs, cfg.max_len, &path)?;
         let pad_id = tokenizer.token_to_id("[PAD]").map_or(0, |i| i as i64);
         let mut notes = serde_json::Map::new();
@@ -170,6 +141,46 @@ impl Component for ImageText {
         notes.insert("decoded".into(), serde_json::json!(if per_batch { "per batch" } else { "at the start" }));
         Ok(ImageText { store, streamed, norm, captions, pad_id, notes })
     }
+}
+
+/// The pairs' images: decoded now and held in the store, or (per `decode`) left to decode per
+/// batch; and their normalisation (given, or their statistics).
+fn images_of(
+    pairs: &[Pair],
+    classes: &[String],
+    cfg: &ImageTextConfig,
+) -> Result<(ImageStore, Option<Streamed>, Normalization)> {
+    let per_batch = match cfg.decode {
+        DecodeMode::Auto => pairs.len() as u64 * 3 * (cfg.image_size * cfg.image_size) as u64 > HOLD_LIMIT_BYTES,
+        DecodeMode::Start => false,
+        DecodeMode::PerBatch => true,
+    };
+    let mut store = image_store(pairs, classes, cfg);
+    let images = Streamed {
+        sources: pairs.iter().map(|p| p.image.clone()).collect(),
+        params: ImageParams {
+            image_size: Some(cfg.image_size as u32),
+            resize: ResizeMode::Crop,
+            channels: 3,
+            max_pixels: 50_000_000,
+        },
+        pool: decoding_pool(cfg.workers)?,
+    };
+    if !per_batch {
+        store.pixels = images.decode(&(0..pairs.len()).collect::<Vec<_>>())?;
+        let norm = store.normalization(&cfg.mean, &cfg.std, "image_text")?;
+        return Ok((store, None, norm));
+    }
+    // Statistics from images spread over the set, unless given.
+    let given = cfg.mean.is_some() && cfg.std.is_some();
+    let chosen = spread_indices(pairs.len(), if given { 0 } else { STATISTICS_SAMPLES });
+    let sample = ImageStore {
+        pixels: images.decode(&chosen)?,
+        labels: vec![UNLABELLED; chosen.len()],
+        ..image_store(&[], &[], cfg)
+    };
+    let norm = sample.normalization(&cfg.mean, &cfg.std, "image_text")?;
+    Ok((store, Some(images), norm))
 }
 
 /// Each pair's captions from `fields` (`caption`/`captions`: those read with the image; any
