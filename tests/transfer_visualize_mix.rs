@@ -98,6 +98,26 @@ fn transfer_compares_the_checkpoint_with_random_init_and_visualize_draws_feature
     let plain = finetune["pretrained"]["metrics"]["accuracy"].as_f64().unwrap();
     assert!(acc > 0.5 && acc > plain - 0.1, "standardised fine-tune {acc} vs {plain}");
 
+    // Issue 25: LP-FT. The head starts as the linear probe of the same features (the probe
+    // evaluator above, same epochs and seed), so fine-tuning starts from its accuracy.
+    let lpft = dir.path().join("lpft");
+    let task_arg = task.to_str().unwrap();
+    let sets = ["eval.0.head_init=linear_probe", "eval.0.probe_epochs=20", "eval.0.steps=10"];
+    let mut args = vec!["transfer", run.to_str().unwrap(), "--task", task_arg, "--no-baseline", "--out"];
+    args.push(lpft.to_str().unwrap());
+    args.extend(sets.iter().flat_map(|s| ["--set", *s]));
+    pt.ok(&args);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lpft.join("transfer.json")).unwrap()).unwrap();
+    let finetuned = &report["comparisons"][0]["pretrained"];
+    let start = finetuned["metrics"]["probe_accuracy"].as_f64().unwrap();
+    let probe_acc = comparisons[1]["pretrained"]["metrics"]["accuracy"].as_f64().unwrap();
+    assert!((start - probe_acc).abs() < 0.02, "LP-FT starts at {start}, the linear probe scored {probe_acc}");
+    assert_eq!(finetuned["curves"]["accuracy_by_step"][0][0].as_f64(), Some(0.0));
+    assert_eq!(finetuned["curves"]["accuracy_by_step"][0][1].as_f64(), Some(start));
+    let err = pt.fails(&["transfer", run.to_str().unwrap(), "--task", task_arg, "--set", "eval.0.head_init=probe"]);
+    assert!(err.contains("head_init") && err.contains("linear_probe"), "{err}");
+
     // Bad input: a task without [[eval]] entries, and a directory that is no run.
     let empty = write_file(dir.path(), "empty.toml", "# nothing\n");
     let err = pt.fails(&["transfer", run.to_str().unwrap(), "--task", empty.to_str().unwrap()]);

@@ -1,8 +1,10 @@
 //! Fine-tuning on a labelled task: a linear head on `features`, trained together with the
-//! encoder (optionally with its first layers frozen and a lower encoder learning rate). Records
-//! test accuracy against step and wall time, so pretrained and random starts can be compared.
+//! encoder (optionally with its first layers frozen and a lower encoder learning rate), the head
+//! starting random or fitted first on frozen features (LP-FT). Records test accuracy against
+//! step and wall time, so pretrained and random starts can be compared.
 
-use super::features::{accuracy, index_batches, num_classes, transfer_info};
+use super::features::{accuracy, extract, index_batches, num_classes, transfer_info};
+use super::linear_probe::{fit_linear, LinearProbeConfig};
 use pt_optim::{AdamWConfig, Decay, FlatParams, GroupRules, LrMultRule, OptimizerConfig, ScheduleConfig};
 use pt_sdk::prelude::*;
 use pt_sdk::rng::CounterRng;
@@ -57,6 +59,26 @@ pub struct FinetuneConfig {
     // A fresh head on raw pretrained features (one large shared direction, little spread
     // between samples) learns slowly and drags the encoder while it does.
     pub standardize_features: bool,
+    /// how the head starts: "random" (small random weights) or "linear_probe" (fitted first on
+    /// the frozen encoder's standardised features of the whole training split, as
+    /// `linear_probe` does, then fine-tuned from there with them: LP-FT)
+    // LP-FT (Kumar et al. 2022, https://arxiv.org/abs/2202.10054): a random head's gradients
+    // distort pretrained features before the head has learnt anything.
+    pub head_init: HeadInit,
+    /// with head_init = "linear_probe": passes of the probe over the training features
+    #[config(default = 100, min = 1)]
+    pub probe_epochs: u64,
+}
+
+/// How the fine-tuning head starts.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadInit {
+    /// Weights drawn with std 0.02, bias 0.
+    #[default]
+    Random,
+    /// A linear probe fitted on the frozen features (LP-FT).
+    LinearProbe,
 }
 
 impl FinetuneConfig {
@@ -153,6 +175,62 @@ fn test_accuracy(
     Ok(correct / seen.max(1.0))
 }
 
+/// The head before fine-tuning: random, or a linear probe fitted on the frozen encoder's
+/// `output` features of the whole training split (LP-FT). Trainable either way.
+fn initial_head(
+    cfg: &FinetuneConfig,
+    model: &HostModel<'_>,
+    train: &HostData<'_>,
+    (output, dim, classes): (&str, i64, i64),
+    ctx: &StepCtx,
+) -> Result<Head> {
+    let device = ctx.device();
+    if cfg.head_init == HeadInit::LinearProbe {
+        let (features, labels) = extract(model, train, &[output.to_string()], 0, 128, ctx)?;
+        let probe = LinearProbeConfig { epochs: cfg.probe_epochs, ..Default::default() };
+        let fit = fit_linear((&features[0], &labels), classes, &probe, ctx.seed)?;
+        model.set_train(true)?;
+        return Ok(Head {
+            weight: fit.weight.set_requires_grad(true),
+            bias: fit.bias.set_requires_grad(true),
+            standardize: Some((fit.mean, fit.std)),
+        });
+    }
+    tch::manual_seed(ctx.seed as i64);
+    let weight = (Tensor::f_randn([dim, classes], (Kind::Float, device))? * 0.02).set_requires_grad(true);
+    let bias = Tensor::f_zeros([classes], (Kind::Float, device))?.set_requires_grad(true);
+    let standardize = match cfg.standardize_features {
+        true => Some(feature_stats(model, train, output, ctx)?),
+        false => None,
+    };
+    Ok(Head { weight, bias, standardize })
+}
+
+/// AdamW over the encoder (at `lr * encoder_lr_mult`, its first `freeze_layers` groups frozen)
+/// and the head (at `lr`).
+fn optimizer(
+    cfg: &FinetuneConfig,
+    model: &HostModel<'_>,
+    head: &Head,
+    layer_prefixes: &[String],
+) -> Result<(FlatParams, Box<dyn pt_optim::Optimizer>)> {
+    let mut params = model.parameters()?;
+    params.push(("head.weight".into(), head.weight.shallow_clone()));
+    params.push(("head.bias".into(), head.bias.shallow_clone()));
+    let rules = GroupRules {
+        weight_decay: cfg.weight_decay,
+        lr_mult: vec![
+            LrMultRule { prefix: "head.".into(), lr_mult: 1.0 },
+            LrMultRule { prefix: String::new(), lr_mult: cfg.encoder_lr_mult },
+        ],
+        freeze: layer_prefixes.iter().take(cfg.freeze_layers).cloned().collect(),
+    };
+    let flat = FlatParams::new(params, &rules)?;
+    let adamw = AdamWConfig { weight_decay: cfg.weight_decay, ..Default::default() };
+    let opt = pt_optim::build(&OptimizerConfig::AdamW(adamw), &flat)?;
+    Ok((flat, opt))
+}
+
 impl Evaluator for Finetune {
     fn info(&self) -> EvaluatorInfo {
         transfer_info(&self.cfg.layer)
@@ -170,41 +248,26 @@ impl Evaluator for Finetune {
         };
         let dim =
             dim.ok_or_else(|| PtError::config(format!("the architecture does not report the width of '{output}'")))?;
-        let device = ctx.device();
-        tch::manual_seed(ctx.seed as i64);
-        let w = (Tensor::f_randn([dim, classes], (Kind::Float, device))? * 0.02).set_requires_grad(true);
-        let b = Tensor::f_zeros([classes], (Kind::Float, device))?.set_requires_grad(true);
-        let mut params = model.parameters()?;
-        params.push(("head.weight".into(), w.shallow_clone()));
-        params.push(("head.bias".into(), b.shallow_clone()));
-        let mut rules = GroupRules {
-            weight_decay: cfg.weight_decay,
-            lr_mult: vec![
-                LrMultRule { prefix: "head.".into(), lr_mult: 1.0 },
-                LrMultRule { prefix: String::new(), lr_mult: cfg.encoder_lr_mult },
-            ],
-            freeze: Vec::new(),
-        };
-        rules.freeze = info.layer_prefixes.iter().take(cfg.freeze_layers).cloned().collect();
-        let flat = FlatParams::new(params, &rules)?;
-        let mut opt = pt_optim::build(
-            &OptimizerConfig::AdamW(AdamWConfig { weight_decay: cfg.weight_decay, ..Default::default() }),
-            &flat,
-        )?;
+        let started = Instant::now();
+        let head = initial_head(cfg, model, train, (&output, dim, classes), ctx)?;
+        let (flat, mut opt) = optimizer(cfg, model, &head, &info.layer_prefixes)?;
         let schedule = ScheduleConfig { decay: Decay::Linear, warmup_ratio: cfg.warmup_ratio, ..Default::default() };
         let n = train.info()?.num_samples;
-        let standardize = match cfg.standardize_features {
-            true => Some(feature_stats(model, train, &output, ctx)?),
-            false => None,
-        };
-        let head = Head { weight: w, bias: b, standardize };
         let mut order: Vec<u64> = (0..n).collect();
         let (mut epoch, mut pos) = (0u64, usize::MAX);
-        let started = Instant::now();
         let mut by_step = Vec::new();
         let mut by_time = Vec::new();
         let mut train_seconds = 0.0;
         let mut best: f64 = 0.0;
+        let mut report = EvalReport::default();
+        if cfg.head_init == HeadInit::LinearProbe {
+            // Where fine-tuning starts: the probe's own accuracy, after the time it took.
+            train_seconds = started.elapsed().as_secs_f64();
+            let acc = test_accuracy(model, (&head, &output), test, cfg.max_test_samples, ctx)?;
+            report = report.metric("probe_accuracy", acc);
+            by_step.push((0.0, acc));
+            by_time.push((train_seconds, acc));
+        }
         model.set_train(true)?;
         for step in 0..cfg.steps {
             crate::train::interrupt::check("finetune")?;
@@ -239,7 +302,7 @@ impl Evaluator for Finetune {
             }
         }
         let final_acc = by_step.last().map(|p| p.1).unwrap_or(0.0);
-        let mut report = EvalReport::default()
+        report = report
             .metric("accuracy", final_acc)
             .metric("best_accuracy", best)
             .metric("feature_dim", dim as f64)

@@ -52,19 +52,28 @@ impl Component for LinearProbe {
     }
 }
 
-/// Trains `[D] -> [C]` logistic regression on features; returns (test accuracy, train accuracy).
-pub fn fit_linear(
-    train: (&Tensor, &Tensor),
-    test: (&Tensor, &Tensor),
-    classes: i64,
-    cfg: &LinearProbeConfig,
-    seed: u64,
-) -> Result<(f64, f64)> {
-    let (xtr, ytr) = train;
-    let mean = xtr.f_mean_dim(Some(&[0i64][..]), true, Kind::Float)?;
-    let std = xtr.f_std_dim(Some(&[0i64][..]), false, true)?.f_clamp_min(1e-6)?;
-    let norm = |x: &Tensor| -> Result<Tensor> { Ok(x.f_sub(&mean)?.f_div(&std)?) };
-    let (xtr, xte) = (norm(xtr)?, norm(test.0)?);
+/// A linear classifier on features standardised with fixed statistics of its training set.
+pub struct LinearHead {
+    pub weight: Tensor, // [D, C]
+    pub bias: Tensor,   // [C]
+    pub mean: Tensor,   // [1, D]
+    pub std: Tensor,    // [1, D]
+}
+
+impl LinearHead {
+    /// features [N, D] → logits [N, C]
+    pub fn logits(&self, features: &Tensor) -> Result<Tensor> {
+        let x = features.f_sub(&self.mean)?.f_div(&self.std)?;
+        Ok(x.f_matmul(&self.weight)?.f_add(&self.bias)?)
+    }
+}
+
+/// Trains `[D] -> [C]` logistic regression on standardised features `train` (features, labels).
+pub fn fit_linear(train: (&Tensor, &Tensor), classes: i64, cfg: &LinearProbeConfig, seed: u64) -> Result<LinearHead> {
+    let (x, y) = train;
+    let mean = x.f_mean_dim(Some(&[0i64][..]), true, Kind::Float)?;
+    let std = x.f_std_dim(Some(&[0i64][..]), false, true)?.f_clamp_min(1e-6)?;
+    let xtr = x.f_sub(&mean)?.f_div(&std)?;
     let d = xtr.size()[1];
     let device = xtr.device();
     tch::manual_seed(seed as i64);
@@ -78,31 +87,22 @@ pub fn fit_linear(
         &OptimizerConfig::AdamW(AdamWConfig { weight_decay: cfg.weight_decay, ..Default::default() }),
         &flat,
     )?;
-    let n = xtr.size()[0] as u64;
-    let mut order: Vec<i64> = (0..n as i64).collect();
+    let mut order: Vec<i64> = (0..xtr.size()[0]).collect();
     for epoch in 0..cfg.epochs {
         crate::train::interrupt::check("linear_probe")?;
         CounterRng::new(seed, &[0x50524F42, epoch]).shuffle(&mut order);
         for chunk in order.chunks(cfg.batch_size as usize) {
             let idx = Tensor::from_slice(chunk).to_device(device);
             let logits = xtr.f_index_select(0, &idx)?.f_matmul(&w)?.f_add(&b)?;
-            let loss = logits.f_cross_entropy_loss::<Tensor>(
-                &ytr.f_index_select(0, &idx)?,
-                None,
-                tch::Reduction::Mean,
-                -100,
-                0.0,
-            )?;
+            let labels = y.f_index_select(0, &idx)?;
+            let loss = logits.f_cross_entropy_loss::<Tensor>(&labels, None, tch::Reduction::Mean, -100, 0.0)?;
             loss.f_backward()?;
             let g = flat.flat_grad()?;
             opt.step(&flat, &g, cfg.lr, &Default::default())?;
             flat.zero_grad()?;
         }
     }
-    let _guard = tch::no_grad_guard();
-    let test_acc = accuracy(&xte.f_matmul(&w)?.f_add(&b)?, test.1)?;
-    let train_acc = accuracy(&xtr.f_matmul(&w)?.f_add(&b)?, ytr)?;
-    Ok((test_acc, train_acc))
+    Ok(LinearHead { weight: w.detach(), bias: b.detach(), mean, std })
 }
 
 impl Evaluator for LinearProbe {
@@ -118,7 +118,10 @@ impl Evaluator for LinearProbe {
         let (ytr, yte) = (&data.train.1, &data.test.1);
         let mut reports = Vec::new();
         for (xtr, xte) in data.train.0.iter().zip(&data.test.0) {
-            let (test_acc, train_acc) = fit_linear((xtr, ytr), (xte, yte), data.classes, &self.cfg, ctx.seed)?;
+            let head = fit_linear((xtr, ytr), data.classes, &self.cfg, ctx.seed)?;
+            let _guard = tch::no_grad_guard();
+            let test_acc = accuracy(&head.logits(xte)?, yte)?;
+            let train_acc = accuracy(&head.logits(xtr)?, ytr)?;
             reports.push(
                 EvalReport::default()
                     .metric("accuracy", test_acc)

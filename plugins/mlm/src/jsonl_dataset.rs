@@ -34,6 +34,8 @@ pub struct JsonlConfig {
     pub labels: Option<Vec<String>>,
     /// skip (and count) lines that are not JSON objects with the fields, instead of failing
     pub skip_bad_lines: bool,
+    /// keep the first N lines of each class, in file order (0: all): few-label transfer
+    pub max_per_class: u64,
 }
 
 pub struct JsonlDataset {
@@ -96,7 +98,8 @@ impl Component for JsonlDataset {
             }),
         );
         let cache_path = paths::cache_dir(ctx)?.join(format!("{kind}-{}.bin", &key[..16]));
-        let index = RecordIndex::open_or_build(&files, &cache_path, &key, kind, || build(&files, &tokenizer, &config))?;
+        let mut index =
+            RecordIndex::open_or_build(&files, &cache_path, &key, kind, || build(&files, &tokenizer, &config))?;
         if index.is_empty() {
             return Err(PtError::data(format!(
                 "jsonl: no samples in {}",
@@ -105,7 +108,10 @@ impl Component for JsonlDataset {
         }
 
         let classes: Vec<String> = serde_json::from_value(index.meta["classes"].clone())?;
-        let class_counts: Vec<u64> = serde_json::from_value(index.meta["class_counts"].clone())?;
+        let mut class_counts: Vec<u64> = serde_json::from_value(index.meta["class_counts"].clone())?;
+        if config.max_per_class > 0 {
+            class_counts = keep_per_class(&mut index.records, classes.len(), config.max_per_class);
+        }
         let stats: PassStats = serde_json::from_value(index.meta["stats"].clone())?;
         let mut notes = serde_json::Map::new();
         tokenizer.notes(&mut notes);
@@ -253,6 +259,20 @@ fn build(files: &[PathBuf], tokenizer: &TextTokenizer, config: &JsonlConfig) -> 
     Ok((records, json!({"stats": stats, "classes": classes, "class_counts": class_counts})))
 }
 
+/// Keeps the first `n` records of each of `classes` classes (unlabelled records stay); returns
+/// the counts left per class.
+fn keep_per_class(records: &mut Vec<Record>, classes: usize, n: u64) -> Vec<u64> {
+    let mut counts = vec![0u64; classes];
+    records.retain(|r| {
+        let Some(count) = usize::try_from(r.label).ok().and_then(|c| counts.get_mut(c)) else {
+            return true;
+        };
+        *count += 1;
+        *count <= n
+    });
+    counts.iter().map(|&c| c.min(n)).collect()
+}
+
 fn skip_or_fail(skip: bool, stats: &mut PassStats, file: &str, number: u64, why: &str) -> Result<()> {
     if !skip {
         return Err(PtError::data(format!("{file}:{number}: {why} (set skip_bad_lines = true to skip such lines)")));
@@ -296,5 +316,23 @@ impl Dataset for JsonlDataset {
             batch.insert("label", Tensor::from_slice(&labels));
         }
         Ok(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(label: i32) -> Record {
+        Record { line: LineRef { offset: 0, file: 0, len: 0 }, num_tokens: 1, label }
+    }
+
+    #[test]
+    fn keep_per_class_keeps_the_first_lines_of_each_class_and_every_unlabelled_one() {
+        let labels = [0, 1, 0, NO_LABEL, 0, 1, 2, 0];
+        let mut records: Vec<Record> = labels.iter().map(|&l| record(l)).collect();
+        let counts = keep_per_class(&mut records, 4, 2);
+        assert_eq!(records.iter().map(|r| r.label).collect::<Vec<_>>(), [0, 1, 0, NO_LABEL, 1, 2]);
+        assert_eq!(counts, [2, 2, 1, 0]);
     }
 }
