@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The GPU experiments behind the README's SimCLR (issue 7), semi-supervised (issue 9) and
-# distributed (issue 10) results, as one script for a lent GPU machine. Here:
+# The GPU experiments behind the README's SimCLR (issue 7), semi-supervised (issue 9), distributed
+# (issue 10) and text-pretraining (issue 25) results, as one script for a lent GPU machine. Here:
 # cargo build --release --workspace && bash scripts/pack_device.sh. There (repo root, `.gpu/`
-# carried): bash scripts/gpu_experiments.sh [ddp] [semi] [simclr]   (default: all three)
+# carried): bash scripts/gpu_experiments.sh [ddp] [semi] [simclr] [text]   (default: all four)
 #  ddp    `pt launch` of 1 process with NCCL (the multi-GPU code path on the one GPU) next to a
 #         plain process (same losses?) and to Gloo; 2 Gloo ranks sharing the GPU with and without
 #         the overlapped all-reduce and with synchronised BatchNorm; SimCLR's gather and SyncBN
@@ -14,6 +14,8 @@
 #         (accuracy only). SEED=1 for the second seed.
 #  simclr SimCLR on Fashion-MNIST's 60k images (resnet18, CIFAR-style stem, 2 x 512 views, LARS),
 #         as many steps as fit in $SIMCLR_SECONDS; the probes; `pt transfer` to two tasks.
+#  text   MLM on BERT-small (recipes/mlm-bert-small-gpu.toml) for $TEXT_SECONDS, then the three text
+#         tasks with 3 seeds, plain fine-tuning and LP-FT side by side (issue 25).
 # Run directories (without checkpoints) come back in $OUT/runs.tar.gz.
 set -uo pipefail
 source scripts/device_env.sh
@@ -96,8 +98,30 @@ simclr() {
   done
 }
 
+text() {
+  # Issue 25: where text pretraining starts to pay off. BERT-small MLM for $TEXT_SECONDS, then the
+  # three text tasks with 3 seeds, fine-tuned (the task's head, then LP-FT) and probed.
+  TEXT_SECONDS="${TEXT_SECONDS:-480}"
+  local mlm=(--recipe recipes/mlm-bert-small-gpu.toml --quiet)
+  LIMIT=120 t pt train "${mlm[@]}" --max-steps 60 --set run.log_every=20 --set 'eval=[]' --run-dir "$RUNS/mlm-calibration"
+  per_step=$(step_time "$RUNS/mlm-calibration") || return 1
+  steps=$(python3 -c "print(max(500, min(40000, int($TEXT_SECONDS / $per_step) // 500 * 500)))")
+  echo "MLM bert-small: $per_step s/step alone -> $steps steps"
+  LIMIT=$((TEXT_SECONDS * 2)) t pt train "${mlm[@]}" --max-steps "$steps" --set checkpoint.every=$((steps / 2)) \
+    --set run.max_minutes=$(python3 -c "print($TEXT_SECONDS * 1.4 / 60)") --run-dir "$RUNS/mlm-bert-small"
+  results "$RUNS/mlm-bert-small"
+  for task in fortunes debian-sections wordnet-pos; do
+    (LIMIT=400 t pt transfer "$RUNS/mlm-bert-small" --task "$task" --seeds 3 --out "$RUNS/transfer-$task" \
+       > "$RUNS/transfer-$task.log" 2>&1
+     LIMIT=400 t pt transfer "$RUNS/mlm-bert-small" --task "$task" --seeds 3 --out "$RUNS/transfer-$task-lpft" \
+       --set eval.0.head_init=linear_probe > "$RUNS/transfer-$task-lpft.log" 2>&1) &
+  done
+  wait
+  for log in "$RUNS"/transfer-*.log; do echo "== $log"; grep -E 'seeds|^(finetune|linear_probe)' "$log"; done
+}
+
 SECTIONS=("$@")
-[[ ${#SECTIONS[@]} -eq 0 ]] && SECTIONS=(ddp semi simclr)
+[[ ${#SECTIONS[@]} -eq 0 ]] && SECTIONS=(ddp semi simclr text)
 for section in "${SECTIONS[@]}"; do
   echo "=== $section ($(date +%T))"
   "$section"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Packs what a lent GPU machine needs (it has PyTorch but no Rust toolchain and no network) into
 # the git-ignored folder .gpu/ of the repo, under the device tool's 64 MiB limit: the release
-# binaries and plugins (stripped, xz), Fashion-MNIST + MNIST (xz) and the first 4 MB of the text
-# set. There, scripts/gpu_check.sh and scripts/gpu_experiments.sh unpack it.
+# binaries and plugins (stripped, xz), Fashion-MNIST + MNIST (xz), the text set (xz) and the text
+# tasks. There, scripts/gpu_check.sh and scripts/gpu_experiments.sh unpack it.
 #   cargo build --release --workspace && bash scripts/pack_device.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,9 @@ for set in fashion-mnist mnist; do
   cp "$DATA/images/$set"/*.txt ".gpu/data/images/$set/" 2>/dev/null || true
   for f in "$DATA/images/$set"/*-ubyte; do xz -9 -T2 -c "$f" > ".gpu/data/images/$set/$(basename "$f").xz"; done
 done
-head -c 4000000 "$DATA/text/train.txt" | xz -9 > .gpu/data/text/train.txt.xz
+# All of the text (the text section of gpu_experiments.sh pretrains on it) and the text tasks.
+xz -9 -T2 -c "$DATA/text/train.txt" > .gpu/data/text/train.txt.xz
 cp "$DATA/text/valid.txt" .gpu/data/text/
+cp -r "$DATA/text/fortunes-cls" .gpu/data/text/
+cp -r "$DATA/text-tasks" .gpu/data/
 du -sh .gpu

@@ -55,7 +55,8 @@ pub struct FinetuneConfig {
     #[config(default = 0.1)]
     pub head_dropout: f64,
     /// standardise features before the head with their mean and std over (up to 2,048)
-    /// training samples at the start, fixed after, as the linear probe does
+    /// training samples at the start, fixed after, as the linear probe does (head_init =
+    /// "linear_probe" always standardises, with the statistics of the whole training split)
     // A fresh head on raw pretrained features (one large shared direction, little spread
     // between samples) learns slowly and drags the encoder while it does.
     pub standardize_features: bool,
@@ -189,7 +190,6 @@ fn initial_head(
         let (features, labels) = extract(model, train, &[output.to_string()], 0, 128, ctx)?;
         let probe = LinearProbeConfig { epochs: cfg.probe_epochs, ..Default::default() };
         let fit = fit_linear((&features[0], &labels), classes, &probe, ctx.seed)?;
-        model.set_train(true)?;
         return Ok(Head {
             weight: fit.weight.set_requires_grad(true),
             bias: fit.bias.set_requires_grad(true),
@@ -267,6 +267,7 @@ impl Evaluator for Finetune {
             report = report.metric("probe_accuracy", acc);
             by_step.push((0.0, acc));
             by_time.push((train_seconds, acc));
+            best = acc;
         }
         model.set_train(true)?;
         for step in 0..cfg.steps {
