@@ -34,7 +34,8 @@ for run in sys.argv[1:]:
         s = json.load(open(run + "/summary.json"))
     except OSError as e:
         print(f"{run}: no summary ({e})"); continue
-    evals = {k: round(v["metrics"].get("accuracy", float("nan")), 4) for k, v in s.get("evals", {}).items()}
+    pick = lambda m: m.get("accuracy", m.get("mlm_accuracy", float("nan")))
+    evals = {k: round(pick(v["metrics"]), 4) for k, v in s.get("evals", {}).items()}
     print(f"{run}: step {s.get('step')} ({s.get('stop')}), {s.get('seconds', 0):.0f} s, last loss {s.get('last_loss')}, {evals}")
 PY
 }

@@ -115,6 +115,10 @@ fn transfer_compares_the_checkpoint_with_random_init_and_visualize_draws_feature
     assert!((start - probe_acc).abs() < 0.02, "LP-FT starts at {start}, the linear probe scored {probe_acc}");
     assert_eq!(finetuned["curves"]["accuracy_by_step"][0][0].as_f64(), Some(0.0));
     assert_eq!(finetuned["curves"]["accuracy_by_step"][0][1].as_f64(), Some(start));
+    assert_eq!(finetuned["curves"]["accuracy_by_step"].as_array().unwrap().len(), 3, "steps 0, 5 and 10");
+    let metric = |name: &str| finetuned["metrics"][name].as_f64().unwrap();
+    let (end, best) = (metric("accuracy"), metric("best_accuracy"));
+    assert!(end > 0.5 && best >= start, "LP-FT from {start} ended at {end}, best {best}");
     let err = pt.fails(&["transfer", run.to_str().unwrap(), "--task", task_arg, "--set", "eval.0.head_init=probe"]);
     assert!(err.contains("head_init") && err.contains("linear_probe"), "{err}");
 

@@ -4,6 +4,7 @@
 
 pub const BUILT_IN: &[(&str, &str)] = &[
     ("mlm-bert", include_str!("../../recipes/mlm-bert.toml")),
+    ("mlm-bert-small-gpu", include_str!("../../recipes/mlm-bert-small-gpu.toml")),
     ("electra-bert", include_str!("../../recipes/electra-bert.toml")),
     ("supervised-resnet18", include_str!("../../recipes/supervised-resnet18.toml")),
     ("supervised-resnet18-fashion", include_str!("../../recipes/supervised-resnet18-fashion.toml")),

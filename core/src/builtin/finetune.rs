@@ -4,7 +4,7 @@
 //! step and wall time, so pretrained and random starts can be compared.
 
 use super::features::{accuracy, extract, index_batches, num_classes, transfer_info};
-use super::linear_probe::{fit_linear, LinearProbeConfig};
+use super::linear_probe::{column_stats, fit_linear, LinearHead, LinearProbeConfig};
 use pt_optim::{AdamWConfig, Decay, FlatParams, GroupRules, LrMultRule, OptimizerConfig, ScheduleConfig};
 use pt_sdk::prelude::*;
 use pt_sdk::rng::CounterRng;
@@ -55,14 +55,13 @@ pub struct FinetuneConfig {
     #[config(default = 0.1)]
     pub head_dropout: f64,
     /// standardise features before the head with their mean and std over (up to 2,048)
-    /// training samples at the start, fixed after, as the linear probe does (head_init =
-    /// "linear_probe" always standardises, with the statistics of the whole training split)
+    /// training samples at the start, fixed after, as the linear probe does
     // A fresh head on raw pretrained features (one large shared direction, little spread
     // between samples) learns slowly and drags the encoder while it does.
     pub standardize_features: bool,
     /// how the head starts: "random" (small random weights) or "linear_probe" (fitted first on
-    /// the frozen encoder's standardised features of the whole training split, as
-    /// `linear_probe` does, then fine-tuned from there with them: LP-FT)
+    /// the frozen encoder's standardised features of the whole training split with
+    /// `linear_probe`'s defaults, then fine-tuned from there, standardisation kept: LP-FT)
     // LP-FT (Kumar et al. 2022, https://arxiv.org/abs/2202.10054): a random head's gradients
     // distort pretrained features before the head has learnt anything.
     pub head_init: HeadInit,
@@ -107,24 +106,6 @@ fn forward_to(model: &HostModel<'_>, mut batch: Tensors, output: &str, ctx: &Ste
 /// Training samples the standardisation statistics are taken over.
 const STATS_SAMPLES: u64 = 2048;
 
-/// The linear head, after the optional fixed standardisation of its input.
-struct Head {
-    weight: Tensor,                        // [dim, classes]
-    bias: Tensor,                          // [classes]
-    standardize: Option<(Tensor, Tensor)>, // mean, std: [1, dim]
-}
-
-impl Head {
-    /// features [B, dim] (any float kind) → logits [B, classes]
-    fn logits(&self, features: &Tensor, dropout: f64, train: bool) -> Result<Tensor> {
-        let mut f = features.to_kind(Kind::Float);
-        if let Some((mean, std)) = &self.standardize {
-            f = f.f_sub(mean)?.f_div(std)?;
-        }
-        Ok(f.f_dropout(dropout, train)?.f_matmul(&self.weight)?.f_add(&self.bias)?)
-    }
-}
-
 /// Mean and std per feature of the encoder (in eval mode) over the first training samples.
 fn feature_stats(model: &HostModel<'_>, train: &HostData<'_>, output: &str, ctx: &StepCtx) -> Result<(Tensor, Tensor)> {
     let _guard = tch::no_grad_guard();
@@ -135,10 +116,7 @@ fn feature_stats(model: &HostModel<'_>, train: &HostData<'_>, output: &str, ctx:
         rows.push(forward_to(model, train.get_batch(&idx, ctx)?, output, ctx)?.to_kind(Kind::Float));
     }
     model.set_train(true)?;
-    let all = Tensor::f_cat(&rows, 0)?;
-    let mean = all.f_mean_dim(Some(&[0i64][..]), true, Kind::Float)?;
-    let std = all.f_std_dim(Some(&[0i64][..]), false, true)?.f_clamp_min(1e-6)?;
-    Ok((mean, std))
+    column_stats(&Tensor::f_cat(&rows, 0)?)
 }
 
 pub struct Finetune {
@@ -156,7 +134,7 @@ impl Component for Finetune {
 
 fn test_accuracy(
     model: &HostModel<'_>,
-    (head, output): (&Head, &str),
+    (head, output): (&LinearHead, &str),
     test: &HostData<'_>,
     limit: u64,
     ctx: &StepCtx,
@@ -168,7 +146,7 @@ fn test_accuracy(
     for idx in index_batches(n, 128) {
         let batch = test.get_batch(&idx, ctx)?;
         let labels = batch.require("label")?.shallow_clone();
-        let logits = head.logits(&forward_to(model, batch, output, ctx)?, 0.0, false)?;
+        let logits = head.logits(&forward_to(model, batch, output, ctx)?)?;
         correct += accuracy(&logits, &labels)? * idx.len() as f64;
         seen += idx.len() as f64;
     }
@@ -184,26 +162,27 @@ fn initial_head(
     train: &HostData<'_>,
     (output, dim, classes): (&str, i64, i64),
     ctx: &StepCtx,
-) -> Result<Head> {
-    let device = ctx.device();
+) -> Result<LinearHead> {
     if cfg.head_init == HeadInit::LinearProbe {
         let (features, labels) = extract(model, train, &[output.to_string()], 0, 128, ctx)?;
         let probe = LinearProbeConfig { epochs: cfg.probe_epochs, ..Default::default() };
         let fit = fit_linear((&features[0], &labels), classes, &probe, ctx.seed)?;
-        return Ok(Head {
+        return Ok(LinearHead {
             weight: fit.weight.set_requires_grad(true),
             bias: fit.bias.set_requires_grad(true),
-            standardize: Some((fit.mean, fit.std)),
+            ..fit
         });
     }
+    let device = ctx.device();
     tch::manual_seed(ctx.seed as i64);
     let weight = (Tensor::f_randn([dim, classes], (Kind::Float, device))? * 0.02).set_requires_grad(true);
     let bias = Tensor::f_zeros([classes], (Kind::Float, device))?.set_requires_grad(true);
-    let standardize = match cfg.standardize_features {
-        true => Some(feature_stats(model, train, output, ctx)?),
-        false => None,
+    let (mean, std) = match cfg.standardize_features {
+        true => feature_stats(model, train, output, ctx)?,
+        // The identity: (x - 0) / 1 is x exactly.
+        false => (Tensor::f_zeros([1, dim], (Kind::Float, device))?, Tensor::f_ones([1, dim], (Kind::Float, device))?),
     };
-    Ok(Head { weight, bias, standardize })
+    Ok(LinearHead { weight, bias, mean, std })
 }
 
 /// AdamW over the encoder (at `lr * encoder_lr_mult`, its first `freeze_layers` groups frozen)
@@ -211,7 +190,7 @@ fn initial_head(
 fn optimizer(
     cfg: &FinetuneConfig,
     model: &HostModel<'_>,
-    head: &Head,
+    head: &LinearHead,
     layer_prefixes: &[String],
 ) -> Result<(FlatParams, Box<dyn pt_optim::Optimizer>)> {
     let mut params = model.parameters()?;
@@ -285,7 +264,7 @@ impl Evaluator for Finetune {
             let batch = train.get_batch(idx, &step_ctx)?;
             let labels = batch.require("label")?.shallow_clone();
             let features = forward_to(model, batch, &output, &step_ctx)?;
-            let logits = head.logits(&features, cfg.head_dropout, true)?;
+            let logits = head.forward(&features, cfg.head_dropout, true)?;
             let loss = logits.f_cross_entropy_loss::<Tensor>(&labels, None, tch::Reduction::Mean, -100, 0.0)?;
             loss.f_backward()?;
             let g = flat.flat_grad()?;

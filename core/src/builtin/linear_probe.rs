@@ -52,7 +52,7 @@ impl Component for LinearProbe {
     }
 }
 
-/// A linear classifier on features standardised with fixed statistics of its training set.
+/// A linear classifier on features standardised with fixed statistics.
 pub struct LinearHead {
     pub weight: Tensor, // [D, C]
     pub bias: Tensor,   // [C]
@@ -61,18 +61,31 @@ pub struct LinearHead {
 }
 
 impl LinearHead {
+    /// features [N, D] (any float kind) → logits [N, C], with dropout on the standardised
+    /// features while training.
+    pub fn forward(&self, features: &Tensor, dropout: f64, train: bool) -> Result<Tensor> {
+        let x = features.to_kind(Kind::Float).f_sub(&self.mean)?.f_div(&self.std)?;
+        Ok(x.f_dropout(dropout, train)?.f_matmul(&self.weight)?.f_add(&self.bias)?)
+    }
+
     /// features [N, D] → logits [N, C]
     pub fn logits(&self, features: &Tensor) -> Result<Tensor> {
-        let x = features.f_sub(&self.mean)?.f_div(&self.std)?;
-        Ok(x.f_matmul(&self.weight)?.f_add(&self.bias)?)
+        self.forward(features, 0.0, false)
     }
 }
 
-/// Trains `[D] -> [C]` logistic regression on standardised features `train` (features, labels).
-pub fn fit_linear(train: (&Tensor, &Tensor), classes: i64, cfg: &LinearProbeConfig, seed: u64) -> Result<LinearHead> {
-    let (x, y) = train;
+/// Mean and standard deviation (at least 1e-6) of each column of `x` [N, D], each [1, D].
+pub fn column_stats(x: &Tensor) -> Result<(Tensor, Tensor)> {
     let mean = x.f_mean_dim(Some(&[0i64][..]), true, Kind::Float)?;
     let std = x.f_std_dim(Some(&[0i64][..]), false, true)?.f_clamp_min(1e-6)?;
+    Ok((mean, std))
+}
+
+/// Trains `[D] -> [C]` logistic regression on `train` (features, labels), standardising the
+/// features with their own statistics, which the returned head keeps.
+pub fn fit_linear(train: (&Tensor, &Tensor), classes: i64, cfg: &LinearProbeConfig, seed: u64) -> Result<LinearHead> {
+    let (x, y) = train;
+    let (mean, std) = column_stats(x)?;
     let xtr = x.f_sub(&mean)?.f_div(&std)?;
     let d = xtr.size()[1];
     let device = xtr.device();

@@ -148,17 +148,27 @@ fn first_reaching(curve: &[(f64, f64)], target: f64) -> Option<f64> {
     curve.iter().find(|(_, acc)| *acc >= target - 1e-12).map(|(x, _)| *x)
 }
 
+/// The points of `report`'s `name` curve after training started: an LP-FT head's step-0 point
+/// (its probe) is where fine-tuning starts, not a step it took.
+fn trained_points(report: &EvalReport, name: &str) -> Option<Vec<(f64, f64)>> {
+    let by_step = report.curves.get("accuracy_by_step")?;
+    let curve = report.curves.get(name)?;
+    Some(curve.iter().zip(by_step).filter(|(_, (step, _))| *step > 0.0).map(|(p, _)| *p).collect())
+}
+
 pub fn speedup(pretrained: &EvalReport, random: &EvalReport) -> Option<Speedup> {
-    let (p_step, r_step) = (pretrained.curves.get("accuracy_by_step")?, random.curves.get("accuracy_by_step")?);
-    let (p_time, r_time) = (pretrained.curves.get("accuracy_by_seconds")?, random.curves.get("accuracy_by_seconds")?);
+    let (p_step, r_step) =
+        (trained_points(pretrained, "accuracy_by_step")?, trained_points(random, "accuracy_by_step")?);
+    let (p_time, r_time) =
+        (trained_points(pretrained, "accuracy_by_seconds")?, trained_points(random, "accuracy_by_seconds")?);
     let best = r_step.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
     if !best.is_finite() {
         return None;
     }
-    let random_best_step = first_reaching(r_step, best)?;
-    let random_best_seconds = first_reaching(r_time, best)?;
-    let pretrained_step = first_reaching(p_step, best);
-    let pretrained_seconds = first_reaching(p_time, best);
+    let random_best_step = first_reaching(&r_step, best)?;
+    let random_best_seconds = first_reaching(&r_time, best)?;
+    let pretrained_step = first_reaching(&p_step, best);
+    let pretrained_seconds = first_reaching(&p_time, best);
     Some(Speedup {
         random_best_accuracy: best,
         random_best_step,
@@ -303,5 +313,16 @@ mod tests {
         let s = speedup(&worse, &random).unwrap();
         assert_eq!((s.pretrained_step, s.step_speedup), (None, None));
         assert!(speedup(&EvalReport::default(), &random).is_none(), "no curves, no speed-up");
+    }
+
+    #[test]
+    fn an_lp_ft_heads_starting_point_is_not_a_step() {
+        // Step 0 is the probe the head starts from: the pretrained probe alone reaching random
+        // init's best must not read as an infinite speed-up, nor random init's probe as its best.
+        let random = report(&[(0.0, 0.7), (50.0, 0.5), (100.0, 0.6)], &[(1.0, 0.7), (5.0, 0.5), (10.0, 0.6)]);
+        let pretrained = report(&[(0.0, 0.65), (50.0, 0.6), (100.0, 0.7)], &[(1.0, 0.65), (4.0, 0.6), (8.0, 0.7)]);
+        let s = speedup(&pretrained, &random).unwrap();
+        assert_eq!((s.random_best_accuracy, s.random_best_step, s.pretrained_step), (0.6, 100.0, Some(50.0)));
+        assert_eq!((s.step_speedup, s.time_speedup), (Some(2.0), Some(2.5)));
     }
 }

@@ -121,6 +121,10 @@ impl Component for JsonlDataset {
         notes.insert("truncated_lines".into(), json!(index.records.iter().filter(|r| r.num_tokens > room).count()));
         notes.insert("num_tokens".into(), json!(index.records.iter().map(|r| r.num_tokens as u64).sum::<u64>()));
         notes.insert("labelled".into(), json!(!classes.is_empty()));
+        if config.max_per_class > 0 {
+            // The tokenizer pass statistics above are of the whole files.
+            notes.insert("max_per_class".into(), json!(config.max_per_class));
+        }
         notes.insert("cache".into(), json!(index.cache_path.display().to_string()));
         Ok(JsonlDataset {
             tokenizer,
