@@ -106,19 +106,6 @@ fn forward_to(model: &HostModel<'_>, mut batch: Tensors, output: &str, ctx: &Ste
 /// Training samples the standardisation statistics are taken over.
 const STATS_SAMPLES: u64 = 2048;
 
-/// Mean and std per feature of the encoder (in eval mode) over the first training samples.
-fn feature_stats(model: &HostModel<'_>, train: &HostData<'_>, output: &str, ctx: &StepCtx) -> Result<(Tensor, Tensor)> {
-    let _guard = tch::no_grad_guard();
-    model.set_train(false)?;
-    let n = train.info()?.num_samples.min(STATS_SAMPLES);
-    let mut rows = Vec::new();
-    for idx in index_batches(n, 128) {
-        rows.push(forward_to(model, train.get_batch(&idx, ctx)?, output, ctx)?.to_kind(Kind::Float));
-    }
-    model.set_train(true)?;
-    column_stats(&Tensor::f_cat(&rows, 0)?)
-}
-
 pub struct Finetune {
     cfg: FinetuneConfig,
 }
@@ -178,7 +165,8 @@ fn initial_head(
     let weight = (Tensor::f_randn([dim, classes], (Kind::Float, device))? * 0.02).set_requires_grad(true);
     let bias = Tensor::f_zeros([classes], (Kind::Float, device))?.set_requires_grad(true);
     let (mean, std) = match cfg.standardize_features {
-        true => feature_stats(model, train, output, ctx)?,
+        // The frozen encoder's statistics over the first training samples.
+        true => column_stats(&extract(model, train, &[output.to_string()], STATS_SAMPLES, 128, ctx)?.0[0])?,
         // The identity: (x - 0) / 1 is x exactly.
         false => (Tensor::f_zeros([1, dim], (Kind::Float, device))?, Tensor::f_ones([1, dim], (Kind::Float, device))?),
     };
