@@ -48,6 +48,11 @@ pub struct Args {
     /// `discriminator` for ELECTRA).
     #[arg(long)]
     role: Option<String>,
+    /// Build the random-init arm with this architecture setting instead of the run's, e.g.
+    /// --baseline-set arch.initializer_range=0.02 when pretraining used another initialisation
+    /// scale than the one that trains best from scratch (repeatable; arch. keys only).
+    #[arg(long = "baseline-set", value_name = "arch.KEY=VALUE", conflicts_with = "no_baseline")]
+    baseline_set: Vec<String>,
 }
 
 /// A task's text and name: a built-in task or a task file.
@@ -75,10 +80,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&out)?;
     crate::logging::log_to_file(&out.join("transfer.log"))?;
     let mut progress = |line: &str| errln!("{line}");
-    let opts =
-        pt_core::transfer::TransferOptions { baseline: !args.no_baseline, seeds: args.seeds, role: args.role.clone() };
+    let opts = pt_core::transfer::TransferOptions {
+        baseline: !args.no_baseline,
+        seeds: args.seeds,
+        role: args.role.clone(),
+        baseline_overrides: args.baseline_set.clone(),
+    };
     let report = pt_core::transfer::run(&reg, &run_dir, ckpt, task, &name, &out, &opts, &mut progress)?;
     outln!("transfer {} from {} (step {})", name, report.checkpoint.display(), report.checkpoint_step);
+    if !report.baseline_overrides.is_empty() {
+        outln!("random init with {}", report.baseline_overrides.join(", "));
+    }
     print_table(&report, opts.baseline);
     for c in &report.comparisons {
         if let Some(s) = &c.speedup {

@@ -1,5 +1,6 @@
 //! Learning-rate schedules: linear warmup, then constant / linear / cosine / polynomial decay
-//! to `min_lr_ratio * base_lr`. A pure function of the step, so resuming needs only the step.
+//! to `min_lr_ratio * base_lr`, over the whole run or only its last `decay_ratio` (warmup-stable-
+//! decay). A pure function of the step, so resuming needs only the step.
 
 use pt_sdk::{bail, Result};
 use serde::{Deserialize, Serialize};
@@ -35,11 +36,23 @@ pub struct ScheduleConfig {
     pub min_lr_ratio: f64,
     /// Exponent of the polynomial decay (1 = linear). Default 1.
     pub power: f64,
+    /// The decay takes the last `decay_ratio` of the run (rounded up); until then the rate stays
+    /// at its peak after the warmup (warmup-stable-decay, Hägele et al. 2024,
+    /// <https://arxiv.org/abs/2405.18392>; torchtitan's `decay_ratio`). Default 1: the decay
+    /// starts right after the warmup.
+    pub decay_ratio: f64,
 }
 
 impl Default for ScheduleConfig {
     fn default() -> Self {
-        ScheduleConfig { decay: Decay::Constant, warmup_steps: 0, warmup_ratio: 0.0, min_lr_ratio: 0.0, power: 1.0 }
+        ScheduleConfig {
+            decay: Decay::Constant,
+            warmup_steps: 0,
+            warmup_ratio: 0.0,
+            min_lr_ratio: 0.0,
+            power: 1.0,
+            decay_ratio: 1.0,
+        }
     }
 }
 
@@ -61,6 +74,12 @@ impl ScheduleConfig {
         if self.power != 1.0 && self.decay != Decay::Polynomial {
             bail!(Config, "power only applies to decay = \"polynomial\" (decay is {:?})", self.decay);
         }
+        if !(self.decay_ratio.is_finite() && self.decay_ratio > 0.0 && self.decay_ratio <= 1.0) {
+            bail!(Config, "decay_ratio must be in (0, 1], got {}", self.decay_ratio);
+        }
+        if self.decay_ratio != 1.0 && self.decay == Decay::Constant {
+            bail!(Config, "decay_ratio needs a decay: set decay = \"linear\", \"cosine\" or \"polynomial\"");
+        }
         Ok(())
     }
 
@@ -73,6 +92,13 @@ impl ScheduleConfig {
         }
     }
 
+    /// The step where the decay begins: the last `decay_ratio` of the run, or the warmup's end
+    /// when that window would reach into the warmup.
+    pub fn decay_start(&self, total_steps: u64) -> u64 {
+        let window = (self.decay_ratio * total_steps as f64).ceil() as u64;
+        self.warmup_steps(total_steps).max(total_steps.saturating_sub(window))
+    }
+
     /// The multiplier of the base learning rate for the optimizer step with 0-based index
     /// `step` (the number of steps already taken), as LambdaLR's `lr_lambda(step)`: warmup
     /// starts at 0, and from `total_steps` on the decays stay at `min_lr_ratio`.
@@ -81,9 +107,16 @@ impl ScheduleConfig {
         if step < warmup {
             return step as f64 / warmup.max(1) as f64;
         }
-        let progress = ((step - warmup) as f64 / total_steps.saturating_sub(warmup).max(1) as f64).min(1.0);
+        if self.decay == Decay::Constant {
+            return 1.0;
+        }
+        let decay_start = self.decay_start(total_steps);
+        if step < decay_start {
+            return 1.0;
+        }
+        let progress = ((step - decay_start) as f64 / total_steps.saturating_sub(decay_start).max(1) as f64).min(1.0);
         let remaining = match self.decay {
-            Decay::Constant => return 1.0,
+            Decay::Constant => unreachable!("returned above"),
             Decay::Linear => 1.0 - progress,
             Decay::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
             Decay::Polynomial => (1.0 - progress).powf(self.power),
@@ -129,5 +162,30 @@ mod tests {
         assert!(bad.validate().unwrap_err().message.contains("min_lr_ratio"));
         assert!(toml::from_str::<ScheduleConfig>("decay = \"exponential\"").is_err());
         assert!(toml::from_str::<ScheduleConfig>("warmup = 3").is_err());
+    }
+
+    #[test]
+    fn warmup_stable_decay_holds_the_peak_until_the_last_decay_ratio() {
+        let c: ScheduleConfig = toml::from_str("decay = \"linear\"\nwarmup_steps = 10\ndecay_ratio = 0.2").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.lr_at(5, 100, 2.0), 1.0);
+        assert_eq!(c.lr_at(10, 100, 2.0), 2.0);
+        assert_eq!(c.lr_at(79, 100, 2.0), 2.0);
+        assert_eq!(c.lr_at(80, 100, 2.0), 2.0);
+        assert!((c.lr_at(90, 100, 2.0) - 1.0).abs() < 1e-12);
+        assert_eq!(c.lr_at(100, 100, 2.0), 0.0);
+        // A window reaching into the warmup decays from the warmup's end, as decay_ratio = 1.
+        let long = ScheduleConfig { decay_ratio: 0.95, ..c.clone() };
+        let whole = ScheduleConfig { decay_ratio: 1.0, ..c.clone() };
+        for step in [10, 40, 99] {
+            assert_eq!(long.lr_at(step, 100, 2.0), whole.lr_at(step, 100, 2.0));
+        }
+        assert!(ScheduleConfig { decay_ratio: 0.0, ..c.clone() }
+            .validate()
+            .unwrap_err()
+            .message
+            .contains("decay_ratio"));
+        let constant = ScheduleConfig { decay: Decay::Constant, ..c };
+        assert!(constant.validate().unwrap_err().message.contains("needs a decay"));
     }
 }

@@ -21,6 +21,12 @@ def lambda_scheduler(opt, sched, total, base_lr):
     decay = sched["decay"]
     warmup = sched["warmup_steps"]
     r = sched["min_lr_ratio"]
+    decay_start = sched["decay_start"]
+    if decay_start > warmup:
+        # HF's WSD warms up from min_lr_ratio, pt from 0: compared without a warmup or minimum.
+        assert warmup == 0 or r == 0.0, "HF's WSD warmup starts at min_lr_ratio"
+        return hf.get_wsd_schedule(opt, warmup, total - decay_start, num_stable_steps=decay_start - warmup,
+                                   decay_type=decay, min_lr_ratio=r)
     if decay == "constant":
         return hf.get_constant_schedule_with_warmup(opt, warmup)
     if decay == "linear":

@@ -43,6 +43,7 @@ fn schedule_json(s: &ScheduleConfig, total: u64) -> serde_json::Value {
         "warmup_steps": s.warmup_steps(total),
         "min_lr_ratio": s.min_lr_ratio,
         "power": s.power,
+        "decay_start": s.decay_start(total),
     })
 }
 
@@ -181,6 +182,8 @@ fn schedules_match_hugging_face_lambda_lr() {
             ..Default::default()
         },
         ScheduleConfig { decay: Decay::Polynomial, power: 0.5, ..Default::default() },
+        ScheduleConfig { decay: Decay::Linear, warmup_steps: 4, decay_ratio: 0.25, ..Default::default() },
+        ScheduleConfig { decay: Decay::Cosine, decay_ratio: 0.5, min_lr_ratio: 0.1, ..Default::default() },
     ];
     let base_lr = 3e-4;
     let spec = json!({

@@ -68,10 +68,7 @@ pub fn open(
     evals: Vec<EvalSpec>,
     role: Option<&str>,
 ) -> Result<(Session, Checkpoint)> {
-    let mut recipe = Recipe::load_saved(&run_dir.join("config.toml"), &[])?;
-    recipe.evals = evals;
-    let plan = RunPlan::resolve(reg, recipe, run_dir, World::default())?;
-    let mut session = Session::build(plan)?;
+    let mut session = build_session(reg, run_dir, evals, &[])?;
     let mut target = session.model.parameters()?;
     target.extend(session.model.buffers()?);
     load_named(&target, &ckpt.tensors("model")?, &format!("checkpoint {}", ckpt.dir.display()))?;
@@ -84,6 +81,25 @@ pub fn open(
         crate::train::weights::load_exact(&session.objective_tensors(true)?, &ckpt.tensors("objective")?, &what)?;
     }
     Ok((session, ckpt))
+}
+
+/// The run's session from its saved recipe with `evals` and `overrides` (`KEY=VALUE`).
+fn build_session(reg: &Registry, run_dir: &Path, evals: Vec<EvalSpec>, overrides: &[String]) -> Result<Session> {
+    let mut recipe = Recipe::load_saved(&run_dir.join("config.toml"), overrides)?;
+    recipe.evals = evals;
+    Session::build(RunPlan::resolve(reg, recipe, run_dir, World::default())?)
+}
+
+/// The session the random-init arm builds its models from when `--baseline-set` changes the
+/// architecture (e.g. a pretraining-only initialisation scale): the run's recipe with those
+/// `arch.` keys changed.
+fn baseline_session(reg: &Registry, run_dir: &Path, evals: Vec<EvalSpec>, opts: &TransferOptions) -> Result<Session> {
+    let mut session = build_session(reg, run_dir, evals, &opts.baseline_overrides)
+        .map_err(|e| Error::Config(format!("--baseline-set: {e}")))?;
+    if let Some(role) = &opts.role {
+        session.lend_role(role)?;
+    }
+    Ok(session)
 }
 
 /// One evaluator's result for both starting points.
@@ -128,6 +144,9 @@ pub struct TransferReport {
     /// The architecture evaluated, in a run with several (`--role`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// The random-init arm's architecture settings that differ from the run's (`--baseline-set`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub baseline_overrides: Vec<String>,
     pub comparisons: Vec<Comparison>,
     pub files: Vec<PathBuf>,
 }
@@ -141,6 +160,9 @@ pub struct TransferOptions {
     pub seeds: u64,
     /// The architecture to evaluate in a run with several (`--role`).
     pub role: Option<String>,
+    /// `arch.KEY=VALUE` settings the random-init arm uses instead of the run's
+    /// (`--baseline-set`), e.g. the default initialisation scale when pretraining used another.
+    pub baseline_overrides: Vec<String>,
 }
 
 /// The first point of `curve` at or above `target`.
@@ -198,7 +220,21 @@ pub fn run(
     if !(1..=100).contains(&opts.seeds) {
         return Err(Error::Config(format!("--seeds {} must be 1 to 100", opts.seeds)));
     }
+    if !opts.baseline && !opts.baseline_overrides.is_empty() {
+        return Err(Error::Config("--baseline-set changes the random-init baseline: drop --no-baseline".into()));
+    }
+    // Keys outside the architecture (data, optimizer, ...) would change what is compared.
+    if let Some(kv) = opts.baseline_overrides.iter().find(|kv| !kv.trim_start_matches('~').starts_with("arch.")) {
+        return Err(Error::Config(format!(
+            "--baseline-set {kv}: only the architecture's keys (arch.KEY or arch.ROLE.KEY) change the random-init baseline"
+        )));
+    }
     let (session, ckpt) = open(reg, run_dir, ckpt, task.clone(), opts.role.as_deref())?;
+    let changed_baseline = match opts.baseline_overrides.is_empty() {
+        true => None,
+        false => Some(baseline_session(reg, run_dir, task.clone(), opts)?),
+    };
+    let random_source = changed_baseline.as_ref().unwrap_or(&session);
     std::fs::create_dir_all(out).map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
     let first = session.plan.recipe.run.seed;
     let seeds: Vec<u64> = (0..opts.seeds).map(|i| first.wrapping_add(i)).collect();
@@ -212,7 +248,8 @@ pub fn run(
             let with = if seeds.len() > 1 { format!(", seed {seed}") } else { String::new() };
             progress(&format!("[{}/{arms}] {} {what}{with} …", done + 1, spec.label()));
             let started = std::time::Instant::now();
-            let report = runner.run_seeded(&session, &session.model, ckpt.manifest.step, random, seed)?;
+            let source = if random { random_source } else { &session };
+            let report = runner.run_seeded(source, &session.model, ckpt.manifest.step, random, seed)?;
             done += 1;
             progress(&format!(
                 "[{done}/{arms}] {} {what}{with}: done in {:.1} s",
@@ -246,6 +283,7 @@ pub fn run(
         task: task_name.to_string(),
         seeds,
         role: opts.role.clone(),
+        baseline_overrides: opts.baseline_overrides.clone(),
         comparisons,
         files: Vec::new(),
     };

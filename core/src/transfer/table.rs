@@ -160,8 +160,12 @@ pub fn markdown(report: &TransferReport, files: &[PathBuf]) -> String {
         false => "alone (no random-initialisation baseline)",
     };
     let role = report.role.as_ref().map(|r| format!(", its {r} architecture,")).unwrap_or_default();
+    let changed = match report.baseline_overrides.is_empty() {
+        true => String::new(),
+        false => format!(" (with `{}`)", report.baseline_overrides.join("`, `")),
+    };
     let mut s = format!(
-        "# Transfer: {}\n\nCheckpoint `{}` (step {}){role} {against}",
+        "# Transfer: {}\n\nCheckpoint `{}` (step {}){role} {against}{changed}",
         report.task,
         report.checkpoint.display(),
         report.checkpoint_step
