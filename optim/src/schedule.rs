@@ -107,16 +107,13 @@ impl ScheduleConfig {
         if step < warmup {
             return step as f64 / warmup.max(1) as f64;
         }
-        if self.decay == Decay::Constant {
-            return 1.0;
-        }
         let decay_start = self.decay_start(total_steps);
         if step < decay_start {
             return 1.0;
         }
         let progress = ((step - decay_start) as f64 / total_steps.saturating_sub(decay_start).max(1) as f64).min(1.0);
         let remaining = match self.decay {
-            Decay::Constant => unreachable!("returned above"),
+            Decay::Constant => return 1.0,
             Decay::Linear => 1.0 - progress,
             Decay::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
             Decay::Polynomial => (1.0 - progress).powf(self.power),

@@ -10,6 +10,7 @@ SPEC "mode":
   "schedule":  writes `factors.<i>`: the LambdaLR factor for steps 0..=total of config i.
 """
 import json
+import math
 import sys
 
 import torch
@@ -21,10 +22,12 @@ def lambda_scheduler(opt, sched, total, base_lr):
     decay = sched["decay"]
     warmup = sched["warmup_steps"]
     r = sched["min_lr_ratio"]
-    decay_start = sched["decay_start"]
+    # The decay takes the last decay_ratio of the steps, never reaching into the warmup.
+    decay_start = max(warmup, total - math.ceil(sched["decay_ratio"] * total))
     if decay_start > warmup:
         # HF's WSD warms up from min_lr_ratio, pt from 0: compared without a warmup or minimum.
         assert warmup == 0 or r == 0.0, "HF's WSD warmup starts at min_lr_ratio"
+        assert decay in ("linear", "cosine"), "HF's WSD decays linearly, by cosine or 1-sqrt"
         return hf.get_wsd_schedule(opt, warmup, total - decay_start, num_stable_steps=decay_start - warmup,
                                    decay_type=decay, min_lr_ratio=r)
     if decay == "constant":

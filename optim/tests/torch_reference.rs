@@ -43,7 +43,7 @@ fn schedule_json(s: &ScheduleConfig, total: u64) -> serde_json::Value {
         "warmup_steps": s.warmup_steps(total),
         "min_lr_ratio": s.min_lr_ratio,
         "power": s.power,
-        "decay_start": s.decay_start(total),
+        "decay_ratio": s.decay_ratio,
     })
 }
 

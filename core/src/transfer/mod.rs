@@ -94,12 +94,35 @@ fn build_session(reg: &Registry, run_dir: &Path, evals: Vec<EvalSpec>, overrides
 /// architecture (e.g. a pretraining-only initialisation scale): the run's recipe with those
 /// `arch.` keys changed.
 fn baseline_session(reg: &Registry, run_dir: &Path, evals: Vec<EvalSpec>, opts: &TransferOptions) -> Result<Session> {
-    let mut session = build_session(reg, run_dir, evals, &opts.baseline_overrides)
-        .map_err(|e| Error::Config(format!("--baseline-set: {e}")))?;
+    let mut session = build_session(reg, run_dir, evals, &opts.baseline_overrides).map_err(baseline_error)?;
     if let Some(role) = &opts.role {
         session.lend_role(role)?;
     }
     Ok(session)
+}
+
+/// Says which flag a configuration problem of the changed baseline comes from.
+fn baseline_error(e: Error) -> Error {
+    match e {
+        Error::Config(m) => Error::Config(format!("--baseline-set: {m}")),
+        Error::Composition(m) => Error::Composition(format!("--baseline-set: {m}")),
+        other => other,
+    }
+}
+
+/// `arch.KEY=VALUE` or `~arch.KEY`: keys outside the architecture (data, optimizer, ...) would
+/// change what is compared.
+fn check_baseline_override(kv: &str) -> Result<()> {
+    let ok = match kv.strip_prefix('~') {
+        Some(key) => key.starts_with("arch.") && !key.contains('='),
+        None => kv.starts_with("arch.") && kv.contains('='),
+    };
+    match ok {
+        true => Ok(()),
+        false => Err(Error::Config(format!(
+            "--baseline-set {kv}: expected arch.KEY=VALUE or ~arch.KEY (arch.ROLE.KEY with roles): only the architecture's keys change the random-init baseline"
+        ))),
+    }
 }
 
 /// One evaluator's result for both starting points.
@@ -223,18 +246,12 @@ pub fn run(
     if !opts.baseline && !opts.baseline_overrides.is_empty() {
         return Err(Error::Config("--baseline-set changes the random-init baseline: drop --no-baseline".into()));
     }
-    // Keys outside the architecture (data, optimizer, ...) would change what is compared.
-    if let Some(kv) = opts.baseline_overrides.iter().find(|kv| !kv.trim_start_matches('~').starts_with("arch.")) {
-        return Err(Error::Config(format!(
-            "--baseline-set {kv}: only the architecture's keys (arch.KEY or arch.ROLE.KEY) change the random-init baseline"
-        )));
-    }
+    opts.baseline_overrides.iter().try_for_each(|kv| check_baseline_override(kv))?;
     let (session, ckpt) = open(reg, run_dir, ckpt, task.clone(), opts.role.as_deref())?;
     let changed_baseline = match opts.baseline_overrides.is_empty() {
         true => None,
         false => Some(baseline_session(reg, run_dir, task.clone(), opts)?),
     };
-    let random_source = changed_baseline.as_ref().unwrap_or(&session);
     std::fs::create_dir_all(out).map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
     let first = session.plan.recipe.run.seed;
     let seeds: Vec<u64> = (0..opts.seeds).map(|i| first.wrapping_add(i)).collect();
@@ -243,13 +260,23 @@ pub fn run(
     let mut comparisons = Vec::new();
     for (i, spec) in task.iter().enumerate() {
         let mut runner = EvalRunner::create(&session, i)?;
+        // A changed baseline gets its own evaluator, bound to its own architecture (taps, feature
+        // width): a change the evaluator cannot read fails here, before any arm runs.
+        let mut changed = match &changed_baseline {
+            Some(b) => Some((b, EvalRunner::create(b, i).map_err(baseline_error)?)),
+            None => None,
+        };
         let mut arm = |random: bool, seed: u64| -> Result<EvalReport> {
             let what = if random { "from random initialisation" } else { "from the checkpoint" };
             let with = if seeds.len() > 1 { format!(", seed {seed}") } else { String::new() };
             progress(&format!("[{}/{arms}] {} {what}{with} …", done + 1, spec.label()));
             let started = std::time::Instant::now();
-            let source = if random { random_source } else { &session };
-            let report = runner.run_seeded(source, &session.model, ckpt.manifest.step, random, seed)?;
+            let report = match (random, changed.as_mut()) {
+                (true, Some((baseline, changed_runner))) => {
+                    changed_runner.run_seeded(baseline, &baseline.model, ckpt.manifest.step, true, seed)?
+                }
+                _ => runner.run_seeded(&session, &session.model, ckpt.manifest.step, random, seed)?,
+            };
             done += 1;
             progress(&format!(
                 "[{done}/{arms}] {} {what}{with}: done in {:.1} s",
