@@ -83,6 +83,18 @@ impl ScheduleConfig {
         Ok(())
     }
 
+    /// The key that needs the run's length in steps, if any: a decay, or a warmup given as a
+    /// ratio. A run that stops only on a time budget cannot resolve either.
+    pub fn length_dependent_key(&self) -> Option<&'static str> {
+        if self.decay != Decay::Constant {
+            Some("decay")
+        } else if self.warmup_ratio > 0.0 {
+            Some("warmup_ratio")
+        } else {
+            None
+        }
+    }
+
     /// Warmup length for a run of `total_steps`.
     pub fn warmup_steps(&self, total_steps: u64) -> u64 {
         if self.warmup_steps > 0 {

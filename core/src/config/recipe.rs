@@ -208,6 +208,12 @@ impl Recipe {
         let optim = OptimSettings::parse(take(&mut root, "optim")?)?;
         let schedule: ScheduleConfig = parse_section("schedule", take(&mut root, "schedule")?)?;
         schedule.validate().map_err(|e| Error::Config(format!("[schedule] {}", e.message)))?;
+        if let (0, 0, Some(key)) = (run.max_steps, run.max_epochs, schedule.length_dependent_key()) {
+            // Without a length the schedule would sit at its end (the minimum) after step 0.
+            return Err(Error::Config(format!(
+                "[schedule] {key} needs the run's length, but [run] stops only at max_minutes: set run.max_steps or run.max_epochs as well, or use decay = \"constant\" with warmup_steps"
+            )));
+        }
         let data = ComponentSpec::from_table("data", take(&mut root, "data")?)?;
         let arch = Archs::parse(take(&mut root, "arch")?)?;
         let mut objective_table = take(&mut root, "objective")?;
@@ -561,6 +567,17 @@ splits.validation = { name = "text", files = ["{data}/v.txt"] }
             let e = Recipe::parse(BASE, "r.toml", &[set.into()]).unwrap_err().to_string();
             assert!(e.starts_with("r.toml: ") && e.contains(expect), "{set}: {e}");
         }
+        let timed_only = ["run.max_steps=0".into(), "run.max_minutes=5".into(), "schedule.decay=\"cosine\"".into()];
+        let e = Recipe::parse(BASE, "r.toml", &timed_only).unwrap_err().to_string();
+        assert!(e.contains("[schedule] decay needs the run's length") && e.contains("run.max_steps"), "{e}");
+        let timed_ratio = ["run.max_steps=0".into(), "run.max_minutes=5".into(), "schedule.warmup_ratio=0.1".into()];
+        let e = Recipe::parse(BASE, "r.toml", &timed_ratio).unwrap_err().to_string();
+        assert!(e.contains("[schedule] warmup_ratio needs the run's length"), "{e}");
+        let timed_steps = ["run.max_steps=0".into(), "run.max_minutes=5".into(), "schedule.warmup_steps=100".into()];
+        assert!(
+            Recipe::parse(BASE, "r.toml", &timed_steps).is_ok(),
+            "a constant rate with warmup steps needs no length"
+        );
         let e = Recipe::parse(&BASE.replace("max_steps = 10", "max_steps = 10\nsave_every = 5"), "r", &[]).unwrap_err();
         assert!(e.to_string().contains("[run] save_every is now [checkpoint] every"), "{e}");
         let saved =
