@@ -231,8 +231,11 @@ impl Session {
     /// Copies of [`Self::heads`] freshly initialised from `seed` (evaluation at random
     /// initialisation).
     pub fn fresh_heads(&self, seed: u64) -> Result<Vec<ObjectiveHandle>> {
-        let ctx = CreateCtx { seed, ..self.ctx.clone() };
         let mut fresh = Vec::new();
+        if self.lent_role.is_some() {
+            return Ok(fresh); // as `heads`: a lent role's arms read no objective's head
+        }
+        let ctx = CreateCtx { seed, ..self.ctx.clone() };
         for (o, plan) in self.objectives.iter().zip(&self.plan.objectives) {
             if !o.handle.info.embeds.is_empty() {
                 let mut handle = ObjectiveHandle::create(plan, &o.config, &ctx)?;
