@@ -159,7 +159,22 @@ impl ObjectiveSpec {
 impl Recipe {
     /// Parses TOML text (`origin` names it in errors), then applies `--set` overrides.
     pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Recipe> {
-        Self::from_table(tree(text, origin, false, overrides)?).map_err(|e| in_origin(origin, e))
+        let recipe = Self::from_table(tree(text, origin, false, overrides)?).map_err(|e| in_origin(origin, e))?;
+        recipe.check_schedule_length().map_err(|e| in_origin(origin, e))?;
+        Ok(recipe)
+    }
+
+    /// A schedule that needs the run's length is refused for a run that stops only at
+    /// max_minutes: it would sit at its end (the minimum rate) from step 1. Checked on recipes
+    /// about to train, not on saved configs, which load as they were run.
+    fn check_schedule_length(&self) -> Result<()> {
+        let run = &self.run;
+        match (run.max_steps, run.max_epochs, self.schedule.length_dependent_key()) {
+            (0, 0, Some(key)) => Err(Error::Config(format!(
+                "[schedule] {key} needs the run's length, but [run] stops only at max_minutes: set run.max_steps or run.max_epochs as well, or use decay = \"constant\" with warmup_steps"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// A run's saved `config.toml` (or a checkpoint's config). Configs saved before
@@ -208,12 +223,6 @@ impl Recipe {
         let optim = OptimSettings::parse(take(&mut root, "optim")?)?;
         let schedule: ScheduleConfig = parse_section("schedule", take(&mut root, "schedule")?)?;
         schedule.validate().map_err(|e| Error::Config(format!("[schedule] {}", e.message)))?;
-        if let (0, 0, Some(key)) = (run.max_steps, run.max_epochs, schedule.length_dependent_key()) {
-            // Without a length the schedule would sit at its end (the minimum) after step 0.
-            return Err(Error::Config(format!(
-                "[schedule] {key} needs the run's length, but [run] stops only at max_minutes: set run.max_steps or run.max_epochs as well, or use decay = \"constant\" with warmup_steps"
-            )));
-        }
         let data = ComponentSpec::from_table("data", take(&mut root, "data")?)?;
         let arch = Archs::parse(take(&mut root, "arch")?)?;
         let mut objective_table = take(&mut root, "objective")?;
@@ -578,6 +587,7 @@ splits.validation = { name = "text", files = ["{data}/v.txt"] }
             Recipe::parse(BASE, "r.toml", &timed_steps).is_ok(),
             "a constant rate with warmup steps needs no length"
         );
+        assert!(Recipe::parse_saved(BASE, "config.toml", &timed_only).is_ok(), "a saved config loads as it was run");
         let e = Recipe::parse(&BASE.replace("max_steps = 10", "max_steps = 10\nsave_every = 5"), "r", &[]).unwrap_err();
         assert!(e.to_string().contains("[run] save_every is now [checkpoint] every"), "{e}");
         let saved =

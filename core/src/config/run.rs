@@ -109,7 +109,8 @@ pub struct RunConfig {
     pub max_steps: u64,
     /// Stop after this many epochs (0: no limit).
     pub max_epochs: u64,
-    /// Stop after this much wall time (0: no limit).
+    /// Stop after this much wall time (0: no limit). A run with no other stopping point has no
+    /// length in steps, so its `[schedule]` may not decay nor give its warmup as a ratio.
     pub max_minutes: f64,
     /// Write a metrics row every N steps.
     pub log_every: u64,
