@@ -282,6 +282,21 @@ fn torchvision_weights_import_with_init_from() {
     let line = err.lines().find(|l| l.starts_with("init-from:")).expect("an init-from report");
     assert!(line.contains("loaded 122 tensors; missing 0 [];"), "every parameter and buffer imports: {line}");
     assert!(line.contains("unexpected 0 []"), "{line}");
+    // The run's config records where its weights came from, as an absolute path...
+    let saved: toml::Table = std::fs::read_to_string(run.join("config.toml")).unwrap().parse().unwrap();
+    let recorded = saved["run"]["init_from"].as_array().expect("[run] init_from in the saved config");
+    assert_eq!(recorded, &[toml::Value::String(weights.display().to_string())]);
+    // ...so other weights into the same run are a config change, not silently ignored.
+    let err = Pt::new().fails(&[
+        "train",
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--init-from",
+        dir.path().join("other.safetensors").to_str().unwrap(),
+    ]);
+    assert!(err.contains("run.init_from") && err.contains("--accept-changes"), "{err}");
 }
 
 /// Parameters and BatchNorm statistics of a checkpoint's model.

@@ -52,8 +52,9 @@ pub struct Args {
     /// Resume RUN_DIR from its latest valid checkpoint, with its saved config.
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["recipe", "run_dir"])]
     resume: Option<PathBuf>,
-    /// Start from these weights (pt checkpoint, HF model dir or .safetensors); reports missing/unexpected keys.
+    /// Start from these weights (pt run or checkpoint, HF model dir or .safetensors); reports missing/unexpected keys.
     /// ROLE=PATH loads into one architecture of a multi-architecture run; repeat for each role.
+    /// Shorthand for --set run.init_from=[...], so the run's config records it.
     #[arg(long, value_name = "[ROLE=]PATH")]
     init_from: Vec<String>,
     /// Shorthand for --set run.max_steps=N.
@@ -155,6 +156,10 @@ fn build_recipe(args: &Args) -> anyhow::Result<(Recipe, PathBuf)> {
     if let Some(s) = args.seed {
         overrides.push(format!("run.seed={s}"));
     }
+    if !args.init_from.is_empty() {
+        let sources = toml::Value::Array(args.init_from.iter().cloned().map(toml::Value::String).collect());
+        overrides.push(format!("run.init_from={sources}"));
+    }
     overrides.extend(args.set.iter().cloned());
 
     if let Some(run_dir) = &args.resume {
@@ -228,14 +233,8 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<()> {
     let _shutdown = ShutdownAtEnd(dist.clone());
     let summary = {
         let session = Session::build(plan)?;
-        let opts = TrainOptions {
-            resume: true,
-            init_from: args.init_from.iter().map(|a| pt_core::train::InitFrom::parse(a)).collect(),
-            stop,
-            dist,
-            accept_changes: args.accept_changes,
-            restart: args.restart,
-        };
+        let opts =
+            TrainOptions { resume: true, stop, dist, accept_changes: args.accept_changes, restart: args.restart };
         let mut trainer = Trainer::new(&reg, session, opts)?;
         if let Some(r) = &trainer.init_report {
             errln!(

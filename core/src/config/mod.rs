@@ -20,6 +20,7 @@
 
 mod checkpoint;
 mod diff;
+mod init_from;
 mod keys;
 mod optim;
 mod overrides;
@@ -29,6 +30,7 @@ mod section;
 
 pub use checkpoint::{BestMode, CheckpointConfig};
 pub use diff::{changes, Change};
+pub use init_from::InitFrom;
 pub use keys::{check_keys, suggest};
 pub use optim::OptimSettings;
 pub use overrides::apply_override;

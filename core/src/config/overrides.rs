@@ -36,17 +36,39 @@ fn split_path<'a>(path: &'a str, spec: &str) -> Result<Vec<&'a str>> {
 
 fn remove_path(root: &mut Table, path: &str, spec: &str) -> Result<()> {
     let parts = split_path(path, spec)?;
-    let (last, parents) = parts.split_last().expect("split_path gives at least one part");
-    let mut table = root;
-    for p in parents {
-        table = match table.get_mut(*p) {
-            Some(Value::Table(t)) => t,
-            _ => return Err(Error::Config(format!("--set '{spec}': the recipe has no [{}]", parents.join(".")))),
-        };
+    let mut tree = Value::Table(std::mem::take(root));
+    let result = remove_at(&mut tree, &parts, &parts, spec);
+    if let Value::Table(t) = tree {
+        *root = t;
     }
-    match table.remove(*last) {
-        Some(_) => Ok(()),
-        None => Err(Error::Config(format!("--set '{spec}': the recipe sets no '{path}' to remove"))),
+    result
+}
+
+/// Removes `parts` below `cur`: a table's key, or an array's element by index (`~eval.1` drops
+/// the second `[[eval]]`).
+fn remove_at(cur: &mut Value, parts: &[&str], all: &[&str], spec: &str) -> Result<()> {
+    let (head, rest) = parts.split_first().expect("split_path gives at least one part");
+    let walked = &all[..all.len() - parts.len()];
+    let missing = || Error::Config(format!("--set '{spec}': the recipe sets no '{}' to remove", all.join(".")));
+    match cur {
+        Value::Table(t) if rest.is_empty() => t.remove(*head).map(drop).ok_or_else(missing),
+        Value::Table(t) => remove_at(t.get_mut(*head).ok_or_else(missing)?, rest, all, spec),
+        Value::Array(a) => {
+            let len = a.len();
+            let index = head.parse::<usize>().ok().filter(|i| *i < len).ok_or_else(|| {
+                Error::Config(format!("--set '{spec}': '{head}' is not an index below {len} of [{}]", walked.join(".")))
+            })?;
+            match rest.is_empty() {
+                true => drop(a.remove(index)),
+                false => remove_at(&mut a[index], rest, all, spec)?,
+            }
+            Ok(())
+        }
+        other => Err(Error::Config(format!(
+            "--set '{spec}': [{}] is a {}, with no '{head}' inside",
+            walked.join("."),
+            other.type_str()
+        ))),
     }
 }
 
@@ -99,6 +121,15 @@ mod tests {
         let e = apply_override(&mut t, "~optim.name").unwrap_err().to_string();
         assert!(e.contains("sets no 'optim.name'"), "{e}");
         let e = apply_override(&mut t, "~nothing.here").unwrap_err().to_string();
-        assert!(e.contains("no [nothing]"), "{e}");
+        assert!(e.contains("sets no 'nothing.here'"), "{e}");
+        let e = apply_override(&mut t, "~optim.lr.x").unwrap_err().to_string();
+        assert!(e.contains("[optim.lr] is a float"), "{e}");
+        // Inside and of an array of tables: a key of one evaluator, then the evaluator itself.
+        apply_override(&mut t, "~eval.0.k").unwrap();
+        assert!(t["eval"][0].get("k").is_none() && t["eval"][0].get("name").is_some());
+        let e = apply_override(&mut t, "~eval.1").unwrap_err().to_string();
+        assert!(e.contains("'1' is not an index below 1 of [eval]"), "{e}");
+        apply_override(&mut t, "~eval.0").unwrap();
+        assert_eq!(t["eval"].as_array().map(Vec::len), Some(0));
     }
 }

@@ -54,7 +54,7 @@ impl Default for Archs {
 }
 
 impl Archs {
-    fn parse(t: Table) -> Result<Archs> {
+    pub(super) fn parse(t: Table) -> Result<Archs> {
         let all_tables = !t.is_empty() && t.values().all(Value::is_table);
         if t.contains_key("name") || !all_tables {
             return Ok(Archs::One(ComponentSpec::from_table("arch", t)?));
@@ -225,6 +225,7 @@ impl Recipe {
         schedule.validate().map_err(|e| Error::Config(format!("[schedule] {}", e.message)))?;
         let data = ComponentSpec::from_table("data", take(&mut root, "data")?)?;
         let arch = Archs::parse(take(&mut root, "arch")?)?;
+        super::init_from::check_init_roles(&run, &arch)?;
         let mut objective_table = take(&mut root, "objective")?;
         let mix = parse_mix(objective_table.remove("mix"))?;
         if !mix.is_empty() && !objective_table.is_empty() {

@@ -147,6 +147,11 @@ pub struct RunConfig {
     /// `[first, last]`: profile training steps first..=last (counted from 1) with PyTorch's
     /// profiler into `RUN_DIR/profile/` as a Chrome trace; empty (the default): off.
     pub profile_steps: Vec<u64>,
+    /// Weights the run starts from, each `[ROLE=]PATH`: a pt run (its latest valid checkpoint)
+    /// or checkpoint directory, a Hugging Face model directory or a `.safetensors` file, into
+    /// the whole model or into the architecture under ROLE (`--init-from`). Ignored once the run
+    /// has a checkpoint of its own; kept absolute in the saved config.
+    pub init_from: Vec<String>,
 }
 
 impl Default for RunConfig {
@@ -174,6 +179,7 @@ impl Default for RunConfig {
             bucket_mb: 25.0,
             dist_backend: DistBackendSetting::Auto,
             profile_steps: Vec::new(),
+            init_from: Vec::new(),
         }
     }
 }

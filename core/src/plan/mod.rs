@@ -231,6 +231,7 @@ impl RunPlan {
     /// reported together, unknown components first.
     pub fn resolve(reg: &Registry, mut recipe: Recipe, run_dir: &Path, world: World) -> Result<RunPlan> {
         let device = crate::runtime::resolve_device(&recipe.run.device.to_string())?;
+        recipe.run.absolute_init_from()?;
         let mut r = Resolver { reg, problems: Vec::new() };
         let mix = !recipe.mix.is_empty();
         let mut objectives = Vec::new();

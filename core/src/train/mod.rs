@@ -18,6 +18,5 @@ pub mod trainer;
 pub mod weights;
 
 pub use observer::{NullObserver, Observer};
-pub use resume::InitFrom;
 pub use session::Session;
 pub use trainer::{RunSummary, StopReason, Trainer};

@@ -5,12 +5,12 @@ use super::session::Session;
 use super::weights::{load_exact, load_named, read_weights, LoadReport};
 use crate::checkpoint::manager::{latest_valid, list_steps};
 use crate::checkpoint::{Checkpoint, CursorState};
-use crate::config::{changes, Change, Recipe};
+use crate::config::{changes, Change, InitFrom, Recipe};
 use crate::plan::{RunPlan, World};
 use crate::plugin::Registry;
 use crate::{Error, Result};
 use pt_optim::Optimizer;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tch::Tensor;
 
 /// The architecture's parameters and buffers, by name (what `model.safetensors` holds).
@@ -32,31 +32,10 @@ pub struct Start {
     pub init_report: Option<LoadReport>,
 }
 
-/// Weights a run starts from (`--init-from [ROLE=]PATH`): into the whole model, or into the
-/// architecture under one role (e.g. a SimCLR encoder into CLIP's `image` tower).
-#[derive(Clone, Debug, PartialEq)]
-pub struct InitFrom {
-    pub role: Option<String>,
-    pub path: PathBuf,
-}
-
-impl InitFrom {
-    /// `ROLE=PATH` when what precedes `=` is a role-like name (letters, digits, `_`, `-`) and
-    /// no such file exists; else all of it is the path.
-    pub fn parse(arg: &str) -> InitFrom {
-        if let Some((role, path)) = arg.split_once('=') {
-            let role_like = !role.is_empty() && role.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-            if role_like && !path.is_empty() && !Path::new(arg).exists() {
-                return InitFrom { role: Some(role.to_string()), path: PathBuf::from(path) };
-            }
-        }
-        InitFrom { role: None, path: PathBuf::from(arg) }
-    }
-}
-
 /// Loads the weights the run starts from into the session: the latest valid checkpoint when
-/// `resume` finds one, else `init_from`'s weights, else nothing (random initialisation).
-pub fn load_start(session: &Session, resume: bool, init_from: &[InitFrom]) -> Result<Start> {
+/// `resume` finds one, else `[run] init_from`'s weights, else nothing (random initialisation).
+pub fn load_start(session: &Session, resume: bool) -> Result<Start> {
+    let init_from = session.plan.recipe.run.init_sources();
     let root = session.run_dir().join("checkpoints");
     let checkpoint = if resume { latest_valid(&root)? } else { None };
     let saved = list_steps(&root);
@@ -78,7 +57,7 @@ pub fn load_start(session: &Session, resume: bool, init_from: &[InitFrom]) -> Re
         return Ok(Start { checkpoint, init_report: None });
     }
     let mut total = LoadReport::default();
-    for init in init_from {
+    for init in &init_from {
         let report = load_init(session, init)?;
         let named = |names: Vec<String>| -> Vec<String> {
             match &init.role {
@@ -290,21 +269,4 @@ pub fn set_aside_for_restart(run_dir: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::InitFrom;
-    use std::path::PathBuf;
-
-    #[test]
-    fn init_from_takes_a_role_before_the_first_equals_sign() {
-        let role = |r: &str, p: &str| InitFrom { role: Some(r.into()), path: PathBuf::from(p) };
-        assert_eq!(InitFrom::parse("image=runs/simclr"), role("image", "runs/simclr"));
-        assert_eq!(InitFrom::parse("text=/a/b=c"), role("text", "/a/b=c"));
-        let whole = |p: &str| InitFrom { role: None, path: PathBuf::from(p) };
-        assert_eq!(InitFrom::parse("runs/mlm"), whole("runs/mlm"));
-        assert_eq!(InitFrom::parse("/tmp/x=y"), whole("/tmp/x=y"), "a path before '=' is no role");
-        assert_eq!(InitFrom::parse("=x"), whole("=x"));
-    }
 }

@@ -61,8 +61,6 @@ pub struct RunSummary {
 pub struct TrainOptions {
     /// Continue from the run directory's latest valid checkpoint when there is one.
     pub resume: bool,
-    /// Load weights only from these before training (fine-tuning, HF imports, one per role).
-    pub init_from: Vec<super::resume::InitFrom>,
     /// Set by a signal handler: finish the step, save, stop.
     pub stop: Arc<AtomicBool>,
     /// This process's place in a multi-process run (`None`: training alone).
@@ -127,7 +125,7 @@ impl<'r> Trainer<'r> {
         if opts.restart && rank == 0 {
             set_aside_for_restart(session.run_dir())?;
         }
-        let start = load_start(&session, opts.resume && !opts.restart, &opts.init_from)?;
+        let start = load_start(&session, opts.resume && !opts.restart)?;
         if let Some(c) = &start.checkpoint {
             check_resumed_config(reg, &session, c, opts.accept_changes, rank == 0)?;
         }
