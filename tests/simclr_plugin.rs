@@ -96,6 +96,10 @@ splits.test = {{ {digits}, split = "test" }}
     let run = dir.path().join("run");
     let (ok, out) = pt(&["train", "--recipe", recipe.to_str().unwrap(), "--run-dir", run.to_str().unwrap(), "--quiet"]);
     assert!(ok, "{out}");
+    // Issue 22: the views' crops and colour factors are drawn on the loader thread (a plugin
+    // loaded from its .so), so the step uploads none of them.
+    let log = std::fs::read_to_string(run.join("train.log")).unwrap();
+    assert!(log.contains("draws its randomness on the loader thread"), "{log}");
 
     let rows = metrics_rows(&run);
     let value = |r: &pt_report::MetricsRow, name: &str| r.values.iter().find(|(n, _)| n == name).map(|(_, v)| *v);

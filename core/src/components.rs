@@ -246,6 +246,10 @@ impl ObjectiveHandle {
     pub fn prepare(&self, batch: Tensors, ctx: &StepCtx) -> Result<Tensors> {
         Ok(Tensors::from_ffi(rres(self.inner.prepare(batch.into_ffi(), ctx))?))
     }
+    /// The fields it draws for `prepare` on the loader thread (`info.draws_on_host`).
+    pub fn draw_on_host(&self, batch: &Tensors, ctx: &StepCtx) -> Result<Tensors> {
+        Ok(Tensors::from_ffi(rres(self.inner.draw_on_host(&batch.share().into_ffi(), ctx))?))
+    }
     /// The loss, checked to be a scalar.
     pub fn loss(&self, batch: &Tensors, outputs: &Tensors, ctx: &StepCtx) -> Result<LossValue> {
         let b = batch.share().into_ffi();

@@ -75,6 +75,14 @@ pub trait Objective: Component {
     fn next_stage(&self, _stage: usize, _inputs: &Tensors, _outputs: &Tensors, _ctx: &StepCtx) -> Result<Tensors> {
         Ok(Tensors::new())
     }
+    /// For objectives that set [`ObjectiveInfo::draws_on_host`]: the batch's randomness drawn
+    /// on the loader thread, on the CPU batch (`sample_index`, the image sizes), as small
+    /// tensors that join the batch, move to the device with it and reach `prepare` there (SimCLR's
+    /// crops and colour factors). From `ctx`'s counters only, never torch's generator nor the
+    /// objective's parameters (it runs on a copy). Default: nothing.
+    fn draw_on_host(&self, _batch: &Tensors, _ctx: &StepCtx) -> Result<Tensors> {
+        Ok(Tensors::new())
+    }
 }
 
 pub struct LossOutput {

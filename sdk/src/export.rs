@@ -199,6 +199,9 @@ impl<O: Objective> ObjectiveFfi for ObjectiveAdapter<O> {
             Ok(self.inner.next_stage(stage as usize, &i, &o, ctx)?.into_ffi())
         })
     }
+    fn draw_on_host(&self, batch: &crate::TensorMap, ctx: &StepCtx) -> RResult<crate::TensorMap, PtError> {
+        guard(&self.origin, || Ok(self.inner.draw_on_host(&Tensors::share_ffi(batch), ctx)?.into_ffi()))
+    }
 }
 
 struct EvaluatorAdapter<E> {

@@ -266,6 +266,11 @@ pub struct ObjectiveInfo {
     /// the objective, before the batch moves to the device: the training step neither waits
     /// for it nor for the values it reads back (MLM's masks, wav2vec2's spans).
     pub prepare_on_host: bool,
+    /// `prepare` runs on the device, but reads fields [`crate::Objective::draw_on_host`] drew
+    /// for it on the loader thread: the training step builds and uploads none of its small
+    /// random tensors (SimCLR's views). Without it (or for a batch the loader did not draw,
+    /// e.g. an evaluator's) `prepare` draws for itself. (SDK 0.1.5.)
+    pub draws_on_host: bool,
     /// Roles whose inputs come from other roles' outputs run in stages, in this order (ELECTRA:
     /// `[["generator"], ["discriminator"]]`): the host runs a stage's architectures, then
     /// [`crate::Objective::next_stage`] for the next stage's inputs. Every role in exactly one

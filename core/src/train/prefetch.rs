@@ -1,7 +1,8 @@
 //! The loader thread: reads micro-batches ahead of the training loop, so the device never waits
 //! for the dataset. Batches arrive in order with the cursor they were read at. Objectives whose
 //! `prepare` works on the host (masking from per-sample counters) prepare their inputs here too,
-//! on a copy of the objective, so the step neither waits for it nor reads the batch back.
+//! on a copy of the objective, so the step neither waits for it nor reads the batch back; those
+//! that draw on the host (SimCLR's view parameters) draw here what their `prepare` reads.
 
 use crate::checkpoint::CursorState;
 use crate::components::{DatasetHandle, ObjectiveHandle};
@@ -17,12 +18,29 @@ pub struct Loaded {
     /// On the training device, as components read it (empty when every objective's inputs were
     /// prepared here).
     pub batch: Tensors,
-    /// Per objective of the run: its inputs when it prepared them on the loader thread.
-    pub prepared: Vec<Option<Tensors>>,
+    /// Per objective of the run: what the loader thread made for it, if anything.
+    pub prepared: Vec<Option<FromLoader>>,
     /// Real tokens in the batch (sum of `attention_mask`, else numel of `input_ids`), if text.
     pub tokens: Option<u64>,
     /// Seconds the loader thread took to make it (read, decode, collate, pin).
     pub load_s: f64,
+}
+
+/// What the loader thread made for one objective, on the training device.
+pub enum FromLoader {
+    /// Its inputs (`prepare_on_host`): the step feeds them to the model as they are.
+    Prepared(Tensors),
+    /// Fields for its `prepare` on the device (`draws_on_host`), beside the batch's own.
+    Drawn(Tensors),
+}
+
+impl FromLoader {
+    fn map(self, f: impl FnOnce(Tensors) -> Result<Tensors>) -> Result<FromLoader> {
+        Ok(match self {
+            FromLoader::Prepared(t) => FromLoader::Prepared(f(t)?),
+            FromLoader::Drawn(t) => FromLoader::Drawn(f(t)?),
+        })
+    }
 }
 
 pub struct Prefetcher {
@@ -66,7 +84,7 @@ impl Prefetcher {
         let (tx, rx) = sync_channel(depth.max(1));
         let pin = device.is_cuda();
         let reader = dataset.clone();
-        let raw_needed = preparers.iter().any(Option::is_none);
+        let raw_needed = preparers.iter().any(|p| p.as_ref().is_none_or(|p| !p.info.prepare_on_host));
         let LoaderStart { mut cursor, step, grad_accum } = start;
         let handle = std::thread::Builder::new()
             .name("pt-loader".into())
@@ -79,7 +97,7 @@ impl Prefetcher {
                         let tokens = count_tokens(&batch);
                         let prepared = preparers
                             .iter()
-                            .map(|p| p.as_ref().map(|p| p.prepare(batch.share(), &ctx)).transpose())
+                            .map(|p| p.as_ref().map(|p| from_loader(p, &batch, &ctx)).transpose())
                             .collect::<Result<Vec<_>>>()?;
                         let batch = if raw_needed { batch } else { Tensors::default() };
                         // Pinned for the copy to the GPU, or converted here for the CPU.
@@ -89,7 +107,8 @@ impl Prefetcher {
                                 false => reader.to_device(b, tch::Device::Cpu),
                             }
                         };
-                        let prepared = prepared.into_iter().map(|p| p.map(ready).transpose()).collect::<Result<_>>()?;
+                        let prepared =
+                            prepared.into_iter().map(|p| p.map(|p| p.map(ready)).transpose()).collect::<Result<_>>()?;
                         let batch = ready(batch)?;
                         Ok(Loaded { cursor, batch, prepared, tokens, load_s: started.elapsed().as_secs_f64() })
                     });
@@ -114,11 +133,19 @@ impl Prefetcher {
         if self.device.is_cuda() {
             loaded.batch = self.dataset.to_device(std::mem::take(&mut loaded.batch), self.device)?;
             for p in loaded.prepared.iter_mut().filter(|p| p.is_some()) {
-                *p = p.take().map(|b| self.dataset.to_device(b, self.device)).transpose()?;
+                *p = p.take().map(|p| p.map(|b| self.dataset.to_device(b, self.device))).transpose()?;
             }
         }
         Ok(loaded)
     }
+}
+
+/// What `objective`'s loader-thread copy makes of `batch` (on the CPU).
+fn from_loader(objective: &ObjectiveHandle, batch: &Tensors, ctx: &StepCtx) -> Result<FromLoader> {
+    Ok(match objective.info.prepare_on_host {
+        true => FromLoader::Prepared(objective.prepare(batch.share(), ctx)?),
+        false => FromLoader::Drawn(objective.draw_on_host(batch, ctx)?),
+    })
 }
 
 impl Drop for Prefetcher {

@@ -247,17 +247,20 @@ impl Session {
     }
 
     /// Per objective, a copy for the loader thread when its `prepare` works on the host
-    /// (`ObjectiveInfo::prepare_on_host`), else None.
+    /// (`ObjectiveInfo::prepare_on_host`) or it draws `prepare`'s randomness there
+    /// (`draws_on_host`), else None.
     pub fn host_preparers(&self) -> Result<Vec<Option<ObjectiveHandle>>> {
         // On the CPU: the copy only prepares, its own parameters (if any) are never used.
         let ctx = CreateCtx { device: pt_sdk::device_code(tch::Device::Cpu), ..self.ctx.clone() };
         let mut preparers = Vec::new();
         for (o, plan) in self.objectives.iter().zip(&self.plan.objectives) {
-            preparers.push(match o.handle.info.prepare_on_host {
+            let info = &o.handle.info;
+            preparers.push(match info.prepare_on_host || info.draws_on_host {
                 true => {
                     let mut handle = ObjectiveHandle::create(plan, &o.config, &ctx)?;
                     handle.set_train(true)?;
-                    tracing::info!(objective = %handle.origin, "prepares its inputs on the loader thread");
+                    let what = if info.prepare_on_host { "prepares its inputs" } else { "draws its randomness" };
+                    tracing::info!(objective = %handle.origin, "{what} on the loader thread");
                     Some(handle)
                 }
                 false => None,

@@ -6,7 +6,7 @@
 //! on the device until the log line reads them (`run_log`, `health`).
 
 use super::grad_watch::shortlist;
-use super::prefetch::Prefetcher;
+use super::prefetch::{FromLoader, Prefetcher};
 use super::trainer::{Trainer, STREAM_TORCH};
 use crate::{Error, Result};
 use pt_sdk::rng::derive_seed;
@@ -102,7 +102,7 @@ impl Trainer<'_> {
     fn micro_batch(
         &self,
         batch: &Tensors,
-        prepared: &mut [Option<Tensors>],
+        prepared: &mut [Option<FromLoader>],
         ctx: &StepCtx,
         last_micro: bool,
         acc: &mut Accumulated,
@@ -115,7 +115,10 @@ impl Trainer<'_> {
         for (i, o) in self.session.objectives.iter().enumerate() {
             // Data preparation (augmentation, masking) outside autocast; forward and loss in it.
             let inputs = match prepared.get_mut(i).and_then(Option::take) {
-                Some(inputs) => inputs,
+                Some(FromLoader::Prepared(inputs)) => inputs,
+                Some(FromLoader::Drawn(drawn)) => {
+                    o.handle.prepare(batch.share().into_iter().chain(drawn).collect(), ctx)?
+                }
                 None => o.handle.prepare(batch.share(), ctx)?,
             };
             acc.rows += self.rows_of(&inputs);

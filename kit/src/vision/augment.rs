@@ -4,7 +4,8 @@
 //! Images are float32 `[batch, channels, height, width]` on any device. Every transform is a
 //! whole-batch tensor op (affine grid sampling, blends, a grouped convolution); only the
 //! per-sample random *parameters* are drawn on the CPU, each sample from its own [`CounterRng`]
-//! (see [`sample_rngs`]), and uploaded as one small tensor per parameter. A sample's view thus
+//! (see [`sample_rngs`]), and turned into small tensors — for SimCLR views on the loader thread,
+//! so they reach the device with the batch (see [`super::view_plan`]). A sample's view thus
 //! depends only on (seed, stream, epoch, sample index, view), never on which other samples share
 //! its batch, and a resumed run reproduces it exactly.
 //!
@@ -249,7 +250,7 @@ pub struct JitterParams {
 }
 
 impl JitterParams {
-    fn factor(&self, op: JitterOp) -> f64 {
+    pub(super) fn factor(&self, op: JitterOp) -> f64 {
         match op {
             JitterOp::Brightness => self.brightness,
             JitterOp::Contrast => self.contrast,
@@ -373,75 +374,16 @@ pub fn simclr_view(images: &Tensor, rngs: &mut [CounterRng], cfg: &SimclrAugment
     simclr_view_with(images, &params, cfg)
 }
 
-/// [`simclr_view`] with given parameters. Order: resized crop + flip, colour jitter (each
-/// sample's own op order), grayscale, blur, final clamp to [0, 1].
+/// [`simclr_view`] with given parameters: their tensors ([`super::view_plan`]) built here and
+/// moved to the images' device, then applied there.
 pub fn simclr_view_with(images: &Tensor, params: &[SimclrParams], cfg: &SimclrAugment) -> Result<Tensor> {
-    cfg.validate()?;
-    let _no_grad = tch::no_grad_guard();
-    let (x, [batch, channels, height, width]) = float_images(images, "simclr_view")?;
-    check_rngs(params.len(), batch, "simclr_view")?;
-    if channels != 1 && channels != 3 {
-        return Err(PtError::shape(format!(
-            "simclr_view: images have {channels} channels; colour augmentation needs 1 (gray) or 3 (RGB)"
-        )));
-    }
-    let side = cfg.out_size;
-    if batch == 0 {
-        return Ok(x.f_new_zeros([0, channels, side, side], (Kind::Float, x.device()))?);
-    }
-    for (i, p) in params.iter().enumerate() {
-        let c = p.crop;
-        if c.height < 1
-            || c.width < 1
-            || c.top < 0
-            || c.left < 0
-            || c.top + c.height > height
-            || c.left + c.width > width
-        {
-            return Err(PtError::shape(format!(
-                "simclr_view: sample {i}'s crop {c:?} is not inside its {height}x{width} image"
-            )));
-        }
-    }
-
-    let boxes: Vec<CropBox> = params.iter().map(|p| p.crop).collect();
-    let flips: Vec<bool> = params.iter().map(|p| p.flip).collect();
-    let mut x = resized_crop(&x, &boxes, &flips, side, side)?;
-
-    for stage in 0..4 {
-        for op in JitterOp::ALL {
-            if channels == 1 && matches!(op, JitterOp::Saturation | JitterOp::Hue) {
-                continue;
-            }
-            let selected: Vec<usize> =
-                (0..params.len()).filter(|&i| params[i].jitter.is_some_and(|j| j.order[stage] == op)).collect();
-            x = on_subset(&x, &selected, |sub| {
-                let factors: Vec<f64> =
-                    selected.iter().filter_map(|&i| params[i].jitter.map(|j| j.factor(op))).collect();
-                match op {
-                    JitterOp::Brightness => adjust_brightness(sub, &factors),
-                    JitterOp::Contrast => adjust_contrast(sub, &factors),
-                    JitterOp::Saturation => adjust_saturation(sub, &factors),
-                    JitterOp::Hue => adjust_hue(sub, &factors),
-                }
-            })?;
-        }
-    }
-
-    if channels == 3 {
-        let selected: Vec<usize> = (0..params.len()).filter(|&i| params[i].grayscale).collect();
-        x = on_subset(&x, &selected, |sub| Ok(rgb_to_grayscale(sub)?.f_expand([-1, 3, -1, -1], false)?))?;
-    }
-
-    let selected: Vec<usize> = (0..params.len()).filter(|&i| params[i].blur_sigma.is_some()).collect();
-    let kernel = cfg.blur_kernel_size().min(odd_below(side));
-    if kernel >= 3 {
-        x = on_subset(&x, &selected, |sub| {
-            let sigmas: Vec<f64> = selected.iter().filter_map(|&i| params[i].blur_sigma).collect();
-            gaussian_blur(sub, &sigmas, kernel)
-        })?;
-    }
-    Ok(x.f_clamp(0.0, 1.0)?)
+    let shape = images.size4().map_err(|_| {
+        PtError::shape(format!("simclr_view: images must be [batch, channels, height, width], got {:?}", images.size()))
+    })?;
+    let planned = super::view_plan::simclr_view_tensors(params, cfg, shape.into(), "")?;
+    let on_device =
+        planned.into_iter().map(|(n, t)| Ok((n, t.f_to_device(images.device())?))).collect::<Result<_>>()?;
+    super::view_plan::apply_simclr_view(images, &on_device, "", cfg)
 }
 
 /// torchvision's `RandomResizedCrop.get_params`: up to 10 tries of (area fraction uniform in
@@ -490,7 +432,16 @@ pub fn resized_crop(images: &Tensor, boxes: &[CropBox], flips: &[bool], out_h: i
             flips.len()
         )));
     }
+    let [theta, lowest, highest] = crop_grid(boxes, flips, height, width)?;
+    let dev = |t: Tensor| t.f_to_device(x.device());
+    resized_crop_by(&x, &dev(theta)?, &dev(lowest)?, &dev(highest)?, out_h, out_w)
+}
+
+/// The CPU tensors [`resized_crop_by`] takes for `boxes` of `height` x `width` images:
+/// the per-sample affine `[B, 2, 3]` and the grid's bounds `[B, 1, 1, 2]`, lowest and highest.
+pub(super) fn crop_grid(boxes: &[CropBox], flips: &[bool], height: i64, width: i64) -> Result<[Tensor; 3]> {
     let (h, w) = (height as f64, width as f64);
+    let batch = boxes.len() as i64;
     // Output normalised coordinate u in [-1, 1] maps to input pixel edge left + (u + 1) / 2 * bw,
     // i.e. normalised input coordinate u * bw / W + (2 left + bw) / W - 1.
     let theta: Vec<f32> = boxes
@@ -510,12 +461,23 @@ pub fn resized_crop(images: &Tensor, boxes: &[CropBox], flips: &[bool], out_h: i
     let lowest: Vec<f32> = boxes.iter().flat_map(|b| [centre(b.left, w), centre(b.top, h)]).collect();
     let highest: Vec<f32> =
         boxes.iter().flat_map(|b| [centre(b.left + b.width - 1, w), centre(b.top + b.height - 1, h)]).collect();
-    let bound = |v: &[f32]| -> Result<Tensor> {
-        Ok(Tensor::f_from_slice(v)?.f_reshape([batch, 1, 1, 2])?.f_to_device(x.device())?)
-    };
-    let grid = affine_grid(&x, &theta, out_h, out_w)?
-        .f_clamp_min_tensor(&bound(&lowest)?)?
-        .f_clamp_max_tensor(&bound(&highest)?)?;
+    let bound = |v: &[f32]| -> Result<Tensor> { Ok(Tensor::f_from_slice(v)?.f_reshape([batch, 1, 1, 2])?) };
+    Ok([Tensor::f_from_slice(&theta)?.f_reshape([batch, 2, 3])?, bound(&lowest)?, bound(&highest)?])
+}
+
+/// [`resized_crop`] from [`crop_grid`]'s tensors, on the images' device.
+pub(super) fn resized_crop_by(
+    x: &Tensor,
+    theta: &Tensor,
+    lowest: &Tensor,
+    highest: &Tensor,
+    out_h: i64,
+    out_w: i64,
+) -> Result<Tensor> {
+    let (batch, channels, _, _) = x.size4()?;
+    let grid = Tensor::f_affine_grid_generator(theta, [batch, channels, out_h, out_w], false)?
+        .f_clamp_min_tensor(lowest)?
+        .f_clamp_max_tensor(highest)?;
     Ok(x.f_grid_sampler(&grid, BILINEAR, PAD_BORDER, false)?)
 }
 
@@ -525,27 +487,37 @@ pub fn resized_crop(images: &Tensor, boxes: &[CropBox], flips: &[bool], out_h: i
 
 /// `clamp(f * x, 0, 1)` per sample (torchvision `adjust_brightness`).
 pub fn adjust_brightness(x: &Tensor, factors: &[f64]) -> Result<Tensor> {
-    let f = per_sample(x, factors, "adjust_brightness")?;
-    Ok(x.f_mul(&f)?.f_clamp(0.0, 1.0)?)
+    adjust_brightness_by(x, &per_sample(x, factors, "adjust_brightness")?)
+}
+
+/// [`adjust_brightness`] by factors `f` `[B, 1, 1, 1]` on `x`'s device (so the rest below).
+pub(super) fn adjust_brightness_by(x: &Tensor, f: &Tensor) -> Result<Tensor> {
+    Ok(x.f_mul(f)?.f_clamp(0.0, 1.0)?)
 }
 
 /// Blend with the mean of the image's grayscale (of the image itself for 1 channel), per
 /// sample (torchvision `adjust_contrast`).
 pub fn adjust_contrast(x: &Tensor, factors: &[f64]) -> Result<Tensor> {
-    let f = per_sample(x, factors, "adjust_contrast")?;
+    adjust_contrast_by(x, &per_sample(x, factors, "adjust_contrast")?)
+}
+
+pub(super) fn adjust_contrast_by(x: &Tensor, f: &Tensor) -> Result<Tensor> {
     let gray = if x.size()[1] == 3 { rgb_to_grayscale(x)? } else { x.shallow_clone() };
     let mean = gray.f_mean_dim([1i64, 2, 3].as_slice(), true, Kind::Float)?;
-    blend(x, &mean, &f)
+    blend(x, &mean, f)
 }
 
 /// Blend with the image's grayscale, per sample (torchvision `adjust_saturation`); 1-channel
 /// images are returned unchanged.
 pub fn adjust_saturation(x: &Tensor, factors: &[f64]) -> Result<Tensor> {
-    let f = per_sample(x, factors, "adjust_saturation")?;
+    adjust_saturation_by(x, &per_sample(x, factors, "adjust_saturation")?)
+}
+
+pub(super) fn adjust_saturation_by(x: &Tensor, f: &Tensor) -> Result<Tensor> {
     if x.size()[1] == 1 {
         return Ok(x.shallow_clone());
     }
-    blend(x, &rgb_to_grayscale(x)?, &f)
+    blend(x, &rgb_to_grayscale(x)?, f)
 }
 
 /// Rotates the hue by `factor` turns (in [-0.5, 0.5]) in HSV, per sample (torchvision
@@ -555,11 +527,16 @@ pub fn adjust_hue(x: &Tensor, factors: &[f64]) -> Result<Tensor> {
     if let Some(bad) = factors.iter().find(|h| !(-0.5..=0.5).contains(*h)) {
         return Err(PtError::config(format!("adjust_hue: hue factor {bad} is outside [-0.5, 0.5]")));
     }
+    adjust_hue_by(x, &f)
+}
+
+/// [`adjust_hue`] by turns `f` `[B, 1, 1, 1]` in [-0.5, 0.5] (not checked here).
+pub(super) fn adjust_hue_by(x: &Tensor, f: &Tensor) -> Result<Tensor> {
     if x.size()[1] == 1 {
         return Ok(x.shallow_clone());
     }
     let hsv = rgb_to_hsv(x)?;
-    let hue = hsv.f_narrow(1, 0, 1)?.f_add(&f)?.f_remainder(1.0)?;
+    let hue = hsv.f_narrow(1, 0, 1)?.f_add(f)?.f_remainder(1.0)?;
     let hsv = Tensor::f_cat(&[hue, hsv.f_narrow(1, 1, 2)?], 1)?;
     hsv_to_rgb(&hsv)
 }
@@ -642,8 +619,15 @@ pub fn gaussian_blur(x: &Tensor, sigmas: &[f64], kernel_size: i64) -> Result<Ten
     if batch == 0 {
         return Ok(x.shallow_clone());
     }
+    let weight = Tensor::f_from_slice(&blur_kernels(sigmas, channels, kernel_size))?.f_to_device(x.device())?;
+    gaussian_blur_by(x, &weight, kernel_size)
+}
+
+/// The 1-D Gaussian kernels [`gaussian_blur_by`] takes: `kernel_size` weights per sample and
+/// channel, each set summing to 1, sample by sample.
+pub(super) fn blur_kernels(sigmas: &[f64], channels: i64, kernel_size: i64) -> Vec<f32> {
     let half = (kernel_size - 1) as f64 * 0.5;
-    let mut weights = Vec::with_capacity((batch * channels * kernel_size) as usize);
+    let mut weights = Vec::with_capacity(sigmas.len() * (channels * kernel_size) as usize);
     for &sigma in sigmas {
         let pdf: Vec<f64> = (0..kernel_size)
             .map(|k| {
@@ -656,8 +640,14 @@ pub fn gaussian_blur(x: &Tensor, sigmas: &[f64], kernel_size: i64) -> Result<Ten
             weights.extend(pdf.iter().map(|v| (v / total) as f32));
         }
     }
+    weights
+}
+
+/// [`gaussian_blur`] with [`blur_kernels`]' `weight` on `x`'s device (`x` checked by the caller).
+pub(super) fn gaussian_blur_by(x: &Tensor, weight: &Tensor, kernel_size: i64) -> Result<Tensor> {
+    let (batch, channels, height, width) = x.size4()?;
+    let pad = kernel_size / 2;
     let groups = batch * channels;
-    let weight = Tensor::f_from_slice(&weights)?.f_to_device(x.device())?;
     let across = weight.f_reshape([groups, 1, 1, kernel_size])?;
     let down = weight.f_reshape([groups, 1, kernel_size, 1])?;
     let flat = x.f_reshape([1, groups, height, width])?;
@@ -685,7 +675,7 @@ pub fn gaussian_blur(x: &Tensor, sigmas: &[f64], kernel_size: i64) -> Result<Ten
 // ---------------------------------------------------------------------------------------------
 
 /// Checks `[B, C, H, W]` floating-point images and returns them as float32 with their sizes.
-fn float_images(images: &Tensor, what: &str) -> Result<(Tensor, [i64; 4])> {
+pub(super) fn float_images(images: &Tensor, what: &str) -> Result<(Tensor, [i64; 4])> {
     let (b, c, h, w) = images.size4().map_err(|_| {
         PtError::shape(format!("{what}: images must be [batch, channels, height, width], got {:?}", images.size()))
     })?;
@@ -732,7 +722,7 @@ fn uniform(rng: &mut CounterRng, lo: f64, hi: f64) -> f64 {
 }
 
 /// The largest odd number below `n` (the biggest kernel reflect padding allows), at least 1.
-fn odd_below(n: i64) -> i64 {
+pub(super) fn odd_below(n: i64) -> i64 {
     let k = n - 1;
     (if k % 2 == 0 { k - 1 } else { k }).max(1)
 }
@@ -776,20 +766,15 @@ fn rgb_planes(x: &Tensor, what: &str) -> Result<[Tensor; 3]> {
     Ok([x.f_narrow(1, 0, 1)?, x.f_narrow(1, 1, 1)?, x.f_narrow(1, 2, 1)?])
 }
 
-/// Applies `op` to the samples in `selected` (ascending indices) and leaves the rest as they are.
-fn on_subset(x: &Tensor, selected: &[usize], op: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
-    let batch = x.size()[0];
-    if selected.is_empty() {
-        return Ok(x.shallow_clone());
-    }
-    if selected.len() as i64 == batch {
+/// Applies `op` to the samples at `index` (ascending, non-empty, int64 on `x`'s device) and
+/// leaves the rest as they are.
+pub(super) fn on_subset_by(x: &Tensor, index: &Tensor, op: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    if index.size()[0] == x.size()[0] {
         return op(x);
     }
-    let index: Vec<i64> = selected.iter().map(|&i| i as i64).collect();
-    let index = Tensor::f_from_slice(&index)?.f_to_device(x.device())?;
-    let part = op(&x.f_index_select(0, &index)?)?;
+    let part = op(&x.f_index_select(0, index)?)?;
     // Under autocast `op` may compute in bf16: the batch keeps its own dtype.
-    Ok(x.f_index_copy(0, &index, &part.f_to_kind(x.kind())?.f_contiguous()?)?)
+    Ok(x.f_index_copy(0, index, &part.f_to_kind(x.kind())?.f_contiguous()?)?)
 }
 
 #[cfg(test)]
@@ -819,7 +804,8 @@ mod tests {
     fn a_transform_on_a_subset_keeps_the_batch_dtype_when_it_computes_in_bf16() {
         // As under bf16 autocast on CUDA, where a blur's conv returns bf16 into an fp32 batch.
         let x = images([4, 3, 5, 5], 3);
-        let out = on_subset(&x, &[1, 3], |part| Ok(part.f_mul_scalar(0.5)?.f_to_kind(Kind::BFloat16)?)).unwrap();
+        let index = Tensor::from_slice(&[1i64, 3]);
+        let out = on_subset_by(&x, &index, |part| Ok(part.f_mul_scalar(0.5)?.f_to_kind(Kind::BFloat16)?)).unwrap();
         assert_eq!(out.kind(), Kind::Float);
         assert!(max_diff(&out.narrow(0, 0, 1), &x.narrow(0, 0, 1)) == 0.0, "unselected samples untouched");
         assert!(max_diff(&out.narrow(0, 1, 1), &x.narrow(0, 1, 1).f_mul_scalar(0.5).unwrap()) < 4e-3);

@@ -14,6 +14,7 @@ pub mod idx;
 pub mod pixel_csv;
 pub mod shard_images;
 pub mod store;
+pub mod view_plan;
 
 pub use augment::Normalization;
 pub use folder::ImageFolder;

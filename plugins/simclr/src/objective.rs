@@ -1,12 +1,14 @@
-//! `simclr`: `prepare` turns a batch of B images into 2B augmented views on the device; `loss`
-//! projects the encoder's `features` and applies NT-Xent, plus an online linear probe on
-//! detached features when labels are present.
+//! `simclr`: `prepare` turns a batch of B images into 2B augmented views on the device, from
+//! parameters drawn on the loader thread (`draw_on_host`); `loss` projects the encoder's
+//! `features` and applies NT-Xent, plus an online linear probe on detached features when labels
+//! are present.
 
 use crate::config::SimclrConfig;
 use crate::loss::{global_embeddings, nt_xent, scale_gradient};
 use pt_kit::losses::labelled_cross_entropy;
 use pt_kit::params::{Created, Linear, Params};
-use pt_kit::vision::augment::{images_and_indices, sample_rngs, simclr_view, Normalization, SimclrAugment};
+use pt_kit::vision::augment::{images_and_indices, sample_rngs, Normalization, SimclrAugment, SimclrParams};
+use pt_kit::vision::view_plan::{apply_simclr_view, simclr_view_tensors};
 use pt_sdk::prelude::*;
 
 /// Random stream of the views (see `pt_sdk::rng`).
@@ -87,18 +89,47 @@ fn view_settings(cfg: &SimclrConfig) -> Result<(SimclrAugment, Normalization)> {
     Ok((augment, norm))
 }
 
+/// Where view `v`'s tensors sit in the batch.
+fn view_prefix(view: u64) -> String {
+    format!("simclr/view{view}/")
+}
+
 impl SimClr {
-    /// Both views of `images` ([B, C, H, W], normalised) stacked as [2B, C, S, S], normalised.
-    pub fn views(&self, images: &Tensor, index: &[i64], ctx: &StepCtx) -> Result<Tensor> {
+    /// The tensors (on the CPU) of both views of images of `shape` `[B, C, H, W]`, sample `i`'s
+    /// drawn from (seed, stream, epoch, index[i], view).
+    pub fn draw_views(&self, shape: [i64; 4], index: &[i64], ctx: &StepCtx) -> Result<Tensors> {
+        let (augment, _) = self.views.as_ref().map_err(Clone::clone)?;
+        let mut drawn = Tensors::new();
+        for view in 0..2 {
+            let rngs = sample_rngs(ctx.seed, STREAM_VIEWS, ctx.epoch, index, view);
+            let params: Vec<SimclrParams> =
+                rngs.into_iter().map(|mut r| augment.sample(&mut r, shape[2], shape[3])).collect();
+            for (name, t) in simclr_view_tensors(&params, augment, shape, &view_prefix(view))? {
+                drawn.insert(name, t);
+            }
+        }
+        Ok(drawn)
+    }
+
+    /// Both views of `images` ([B, C, H, W], normalised) from `drawn` (on their device),
+    /// stacked as [2B, C, S, S], normalised.
+    pub fn views(&self, images: &Tensor, drawn: &Tensors) -> Result<Tensor> {
         let (augment, norm) = self.views.as_ref().map_err(Clone::clone)?;
         let pixels = norm.denormalize(images)?.f_clamp(0.0, 1.0)?; // [B, C, H, W] in [0, 1]
         let mut views = Vec::with_capacity(2);
         for view in 0..2 {
-            let mut rngs = sample_rngs(ctx.seed, STREAM_VIEWS, ctx.epoch, index, view);
-            views.push(norm.normalize(&simclr_view(&pixels, &mut rngs, augment)?)?);
+            views.push(norm.normalize(&apply_simclr_view(&pixels, drawn, &view_prefix(view), augment)?)?);
         }
         Ok(Tensor::f_cat(&views, 0)?)
     }
+}
+
+/// `[B, C, H, W]` of `images`, or a shape error naming SimCLR.
+fn shape4(images: &Tensor) -> Result<[i64; 4]> {
+    let (b, c, h, w) = images.size4().map_err(|_| {
+        PtError::shape(format!("simclr: images must be [batch, channels, height, width], got {:?}", images.size()))
+    })?;
+    Ok([b, c, h, w])
 }
 
 impl Objective for SimClr {
@@ -112,6 +143,7 @@ impl Objective for SimClr {
             needs_outputs: vec!["features".into()],
             adds_fields: vec![],
             metrics,
+            draws_on_host: true,
             ..Default::default()
         }
     }
@@ -120,10 +152,28 @@ impl Objective for SimClr {
         self.params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
     }
 
-    /// Views of sample i come from (seed, stream, epoch, i, view), so a resumed run sees the same ones.
+    /// On the loader thread: every view's crop, flip and colour parameters as small tensors.
+    fn draw_on_host(&self, batch: &Tensors, ctx: &StepCtx) -> Result<Tensors> {
+        let (images, index) = images_and_indices(batch, "simclr")?;
+        self.draw_views(shape4(images)?, &index, ctx)
+    }
+
+    /// Views of sample i come from (seed, stream, epoch, i, view), so a resumed run sees the
+    /// same ones; drawn on the loader thread, or here for a batch the loader did not draw.
     fn prepare(&self, mut batch: Tensors, ctx: &StepCtx) -> Result<Tensors> {
-        let (images, index) = images_and_indices(&batch, "simclr")?;
-        let views = self.views(images, &index, ctx)?;
+        let images = batch.require("image")?;
+        let views = match batch.contains(&format!("{}theta", view_prefix(0))) {
+            true => self.views(images, &batch)?,
+            false => {
+                let (images, index) = images_and_indices(&batch, "simclr")?;
+                let drawn = self.draw_views(shape4(images)?, &index, ctx)?.to_device(images.device())?;
+                self.views(images, &drawn)?
+            }
+        };
+        let drawn: Vec<String> = batch.names().filter(|n| n.starts_with("simclr/")).map(String::from).collect();
+        for name in drawn {
+            batch.remove(&name);
+        }
         batch.insert("image", views);
         Ok(batch)
     }
@@ -157,5 +207,43 @@ impl Objective for SimClr {
             metrics.push(("probe_loss".into(), probe_loss.detach()));
         }
         Ok(LossOutput { loss, metrics })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn simclr() -> SimClr {
+        let cfg: SimclrConfig = serde_json::from_str(
+            r#"{"feature_dim": 8, "image_size": [12, 12], "mean": [0.5], "std": [0.25], "augment": "imagenet", "blur_p": 0.5}"#,
+        )
+        .unwrap();
+        SimClr::new(cfg, &CreateCtx::default()).unwrap()
+    }
+
+    /// The loader thread's draw and `prepare`'s own draw make the same views, so a batch
+    /// prepared either way trains the same; the drawn tensors are all the device has to receive.
+    #[test]
+    fn views_from_the_loader_threads_draw_equal_views_drawn_in_prepare() {
+        let objective = simclr();
+        let images = Tensor::rand([5, 3, 12, 12], (Kind::Float, Device::Cpu)).f_sub_scalar(0.5).unwrap();
+        let batch = Tensors::new().with("image", images).with("sample_index", Tensor::from_slice(&[3i64, 9, 4, 0, 7]));
+        let ctx = StepCtx { seed: 11, epoch: 2, ..StepCtx::default() };
+        let drawn = objective.draw_on_host(&batch, &ctx).unwrap();
+        assert!(drawn.contains("simclr/view0/theta") && drawn.contains("simclr/view1/lowest"));
+        assert!(drawn.iter().all(|(n, t)| n.starts_with("simclr/view") && t.device() == Device::Cpu));
+        let mut with_drawn = batch.share();
+        for (n, t) in drawn.into_iter() {
+            with_drawn.insert(n, t);
+        }
+        let from_loader = objective.prepare(with_drawn, &ctx).unwrap();
+        let in_prepare = objective.prepare(batch.share(), &ctx).unwrap();
+        assert!(from_loader.names().all(|n| !n.starts_with("simclr/")), "drawn fields do not reach the model");
+        let (a, b) = (from_loader.require("image").unwrap(), in_prepare.require("image").unwrap());
+        assert_eq!(a.size(), [10, 3, 12, 12]);
+        assert!(a.equal(b), "the same views either way");
+        let other_epoch = objective.prepare(batch.share(), &StepCtx { epoch: 3, ..ctx }).unwrap();
+        assert!(!other_epoch.require("image").unwrap().equal(b), "views change with the epoch");
     }
 }
