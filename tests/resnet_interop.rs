@@ -286,17 +286,21 @@ fn torchvision_weights_import_with_init_from() {
     let saved: toml::Table = std::fs::read_to_string(run.join("config.toml")).unwrap().parse().unwrap();
     let recorded = saved["run"]["init_from"].as_array().expect("[run] init_from in the saved config");
     assert_eq!(recorded, &[toml::Value::String(weights.display().to_string())]);
-    // ...so other weights into the same run are a config change, not silently ignored.
-    let err = Pt::new().fails(&[
-        "train",
-        "--recipe",
-        recipe.to_str().unwrap(),
-        "--run-dir",
-        run.to_str().unwrap(),
-        "--init-from",
-        dir.path().join("other.safetensors").to_str().unwrap(),
-    ]);
-    assert!(err.contains("run.init_from") && err.contains("--accept-changes"), "{err}");
+    // ...other weights into a run that goes on from its own checkpoint are refused, not ignored...
+    let train = |extra: &[&str]| {
+        Pt::new().run(
+            &[&["train", "--recipe", recipe.to_str().unwrap(), "--run-dir", run.to_str().unwrap()], extra].concat(),
+        )
+    };
+    let other = dir.path().join("other.safetensors");
+    let out = train(&["--init-from", other.to_str().unwrap(), "--accept-changes"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("init_from applies only to a run's first start"), "{err}");
+    // ...while resuming without it is no change to what is trained (and is recorded).
+    let out = train(&["--max-steps", "2", "--quiet"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let changes = std::fs::read_to_string(run.join("config-changes.jsonl")).unwrap();
+    assert!(changes.contains("run.init_from"), "{changes}");
 }
 
 /// Parameters and BatchNorm statistics of a checkpoint's model.

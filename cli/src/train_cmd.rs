@@ -30,7 +30,7 @@ pub struct Args {
     #[arg(long)]
     data: Option<String>,
     /// Override any recipe key: --set optim.lr=3e-4 --set run.batch_size=64; --set ~KEY removes
-    /// a key (its default applies).
+    /// a key (its default applies), --set ~eval.1 the second [[eval]] (later ones move up).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
     /// Resume even though the config differs from the checkpoint's in keys that change what is

@@ -76,10 +76,12 @@ pub trait Objective: Component {
         Ok(Tensors::new())
     }
     /// For objectives that set [`ObjectiveInfo::draws_on_host`]: the batch's randomness drawn
-    /// on the loader thread, on the CPU batch (`sample_index`, the image sizes), as small
-    /// tensors that join the batch, move to the device with it and reach `prepare` there (SimCLR's
-    /// crops and colour factors). From `ctx`'s counters only, never torch's generator nor the
-    /// objective's parameters (it runs on a copy). Default: nothing.
+    /// on the loader thread, as small CPU tensors that join the batch, move to the device with
+    /// it and reach `prepare` there (SimCLR's crops and colour factors). `batch` is the
+    /// dataset's host batch before the device's conversions (e.g. uint8 pixels): read only its
+    /// shapes and `sample_index`; `prepare` sees the same shapes. Draw from `ctx`'s counters,
+    /// never torch's generator, the objective's parameters (this is a copy) or `ctx.device`.
+    /// Default: nothing.
     fn draw_on_host(&self, _batch: &Tensors, _ctx: &StepCtx) -> Result<Tensors> {
         Ok(Tensors::new())
     }

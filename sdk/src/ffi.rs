@@ -88,7 +88,7 @@ pub trait ObjectiveFfi: Send {
         RResult::ROk(TensorMap::default())
     }
     /// Fields drawn on the loader thread for `prepare` (see `Objective::draw_on_host`).
-    /// Appended in SDK 0.1.5: the host calls it only when `ObjectiveInfo::draws_on_host` is
+    /// Appended in SDK 0.1.6: the host calls it only when `ObjectiveInfo::draws_on_host` is
     /// set, which older plugins never do.
     fn draw_on_host(&self, _batch: &TensorMap, _ctx: &StepCtx) -> RResult<TensorMap, PtError> {
         RResult::ROk(TensorMap::default())

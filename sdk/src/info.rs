@@ -269,7 +269,7 @@ pub struct ObjectiveInfo {
     /// `prepare` runs on the device, but reads fields [`crate::Objective::draw_on_host`] drew
     /// for it on the loader thread: the training step builds and uploads none of its small
     /// random tensors (SimCLR's views). Without it (or for a batch the loader did not draw,
-    /// e.g. an evaluator's) `prepare` draws for itself. (SDK 0.1.5.)
+    /// e.g. an evaluator's) `prepare` draws for itself. (SDK 0.1.6.)
     pub draws_on_host: bool,
     /// Roles whose inputs come from other roles' outputs run in stages, in this order (ELECTRA:
     /// `[["generator"], ["discriminator"]]`): the host runs a stage's architectures, then

@@ -56,17 +56,17 @@ impl RunConfig {
 pub(super) fn check_init_roles(run: &RunConfig, arch: &Archs) -> Result<()> {
     let roles: Vec<String> = arch.iter().into_iter().filter_map(|(r, _)| r.map(str::to_string)).collect();
     for (given, init) in run.init_from.iter().zip(run.init_sources()) {
-        if init.path.as_os_str().is_empty() {
-            return Err(Error::Config("[run] init_from has an empty entry: give [ROLE=]PATH".into()));
+        if init.path.as_os_str().is_empty() || (init.role.is_none() && given.ends_with('=')) {
+            return Err(Error::Config(format!("[run] init_from '{given}': give [ROLE=]PATH, with a path")));
         }
         let Some(role) = &init.role else { continue };
-        let fix = match roles.is_empty() {
-            true => format!("the recipe trains one architecture: drop '{role}='"),
-            false => format!("the recipe's roles are {}", roles.join(", ")),
-        };
         if !roles.contains(role) {
+            let fix = match roles.is_empty() {
+                true => format!("the recipe trains one architecture: drop '{role}='"),
+                false => format!("the recipe's roles are {}", roles.join(", ")),
+            };
             return Err(Error::Config(format!(
-                "[run] init_from '{given}': no architecture has the role '{role}' ({fix}); a path with '=' in it must exist"
+                "[run] init_from '{given}': no architecture has the role '{role}' ({fix}; if '{given}' is a file, it does not exist)"
             )));
         }
     }

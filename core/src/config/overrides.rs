@@ -7,8 +7,18 @@ use toml::{Table, Value};
 
 /// Applies one `--set` to the recipe's TOML tree.
 pub fn apply_override(root: &mut Table, spec: &str) -> Result<()> {
+    let mut tree = Value::Table(std::mem::take(root));
+    let result = apply_to(&mut tree, spec);
+    if let Value::Table(t) = tree {
+        *root = t;
+    }
+    result
+}
+
+fn apply_to(tree: &mut Value, spec: &str) -> Result<()> {
     if let Some(path) = spec.strip_prefix('~') {
-        return remove_path(root, path.trim(), spec);
+        let parts = split_path(path, spec)?;
+        return remove_at(tree, &parts, &parts, spec);
     }
     let (path, raw) = spec.split_once('=').ok_or_else(|| {
         Error::Config(format!("--set '{spec}': expected KEY=VALUE (e.g. --set optim.lr=1e-3) or ~KEY to remove a key"))
@@ -17,13 +27,7 @@ pub fn apply_override(root: &mut Table, spec: &str) -> Result<()> {
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| Value::String(raw.to_string()));
-    let parts = split_path(path, spec)?;
-    let mut tree = Value::Table(std::mem::take(root));
-    let result = set_path(&mut tree, &parts, value, spec);
-    if let Value::Table(t) = tree {
-        *root = t;
-    }
-    result
+    set_path(tree, &split_path(path, spec)?, value, spec)
 }
 
 fn split_path<'a>(path: &'a str, spec: &str) -> Result<Vec<&'a str>> {
@@ -32,16 +36,6 @@ fn split_path<'a>(path: &'a str, spec: &str) -> Result<Vec<&'a str>> {
         return Err(Error::Config(format!("--set '{spec}': empty key segment")));
     }
     Ok(parts)
-}
-
-fn remove_path(root: &mut Table, path: &str, spec: &str) -> Result<()> {
-    let parts = split_path(path, spec)?;
-    let mut tree = Value::Table(std::mem::take(root));
-    let result = remove_at(&mut tree, &parts, &parts, spec);
-    if let Value::Table(t) = tree {
-        *root = t;
-    }
-    result
 }
 
 /// Removes `parts` below `cur`: a table's key, or an array's element by index (`~eval.1` drops

@@ -71,7 +71,8 @@ impl Prefetcher {
     /// Starts reading at `start.cursor` for `device`. For CUDA the loader pins the batches and
     /// [`Self::next`] copies them (non-blocking) and converts compact fields there; for the CPU
     /// the loader thread does the conversion, off the training thread. `preparers` has one
-    /// entry per objective: a copy of it that prepares its inputs here, or None.
+    /// entry per objective: a copy of it that prepares its inputs or draws for its `prepare`
+    /// here ([`FromLoader`]), or None.
     pub fn start(
         dataset: Arc<DatasetHandle>,
         mut sampler: Sampler,

@@ -76,8 +76,8 @@ pub fn load_start(session: &Session, resume: bool) -> Result<Start> {
 /// architecture, whose names the file may carry with or without the `role.` prefix).
 fn load_init(session: &Session, init: &InitFrom) -> Result<LoadReport> {
     let what = match &init.role {
-        Some(role) => format!("--init-from {role}={}", init.path.display()),
-        None => format!("--init-from {}", init.path.display()),
+        Some(role) => format!("init_from '{role}={}'", init.path.display()),
+        None => format!("init_from '{}'", init.path.display()),
     };
     let target = match &init.role {
         None => named_model(session)?,
@@ -189,6 +189,22 @@ const FREE_ON_RESUME: [&str; 15] = [
     "eval.",
 ];
 
+const INIT_FROM: &str = "run.init_from";
+
+/// `[run] init_from` matters only for a run's first start: a resume may drop it (the change is
+/// recorded), but other weights cannot apply to a run that continues from its own checkpoint.
+fn check_init_from_on_resume(all: &[Change], session: &Session, step: u64) -> Result<()> {
+    let Some(change) = all.iter().find(|c| c.key == INIT_FROM) else { return Ok(()) };
+    if session.plan.recipe.run.init_from.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "{}: the run resumes from its own checkpoint at step {step}, so the new init_from ({}) would not be loaded; init_from applies only to a run's first start: pass --restart to start over from it, or train into another --run-dir",
+        session.run_dir().display(),
+        change.new.clone().unwrap_or_default()
+    )))
+}
+
 /// The run's history of config changes, one JSON line per resume that changed something.
 pub const CONFIG_CHANGES: &str = "config-changes.jsonl";
 
@@ -225,8 +241,9 @@ pub fn check_resumed_config(
         (key == "run.grad_accum" && same_global_batch)
             || FREE_ON_RESUME.iter().any(|f| key == *f || (f.ends_with('.') && key.starts_with(f)))
     };
-    let guarded: Vec<&Change> = all.iter().filter(|c| !free(&c.key)).collect();
     let step = checkpoint.manifest.step;
+    check_init_from_on_resume(&all, session, step)?;
+    let guarded: Vec<&Change> = all.iter().filter(|c| !free(&c.key) && c.key != INIT_FROM).collect();
     if !guarded.is_empty() && !accept {
         return Err(Error::Config(format!(
             "{}: resuming at step {step} with a changed config ({}), but steps 1 to {step} ran with the saved values: pass --accept-changes to go on with the new ones (recorded in {CONFIG_CHANGES}), or train into another --run-dir",

@@ -98,7 +98,8 @@ impl Trainer<'_> {
     /// Every objective's forward, loss and backward on one micro-batch; their weighted losses'
     /// gradients accumulate (one backward each keeps memory flat). A non-finite loss is not
     /// looked at here: its step is skipped by the update.
-    /// `prepared` holds the inputs objectives prepared on the loader thread.
+    /// `prepared` holds what the loader thread made for each objective: its inputs, or fields
+    /// for its `prepare`.
     fn micro_batch(
         &self,
         batch: &Tensors,

@@ -474,10 +474,7 @@ pub(super) fn resized_crop_by(
     out_h: i64,
     out_w: i64,
 ) -> Result<Tensor> {
-    let (batch, channels, _, _) = x.size4()?;
-    let grid = Tensor::f_affine_grid_generator(theta, [batch, channels, out_h, out_w], false)?
-        .f_clamp_min_tensor(lowest)?
-        .f_clamp_max_tensor(highest)?;
+    let grid = affine_grid(x, theta, out_h, out_w)?.f_clamp_min_tensor(lowest)?.f_clamp_max_tensor(highest)?;
     Ok(x.f_grid_sampler(&grid, BILINEAR, PAD_BORDER, false)?)
 }
 
@@ -730,15 +727,16 @@ pub(super) fn odd_below(n: i64) -> i64 {
 /// Warps each sample by its 2x3 affine `theta` (row-major, 6 per sample, normalised
 /// coordinates, align_corners = false) onto an `out_h` x `out_w` grid.
 fn affine_sample(x: &Tensor, theta: &[f32], out_h: i64, out_w: i64, mode: i64, padding: i64) -> Result<Tensor> {
-    let grid = affine_grid(x, theta, out_h, out_w)?;
+    let theta = Tensor::f_from_slice(theta)?.f_reshape([-1, 2, 3])?.f_to_device(x.device())?;
+    let grid = affine_grid(x, &theta, out_h, out_w)?;
     Ok(x.f_grid_sampler(&grid, mode, padding, false)?)
 }
 
-/// The `[B, out_h, out_w, 2]` sampling grid (x, y normalised) of per-sample affines `theta`.
-fn affine_grid(x: &Tensor, theta: &[f32], out_h: i64, out_w: i64) -> Result<Tensor> {
+/// The `[B, out_h, out_w, 2]` sampling grid (x, y normalised) of per-sample affines `theta`
+/// `[B, 2, 3]` (on `x`'s device).
+fn affine_grid(x: &Tensor, theta: &Tensor, out_h: i64, out_w: i64) -> Result<Tensor> {
     let (batch, channels, _, _) = x.size4()?;
-    let theta = Tensor::f_from_slice(theta)?.f_reshape([batch, 2, 3])?.f_to_device(x.device())?;
-    Ok(Tensor::f_affine_grid_generator(&theta, [batch, channels, out_h, out_w], false)?)
+    Ok(Tensor::f_affine_grid_generator(theta, [batch, channels, out_h, out_w], false)?)
 }
 
 /// Per-sample factors as a `[B, 1, 1, 1]` float32 tensor on `x`'s device.

@@ -1,8 +1,9 @@
 //! SimCLR views in two halves: [`simclr_view_tensors`] turns a batch's drawn parameters into
 //! small tensors where they are drawn (the loader thread, on the CPU), and
 //! [`apply_simclr_view`] makes the views from them on the training device. The tensors travel
-//! with the batch, so the training thread builds and uploads none of them (on a GPU each upload
-//! from pageable memory is a wait; a SimCLR step has dozens).
+//! with the batch (pinned, copied asynchronously), so the training thread builds none of them
+//! and never waits on an upload from pageable memory (on a GPU each such upload is a wait; a
+//! SimCLR step has dozens).
 //!
 //! Tensors, under the caller's prefix (`view0/`, …): `theta` `[B, 2, 3]` and `lowest`,
 //! `highest` `[B, 1, 1, 2]` (the crop grid, see `resized_crop`); per jitter stage `s` and op,
@@ -38,48 +39,18 @@ fn blur_kernel(cfg: &SimclrAugment) -> i64 {
 }
 
 /// `params`' tensors (on the CPU) for views of images of `shape` `[B, C, H, W]`, named under
-/// `prefix`. Checks what [`apply_simclr_view`] relies on: one draw per image, 1 or 3 channels,
-/// every crop inside its image.
+/// `prefix`, after [`check_draws`].
 pub fn simclr_view_tensors(
     params: &[SimclrParams],
     cfg: &SimclrAugment,
     shape: [i64; 4],
     prefix: &str,
 ) -> Result<Tensors> {
-    cfg.validate()?;
+    check_draws(params, cfg, shape)?;
     let [batch, channels, height, width] = shape;
-    if params.len() as i64 != batch {
-        return Err(PtError::shape(format!(
-            "simclr_view: {} per-sample random streams/parameters for a batch of {batch}; give one per image",
-            params.len()
-        )));
-    }
-    if channels != 1 && channels != 3 {
-        return Err(PtError::shape(format!(
-            "simclr_view: images have {channels} channels; colour augmentation needs 1 (gray) or 3 (RGB)"
-        )));
-    }
-    if height < 1 || width < 1 {
-        return Err(PtError::shape(format!("simclr_view: images are {height}x{width}; nothing to crop")));
-    }
-    for (i, p) in params.iter().enumerate() {
-        let c = p.crop;
-        if c.height < 1
-            || c.width < 1
-            || c.top < 0
-            || c.left < 0
-            || c.top + c.height > height
-            || c.left + c.width > width
-        {
-            return Err(PtError::shape(format!(
-                "simclr_view: sample {i}'s crop {c:?} is not inside its {height}x{width} image"
-            )));
-        }
-    }
     let mut out = Tensors::new();
     if batch == 0 {
-        // apply_simclr_view makes the empty views without any tensor.
-        return Ok(out);
+        return Ok(out); // apply_simclr_view makes empty views without any tensor
     }
     let name = |n: &str| format!("{prefix}{n}");
     let indices = |keep: &dyn Fn(&SimclrParams) -> bool| -> Vec<i64> {
@@ -118,6 +89,44 @@ pub fn simclr_view_tensors(
     Ok(out)
 }
 
+/// One draw per image of 1 or 3 channels, every crop inside its image, hue shifts in
+/// [-0.5, 0.5] turns, blur sigmas finite and positive: what [`apply_simclr_view`] relies on.
+fn check_draws(params: &[SimclrParams], cfg: &SimclrAugment, [batch, channels, height, width]: [i64; 4]) -> Result<()> {
+    cfg.validate()?;
+    if params.len() as i64 != batch {
+        return Err(PtError::shape(format!(
+            "simclr_view: {} per-sample random streams/parameters for a batch of {batch}; give one per image",
+            params.len()
+        )));
+    }
+    if channels != 1 && channels != 3 {
+        return Err(PtError::shape(format!(
+            "simclr_view: images have {channels} channels; colour augmentation needs 1 (gray) or 3 (RGB)"
+        )));
+    }
+    if height < 1 || width < 1 {
+        return Err(PtError::shape(format!("simclr_view: images are {height}x{width}; nothing to crop")));
+    }
+    for (i, p) in params.iter().enumerate() {
+        let c = p.crop;
+        let inside = c.height >= 1 && c.width >= 1 && c.top >= 0 && c.left >= 0;
+        if !inside || c.top + c.height > height || c.left + c.width > width {
+            return Err(PtError::shape(format!(
+                "simclr_view: sample {i}'s crop {c:?} is not inside its {height}x{width} image"
+            )));
+        }
+        if let Some(hue) = p.jitter.map(|j| j.hue).filter(|h| !(-0.5..=0.5).contains(h)) {
+            return Err(PtError::config(format!("simclr_view: sample {i}'s hue shift {hue} is outside [-0.5, 0.5]")));
+        }
+        if let Some(sigma) = p.blur_sigma.filter(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(PtError::config(format!(
+                "simclr_view: sample {i}'s blur sigma {sigma} must be finite and > 0"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// One view of each image of `images` (`[B, C, H, W]` floats in [0, 1]) from the tensors
 /// [`simclr_view_tensors`] made for them (under `prefix` in `planned`, on the images' device):
 /// resized crop + flip, colour jitter in each sample's own op order, grayscale, blur, a final
@@ -135,7 +144,14 @@ pub fn apply_simclr_view(images: &Tensor, planned: &Tensors, prefix: &str, cfg: 
             PtError::shape(format!("simclr_view: the batch has no '{prefix}{n}' (drawn views' tensors)"))
         })
     };
-    let mut x = resized_crop_by(&x, need("theta")?, need("lowest")?, need("highest")?, side, side)?;
+    let theta = need("theta")?;
+    if theta.size()[0] != batch {
+        return Err(PtError::shape(format!(
+            "simclr_view: '{prefix}theta' was drawn for {} images, the batch has {batch}: draw for the batch as it reaches prepare",
+            theta.size()[0]
+        )));
+    }
+    let mut x = resized_crop_by(&x, theta, need("lowest")?, need("highest")?, side, side)?;
     for stage in 0..4 {
         for op in JitterOp::ALL.into_iter().filter(|&op| applies(op, channels)) {
             let key = format!("jitter{stage}.{}", op_name(op));
@@ -149,7 +165,7 @@ pub fn apply_simclr_view(images: &Tensor, planned: &Tensors, prefix: &str, cfg: 
             })?;
         }
     }
-    if let Some(index) = get("gray.index") {
+    if let (Some(index), 3) = (get("gray.index"), channels) {
         x = on_subset_by(&x, index, |sub| Ok(rgb_to_grayscale(sub)?.f_expand([-1, 3, -1, -1], false)?))?;
     }
     if let Some(index) = get("blur.index") {
@@ -162,7 +178,7 @@ pub fn apply_simclr_view(images: &Tensor, planned: &Tensors, prefix: &str, cfg: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vision::augment::{simclr_view_with, JitterParams};
+    use crate::vision::augment::JitterParams;
 
     fn params(jitter: bool, grayscale: bool, blur: bool) -> SimclrParams {
         SimclrParams {
@@ -181,7 +197,7 @@ mod tests {
     }
 
     /// What crosses to the device: CPU tensors for the transforms some sample takes, none for
-    /// the others; applied under their prefix they make what `simclr_view_with` makes.
+    /// the others, read under their prefix.
     #[test]
     fn only_the_transforms_some_sample_takes_get_tensors() {
         let cfg = SimclrAugment { out_size: 8, ..SimclrAugment::imagenet() };
@@ -211,9 +227,14 @@ mod tests {
         assert!(planned.iter().all(|(_, t)| t.device() == tch::Device::Cpu));
         assert_eq!(Vec::<i64>::try_from(planned.get("v/gray.index").unwrap()).unwrap(), [1]);
         let images = Tensor::rand([3, 3, 9, 10], (Kind::Float, tch::Device::Cpu));
-        let view = apply_simclr_view(&images, &planned, "v/", &cfg).unwrap();
-        assert!(view.equal(&simclr_view_with(&images, &draws, &cfg).unwrap()));
+        assert_eq!(apply_simclr_view(&images, &planned, "v/", &cfg).unwrap().size(), [3, 3, 8, 8]);
         let err = apply_simclr_view(&images, &planned, "w/", &cfg).unwrap_err().to_string();
         assert!(err.contains("no 'w/theta'"), "{err}");
+        let err = apply_simclr_view(&images.narrow(0, 0, 2), &planned, "v/", &cfg).unwrap_err().to_string();
+        assert!(err.contains("drawn for 3 images, the batch has 2"), "{err}");
+        let mut bad = draws;
+        bad[2].blur_sigma = Some(f64::NAN);
+        let err = simclr_view_tensors(&bad, &cfg, [3, 3, 9, 10], "v/").unwrap_err().to_string();
+        assert!(err.contains("sample 2's blur sigma NaN"), "{err}");
     }
 }

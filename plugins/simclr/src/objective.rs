@@ -89,10 +89,13 @@ fn view_settings(cfg: &SimclrConfig) -> Result<(SimclrAugment, Normalization)> {
     Ok((augment, norm))
 }
 
-/// Where view `v`'s tensors sit in the batch.
+/// Where view `v`'s drawn tensors sit in the batch.
 fn view_prefix(view: u64) -> String {
     format!("simclr/view{view}/")
 }
+
+/// The views `prepare` makes.
+const VIEWS: u64 = 2;
 
 impl SimClr {
     /// The tensors (on the CPU) of both views of images of `shape` `[B, C, H, W]`, sample `i`'s
@@ -100,7 +103,7 @@ impl SimClr {
     pub fn draw_views(&self, shape: [i64; 4], index: &[i64], ctx: &StepCtx) -> Result<Tensors> {
         let (augment, _) = self.views.as_ref().map_err(Clone::clone)?;
         let mut drawn = Tensors::new();
-        for view in 0..2 {
+        for view in 0..VIEWS {
             let rngs = sample_rngs(ctx.seed, STREAM_VIEWS, ctx.epoch, index, view);
             let params: Vec<SimclrParams> =
                 rngs.into_iter().map(|mut r| augment.sample(&mut r, shape[2], shape[3])).collect();
@@ -116,8 +119,8 @@ impl SimClr {
     pub fn views(&self, images: &Tensor, drawn: &Tensors) -> Result<Tensor> {
         let (augment, norm) = self.views.as_ref().map_err(Clone::clone)?;
         let pixels = norm.denormalize(images)?.f_clamp(0.0, 1.0)?; // [B, C, H, W] in [0, 1]
-        let mut views = Vec::with_capacity(2);
-        for view in 0..2 {
+        let mut views = Vec::with_capacity(VIEWS as usize);
+        for view in 0..VIEWS {
             views.push(norm.normalize(&apply_simclr_view(&pixels, drawn, &view_prefix(view), augment)?)?);
         }
         Ok(Tensor::f_cat(&views, 0)?)
@@ -170,7 +173,9 @@ impl Objective for SimClr {
                 self.views(images, &drawn)?
             }
         };
-        let drawn: Vec<String> = batch.names().filter(|n| n.starts_with("simclr/")).map(String::from).collect();
+        let prefixes: Vec<String> = (0..VIEWS).map(view_prefix).collect();
+        let drawn: Vec<String> =
+            batch.names().filter(|n| prefixes.iter().any(|p| n.starts_with(p.as_str()))).map(String::from).collect();
         for name in drawn {
             batch.remove(&name);
         }
