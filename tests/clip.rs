@@ -223,7 +223,7 @@ fn clip_trains_two_towers_resumes_exactly_exports_each_and_starts_a_tower_from_o
         "--init-from",
         "audio=/x",
     ]);
-    assert!(err.contains("no role 'audio'") && err.contains("image, text"), "{err}");
+    assert!(err.contains("no architecture has the role 'audio'") && err.contains("image, text"), "{err}");
 }
 
 #[test]

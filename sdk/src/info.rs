@@ -267,8 +267,8 @@ pub struct ObjectiveInfo {
     /// for it nor for the values it reads back (MLM's masks, wav2vec2's spans).
     pub prepare_on_host: bool,
     /// `prepare` runs on the device, but reads fields [`crate::Objective::draw_on_host`] drew
-    /// for it on the loader thread: the training step builds and uploads none of its small
-    /// random tensors (SimCLR's views). Without it (or for a batch the loader did not draw,
+    /// for it on the loader thread: the training step builds none of its small random tensors
+    /// and they reach the device with the batch, pinned (SimCLR's views). Without it (or for a batch the loader did not draw,
     /// e.g. an evaluator's) `prepare` draws for itself. (SDK 0.1.6.)
     pub draws_on_host: bool,
     /// Roles whose inputs come from other roles' outputs run in stages, in this order (ELECTRA:
