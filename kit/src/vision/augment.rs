@@ -363,9 +363,7 @@ impl SimclrAugment {
 /// on the input's device.
 pub fn simclr_view(images: &Tensor, rngs: &mut [CounterRng], cfg: &SimclrAugment) -> Result<Tensor> {
     cfg.validate()?;
-    let (batch, _, height, width) = images.size4().map_err(|_| {
-        PtError::shape(format!("simclr_view: images must be [batch, channels, height, width], got {:?}", images.size()))
-    })?;
+    let [batch, _, height, width] = image_shape(images, "simclr_view")?;
     check_rngs(rngs.len(), batch, "simclr_view")?;
     if height < 1 || width < 1 {
         return Err(PtError::shape(format!("simclr_view: images are {height}x{width}; nothing to crop")));
@@ -377,10 +375,8 @@ pub fn simclr_view(images: &Tensor, rngs: &mut [CounterRng], cfg: &SimclrAugment
 /// [`simclr_view`] with given parameters: their tensors ([`super::view_plan`]) built here and
 /// moved to the images' device, then applied there.
 pub fn simclr_view_with(images: &Tensor, params: &[SimclrParams], cfg: &SimclrAugment) -> Result<Tensor> {
-    let shape = images.size4().map_err(|_| {
-        PtError::shape(format!("simclr_view: images must be [batch, channels, height, width], got {:?}", images.size()))
-    })?;
-    let planned = super::view_plan::simclr_view_tensors(params, cfg, shape.into(), "")?;
+    let shape = image_shape(images, "simclr_view")?;
+    let planned = super::view_plan::simclr_view_tensors(params, cfg, shape, "")?;
     let on_device =
         planned.into_iter().map(|(n, t)| Ok((n, t.f_to_device(images.device())?))).collect::<Result<_>>()?;
     super::view_plan::apply_simclr_view(images, &on_device, "", cfg)
@@ -671,11 +667,17 @@ pub(super) fn gaussian_blur_by(x: &Tensor, weight: &Tensor, kernel_size: i64) ->
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// Checks `[B, C, H, W]` floating-point images and returns them as float32 with their sizes.
-pub(super) fn float_images(images: &Tensor, what: &str) -> Result<(Tensor, [i64; 4])> {
+/// `[B, C, H, W]` of a batch of images, or a shape error naming `what`.
+pub fn image_shape(images: &Tensor, what: &str) -> Result<[i64; 4]> {
     let (b, c, h, w) = images.size4().map_err(|_| {
         PtError::shape(format!("{what}: images must be [batch, channels, height, width], got {:?}", images.size()))
     })?;
+    Ok([b, c, h, w])
+}
+
+/// Checks `[B, C, H, W]` floating-point images and returns them as float32 with their sizes.
+pub(super) fn float_images(images: &Tensor, what: &str) -> Result<(Tensor, [i64; 4])> {
+    let shape = image_shape(images, what)?;
     if !images.f_is_floating_point()? {
         return Err(PtError::shape(format!(
             "{what}: images are {:?}; expected floating-point pixels in [0, 1] (convert uint8 with \
@@ -684,7 +686,7 @@ pub(super) fn float_images(images: &Tensor, what: &str) -> Result<(Tensor, [i64;
         )));
     }
     let x = if images.kind() == Kind::Float { images.shallow_clone() } else { images.f_to_kind(Kind::Float)? };
-    Ok((x, [b, c, h, w]))
+    Ok((x, shape))
 }
 
 fn batch_of(images: &Tensor, what: &str) -> Result<i64> {

@@ -7,7 +7,9 @@ use crate::config::SimclrConfig;
 use crate::loss::{global_embeddings, nt_xent, scale_gradient};
 use pt_kit::losses::labelled_cross_entropy;
 use pt_kit::params::{Created, Linear, Params};
-use pt_kit::vision::augment::{images_and_indices, sample_rngs, Normalization, SimclrAugment, SimclrParams};
+use pt_kit::vision::augment::{
+    image_shape, images_and_indices, sample_rngs, Normalization, SimclrAugment, SimclrParams,
+};
 use pt_kit::vision::view_plan::{apply_simclr_view, simclr_view_tensors};
 use pt_sdk::prelude::*;
 
@@ -127,14 +129,6 @@ impl SimClr {
     }
 }
 
-/// `[B, C, H, W]` of `images`, or a shape error naming SimCLR.
-fn shape4(images: &Tensor) -> Result<[i64; 4]> {
-    let (b, c, h, w) = images.size4().map_err(|_| {
-        PtError::shape(format!("simclr: images must be [batch, channels, height, width], got {:?}", images.size()))
-    })?;
-    Ok([b, c, h, w])
-}
-
 impl Objective for SimClr {
     fn info(&self) -> ObjectiveInfo {
         let mut metrics = vec!["nt_xent".to_string(), "contrastive_accuracy".to_string(), "nt_xent_views".to_string()];
@@ -158,7 +152,7 @@ impl Objective for SimClr {
     /// On the loader thread: every view's crop, flip and colour parameters as small tensors.
     fn draw_on_host(&self, batch: &Tensors, ctx: &StepCtx) -> Result<Tensors> {
         let (images, index) = images_and_indices(batch, "simclr")?;
-        self.draw_views(shape4(images)?, &index, ctx)
+        self.draw_views(image_shape(images, "simclr")?, &index, ctx)
     }
 
     /// Views of sample i come from (seed, stream, epoch, i, view), so a resumed run sees the
@@ -169,7 +163,7 @@ impl Objective for SimClr {
             true => self.views(images, &batch)?,
             false => {
                 let (images, index) = images_and_indices(&batch, "simclr")?;
-                let drawn = self.draw_views(shape4(images)?, &index, ctx)?.to_device(images.device())?;
+                let drawn = self.draw_views(image_shape(images, "simclr")?, &index, ctx)?.to_device(images.device())?;
                 self.views(images, &drawn)?
             }
         };
