@@ -1,5 +1,6 @@
 // Binaries and tests of this crate find libtorch through an rpath, not LD_LIBRARY_PATH; and the
-// C++ shims (csrc/: autocast, pinned host memory, c10d) compile against the same libtorch's headers.
+// C++ shims (csrc/: autocast, pinned host memory, c10d, profiler, CUDA sync counting) compile
+// against the same libtorch's headers.
 use std::path::Path;
 
 fn main() {
@@ -11,6 +12,7 @@ fn main() {
     println!("cargo:rerun-if-changed=../optim/csrc/shim_error.h");
     println!("cargo:rerun-if-changed=csrc/nccl.cpp");
     println!("cargo:rerun-if-changed=csrc/profiler.cpp");
+    println!("cargo:rerun-if-changed=csrc/syncs.cpp");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         panic!("torch-sys did not report its libtorch (DEP_TCH_LIBTORCH_LIB): run scripts/setup.sh");
@@ -34,6 +36,7 @@ fn main() {
         .file("csrc/overlap.cpp")
         .file("csrc/nccl.cpp")
         .file("csrc/profiler.cpp")
+        .file("csrc/syncs.cpp")
         // c10d's Gloo process group; its headers include gloo's, from Debian's libgloo-dev
         // (scripts/setup.sh installs it). libtorch links its own gloo: never -lgloo.
         .define("USE_C10D_GLOO", None)
@@ -44,7 +47,8 @@ fn main() {
     if let Some(dirs) = &nccl {
         // c10d's NCCL process group lives in libtorch_cuda (and c10_cuda): nccl.cpp is built
         // with it, and the binaries link both (the CUDA libtorch's own RUNPATH finds CUDA).
-        build.define("PT_WITH_NCCL", None).includes(dirs);
+        // syncs.cpp counts synchronising CUDA calls with c10_cuda's sync debug mode.
+        build.define("PT_WITH_NCCL", None).define("PT_WITH_CUDA", None).includes(dirs);
     }
     build.compile("pt_shim");
     if nccl.is_some() {

@@ -41,3 +41,25 @@ PY
 }
 # Runs a command with a time limit ($LIMIT, default 120 s), saying how long it took.
 t() { echo "== $*"; local s=$SECONDS; timeout "${LIMIT:-120}" "$@" || echo "(failed or timed out: $*)"; echo "   ($((SECONDS - s)) s)"; }
+# Each run's device_syncs_per_step (the waits for the GPU inside its steps, a plugin's included,
+# counted through libtorch's sync debug mode) per log line; fails when a line after the first
+# (which holds the warm-up) is above $MAX_SYNCS (default 0.5: a step that reads nothing has 0).
+syncs() {
+  python3 - "$@" <<'PY'
+import json, os, sys
+limit, failed = float(os.environ.get("MAX_SYNCS", "0.5")), 0
+for run in sys.argv[1:]:
+    try:
+        rows = [json.loads(l) for l in open(run + "/metrics.jsonl")]
+    except OSError as e:
+        print(f"{run}: no metrics ({e})  FAIL"); failed += 1; continue
+    values = [r["device_syncs_per_step"] for r in rows if "device_syncs_per_step" in r]
+    if not values:
+        print(f"{run}: no device_syncs_per_step (not on CUDA?)  FAIL"); failed += 1; continue
+    worst = max(values[1:] or values)
+    print(f"{run}: device syncs per step by log line {values}; worst after the first {worst}"
+          + ("  FAIL" if worst > limit else "  ok"))
+    failed += worst > limit
+sys.exit(1 if failed else 0)
+PY
+}

@@ -92,8 +92,11 @@ fn launch_ranks(pt: &Pt, n: u32, recipe: &Path, run: &Path, extra: &[&str]) -> C
 }
 
 /// `pt launch` of 2 ranks on a run with no step limit, once rank 0 has logged 3 steps.
-fn endless_two_rank_run(pt: &Pt, dir: &Path) -> (Child, PathBuf) {
+fn endless_two_rank_run(pt: &Pt, dir: &Path, log_every: u64) -> (Child, PathBuf) {
     let recipe = recipe(dir, 1_000_000, "");
+    let text =
+        std::fs::read_to_string(&recipe).unwrap().replace("log_every = 1\n", &format!("log_every = {log_every}\n"));
+    std::fs::write(&recipe, text).unwrap();
     let run = dir.join("run");
     let launch = launch_two_ranks(pt, &recipe, &run);
     wait_for_steps(&run, 3);
@@ -326,7 +329,7 @@ fn child_with_rank(parent: u32, rank: u64) -> Option<i32> {
 fn a_killed_rank_stops_the_other_and_launch_names_it_with_the_checkpoints_intact() {
     let pt = Pt::new();
     let tmp = tempfile::tempdir().unwrap();
-    let (launch, run) = endless_two_rank_run(&pt, tmp.path());
+    let (launch, run) = endless_two_rank_run(&pt, tmp.path(), 1);
     let victim = child_with_rank(launch.id(), 1).expect("rank 1 is a child of pt launch");
     // SAFETY: killing the test's own grandchild.
     assert_eq!(unsafe { libc::kill(victim, libc::SIGKILL) }, 0);
@@ -502,7 +505,7 @@ lr = 0.1
 fn ctrl_c_to_launch_stops_every_rank_at_the_same_step_with_a_checkpoint() {
     let pt = Pt::new();
     let tmp = tempfile::tempdir().unwrap();
-    let (launch, run) = endless_two_rank_run(&pt, tmp.path());
+    let (launch, run) = endless_two_rank_run(&pt, tmp.path(), 7);
     send_signal(&launch, libc::SIGINT);
     let out = launch.wait_with_output().unwrap();
     assert!(out.status.success(), "an interrupted run is not a failure:\n{}", stderr_of(&out));
@@ -512,6 +515,8 @@ fn ctrl_c_to_launch_stops_every_rank_at_the_same_step_with_a_checkpoint() {
     assert_eq!(summary["stop"], "interrupted", "{summary}");
     let step = summary["step"].as_u64().unwrap();
     assert!(checkpoint_dir(&run, step).join("manifest.json").is_file(), "checkpoint at step {step}");
+    // They vote at log lines only (a vote is a wait for the device on NCCL).
+    assert_eq!(step % 7, 0, "stopped at step {step}, not at a log line of log_every = 7");
 }
 
 /// Issue 21: a run over tar shards stopped mid-shard resumes with another number of ranks

@@ -108,6 +108,8 @@ fn print_config_is_the_plan_and_feeds_back_to_the_same_plan() {
     // Inputs filled from another component are named with their provider, not guessed.
     let mlm = pt.ok(&["train", "--objective", "mlm", "--arch", "bert", "--print-config"]);
     assert!(mlm.contains("#   [arch] vocab_size  <- [data] mlm:text (vocab_size)"), "{mlm}");
+    // The objective checks ids against the model's vocabulary, not the tokenizer's.
+    assert!(mlm.contains("#   [objective] vocab_size  <- [arch] mlm:bert (vocab_size)"), "{mlm}");
     let wav = pt.ok(&["train", "--recipe", "wav2vec2-wav2vec2", "--print-config"]);
     assert!(wav.contains("#   [objective] conv_kernel  <- [arch] wav2vec:wav2vec2 (conv_kernel)"), "{wav}");
     // `~key` removes a key: the component's default applies again.

@@ -11,6 +11,7 @@
 //! - [`vision`] (feature `vision`), [`audio`] (feature `audio`), [`text`] (feature `text`):
 //!   datasets and their readers.
 //! - [`memory`]: refusing model sizes that cannot fit before anything is allocated.
+//! - [`upload`]: host values onto the training device without waiting for it.
 
 #[cfg(feature = "audio")]
 pub mod audio;
@@ -26,6 +27,7 @@ pub mod shards;
 pub mod text;
 #[cfg(feature = "text")]
 mod text_parquet;
+pub mod upload;
 #[cfg(feature = "vision")]
 pub mod vision;
 

@@ -77,11 +77,13 @@ pub trait Objective: Component {
     }
     /// For objectives that set [`ObjectiveInfo::draws_on_host`]: the batch's randomness drawn
     /// on the loader thread, as small CPU tensors that join the batch, move to the device with
-    /// it and reach `prepare` there (SimCLR's crops and colour factors). `batch` is the
-    /// dataset's host batch before the device's conversions (e.g. uint8 pixels): read only its
-    /// shapes and `sample_index`; `prepare` sees the same shapes. Draw from `ctx`'s counters,
-    /// never torch's generator, the objective's parameters (this is a copy) or `ctx.device`.
-    /// Default: nothing.
+    /// it and reach `prepare` there (SimCLR's crops and colour factors; the supervised
+    /// objective's labelled rows). `batch` is the dataset's host batch before the device's
+    /// conversions (e.g. uint8 pixels): read its shapes, `sample_index` and fields the dataset
+    /// does not convert (labels), not its pixels; `prepare` sees the same shapes. A drawn
+    /// field named like a batch field replaces it (a drawn `sample_index` stays on the host).
+    /// Draw from `ctx`'s counters, never torch's generator, the objective's parameters (this
+    /// is a copy) or `ctx.device`. Default: nothing.
     fn draw_on_host(&self, _batch: &Tensors, _ctx: &StepCtx) -> Result<Tensors> {
         Ok(Tensors::new())
     }

@@ -271,6 +271,8 @@ pub(super) struct Window {
     load_s: f64,
     /// Host reads made by this process when the window began.
     reads_at_start: Option<u64>,
+    /// Synchronising CUDA calls counted in this process's steps when the window began.
+    syncs_at_start: Option<u64>,
 }
 
 /// `where(applied, t, 0)` in float64: a skipped step adds nothing.
@@ -279,7 +281,14 @@ fn masked(t: &Tensor, applied: &Tensor) -> Result<Tensor> {
 }
 
 impl Window {
+    /// A window starting now: the syncs counted from here on are its steps' (counting is on
+    /// only inside steps, so its first step's are among them).
+    pub(super) fn start() -> Window {
+        Window { syncs_at_start: Some(super::device_syncs::syncs_so_far()), ..Window::default() }
+    }
+
     pub(super) fn add(&mut self, o: &StepOutcome, seconds: f64, samples: u64) -> Result<()> {
+        // Reads between windows (an evaluation, a save's health check) are not the steps'.
         self.reads_at_start.get_or_insert_with(super::host_read::reads_so_far);
         let _no_grad = tch::no_grad_guard();
         super::step::add_to(&mut self.loss_sum, &masked(&o.loss, &o.applied)?)?;
@@ -359,7 +368,13 @@ impl Window {
         // Device values the trainer read back per step (this log line's read included): each
         // one a wait for the GPU, so a sync-free step shows about 1 / log_every.
         row.insert("host_reads_per_step".into(), reads as f64 / self.steps.max(1) as f64);
-        *self = Window::default();
+        if trainer.session.device.is_cuda() {
+            // Every wait for the GPU inside the steps, a plugin's included (0 for a step that
+            // reads nothing; the log line's own read comes after the step and is not counted).
+            let syncs = super::device_syncs::syncs_so_far() - self.syncs_at_start.unwrap_or(0);
+            row.insert("device_syncs_per_step".into(), syncs as f64 / self.steps.max(1) as f64);
+        }
+        *self = Window::start();
         Ok(row)
     }
 }

@@ -296,6 +296,12 @@ impl<'r> Trainer<'r> {
             let by_steps = run.max_steps > 0 && self.step >= run.max_steps;
             return Ok(Some(if by_steps { StopReason::MaxSteps } else { StopReason::MaxEpochs }));
         }
+        // Several ranks agree at log lines only: the vote is an all-reduce whose result the host
+        // reads, a wait for the device on NCCL, while at a log line the host has just read the
+        // window's sums anyway. A signal or the time limit stops the run at the next one.
+        if self.dist.is_some() && !self.step.is_multiple_of(run.log_every) {
+            return Ok(None);
+        }
         let (timed_out, interrupted) = self.agree_to_stop(
             run.max_minutes > 0.0 && started.elapsed().as_secs_f64() >= run.max_minutes * 60.0,
             self.stop.load(Ordering::SeqCst),
@@ -335,7 +341,7 @@ impl<'r> Trainer<'r> {
             self.session.device,
             self.session.host_preparers()?,
         );
-        let mut window = Window::default();
+        let mut window = Window::start();
         let run = self.settings().clone();
         let save_every = self.session.plan.recipe.checkpoint.every;
         let mut profile = None;
@@ -344,7 +350,9 @@ impl<'r> Trainer<'r> {
                 break reason;
             }
             let t0 = Instant::now();
+            let counting = super::device_syncs::SyncCount::begin(self.session.device);
             let outcome = self.profiled_step(&mut loader, &mut profile, obs)?;
+            drop(counting);
             if let Some(group) = &self.dist {
                 group.heartbeat(self.step);
             }

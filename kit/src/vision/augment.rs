@@ -14,6 +14,7 @@
 //! probability p costs p of a full-batch pass.
 
 use crate::rng::CounterRng;
+use crate::upload::upload;
 use crate::{PtError, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -109,7 +110,7 @@ impl Normalization {
         let mut shape = vec![1i64; size.len()];
         shape[1] = n;
         let to = |v: &[f64]| -> Result<Tensor> {
-            Ok(Tensor::f_from_slice(v)?.f_reshape(&shape)?.f_to_device(x.device())?.f_to_kind(x.kind())?)
+            Ok(upload(&Tensor::f_from_slice(v)?.f_reshape(&shape)?, x.device())?.f_to_kind(x.kind())?)
         };
         Ok((to(&self.mean)?, to(&self.std)?))
     }
@@ -174,12 +175,14 @@ pub fn crop_flip(images: &Tensor, rngs: &mut [CounterRng], cfg: &CropFlip) -> Re
 
 /// [`crop_flip`] with given parameters.
 pub fn crop_flip_with(images: &Tensor, params: &[CropFlipParams]) -> Result<Tensor> {
-    let _no_grad = tch::no_grad_guard();
-    let (x, [batch, _, height, width]) = float_images(images, "crop_flip")?;
+    let (_, [batch, _, height, width]) = float_images(images, "crop_flip")?;
     check_rngs(params.len(), batch, "crop_flip")?;
-    if batch == 0 {
-        return Ok(x);
-    }
+    crop_flip_by(images, &upload(&crop_flip_theta(params, height, width)?, images.device())?)
+}
+
+/// The `[B, 2, 3]` float32 affines (on the CPU) that make [`crop_flip`]'s views of images of
+/// `height` × `width` from `params`: what a loader thread draws for [`crop_flip_by`].
+pub fn crop_flip_theta(params: &[CropFlipParams], height: i64, width: i64) -> Result<Tensor> {
     // With align_corners = false, x_in = sign * x_out + 2 dx / W in normalised coordinates puts
     // every sampling point on an input pixel centre; nearest sampling then copies pixels exactly
     // (bilinear would mix in float rounding of the grid), and points off the image read zero.
@@ -192,7 +195,25 @@ pub fn crop_flip_with(images: &Tensor, params: &[CropFlipParams]) -> Result<Tens
             [sign, 0.0, tx, 0.0, 1.0, ty].map(|v| v as f32)
         })
         .collect();
-    affine_sample(&x, &theta, height, width, NEAREST, PAD_ZEROS)
+    Ok(Tensor::f_from_slice(&theta)?.f_reshape([-1, 2, 3])?)
+}
+
+/// [`crop_flip`]'s views of `images` from affines [`crop_flip_theta`] made (on the images'
+/// device): reads nothing back and builds no host tensor.
+pub fn crop_flip_by(images: &Tensor, theta: &Tensor) -> Result<Tensor> {
+    let _no_grad = tch::no_grad_guard();
+    let (x, [batch, _, height, width]) = float_images(images, "crop_flip")?;
+    if theta.size() != [batch, 2, 3] {
+        return Err(PtError::shape(format!(
+            "crop_flip: affines {:?} for a batch of {batch} images; expected [{batch}, 2, 3], drawn for the batch as it reaches prepare",
+            theta.size()
+        )));
+    }
+    if batch == 0 {
+        return Ok(x);
+    }
+    let grid = affine_grid(&x, theta, height, width)?;
+    Ok(x.f_grid_sampler(&grid, NEAREST, PAD_ZEROS, false)?)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -377,8 +398,7 @@ pub fn simclr_view(images: &Tensor, rngs: &mut [CounterRng], cfg: &SimclrAugment
 pub fn simclr_view_with(images: &Tensor, params: &[SimclrParams], cfg: &SimclrAugment) -> Result<Tensor> {
     let shape = image_shape(images, "simclr_view")?;
     let planned = super::view_plan::simclr_view_tensors(params, cfg, shape, "")?;
-    let on_device =
-        planned.into_iter().map(|(n, t)| Ok((n, t.f_to_device(images.device())?))).collect::<Result<_>>()?;
+    let on_device = planned.into_iter().map(|(n, t)| Ok((n, upload(&t, images.device())?))).collect::<Result<_>>()?;
     super::view_plan::apply_simclr_view(images, &on_device, "", cfg)
 }
 
@@ -429,7 +449,7 @@ pub fn resized_crop(images: &Tensor, boxes: &[CropBox], flips: &[bool], out_h: i
         )));
     }
     let [theta, lowest, highest] = crop_grid(boxes, flips, height, width)?;
-    let dev = |t: Tensor| t.f_to_device(x.device());
+    let dev = |t: Tensor| upload(&t, x.device());
     resized_crop_by(&x, &dev(theta)?, &dev(lowest)?, &dev(highest)?, out_h, out_w)
 }
 
@@ -612,7 +632,7 @@ pub fn gaussian_blur(x: &Tensor, sigmas: &[f64], kernel_size: i64) -> Result<Ten
     if batch == 0 {
         return Ok(x.shallow_clone());
     }
-    let weight = Tensor::f_from_slice(&blur_kernels(sigmas, channels, kernel_size))?.f_to_device(x.device())?;
+    let weight = upload(&Tensor::f_from_slice(&blur_kernels(sigmas, channels, kernel_size))?, x.device())?;
     gaussian_blur_by(x, &weight, kernel_size)
 }
 
@@ -726,14 +746,6 @@ pub(super) fn odd_below(n: i64) -> i64 {
     (if k % 2 == 0 { k - 1 } else { k }).max(1)
 }
 
-/// Warps each sample by its 2x3 affine `theta` (row-major, 6 per sample, normalised
-/// coordinates, align_corners = false) onto an `out_h` x `out_w` grid.
-fn affine_sample(x: &Tensor, theta: &[f32], out_h: i64, out_w: i64, mode: i64, padding: i64) -> Result<Tensor> {
-    let theta = Tensor::f_from_slice(theta)?.f_reshape([-1, 2, 3])?.f_to_device(x.device())?;
-    let grid = affine_grid(x, &theta, out_h, out_w)?;
-    Ok(x.f_grid_sampler(&grid, mode, padding, false)?)
-}
-
 /// The `[B, out_h, out_w, 2]` sampling grid (x, y normalised) of per-sample affines `theta`
 /// `[B, 2, 3]` (on `x`'s device).
 fn affine_grid(x: &Tensor, theta: &Tensor, out_h: i64, out_w: i64) -> Result<Tensor> {
@@ -749,7 +761,7 @@ fn per_sample(x: &Tensor, factors: &[f64], what: &str) -> Result<Tensor> {
     }
     check_rngs(factors.len(), size[0], what)?;
     let values: Vec<f32> = factors.iter().map(|&f| f as f32).collect();
-    Ok(Tensor::f_from_slice(&values)?.f_reshape([size[0], 1, 1, 1])?.f_to_device(x.device())?)
+    upload(&Tensor::f_from_slice(&values)?.f_reshape([size[0], 1, 1, 1])?, x.device())
 }
 
 /// `clamp(ratio * a + (1 - ratio) * b, 0, 1)`, torchvision's `_blend`.

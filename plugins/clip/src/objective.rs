@@ -6,7 +6,10 @@
 
 use crate::loss::{clip_loss, gather_rows, l2_normalize};
 use pt_kit::params::{Created, Params};
-use pt_kit::vision::augment::{images_and_indices, sample_rngs, simclr_view, Normalization, SimclrAugment};
+use pt_kit::vision::augment::{
+    image_shape, images_and_indices, sample_rngs, Normalization, SimclrAugment, SimclrParams,
+};
+use pt_kit::vision::view_plan::{apply_simclr_view, simclr_view_tensors};
 use pt_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -70,6 +73,9 @@ impl ClipConfig {
 /// Random stream of the image augmentation (see `pt_sdk::rng`).
 const STREAM_AUGMENT: u64 = 0xC11A;
 
+/// Prefix of the augmentation's drawn tensors (see `pt_kit::vision::view_plan`).
+const DRAWN: &str = "clip/view/";
+
 pub struct Clip {
     cfg: ClipConfig,
     visual_projection: Tensor, // [embed_dim, image_dim]
@@ -123,18 +129,39 @@ impl Clip {
         l2_normalize(&features.f_to_kind(Kind::Float)?.f_linear::<Tensor>(projection, None)?)
     }
 
-    /// The batch's images with this step's crops and colour changes, drawn per (seed, epoch,
-    /// sample) so a resumed run makes the same ones.
+    /// The augmentation's tensors (on the CPU) for images of `shape` whose samples are `index`,
+    /// drawn per (seed, epoch, sample) so a resumed run makes the same views; none when every
+    /// knob is off.
+    fn draw(&self, shape: [i64; 4], index: &[i64], ctx: &StepCtx) -> Result<Tensors> {
+        let Some(augment) = self.cfg.augmentation(shape[3]) else { return Ok(Tensors::new()) };
+        let params: Vec<SimclrParams> = sample_rngs(ctx.seed, STREAM_AUGMENT, ctx.epoch, index, 0)
+            .iter_mut()
+            .map(|rng| augment.sample(rng, shape[2], shape[3]))
+            .collect();
+        simclr_view_tensors(&params, &augment, shape, DRAWN)
+    }
+
+    /// The batch's images with this step's crops and colour changes, from the tensors the
+    /// loader thread drew, or drawn here for a batch it did not draw.
     fn augment(&self, batch: &Tensors, ctx: &StepCtx) -> Result<Tensor> {
-        let (images, index) = images_and_indices(batch, "clip")?;
-        let Some(augment) = self.cfg.augmentation(images.size()[3]) else { return Ok(images.shallow_clone()) };
+        let images = batch.require("image")?;
+        let shape = image_shape(images, "clip")?;
+        let Some(augment) = self.cfg.augmentation(shape[3]) else { return Ok(images.shallow_clone()) };
         let norm = match (&self.cfg.mean, &self.cfg.std) {
             (Some(mean), Some(std)) => Normalization { mean: mean.clone(), std: std.clone() },
             _ => bail!(Config, "clip: augmenting needs the dataset's mean and std: use an image dataset that reports them or set objective.mean and objective.std"),
         };
+        let drawn_here;
+        let drawn = match batch.contains(&format!("{DRAWN}theta")) {
+            true => batch,
+            false => {
+                let (_, index) = images_and_indices(batch, "clip")?;
+                drawn_here = self.draw(shape, &index, ctx)?.to_device(images.device())?;
+                &drawn_here
+            }
+        };
         let pixels = norm.denormalize(images)?.f_clamp(0.0, 1.0)?; // [B, C, H, W] in [0, 1]
-        let mut rngs = sample_rngs(ctx.seed, STREAM_AUGMENT, ctx.epoch, &index, 0);
-        norm.normalize(&simclr_view(&pixels, &mut rngs, &augment)?)
+        norm.normalize(&apply_simclr_view(&pixels, drawn, DRAWN, &augment)?)
     }
 
     /// exp(logit_scale), clamped at `max_logit_scale`.
@@ -151,12 +178,19 @@ impl Objective for Clip {
             adds_fields: vec!["image/image".into(), "text/input_ids".into(), "text/attention_mask".into()],
             metrics: vec!["logit_scale".into(), "image_to_text_accuracy".into(), "text_to_image_accuracy".into()],
             embeds: vec!["image/embedding".into(), "text/embedding".into()],
+            draws_on_host: self.cfg.augmentation(1).is_some(),
             ..Default::default()
         }
     }
 
     fn parameters(&self) -> Vec<(String, Tensor)> {
         self.params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
+    }
+
+    /// On the loader thread: the training images' crops and colour factors as small tensors.
+    fn draw_on_host(&self, batch: &Tensors, ctx: &StepCtx) -> Result<Tensors> {
+        let (images, index) = images_and_indices(batch, "clip")?;
+        self.draw(image_shape(images, "clip")?, &index, ctx)
     }
 
     /// The dataset's `image` (augmented in training, when asked) to the image tower,
@@ -205,5 +239,44 @@ impl Objective for Clip {
             out.insert("text/embedding", self.project(f, &self.text_projection)?);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The loader thread's draw makes the views `prepare` draws for itself; with every
+    /// augmentation knob off the objective draws nothing and passes images through.
+    #[test]
+    fn loader_drawn_image_views_equal_views_drawn_in_prepare() {
+        let cfg: ClipConfig = serde_json::from_str(
+            r#"{"image_dim": 4, "text_dim": 4, "min_scale": 0.5, "jitter_strength": 0.5, "grayscale_p": 0.2,
+                "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}"#,
+        )
+        .unwrap();
+        let clip = Clip::new(cfg.clone(), &CreateCtx::default()).unwrap();
+        assert!(clip.info().draws_on_host);
+        let images = Tensor::rand([3, 3, 10, 10], (Kind::Float, Device::Cpu)).f_sub_scalar(0.5).unwrap();
+        let batch = Tensors::new()
+            .with("image", images.shallow_clone())
+            .with("input_ids", Tensor::from_slice(&[1i64, 2, 3]).view([3, 1]))
+            .with("sample_index", Tensor::from_slice(&[8i64, 2, 5]));
+        let ctx = StepCtx { seed: 3, epoch: 1, train: true, ..StepCtx::default() };
+        let drawn = clip.draw_on_host(&batch, &ctx).unwrap();
+        assert!(drawn.contains("clip/view/theta") && drawn.iter().all(|(_, t)| t.device() == Device::Cpu));
+        let merged: Tensors = batch.share().into_iter().chain(drawn).collect();
+        let from_loader = clip.prepare(merged, &ctx).unwrap();
+        assert!(from_loader.names().all(|n| !n.starts_with("clip/")));
+        let in_prepare = clip.prepare(batch.share(), &ctx).unwrap();
+        let views = from_loader.require("image/image").unwrap();
+        assert!(views.equal(in_prepare.require("image/image").unwrap()));
+        assert!(!views.allclose(&images, 1e-3, 1e-3, false));
+
+        let plain = ClipConfig { min_scale: 1.0, jitter_strength: 0.0, grayscale_p: 0.0, ..cfg };
+        let plain = Clip::new(plain, &CreateCtx::default()).unwrap();
+        assert!(!plain.info().draws_on_host);
+        assert_eq!(plain.draw_on_host(&batch, &ctx).unwrap().len(), 0);
+        assert!(plain.prepare(batch, &ctx).unwrap().require("image/image").unwrap().equal(&images));
     }
 }

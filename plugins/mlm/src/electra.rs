@@ -10,6 +10,7 @@
 //! is the objective's, named as Hugging Face's `ElectraForPreTraining`'s
 //! (`discriminator_predictions.dense`, `discriminator_predictions.dense_prediction`).
 
+use crate::bert::IDS_CHECKED;
 use crate::masking::{Masking, MaskingConfig};
 use crate::objective::mask_by_sample;
 use pt_kit::params::{Created, Params};
@@ -213,6 +214,9 @@ impl Objective for Electra {
         if let Some(i) = masked.get("sample_index") {
             out.insert("sample_index", i.shallow_clone());
         }
+        if let Some(checked) = masked.get(IDS_CHECKED) {
+            out.insert(format!("generator/{IDS_CHECKED}"), checked.shallow_clone());
+        }
         Ok(out)
     }
 
@@ -221,7 +225,12 @@ impl Objective for Electra {
         let logits = outputs.require("generator/mlm_logits")?.detach().f_to_kind(Kind::Float)?; // [M, V]
         let sampled = sample_from_logits(&logits.f_div_scalar(self.cfg.temperature)?)?; // [M]
         let (ids, replaced) = corrupt(inputs.require("original_ids")?, inputs.require("mlm_positions")?, &sampled)?;
-        Ok(Tensors::new().with("discriminator/input_ids", ids).with("replaced", replaced))
+        let mut out = Tensors::new();
+        if inputs.contains(&format!("generator/{IDS_CHECKED}")) {
+            // The originals were checked; the samples come from the shared vocabulary.
+            out.insert(format!("discriminator/{IDS_CHECKED}"), Tensor::f_ones([1], (Kind::Int64, ids.device()))?);
+        }
+        Ok(out.with("discriminator/input_ids", ids).with("replaced", replaced))
     }
 
     fn loss(&self, batch: &Tensors, outputs: &Tensors, _ctx: &StepCtx) -> Result<LossOutput> {

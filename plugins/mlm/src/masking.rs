@@ -35,7 +35,8 @@ pub struct MaskingConfig {
     /// the dataset sets them)
     #[config(input, optional)]
     pub special_token_ids: Option<Vec<i64>>,
-    /// random replacements are drawn from [0, vocab_size)
+    /// the model's vocabulary (from the architecture, else the dataset): random replacements
+    /// are drawn from [0, vocab_size), and input ids are checked against it
     #[config(input, optional)]
     pub vocab_size: Option<i64>,
 }
@@ -92,7 +93,8 @@ impl Masking {
             let vocab = c.vocab_size.ok_or_else(|| {
                 PtError::config(format!(
                     "{who}: vocab_size is not set, and random replacement (random_token_prob {}) needs it. pt fills it \
-                     from the dataset's notes.vocab_size; otherwise set it to the tokenizer's vocabulary size",
+                     from the architecture's vocab_size or the dataset's notes.vocab_size; otherwise set it to the \
+                     tokenizer's vocabulary size",
                     c.random_token_prob
                 ))
             })?;

@@ -1,6 +1,7 @@
 //! `mlm`: BERT's masked-language-model objective. `prepare` corrupts the batch (masks drawn per
 //! sample on the CPU); `loss` is the cross-entropy at the chosen positions.
 
+use crate::bert::{ids_outside_vocab, IDS_CHECKED};
 use crate::masking::{Masked, Masking, MaskingConfig, STREAM_MLM};
 use pt_sdk::prelude::*;
 use pt_sdk::rng::CounterRng;
@@ -46,6 +47,15 @@ pub(crate) fn mask_batch(
     };
     if real.as_ref().is_some_and(|r| r.len() != cpu_ids.len()) {
         return Err(PtError::shape("mlm: attention_mask and input_ids differ in shape"));
+    }
+    // Checked here, where the ids are host values, so the architecture need not read them back.
+    if let Some(vocab) = masking.config().vocab_size {
+        if let (Some(&min), Some(&max)) = (cpu_ids.iter().min(), cpu_ids.iter().max()) {
+            if min < 0 || max >= vocab {
+                return Err(ids_outside_vocab(min, max, vocab));
+            }
+        }
+        batch.insert(IDS_CHECKED, Tensor::f_from_slice(&[1i64])?);
     }
     let Masked { positions, labels } = masking.apply(&mut cpu_ids, len as usize, real.as_deref(), rng_for_row)?;
     let on_device = |v: &[i64]| Tensor::from_slice(v).f_to_device(device);

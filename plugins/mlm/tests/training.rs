@@ -112,6 +112,16 @@ fn a_model_smaller_than_the_tokenizer_vocabulary_is_refused() {
     assert!(err.message.contains("vocab_size is 40") && err.message.contains("tokenizer"), "{err}");
     let fits: Bert = make(json!({"preset": "tiny", "vocab_size": vocab}), &s.ctx()).unwrap();
     assert!(fits.forward(&batch, &step(true)).is_ok());
+    // MLM's prepare (on the loader thread in a run) checks the ids against the model's
+    // vocabulary (wired from the architecture), so bert need not read them back on a GPU.
+    let batch = batch.with("sample_index", Tensor::from_slice(&[0i64, 1]));
+    let small: Mlm = make(json!({"vocab_size": 40}), &s.ctx()).unwrap();
+    let err = small.prepare(batch.share(), &step(true)).unwrap_err();
+    assert!(err.message.contains("vocab_size is 40") && err.message.contains("tokenizer"), "{err}");
+    let mlm: Mlm = make(json!({"vocab_size": vocab}), &s.ctx()).unwrap();
+    let prepared = mlm.prepare(batch.share(), &step(true)).unwrap();
+    assert!(prepared.contains(pt_mlm::bert::IDS_CHECKED));
+    assert!(fits.forward(&prepared, &step(true)).is_ok());
     // And the architecture without a vocabulary size says where it comes from.
     let err = expect_err(make::<Bert>(json!({"preset": "tiny"}), &s.ctx()));
     assert!(err.message.contains("vocab_size is not set"), "{err}");

@@ -7,7 +7,10 @@
 //! (`[[objective.mix]]`) it is FixMatch's semi-supervised loss `ℓs + λu·ℓu`.
 
 use pt_kit::losses::IGNORE_LABEL;
-use pt_kit::vision::augment::{crop_flip, images_and_indices, sample_rngs, simclr_view, CropFlip, SimclrAugment};
+use pt_kit::vision::augment::{
+    crop_flip_by, crop_flip_theta, image_shape, images_and_indices, sample_rngs, CropFlip, SimclrAugment, SimclrParams,
+};
+use pt_kit::vision::view_plan::{apply_simclr_view, simclr_view_tensors};
 use pt_kit::vision::Normalization;
 use pt_sdk::prelude::*;
 use pt_sdk::rng::CounterRng;
@@ -16,6 +19,13 @@ use serde::{Deserialize, Serialize};
 /// Random streams of the two views (see `pt_sdk::rng`).
 const STREAM_WEAK: u64 = 0xF1C5;
 const STREAM_STRONG: u64 = 0xF1C6;
+
+/// What is drawn for `prepare` (on the loader thread, or in `prepare` itself): the weak views'
+/// affines `[B, 2, 3]`, the strong views' tensors (see `pt_kit::vision::view_plan`) and the
+/// Cutout boxes `[B, 4]` (top, bottom, left, right; absent when Cutout is off).
+const WEAK_THETA: &str = "fixmatch/weak/theta";
+const STRONG: &str = "fixmatch/strong/";
+const CUTOUT: &str = "fixmatch/cutout";
 
 /// The defaults are the paper's: threshold 0.95, weak = flip + translation by up to 12.5 % (4 px
 /// of 32), Cutout of up to half the side.
@@ -96,39 +106,74 @@ impl FixMatch {
         Ok((augment, norm))
     }
 
-    /// Weak and strong views of `images` ([B, C, H, W], normalised) stacked as [2B, C, H, W].
-    fn two_views(&self, images: &Tensor, index: &[i64], ctx: &StepCtx) -> Result<Tensor> {
+    /// Both views' parameters for images of `shape` whose samples are `index`, as CPU tensors.
+    fn draw(&self, shape: [i64; 4], index: &[i64], ctx: &StepCtx) -> Result<Tensors> {
+        let (augment, _) = self.views.as_ref().map_err(Clone::clone)?;
+        let [_, _, height, width] = shape;
+        let weak_cfg = CropFlip { padding: self.cfg.crop_padding, hflip_p: self.cfg.hflip_p };
+        let weak: Vec<_> =
+            sample_rngs(ctx.seed, STREAM_WEAK, ctx.epoch, index, 0).iter_mut().map(|r| weak_cfg.sample(r)).collect();
+        let mut drawn = Tensors::new().with(WEAK_THETA, crop_flip_theta(&weak, height, width)?);
+        // The strong view's parameters, then its Cutout, from one stream per sample.
+        let mut strong_rngs = sample_rngs(ctx.seed, STREAM_STRONG, ctx.epoch, index, 0);
+        let strong: Vec<SimclrParams> = strong_rngs.iter_mut().map(|r| augment.sample(r, height, width)).collect();
+        for (name, t) in simclr_view_tensors(&strong, augment, shape, STRONG)? {
+            drawn.insert(name, t);
+        }
+        let side = augment.out_size;
+        if let Some(boxes) = cutout_boxes(&mut strong_rngs, self.cfg.cutout, side, side) {
+            drawn.insert(CUTOUT, Tensor::f_from_slice(&boxes)?.f_reshape([-1, 4])?);
+        }
+        Ok(drawn)
+    }
+
+    /// Weak and strong views of `images` ([B, C, H, W], normalised) from `drawn` (on their
+    /// device), stacked as [2B, C, H, W].
+    fn two_views(&self, images: &Tensor, drawn: &Tensors) -> Result<Tensor> {
         let (augment, norm) = self.views.as_ref().map_err(Clone::clone)?;
         let pixels = norm.denormalize(images)?.f_clamp(0.0, 1.0)?; // [B, C, H, W] in [0, 1]
-        let mut weak_rngs = sample_rngs(ctx.seed, STREAM_WEAK, ctx.epoch, index, 0);
-        let weak_cfg = CropFlip { padding: self.cfg.crop_padding, hflip_p: self.cfg.hflip_p };
-        let weak = crop_flip(&pixels, &mut weak_rngs, &weak_cfg)?;
-        let mut strong_rngs = sample_rngs(ctx.seed, STREAM_STRONG, ctx.epoch, index, 0);
-        let strong = simclr_view(&pixels, &mut strong_rngs, augment)?;
-        let strong = cutout(&strong, &mut strong_rngs, self.cfg.cutout)?;
+        let need = |n: &str| drawn.require(n).map_err(|e| e.context("fixmatch (drawn views)"));
+        let weak = crop_flip_by(&pixels, need(WEAK_THETA)?)?;
+        let mut strong = apply_simclr_view(&pixels, drawn, STRONG, augment)?;
+        if let Some(boxes) = drawn.get(CUTOUT) {
+            strong = cutout_by(&strong, boxes)?;
+        }
         Ok(Tensor::f_cat(&[norm.normalize(&weak)?, norm.normalize(&strong)?], 0)?)
     }
 }
 
-/// Cutout (DeVries & Taylor 2017) as FixMatch uses it: a grey (0.5) square of side `fraction`
-/// of the image side at a uniformly drawn centre, clipped at the borders; pixel space [0, 1].
-pub fn cutout(images: &Tensor, rngs: &mut [CounterRng], fraction: f64) -> Result<Tensor> {
-    let (b, _, h, w) = images.size4()?;
+/// Cutout (DeVries & Taylor 2017) as FixMatch uses it: a square of side `fraction` of the image
+/// side at a uniformly drawn centre per sample, clipped at the borders, as `[top, bottom, left,
+/// right]` rows (bottom and right exclusive), flattened; None when `fraction` is 0.
+pub fn cutout_boxes(rngs: &mut [CounterRng], fraction: f64, height: i64, width: i64) -> Option<Vec<i64>> {
     if fraction <= 0.0 {
-        return Ok(images.shallow_clone());
+        return None;
     }
-    let side = ((fraction * h.min(w) as f64).round() as i64).max(1);
-    let mut keep = vec![1f32; (b * h * w) as usize];
-    for (i, rng) in rngs.iter_mut().enumerate() {
-        let (cy, cx) = (rng.below(h as u64) as i64, rng.below(w as u64) as i64);
-        for y in (cy - side / 2).max(0)..(cy - side / 2 + side).min(h) {
-            for x in (cx - side / 2).max(0)..(cx - side / 2 + side).min(w) {
-                keep[(i as i64 * h * w + y * w + x) as usize] = 0.0;
-            }
-        }
+    let side = ((fraction * height.min(width) as f64).round() as i64).max(1);
+    let mut boxes = Vec::with_capacity(4 * rngs.len());
+    for rng in rngs.iter_mut() {
+        let (cy, cx) = (rng.below(height as u64) as i64, rng.below(width as u64) as i64);
+        let (top, left) = ((cy - side / 2).max(0), (cx - side / 2).max(0));
+        boxes.extend([top, (cy - side / 2 + side).min(height), left, (cx - side / 2 + side).min(width)]);
     }
-    let keep = Tensor::f_from_slice(&keep)?.f_view([b, 1, h, w])?.f_to_device(images.device())?;
-    // keep · x + (1 − keep) · 0.5
+    Some(boxes)
+}
+
+/// `images` (pixel space [0, 1], `[B, C, H, W]`) greyed (0.5) inside each sample's box of
+/// `boxes` `[B, 4]` (from [`cutout_boxes`], on the images' device); reads nothing back.
+pub fn cutout_by(images: &Tensor, boxes: &Tensor) -> Result<Tensor> {
+    let (b, _, h, w) = images.size4()?;
+    if boxes.size() != [b, 4] {
+        bail!(Shape, "fixmatch: Cutout boxes {:?} for a batch of {b} images; expected [{b}, 4]", boxes.size());
+    }
+    let device = images.device();
+    let bound = |i: i64| -> Result<Tensor> { Ok(boxes.f_select(1, i)?.f_view([b, 1, 1])?) };
+    let ys = Tensor::f_arange(h, (Kind::Int64, device))?.f_view([1, h, 1])?;
+    let xs = Tensor::f_arange(w, (Kind::Int64, device))?.f_view([1, 1, w])?;
+    let rows = ys.f_ge_tensor(&bound(0)?)?.f_logical_and(&ys.f_lt_tensor(&bound(1)?)?)?; // [B, H, 1]
+    let cols = xs.f_ge_tensor(&bound(2)?)?.f_logical_and(&xs.f_lt_tensor(&bound(3)?)?)?; // [B, 1, W]
+    let keep = rows.f_logical_and(&cols)?.f_logical_not()?.f_unsqueeze(1)?.f_to_kind(images.kind())?; // [B, 1, H, W]
+                                                                                                      // keep · x + (1 − keep) · 0.5
     Ok(images.f_sub_scalar(0.5)?.f_mul(&keep)?.f_add_scalar(0.5)?)
 }
 
@@ -139,18 +184,38 @@ impl Objective for FixMatch {
             needs_outputs: vec!["logits".into()],
             adds_fields: vec![],
             metrics: vec!["confident_share".into(), "pseudo_label_accuracy".into()],
+            draws_on_host: true,
             ..Default::default()
         }
     }
 
+    /// On the loader thread: both views' crops, flips, colour factors and Cutout boxes as small
+    /// tensors.
+    fn draw_on_host(&self, batch: &Tensors, ctx: &StepCtx) -> Result<Tensors> {
+        let (images, index) = images_and_indices(batch, "fixmatch")?;
+        self.draw(image_shape(images, "fixmatch")?, &index, ctx)
+    }
+
     /// In training, the batch's images become [weak views; strong views]; views of sample i come
-    /// from (seed, stream, epoch, i), so a resumed run makes the same ones.
+    /// from (seed, stream, epoch, i), so a resumed run makes the same ones. Drawn on the loader
+    /// thread, or here for a batch the loader did not draw.
     fn prepare(&self, mut batch: Tensors, ctx: &StepCtx) -> Result<Tensors> {
         if !ctx.train {
             return Ok(batch);
         }
-        let (images, index) = images_and_indices(&batch, "fixmatch")?;
-        let views = self.two_views(images, &index, ctx)?;
+        let images = batch.require("image")?;
+        let views = match batch.contains(WEAK_THETA) {
+            true => self.two_views(images, &batch)?,
+            false => {
+                let (images, index) = images_and_indices(&batch, "fixmatch")?;
+                let drawn = self.draw(image_shape(images, "fixmatch")?, &index, ctx)?.to_device(images.device())?;
+                self.two_views(images, &drawn)?
+            }
+        };
+        let drawn: Vec<String> = batch.names().filter(|n| n.starts_with("fixmatch/")).map(String::from).collect();
+        for name in drawn {
+            batch.remove(&name);
+        }
         batch.insert("image", views);
         Ok(batch)
     }
@@ -254,15 +319,38 @@ mod tests {
     }
 
     #[test]
-    fn cutout_greys_a_square_of_the_given_side() {
-        let images = Tensor::zeros([2, 1, 10, 10], (Kind::Float, Device::Cpu));
-        let mut rngs = sample_rngs(0, 1, 0, &[0, 1], 0);
-        let out = cutout(&images, &mut rngs, 0.4).unwrap();
-        for i in 0..2 {
-            let grey = f64::try_from(out.get(i).eq(0.5).sum(Kind::Float)).unwrap();
-            // A 4×4 square, clipped if its centre is near a border.
-            assert!((1.0..=16.0).contains(&grey), "sample {i}: {grey} grey pixels");
+    fn cutout_greys_each_samples_box_and_nothing_else() {
+        let images = Tensor::zeros([3, 2, 10, 10], (Kind::Float, Device::Cpu));
+        let mut rngs = sample_rngs(0, 1, 0, &[0, 1, 2], 0);
+        let boxes = cutout_boxes(&mut rngs, 0.4, 10, 10).unwrap();
+        let out = cutout_by(&images, &Tensor::from_slice(&boxes).view([3, 4])).unwrap();
+        for (i, b) in boxes.chunks(4).enumerate() {
+            let [top, bottom, left, right] = [b[0], b[1], b[2], b[3]];
+            // A 4 × 4 square, clipped where its centre is near a border.
+            assert!(0 <= top && top < bottom && bottom <= 10 && bottom - top <= 4, "{b:?}");
+            assert!(0 <= left && left < right && right <= 10 && right - left <= 4, "{b:?}");
+            let grey = out.get(i as i64).eq(0.5);
+            assert_eq!(i64::try_from(grey.sum(Kind::Int64)).unwrap(), 2 * (bottom - top) * (right - left));
+            let inside = grey.narrow(1, top, bottom - top).narrow(2, left, right - left);
+            assert!(bool::try_from(inside.all()).unwrap(), "sample {i}: not grey inside {b:?}");
         }
-        assert!(cutout(&images, &mut rngs, 0.0).unwrap().equal(&images));
+        assert!(cutout_boxes(&mut rngs, 0.0, 10, 10).is_none());
+    }
+
+    /// The loader thread's draw makes the views `prepare` draws for itself, and leaves no
+    /// drawn field behind.
+    #[test]
+    fn loader_drawn_views_equal_views_drawn_in_prepare() {
+        let fm = objective(0.95);
+        let images = Tensor::rand([4, 3, 8, 8], (Kind::Float, Device::Cpu)).f_sub_scalar(0.5).unwrap();
+        let batch = Tensors::new().with("image", images).with("sample_index", Tensor::from_slice(&[7i64, 1, 3, 5]));
+        let drawn = fm.draw_on_host(&batch, &ctx(true)).unwrap();
+        assert!(drawn.contains(WEAK_THETA) && drawn.contains(CUTOUT) && drawn.contains("fixmatch/strong/theta"));
+        assert!(drawn.iter().all(|(_, t)| t.device() == Device::Cpu));
+        let merged: Tensors = batch.share().into_iter().chain(drawn).collect();
+        let from_loader = fm.prepare(merged, &ctx(true)).unwrap();
+        assert!(from_loader.names().all(|n| !n.starts_with("fixmatch/")));
+        let in_prepare = fm.prepare(batch, &ctx(true)).unwrap();
+        assert!(from_loader.require("image").unwrap().equal(in_prepare.require("image").unwrap()));
     }
 }

@@ -2,12 +2,18 @@
 //! train-time random crop / flip made on the device in batch form.
 
 use pt_kit::losses::{labelled_cross_entropy, IGNORE_LABEL};
-use pt_kit::vision::augment::{crop_flip, sample_rngs, CropFlip};
+use pt_kit::vision::augment::{crop_flip_by, crop_flip_theta, image_shape, sample_rngs, CropFlip, CropFlipParams};
 use pt_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Random stream of the supervised augmentation (see `pt_sdk::rng`).
 const STREAM_CROP_FLIP: u64 = 0xC60F;
+
+/// Fields the loader thread draws for `prepare`: the rows to keep `[K]` (every row when the
+/// batch is fully labelled or not at all) and, when augmenting, their crop/flip affines
+/// `[K, 2, 3]`.
+const DRAWN_KEEP: &str = "supervised/keep";
+const DRAWN_THETA: &str = "supervised/theta";
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, PluginConfig)]
 #[serde(default, deny_unknown_fields)]
@@ -43,31 +49,62 @@ impl Objective for Supervised {
             needs_outputs: vec!["logits".into()],
             adds_fields: vec![],
             metrics: vec!["accuracy".into(), "labelled_samples".into()],
+            draws_on_host: true,
             ..Default::default()
         }
+    }
+
+    /// On the loader thread, where the labels are host values: the labelled rows and their
+    /// crop/flip affines, so the training step reads nothing back from the device. A partly
+    /// labelled batch's `sample_index` is replaced by its kept rows' (it stays on the host).
+    fn draw_on_host(&self, batch: &Tensors, ctx: &StepCtx) -> Result<Tensors> {
+        let (keep, index) = self.labelled_rows(batch)?;
+        let mut drawn = Tensors::new().with(DRAWN_KEEP, Tensor::f_from_slice(&keep)?);
+        if keep.len() as i64 != batch.require("label")?.size()[0] {
+            drawn.insert("sample_index", Tensor::f_from_slice(&index)?);
+        }
+        if self.augments() {
+            let [_, _, height, width] = image_shape(batch.require("image")?, "supervised")?;
+            drawn.insert(DRAWN_THETA, crop_flip_theta(&self.crop_flips(&index, ctx), height, width)?);
+        }
+        Ok(drawn)
     }
 
     /// In training, a partly labelled batch keeps only its labelled samples (the others add
     /// nothing to the loss: no need to run the model on them), and each image is translated /
     /// flipped with randomness from (seed, stream, epoch, sample index), so a resumed run makes
-    /// the same views.
-    fn prepare(&self, batch: Tensors, ctx: &StepCtx) -> Result<Tensors> {
+    /// the same views. Drawn on the loader thread, or here (reading the labels back) for a
+    /// batch the loader did not draw.
+    fn prepare(&self, mut batch: Tensors, ctx: &StepCtx) -> Result<Tensors> {
         if !ctx.train {
             return Ok(batch);
         }
-        let augment = self.cfg.crop_padding != 0 || self.cfg.hflip_p != 0.0;
-        let (labels, index) = host_labels_and_indices(&batch, augment)?;
-        let (mut batch, index) = match labelled_positions(&labels) {
-            Some(keep) => (select_rows(&batch, &keep)?, keep.iter().filter_map(|&k| index.get(k).copied()).collect()),
-            None => (batch, index),
+        let (keep, theta) = match batch.remove(DRAWN_KEEP) {
+            Some(keep) => (keep, batch.remove(DRAWN_THETA)),
+            None => {
+                let (keep, index) = self.labelled_rows(&batch)?;
+                let device = batch.require("label")?.device();
+                let theta = match self.augments() {
+                    true => {
+                        let [_, _, height, width] = image_shape(batch.require("image")?, "supervised")?;
+                        Some(crop_flip_theta(&self.crop_flips(&index, ctx), height, width)?.f_to_device(device)?)
+                    }
+                    false => None,
+                };
+                // The batch's own sample_index (on the host) is narrowed with the rest.
+                let kept = Tensor::f_from_slice(&keep)?;
+                if let Some(i) = batch.get("sample_index").filter(|i| i.size()[0] != kept.size()[0]) {
+                    let i = i.f_index_select(0, &kept)?;
+                    batch.insert("sample_index", i);
+                }
+                (kept.f_to_device(device)?, theta)
+            }
         };
-        if !augment {
-            return Ok(batch);
+        let mut batch = select_rows(batch, &keep)?;
+        if let Some(theta) = theta {
+            let images = crop_flip_by(batch.require("image")?, &theta)?;
+            batch.insert("image", images);
         }
-        let mut rngs = sample_rngs(ctx.seed, STREAM_CROP_FLIP, ctx.epoch, &index, 0);
-        let cfg = CropFlip { padding: self.cfg.crop_padding, hflip_p: self.cfg.hflip_p };
-        let images = crop_flip(batch.require("image")?, &mut rngs, &cfg)?;
-        batch.insert("image", images);
         Ok(batch)
     }
 
@@ -84,41 +121,52 @@ impl Objective for Supervised {
     }
 }
 
-/// The batch's labels and, with `indices`, its sample indices, on the host: the labels are the
-/// one device-to-host copy of a training step.
-fn host_labels_and_indices(batch: &Tensors, indices: bool) -> Result<(Vec<i64>, Vec<i64>)> {
-    let labels = batch.require("label")?.f_to_kind(Kind::Int64)?; // [B]
-    if !indices {
-        return Ok((Vec::<i64>::try_from(&labels.f_to_device(Device::Cpu)?)?, Vec::new()));
+impl Supervised {
+    fn augments(&self) -> bool {
+        self.cfg.crop_padding != 0 || self.cfg.hflip_p != 0.0
     }
-    let index = batch.require("sample_index")?;
-    if index.size() != labels.size() {
-        bail!(Shape, "supervised: sample indices {:?} do not match labels {:?}", index.size(), labels.size());
-    }
-    // The host keeps `sample_index` on the CPU: only the labels come back from the device.
-    let index = index.f_to_device(Device::Cpu)?.f_to_kind(Kind::Int64)?;
-    Ok((Vec::<i64>::try_from(&labels.f_to_device(Device::Cpu)?)?, Vec::<i64>::try_from(&index)?))
-}
 
-/// The rows that carry a label, when some but not all do (otherwise the whole batch is kept:
-/// its loss then is zero, or uses every sample).
-fn labelled_positions(labels: &[i64]) -> Option<Vec<usize>> {
-    let keep: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] != IGNORE_LABEL).collect();
-    (!keep.is_empty() && keep.len() < labels.len()).then_some(keep)
-}
-
-/// Every tensor with the batch's first dimension narrowed to the rows `keep`.
-fn select_rows(batch: &Tensors, keep: &[usize]) -> Result<Tensors> {
-    let rows = batch.require("label")?.size()[0];
-    let keep = Tensor::f_from_slice(&keep.iter().map(|&k| k as i64).collect::<Vec<_>>())?; // [kept], host
-    let mut out = Tensors::new();
-    for (name, t) in batch.iter() {
-        let t = if t.dim() > 0 && t.size()[0] == rows {
-            t.f_index_select(0, &keep.f_to_device(t.device())?)?
-        } else {
-            t.shallow_clone()
+    /// The rows of `batch` to train on and their sample indices (empty unless augmenting):
+    /// the labelled ones when some but not all carry a label, else every row (a batch without
+    /// labels then has loss zero). Reads the labels on the host.
+    fn labelled_rows(&self, batch: &Tensors) -> Result<(Vec<i64>, Vec<i64>)> {
+        let labels = batch.require("label")?.f_to_kind(Kind::Int64)?; // [B]
+        let labels = Vec::<i64>::try_from(&labels.f_to_device(Device::Cpu)?)?;
+        let labelled: Vec<i64> = (0..labels.len() as i64).filter(|&i| labels[i as usize] != IGNORE_LABEL).collect();
+        let keep = match labelled.is_empty() || labelled.len() == labels.len() {
+            true => (0..labels.len() as i64).collect(),
+            false => labelled,
         };
-        out.insert(name, t);
+        if !self.augments() {
+            return Ok((keep, Vec::new()));
+        }
+        // The host keeps `sample_index` on the CPU.
+        let index = Vec::<i64>::try_from(&batch.require("sample_index")?.f_to_kind(Kind::Int64)?)?;
+        if index.len() != labels.len() {
+            bail!(Shape, "supervised: {} sample indices for {} labels", index.len(), labels.len());
+        }
+        let kept_index = keep.iter().map(|&k| index[k as usize]).collect();
+        Ok((keep, kept_index))
+    }
+
+    /// Each kept sample's translation and flip, from (seed, stream, epoch, sample index).
+    fn crop_flips(&self, index: &[i64], ctx: &StepCtx) -> Vec<CropFlipParams> {
+        let cfg = CropFlip { padding: self.cfg.crop_padding, hflip_p: self.cfg.hflip_p };
+        sample_rngs(ctx.seed, STREAM_CROP_FLIP, ctx.epoch, index, 0).iter_mut().map(|rng| cfg.sample(rng)).collect()
+    }
+}
+
+/// Every tensor with the batch's rows narrowed to `keep` (on their device; `sample_index`,
+/// on the host, is already narrowed), or the batch as it is when `keep` is every row.
+fn select_rows(batch: Tensors, keep: &Tensor) -> Result<Tensors> {
+    let rows = batch.require("label")?.size()[0];
+    if keep.size()[0] == rows {
+        return Ok(batch);
+    }
+    let mut out = Tensors::new();
+    for (name, t) in batch.into_iter() {
+        let narrow = t.dim() > 0 && t.size()[0] == rows && name != "sample_index";
+        out.insert(name, if narrow { t.f_index_select(0, keep)? } else { t });
     }
     Ok(out)
 }
@@ -159,5 +207,37 @@ mod tests {
         let a = augmenting.prepare(partial, &ctx).unwrap();
         let b = augmenting.prepare(labelled, &ctx).unwrap();
         assert!(a.require("image").unwrap().equal(b.require("image").unwrap()));
+    }
+
+    /// What the loader thread draws gives `prepare` the batch it makes by itself (kept rows,
+    /// their views, their sample indices), and it is all the step needs: no field left over.
+    #[test]
+    fn loader_drawn_rows_and_views_equal_those_drawn_in_prepare() {
+        let ctx = StepCtx { seed: 5, epoch: 1, step: 0, rank: 0, world_size: 1, device: -1, train: true };
+        let cfg = SupervisedConfig { crop_padding: 2, hflip_p: 0.5, ..SupervisedConfig::default() };
+        let objective = Supervised::new(cfg, &CreateCtx::default()).unwrap();
+        let images = Tensor::rand([6, 3, 7, 7], (Kind::Float, Device::Cpu));
+        for labels in [vec![3i64, IGNORE_LABEL, 1, IGNORE_LABEL, 0, 2], vec![1, 2, 3, 4, 5, 6]] {
+            let batch = Tensors::new()
+                .with("image", images.shallow_clone())
+                .with("label", Tensor::from_slice(&labels))
+                .with("sample_index", Tensor::from_slice(&[20i64, 21, 22, 23, 24, 25]));
+            let drawn = objective.draw_on_host(&batch, &ctx).unwrap();
+            assert!(drawn.iter().all(|(_, t)| t.device() == Device::Cpu));
+            let merged: Tensors = batch.share().into_iter().chain(drawn).collect();
+            let from_loader = objective.prepare(merged, &ctx).unwrap();
+            let in_prepare = objective.prepare(batch.share(), &ctx).unwrap();
+            let mut names: Vec<&str> = from_loader.names().collect();
+            names.sort();
+            assert_eq!(names, ["image", "label", "sample_index"]);
+            for name in names {
+                assert!(from_loader.require(name).unwrap().equal(in_prepare.require(name).unwrap()), "{name}");
+            }
+            let rows: Vec<i64> = (0..6).filter(|&i| labels[i as usize] != IGNORE_LABEL).collect();
+            assert_eq!(from_loader.require("image").unwrap().size(), [rows.len() as i64, 3, 7, 7]);
+            // Views, not the kept images themselves (translations and flips of random pixels).
+            let kept_images = images.index_select(0, &Tensor::from_slice(&rows));
+            assert!(!from_loader.require("image").unwrap().equal(&kept_images));
+        }
     }
 }

@@ -187,7 +187,8 @@ impl Objective for SimClr {
             z = global_embeddings(&z, &gathered, i64::from(ctx.rank), world)?;
         }
         let (nt, accuracy) = nt_xent(&z, self.temperature)?;
-        let views = Tensor::from(z.size()[0] as f64).f_to_device(z.device())?;
+        // Made on the device: a host scalar copied there would wait for the step's kernels.
+        let views = Tensor::f_full([], z.size()[0] as f64, (Kind::Float, z.device()))?;
         let mut metrics = vec![
             ("nt_xent".to_string(), nt.detach()),
             ("contrastive_accuracy".to_string(), accuracy),

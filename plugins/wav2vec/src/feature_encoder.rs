@@ -106,6 +106,11 @@ impl FeatureEncoder {
     pub fn output_length(&self, samples: i64) -> i64 {
         output_length(&self.kernels, &self.strides, samples)
     }
+
+    /// [`Self::output_length`] of each entry of `samples` (int64), computed where it is.
+    pub fn output_lengths(&self, samples: &Tensor) -> Result<Tensor> {
+        output_lengths(&self.kernels, &self.strides, samples)
+    }
 }
 
 /// `input_values` [batch, samples] of a batch and its shape, or a shape error naming the field.
@@ -132,6 +137,17 @@ pub fn output_length(kernels: &[i64], strides: &[i64], samples: i64) -> i64 {
     len
 }
 
+/// [`output_length`] of each entry of `samples` (int64, any shape), on `samples`' device, so
+/// nothing is read back: a clip shorter than a layer's kernel has no frames.
+pub fn output_lengths(kernels: &[i64], strides: &[i64], samples: &Tensor) -> Result<Tensor> {
+    let mut len = samples.shallow_clone();
+    for (&k, &s) in kernels.iter().zip(strides) {
+        // floor((len - k) / s) + 1 is at most 0 exactly when len < k.
+        len = len.f_sub_scalar(k)?.f_div_scalar_mode(s, "floor")?.f_add_scalar(1)?.f_clamp_min(0)?;
+    }
+    Ok(len)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +159,15 @@ mod tests {
         assert_eq!(output_length(&k, &s, 16000), 49);
         assert_eq!(output_length(&k, &s, 400), 1);
         assert_eq!(output_length(&k, &s, 399), 0);
+    }
+
+    #[test]
+    fn lengths_computed_as_tensors_equal_the_host_formula() {
+        let k = [10, 3, 3, 3, 3, 2, 2];
+        let s = [5, 2, 2, 2, 2, 2, 2];
+        let samples: Vec<i64> = (0..2000).step_by(7).chain([399, 400, 16000, 16001]).collect();
+        let lengths = output_lengths(&k, &s, &Tensor::from_slice(&samples)).unwrap();
+        let expected: Vec<i64> = samples.iter().map(|&n| output_length(&k, &s, n)).collect();
+        assert_eq!(Vec::<i64>::try_from(&lengths).unwrap(), expected);
     }
 }

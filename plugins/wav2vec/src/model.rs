@@ -85,23 +85,28 @@ impl Wav2Vec2 {
         self.feature_extractor.output_length(samples)
     }
 
-    /// `[batch, frames]` bool: frames computed only from real (unpadded) samples.
+    /// `[batch, frames]` bool: frames computed only from real (unpadded) samples. Computed on
+    /// the mask's device: reading the lengths back would wait for the device every step. A clip
+    /// too short for one frame is an error checked where the lengths are host values (on the
+    /// CPU here; on a GPU, the objective's `prepare` on the loader thread).
     fn frame_mask(&self, attention_mask: Option<&Tensor>, batch: i64, frames: i64, device: Device) -> Result<Tensor> {
         let Some(mask) = attention_mask else {
             return Ok(Tensor::f_ones([batch, frames], (Kind::Bool, device))?);
         };
-        let lengths = Vec::<i64>::try_from(&mask.f_sum_dim_intlist(-1, false, Kind::Int64)?.f_to_device(Device::Cpu)?)?;
-        let frame_lengths: Vec<i64> = lengths.iter().map(|&l| self.frames(l)).collect();
-        if let Some(i) = frame_lengths.iter().position(|&f| f == 0) {
-            bail!(
-                Shape,
-                "wav2vec2: clip {i} of the batch has {} samples, fewer than the feature encoder's receptive field ({}): \
-                 raise the dataset's min_samples",
-                lengths[i],
-                self.config.receptive_field()
-            );
+        let samples = mask.f_sum_dim_intlist(-1, false, Kind::Int64)?; // [B]
+        if samples.device() == Device::Cpu {
+            let lengths = Vec::<i64>::try_from(&samples)?;
+            if let Some(i) = lengths.iter().position(|&l| self.frames(l) == 0) {
+                bail!(
+                    Shape,
+                    "wav2vec2: clip {i} of the batch has {} samples, fewer than the feature encoder's receptive field ({}): \
+                     raise the dataset's min_samples",
+                    lengths[i],
+                    self.config.receptive_field()
+                );
+            }
         }
-        let lengths = Tensor::f_from_slice(&frame_lengths)?.f_to_device(device)?;
+        let lengths = self.feature_extractor.output_lengths(&samples)?.f_to_device(device)?; // [B]
         let positions = Tensor::f_arange(frames, (Kind::Int64, device))?;
         Ok(positions.f_unsqueeze(0)?.f_lt_tensor(&lengths.f_unsqueeze(1)?)?)
     }

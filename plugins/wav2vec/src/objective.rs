@@ -252,6 +252,15 @@ impl Objective for Wav2Vec2Objective {
         let frames = output_length(&parts.kernels, &parts.strides, samples);
         let frame_lengths: Vec<usize> =
             lengths.iter().map(|&l| output_length(&parts.kernels, &parts.strides, l) as usize).collect();
+        // Checked here, on the host: the architecture on a GPU computes its frame mask without
+        // reading the lengths back.
+        if let Some(i) = frame_lengths.iter().position(|&f| f == 0) {
+            bail!(
+                Shape,
+                "wav2vec2: clip {i} of the batch has {} samples, too few for one frame of the feature encoder: raise the dataset's min_samples",
+                lengths[i]
+            );
+        }
         let masks = draw_batch(
             &self.spans,
             self.cfg.num_negatives,

@@ -25,7 +25,8 @@ pub struct Bert {
 impl Component for Bert {
     const NAME: &'static str = "bert";
     const ABOUT: &'static str = "BERT encoder + MLM head (Hugging Face BertForMaskedLM parameter names)";
-    const PROVIDES: &'static [&'static str] = &["feature_dim", "hidden_size"];
+    // vocab_size: an MLM objective draws replacements from it and checks ids against it.
+    const PROVIDES: &'static [&'static str] = &["feature_dim", "hidden_size", "vocab_size"];
     type Config = BertArgs;
 
     fn new(args: BertArgs, ctx: &CreateCtx) -> Result<Self> {
@@ -69,6 +70,8 @@ impl Bert {
 
     /// Fails when an id is outside the embedding (a tokenizer with a larger vocabulary than the
     /// model), instead of an index error deep in libtorch (or a device-side assert on CUDA).
+    /// One read of the device: skipped for ids an objective checked on the host
+    /// ([`IDS_CHECKED`]), where it would be a wait for the GPU every step.
     fn check_ids(&self, ids: &Tensor) -> Result<()> {
         if ids.numel() == 0 {
             return Ok(());
@@ -76,17 +79,25 @@ impl Bert {
         let vocab = self.config.vocab_size;
         let bad = ids.f_ge(vocab)?.f_logical_or(&ids.f_lt(0)?)?.f_any()?.f_int64_value(&[])? != 0;
         if bad {
-            let max = ids.f_max()?.f_int64_value(&[])?;
-            let min = ids.f_min()?.f_int64_value(&[])?;
-            return Err(PtError::data(format!(
-                "input_ids range over [{min}, {max}] but bert's vocab_size is {vocab}: the tokenizer's vocabulary is \
-                 larger than the model's embedding. Leave architecture vocab_size unset (it then comes from the \
-                 dataset's tokenizer) or set it to at least {}",
-                max + 1
-            )));
+            return Err(ids_outside_vocab(ids.f_min()?.f_int64_value(&[])?, ids.f_max()?.f_int64_value(&[])?, vocab));
         }
         Ok(())
     }
+}
+
+/// An input field (any value) saying `input_ids` were checked against the vocabulary where they
+/// were host values (the MLM and ELECTRA objectives' `prepare` on the loader thread), so bert
+/// does not read them back to check again.
+pub const IDS_CHECKED: &str = "input_ids_checked";
+
+/// The error for input ids over [min, max] that bert's vocabulary of `vocab` does not hold.
+pub fn ids_outside_vocab(min: i64, max: i64, vocab: i64) -> PtError {
+    PtError::data(format!(
+        "input_ids range over [{min}, {max}] but bert's vocab_size is {vocab}: the tokenizer's vocabulary is \
+         larger than the model's embedding. Leave architecture vocab_size unset (it then comes from the \
+         dataset's tokenizer) or set it to at least {}",
+        max + 1
+    ))
 }
 
 impl Bert {
@@ -212,7 +223,9 @@ impl Architecture for Bert {
             )));
         }
         let ids = if ids.kind() == Kind::Int64 { ids.shallow_clone() } else { ids.f_to_kind(Kind::Int64)? };
-        self.check_ids(&ids)?;
+        if !inputs.contains(IDS_CHECKED) {
+            self.check_ids(&ids)?;
+        }
         let mut out = Tensors::new();
         let hidden = self.hidden_with_taps(&ids, inputs, &mut out)?; // [batch, seq, hidden]
         out.insert("features", self.pool(&hidden, inputs.get("attention_mask"))?); // [batch, hidden]
