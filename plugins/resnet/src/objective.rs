@@ -60,12 +60,11 @@ impl Objective for Supervised {
     fn draw_on_host(&self, batch: &Tensors, ctx: &StepCtx) -> Result<Tensors> {
         let (keep, index) = self.labelled_rows(batch)?;
         let mut drawn = Tensors::new().with(DRAWN_KEEP, Tensor::f_from_slice(&keep)?);
-        if keep.len() as i64 != batch.require("label")?.size()[0] {
-            drawn.insert("sample_index", Tensor::f_from_slice(&index)?);
+        if let (true, Some(index)) = (keep.len() as i64 != batch.require("label")?.size()[0], &index) {
+            drawn.insert("sample_index", Tensor::f_from_slice(index)?);
         }
-        if self.augments() {
-            let [_, _, height, width] = image_shape(batch.require("image")?, "supervised")?;
-            drawn.insert(DRAWN_THETA, crop_flip_theta(&self.crop_flips(&index, ctx), height, width)?);
+        if let Some(theta) = self.affines(batch, index.as_deref(), ctx)? {
+            drawn.insert(DRAWN_THETA, theta);
         }
         Ok(drawn)
     }
@@ -84,20 +83,11 @@ impl Objective for Supervised {
             None => {
                 let (keep, index) = self.labelled_rows(&batch)?;
                 let device = batch.require("label")?.device();
-                let theta = match self.augments() {
-                    true => {
-                        let [_, _, height, width] = image_shape(batch.require("image")?, "supervised")?;
-                        Some(crop_flip_theta(&self.crop_flips(&index, ctx), height, width)?.f_to_device(device)?)
-                    }
-                    false => None,
-                };
-                // The batch's own sample_index (on the host) is narrowed with the rest.
-                let kept = Tensor::f_from_slice(&keep)?;
-                if let Some(i) = batch.get("sample_index").filter(|i| i.size()[0] != kept.size()[0]) {
-                    let i = i.f_index_select(0, &kept)?;
-                    batch.insert("sample_index", i);
+                let theta = self.affines(&batch, index.as_deref(), ctx)?.map(|t| t.f_to_device(device));
+                if let (true, Some(index)) = (keep.len() as i64 != batch.require("label")?.size()[0], &index) {
+                    batch.insert("sample_index", Tensor::f_from_slice(index)?); // stays on the host
                 }
-                (kept.f_to_device(device)?, theta)
+                (Tensor::f_from_slice(&keep)?.f_to_device(device)?, theta.transpose()?)
             }
         };
         let mut batch = select_rows(batch, &keep)?;
@@ -126,10 +116,10 @@ impl Supervised {
         self.cfg.crop_padding != 0 || self.cfg.hflip_p != 0.0
     }
 
-    /// The rows of `batch` to train on and their sample indices (empty unless augmenting):
-    /// the labelled ones when some but not all carry a label, else every row (a batch without
-    /// labels then has loss zero). Reads the labels on the host.
-    fn labelled_rows(&self, batch: &Tensors) -> Result<(Vec<i64>, Vec<i64>)> {
+    /// The rows of `batch` to train on, and their sample indices when the batch has them: the
+    /// labelled rows when some but not all carry a label, else every row (a batch without
+    /// labels then has loss zero). Reads the labels as host values.
+    fn labelled_rows(&self, batch: &Tensors) -> Result<(Vec<i64>, Option<Vec<i64>>)> {
         let labels = batch.require("label")?.f_to_kind(Kind::Int64)?; // [B]
         let labels = Vec::<i64>::try_from(&labels.f_to_device(Device::Cpu)?)?;
         let labelled: Vec<i64> = (0..labels.len() as i64).filter(|&i| labels[i as usize] != IGNORE_LABEL).collect();
@@ -137,22 +127,32 @@ impl Supervised {
             true => (0..labels.len() as i64).collect(),
             false => labelled,
         };
-        if !self.augments() {
-            return Ok((keep, Vec::new()));
-        }
         // The host keeps `sample_index` on the CPU.
-        let index = Vec::<i64>::try_from(&batch.require("sample_index")?.f_to_kind(Kind::Int64)?)?;
+        let Some(index) = batch.get("sample_index") else { return Ok((keep, None)) };
+        let index = Vec::<i64>::try_from(&index.f_to_kind(Kind::Int64)?)?;
         if index.len() != labels.len() {
             bail!(Shape, "supervised: {} sample indices for {} labels", index.len(), labels.len());
         }
         let kept_index = keep.iter().map(|&k| index[k as usize]).collect();
-        Ok((keep, kept_index))
+        Ok((keep, Some(kept_index)))
     }
 
-    /// Each kept sample's translation and flip, from (seed, stream, epoch, sample index).
-    fn crop_flips(&self, index: &[i64], ctx: &StepCtx) -> Vec<CropFlipParams> {
+    /// The kept samples' crop/flip affines `[K, 2, 3]` (on the CPU), from (seed, stream, epoch,
+    /// sample index); None when not augmenting.
+    fn affines(&self, batch: &Tensors, index: Option<&[i64]>, ctx: &StepCtx) -> Result<Option<Tensor>> {
+        if !self.augments() {
+            return Ok(None);
+        }
+        let Some(index) = index else {
+            bail!(Shape, "supervised: crop_padding / hflip_p need the batch's sample_index (the host adds it)")
+        };
+        let [_, _, height, width] = image_shape(batch.require("image")?, "supervised")?;
         let cfg = CropFlip { padding: self.cfg.crop_padding, hflip_p: self.cfg.hflip_p };
-        sample_rngs(ctx.seed, STREAM_CROP_FLIP, ctx.epoch, index, 0).iter_mut().map(|rng| cfg.sample(rng)).collect()
+        let params: Vec<CropFlipParams> = sample_rngs(ctx.seed, STREAM_CROP_FLIP, ctx.epoch, index, 0)
+            .iter_mut()
+            .map(|rng| cfg.sample(rng))
+            .collect();
+        Ok(Some(crop_flip_theta(&params, height, width)?))
     }
 }
 
@@ -214,10 +214,16 @@ mod tests {
     #[test]
     fn loader_drawn_rows_and_views_equal_those_drawn_in_prepare() {
         let ctx = StepCtx { seed: 5, epoch: 1, step: 0, rank: 0, world_size: 1, device: -1, train: true };
-        let cfg = SupervisedConfig { crop_padding: 2, hflip_p: 0.5, ..SupervisedConfig::default() };
-        let objective = Supervised::new(cfg, &CreateCtx::default()).unwrap();
+        let augmenting = SupervisedConfig { crop_padding: 2, hflip_p: 0.5, ..SupervisedConfig::default() };
         let images = Tensor::rand([6, 3, 7, 7], (Kind::Float, Device::Cpu));
-        for labels in [vec![3i64, IGNORE_LABEL, 1, IGNORE_LABEL, 0, 2], vec![1, 2, 3, 4, 5, 6]] {
+        let partly = vec![3i64, IGNORE_LABEL, 1, IGNORE_LABEL, 0, 2];
+        for (cfg, labels) in [
+            (augmenting.clone(), partly.clone()),
+            (augmenting, vec![1, 2, 3, 4, 5, 6]),
+            (SupervisedConfig::default(), partly),
+        ] {
+            let augments = cfg.crop_padding != 0;
+            let objective = Supervised::new(cfg, &CreateCtx::default()).unwrap();
             let batch = Tensors::new()
                 .with("image", images.shallow_clone())
                 .with("label", Tensor::from_slice(&labels))
@@ -237,7 +243,9 @@ mod tests {
             assert_eq!(from_loader.require("image").unwrap().size(), [rows.len() as i64, 3, 7, 7]);
             // Views, not the kept images themselves (translations and flips of random pixels).
             let kept_images = images.index_select(0, &Tensor::from_slice(&rows));
-            assert!(!from_loader.require("image").unwrap().equal(&kept_images));
+            assert_eq!(from_loader.require("image").unwrap().equal(&kept_images), !augments);
+            let kept_index: Vec<i64> = rows.iter().map(|r| 20 + r).collect();
+            assert_eq!(Vec::<i64>::try_from(from_loader.require("sample_index").unwrap()).unwrap(), kept_index);
         }
     }
 }
