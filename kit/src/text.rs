@@ -20,6 +20,18 @@ use tokenizers::{AddedToken, TokenizerImpl};
 pub use tokenizers;
 pub use tokenizers::Tokenizer;
 
+/// An input field (any value) beside `input_ids` saying they were checked against the text
+/// architecture's vocabulary where they were host values (an objective's `prepare` or
+/// `draw_on_host` on the loader thread), so the architecture need not read them back from the
+/// device to check them (on a GPU a wait every step). bert honours it.
+pub const IDS_CHECKED: &str = "input_ids_checked";
+
+/// The smallest and largest of `ids` when one is outside `[0, vocab)`.
+pub fn ids_outside(ids: &[i64], vocab: i64) -> Option<(i64, i64)> {
+    let (&min, &max) = (ids.iter().min()?, ids.iter().max()?);
+    (min < 0 || max >= vocab).then_some((min, max))
+}
+
 /// The special tokens of a trained tokenizer; their ids are their positions (`[PAD]` = 0 ...
 /// `[MASK]` = 4), which is what the MLM objective's defaults assume.
 pub const SPECIAL_TOKENS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];

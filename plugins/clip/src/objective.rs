@@ -6,6 +6,7 @@
 
 use crate::loss::{clip_loss, gather_rows, l2_normalize};
 use pt_kit::params::{Created, Params};
+use pt_kit::text::{ids_outside, IDS_CHECKED};
 use pt_kit::vision::augment::{
     image_shape, images_and_indices, sample_rngs, Normalization, SimclrAugment, SimclrParams,
 };
@@ -25,6 +26,10 @@ pub struct ClipConfig {
     /// width of the text architecture's `features` (from [arch.text])
     #[config(input = "text.feature_dim")]
     pub text_dim: i64,
+    /// the text architecture's vocabulary (from [arch.text]): caption ids are checked against it
+    /// on the loader thread, so the text tower need not read them back
+    #[config(input = "text.vocab_size", optional)]
+    pub text_vocab_size: Option<i64>,
     /// starting temperature: logits are cosine similarities divided by it (CLIP: 0.07)
     #[config(default = 0.07, above = 0.0)]
     pub init_temperature: f64,
@@ -178,7 +183,7 @@ impl Objective for Clip {
             adds_fields: vec!["image/image".into(), "text/input_ids".into(), "text/attention_mask".into()],
             metrics: vec!["logit_scale".into(), "image_to_text_accuracy".into(), "text_to_image_accuracy".into()],
             embeds: vec!["image/embedding".into(), "text/embedding".into()],
-            draws_on_host: self.cfg.augmentation(1).is_some(),
+            draws_on_host: self.cfg.augmentation(1).is_some() || self.cfg.text_vocab_size.is_some(),
             ..Default::default()
         }
     }
@@ -187,10 +192,24 @@ impl Objective for Clip {
         self.params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
     }
 
-    /// On the loader thread: the training images' crops and colour factors as small tensors.
+    /// On the loader thread: the training images' crops and colour factors as small tensors,
+    /// and the captions' ids checked against the text tower's vocabulary.
     fn draw_on_host(&self, batch: &Tensors, ctx: &StepCtx) -> Result<Tensors> {
         let (images, index) = images_and_indices(batch, "clip")?;
-        self.draw(image_shape(images, "clip")?, &index, ctx)
+        let mut drawn = self.draw(image_shape(images, "clip")?, &index, ctx)?;
+        if let Some(vocab) = self.cfg.text_vocab_size {
+            let ids = batch.require("input_ids")?.f_flatten(0, -1)?.f_to_kind(Kind::Int64)?;
+            if let Some((min, max)) = ids_outside(&Vec::<i64>::try_from(&ids)?, vocab) {
+                return Err(PtError::data(format!(
+                    "clip: caption token ids range over [{min}, {max}] but the text architecture's vocab_size is \
+                     {vocab}: leave [arch.text] vocab_size unset (it then comes from the dataset's tokenizer) or set \
+                     it to at least {}",
+                    max + 1
+                )));
+            }
+            drawn.insert(format!("text/{IDS_CHECKED}"), Tensor::f_from_slice(&[1i64])?);
+        }
+        Ok(drawn)
     }
 
     /// The dataset's `image` (augmented in training, when asked) to the image tower,
@@ -207,6 +226,10 @@ impl Objective for Clip {
         }
         if let Some(index) = batch.get("sample_index") {
             inputs.insert("sample_index", index.shallow_clone());
+        }
+        let checked = format!("text/{IDS_CHECKED}");
+        if let Some(marker) = batch.get(&checked) {
+            inputs.insert(checked, marker.shallow_clone());
         }
         Ok(inputs)
     }
@@ -265,6 +288,7 @@ mod tests {
         let ctx = StepCtx { seed: 3, epoch: 1, train: true, ..StepCtx::default() };
         let drawn = clip.draw_on_host(&batch, &ctx).unwrap();
         assert!(drawn.contains("clip/view/theta") && drawn.iter().all(|(_, t)| t.device() == Device::Cpu));
+        assert!(!drawn.contains("text/input_ids_checked"), "no vocabulary given: nothing checked");
         let merged: Tensors = batch.share().into_iter().chain(drawn).collect();
         let from_loader = clip.prepare(merged, &ctx).unwrap();
         assert!(from_loader.names().all(|n| !n.starts_with("clip/")));
@@ -273,10 +297,21 @@ mod tests {
         assert!(views.equal(in_prepare.require("image/image").unwrap()));
         assert!(!views.allclose(&images, 1e-3, 1e-3, false));
 
-        let plain = ClipConfig { min_scale: 1.0, jitter_strength: 0.0, grayscale_p: 0.0, ..cfg };
+        let plain = ClipConfig { min_scale: 1.0, jitter_strength: 0.0, grayscale_p: 0.0, ..cfg.clone() };
         let plain = Clip::new(plain, &CreateCtx::default()).unwrap();
         assert!(!plain.info().draws_on_host);
         assert_eq!(plain.draw_on_host(&batch, &ctx).unwrap().len(), 0);
-        assert!(plain.prepare(batch, &ctx).unwrap().require("image/image").unwrap().equal(&images));
+        assert!(plain.prepare(batch.share(), &ctx).unwrap().require("image/image").unwrap().equal(&images));
+
+        // Given the text tower's vocabulary, the captions are checked on the loader thread and
+        // the text tower is told so; an id outside it is a clear error there.
+        let checking =
+            Clip::new(ClipConfig { text_vocab_size: Some(4), ..cfg.clone() }, &CreateCtx::default()).unwrap();
+        let drawn = checking.draw_on_host(&batch, &ctx).unwrap();
+        let merged: Tensors = batch.share().into_iter().chain(drawn).collect();
+        assert!(checking.prepare(merged, &ctx).unwrap().contains("text/input_ids_checked"));
+        let small = Clip::new(ClipConfig { text_vocab_size: Some(3), ..cfg }, &CreateCtx::default()).unwrap();
+        let err = small.draw_on_host(&batch, &ctx).unwrap_err();
+        assert!(err.message.contains("range over [1, 3]") && err.message.contains("vocab_size is 3"), "{err}");
     }
 }

@@ -50,10 +50,8 @@ pub(crate) fn mask_batch(
     }
     // Checked here, where the ids are host values, so the architecture need not read them back.
     if let Some(vocab) = masking.config().vocab_size {
-        if let (Some(&min), Some(&max)) = (cpu_ids.iter().min(), cpu_ids.iter().max()) {
-            if min < 0 || max >= vocab {
-                return Err(ids_outside_vocab(min, max, vocab));
-            }
+        if let Some((min, max)) = pt_kit::text::ids_outside(&cpu_ids, vocab) {
+            return Err(ids_outside_vocab(min, max, vocab));
         }
         batch.insert(IDS_CHECKED, Tensor::f_from_slice(&[1i64])?);
     }

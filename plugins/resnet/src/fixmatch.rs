@@ -170,10 +170,11 @@ pub fn cutout_by(images: &Tensor, boxes: &Tensor) -> Result<Tensor> {
     let bound = |i: i64| -> Result<Tensor> { Ok(boxes.f_select(1, i)?.f_view([b, 1, 1])?) };
     let ys = Tensor::f_arange(h, (Kind::Int64, device))?.f_view([1, h, 1])?;
     let xs = Tensor::f_arange(w, (Kind::Int64, device))?.f_view([1, 1, w])?;
-    let rows = ys.f_ge_tensor(&bound(0)?)?.f_logical_and(&ys.f_lt_tensor(&bound(1)?)?)?; // [B, H, 1]
-    let cols = xs.f_ge_tensor(&bound(2)?)?.f_logical_and(&xs.f_lt_tensor(&bound(3)?)?)?; // [B, 1, W]
-    let keep = rows.f_logical_and(&cols)?.f_logical_not()?.f_unsqueeze(1)?.f_to_kind(images.kind())?; // [B, 1, H, W]
-                                                                                                      // keep · x + (1 − keep) · 0.5
+    // Rows [B, H, 1] and columns [B, 1, W] inside each box; keep [B, 1, H, W] is 0 inside it.
+    let rows = ys.f_ge_tensor(&bound(0)?)?.f_logical_and(&ys.f_lt_tensor(&bound(1)?)?)?;
+    let cols = xs.f_ge_tensor(&bound(2)?)?.f_logical_and(&xs.f_lt_tensor(&bound(3)?)?)?;
+    let keep = rows.f_logical_and(&cols)?.f_logical_not()?.f_unsqueeze(1)?.f_to_kind(images.kind())?;
+    // keep · x + (1 − keep) · 0.5
     Ok(images.f_sub_scalar(0.5)?.f_mul(&keep)?.f_add_scalar(0.5)?)
 }
 

@@ -85,10 +85,8 @@ impl Bert {
     }
 }
 
-/// An input field (any value) saying `input_ids` were checked against the vocabulary where they
-/// were host values (the MLM and ELECTRA objectives' `prepare` on the loader thread), so bert
-/// does not read them back to check again.
-pub const IDS_CHECKED: &str = "input_ids_checked";
+/// Ids an objective checked on the host (MLM, ELECTRA, CLIP's captions) are not read back.
+pub use pt_kit::text::IDS_CHECKED;
 
 /// The error for input ids over [min, max] that bert's vocabulary of `vocab` does not hold.
 pub fn ids_outside_vocab(min: i64, max: i64, vocab: i64) -> PtError {
