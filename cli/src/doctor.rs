@@ -17,6 +17,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let libtorch_version = lib_dir.as_deref().and_then(runtime::libtorch_version);
     let cuda = tch::Cuda::is_available();
     let devices = if cuda { runtime::cuda_device_names() } else { Vec::new() };
+    // Whether the step's GPU waits can be counted (device_syncs_per_step): one read must count.
+    let sync_counting = if cuda { pt_core::train::device_syncs::count_one_read(tch::Device::Cuda(0)) } else { None };
     let reg = Registry::discover();
     // A real computation through libtorch: [1,2,3]·[4,5,6] = 32.
     let tensor_check = tch::Tensor::from_slice(&[1f32, 2., 3.])
@@ -38,6 +40,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "nccl_built": pt_core::dist::Backend::nccl_built(),
         "cudnn_available": cuda && tch::Cuda::cudnn_is_available(),
         "cudnn_version": if cuda { Some(tch::utils::version_cudnn()) } else { None },
+        "sync_counting": sync_counting,
         "threads": tch::get_num_threads(),
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "pt_home": registry::pt_home(),
@@ -88,6 +91,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 format!("available (version {})", tch::utils::version_cudnn())
             } else {
                 "not available".into()
+            }
+        );
+        println!(
+            "GPU wait counting (device_syncs_per_step): {}",
+            match sync_counting {
+                Some(n) if n > 0 => format!("works ({n} counted for one read)"),
+                Some(_) => "BROKEN: a read of the GPU counted nothing".into(),
+                None => "unavailable (this pt was built without CUDA headers)".into(),
             }
         );
     } else {

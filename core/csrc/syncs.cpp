@@ -3,6 +3,8 @@
 // -- a blocking copy to or from the device, .item(), nonzero, a stream synchronisation -- raise
 // the warning "called a synchronizing CUDA operation". While a count is on, a warning handler on
 // the counting thread counts those instead of printing them and passes every other warning on.
+// The mode is process-wide but handlers are per thread: a sync on another thread (autograd's
+// device thread during backward, for one) is printed as a warning, not counted.
 // build.rs defines PT_WITH_CUDA for a CUDA libtorch whose CUDA headers it found; otherwise
 // counting is unavailable. No C++ exception leaves these functions.
 #include <cstdint>
@@ -31,6 +33,8 @@ class SyncCounter final : public c10::WarningHandler {
 };
 
 thread_local SyncCounter t_counter;
+// The debug mode before counting began, put back when it ends.
+std::atomic<int> g_mode_before{0};
 
 }  // namespace
 
@@ -42,7 +46,11 @@ extern "C" int pt_syncs_begin() {
       t_counter.previous = current;
       c10::WarningUtils::set_warning_handler(&t_counter);
     }
-    c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_WARN);
+    auto& state = c10::cuda::warning_state();
+    if (state.get_sync_debug_mode() != c10::cuda::SyncDebugMode::L_WARN) {
+      g_mode_before.store(static_cast<int>(state.get_sync_debug_mode()));
+    }
+    state.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_WARN);
     return 1;
   } catch (...) {
     return 0;
@@ -51,7 +59,7 @@ extern "C" int pt_syncs_begin() {
 
 extern "C" void pt_syncs_end() {
   try {
-    c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+    c10::cuda::warning_state().set_sync_debug_mode(static_cast<c10::cuda::SyncDebugMode>(g_mode_before.load()));
     if (c10::WarningUtils::get_warning_handler() == &t_counter) {
       c10::WarningUtils::set_warning_handler(t_counter.previous);
     }

@@ -3,17 +3,21 @@
 //! for every kernel queued before it (most of a step, when the copy comes late in one).
 //! Copied asynchronously, a small buffer in ordinary (pageable) memory is staged by the driver
 //! before the call returns, so it may be dropped at once, and the copy queues behind the work
-//! already queued.
+//! already queued. (A large pageable buffer is staged in chunks that do wait: batches travel
+//! pinned, through the host's loader.)
 
 use crate::Result;
 use tch::{Device, Tensor};
 
-/// `t` on `device`, copied without a wait (the same tensor when it is there already).
+/// A small host tensor `t` on `device`, copied without waiting for the device (the same
+/// tensor when it is there already). Any other copy (from a device, or to the host) is the
+/// ordinary blocking one: reading a device value back always waits.
 pub fn upload(t: &Tensor, device: Device) -> Result<Tensor> {
     if t.device() == device {
         return Ok(t.shallow_clone());
     }
-    Ok(t.f_to_device_(device, t.kind(), true, false)?)
+    let from_host = t.device() == Device::Cpu;
+    Ok(t.f_to_device_(device, t.kind(), from_host, false)?)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! plugin's included: a blocking copy to or from the device, `.item()`, `nonzero`, a boolean
 //! mask index. Through c10's sync debug mode (`csrc/syncs.cpp`); unavailable without CUDA.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use tch::Device;
 
 extern "C" {
@@ -12,7 +13,10 @@ extern "C" {
     fn pt_syncs_count() -> u64;
 }
 
-/// While it lives, this thread's synchronising CUDA calls are counted.
+/// Steps counted so far in this process.
+static COUNTED_STEPS: AtomicU64 = AtomicU64::new(0);
+
+/// While it lives, this thread's synchronising CUDA calls are counted (one step's).
 pub(super) struct SyncCount(());
 
 impl SyncCount {
@@ -27,13 +31,27 @@ impl Drop for SyncCount {
     fn drop(&mut self) {
         // SAFETY: no arguments; the shim catches every C++ exception.
         unsafe { pt_syncs_end() }
+        COUNTED_STEPS.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-/// Synchronising calls counted so far in this process.
-pub(super) fn syncs_so_far() -> u64 {
+/// (steps counted, synchronising calls counted in them) so far in this process.
+pub(super) fn counted_so_far() -> (u64, u64) {
     // SAFETY: reads an atomic counter.
-    unsafe { pt_syncs_count() }
+    (COUNTED_STEPS.load(Ordering::Relaxed), unsafe { pt_syncs_count() })
+}
+
+/// What counting sees of one read of a value on `device` (`pt doctor`'s check that it works):
+/// Some(count), at least 1 where it works; None off CUDA or where it is unavailable.
+pub fn count_one_read(device: Device) -> Option<u64> {
+    let probe = tch::Tensor::f_ones([1], (tch::Kind::Float, device)).ok()?;
+    let counting = SyncCount::begin(device)?;
+    let before = counted_so_far().1;
+    let _ = probe.f_double_value(&[]);
+    let after = counted_so_far().1;
+    drop(counting);
+    COUNTED_STEPS.fetch_sub(1, Ordering::Relaxed); // not a training step
+    Some(after - before)
 }
 
 #[cfg(test)]
@@ -43,17 +61,18 @@ mod tests {
     #[test]
     fn nothing_is_counted_off_cuda() {
         assert!(SyncCount::begin(Device::Cpu).is_none());
-        let before = syncs_so_far();
+        assert!(count_one_read(Device::Cpu).is_none());
+        let before = counted_so_far();
         let t = tch::Tensor::from_slice(&[1.0f32, 2.0]).sum(tch::Kind::Float);
         assert_eq!(f64::try_from(&t).unwrap(), 3.0);
-        assert_eq!(syncs_so_far(), before);
+        assert_eq!(counted_so_far(), before);
         // With a CUDA libtorch the shim switches the debug mode on and off again without a GPU;
         // CPU work inside counts nothing.
         // SAFETY: no arguments; the shim catches every C++ exception.
         if unsafe { pt_syncs_begin() } == 1 {
             let _ = tch::Tensor::from_slice(&[1.0f32]).f_to_device(Device::Cpu).unwrap();
             unsafe { pt_syncs_end() };
-            assert_eq!(syncs_so_far(), before);
+            assert_eq!(counted_so_far().1, before.1);
         }
     }
 }

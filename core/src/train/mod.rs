@@ -1,7 +1,7 @@
 //! The shared trainer: one loop for every objective.
 
 pub(crate) mod checkpointing;
-mod device_syncs;
+pub mod device_syncs;
 pub mod eval;
 mod grad_watch;
 mod health;

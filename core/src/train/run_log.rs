@@ -271,8 +271,8 @@ pub(super) struct Window {
     load_s: f64,
     /// Host reads made by this process when the window began.
     reads_at_start: Option<u64>,
-    /// Synchronising CUDA calls counted in this process's steps when the window began.
-    syncs_at_start: Option<u64>,
+    /// (steps counted, synchronising CUDA calls in them) in this process when the window began.
+    syncs_at_start: (u64, u64),
 }
 
 /// `where(applied, t, 0)` in float64: a skipped step adds nothing.
@@ -284,7 +284,7 @@ impl Window {
     /// A window starting now: the syncs counted from here on are its steps' (counting is on
     /// only inside steps, so its first step's are among them).
     pub(super) fn start() -> Window {
-        Window { syncs_at_start: Some(super::device_syncs::syncs_so_far()), ..Window::default() }
+        Window { syncs_at_start: super::device_syncs::counted_so_far(), ..Window::default() }
     }
 
     pub(super) fn add(&mut self, o: &StepOutcome, seconds: f64, samples: u64) -> Result<()> {
@@ -368,11 +368,14 @@ impl Window {
         // Device values the trainer read back per step (this log line's read included): each
         // one a wait for the GPU, so a sync-free step shows about 1 / log_every.
         row.insert("host_reads_per_step".into(), reads as f64 / self.steps.max(1) as f64);
-        if trainer.session.device.is_cuda() {
-            // Every wait for the GPU inside the steps, a plugin's included (0 for a step that
-            // reads nothing; the log line's own read comes after the step and is not counted).
-            let syncs = super::device_syncs::syncs_so_far() - self.syncs_at_start.unwrap_or(0);
-            row.insert("device_syncs_per_step".into(), syncs as f64 / self.steps.max(1) as f64);
+        let (steps, syncs) = super::device_syncs::counted_so_far();
+        let counted = steps - self.syncs_at_start.0;
+        if counted > 0 {
+            // Every wait for the GPU inside the counted steps, a plugin's included (0 for a step
+            // that reads nothing; the log line's own read comes after the step). Absent where
+            // nothing was counted (off CUDA, or a libtorch that cannot count).
+            let syncs = syncs - self.syncs_at_start.1;
+            row.insert("device_syncs_per_step".into(), syncs as f64 / counted as f64);
         }
         *self = Window::start();
         Ok(row)

@@ -76,6 +76,8 @@ impl Accumulated {
 impl Trainer<'_> {
     /// One optimizer step over `grad_accum` micro-batches.
     pub(super) fn train_step(&mut self, loader: &mut Prefetcher) -> Result<StepOutcome> {
+        // The step's waits for the GPU are counted (on CUDA): ideally none.
+        let _counting = super::device_syncs::SyncCount::begin(self.session.device);
         let grad_accum = self.settings().grad_accum;
         let mut acc = Accumulated::default();
         for micro in 0..grad_accum {

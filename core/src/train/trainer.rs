@@ -71,6 +71,9 @@ pub struct TrainOptions {
     pub restart: bool,
 }
 
+/// The most steps several ranks go between two votes on whether to stop.
+const STOP_VOTE_EVERY: u64 = 50;
+
 pub struct Trainer<'r> {
     pub(super) reg: &'r Registry,
     pub session: Session,
@@ -296,10 +299,11 @@ impl<'r> Trainer<'r> {
             let by_steps = run.max_steps > 0 && self.step >= run.max_steps;
             return Ok(Some(if by_steps { StopReason::MaxSteps } else { StopReason::MaxEpochs }));
         }
-        // Several ranks agree at log lines only: the vote is an all-reduce whose result the host
+        // Several ranks agree at log lines: the vote is an all-reduce whose result the host
         // reads, a wait for the device on NCCL, while at a log line the host has just read the
-        // window's sums anyway. A signal or the time limit stops the run at the next one.
-        if self.dist.is_some() && !self.step.is_multiple_of(run.log_every) {
+        // window's sums anyway. With log lines far apart, every STOP_VOTE_EVERY steps, so a
+        // signal (a scheduler's SIGTERM before its SIGKILL) still stops the run in time.
+        if self.dist.is_some() && !self.step.is_multiple_of(run.log_every.min(STOP_VOTE_EVERY)) {
             return Ok(None);
         }
         let (timed_out, interrupted) = self.agree_to_stop(
@@ -350,9 +354,7 @@ impl<'r> Trainer<'r> {
                 break reason;
             }
             let t0 = Instant::now();
-            let counting = super::device_syncs::SyncCount::begin(self.session.device);
             let outcome = self.profiled_step(&mut loader, &mut profile, obs)?;
-            drop(counting);
             if let Some(group) = &self.dist {
                 group.heartbeat(self.step);
             }

@@ -175,7 +175,7 @@ pub fn crop_flip(images: &Tensor, rngs: &mut [CounterRng], cfg: &CropFlip) -> Re
 
 /// [`crop_flip`] with given parameters.
 pub fn crop_flip_with(images: &Tensor, params: &[CropFlipParams]) -> Result<Tensor> {
-    let (_, [batch, _, height, width]) = float_images(images, "crop_flip")?;
+    let [batch, _, height, width] = image_shape(images, "crop_flip")?;
     check_rngs(params.len(), batch, "crop_flip")?;
     crop_flip_by(images, &upload(&crop_flip_theta(params, height, width)?, images.device())?)
 }

@@ -53,6 +53,14 @@ pub struct ElectraConfig {
     /// ids never chosen ([0, 1, 2, 3, 4] when neither the recipe nor the dataset sets them)
     #[config(input, optional)]
     pub special_token_ids: Option<Vec<i64>>,
+    /// the generator's vocabulary (from [arch.generator]): input ids are checked against it on
+    /// the loader thread, so the towers need not read them back
+    #[config(input = "generator.vocab_size", optional)]
+    pub generator_vocab_size: Option<i64>,
+    /// the discriminator's vocabulary (from [arch.discriminator]): its inputs, the originals and
+    /// the generator's samples, are checked against it as well
+    #[config(input = "discriminator.vocab_size", optional)]
+    pub discriminator_vocab_size: Option<i64>,
 }
 
 /// Random stream of the generator's masks: counters (epoch, sample index).
@@ -85,7 +93,11 @@ impl Component for Electra {
                 mask_token_id: cfg.mask_token_id,
                 pad_token_id: cfg.pad_token_id,
                 special_token_ids: cfg.special_token_ids.clone(),
-                vocab_size: None,
+                // No random replacements: the size only checks the ids, against both towers.
+                vocab_size: match (cfg.generator_vocab_size, cfg.discriminator_vocab_size) {
+                    (Some(g), Some(d)) => Some(g.min(d)),
+                    (g, d) => g.or(d),
+                },
             },
             "electra",
         )?;
@@ -226,8 +238,10 @@ impl Objective for Electra {
         let sampled = sample_from_logits(&logits.f_div_scalar(self.cfg.temperature)?)?; // [M]
         let (ids, replaced) = corrupt(inputs.require("original_ids")?, inputs.require("mlm_positions")?, &sampled)?;
         let mut out = Tensors::new();
-        if inputs.contains(&format!("generator/{IDS_CHECKED}")) {
-            // The originals were checked; the samples come from the shared vocabulary.
+        // The originals were checked against both towers; the samples are ids of the
+        // generator's vocabulary (one per logit), which must fit the discriminator's.
+        let samples_fit = self.cfg.discriminator_vocab_size.is_some_and(|d| logits.size()[1] <= d);
+        if inputs.contains(&format!("generator/{IDS_CHECKED}")) && samples_fit {
             out.insert(format!("discriminator/{IDS_CHECKED}"), Tensor::f_ones([1], (Kind::Int64, ids.device()))?);
         }
         Ok(out.with("discriminator/input_ids", ids).with("replaced", replaced))
@@ -289,6 +303,39 @@ mod tests {
         let weights = real_weights(Some(&real), &logits).unwrap();
         let got = discriminator_loss(&logits, &replaced, &weights).unwrap().double_value(&[]);
         assert!((got - expected).abs() < 1e-6, "{got} vs {expected}");
+    }
+
+    /// Ids are checked on the host against both towers' vocabularies: both towers are told so
+    /// when the generator's samples fit the discriminator, and an id outside either is an error.
+    #[test]
+    fn ids_are_checked_on_the_host_against_both_towers() {
+        let electra = |g: i64, d: i64| {
+            let cfg = format!(
+                r#"{{"hidden_size": 2, "generator_vocab_size": {g}, "discriminator_vocab_size": {d}, "mask_prob": 0.5}}"#
+            );
+            Electra::new(serde_json::from_str(&cfg).unwrap(), &CreateCtx::default()).unwrap()
+        };
+        let batch = Tensors::new()
+            .with("input_ids", Tensor::from_slice(&[5i64, 6, 7, 8, 9, 10]).view([2, 3]))
+            .with("sample_index", Tensor::from_slice(&[0i64, 1]));
+        let ctx = StepCtx { train: true, ..StepCtx::default() };
+        let generator_checked = format!("generator/{IDS_CHECKED}");
+        let same = electra(20, 20);
+        let prepared = same.prepare(batch.share(), &ctx).unwrap();
+        assert!(prepared.contains(&generator_checked));
+        let positions = prepared.require("mlm_positions").unwrap().size()[0];
+        let outputs =
+            Tensors::new().with("generator/mlm_logits", Tensor::zeros([positions, 20], (Kind::Float, Device::Cpu)));
+        let next = same.next_stage(0, &prepared, &outputs, &ctx).unwrap();
+        assert!(next.contains(&format!("discriminator/{IDS_CHECKED}")));
+        // A generator with a larger vocabulary could sample ids the discriminator lacks.
+        let wider = electra(30, 20);
+        let outputs =
+            Tensors::new().with("generator/mlm_logits", Tensor::zeros([positions, 30], (Kind::Float, Device::Cpu)));
+        let next = wider.next_stage(0, &wider.prepare(batch.share(), &ctx).unwrap(), &outputs, &ctx).unwrap();
+        assert!(!next.contains(&format!("discriminator/{IDS_CHECKED}")));
+        let err = electra(20, 10).prepare(batch, &ctx).unwrap_err();
+        assert!(err.message.contains("range over [5, 10]") && err.message.contains("vocab_size is 10"), "{err}");
     }
 
     /// L = L_MLM(generator) + λ · L_Disc on a batch small enough to compute by hand, with the

@@ -2,6 +2,7 @@
 //! train-time random crop / flip made on the device in batch form.
 
 use pt_kit::losses::{labelled_cross_entropy, IGNORE_LABEL};
+use pt_kit::upload::upload;
 use pt_kit::vision::augment::{crop_flip_by, crop_flip_theta, image_shape, sample_rngs, CropFlip, CropFlipParams};
 use pt_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -58,12 +59,12 @@ impl Objective for Supervised {
     /// crop/flip affines, so the training step reads nothing back from the device. A partly
     /// labelled batch's `sample_index` is replaced by its kept rows' (it stays on the host).
     fn draw_on_host(&self, batch: &Tensors, ctx: &StepCtx) -> Result<Tensors> {
-        let (keep, index) = self.labelled_rows(batch)?;
+        let (keep, kept_index, theta) = self.draw(batch, ctx)?;
         let mut drawn = Tensors::new().with(DRAWN_KEEP, Tensor::f_from_slice(&keep)?);
-        if let (true, Some(index)) = (keep.len() as i64 != batch.require("label")?.size()[0], &index) {
-            drawn.insert("sample_index", Tensor::f_from_slice(index)?);
+        if let Some(index) = kept_index {
+            drawn.insert("sample_index", Tensor::f_from_slice(&index)?);
         }
-        if let Some(theta) = self.affines(batch, index.as_deref(), ctx)? {
+        if let Some(theta) = theta {
             drawn.insert(DRAWN_THETA, theta);
         }
         Ok(drawn)
@@ -81,13 +82,13 @@ impl Objective for Supervised {
         let (keep, theta) = match batch.remove(DRAWN_KEEP) {
             Some(keep) => (keep, batch.remove(DRAWN_THETA)),
             None => {
-                let (keep, index) = self.labelled_rows(&batch)?;
-                let device = batch.require("label")?.device();
-                let theta = self.affines(&batch, index.as_deref(), ctx)?.map(|t| t.f_to_device(device));
-                if let (true, Some(index)) = (keep.len() as i64 != batch.require("label")?.size()[0], &index) {
-                    batch.insert("sample_index", Tensor::f_from_slice(index)?); // stays on the host
+                let (keep, kept_index, theta) = self.draw(&batch, ctx)?;
+                if let Some(index) = kept_index {
+                    batch.insert("sample_index", Tensor::f_from_slice(&index)?);
+                    // stays on the host
                 }
-                (Tensor::f_from_slice(&keep)?.f_to_device(device)?, theta.transpose()?)
+                let device = batch.require("label")?.device();
+                (upload(&Tensor::f_from_slice(&keep)?, device)?, theta.map(|t| upload(&t, device)).transpose()?)
             }
         };
         let mut batch = select_rows(batch, &keep)?;
@@ -114,6 +115,16 @@ impl Objective for Supervised {
 impl Supervised {
     fn augments(&self) -> bool {
         self.cfg.crop_padding != 0 || self.cfg.hflip_p != 0.0
+    }
+
+    /// What `prepare` needs, from the batch's labels and sample indices as host values: the rows
+    /// to keep, their sample indices when that narrows the batch (they replace its own), and
+    /// their crop/flip affines when augmenting.
+    fn draw(&self, batch: &Tensors, ctx: &StepCtx) -> Result<(Vec<i64>, Option<Vec<i64>>, Option<Tensor>)> {
+        let (keep, index) = self.labelled_rows(batch)?;
+        let theta = self.affines(batch, index.as_deref(), ctx)?;
+        let narrowed = keep.len() as i64 != batch.require("label")?.size()[0];
+        Ok((keep, index.filter(|_| narrowed), theta))
     }
 
     /// The rows of `batch` to train on, and their sample indices when the batch has them: the

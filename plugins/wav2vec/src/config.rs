@@ -98,11 +98,7 @@ impl Wav2Vec2Config {
 
     /// Samples one frame sees (400 for the paper's stack: 25 ms at 16 kHz).
     pub fn receptive_field(&self) -> i64 {
-        let mut field = 1;
-        for (k, s) in self.conv_kernel.iter().zip(&self.conv_stride).rev() {
-            field = (field - 1) * s + k;
-        }
-        field
+        crate::feature_encoder::receptive_field(&self.conv_kernel, &self.conv_stride)
     }
 
     /// Parameters of the encoder with these sizes, about (biases of the feature encoder aside),

@@ -137,6 +137,11 @@ pub fn output_length(kernels: &[i64], strides: &[i64], samples: i64) -> i64 {
     len
 }
 
+/// The samples one output frame sees through convolutions of `kernels` and `strides`.
+pub fn receptive_field(kernels: &[i64], strides: &[i64]) -> i64 {
+    kernels.iter().zip(strides).rev().fold(1, |field, (k, s)| (field - 1) * s + k)
+}
+
 /// [`output_length`] of each entry of `samples` (int64, any shape), on `samples`' device, so
 /// nothing is read back: a clip shorter than a layer's kernel has no frames.
 pub fn output_lengths(kernels: &[i64], strides: &[i64], samples: &Tensor) -> Result<Tensor> {
@@ -159,6 +164,7 @@ mod tests {
         assert_eq!(output_length(&k, &s, 16000), 49);
         assert_eq!(output_length(&k, &s, 400), 1);
         assert_eq!(output_length(&k, &s, 399), 0);
+        assert_eq!(receptive_field(&k, &s), 400);
     }
 
     #[test]

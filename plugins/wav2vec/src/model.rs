@@ -25,6 +25,10 @@ struct FeatureProjection {
     dropout: f64,
 }
 
+/// An input field (any value) saying every clip of the batch was checked, where its length was
+/// a host value, to give at least one frame: the model then need not read the lengths back.
+pub const FRAMES_CHECKED: &str = "frames_checked";
+
 pub struct Wav2Vec2 {
     pub config: Wav2Vec2Config,
     pooling: FeaturePooling,
@@ -85,16 +89,22 @@ impl Wav2Vec2 {
         self.feature_extractor.output_length(samples)
     }
 
-    /// `[batch, frames]` bool: frames computed only from real (unpadded) samples. Computed on
-    /// the mask's device: reading the lengths back would wait for the device every step. A clip
-    /// too short for one frame is an error checked where the lengths are host values (on the
-    /// CPU here; on a GPU, the objective's `prepare` on the loader thread).
-    fn frame_mask(&self, attention_mask: Option<&Tensor>, batch: i64, frames: i64, device: Device) -> Result<Tensor> {
+    /// `[batch, frames]` bool: frames computed only from real (unpadded) samples, on the mask's
+    /// device. A clip too short for one frame is an error; checking reads the lengths, a wait
+    /// for a GPU, so it is skipped for a batch whose lengths were checked on the host
+    /// (`checked`: the wav2vec2 objective's `prepare` on the loader thread).
+    fn frame_mask(
+        &self,
+        attention_mask: Option<&Tensor>,
+        checked: bool,
+        (batch, frames): (i64, i64),
+        device: Device,
+    ) -> Result<Tensor> {
         let Some(mask) = attention_mask else {
             return Ok(Tensor::f_ones([batch, frames], (Kind::Bool, device))?);
         };
         let samples = mask.f_sum_dim_intlist(-1, false, Kind::Int64)?; // [B]
-        if samples.device() == Device::Cpu {
+        if !checked || samples.device() == Device::Cpu {
             let lengths = Vec::<i64>::try_from(&samples)?;
             if let Some(i) = lengths.iter().position(|&l| self.frames(l) == 0) {
                 bail!(
@@ -143,7 +153,8 @@ impl Wav2Vec2 {
             hidden = hidden.f_where_self(&mask.f_logical_not()?, &self.masked_spec_embed.f_to_kind(hidden.kind())?)?;
         }
         let attention_mask = inputs.get("attention_mask");
-        let frame_mask = self.frame_mask(attention_mask, batch, frames, audio.device())?;
+        let checked = inputs.contains(FRAMES_CHECKED);
+        let frame_mask = self.frame_mask(attention_mask, checked, (batch, frames), audio.device())?;
         let keep = attention_mask.map(|_| &frame_mask);
         // The mean over real frames: [batch, frames, dim] → [batch, dim].
         let pool = |states: &Tensor| -> Result<Tensor> {

@@ -7,9 +7,10 @@
 //! Parameter names follow transformers' `Wav2Vec2ForPreTraining` (`quantizer.*`, `project_hid`,
 //! `project_q`).
 
-use crate::feature_encoder::{audio_input, output_length};
+use crate::feature_encoder::{audio_input, output_length, receptive_field};
 use crate::loss::{contrastive_loss, diversity_loss};
 use crate::masking::{draw_batch, SpanMasking};
+use crate::model::FRAMES_CHECKED;
 use crate::quantizer::GumbelQuantizer;
 use pt_kit::params::{Created, Linear, Params};
 use pt_sdk::prelude::*;
@@ -257,10 +258,13 @@ impl Objective for Wav2Vec2Objective {
         if let Some(i) = frame_lengths.iter().position(|&f| f == 0) {
             bail!(
                 Shape,
-                "wav2vec2: clip {i} of the batch has {} samples, too few for one frame of the feature encoder: raise the dataset's min_samples",
-                lengths[i]
+                "wav2vec2: clip {i} of the batch has {} samples, fewer than the feature encoder's receptive field ({}): \
+                 raise the dataset's min_samples",
+                lengths[i],
+                receptive_field(&parts.kernels, &parts.strides)
             );
         }
+        batch.insert(FRAMES_CHECKED, Tensor::f_from_slice(&[1i64])?);
         let masks = draw_batch(
             &self.spans,
             self.cfg.num_negatives,

@@ -9,6 +9,8 @@ use config::{BertArgs, BertConfig, FeaturePooling};
 use layers::Params;
 use model::BertForMaskedLM;
 use pt_kit::params::Created;
+/// Ids an objective checked on the host (MLM, ELECTRA, CLIP's captions) are not read back.
+pub use pt_kit::text::IDS_CHECKED;
 use pt_sdk::prelude::*;
 use pt_sdk::taps::{tap_output, wants_any_tap, wants_tap};
 
@@ -84,9 +86,6 @@ impl Bert {
         Ok(())
     }
 }
-
-/// Ids an objective checked on the host (MLM, ELECTRA, CLIP's captions) are not read back.
-pub use pt_kit::text::IDS_CHECKED;
 
 /// The error for input ids over [min, max] that bert's vocabulary of `vocab` does not hold.
 pub fn ids_outside_vocab(min: i64, max: i64, vocab: i64) -> PtError {
