@@ -83,9 +83,9 @@ impl Objective for Supervised {
             Some(keep) => (keep, batch.remove(DRAWN_THETA)),
             None => {
                 let (keep, kept_index, theta) = self.draw(&batch, ctx)?;
+                // The kept rows' sample indices, like the batch's own, stay on the host.
                 if let Some(index) = kept_index {
                     batch.insert("sample_index", Tensor::f_from_slice(&index)?);
-                    // stays on the host
                 }
                 let device = batch.require("label")?.device();
                 (upload(&Tensor::f_from_slice(&keep)?, device)?, theta.map(|t| upload(&t, device)).transpose()?)

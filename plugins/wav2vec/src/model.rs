@@ -105,7 +105,7 @@ impl Wav2Vec2 {
         };
         let samples = mask.f_sum_dim_intlist(-1, false, Kind::Int64)?; // [B]
         if !checked || samples.device() == Device::Cpu {
-            let lengths = Vec::<i64>::try_from(&samples)?;
+            let lengths = Vec::<i64>::try_from(&samples.f_to_device(Device::Cpu)?)?;
             if let Some(i) = lengths.iter().position(|&l| self.frames(l) == 0) {
                 bail!(
                     Shape,
