@@ -633,6 +633,11 @@ fn the_step_reads_the_device_only_at_log_lines() {
         assert!(reads * 4.0 <= 1.0 + 1e-9, "step {step}: {reads} host reads per step (one per log line expected)");
         assert!(metric_at(&run, step, "loss").is_some_and(f64::is_finite), "step {step}: the window's mean loss");
         assert!(metric_at(&run, step, "mlm_accuracy").is_some(), "step {step}: objective metrics still logged");
+        // GPU waits are counted on CUDA only: a CPU run has no such column (not a false 0).
+        assert!(
+            metric_at(&run, step, "device_syncs_per_step").is_none(),
+            "step {step}: device syncs counted on the CPU"
+        );
     }
     // MLM draws its masks from the host's copy of the batch, on the loader thread.
     let log = std::fs::read_to_string(run.join("train.log")).unwrap();

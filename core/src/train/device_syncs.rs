@@ -23,7 +23,8 @@ impl SyncCount {
     /// Counting for a step on `device`: None off CUDA or where libtorch cannot count.
     pub(super) fn begin(device: Device) -> Option<SyncCount> {
         // SAFETY: no arguments; the shim catches every C++ exception.
-        (device.is_cuda() && unsafe { pt_syncs_begin() } == 1).then_some(SyncCount(()))
+        // `then`, not `then_some`: a SyncCount made and dropped here would count a step.
+        (device.is_cuda() && unsafe { pt_syncs_begin() } == 1).then(|| SyncCount(()))
     }
 }
 
@@ -60,9 +61,10 @@ mod tests {
 
     #[test]
     fn nothing_is_counted_off_cuda() {
+        let before = counted_so_far();
         assert!(SyncCount::begin(Device::Cpu).is_none());
         assert!(count_one_read(Device::Cpu).is_none());
-        let before = counted_so_far();
+        assert_eq!(counted_so_far(), before, "no step counted off CUDA");
         let t = tch::Tensor::from_slice(&[1.0f32, 2.0]).sum(tch::Kind::Float);
         assert_eq!(f64::try_from(&t).unwrap(), 3.0);
         assert_eq!(counted_so_far(), before);
